@@ -1,0 +1,131 @@
+//! The cost model of DESIGN.md, evaluated for a given placement of nodes.
+//!
+//! For a cloud set C (and edge set E = V \ C):
+//!
+//! ```text
+//! L(C) = Σ_E edge_ms + λ·Σ_C cloud_ms
+//!      + Σ_{u∈E with a consumer in C} upload(u)        (each crossing tensor paid once)
+//!      + Σ_{u∈C with a consumer in E} download(u)      (only when returns are allowed)
+//!      + [sink ∈ C]·download(sink)                      (the result comes home)
+//!      + rtt · ([sink ∈ C] + #{edge nodes with an input from C})
+//! ```
+//!
+//! For a successor-closed C the two return terms vanish and this is exactly DESIGN.md's L(C):
+//! one round trip and the result download whenever C ≠ ∅. With returns allowed, every trip
+//! back to the edge costs one more round trip and the download of what it brings.
+
+use crate::graph::Graph;
+use crate::scenario::{Objective, Scenario};
+
+/// A plan's predicted cost, split into where the time goes. All in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Breakdown {
+    /// Time computing on the edge.
+    pub edge_ms: f64,
+    /// Time sending tensors up.
+    pub upload_ms: f64,
+    /// Time computing on the cloud (after the load factor).
+    pub cloud_ms: f64,
+    /// Time sending tensors down, the result included.
+    pub download_ms: f64,
+    /// Round-trip latency paid.
+    pub rtt_ms: f64,
+    /// The sum of the five parts: the end-to-end latency.
+    pub total_ms: f64,
+}
+
+impl Breakdown {
+    /// The breakdown of placing the nodes marked `true` in `cloud` on the cloud.
+    ///
+    /// `cloud` must have one entry per node; callers check this.
+    pub(crate) fn of_placement(graph: &Graph, scenario: &Scenario, cloud: &[bool]) -> Breakdown {
+        let link = scenario.link();
+        let mut b = Breakdown::default();
+        let mut round_trips = 0u32;
+        for v in 0..graph.len() {
+            if cloud[v] {
+                b.cloud_ms += scenario.load_factor() * graph.cloud_ms(v);
+            } else {
+                b.edge_ms += graph.edge_ms(v);
+                if graph.inputs(v).iter().any(|&u| cloud[u]) {
+                    round_trips += 1;
+                }
+            }
+            let crosses = graph.consumers(v).iter().any(|&w| cloud[w] != cloud[v]);
+            if crosses && cloud[v] {
+                b.download_ms += link.download_ms(graph.out_bytes(v));
+            } else if crosses {
+                b.upload_ms += link.upload_ms(graph.out_bytes(v));
+            }
+        }
+        let sink = graph.sink();
+        if cloud[sink] {
+            b.download_ms += link.download_ms(graph.out_bytes(sink));
+            round_trips += 1;
+        }
+        b.rtt_ms = f64::from(round_trips) * link.rtt_ms();
+        b.total_ms = b.edge_ms + b.upload_ms + b.cloud_ms + b.download_ms + b.rtt_ms;
+        b
+    }
+
+    /// The objective's value for this breakdown: ms for latency, mJ for energy.
+    pub fn objective_value(&self, objective: &Objective) -> f64 {
+        match *objective {
+            Objective::Latency => self.total_ms,
+            Objective::Energy {
+                compute_w,
+                transmit_w,
+                idle_w,
+            } => {
+                compute_w * self.edge_ms
+                    + transmit_w * self.upload_ms
+                    + idle_w * (self.cloud_ms + self.download_ms + self.rtt_ms)
+            }
+        }
+    }
+}
+
+/// Per-node costs in the objective's unit, as the solvers consume them.
+///
+/// `edge[v]` is paid when v runs on the edge, `cloud[v]` when it runs on the cloud, `up[u]` once
+/// when tensor u goes up, `down[u]` once when it comes down, and `rtt` per round trip.
+pub(crate) struct Weights {
+    pub edge: Vec<f64>,
+    pub cloud: Vec<f64>,
+    pub up: Vec<f64>,
+    pub down: Vec<f64>,
+    pub rtt: f64,
+}
+
+impl Weights {
+    pub fn new(graph: &Graph, scenario: &Scenario) -> Weights {
+        let (compute, transmit, idle) = match *scenario.objective() {
+            Objective::Latency => (1.0, 1.0, 1.0),
+            Objective::Energy {
+                compute_w,
+                transmit_w,
+                idle_w,
+            } => (compute_w, transmit_w, idle_w),
+        };
+        let link = scenario.link();
+        let n = graph.len();
+        Weights {
+            edge: (0..n).map(|v| compute * graph.edge_ms(v)).collect(),
+            cloud: (0..n)
+                .map(|v| idle * scenario.load_factor() * graph.cloud_ms(v))
+                .collect(),
+            up: (0..n)
+                .map(|v| transmit * link.upload_ms(graph.out_bytes(v)))
+                .collect(),
+            down: (0..n)
+                .map(|v| idle * link.download_ms(graph.out_bytes(v)))
+                .collect(),
+            rtt: idle * link.rtt_ms(),
+        }
+    }
+
+    /// What running the sink on the cloud adds: one round trip and the result's download.
+    pub fn result(&self, sink: usize) -> f64 {
+        self.rtt + self.down[sink]
+    }
+}

@@ -1,0 +1,53 @@
+//! The solvers. Each returns a [`Plan`] whose figures come from the cost model, not from the
+//! solver's own arithmetic.
+
+mod chain;
+mod dp;
+mod exhaustive;
+mod maxflow;
+mod mincut;
+
+pub use exhaustive::MAX_EXHAUSTIVE_NODES;
+
+use crate::error::SolveError;
+use crate::graph::Graph;
+use crate::plan::Plan;
+use crate::scenario::Scenario;
+
+/// Which algorithm picks the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Solver {
+    /// `Chain` on chains, `MinCut` otherwise.
+    #[default]
+    Auto,
+    /// Neurosurgeon's argmin over split points, O(n). Errors on a graph that branches.
+    Chain,
+    /// DADS's s–t minimum cut: exact on any DAG.
+    MinCut,
+    /// Shortest path over (layer, placement) states. See the `dp` module for its complexity.
+    Dp {
+        /// Let work move back to the edge, paying the downlink for each tensor that goes down
+        /// and a round trip for each return (the JointDNN model).
+        allow_return: bool,
+    },
+    /// Every feasible placement; the reference for tests, up to [`MAX_EXHAUSTIVE_NODES`] nodes.
+    Exhaustive {
+        /// Enumerate placements that return to the edge too.
+        allow_return: bool,
+    },
+}
+
+impl Solver {
+    /// Finds the placement that minimises the scenario's objective.
+    pub fn solve(self, graph: &Graph, scenario: &Scenario) -> Result<Plan, SolveError> {
+        match self {
+            Solver::Auto if graph.is_chain() => chain::solve(graph, scenario),
+            Solver::Auto | Solver::MinCut => Ok(mincut::solve(graph, scenario)),
+            Solver::Chain => chain::solve(graph, scenario),
+            Solver::Dp { allow_return } => dp::solve(graph, scenario, allow_return),
+            Solver::Exhaustive { allow_return } => {
+                exhaustive::solve(graph, scenario, allow_return)
+            }
+        }
+    }
+}

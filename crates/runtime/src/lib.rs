@@ -1,0 +1,7 @@
+//! Collaborative inference, end to end.
+//!
+//! This crate will own `EdgeSession` (plan with the live link estimate, run the edge part, ship
+//! the boundary tensors, fall back to local execution on faults) and `CloudServer` (serve model
+//! parts behind a bounded queue and report its load). The CLIs are thin wrappers over it.
+//!
+//! Status: not built yet; see the runtime issue in the tracker.
