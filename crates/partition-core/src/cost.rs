@@ -7,12 +7,13 @@
 //!      + Σ_{u∈E with a consumer in C} upload(u)        (each crossing tensor paid once)
 //!      + Σ_{u∈C with a consumer in E} download(u)      (only when returns are allowed)
 //!      + [sink ∈ C]·download(sink)                      (the result comes home)
-//!      + rtt · ([sink ∈ C] + #{edge nodes with an input from C})
+//!      + rtt · ([sink ∈ C] + #{u ∈ C with a consumer in E})
 //! ```
 //!
 //! For a successor-closed C the two return terms vanish and this is exactly DESIGN.md's L(C):
-//! one round trip and the result download whenever C ≠ ∅. With returns allowed, every trip
-//! back to the edge costs one more round trip and the download of what it brings.
+//! one round trip and the result download whenever C ≠ ∅. With returns allowed, every tensor
+//! that comes back to the edge is the reply to a request, so it costs its download and one
+//! more round trip; later edge consumers reuse the copy for free.
 
 use crate::graph::Graph;
 use crate::scenario::{Objective, Scenario};
@@ -47,13 +48,11 @@ impl Breakdown {
                 b.cloud_ms += scenario.load_factor() * graph.cloud_ms(v);
             } else {
                 b.edge_ms += graph.edge_ms(v);
-                if graph.inputs(v).iter().any(|&u| cloud[u]) {
-                    round_trips += 1;
-                }
             }
             let crosses = graph.consumers(v).iter().any(|&w| cloud[w] != cloud[v]);
             if crosses && cloud[v] {
                 b.download_ms += link.download_ms(graph.out_bytes(v));
+                round_trips += 1;
             } else if crosses {
                 b.upload_ms += link.upload_ms(graph.out_bytes(v));
             }

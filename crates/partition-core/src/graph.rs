@@ -270,7 +270,10 @@ impl Graph {
         (0..self.len())
             .map(|v| NodeSpec {
                 id: self.ids[v].clone(),
-                inputs: self.inputs[v].iter().map(|&u| self.ids[u].clone()).collect(),
+                inputs: self.inputs[v]
+                    .iter()
+                    .map(|&u| self.ids[u].clone())
+                    .collect(),
                 edge_ms: self.edge_ms[v],
                 cloud_ms: self.cloud_ms[v],
                 out_bytes: self.out_bytes[v] as f64,
@@ -343,7 +346,11 @@ fn topological_order(nodes: &[NodeSpec], inputs: &[Vec<usize>]) -> Result<Vec<us
     let mut v = (0..n).find(|&v| pending[v] > 0).unwrap_or(0);
     while !seen[v] {
         seen[v] = true;
-        v = inputs[v].iter().copied().find(|&u| pending[u] > 0).unwrap_or(v);
+        v = inputs[v]
+            .iter()
+            .copied()
+            .find(|&u| pending[u] > 0)
+            .unwrap_or(v);
     }
     Err(GraphError::Cycle(nodes[v].id.clone()))
 }

@@ -83,7 +83,9 @@ fn parse_node(index: usize, node: &Value) -> Result<NodeSpec, GraphError> {
             .iter()
             .map(|item| {
                 item.as_str().map(str::to_string).ok_or_else(|| {
-                    GraphError::Json(format!("node `{id}`: `inputs` must hold node ids (strings)"))
+                    GraphError::Json(format!(
+                        "node `{id}`: `inputs` must hold node ids (strings)"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?,

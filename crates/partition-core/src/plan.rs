@@ -112,7 +112,12 @@ impl Plan {
     }
 
     /// Costs a placement that is known to have one flag per node and the input on the edge.
-    pub(crate) fn build(graph: &Graph, scenario: &Scenario, method: Method, cloud: Vec<bool>) -> Plan {
+    pub(crate) fn build(
+        graph: &Graph,
+        scenario: &Scenario,
+        method: Method,
+        cloud: Vec<bool>,
+    ) -> Plan {
         let breakdown = Breakdown::of_placement(graph, scenario, &cloud);
         let transfers = (0..graph.len())
             .filter(|&u| graph.consumers(u).iter().any(|&w| cloud[w] != cloud[u]))

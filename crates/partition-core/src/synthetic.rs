@@ -115,7 +115,9 @@ pub fn residual(blocks: usize, seed: u64) -> Graph {
         x = b.layer(format!("block{i}.add"), &[y, skip]);
     }
     b.layer("head".into(), &[x]);
-    b.finish(format!("synthetic residual stack of {blocks} blocks (seed {seed})"))
+    b.finish(format!(
+        "synthetic residual stack of {blocks} blocks (seed {seed})"
+    ))
 }
 
 /// A stem, then `modules` inception modules (2–4 branches of 1–3 layers, joined by a concat),
@@ -135,7 +137,9 @@ pub fn inception(modules: usize, seed: u64) -> Graph {
         x = b.layer(format!("inception{i}.concat"), &ends);
     }
     b.layer("head".into(), &[x]);
-    b.finish(format!("synthetic inception stack of {modules} modules (seed {seed})"))
+    b.finish(format!(
+        "synthetic inception stack of {modules} modules (seed {seed})"
+    ))
 }
 
 /// A random DAG of `nodes` nodes (at least 2). Each node takes 1–3 inputs, mostly from the
@@ -169,5 +173,7 @@ pub fn random_dag(nodes: usize, seed: u64) -> Graph {
     for (v, ins) in inputs.iter().enumerate().skip(1) {
         b.layer(format!("n{v}"), ins);
     }
-    b.finish(format!("synthetic random DAG of {nodes} nodes (seed {seed})"))
+    b.finish(format!(
+        "synthetic random DAG of {nodes} nodes (seed {seed})"
+    ))
 }

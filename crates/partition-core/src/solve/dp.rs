@@ -4,7 +4,7 @@
 //! and still needed by a node not yet visited), where a copy of it is: on the edge, on the
 //! cloud, or on both once it has been transferred. Placing node v on a site pays its compute
 //! there and the transfer of each input not yet on that site (each tensor is sent at most once
-//! per direction). An edge node that takes an input from the cloud pays one round trip; a cloud
+//! per direction). A tensor sent down to the edge pays its download and one round trip; a cloud
 //! sink pays the result download and one round trip. This is exactly the cost model of
 //! `cost.rs`, so the DP is exact.
 //!
@@ -43,7 +43,11 @@ struct Entry {
     on_cloud: bool,
 }
 
-pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> Result<Plan, SolveError> {
+pub(super) fn solve(
+    graph: &Graph,
+    scenario: &Scenario,
+    allow_return: bool,
+) -> Result<Plan, SolveError> {
     let w = Weights::new(graph, scenario);
     let n = graph.len();
     let sink = graph.sink();
@@ -80,7 +84,11 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> R
                 states: 3usize.saturating_pow(next_live.len() as u32),
             });
         }
-        let sites: &[bool] = if v == graph.source() { &[false] } else { &[false, true] };
+        let sites: &[bool] = if v == graph.source() {
+            &[false]
+        } else {
+            &[false, true]
+        };
         let mut index: HashMap<u64, usize> = HashMap::new();
         let mut next_keys = Vec::new();
         let mut layer: Vec<Entry> = Vec::new();
@@ -90,7 +98,6 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> R
                 let need = if on_cloud { CLOUD } else { EDGE };
                 let mut key = key;
                 let mut cost = entry.cost + if on_cloud { w.cloud[v] } else { w.edge[v] };
-                let mut returned = false;
                 let mut feasible = true;
                 for &(u, slot) in &input_slots {
                     let held = (key >> (2 * slot)) & 3;
@@ -100,8 +107,7 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> R
                     if on_cloud {
                         cost += w.up[u];
                     } else if allow_return {
-                        cost += w.down[u];
-                        returned = true;
+                        cost += w.down[u] + w.rtt;
                     } else {
                         feasible = false;
                         break;
@@ -110,9 +116,6 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> R
                 }
                 if !feasible {
                     continue;
-                }
-                if returned {
-                    cost += w.rtt;
                 }
                 if v == sink && on_cloud {
                     cost += w.result(sink);

@@ -14,7 +14,11 @@ use crate::scenario::Scenario;
 /// Largest graph the exhaustive solver accepts.
 pub const MAX_EXHAUSTIVE_NODES: usize = 22;
 
-pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> Result<Plan, SolveError> {
+pub(super) fn solve(
+    graph: &Graph,
+    scenario: &Scenario,
+    allow_return: bool,
+) -> Result<Plan, SolveError> {
     let n = graph.len();
     if n > MAX_EXHAUSTIVE_NODES {
         return Err(SolveError::TooLargeForExhaustive {
@@ -30,7 +34,10 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario, allow_return: bool) -> R
         best: None,
     };
     search.visit(n - 1);
-    let cloud = search.best.map(|(_, c)| c).unwrap_or_else(|| vec![false; n]);
+    let cloud = search
+        .best
+        .map(|(_, c)| c)
+        .unwrap_or_else(|| vec![false; n]);
     let method = Method::Exhaustive { allow_return };
     Ok(Plan::build(graph, scenario, method, cloud))
 }
@@ -56,8 +63,7 @@ impl Search<'_> {
             return;
         }
         self.visit(v - 1);
-        let may_join =
-            self.allow_return || self.graph.consumers(v).iter().all(|&w| self.cloud[w]);
+        let may_join = self.allow_return || self.graph.consumers(v).iter().all(|&w| self.cloud[w]);
         if may_join {
             self.cloud[v] = true;
             self.visit(v - 1);

@@ -52,7 +52,10 @@ impl FlowNetwork {
             path.clear();
             loop {
                 if v == t {
-                    let push = path.iter().map(|&e| self.cap[e]).fold(f64::INFINITY, f64::min);
+                    let push = path
+                        .iter()
+                        .map(|&e| self.cap[e])
+                        .fold(f64::INFINITY, f64::min);
                     // Every s–t path in a DADS network holds a finite edge (see `mincut`).
                     debug_assert!(push.is_finite(), "unbounded augmenting path");
                     let mut cut_at = path.len();

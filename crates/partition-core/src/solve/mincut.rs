@@ -22,9 +22,7 @@ use crate::scenario::Scenario;
 pub(super) fn solve(graph: &Graph, scenario: &Scenario) -> Plan {
     let w = Weights::new(graph, scenario);
     let n = graph.len();
-    let shared: Vec<usize> = (0..n)
-        .filter(|&u| graph.consumers(u).len() > 1)
-        .collect();
+    let shared: Vec<usize> = (0..n).filter(|&u| graph.consumers(u).len() > 1).collect();
     let (s, t) = (n + shared.len(), n + shared.len() + 1);
     let edge_hint = 3 * n + shared.len() * 4;
     let mut net = FlowNetwork::new(n + shared.len() + 2, edge_hint);

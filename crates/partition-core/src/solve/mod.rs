@@ -45,9 +45,7 @@ impl Solver {
             Solver::Auto | Solver::MinCut => Ok(mincut::solve(graph, scenario)),
             Solver::Chain => chain::solve(graph, scenario),
             Solver::Dp { allow_return } => dp::solve(graph, scenario, allow_return),
-            Solver::Exhaustive { allow_return } => {
-                exhaustive::solve(graph, scenario, allow_return)
-            }
+            Solver::Exhaustive { allow_return } => exhaustive::solve(graph, scenario, allow_return),
         }
     }
 }
