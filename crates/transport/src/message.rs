@@ -1,0 +1,227 @@
+//! The versioned protocol messages.
+//!
+//! Every frame body is the MessagePack encoding of `[version, message]`. The version comes first
+//! so that a peer speaking another version is recognised as such even when it cannot decode the
+//! message. The first message on a connection is a [`Hello`]; the server answers with a
+//! [`Welcome`] or an [`ErrorReply`] and, on refusal, closes the connection. The [`ErrorReply`]
+//! layout must never change between versions, so that a refusal always reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+use crate::tensor::{TensorError, WireTensor};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client → server, first on a connection: authenticates the client.
+    Hello(Hello),
+    /// Server → client: the handshake succeeded.
+    Welcome(Welcome),
+    /// Client → server: run part of a model.
+    InferRequest(InferRequest),
+    /// Server → client: the answer to an [`InferRequest`].
+    InferResult(InferResult),
+    /// Either way: a refusal or failure.
+    Error(ErrorReply),
+    /// Client → server: an active bandwidth probe.
+    Probe(Probe),
+    /// Server → client: the answer to a [`Probe`].
+    ProbeReply(ProbeReply),
+}
+
+impl Message {
+    /// A short name for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Welcome(_) => "welcome",
+            Message::InferRequest(_) => "inference request",
+            Message::InferResult(_) => "inference result",
+            Message::Error(_) => "error",
+            Message::Probe(_) => "probe",
+            Message::ProbeReply(_) => "probe reply",
+        }
+    }
+
+    /// Checks every tensor in the message against `limits`.
+    pub fn validate(&self, limits: &Limits) -> Result<(), MessageError> {
+        match self {
+            Message::InferRequest(req) => {
+                if req.boundary.len() > limits.max_tensors {
+                    return Err(MessageError::TooManyTensors {
+                        count: req.boundary.len(),
+                        max: limits.max_tensors,
+                    });
+                }
+                for (node, tensor) in &req.boundary {
+                    tensor
+                        .validate(limits)
+                        .map_err(|source| MessageError::Tensor {
+                            node: node.clone(),
+                            source,
+                        })?;
+                }
+                Ok(())
+            }
+            Message::InferResult(res) => {
+                res.output
+                    .validate(limits)
+                    .map_err(|source| MessageError::Tensor {
+                        node: "output".to_owned(),
+                        source,
+                    })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A message that decoded but breaks a bound.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MessageError {
+    /// A tensor is inconsistent or too large.
+    #[error("tensor for node `{node}`: {source}")]
+    Tensor {
+        /// The node id the tensor belongs to.
+        node: String,
+        /// What is wrong with it.
+        source: TensorError,
+    },
+    /// Too many boundary tensors in one request.
+    #[error("request carries {count} boundary tensors, more than the limit of {max}")]
+    TooManyTensors {
+        /// Tensors sent.
+        count: usize,
+        /// Configured limit.
+        max: usize,
+    },
+}
+
+/// The client's greeting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The pre-shared token.
+    pub token: String,
+    /// A free-form name for the server's logs.
+    pub client_name: String,
+}
+
+/// A model the server can run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOffer {
+    /// Model id, as used in [`InferRequest::model_id`].
+    pub id: String,
+    /// Hash of the weights the server holds; empty when it will load them on first use.
+    pub weights_hash: String,
+}
+
+/// What the server tells an authenticated client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's name, for logs.
+    pub server_name: String,
+    /// Models on offer.
+    pub models: Vec<ModelOffer>,
+    /// Load factor λ ≥ 1 that scales the cloud's compute times.
+    pub load_factor: f64,
+}
+
+/// Run `cloud_nodes` of `model_id` from the given boundary tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferRequest {
+    /// Which model.
+    pub model_id: String,
+    /// Hash of the edge's weights; the server refuses when its own differ.
+    pub weights_hash: String,
+    /// Node ids the cloud must execute.
+    pub cloud_nodes: Vec<String>,
+    /// Tensors produced on the edge and consumed in the cloud, keyed by producing node id.
+    pub boundary: BTreeMap<String, WireTensor>,
+}
+
+/// How the receiver saw a transfer: bytes and the span from the first to the last byte.
+///
+/// Measured at the receiver, so the one-way propagation delay is not part of the span: a
+/// bandwidth computed from it is not deflated by the RTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// Frame bytes received, length prefix included.
+    pub bytes: u64,
+    /// Microseconds from the first to the last byte.
+    pub span_us: u64,
+}
+
+/// The answer to an [`InferRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferResult {
+    /// The model's output.
+    pub output: WireTensor,
+    /// Time the cloud spent computing, in ms.
+    pub cloud_ms: f64,
+    /// Time the request waited in the server's queue, in ms.
+    pub queue_ms: f64,
+    /// How the server received the request, for the client's uplink estimate.
+    pub upload: TransferReport,
+}
+
+/// Error codes carried by [`ErrorReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame could not be decoded or broke a bound.
+    BadFrame,
+    /// The peers speak different protocol versions.
+    VersionMismatch,
+    /// The token was wrong or missing.
+    Unauthorized,
+    /// The message was valid but not expected here.
+    Unexpected,
+    /// The model id is unknown.
+    UnknownModel,
+    /// The weights hash differs from the server's.
+    WeightsMismatch,
+    /// The request itself is invalid (e.g. an unknown node id).
+    BadRequest,
+    /// The server is at capacity; retry later or run locally.
+    Busy,
+    /// The server failed while handling the request.
+    Internal,
+    /// A code from a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A refusal or failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation that says what to do.
+    pub message: String,
+}
+
+/// An active probe: `payload` measures the uplink, `reply_bytes` of payload coming back
+/// measure the downlink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Filler bytes sent up.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// Filler bytes asked for in the reply.
+    pub reply_bytes: u32,
+}
+
+/// The answer to a [`Probe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReply {
+    /// How the server received the probe.
+    pub upload: TransferReport,
+    /// Filler bytes sent down.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
