@@ -1,9 +1,29 @@
 //! The model zoo, in Burn.
 //!
-//! This crate will own `Net`, a DAG of named layers whose ids follow torchvision's module paths;
-//! the zoo (LeNet, AlexNet, VGG16, MobileNetV2, ResNet-18/50, GoogLeNet), model spec files, weights
-//! I/O (safetensors, seeded initialisation), input decoding, and `run_part`, which executes any
-//! node set from the boundary tensors it is handed. `Net` will implement
-//! `partition_core::LayerGraph`, so every solver works on it directly.
+//! [`Net`] is a DAG of named layers whose ids follow torchvision's module paths, each carrying a
+//! pure-data [`LayerSpec`] (kind, hyper-parameters, shapes, FLOPs, parameters, output bytes).
+//! [`zoo`] builds LeNet-5 and six torchvision architectures exactly. `Net` implements
+//! [`partition_core::LayerGraph`], so every solver works on it directly.
 //!
-//! Status: not built yet; see the models issue in the tracker.
+//! [`Model`] puts a `Net` and its [`Weights`] (seeded, or under torchvision's key names) on a
+//! Burn device chosen by [`Backend`], and runs it whole ([`Model::forward`]), split at a [`Cut`]
+//! ([`Model::run_edge`], [`Model::run_cloud`]), or any node set at all ([`Model::run_part`]).
+
+mod backend;
+mod error;
+mod exec;
+mod layer;
+mod net;
+mod spec;
+mod tensor;
+mod weights;
+pub mod zoo;
+
+pub use backend::Backend;
+pub use error::ModelError;
+pub use exec::{Activations, Model};
+pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};
+pub use net::{Cut, INPUT_ID, Net, NetBuilder, Node};
+pub use spec::{NetSpec, SpecNode};
+pub use tensor::{HostTensor, Value, relative_difference};
+pub use weights::{Weights, expected_keys};

@@ -1,0 +1,399 @@
+//! [`Model`]: a [`Net`] with its weights on a device, run whole, split, or a node at a time.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, conv2d, linear, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::ModelError;
+use crate::layer::LayerKind;
+use crate::net::{Cut, Net};
+use crate::tensor::{HostTensor, Value};
+use crate::weights::Weights;
+
+/// Tensors keyed by the index of the node that produced them.
+pub type Activations = BTreeMap<usize, Value>;
+
+/// A layer's weights on the device, laid out for Burn's kernels.
+#[derive(Debug, Clone)]
+enum Params {
+    None,
+    Conv {
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+    },
+    /// Burn's `linear` takes the weight as `[in, out]`, the transpose of PyTorch's.
+    Linear {
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    },
+    /// Inference batch norm folded to `x * scale + shift`, both `[1, C, 1, 1]`.
+    Norm {
+        scale: Tensor<4>,
+        shift: Tensor<4>,
+    },
+}
+
+/// A network ready to run: its [`Net`] and every layer's weights on one device.
+#[derive(Debug, Clone)]
+pub struct Model {
+    net: Net,
+    device: Device,
+    params: Vec<Params>,
+}
+
+fn upload<const D: usize>(host: HostTensor, device: &Device) -> Tensor<D> {
+    let (shape, data) = host.into_parts();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+impl Model {
+    /// Puts `weights` (checked against the network first) on `device`.
+    pub fn new(net: Net, mut weights: Weights, device: &Device) -> Result<Model, ModelError> {
+        weights.check(&net)?;
+        let mut params = Vec::with_capacity(net.len());
+        for node in net.nodes() {
+            let id = node.id();
+            let mut take = |suffix: &str| {
+                let key = format!("{id}.{suffix}");
+                weights.take(&key).ok_or(ModelError::Weights {
+                    net: net.name().to_string(),
+                    details: format!("\n  missing {key}"),
+                })
+            };
+            let p = match node.spec().kind {
+                LayerKind::Conv2d { bias, .. } => Params::Conv {
+                    weight: upload(take("weight")?, device),
+                    bias: if bias {
+                        Some(upload(take("bias")?, device))
+                    } else {
+                        None
+                    },
+                },
+                LayerKind::Linear { bias, .. } => Params::Linear {
+                    weight: upload::<2>(take("weight")?, device).transpose(),
+                    bias: if bias {
+                        Some(upload(take("bias")?, device))
+                    } else {
+                        None
+                    },
+                },
+                LayerKind::BatchNorm2d { num_features, eps } => {
+                    let gamma = take("weight")?.into_parts().1;
+                    let beta = take("bias")?.into_parts().1;
+                    let mean = take("running_mean")?.into_parts().1;
+                    let var = take("running_var")?.into_parts().1;
+                    let mut scale = Vec::with_capacity(num_features);
+                    let mut shift = Vec::with_capacity(num_features);
+                    for c in 0..num_features {
+                        let s = gamma[c] / (var[c] + eps as f32).sqrt();
+                        scale.push(s);
+                        shift.push(beta[c] - mean[c] * s);
+                    }
+                    let shape = [1, num_features, 1, 1];
+                    Params::Norm {
+                        scale: Tensor::from_data(TensorData::new(scale, shape), device),
+                        shift: Tensor::from_data(TensorData::new(shift, shape), device),
+                    }
+                }
+                _ => Params::None,
+            };
+            params.push(p);
+        }
+        Ok(Model {
+            net,
+            device: device.clone(),
+            params,
+        })
+    }
+
+    /// The network with deterministic weights from `seed` (see [`Weights::seeded`]).
+    pub fn seeded(net: Net, seed: u64, device: &Device) -> Result<Model, ModelError> {
+        let weights = Weights::seeded(&net, seed);
+        Model::new(net, weights, device)
+    }
+
+    /// The network.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Uploads a host tensor to this model's device.
+    pub fn upload(&self, host: HostTensor) -> Result<Value, ModelError> {
+        Value::from_host(host, &self.device)
+    }
+
+    /// Runs the whole network on `input` (`[N, ...input_shape]`) and returns the output.
+    pub fn forward(&self, input: Value) -> Result<Value, ModelError> {
+        let all = vec![true; self.net.len()];
+        let mut out = self.run_part(&all, Activations::from([(0, input)]))?;
+        self.take_sink(&mut out)
+    }
+
+    /// Runs the edge side of `cut` (every node not on the cloud, the input included) and returns
+    /// the tensors the cloud side needs; for an edge-only cut, just the output.
+    pub fn run_edge(&self, cut: &Cut, input: Value) -> Result<Activations, ModelError> {
+        self.run_part(&cut.edge_mask(), Activations::from([(0, input)]))
+    }
+
+    /// Runs the cloud side of `cut` from the tensors the edge side returned, and returns the output.
+    pub fn run_cloud(&self, cut: &Cut, boundary: Activations) -> Result<Value, ModelError> {
+        if cut.is_edge_only() {
+            let mut boundary = boundary;
+            return self.take_sink(&mut boundary);
+        }
+        let mut out = self.run_part(cut.cloud_mask(), boundary)?;
+        self.take_sink(&mut out)
+    }
+
+    /// Runs the edge side and then the cloud side of `cut` in this process.
+    pub fn run_split(&self, cut: &Cut, input: Value) -> Result<Value, ModelError> {
+        let boundary = self.run_edge(cut, input)?;
+        self.run_cloud(cut, boundary)
+    }
+
+    fn take_sink(&self, out: &mut Activations) -> Result<Value, ModelError> {
+        let sink = self.net.sink();
+        out.remove(&sink)
+            .ok_or_else(|| ModelError::MissingBoundary {
+                node: self.net.nodes()[sink].id().to_string(),
+                input: self.net.nodes()[sink].id().to_string(),
+            })
+    }
+
+    /// Executes exactly the nodes flagged in `part`, in topological order, from the `boundary`
+    /// tensors handed in, and returns the tensors the rest of the network needs: the output of
+    /// every node of the part that a node outside it consumes, and the network's output if the
+    /// part computes it.
+    ///
+    /// `boundary` must hold the output of every node outside the part that a node of the part
+    /// consumes, and the raw input (index 0) if the part contains `input`. Every tensor is
+    /// checked against the network's shape for its node, with one batch size for all.
+    pub fn run_part(
+        &self,
+        part: &[bool],
+        mut boundary: Activations,
+    ) -> Result<Activations, ModelError> {
+        let net = &self.net;
+        let n = net.len();
+        if part.len() != n {
+            return Err(ModelError::InvalidCut(format!(
+                "the part has {} flags but the network has {n} nodes",
+                part.len()
+            )));
+        }
+        let batch = self.check_boundary(&boundary)?;
+        // Tensors still to be read by nodes of the part, so each is dropped after its last use.
+        let mut uses = vec![0usize; n];
+        for v in (0..n).filter(|&v| part[v]) {
+            for &u in net.nodes()[v].inputs() {
+                uses[u] += 1;
+            }
+        }
+        let exported: Vec<bool> = (0..n)
+            .map(|v| part[v] && (v == net.sink() || net.consumers(v).iter().any(|&w| !part[w])))
+            .collect();
+        let mut values: Vec<Option<Value>> = vec![None; n];
+        let mut out = Activations::new();
+        for v in (0..n).filter(|&v| part[v]) {
+            let node = &net.nodes()[v];
+            let value = if v == 0 {
+                boundary
+                    .remove(&0)
+                    .ok_or_else(|| ModelError::MissingBoundary {
+                        node: node.id().to_string(),
+                        input: node.id().to_string(),
+                    })?
+            } else {
+                let mut inputs = Vec::with_capacity(node.inputs().len());
+                for &u in node.inputs() {
+                    uses[u] -= 1;
+                    // The last reader takes the tensor, so the backend may reuse its buffer.
+                    let value = match (part[u], uses[u] == 0) {
+                        (true, true) => values[u].take(),
+                        (true, false) => values[u].clone(),
+                        (false, true) => boundary.remove(&u),
+                        (false, false) => boundary.get(&u).cloned(),
+                    };
+                    inputs.push(value.ok_or_else(|| ModelError::MissingBoundary {
+                        node: node.id().to_string(),
+                        input: net.nodes()[u].id().to_string(),
+                    })?);
+                }
+                let y = self.apply(v, inputs)?;
+                let expected: Vec<usize> = std::iter::once(batch)
+                    .chain(node.spec().output_shape.iter().copied())
+                    .collect();
+                if y.shape() != expected {
+                    return Err(ModelError::Backend(format!(
+                        "node `{}` produced shape {:?} but its spec says {expected:?}; the backend's {} differs from PyTorch's",
+                        node.id(),
+                        y.shape(),
+                        node.spec().kind.name()
+                    )));
+                }
+                y
+            };
+            if exported[v] {
+                out.insert(v, value.clone());
+            }
+            if uses[v] > 0 {
+                values[v] = Some(value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks every boundary tensor's shape against its node and returns the common batch size.
+    fn check_boundary(&self, boundary: &Activations) -> Result<usize, ModelError> {
+        let mut batch = None;
+        for (&v, value) in boundary {
+            let node = self.net.node(v).ok_or_else(|| {
+                ModelError::UnknownNode(format!("#{v} (the network has {} nodes)", self.net.len()))
+            })?;
+            let shape = value.shape();
+            let b = *batch.get_or_insert(shape.first().copied().unwrap_or(0));
+            let expected: Vec<usize> = std::iter::once(b)
+                .chain(node.spec().output_shape.iter().copied())
+                .collect();
+            if shape != expected || b == 0 {
+                return Err(ModelError::TensorShape {
+                    node: node.id().to_string(),
+                    expected,
+                    got: shape,
+                });
+            }
+        }
+        Ok(batch.unwrap_or(1))
+    }
+
+    /// Runs one node on its input values (in the node's input order) and returns its output.
+    ///
+    /// The inputs' shapes are not checked here; [`Model::run_part`] does that. Use this to time
+    /// single layers.
+    pub fn run_node(&self, index: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
+        if index >= self.net.len() {
+            return Err(ModelError::UnknownNode(format!(
+                "#{index} (the network has {} nodes)",
+                self.net.len()
+            )));
+        }
+        self.apply(index, inputs)
+    }
+
+    fn apply(&self, v: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
+        let node = &self.net.nodes()[v];
+        let count = inputs.len();
+        let wrong = || {
+            ModelError::Backend(format!(
+                "node `{}` ({}) was handed {count} input(s) of the wrong number or rank",
+                node.id(),
+                node.spec().kind.name(),
+            ))
+        };
+        let kind = &node.spec().kind;
+        if matches!(kind, LayerKind::Add | LayerKind::Concat) {
+            return combine(kind, inputs).ok_or_else(wrong);
+        }
+        let [x] = <[Value; 1]>::try_from(inputs).map_err(|_| wrong())?;
+        let y = match (kind, &self.params[v], x) {
+            (LayerKind::Input | LayerKind::Dropout { .. }, _, x) => x,
+            (
+                LayerKind::Conv2d {
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    ..
+                },
+                Params::Conv { weight, bias },
+                Value::Map(x),
+            ) => Value::Map(conv2d(
+                x,
+                weight.clone(),
+                bias.clone(),
+                ConvOptions::new(*stride, *padding, *dilation, *groups),
+            )),
+            (LayerKind::Linear { .. }, Params::Linear { weight, bias }, Value::Vector(x)) => {
+                Value::Vector(linear(x, weight.clone(), bias.clone()))
+            }
+            (LayerKind::BatchNorm2d { .. }, Params::Norm { scale, shift }, Value::Map(x)) => {
+                Value::Map(x.mul(scale.clone()).add(shift.clone()))
+            }
+            (LayerKind::Relu, _, Value::Map(x)) => Value::Map(relu(x)),
+            (LayerKind::Relu, _, Value::Vector(x)) => Value::Vector(relu(x)),
+            (LayerKind::Relu6, _, Value::Map(x)) => Value::Map(x.clamp(0.0, 6.0)),
+            (LayerKind::Relu6, _, Value::Vector(x)) => Value::Vector(x.clamp(0.0, 6.0)),
+            (
+                LayerKind::MaxPool2d {
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                },
+                _,
+                Value::Map(x),
+            ) => Value::Map(max_pool2d(
+                x,
+                MaxPoolOptions::new(*kernel_size)
+                    .with_stride(*stride)
+                    .with_padding(*padding)
+                    .with_dilation(*dilation)
+                    .with_ceil_mode(*ceil_mode),
+            )),
+            (
+                LayerKind::AvgPool2d {
+                    kernel_size,
+                    stride,
+                    padding,
+                    ceil_mode,
+                    count_include_pad,
+                },
+                _,
+                Value::Map(x),
+            ) => Value::Map(avg_pool2d(
+                x,
+                AvgPoolOptions::new(*kernel_size)
+                    .with_stride(*stride)
+                    .with_padding(*padding)
+                    .with_count_include_pad(*count_include_pad)
+                    .with_ceil_mode(*ceil_mode),
+            )),
+            (LayerKind::AdaptiveAvgPool2d { output_size }, _, Value::Map(x)) => {
+                Value::Map(adaptive_avg_pool2d(x, *output_size))
+            }
+            (LayerKind::Flatten, _, Value::Map(x)) => Value::Vector(x.flatten::<2>(1, 3)),
+            (LayerKind::Flatten, _, vector @ Value::Vector(_)) => vector,
+            _ => return Err(wrong()),
+        };
+        Ok(y)
+    }
+}
+
+/// Adds or concatenates (along channels) values of one rank; `None` when the ranks differ.
+fn combine(kind: &LayerKind, inputs: Vec<Value>) -> Option<Value> {
+    let mut maps = Vec::new();
+    let mut vectors = Vec::new();
+    for x in inputs {
+        match x {
+            Value::Map(t) => maps.push(t),
+            Value::Vector(t) => vectors.push(t),
+        }
+    }
+    let add = matches!(kind, LayerKind::Add);
+    match (maps.is_empty(), vectors.is_empty()) {
+        (false, true) if add => maps.into_iter().reduce(Tensor::add).map(Value::Map),
+        (true, false) if add => vectors.into_iter().reduce(Tensor::add).map(Value::Vector),
+        (false, true) => Some(Value::Map(Tensor::cat(maps, 1))),
+        (true, false) => Some(Value::Vector(Tensor::cat(vectors, 1))),
+        _ => None,
+    }
+}
