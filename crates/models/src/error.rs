@@ -104,6 +104,25 @@ pub enum ModelError {
         details: String,
     },
 
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file's contents are not in the expected format (`.npy`, safetensors, image).
+    #[error("{what}: {message}")]
+    Format {
+        /// The format, and the file where known.
+        what: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
     /// The backend could not read a tensor back.
     #[error("backend error: {0}")]
     Backend(String),
