@@ -148,27 +148,25 @@ pub fn inception(modules: usize, seed: u64) -> Graph {
 pub fn random_dag(nodes: usize, seed: u64) -> Graph {
     let nodes = nodes.max(2);
     let mut b = Builder::new(seed);
-    let mut consumed = vec![false; nodes];
-    let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); nodes];
+    let mut inputs: Vec<Vec<usize>> = vec![Vec::new()];
     for v in 1..nodes {
         let mut ins = vec![v - 1];
         for _ in 0..b.rng.range(0, 2) {
-            let back = b.rng.range(2, 8).min(v);
-            let u = v - back;
+            let u = v - b.rng.range(2, 8).min(v);
             if !ins.contains(&u) {
                 ins.push(u);
             }
         }
-        for &u in &ins {
-            consumed[u] = true;
-        }
-        inputs[v] = ins;
+        inputs.push(ins);
     }
-    for u in 1..nodes - 1 {
-        if !consumed[u] {
-            let w = b.rng.range(u + 1, nodes - 1);
-            inputs[w].push(u);
-        }
+    let mut consumed = vec![false; nodes];
+    for &u in inputs.iter().flatten() {
+        consumed[u] = true;
+    }
+    let orphans: Vec<usize> = (1..nodes - 1).filter(|&u| !consumed[u]).collect();
+    for u in orphans {
+        let w = b.rng.range(u + 1, nodes - 1);
+        inputs[w].push(u);
     }
     for (v, ins) in inputs.iter().enumerate().skip(1) {
         b.layer(format!("n{v}"), ins);

@@ -32,6 +32,15 @@ fn small_shape() -> impl Strategy<Value = Shape> {
     ]
 }
 
+/// Graphs small enough to enumerate every placement, returns included (2^(n−1)).
+fn tiny_shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        (1usize..13).prop_map(Shape::Chain),
+        (1usize..3).prop_map(Shape::Residual),
+        Just(Shape::Inception(1)),
+    ]
+}
+
 /// Larger graphs, where mincut and dp (both exact) check each other.
 fn large_shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
@@ -205,7 +214,7 @@ proptest! {
     }
 
     #[test]
-    fn dp_with_returns_equals_exhaustive_with_returns(shape in small_shape(), seed: u64, s in scenario()) {
+    fn dp_with_returns_equals_exhaustive_with_returns(shape in tiny_shape(), seed: u64, s in scenario()) {
         let graph = build(shape, seed);
         prop_assume!(graph.len() <= 13);
         let reference = solve(Solver::Exhaustive { allow_return: true }, &graph, &s);

@@ -12,6 +12,8 @@
 //! - Every data edge u → w also gets `w → u` at ∞, which keeps the cloud set successor-closed.
 //!
 //! Every s–t path crosses a finite `v → t`, `u → w` or `u → a` edge, so the flow is bounded.
+//! The cloud set is the sink's side of the cut: the nodes that can still reach t in the
+//! residual network. The ∞ edges make it successor-closed and keep the input out of it.
 
 use super::maxflow::FlowNetwork;
 use crate::cost::Weights;
@@ -53,7 +55,7 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario) -> Plan {
             }
         }
     }
-    let edge_side = net.min_cut(s, t);
-    let cloud = (0..n).map(|v| !edge_side[v]).collect();
+    let cloud_side = net.min_cut_sink_side(s, t);
+    let cloud = cloud_side[..n].to_vec();
     Plan::build(graph, scenario, Method::MinCut, cloud)
 }

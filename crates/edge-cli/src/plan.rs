@@ -1,0 +1,356 @@
+//! `cutpoint-edge plan`: solve the cut for a graph JSON file and a link.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use partition_core::{Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver};
+use serde_json::{Value, json};
+
+use crate::table::Table;
+
+/// Choose where to cut a model between edge and cloud for a given link.
+///
+/// Reads a graph in DESIGN.md's graph JSON format (per-node edge_ms, cloud_ms, out_bytes),
+/// solves for the cut that minimises the objective, and prints the cut with its predicted
+/// breakdown beside edge-only and cloud-only.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  cutpoint-edge plan --graph examples/graphs/alexnet.json --uplink-mbps 5.85 --rtt-ms 20
+  cutpoint-edge plan --graph examples/graphs/resnet18.json --uplink-mbps 18.88 --json
+  cutpoint-edge plan --graph - --uplink-mbps 1.1 --objective energy \\
+      --compute-w 2.5 --transmit-w 1.2 --idle-w 0.3 < graph.json
+
+Mbit/s means 10^6 bit/s.")]
+pub struct PlanArgs {
+    /// Graph JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    graph: String,
+    /// Edge → cloud rate in Mbit/s.
+    #[arg(long, value_name = "MBPS")]
+    uplink_mbps: f64,
+    /// Cloud → edge rate in Mbit/s [default: the uplink rate].
+    #[arg(long, value_name = "MBPS")]
+    downlink_mbps: Option<f64>,
+    /// Round-trip time in ms.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    rtt_ms: f64,
+    /// What to minimise: end-to-end latency, or the edge's energy (needs the three powers).
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
+    objective: ObjectiveArg,
+    /// Edge power while computing, in W (energy objective).
+    #[arg(long, value_name = "W")]
+    compute_w: Option<f64>,
+    /// Edge power while transmitting, in W (energy objective).
+    #[arg(long, value_name = "W")]
+    transmit_w: Option<f64>,
+    /// Edge power while idle, waiting for the cloud, in W (energy objective).
+    #[arg(long, value_name = "W")]
+    idle_w: Option<f64>,
+    /// Cloud load factor (≥ 1); multiplies every cloud time.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    load_factor: f64,
+    /// Solver: chain (Neurosurgeon, chains only), mincut (DADS, any DAG), dp, exhaustive
+    /// (small graphs), or auto (chain on chains, mincut otherwise).
+    #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
+    solver: SolverArg,
+    /// Let work come back to the edge mid-graph, paying the downlink and a round trip per
+    /// returning tensor (dp or exhaustive; with auto, uses dp).
+    #[arg(long)]
+    allow_return: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ObjectiveArg {
+    Latency,
+    Energy,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SolverArg {
+    Auto,
+    Chain,
+    Mincut,
+    Dp,
+    Exhaustive,
+}
+
+/// Runs the command.
+pub fn run(args: &PlanArgs) -> Result<()> {
+    let graph = read_graph(&args.graph)?;
+    let scenario = scenario(args)?;
+    let solver = solver(args)?;
+    let plan = solver.solve(&graph, &scenario)?;
+    let edge_only = Plan::edge_only(&graph, &scenario);
+    let cloud_only = Plan::cloud_only(&graph, &scenario);
+    if args.json {
+        let report = json_report(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!(
+            "{}",
+            text_report(&graph, &scenario, &plan, &edge_only, &cloud_only)
+        );
+    }
+    Ok(())
+}
+
+fn read_graph(path: &str) -> Result<Graph> {
+    let text = if path == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the graph from standard input")?;
+        text
+    } else {
+        let path = PathBuf::from(path);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read graph file `{}`", path.display()))?
+    };
+    let source = if path == "-" { "standard input" } else { path };
+    Graph::from_json(&text).with_context(|| format!("graph from {source}"))
+}
+
+fn scenario(args: &PlanArgs) -> Result<Scenario> {
+    let powers = [
+        ("--compute-w", args.compute_w),
+        ("--transmit-w", args.transmit_w),
+        ("--idle-w", args.idle_w),
+    ];
+    let objective = match args.objective {
+        ObjectiveArg::Latency => {
+            if let Some((flag, _)) = powers.iter().find(|(_, v)| v.is_some()) {
+                bail!("{flag} only applies to --objective energy");
+            }
+            Objective::Latency
+        }
+        ObjectiveArg::Energy => {
+            let missing: Vec<&str> = powers
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(f, _)| *f)
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "--objective energy needs the edge's power draw in watts: give {}",
+                    missing.join(", ")
+                );
+            }
+            Objective::Energy {
+                compute_w: args.compute_w.unwrap_or_default(),
+                transmit_w: args.transmit_w.unwrap_or_default(),
+                idle_w: args.idle_w.unwrap_or_default(),
+            }
+        }
+    };
+    let downlink = args.downlink_mbps.unwrap_or(args.uplink_mbps);
+    let link = Link::new(args.uplink_mbps, downlink, args.rtt_ms).map_err(flag_error)?;
+    Scenario::new(link, objective, args.load_factor).map_err(flag_error)
+}
+
+/// Names the flag rather than the field: `--uplink-mbps 0: must be …`.
+fn flag_error(e: ScenarioError) -> anyhow::Error {
+    let ScenarioError::OutOfRange {
+        name,
+        value,
+        expected,
+    } = e;
+    anyhow!(
+        "--{} {value} is out of range: give {expected}",
+        name.replace('_', "-")
+    )
+}
+
+fn solver(args: &PlanArgs) -> Result<Solver> {
+    let allow_return = args.allow_return;
+    Ok(match args.solver {
+        SolverArg::Auto if allow_return => Solver::Dp { allow_return },
+        SolverArg::Auto => Solver::Auto,
+        SolverArg::Chain | SolverArg::Mincut if allow_return => bail!(
+            "--allow-return needs --solver dp or exhaustive: chain and mincut keep every tensor from returning to the edge"
+        ),
+        SolverArg::Chain => Solver::Chain,
+        SolverArg::Mincut => Solver::MinCut,
+        SolverArg::Dp => Solver::Dp { allow_return },
+        SolverArg::Exhaustive => Solver::Exhaustive { allow_return },
+    })
+}
+
+fn ids(graph: &Graph, nodes: &[usize]) -> Vec<String> {
+    nodes.iter().map(|&v| graph.id(v).to_string()).collect()
+}
+
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}
+
+fn json_report(
+    graph: &Graph,
+    s: &Scenario,
+    plan: &Plan,
+    edge_only: &Plan,
+    cloud_only: &Plan,
+) -> Value {
+    let b = plan.breakdown();
+    let transfers: Vec<Value> = plan
+        .transfers()
+        .iter()
+        .map(|t| json!({"tensor": graph.id(t.tensor), "bytes": t.bytes, "direction": direction(t.direction)}))
+        .collect();
+    let mut baselines = json!({
+        "edge_only_ms": edge_only.breakdown().total_ms,
+        "cloud_only_ms": cloud_only.breakdown().total_ms,
+    });
+    if let Objective::Energy { .. } = s.objective() {
+        baselines["edge_only_mj"] = json!(edge_only.value());
+        baselines["cloud_only_mj"] = json!(cloud_only.value());
+    }
+    json!({
+        "graph": graph.name(),
+        "solver": plan.method().to_string(),
+        "objective": s.objective().name(),
+        "objective_value": plan.value(),
+        "objective_unit": s.objective().unit(),
+        "cloud_nodes": ids(graph, &plan.cloud_nodes()),
+        "edge_nodes": ids(graph, &plan.edge_nodes()),
+        "transfers": transfers,
+        "predicted_ms": {
+            "edge": b.edge_ms,
+            "upload": b.upload_ms,
+            "cloud": b.cloud_ms,
+            "download": b.download_ms,
+            "rtt": b.rtt_ms,
+            "total": b.total_ms,
+        },
+        "baselines": baselines,
+        "link": {
+            "uplink_mbps": s.link().uplink_mbps(),
+            "downlink_mbps": s.link().downlink_mbps(),
+            "rtt_ms": s.link().rtt_ms(),
+        },
+        "load_factor": s.load_factor(),
+    })
+}
+
+/// Up to `max` ids, then how many more there are.
+fn short_list(graph: &Graph, nodes: &[usize], max: usize) -> String {
+    let mut shown = ids(graph, &nodes[..nodes.len().min(max)]).join(", ");
+    if nodes.len() > max {
+        shown.push_str(&format!(", … (+{} more)", nodes.len() - max));
+    }
+    shown
+}
+
+fn nodes(n: usize) -> String {
+    if n == 1 {
+        "1 node".into()
+    } else {
+        format!("{n} nodes")
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn text_report(
+    graph: &Graph,
+    s: &Scenario,
+    plan: &Plan,
+    edge_only: &Plan,
+    cloud_only: &Plan,
+) -> String {
+    let link = s.link();
+    let shape = if graph.is_chain() { "a chain" } else { "a DAG" };
+    let mut out = format!("{}: {} nodes, {shape}\n", graph.name(), graph.len());
+    out.push_str(&format!(
+        "link: up {} Mbit/s, down {} Mbit/s, RTT {} ms; cloud load ×{}; minimise {}\n\n",
+        link.uplink_mbps(),
+        link.downlink_mbps(),
+        link.rtt_ms(),
+        s.load_factor(),
+        s.objective().name()
+    ));
+    let cloud = plan.cloud_nodes();
+    if cloud.is_empty() {
+        out.push_str("cut: everything runs on the edge\n");
+    } else {
+        out.push_str(&format!(
+            "cut: {} on the edge, {} on the cloud ({})\n",
+            nodes(graph.len() - cloud.len()),
+            nodes(cloud.len()),
+            short_list(graph, &cloud, 6)
+        ));
+        for t in plan.transfers() {
+            let arrow = if t.direction == Direction::Up {
+                "up"
+            } else {
+                "down"
+            };
+            out.push_str(&format!(
+                "  sends {arrow}: {} ({})\n",
+                graph.id(t.tensor),
+                bytes(t.bytes)
+            ));
+        }
+    }
+    out.push('\n');
+    let energy = matches!(s.objective(), Objective::Energy { .. });
+    let mut header = vec![
+        "plan (ms)",
+        "edge",
+        "upload",
+        "cloud",
+        "download",
+        "rtt",
+        "total",
+    ];
+    if energy {
+        header.push("energy mJ");
+    }
+    let mut table = Table::new(&header);
+    for (label, p) in [
+        (format!("chosen ({})", plan.method()), plan),
+        ("edge-only".to_string(), edge_only),
+        ("cloud-only".to_string(), cloud_only),
+    ] {
+        let b = p.breakdown();
+        let mut row = vec![label];
+        row.extend(
+            [
+                b.edge_ms,
+                b.upload_ms,
+                b.cloud_ms,
+                b.download_ms,
+                b.rtt_ms,
+                b.total_ms,
+            ]
+            .iter()
+            .map(|x| format!("{x:.2}")),
+        );
+        if energy {
+            row.push(format!("{:.2}", p.value()));
+        }
+        table.row(row);
+    }
+    out.push_str(&table.render());
+    let best_baseline = edge_only.value().min(cloud_only.value());
+    if plan.value() > 0.0 {
+        out.push_str(&format!(
+            "\n{:.2}× better than the better of edge-only and cloud-only\n",
+            best_baseline / plan.value()
+        ));
+    }
+    out
+}

@@ -1,0 +1,303 @@
+//! `cutpoint-edge plan`, run as a user runs it: the real binary, real files, real exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repo_file(rel: &str) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.join(rel).to_string_lossy().into_owned()
+}
+
+fn edge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json_plan(args: &[&str]) -> Value {
+    let mut all = vec!["plan", "--json"];
+    all.extend_from_slice(args);
+    let out = edge(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+/// A failure: non-zero exit, one line on stderr, no panic. Returns that line.
+fn one_line_error(args: &[&str]) -> String {
+    let out = edge(args);
+    assert!(!out.status.success(), "expected a failure for {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "stderr for {args:?} is not one line:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error:"), "{err}");
+    err
+}
+
+#[test]
+fn json_has_the_documented_keys_and_consistent_figures() {
+    let alexnet = repo_file("examples/graphs/alexnet.json");
+    let v = json_plan(&[
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "5.85",
+        "--rtt-ms",
+        "20",
+    ]);
+    for key in [
+        "solver",
+        "objective",
+        "cloud_nodes",
+        "edge_nodes",
+        "transfers",
+        "predicted_ms",
+        "baselines",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["solver"], "chain");
+    assert_eq!(v["objective"], "latency");
+    let p = &v["predicted_ms"];
+    let parts: f64 = ["edge", "upload", "cloud", "download", "rtt"]
+        .iter()
+        .map(|k| p[k].as_f64().expect("number"))
+        .sum();
+    let total = p["total"].as_f64().expect("number");
+    assert!((parts - total).abs() < 1e-9);
+    let edge_only = v["baselines"]["edge_only_ms"].as_f64().expect("number");
+    let cloud_only = v["baselines"]["cloud_only_ms"].as_f64().expect("number");
+    assert!(total <= edge_only && total <= cloud_only);
+    // Cloud-only sends the 602 112-byte input at 5.85·10^6 bit/s, then 20 ms RTT and the result.
+    let input_up_ms = 602_112.0 * 8.0 / 5.85e6 * 1e3;
+    assert!(cloud_only > input_up_ms + 20.0);
+    // Every node is on exactly one side, and a chain cut sends exactly one tensor up.
+    let cloud = v["cloud_nodes"].as_array().expect("array").len();
+    let edge = v["edge_nodes"].as_array().expect("array").len();
+    assert_eq!(cloud + edge, 23);
+    assert_eq!(v["edge_nodes"][0], "input");
+    let transfers = v["transfers"].as_array().expect("array");
+    assert_eq!(transfers.len(), 1);
+    assert!(transfers[0]["tensor"].is_string() && transfers[0]["bytes"].is_u64());
+}
+
+#[test]
+fn reads_the_graph_from_stdin() {
+    let text = std::fs::read_to_string(repo_file("examples/graphs/resnet18.json"))
+        .expect("example exists");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
+        .args(["plan", "--graph", "-", "--uplink-mbps", "100", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("write graph");
+    let out = child.wait_with_output().expect("it finishes");
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["solver"], "mincut");
+}
+
+#[test]
+fn solvers_agree_through_the_cli() {
+    let resnet = repo_file("examples/graphs/resnet18.json");
+    let total = |solver: &str| {
+        json_plan(&[
+            "--graph",
+            &resnet,
+            "--uplink-mbps",
+            "18.88",
+            "--rtt-ms",
+            "5",
+            "--solver",
+            solver,
+        ])["predicted_ms"]["total"]
+            .as_f64()
+            .expect("number")
+    };
+    let mincut = total("mincut");
+    assert!((total("dp") - mincut).abs() < 1e-9);
+    assert!((total("auto") - mincut).abs() < 1e-9);
+}
+
+#[test]
+fn energy_objective_reports_millijoules() {
+    let alexnet = repo_file("examples/graphs/alexnet.json");
+    let v = json_plan(&[
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "18.88",
+        "--objective",
+        "energy",
+        "--compute-w",
+        "2.5",
+        "--transmit-w",
+        "1.2",
+        "--idle-w",
+        "0.3",
+    ]);
+    assert_eq!(v["objective"], "energy");
+    assert_eq!(v["objective_unit"], "mJ");
+    let p = &v["predicted_ms"];
+    let ms = |k: &str| p[k].as_f64().expect("number");
+    let mj =
+        2.5 * ms("edge") + 1.2 * ms("upload") + 0.3 * (ms("cloud") + ms("download") + ms("rtt"));
+    assert!((v["objective_value"].as_f64().expect("number") - mj).abs() < 1e-6);
+    assert!(v["baselines"]["edge_only_mj"].is_f64());
+}
+
+#[test]
+fn human_output_shows_the_cut_beside_the_baselines() {
+    let alexnet = repo_file("examples/graphs/alexnet.json");
+    let out = edge(&[
+        "plan",
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "18.88",
+        "--rtt-ms",
+        "20",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cut:",
+        "sends up: features.2",
+        "chosen (chain)",
+        "edge-only",
+        "cloud-only",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let alexnet = repo_file("examples/graphs/alexnet.json");
+    let resnet = repo_file("examples/graphs/resnet18.json");
+    let err = one_line_error(&["plan", "--graph", &alexnet, "--uplink-mbps", "fast"]);
+    assert!(err.contains("--uplink-mbps"), "{err}");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        "/no/such/graph.json",
+        "--uplink-mbps",
+        "1",
+    ]);
+    assert!(err.contains("/no/such/graph.json"), "{err}");
+    let err = one_line_error(&["plan", "--graph", &alexnet, "--uplink-mbps", "0"]);
+    assert!(err.contains("--uplink-mbps 0"), "{err}");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "1",
+        "--load-factor",
+        "0.5",
+    ]);
+    assert!(err.contains("--load-factor"), "{err}");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "1",
+        "--objective",
+        "energy",
+    ]);
+    assert!(
+        err.contains("--compute-w") && err.contains("--idle-w"),
+        "{err}"
+    );
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "1",
+        "--idle-w",
+        "1",
+    ]);
+    assert!(err.contains("--objective energy"), "{err}");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &alexnet,
+        "--uplink-mbps",
+        "1",
+        "--solver",
+        "chain",
+        "--allow-return",
+    ]);
+    assert!(err.contains("--solver dp"), "{err}");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &resnet,
+        "--uplink-mbps",
+        "1",
+        "--solver",
+        "chain",
+    ]);
+    assert!(err.contains("mincut"), "{err}");
+    let err = one_line_error(&["plan", "--uplink-mbps", "1"]);
+    assert!(err.contains("--graph <FILE>"), "{err}");
+    let err = one_line_error(&["plan", "--grpah", &alexnet, "--uplink-mbps", "1"]);
+    assert!(err.contains("--graph"), "{err}");
+}
+
+#[test]
+fn invalid_graphs_name_the_node() {
+    let dir = std::env::temp_dir().join(format!("cutpoint-plan-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("cycle.json");
+    std::fs::write(
+        &path,
+        r#"{"nodes": [
+        {"id": "input", "inputs": [], "edge_ms": 0, "cloud_ms": 0, "out_bytes": 4},
+        {"id": "a", "inputs": ["input", "b"], "edge_ms": 1, "cloud_ms": 1, "out_bytes": 4},
+        {"id": "b", "inputs": ["a"], "edge_ms": 1, "cloud_ms": 1, "out_bytes": 4}]}"#,
+    )
+    .expect("write graph");
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &path.to_string_lossy(),
+        "--uplink-mbps",
+        "1",
+    ]);
+    assert!(
+        err.contains("cycle") && (err.contains("`a`") || err.contains("`b`")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = edge(&["plan", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Examples:") && text.contains("--uplink-mbps"),
+        "{text}"
+    );
+}
