@@ -19,6 +19,7 @@ mod profile;
 mod spec;
 mod tensor;
 mod weights;
+mod weights_file;
 pub mod zoo;
 
 pub use backend::Backend;
@@ -31,3 +32,4 @@ pub use profile::LayerTiming;
 pub use spec::{NetSpec, SpecNode};
 pub use tensor::{HostTensor, Value, relative_difference};
 pub use weights::{Weights, expected_keys};
+pub use weights_file::{load_safetensors, read_safetensors, save_safetensors, write_safetensors};
