@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use partition_core::{Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver};
+use partition_core::{
+    Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver, readable,
+};
 use serde_json::{Value, json};
 
 use crate::table::Table;
@@ -16,13 +18,16 @@ use crate::table::Table;
 /// solves for the cut that minimises the objective, and prints the cut with its predicted
 /// breakdown beside edge-only and cloud-only.
 #[derive(Args)]
-#[command(after_help = "Examples:
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:
   cutpoint-edge plan --graph examples/graphs/alexnet.json --uplink-mbps 5.85 --rtt-ms 20
   cutpoint-edge plan --graph examples/graphs/resnet18.json --uplink-mbps 18.88 --json
   cutpoint-edge plan --graph - --uplink-mbps 1.1 --objective energy \\
       --compute-w 2.5 --transmit-w 1.2 --idle-w 0.3 < graph.json
 
-Mbit/s means 10^6 bit/s.")]
+Mbit/s means 10^6 bit/s."
+)]
 pub struct PlanArgs {
     /// Graph JSON file, or `-` for standard input.
     #[arg(long, value_name = "FILE")]
@@ -159,9 +164,10 @@ fn flag_error(e: ScenarioError) -> anyhow::Error {
         value,
         expected,
     } = e;
+    let flag = name.replace('_', "-");
     anyhow!(
-        "--{} {value} is out of range: give {expected}",
-        name.replace('_', "-")
+        "--{flag} {} is out of range: give {expected}",
+        readable(value)
     )
 }
 
@@ -273,7 +279,12 @@ fn text_report(
 ) -> String {
     let link = s.link();
     let shape = if graph.is_chain() { "a chain" } else { "a DAG" };
-    let mut out = format!("{}: {} nodes, {shape}\n", graph.name(), graph.len());
+    let name = if graph.name().is_empty() {
+        "graph"
+    } else {
+        graph.name()
+    };
+    let mut out = format!("{name}: {}, {shape}\n", nodes(graph.len()));
     out.push_str(&format!(
         "link: up {} Mbit/s, down {} Mbit/s, RTT {} ms; cloud load ×{}; minimise {}\n\n",
         link.uplink_mbps(),

@@ -2,6 +2,16 @@
 
 use thiserror::Error;
 
+/// A number as a person wants to read it: plain when ordinary, scientific when extreme.
+pub fn readable(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-4..1e9).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
 /// A graph that cannot be used: malformed JSON, or a structure that breaks DESIGN.md's rules.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum GraphError {
@@ -54,7 +64,7 @@ pub enum GraphError {
         ids: String,
     },
     /// A cost or size is negative, NaN or infinite, or a byte count is not a whole number.
-    #[error("node `{node}` has {field} = {value}; it must be a finite number ≥ 0{hint}")]
+    #[error("node `{node}` has {field} = {}; it must be a finite number ≥ 0{hint}", readable(*.value))]
     BadNumber {
         /// The node at fault.
         node: String,
@@ -93,7 +103,7 @@ pub enum GraphError {
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ScenarioError {
     /// A rate, time, power or factor is out of its range.
-    #[error("{name} = {value} is out of range: {expected}")]
+    #[error("{name} = {} is out of range: {expected}", readable(*.value))]
     OutOfRange {
         /// The parameter (named as the CLI flag names it, e.g. `uplink_mbps`).
         name: &'static str,

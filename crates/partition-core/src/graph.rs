@@ -53,6 +53,9 @@ pub struct Graph {
 /// Largest byte count that an `f64` holds exactly (2^53).
 const MAX_EXACT_BYTES: f64 = 9_007_199_254_740_992.0;
 
+/// Largest per-node time accepted (about 11.6 days), so that no sum of costs overflows.
+pub const MAX_NODE_MS: f64 = 1e9;
+
 impl Graph {
     /// Validates `nodes` (given in any order) and stores them in topological order.
     ///
@@ -67,15 +70,15 @@ impl Graph {
             if position.insert(node.id.as_str(), i).is_some() {
                 return Err(GraphError::DuplicateId(node.id.clone()));
             }
-            check_number(&node.id, "edge_ms", node.edge_ms, "")?;
-            check_number(&node.id, "cloud_ms", node.cloud_ms, "")?;
-            check_number(&node.id, "out_bytes", node.out_bytes, "")?;
-            if node.out_bytes.fract() != 0.0 || node.out_bytes > MAX_EXACT_BYTES {
+            check_ms(&node.id, "edge_ms", node.edge_ms)?;
+            check_ms(&node.id, "cloud_ms", node.cloud_ms)?;
+            let whole = node.out_bytes >= 0.0 && node.out_bytes.fract() == 0.0;
+            if !whole || node.out_bytes > MAX_EXACT_BYTES {
                 return Err(GraphError::BadNumber {
                     node: node.id.clone(),
                     field: "out_bytes",
                     value: node.out_bytes,
-                    hint: " and a whole number of bytes below 2^53",
+                    hint: ", a whole number of bytes below 2^53",
                 });
             }
         }
@@ -297,20 +300,15 @@ impl LayerGraph for Graph {
     }
 }
 
-fn check_number(
-    node: &str,
-    field: &'static str,
-    value: f64,
-    hint: &'static str,
-) -> Result<(), GraphError> {
-    if value.is_finite() && value >= 0.0 {
+fn check_ms(node: &str, field: &'static str, value: f64) -> Result<(), GraphError> {
+    if (0.0..=MAX_NODE_MS).contains(&value) {
         Ok(())
     } else {
         Err(GraphError::BadNumber {
             node: node.to_string(),
             field,
             value,
-            hint,
+            hint: " and at most 1e9 ms",
         })
     }
 }

@@ -39,8 +39,8 @@ mod solve;
 pub mod synthetic;
 
 pub use cost::Breakdown;
-pub use error::{GraphError, ScenarioError, SolveError};
-pub use graph::{Graph, LayerGraph, NodeSpec};
+pub use error::{GraphError, ScenarioError, SolveError, readable};
+pub use graph::{Graph, LayerGraph, MAX_NODE_MS, NodeSpec};
 pub use hysteresis::{DEFAULT_MIN_SAVING, Decision, Hysteresis};
 pub use plan::{Direction, Method, Plan, Transfer, check_successor_closed};
 pub use scenario::{Link, Objective, Scenario};

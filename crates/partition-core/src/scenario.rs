@@ -11,12 +11,13 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link with the given rates and round-trip time. Rates must be positive and finite,
-    /// the RTT finite and non-negative.
+    /// A link with the given rates and round-trip time. Rates must lie in
+    /// [10^-6, 10^9] Mbit/s (1 bit/s to 1 Pbit/s), the RTT in [0, 10^9] ms.
     pub fn new(uplink_mbps: f64, downlink_mbps: f64, rtt_ms: f64) -> Result<Link, ScenarioError> {
-        positive("uplink_mbps", uplink_mbps)?;
-        positive("downlink_mbps", downlink_mbps)?;
-        non_negative("rtt_ms", rtt_ms)?;
+        let rates = "a rate from 0.000001 to 1e9 Mbit/s";
+        within("uplink_mbps", uplink_mbps, 1e-6, 1e9, rates)?;
+        within("downlink_mbps", downlink_mbps, 1e-6, 1e9, rates)?;
+        within("rtt_ms", rtt_ms, 0.0, 1e9, "a time from 0 to 1e9 ms")?;
         Ok(Link {
             uplink_mbps,
             downlink_mbps,
@@ -99,29 +100,25 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A scenario. `load_factor` (≥ 1) multiplies every cloud time; energy powers must be
-    /// finite and non-negative.
+    /// A scenario. `load_factor` (in [1, 10^6]) multiplies every cloud time; energy powers
+    /// must lie in [0, 10^6] W.
     pub fn new(
         link: Link,
         objective: Objective,
         load_factor: f64,
     ) -> Result<Scenario, ScenarioError> {
-        if !(load_factor.is_finite() && load_factor >= 1.0) {
-            return Err(ScenarioError::OutOfRange {
-                name: "load_factor",
-                value: load_factor,
-                expected: "a finite number ≥ 1 (1 means an idle cloud)",
-            });
-        }
+        let load = "a factor from 1 (an idle cloud) to 1e6";
+        within("load_factor", load_factor, 1.0, 1e6, load)?;
         if let Objective::Energy {
             compute_w,
             transmit_w,
             idle_w,
         } = objective
         {
-            non_negative("compute_w", compute_w)?;
-            non_negative("transmit_w", transmit_w)?;
-            non_negative("idle_w", idle_w)?;
+            let watts = "a power from 0 to 1e6 W";
+            within("compute_w", compute_w, 0.0, 1e6, watts)?;
+            within("transmit_w", transmit_w, 0.0, 1e6, watts)?;
+            within("idle_w", idle_w, 0.0, 1e6, watts)?;
         }
         Ok(Scenario {
             link,
@@ -155,26 +152,21 @@ impl Scenario {
     }
 }
 
-fn positive(name: &'static str, value: f64) -> Result<(), ScenarioError> {
-    if value.is_finite() && value > 0.0 {
+/// Checks `lo ≤ value ≤ hi` (false for NaN).
+fn within(
+    name: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    expected: &'static str,
+) -> Result<(), ScenarioError> {
+    if (lo..=hi).contains(&value) {
         Ok(())
     } else {
         Err(ScenarioError::OutOfRange {
             name,
             value,
-            expected: "a finite rate > 0 Mbit/s",
-        })
-    }
-}
-
-fn non_negative(name: &'static str, value: f64) -> Result<(), ScenarioError> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(ScenarioError::OutOfRange {
-            name,
-            value,
-            expected: "a finite number ≥ 0",
+            expected,
         })
     }
 }

@@ -165,8 +165,19 @@ fn non_finite_numbers_are_named() {
             out_bytes: 1.0,
         },
     ];
-    let err = Graph::new("t", nodes).expect_err("NaN cloud_ms");
+    let err = Graph::new("t", nodes.clone()).expect_err("NaN cloud_ms");
     assert!(matches!(err, GraphError::BadNumber { node, field: "cloud_ms", .. } if node == "a"));
+    let mut huge = nodes;
+    huge[1].cloud_ms = 0.5;
+    huge[1].edge_ms = 1e300;
+    let err = Graph::new("t", huge).expect_err("absurd edge_ms");
+    assert!(matches!(
+        err,
+        GraphError::BadNumber {
+            field: "edge_ms",
+            ..
+        }
+    ));
 }
 
 #[test]

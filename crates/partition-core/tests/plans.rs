@@ -102,6 +102,13 @@ fn scenario_rejects_out_of_range_values() {
         })
     ));
     assert!(matches!(
+        Link::new(1e-300, 1.0, 0.0),
+        Err(ScenarioError::OutOfRange {
+            name: "uplink_mbps",
+            ..
+        })
+    ));
+    assert!(matches!(
         Link::new(1.0, 1.0, -1.0),
         Err(ScenarioError::OutOfRange { name: "rtt_ms", .. })
     ));
