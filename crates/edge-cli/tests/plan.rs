@@ -192,76 +192,93 @@ fn human_output_shows_the_cut_beside_the_baselines() {
 fn bad_input_gives_one_line_errors() {
     let alexnet = repo_file("examples/graphs/alexnet.json");
     let resnet = repo_file("examples/graphs/resnet18.json");
-    let err = one_line_error(&["plan", "--graph", &alexnet, "--uplink-mbps", "fast"]);
-    assert!(err.contains("--uplink-mbps"), "{err}");
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        "/no/such/graph.json",
-        "--uplink-mbps",
-        "1",
-    ]);
-    assert!(err.contains("/no/such/graph.json"), "{err}");
-    let err = one_line_error(&["plan", "--graph", &alexnet, "--uplink-mbps", "0"]);
-    assert!(err.contains("--uplink-mbps 0"), "{err}");
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        &alexnet,
-        "--uplink-mbps",
-        "1",
-        "--load-factor",
-        "0.5",
-    ]);
-    assert!(err.contains("--load-factor"), "{err}");
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        &alexnet,
-        "--uplink-mbps",
-        "1",
-        "--objective",
-        "energy",
-    ]);
-    assert!(
-        err.contains("--compute-w") && err.contains("--idle-w"),
-        "{err}"
-    );
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        &alexnet,
-        "--uplink-mbps",
-        "1",
-        "--idle-w",
-        "1",
-    ]);
-    assert!(err.contains("--objective energy"), "{err}");
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        &alexnet,
-        "--uplink-mbps",
-        "1",
-        "--solver",
-        "chain",
-        "--allow-return",
-    ]);
-    assert!(err.contains("--solver dp"), "{err}");
-    let err = one_line_error(&[
-        "plan",
-        "--graph",
-        &resnet,
-        "--uplink-mbps",
-        "1",
-        "--solver",
-        "chain",
-    ]);
-    assert!(err.contains("mincut"), "{err}");
-    let err = one_line_error(&["plan", "--uplink-mbps", "1"]);
-    assert!(err.contains("--graph <FILE>"), "{err}");
-    let err = one_line_error(&["plan", "--grpah", &alexnet, "--uplink-mbps", "1"]);
-    assert!(err.contains("--graph"), "{err}");
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", "--graph", alexnet.as_str(), "--uplink-mbps", "1"];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    // Each case: the arguments, and what the one-line error must mention.
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            owned(&["plan", "--graph", &alexnet, "--uplink-mbps", "fast"]),
+            vec!["--uplink-mbps"],
+        ),
+        (
+            owned(&[
+                "plan",
+                "--graph",
+                "/no/such/graph.json",
+                "--uplink-mbps",
+                "1",
+            ]),
+            vec!["/no/such/graph.json"],
+        ),
+        (
+            owned(&["plan", "--graph", &alexnet, "--uplink-mbps", "0"]),
+            vec!["--uplink-mbps 0"],
+        ),
+        (
+            owned(&["plan", "--graph", &alexnet, "--uplink-mbps", "-2"]),
+            vec!["--uplink-mbps -2"],
+        ),
+        (
+            owned(&["plan", "--graph", &alexnet, "--uplink-mbps", "1e-300"]),
+            vec!["1e-300"],
+        ),
+        (plan(&["--load-factor", "0.5"]), vec!["--load-factor"]),
+        (
+            plan(&["--objective", "energy"]),
+            vec!["--compute-w", "--idle-w"],
+        ),
+        (plan(&["--idle-w", "1"]), vec!["--objective energy"]),
+        (
+            plan(&["--solver", "chain", "--allow-return"]),
+            vec!["--solver dp"],
+        ),
+        (
+            owned(&[
+                "plan",
+                "--graph",
+                &resnet,
+                "--uplink-mbps",
+                "1",
+                "--solver",
+                "chain",
+            ]),
+            vec!["mincut"],
+        ),
+        (
+            owned(&[
+                "plan",
+                "--graph",
+                &resnet,
+                "--uplink-mbps",
+                "1",
+                "--solver",
+                "exhaustive",
+            ]),
+            vec!["mincut"],
+        ),
+        (
+            owned(&["plan", "--uplink-mbps", "1"]),
+            vec!["--graph <FILE>"],
+        ),
+        (
+            owned(&["plan", "--grpah", &alexnet, "--uplink-mbps", "1"]),
+            vec!["--graph"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = one_line_error(&args);
+        for needle in needles {
+            assert!(
+                err.contains(needle),
+                "{args:?}: {err:?} does not mention {needle:?}"
+            );
+        }
+    }
 }
 
 #[test]
