@@ -1,25 +1,43 @@
 //! The wire between edge and cloud.
 //!
+//! - [`server`]: a QUIC endpoint that authenticates clients (TLS 1.3, pre-shared token) and
+//!   hands each request to a caller-supplied [`Handler`].
+//! - [`client`]: connects, pins the server ([`ServerTrust`]), sends requests and measures every
+//!   transfer for the [`estimator`].
 //! - [`frame`]: u32 big-endian length + MessagePack body, bounded decoding.
 //! - [`message`]: the versioned [`Message`] enum.
 //! - [`tensor`]: [`WireTensor`] (f32, int8 with scale and zero point).
+//! - [`identity`] and [`auth`]: certificates, fingerprints, known-servers file, tokens.
 //! - [`shaper`]: a token bucket that emulates a slow uplink or downlink without root.
+//! - [`relay`]: a userspace UDP relay that adds delay, jitter, loss and a rate limit.
 //!
 //! This crate knows bytes, shapes and dtypes, never Burn.
 
 pub mod auth;
+pub mod client;
+pub mod estimator;
 pub mod frame;
 pub mod identity;
 pub mod limits;
 pub mod message;
+pub mod relay;
+pub mod server;
 pub mod shaper;
 pub mod tensor;
 
+pub use auth::{Token, TokenError};
+pub use client::{Client, ClientConfig, ClientError, InferResponse, ProbeOutcome, ServerTrust};
+pub use estimator::{DirectionEstimate, EstimatorConfig, LinkEstimate, LinkEstimator};
 pub use frame::FrameError;
+pub use identity::{Fingerprint, IdentityError, KnownServers, ServerIdentity};
 pub use limits::Limits;
 pub use message::{
     ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message, ModelOffer, PROTOCOL_VERSION,
     Probe, ProbeReply, TransferReport, Welcome,
+};
+pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
+pub use server::{
+    Handler, Inference, Server, ServerCloser, ServerConfig, ServerError, ServerStatus,
 };
 pub use shaper::Shaper;
 pub use tensor::{DType, TensorError, WireTensor};
