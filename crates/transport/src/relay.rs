@@ -8,6 +8,7 @@
 //! before it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -262,37 +263,38 @@ async fn run_front(
         let Ok((n, client)) = front.recv_from(&mut buf).await else {
             continue;
         };
-        if !clients.contains_key(&client) {
-            let bind: SocketAddr = if upstream.is_ipv4() {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            } else {
-                SocketAddr::from(([0u16; 8], 0))
-            };
-            let Ok(back) = UdpSocket::bind(bind).await else {
-                tracing::warn!(%client, "relay cannot open an upstream socket; dropping packet");
-                continue;
-            };
-            let back = Arc::new(back);
-            next_seed = next_seed.wrapping_add(2);
-            let up = Lane::new(config, next_seed, back.clone(), upstream, counters.clone());
-            let mut down = Lane::new(
-                config,
-                next_seed.wrapping_add(1),
-                front.clone(),
-                client,
-                counters.clone(),
-            );
-            return_paths.0.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; MAX_DATAGRAM];
-                while let Ok(n) = back.recv(&mut buf).await {
-                    down.push(buf[..n].to_vec());
-                }
-            }));
-            clients.insert(client, up);
-        }
-        if let Some(lane) = clients.get_mut(&client) {
-            lane.push(buf[..n].to_vec());
-        }
+        let lane = match clients.entry(client) {
+            Entry::Occupied(lane) => lane.into_mut(),
+            Entry::Vacant(slot) => {
+                let bind: SocketAddr = if upstream.is_ipv4() {
+                    SocketAddr::from(([0, 0, 0, 0], 0))
+                } else {
+                    SocketAddr::from(([0u16; 8], 0))
+                };
+                let Ok(back) = UdpSocket::bind(bind).await else {
+                    tracing::warn!(%client, "relay cannot open an upstream socket; dropping packet");
+                    continue;
+                };
+                let back = Arc::new(back);
+                next_seed = next_seed.wrapping_add(2);
+                let up = Lane::new(config, next_seed, back.clone(), upstream, counters.clone());
+                let mut down = Lane::new(
+                    config,
+                    next_seed.wrapping_add(1),
+                    front.clone(),
+                    client,
+                    counters.clone(),
+                );
+                return_paths.0.push(tokio::spawn(async move {
+                    let mut buf = vec![0u8; MAX_DATAGRAM];
+                    while let Ok(n) = back.recv(&mut buf).await {
+                        down.push(buf[..n].to_vec());
+                    }
+                }));
+                slot.insert(up)
+            }
+        };
+        lane.push(buf[..n].to_vec());
     }
 }
 

@@ -39,7 +39,7 @@ async fn tensors_make_the_round_trip_bit_exact() {
         let response = client.infer(request(tensor.clone())).await.expect("answer");
         same_bits(&response.output, &tensor);
         assert_eq!(response.cloud_ms, 0.5);
-        assert_eq!(response.upload.bytes > tensor.bytes.len() as u64, true);
+        assert!(response.upload.bytes > tensor.bytes.len() as u64);
     }
     let big_back = client
         .infer(request(
