@@ -1,8 +1,38 @@
-//! The deployment phase: what each kind of layer costs on a device.
+//! The deployment phase: what each class of layer costs on a device.
 //!
-//! This crate will own the profiling sweeps (per layer kind, seeded, resumable), the layer
-//! features, the per-kind smartcore regressors chosen by cross-validation, and `DeviceProfile`,
-//! which turns a model's layer specs into the `edge_ms` / `cloud_ms` costs that
-//! `partition_core` solves over.
+//! Neurosurgeon profiles each device once and then predicts any model's per-layer latency
+//! without running it. This crate does that in three steps:
 //!
-//! Status: not built yet; see the predictor issue in the tracker.
+//! 1. [`run_sweep`] times seeded samples of every [`LayerClass`] on this machine (optionally
+//!    under a cgroup-v1 CPU quota that emulates a slower edge), one resumable CSV per class.
+//! 2. [`train`] fits smartcore regressors per class, picks one by k-fold cross-validation,
+//!    reports held-out accuracy beside Neurosurgeon's linear baseline, and returns a
+//!    [`DeviceProfile`].
+//! 3. [`DeviceProfile::layer_costs`] predicts every node of a `models::Net`; those are the
+//!    `edge_ms` / `cloud_ms` that `partition_core` solves over.
+//!
+//! [`measured_costs`] is the second cost source: a model's own layers, timed directly.
+
+mod class;
+mod dataset;
+mod error;
+pub mod features;
+mod machine;
+mod measured;
+mod profile;
+mod regress;
+mod space;
+mod sweep;
+mod train;
+
+pub use class::LayerClass;
+pub use dataset::{Measurement, SweepMeta, csv_path, read_class};
+pub use error::PredictorError;
+pub use features::FEATURE_SCHEMA_VERSION;
+pub use machine::{MachineInfo, apply_cpu_quota};
+pub use measured::measured_costs;
+pub use profile::{DeviceProfile, Role};
+pub use regress::{Accuracy, Candidate};
+pub use space::{Sample, Sampler, SweepSize};
+pub use sweep::{ClassSummary, SweepConfig, run_sweep};
+pub use train::{ClassReport, MIN_SAMPLES, TrainOptions, train};

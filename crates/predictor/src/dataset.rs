@@ -1,0 +1,248 @@
+//! Sweep data on disk: one CSV per layer class, with the conditions it was measured under.
+//!
+//! ```text
+//! # cutpoint sweep
+//! # schema_version=1
+//! # crate_version=0.1.0
+//! # class=conv
+//! # device=host (CPU model)
+//! # backend=flex
+//! # threads=2
+//! # cpu_quota=none
+//! kind,input_shapes,flops,params,out_bytes,median_ms,layer
+//! conv2d,64x56x56,231211008,36928,802816,4.21,"{""kind"":""conv2d"",...}"
+//! ```
+//!
+//! `layer` is the layer kind in model-spec JSON, so that every row can be re-featurised.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use models::{LayerKind, LayerSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::class::LayerClass;
+use crate::error::PredictorError;
+use crate::features::FEATURE_SCHEMA_VERSION;
+
+/// The conditions a sweep ran under; written at the top of each CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepMeta {
+    /// Host and CPU model.
+    pub device: String,
+    /// Burn backend name.
+    pub backend: String,
+    /// Threads available to the sweep.
+    pub threads: usize,
+    /// CPU quota the sweep ran under, if any.
+    pub cpu_quota: Option<f64>,
+}
+
+/// One measured layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The layer's spec (kind and shapes).
+    pub spec: LayerSpec,
+    /// Median latency, in ms.
+    pub median_ms: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Row {
+    kind: String,
+    input_shapes: String,
+    flops: u64,
+    params: u64,
+    out_bytes: u64,
+    median_ms: f64,
+    layer: String,
+}
+
+/// The CSV file of one class in a sweep directory.
+pub fn csv_path(dir: &Path, class: LayerClass) -> PathBuf {
+    dir.join(format!("{}.csv", class.name()))
+}
+
+fn shapes_text(shapes: &[Vec<usize>]) -> String {
+    shapes
+        .iter()
+        .map(|s| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn parse_shapes(text: &str) -> Option<Vec<Vec<usize>>> {
+    text.split(';')
+        .map(|s| s.split('x').map(|d| d.parse().ok()).collect())
+        .collect()
+}
+
+/// Appends measurements to a class's CSV, writing the header first if the file is new.
+pub struct CsvSink {
+    path: PathBuf,
+    writer: csv::Writer<File>,
+}
+
+impl CsvSink {
+    /// Opens `dir`'s CSV for `class`. An existing file must have been written under the same
+    /// conditions (`meta`), so that an interrupted sweep resumes rather than mixes machines.
+    /// Returns the sink and the number of rows already there.
+    pub fn open(
+        dir: &Path,
+        class: LayerClass,
+        meta: &SweepMeta,
+    ) -> Result<(CsvSink, usize), PredictorError> {
+        fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
+        let path = csv_path(dir, class);
+        let existing = if path.exists() {
+            let (found, rows) = read_class(&path)?;
+            if found != *meta {
+                return Err(PredictorError::BadData {
+                    path,
+                    reason: format!(
+                        "it was measured on {} (backend {}, quota {}), not on this setup ({}, backend {}, quota {}); sweep into another --out directory",
+                        found.device,
+                        found.backend,
+                        quota_text(found.cpu_quota),
+                        meta.device,
+                        meta.backend,
+                        quota_text(meta.cpu_quota)
+                    ),
+                });
+            }
+            Some(rows.len())
+        } else {
+            None
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| PredictorError::io("cannot open", &path, e))?;
+        if existing.is_none() {
+            let header = format!(
+                "# cutpoint sweep\n# schema_version={FEATURE_SCHEMA_VERSION}\n# crate_version={}\n# class={}\n# device={}\n# backend={}\n# threads={}\n# cpu_quota={}\nkind,input_shapes,flops,params,out_bytes,median_ms,layer\n",
+                env!("CARGO_PKG_VERSION"),
+                class.name(),
+                meta.device,
+                meta.backend,
+                meta.threads,
+                quota_text(meta.cpu_quota),
+            );
+            file.write_all(header.as_bytes())
+                .map_err(|e| PredictorError::io("cannot write", &path, e))?;
+        }
+        let writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        Ok((CsvSink { path, writer }, existing.unwrap_or(0)))
+    }
+
+    /// Appends one measurement and flushes it, so that an interruption loses nothing.
+    pub fn push(&mut self, m: &Measurement) -> Result<(), PredictorError> {
+        let row = Row {
+            kind: m.spec.kind.name().to_string(),
+            input_shapes: shapes_text(&m.spec.input_shapes),
+            flops: m.spec.flops,
+            params: m.spec.params,
+            out_bytes: m.spec.out_bytes,
+            median_ms: m.median_ms,
+            layer: serde_json::to_string(&m.spec.kind).unwrap_or_default(),
+        };
+        let io = |e: std::io::Error| PredictorError::io("cannot write", &self.path, e);
+        self.writer
+            .serialize(row)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        self.writer.flush().map_err(io)
+    }
+}
+
+fn quota_text(quota: Option<f64>) -> String {
+    quota.map_or_else(|| "none".into(), |q| q.to_string())
+}
+
+/// Reads one class's CSV: its conditions and its measurements.
+pub fn read_class(path: &Path) -> Result<(SweepMeta, Vec<Measurement>), PredictorError> {
+    let bad = |reason: String| PredictorError::BadData {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| PredictorError::io("cannot read", path, e))?;
+    let mut fields = BTreeMap::new();
+    for line in BufReader::new(&file).lines() {
+        let line = line.map_err(|e| PredictorError::io("cannot read", path, e))?;
+        let Some(comment) = line.strip_prefix("# ") else {
+            break;
+        };
+        if let Some((k, v)) = comment.split_once('=') {
+            fields.insert(k.to_string(), v.to_string());
+        }
+    }
+    let field = |k: &str| {
+        fields.get(k).cloned().ok_or_else(|| {
+            bad(format!(
+                "the header has no `{k}` line; was it written by `profile`?"
+            ))
+        })
+    };
+    let schema: u32 = field("schema_version")?
+        .parse()
+        .map_err(|_| bad("schema_version is not a number".into()))?;
+    if schema != FEATURE_SCHEMA_VERSION {
+        return Err(bad(format!(
+            "schema version {schema}, but this build reads version {FEATURE_SCHEMA_VERSION}; run the sweep again"
+        )));
+    }
+    let quota = field("cpu_quota")?;
+    let meta = SweepMeta {
+        device: field("device")?,
+        backend: field("backend")?,
+        threads: field("threads")?
+            .parse()
+            .map_err(|_| bad("threads is not a number".into()))?,
+        cpu_quota: if quota == "none" {
+            None
+        } else {
+            Some(
+                quota
+                    .parse()
+                    .map_err(|_| bad(format!("cpu_quota `{quota}` is not a number")))?,
+            )
+        },
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<Row>().enumerate() {
+        let line = i + 1;
+        let row = row.map_err(|e| bad(format!("row {line}: {e}")))?;
+        let kind: LayerKind = serde_json::from_str(&row.layer).map_err(|e| {
+            bad(format!(
+                "row {line}: the layer column is not a layer kind: {e}"
+            ))
+        })?;
+        let shapes = parse_shapes(&row.input_shapes).ok_or_else(|| {
+            bad(format!(
+                "row {line}: input_shapes `{}` is not like 64x56x56",
+                row.input_shapes
+            ))
+        })?;
+        let spec =
+            LayerSpec::infer("layer", kind, shapes).map_err(|e| bad(format!("row {line}: {e}")))?;
+        if !(row.median_ms.is_finite() && row.median_ms >= 0.0) {
+            return Err(bad(format!(
+                "row {line}: median_ms {} is not a time",
+                row.median_ms
+            )));
+        }
+        rows.push(Measurement {
+            spec,
+            median_ms: row.median_ms,
+        });
+    }
+    Ok((meta, rows))
+}

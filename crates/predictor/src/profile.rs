@@ -1,0 +1,147 @@
+//! `DeviceProfile`: what each class of layer costs on one device, learned from a sweep.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use models::{LayerSpec, Net};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+use crate::class::LayerClass;
+use crate::error::PredictorError;
+use crate::features::{self, FEATURE_SCHEMA_VERSION};
+use crate::regress::Fitted;
+
+/// Marks a profile file, so that another file given by mistake gets a clear error.
+const MAGIC: &str = "cutpoint-device-profile";
+
+/// Which side of the link a profile describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The device that holds the input.
+    Edge,
+    /// The server that runs the rest.
+    Cloud,
+}
+
+impl Role {
+    /// `edge` or `cloud`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Cloud => "cloud",
+        }
+    }
+}
+
+/// A trained latency model of one device: per layer class, a regressor from layer features
+/// to ms, with the conditions it was measured under.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceProfile {
+    /// A name for reports (defaults to the file's stem).
+    pub name: String,
+    /// Edge or cloud.
+    pub role: Role,
+    /// Host and CPU model of the profiled machine.
+    pub device: String,
+    /// Burn backend the layers ran on.
+    pub backend: String,
+    /// Threads available during the sweep.
+    pub threads: usize,
+    /// CPU quota during the sweep, if any.
+    pub cpu_quota: Option<f64>,
+    /// Version of the crate that trained it.
+    pub crate_version: String,
+    pub(crate) models: BTreeMap<LayerClass, Fitted>,
+}
+
+impl DeviceProfile {
+    /// The classes this profile can predict.
+    pub fn classes(&self) -> Vec<LayerClass> {
+        self.models.keys().copied().collect()
+    }
+
+    /// The regressor chosen for each class.
+    pub fn regressors(&self) -> Vec<(LayerClass, &'static str)> {
+        self.models
+            .iter()
+            .map(|(c, m)| (*c, m.candidate().name()))
+            .collect()
+    }
+
+    /// Predicted latency of one layer, in ms. Kinds that cost nothing (input, dropout,
+    /// flatten) predict 0. `node` names the layer in errors.
+    pub fn predict_ms(&self, node: &str, spec: &LayerSpec) -> Result<f64, PredictorError> {
+        let Some(class) = LayerClass::of(&spec.kind) else {
+            return Ok(0.0);
+        };
+        let model = self
+            .models
+            .get(&class)
+            .ok_or_else(|| PredictorError::MissingClass {
+                profile: self.name.clone(),
+                class: class.name(),
+                node: node.to_string(),
+            })?;
+        let x = vec![features::ours(class, spec)];
+        let regression = |reason| PredictorError::Regression {
+            class: class.name(),
+            reason,
+        };
+        let predicted = model.predict(&x).map_err(regression)?;
+        Ok(predicted.first().copied().unwrap_or(0.0))
+    }
+
+    /// Predicted latency of every node of `net`, in node order, in ms.
+    pub fn layer_costs(&self, net: &Net) -> Result<Vec<f64>, PredictorError> {
+        net.nodes()
+            .iter()
+            .map(|node| self.predict_ms(node.id(), node.spec()))
+            .collect()
+    }
+
+    /// Writes the profile (MessagePack).
+    pub fn save(&self, path: &Path) -> Result<(), PredictorError> {
+        let bytes = rmp_serde::to_vec(&(MAGIC, FEATURE_SCHEMA_VERSION, self)).map_err(|e| {
+            PredictorError::Profile {
+                path: path.to_path_buf(),
+                reason: format!("cannot encode: {e}"),
+            }
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
+        }
+        fs::write(path, bytes).map_err(|e| PredictorError::io("cannot write", path, e))
+    }
+
+    /// Reads a profile, refusing files that are not profiles or use another feature schema.
+    pub fn load(path: &Path) -> Result<DeviceProfile, PredictorError> {
+        let bytes = fs::read(path).map_err(|e| PredictorError::io("cannot read", path, e))?;
+        let bad = |reason: String| PredictorError::Profile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (magic, version, _): (String, u32, IgnoredAny) = rmp_serde::from_slice(&bytes)
+            .map_err(|_| {
+                bad(
+                    "this is not a cutpoint device profile; make one with `profile` then `train`"
+                        .into(),
+                )
+            })?;
+        if magic != MAGIC {
+            return Err(bad(
+                "this is not a cutpoint device profile; make one with `profile` then `train`"
+                    .into(),
+            ));
+        }
+        if version != FEATURE_SCHEMA_VERSION {
+            return Err(bad(format!(
+                "it uses feature schema {version}, but this build reads schema {FEATURE_SCHEMA_VERSION}; profile the device again with this version"
+            )));
+        }
+        let (_, _, profile): (String, u32, DeviceProfile) =
+            rmp_serde::from_slice(&bytes).map_err(|e| bad(format!("the file is damaged: {e}")))?;
+        Ok(profile)
+    }
+}

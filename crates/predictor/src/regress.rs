@@ -1,0 +1,231 @@
+//! Regressors from smartcore, chosen per layer class by k-fold cross-validation.
+//!
+//! Our candidates learn ln(ms) from [`features::ours`](crate::features::ours): latency spans
+//! four orders of magnitude, and a log target makes every layer count by its relative error.
+//! The Neurosurgeon baseline is a plain linear regression of ms on
+//! [`features::baseline`](crate::features::baseline). smartcore's SVR is not offered: it does
+//! not deserialise in 0.7.
+
+use serde::{Deserialize, Serialize};
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor, RandomForestRegressorParameters,
+};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::linear::linear_regression::{LinearRegression, LinearRegressionParameters};
+use smartcore::linear::ridge_regression::{RidgeRegression, RidgeRegressionParameters};
+use smartcore::xgboost::{XGRegressor, XGRegressorParameters};
+
+use partition_core::synthetic::SplitMix64;
+
+type Matrix = DenseMatrix<f64>;
+
+/// A kind of regressor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Candidate {
+    /// Neurosurgeon's baseline: linear regression of ms on raw sizes.
+    NeurosurgeonLinear,
+    /// Linear regression of ln(ms) on our log features (a fitted power law).
+    LogLinear,
+    /// Ridge regression of ln(ms) on our features.
+    Ridge,
+    /// Random forest on our features.
+    RandomForest,
+    /// Gradient-boosted trees (`XGRegressor`) on our features.
+    Boosted,
+}
+
+impl Candidate {
+    /// The candidates cross-validation chooses from.
+    pub const OURS: [Candidate; 4] = [
+        Candidate::LogLinear,
+        Candidate::Ridge,
+        Candidate::RandomForest,
+        Candidate::Boosted,
+    ];
+
+    /// Name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Candidate::NeurosurgeonLinear => "neurosurgeon-linear",
+            Candidate::LogLinear => "log-linear",
+            Candidate::Ridge => "ridge",
+            Candidate::RandomForest => "random-forest",
+            Candidate::Boosted => "xgboost",
+        }
+    }
+
+    fn log_target(self) -> bool {
+        self != Candidate::NeurosurgeonLinear
+    }
+}
+
+/// A fitted regressor. Serialisable: it is what a `DeviceProfile` stores.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Fitted {
+    /// A linear model (the baseline, or log-linear).
+    Linear(Candidate, LinearRegression<f64, f64, Matrix, Vec<f64>>),
+    /// Ridge regression.
+    Ridge(RidgeRegression<f64, f64, Matrix, Vec<f64>>),
+    /// A random forest.
+    Forest(RandomForestRegressor<f64, f64, Matrix, Vec<f64>>),
+    /// Boosted trees.
+    Boosted(XGRegressor<f64, f64, Matrix, Vec<f64>>),
+}
+
+fn matrix(rows: &[Vec<f64>]) -> Result<Matrix, String> {
+    DenseMatrix::from_2d_vec(&rows.to_vec()).map_err(|e| e.to_string())
+}
+
+impl Fitted {
+    /// Fits `candidate` to rows of features `x` and latencies `ms`.
+    pub fn fit(
+        candidate: Candidate,
+        x: &[Vec<f64>],
+        ms: &[f64],
+        seed: u64,
+    ) -> Result<Fitted, String> {
+        if x.is_empty() {
+            return Err("no samples to fit".into());
+        }
+        let m = matrix(x)?;
+        let y: Vec<f64> = if candidate.log_target() {
+            ms.iter().map(|&t| t.max(1e-6).ln()).collect()
+        } else {
+            ms.to_vec()
+        };
+        let e = |e: smartcore::error::Failed| e.to_string();
+        Ok(match candidate {
+            Candidate::NeurosurgeonLinear | Candidate::LogLinear => Fitted::Linear(
+                candidate,
+                LinearRegression::fit(&m, &y, LinearRegressionParameters::default()).map_err(e)?,
+            ),
+            Candidate::Ridge => Fitted::Ridge(
+                RidgeRegression::fit(&m, &y, RidgeRegressionParameters::default().with_alpha(0.1))
+                    .map_err(e)?,
+            ),
+            Candidate::RandomForest => {
+                let params = RandomForestRegressorParameters::default()
+                    .with_n_trees(100)
+                    .with_min_samples_leaf(1)
+                    .with_seed(seed);
+                Fitted::Forest(RandomForestRegressor::fit(&m, &y, params).map_err(e)?)
+            }
+            Candidate::Boosted => {
+                let params = XGRegressorParameters::default()
+                    .with_n_estimators(200)
+                    .with_learning_rate(0.1)
+                    .with_max_depth(4)
+                    .with_base_score(y.iter().sum::<f64>() / y.len() as f64)
+                    .with_seed(seed);
+                Fitted::Boosted(XGRegressor::fit(&m, &y, params).map_err(e)?)
+            }
+        })
+    }
+
+    /// Which candidate this is.
+    pub fn candidate(&self) -> Candidate {
+        match self {
+            Fitted::Linear(c, _) => *c,
+            Fitted::Ridge(_) => Candidate::Ridge,
+            Fitted::Forest(_) => Candidate::RandomForest,
+            Fitted::Boosted(_) => Candidate::Boosted,
+        }
+    }
+
+    /// Predicted latencies in ms (never negative) for rows of features.
+    pub fn predict(&self, x: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+        let m = matrix(x)?;
+        let e = |e: smartcore::error::Failed| e.to_string();
+        let raw = match self {
+            Fitted::Linear(_, r) => r.predict(&m).map_err(e)?,
+            Fitted::Ridge(r) => r.predict(&m).map_err(e)?,
+            Fitted::Forest(r) => r.predict(&m).map_err(e)?,
+            Fitted::Boosted(r) => r.predict(&m).map_err(e)?,
+        };
+        Ok(if self.candidate().log_target() {
+            raw.into_iter().map(f64::exp).collect()
+        } else {
+            raw.into_iter().map(|t| t.max(0.0)).collect()
+        })
+    }
+}
+
+/// Accuracy of predictions against measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Samples compared.
+    pub n: usize,
+    /// Root mean squared error, in ms.
+    pub rmse_ms: f64,
+    /// Mean absolute percentage error, in %.
+    pub mape_pct: f64,
+    /// Share of samples predicted within ±10 %, in [0, 1].
+    pub within_10pct: f64,
+}
+
+impl Accuracy {
+    /// Compares predictions with measurements (pairs in the same order).
+    pub fn of(predicted: &[f64], measured: &[f64]) -> Accuracy {
+        let n = predicted.len().min(measured.len());
+        if n == 0 {
+            return Accuracy::default();
+        }
+        let pairs = predicted.iter().zip(measured);
+        let mse = pairs.clone().map(|(p, m)| (p - m) * (p - m)).sum::<f64>() / n as f64;
+        let rel: Vec<f64> = pairs.map(|(p, m)| (p - m).abs() / m.max(1e-6)).collect();
+        Accuracy {
+            n,
+            rmse_ms: mse.sqrt(),
+            mape_pct: 100.0 * rel.iter().sum::<f64>() / n as f64,
+            within_10pct: rel.iter().filter(|&&r| r <= 0.10).count() as f64 / n as f64,
+        }
+    }
+}
+
+/// Shuffled indices `0..n`, split into `k` folds (fewer if there are fewer samples).
+pub fn folds(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..n).rev() {
+        idx.swap(i, rng.range(0, i));
+    }
+    let k = k.clamp(1, n.max(1));
+    (0..k)
+        .map(|f| idx.iter().copied().skip(f).step_by(k).collect())
+        .collect()
+}
+
+/// Mean absolute log error of `candidate` under k-fold cross-validation (lower is better), or
+/// `None` when a fold cannot be fitted.
+pub fn cross_validate(
+    candidate: Candidate,
+    x: &[Vec<f64>],
+    ms: &[f64],
+    k: usize,
+    seed: u64,
+) -> Option<f64> {
+    let folds = folds(x.len(), k, seed);
+    if folds.len() < 2 {
+        return None;
+    }
+    let mut total = 0.0;
+    let mut count = 0;
+    for test in &folds {
+        let train: Vec<usize> = (0..x.len()).filter(|i| !test.contains(i)).collect();
+        let pick = |idx: &[usize]| -> (Vec<Vec<f64>>, Vec<f64>) {
+            (
+                idx.iter().map(|&i| x[i].clone()).collect(),
+                idx.iter().map(|&i| ms[i]).collect(),
+            )
+        };
+        let (tx, ty) = pick(&train);
+        let (vx, vy) = pick(test);
+        let model = Fitted::fit(candidate, &tx, &ty, seed).ok()?;
+        let predicted = model.predict(&vx).ok()?;
+        for (p, m) in predicted.iter().zip(&vy) {
+            total += (p.max(1e-6) / m.max(1e-6)).ln().abs();
+            count += 1;
+        }
+    }
+    (count > 0).then(|| total / count as f64)
+}

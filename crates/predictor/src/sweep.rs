@@ -1,0 +1,142 @@
+//! Profiling sweeps: time sampled layers of every class on this machine, one CSV per class.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use models::{Backend, HostTensor, Model};
+use partition_core::synthetic::SplitMix64;
+
+use crate::class::LayerClass;
+use crate::dataset::{CsvSink, Measurement, SweepMeta};
+use crate::error::PredictorError;
+use crate::machine::{MachineInfo, apply_cpu_quota};
+use crate::space::{Sampler, SweepSize};
+
+/// What to sweep, where to write it, and under which conditions.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    /// Directory for the per-class CSVs; an existing sweep there is resumed.
+    pub out_dir: PathBuf,
+    /// Quick (about two minutes) or full.
+    pub size: SweepSize,
+    /// Backend to time on.
+    pub backend: Backend,
+    /// CPU quota to run under (cgroup v1), or none.
+    pub cpu_quota: Option<f64>,
+    /// Seed of the sampled configurations.
+    pub seed: u64,
+    /// Classes to sweep (all of them by default).
+    pub classes: Vec<LayerClass>,
+    /// Cap on the samples per class, below the size's own (for a fast trial run).
+    pub max_samples: Option<usize>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// How a class's sweep went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassSummary {
+    /// The class.
+    pub class: LayerClass,
+    /// Rows found from an earlier, interrupted run.
+    pub resumed: usize,
+    /// Rows measured now.
+    pub measured: usize,
+}
+
+/// Samples per class, time budget per class, warm-up runs and timed runs.
+struct Plan {
+    samples: usize,
+    budget: Duration,
+    warmup: usize,
+    runs: usize,
+}
+
+fn plan(size: SweepSize) -> Plan {
+    match size {
+        SweepSize::Quick => Plan {
+            samples: 80,
+            budget: Duration::from_secs(11),
+            warmup: 1,
+            runs: 5,
+        },
+        SweepSize::Full => Plan {
+            samples: 500,
+            budget: Duration::from_secs(300),
+            warmup: 3,
+            runs: 11,
+        },
+    }
+}
+
+/// Runs the sweep: applies the CPU quota (or fails), then times samples of each class until
+/// it has enough or the class's time budget is spent. Every row is flushed as it is measured.
+pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
+    if let Some(quota) = config.cpu_quota {
+        apply_cpu_quota(quota)?;
+    }
+    let machine = MachineInfo::current();
+    let meta = SweepMeta {
+        device: machine.device,
+        backend: config.backend.name().to_string(),
+        threads: machine.threads,
+        cpu_quota: config.cpu_quota,
+    };
+    let device = config.backend.device()?;
+    let mut plan = plan(config.size);
+    if let Some(cap) = config.max_samples {
+        plan.samples = plan.samples.min(cap);
+    }
+    let mut summaries = Vec::new();
+    for &class in &config.classes {
+        let (mut sink, resumed) = CsvSink::open(&config.out_dir, class, &meta)?;
+        let mut sampler = Sampler::new(class, config.size, config.seed);
+        for _ in 0..resumed {
+            sampler.next_sample();
+        }
+        let bar = progress_bar(config.progress, class, plan.samples, resumed);
+        let mut rng = SplitMix64::new(config.seed ^ 0xC0FFEE);
+        let started = Instant::now();
+        let mut measured = 0;
+        while resumed + measured < plan.samples && started.elapsed() < plan.budget {
+            let sample = sampler.next_sample();
+            let net = sample.net()?;
+            let spec = sample.spec()?;
+            let model = Model::seeded(net, config.seed, &device)?;
+            let shape: Vec<usize> = [1]
+                .into_iter()
+                .chain(model.net().input_shape().iter().copied())
+                .collect();
+            let len = shape.iter().product();
+            let data = (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+            let input = HostTensor::new(shape, data)?;
+            let timings = model.time_layers(input, plan.warmup, plan.runs)?;
+            let median_ms = timings.last().map_or(0.0, |t| t.median_ms);
+            sink.push(&Measurement { spec, median_ms })?;
+            measured += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        summaries.push(ClassSummary {
+            class,
+            resumed,
+            measured,
+        });
+    }
+    Ok((meta, summaries))
+}
+
+fn progress_bar(show: bool, class: LayerClass, total: usize, done: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64).with_position(done as u64);
+    let style =
+        ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} layers, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(class.name());
+    bar
+}

@@ -1,0 +1,170 @@
+//! Training: from a sweep directory to a `DeviceProfile` and an honest accuracy report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::class::LayerClass;
+use crate::dataset::{Measurement, SweepMeta, csv_path, read_class};
+use crate::error::PredictorError;
+use crate::features;
+use crate::profile::{DeviceProfile, Role};
+use crate::regress::{Accuracy, Candidate, Fitted, cross_validate, folds};
+
+/// Fewest samples a class needs to be trained and evaluated.
+pub const MIN_SAMPLES: usize = 8;
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The profile's name.
+    pub name: String,
+    /// Edge or cloud.
+    pub role: Role,
+    /// Seed of the splits and the randomised regressors.
+    pub seed: u64,
+    /// Share of each class held out for the report, e.g. 0.2.
+    pub holdout: f64,
+    /// Folds of the cross-validation that picks the regressor.
+    pub folds: usize,
+}
+
+/// Held-out accuracy of one class.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassReport {
+    /// The class name.
+    pub class: &'static str,
+    /// Samples in the sweep.
+    pub samples: usize,
+    /// The regressor cross-validation chose.
+    pub chosen: &'static str,
+    /// Cross-validated mean absolute log error of each candidate.
+    pub cv_log_error: BTreeMap<&'static str, f64>,
+    /// The chosen regressor on the held-out split.
+    pub ours: Accuracy,
+    /// Neurosurgeon's linear baseline on the same split.
+    pub baseline: Accuracy,
+}
+
+/// Trains one regressor per class found in `dir` and reports held-out accuracy.
+///
+/// Per class: a seeded split holds out `holdout` of the samples; k-fold cross-validation on
+/// the rest picks a candidate; the pick and the baseline are scored on the held-out part;
+/// finally the pick is refitted on every sample and stored.
+pub fn train(
+    dir: &Path,
+    options: &TrainOptions,
+) -> Result<(DeviceProfile, Vec<ClassReport>), PredictorError> {
+    let mut meta: Option<SweepMeta> = None;
+    let mut models = BTreeMap::new();
+    let mut reports = Vec::new();
+    for class in LayerClass::ALL {
+        let path = csv_path(dir, class);
+        if !path.exists() {
+            continue;
+        }
+        let (found, rows) = read_class(&path)?;
+        match &meta {
+            Some(m) if *m != found => {
+                return Err(PredictorError::BadData {
+                    path,
+                    reason: format!(
+                        "measured on {} (backend {}), unlike the other files of {}; keep one device per directory",
+                        found.device,
+                        found.backend,
+                        dir.display()
+                    ),
+                });
+            }
+            _ => meta = Some(found),
+        }
+        if rows.len() < MIN_SAMPLES {
+            return Err(PredictorError::BadData {
+                path,
+                reason: format!(
+                    "only {} samples; training needs at least {MIN_SAMPLES}: resume the sweep (run `profile` again with the same --out)",
+                    rows.len()
+                ),
+            });
+        }
+        let (model, report) = train_class(class, &rows, options)?;
+        models.insert(class, model);
+        reports.push(report);
+    }
+    let meta = meta.ok_or_else(|| PredictorError::BadData {
+        path: dir.to_path_buf(),
+        reason: "no sweep CSVs here; run `profile --out DIR` first".into(),
+    })?;
+    let profile = DeviceProfile {
+        name: options.name.clone(),
+        role: options.role,
+        device: meta.device,
+        backend: meta.backend,
+        threads: meta.threads,
+        cpu_quota: meta.cpu_quota,
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        models,
+    };
+    Ok((profile, reports))
+}
+
+fn train_class(
+    class: LayerClass,
+    rows: &[Measurement],
+    options: &TrainOptions,
+) -> Result<(Fitted, ClassReport), PredictorError> {
+    let fail = |reason: String| PredictorError::Regression {
+        class: class.name(),
+        reason,
+    };
+    let ours: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|m| features::ours(class, &m.spec))
+        .collect();
+    let base: Vec<Vec<f64>> = rows.iter().map(|m| features::baseline(&m.spec)).collect();
+    let ms: Vec<f64> = rows.iter().map(|m| m.median_ms).collect();
+    let k = ((1.0 / options.holdout.clamp(0.05, 0.5)).round() as usize).max(2);
+    let split = folds(rows.len(), k, options.seed);
+    let test = split.first().cloned().unwrap_or_default();
+    let train: Vec<usize> = (0..rows.len()).filter(|i| !test.contains(i)).collect();
+    let pick = |x: &[Vec<f64>], idx: &[usize]| -> Vec<Vec<f64>> {
+        idx.iter().map(|&i| x[i].clone()).collect()
+    };
+    let ys = |idx: &[usize]| -> Vec<f64> { idx.iter().map(|&i| ms[i]).collect() };
+
+    let mut cv_log_error = BTreeMap::new();
+    for candidate in Candidate::OURS {
+        if let Some(score) = cross_validate(
+            candidate,
+            &pick(&ours, &train),
+            &ys(&train),
+            options.folds,
+            options.seed,
+        ) {
+            cv_log_error.insert(candidate.name(), score);
+        }
+    }
+    let chosen = Candidate::OURS
+        .into_iter()
+        .filter(|c| cv_log_error.contains_key(c.name()))
+        .min_by(|a, b| cv_log_error[a.name()].total_cmp(&cv_log_error[b.name()]))
+        .ok_or_else(|| fail("no candidate could be fitted in cross-validation".into()))?;
+
+    let held_out = |candidate: Candidate, x: &[Vec<f64>]| -> Result<Accuracy, PredictorError> {
+        let model =
+            Fitted::fit(candidate, &pick(x, &train), &ys(&train), options.seed).map_err(fail)?;
+        let predicted = model.predict(&pick(x, &test)).map_err(fail)?;
+        Ok(Accuracy::of(&predicted, &ys(&test)))
+    };
+    let report = ClassReport {
+        class: class.name(),
+        samples: rows.len(),
+        chosen: chosen.name(),
+        cv_log_error,
+        ours: held_out(chosen, &ours)?,
+        baseline: held_out(Candidate::NeurosurgeonLinear, &base)?,
+    };
+    let model = Fitted::fit(chosen, &ours, &ms, options.seed).map_err(fail)?;
+    Ok((model, report))
+}

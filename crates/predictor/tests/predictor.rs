@@ -1,0 +1,192 @@
+//! The predictor end to end on a tiny real sweep: measure, resume, train, save, load, predict.
+
+use std::path::{Path, PathBuf};
+
+use models::{Backend, LayerKind, LayerSpec, NetBuilder};
+use predictor::{
+    DeviceProfile, LayerClass, PredictorError, Role, Sampler, SweepConfig, SweepSize, TrainOptions,
+    features, read_class, run_sweep, train,
+};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("cutpoint-predictor-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn sweep(dir: &Path, classes: Vec<LayerClass>, samples: usize) -> SweepConfig {
+    SweepConfig {
+        out_dir: dir.to_path_buf(),
+        size: SweepSize::Quick,
+        backend: Backend::Flex,
+        cpu_quota: None,
+        seed: 7,
+        classes,
+        max_samples: Some(samples),
+        progress: false,
+    }
+}
+
+fn options() -> TrainOptions {
+    TrainOptions {
+        name: "tiny".into(),
+        role: Role::Edge,
+        seed: 1,
+        holdout: 0.2,
+        folds: 3,
+    }
+}
+
+#[test]
+fn sampling_and_features_are_deterministic() {
+    for class in LayerClass::ALL {
+        let mut a = Sampler::new(class, SweepSize::Full, 42);
+        let mut b = Sampler::new(class, SweepSize::Full, 42);
+        for _ in 0..20 {
+            let (x, y) = (a.next_sample(), b.next_sample());
+            assert_eq!(x, y);
+            let spec = x.spec().expect("sampled layers are valid");
+            assert_eq!(LayerClass::of(&spec.kind), Some(class));
+            let f = features::ours(class, &spec);
+            assert_eq!(f, features::ours(class, &y.spec().expect("valid")));
+            assert!(f.iter().all(|v| v.is_finite()));
+            x.net().expect("a net that feeds the layer builds");
+        }
+    }
+}
+
+#[test]
+fn feature_vectors_have_one_length_per_class() {
+    for class in LayerClass::ALL {
+        let mut sampler = Sampler::new(class, SweepSize::Full, 3);
+        let len = features::ours(class, &sampler.next_sample().spec().expect("valid")).len();
+        for _ in 0..50 {
+            let spec = sampler.next_sample().spec().expect("valid");
+            assert_eq!(features::ours(class, &spec).len(), len, "{class:?}");
+        }
+    }
+}
+
+#[test]
+fn tiny_sweep_resumes_trains_and_predicts() {
+    let dir = temp_dir("tiny");
+    let classes = vec![LayerClass::Activation, LayerClass::Add];
+    let (_, first) = run_sweep(&sweep(&dir, classes.clone(), 6)).expect("sweep runs");
+    assert!(first.iter().all(|s| s.resumed == 0 && s.measured == 6));
+    // A second run resumes: it keeps the six rows and measures only the rest.
+    let (meta, second) = run_sweep(&sweep(&dir, classes.clone(), 12)).expect("sweep resumes");
+    assert!(
+        second.iter().all(|s| s.resumed == 6 && s.measured == 6),
+        "{second:?}"
+    );
+    let (found, rows) = read_class(&predictor::csv_path(&dir, LayerClass::Add)).expect("csv reads");
+    assert_eq!(found, meta);
+    assert_eq!(rows.len(), 12);
+    // The rows are the sampler's sequence, in order, so a resume continues it exactly.
+    let mut sampler = Sampler::new(LayerClass::Add, SweepSize::Quick, 7);
+    for row in &rows {
+        assert_eq!(row.spec, sampler.next_sample().spec().expect("valid"));
+        assert!(row.median_ms > 0.0);
+    }
+
+    let (profile, reports) = train(&dir, &options()).expect("training works");
+    assert_eq!(profile.classes(), classes);
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!(r.samples, 12);
+        assert!(r.ours.n > 0 && r.baseline.n > 0);
+        assert!(r.ours.mape_pct.is_finite() && r.ours.rmse_ms.is_finite());
+    }
+
+    // A layer like the sampled ones is predicted within sane bounds of its measured time.
+    let spec = LayerSpec::infer("relu", LayerKind::Relu, vec![vec![64, 56, 56]]).expect("valid");
+    let predicted = profile.predict_ms("relu", &spec).expect("predicts");
+    assert!(predicted > 0.0 && predicted < 1000.0, "{predicted} ms");
+    let free =
+        LayerSpec::infer("flatten", LayerKind::Flatten, vec![vec![64, 2, 2]]).expect("valid");
+    assert_eq!(profile.predict_ms("flatten", &free).expect("predicts"), 0.0);
+
+    // A network with a layer class the profile lacks is refused by name.
+    let mut b = NetBuilder::new("n", vec![8]).expect("builder");
+    let input = b.input();
+    b.add(
+        "fc",
+        LayerKind::Linear {
+            in_features: 8,
+            out_features: 2,
+            bias: true,
+        },
+        &[input],
+    )
+    .expect("layer");
+    let net = b.build().expect("net");
+    let err = profile.layer_costs(&net).expect_err("no linear model");
+    assert!(
+        matches!(&err, PredictorError::MissingClass { class: "linear", node, .. } if node == "fc"),
+        "{err}"
+    );
+
+    // Save, load, save again: the same bytes, and the same predictions.
+    let path = dir.join("tiny.profile");
+    profile.save(&path).expect("save");
+    let loaded = DeviceProfile::load(&path).expect("load");
+    assert_eq!(
+        loaded.predict_ms("relu", &spec).expect("predicts"),
+        predicted
+    );
+    assert_eq!(loaded.name, "tiny");
+    assert_eq!(loaded.role, Role::Edge);
+    let again = dir.join("again.profile");
+    loaded.save(&again).expect("save");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        std::fs::read(&again).expect("read")
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn foreign_or_newer_profiles_are_refused() {
+    let dir = temp_dir("refuse");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let newer = dir.join("newer.profile");
+    let bytes = rmp_serde::to_vec(&("cutpoint-device-profile", 999u32, 0u8)).expect("encode");
+    std::fs::write(&newer, bytes).expect("write");
+    let err = DeviceProfile::load(&newer).expect_err("schema 999");
+    assert!(err.to_string().contains("schema 999"), "{err}");
+
+    let foreign = dir.join("foreign.profile");
+    std::fs::write(&foreign, b"{\"not\": \"a profile\"}").expect("write");
+    let err = DeviceProfile::load(&foreign).expect_err("not a profile");
+    assert!(
+        err.to_string().contains("not a cutpoint device profile"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn training_an_empty_or_short_sweep_says_what_to_do() {
+    let dir = temp_dir("short");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let err = train(&dir, &options()).expect_err("no data");
+    assert!(
+        err.to_string().contains("run `profile --out DIR` first"),
+        "{err}"
+    );
+    run_sweep(&sweep(&dir, vec![LayerClass::Activation], 3)).expect("sweep runs");
+    let err = train(&dir, &options()).expect_err("too few");
+    assert!(err.to_string().contains("resume the sweep"), "{err}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn impossible_quotas_stop_the_sweep() {
+    let dir = temp_dir("quota");
+    let mut config = sweep(&dir, vec![LayerClass::Activation], 1);
+    config.cpu_quota = Some(-1.0);
+    let err = run_sweep(&config).expect_err("negative quota");
+    assert!(matches!(err, PredictorError::Quota { .. }), "{err}");
+    assert!(!dir.exists(), "nothing was measured without the quota");
+}
