@@ -49,6 +49,22 @@ fn upload<const D: usize>(host: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
+/// A `[rows, cols]` host matrix as `[cols, rows]`, laid out contiguously so that every forward
+/// pass reads the weight in order rather than through a strided view.
+fn transposed(host: HostTensor) -> Result<HostTensor, ModelError> {
+    let (shape, data) = host.into_parts();
+    let [rows, cols] = shape[..] else {
+        return Err(ModelError::TensorData(format!(
+            "a linear weight must be a matrix, not shape {shape:?}"
+        )));
+    };
+    let mut out = Vec::with_capacity(data.len());
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| data[r * cols + c]));
+    }
+    HostTensor::new(vec![cols, rows], out)
+}
+
 impl Model {
     /// Puts `weights` (checked against the network first) on `device`.
     pub fn new(net: Net, mut weights: Weights, device: &Device) -> Result<Model, ModelError> {
@@ -73,7 +89,7 @@ impl Model {
                     },
                 },
                 LayerKind::Linear { bias, .. } => Params::Linear {
-                    weight: upload::<2>(take("weight")?, device).transpose(),
+                    weight: upload(transposed(take("weight")?)?, device),
                     bias: if bias {
                         Some(upload(take("bias")?, device))
                     } else {
