@@ -1,22 +1,45 @@
-//! `cutpoint-cloud`: the cloud side of cutpoint.
-//!
-//! It has no commands yet: `serve` arrives with the runtime (see the tracker). Until then it
-//! only answers `--help` and `--version`, and says so instead of pretending to serve.
+//! `cutpoint-cloud`: the cloud side of cutpoint. This file only wires flags to the library.
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use predictor::Role;
+use runtime::cli::{ProfileArgs, TrainArgs, usage_error};
 
 /// The cloud side of cutpoint: runs the cloud part of split DNN inference for edge devices.
 ///
-/// `cutpoint-cloud serve` is not built yet. To choose a cut today, run `cutpoint-edge plan`.
+/// Today it profiles this server (`profile`, then `train`), so that the edge's planner knows
+/// what each layer costs here. `serve` arrives with the runtime.
 #[derive(Parser)]
-#[command(name = "cutpoint-cloud", version)]
-struct Cli {}
+#[command(name = "cutpoint-cloud", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
-    eprintln!(
-        "cutpoint-cloud has no commands yet: `serve` arrives with the runtime.\n\
-         To choose a cut today, run `cutpoint-edge plan --help`."
-    );
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    Profile(ProfileArgs),
+    Train(TrainArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match &cli.command {
+        Command::Profile(args) => runtime::cli::profile(args, Role::Cloud),
+        Command::Train(args) => runtime::cli::train(args, Role::Cloud),
+    };
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

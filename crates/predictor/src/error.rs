@@ -64,6 +64,18 @@ pub enum PredictorError {
         /// A node that needs it.
         node: String,
     },
+    /// A profile was given for the other side of the link.
+    #[error(
+        "the profile `{profile}` was trained for the {found}, but is given as the {wanted}'s; pass the {wanted}'s profile, or train this sweep again with `train --role {wanted}`"
+    )]
+    WrongRole {
+        /// The profile's name.
+        profile: String,
+        /// Its role.
+        found: &'static str,
+        /// The role it was given for.
+        wanted: &'static str,
+    },
 }
 
 impl PredictorError {

@@ -30,7 +30,7 @@ pub use dataset::{Measurement, SweepMeta, csv_path, read_class};
 pub use error::PredictorError;
 pub use features::FEATURE_SCHEMA_VERSION;
 pub use machine::{MachineInfo, apply_cpu_quota};
-pub use measured::measured_costs;
+pub use measured::{ModelCheck, check_model, measured_costs};
 pub use profile::{DeviceProfile, Role};
 pub use regress::{Accuracy, Candidate};
 pub use space::{Sample, Sampler, SweepSize};

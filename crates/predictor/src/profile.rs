@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use models::{LayerSpec, Net};
+use partition_core::Graph;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +100,27 @@ impl DeviceProfile {
             .iter()
             .map(|node| self.predict_ms(node.id(), node.spec()))
             .collect()
+    }
+
+    /// `net` as a partition graph whose costs are predicted: `edge_ms` by `edge`, `cloud_ms` by
+    /// `cloud`. Profiles given in each other's place (an edge profile as the cloud's) are refused.
+    pub fn predict_graph(
+        net: &Net,
+        edge: &DeviceProfile,
+        cloud: &DeviceProfile,
+    ) -> Result<Graph, PredictorError> {
+        for (profile, role) in [(edge, Role::Edge), (cloud, Role::Cloud)] {
+            if profile.role != role {
+                return Err(PredictorError::WrongRole {
+                    profile: profile.name.clone(),
+                    found: profile.role.name(),
+                    wanted: role.name(),
+                });
+            }
+        }
+        let edge_ms = edge.layer_costs(net)?;
+        let cloud_ms = cloud.layer_costs(net)?;
+        Ok(net.graph(&edge_ms, &cloud_ms)?)
     }
 
     /// Writes the profile (MessagePack).

@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, HostTensor, Model};
+use models::{Backend, Model};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, SweepMeta};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
+use crate::measured::random_input;
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -103,14 +104,8 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
             let sample = sampler.next_sample();
             let net = sample.net()?;
             let spec = sample.spec()?;
+            let input = random_input(&net, rng.next_u64())?;
             let model = Model::seeded(net, config.seed, &device)?;
-            let shape: Vec<usize> = [1]
-                .into_iter()
-                .chain(model.net().input_shape().iter().copied())
-                .collect();
-            let len = shape.iter().product();
-            let data = (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-            let input = HostTensor::new(shape, data)?;
             let timings = model.time_layers(input, plan.warmup, plan.runs)?;
             let median_ms = timings.last().map_or(0.0, |t| t.median_ms);
             sink.push(&Measurement { spec, median_ms })?;

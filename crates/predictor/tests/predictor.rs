@@ -127,6 +127,39 @@ fn tiny_sweep_resumes_trains_and_predicts() {
         "{err}"
     );
 
+    // A network of the profiled classes becomes a graph whose costs are the two profiles'.
+    let cloud_options = TrainOptions {
+        role: Role::Cloud,
+        ..options()
+    };
+    let (cloud, _) = train(&dir, &cloud_options).expect("training works");
+    let mut b = NetBuilder::new("residual", vec![4, 8, 8]).expect("builder");
+    let input = b.input();
+    let relu = b.add("relu", LayerKind::Relu, &[input]).expect("relu");
+    b.add("add", LayerKind::Add, &[relu, input]).expect("add");
+    let net = b.build().expect("net");
+    let graph = DeviceProfile::predict_graph(&net, &profile, &cloud).expect("graph");
+    let edge_ms = profile.layer_costs(&net).expect("edge costs");
+    let cloud_ms = cloud.layer_costs(&net).expect("cloud costs");
+    assert!(edge_ms[1] > 0.0 && edge_ms[2] > 0.0, "{edge_ms:?}");
+    assert_eq!(graph.len(), 3);
+    for i in 0..graph.len() {
+        assert_eq!(graph.edge_ms(i), edge_ms[i], "{}", graph.id(i));
+        assert_eq!(graph.cloud_ms(i), cloud_ms[i], "{}", graph.id(i));
+    }
+    let err = DeviceProfile::predict_graph(&net, &cloud, &profile).expect_err("swapped roles");
+    assert!(
+        matches!(
+            err,
+            PredictorError::WrongRole {
+                found: "cloud",
+                wanted: "edge",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
     // Save, load, save again: the same bytes, and the same predictions.
     let path = dir.join("tiny.profile");
     profile.save(&path).expect("save");

@@ -4,4 +4,7 @@
 //! the boundary tensors, fall back to local execution on faults) and `CloudServer` (serve model
 //! parts behind a bounded queue and report its load). The CLIs are thin wrappers over it.
 //!
-//! Status: not built yet; see the runtime issue in the tracker.
+//! Today it holds [`cli`]: the commands both binaries share (`profile`, `train`), so that the
+//! edge and the cloud are profiled by one implementation.
+
+pub mod cli;

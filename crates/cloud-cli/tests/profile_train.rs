@@ -1,0 +1,148 @@
+//! `cutpoint-cloud profile` and `train`, run as a user runs them: the real binary, a real
+//! (tiny) sweep on this machine, real files and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn cloud(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cloud(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
+/// A failure: non-zero exit and a one-line message without a panic. Returns the message.
+fn one_line_error(args: &[&str]) -> String {
+    let out = cloud(args);
+    assert!(!out.status.success(), "expected a failure for {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+    assert_eq!(err.lines().count(), 1, "stderr for {args:?}:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn tiny_sweep(dir: &Path, samples: &str) -> String {
+    ok(&[
+        "profile",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+        "--quick",
+        "--samples",
+        samples,
+        "--no-progress",
+    ])
+}
+
+#[test]
+fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("sweep");
+    let first = tiny_sweep(&data, "6");
+    assert!(first.contains("cutpoint-cloud train --data"), "{first}");
+    // Run again with a larger cap: the six rows per class are kept and only the rest measured.
+    let second = tiny_sweep(&data, "10");
+    let conv = second
+        .lines()
+        .find(|l| l.starts_with("conv "))
+        .expect("a conv row");
+    let cells: Vec<&str> = conv.split_whitespace().collect();
+    assert_eq!(cells[1..], ["6", "4", "10"], "{second}");
+    for class in ["conv", "grouped_conv", "linear", "batch_norm", "activation"] {
+        assert!(data.join(format!("{class}.csv")).exists(), "{class}.csv");
+    }
+
+    let profile = tmp.path().join("cloud.profile");
+    let out = ok(&[
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--out",
+        profile.to_str().expect("utf-8"),
+        "--check-models",
+        "lenet",
+        "--check-runs",
+        "2",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out).expect("stdout is JSON");
+    assert_eq!(report["role"], "cloud");
+    assert_eq!(report["name"], "cloud");
+    assert_eq!(report["classes"].as_array().expect("classes").len(), 9);
+    for class in report["classes"].as_array().expect("classes") {
+        assert_eq!(class["samples"], 10, "{class}");
+        let share = class["ours"]["within_10pct"].as_f64().expect("share");
+        assert!((0.0..=1.0).contains(&share), "{class}");
+    }
+    let models = report["models"].as_array().expect("models");
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["model"], "lenet");
+    let predicted = models[0]["predicted_ms"].as_f64().expect("predicted");
+    let measured = models[0]["measured_ms"].as_f64().expect("measured");
+    assert!(predicted > 0.0 && predicted.is_finite(), "{predicted}");
+    assert!(measured > 0.0 && measured.is_finite(), "{measured}");
+    assert!(std::fs::metadata(&profile).expect("profile written").len() > 0);
+
+    // The text report names the chosen regressors and the baseline side by side.
+    let text = ok(&[
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--out",
+        profile.to_str().expect("utf-8"),
+        "--check-models",
+        "none",
+    ]);
+    assert!(text.contains("base MAPE"), "{text}");
+    assert!(text.contains("Whole-model check skipped"), "{text}");
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors_that_say_what_to_do() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let empty = tmp.path().to_str().expect("utf-8").to_string();
+    let out = tmp.path().join("p.profile");
+    let out = out.to_str().expect("utf-8");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["train", "--data", &empty, "--out", out],
+            "run `profile --out DIR` first",
+        ),
+        (
+            &["train", "--data", &empty, "--out", out, "--holdout", "1.5"],
+            "between 0 and 1",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                &empty,
+                "--out",
+                out,
+                "--check-models",
+                "lenet,nosuch",
+            ],
+            "nosuch",
+        ),
+        (&["profile", "--out", &empty, "--backend", "tpu"], "flex"),
+        (
+            &["profile", "--out", &empty, "--cpu-quota", "-1"],
+            "positive share",
+        ),
+    ];
+    for (args, needle) in cases {
+        let err = one_line_error(args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

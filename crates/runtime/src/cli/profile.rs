@@ -1,0 +1,95 @@
+//! `profile`: sweep this machine's layer latencies into a directory of CSVs.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use models::Backend;
+use predictor::Role;
+use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_sweep};
+
+use super::table::Table;
+
+/// Time seeded samples of every layer class on this machine, one CSV per class.
+///
+/// Each class's configuration space covers every layer of the zoo and reaches beyond it. An
+/// interrupted sweep resumes where it stopped when run again with the same --out. Train a
+/// device profile from the directory with `train --data DIR`.
+#[derive(Args, Debug)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:
+  cutpoint-edge profile --out sweeps/edge --quick --cpu-quota 0.3   # an emulated 0.3-CPU edge (root)
+  cutpoint-cloud profile --out sweeps/cloud --quick
+  cutpoint-edge train --data sweeps/edge --out edge.profile"
+)]
+pub struct ProfileArgs {
+    /// Directory for the per-class CSVs; a sweep already there is resumed.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The quick sweep: small layers, about two minutes on two cores; good enough for the demo.
+    #[arg(long)]
+    quick: bool,
+    /// Backend to time on: flex, ndarray, or wgpu (when built in).
+    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
+    backend: Backend,
+    /// Run under a cgroup-v1 CPU quota of F CPUs (e.g. 0.3), emulating a slower device.
+    /// Needs root; without it the sweep stops rather than profile unconstrained.
+    #[arg(long, value_name = "F")]
+    cpu_quota: Option<f64>,
+    /// Seed of the sampled layer configurations.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// At most N samples per class (below the sweep's own count), for a fast trial run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    samples: Option<u64>,
+    /// Hide the progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Parses `--backend`, naming the choices on a typo.
+fn parse_backend(name: &str) -> Result<Backend, String> {
+    name.parse::<Backend>().map_err(|e| e.to_string())
+}
+
+/// Runs the sweep for a device in `role` and returns the summary to print.
+pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError> {
+    let config = SweepConfig {
+        out_dir: args.out.clone(),
+        size: if args.quick {
+            SweepSize::Quick
+        } else {
+            SweepSize::Full
+        },
+        backend: args.backend,
+        cpu_quota: args.cpu_quota,
+        seed: args.seed,
+        classes: LayerClass::ALL.to_vec(),
+        max_samples: args.samples.map(|n| n as usize),
+        progress: !args.no_progress,
+    };
+    let (meta, summaries) = run_sweep(&config)?;
+    let mut table = Table::new(&["class", "resumed", "measured", "total"]);
+    for s in &summaries {
+        table.row(vec![
+            s.class.name().to_string(),
+            s.resumed.to_string(),
+            s.measured.to_string(),
+            (s.resumed + s.measured).to_string(),
+        ]);
+    }
+    let quota = meta
+        .cpu_quota
+        .map_or("none".to_string(), |q| format!("{q} CPU"));
+    Ok(format!(
+        "Swept {} ({} backend, {} threads, CPU quota {quota}) into {}\n\n{}\nNext: cutpoint-{} train --data {} --out {}.profile\n",
+        meta.device,
+        meta.backend,
+        meta.threads,
+        args.out.display(),
+        table.render(),
+        role.name(),
+        args.out.display(),
+        role.name(),
+    ))
+}
