@@ -1,5 +1,7 @@
 //! `cutpoint-cloud`: the cloud side of cutpoint. This file only wires flags to the library.
 
+mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -8,8 +10,8 @@ use runtime::cli::{ProfileArgs, TrainArgs, usage_error};
 
 /// The cloud side of cutpoint: runs the cloud part of split DNN inference for edge devices.
 ///
-/// Today it profiles this server (`profile`, then `train`), so that the edge's planner knows
-/// what each layer costs here. `serve` arrives with the runtime.
+/// `serve` runs the cloud part for authenticated edges. `profile`, then `train`, measure what
+/// each layer costs here, so that the edge's planner knows.
 #[derive(Parser)]
 #[command(name = "cutpoint-cloud", version, arg_required_else_help = true)]
 struct Cli {
@@ -19,6 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     Profile(ProfileArgs),
     Train(TrainArgs),
 }
@@ -29,8 +32,11 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match &cli.command {
-        Command::Profile(args) => runtime::cli::profile(args, Role::Cloud),
-        Command::Train(args) => runtime::cli::train(args, Role::Cloud),
+        Command::Serve(args) => serve::serve(args).map_err(|e| serve::one_line(&e)),
+        Command::Profile(args) => {
+            runtime::cli::profile(args, Role::Cloud).map_err(|e| e.to_string())
+        }
+        Command::Train(args) => runtime::cli::train(args, Role::Cloud).map_err(|e| e.to_string()),
     };
     match result {
         Ok(report) => {

@@ -1,10 +1,31 @@
 //! Collaborative inference, end to end.
 //!
-//! This crate will own `EdgeSession` (plan with the live link estimate, run the edge part, ship
-//! the boundary tensors, fall back to local execution on faults) and `CloudServer` (serve model
-//! parts behind a bounded queue and report its load). The CLIs are thin wrappers over it.
+//! - [`CloudServer`]: the cloud side. A [`transport::Handler`] that serves zoo and spec models,
+//!   loads each on first use, checks every request against the network and the weights hash,
+//!   runs it behind a bounded queue (answering `Busy` when full) and reports a load factor.
+//! - [`EdgeSession`]: the edge side. Plans each request with the live link estimate and the
+//!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
+//!   an [`Outcome`] with predicted and measured breakdowns. When the cloud is unreachable, busy
+//!   or too slow, it finishes the request locally, says so, and reconnects in the background.
+//! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
+//!   they loaded the same thing.
+//! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
+//!   cloud are profiled by one implementation.
 //!
-//! Today it holds [`cli`]: the commands both binaries share (`profile`, `train`), so that the
-//! edge and the cloud are profiled by one implementation.
+//! The CLIs are thin wrappers over this crate, so an application that embeds cutpoint gets
+//! exactly what the CLIs do.
 
 pub mod cli;
+mod cloud;
+mod edge;
+mod error;
+mod loaded;
+mod weights_hash;
+mod wire;
+
+pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use edge::{EdgeConfig, EdgeSession, Measured, Outcome, SplitMode};
+pub use error::RuntimeError;
+pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+pub use weights_hash::weights_hash;
+pub use wire::{from_wire, to_wire};

@@ -1,0 +1,189 @@
+//! `cutpoint-cloud serve`: flags, state directory and start-up report around
+//! [`runtime::CloudServer`] on a [`transport::Server`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use models::{Backend, Net};
+use runtime::{CloudConfig, CloudServer, DEFAULT_SEED};
+use transport::{Server, ServerConfig, ServerIdentity, Token};
+
+/// Serve the cloud part of split inference to edge devices until Ctrl-C.
+///
+/// With no flags it keeps a self-signed certificate and a token under the state directory
+/// (created on first start), prints the token file, the certificate fingerprint and how an edge
+/// connects, and serves every zoo model on UDP port 4433.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and UDP port to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+    /// Backend the models run on: flex, ndarray or wgpu.
+    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
+    backend: Backend,
+    /// File holding the token edges must present; created with a random token if missing
+    /// [default: <state-dir>/token].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM), with --key [default: a self-signed certificate kept in
+    /// <state-dir>/identity].
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A model spec JSON file to serve besides the zoo, under its `name` (repeatable). Spec
+    /// models are loaded at start, so their weights hash is in every welcome.
+    #[arg(long, value_name = "FILE")]
+    model_spec: Vec<PathBuf>,
+    /// Directory of `<model>.safetensors` weights files; models without a file there use
+    /// seeded weights.
+    #[arg(long, value_name = "DIR")]
+    weights: Option<PathBuf>,
+    /// Seed for the weights of models without a weights file (edges use 0 by default too).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// Requests that may wait for a worker; more are answered "busy" and run on the edge.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    queue: usize,
+    /// Requests that run at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
+    /// Where the certificate and token are kept [default: $XDG_DATA_HOME/cutpoint, or
+    /// ~/.local/share/cutpoint].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn parse_backend(name: &str) -> Result<Backend, String> {
+    name.parse::<Backend>().map_err(|e| e.to_string())
+}
+
+/// `$XDG_DATA_HOME/cutpoint`, or `~/.local/share/cutpoint`.
+fn default_state_dir() -> Result<PathBuf> {
+    let from_env = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(data) = from_env("XDG_DATA_HOME") {
+        return Ok(data.join("cutpoint"));
+    }
+    match from_env("HOME") {
+        Some(home) => Ok(home.join(".local").join("share").join("cutpoint")),
+        None => bail!("neither XDG_DATA_HOME nor HOME is set; give --state-dir DIR"),
+    }
+}
+
+fn read_spec(path: &Path) -> Result<Net> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model spec {}", path.display()))?;
+    Net::from_spec_json(&text).with_context(|| format!("model spec {}", path.display()))
+}
+
+/// The error and its causes on one line, leaving out a cause whose text its parent already
+/// shows (many library errors print their source themselves).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Runs the server until Ctrl-C; returns the closing line.
+pub fn serve(args: &ServeArgs) -> Result<String> {
+    // Logs (connections, refusals, model loads) go to stderr; stdout is the start-up report.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: &ServeArgs) -> Result<String> {
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir()?,
+    };
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)?,
+        _ => ServerIdentity::load_or_create(&state_dir.join("identity"))?,
+    };
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| state_dir.join("token"));
+    let token = Token::load_or_create(&token_file)?;
+
+    let mut cloud = CloudServer::new(CloudConfig {
+        backend: args.backend,
+        seed: args.seed,
+        weights_dir: args.weights.clone(),
+        workers: args.workers,
+        queue_capacity: args.queue,
+    })?;
+    let mut specs = Vec::new();
+    for path in &args.model_spec {
+        let net = read_spec(path)?;
+        specs.push(net.name().to_string());
+        cloud.register(net);
+    }
+    for id in &specs {
+        cloud
+            .preload(id)
+            .await
+            .with_context(|| format!("cannot load spec model `{id}`"))?;
+    }
+    let cloud = Arc::new(cloud);
+    let server = Server::bind(
+        ServerConfig::new(args.listen, identity, token),
+        cloud.clone(),
+    )?;
+    let addr = server
+        .local_addr()
+        .context("cannot read the bound address")?;
+
+    println!("listening: {addr} (UDP, QUIC)");
+    println!("fingerprint: {}", server.fingerprint());
+    println!("token file: {}", token_file.display());
+    println!(
+        "backend: {}, workers: {}, queue: {}",
+        args.backend, args.workers, args.queue
+    );
+    println!("models: {}", cloud.model_ids().join(", "));
+    println!(
+        "connect an edge with a copy of the token file, e.g.:\n  cutpoint-edge run --connect HOST:{} --token-file TOKEN_FILE --model lenet",
+        addr.port()
+    );
+    println!(
+        "the edge pins the fingerprint above on first use; check that it shows the same one. Ctrl-C stops the server."
+    );
+
+    let closer = server.closer();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            closer.close();
+        }
+    });
+    server.run().await;
+    let stats = cloud.stats();
+    Ok(format!(
+        "stopped after serving {} request(s) ({} refused as busy)\n",
+        stats.served, stats.refused
+    ))
+}

@@ -1,0 +1,162 @@
+//! `cutpoint-cloud serve` as a user runs it: the real binary on a free loopback port, its
+//! start-up report read from stdout, and an edge session from the library talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use models::{Backend, zoo};
+use runtime::{EdgeConfig, EdgeSession, LoadedModel, SplitMode, WeightsSource};
+use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
+
+/// The server process, killed when the test ends however it ends.
+struct Serving {
+    child: Child,
+    addr: String,
+    fingerprint: Fingerprint,
+    token_file: String,
+    report: Vec<String>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the start-up report up to its last line.
+fn report(stdout: ChildStdout) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout is UTF-8");
+        let last = line.contains("Ctrl-C");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    lines
+}
+
+fn field<'a>(lines: &'a [String], name: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{}", lines.join("\n")))
+        .trim()
+}
+
+fn serve(state_dir: &Path) -> Serving {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let lines = report(child.stdout.take().expect("stdout"));
+    let addr = field(&lines, "listening:")
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_string();
+    Serving {
+        fingerprint: Fingerprint::parse(field(&lines, "fingerprint:")).expect("a fingerprint"),
+        token_file: field(&lines, "token file:").to_string(),
+        addr,
+        report: lines,
+        child,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_how_to_connect_and_serves_an_edge_until_killed() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut server = serve(state.path());
+    assert!(
+        Path::new(&server.token_file).starts_with(state.path()),
+        "{}",
+        server.token_file
+    );
+    assert!(field(&server.report, "models:").contains("lenet"));
+
+    let net = zoo::build("lenet").expect("lenet");
+    let model =
+        LoadedModel::load(net.clone(), &WeightsSource::Seeded(0), Backend::Flex).expect("model");
+    let zeros = vec![0.0; net.len()];
+    let graph = net.graph(&zeros, &zeros).expect("graph");
+    let config = EdgeConfig {
+        split: SplitMode::CloudOnly,
+        request_timeout: Duration::from_secs(3),
+        ..EdgeConfig::default()
+    };
+    let mut session = EdgeSession::new(model, graph, config).expect("session");
+    let token = Token::from_file(Path::new(&server.token_file)).expect("token file");
+    let mut client = ClientConfig::new(
+        server.addr.clone(),
+        ServerTrust::Fingerprint(server.fingerprint),
+        token,
+    );
+    client.connect_timeout = Duration::from_secs(2);
+    session.connect(client).await.expect("connects");
+    let input = models::HostTensor::new(vec![1, 1, 32, 32], vec![0.25; 1024]).expect("input");
+    let outcome = session.infer(input.clone()).await.expect("served");
+    assert_eq!(outcome.fallback, None);
+    assert_eq!(outcome.output.shape(), &[1, 10]);
+
+    // Killed without a goodbye: the next request times out or finds the server gone, and
+    // finishes locally with the same result.
+    server.child.kill().expect("kill");
+    let _ = server.child.wait();
+    let local = session.infer(input).await.expect("completes locally");
+    assert!(local.fallback.is_some());
+    assert!(models::relative_difference(&local.output, &outcome.output) <= 1e-5);
+
+    // A restart keeps the certificate and the token.
+    let token_before = std::fs::read_to_string(&server.token_file).expect("token");
+    let again = serve(state.path());
+    assert_eq!(again.fingerprint, server.fingerprint);
+    assert_eq!(
+        std::fs::read_to_string(&again.token_file).expect("token"),
+        token_before
+    );
+}
+
+#[test]
+fn bad_flags_fail_on_one_line() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("workers"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model-spec",
+            "/nonexistent/spec.json",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/spec.json"), "{err}");
+}

@@ -1,0 +1,252 @@
+//! [`CloudServer`]: runs the cloud part of split inference for edge devices.
+//!
+//! It implements [`transport::Handler`]: hand it to a [`transport::Server`], which authenticates
+//! clients and calls it for every request. Each request is checked against the network before it
+//! is queued (unknown model, invalid cut, wrong or missing boundary tensors are refused with the
+//! node named), then admitted to a bounded queue (or refused as busy), run on a blocking thread
+//! once a worker is free, and answered with the output, the compute time and the queueing time.
+
+mod catalog;
+mod queue;
+mod request;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use models::{Activations, Backend, Net, zoo};
+use tracing::{debug, warn};
+use transport::{
+    ErrorCode, ErrorReply, Handler, InferRequest, Inference, ModelOffer, ServerStatus,
+};
+
+use crate::error::RuntimeError;
+use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+use crate::wire::to_wire;
+use catalog::{Catalog, WeightsDefaults};
+pub use queue::QueueStats;
+use queue::WorkQueue;
+use request::CloudPart;
+
+/// Settings of a [`CloudServer`].
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// Where models run. Default: flex.
+    pub backend: Backend,
+    /// Seed for the weights of models without a weights file. Default [`DEFAULT_SEED`], the
+    /// edge's default too.
+    pub seed: u64,
+    /// A directory of `<model id>.safetensors` files; a model with a file there uses it,
+    /// others use seeded weights. Default: none.
+    pub weights_dir: Option<PathBuf>,
+    /// Requests that run at once. Default 1: each Burn kernel already uses every core.
+    pub workers: usize,
+    /// Requests that may wait for a worker; more are answered `Busy`. Default 16.
+    pub queue_capacity: usize,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            backend: Backend::default(),
+            seed: DEFAULT_SEED,
+            weights_dir: None,
+            workers: 1,
+            queue_capacity: 16,
+        }
+    }
+}
+
+/// The cloud side of cutpoint: serves the zoo models and any network registered with
+/// [`CloudServer::register`], each loaded on first use.
+#[derive(Debug)]
+pub struct CloudServer {
+    backend: Backend,
+    defaults: WeightsDefaults,
+    catalog: Catalog,
+    queue: WorkQueue,
+}
+
+impl CloudServer {
+    /// A server offering every zoo model at its default input size.
+    ///
+    /// Fails when a setting is out of range or the backend is not compiled in.
+    pub fn new(config: CloudConfig) -> Result<CloudServer, RuntimeError> {
+        if config.workers == 0 {
+            return Err(RuntimeError::Config {
+                name: "workers",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if let Some(dir) = &config.weights_dir
+            && !dir.is_dir()
+        {
+            return Err(RuntimeError::Config {
+                name: "weights_dir",
+                reason: format!(
+                    "{} is not a directory; give a directory of <model>.safetensors files",
+                    dir.display()
+                ),
+            });
+        }
+        config.backend.device()?;
+        let mut catalog = Catalog::default();
+        for name in zoo::MODELS {
+            catalog.insert(zoo::build(name)?, None);
+        }
+        Ok(CloudServer {
+            backend: config.backend,
+            defaults: WeightsDefaults {
+                dir: config.weights_dir,
+                seed: config.seed,
+            },
+            catalog,
+            queue: WorkQueue::new(config.workers, config.queue_capacity),
+        })
+    }
+
+    /// Offers `net` under its name (a spec model, or a zoo model at another input size),
+    /// replacing any model of that name. Its weights come from the weights directory or the seed.
+    pub fn register(&mut self, net: Net) {
+        self.catalog.insert(net, None);
+    }
+
+    /// Offers `net` under its name with these weights, replacing any model of that name.
+    pub fn register_with_weights(&mut self, net: Net, source: WeightsSource) {
+        self.catalog.insert(net, Some(source));
+    }
+
+    /// The ids of the models on offer, in order.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.catalog.iter().map(|(id, _)| id.to_string()).collect()
+    }
+
+    /// Loads a model now rather than on its first request, so that the welcome carries its
+    /// weights hash and a bad weights file is reported at start-up. Returns the hash.
+    pub async fn preload(&self, id: &str) -> Result<String, RuntimeError> {
+        let entry = self.catalog.get(id).ok_or_else(|| RuntimeError::Config {
+            name: "model",
+            reason: format!(
+                "no model `{id}`; this server offers: {}",
+                self.catalog.ids()
+            ),
+        })?;
+        let model = catalog::load(entry, &self.defaults, self.backend).await?;
+        Ok(model.weights_hash.clone())
+    }
+
+    /// The queue's current state.
+    pub fn stats(&self) -> QueueStats {
+        self.queue.stats()
+    }
+
+    async fn run(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
+        let arrived = Instant::now();
+        let entry = self.catalog.get(&request.model_id).ok_or_else(|| ErrorReply {
+            code: ErrorCode::UnknownModel,
+            message: format!(
+                "this server does not serve model `{}`; it serves: {}. Start it with --model-spec for this network",
+                request.model_id,
+                self.catalog.ids()
+            ),
+        })?;
+        let part = request::check(entry.net(), &request)?;
+        if let Some(model) = entry.get() {
+            check_hash(&request, model)?;
+        }
+        let admission = self.queue.admit().ok_or_else(|| {
+            let stats = self.queue.stats();
+            ErrorReply {
+                code: ErrorCode::Busy,
+                message: format!(
+                    "the server is busy: {} request(s) running and {} waiting fill its queue; retry later or run this request locally",
+                    stats.running, stats.waiting
+                ),
+            }
+        })?;
+        let running = admission.start().await.ok_or_else(|| {
+            internal("the work queue has shut down; the server is stopping".into())
+        })?;
+        let queue_ms = arrived.elapsed().as_secs_f64() * 1e3;
+        // A first request also loads the model; that one-off time is neither queueing nor compute.
+        let model = catalog::load(entry, &self.defaults, self.backend)
+            .await
+            .map_err(|e| internal(format!("cannot load model `{}`: {e}", request.model_id)))?;
+        check_hash(&request, &model)?;
+        let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
+            let output = compute(&model, part);
+            (output, running.finish())
+        })
+        .await
+        .map_err(|e| internal(format!("the compute task failed: {e}")))?;
+        let output = output.map_err(|e| {
+            warn!(model = %request.model_id, error = %e, "cloud part failed");
+            internal(format!("running the cloud part failed: {e}"))
+        })?;
+        debug!(model = %request.model_id, cloud_ms, queue_ms, "served");
+        Ok(Inference {
+            output,
+            cloud_ms,
+            queue_ms,
+        })
+    }
+}
+
+fn internal(message: String) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::Internal,
+        message,
+    }
+}
+
+fn check_hash(request: &InferRequest, model: &LoadedModel) -> Result<(), ErrorReply> {
+    if request.weights_hash == model.weights_hash {
+        return Ok(());
+    }
+    Err(ErrorReply {
+        code: ErrorCode::WeightsMismatch,
+        message: format!(
+            "the edge's weights for `{}` (hash {}) differ from this server's (hash {}); load the same weights on both sides (the same safetensors file, or the same seed)",
+            request.model_id,
+            if request.weights_hash.is_empty() {
+                "none given"
+            } else {
+                &request.weights_hash
+            },
+            model.weights_hash
+        ),
+    })
+}
+
+/// Uploads the boundary, runs the cloud part and returns the output as a wire tensor.
+fn compute(model: &LoadedModel, part: CloudPart) -> Result<transport::WireTensor, RuntimeError> {
+    let model = &model.model;
+    let mut boundary = Activations::new();
+    for (v, host) in part.boundary {
+        boundary.insert(v, model.upload(host)?);
+    }
+    let output = model.run_cloud(&part.cut, boundary)?.to_host()?;
+    to_wire(&output, "output")
+}
+
+impl Handler for CloudServer {
+    fn status(&self) -> ServerStatus {
+        ServerStatus {
+            models: self
+                .catalog
+                .iter()
+                .map(|(id, entry)| ModelOffer {
+                    id: id.to_string(),
+                    weights_hash: entry
+                        .get()
+                        .map(|m| m.weights_hash.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            load_factor: self.queue.stats().load_factor,
+        }
+    }
+
+    async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
+        self.run(request).await
+    }
+}

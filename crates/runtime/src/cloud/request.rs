@@ -1,0 +1,183 @@
+//! Checks an inference request against the network before any work is queued: the cloud node
+//! set must be a valid cut and the boundary tensors exactly what that cut needs.
+
+use models::{Cut, HostTensor, INPUT_ID, Net};
+use transport::{ErrorCode, ErrorReply, InferRequest};
+
+use crate::wire::from_wire;
+
+/// A checked request: the cut and the boundary tensors by node index.
+#[derive(Debug)]
+pub(crate) struct CloudPart {
+    /// The nodes to run, as a validated cut.
+    pub cut: Cut,
+    /// The boundary tensors, each with the shape its node produces.
+    pub boundary: Vec<(usize, HostTensor)>,
+}
+
+fn bad(message: String) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::BadRequest,
+        message,
+    }
+}
+
+/// Checks `request` against `net` and converts its tensors.
+pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, ErrorReply> {
+    let model = net.name();
+    if request.cloud_nodes.is_empty() {
+        return Err(bad(format!(
+            "the request for `{model}` names no cloud nodes; an edge-only plan needs no server"
+        )));
+    }
+    let mut cloud = vec![false; net.len()];
+    for id in &request.cloud_nodes {
+        if id == INPUT_ID {
+            return Err(bad(format!(
+                "the cloud nodes include `{INPUT_ID}`, but the raw input always stays on the edge; send its tensor as a boundary tensor instead"
+            )));
+        }
+        let v = net.index_of(id).map_err(|_| {
+            bad(format!(
+                "model `{model}` has no node `{id}`; are edge and cloud running the same network?"
+            ))
+        })?;
+        cloud[v] = true;
+    }
+    let cut = net.cut_from_mask(cloud).map_err(|e| bad(e.to_string()))?;
+    let cloud = cut.cloud_mask();
+    let needed = |u: usize| !cloud[u] && net.consumers(u).iter().any(|&w| cloud[w]);
+    let mut boundary = Vec::with_capacity(request.boundary.len());
+    let mut batch = None;
+    for (id, tensor) in &request.boundary {
+        let u = net
+            .index_of(id)
+            .ok()
+            .filter(|&u| needed(u))
+            .ok_or_else(|| {
+                bad(format!(
+                    "unexpected boundary tensor `{id}`: no cloud node of `{model}` consumes it from the edge; send exactly the outputs of edge nodes that cloud nodes read"
+                ))
+            })?;
+        let host =
+            from_wire(tensor, &format!("for node `{id}`")).map_err(|e| bad(e.to_string()))?;
+        let per_sample = &net.nodes()[u].spec().output_shape;
+        let shape = host.shape();
+        let b = *batch.get_or_insert(shape.first().copied().unwrap_or(0));
+        if b == 0
+            || shape.len() != per_sample.len() + 1
+            || shape[1..] != per_sample[..]
+            || shape[0] != b
+        {
+            let mut expected = vec![b.max(1)];
+            expected.extend_from_slice(per_sample);
+            return Err(bad(format!(
+                "boundary tensor `{id}` has shape {shape:?}, but node `{id}` of `{model}` produces {expected:?} (batch first, one batch size for all tensors)"
+            )));
+        }
+        boundary.push((u, host));
+    }
+    if let Some(u) =
+        (0..net.len()).find(|&u| needed(u) && !request.boundary.contains_key(net.nodes()[u].id()))
+    {
+        let id = net.nodes()[u].id();
+        let reader = net
+            .consumers(u)
+            .iter()
+            .find(|&&w| cloud[w])
+            .map_or("", |&w| net.nodes()[w].id());
+        return Err(bad(format!(
+            "missing boundary tensor `{id}`: cloud node `{reader}` reads it, so the edge must send it"
+        )));
+    }
+    Ok(CloudPart { cut, boundary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use transport::WireTensor;
+
+    fn lenet() -> Net {
+        models::zoo::build("lenet").expect("lenet")
+    }
+
+    fn tensor(net: &Net, id: &str, batch: usize) -> WireTensor {
+        let v = net.index_of(id).expect("node");
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&net.nodes()[v].spec().output_shape);
+        let n = shape.iter().product();
+        WireTensor::from_f32(&shape, &vec![0.5; n]).expect("tensor")
+    }
+
+    fn request(net: &Net, cloud: &[&str], boundary: &[(&str, WireTensor)]) -> InferRequest {
+        InferRequest {
+            model_id: net.name().into(),
+            weights_hash: String::new(),
+            cloud_nodes: cloud.iter().map(|s| s.to_string()).collect(),
+            boundary: boundary
+                .iter()
+                .map(|(id, t)| (id.to_string(), t.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn suffix(net: &Net, from: usize) -> Vec<&str> {
+        net.nodes()[from..].iter().map(|n| n.id()).collect()
+    }
+
+    fn message(result: Result<CloudPart, ErrorReply>) -> String {
+        let reply = result.expect_err("refused");
+        assert_eq!(reply.code, ErrorCode::BadRequest);
+        reply.message
+    }
+
+    #[test]
+    fn a_valid_cut_converts_its_boundary() {
+        let net = lenet();
+        let cloud = suffix(&net, 3);
+        let before = net.nodes()[2].id().to_string();
+        let part = check(
+            &net,
+            &request(&net, &cloud, &[(&before, tensor(&net, &before, 2))]),
+        )
+        .expect("valid");
+        assert_eq!(part.boundary.len(), 1);
+        assert_eq!(part.boundary[0].0, 2);
+        assert_eq!(part.boundary[0].1.shape()[0], 2);
+        assert!(part.cut.cloud_mask()[net.sink()]);
+    }
+
+    #[test]
+    fn every_fault_names_the_node() {
+        let net = lenet();
+        let cloud = suffix(&net, 3);
+        let before = net.nodes()[2].id().to_string();
+        let good = tensor(&net, &before, 1);
+        assert!(message(check(&net, &request(&net, &[], &[]))).contains("no cloud nodes"));
+        let mut with_input = cloud.clone();
+        with_input.push("input");
+        assert!(message(check(&net, &request(&net, &with_input, &[]))).contains("`input`"));
+        let mut unknown = cloud.clone();
+        unknown.push("nope");
+        assert!(message(check(&net, &request(&net, &unknown, &[]))).contains("`nope`"));
+        // Not successor-closed: a middle node alone.
+        let middle = net.nodes()[3].id();
+        assert!(message(check(&net, &request(&net, &[middle], &[]))).contains(middle));
+        assert!(message(check(&net, &request(&net, &cloud, &[]))).contains(&before));
+        let extra = net.nodes()[1].id().to_string();
+        let msg = message(check(
+            &net,
+            &request(
+                &net,
+                &cloud,
+                &[(&before, good.clone()), (&extra, tensor(&net, &extra, 1))],
+            ),
+        ));
+        assert!(msg.contains(&extra), "{msg}");
+        let wrong = WireTensor::from_f32(&[1, 3], &[0.0; 3]).expect("tensor");
+        let msg = message(check(&net, &request(&net, &cloud, &[(&before, wrong)])));
+        assert!(msg.contains(&before) && msg.contains("[1, 3]"), "{msg}");
+    }
+}

@@ -1,0 +1,643 @@
+//! [`EdgeSession`]: plan, run the edge part, ship the boundary, receive the result, and finish
+//! locally when the cloud cannot.
+
+mod connection;
+mod inputs;
+mod outcome;
+mod split;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use models::{Activations, HostTensor, Model};
+use partition_core::{
+    DEFAULT_MIN_SAVING, Graph, Hysteresis, Link, Objective, Plan, Scenario, Solver,
+};
+use predictor::DeviceProfile;
+use tracing::{info, warn};
+use transport::{Client, ClientConfig, ClientError, ErrorCode, InferRequest, InferResponse};
+
+use crate::error::RuntimeError;
+use crate::loaded::LoadedModel;
+use crate::wire::{from_wire, to_wire};
+use connection::{Backoff, CloudLink};
+use inputs::{LoadEstimate, planning_link};
+pub use outcome::{Measured, Outcome};
+pub use split::SplitMode;
+
+/// Settings of an [`EdgeSession`].
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// How the cut is chosen. Default: [`SplitMode::Auto`].
+    pub split: SplitMode,
+    /// What the plan minimises. Default: latency.
+    pub objective: Objective,
+    /// The solver for [`SplitMode::Auto`]; solvers that let tensors return to the edge are
+    /// refused. Default: [`Solver::Auto`].
+    pub solver: Solver,
+    /// Share of the current plan's cost a new cut must save to replace it (hysteresis).
+    /// Default [`DEFAULT_MIN_SAVING`].
+    pub min_saving: f64,
+    /// Plan for this uplink (Mbit/s) instead of the measured one. It changes planning only; the
+    /// link itself is not shaped. Default: none.
+    pub uplink_mbps: Option<f64>,
+    /// The link assumed for anything not measured yet (before the first connection).
+    /// Default: 10 Mbit/s both ways, 20 ms RTT.
+    pub assumed_link: Link,
+    /// Longest wait for a bandwidth probe or a reply before the request is finished locally.
+    /// Default 30 s.
+    pub request_timeout: Duration,
+    /// First delay before reconnecting after a fault; it doubles up to
+    /// `max_reconnect_delay`. Default 500 ms.
+    pub reconnect_delay: Duration,
+    /// Longest delay between reconnect attempts. Default 10 s.
+    pub max_reconnect_delay: Duration,
+    /// Half-life over which the cloud's last seen load factor fades back to 1. Default 10 s.
+    pub load_half_life: Duration,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            split: SplitMode::Auto,
+            objective: Objective::Latency,
+            solver: Solver::Auto,
+            min_saving: DEFAULT_MIN_SAVING,
+            uplink_mbps: None,
+            assumed_link: Link::new(10.0, 10.0, 20.0).expect("a constant link within range"),
+            request_timeout: Duration::from_secs(30),
+            reconnect_delay: Duration::from_millis(500),
+            max_reconnect_delay: Duration::from_secs(10),
+            load_half_life: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The edge side of collaborative inference for one network.
+///
+/// It holds the model (edge side), the cost graph the planner solves over, the connection to
+/// the cloud (which may be down), the hysteresis state and the last seen cloud load. Requests
+/// run one at a time (`infer` takes `&mut self`); open one session per concurrent stream of
+/// requests.
+#[derive(Debug)]
+pub struct EdgeSession {
+    model: Arc<Model>,
+    weights_hash: String,
+    graph: Graph,
+    config: EdgeConfig,
+    hysteresis: Hysteresis,
+    last_placement: Option<Vec<bool>>,
+    cloud: Option<CloudLink>,
+    seen_generation: u64,
+    load: LoadEstimate,
+}
+
+/// What became of the cloud request.
+enum Remote {
+    Done(InferResponse),
+    /// Finish locally, for this reason.
+    Fallback(String),
+}
+
+impl EdgeSession {
+    /// A session for `model` whose planner uses `graph`'s costs. It starts disconnected: until
+    /// [`EdgeSession::connect`] succeeds, plans that use the cloud run locally as fallbacks.
+    ///
+    /// `graph` must be the model's network with costs (`Net::graph`, or
+    /// [`EdgeSession::with_profiles`]).
+    pub fn new(
+        model: LoadedModel,
+        graph: Graph,
+        config: EdgeConfig,
+    ) -> Result<EdgeSession, RuntimeError> {
+        let net = model.model.net();
+        let mismatch = |reason: String| RuntimeError::GraphMismatch {
+            net: net.name().to_string(),
+            reason,
+        };
+        if graph.len() != net.len() {
+            return Err(mismatch(format!(
+                "it has {} nodes, the network {}",
+                graph.len(),
+                net.len()
+            )));
+        }
+        if let Some((v, node)) = net
+            .nodes()
+            .iter()
+            .enumerate()
+            .find(|(v, node)| graph.id(*v) != node.id())
+        {
+            return Err(mismatch(format!(
+                "node {v} is `{}` in the graph but `{}` in the network",
+                graph.id(v),
+                node.id()
+            )));
+        }
+        let session = EdgeSession {
+            hysteresis: Hysteresis::new(config.min_saving)?,
+            load: LoadEstimate::idle(config.load_half_life),
+            model: Arc::new(model.model),
+            weights_hash: model.weights_hash,
+            graph,
+            last_placement: None,
+            cloud: None,
+            seen_generation: 0,
+            config,
+        };
+        session.check_config()?;
+        Ok(session)
+    }
+
+    /// A session whose planner predicts every layer's cost with device profiles: `edge` for
+    /// this device, `cloud` for the server.
+    pub fn with_profiles(
+        model: LoadedModel,
+        edge: &DeviceProfile,
+        cloud: &DeviceProfile,
+        config: EdgeConfig,
+    ) -> Result<EdgeSession, RuntimeError> {
+        let graph = DeviceProfile::predict_graph(model.model.net(), edge, cloud)?;
+        EdgeSession::new(model, graph, config)
+    }
+
+    fn check_config(&self) -> Result<(), RuntimeError> {
+        let config = &self.config;
+        if matches!(
+            config.solver,
+            Solver::Dp { allow_return: true } | Solver::Exhaustive { allow_return: true }
+        ) {
+            return Err(RuntimeError::Config {
+                name: "solver",
+                reason: "plans that send tensors back to the edge cannot run here; use a solver without allow_return".into(),
+            });
+        }
+        if config.request_timeout.is_zero() {
+            return Err(RuntimeError::Config {
+                name: "request_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        if config.reconnect_delay.is_zero() || config.max_reconnect_delay < config.reconnect_delay {
+            return Err(RuntimeError::Config {
+                name: "reconnect_delay",
+                reason: "must be longer than zero and no longer than max_reconnect_delay".into(),
+            });
+        }
+        // An out-of-range override or a fixed cut that cannot run is reported now, not on the
+        // first request.
+        let link = planning_link(None, config.uplink_mbps, &config.assumed_link)?;
+        if let SplitMode::Fixed(ids) = &config.split {
+            Plan::fixed(&self.graph, &Scenario::latency(link), ids)?;
+        }
+        Ok(())
+    }
+
+    /// Connects to the cloud now, replacing any earlier connection.
+    ///
+    /// On success the welcome is checked: the server must offer this model, and with the same
+    /// weights hash when it has loaded it already. When the cloud is unreachable the error is
+    /// returned but the session keeps trying in the background, and until it succeeds requests
+    /// run locally as fallbacks; a refusal (wrong token, changed certificate, other weights) is
+    /// not retried.
+    pub async fn connect(&mut self, client: ClientConfig) -> Result<(), RuntimeError> {
+        let server = client.server.clone();
+        let backoff = Backoff {
+            first: self.config.reconnect_delay,
+            max: self.config.max_reconnect_delay,
+        };
+        self.cloud = None;
+        let (link, result) = CloudLink::connect(client, backoff).await;
+        self.cloud = Some(link);
+        result.map_err(|error| RuntimeError::Connect {
+            server,
+            error: Box::new(error),
+        })?;
+        self.usable_client().map(|_| ())
+    }
+
+    /// Closes the connection; later requests run locally as fallbacks until the next
+    /// [`EdgeSession::connect`].
+    pub fn disconnect(&mut self) {
+        self.cloud = None;
+    }
+
+    /// Whether requests can use the cloud now.
+    pub fn is_connected(&self) -> bool {
+        self.cloud.as_ref().is_some_and(CloudLink::is_healthy)
+    }
+
+    /// Why the cloud cannot be used, when it cannot (`None` when connected or never asked to).
+    pub fn cloud_error(&self) -> Option<String> {
+        self.cloud
+            .as_ref()
+            .filter(|link| !link.is_healthy())
+            .and_then(CloudLink::last_error)
+    }
+
+    /// The transport client of the current or last connection: its welcome, its link estimate,
+    /// probes. The session closes it when it is dropped or disconnected.
+    pub fn client(&self) -> Option<Arc<Client>> {
+        self.cloud.as_ref().and_then(CloudLink::last_client)
+    }
+
+    /// The edge's model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The cost graph the planner uses.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The hash of the edge's weights, sent with every request.
+    pub fn weights_hash(&self) -> &str {
+        &self.weights_hash
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    /// Changes the split mode; a fixed cut is checked first. The hysteresis starts afresh.
+    pub fn set_split(&mut self, split: SplitMode) -> Result<(), RuntimeError> {
+        let previous = std::mem::replace(&mut self.config.split, split);
+        if let Err(e) = self.check_config() {
+            self.config.split = previous;
+            return Err(e);
+        }
+        self.hysteresis = Hysteresis::new(self.config.min_saving)?;
+        Ok(())
+    }
+
+    /// Changes the planning uplink override (Mbit/s; `None` to use the measurement).
+    pub fn set_uplink_override(&mut self, uplink_mbps: Option<f64>) -> Result<(), RuntimeError> {
+        planning_link(None, uplink_mbps, &self.config.assumed_link)?;
+        self.config.uplink_mbps = uplink_mbps;
+        Ok(())
+    }
+
+    /// The client when the cloud is usable, after checking the welcome of a new connection.
+    fn usable_client(&mut self) -> Result<Option<Arc<Client>>, RuntimeError> {
+        let Some(link) = self.cloud.as_mut() else {
+            return Ok(None);
+        };
+        let Some((client, generation)) = link.usable() else {
+            return Ok(None);
+        };
+        if generation != self.seen_generation {
+            let welcome = client.welcome();
+            let model = self.model.net().name();
+            let offer = welcome.models.iter().find(|m| m.id == model);
+            let problem = match offer {
+                None => Some(RuntimeError::NotOffered {
+                    server: link.server().to_string(),
+                    model: model.to_string(),
+                    offered: welcome
+                        .models
+                        .iter()
+                        .map(|m| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+                Some(offer)
+                    if !offer.weights_hash.is_empty()
+                        && offer.weights_hash != self.weights_hash =>
+                {
+                    Some(RuntimeError::WeightsMismatch {
+                        server: link.server().to_string(),
+                        model: model.to_string(),
+                        edge_hash: self.weights_hash.clone(),
+                        cloud_hash: offer.weights_hash.clone(),
+                    })
+                }
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                link.down(problem.to_string(), false);
+                return Err(problem);
+            }
+            self.seen_generation = generation;
+            self.load.set(welcome.load_factor, Instant::now());
+        }
+        Ok(Some(client))
+    }
+
+    /// Runs the network on `input` (`[N, ...input shape]`): plans, runs the edge part, ships the
+    /// boundary tensors, and returns the output with the plan and both breakdowns.
+    ///
+    /// When the cloud is unreachable, refuses as busy, fails internally or does not answer
+    /// within the timeout, the request finishes locally and [`Outcome::fallback`] says why;
+    /// a reconnect starts in the background when the connection is at fault. Refusals that
+    /// running locally would hide (unknown model, other weights, a request the server finds
+    /// invalid) are errors. Edge-only plans never touch the network.
+    pub async fn infer(&mut self, input: HostTensor) -> Result<Outcome, RuntimeError> {
+        self.check_input(&input)?;
+        let mut client = None;
+        let mut trouble = None;
+        if self.config.split != SplitMode::EdgeOnly {
+            client = self.usable_client()?;
+            match &client {
+                Some(c) => {
+                    if let Err(reason) = self.refresh_link(c).await? {
+                        trouble = Some(reason);
+                        client = None;
+                    }
+                }
+                None => trouble = Some(self.unavailable_reason()),
+            }
+        }
+        let estimate = self.client().map(|c| c.link());
+        let link = planning_link(
+            estimate.as_ref(),
+            self.config.uplink_mbps,
+            &self.config.assumed_link,
+        )?;
+        let load_factor = self.load.value(Instant::now());
+        let scenario = Scenario::new(link, self.config.objective, load_factor)?;
+        let plan = self.choose(&scenario)?;
+        let switched = self.last_placement.as_deref() != Some(plan.placement());
+        self.last_placement = Some(plan.placement().to_vec());
+        let cloud_nodes: Vec<String> = plan
+            .cloud_nodes()
+            .into_iter()
+            .map(|v| self.graph.id(v).to_string())
+            .collect();
+
+        let batch = input.shape()[0];
+        let started = Instant::now();
+        let mut measured = Measured::default();
+        let mut fallback = None;
+        let output = if cloud_nodes.is_empty() {
+            let all = vec![true; self.graph.len()];
+            let (output, edge_ms) = self.run_local(Activations::new(), all, Some(input)).await?;
+            measured.edge_ms = edge_ms;
+            output
+        } else {
+            let edge_mask: Vec<bool> = plan.placement().iter().map(|&c| !c).collect();
+            let (boundary, edge_ms) = self
+                .run_part(edge_mask, Activations::new(), Some(input))
+                .await?;
+            measured.edge_ms = edge_ms;
+            let remote = match (client, trouble) {
+                (Some(client), None) => self.remote(&client, &cloud_nodes, &boundary).await?,
+                (_, reason) => {
+                    Remote::Fallback(reason.unwrap_or_else(|| self.unavailable_reason()))
+                }
+            };
+            match remote {
+                Remote::Done(response) => {
+                    measured.upload_ms = response.upload.span_us as f64 / 1e3;
+                    measured.download_ms = response.download.span_us as f64 / 1e3;
+                    measured.queue_ms = response.queue_ms;
+                    measured.cloud_ms = response.cloud_ms;
+                    self.load
+                        .observe(response.queue_ms, response.cloud_ms, Instant::now());
+                    self.remote_output(&response, batch)?
+                }
+                Remote::Fallback(reason) => {
+                    warn!(model = %self.model.net().name(), %reason, "finishing the request locally");
+                    let (output, local_ms) = self
+                        .run_local(boundary, plan.placement().to_vec(), None)
+                        .await?;
+                    measured.edge_ms += local_ms;
+                    fallback = Some(reason);
+                    output
+                }
+            }
+        };
+        measured.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(Outcome {
+            output,
+            predicted: *plan.breakdown(),
+            plan,
+            cloud_nodes,
+            switched,
+            measured,
+            link,
+            estimate,
+            load_factor,
+            fallback,
+        })
+    }
+
+    fn check_input(&self, input: &HostTensor) -> Result<(), RuntimeError> {
+        let net = self.model.net();
+        let shape = input.shape();
+        if shape.first().is_some_and(|&n| n > 0) && shape[1..] == *net.input_shape() {
+            return Ok(());
+        }
+        Err(RuntimeError::Input {
+            net: net.name().to_string(),
+            expected: net
+                .input_shape()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            got: shape.to_vec(),
+        })
+    }
+
+    fn unavailable_reason(&self) -> String {
+        match (&self.cloud, self.cloud_error()) {
+            (None, _) => "no cloud is connected".to_string(),
+            (Some(_), Some(error)) => format!("the cloud is unavailable: {error}"),
+            (Some(_), None) => "the cloud is unavailable".to_string(),
+        }
+    }
+
+    /// Probes the link when its estimate is stale. `Ok(Err(reason))` when the cloud failed and
+    /// the request should run locally.
+    async fn refresh_link(&mut self, client: &Client) -> Result<Result<(), String>, RuntimeError> {
+        let timeout = self.config.request_timeout;
+        let reason = match tokio::time::timeout(timeout, client.refresh_if_stale()).await {
+            Ok(Ok(_)) => return Ok(Ok(())),
+            Ok(Err(e)) => match self.classify(e)? {
+                Remote::Fallback(reason) => format!("probing the link failed: {reason}"),
+                Remote::Done(_) => return Ok(Ok(())),
+            },
+            Err(_) => {
+                let reason = format!("the link probe got no answer within {timeout:?}");
+                self.mark_down(&reason);
+                reason
+            }
+        };
+        Ok(Err(reason))
+    }
+
+    fn choose(&mut self, scenario: &Scenario) -> Result<Plan, RuntimeError> {
+        let graph = &self.graph;
+        Ok(match &self.config.split {
+            SplitMode::Auto => {
+                let candidate = self.config.solver.solve(graph, scenario)?;
+                self.hysteresis.choose(graph, scenario, candidate)?.plan
+            }
+            SplitMode::EdgeOnly => Plan::edge_only(graph, scenario),
+            SplitMode::CloudOnly => Plan::cloud_only(graph, scenario),
+            SplitMode::Fixed(ids) => Plan::fixed(graph, scenario, ids)?,
+        })
+    }
+
+    /// Sends the boundary and waits for the reply, within the timeout.
+    async fn remote(
+        &mut self,
+        client: &Client,
+        cloud_nodes: &[String],
+        boundary: &Activations,
+    ) -> Result<Remote, RuntimeError> {
+        let net = self.model.net();
+        let mut tensors = std::collections::BTreeMap::new();
+        for (&v, value) in boundary {
+            let id = net.nodes()[v].id();
+            let host = value.clone().to_host()?;
+            tensors.insert(id.to_string(), to_wire(&host, &format!("for node `{id}`"))?);
+        }
+        let request = InferRequest {
+            model_id: net.name().to_string(),
+            weights_hash: self.weights_hash.clone(),
+            cloud_nodes: cloud_nodes.to_vec(),
+            boundary: tensors,
+        };
+        let timeout = self.config.request_timeout;
+        match tokio::time::timeout(timeout, client.infer(request)).await {
+            Ok(Ok(response)) => Ok(Remote::Done(response)),
+            Ok(Err(e)) => self.classify(e),
+            Err(_) => {
+                let reason = format!("the cloud did not answer within {timeout:?}");
+                self.mark_down(&reason);
+                Ok(Remote::Fallback(reason))
+            }
+        }
+    }
+
+    /// Sorts a client error into a fallback (with a reconnect when the connection is at fault)
+    /// or an error.
+    fn classify(&mut self, e: ClientError) -> Result<Remote, RuntimeError> {
+        match e {
+            ClientError::Remote {
+                code: code @ (ErrorCode::Busy | ErrorCode::Internal | ErrorCode::Unknown),
+                message,
+            } => Ok(Remote::Fallback(match code {
+                ErrorCode::Busy => format!("the cloud is busy: {message}"),
+                _ => format!("the cloud failed: {message}"),
+            })),
+            ClientError::Remote { code, message } => Err(RuntimeError::Refused { code, message }),
+            e @ (ClientError::ConnectionLost(_)
+            | ClientError::Connect { .. }
+            | ClientError::Timeout(_)
+            | ClientError::Resolve { .. }
+            | ClientError::Frame(_)) => {
+                let reason = format!("the cloud is unreachable: {e}");
+                self.mark_down(&reason);
+                Ok(Remote::Fallback(reason))
+            }
+            e @ (ClientError::Unauthorized(_)
+            | ClientError::VersionMismatch(_)
+            | ClientError::FingerprintChanged { .. }
+            | ClientError::FingerprintMismatch { .. }
+            | ClientError::Identity(_)
+            | ClientError::Estimator(_)) => Err(RuntimeError::Connect {
+                server: self
+                    .cloud
+                    .as_ref()
+                    .map_or_else(String::new, |l| l.server().to_string()),
+                error: Box::new(e),
+            }),
+            e => Err(RuntimeError::Protocol(Box::new(e))),
+        }
+    }
+
+    fn mark_down(&mut self, reason: &str) {
+        if let Some(link) = self.cloud.as_mut() {
+            info!(server = %link.server(), %reason, "cloud connection marked down; reconnecting in the background");
+            link.down(reason.to_string(), true);
+        }
+    }
+
+    /// The reply's output as a host tensor, checked against the network's output shape.
+    fn remote_output(
+        &self,
+        response: &InferResponse,
+        batch: usize,
+    ) -> Result<HostTensor, RuntimeError> {
+        let output = from_wire(&response.output, "returned by the cloud")?;
+        let net = self.model.net();
+        let shape = output.shape();
+        let fits = shape.first() == Some(&batch) && shape[1..] == *net.output_shape();
+        if !fits {
+            return Err(RuntimeError::Tensor {
+                what: "returned by the cloud".into(),
+                reason: format!(
+                    "shape {shape:?}, but `{}` outputs [{batch}, {:?}]; the cloud runs another network",
+                    net.name(),
+                    net.output_shape()
+                ),
+            });
+        }
+        Ok(output)
+    }
+
+    /// Runs `part` (one flag per node) on a blocking thread from `boundary` and the raw
+    /// `input`, and returns the tensors it exports with the compute time in ms.
+    async fn run_part(
+        &self,
+        part: Vec<bool>,
+        boundary: Activations,
+        input: Option<HostTensor>,
+    ) -> Result<(Activations, f64), RuntimeError> {
+        let model = self.model.clone();
+        blocking(move || {
+            let started = Instant::now();
+            let out = run(&model, &part, boundary, input)?;
+            Ok((out, started.elapsed().as_secs_f64() * 1e3))
+        })
+        .await
+    }
+
+    /// Runs `part` locally to the network's output: the whole network from `input`, or the
+    /// cloud's share from the edge part's `boundary`. Returns the output and the compute ms.
+    async fn run_local(
+        &self,
+        boundary: Activations,
+        part: Vec<bool>,
+        input: Option<HostTensor>,
+    ) -> Result<(HostTensor, f64), RuntimeError> {
+        let model = self.model.clone();
+        let sink = self.graph.sink();
+        blocking(move || {
+            let started = Instant::now();
+            let mut out = run(&model, &part, boundary, input)?;
+            let output = out
+                .remove(&sink)
+                .ok_or_else(|| RuntimeError::Task("the local run produced no output".into()))?
+                .to_host()?;
+            Ok((output, started.elapsed().as_secs_f64() * 1e3))
+        })
+        .await
+    }
+}
+
+/// Runs `part` of `model` from `boundary` plus the raw `input` (as node 0).
+fn run(
+    model: &Model,
+    part: &[bool],
+    mut boundary: Activations,
+    input: Option<HostTensor>,
+) -> Result<Activations, RuntimeError> {
+    if let Some(input) = input {
+        boundary.insert(0, model.upload(input)?);
+    }
+    Ok(model.run_part(part, boundary)?)
+}
+
+/// Runs `f` on a blocking thread, so that compute never stalls the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RuntimeError::Task(e.to_string()))?
+}
