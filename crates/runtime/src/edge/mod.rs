@@ -84,6 +84,8 @@ pub struct EdgeSession {
     model: Arc<Model>,
     weights_hash: String,
     graph: Graph,
+    /// The network's index of each graph node (the graph has its own topological order).
+    to_net: Vec<usize>,
     config: EdgeConfig,
     hysteresis: Hysteresis,
     last_placement: Option<Vec<bool>>,
@@ -122,17 +124,29 @@ impl EdgeSession {
                 net.len()
             )));
         }
-        if let Some((v, node)) = net
-            .nodes()
-            .iter()
-            .enumerate()
-            .find(|(v, node)| graph.id(*v) != node.id())
-        {
-            return Err(mismatch(format!(
-                "node {v} is `{}` in the graph but `{}` in the network",
-                graph.id(v),
-                node.id()
-            )));
+        // The graph keeps its own topological order; map its indices to the network's by id,
+        // and check that every node reads the same inputs in both.
+        let mut to_net = Vec::with_capacity(graph.len());
+        for g in 0..graph.len() {
+            let id = graph.id(g);
+            let v = net
+                .index_of(id)
+                .map_err(|_| mismatch(format!("the graph has a node `{id}` the network lacks")))?;
+            let mut graph_inputs: Vec<&str> =
+                graph.inputs(g).iter().map(|&u| graph.id(u)).collect();
+            let mut net_inputs: Vec<&str> = net.nodes()[v]
+                .inputs()
+                .iter()
+                .map(|&u| net.nodes()[u].id())
+                .collect();
+            graph_inputs.sort_unstable();
+            net_inputs.sort_unstable();
+            if graph_inputs != net_inputs {
+                return Err(mismatch(format!(
+                    "node `{id}` reads {graph_inputs:?} in the graph but {net_inputs:?} in the network"
+                )));
+            }
+            to_net.push(v);
         }
         let session = EdgeSession {
             hysteresis: Hysteresis::new(config.min_saving)?,
@@ -140,6 +154,7 @@ impl EdgeSession {
             model: Arc::new(model.model),
             weights_hash: model.weights_hash,
             graph,
+            to_net,
             last_placement: None,
             cloud: None,
             seen_generation: 0,
@@ -360,10 +375,11 @@ impl EdgeSession {
         let plan = self.choose(&scenario)?;
         let switched = self.last_placement.as_deref() != Some(plan.placement());
         self.last_placement = Some(plan.placement().to_vec());
-        let cloud_nodes: Vec<String> = plan
-            .cloud_nodes()
-            .into_iter()
-            .map(|v| self.graph.id(v).to_string())
+        let cloud_mask = self.net_mask(&plan);
+        let net = self.model.net();
+        let cloud_nodes: Vec<String> = (0..net.len())
+            .filter(|&v| cloud_mask[v])
+            .map(|v| net.nodes()[v].id().to_string())
             .collect();
 
         let batch = input.shape()[0];
@@ -371,12 +387,12 @@ impl EdgeSession {
         let mut measured = Measured::default();
         let mut fallback = None;
         let output = if cloud_nodes.is_empty() {
-            let all = vec![true; self.graph.len()];
+            let all = vec![true; cloud_mask.len()];
             let (output, edge_ms) = self.run_local(Activations::new(), all, Some(input)).await?;
             measured.edge_ms = edge_ms;
             output
         } else {
-            let edge_mask: Vec<bool> = plan.placement().iter().map(|&c| !c).collect();
+            let edge_mask: Vec<bool> = cloud_mask.iter().map(|&c| !c).collect();
             let (boundary, edge_ms) = self
                 .run_part(edge_mask, Activations::new(), Some(input))
                 .await?;
@@ -399,9 +415,7 @@ impl EdgeSession {
                 }
                 Remote::Fallback(reason) => {
                     warn!(model = %self.model.net().name(), %reason, "finishing the request locally");
-                    let (output, local_ms) = self
-                        .run_local(boundary, plan.placement().to_vec(), None)
-                        .await?;
+                    let (output, local_ms) = self.run_local(boundary, cloud_mask, None).await?;
                     measured.edge_ms += local_ms;
                     fallback = Some(reason);
                     output
@@ -421,6 +435,15 @@ impl EdgeSession {
             load_factor,
             fallback,
         })
+    }
+
+    /// The plan's cloud set as one flag per network node (the network's order).
+    fn net_mask(&self, plan: &Plan) -> Vec<bool> {
+        let mut mask = vec![false; self.to_net.len()];
+        for g in plan.cloud_nodes() {
+            mask[self.to_net[g]] = true;
+        }
+        mask
     }
 
     fn check_input(&self, input: &HostTensor) -> Result<(), RuntimeError> {
@@ -606,7 +629,7 @@ impl EdgeSession {
         input: Option<HostTensor>,
     ) -> Result<(HostTensor, f64), RuntimeError> {
         let model = self.model.clone();
-        let sink = self.graph.sink();
+        let sink = self.model.net().sink();
         blocking(move || {
             let started = Instant::now();
             let mut out = run(&model, &part, boundary, input)?;

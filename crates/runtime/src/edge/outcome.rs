@@ -43,7 +43,7 @@ pub struct Outcome {
     /// [`Outcome::load_factor`]. When [`Outcome::fallback`] is set, its cloud nodes ran on the
     /// edge instead.
     pub plan: Plan,
-    /// Ids of the plan's cloud nodes, in topological order (empty for edge-only).
+    /// Ids of the plan's cloud nodes, in the network's node order (empty for edge-only).
     pub cloud_nodes: Vec<String>,
     /// True when the cut differs from the previous request's (the first request counts).
     pub switched: bool,
