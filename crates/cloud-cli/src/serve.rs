@@ -106,6 +106,7 @@ pub fn serve(args: &ServeArgs) -> Result<String> {
     // Logs (connections, refusals, model loads) go to stderr; stdout is the start-up report.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -61,6 +61,48 @@ async fn requests_finish_locally_while_the_server_is_gone_and_use_it_again_after
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_unreachable_at_start_is_used_once_it_comes_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = lenet();
+    // A loopback port with nothing behind it yet.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let identity =
+        transport::ServerIdentity::load_or_create(&dir.path().join("identity")).expect("identity");
+    Token::load_or_create(&dir.path().join("token")).expect("token");
+    let mut config = transport::ClientConfig::new(
+        addr.to_string(),
+        transport::ServerTrust::Fingerprint(identity.fingerprint()),
+        Token::from_file(&dir.path().join("token")).expect("token"),
+    );
+    config.connect_timeout = Duration::from_millis(500);
+    let mut session = EdgeSession::new(
+        load(&net, 0),
+        graph_of(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session");
+    let err = session.connect(config).await.expect_err("nothing listens");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    let outcome = session
+        .infer(input(&net, 1, 4))
+        .await
+        .expect("runs locally");
+    assert!(outcome.fallback.is_some());
+
+    let cloud = start_at(dir.path(), addr, CloudConfig::default(), &[]).await;
+    wait_for("the session to connect", Duration::from_secs(60), || {
+        session.is_connected()
+    })
+    .await;
+    let outcome = session.infer(input(&net, 1, 4)).await.expect("served");
+    assert_eq!(outcome.fallback, None);
+    assert_eq!(cloud.server.stats().served, 1);
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_refused_clearly_and_requests_still_complete() {
     let dir = tempfile::tempdir().expect("temp dir");
     let net = lenet();

@@ -58,6 +58,15 @@ impl Default for CloudConfig {
 
 /// The cloud side of cutpoint: serves the zoo models and any network registered with
 /// [`CloudServer::register`], each loaded on first use.
+///
+/// # Load factor
+///
+/// Every welcome carries λ ≥ 1, the factor by which a new request's time in the cloud exceeds
+/// its compute time. With `w` workers, `n` requests in the system, `s̄` the mean service time
+/// of recent requests (EWMA) and `e` how long the oldest running request has run: λ = 1 while
+/// a worker is free, else λ = 1 + (n − w)/w + max(0, 1 − e/s̄) (the wait for the first worker
+/// to free up, then for the requests ahead, in units of `s̄`). [`CloudServer::stats`] shows it
+/// with the queue's counts.
 #[derive(Debug)]
 pub struct CloudServer {
     backend: Backend,
