@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use predictor::Role;
-use runtime::cli::{ProfileArgs, TrainArgs, usage_error};
+use runtime::cli::{ProfileArgs, TrainArgs, error_line, usage_error};
 
 /// The cloud side of cutpoint: runs the cloud part of split DNN inference for edge devices.
 ///
@@ -32,11 +32,11 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match &cli.command {
-        Command::Serve(args) => serve::serve(args).map_err(|e| serve::one_line(&e)),
+        Command::Serve(args) => serve::serve(args).map_err(|e| error_line(e.as_ref())),
         Command::Profile(args) => {
-            runtime::cli::profile(args, Role::Cloud).map_err(|e| e.to_string())
+            runtime::cli::profile(args, Role::Cloud).map_err(|e| error_line(&e))
         }
-        Command::Train(args) => runtime::cli::train(args, Role::Cloud).map_err(|e| e.to_string()),
+        Command::Train(args) => runtime::cli::train(args, Role::Cloud).map_err(|e| error_line(&e)),
     };
     match result {
         Ok(report) => {

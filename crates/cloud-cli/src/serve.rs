@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use models::{Backend, Net};
+use runtime::cli::parse_backend;
 use runtime::{CloudConfig, CloudServer, DEFAULT_SEED};
 use transport::{Server, ServerConfig, ServerIdentity, Token};
 
@@ -58,10 +59,6 @@ pub struct ServeArgs {
     state_dir: Option<PathBuf>,
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
-    name.parse::<Backend>().map_err(|e| e.to_string())
-}
-
 /// `$XDG_DATA_HOME/cutpoint`, or `~/.local/share/cutpoint`.
 fn default_state_dir() -> Result<PathBuf> {
     let from_env = |var: &str| {
@@ -82,23 +79,6 @@ fn read_spec(path: &Path) -> Result<Net> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read model spec {}", path.display()))?;
     Net::from_spec_json(&text).with_context(|| format!("model spec {}", path.display()))
-}
-
-/// The error and its causes on one line, leaving out a cause whose text its parent already
-/// shows (many library errors print their source themselves).
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 /// Runs the server until Ctrl-C; returns the closing line.

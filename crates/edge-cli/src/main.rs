@@ -1,11 +1,21 @@
 //! `cutpoint-edge`: the edge side of cutpoint. This file only wires flags to the library.
 
+mod connect_args;
+mod demo;
+mod graph;
+mod layers;
+mod local;
+mod model_args;
 mod plan;
-mod table;
+mod run;
+mod tasks;
+mod tensor_io;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use predictor::Role;
+use runtime::cli::{error_line, usage_error};
 
 /// The edge side of cutpoint: decide where to split a DNN between this device and a cloud server.
 #[derive(Parser)]
@@ -17,7 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
     Plan(plan::PlanArgs),
+    Graph(graph::GraphArgs),
+    Local(local::LocalArgs),
+    Layers(layers::LayersArgs),
+    Profile(runtime::cli::ProfileArgs),
+    Train(runtime::cli::TrainArgs),
+    Run(run::RunArgs),
+    Tasks(tasks::TasksArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,46 +44,30 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Local(args) => local::run(&args),
+        Command::Layers(args) => layers::run(&args),
+        Command::Profile(args) => print_report(runtime::cli::profile(&args, Role::Edge)),
+        Command::Train(args) => print_report(runtime::cli::train(&args, Role::Edge)),
+        Command::Run(args) => run::run(&args),
+        Command::Tasks(args) => tasks::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Prints help and version as clap renders them, and any other parse error on one line.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind::{
-        DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion,
-    };
-    if matches!(
-        e.kind(),
-        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        // Writing help to a closed pipe is not worth an error.
-        let _ = e.print();
-        return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    // Clap spreads one error over several lines (the message, the missing arguments, a tip,
-    // the usage). Keep everything before the usage, on one line.
-    let text = e.render().to_string();
-    let message: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.starts_with("Usage:"))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    eprintln!(
-        "{} (see --help)",
-        message.join(" ").replace(" tip:", "; tip:")
-    );
-    ExitCode::from(2)
+/// Prints a report that a shared command returned.
+fn print_report<E>(report: Result<String, E>) -> anyhow::Result<()>
+where
+    anyhow::Error: From<E>,
+{
+    print!("{}", report?);
+    Ok(())
 }

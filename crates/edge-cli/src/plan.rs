@@ -3,26 +3,32 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use crate::model_args::build_net;
+
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use partition_core::{
     Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver, readable,
 };
+use predictor::DeviceProfile;
 use serde_json::{Value, json};
 
-use crate::table::Table;
+use runtime::cli::Table;
 
 /// Choose where to cut a model between edge and cloud for a given link.
 ///
-/// Reads a graph in DESIGN.md's graph JSON format (per-node edge_ms, cloud_ms, out_bytes),
-/// solves for the cut that minimises the objective, and prints the cut with its predicted
-/// breakdown beside edge-only and cloud-only.
+/// The costs come either from a graph in DESIGN.md's graph JSON format (per-node edge_ms,
+/// cloud_ms, out_bytes), or from a model (zoo name or spec file) priced by an edge and a cloud
+/// device profile (see `profile` and `train`). It solves for the cut that minimises the
+/// objective and prints the cut with its predicted breakdown beside edge-only and cloud-only.
 #[derive(Args)]
 #[command(
     allow_negative_numbers = true,
     after_help = "Examples:
   cutpoint-edge plan --graph examples/graphs/alexnet.json --uplink-mbps 5.85 --rtt-ms 20
   cutpoint-edge plan --graph examples/graphs/resnet18.json --uplink-mbps 18.88 --json
+  cutpoint-edge plan --model alexnet --edge-profile edge.profile --cloud-profile cloud.profile \\
+      --uplink-mbps 1.1
   cutpoint-edge plan --graph - --uplink-mbps 1.1 --objective energy \\
       --compute-w 2.5 --transmit-w 1.2 --idle-w 0.3 < graph.json
 
@@ -30,8 +36,30 @@ Mbit/s means 10^6 bit/s."
 )]
 pub struct PlanArgs {
     /// Graph JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["model", "model_spec"], conflicts_with_all = ["model", "model_spec"])]
+    graph: Option<String>,
+    /// Zoo model to plan, priced by --edge-profile and --cloud-profile (instead of --graph).
+    #[arg(long, value_name = "NAME", conflicts_with = "model_spec")]
+    model: Option<String>,
+    /// Model spec JSON file to plan, priced by the two profiles (instead of --graph).
     #[arg(long, value_name = "FILE")]
-    graph: String,
+    model_spec: Option<PathBuf>,
+    /// Edge device profile (from `train`) that prices the model's layers on the edge.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "graph",
+        conflicts_with = "graph"
+    )]
+    edge_profile: Option<PathBuf>,
+    /// Cloud device profile (from `cutpoint-cloud train`) that prices them in the cloud.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "graph",
+        conflicts_with = "graph"
+    )]
+    cloud_profile: Option<PathBuf>,
     /// Edge → cloud rate in Mbit/s.
     #[arg(long, value_name = "MBPS")]
     uplink_mbps: f64,
@@ -86,7 +114,10 @@ enum SolverArg {
 
 /// Runs the command.
 pub fn run(args: &PlanArgs) -> Result<()> {
-    let graph = read_graph(&args.graph)?;
+    let graph = match &args.graph {
+        Some(path) => read_graph(path)?,
+        None => predicted_graph(args)?,
+    };
     let scenario = scenario(args)?;
     let solver = solver(args)?;
     let plan = solver.solve(&graph, &scenario)?;
@@ -104,7 +135,8 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_graph(path: &str) -> Result<Graph> {
+/// Reads a graph JSON file, or standard input for `-`.
+pub(crate) fn read_graph(path: &str) -> Result<Graph> {
     let text = if path == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -118,6 +150,20 @@ fn read_graph(path: &str) -> Result<Graph> {
     };
     let source = if path == "-" { "standard input" } else { path };
     Graph::from_json(&text).with_context(|| format!("graph from {source}"))
+}
+
+/// The model the flags name, priced by the two profiles.
+fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
+    let net = build_net(args.model.as_deref(), args.model_spec.as_deref())?;
+    let load = |path: &Option<PathBuf>, flag: &str| -> Result<DeviceProfile> {
+        let path = path
+            .as_ref()
+            .ok_or_else(|| anyhow!("{flag} is needed to price the model's layers"))?;
+        Ok(DeviceProfile::load(path)?)
+    };
+    let edge = load(&args.edge_profile, "--edge-profile")?;
+    let cloud = load(&args.cloud_profile, "--cloud-profile")?;
+    Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?)
 }
 
 fn scenario(args: &PlanArgs) -> Result<Scenario> {
@@ -262,7 +308,8 @@ fn nodes(n: usize) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// A byte count for people: B, KiB or MiB.
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),

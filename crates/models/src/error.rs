@@ -96,22 +96,26 @@ pub enum ModelError {
     TensorData(String),
 
     /// A weights set that does not fit the network.
-    #[error("weights do not fit network `{net}`:{details}")]
+    #[error(
+        "weights do not fit network `{net}`: {details}; use weights exported from the same architecture (scripts/export_torchvision.py)"
+    )]
     Weights {
         /// The network's name.
         net: String,
-        /// One line per missing key, unexpected key or shape mismatch.
+        /// The missing keys, unexpected keys and shape mismatches, `; `-separated.
         details: String,
     },
 
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// The I/O error is part of the message rather than a `source`, so that error reporters that
+    /// print the chain do not repeat it.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: std::path::PathBuf,
         /// What went wrong.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A file's contents are not in the expected format (`.npy`, safetensors, image).

@@ -76,7 +76,7 @@ impl Model {
                 let key = format!("{id}.{suffix}");
                 weights.take(&key).ok_or(ModelError::Weights {
                     net: net.name().to_string(),
-                    details: format!("\n  missing {key}"),
+                    details: format!("missing {key}"),
                 })
             };
             let p = match node.spec().kind {

@@ -131,9 +131,9 @@ pub fn write_npy(tensor: &HostTensor) -> Vec<u8> {
 
 /// Reads a `.npy` file.
 pub fn load_npy(path: &Path) -> Result<HostTensor, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let bytes = std::fs::read(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     read_npy(&bytes).map_err(|e| match e {
         ModelError::Format { message, .. } => ModelError::Format {
@@ -146,9 +146,9 @@ pub fn load_npy(path: &Path) -> Result<HostTensor, ModelError> {
 
 /// Writes a `.npy` file.
 pub fn save_npy(path: &Path, tensor: &HostTensor) -> Result<(), ModelError> {
-    std::fs::write(path, write_npy(tensor)).map_err(|source| ModelError::Io {
+    std::fs::write(path, write_npy(tensor)).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

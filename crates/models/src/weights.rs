@@ -116,15 +116,15 @@ impl Weights {
     }
 
     /// Checks that the set has exactly the keys `net` needs, with the right shapes. One error
-    /// lists every missing key, unexpected key and shape mismatch.
+    /// lists the missing keys, unexpected keys and shape mismatches (the first few, on one line).
     pub fn check(&self, net: &Net) -> Result<(), ModelError> {
         let expected = expected_keys(net);
-        let mut details = String::new();
+        let mut problems = Vec::new();
         for (key, shape) in &expected {
             match self.tensors.get(key) {
-                None => details.push_str(&format!("\n  missing {key} {shape:?}")),
-                Some(t) if t.shape() != shape.as_slice() => details.push_str(&format!(
-                    "\n  shape mismatch {key}: file has {:?}, network needs {shape:?}",
+                None => problems.push(format!("missing {key} {shape:?}")),
+                Some(t) if t.shape() != shape.as_slice() => problems.push(format!(
+                    "shape mismatch {key}: file has {:?}, network needs {shape:?}",
                     t.shape()
                 )),
                 Some(_) => {}
@@ -134,17 +134,22 @@ impl Weights {
             expected.iter().map(|(k, _)| k.as_str()).collect();
         for key in self.tensors.keys() {
             if !known.contains(key.as_str()) {
-                details.push_str(&format!("\n  unexpected {key}"));
+                problems.push(format!("unexpected {key}"));
             }
         }
-        if details.is_empty() {
-            Ok(())
-        } else {
-            Err(ModelError::Weights {
-                net: net.name().to_string(),
-                details,
-            })
+        if problems.is_empty() {
+            return Ok(());
         }
+        // One line: the first few problems, and how many more there are.
+        const SHOWN: usize = 8;
+        let mut details = problems[..problems.len().min(SHOWN)].join("; ");
+        if problems.len() > SHOWN {
+            details.push_str(&format!("; and {} more", problems.len() - SHOWN));
+        }
+        Err(ModelError::Weights {
+            net: net.name().to_string(),
+            details,
+        })
     }
 }
 
@@ -232,5 +237,14 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("unexpected extra.weight"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+
+    #[test]
+    fn a_long_list_of_problems_is_cut_short() {
+        let net = zoo::build("resnet18").expect("resnet18");
+        let msg = Weights::new().check(&net).expect_err("empty").to_string();
+        let missing = expected_keys(&net).len();
+        assert!(msg.contains(&format!("and {} more", missing - 8)), "{msg}");
     }
 }

@@ -47,9 +47,9 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<Weights, ModelError> {
 /// Reads a safetensors file and checks it against `net`: missing keys, unexpected keys and shape
 /// mismatches are listed together in one error.
 pub fn load_safetensors(path: &Path, net: &Net) -> Result<Weights, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let bytes = std::fs::read(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let weights = read_safetensors(&bytes).map_err(|e| match e {
         ModelError::Format { message, .. } => ModelError::Format {
@@ -84,9 +84,9 @@ pub fn write_safetensors(weights: &Weights) -> Result<Vec<u8>, ModelError> {
 /// Writes weights to a safetensors file under their torchvision names.
 pub fn save_safetensors(path: &Path, weights: &Weights) -> Result<(), ModelError> {
     let bytes = write_safetensors(weights)?;
-    std::fs::write(path, bytes).map_err(|source| ModelError::Io {
+    std::fs::write(path, bytes).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -57,8 +57,8 @@ struct Plan {
 fn plan(size: SweepSize) -> Plan {
     match size {
         SweepSize::Quick => Plan {
-            samples: 80,
-            budget: Duration::from_secs(11),
+            samples: 150,
+            budget: Duration::from_secs(12),
             warmup: 1,
             runs: 5,
         },

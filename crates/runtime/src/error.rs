@@ -126,6 +126,13 @@ pub enum RuntimeError {
     #[error("cloud request failed: {0}")]
     Protocol(Box<ClientError>),
 
+    /// The in-process loopback cloud could not start.
+    #[error("cannot start the in-process cloud: {reason}")]
+    LocalCloud {
+        /// What failed (the certificate, the token or the loopback socket).
+        reason: String,
+    },
+
     /// A compute task stopped without a result (it panicked or the runtime is shutting down).
     #[error("a compute task did not finish: {0}")]
     Task(String),

@@ -9,6 +9,10 @@
 //!   or too slow, it finishes the request locally, says so, and reconnects in the background.
 //! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
 //!   they loaded the same thing.
+//! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
+//! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
+//! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
+//!   the planner's cut beside edge-only and cloud-only.
 //! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
 //!   cloud are profiled by one implementation.
 //!
@@ -17,15 +21,21 @@
 
 pub mod cli;
 mod cloud;
+mod demo;
 mod edge;
 mod error;
 mod loaded;
+mod local_cloud;
+mod quick_profile;
 mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use edge::{EdgeConfig, EdgeSession, Measured, Outcome, SplitMode};
 pub use error::RuntimeError;
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+pub use local_cloud::LocalCloud;
+pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};

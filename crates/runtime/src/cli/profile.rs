@@ -47,8 +47,8 @@ pub struct ProfileArgs {
     no_progress: bool,
 }
 
-/// Parses `--backend`, naming the choices on a typo.
-fn parse_backend(name: &str) -> Result<Backend, String> {
+/// Parses `--backend`, naming the choices on a typo (a clap `value_parser`).
+pub fn parse_backend(name: &str) -> Result<Backend, String> {
     name.parse::<Backend>().map_err(|e| e.to_string())
 }
 

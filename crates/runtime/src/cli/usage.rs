@@ -1,4 +1,4 @@
-//! How a command-line parse error reaches the user.
+//! How a command-line parse error, or a command's error, reaches the user.
 
 use std::process::ExitCode;
 
@@ -25,7 +25,7 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
     let text = e.render().to_string();
     let message: Vec<&str> = text
         .lines()
-        .take_while(|l| !l.starts_with("Usage:"))
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
@@ -34,4 +34,20 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         message.join(" ").replace(" tip:", "; tip:")
     );
     ExitCode::from(2)
+}
+
+/// The error and its causes on one line, leaving out a cause whose text its parent already
+/// shows (many library errors print their source themselves).
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
 }

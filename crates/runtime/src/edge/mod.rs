@@ -54,6 +54,11 @@ pub struct EdgeConfig {
     pub max_reconnect_delay: Duration,
     /// Half-life over which the cloud's last seen load factor fades back to 1. Default 10 s.
     pub load_half_life: Duration,
+    /// Emulates an edge device this many times slower than the machine it runs on: after each
+    /// part computed on the edge, the session waits `edge_slowdown − 1` times its compute time,
+    /// and the planner's edge costs are scaled to match. For demos and experiments that put the
+    /// edge and the cloud on one machine. Default 1 (off); at least 1.
+    pub edge_slowdown: f64,
 }
 
 impl Default for EdgeConfig {
@@ -69,6 +74,7 @@ impl Default for EdgeConfig {
             reconnect_delay: Duration::from_millis(500),
             max_reconnect_delay: Duration::from_secs(10),
             load_half_life: Duration::from_secs(10),
+            edge_slowdown: 1.0,
         }
     }
 }
@@ -112,6 +118,7 @@ impl EdgeSession {
         graph: Graph,
         config: EdgeConfig,
     ) -> Result<EdgeSession, RuntimeError> {
+        let graph = slowed(graph, config.edge_slowdown)?;
         let net = model.model.net();
         let mismatch = |reason: String| RuntimeError::GraphMismatch {
             net: net.name().to_string(),
@@ -504,6 +511,16 @@ impl EdgeSession {
         })
     }
 
+    /// Waits out the emulated slowness of the edge for a part that computed for `compute_ms`,
+    /// and returns the part's time as the emulated edge would have taken it.
+    async fn emulate_slow_edge(&self, compute_ms: f64) -> f64 {
+        let extra_ms = compute_ms * (self.config.edge_slowdown - 1.0);
+        if extra_ms > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(extra_ms / 1e3)).await;
+        }
+        compute_ms + extra_ms
+    }
+
     /// Sends the boundary and waits for the reply, within the timeout.
     async fn remote(
         &mut self,
@@ -612,12 +629,13 @@ impl EdgeSession {
         input: Option<HostTensor>,
     ) -> Result<(Activations, f64), RuntimeError> {
         let model = self.model.clone();
-        blocking(move || {
+        let (out, compute_ms) = blocking(move || {
             let started = Instant::now();
             let out = run(&model, &part, boundary, input)?;
             Ok((out, started.elapsed().as_secs_f64() * 1e3))
         })
-        .await
+        .await?;
+        Ok((out, self.emulate_slow_edge(compute_ms).await))
     }
 
     /// Runs `part` locally to the network's output: the whole network from `input`, or the
@@ -630,7 +648,7 @@ impl EdgeSession {
     ) -> Result<(HostTensor, f64), RuntimeError> {
         let model = self.model.clone();
         let sink = self.model.net().sink();
-        blocking(move || {
+        let (output, compute_ms) = blocking(move || {
             let started = Instant::now();
             let mut out = run(&model, &part, boundary, input)?;
             let output = out
@@ -639,8 +657,31 @@ impl EdgeSession {
                 .to_host()?;
             Ok((output, started.elapsed().as_secs_f64() * 1e3))
         })
-        .await
+        .await?;
+        Ok((output, self.emulate_slow_edge(compute_ms).await))
     }
+}
+
+/// `graph` with its edge costs multiplied by `edge_slowdown` (at least 1).
+fn slowed(graph: Graph, edge_slowdown: f64) -> Result<Graph, RuntimeError> {
+    let invalid = |reason: String| RuntimeError::Config {
+        name: "edge_slowdown",
+        reason,
+    };
+    if !(edge_slowdown.is_finite() && edge_slowdown >= 1.0) {
+        return Err(invalid(format!(
+            "{edge_slowdown} is not a factor of at least 1 (1 runs the edge at this machine's speed)"
+        )));
+    }
+    if edge_slowdown == 1.0 {
+        return Ok(graph);
+    }
+    let mut nodes = graph.node_specs();
+    for node in &mut nodes {
+        node.edge_ms *= edge_slowdown;
+    }
+    Graph::new(graph.name(), nodes)
+        .map_err(|e| invalid(format!("the scaled costs are invalid: {e}")))
 }
 
 /// Runs `part` of `model` from `boundary` plus the raw `input` (as node 0).

@@ -1,0 +1,183 @@
+//! `cutpoint-edge local`: run a model on this machine, whole or split at a cut, with no network.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use models::Backend;
+use serde_json::{Value, json};
+
+use crate::model_args::{ModelArgs, load_model};
+use crate::tensor_io::{read_input, render_top5, top5};
+use runtime::cli::parse_backend;
+
+/// Run a model on this machine, whole or split at a cut, with no network.
+///
+/// The input is a float32 .npy tensor in C order ([N, ...input shape], or the input shape alone
+/// for one sample) or a JPEG/PNG image (resized to 256, centre-cropped to 224 and normalised as
+/// torchvision does for ImageNet). With --cut the listed nodes form the cloud part: the edge part
+/// runs first, then the cloud part, in this process, and the tensors that would cross the link
+/// are reported. When the output has 1000 logits the top-5 ImageNet classes are printed.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  cutpoint-edge local --model resnet18 --weights resnet18.safetensors --image cat.jpg
+  cutpoint-edge local --model lenet --input digits.npy --save-output logits.npy
+  cutpoint-edge local --model alexnet --image cat.jpg --cut classifier.1,classifier.2,classifier.3,\\
+classifier.4,classifier.5,classifier.6
+
+Without --weights the weights come from --seed, so the classes printed are meaningless;
+scripts/export_torchvision.py exports pretrained torchvision weights.")]
+pub struct LocalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Weights as a torchvision state_dict in safetensors format [default: seeded weights].
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Seed for the weights when --weights is not given.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Input tensor: a float32 .npy file in C order.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
+    input: Option<PathBuf>,
+    /// Input image (JPEG or PNG), preprocessed as for ImageNet; the model must take 3x224x224.
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// Write the output tensor to this .npy file (float32, C order).
+    #[arg(long, value_name = "FILE")]
+    save_output: Option<PathBuf>,
+    /// The cloud node set, as comma-separated node ids (see `graph`); it must be closed under
+    /// successors and must not contain `input` [default: run everything as one part].
+    #[arg(long, value_name = "ID,ID,...", value_delimiter = ',')]
+    cut: Option<Vec<String>>,
+    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
+    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
+    backend: Backend,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: &LocalArgs) -> Result<()> {
+    let net = args.model.build()?;
+    let input = read_input(args.image.as_deref(), args.input.as_deref(), &net)?;
+    let cut = match &args.cut {
+        Some(ids) => {
+            let ids: Vec<&str> = ids
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect();
+            Some(net.cut(&ids).context("--cut")?)
+        }
+        None => None,
+    };
+    let model = load_model(net, args.weights.as_ref(), args.seed, args.backend)?;
+    let net = model.net();
+    let input_shape = input.shape().to_vec();
+    let x = model.upload(input)?;
+
+    let mut report = json!({
+        "model": net.name(),
+        "backend": args.backend.name(),
+        "input_shape": input_shape,
+    });
+    let start = Instant::now();
+    let output = match &cut {
+        None => model.forward(x)?,
+        Some(cut) => {
+            let boundary = model.run_edge(cut, x)?;
+            let edge_ms = start.elapsed().as_secs_f64() * 1e3;
+            let crossing: Vec<Value> = if cut.is_edge_only() {
+                Vec::new()
+            } else {
+                boundary
+                    .iter()
+                    .map(|(&node, value)| {
+                        let elements: usize = value.shape().iter().product();
+                        json!({"id": net.nodes()[node].id(), "shape": value.shape(), "bytes": elements * 4})
+                    })
+                    .collect()
+            };
+            let cloud_start = Instant::now();
+            let y = model.run_cloud(cut, boundary)?;
+            let cloud_ms = cloud_start.elapsed().as_secs_f64() * 1e3;
+            let cloud_nodes: Vec<&str> = net
+                .nodes()
+                .iter()
+                .zip(cut.cloud_mask())
+                .filter(|&(_, &c)| c)
+                .map(|(n, _)| n.id())
+                .collect();
+            report["cut"] = json!({
+                "cloud_nodes": cloud_nodes,
+                "crossing": crossing,
+                "edge_ms": edge_ms,
+                "cloud_ms": cloud_ms,
+            });
+            y
+        }
+    };
+    let output = output.to_host()?;
+    report["total_ms"] = json!(start.elapsed().as_secs_f64() * 1e3);
+    report["output_shape"] = json!(output.shape());
+    if let Some(path) = &args.save_output {
+        models::save_npy(path, &output)?;
+        report["saved_output"] = json!(path.display().to_string());
+    }
+    if let Some(top5) = top5(&output) {
+        report["top5"] = top5;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+/// The report as text.
+fn render(report: &Value) -> String {
+    let mut out = format!(
+        "model {} on {}: input {} -> output {} in {:.1} ms\n",
+        report["model"].as_str().unwrap_or_default(),
+        report["backend"].as_str().unwrap_or_default(),
+        report["input_shape"],
+        report["output_shape"],
+        report["total_ms"].as_f64().unwrap_or_default(),
+    );
+    if let Some(cut) = report.get("cut") {
+        let cloud = cut["cloud_nodes"].as_array().map_or(0, Vec::len);
+        let crossing = cut["crossing"].as_array().cloned().unwrap_or_default();
+        let bytes: u64 = crossing.iter().filter_map(|t| t["bytes"].as_u64()).sum();
+        out += &format!(
+            "cut: edge part {:.1} ms, {} cloud node(s) {:.1} ms; {} tensor(s), {} bytes, cross to the cloud\n",
+            cut["edge_ms"].as_f64().unwrap_or_default(),
+            cloud,
+            cut["cloud_ms"].as_f64().unwrap_or_default(),
+            crossing.len(),
+            bytes,
+        );
+        for t in &crossing {
+            out += &format!(
+                "  {} {} ({} bytes)\n",
+                t["id"].as_str().unwrap_or_default(),
+                t["shape"],
+                t["bytes"]
+            );
+        }
+    }
+    if let Some(path) = report.get("saved_output").and_then(Value::as_str) {
+        out += &format!("output written to {path}\n");
+    }
+    if let Some(samples) = report.get("top5") {
+        out += &render_top5(samples);
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! Quick device profiles of this machine, swept and trained on first use and cached, so that a
+//! session can plan without the user running `profile` and `train` first.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use models::{Backend, Net};
+use predictor::{DeviceProfile, LayerClass, Role, SweepConfig, SweepSize, TrainOptions};
+
+use crate::error::RuntimeError;
+
+/// The profiles a session on one machine plans with: this machine as the edge, and this
+/// machine again as the cloud (the same regressors with the cloud role).
+#[derive(Debug)]
+pub struct QuickProfiles {
+    /// This machine, edge role.
+    pub edge: DeviceProfile,
+    /// This machine, cloud role: it assumes the cloud is as fast as this machine.
+    pub cloud: DeviceProfile,
+    /// The profile file they were loaded from.
+    pub path: PathBuf,
+    /// True when this call swept and trained it (the first use), false when it was cached.
+    pub built: bool,
+}
+
+/// Where cutpoint caches what it builds for itself: `$XDG_CACHE_HOME/cutpoint`, or
+/// `~/.cache/cutpoint`.
+pub fn default_cache_dir() -> Result<PathBuf, RuntimeError> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })
+        .ok_or_else(|| RuntimeError::Config {
+            name: "cache directory",
+            reason: "neither XDG_CACHE_HOME nor HOME is set; set one of them".into(),
+        })?;
+    Ok(base.join("cutpoint"))
+}
+
+/// The layer classes `nets` need a regressor for.
+fn classes_of(nets: &[Net]) -> BTreeSet<LayerClass> {
+    nets.iter()
+        .flat_map(|net| net.nodes().iter())
+        .filter_map(|node| LayerClass::of(&node.spec().kind))
+        .collect()
+}
+
+/// Loads the cached profile when it exists, is readable by this version and covers `needed`.
+fn cached(path: &Path, needed: &BTreeSet<LayerClass>) -> Option<DeviceProfile> {
+    let profile = DeviceProfile::load(path).ok()?;
+    let has: BTreeSet<LayerClass> = profile.classes().into_iter().collect();
+    needed.is_subset(&has).then_some(profile)
+}
+
+/// The quick profile of this machine on `backend`, covering every layer class of `nets`.
+///
+/// It lives in `cache_dir/quick-<backend>/`. The first call (or one that needs a class the
+/// cache lacks) runs the quick sweep of the missing classes, which resumes an interrupted one,
+/// and trains the profile: about a minute on two cores. `max_samples` caps the samples per
+/// class below the quick sweep's own count (`None` for the full quick sweep). With `progress`
+/// it says so on stderr and draws a bar per class.
+pub fn quick_profile(
+    cache_dir: &Path,
+    backend: Backend,
+    nets: &[Net],
+    max_samples: Option<usize>,
+    progress: bool,
+) -> Result<QuickProfiles, RuntimeError> {
+    let dir = cache_dir.join(format!("quick-{}", backend.name()));
+    let path = dir.join("quick.profile");
+    let needed = classes_of(nets);
+    let (edge, built) = match cached(&path, &needed) {
+        Some(profile) => (profile, false),
+        None => (
+            build(&dir, &path, backend, &needed, max_samples, progress)?,
+            true,
+        ),
+    };
+    let mut cloud = DeviceProfile::load(&path)?;
+    cloud.role = Role::Cloud;
+    Ok(QuickProfiles {
+        edge,
+        cloud,
+        path,
+        built,
+    })
+}
+
+/// Sweeps the `needed` classes into `dir/sweep` (keeping what is there) and trains every class
+/// found there into the profile at `path`.
+fn build(
+    dir: &Path,
+    path: &Path,
+    backend: Backend,
+    needed: &BTreeSet<LayerClass>,
+    max_samples: Option<usize>,
+    progress: bool,
+) -> Result<DeviceProfile, RuntimeError> {
+    let sweep_dir = dir.join("sweep");
+    if progress {
+        eprintln!(
+            "Profiling this machine once ({} backend, quick sweep of {} layer classes); cached in {}",
+            backend.name(),
+            needed.len(),
+            dir.display()
+        );
+    }
+    predictor::run_sweep(&SweepConfig {
+        out_dir: sweep_dir.clone(),
+        size: SweepSize::Quick,
+        backend,
+        cpu_quota: None,
+        seed: 1,
+        classes: needed.iter().copied().collect(),
+        max_samples,
+        progress,
+    })?;
+    let options = TrainOptions {
+        name: format!("quick-{}", backend.name()),
+        role: Role::Edge,
+        seed: 1,
+        holdout: 0.2,
+        folds: 5,
+    };
+    let (profile, _reports) = predictor::train(&sweep_dir, &options)?;
+    profile.save(path)?;
+    Ok(profile)
+}
