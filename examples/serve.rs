@@ -14,7 +14,10 @@ use transport::{Server, ServerConfig, ServerIdentity, Token};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:4433".into()).parse()?;
+    let listen = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:4433".into())
+        .parse()?;
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "cutpoint-example".into()));
 
     let identity = ServerIdentity::load_or_create(&dir)?;

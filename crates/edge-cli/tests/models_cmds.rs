@@ -2,43 +2,12 @@
 //! files, real exit codes. Small models (LeNet, a tiny 1000-class spec) keep them fast.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use models::{HostTensor, Weights, load_npy, relative_difference, save_npy, zoo};
 use serde_json::Value;
 
-fn edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-/// A success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
-}
-
-/// A failure: non-zero exit, one line on stderr, no panic. Returns that line.
-fn one_line_error(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(!out.status.success(), "expected a failure for {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "stderr for {args:?} is not one line:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.starts_with("error:"), "{err}");
-    err
-}
+mod common;
+use common::{edge, ok, one_line_error};
 
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {

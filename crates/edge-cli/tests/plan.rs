@@ -2,20 +2,16 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+mod common;
+use common::{edge, one_line_error};
 
 fn repo_file(rel: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.join(rel).to_string_lossy().into_owned()
-}
-
-fn edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
 }
 
 fn json_plan(args: &[&str]) -> Value {
@@ -28,21 +24,6 @@ fn json_plan(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
-}
-
-/// A failure: non-zero exit, one line on stderr, no panic. Returns that line.
-fn one_line_error(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(!out.status.success(), "expected a failure for {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "stderr for {args:?} is not one line:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.starts_with("error:"), "{err}");
-    err
 }
 
 #[test]

@@ -3,26 +3,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-fn edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
-}
+mod common;
+use common::{edge, ok};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")

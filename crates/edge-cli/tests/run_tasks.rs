@@ -4,13 +4,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use models::{
     HostTensor, Net, Weights, load_npy, relative_difference, save_npy, save_safetensors, zoo,
 };
 use runtime::{CloudConfig, LocalCloud};
 use serde_json::Value;
+
+mod common;
+use common::{ok, one_line_error};
 
 /// The name the small ResNet is served under (the zoo's `resnet18` takes 224×224).
 const SMALL_RESNET: &str = "resnet18_32";
@@ -146,40 +149,6 @@ fn small_resnet() -> Net {
 
 fn s(path: &Path) -> &str {
     path.to_str().expect("UTF-8 temp path")
-}
-
-fn edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args(args)
-        .env_remove("CUTPOINT_TOKEN_FILE")
-        .output()
-        .expect("the binary runs")
-}
-
-/// A success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
-}
-
-/// A failure: non-zero exit, one line on stderr, no panic. Returns that line.
-fn one_line_error(args: &[&str]) -> String {
-    let out = edge(args);
-    assert!(!out.status.success(), "expected a failure for {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "stderr for {args:?} is not one line:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.starts_with("error:"), "{err}");
-    err
 }
 
 /// A deterministic input batch of `batch` samples for `net`, written to `path`.
