@@ -32,15 +32,22 @@ pub enum Candidate {
     RandomForest,
     /// Gradient-boosted trees (`XGRegressor`) on our features.
     Boosted,
+    /// A random forest learning what the log-linear power law leaves over. Trees alone predict
+    /// no more than the largest latency they saw; over a power law they extrapolate with it.
+    ForestOverPowerLaw,
+    /// Boosted trees learning what the log-linear power law leaves over.
+    BoostedOverPowerLaw,
 }
 
 impl Candidate {
     /// The candidates cross-validation chooses from.
-    pub const OURS: [Candidate; 4] = [
+    pub const OURS: [Candidate; 6] = [
         Candidate::LogLinear,
         Candidate::Ridge,
         Candidate::RandomForest,
         Candidate::Boosted,
+        Candidate::ForestOverPowerLaw,
+        Candidate::BoostedOverPowerLaw,
     ];
 
     /// Name for reports.
@@ -51,6 +58,8 @@ impl Candidate {
             Candidate::Ridge => "ridge",
             Candidate::RandomForest => "random-forest",
             Candidate::Boosted => "xgboost",
+            Candidate::ForestOverPowerLaw => "forest+power-law",
+            Candidate::BoostedOverPowerLaw => "xgboost+power-law",
         }
     }
 
@@ -70,6 +79,13 @@ pub enum Fitted {
     Forest(RandomForestRegressor<f64, f64, Matrix, Vec<f64>>),
     /// Boosted trees.
     Boosted(XGRegressor<f64, f64, Matrix, Vec<f64>>),
+    /// A power law (log-linear) plus trees (a `Forest` or `Boosted`) fitted to its residuals in
+    /// log space.
+    OverPowerLaw(
+        Candidate,
+        LinearRegression<f64, f64, Matrix, Vec<f64>>,
+        Box<Fitted>,
+    ),
 }
 
 fn matrix(rows: &[Vec<f64>]) -> Result<Matrix, String> {
@@ -93,33 +109,7 @@ impl Fitted {
         } else {
             ms.to_vec()
         };
-        let e = |e: smartcore::error::Failed| e.to_string();
-        Ok(match candidate {
-            Candidate::NeurosurgeonLinear | Candidate::LogLinear => Fitted::Linear(
-                candidate,
-                LinearRegression::fit(&m, &y, LinearRegressionParameters::default()).map_err(e)?,
-            ),
-            Candidate::Ridge => Fitted::Ridge(
-                RidgeRegression::fit(&m, &y, RidgeRegressionParameters::default().with_alpha(0.1))
-                    .map_err(e)?,
-            ),
-            Candidate::RandomForest => {
-                let params = RandomForestRegressorParameters::default()
-                    .with_n_trees(100)
-                    .with_min_samples_leaf(1)
-                    .with_seed(seed);
-                Fitted::Forest(RandomForestRegressor::fit(&m, &y, params).map_err(e)?)
-            }
-            Candidate::Boosted => {
-                let params = XGRegressorParameters::default()
-                    .with_n_estimators(200)
-                    .with_learning_rate(0.1)
-                    .with_max_depth(4)
-                    .with_base_score(y.iter().sum::<f64>() / y.len() as f64)
-                    .with_seed(seed);
-                Fitted::Boosted(XGRegressor::fit(&m, &y, params).map_err(e)?)
-            }
-        })
+        fit_target(candidate, &m, y, seed)
     }
 
     /// Which candidate this is.
@@ -129,25 +119,80 @@ impl Fitted {
             Fitted::Ridge(_) => Candidate::Ridge,
             Fitted::Forest(_) => Candidate::RandomForest,
             Fitted::Boosted(_) => Candidate::Boosted,
+            Fitted::OverPowerLaw(c, _, _) => *c,
         }
     }
 
     /// Predicted latencies in ms (never negative) for rows of features.
     pub fn predict(&self, x: &[Vec<f64>]) -> Result<Vec<f64>, String> {
-        let m = matrix(x)?;
-        let e = |e: smartcore::error::Failed| e.to_string();
-        let raw = match self {
-            Fitted::Linear(_, r) => r.predict(&m).map_err(e)?,
-            Fitted::Ridge(r) => r.predict(&m).map_err(e)?,
-            Fitted::Forest(r) => r.predict(&m).map_err(e)?,
-            Fitted::Boosted(r) => r.predict(&m).map_err(e)?,
-        };
+        let raw = self.predict_target(&matrix(x)?)?;
         Ok(if self.candidate().log_target() {
             raw.into_iter().map(f64::exp).collect()
         } else {
             raw.into_iter().map(|t| t.max(0.0)).collect()
         })
     }
+}
+
+impl Fitted {
+    /// Predictions in the space the model was fitted in (ln ms for our candidates).
+    fn predict_target(&self, m: &Matrix) -> Result<Vec<f64>, String> {
+        let e = |e: smartcore::error::Failed| e.to_string();
+        Ok(match self {
+            Fitted::Linear(_, r) => r.predict(m).map_err(e)?,
+            Fitted::Ridge(r) => r.predict(m).map_err(e)?,
+            Fitted::Forest(r) => r.predict(m).map_err(e)?,
+            Fitted::Boosted(r) => r.predict(m).map_err(e)?,
+            Fitted::OverPowerLaw(_, base, trees) => {
+                let law = base.predict(m).map_err(e)?;
+                let rest = trees.predict_target(m)?;
+                law.iter().zip(rest).map(|(a, b)| a + b).collect()
+            }
+        })
+    }
+}
+
+/// Fits `candidate` to the target `y` (already in the candidate's space).
+fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Result<Fitted, String> {
+    let e = |e: smartcore::error::Failed| e.to_string();
+    Ok(match candidate {
+        Candidate::NeurosurgeonLinear | Candidate::LogLinear => Fitted::Linear(
+            candidate,
+            LinearRegression::fit(m, &y, LinearRegressionParameters::default()).map_err(e)?,
+        ),
+        Candidate::Ridge => Fitted::Ridge(
+            RidgeRegression::fit(m, &y, RidgeRegressionParameters::default().with_alpha(0.1))
+                .map_err(e)?,
+        ),
+        Candidate::RandomForest => {
+            let params = RandomForestRegressorParameters::default()
+                .with_n_trees(100)
+                .with_min_samples_leaf(1)
+                .with_seed(seed);
+            Fitted::Forest(RandomForestRegressor::fit(m, &y, params).map_err(e)?)
+        }
+        Candidate::Boosted => {
+            let params = XGRegressorParameters::default()
+                .with_n_estimators(200)
+                .with_learning_rate(0.1)
+                .with_max_depth(4)
+                .with_base_score(y.iter().sum::<f64>() / y.len() as f64)
+                .with_seed(seed);
+            Fitted::Boosted(XGRegressor::fit(m, &y, params).map_err(e)?)
+        }
+        Candidate::ForestOverPowerLaw | Candidate::BoostedOverPowerLaw => {
+            let base =
+                LinearRegression::fit(m, &y, LinearRegressionParameters::default()).map_err(e)?;
+            let law = base.predict(m).map_err(e)?;
+            let rest: Vec<f64> = y.iter().zip(&law).map(|(t, l)| t - l).collect();
+            let trees = if candidate == Candidate::ForestOverPowerLaw {
+                Candidate::RandomForest
+            } else {
+                Candidate::Boosted
+            };
+            Fitted::OverPowerLaw(candidate, base, Box::new(fit_target(trees, m, rest, seed)?))
+        }
+    })
 }
 
 /// Accuracy of predictions against measurements.
@@ -228,4 +273,47 @@ pub fn cross_validate(
         }
     }
     (count > 0).then(|| total / count as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of (ln size, a noise-free feature) with latency 0.002 · size^0.9 ms.
+    fn power_law(sizes: impl Iterator<Item = f64>) -> (Vec<Vec<f64>>, Vec<f64>) {
+        sizes
+            .map(|s| (vec![s.ln(), (s * 7.0).sin()], 0.002 * s.powf(0.9)))
+            .unzip()
+    }
+
+    #[test]
+    fn trees_over_a_power_law_extrapolate_where_trees_alone_cannot() {
+        let (x, ms) = power_law((1..=60).map(|i| 1000.0 * i as f64));
+        // Ten times larger than anything seen.
+        let (far_x, far_ms) = power_law([6e5, 1e6].into_iter());
+        let error = |candidate| {
+            let model = Fitted::fit(candidate, &x, &ms, 1).expect("fits");
+            let predicted = model.predict(&far_x).expect("predicts");
+            predicted
+                .iter()
+                .zip(&far_ms)
+                .map(|(p, m)| (p / m).ln().abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(error(Candidate::ForestOverPowerLaw) < 0.05);
+        assert!(error(Candidate::BoostedOverPowerLaw) < 0.05);
+        // A forest alone predicts at most the largest latency it saw: several times too low.
+        assert!(error(Candidate::RandomForest) > 1.0);
+    }
+
+    #[test]
+    fn every_candidate_fits_and_predicts_positive_latencies() {
+        let (x, ms) = power_law((1..=40).map(|i| 50.0 * i as f64));
+        for candidate in Candidate::OURS {
+            let model = Fitted::fit(candidate, &x, &ms, 3).expect("fits");
+            assert_eq!(model.candidate(), candidate);
+            let predicted = model.predict(&x).expect("predicts");
+            assert!(predicted.iter().all(|&p| p > 0.0), "{}", candidate.name());
+        }
+    }
 }

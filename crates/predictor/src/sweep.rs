@@ -57,10 +57,10 @@ struct Plan {
 fn plan(size: SweepSize) -> Plan {
     match size {
         SweepSize::Quick => Plan {
-            samples: 150,
+            samples: 400,
             budget: Duration::from_secs(12),
-            warmup: 1,
-            runs: 5,
+            warmup: 2,
+            runs: 9,
         },
         SweepSize::Full => Plan {
             samples: 500,
