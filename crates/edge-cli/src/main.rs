@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 use predictor::Role;
 use runtime::cli::{error_line, usage_error};
 
-/// The edge side of cutpoint: decide where to split a DNN between this device and a cloud server.
+/// The edge side of cutpoint: split a DNN between this device and a cloud server, and run it.
+///
+/// Start with `cutpoint-edge demo`: it runs everything on this machine, with nothing to set up.
 #[derive(Parser)]
 #[command(name = "cutpoint-edge", version, arg_required_else_help = true)]
 struct Cli {
@@ -28,14 +30,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Demo(demo::DemoArgs),
+    Run(run::RunArgs),
+    Tasks(tasks::TasksArgs),
     Plan(plan::PlanArgs),
     Graph(graph::GraphArgs),
     Local(local::LocalArgs),
     Layers(layers::LayersArgs),
     Profile(runtime::cli::ProfileArgs),
     Train(runtime::cli::TrainArgs),
-    Run(run::RunArgs),
-    Tasks(tasks::TasksArgs),
 }
 
 fn main() -> ExitCode {
