@@ -84,8 +84,9 @@ pub struct PlanArgs {
     /// Cloud load factor (≥ 1); multiplies every cloud time.
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     load_factor: f64,
-    /// Solver: chain (Neurosurgeon, chains only), mincut (DADS, any DAG), dp, exhaustive
-    /// (small graphs), or auto (chain on chains, mincut otherwise).
+    /// Solver: chain (Neurosurgeon, chains only), mincut (DADS, any DAG), prefix (Neurosurgeon
+    /// on a DAG: one cut of the topological order where at most one tensor crosses; a
+    /// baseline), dp, exhaustive (small graphs), or auto (chain on chains, mincut otherwise).
     #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
     solver: SolverArg,
     /// Let work come back to the edge mid-graph, paying the downlink and a round trip per
@@ -108,6 +109,7 @@ enum SolverArg {
     Auto,
     Chain,
     Mincut,
+    Prefix,
     Dp,
     Exhaustive,
 }
@@ -222,11 +224,12 @@ fn solver(args: &PlanArgs) -> Result<Solver> {
     Ok(match args.solver {
         SolverArg::Auto if allow_return => Solver::Dp { allow_return },
         SolverArg::Auto => Solver::Auto,
-        SolverArg::Chain | SolverArg::Mincut if allow_return => bail!(
-            "--allow-return needs --solver dp or exhaustive: chain and mincut keep every tensor from returning to the edge"
+        SolverArg::Chain | SolverArg::Mincut | SolverArg::Prefix if allow_return => bail!(
+            "--allow-return needs --solver dp or exhaustive: chain, mincut and prefix keep every tensor from returning to the edge"
         ),
         SolverArg::Chain => Solver::Chain,
         SolverArg::Mincut => Solver::MinCut,
+        SolverArg::Prefix => Solver::Prefix,
         SolverArg::Dp => Solver::Dp { allow_return },
         SolverArg::Exhaustive => Solver::Exhaustive { allow_return },
     })

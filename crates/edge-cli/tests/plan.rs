@@ -115,6 +115,8 @@ fn solvers_agree_through_the_cli() {
     let mincut = total("mincut");
     assert!((total("dp") - mincut).abs() < 1e-9);
     assert!((total("auto") - mincut).abs() < 1e-9);
+    // The single-cut baseline is a restriction of mincut's search: never better.
+    assert!(total("prefix") >= mincut - 1e-9);
 }
 
 #[test]

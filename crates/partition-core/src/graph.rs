@@ -268,6 +268,26 @@ impl Graph {
         (0..self.len()).find(|&v| self.inputs[v].len() > 1 || self.consumers[v].len() > 1)
     }
 
+    /// The same graph with every edge cost multiplied by `factor`: an edge device that many
+    /// times slower (or, below 1, faster). The factor must be finite and positive, and the
+    /// scaled costs must stay within [`MAX_NODE_MS`].
+    pub fn with_edge_scaled(&self, factor: f64) -> Result<Graph, GraphError> {
+        let mut scaled = self.clone();
+        for (v, ms) in scaled.edge_ms.iter_mut().enumerate() {
+            let value = *ms * factor;
+            if !(factor.is_finite() && factor > 0.0 && value.is_finite() && value <= MAX_NODE_MS) {
+                return Err(GraphError::BadNumber {
+                    node: self.ids[v].clone(),
+                    field: "edge_ms",
+                    value,
+                    hint: " after scaling; use a finite, positive scale factor",
+                });
+            }
+            *ms = value;
+        }
+        Ok(scaled)
+    }
+
     /// The nodes as [`NodeSpec`]s, in topological order.
     pub fn node_specs(&self) -> Vec<NodeSpec> {
         (0..self.len())
@@ -351,4 +371,24 @@ fn topological_order(nodes: &[NodeSpec], inputs: &[Vec<usize>]) -> Result<Vec<us
             .unwrap_or(v);
     }
     Err(GraphError::Cycle(nodes[v].id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::synthetic;
+
+    #[test]
+    fn scaling_the_edge_leaves_everything_else_alone() {
+        let graph = synthetic::residual(3, 7);
+        let slow = graph.with_edge_scaled(10.0).expect("scales");
+        for v in 0..graph.len() {
+            assert_eq!(slow.edge_ms(v), 10.0 * graph.edge_ms(v));
+            assert_eq!(slow.cloud_ms(v), graph.cloud_ms(v));
+            assert_eq!(slow.out_bytes(v), graph.out_bytes(v));
+            assert_eq!(slow.inputs(v), graph.inputs(v));
+        }
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert!(graph.with_edge_scaled(bad).is_err(), "{bad}");
+        }
+    }
 }

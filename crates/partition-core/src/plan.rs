@@ -20,6 +20,8 @@ pub enum Method {
     Chain,
     /// DADS's s–t minimum cut.
     MinCut,
+    /// Neurosurgeon's single split of a DAG's topological order (at most one crossing tensor).
+    Prefix,
     /// Shortest path over (layer, placement) states; `allow_return` lets work come back to the edge.
     Dp {
         /// Whether tensors may return from the cloud to the edge mid-graph.
@@ -40,6 +42,7 @@ impl fmt::Display for Method {
             Method::Fixed => "fixed",
             Method::Chain => "chain",
             Method::MinCut => "mincut",
+            Method::Prefix => "prefix",
             Method::Dp {
                 allow_return: false,
             } => "dp",

@@ -6,6 +6,7 @@ mod dp;
 mod exhaustive;
 mod maxflow;
 mod mincut;
+mod prefix;
 
 pub use exhaustive::MAX_EXHAUSTIVE_NODES;
 
@@ -24,6 +25,9 @@ pub enum Solver {
     Chain,
     /// DADS's s–t minimum cut: exact on any DAG.
     MinCut,
+    /// Neurosurgeon on a DAG's topological order: one cut, only where at most one tensor
+    /// crosses. A baseline (what chain-only tools do with branching models), O(n + E).
+    Prefix,
     /// Shortest path over (layer, placement) states. See the `dp` module for its complexity.
     Dp {
         /// Let work move back to the edge, paying the downlink for each tensor that goes down
@@ -44,6 +48,7 @@ impl Solver {
             Solver::Auto if graph.is_chain() => chain::solve(graph, scenario),
             Solver::Auto | Solver::MinCut => Ok(mincut::solve(graph, scenario)),
             Solver::Chain => chain::solve(graph, scenario),
+            Solver::Prefix => Ok(prefix::solve(graph, scenario)),
             Solver::Dp { allow_return } => dp::solve(graph, scenario, allow_return),
             Solver::Exhaustive { allow_return } => exhaustive::solve(graph, scenario, allow_return),
         }

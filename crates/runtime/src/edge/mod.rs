@@ -676,11 +676,8 @@ fn slowed(graph: Graph, edge_slowdown: f64) -> Result<Graph, RuntimeError> {
     if edge_slowdown == 1.0 {
         return Ok(graph);
     }
-    let mut nodes = graph.node_specs();
-    for node in &mut nodes {
-        node.edge_ms *= edge_slowdown;
-    }
-    Graph::new(graph.name(), nodes)
+    graph
+        .with_edge_scaled(edge_slowdown)
         .map_err(|e| invalid(format!("the scaled costs are invalid: {e}")))
 }
 
