@@ -8,6 +8,7 @@ mod local;
 mod model_args;
 mod plan;
 mod run;
+mod sweep;
 mod tasks;
 mod tensor_io;
 
@@ -32,6 +33,7 @@ enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Tasks(tasks::TasksArgs),
+    Sweep(sweep::SweepArgs),
     Plan(plan::PlanArgs),
     Graph(graph::GraphArgs),
     Local(local::LocalArgs),
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Local(args) => local::run(&args),

@@ -413,7 +413,7 @@ fn record_json(record: &Record) -> Value {
 }
 
 /// The `p`-th percentile (nearest rank) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

@@ -19,7 +19,7 @@ use crate::quick_profile::quick_profile;
 
 /// Burst allowance of the emulated uplink: the shaper's smallest, 16 KiB, so that a small
 /// boundary tensor is paced too rather than sent at loopback speed from a full bucket.
-const SHAPER_BURST_BYTES: usize = 16 * 1024;
+pub(crate) const SHAPER_BURST_BYTES: usize = 16 * 1024;
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct DemoRow {
 }
 
 /// How the cut crosses: a label and the bytes uploaded.
-fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
+pub(crate) fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
     let graph = session.graph();
     let cloud = plan.cloud_nodes().len();
     let up: Vec<_> = plan
@@ -135,7 +135,7 @@ fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
 }
 
 /// A deterministic input batch of one for `net`, values in [-1, 1).
-fn demo_input(net: &Net) -> Result<HostTensor, RuntimeError> {
+pub(crate) fn demo_input(net: &Net) -> Result<HostTensor, RuntimeError> {
     let mut shape = vec![1];
     shape.extend_from_slice(net.input_shape());
     let n: usize = shape.iter().product();
@@ -146,7 +146,7 @@ fn demo_input(net: &Net) -> Result<HostTensor, RuntimeError> {
 }
 
 /// The request with the median total time.
-fn median(mut outcomes: Vec<Outcome>) -> Option<Outcome> {
+pub(crate) fn median(mut outcomes: Vec<Outcome>) -> Option<Outcome> {
     outcomes.sort_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms));
     let middle = outcomes.len() / 2;
     outcomes.into_iter().nth(middle)

@@ -13,6 +13,7 @@
 //! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
 //! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
 //!   the planner's cut beside edge-only and cloud-only.
+//! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated).
 //! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
 //!   cloud are profiled by one implementation.
 //!
@@ -24,6 +25,7 @@ mod cloud;
 mod demo;
 mod edge;
 mod error;
+mod grid;
 mod loaded;
 mod local_cloud;
 mod quick_profile;
@@ -34,6 +36,7 @@ pub use cloud::{CloudConfig, CloudServer, QueueStats};
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use edge::{EdgeConfig, EdgeSession, Measured, Outcome, SplitMode};
 pub use error::RuntimeError;
+pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};

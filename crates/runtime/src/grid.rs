@@ -1,0 +1,316 @@
+//! Split × bandwidth × edge-CPU grids on one machine: for every cell, measure every candidate cut
+//! of a network, mark the planner's choice and the measured best, and report regret and
+//! speed-ups. This is the built-in-emulation mode of `cutpoint-edge sweep`: the uplink is paced by
+//! the transport's shaper and a slower edge CPU is emulated with [`EdgeConfig::edge_slowdown`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use models::{Backend, Net};
+use partition_core::{Link, Scenario, Solver};
+use transport::Shaper;
+
+use crate::cloud::CloudConfig;
+use crate::demo::{SHAPER_BURST_BYTES, demo_input, describe_cut, median};
+use crate::edge::{EdgeConfig, EdgeSession, SplitMode};
+use crate::error::RuntimeError;
+use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+use crate::local_cloud::LocalCloud;
+use crate::quick_profile::{QuickProfiles, quick_profile};
+
+/// What a grid measures.
+#[derive(Debug, Clone)]
+pub struct GridConfig {
+    /// The network.
+    pub net: Net,
+    /// Emulated uplinks, Mbit/s.
+    pub uplinks_mbps: Vec<f64>,
+    /// Edge CPU shares relative to this machine, in (0, 1]: 0.3 emulates an edge 1/0.3 times
+    /// slower.
+    pub edge_cpus: Vec<f64>,
+    /// Measured requests per cut and cell; the median (by end-to-end time) is kept.
+    pub repeats: usize,
+    /// Backend of both sides.
+    pub backend: Backend,
+    /// Where the quick profile is cached.
+    pub cache_dir: PathBuf,
+    /// Cap on the profile sweep's samples per class (`None`: the full quick sweep).
+    pub sweep_samples: Option<usize>,
+    /// Progress on stderr while the profile is built.
+    pub progress: bool,
+}
+
+/// One cut measured in one cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridRow {
+    /// Edge CPU share.
+    pub edge_cpu: f64,
+    /// Uplink, Mbit/s.
+    pub uplink_mbps: f64,
+    /// The cut: `edge-only`, `cloud-only` or `after ID[+ID…]`.
+    pub cut: String,
+    /// Predicted end-to-end time, ms, for the nominal uplink.
+    pub predicted_ms: f64,
+    /// Measured end-to-end time, ms (median request).
+    pub e2e_ms: f64,
+    /// Measured edge compute, ms.
+    pub local_ms: f64,
+    /// Measured upload plus download, ms.
+    pub transfer_ms: f64,
+    /// Measured cloud queue plus compute, ms.
+    pub cloud_ms: f64,
+    /// The planner chose this cut for this cell.
+    pub chosen: bool,
+    /// The fastest cut measured in this cell.
+    pub best: bool,
+}
+
+/// A cell's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridCell {
+    /// Edge CPU share.
+    pub edge_cpu: f64,
+    /// Uplink, Mbit/s.
+    pub uplink_mbps: f64,
+    /// The planner's cut.
+    pub chosen: String,
+    /// The cut that measured fastest.
+    pub best: String,
+    /// Measured end-to-end of the chosen cut ÷ that of the best (≥ 1).
+    pub regret: f64,
+    /// Edge-only's measured time ÷ the chosen cut's.
+    pub speedup_over_edge: f64,
+    /// Cloud-only's measured time ÷ the chosen cut's.
+    pub speedup_over_cloud: f64,
+}
+
+fn check(config: &GridConfig) -> Result<(), RuntimeError> {
+    let invalid = |name, reason: String| Err(RuntimeError::Config { name, reason });
+    if config.uplinks_mbps.is_empty() || config.edge_cpus.is_empty() {
+        return invalid(
+            "grid",
+            "give at least one uplink and one edge CPU share".into(),
+        );
+    }
+    if let Some(cpu) = config
+        .edge_cpus
+        .iter()
+        .find(|c| !(c.is_finite() && **c > 0.0 && **c <= 1.0))
+    {
+        return invalid(
+            "edge_cpus",
+            format!("{cpu} is not a CPU share in (0, 1] (1 is this machine)"),
+        );
+    }
+    if config.repeats == 0 {
+        return invalid("repeats", "must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// The candidate cuts: every split point of a chain; for a DAG, the min-cut plans for every
+/// uplink of the grid, plus edge-only and cloud-only. As cloud node id lists, without repeats.
+fn candidates(session: &EdgeSession, uplinks_mbps: &[f64]) -> Result<Vec<SplitMode>, RuntimeError> {
+    let graph = session.graph();
+    let n = graph.len();
+    let mut placements: Vec<Vec<bool>> = Vec::new();
+    if graph.is_chain() {
+        placements.extend((0..n).map(|k| (0..n).map(|v| v > k).collect()));
+    } else {
+        placements.push(vec![false; n]);
+        placements.push((0..n).map(|v| v != graph.source()).collect());
+        for &uplink in uplinks_mbps {
+            let scenario = Scenario::latency(Link::new(uplink, uplink, 0.0)?);
+            let plan = Solver::MinCut.solve(graph, &scenario)?;
+            placements.push(plan.placement().to_vec());
+        }
+    }
+    let mut seen = Vec::new();
+    let mut modes = Vec::new();
+    for p in placements {
+        if seen.contains(&p) {
+            continue;
+        }
+        let ids: Vec<String> = (0..n)
+            .filter(|&v| p[v])
+            .map(|v| graph.id(v).to_string())
+            .collect();
+        modes.push(if ids.is_empty() {
+            SplitMode::EdgeOnly
+        } else {
+            SplitMode::Fixed(ids)
+        });
+        seen.push(p);
+    }
+    Ok(modes)
+}
+
+/// Runs the grid: builds (or loads) the quick profile, starts an in-process cloud, and measures
+/// every candidate cut in every cell. `on_cell` receives each cell's rows and verdict as soon as
+/// they are measured. Must be called inside a multi-threaded Tokio runtime.
+pub async fn run_grid(
+    config: &GridConfig,
+    mut on_cell: impl FnMut(&[GridRow], &GridCell),
+) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
+    check(config)?;
+    let profiles = {
+        let (cache, backend, net) = (config.cache_dir.clone(), config.backend, config.net.clone());
+        let (samples, progress) = (config.sweep_samples, config.progress);
+        tokio::task::spawn_blocking(move || {
+            quick_profile(&cache, backend, &[net], samples, progress)
+        })
+        .await
+        .map_err(|e| RuntimeError::Task(e.to_string()))??
+    };
+    let cloud = LocalCloud::start(
+        CloudConfig {
+            backend: config.backend,
+            ..CloudConfig::default()
+        },
+        std::slice::from_ref(&config.net),
+    )?;
+    let mut out = (Vec::new(), Vec::new());
+    let result = measure(config, &profiles, &cloud, &mut out, &mut on_cell).await;
+    cloud.stop().await;
+    result.map(|()| out)
+}
+
+async fn measure(
+    config: &GridConfig,
+    profiles: &QuickProfiles,
+    cloud: &LocalCloud,
+    (rows, cells): &mut (Vec<GridRow>, Vec<GridCell>),
+    on_cell: &mut impl FnMut(&[GridRow], &GridCell),
+) -> Result<(), RuntimeError> {
+    let net = &config.net;
+    cloud.server().preload(net.name()).await?;
+    let input = demo_input(net)?;
+    for &edge_cpu in &config.edge_cpus {
+        let loaded = LoadedModel::load(
+            net.clone(),
+            &WeightsSource::Seeded(DEFAULT_SEED),
+            config.backend,
+        )?;
+        let edge_config = EdgeConfig {
+            edge_slowdown: 1.0 / edge_cpu,
+            ..EdgeConfig::default()
+        };
+        let mut session =
+            EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, edge_config)?;
+        let modes = candidates(&session, &config.uplinks_mbps)?;
+        for &uplink_mbps in &config.uplinks_mbps {
+            let shaper =
+                Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
+                    name: "uplinks_mbps",
+                    reason: e.to_string(),
+                })?;
+            let mut client = cloud.client_config();
+            client.uplink_shaper = Some(Arc::new(shaper));
+            session.connect(client).await?;
+            // The planner's pick for this cell, after one request has measured the link.
+            session.set_split(SplitMode::Auto)?;
+            session.infer(input.clone()).await?;
+            let chosen = session.infer(input.clone()).await?;
+            let (chosen_cut, _) = describe_cut(&chosen.plan, &session);
+            let mut cell_rows = Vec::new();
+            for mode in &modes {
+                session.set_split(mode.clone())?;
+                session.infer(input.clone()).await?;
+                let mut outcomes = Vec::with_capacity(config.repeats);
+                for _ in 0..config.repeats {
+                    outcomes.push(session.infer(input.clone()).await?);
+                }
+                let Some(o) = median(outcomes) else {
+                    continue;
+                };
+                let (cut, _) = describe_cut(&o.plan, &session);
+                let nominal = Scenario::latency(Link::new(uplink_mbps, uplink_mbps, 0.0)?);
+                let m = o.measured;
+                cell_rows.push(GridRow {
+                    edge_cpu,
+                    uplink_mbps,
+                    predicted_ms: o
+                        .plan
+                        .reprice(session.graph(), &nominal)?
+                        .breakdown()
+                        .total_ms,
+                    e2e_ms: m.total_ms,
+                    local_ms: m.edge_ms,
+                    transfer_ms: m.upload_ms + m.download_ms,
+                    cloud_ms: m.queue_ms + m.cloud_ms,
+                    chosen: cut == chosen_cut,
+                    best: false,
+                    cut,
+                });
+            }
+            let cell = verdict(
+                &mut cell_rows,
+                edge_cpu,
+                uplink_mbps,
+                chosen_cut,
+                chosen.measured.total_ms,
+            );
+            on_cell(&cell_rows, &cell);
+            rows.extend(cell_rows);
+            cells.push(cell);
+        }
+        session.disconnect();
+    }
+    Ok(())
+}
+
+/// Marks the best row and sums the cell up. The chosen cut's time is its candidate row's when it
+/// has one (the same cut measured like the others), else the planner's own request.
+fn verdict(
+    rows: &mut [GridRow],
+    edge_cpu: f64,
+    uplink_mbps: f64,
+    chosen: String,
+    chosen_request_ms: f64,
+) -> GridCell {
+    let best = rows
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.e2e_ms.total_cmp(&b.1.e2e_ms))
+        .map(|(i, _)| i);
+    if let Some(i) = best {
+        rows[i].best = true;
+    }
+    let time_of = |cut: &str| rows.iter().find(|r| r.cut == cut).map(|r| r.e2e_ms);
+    let chosen_ms = time_of(&chosen).unwrap_or(chosen_request_ms);
+    let best_row = best.map(|i| &rows[i]);
+    let best_ms = best_row.map_or(chosen_ms, |r| r.e2e_ms).min(chosen_ms);
+    GridCell {
+        edge_cpu,
+        uplink_mbps,
+        best: best_row.map_or_else(|| chosen.clone(), |r| r.cut.clone()),
+        regret: chosen_ms / best_ms,
+        speedup_over_edge: time_of("edge-only").map_or(f64::NAN, |t| t / chosen_ms),
+        speedup_over_cloud: time_of("cloud-only").map_or(f64::NAN, |t| t / chosen_ms),
+        chosen,
+    }
+}
+
+/// The rows as CSV in the seeds' lab layout (cpu, bandwidth, split, e2e, local, transfer,
+/// cloud), plus the prediction and the chosen and best marks.
+pub fn grid_csv(rows: &[GridRow]) -> String {
+    let mut out = String::from(
+        "edge_cpu,uplink_mbps,cut,e2e_ms,local_ms,transfer_ms,cloud_ms,predicted_ms,chosen,best\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{}\n",
+            r.edge_cpu,
+            r.uplink_mbps,
+            r.cut,
+            r.e2e_ms,
+            r.local_ms,
+            r.transfer_ms,
+            r.cloud_ms,
+            r.predicted_ms,
+            r.chosen,
+            r.best
+        ));
+    }
+    out
+}

@@ -1,0 +1,55 @@
+//! The grid (`cutpoint-edge sweep`'s emulated mode) on a tiny chain: every split point measured
+//! in every cell over a real loopback cloud, with one best cut per cell and honest regret.
+
+use models::{Backend, zoo};
+use runtime::{GridConfig, grid_csv, run_grid};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cut_of_every_cell_is_measured_and_judged() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let lenet = zoo::build("lenet").expect("lenet");
+    let config = GridConfig {
+        net: lenet.clone(),
+        uplinks_mbps: vec![0.5, 200.0],
+        edge_cpus: vec![0.5, 1.0],
+        repeats: 1,
+        backend: Backend::Flex,
+        cache_dir: cache.path().to_path_buf(),
+        sweep_samples: Some(8),
+        progress: false,
+    };
+    let mut reported = 0;
+    let (rows, cells) = run_grid(&config, |rows, cell| {
+        reported += 1;
+        assert!(rows.iter().all(|r| r.uplink_mbps == cell.uplink_mbps));
+    })
+    .await
+    .expect("the grid runs");
+
+    assert_eq!((reported, cells.len()), (4, 4));
+    // A chain: every split point, the input alone on the edge (cloud-only) through edge-only.
+    assert_eq!(rows.len(), 4 * lenet.len());
+    for cell in &cells {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.edge_cpu == cell.edge_cpu && r.uplink_mbps == cell.uplink_mbps)
+            .collect();
+        assert_eq!(mine.len(), lenet.len());
+        assert_eq!(mine.iter().filter(|r| r.best).count(), 1);
+        assert!(mine.iter().filter(|r| r.chosen).count() <= 1);
+        let best = mine.iter().find(|r| r.best).expect("a best cut");
+        assert_eq!(best.cut, cell.best);
+        assert!(mine.iter().all(|r| r.e2e_ms >= best.e2e_ms));
+        assert!(cell.regret >= 1.0, "{cell:?}");
+        assert!(mine.iter().any(|r| r.cut == "edge-only"));
+        assert!(mine.iter().any(|r| r.cut == "cloud-only"));
+        assert!(cell.speedup_over_edge > 0.0 && cell.speedup_over_cloud > 0.0);
+        // Edge-only never touches the link or the cloud.
+        let edge = mine.iter().find(|r| r.cut == "edge-only").expect("edge-only");
+        assert_eq!((edge.transfer_ms, edge.cloud_ms), (0.0, 0.0));
+    }
+
+    let csv = grid_csv(&rows);
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    assert!(csv.starts_with("edge_cpu,uplink_mbps,cut,e2e_ms,local_ms,transfer_ms,cloud_ms,"));
+}
