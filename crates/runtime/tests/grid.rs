@@ -45,7 +45,10 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
         assert!(mine.iter().any(|r| r.cut == "cloud-only"));
         assert!(cell.speedup_over_edge > 0.0 && cell.speedup_over_cloud > 0.0);
         // Edge-only never touches the link or the cloud.
-        let edge = mine.iter().find(|r| r.cut == "edge-only").expect("edge-only");
+        let edge = mine
+            .iter()
+            .find(|r| r.cut == "edge-only")
+            .expect("edge-only");
         assert_eq!((edge.transfer_ms, edge.cloud_ms), (0.0, 0.0));
     }
 
