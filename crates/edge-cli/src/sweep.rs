@@ -20,9 +20,10 @@ use crate::tasks::percentile;
 /// min-cut plans across the uplinks plus edge-only and cloud-only. It marks the cut the planner
 /// chooses and the cut that measured best, and reports regret (chosen ÷ best) and speed-ups over
 /// edge-only and cloud-only. The cloud runs in this process on loopback. Emulation: the uplink
-/// is paced by the transport's token-bucket shaper, and an edge CPU share F is emulated by
-/// waiting (1/F − 1) × each edge part's compute time. Real shaping (network namespaces, tc, a
-/// cgroup CPU quota) is not built yet. Writes grid.csv and grid.json to --out.
+/// is paced by the transport's token-bucket shaper, round-trip time is added by a UDP relay, and
+/// an edge CPU share F is emulated by waiting (1/F − 1) × each edge part's compute time. Real
+/// shaping (network namespaces, tc, a cgroup CPU quota) is not built yet. Writes grid.csv and
+/// grid.json to --out.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge sweep --model alexnet
@@ -47,6 +48,9 @@ pub struct SweepArgs {
         default_value = "0.3,0.6,1.0"
     )]
     edge_cpu: Vec<f64>,
+    /// Round-trip time added between edge and cloud by a userspace UDP relay, ms (0: none).
+    #[arg(long, value_name = "MS", default_value_t = 20.0)]
+    rtt_ms: f64,
     /// Measured requests per cut and cell (the median is kept).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     repeats: u64,
@@ -77,6 +81,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         net,
         uplinks_mbps: args.uplink_mbps.clone(),
         edge_cpus: args.edge_cpu.clone(),
+        rtt_ms: args.rtt_ms,
         repeats: args.repeats as usize,
         backend: args.backend,
         cache_dir: default_cache_dir()?,
@@ -85,10 +90,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     };
     if !args.json {
         println!(
-            "sweep of {}: {} uplinks x {} edge CPU shares, median of {}; emulated (built-in shaper, edge slowed by waiting)",
+            "sweep of {}: {} uplinks x {} edge CPU shares, RTT {} ms, median of {}; emulated (built-in shaper, RTT relay, edge slowed by waiting)",
             config.net.name(),
             config.uplinks_mbps.len(),
             config.edge_cpus.len(),
+            config.rtt_ms,
             config.repeats
         );
     }
@@ -102,7 +108,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             print_cell(rows, cell);
         }
     }))?;
-    let report = json_report(config.net.name(), &rows, &cells);
+    let report = json_report(&config, &rows, &cells);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = |name: &str, text: String| {
         let path = out.join(name);
@@ -167,7 +173,7 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
 }
 
 /// Every row and cell, and the summary: median and p95 regret, and speed-ups.
-fn json_report(model: &str, rows: &[GridRow], cells: &[GridCell]) -> Value {
+fn json_report(config: &GridConfig, rows: &[GridRow], cells: &[GridCell]) -> Value {
     let regrets = sorted(cells.iter().map(|c| c.regret));
     let better_baseline = sorted(
         cells
@@ -175,8 +181,10 @@ fn json_report(model: &str, rows: &[GridRow], cells: &[GridCell]) -> Value {
             .map(|c| c.speedup_over_edge.min(c.speedup_over_cloud)),
     );
     json!({
-        "model": model,
-        "emulation": "built-in shaper for the uplink; edge CPU share emulated by waiting",
+        "model": config.net.name(),
+        "rtt_ms": config.rtt_ms,
+        "repeats": config.repeats,
+        "emulation": "built-in shaper for the uplink, UDP relay for the RTT, edge CPU share emulated by waiting",
         "summary": {
             "cells": cells.len(),
             "regret_median": percentile(&regrets, 50.0),

@@ -25,6 +25,8 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
         .args([
             "--repeats",
             "1",
+            "--rtt-ms",
+            "10",
             "--profile-samples",
             "8",
             "--json",
@@ -63,6 +65,7 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
         assert_eq!(marked[0]["cut"], best);
     }
     assert_eq!(printed["summary"]["cells"], 2);
+    assert_eq!(printed["rtt_ms"], 10.0);
 
     let csv = std::fs::read_to_string(out_dir.join("grid.csv")).expect("grid.csv");
     assert_eq!(csv.lines().count(), rows.len() + 1);
@@ -76,6 +79,8 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
 fn bad_grids_are_one_line_errors() {
     let err = one_line_error(&["sweep", "--model", "lenet", "--edge-cpu", "1.5"]);
     assert!(err.contains("(0, 1]"), "{err}");
+    let err = one_line_error(&["sweep", "--model", "lenet", "--rtt-ms=-5"]);
+    assert!(err.contains("rtt_ms"), "{err}");
     let err = one_line_error(&["sweep", "--model", "lenet", "--uplink-mbps", "fast"]);
     assert!(err.contains("--uplink-mbps"), "{err}");
 }

@@ -1,14 +1,17 @@
 //! Split × bandwidth × edge-CPU grids on one machine: for every cell, measure every candidate cut
 //! of a network, mark the planner's choice and the measured best, and report regret and
 //! speed-ups. This is the built-in-emulation mode of `cutpoint-edge sweep`: the uplink is paced by
-//! the transport's shaper and a slower edge CPU is emulated with [`EdgeConfig::edge_slowdown`].
+//! the transport's shaper, a slower edge CPU is emulated with [`EdgeConfig::edge_slowdown`], and
+//! round-trip time is added by the transport's userspace UDP relay.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use models::{Backend, Net};
 use partition_core::{Link, Scenario, Solver};
-use transport::Shaper;
+use transport::{Relay, RelayConfig, Shaper};
 
 use crate::cloud::CloudConfig;
 use crate::demo::{SHAPER_BURST_BYTES, demo_input, describe_cut, median};
@@ -28,6 +31,9 @@ pub struct GridConfig {
     /// Edge CPU shares relative to this machine, in (0, 1]: 0.3 emulates an edge 1/0.3 times
     /// slower.
     pub edge_cpus: Vec<f64>,
+    /// Round-trip time added by a userspace UDP relay between the edge and the cloud, ms
+    /// (0: none, loopback's own).
+    pub rtt_ms: f64,
     /// Measured requests per cut and cell; the median (by end-to-end time) is kept.
     pub repeats: usize,
     /// Backend of both sides.
@@ -105,12 +111,25 @@ fn check(config: &GridConfig) -> Result<(), RuntimeError> {
     if config.repeats == 0 {
         return invalid("repeats", "must be at least 1".into());
     }
+    if !(config.rtt_ms.is_finite() && (0.0..=10_000.0).contains(&config.rtt_ms)) {
+        return invalid(
+            "rtt_ms",
+            format!(
+                "{} is not a round-trip time in [0, 10000] ms",
+                config.rtt_ms
+            ),
+        );
+    }
     Ok(())
 }
 
 /// The candidate cuts: every split point of a chain; for a DAG, the min-cut plans for every
 /// uplink of the grid, plus edge-only and cloud-only. As cloud node id lists, without repeats.
-fn candidates(session: &EdgeSession, uplinks_mbps: &[f64]) -> Result<Vec<SplitMode>, RuntimeError> {
+fn candidates(
+    session: &EdgeSession,
+    uplinks_mbps: &[f64],
+    rtt_ms: f64,
+) -> Result<Vec<SplitMode>, RuntimeError> {
     let graph = session.graph();
     let n = graph.len();
     let mut placements: Vec<Vec<bool>> = Vec::new();
@@ -120,7 +139,7 @@ fn candidates(session: &EdgeSession, uplinks_mbps: &[f64]) -> Result<Vec<SplitMo
         placements.push(vec![false; n]);
         placements.push((0..n).map(|v| v != graph.source()).collect());
         for &uplink in uplinks_mbps {
-            let scenario = Scenario::latency(Link::new(uplink, uplink, 0.0)?);
+            let scenario = Scenario::latency(Link::new(uplink, uplink, rtt_ms)?);
             let plan = Solver::MinCut.solve(graph, &scenario)?;
             placements.push(plan.placement().to_vec());
         }
@@ -169,8 +188,27 @@ pub async fn run_grid(
         },
         std::slice::from_ref(&config.net),
     )?;
+    let relay = match config.rtt_ms {
+        0.0 => None,
+        rtt_ms => Some(
+            Relay::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                cloud.addr(),
+                RelayConfig {
+                    delay: Duration::from_secs_f64(rtt_ms / 2e3),
+                    ..RelayConfig::default()
+                },
+            )
+            .await
+            .map_err(|e| RuntimeError::LocalCloud {
+                reason: format!("the RTT relay: {e}"),
+            })?,
+        ),
+    };
+    let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
     let mut out = (Vec::new(), Vec::new());
-    let result = measure(config, &profiles, &cloud, &mut out, &mut on_cell).await;
+    let result = measure(config, &profiles, &cloud, server, &mut out, &mut on_cell).await;
+    drop(relay);
     cloud.stop().await;
     result.map(|()| out)
 }
@@ -179,6 +217,7 @@ async fn measure(
     config: &GridConfig,
     profiles: &QuickProfiles,
     cloud: &LocalCloud,
+    server: SocketAddr,
     (rows, cells): &mut (Vec<GridRow>, Vec<GridCell>),
     on_cell: &mut impl FnMut(&[GridRow], &GridCell),
 ) -> Result<(), RuntimeError> {
@@ -197,7 +236,7 @@ async fn measure(
         };
         let mut session =
             EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, edge_config)?;
-        let modes = candidates(&session, &config.uplinks_mbps)?;
+        let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
             let shaper =
                 Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
@@ -205,6 +244,7 @@ async fn measure(
                     reason: e.to_string(),
                 })?;
             let mut client = cloud.client_config();
+            client.server = server.to_string();
             client.uplink_shaper = Some(Arc::new(shaper));
             session.connect(client).await?;
             // The planner's pick for this cell, after one request has measured the link.
@@ -224,7 +264,8 @@ async fn measure(
                     continue;
                 };
                 let (cut, _) = describe_cut(&o.plan, &session);
-                let nominal = Scenario::latency(Link::new(uplink_mbps, uplink_mbps, 0.0)?);
+                let nominal =
+                    Scenario::latency(Link::new(uplink_mbps, uplink_mbps, config.rtt_ms)?);
                 let m = o.measured;
                 cell_rows.push(GridRow {
                     edge_cpu,

@@ -12,6 +12,7 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
         net: lenet.clone(),
         uplinks_mbps: vec![0.5, 200.0],
         edge_cpus: vec![0.5, 1.0],
+        rtt_ms: 20.0,
         repeats: 1,
         backend: Backend::Flex,
         cache_dir: cache.path().to_path_buf(),
@@ -50,6 +51,12 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
             .find(|r| r.cut == "edge-only")
             .expect("edge-only");
         assert_eq!((edge.transfer_ms, edge.cloud_ms), (0.0, 0.0));
+        // Every request that uses the cloud crosses the 20 ms relay at least once each way.
+        let cloud = mine
+            .iter()
+            .find(|r| r.cut == "cloud-only")
+            .expect("cloud-only");
+        assert!(cloud.e2e_ms >= 20.0, "{cloud:?}");
     }
 
     let csv = grid_csv(&rows);
