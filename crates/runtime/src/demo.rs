@@ -4,22 +4,15 @@
 //! planner's cut beside edge-only and cloud-only and reports predicted against measured time.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use models::{Backend, HostTensor, Net, zoo};
-use partition_core::{Breakdown, Direction, Plan};
-use transport::Shaper;
+use models::{Backend, Net, zoo};
+use partition_core::Breakdown;
 
-use crate::cloud::CloudConfig;
-use crate::edge::{EdgeConfig, EdgeSession, Measured, Outcome, SplitMode};
+use crate::edge::{Measured, SplitMode};
 use crate::error::RuntimeError;
-use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+use crate::lab::{self, describe_cut, lab_input};
 use crate::local_cloud::LocalCloud;
-use crate::quick_profile::quick_profile;
-
-/// Burst allowance of the emulated uplink: the shaper's smallest, 16 KiB, so that a small
-/// boundary tensor is paced too rather than sent at loopback speed from a full bucket.
-pub(crate) const SHAPER_BURST_BYTES: usize = 16 * 1024;
+use crate::quick_profile::QuickProfiles;
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -113,45 +106,6 @@ pub struct DemoRow {
     pub fallback: Option<String>,
 }
 
-/// How the cut crosses: a label and the bytes uploaded.
-pub(crate) fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
-    let graph = session.graph();
-    let cloud = plan.cloud_nodes().len();
-    let up: Vec<_> = plan
-        .transfers()
-        .iter()
-        .filter(|t| t.direction == Direction::Up)
-        .collect();
-    let bytes = up.iter().map(|t| t.bytes).sum();
-    let label = if cloud == 0 {
-        "edge-only".to_string()
-    } else if cloud + 1 == graph.len() {
-        "cloud-only".to_string()
-    } else {
-        let ids: Vec<&str> = up.iter().map(|t| graph.id(t.tensor)).collect();
-        format!("after {}", ids.join("+"))
-    };
-    (label, bytes)
-}
-
-/// A deterministic input batch of one for `net`, values in [-1, 1).
-pub(crate) fn demo_input(net: &Net) -> Result<HostTensor, RuntimeError> {
-    let mut shape = vec![1];
-    shape.extend_from_slice(net.input_shape());
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
-        .collect();
-    Ok(HostTensor::new(shape, data)?)
-}
-
-/// The request with the median total time.
-pub(crate) fn median(mut outcomes: Vec<Outcome>) -> Option<Outcome> {
-    outcomes.sort_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms));
-    let middle = outcomes.len() / 2;
-    outcomes.into_iter().nth(middle)
-}
-
 /// Runs the demo: builds (or loads) the quick profile, starts the in-process cloud, and runs
 /// every model under every uplink with each [`Strategy`]. `on_case` receives each case's rows
 /// (chosen, edge-only, cloud-only) as soon as they are measured; all rows are returned.
@@ -162,26 +116,14 @@ pub async fn run_demo(
     mut on_case: impl FnMut(&[DemoRow]),
 ) -> Result<Vec<DemoRow>, RuntimeError> {
     check(config)?;
-    let profiles = {
-        let (cache, backend, nets) = (
-            config.cache_dir.clone(),
-            config.backend,
-            config.models.clone(),
-        );
-        let (samples, progress) = (config.sweep_samples, config.progress);
-        tokio::task::spawn_blocking(move || {
-            quick_profile(&cache, backend, &nets, samples, progress)
-        })
-        .await
-        .map_err(|e| RuntimeError::Task(e.to_string()))??
-    };
-    let cloud = LocalCloud::start(
-        CloudConfig {
-            backend: config.backend,
-            ..CloudConfig::default()
-        },
+    let (profiles, cloud) = lab::start(
         &config.models,
-    )?;
+        config.backend,
+        &config.cache_dir,
+        config.sweep_samples,
+        config.progress,
+    )
+    .await?;
     let mut rows = Vec::new();
     let result = run_cases(config, &profiles, &cloud, &mut rows, &mut on_case).await;
     cloud.stop().await;
@@ -209,7 +151,7 @@ fn check(config: &DemoConfig) -> Result<(), RuntimeError> {
 
 async fn run_cases(
     config: &DemoConfig,
-    profiles: &crate::quick_profile::QuickProfiles,
+    profiles: &QuickProfiles,
     cloud: &LocalCloud,
     rows: &mut Vec<DemoRow>,
     on_case: &mut impl FnMut(&[DemoRow]),
@@ -217,38 +159,18 @@ async fn run_cases(
     for net in &config.models {
         // Load the cloud's copy now, so that no measured request waits for it.
         cloud.server().preload(net.name()).await?;
-        let loaded = LoadedModel::load(
-            net.clone(),
-            &WeightsSource::Seeded(DEFAULT_SEED),
-            config.backend,
-        )?;
-        let edge_config = EdgeConfig {
-            edge_slowdown: config.edge_slowdown,
-            ..EdgeConfig::default()
-        };
         let mut session =
-            EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, edge_config)?;
-        let input = demo_input(net)?;
+            lab::slow_edge_session(net, config.backend, profiles, config.edge_slowdown)?;
+        let input = lab_input(net)?;
         for &uplink_mbps in &config.uplinks_mbps {
-            let shaper =
-                Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
-                    name: "uplinks_mbps",
-                    reason: e.to_string(),
-                })?;
-            let mut client = cloud.client_config();
-            client.uplink_shaper = Some(Arc::new(shaper));
+            let client = lab::shaped_client(cloud, cloud.addr(), uplink_mbps)?;
             session.connect(client).await?;
             let mut case = Vec::new();
             for strategy in Strategy::ALL {
-                session.set_split(strategy.split())?;
-                // One request first, so that the link estimate has seen this uplink.
-                session.infer(input.clone()).await?;
-                let mut outcomes = Vec::with_capacity(config.repeats);
-                for _ in 0..config.repeats {
-                    outcomes.push(session.infer(input.clone()).await?);
-                }
-                let fallback = outcomes.iter().find_map(|o| o.fallback.clone());
-                let Some(outcome) = median(outcomes) else {
+                let Some((outcome, fallback)) =
+                    lab::median_request(&mut session, strategy.split(), &input, config.repeats)
+                        .await?
+                else {
                     continue;
                 };
                 let (cut, upload_bytes) = describe_cut(&outcome.plan, &session);

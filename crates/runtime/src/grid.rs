@@ -1,25 +1,22 @@
 //! Split × bandwidth × edge-CPU grids on one machine: for every cell, measure every candidate cut
 //! of a network, mark the planner's choice and the measured best, and report regret and
 //! speed-ups. This is the built-in-emulation mode of `cutpoint-edge sweep`: the uplink is paced by
-//! the transport's shaper, a slower edge CPU is emulated with [`EdgeConfig::edge_slowdown`], and
+//! the transport's shaper, a slower edge CPU is emulated with [`crate::EdgeConfig::edge_slowdown`], and
 //! round-trip time is added by the transport's userspace UDP relay.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use models::{Backend, Net};
 use partition_core::{Link, Scenario, Solver};
-use transport::{Relay, RelayConfig, Shaper};
+use transport::{Relay, RelayConfig};
 
-use crate::cloud::CloudConfig;
-use crate::demo::{SHAPER_BURST_BYTES, demo_input, describe_cut, median};
-use crate::edge::{EdgeConfig, EdgeSession, SplitMode};
+use crate::edge::{EdgeSession, SplitMode};
 use crate::error::RuntimeError;
-use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+use crate::lab::{self, describe_cut, lab_input};
 use crate::local_cloud::LocalCloud;
-use crate::quick_profile::{QuickProfiles, quick_profile};
+use crate::quick_profile::QuickProfiles;
 
 /// What a grid measures.
 #[derive(Debug, Clone)]
@@ -172,22 +169,14 @@ pub async fn run_grid(
     mut on_cell: impl FnMut(&[GridRow], &GridCell),
 ) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
     check(config)?;
-    let profiles = {
-        let (cache, backend, net) = (config.cache_dir.clone(), config.backend, config.net.clone());
-        let (samples, progress) = (config.sweep_samples, config.progress);
-        tokio::task::spawn_blocking(move || {
-            quick_profile(&cache, backend, &[net], samples, progress)
-        })
-        .await
-        .map_err(|e| RuntimeError::Task(e.to_string()))??
-    };
-    let cloud = LocalCloud::start(
-        CloudConfig {
-            backend: config.backend,
-            ..CloudConfig::default()
-        },
+    let (profiles, cloud) = lab::start(
         std::slice::from_ref(&config.net),
-    )?;
+        config.backend,
+        &config.cache_dir,
+        config.sweep_samples,
+        config.progress,
+    )
+    .await?;
     let relay = match config.rtt_ms {
         0.0 => None,
         rtt_ms => Some(
@@ -223,29 +212,12 @@ async fn measure(
 ) -> Result<(), RuntimeError> {
     let net = &config.net;
     cloud.server().preload(net.name()).await?;
-    let input = demo_input(net)?;
+    let input = lab_input(net)?;
     for &edge_cpu in &config.edge_cpus {
-        let loaded = LoadedModel::load(
-            net.clone(),
-            &WeightsSource::Seeded(DEFAULT_SEED),
-            config.backend,
-        )?;
-        let edge_config = EdgeConfig {
-            edge_slowdown: 1.0 / edge_cpu,
-            ..EdgeConfig::default()
-        };
-        let mut session =
-            EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, edge_config)?;
+        let mut session = lab::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
         let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
-            let shaper =
-                Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
-                    name: "uplinks_mbps",
-                    reason: e.to_string(),
-                })?;
-            let mut client = cloud.client_config();
-            client.server = server.to_string();
-            client.uplink_shaper = Some(Arc::new(shaper));
+            let client = lab::shaped_client(cloud, server, uplink_mbps)?;
             session.connect(client).await?;
             // The planner's pick for this cell, after one request has measured the link.
             session.set_split(SplitMode::Auto)?;
@@ -254,13 +226,9 @@ async fn measure(
             let (chosen_cut, _) = describe_cut(&chosen.plan, &session);
             let mut cell_rows = Vec::new();
             for mode in &modes {
-                session.set_split(mode.clone())?;
-                session.infer(input.clone()).await?;
-                let mut outcomes = Vec::with_capacity(config.repeats);
-                for _ in 0..config.repeats {
-                    outcomes.push(session.infer(input.clone()).await?);
-                }
-                let Some(o) = median(outcomes) else {
+                let Some((o, _)) =
+                    lab::median_request(&mut session, mode.clone(), &input, config.repeats).await?
+                else {
                     continue;
                 };
                 let (cut, _) = describe_cut(&o.plan, &session);

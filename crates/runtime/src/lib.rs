@@ -26,6 +26,7 @@ mod demo;
 mod edge;
 mod error;
 mod grid;
+mod lab;
 mod loaded;
 mod local_cloud;
 mod quick_profile;

@@ -1,0 +1,139 @@
+//! What the demo and the grid share: an in-process cloud with this machine's quick profile, an
+//! edge session slowed by emulation, an uplink paced by the transport's shaper, and the median
+//! of repeated requests at one split.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use models::{Backend, HostTensor, Net};
+use partition_core::{Direction, Plan};
+use transport::{ClientConfig, Shaper};
+
+use crate::cloud::CloudConfig;
+use crate::edge::{EdgeConfig, EdgeSession, Outcome, SplitMode};
+use crate::error::RuntimeError;
+use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
+use crate::local_cloud::LocalCloud;
+use crate::quick_profile::{QuickProfiles, quick_profile};
+
+/// Burst allowance of the emulated uplink: the shaper's smallest, 16 KiB, so that a small
+/// boundary tensor is paced too rather than sent at loopback speed from a full bucket.
+const SHAPER_BURST_BYTES: usize = 16 * 1024;
+
+/// Builds (or loads) the quick profile covering `nets` on a blocking thread, then starts an
+/// in-process cloud on `backend` serving them.
+pub(crate) async fn start(
+    nets: &[Net],
+    backend: Backend,
+    cache_dir: &Path,
+    sweep_samples: Option<usize>,
+    progress: bool,
+) -> Result<(QuickProfiles, LocalCloud), RuntimeError> {
+    let (cache, owned) = (cache_dir.to_path_buf(), nets.to_vec());
+    let profiles = tokio::task::spawn_blocking(move || {
+        quick_profile(&cache, backend, &owned, sweep_samples, progress)
+    })
+    .await
+    .map_err(|e| RuntimeError::Task(e.to_string()))??;
+    let cloud = LocalCloud::start(
+        CloudConfig {
+            backend,
+            ..CloudConfig::default()
+        },
+        nets,
+    )?;
+    Ok((profiles, cloud))
+}
+
+/// A session for `net` (seeded weights) planned with the quick profiles, its edge emulated
+/// `edge_slowdown` times slower than this machine.
+pub(crate) fn slow_edge_session(
+    net: &Net,
+    backend: Backend,
+    profiles: &QuickProfiles,
+    edge_slowdown: f64,
+) -> Result<EdgeSession, RuntimeError> {
+    let loaded = LoadedModel::load(net.clone(), &WeightsSource::Seeded(DEFAULT_SEED), backend)?;
+    let config = EdgeConfig {
+        edge_slowdown,
+        ..EdgeConfig::default()
+    };
+    EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, config)
+}
+
+/// Client settings for `cloud`, reached at `server` (the cloud itself or a relay in front of
+/// it), with the uplink paced at `uplink_mbps`.
+pub(crate) fn shaped_client(
+    cloud: &LocalCloud,
+    server: SocketAddr,
+    uplink_mbps: f64,
+) -> Result<ClientConfig, RuntimeError> {
+    let shaper =
+        Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
+            name: "uplinks_mbps",
+            reason: e.to_string(),
+        })?;
+    let mut client = cloud.client_config();
+    client.server = server.to_string();
+    client.uplink_shaper = Some(Arc::new(shaper));
+    Ok(client)
+}
+
+/// Runs `split` once unmeasured (so that the link estimate has seen the uplink), then `repeats`
+/// times, and returns the request with the median total time with the first fallback reason
+/// any of them gave.
+pub(crate) async fn median_request(
+    session: &mut EdgeSession,
+    split: SplitMode,
+    input: &HostTensor,
+    repeats: usize,
+) -> Result<Option<(Outcome, Option<String>)>, RuntimeError> {
+    session.set_split(split)?;
+    session.infer(input.clone()).await?;
+    let mut outcomes = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        outcomes.push(session.infer(input.clone()).await?);
+    }
+    let fallback = outcomes.iter().find_map(|o| o.fallback.clone());
+    Ok(median(outcomes).map(|o| (o, fallback)))
+}
+
+/// How the cut crosses: a label and the bytes uploaded.
+pub(crate) fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
+    let graph = session.graph();
+    let cloud = plan.cloud_nodes().len();
+    let up: Vec<_> = plan
+        .transfers()
+        .iter()
+        .filter(|t| t.direction == Direction::Up)
+        .collect();
+    let bytes = up.iter().map(|t| t.bytes).sum();
+    let label = if cloud == 0 {
+        "edge-only".to_string()
+    } else if cloud + 1 == graph.len() {
+        "cloud-only".to_string()
+    } else {
+        let ids: Vec<&str> = up.iter().map(|t| graph.id(t.tensor)).collect();
+        format!("after {}", ids.join("+"))
+    };
+    (label, bytes)
+}
+
+/// A deterministic input batch of one for `net`, values in [-1, 1).
+pub(crate) fn lab_input(net: &Net) -> Result<HostTensor, RuntimeError> {
+    let mut shape = vec![1];
+    shape.extend_from_slice(net.input_shape());
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    Ok(HostTensor::new(shape, data)?)
+}
+
+/// The request with the median total time.
+fn median(mut outcomes: Vec<Outcome>) -> Option<Outcome> {
+    outcomes.sort_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms));
+    let middle = outcomes.len() / 2;
+    outcomes.into_iter().nth(middle)
+}
