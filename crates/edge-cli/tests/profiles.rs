@@ -91,7 +91,10 @@ fn profiles_price_a_model_and_plan_it_like_the_graph_they_print() {
     assert!(out.status.success());
     let via_graph: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
     assert_eq!(direct["cloud_nodes"], via_graph["cloud_nodes"]);
-    assert_eq!(direct["objective_value"], via_graph["objective_value"]);
+    // The same costs summed in each graph's own topological order: equal up to rounding.
+    let value = |v: &Value| v["objective_value"].as_f64().expect("objective value");
+    let (a, b) = (value(&direct), value(&via_graph));
+    assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
 
     // Profiles given for the wrong side are refused with what to do.
     let out = edge(&[
