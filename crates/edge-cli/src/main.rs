@@ -40,6 +40,13 @@ enum Command {
     Layers(layers::LayersArgs),
     Profile(runtime::cli::ProfileArgs),
     Train(runtime::cli::TrainArgs),
+    /// Internal: the cloud process of `sweep --shaping real` (JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    LabCloud,
+    /// Internal: an edge process of `sweep --shaping real`, one cell (JSON lines on
+    /// stdin/stdout).
+    #[command(hide = true)]
+    LabCell,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,8 @@ fn main() -> ExitCode {
         Command::Train(args) => print_report(runtime::cli::train(&args, Role::Edge)),
         Command::Run(args) => run::run(&args),
         Command::Tasks(args) => tasks::run(&args),
+        Command::LabCloud => runtime::lab_cloud_process().map_err(Into::into),
+        Command::LabCell => runtime::lab_cell_process().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

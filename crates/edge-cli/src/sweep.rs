@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use models::Backend;
 use runtime::cli::{Table, parse_backend};
-use runtime::{GridCell, GridConfig, GridRow, default_cache_dir, grid_csv, run_grid};
+use runtime::testbed::Testbed;
+use runtime::{
+    GridCell, GridConfig, GridRow, default_cache_dir, grid_csv, run_grid, run_shaped_grid,
+};
 use serde_json::{Value, json};
 
 use crate::model_args::{ModelArgs, check_backend};
@@ -19,16 +22,24 @@ use crate::tasks::percentile;
 /// (median of --repeats) of every candidate cut: every split point of a chain; for a DAG, the
 /// min-cut plans across the uplinks plus edge-only and cloud-only. It marks the cut the planner
 /// chooses and the cut that measured best, and reports regret (chosen ÷ best) and speed-ups over
-/// edge-only and cloud-only. The cloud runs in this process on loopback. Emulation: the uplink
-/// is paced by the transport's token-bucket shaper, round-trip time is added by a UDP relay, and
-/// an edge CPU share F is emulated by waiting (1/F − 1) × each edge part's compute time. Real
-/// shaping (network namespaces, tc, a cgroup CPU quota) is not built yet. Writes grid.csv and
-/// grid.json to --out.
+/// edge-only and cloud-only. Writes grid.csv and grid.json to --out.
+///
+/// Real shaping (as root): the cloud and the edge run as separate processes in two network
+/// namespaces joined by a veth pair; the uplink is a `tc` tbf rate on the edge's end, the edge
+/// runs under a cgroup-v1 CPU quota of --edge-cpu CPUs (0.3 = 30 ms per 100 ms period, as a
+/// Kubernetes limit), and a UDP relay in front of the cloud adds --rtt-ms. Before each cell the
+/// edge times a local forward pass under its quota and scales its profile's costs to match.
+///
+/// Emulated (without root, or --shaping emulated): the cloud runs in this process on loopback,
+/// the uplink is paced by the transport's token-bucket shaper, the relay adds the RTT, and an
+/// edge CPU share F of this machine is emulated by waiting (1/F − 1) × each edge part's compute
+/// time.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge sweep --model alexnet
   cutpoint-edge sweep --model resnet18 --uplink-mbps 1.1,5.85 --edge-cpu 0.3,0.6 --repeats 5
-  cutpoint-edge sweep --model lenet --out sweep-lenet --json")]
+  cutpoint-edge sweep --model lenet --out sweep-lenet --json
+  sudo cutpoint-edge sweep --model vgg16 --shaping real --uplink-mbps 1.1,5.85 --edge-cpu 0.3,0.6")]
 pub struct SweepArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -40,7 +51,8 @@ pub struct SweepArgs {
         default_value = "0.13,1.1,5.85,18.88,100"
     )]
     uplink_mbps: Vec<f64>,
-    /// Edge CPU shares relative to this machine, in (0, 1].
+    /// Edge CPU, in (0, 1]: CPUs of quota with real shaping, the share of this machine's speed
+    /// when emulated.
     #[arg(
         long,
         value_name = "F,F,...",
@@ -64,10 +76,29 @@ pub struct SweepArgs {
     /// rougher profile) [default: the full quick sweep].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
     profile_samples: Option<u64>,
+    /// How the link and the edge CPU are shaped: real (namespaces, tc, CPU quota; needs root),
+    /// emulated (in this process), or auto: real when it can be set up here, else emulated.
+    #[arg(long, value_enum, default_value_t = Shaping::Auto)]
+    shaping: Shaping,
     /// Print the JSON report instead of tables.
     #[arg(long)]
     json: bool,
 }
+
+/// How a sweep shapes the link and the edge CPU.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Shaping {
+    /// Real when it can be set up here, else emulated.
+    Auto,
+    /// Namespaces, tc and a CPU quota; an error when they cannot be set up.
+    Real,
+    /// The built-in shaper, the relay and waiting, in this process.
+    Emulated,
+}
+
+/// What a sweep ran on, for the header and the report.
+const REAL_SHAPING: &str = "real shaping: edge and cloud processes in two network namespaces, uplink by tc tbf on a veth pair, edge CPU by a cgroup-v1 quota (CPUs), RTT by a UDP relay";
+const EMULATION: &str = "emulated: built-in shaper for the uplink, UDP relay for the RTT, edge CPU share of this machine emulated by waiting";
 
 /// Runs the command.
 pub fn run(args: &SweepArgs) -> Result<()> {
@@ -88,9 +119,25 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         sweep_samples: args.profile_samples.map(|n| n as usize),
         progress: !args.json,
     };
+    let testbed = match args.shaping {
+        Shaping::Emulated => None,
+        Shaping::Real => Some(Testbed::create()?),
+        Shaping::Auto => match Testbed::create() {
+            Ok(testbed) => Some(testbed),
+            Err(e) => {
+                eprintln!("note: {e}; running emulated");
+                None
+            }
+        },
+    };
+    let mode = if testbed.is_some() {
+        REAL_SHAPING
+    } else {
+        EMULATION
+    };
     if !args.json {
         println!(
-            "sweep of {}: {} uplinks x {} edge CPU shares, RTT {} ms, median of {}; emulated (built-in shaper, RTT relay, edge slowed by waiting)",
+            "sweep of {}: {} uplinks x {} edge CPUs, RTT {} ms, median of {}; {mode}",
             config.net.name(),
             config.uplinks_mbps.len(),
             config.edge_cpus.len(),
@@ -98,17 +145,32 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             config.repeats
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let quiet = args.json;
-    let (rows, cells) = runtime.block_on(run_grid(&config, |rows, cell| {
-        if !quiet {
-            print_cell(rows, cell);
+    let (rows, cells) = match &testbed {
+        Some(testbed) => {
+            let exe = std::env::current_exe().context(
+                "cannot find this program's own path to start the edge and cloud processes",
+            )?;
+            run_shaped_grid(&config, testbed, &exe, |rows, cell, edge_scale| {
+                if !quiet {
+                    print_cell(rows, cell);
+                    println!(
+                        "  (edge ran {edge_scale:.2}x slower than its profile under the quota; the planner knew)"
+                    );
+                }
+            })?
         }
-    }))?;
-    let report = json_report(&config, &rows, &cells);
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(run_grid(&config, |rows, cell| {
+                if !quiet {
+                    print_cell(rows, cell);
+                }
+            }))?,
+    };
+    let report = json_report(&config, mode, &rows, &cells);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = |name: &str, text: String| {
         let path = out.join(name);
@@ -173,45 +235,26 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
 }
 
 /// Every row and cell, and the summary: median and p95 regret, and speed-ups.
-fn json_report(config: &GridConfig, rows: &[GridRow], cells: &[GridCell]) -> Value {
+fn json_report(config: &GridConfig, mode: &str, rows: &[GridRow], cells: &[GridCell]) -> Value {
     let regrets = sorted(cells.iter().map(|c| c.regret));
     let better_baseline = sorted(
         cells
             .iter()
-            .map(|c| c.speedup_over_edge.min(c.speedup_over_cloud)),
+            .filter_map(|c| Some(c.speedup_over_edge?.min(c.speedup_over_cloud?))),
     );
     json!({
         "model": config.net.name(),
         "rtt_ms": config.rtt_ms,
         "repeats": config.repeats,
-        "emulation": "built-in shaper for the uplink, UDP relay for the RTT, edge CPU share emulated by waiting",
+        "shaping": mode,
         "summary": {
             "cells": cells.len(),
             "regret_median": percentile(&regrets, 50.0),
             "regret_p95": percentile(&regrets, 95.0),
             "speedup_over_better_baseline_median": percentile(&better_baseline, 50.0),
         },
-        "cells": cells.iter().map(|c| json!({
-            "edge_cpu": c.edge_cpu,
-            "uplink_mbps": c.uplink_mbps,
-            "chosen": c.chosen,
-            "best": c.best,
-            "regret": c.regret,
-            "speedup_over_edge": c.speedup_over_edge,
-            "speedup_over_cloud": c.speedup_over_cloud,
-        })).collect::<Vec<_>>(),
-        "rows": rows.iter().map(|r| json!({
-            "edge_cpu": r.edge_cpu,
-            "uplink_mbps": r.uplink_mbps,
-            "cut": r.cut,
-            "e2e_ms": r.e2e_ms,
-            "local_ms": r.local_ms,
-            "transfer_ms": r.transfer_ms,
-            "cloud_ms": r.cloud_ms,
-            "predicted_ms": r.predicted_ms,
-            "chosen": r.chosen,
-            "best": r.best,
-        })).collect::<Vec<_>>(),
+        "cells": cells,
+        "rows": rows,
     })
 }
 

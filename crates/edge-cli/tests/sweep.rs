@@ -30,6 +30,8 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
             "--profile-samples",
             "8",
             "--json",
+            "--shaping",
+            "emulated",
             "--out",
         ])
         .arg(&out_dir)
@@ -66,6 +68,12 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
     }
     assert_eq!(printed["summary"]["cells"], 2);
     assert_eq!(printed["rtt_ms"], 10.0);
+    assert!(
+        printed["shaping"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("emulated")),
+        "{printed}"
+    );
 
     let csv = std::fs::read_to_string(out_dir.join("grid.csv")).expect("grid.csv");
     assert_eq!(csv.lines().count(), rows.len() + 1);
@@ -83,4 +91,93 @@ fn bad_grids_are_one_line_errors() {
     assert!(err.contains("rtt_ms"), "{err}");
     let err = one_line_error(&["sweep", "--model", "lenet", "--uplink-mbps", "fast"]);
     assert!(err.contains("--uplink-mbps"), "{err}");
+}
+
+/// A chain whose input (3 x 112 x 112 floats, 150 528 bytes) is big enough for its upload to
+/// show the link's rate: pool, flatten, linear 3 -> 10.
+const WIDE_INPUT_SPEC: &str = r#"{
+  "name": "wide-input",
+  "input_shape": [3, 112, 112],
+  "nodes": [
+    {"id": "input", "inputs": [], "kind": "input"},
+    {"id": "pool", "inputs": ["input"], "kind": "adaptive_avg_pool2d", "output_size": [1, 1]},
+    {"id": "flatten", "inputs": ["pool"], "kind": "flatten"},
+    {"id": "fc", "inputs": ["flatten"], "kind": "linear", "in_features": 3, "out_features": 10}
+  ]
+}"#;
+
+/// Whether this process may make network namespaces (root with iproute2); the probe namespace
+/// is removed at once.
+fn can_make_namespaces() -> bool {
+    let name = format!("cutpoint-probe-{}", std::process::id());
+    let made = Command::new("ip")
+        .args(["netns", "add", &name])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if made {
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+    }
+    made
+}
+
+#[test]
+fn a_real_shaping_cell_uploads_at_the_tc_rate() {
+    if !can_make_namespaces() {
+        eprintln!("skipped: real shaping needs root and iproute2 to make network namespaces");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let spec = tmp.path().join("wide.json");
+    std::fs::write(&spec, WIDE_INPUT_SPEC).expect("write spec");
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
+        .arg("sweep")
+        .arg("--model-spec")
+        .arg(&spec)
+        .args(["--uplink-mbps", "4", "--edge-cpu", "0.5", "--rtt-ms", "0"])
+        .args([
+            "--repeats",
+            "1",
+            "--profile-samples",
+            "8",
+            "--shaping",
+            "real",
+        ])
+        .args(["--json", "--out"])
+        .arg(tmp.path().join("grid"))
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(
+        report["shaping"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("real shaping")),
+        "{report}"
+    );
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "every split point of the chain: {report}");
+    // Cloud-only uploads the whole input; at 4 Mbit/s that takes 301 ms. Only the uplink is
+    // shaped, so the 40-byte answer comes back at veth speed.
+    let cloud_only = rows
+        .iter()
+        .find(|r| r["cut"] == "cloud-only")
+        .expect("cloud-only row");
+    let transfer_ms = cloud_only["transfer_ms"].as_f64().expect("transfer_ms");
+    let at_rate_ms = 3.0 * 112.0 * 112.0 * 4.0 * 8.0 / 4e6 * 1e3;
+    assert!(
+        (transfer_ms - at_rate_ms).abs() <= 0.2 * at_rate_ms,
+        "measured {transfer_ms:.1} ms, the tc rate gives {at_rate_ms:.1} ms: {cloud_only}"
+    );
+    // No namespace outlives the sweep.
+    let left = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(!left.lines().any(|l| l.starts_with("cutpoint-")), "{left}");
 }

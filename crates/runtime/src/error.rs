@@ -136,4 +136,16 @@ pub enum RuntimeError {
     /// A compute task stopped without a result (it panicked or the runtime is shutting down).
     #[error("a compute task did not finish: {0}")]
     Task(String),
+
+    /// Real shaping could not be set up or used (namespaces, tc, the CPU cgroup, or one of the
+    /// processes that run in them).
+    #[error(
+        "real shaping: {step} failed: {reason}; it needs root, iproute2 and the cgroup-v1 cpu controller (or use the emulated mode)"
+    )]
+    Testbed {
+        /// The step that failed.
+        step: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use models::{Backend, Net};
+use models::{Backend, HostTensor, Net};
 use partition_core::{Link, Scenario, Solver};
+use serde::{Deserialize, Serialize};
 use transport::{Relay, RelayConfig};
 
 use crate::edge::{EdgeSession, SplitMode};
@@ -44,7 +45,7 @@ pub struct GridConfig {
 }
 
 /// One cut measured in one cell.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridRow {
     /// Edge CPU share.
     pub edge_cpu: f64,
@@ -69,7 +70,7 @@ pub struct GridRow {
 }
 
 /// A cell's verdict.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridCell {
     /// Edge CPU share.
     pub edge_cpu: f64,
@@ -81,13 +82,13 @@ pub struct GridCell {
     pub best: String,
     /// Measured end-to-end of the chosen cut ÷ that of the best (≥ 1).
     pub regret: f64,
-    /// Edge-only's measured time ÷ the chosen cut's.
-    pub speedup_over_edge: f64,
-    /// Cloud-only's measured time ÷ the chosen cut's.
-    pub speedup_over_cloud: f64,
+    /// Edge-only's measured time ÷ the chosen cut's (`None` when edge-only was not measured).
+    pub speedup_over_edge: Option<f64>,
+    /// Cloud-only's measured time ÷ the chosen cut's (`None` when cloud-only was not measured).
+    pub speedup_over_cloud: Option<f64>,
 }
 
-fn check(config: &GridConfig) -> Result<(), RuntimeError> {
+pub(crate) fn check(config: &GridConfig) -> Result<(), RuntimeError> {
     let invalid = |name, reason: String| Err(RuntimeError::Config { name, reason });
     if config.uplinks_mbps.is_empty() || config.edge_cpus.is_empty() {
         return invalid(
@@ -122,7 +123,7 @@ fn check(config: &GridConfig) -> Result<(), RuntimeError> {
 
 /// The candidate cuts: every split point of a chain; for a DAG, the min-cut plans for every
 /// uplink of the grid, plus edge-only and cloud-only. As cloud node id lists, without repeats.
-fn candidates(
+pub(crate) fn candidates(
     session: &EdgeSession,
     uplinks_mbps: &[f64],
     rtt_ms: f64,
@@ -217,55 +218,84 @@ async fn measure(
         let mut session = lab::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
         let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
-            let client = lab::shaped_client(cloud, server, uplink_mbps)?;
-            session.connect(client).await?;
-            // The planner's pick for this cell, after one request has measured the link.
-            session.set_split(SplitMode::Auto)?;
-            session.infer(input.clone()).await?;
-            let chosen = session.infer(input.clone()).await?;
-            let (chosen_cut, _) = describe_cut(&chosen.plan, &session);
-            let mut cell_rows = Vec::new();
-            for mode in &modes {
-                let Some((o, _)) =
-                    lab::median_request(&mut session, mode.clone(), &input, config.repeats).await?
-                else {
-                    continue;
-                };
-                let (cut, _) = describe_cut(&o.plan, &session);
-                let nominal =
-                    Scenario::latency(Link::new(uplink_mbps, uplink_mbps, config.rtt_ms)?);
-                let m = o.measured;
-                cell_rows.push(GridRow {
-                    edge_cpu,
-                    uplink_mbps,
-                    predicted_ms: o
-                        .plan
-                        .reprice(session.graph(), &nominal)?
-                        .breakdown()
-                        .total_ms,
-                    e2e_ms: m.total_ms,
-                    local_ms: m.edge_ms,
-                    transfer_ms: m.upload_ms + m.download_ms,
-                    cloud_ms: m.queue_ms + m.cloud_ms,
-                    chosen: cut == chosen_cut,
-                    best: false,
-                    cut,
-                });
-            }
-            let cell = verdict(
-                &mut cell_rows,
+            session
+                .connect(lab::shaped_client(cloud, server, uplink_mbps)?)
+                .await?;
+            let cell = CellSpec {
                 edge_cpu,
                 uplink_mbps,
-                chosen_cut,
-                chosen.measured.total_ms,
-            );
-            on_cell(&cell_rows, &cell);
+                rtt_ms: config.rtt_ms,
+                repeats: config.repeats,
+            };
+            let (cell_rows, verdict) = measure_cell(&mut session, &modes, &input, &cell).await?;
+            on_cell(&cell_rows, &verdict);
             rows.extend(cell_rows);
-            cells.push(cell);
+            cells.push(verdict);
         }
         session.disconnect();
     }
     Ok(())
+}
+
+/// Where one cell sits in the grid, and how it is measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CellSpec {
+    /// Edge CPU (the label of the cell).
+    pub edge_cpu: f64,
+    /// Uplink, Mbit/s: the label of the cell and the nominal link its predictions use.
+    pub uplink_mbps: f64,
+    /// Round-trip time of the nominal link, ms.
+    pub rtt_ms: f64,
+    /// Measured requests per cut.
+    pub repeats: usize,
+}
+
+/// Measures one cell with a connected `session`: the planner's pick (after one request has
+/// measured the link), then every cut of `modes`, and the verdict.
+pub(crate) async fn measure_cell(
+    session: &mut EdgeSession,
+    modes: &[SplitMode],
+    input: &HostTensor,
+    cell: &CellSpec,
+) -> Result<(Vec<GridRow>, GridCell), RuntimeError> {
+    session.set_split(SplitMode::Auto)?;
+    session.infer(input.clone()).await?;
+    let chosen = session.infer(input.clone()).await?;
+    let (chosen_cut, _) = describe_cut(&chosen.plan, session);
+    let nominal = Scenario::latency(Link::new(cell.uplink_mbps, cell.uplink_mbps, cell.rtt_ms)?);
+    let mut rows = Vec::new();
+    for mode in modes {
+        let Some((o, _)) = lab::median_request(session, mode.clone(), input, cell.repeats).await?
+        else {
+            continue;
+        };
+        let (cut, _) = describe_cut(&o.plan, session);
+        let m = o.measured;
+        rows.push(GridRow {
+            edge_cpu: cell.edge_cpu,
+            uplink_mbps: cell.uplink_mbps,
+            predicted_ms: o
+                .plan
+                .reprice(session.graph(), &nominal)?
+                .breakdown()
+                .total_ms,
+            e2e_ms: m.total_ms,
+            local_ms: m.edge_ms,
+            transfer_ms: m.upload_ms + m.download_ms,
+            cloud_ms: m.queue_ms + m.cloud_ms,
+            chosen: cut == chosen_cut,
+            best: false,
+            cut,
+        });
+    }
+    let verdict = verdict(
+        &mut rows,
+        cell.edge_cpu,
+        cell.uplink_mbps,
+        chosen_cut,
+        chosen.measured.total_ms,
+    );
+    Ok((rows, verdict))
 }
 
 /// Marks the best row and sums the cell up. The chosen cut's time is its candidate row's when it
@@ -294,8 +324,8 @@ fn verdict(
         uplink_mbps,
         best: best_row.map_or_else(|| chosen.clone(), |r| r.cut.clone()),
         regret: chosen_ms / best_ms,
-        speedup_over_edge: time_of("edge-only").map_or(f64::NAN, |t| t / chosen_ms),
-        speedup_over_cloud: time_of("cloud-only").map_or(f64::NAN, |t| t / chosen_ms),
+        speedup_over_edge: time_of("edge-only").map(|t| t / chosen_ms),
+        speedup_over_cloud: time_of("cloud-only").map(|t| t / chosen_ms),
         chosen,
     }
 }

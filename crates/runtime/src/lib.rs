@@ -13,7 +13,8 @@
 //! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
 //! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
 //!   the planner's cut beside edge-only and cloud-only.
-//! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated).
+//! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
+//!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
 //! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
 //!   cloud are profiled by one implementation.
 //!
@@ -30,6 +31,8 @@ mod lab;
 mod loaded;
 mod local_cloud;
 mod quick_profile;
+mod shaped_grid;
+pub mod testbed;
 mod weights_hash;
 mod wire;
 
@@ -41,5 +44,8 @@ pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
+pub use shaped_grid::{
+    CellJob, CellResult, CloudJob, CloudReady, lab_cell_process, lab_cloud_process, run_shaped_grid,
+};
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};

@@ -294,6 +294,22 @@ impl EdgeSession {
         Ok(())
     }
 
+    /// Multiplies the planner's edge costs by `factor`: this device turned out `factor` times
+    /// slower (below 1, faster) than the profile it was planned with, for example under a CPU
+    /// quota measured after the profile was made. The hysteresis starts afresh.
+    pub fn scale_edge_costs(&mut self, factor: f64) -> Result<(), RuntimeError> {
+        self.graph = self
+            .graph
+            .with_edge_scaled(factor)
+            .map_err(|e| RuntimeError::Config {
+                name: "edge cost scale",
+                reason: e.to_string(),
+            })?;
+        self.last_placement = None;
+        self.hysteresis = Hysteresis::new(self.config.min_saving)?;
+        Ok(())
+    }
+
     /// Changes the planning uplink override (Mbit/s; `None` to use the measurement).
     pub fn set_uplink_override(&mut self, uplink_mbps: Option<f64>) -> Result<(), RuntimeError> {
         planning_link(None, uplink_mbps, &self.config.assumed_link)?;

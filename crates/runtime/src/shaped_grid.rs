@@ -1,0 +1,447 @@
+//! The grid on real shaping: the cloud and the edge as separate processes in the two
+//! namespaces of a [`Testbed`], the uplink shaped by `tc`, the edge under a CPU quota, and the
+//! round-trip time added by a UDP relay in front of the cloud.
+//!
+//! The processes are this program started again with a hidden command: the caller's binary must
+//! hand its `lab-cloud` command to [`lab_cloud_process`] and its `lab-cell` command to
+//! [`lab_cell_process`] (as `cutpoint-edge` does). They speak JSON lines on stdin and stdout:
+//!
+//! - cloud: reads a [`CloudJob`], answers [`CloudReady`], serves until its stdin closes;
+//! - edge, one per cell: reads a [`CellJob`], loads the model at full speed and answers
+//!   `loaded`; the parent moves it into the CPU cgroup (the namespace's own `/sys` hides the
+//!   cgroup tree from it) and answers `go`; it calibrates its speed under the quota, measures the
+//!   cell and answers a [`CellResult`].
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::Duration;
+
+use models::{Backend, Net};
+use serde::{Deserialize, Serialize};
+use transport::{ClientConfig, Fingerprint, Relay, RelayConfig, ServerTrust, Token};
+
+use crate::cloud::CloudConfig;
+use crate::edge::SplitMode;
+use crate::error::RuntimeError;
+use crate::grid::{self, CellSpec, GridCell, GridConfig, GridRow};
+use crate::lab::{self, lab_input};
+use crate::local_cloud::LocalCloud;
+use crate::quick_profile::quick_profile;
+use crate::testbed::{CLOUD_ADDR, Testbed};
+
+/// What the cloud process serves.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CloudJob {
+    /// The network, as spec JSON.
+    pub spec: String,
+    /// The backend's name.
+    pub backend: String,
+    /// Round-trip time the relay adds, ms.
+    pub rtt_ms: f64,
+    /// Where the relay listens.
+    pub listen: SocketAddr,
+}
+
+/// How the edge reaches the cloud process.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CloudReady {
+    /// The relay's address.
+    pub addr: SocketAddr,
+    /// The server certificate's fingerprint.
+    pub fingerprint: String,
+    /// The token.
+    pub token: String,
+}
+
+/// One cell for an edge process.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CellJob {
+    /// The network, as spec JSON.
+    pub spec: String,
+    /// The backend's name.
+    pub backend: String,
+    /// Where the quick profile is cached (the parent has built it).
+    pub cache_dir: PathBuf,
+    /// The profile's sample cap, as the parent built it.
+    pub sweep_samples: Option<usize>,
+    /// Every uplink of the grid, Mbit/s: a DAG's candidate cuts are the min-cut plans for all.
+    pub uplinks_mbps: Vec<f64>,
+    /// This cell's edge CPU quota, CPUs.
+    pub edge_cpu: f64,
+    /// This cell's uplink, Mbit/s.
+    pub uplink_mbps: f64,
+    /// The relay's round-trip time, ms.
+    pub rtt_ms: f64,
+    /// Measured requests per cut.
+    pub repeats: usize,
+    /// The cloud.
+    pub cloud: CloudReady,
+}
+
+/// What an edge process measured.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CellResult {
+    /// How many times slower than its profile the edge ran under the quota (its edge-only
+    /// time ÷ the profile's); the planner's edge costs were scaled by it.
+    pub edge_scale: f64,
+    /// Every cut.
+    pub rows: Vec<GridRow>,
+    /// The verdict.
+    pub cell: GridCell,
+}
+
+/// Runs the grid on real shaping in `testbed` (make it first with [`Testbed::create`], which
+/// tells whether real shaping is possible here). `exe` is the binary whose `lab-cloud` and
+/// `lab-cell` commands run [`lab_cloud_process`] and [`lab_cell_process`]. `config.edge_cpus` are CPU
+/// quotas in CPUs (0.3 = 30 ms per 100 ms, over all threads). `on_cell` receives each cell as it
+/// is measured, with the edge's calibrated slowdown. Blocks; call it outside an async runtime.
+pub fn run_shaped_grid(
+    config: &GridConfig,
+    testbed: &Testbed,
+    exe: &Path,
+    mut on_cell: impl FnMut(&[GridRow], &GridCell, f64),
+) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
+    grid::check(config)?;
+    quick_profile(
+        &config.cache_dir,
+        config.backend,
+        std::slice::from_ref(&config.net),
+        config.sweep_samples,
+        config.progress,
+    )?;
+    let spec = serde_json::to_string(&config.net.to_spec()).map_err(|e| RuntimeError::Testbed {
+        step: "writing the model spec".into(),
+        reason: e.to_string(),
+    })?;
+    let mut cloud = Process::spawn(testbed.in_cloud(exe).arg("lab-cloud"), "cloud")?;
+    cloud.send(&CloudJob {
+        spec: spec.clone(),
+        backend: config.backend.name().into(),
+        rtt_ms: config.rtt_ms,
+        listen: SocketAddr::new(CLOUD_ADDR, 0),
+    })?;
+    let ready: CloudReady = cloud.receive()?;
+    let (mut rows, mut cells) = (Vec::new(), Vec::new());
+    for &edge_cpu in &config.edge_cpus {
+        testbed.set_edge_cpu(edge_cpu)?;
+        for &uplink_mbps in &config.uplinks_mbps {
+            testbed.set_uplink(uplink_mbps)?;
+            let mut edge = Process::spawn(testbed.in_edge(exe).arg("lab-cell"), "edge")?;
+            edge.send(&CellJob {
+                spec: spec.clone(),
+                backend: config.backend.name().into(),
+                cache_dir: config.cache_dir.clone(),
+                sweep_samples: config.sweep_samples,
+                uplinks_mbps: config.uplinks_mbps.clone(),
+                edge_cpu,
+                uplink_mbps,
+                rtt_ms: config.rtt_ms,
+                repeats: config.repeats,
+                cloud: CloudReady {
+                    addr: ready.addr,
+                    fingerprint: ready.fingerprint.clone(),
+                    token: ready.token.clone(),
+                },
+            })?;
+            let _: Loaded = edge.receive()?;
+            edge.join_cgroup(testbed.cgroup())?;
+            edge.send(&Go { go: true })?;
+            let result: CellResult = edge.receive()?;
+            edge.finish()?;
+            on_cell(&result.rows, &result.cell, result.edge_scale);
+            rows.extend(result.rows);
+            cells.push(result.cell);
+        }
+    }
+    cloud.finish()?;
+    Ok((rows, cells))
+}
+
+/// The edge process has loaded its model.
+#[derive(Serialize, Deserialize)]
+struct Loaded {
+    loaded: bool,
+}
+
+/// The edge process may start measuring.
+#[derive(Serialize, Deserialize)]
+struct Go {
+    go: bool,
+}
+
+/// The cloud process: reads a [`CloudJob`] on stdin, serves the network behind a relay, answers
+/// [`CloudReady`] on stdout and serves until stdin closes.
+pub fn lab_cloud_process() -> Result<(), RuntimeError> {
+    let mut io = OwnPipes::new();
+    let job: CloudJob = io.receive()?;
+    let net = Net::from_spec_json(&job.spec)?;
+    let backend = parse_backend(&job.backend)?;
+    let runtime = async_runtime()?;
+    runtime.block_on(async {
+        let cloud = LocalCloud::start(
+            CloudConfig {
+                backend,
+                ..CloudConfig::default()
+            },
+            std::slice::from_ref(&net),
+        )?;
+        cloud.server().preload(net.name()).await?;
+        let relay = Relay::start(
+            job.listen,
+            cloud.addr(),
+            RelayConfig {
+                delay: Duration::from_secs_f64(job.rtt_ms / 2e3),
+                ..RelayConfig::default()
+            },
+        )
+        .await
+        .map_err(|e| RuntimeError::LocalCloud {
+            reason: format!("the RTT relay: {e}"),
+        })?;
+        io.send(&CloudReady {
+            addr: relay.local_addr(),
+            fingerprint: cloud.fingerprint().to_string(),
+            token: cloud.token().expose().to_string(),
+        })?;
+        // Serve until the parent closes stdin (or dies).
+        tokio::task::spawn_blocking(move || io.wait_for_close())
+            .await
+            .map_err(|e| RuntimeError::Task(e.to_string()))?;
+        drop(relay);
+        cloud.stop().await;
+        Ok(())
+    })
+}
+
+/// The edge process for one cell: reads a [`CellJob`] on stdin, loads the model, answers
+/// `loaded`, waits for `go` (by then it is under the CPU quota), calibrates, measures every
+/// candidate cut and answers a [`CellResult`].
+pub fn lab_cell_process() -> Result<(), RuntimeError> {
+    let mut io = OwnPipes::new();
+    let job: CellJob = io.receive()?;
+    let net = Net::from_spec_json(&job.spec)?;
+    let backend = parse_backend(&job.backend)?;
+    let profiles = quick_profile(
+        &job.cache_dir,
+        backend,
+        std::slice::from_ref(&net),
+        job.sweep_samples,
+        false,
+    )?;
+    let mut session = lab::slow_edge_session(&net, backend, &profiles, 1.0)?;
+    let input = lab_input(&net)?;
+    let trust =
+        ServerTrust::Fingerprint(Fingerprint::parse(&job.cloud.fingerprint).map_err(|e| {
+            RuntimeError::Testbed {
+                step: "reading the cloud's fingerprint".into(),
+                reason: e.to_string(),
+            }
+        })?);
+    let token =
+        Token::parse(&job.cloud.token, "the parent").map_err(|e| RuntimeError::Testbed {
+            step: "reading the cloud's token".into(),
+            reason: e.to_string(),
+        })?;
+    io.send(&Loaded { loaded: true })?;
+    let _: Go = io.receive()?;
+    let runtime = async_runtime()?;
+    let result = runtime.block_on(async {
+        // The planner's edge costs come from the full-speed profile; scale them by what the
+        // quota actually does to a whole forward pass.
+        let Some((local, _)) =
+            lab::median_request(&mut session, SplitMode::EdgeOnly, &input, job.repeats).await?
+        else {
+            return Err(RuntimeError::Task(
+                "no edge-only request was measured".into(),
+            ));
+        };
+        let edge_scale = local.measured.edge_ms / local.predicted.edge_ms.max(1e-3);
+        session.scale_edge_costs(edge_scale)?;
+        let modes = grid::candidates(&session, &job.uplinks_mbps, job.rtt_ms)?;
+        session
+            .connect(ClientConfig::new(job.cloud.addr.to_string(), trust, token))
+            .await?;
+        let cell = CellSpec {
+            edge_cpu: job.edge_cpu,
+            uplink_mbps: job.uplink_mbps,
+            rtt_ms: job.rtt_ms,
+            repeats: job.repeats,
+        };
+        let (rows, cell) = grid::measure_cell(&mut session, &modes, &input, &cell).await?;
+        session.disconnect();
+        Ok(CellResult {
+            edge_scale,
+            rows,
+            cell,
+        })
+    })?;
+    io.send(&result)
+}
+
+fn parse_backend(name: &str) -> Result<Backend, RuntimeError> {
+    name.parse::<Backend>().map_err(|e| RuntimeError::Config {
+        name: "backend",
+        reason: e.to_string(),
+    })
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Task(format!("cannot start the async runtime: {e}")))
+}
+
+/// A child process of the grid, spoken to in JSON lines.
+struct Process {
+    role: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Process {
+    fn spawn(
+        command: &mut std::process::Command,
+        role: &'static str,
+    ) -> Result<Process, RuntimeError> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| RuntimeError::Testbed {
+                step: format!("starting the {role} process"),
+                reason: e.to_string(),
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(RuntimeError::Testbed {
+                step: format!("starting the {role} process"),
+                reason: "its stdin or stdout is not a pipe".into(),
+            });
+        };
+        Ok(Process {
+            role,
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), RuntimeError> {
+        let step = format!("writing to the {} process", self.role);
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.failure(&step, "its stdin is closed".into()));
+        };
+        let written = write_line(stdin, message);
+        written.map_err(|reason| self.failure(&step, reason))
+    }
+
+    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, RuntimeError> {
+        let step = format!("reading from the {} process", self.role);
+        let read = read_line(&mut self.stdout);
+        read.map_err(|reason| self.failure(&step, reason))
+    }
+
+    /// Moves the process into the CPU cgroup `dir`.
+    fn join_cgroup(&mut self, dir: &Path) -> Result<(), RuntimeError> {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, self.child.id().to_string()).map_err(|e| RuntimeError::Testbed {
+            step: format!("moving the {} process into {}", self.role, procs.display()),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Closes its stdin and waits for it to exit successfully.
+    fn finish(mut self) -> Result<(), RuntimeError> {
+        self.stdin = None;
+        let step = format!("waiting for the {} process", self.role);
+        match self.child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(self.failure(&step, format!("it exited with {status}"))),
+            Err(e) => Err(self.failure(&step, e.to_string())),
+        }
+    }
+
+    /// The error for a failed step, with what the process said on stderr once it has exited.
+    fn failure(&mut self, step: &str, reason: String) -> RuntimeError {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut said = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+        }
+        let said = said.trim();
+        RuntimeError::Testbed {
+            step: step.to_string(),
+            reason: if said.is_empty() {
+                reason
+            } else {
+                format!("{reason}; it said: {said}")
+            },
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// This process's own stdin and stdout, as JSON lines.
+struct OwnPipes {
+    stdin: BufReader<std::io::Stdin>,
+}
+
+impl OwnPipes {
+    fn new() -> OwnPipes {
+        OwnPipes {
+            stdin: BufReader::new(std::io::stdin()),
+        }
+    }
+
+    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, RuntimeError> {
+        read_line(&mut self.stdin).map_err(|reason| RuntimeError::Testbed {
+            step: "reading the job from stdin".into(),
+            reason,
+        })
+    }
+
+    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), RuntimeError> {
+        write_line(&mut std::io::stdout(), message).map_err(|reason| RuntimeError::Testbed {
+            step: "answering on stdout".into(),
+            reason,
+        })
+    }
+
+    /// Reads and discards stdin until it closes.
+    fn wait_for_close(mut self) {
+        let mut sink = String::new();
+        while matches!(self.stdin.read_line(&mut sink), Ok(n) if n > 0) {
+            sink.clear();
+        }
+    }
+}
+
+fn write_line<T: Serialize>(to: &mut impl Write, message: &T) -> Result<(), String> {
+    let mut line = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    line.push('\n');
+    to.write_all(line.as_bytes())
+        .and_then(|()| to.flush())
+        .map_err(|e| e.to_string())
+}
+
+fn read_line<T: for<'de> Deserialize<'de>>(from: &mut impl BufRead) -> Result<T, String> {
+    let mut line = String::new();
+    match from.read_line(&mut line) {
+        Ok(0) => Err("it closed the pipe".into()),
+        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("unreadable message: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,213 @@
+//! Real shaping on one Linux machine: the edge in its own network namespace, joined to the
+//! cloud's namespace by a veth pair whose edge end has a `tc` token-bucket (tbf) rate, and the
+//! edge process under a cgroup-v1 CPU quota. Needs root, iproute2 (`ip`, `tc`) and the cgroup-v1
+//! `cpu` controller at `/sys/fs/cgroup/cpu`. This kernel's `tc` has no netem, so round-trip time
+//! is added by the transport's userspace UDP relay in the cloud's namespace.
+//!
+//! Everything a [`Testbed`] makes is named after this process's id and removed when it drops.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::RuntimeError;
+
+/// The edge end's address on the veth pair. The pair connects only the testbed's two
+/// namespaces, so these addresses never meet the host's.
+pub const EDGE_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 213, 0, 1));
+
+/// The cloud end's address on the veth pair.
+pub const CLOUD_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 213, 0, 2));
+
+/// The CFS period of the edge's CPU quota, µs: Kubernetes' 100 ms, so that an edge CPU of 0.3
+/// means what a `cpu: 300m` limit means.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// Where the cgroup-v1 `cpu` controller is mounted.
+const CGROUP_CPU_ROOT: &str = "/sys/fs/cgroup/cpu";
+
+/// The two namespaces, the veth pair between them and the edge's CPU cgroup.
+#[derive(Debug)]
+pub struct Testbed {
+    edge_ns: String,
+    cloud_ns: String,
+    edge_if: String,
+    cgroup: PathBuf,
+}
+
+impl Testbed {
+    /// Makes the namespaces, the veth pair (edge end [`EDGE_ADDR`], cloud end [`CLOUD_ADDR`])
+    /// and the cgroup. On failure whatever was made is removed, and the error says which step
+    /// failed and why (typically: not root).
+    pub fn create() -> Result<Testbed, RuntimeError> {
+        let tag = std::process::id();
+        let testbed = Testbed {
+            edge_ns: format!("cutpoint-{tag}-edge"),
+            cloud_ns: format!("cutpoint-{tag}-cloud"),
+            edge_if: format!("cp{tag}e"),
+            cgroup: Path::new(CGROUP_CPU_ROOT).join(format!("cutpoint-{tag}-edge")),
+        };
+        let cloud_if = format!("cp{tag}c");
+        let (edge_ns, cloud_ns, edge_if) = (
+            testbed.edge_ns.as_str(),
+            testbed.cloud_ns.as_str(),
+            testbed.edge_if.as_str(),
+        );
+        ip(&["netns", "add", edge_ns])?;
+        ip(&["netns", "add", cloud_ns])?;
+        ip(&[
+            "link", "add", edge_if, "netns", edge_ns, "type", "veth", "peer", "name", &cloud_if,
+            "netns", cloud_ns,
+        ])?;
+        for (ns, dev, addr) in [
+            (edge_ns, edge_if, EDGE_ADDR),
+            (cloud_ns, cloud_if.as_str(), CLOUD_ADDR),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        std::fs::create_dir(&testbed.cgroup).map_err(|e| {
+            failed(
+                &format!("creating the cgroup {}", testbed.cgroup.display()),
+                e.to_string(),
+            )
+        })?;
+        Ok(testbed)
+    }
+
+    /// The edge's namespace.
+    pub fn edge_ns(&self) -> &str {
+        &self.edge_ns
+    }
+
+    /// The cloud's namespace.
+    pub fn cloud_ns(&self) -> &str {
+        &self.cloud_ns
+    }
+
+    /// The edge's CPU cgroup directory; a process joins it when its pid is written to
+    /// `cgroup.procs` there.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// Shapes the uplink (edge → cloud) to `mbps` with a tbf qdisc on the edge's veth end,
+    /// replacing any earlier rate. The bucket holds 1 ms of traffic (at least 4 KiB) and the
+    /// queue 500 ms (at least 64 KiB), so that bursts are paced and a congestion window that
+    /// overshoots loses packets rather than waiting without bound.
+    pub fn set_uplink(&self, mbps: f64) -> Result<(), RuntimeError> {
+        if !(mbps.is_finite() && mbps > 0.0) {
+            return Err(RuntimeError::Config {
+                name: "uplink_mbps",
+                reason: format!("{mbps} is not a rate in Mbit/s above zero"),
+            });
+        }
+        let bytes_per_s = mbps * 1e6 / 8.0;
+        let burst = (bytes_per_s * 0.001).max(4096.0) as u64;
+        let limit = (bytes_per_s * 0.5).max(65536.0) as u64;
+        let rate = format!("{}bit", (mbps * 1e6).round() as u64);
+        tc(
+            &self.edge_ns,
+            &[
+                "qdisc",
+                "replace",
+                "dev",
+                &self.edge_if,
+                "root",
+                "tbf",
+                "rate",
+                &rate,
+                "burst",
+                &burst.to_string(),
+                "limit",
+                &limit.to_string(),
+            ],
+        )
+    }
+
+    /// Sets the edge's CPU quota to `cpus` CPUs (0.3: 30 ms of every 100 ms period, summed over
+    /// all its threads), as a Kubernetes CPU limit does.
+    pub fn set_edge_cpu(&self, cpus: f64) -> Result<(), RuntimeError> {
+        if !(cpus.is_finite() && cpus >= 0.01) {
+            return Err(RuntimeError::Config {
+                name: "edge_cpus",
+                reason: format!("{cpus} is not a CPU quota of at least 0.01 CPU"),
+            });
+        }
+        let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
+        self.write_cgroup("cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+        self.write_cgroup("cpu.cfs_quota_us", &quota.to_string())
+    }
+
+    /// A command that runs `program` inside the edge's namespace.
+    pub fn in_edge(&self, program: &Path) -> Command {
+        in_namespace(&self.edge_ns, program)
+    }
+
+    /// A command that runs `program` inside the cloud's namespace.
+    pub fn in_cloud(&self, program: &Path) -> Command {
+        in_namespace(&self.cloud_ns, program)
+    }
+
+    fn write_cgroup(&self, file: &str, value: &str) -> Result<(), RuntimeError> {
+        let path = self.cgroup.join(file);
+        std::fs::write(&path, value).map_err(|e| {
+            failed(
+                &format!("writing {value} to {}", path.display()),
+                e.to_string(),
+            )
+        })
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth pair with it. The cgroup can only be removed
+        // once its processes have exited, which the caller waits for; failures here leave
+        // nothing that a later testbed (with another pid) would trip over.
+        for ns in [&self.edge_ns, &self.cloud_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+fn in_namespace(ns: &str, program: &Path) -> Command {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns]).arg(program);
+    command
+}
+
+fn ip(args: &[&str]) -> Result<(), RuntimeError> {
+    run("ip", args)
+}
+
+fn tc(ns: &str, args: &[&str]) -> Result<(), RuntimeError> {
+    let mut full = vec!["netns", "exec", ns, "tc"];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+/// Runs a setup command; its stderr becomes the error.
+fn run(program: &str, args: &[&str]) -> Result<(), RuntimeError> {
+    let step = format!("`{program} {}`", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| failed(&step, format!("{e} (is iproute2 installed?)")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(failed(
+        &step,
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
+
+fn failed(step: &str, reason: String) -> RuntimeError {
+    RuntimeError::Testbed {
+        step: step.to_string(),
+        reason,
+    }
+}
