@@ -9,11 +9,11 @@ use clap::Args;
 use models::{Backend, HostTensor, LayerTiming, Net};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::json;
 
 use crate::model_args::{ModelArgs, load_model};
+use crate::plot::{Figure, PlotFormat, plot_format, render};
 use runtime::cli::Table;
 use runtime::cli::parse_backend;
 
@@ -61,17 +61,14 @@ pub struct LayersArgs {
     json: bool,
 }
 
-/// The image formats --plot writes, chosen by the file's extension.
-#[derive(Debug, Clone, Copy)]
-enum PlotFormat {
-    Svg,
-    Png,
-}
-
 /// Runs the command.
 pub fn run(args: &LayersArgs) -> Result<()> {
     // Check the plot's file name before spending time on measurements.
-    let plot = args.plot.as_deref().map(plot_format).transpose()?;
+    let plot = args
+        .plot
+        .as_deref()
+        .map(|p| plot_format(p, "--plot"))
+        .transpose()?;
     let net = args.model.build()?;
     let model = load_model(net, None, args.seed, args.backend)?;
     let input = input_data(model.net(), args.batch as usize, args.seed)?;
@@ -126,22 +123,6 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     Ok(())
 }
 
-fn plot_format(path: &Path) -> Result<PlotFormat> {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("svg") => Ok(PlotFormat::Svg),
-        Some("png") => Ok(PlotFormat::Png),
-        _ => bail!(
-            "--plot {}: the file name must end in .svg or .png",
-            path.display()
-        ),
-    }
-}
-
 /// Deterministic pseudo-random input in [-1, 1) of shape `[batch, ...input shape]`.
 fn input_data(net: &Net, batch: usize, seed: u64) -> Result<HostTensor> {
     let mut shape = vec![batch];
@@ -180,48 +161,32 @@ fn csv(timings: &[LayerTiming]) -> String {
     out
 }
 
-/// Registers an embedded font once, so that text renders the same everywhere and no system font
-/// library is needed.
-fn register_font() -> Result<()> {
-    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-            .is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        bail!("the embedded plot font could not be loaded")
-    }
-}
-
 fn draw(path: &Path, format: PlotFormat, title: &str, timings: &[LayerTiming]) -> Result<()> {
-    register_font()?;
     // The input node has no latency; plot the layers.
     let layers = timings.get(1..).unwrap_or_default();
     if layers.is_empty() {
         bail!("the model has no layers to plot");
     }
     let width = (160 + 16 * layers.len() as u32).clamp(800, 4000);
-    let size = (width, 600);
-    let failed = |e: String| anyhow!("cannot draw the plot to {}: {e}", path.display());
-    match format {
-        PlotFormat::Svg => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            figure(&root, title, layers).map_err(|e| failed(e.to_string()))?;
-            root.present().map_err(|e| failed(e.to_string()))?;
-        }
-        PlotFormat::Png => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            figure(&root, title, layers).map_err(|e| failed(e.to_string()))?;
-            root.present().map_err(|e| failed(e.to_string()))?;
-        }
-    }
-    Ok(())
+    render(path, format, (width, 600), &LayerFigure { title, layers })
 }
 
 /// Neurosurgeon's layer figure: a latency bar per layer (left axis, ms) and the output size of
 /// each layer as a line (right axis, KB), layers in execution order along the x axis.
+struct LayerFigure<'a> {
+    title: &'a str,
+    layers: &'a [LayerTiming],
+}
+
+impl Figure for LayerFigure<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        figure(root, self.title, self.layers)
+    }
+}
+
 fn figure<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -323,19 +288,5 @@ mod tests {
         assert_eq!(lines[0], "node,kind,median_ms,out_bytes");
         assert_eq!(lines[1], "input,conv2d,0.000000,16");
         assert_eq!(lines[2], "\"a,b\",conv2d,1.500000,8");
-    }
-
-    #[test]
-    fn plot_format_follows_the_extension() {
-        assert!(matches!(
-            plot_format(Path::new("a.SVG")).expect("svg"),
-            PlotFormat::Svg
-        ));
-        assert!(matches!(
-            plot_format(Path::new("a.png")).expect("png"),
-            PlotFormat::Png
-        ));
-        let err = plot_format(Path::new("a.pdf")).expect_err("pdf");
-        assert!(err.to_string().contains(".svg or .png"), "{err}");
     }
 }

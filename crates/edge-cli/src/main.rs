@@ -7,8 +7,10 @@ mod layers;
 mod local;
 mod model_args;
 mod plan;
+mod plot;
 mod run;
 mod sweep;
+mod sweep_plot;
 mod tasks;
 mod tensor_io;
 

@@ -14,6 +14,8 @@ use runtime::{
 use serde_json::{Value, json};
 
 use crate::model_args::{ModelArgs, check_backend};
+use crate::plot::PlotFormat;
+use crate::sweep_plot::draw_grid;
 use crate::tasks::percentile;
 
 /// Measure every cut of a model across uplinks and edge CPU shares.
@@ -22,7 +24,8 @@ use crate::tasks::percentile;
 /// (median of --repeats) of every candidate cut: every split point of a chain; for a DAG, the
 /// min-cut plans across the uplinks plus edge-only and cloud-only. It marks the cut the planner
 /// chooses and the cut that measured best, and reports regret (chosen ÷ best) and speed-ups over
-/// edge-only and cloud-only. Writes grid.csv and grid.json to --out.
+/// edge-only and cloud-only. Writes grid.csv, grid.json and a plot, grid.png (a panel per cell:
+/// the time components of every cut, the chosen and the best cut marked), to --out.
 ///
 /// Real shaping (as root): the cloud and the edge run as separate processes in two network
 /// namespaces joined by a veth pair; the uplink is a `tc` tbf rate on the edge's end, the edge
@@ -155,7 +158,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 if !quiet {
                     print_cell(rows, cell);
                     println!(
-                        "  (edge ran {edge_scale:.2}x slower than its profile under the quota; the planner knew)"
+                        "  (under its quota the edge took {edge_scale:.2}x its profile's time for a forward pass; the planner's edge costs were scaled by that)"
                     );
                 }
             })?
@@ -178,12 +181,30 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     };
     write("grid.csv", grid_csv(&rows))?;
     write("grid.json", format!("{report:#}\n"))?;
+    let shaping = if testbed.is_some() {
+        "real shaping"
+    } else {
+        "emulated"
+    };
+    let title = format!(
+        "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
+        config.net.name(),
+        config.rtt_ms,
+        config.repeats
+    );
+    draw_grid(
+        &out.join("grid.png"),
+        PlotFormat::Png,
+        &title,
+        &rows,
+        &cells,
+    )?;
     if args.json {
         println!("{report:#}");
     } else {
         print_summary(&report);
         println!(
-            "Every figure is in {}/grid.csv and grid.json.",
+            "Every figure is in {}/grid.csv and grid.json; the plot is grid.png.",
             out.display()
         );
     }

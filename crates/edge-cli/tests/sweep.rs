@@ -75,6 +75,8 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
         "{printed}"
     );
 
+    let png = std::fs::read(out_dir.join("grid.png")).expect("grid.png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "grid.png is a PNG");
     let csv = std::fs::read_to_string(out_dir.join("grid.csv")).expect("grid.csv");
     assert_eq!(csv.lines().count(), rows.len() + 1);
     assert!(

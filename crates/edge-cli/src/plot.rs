@@ -1,0 +1,102 @@
+//! What the commands' figures share: the file format from the name, an embedded font, and one
+//! way to render a figure to SVG or PNG.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+/// A figure's file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlotFormat {
+    /// Scalable vector graphics.
+    Svg,
+    /// A bitmap.
+    Png,
+}
+
+/// The format a file name asks for; `flag` names the flag in the error.
+pub(crate) fn plot_format(path: &Path, flag: &str) -> Result<PlotFormat> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => Ok(PlotFormat::Svg),
+        Some("png") => Ok(PlotFormat::Png),
+        _ => bail!(
+            "{flag} {}: the file name must end in .svg or .png",
+            path.display()
+        ),
+    }
+}
+
+/// A figure that draws itself on any plotters backend.
+pub(crate) trait Figure {
+    /// Draws the whole figure on `root`.
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>;
+}
+
+/// Renders `figure` to `path` at `size` pixels, in `format`.
+pub(crate) fn render(
+    path: &Path,
+    format: PlotFormat,
+    size: (u32, u32),
+    figure: &impl Figure,
+) -> Result<()> {
+    register_font()?;
+    let failed = |e: String| anyhow!("cannot draw the plot to {}: {e}", path.display());
+    match format {
+        PlotFormat::Svg => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            figure.draw(&root).map_err(|e| failed(e.to_string()))?;
+            root.present().map_err(|e| failed(e.to_string()))
+        }
+        PlotFormat::Png => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            figure.draw(&root).map_err(|e| failed(e.to_string()))?;
+            root.present().map_err(|e| failed(e.to_string()))
+        }
+    }
+}
+
+/// Registers an embedded font once, so that text renders the same everywhere and no system font
+/// library is needed.
+fn register_font() -> Result<()> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        bail!("the embedded plot font could not be loaded")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_format_follows_the_extension() {
+        assert_eq!(
+            plot_format(Path::new("a.SVG"), "--plot").expect("svg"),
+            PlotFormat::Svg
+        );
+        assert_eq!(
+            plot_format(Path::new("a.png"), "--plot").expect("png"),
+            PlotFormat::Png
+        );
+        let err = plot_format(Path::new("a.pdf"), "--plot").expect_err("pdf");
+        assert!(err.to_string().contains("--plot a.pdf"), "{err}");
+        assert!(err.to_string().contains(".svg or .png"), "{err}");
+    }
+}
