@@ -29,9 +29,10 @@ use crate::tasks::percentile;
 ///
 /// Real shaping (as root): the cloud and the edge run as separate processes in two network
 /// namespaces joined by a veth pair; the uplink is a `tc` tbf rate on the edge's end, the edge
-/// runs under a cgroup-v1 CPU quota of --edge-cpu CPUs (0.3 = 30 ms per 100 ms period, as a
+/// runs under a cgroup-v1 CPU quota of --edge-cpu CPUs (0.3 = 3 ms of CPU per 10 ms period, as a
 /// Kubernetes limit), and a UDP relay in front of the cloud adds --rtt-ms. Before each cell the
 /// edge times a local forward pass under its quota and scales its profile's costs to match.
+/// (Both modes calibrate so: layers timed one by one run faster than inside a whole pass.)
 ///
 /// Emulated (without root, or --shaping emulated): the cloud runs in this process on loopback,
 /// the uplink is paced by the transport's token-bucket shaper, the relay adds the RTT, and an
@@ -154,12 +155,9 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             let exe = std::env::current_exe().context(
                 "cannot find this program's own path to start the edge and cloud processes",
             )?;
-            run_shaped_grid(&config, testbed, &exe, |rows, cell, edge_scale| {
+            run_shaped_grid(&config, testbed, &exe, |rows, cell| {
                 if !quiet {
                     print_cell(rows, cell);
-                    println!(
-                        "  (under its quota the edge took {edge_scale:.2}x its profile's time for a forward pass; the planner's edge costs were scaled by that)"
-                    );
                 }
             })?
         }
@@ -246,6 +244,10 @@ fn print_cell(rows: &[GridRow], cell: &GridCell) {
     for line in table.render().lines() {
         println!("  {line}");
     }
+    println!(
+        "  (a forward pass on this edge took {:.2}x its profile's prediction; the planner's edge costs were scaled by that)",
+        cell.edge_scale
+    );
 }
 
 /// `values` without NaNs, sorted.

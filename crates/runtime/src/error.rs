@@ -148,4 +148,17 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+
+    /// A grid cut's request fell back to the edge, so its time is not the cut's.
+    #[error(
+        "the sweep could not measure the cut {cut} at {uplink_mbps} Mbit/s on the cloud: the request fell back to the edge ({reason}); check the cloud and the link, then run the sweep again"
+    )]
+    CutFellBack {
+        /// The cut.
+        cut: String,
+        /// The cell's uplink, Mbit/s.
+        uplink_mbps: f64,
+        /// Why the request fell back.
+        reason: String,
+    },
 }

@@ -86,6 +86,9 @@ pub struct GridCell {
     pub speedup_over_edge: Option<f64>,
     /// Cloud-only's measured time ÷ the chosen cut's (`None` when cloud-only was not measured).
     pub speedup_over_cloud: Option<f64>,
+    /// The edge's calibration: its measured forward pass ÷ its profile's prediction, by which
+    /// the planner's edge costs were scaled before the cell was measured.
+    pub edge_scale: f64,
 }
 
 pub(crate) fn check(config: &GridConfig) -> Result<(), RuntimeError> {
@@ -216,6 +219,7 @@ async fn measure(
     let input = lab_input(net)?;
     for &edge_cpu in &config.edge_cpus {
         let mut session = lab::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
+        let edge_scale = lab::calibrate_edge(&mut session, &input, config.repeats).await?;
         let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
             session
@@ -226,6 +230,7 @@ async fn measure(
                 uplink_mbps,
                 rtt_ms: config.rtt_ms,
                 repeats: config.repeats,
+                edge_scale,
             };
             let (cell_rows, verdict) = measure_cell(&mut session, &modes, &input, &cell).await?;
             on_cell(&cell_rows, &verdict);
@@ -248,6 +253,8 @@ pub(crate) struct CellSpec {
     pub rtt_ms: f64,
     /// Measured requests per cut.
     pub repeats: usize,
+    /// The edge's calibration ([`GridCell::edge_scale`]).
+    pub edge_scale: f64,
 }
 
 /// Measures one cell with a connected `session`: the planner's pick (after one request has
@@ -265,11 +272,20 @@ pub(crate) async fn measure_cell(
     let nominal = Scenario::latency(Link::new(cell.uplink_mbps, cell.uplink_mbps, cell.rtt_ms)?);
     let mut rows = Vec::new();
     for mode in modes {
-        let Some((o, _)) = lab::median_request(session, mode.clone(), input, cell.repeats).await?
+        let Some((o, fallback)) =
+            lab::median_request(session, mode.clone(), input, cell.repeats).await?
         else {
             continue;
         };
         let (cut, _) = describe_cut(&o.plan, session);
+        // A request that fell back ran locally: its time is not this cut's.
+        if let Some(reason) = fallback {
+            return Err(RuntimeError::CutFellBack {
+                cut,
+                uplink_mbps: cell.uplink_mbps,
+                reason,
+            });
+        }
         let m = o.measured;
         rows.push(GridRow {
             edge_cpu: cell.edge_cpu,
@@ -288,13 +304,7 @@ pub(crate) async fn measure_cell(
             cut,
         });
     }
-    let verdict = verdict(
-        &mut rows,
-        cell.edge_cpu,
-        cell.uplink_mbps,
-        chosen_cut,
-        chosen.measured.total_ms,
-    );
+    let verdict = verdict(&mut rows, cell, chosen_cut, chosen.measured.total_ms);
     Ok((rows, verdict))
 }
 
@@ -302,8 +312,7 @@ pub(crate) async fn measure_cell(
 /// has one (the same cut measured like the others), else the planner's own request.
 fn verdict(
     rows: &mut [GridRow],
-    edge_cpu: f64,
-    uplink_mbps: f64,
+    cell: &CellSpec,
     chosen: String,
     chosen_request_ms: f64,
 ) -> GridCell {
@@ -320,12 +329,13 @@ fn verdict(
     let best_row = best.map(|i| &rows[i]);
     let best_ms = best_row.map_or(chosen_ms, |r| r.e2e_ms).min(chosen_ms);
     GridCell {
-        edge_cpu,
-        uplink_mbps,
+        edge_cpu: cell.edge_cpu,
+        uplink_mbps: cell.uplink_mbps,
         best: best_row.map_or_else(|| chosen.clone(), |r| r.cut.clone()),
         regret: chosen_ms / best_ms,
         speedup_over_edge: time_of("edge-only").map(|t| t / chosen_ms),
         speedup_over_cloud: time_of("cloud-only").map(|t| t / chosen_ms),
+        edge_scale: cell.edge_scale,
         chosen,
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use models::{Backend, HostTensor, Net};
 use partition_core::{Direction, Plan};
@@ -46,8 +47,13 @@ pub(crate) async fn start(
     Ok((profiles, cloud))
 }
 
+/// How long a lab request may take: a grid measures every cut, and at 1 Mbit/s the early cuts of
+/// VGG16 upload 12.8 MB, which takes minutes.
+const LAB_REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// A session for `net` (seeded weights) planned with the quick profiles, its edge emulated
-/// `edge_slowdown` times slower than this machine.
+/// `edge_slowdown` times slower than this machine, and requests allowed
+/// [`LAB_REQUEST_TIMEOUT`].
 pub(crate) fn slow_edge_session(
     net: &Net,
     backend: Backend,
@@ -57,6 +63,7 @@ pub(crate) fn slow_edge_session(
     let loaded = LoadedModel::load(net.clone(), &WeightsSource::Seeded(DEFAULT_SEED), backend)?;
     let config = EdgeConfig {
         edge_slowdown,
+        request_timeout: LAB_REQUEST_TIMEOUT,
         ..EdgeConfig::default()
     };
     EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, config)
@@ -97,6 +104,27 @@ pub(crate) async fn median_request(
     }
     let fallback = outcomes.iter().find_map(|o| o.fallback.clone());
     Ok(median(outcomes).map(|o| (o, fallback)))
+}
+
+/// Times whole forward passes on the edge (the median of `repeats`) and scales the session's
+/// edge costs so that its profile predicts them, returning the factor. Profiles time layers one
+/// by one, and a layer alone runs faster than inside a pass (its weights stay in cache), so an
+/// uncalibrated profile prices the edge low; a CPU quota changes the speed again. Call once per
+/// session: a second call would scale the scaled costs.
+pub(crate) async fn calibrate_edge(
+    session: &mut EdgeSession,
+    input: &HostTensor,
+    repeats: usize,
+) -> Result<f64, RuntimeError> {
+    let Some((local, _)) = median_request(session, SplitMode::EdgeOnly, input, repeats).await?
+    else {
+        return Err(RuntimeError::Task(
+            "calibration measured no edge-only request".into(),
+        ));
+    };
+    let factor = local.measured.edge_ms / local.predicted.edge_ms.max(1e-3);
+    session.scale_edge_costs(factor)?;
+    Ok(factor)
 }
 
 /// How the cut crosses: a label and the bytes uploaded.

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use transport::{ClientConfig, Fingerprint, Relay, RelayConfig, ServerTrust, Token};
 
 use crate::cloud::CloudConfig;
-use crate::edge::SplitMode;
 use crate::error::RuntimeError;
 use crate::grid::{self, CellSpec, GridCell, GridConfig, GridRow};
 use crate::lab::{self, lab_input};
@@ -83,9 +82,6 @@ pub struct CellJob {
 /// What an edge process measured.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CellResult {
-    /// How many times slower than its profile the edge ran under the quota (its edge-only
-    /// time ÷ the profile's); the planner's edge costs were scaled by it.
-    pub edge_scale: f64,
     /// Every cut.
     pub rows: Vec<GridRow>,
     /// The verdict.
@@ -95,13 +91,13 @@ pub struct CellResult {
 /// Runs the grid on real shaping in `testbed` (make it first with [`Testbed::create`], which
 /// tells whether real shaping is possible here). `exe` is the binary whose `lab-cloud` and
 /// `lab-cell` commands run [`lab_cloud_process`] and [`lab_cell_process`]. `config.edge_cpus` are CPU
-/// quotas in CPUs (0.3 = 30 ms per 100 ms, over all threads). `on_cell` receives each cell as it
-/// is measured, with the edge's calibrated slowdown. Blocks; call it outside an async runtime.
+/// quotas in CPUs (0.3 = 3 ms per 10 ms, over all threads). `on_cell` receives each cell as it
+/// is measured. Blocks; call it outside an async runtime.
 pub fn run_shaped_grid(
     config: &GridConfig,
     testbed: &Testbed,
     exe: &Path,
-    mut on_cell: impl FnMut(&[GridRow], &GridCell, f64),
+    mut on_cell: impl FnMut(&[GridRow], &GridCell),
 ) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
     grid::check(config)?;
     quick_profile(
@@ -150,7 +146,7 @@ pub fn run_shaped_grid(
             edge.send(&Go { go: true })?;
             let result: CellResult = edge.receive()?;
             edge.finish()?;
-            on_cell(&result.rows, &result.cell, result.edge_scale);
+            on_cell(&result.rows, &result.cell);
             rows.extend(result.rows);
             cells.push(result.cell);
         }
@@ -174,7 +170,7 @@ struct Go {
 /// The cloud process: reads a [`CloudJob`] on stdin, serves the network behind a relay, answers
 /// [`CloudReady`] on stdout and serves until stdin closes.
 pub fn lab_cloud_process() -> Result<(), RuntimeError> {
-    let mut io = OwnPipes::new();
+    let mut io = OwnStdin::new();
     let job: CloudJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
     let backend = parse_backend(&job.backend)?;
@@ -200,7 +196,7 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::LocalCloud {
             reason: format!("the RTT relay: {e}"),
         })?;
-        io.send(&CloudReady {
+        answer(&CloudReady {
             addr: relay.local_addr(),
             fingerprint: cloud.fingerprint().to_string(),
             token: cloud.token().expose().to_string(),
@@ -219,7 +215,7 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
 /// `loaded`, waits for `go` (by then it is under the CPU quota), calibrates, measures every
 /// candidate cut and answers a [`CellResult`].
 pub fn lab_cell_process() -> Result<(), RuntimeError> {
-    let mut io = OwnPipes::new();
+    let mut io = OwnStdin::new();
     let job: CellJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
     let backend = parse_backend(&job.backend)?;
@@ -244,21 +240,19 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
             step: "reading the cloud's token".into(),
             reason: e.to_string(),
         })?;
-    io.send(&Loaded { loaded: true })?;
+    answer(&Loaded { loaded: true })?;
     let _: Go = io.receive()?;
+    // From here on stdin only closes: when the parent is done, or gone (killed mid-sweep).
+    // Either way there is nobody left to measure for.
+    std::thread::spawn(move || {
+        io.wait_for_close();
+        std::process::exit(0)
+    });
     let runtime = async_runtime()?;
     let result = runtime.block_on(async {
         // The planner's edge costs come from the full-speed profile; scale them by what the
         // quota actually does to a whole forward pass.
-        let Some((local, _)) =
-            lab::median_request(&mut session, SplitMode::EdgeOnly, &input, job.repeats).await?
-        else {
-            return Err(RuntimeError::Task(
-                "no edge-only request was measured".into(),
-            ));
-        };
-        let edge_scale = local.measured.edge_ms / local.predicted.edge_ms.max(1e-3);
-        session.scale_edge_costs(edge_scale)?;
+        let edge_scale = lab::calibrate_edge(&mut session, &input, job.repeats).await?;
         let modes = grid::candidates(&session, &job.uplinks_mbps, job.rtt_ms)?;
         session
             .connect(ClientConfig::new(job.cloud.addr.to_string(), trust, token))
@@ -268,16 +262,13 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
             uplink_mbps: job.uplink_mbps,
             rtt_ms: job.rtt_ms,
             repeats: job.repeats,
+            edge_scale,
         };
         let (rows, cell) = grid::measure_cell(&mut session, &modes, &input, &cell).await?;
         session.disconnect();
-        Ok(CellResult {
-            edge_scale,
-            rows,
-            cell,
-        })
+        Ok::<_, RuntimeError>(CellResult { rows, cell })
     })?;
-    io.send(&result)
+    answer(&result)
 }
 
 fn parse_backend(name: &str) -> Result<Backend, RuntimeError> {
@@ -394,14 +385,14 @@ impl Drop for Process {
     }
 }
 
-/// This process's own stdin and stdout, as JSON lines.
-struct OwnPipes {
+/// This process's own stdin, as JSON lines.
+struct OwnStdin {
     stdin: BufReader<std::io::Stdin>,
 }
 
-impl OwnPipes {
-    fn new() -> OwnPipes {
-        OwnPipes {
+impl OwnStdin {
+    fn new() -> OwnStdin {
+        OwnStdin {
             stdin: BufReader::new(std::io::stdin()),
         }
     }
@@ -413,13 +404,6 @@ impl OwnPipes {
         })
     }
 
-    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), RuntimeError> {
-        write_line(&mut std::io::stdout(), message).map_err(|reason| RuntimeError::Testbed {
-            step: "answering on stdout".into(),
-            reason,
-        })
-    }
-
     /// Reads and discards stdin until it closes.
     fn wait_for_close(mut self) {
         let mut sink = String::new();
@@ -427,6 +411,14 @@ impl OwnPipes {
             sink.clear();
         }
     }
+}
+
+/// Answers the parent with one JSON line on stdout.
+fn answer<T: Serialize>(message: &T) -> Result<(), RuntimeError> {
+    write_line(&mut std::io::stdout(), message).map_err(|reason| RuntimeError::Testbed {
+        step: "answering on stdout".into(),
+        reason,
+    })
 }
 
 fn write_line<T: Serialize>(to: &mut impl Write, message: &T) -> Result<(), String> {

@@ -42,6 +42,10 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
         assert_eq!(best.cut, cell.best);
         assert!(mine.iter().all(|r| r.e2e_ms >= best.e2e_ms));
         assert!(cell.regret >= 1.0, "{cell:?}");
+        assert!(
+            cell.edge_scale.is_finite() && cell.edge_scale > 0.0,
+            "{cell:?}"
+        );
         assert!(mine.iter().any(|r| r.cut == "edge-only"));
         assert!(mine.iter().any(|r| r.cut == "cloud-only"));
         assert!(cell.speedup_over_edge.is_some_and(|s| s > 0.0));
