@@ -163,8 +163,9 @@ fn a_real_shaping_cell_uploads_at_the_tc_rate() {
     );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 4, "every split point of the chain: {report}");
-    // Cloud-only uploads the whole input; at 4 Mbit/s that takes 301 ms. Only the uplink is
-    // shaped, so the 40-byte answer comes back at veth speed.
+    // Cloud-only uploads the whole input; at 4 Mbit/s that takes 301 ms. The rest of the link
+    // time is a round trip through the relay (no delay here) and the 40-byte answer, which
+    // comes back unshaped.
     let cloud_only = rows
         .iter()
         .find(|r| r["cut"] == "cloud-only")

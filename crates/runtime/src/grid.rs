@@ -59,7 +59,10 @@ pub struct GridRow {
     pub e2e_ms: f64,
     /// Measured edge compute, ms.
     pub local_ms: f64,
-    /// Measured upload plus download, ms.
+    /// Measured link time, ms: the end-to-end time less the edge's compute and the cloud's
+    /// queue and compute, so uploads, downloads and round trips (0 when the cut keeps
+    /// everything on the edge). The receiver's own span of an upload starts at its first byte,
+    /// which misses a shaper that holds the first byte back; the remainder does not.
     pub transfer_ms: f64,
     /// Measured cloud queue plus compute, ms.
     pub cloud_ms: f64,
@@ -297,7 +300,11 @@ pub(crate) async fn measure_cell(
                 .total_ms,
             e2e_ms: m.total_ms,
             local_ms: m.edge_ms,
-            transfer_ms: m.upload_ms + m.download_ms,
+            transfer_ms: if o.cloud_nodes.is_empty() {
+                0.0
+            } else {
+                (m.total_ms - m.edge_ms - m.queue_ms - m.cloud_ms).max(0.0)
+            },
             cloud_ms: m.queue_ms + m.cloud_ms,
             chosen: cut == chosen_cut,
             best: false,

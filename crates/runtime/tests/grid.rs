@@ -62,6 +62,10 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
             .find(|r| r.cut == "cloud-only")
             .expect("cloud-only");
         assert!(cloud.e2e_ms >= 20.0, "{cloud:?}");
+        // The link's time is what is left of the end-to-end time after compute: the RTT at least.
+        assert!(cloud.transfer_ms >= 20.0, "{cloud:?}");
+        let sum = cloud.local_ms + cloud.transfer_ms + cloud.cloud_ms;
+        assert!((sum - cloud.e2e_ms).abs() < 1e-6, "{cloud:?}");
     }
 
     let csv = grid_csv(&rows);
