@@ -108,9 +108,12 @@ const WIDE_INPUT_SPEC: &str = r#"{
   ]
 }"#;
 
-/// Whether this process may make network namespaces (root with iproute2); the probe namespace
-/// is removed at once.
-fn can_make_namespaces() -> bool {
+/// Whether real shaping can run here: the cgroup-v1 CPU controller is mounted and this process
+/// may make network namespaces (root with iproute2); the probe namespace is removed at once.
+fn can_shape_for_real() -> bool {
+    if !std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+        return false;
+    }
     let name = format!("cutpoint-probe-{}", std::process::id());
     let made = Command::new("ip")
         .args(["netns", "add", &name])
@@ -124,8 +127,10 @@ fn can_make_namespaces() -> bool {
 
 #[test]
 fn a_real_shaping_cell_uploads_at_the_tc_rate() {
-    if !can_make_namespaces() {
-        eprintln!("skipped: real shaping needs root and iproute2 to make network namespaces");
+    if !can_shape_for_real() {
+        eprintln!(
+            "skipped: real shaping needs root, iproute2 and the cgroup-v1 cpu controller at /sys/fs/cgroup/cpu"
+        );
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");
