@@ -333,7 +333,14 @@ fn layers_writes_table_csv_and_plots() {
     for node in net.nodes() {
         assert!(table.contains(node.id()), "{table}");
     }
-    assert!(table.lines().last().expect("rows").starts_with("total"));
+    let mut lines = table.lines().rev();
+    assert!(
+        lines
+            .next()
+            .expect("a closing line")
+            .starts_with("A whole forward pass: ")
+    );
+    assert!(lines.next().expect("rows").starts_with("total"));
 
     let csv = std::fs::read_to_string(&csv).expect("CSV written");
     let rows: Vec<&str> = csv.lines().collect();
@@ -375,6 +382,8 @@ fn layers_writes_table_csv_and_plots() {
         Some(3 * net.nodes()[1].spec().out_bytes),
         "output sizes are for the batch"
     );
+    let forward = report["forward_median_ms"].as_f64().expect("forward time");
+    assert!(forward.is_finite() && forward > 0.0, "{report}");
     let png = std::fs::read(&png).expect("PNG written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let decoded = image::load_from_memory(&png).expect("the PNG decodes");
