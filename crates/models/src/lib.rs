@@ -33,7 +33,7 @@ pub use input::{
 pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};
 pub use net::{Cut, INPUT_ID, Net, NetBuilder, Node};
 pub use npy::{load_npy, read_npy, save_npy, write_npy};
-pub use profile::LayerTiming;
+pub use profile::{KERNEL_REVISION, LayerTiming};
 pub use spec::{NetSpec, SpecNode};
 pub use tensor::{HostTensor, Value, relative_difference};
 pub use weights::{Weights, expected_keys};
