@@ -9,8 +9,8 @@ use crate::tensor::{HostTensor, Value};
 /// Which revision of the layers' kernels this build runs. It changes whenever a change makes
 /// layers faster or slower (a new kernel, a new CPU feature), so that timings cached by an
 /// earlier build (device profiles) are measured again rather than trusted. Revision 2: gemm
-/// with AVX-512 kernels.
-pub const KERNEL_REVISION: u32 = 2;
+/// with AVX-512 kernels; 3: large linear layers split across threads.
+pub const KERNEL_REVISION: u32 = 3;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
