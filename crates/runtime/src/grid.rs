@@ -6,12 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use models::{Backend, HostTensor, Net};
 use partition_core::{Link, Scenario, Solver};
 use serde::{Deserialize, Serialize};
-use transport::{Relay, RelayConfig};
+use transport::Relay;
 
 use crate::edge::{EdgeSession, SplitMode};
 use crate::error::RuntimeError;
@@ -186,20 +185,9 @@ pub async fn run_grid(
     .await?;
     let relay = match config.rtt_ms {
         0.0 => None,
-        rtt_ms => Some(
-            Relay::start(
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                cloud.addr(),
-                RelayConfig {
-                    delay: Duration::from_secs_f64(rtt_ms / 2e3),
-                    ..RelayConfig::default()
-                },
-            )
-            .await
-            .map_err(|e| RuntimeError::LocalCloud {
-                reason: format!("the RTT relay: {e}"),
-            })?,
-        ),
+        rtt_ms => {
+            Some(lab::rtt_relay(SocketAddr::from(([127, 0, 0, 1], 0)), cloud.addr(), rtt_ms).await?)
+        }
     };
     let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
     let mut out = (Vec::new(), Vec::new());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use models::{Backend, HostTensor, Net};
 use partition_core::{Direction, Plan};
-use transport::{ClientConfig, Shaper};
+use transport::{ClientConfig, Relay, RelayConfig, Shaper};
 
 use crate::cloud::CloudConfig;
 use crate::edge::{EdgeConfig, EdgeSession, Outcome, SplitMode};
@@ -37,14 +37,36 @@ pub(crate) async fn start(
     })
     .await
     .map_err(|e| RuntimeError::Task(e.to_string()))??;
-    let cloud = LocalCloud::start(
+    Ok((profiles, start_cloud(nets, backend)?))
+}
+
+/// An in-process cloud on `backend` serving `nets`.
+pub(crate) fn start_cloud(nets: &[Net], backend: Backend) -> Result<LocalCloud, RuntimeError> {
+    LocalCloud::start(
         CloudConfig {
             backend,
             ..CloudConfig::default()
         },
         nets,
-    )?;
-    Ok((profiles, cloud))
+    )
+}
+
+/// A UDP relay listening on `listen` in front of `upstream` that adds `rtt_ms` of round trip
+/// (half each way).
+pub(crate) async fn rtt_relay(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    rtt_ms: f64,
+) -> Result<Relay, RuntimeError> {
+    let config = RelayConfig {
+        delay: Duration::from_secs_f64(rtt_ms / 2e3),
+        ..RelayConfig::default()
+    };
+    Relay::start(listen, upstream, config)
+        .await
+        .map_err(|e| RuntimeError::LocalCloud {
+            reason: format!("the RTT relay: {e}"),
+        })
 }
 
 /// How long a lab request may take: a grid measures every cut, and at 1 Mbit/s the early cuts of

@@ -44,8 +44,6 @@ pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
-pub use shaped_grid::{
-    CellJob, CellResult, CloudJob, CloudReady, lab_cell_process, lab_cloud_process, run_shaped_grid,
-};
+pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};

@@ -6,86 +6,84 @@
 //! hand its `lab-cloud` command to [`lab_cloud_process`] and its `lab-cell` command to
 //! [`lab_cell_process`] (as `cutpoint-edge` does). They speak JSON lines on stdin and stdout:
 //!
-//! - cloud: reads a [`CloudJob`], answers [`CloudReady`], serves until its stdin closes;
-//! - edge, one per cell: reads a [`CellJob`], loads the model at full speed and answers
+//! - cloud: reads a `CloudJob`, answers `CloudReady`, serves until its stdin closes;
+//! - edge, one per cell: reads a `CellJob`, loads the model at full speed and answers
 //!   `loaded`; the parent moves it into the CPU cgroup (the namespace's own `/sys` hides the
 //!   cgroup tree from it) and answers `go`; it calibrates its speed under the quota, measures the
-//!   cell and answers a [`CellResult`].
+//!   cell and answers a `CellResult`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
-use std::time::Duration;
 
 use models::{Backend, Net};
 use serde::{Deserialize, Serialize};
-use transport::{ClientConfig, Fingerprint, Relay, RelayConfig, ServerTrust, Token};
+use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
 
-use crate::cloud::CloudConfig;
+use crate::cli;
 use crate::error::RuntimeError;
 use crate::grid::{self, CellSpec, GridCell, GridConfig, GridRow};
 use crate::lab::{self, lab_input};
-use crate::local_cloud::LocalCloud;
 use crate::quick_profile::quick_profile;
 use crate::testbed::{CLOUD_ADDR, Testbed};
 
 /// What the cloud process serves.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CloudJob {
+struct CloudJob {
     /// The network, as spec JSON.
-    pub spec: String,
+    spec: String,
     /// The backend's name.
-    pub backend: String,
+    backend: String,
     /// Round-trip time the relay adds, ms.
-    pub rtt_ms: f64,
+    rtt_ms: f64,
     /// Where the relay listens.
-    pub listen: SocketAddr,
+    listen: SocketAddr,
 }
 
 /// How the edge reaches the cloud process.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CloudReady {
+struct CloudReady {
     /// The relay's address.
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     /// The server certificate's fingerprint.
-    pub fingerprint: String,
+    fingerprint: String,
     /// The token.
-    pub token: String,
+    token: String,
 }
 
 /// One cell for an edge process.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CellJob {
+struct CellJob {
     /// The network, as spec JSON.
-    pub spec: String,
+    spec: String,
     /// The backend's name.
-    pub backend: String,
+    backend: String,
     /// Where the quick profile is cached (the parent has built it).
-    pub cache_dir: PathBuf,
+    cache_dir: PathBuf,
     /// The profile's sample cap, as the parent built it.
-    pub sweep_samples: Option<usize>,
+    sweep_samples: Option<usize>,
     /// Every uplink of the grid, Mbit/s: a DAG's candidate cuts are the min-cut plans for all.
-    pub uplinks_mbps: Vec<f64>,
+    uplinks_mbps: Vec<f64>,
     /// This cell's edge CPU quota, CPUs.
-    pub edge_cpu: f64,
+    edge_cpu: f64,
     /// This cell's uplink, Mbit/s.
-    pub uplink_mbps: f64,
+    uplink_mbps: f64,
     /// The relay's round-trip time, ms.
-    pub rtt_ms: f64,
+    rtt_ms: f64,
     /// Measured requests per cut.
-    pub repeats: usize,
+    repeats: usize,
     /// The cloud.
-    pub cloud: CloudReady,
+    cloud: CloudReady,
 }
 
 /// What an edge process measured.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CellResult {
+struct CellResult {
     /// Every cut.
-    pub rows: Vec<GridRow>,
+    rows: Vec<GridRow>,
     /// The verdict.
-    pub cell: GridCell,
+    cell: GridCell,
 }
 
 /// Runs the grid on real shaping in `testbed` (make it first with [`Testbed::create`], which
@@ -167,8 +165,9 @@ struct Go {
     go: bool,
 }
 
-/// The cloud process: reads a [`CloudJob`] on stdin, serves the network behind a relay, answers
-/// [`CloudReady`] on stdout and serves until stdin closes.
+/// The cloud process: reads its job (the network, the backend, the RTT, where to listen) on
+/// stdin, serves the network behind a relay, answers where it listens on stdout and serves until
+/// stdin closes.
 pub fn lab_cloud_process() -> Result<(), RuntimeError> {
     let mut io = OwnStdin::new();
     let job: CloudJob = io.receive()?;
@@ -176,26 +175,9 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
     let backend = parse_backend(&job.backend)?;
     let runtime = async_runtime()?;
     runtime.block_on(async {
-        let cloud = LocalCloud::start(
-            CloudConfig {
-                backend,
-                ..CloudConfig::default()
-            },
-            std::slice::from_ref(&net),
-        )?;
+        let cloud = lab::start_cloud(std::slice::from_ref(&net), backend)?;
         cloud.server().preload(net.name()).await?;
-        let relay = Relay::start(
-            job.listen,
-            cloud.addr(),
-            RelayConfig {
-                delay: Duration::from_secs_f64(job.rtt_ms / 2e3),
-                ..RelayConfig::default()
-            },
-        )
-        .await
-        .map_err(|e| RuntimeError::LocalCloud {
-            reason: format!("the RTT relay: {e}"),
-        })?;
+        let relay = lab::rtt_relay(job.listen, cloud.addr(), job.rtt_ms).await?;
         answer(&CloudReady {
             addr: relay.local_addr(),
             fingerprint: cloud.fingerprint().to_string(),
@@ -211,9 +193,9 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
     })
 }
 
-/// The edge process for one cell: reads a [`CellJob`] on stdin, loads the model, answers
-/// `loaded`, waits for `go` (by then it is under the CPU quota), calibrates, measures every
-/// candidate cut and answers a [`CellResult`].
+/// The edge process for one cell: reads its job (the network, the cell, the cloud) on stdin,
+/// loads the model, answers `loaded`, waits for `go` (by then it is under the CPU quota),
+/// calibrates, measures every candidate cut and answers the cell's rows and verdict.
 pub fn lab_cell_process() -> Result<(), RuntimeError> {
     let mut io = OwnStdin::new();
     let job: CellJob = io.receive()?;
@@ -272,9 +254,9 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
 }
 
 fn parse_backend(name: &str) -> Result<Backend, RuntimeError> {
-    name.parse::<Backend>().map_err(|e| RuntimeError::Config {
+    cli::parse_backend(name).map_err(|reason| RuntimeError::Config {
         name: "backend",
-        reason: e.to_string(),
+        reason,
     })
 }
 
