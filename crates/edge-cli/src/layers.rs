@@ -9,11 +9,10 @@ use clap::Args;
 use models::{Backend, HostTensor, LayerTiming, Net};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::json;
 
 use crate::model_args::{ModelArgs, load_model};
-use crate::plot::{Figure, PlotFormat, plot_format, render};
+use crate::plot::{Figure, PlotFormat, draw_x_labels, plot_format, render};
 use runtime::cli::Table;
 use runtime::cli::parse_backend;
 
@@ -252,19 +251,8 @@ fn figure<DB: DrawingBackend>(
         ))?
         .label("output size (KB)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], line.stroke_width(2)));
-    // One id per bar where they fit (about 14 px each), every k-th otherwise.
-    let (left, _) = chart.backend_coord(&(-0.5, 0.0));
-    let (right, bottom) = chart.backend_coord(&(n as f64 - 0.5, 0.0));
-    let stride = (n * 14).div_ceil((right - left).max(1) as usize).max(1);
-    let label_style = ("sans-serif", 11)
-        .into_font()
-        .transform(FontTransform::Rotate90)
-        .into_text_style(root)
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    for (i, t) in layers.iter().enumerate().step_by(stride) {
-        let (x, _) = chart.backend_coord(&(i as f64, 0.0));
-        root.draw(&Text::new(t.id.clone(), (x, bottom + 6), &label_style))?;
-    }
+    let ids: Vec<&str> = layers.iter().map(|t| t.id.as_str()).collect();
+    draw_x_labels(root, &ids, |x| chart.backend_coord(&(x, 0.0)))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)

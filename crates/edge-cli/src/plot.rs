@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// A figure's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,33 @@ pub(crate) fn render(
             root.present().map_err(|e| failed(e.to_string()))
         }
     }
+}
+
+/// Writes `labels` under a bar chart's x axis, the i-th at x = i, rotated to run down the page
+/// and thinned to every k-th where they would overlap (about 14 px each). `pixel` maps a point
+/// of the axis (x, 0) to the figure's pixels, as the chart's `backend_coord` does; `area` is the
+/// area the chart was built on.
+pub(crate) fn draw_x_labels<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &[&str],
+    pixel: impl Fn(f64) -> (i32, i32),
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let n = labels.len();
+    // The chart speaks in the whole figure's pixels, the area in its own.
+    let (ox, oy) = area.get_base_pixel();
+    let (left, _) = pixel(-0.5);
+    let (right, bottom) = pixel(n as f64 - 0.5);
+    let stride = (n * 14).div_ceil((right - left).max(1) as usize).max(1);
+    let style = ("sans-serif", 11)
+        .into_font()
+        .transform(FontTransform::Rotate90)
+        .into_text_style(area)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, label) in labels.iter().enumerate().step_by(stride) {
+        let (x, _) = pixel(i as f64);
+        area.draw(&Text::new(*label, (x - ox, bottom + 6 - oy), &style))?;
+    }
+    Ok(())
 }
 
 /// Registers an embedded font once, so that text renders the same everywhere and no system font

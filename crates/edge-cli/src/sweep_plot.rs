@@ -7,15 +7,14 @@ use std::path::Path;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use runtime::{GridCell, GridRow};
 
-use crate::plot::{Figure, PlotFormat, render};
+use crate::plot::{Figure, PlotFormat, draw_x_labels, render};
 
 /// Height of one panel, px.
 const PANEL_HEIGHT: u32 = 380;
-/// Room for the figure's title, px.
-const TITLE_HEIGHT: u32 = 40;
+/// Room for the figure's title and, below it, the legend, px.
+const TITLE_HEIGHT: u32 = 64;
 
 /// One bar of a group: its label, its colour and the row's value it shows.
 type Component = (&'static str, RGBColor, fn(&GridRow) -> f64);
@@ -173,37 +172,18 @@ fn draw_panel<DB: DrawingBackend>(
             .filter(|(_, r)| r.best)
             .map(|(i, r)| Circle::new((i as f64 + 0.12, above(r)), 5, BEST.filled())),
     )?;
-    // Cut names below the axis, running down the page, thinned where they would overlap. The
-    // chart speaks in the whole figure's pixels, the panel in its own.
-    let (ox, oy) = area.get_base_pixel();
-    let (left, _) = chart.backend_coord(&(-0.5, 0.0));
-    let (right, bottom) = chart.backend_coord(&(n as f64 - 0.5, 0.0));
-    let stride = (n * 13).div_ceil((right - left).max(1) as usize).max(1);
-    let label_style = ("sans-serif", 11)
-        .into_font()
-        .transform(FontTransform::Rotate90)
-        .into_text_style(area)
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    for (i, r) in panel.rows.iter().enumerate().step_by(stride) {
-        let (x, _) = chart.backend_coord(&(i as f64, 0.0));
-        area.draw(&Text::new(
-            r.cut.clone(),
-            (x - ox, bottom + 6 - oy),
-            &label_style,
-        ))?;
-    }
+    let cuts: Vec<&str> = panel.rows.iter().map(|r| r.cut.as_str()).collect();
+    draw_x_labels(area, &cuts, |x| chart.backend_coord(&(x, 0.0)))?;
     Ok(())
 }
 
-/// One legend for every panel, at the right of the title band.
+/// One legend for every panel, on a line of its own under the title.
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     const ENTRY: i32 = 104;
-    let (width, _) = area.dim_in_pixel();
-    let entries = COMPONENTS.len() as i32 + 2;
-    let mut x = width as i32 - ENTRY * entries - 12;
-    let (y, font) = (20, ("sans-serif", 14));
+    let mut x = 12;
+    let (y, font) = (46, ("sans-serif", 14));
     for (label, colour, _) in COMPONENTS {
         area.draw(&Rectangle::new(
             [(x, y - 6), (x + 14, y + 6)],
