@@ -1,6 +1,7 @@
 //! `cutpoint-edge sweep` as a user runs it: the real binary, a real in-process cloud, a tiny
 //! chain, and the files it promises.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -8,34 +9,14 @@ use serde_json::Value;
 mod common;
 use common::one_line_error;
 
-#[test]
-fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let out_dir = tmp.path().join("grid");
+/// Runs `cutpoint-edge sweep ARGS --json` with its cache under `tmp`, checks that it succeeds, and
+/// returns the report it printed.
+fn sweep_json(tmp: &Path, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args([
-            "sweep",
-            "--model",
-            "lenet",
-            "--uplink-mbps",
-            "0.5,200",
-            "--edge-cpu",
-            "0.5",
-        ])
-        .args([
-            "--repeats",
-            "1",
-            "--rtt-ms",
-            "10",
-            "--profile-samples",
-            "8",
-            "--json",
-            "--shaping",
-            "emulated",
-            "--out",
-        ])
-        .arg(&out_dir)
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .arg("sweep")
+        .args(args)
+        .arg("--json")
+        .env("XDG_CACHE_HOME", tmp.join("cache"))
         .output()
         .expect("the binary runs");
     assert!(
@@ -43,7 +24,34 @@ fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn a_tiny_sweep_writes_well_formed_csv_and_json_with_every_cut_measured() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out_dir = tmp.path().join("grid");
+    let printed = sweep_json(
+        tmp.path(),
+        &[
+            "--model",
+            "lenet",
+            "--uplink-mbps",
+            "0.5,200",
+            "--edge-cpu",
+            "0.5",
+            "--repeats",
+            "1",
+            "--rtt-ms",
+            "10",
+            "--profile-samples",
+            "8",
+            "--shaping",
+            "emulated",
+            "--out",
+            out_dir.to_str().expect("UTF-8 path"),
+        ],
+    );
     let written: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("grid.json")).expect("grid.json"),
     )
@@ -136,30 +144,28 @@ fn a_real_shaping_cell_uploads_at_the_tc_rate() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let spec = tmp.path().join("wide.json");
     std::fs::write(&spec, WIDE_INPUT_SPEC).expect("write spec");
-    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .arg("sweep")
-        .arg("--model-spec")
-        .arg(&spec)
-        .args(["--uplink-mbps", "4", "--edge-cpu", "0.5", "--rtt-ms", "0"])
-        .args([
+    let out_dir = tmp.path().join("grid");
+    let report = sweep_json(
+        tmp.path(),
+        &[
+            "--model-spec",
+            spec.to_str().expect("UTF-8 path"),
+            "--uplink-mbps",
+            "4",
+            "--edge-cpu",
+            "0.5",
+            "--rtt-ms",
+            "0",
             "--repeats",
             "1",
             "--profile-samples",
             "8",
             "--shaping",
             "real",
-        ])
-        .args(["--json", "--out"])
-        .arg(tmp.path().join("grid"))
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--out",
+            out_dir.to_str().expect("UTF-8 path"),
+        ],
     );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert!(
         report["shaping"]
             .as_str()
