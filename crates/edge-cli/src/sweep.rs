@@ -100,8 +100,9 @@ enum Shaping {
     Emulated,
 }
 
-/// What a sweep ran on, for the header and the report.
+/// What a real-shaping sweep ran on, for the header and the report.
 const REAL_SHAPING: &str = "real shaping: edge and cloud processes in two network namespaces, uplink by tc tbf on a veth pair, edge CPU by a cgroup-v1 quota (CPUs), RTT by a UDP relay";
+/// What an emulated sweep ran on.
 const EMULATION: &str = "emulated: built-in shaper for the uplink, UDP relay for the RTT, edge CPU share of this machine emulated by waiting";
 
 /// Runs the command.
@@ -134,10 +135,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             }
         },
     };
-    let mode = if testbed.is_some() {
-        REAL_SHAPING
+    // The report's full description and the plot title's short one.
+    let (mode, shaping) = if testbed.is_some() {
+        (REAL_SHAPING, "real shaping")
     } else {
-        EMULATION
+        (EMULATION, "emulated")
     };
     if !args.json {
         println!(
@@ -179,11 +181,6 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     };
     write("grid.csv", grid_csv(&rows))?;
     write("grid.json", format!("{report:#}\n"))?;
-    let shaping = if testbed.is_some() {
-        "real shaping"
-    } else {
-        "emulated"
-    };
     let title = format!(
         "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
         config.net.name(),
@@ -209,7 +206,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
-/// One cell in the seeds' lab layout, with the chosen (`<`) and best (`*`) cuts marked.
+/// One cell in the seeds' lab layout, with the chosen and the best cut marked.
 fn print_cell(rows: &[GridRow], cell: &GridCell) {
     println!(
         "\ncpu {} x uplink {} Mbit/s: chosen {}, best {}, regret {:.3}",
