@@ -47,7 +47,7 @@ use crate::tasks::percentile;
 pub struct SweepArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Uplinks to emulate, Mbit/s.
+    /// Uplinks, Mbit/s: tc rates with real shaping, the built-in shaper's when emulated.
     #[arg(
         long,
         value_name = "F,F,...",

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 mod common;
-use common::{edge, one_line_error};
+use common::{edge, json_output, one_line_error};
 
 fn repo_file(rel: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -17,13 +17,7 @@ fn repo_file(rel: &str) -> String {
 fn json_plan(args: &[&str]) -> Value {
     let mut all = vec!["plan", "--json"];
     all.extend_from_slice(args);
-    let out = edge(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    json_output(edge(&all))
 }
 
 #[test]

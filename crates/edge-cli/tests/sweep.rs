@@ -7,24 +7,20 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::one_line_error;
+use common::{json_output, one_line_error};
 
 /// Runs `cutpoint-edge sweep ARGS --json` with its cache under `tmp`, checks that it succeeds, and
 /// returns the report it printed.
 fn sweep_json(tmp: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .arg("sweep")
-        .args(args)
-        .arg("--json")
-        .env("XDG_CACHE_HOME", tmp.join("cache"))
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    json_output(
+        Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
+            .arg("sweep")
+            .args(args)
+            .arg("--json")
+            .env("XDG_CACHE_HOME", tmp.join("cache"))
+            .output()
+            .expect("the binary runs"),
+    )
 }
 
 #[test]

@@ -13,6 +13,16 @@ pub fn edge(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// A success that printed JSON; returns it.
+pub fn json_output(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
 /// A success; returns stdout.
 pub fn ok(args: &[&str]) -> String {
     let out = edge(args);
