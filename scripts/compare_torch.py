@@ -19,6 +19,7 @@ so and exits with status 2. cutpoint's side is the release `cutpoint-edge` binar
 
     scripts/compare_torch.py
     scripts/compare_torch.py --models alexnet,resnet18 --runs 20 --threads 2 --json
+    scripts/compare_torch.py --kernels plain     # cutpoint before its own kernels
 """
 
 import argparse
@@ -58,6 +59,12 @@ def parse_args():
         default=str(ROOT / "target" / "release" / "cutpoint-edge"),
         help="the cutpoint-edge binary (default: target/release/cutpoint-edge)",
     )
+    parser.add_argument(
+        "--kernels",
+        choices=["fast", "plain"],
+        default="fast",
+        help="cutpoint's kernels: fast (default) or plain (Burn's own operations, unfused)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -91,7 +98,7 @@ def ours(binary, model, args):
         )
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     out = subprocess.run(
-        [binary, "layers", "--model", model, "--json"]
+        [binary, "layers", "--model", model, "--json", "--kernels", args.kernels]
         + ["--runs", str(args.runs), "--warmup", str(args.warmup)],
         env=env,
         capture_output=True,

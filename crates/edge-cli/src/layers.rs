@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use models::{Backend, HostTensor, LayerTiming, Net};
+use models::{Backend, HostTensor, Kernels, LayerTiming, Net};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::json;
 
-use crate::model_args::{ModelArgs, load_model};
+use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use crate::plot::{Figure, PlotFormat, draw_x_labels, plot_format, render};
 use runtime::cli::Table;
 use runtime::cli::parse_backend;
@@ -35,6 +35,10 @@ pub struct LayersArgs {
     /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
     #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
     backend: Backend,
+    /// Kernels: fast (default: folded batch norms, fused activations, cutpoint's own
+    /// convolutions on flex) or plain (every layer by Burn's own operations, for comparison).
+    #[arg(long, value_name = "NAME", default_value = "fast", value_parser = parse_kernels)]
+    kernels: Kernels,
     /// Samples per batch.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -70,7 +74,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         .map(|p| plot_format(p, "--plot"))
         .transpose()?;
     let net = args.model.build()?;
-    let model = load_model(net, None, args.seed, args.backend)?;
+    let model = load_model(net, None, args.seed, args.backend, args.kernels)?;
     let input = input_data(model.net(), args.batch as usize, args.seed)?;
     let forward_ms = model.time_forward(&input, args.warmup as usize, args.runs as usize)?;
     let timings = model.time_layers(input, args.warmup as usize, args.runs as usize)?;
@@ -96,6 +100,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         let report = json!({
             "model": name,
             "backend": args.backend.name(),
+            "kernels": args.kernels.name(),
             "batch": args.batch,
             "warmup": args.warmup,
             "runs": args.runs,

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use models::Backend;
+use models::{Backend, Kernels};
 use serde_json::{Value, json};
 
-use crate::model_args::{ModelArgs, load_model};
+use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use crate::tensor_io::{read_input, render_top5, top5};
 use runtime::cli::parse_backend;
 
@@ -58,6 +58,10 @@ pub struct LocalArgs {
     /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
     #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
     backend: Backend,
+    /// Kernels: fast (default: folded batch norms, fused activations, cutpoint's own
+    /// convolutions on flex) or plain (every layer by Burn's own operations, for comparison).
+    #[arg(long, value_name = "NAME", default_value = "fast", value_parser = parse_kernels)]
+    kernels: Kernels,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -78,7 +82,13 @@ pub fn run(args: &LocalArgs) -> Result<()> {
         }
         None => None,
     };
-    let model = load_model(net, args.weights.as_ref(), args.seed, args.backend)?;
+    let model = load_model(
+        net,
+        args.weights.as_ref(),
+        args.seed,
+        args.backend,
+        args.kernels,
+    )?;
     let net = model.net();
     let input_shape = input.shape().to_vec();
     let x = model.upload(input)?;
@@ -86,6 +96,7 @@ pub fn run(args: &LocalArgs) -> Result<()> {
     let mut report = json!({
         "model": net.name(),
         "backend": args.backend.name(),
+        "kernels": args.kernels.name(),
         "input_shape": input_shape,
     });
     let start = Instant::now();

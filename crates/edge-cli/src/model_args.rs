@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use models::{Backend, Model, Net, Weights, zoo};
+use models::{Backend, Kernels, Model, Net, Weights, zoo};
 
 /// Which network: a zoo model by name, or a model spec file.
 #[derive(Args, Debug)]
@@ -43,6 +43,7 @@ pub fn load_model(
     weights: Option<&PathBuf>,
     seed: u64,
     backend: Backend,
+    kernels: Kernels,
 ) -> Result<Model> {
     check_backend(backend)?;
     let device = backend.device()?;
@@ -50,7 +51,7 @@ pub fn load_model(
         Some(path) => models::load_safetensors(path, &net)?,
         None => Weights::seeded(&net, seed),
     };
-    Ok(Model::new(net, weights, &device)?)
+    Ok(Model::with_kernels(net, weights, &device, kernels)?)
 }
 
 /// An error that says how to rebuild when `backend` is not compiled into this binary.
@@ -66,4 +67,9 @@ pub fn check_backend(backend: Backend) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Parses `--kernels fast|plain`.
+pub fn parse_kernels(name: &str) -> Result<Kernels, String> {
+    name.parse::<Kernels>().map_err(|e| e.to_string())
 }

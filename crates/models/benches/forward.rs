@@ -1,9 +1,10 @@
-//! Forward latency of every zoo model on every backend this build includes, batch 1, at the
-//! model's default input size. `cargo bench -p models --bench forward [-- FILTER]`; add
+//! Forward latency of every zoo model on every backend this build includes, with the fast and
+//! the plain kernels, batch 1, at the model's default input size.
+//! `cargo bench -p models --bench forward [-- FILTER]` (e.g. `-- resnet18/flex`); add
 //! `--features ndarray,wgpu` to compare backends.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use models::{Backend, HostTensor, Model, zoo};
+use models::{Backend, HostTensor, Kernels, Model, Weights, zoo};
 
 fn forward(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward");
@@ -12,8 +13,11 @@ fn forward(c: &mut Criterion) {
         let Ok(device) = backend.device() else {
             continue;
         };
-        for name in zoo::MODELS {
-            let id = format!("{name}/{backend}");
+        for (name, kernels) in zoo::MODELS
+            .iter()
+            .flat_map(|name| Kernels::ALL.map(|k| (name, k)))
+        {
+            let id = format!("{name}/{backend}/{kernels}");
             // Build the model only when the filter selects it: VGG-16 alone holds 550 MB.
             group.bench_function(&id, |b| {
                 let net = zoo::build(name).expect("zoo model");
@@ -21,7 +25,8 @@ fn forward(c: &mut Criterion) {
                 shape.extend_from_slice(net.input_shape());
                 let n = shape.iter().product();
                 let x = HostTensor::new(shape, vec![0.5; n]).expect("input");
-                let model = Model::seeded(net, 0, &device).expect("model");
+                let weights = Weights::seeded(&net, 0);
+                let model = Model::with_kernels(net, weights, &device, kernels).expect("model");
                 b.iter(|| {
                     let value = model.upload(x.clone()).expect("upload");
                     model

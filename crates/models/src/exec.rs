@@ -9,6 +9,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::error::ModelError;
+use crate::fusion::{FusedActivation, Fusion};
+use crate::kernels::{
+    Activation, ConvShape, DepthwiseConv, Kernels, PackedConv, PoolWindow, ShapeError,
+    max_pool2d as max_pool,
+};
 use crate::layer::LayerKind;
 use crate::net::{Cut, Net};
 use crate::tensor::{HostTensor, Value};
@@ -21,10 +26,16 @@ pub type Activations = BTreeMap<usize, Value>;
 #[derive(Debug, Clone)]
 enum Params {
     None,
+    /// A convolution by Burn's `conv2d`, then its fused activation.
     Conv {
         weight: Tensor<4>,
         bias: Option<Tensor<1>>,
+        activation: Activation,
     },
+    /// A dense convolution by the crate's own kernel (flex only).
+    Packed(PackedConv),
+    /// A depthwise convolution by the crate's own kernel (flex only).
+    Depthwise(DepthwiseConv),
     /// Burn's `linear` takes the weight as `[in, out]`, the transpose of PyTorch's. A large
     /// weight is split by output columns into one block per thread (see [`LINEAR_SPLIT_BYTES`]).
     Linear {
@@ -43,6 +54,9 @@ pub struct Model {
     net: Net,
     device: Device,
     params: Vec<Params>,
+    fusion: Fusion,
+    /// Whether layers that have one run on the crate's own kernels (fast kernels on flex).
+    own_kernels: bool,
 }
 
 fn upload<const D: usize>(host: HostTensor, device: &Device) -> Tensor<D> {
@@ -107,52 +121,159 @@ fn linear_blocks(
         .collect()
 }
 
+/// A batch norm's inference transform `x * scale + shift`, per channel.
+struct NormTransform {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl NormTransform {
+    /// Takes the batch norm `id`'s four tensors out of `weights`.
+    fn take(
+        take: &mut impl FnMut(&str) -> Result<HostTensor, ModelError>,
+        id: &str,
+        eps: f64,
+    ) -> Result<NormTransform, ModelError> {
+        let gamma = take(&format!("{id}.weight"))?.into_parts().1;
+        let beta = take(&format!("{id}.bias"))?.into_parts().1;
+        let mean = take(&format!("{id}.running_mean"))?.into_parts().1;
+        let var = take(&format!("{id}.running_var"))?.into_parts().1;
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + eps as f32).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Ok(NormTransform { scale, shift })
+    }
+
+    /// Folds the transform into a convolution's `[out, ...]` weight and `[out]` bias.
+    fn fold(&self, weight: &mut [f32], bias: &mut [f32]) {
+        let per_out = weight.len() / self.scale.len().max(1);
+        for (c, (w, b)) in weight.chunks_mut(per_out).zip(bias.iter_mut()).enumerate() {
+            w.iter_mut().for_each(|w| *w *= self.scale[c]);
+            *b = *b * self.scale[c] + self.shift[c];
+        }
+    }
+}
+
+impl From<FusedActivation> for Activation {
+    fn from(a: FusedActivation) -> Activation {
+        match a {
+            FusedActivation::Identity => Activation::Identity,
+            FusedActivation::Relu => Activation::Relu,
+            FusedActivation::Relu6 => Activation::Relu6,
+        }
+    }
+}
+
 impl Model {
-    /// Puts `weights` (checked against the network first) on `device`.
-    pub fn new(net: Net, mut weights: Weights, device: &Device) -> Result<Model, ModelError> {
+    /// Puts `weights` (checked against the network first) on `device`, with the fast kernels.
+    pub fn new(net: Net, weights: Weights, device: &Device) -> Result<Model, ModelError> {
+        Model::with_kernels(net, weights, device, Kernels::Fast)
+    }
+
+    /// Puts `weights` (checked against the network first) on `device`, to run with `kernels`.
+    pub fn with_kernels(
+        net: Net,
+        mut weights: Weights,
+        device: &Device,
+        kernels: Kernels,
+    ) -> Result<Model, ModelError> {
         weights.check(&net)?;
+        let fusion = match kernels {
+            Kernels::Fast => Fusion::of(&net),
+            Kernels::Plain => Fusion::none(&net),
+        };
+        let own_kernels = kernels == Kernels::Fast && *device == Device::flex();
         let mut params = Vec::with_capacity(net.len());
-        for node in net.nodes() {
+        for (v, node) in net.nodes().iter().enumerate() {
             let id = node.id();
-            let mut take = |suffix: &str| {
-                let key = format!("{id}.{suffix}");
-                weights.take(&key).ok_or(ModelError::Weights {
+            let mut take = |key: &str| {
+                weights.take(key).ok_or(ModelError::Weights {
                     net: net.name().to_string(),
                     details: format!("missing {key}"),
                 })
             };
             let p = match node.spec().kind {
-                LayerKind::Conv2d { bias, .. } => Params::Conv {
-                    weight: upload(take("weight")?, device),
-                    bias: if bias {
-                        Some(upload(take("bias")?, device))
+                _ if fusion.is_absorbed(v) => Params::None,
+                LayerKind::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    bias,
+                } => {
+                    let (shape, mut weight) = take(&format!("{id}.weight"))?.into_parts();
+                    let mut bias = if bias {
+                        take(&format!("{id}.bias"))?.into_parts().1
                     } else {
-                        None
-                    },
-                },
+                        vec![0.0; out_channels]
+                    };
+                    if let Some(bn) = fusion.norm_of(v) {
+                        let bn = &net.nodes()[bn];
+                        let LayerKind::BatchNorm2d { eps, .. } = bn.spec().kind else {
+                            return Err(ModelError::Backend(format!(
+                                "`{}` is folded into `{id}` but is not a batch norm",
+                                bn.id()
+                            )));
+                        };
+                        NormTransform::take(&mut take, bn.id(), eps)?.fold(&mut weight, &mut bias);
+                    }
+                    let activation = fusion.activation_of(v).into();
+                    let pixels: usize = node.spec().output_shape[1..].iter().product();
+                    let conv = ConvShape {
+                        in_channels,
+                        out_channels,
+                        kernel: kernel_size,
+                        stride,
+                        padding,
+                        dilation,
+                    };
+                    let packing =
+                        |e: ShapeError| ModelError::TensorData(format!("`{id}`: {}", e.0));
+                    if own_kernels && groups == 1 {
+                        Params::Packed(
+                            PackedConv::new(conv, weight, bias, activation, pixels)
+                                .map_err(packing)?,
+                        )
+                    } else if own_kernels && groups == in_channels && groups == out_channels {
+                        Params::Depthwise(
+                            DepthwiseConv::new(conv, weight, bias, activation).map_err(packing)?,
+                        )
+                    } else {
+                        Params::Conv {
+                            weight: upload(HostTensor::new(shape, weight)?, device),
+                            bias: Some(upload(HostTensor::new(vec![out_channels], bias)?, device)),
+                            activation,
+                        }
+                    }
+                }
                 LayerKind::Linear { bias, .. } => Params::Linear {
                     blocks: linear_blocks(
-                        take("weight")?,
-                        if bias { Some(take("bias")?) } else { None },
+                        take(&format!("{id}.weight"))?,
+                        if bias {
+                            Some(take(&format!("{id}.bias"))?)
+                        } else {
+                            None
+                        },
                         device,
                     )?,
                 },
                 LayerKind::BatchNorm2d { num_features, eps } => {
-                    let gamma = take("weight")?.into_parts().1;
-                    let beta = take("bias")?.into_parts().1;
-                    let mean = take("running_mean")?.into_parts().1;
-                    let var = take("running_var")?.into_parts().1;
-                    let mut scale = Vec::with_capacity(num_features);
-                    let mut shift = Vec::with_capacity(num_features);
-                    for c in 0..num_features {
-                        let s = gamma[c] / (var[c] + eps as f32).sqrt();
-                        scale.push(s);
-                        shift.push(beta[c] - mean[c] * s);
-                    }
+                    let norm = NormTransform::take(&mut take, id, eps)?;
                     let shape = [1, num_features, 1, 1];
                     Params::Norm {
-                        scale: Tensor::from_data(TensorData::new(scale, shape), device),
-                        shift: Tensor::from_data(TensorData::new(shift, shape), device),
+                        scale: Tensor::from_data(TensorData::new(norm.scale, shape), device),
+                        shift: Tensor::from_data(TensorData::new(norm.shift, shape), device),
                     }
                 }
                 _ => Params::None,
@@ -163,7 +284,14 @@ impl Model {
             net,
             device: device.clone(),
             params,
+            fusion,
+            own_kernels,
         })
+    }
+
+    /// Which nodes run inside another (all run as themselves with [`Kernels::Plain`]).
+    pub fn fusion(&self) -> &Fusion {
+        &self.fusion
     }
 
     /// The network with deterministic weights from `seed` (see [`Weights::seeded`]).
@@ -360,8 +488,25 @@ impl Model {
             return combine(kind, inputs).ok_or_else(wrong);
         }
         let [x] = <[Value; 1]>::try_from(inputs).map_err(|_| wrong())?;
+        if self.fusion.is_absorbed(v) {
+            // The convolution this node belongs to has already computed its output.
+            return Ok(x);
+        }
         let y = match (kind, &self.params[v], x) {
             (LayerKind::Input | LayerKind::Dropout { .. }, _, x) => x,
+            (LayerKind::Conv2d { .. }, Params::Depthwise(conv), Value::Map(x)) => {
+                let out = &node.spec().output_shape;
+                Value::Map(self.on_host(node.id(), x, out, |data, hw, out_hw| {
+                    conv.forward(data, hw, out_hw)
+                })?)
+            }
+            (LayerKind::Conv2d { .. }, Params::Packed(conv), Value::Map(x)) => {
+                let batch = x.dims()[0];
+                let out = &node.spec().output_shape;
+                Value::Map(self.on_host(node.id(), x, out, |data, hw, _| {
+                    Ok(conv.forward(data, batch, hw)?.0)
+                })?)
+            }
             (
                 LayerKind::Conv2d {
                     stride,
@@ -370,14 +515,25 @@ impl Model {
                     groups,
                     ..
                 },
-                Params::Conv { weight, bias },
+                Params::Conv {
+                    weight,
+                    bias,
+                    activation,
+                },
                 Value::Map(x),
-            ) => Value::Map(conv2d(
-                x,
-                weight.clone(),
-                bias.clone(),
-                ConvOptions::new(*stride, *padding, *dilation, *groups),
-            )),
+            ) => {
+                let y = conv2d(
+                    x,
+                    weight.clone(),
+                    bias.clone(),
+                    ConvOptions::new(*stride, *padding, *dilation, *groups),
+                );
+                Value::Map(match activation {
+                    Activation::Identity => y,
+                    Activation::Relu => relu(y),
+                    Activation::Relu6 => y.clamp(0.0, 6.0),
+                })
+            }
             (LayerKind::Linear { .. }, Params::Linear { blocks }, Value::Vector(x)) => {
                 Value::Vector(match &blocks[..] {
                     [one] => linear(x, one.weight.clone(), one.bias.clone()),
@@ -397,6 +553,28 @@ impl Model {
             (LayerKind::Relu, _, Value::Vector(x)) => Value::Vector(relu(x)),
             (LayerKind::Relu6, _, Value::Map(x)) => Value::Map(x.clamp(0.0, 6.0)),
             (LayerKind::Relu6, _, Value::Vector(x)) => Value::Vector(x.clamp(0.0, 6.0)),
+            (
+                LayerKind::MaxPool2d {
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ..
+                },
+                _,
+                Value::Map(x),
+            ) if self.own_kernels => {
+                let window = PoolWindow {
+                    kernel: *kernel_size,
+                    stride: *stride,
+                    padding: *padding,
+                    dilation: *dilation,
+                };
+                let out = &node.spec().output_shape;
+                Value::Map(self.on_host(node.id(), x, out, |data, [h, w], [ho, wo]| {
+                    Ok(max_pool(data, [h, w], [ho, wo], &window))
+                })?)
+            }
             (
                 LayerKind::MaxPool2d {
                     kernel_size,
@@ -441,6 +619,33 @@ impl Model {
             _ => return Err(wrong()),
         };
         Ok(y)
+    }
+
+    /// Runs `kernel` on the host data of feature map `x` (free on flex for a tensor nobody else
+    /// holds) and wraps its output, `[N, C, H, W]` by the spec's per-sample `out` shape.
+    fn on_host(
+        &self,
+        id: &str,
+        x: Tensor<4>,
+        out: &[usize],
+        kernel: impl FnOnce(&[f32], [usize; 2], [usize; 2]) -> Result<Vec<f32>, ShapeError>,
+    ) -> Result<Tensor<4>, ModelError> {
+        let [batch, _, h, w] = x.dims();
+        let &[channels, ho, wo] = out else {
+            return Err(ModelError::Backend(format!(
+                "`{id}` should output a feature map, not {out:?}"
+            )));
+        };
+        let data = x.into_data();
+        let input = data
+            .as_slice::<f32>()
+            .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))?;
+        let y = kernel(input, [h, w], [ho, wo])
+            .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        Ok(Tensor::from_data(
+            TensorData::new(y, [batch, channels, ho, wo]),
+            &self.device,
+        ))
     }
 }
 

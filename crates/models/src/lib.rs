@@ -12,7 +12,9 @@
 mod backend;
 mod error;
 mod exec;
+mod fusion;
 mod input;
+mod kernels;
 mod layer;
 mod net;
 mod npy;
@@ -26,10 +28,12 @@ pub mod zoo;
 pub use backend::Backend;
 pub use error::ModelError;
 pub use exec::{Activations, Model};
+pub use fusion::{FusedActivation, Fusion};
 pub use input::{
     IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, imagenet_class, imagenet_classes,
     load_image, preprocess, top_k,
 };
+pub use kernels::Kernels;
 pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};
 pub use net::{Cut, INPUT_ID, Net, NetBuilder, Node};
 pub use npy::{load_npy, read_npy, save_npy, write_npy};

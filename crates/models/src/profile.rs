@@ -9,8 +9,9 @@ use crate::tensor::{HostTensor, Value};
 /// Which revision of the layers' kernels this build runs. It changes whenever a change makes
 /// layers faster or slower (a new kernel, a new CPU feature), so that timings cached by an
 /// earlier build (device profiles) are measured again rather than trusted. Revision 2: gemm
-/// with AVX-512 kernels; 3: large linear layers split across threads.
-pub const KERNEL_REVISION: u32 = 3;
+/// with AVX-512 kernels; 3: large linear layers split across threads; 4: folded batch norms,
+/// fused activations, the crate's own convolutions and max pooling (see [`crate::Kernels`]).
+pub const KERNEL_REVISION: u32 = 4;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,8 +50,9 @@ fn sync(model: &Model) -> Result<(), ModelError> {
 
 impl Model {
     /// Times every node on its own: one forward pass records every activation, then each node
-    /// runs `warmup` times unmeasured and `runs` times measured on those inputs (synchronising
-    /// the device after each run), and its median latency is reported. `runs` must be at least 1.
+    /// runs `warmup` times unmeasured and `runs` times measured on those inputs (a fresh copy
+    /// each run, made before the clock starts; synchronising the device after each run), and its
+    /// median latency is reported. `runs` must be at least 1.
     pub fn time_layers(
         &self,
         input: HostTensor,
@@ -78,12 +80,19 @@ impl Model {
             out_bytes: batch * net.nodes()[0].spec().out_bytes,
         }];
         for (v, node) in net.nodes().iter().enumerate().skip(1) {
-            let inputs =
+            let shared =
                 || -> Vec<Value> { node.inputs().iter().map(|&u| values[u].clone()).collect() };
             let mut samples = Vec::with_capacity(runs);
             for i in 0..warmup + runs {
+                // Each run gets inputs of its own, as in a forward pass, where a layer's last
+                // reader takes its input; a shared one would be copied by kernels that work in
+                // place or on the host.
+                let inputs = shared()
+                    .into_iter()
+                    .map(|x| self.upload(x.to_host()?))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let start = Instant::now();
-                let y = self.run_node(v, inputs())?;
+                let y = self.run_node(v, inputs)?;
                 sync(self)?;
                 let elapsed = start.elapsed().as_secs_f64() * 1e3;
                 drop(y);
@@ -91,7 +100,7 @@ impl Model {
                     samples.push(elapsed);
                 }
             }
-            values.push(self.run_node(v, inputs())?);
+            values.push(self.run_node(v, shared())?);
             timings.push(LayerTiming {
                 node: v,
                 id: node.id().to_string(),

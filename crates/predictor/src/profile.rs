@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use models::{LayerSpec, Net};
+use models::{Fusion, LayerSpec, Net};
 use partition_core::Graph;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -94,11 +94,21 @@ impl DeviceProfile {
         Ok(predicted.first().copied().unwrap_or(0.0))
     }
 
-    /// Predicted latency of every node of `net`, in node order, in ms.
+    /// Predicted latency of every node of `net`, in node order, in ms, as the default kernels
+    /// run it: a node fused into a convolution (a folded batch norm, a ReLU in its epilogue; see
+    /// [`models::Fusion`]) costs nothing.
     pub fn layer_costs(&self, net: &Net) -> Result<Vec<f64>, PredictorError> {
+        let fusion = Fusion::of(net);
         net.nodes()
             .iter()
-            .map(|node| self.predict_ms(node.id(), node.spec()))
+            .enumerate()
+            .map(|(v, node)| {
+                if fusion.is_absorbed(v) {
+                    Ok(0.0)
+                } else {
+                    self.predict_ms(node.id(), node.spec())
+                }
+            })
             .collect()
     }
 

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::limits::Limits;
 use crate::tensor::{TensorError, WireTensor};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 2: a boundary tensor at a convolution
+/// carries its fused group's output (batch norm and activation applied; see `models::Fusion`),
+/// which a version-1 peer would normalise a second time.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

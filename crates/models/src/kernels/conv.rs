@@ -1,0 +1,600 @@
+//! Dense 2-D convolution as im2col + gemm, with the bias and the activation in the epilogue.
+//!
+//! The weight is packed once, at load, for the product layout that suits the layer's size
+//! (measured with gemm on this crate's layer shapes):
+//!
+//! - **Pixel-major** (most layers): the input is turned to channels-last, each output pixel's
+//!   patch is a row of the im2col matrix (`(ky, kx, c)` order, so every tap copies `in`
+//!   contiguous channels), and `[pixels, K] × [K, out]` runs tile by tile, a tile per thread,
+//!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
+//!   to NCHW. With few input channels (an RGB stem) the patches are read from the NCHW rows
+//!   instead, `kw` columns at a time, and the input needs no transpose.
+//! - **Channel-major** (few output pixels, e.g. 7×7 maps, where a pixel tile per thread leaves
+//!   gemm too little to do; and 1×1, stride-1, unpadded convolutions, whose NCHW input is
+//!   already the `[in, pixels]` patch matrix): `[out, K] × [K, pixels]` lands straight in the NCHW output, with
+//!   PyTorch's `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile
+//!   at a time and gemm spreading each product over every thread.
+
+use rayon::prelude::*;
+
+use super::gemm::{MatRef, ShapeError, gemm};
+
+/// im2col tiles hold at most this many bytes, so that a tile is still in cache when gemm reads
+/// it.
+const COL_TILE_BYTES: usize = 1 << 20;
+
+/// Layers with fewer output pixels than this run channel-major.
+const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
+
+/// Pixel-major layers with fewer input channels than this build their patches from the NCHW
+/// input's rows: channels-last im2col copies `in` channels per kernel tap, too few to pay for a
+/// 3-channel stem.
+const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
+
+/// How the product is laid out (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `[pixels, K] × [K, out]` from a channels-last copy of the input; the weight is
+    /// `[K, out]` with K in `(ky, kx, c)` order.
+    PixelMajor,
+    /// `[pixels, K] × [K, out]` straight from the NCHW input, each `(c, ky)` of a patch a run
+    /// of `kw` input columns (for few input channels, such as an RGB stem); the weight is
+    /// `[K, out]` with K in PyTorch's `(c, ky, kx)` order.
+    PixelRows,
+    /// `[out, K] × [K, pixels]`; the weight is `[out, K]` with K in `(c, ky, kx)` order.
+    ChannelMajor,
+}
+
+/// What a layer applies to its output after the bias, element by element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// Nothing.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+impl Activation {
+    /// Applies the activation to every element of `data`.
+    pub(crate) fn apply(self, data: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => data.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Relu6 => data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+        }
+    }
+}
+
+/// A convolution's hyper-parameters (`groups = 1`), as in [`crate::LayerKind::Conv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Zero padding on each side.
+    pub padding: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+}
+
+impl ConvShape {
+    /// Output height and width for an input of `h × w` (the input must be large enough, which
+    /// the network's shape inference has checked).
+    fn output(&self, h: usize, w: usize) -> Option<[usize; 2]> {
+        let out = |len: usize, i: usize| {
+            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            (len + 2 * self.padding[i])
+                .checked_sub(span)
+                .map(|room| room / self.stride[i] + 1)
+        };
+        Some([out(h, 0)?, out(w, 1)?])
+    }
+
+    /// Whether a layer of this shape with `pixels` output pixels runs pixel-major: most do, but
+    /// not one with few pixels, nor a pointwise one (whose NCHW input is
+    /// already the channel-major patch matrix, so it needs neither im2col nor a transpose).
+    fn suits_pixel_major(&self, pixels: usize) -> bool {
+        pixels >= PIXEL_MAJOR_MIN_PIXELS && !self.is_pointwise()
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Rows of the im2col matrix: one per input channel and kernel position.
+    fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// A convolution ready to run: its shape, packed weight, bias and activation.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedConv {
+    shape: ConvShape,
+    layout: Layout,
+    /// The weight as [`Layout`] describes it.
+    weight: Vec<f32>,
+    /// `[out]` (zeros for a layer without bias).
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+impl PackedConv {
+    /// Packs PyTorch's `[out, in, kh, kw]` weight and `[out]` bias for a layer with
+    /// `pixels` output pixels per sample.
+    pub(crate) fn new(
+        shape: ConvShape,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        activation: Activation,
+        pixels: usize,
+    ) -> Result<PackedConv, ShapeError> {
+        let layout = match shape.suits_pixel_major(pixels) {
+            false => Layout::ChannelMajor,
+            true if shape.in_channels >= PIXEL_MAJOR_MIN_CHANNELS => Layout::PixelMajor,
+            true => Layout::PixelRows,
+        };
+        PackedConv::with_layout(shape, layout, weight, bias, activation)
+    }
+
+    fn with_layout(
+        shape: ConvShape,
+        layout: Layout,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        activation: Activation,
+    ) -> Result<PackedConv, ShapeError> {
+        if weight.len() != shape.out_channels * shape.patch_len()
+            || bias.len() != shape.out_channels
+        {
+            return Err(ShapeError(format!(
+                "a {}x{} convolution needs {} weights and {} biases, not {} and {}",
+                shape.kernel[0],
+                shape.kernel[1],
+                shape.out_channels * shape.patch_len(),
+                shape.out_channels,
+                weight.len(),
+                bias.len()
+            )));
+        }
+        let weight = match layout {
+            Layout::PixelMajor => taps_by_out(&shape, &weight),
+            Layout::PixelRows => transpose(&weight, shape.out_channels, shape.patch_len()),
+            Layout::ChannelMajor => weight,
+        };
+        Ok(PackedConv {
+            shape,
+            layout,
+            weight,
+            bias,
+            activation,
+        })
+    }
+
+    /// Convolves `x`, `[batch, in, h, w]` NCHW, into `[batch, out, ho, wo]`; returns the output
+    /// and `[ho, wo]`.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        [h, w]: [usize; 2],
+    ) -> Result<(Vec<f32>, [usize; 2]), ShapeError> {
+        let s = &self.shape;
+        let [ho, wo] = s
+            .output(h, w)
+            .ok_or_else(|| ShapeError(format!("a {h}x{w} input is smaller than the kernel")))?;
+        let (plane_in, pixels) = (h * w, ho * wo);
+        if x.len() != batch * s.in_channels * plane_in {
+            return Err(ShapeError(format!(
+                "the input holds {} values, not {batch}x{}x{h}x{w}",
+                x.len(),
+                s.in_channels
+            )));
+        }
+        let mut out = vec![0.0f32; batch * s.out_channels * pixels];
+        for (sample, y) in x
+            .chunks(s.in_channels * plane_in)
+            .zip(out.chunks_mut(s.out_channels * pixels))
+        {
+            match self.layout {
+                Layout::PixelMajor | Layout::PixelRows => {
+                    self.pixel_major(sample, [h, w], [ho, wo], y)?
+                }
+                Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
+            }
+        }
+        Ok((out, [ho, wo]))
+    }
+
+    /// One sample, pixel-major: `y` (`[out, pixels]`) from `sample` (`[in, h, w]`).
+    fn pixel_major(
+        &self,
+        sample: &[f32],
+        [h, w]: [usize; 2],
+        [ho, wo]: [usize; 2],
+        y: &mut [f32],
+    ) -> Result<(), ShapeError> {
+        let s = &self.shape;
+        let (k, out_c, pixels) = (s.patch_len(), s.out_channels, ho * wo);
+        let channels_last = match self.layout {
+            Layout::PixelMajor => transpose(sample, s.in_channels, h * w),
+            _ => Vec::new(),
+        };
+        let threads = rayon::current_num_threads().max(1);
+        let tile = (COL_TILE_BYTES / 4 / k)
+            .min(pixels.div_ceil(2 * threads))
+            .max(1);
+        let weight = MatRef {
+            data: &self.weight,
+            rows: k,
+            cols: out_c,
+            row_stride: out_c,
+        };
+        let mut result = vec![0.0f32; pixels * out_c];
+        result
+            .par_chunks_mut(tile * out_c)
+            .enumerate()
+            .try_for_each(|(t, dst)| {
+                let (start, rows) = (t * tile, dst.len() / out_c);
+                for row in dst.chunks_mut(out_c) {
+                    row.copy_from_slice(&self.bias);
+                }
+                let col = match self.layout {
+                    Layout::PixelMajor => {
+                        im2col_pixel_major(s, &channels_last, [h, w], wo, start, rows)
+                    }
+                    _ => im2col_rows(s, sample, [h, w], wo, start, rows),
+                };
+                let patches = MatRef {
+                    data: &col,
+                    rows,
+                    cols: k,
+                    row_stride: k,
+                };
+                gemm(dst, out_c, patches, weight, true, false)?;
+                self.activation.apply(dst);
+                Ok(())
+            })?;
+        y.copy_from_slice(&transpose(&result, pixels, out_c));
+        Ok(())
+    }
+
+    /// One sample, channel-major: `y` (`[out, pixels]`) from `sample` (`[in, h, w]`).
+    fn channel_major(
+        &self,
+        sample: &[f32],
+        [h, w]: [usize; 2],
+        [ho, wo]: [usize; 2],
+        y: &mut [f32],
+    ) -> Result<(), ShapeError> {
+        let s = &self.shape;
+        let (k, pixels) = (s.patch_len(), ho * wo);
+        let weight = MatRef {
+            data: &self.weight,
+            rows: s.out_channels,
+            cols: k,
+            row_stride: k,
+        };
+        y.par_chunks_mut(pixels)
+            .zip(&self.bias)
+            .for_each(|(row, &b)| row.fill(b));
+        if s.is_pointwise() {
+            let input = MatRef {
+                data: sample,
+                rows: s.in_channels,
+                cols: pixels,
+                row_stride: pixels,
+            };
+            gemm(y, pixels, weight, input, true, true)?;
+        } else {
+            let tile = (COL_TILE_BYTES / 4 / k).clamp(1, pixels);
+            let mut col = vec![0.0f32; k * tile];
+            for start in (0..pixels).step_by(tile) {
+                let len = tile.min(pixels - start);
+                let col = &mut col[..k * len];
+                im2col(s, sample, [h, w], wo, start, len, col);
+                let patches = MatRef {
+                    data: col,
+                    rows: k,
+                    cols: len,
+                    row_stride: len,
+                };
+                gemm(&mut y[start..], pixels, weight, patches, true, true)?;
+            }
+        }
+        if self.activation != Activation::Identity {
+            y.par_chunks_mut(pixels)
+                .for_each(|row| self.activation.apply(row));
+        }
+        Ok(())
+    }
+}
+
+/// PyTorch's `[out, in, kh, kw]` weight as `[(ky, kx, c), out]`, the pixel-major `[K, out]`.
+fn taps_by_out(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    let [kh, kw] = s.kernel;
+    let (cin, cout) = (s.in_channels, s.out_channels);
+    let mut packed = vec![0.0f32; weight.len()];
+    for o in 0..cout {
+        for c in 0..cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    packed[((ky * kw + kx) * cin + c) * cout + o] =
+                        weight[((o * cin + c) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// Pixels (or channels) per block of a transpose: a block of rows stays in cache while its
+/// columns are written.
+const TRANSPOSE_BLOCK: usize = 32;
+
+/// `[rows, cols]` row-major into `[cols, rows]`, in parallel blocks of output rows.
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dst = vec![0.0f32; rows * cols];
+    dst.par_chunks_mut(TRANSPOSE_BLOCK * rows)
+        .enumerate()
+        .for_each(|(b, block)| {
+            let first = b * TRANSPOSE_BLOCK;
+            let width = block.len() / rows.max(1);
+            for r in 0..rows {
+                let src_row = &src[r * cols + first..r * cols + first + width];
+                for (j, &v) in src_row.iter().enumerate() {
+                    block[j * rows + r] = v;
+                }
+            }
+        });
+    dst
+}
+
+/// The patches of output pixels `start..start + rows` of one NCHW sample as a `[rows, K]`
+/// matrix, K in `(c, ky, kx)` order, zeros in the padding.
+fn im2col_rows(
+    s: &ConvShape,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    wo: usize,
+    start: usize,
+    rows: usize,
+) -> Vec<f32> {
+    let [kh, kw] = s.kernel;
+    let k = s.patch_len();
+    let mut col = vec![0.0f32; rows * k];
+    for (j, patch) in col.chunks_mut(k).enumerate() {
+        let (oy, ox) = ((start + j) / wo, (start + j) % wo);
+        for (r, dst) in patch.chunks_mut(kw).enumerate() {
+            let (c, ky) = (r / kh, r % kh);
+            let iy = (oy * s.stride[0] + ky * s.dilation[0]).wrapping_sub(s.padding[0]);
+            if iy >= h {
+                continue;
+            }
+            let row = &sample[(c * h + iy) * w..(c * h + iy + 1) * w];
+            for (kx, d) in dst.iter_mut().enumerate() {
+                let ix = (ox * s.stride[1] + kx * s.dilation[1]).wrapping_sub(s.padding[1]);
+                if ix < w {
+                    *d = row[ix];
+                }
+            }
+        }
+    }
+    col
+}
+
+/// The patches of output pixels `start..start + rows` of one channels-last sample
+/// (`[h · w, in]`) as a `[rows, K]` matrix, K in `(ky, kx, c)` order, zeros in the padding.
+fn im2col_pixel_major(
+    s: &ConvShape,
+    input: &[f32],
+    [h, w]: [usize; 2],
+    wo: usize,
+    start: usize,
+    rows: usize,
+) -> Vec<f32> {
+    let cin = s.in_channels;
+    let k = s.patch_len();
+    let mut col = vec![0.0f32; rows * k];
+    for (j, patch) in col.chunks_mut(k).enumerate() {
+        let (oy, ox) = ((start + j) / wo, (start + j) % wo);
+        for (tap, dst) in patch.chunks_mut(cin).enumerate() {
+            let (ky, kx) = (tap / s.kernel[1], tap % s.kernel[1]);
+            let iy = (oy * s.stride[0] + ky * s.dilation[0]).wrapping_sub(s.padding[0]);
+            let ix = (ox * s.stride[1] + kx * s.dilation[1]).wrapping_sub(s.padding[1]);
+            if iy < h && ix < w {
+                let at = (iy * w + ix) * cin;
+                dst.copy_from_slice(&input[at..at + cin]);
+            }
+        }
+    }
+    col
+}
+
+/// Fills `col` (`K × len`, row-major) with the patches of output pixels `start..start + len`
+/// of one sample: element `(r, j)` is the input under kernel tap `r = (c, ky, kx)` for output
+/// pixel `start + j`, or 0 in the padding.
+fn im2col(
+    s: &ConvShape,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    wo: usize,
+    start: usize,
+    len: usize,
+    col: &mut [f32],
+) {
+    let [kh, kw] = s.kernel;
+    let [sh, sw] = s.stride;
+    let [ph, pw] = s.padding;
+    let [dh, dw] = s.dilation;
+    col.par_chunks_mut(len)
+        .with_min_len(8)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+            let plane = &sample[c * h * w..(c + 1) * h * w];
+            // Output columns whose input column `ox·sw + kx·dw − pw` lies inside the row.
+            let shift = kx * dw;
+            let first_ox = pw.saturating_sub(shift).div_ceil(sw);
+            let end_ox = if w + pw > shift {
+                ((w + pw - shift - 1) / sw + 1).min(wo)
+            } else {
+                0
+            };
+            let mut j = 0;
+            while j < len {
+                let (oy, ox0) = ((start + j) / wo, (start + j) % wo);
+                let run = (wo - ox0).min(len - j);
+                let dst = &mut row[j..j + run];
+                j += run;
+                let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                if iy >= h {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy * w..(iy + 1) * w];
+                let lo = first_ox.clamp(ox0, ox0 + run) - ox0;
+                let hi = end_ox.clamp(ox0 + lo, ox0 + run) - ox0;
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                if lo < hi {
+                    let ix0 = (ox0 + lo) * sw + shift - pw;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                    } else {
+                        for (d, ix) in dst[lo..hi].iter_mut().zip((ix0..).step_by(sw)) {
+                            *d = src[ix];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution by its definition, in f64.
+    fn direct(s: &ConvShape, x: &[f32], w_: &[f32], b: &[f32], [h, w]: [usize; 2]) -> Vec<f64> {
+        let [ho, wo] = s.output(h, w).expect("fits");
+        let mut y = vec![0.0f64; s.out_channels * ho * wo];
+        for o in 0..s.out_channels {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = b[o] as f64;
+                    for c in 0..s.in_channels {
+                        for ky in 0..s.kernel[0] {
+                            for kx in 0..s.kernel[1] {
+                                let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                    - s.padding[0] as isize;
+                                let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                    - s.padding[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xi = (c * h + iy as usize) * w + ix as usize;
+                                let wi =
+                                    ((o * s.in_channels + c) * s.kernel[0] + ky) * s.kernel[1] + kx;
+                                acc += x[xi] as f64 * w_[wi] as f64;
+                            }
+                        }
+                    }
+                    y[(o * ho + oy) * wo + ox] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    fn check(s: ConvShape, hw: [usize; 2]) {
+        let n_in = s.in_channels * hw[0] * hw[1];
+        let x: Vec<f32> = (0..n_in)
+            .map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let weight: Vec<f32> = (0..s.out_channels * s.patch_len())
+            .map(|i| ((i * 13) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
+        let want = direct(&s, &x, &weight, &bias, hw);
+        let layouts = [Layout::PixelMajor, Layout::PixelRows, Layout::ChannelMajor];
+        let activations = [Activation::Identity, Activation::Relu, Activation::Relu6];
+        for (layout, activation) in layouts
+            .into_iter()
+            .flat_map(|l| activations.map(|a| (l, a)))
+        {
+            let conv = PackedConv::with_layout(s, layout, weight.clone(), bias.clone(), activation)
+                .expect("packs");
+            let (got, _) = conv.forward(&x, 1, hw).expect("runs");
+            assert_eq!(got.len(), want.len(), "{s:?}");
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let w = match activation {
+                    Activation::Identity => w,
+                    Activation::Relu => w.max(0.0),
+                    Activation::Relu6 => w.clamp(0.0, 6.0),
+                };
+                assert!(
+                    (g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{s:?} {:?} {i}: {g} {w}",
+                    conv.layout
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn im2col_gemm_matches_the_definition() {
+        let shape = |c, o, k: usize, s: usize, p: usize, d: usize| ConvShape {
+            in_channels: c,
+            out_channels: o,
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [p, p],
+            dilation: [d, d],
+        };
+        check(shape(3, 5, 3, 1, 1, 1), [9, 7]);
+        check(shape(4, 6, 1, 1, 0, 1), [5, 6]);
+        check(shape(2, 3, 1, 2, 0, 1), [7, 7]);
+        check(shape(3, 4, 11, 4, 2, 1), [31, 29]);
+        check(shape(2, 3, 7, 2, 3, 1), [16, 13]);
+        check(shape(3, 2, 3, 2, 1, 2), [10, 11]);
+        check(shape(2, 2, 5, 1, 0, 1), [5, 5]);
+        // Non-square kernels and padding wider than needed on one side.
+        let mut s = shape(2, 3, 3, 1, 1, 1);
+        s.kernel = [1, 3];
+        s.padding = [0, 2];
+        check(s, [4, 6]);
+        // Many channels: im2col tiles of fewer pixels than the image.
+        check(shape(600, 2, 3, 1, 1, 1), [33, 33]);
+    }
+
+    #[test]
+    fn batches_are_independent_and_wrong_sizes_are_refused() {
+        let s = ConvShape {
+            in_channels: 2,
+            out_channels: 2,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let conv = PackedConv::new(s, vec![0.5; 36], vec![1.0, -1.0], Activation::Identity, 16)
+            .expect("packs");
+        let one: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let two: Vec<f32> = one.iter().chain(&one).copied().collect();
+        let (y1, _) = conv.forward(&one, 1, [4, 4]).expect("one");
+        let (y2, hw) = conv.forward(&two, 2, [4, 4]).expect("two");
+        assert_eq!(hw, [4, 4]);
+        assert_eq!(&y2[..32], &y1[..]);
+        assert_eq!(&y2[32..], &y1[..]);
+        assert!(conv.forward(&one, 2, [4, 4]).is_err());
+        assert!(PackedConv::new(s, vec![0.5; 35], vec![1.0, -1.0], Activation::Relu, 16).is_err());
+    }
+}
