@@ -353,11 +353,15 @@ mod tests {
 
     #[test]
     fn other_version_is_recognised_even_when_unparseable() {
-        // [2, "SomethingNew"]: a v2 message this build does not know.
-        let body = rmp_serde::to_vec(&(2u16, "SomethingNew")).expect("encodes");
+        // [next, "SomethingNew"]: a message of the next version that this build does not know.
+        let next = PROTOCOL_VERSION + 1;
+        let body = rmp_serde::to_vec(&(next, "SomethingNew")).expect("encodes");
         assert_eq!(
             decode(&frame_with_body(&body), &Limits::default()),
-            Err(FrameError::VersionMismatch { ours: 1, theirs: 2 })
+            Err(FrameError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: next
+            })
         );
         let msg = Message::Error(ErrorReply {
             code: ErrorCode::Busy,
@@ -366,7 +370,10 @@ mod tests {
         let bytes = encode_with_version(7, &msg).expect("encodes");
         assert_eq!(
             decode(&bytes, &Limits::default()),
-            Err(FrameError::VersionMismatch { ours: 1, theirs: 7 })
+            Err(FrameError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 7
+            })
         );
     }
 
