@@ -2,6 +2,9 @@
 //! flex) compute what Burn's plain operations compute: for every zoo model, whole and split at
 //! random cuts, including cuts inside a fused group.
 
+mod common;
+
+use common::{Lcg, input};
 use models::{Backend, HostTensor, Kernels, Model, Net, Weights, relative_difference, zoo};
 
 /// The bar: 1e-4 of the output's largest magnitude.
@@ -9,31 +12,6 @@ const TOLERANCE: f64 = 1e-4;
 
 /// Random cuts per model on top of the cuts inside fused groups.
 const RANDOM_CUTS: usize = 6;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn input(net: &Net, rng: &mut Lcg) -> HostTensor {
-    let mut shape = vec![1];
-    shape.extend_from_slice(net.input_shape());
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
-    HostTensor::new(shape, data).expect("input tensor")
-}
 
 fn run(model: &Model, cloud: Option<Vec<bool>>, x: &HostTensor) -> HostTensor {
     let value = model.upload(x.clone()).expect("upload");
@@ -71,7 +49,7 @@ fn fast_equals_plain(name: &str) {
         .expect("plain model");
     let fast = Model::with_kernels(net.clone(), weights, &device, Kernels::Fast).expect("fast");
     let mut rng = Lcg(3);
-    let x = input(&net, &mut rng);
+    let x = input(&net, 1, &mut rng);
     let want = run(&plain, None, &x);
     let diff = relative_difference(&run(&fast, None, &x), &want);
     assert!(diff <= TOLERANCE, "{name}: whole pass differs by {diff}");

@@ -1,38 +1,15 @@
 //! Split execution equals the whole forward pass: at every cut of the chain models, and at random
 //! valid (successor-closed, input on the edge) cuts of the DAG models.
 
+mod common;
+
+use common::{Lcg, input};
 use models::{Backend, HostTensor, Model, Net, Value, relative_difference, zoo};
 
 const TOLERANCE: f64 = 1e-5;
 
 /// Random cuts per DAG model: a few hundred in release builds, fewer in debug builds.
 const RANDOM_CUTS: usize = if cfg!(debug_assertions) { 25 } else { 300 };
-
-/// Tiny deterministic generator for inputs and cut choices.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn input(net: &Net, batch: usize, rng: &mut Lcg) -> HostTensor {
-    let mut shape = vec![batch];
-    shape.extend_from_slice(net.input_shape());
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
-    HostTensor::new(shape, data).expect("input tensor")
-}
 
 fn model(name: &str, side: usize) -> Model {
     let net = zoo::build_with_input(

@@ -418,6 +418,23 @@ fn im2col_pixel_major(
     col
 }
 
+/// The output columns `first..end` (of `wo`) whose input column `ox · stride + shift − pad`
+/// lies inside a row of `w`: where a kernel tap `shift` columns to the right reads real input.
+pub(crate) fn inside_columns(
+    shift: usize,
+    [stride, pad]: [usize; 2],
+    w: usize,
+    wo: usize,
+) -> (usize, usize) {
+    let first = pad.saturating_sub(shift).div_ceil(stride).min(wo);
+    let end = if w + pad > shift {
+        ((w + pad - shift - 1) / stride + 1).min(wo)
+    } else {
+        0
+    };
+    (first, end)
+}
+
 /// Fills `col` (`K × len`, row-major) with the patches of output pixels `start..start + len`
 /// of one sample: element `(r, j)` is the input under kernel tap `r = (c, ky, kx)` for output
 /// pixel `start + j`, or 0 in the padding.
@@ -440,14 +457,8 @@ fn im2col(
         .for_each(|(r, row)| {
             let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
             let plane = &sample[c * h * w..(c + 1) * h * w];
-            // Output columns whose input column `ox·sw + kx·dw − pw` lies inside the row.
             let shift = kx * dw;
-            let first_ox = pw.saturating_sub(shift).div_ceil(sw);
-            let end_ox = if w + pw > shift {
-                ((w + pw - shift - 1) / sw + 1).min(wo)
-            } else {
-                0
-            };
+            let (first_ox, end_ox) = inside_columns(shift, [sw, pw], w, wo);
             let mut j = 0;
             while j < len {
                 let (oy, ox0) = ((start + j) / wo, (start + j) % wo);

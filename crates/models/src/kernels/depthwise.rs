@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Activation, ConvShape};
+use super::conv::{Activation, ConvShape, inside_columns};
 use super::gemm::ShapeError;
 
 /// A depthwise convolution ready to run.
@@ -86,13 +86,7 @@ impl DepthwiseConv {
                         for kx in 0..kw {
                             let tap = filter[ky * kw + kx];
                             let shift = kx * dw;
-                            // Output columns whose input column ox·sw + shift − pw is inside.
-                            let first = pw.saturating_sub(shift).div_ceil(sw).min(wo);
-                            let end = if w + pw > shift {
-                                ((w + pw - shift - 1) / sw + 1).min(wo)
-                            } else {
-                                0
-                            };
+                            let (first, end) = inside_columns(shift, [sw, pw], w, wo);
                             if first >= end {
                                 continue;
                             }
