@@ -10,7 +10,8 @@ use models::{LayerKind, LayerSpec};
 
 use crate::class::LayerClass;
 
-/// Version of the feature definitions. A profile trained on another version is refused.
+/// Version of the feature definitions. Sweeps and profiles of another version are refused; bump
+/// [`PROFILE_FORMAT_VERSION`](crate::PROFILE_FORMAT_VERSION) with it.
 pub const FEATURE_SCHEMA_VERSION: u32 = 1;
 
 fn elements(shape: &[usize]) -> f64 {

@@ -31,7 +31,7 @@ pub use error::PredictorError;
 pub use features::FEATURE_SCHEMA_VERSION;
 pub use machine::{MachineInfo, apply_cpu_quota};
 pub use measured::{ModelCheck, check_model, measured_costs};
-pub use profile::{DeviceProfile, Role};
+pub use profile::{DeviceProfile, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
 pub use space::{Sample, Sampler, SweepSize};
 pub use sweep::{ClassSummary, SweepConfig, run_sweep};

@@ -11,11 +11,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::class::LayerClass;
 use crate::error::PredictorError;
-use crate::features::{self, FEATURE_SCHEMA_VERSION};
+use crate::features;
 use crate::regress::Fitted;
 
 /// Marks a profile file, so that another file given by mistake gets a clear error.
 const MAGIC: &str = "cutpoint-device-profile";
+
+/// Version of the profile file: how its models are stored and which features they read. Bump it
+/// whenever either changes, with [`FEATURE_SCHEMA_VERSION`] for the features. Format 1 stored
+/// models over every feature column; format 2 leaves out the columns constant in the sweep.
+pub const PROFILE_FORMAT_VERSION: u32 = 2;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +140,7 @@ impl DeviceProfile {
 
     /// Writes the profile (MessagePack).
     pub fn save(&self, path: &Path) -> Result<(), PredictorError> {
-        let bytes = rmp_serde::to_vec(&(MAGIC, FEATURE_SCHEMA_VERSION, self)).map_err(|e| {
+        let bytes = rmp_serde::to_vec(&(MAGIC, PROFILE_FORMAT_VERSION, self)).map_err(|e| {
             PredictorError::Profile {
                 path: path.to_path_buf(),
                 reason: format!("cannot encode: {e}"),
@@ -147,7 +152,7 @@ impl DeviceProfile {
         fs::write(path, bytes).map_err(|e| PredictorError::io("cannot write", path, e))
     }
 
-    /// Reads a profile, refusing files that are not profiles or use another feature schema.
+    /// Reads a profile, refusing files that are not profiles or are in another format.
     pub fn load(path: &Path) -> Result<DeviceProfile, PredictorError> {
         let bytes = fs::read(path).map_err(|e| PredictorError::io("cannot read", path, e))?;
         let bad = |reason: String| PredictorError::Profile {
@@ -167,9 +172,9 @@ impl DeviceProfile {
                     .into(),
             ));
         }
-        if version != FEATURE_SCHEMA_VERSION {
+        if version != PROFILE_FORMAT_VERSION {
             return Err(bad(format!(
-                "it uses feature schema {version}, but this build reads schema {FEATURE_SCHEMA_VERSION}; profile the device again with this version"
+                "it is in profile format {version}, but this build reads format {PROFILE_FORMAT_VERSION}; train it again from its sweep (`train --data DIR --out FILE`)"
             )));
         }
         let (_, _, profile): (String, u32, DeviceProfile) =

@@ -70,7 +70,17 @@ impl Candidate {
 
 /// A fitted regressor. Serialisable: it is what a `DeviceProfile` stores.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Fitted {
+pub struct Fitted {
+    /// The feature columns the model reads: those that were not the same in every sample it was
+    /// fitted on. A constant column says nothing about latency, and ridge regression, which
+    /// divides each column by its spread, turns one into NaN.
+    columns: Vec<usize>,
+    model: Model,
+}
+
+/// The regressor itself, over the kept columns.
+#[derive(Debug, Serialize, Deserialize)]
+enum Model {
     /// A linear model (the baseline, or log-linear).
     Linear(Candidate, LinearRegression<f64, f64, Matrix, Vec<f64>>),
     /// Ridge regression.
@@ -84,12 +94,34 @@ pub enum Fitted {
     OverPowerLaw(
         Candidate,
         LinearRegression<f64, f64, Matrix, Vec<f64>>,
-        Box<Fitted>,
+        Box<Model>,
     ),
 }
 
-fn matrix(rows: &[Vec<f64>]) -> Result<Matrix, String> {
-    DenseMatrix::from_2d_vec(&rows.to_vec()).map_err(|e| e.to_string())
+/// The columns of `rows` whose value is not the same in every row.
+fn varying_columns(rows: &[Vec<f64>]) -> Vec<usize> {
+    let width = rows.iter().map(Vec::len).min().unwrap_or(0);
+    (0..width)
+        .filter(|&c| rows.iter().any(|row| row[c] != rows[0][c]))
+        .collect()
+}
+
+/// `rows` cut down to `columns`, as a matrix.
+fn matrix(rows: &[Vec<f64>], columns: &[usize]) -> Result<Matrix, String> {
+    let needed = columns.last().map_or(0, |&c| c + 1);
+    let kept = rows
+        .iter()
+        .map(|row| {
+            if row.len() < needed {
+                return Err(format!(
+                    "a feature row has {} values, but the model reads {needed}; train the profile again with this version",
+                    row.len()
+                ));
+            }
+            Ok(columns.iter().map(|&c| row[c]).collect())
+        })
+        .collect::<Result<Vec<Vec<f64>>, String>>()?;
+    DenseMatrix::from_2d_vec(&kept).map_err(|e| e.to_string())
 }
 
 impl Fitted {
@@ -103,47 +135,72 @@ impl Fitted {
         if x.is_empty() {
             return Err("no samples to fit".into());
         }
-        let m = matrix(x)?;
+        let columns = varying_columns(x);
+        if columns.is_empty() {
+            return Err(
+                "every feature is the same in all samples; sweep more varied layers".into(),
+            );
+        }
+        let m = matrix(x, &columns)?;
         let y: Vec<f64> = if candidate.log_target() {
             ms.iter().map(|&t| t.max(1e-6).ln()).collect()
         } else {
             ms.to_vec()
         };
-        fit_target(candidate, &m, y, seed)
+        let fitted = Fitted {
+            columns,
+            model: fit_target(candidate, &m, y, seed)?,
+        };
+        // A fit that cannot even reproduce its own samples finitely is of no use.
+        fitted
+            .predict(x)
+            .map_err(|e| format!("{}: {e}", candidate.name()))?;
+        Ok(fitted)
     }
 
     /// Which candidate this is.
     pub fn candidate(&self) -> Candidate {
-        match self {
-            Fitted::Linear(c, _) => *c,
-            Fitted::Ridge(_) => Candidate::Ridge,
-            Fitted::Forest(_) => Candidate::RandomForest,
-            Fitted::Boosted(_) => Candidate::Boosted,
-            Fitted::OverPowerLaw(c, _, _) => *c,
-        }
+        self.model.candidate()
     }
 
-    /// Predicted latencies in ms (never negative) for rows of features.
+    /// Predicted latencies in ms (never negative) for rows of features, or an error where one
+    /// comes out infinite or NaN.
     pub fn predict(&self, x: &[Vec<f64>]) -> Result<Vec<f64>, String> {
-        let raw = self.predict_target(&matrix(x)?)?;
-        Ok(if self.candidate().log_target() {
+        let raw = self.model.predict_target(&matrix(x, &self.columns)?)?;
+        let ms: Vec<f64> = if self.candidate().log_target() {
             raw.into_iter().map(f64::exp).collect()
         } else {
             raw.into_iter().map(|t| t.max(0.0)).collect()
-        })
+        };
+        match ms.iter().find(|t| !t.is_finite()) {
+            Some(t) => Err(format!(
+                "predicted a latency of {t} ms; the layer may lie far outside the sweep, so profile with the full sweep (`profile` without `--quick`)"
+            )),
+            None => Ok(ms),
+        }
     }
 }
 
-impl Fitted {
+impl Model {
+    fn candidate(&self) -> Candidate {
+        match self {
+            Model::Linear(c, _) => *c,
+            Model::Ridge(_) => Candidate::Ridge,
+            Model::Forest(_) => Candidate::RandomForest,
+            Model::Boosted(_) => Candidate::Boosted,
+            Model::OverPowerLaw(c, _, _) => *c,
+        }
+    }
+
     /// Predictions in the space the model was fitted in (ln ms for our candidates).
     fn predict_target(&self, m: &Matrix) -> Result<Vec<f64>, String> {
         let e = |e: smartcore::error::Failed| e.to_string();
         Ok(match self {
-            Fitted::Linear(_, r) => r.predict(m).map_err(e)?,
-            Fitted::Ridge(r) => r.predict(m).map_err(e)?,
-            Fitted::Forest(r) => r.predict(m).map_err(e)?,
-            Fitted::Boosted(r) => r.predict(m).map_err(e)?,
-            Fitted::OverPowerLaw(_, base, trees) => {
+            Model::Linear(_, r) => r.predict(m).map_err(e)?,
+            Model::Ridge(r) => r.predict(m).map_err(e)?,
+            Model::Forest(r) => r.predict(m).map_err(e)?,
+            Model::Boosted(r) => r.predict(m).map_err(e)?,
+            Model::OverPowerLaw(_, base, trees) => {
                 let law = base.predict(m).map_err(e)?;
                 let rest = trees.predict_target(m)?;
                 law.iter().zip(rest).map(|(a, b)| a + b).collect()
@@ -153,14 +210,14 @@ impl Fitted {
 }
 
 /// Fits `candidate` to the target `y` (already in the candidate's space).
-fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Result<Fitted, String> {
+fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Result<Model, String> {
     let e = |e: smartcore::error::Failed| e.to_string();
     Ok(match candidate {
-        Candidate::NeurosurgeonLinear | Candidate::LogLinear => Fitted::Linear(
+        Candidate::NeurosurgeonLinear | Candidate::LogLinear => Model::Linear(
             candidate,
             LinearRegression::fit(m, &y, LinearRegressionParameters::default()).map_err(e)?,
         ),
-        Candidate::Ridge => Fitted::Ridge(
+        Candidate::Ridge => Model::Ridge(
             RidgeRegression::fit(m, &y, RidgeRegressionParameters::default().with_alpha(0.1))
                 .map_err(e)?,
         ),
@@ -169,7 +226,7 @@ fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Resul
                 .with_n_trees(100)
                 .with_min_samples_leaf(1)
                 .with_seed(seed);
-            Fitted::Forest(RandomForestRegressor::fit(m, &y, params).map_err(e)?)
+            Model::Forest(RandomForestRegressor::fit(m, &y, params).map_err(e)?)
         }
         Candidate::Boosted => {
             let params = XGRegressorParameters::default()
@@ -178,7 +235,7 @@ fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Resul
                 .with_max_depth(4)
                 .with_base_score(y.iter().sum::<f64>() / y.len() as f64)
                 .with_seed(seed);
-            Fitted::Boosted(XGRegressor::fit(m, &y, params).map_err(e)?)
+            Model::Boosted(XGRegressor::fit(m, &y, params).map_err(e)?)
         }
         Candidate::ForestOverPowerLaw | Candidate::BoostedOverPowerLaw => {
             let base =
@@ -190,7 +247,7 @@ fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Resul
             } else {
                 Candidate::Boosted
             };
-            Fitted::OverPowerLaw(candidate, base, Box::new(fit_target(trees, m, rest, seed)?))
+            Model::OverPowerLaw(candidate, base, Box::new(fit_target(trees, m, rest, seed)?))
         }
     })
 }
@@ -314,6 +371,40 @@ mod tests {
             assert_eq!(model.candidate(), candidate);
             let predicted = model.predict(&x).expect("predicts");
             assert!(predicted.iter().all(|&p| p > 0.0), "{}", candidate.name());
+        }
+    }
+
+    /// A feature that is the same in every sample (a sweep that drew no grouped convolution
+    /// has ln(1 + groups) = ln 2 throughout) must not turn the fit into NaN: ridge regression
+    /// standardises each column by its spread, which is zero there.
+    #[test]
+    fn a_feature_constant_in_every_sample_is_left_out_of_the_fit() {
+        // 25 samples: smartcore's E[x²] − E[x]² comes out below zero for ln 2, so its
+        // standard deviation is NaN rather than zero.
+        let (x, ms) = power_law((1..=25).map(|i| 300.0 * i as f64));
+        let with_constant: Vec<Vec<f64>> = x
+            .iter()
+            .map(|row| [row.as_slice(), &[2f64.ln()]].concat())
+            .collect();
+        for candidate in Candidate::OURS {
+            let model = Fitted::fit(candidate, &with_constant, &ms, 1).expect("fits");
+            let predicted = model.predict(&with_constant).expect("predicts");
+            assert!(
+                predicted.iter().all(|p| p.is_finite()),
+                "{}: {predicted:?}",
+                candidate.name()
+            );
+            let mean_log_error = predicted
+                .iter()
+                .zip(&ms)
+                .map(|(p, m)| (p / m).ln().abs())
+                .sum::<f64>()
+                / ms.len() as f64;
+            assert!(
+                mean_log_error < 0.3,
+                "{}: {mean_log_error}",
+                candidate.name()
+            );
         }
     }
 }

@@ -145,26 +145,40 @@ fn train_class(
             cv_log_error.insert(candidate.name(), score);
         }
     }
-    let chosen = Candidate::OURS
+    let mut ranked: Vec<Candidate> = Candidate::OURS
         .into_iter()
         .filter(|c| cv_log_error.contains_key(c.name()))
-        .min_by(|a, b| cv_log_error[a.name()].total_cmp(&cv_log_error[b.name()]))
-        .ok_or_else(|| fail("no candidate could be fitted in cross-validation".into()))?;
+        .collect();
+    ranked.sort_by(|a, b| cv_log_error[a.name()].total_cmp(&cv_log_error[b.name()]));
 
-    let held_out = |candidate: Candidate, x: &[Vec<f64>]| -> Result<Accuracy, PredictorError> {
-        let model =
-            Fitted::fit(candidate, &pick(x, &train), &ys(&train), options.seed).map_err(fail)?;
-        let predicted = model.predict(&pick(x, &test)).map_err(fail)?;
+    let held_out = |candidate: Candidate, x: &[Vec<f64>]| -> Result<Accuracy, String> {
+        let model = Fitted::fit(candidate, &pick(x, &train), &ys(&train), options.seed)?;
+        let predicted = model.predict(&pick(x, &test))?;
         Ok(Accuracy::of(&predicted, &ys(&test)))
     };
+    // The best cross-validated candidate that also fits the held-out split and every sample:
+    // a fit on more samples can still fail where every fold's succeeded.
+    let mut last_failure = "no candidate could be fitted in cross-validation".to_string();
+    let mut best = None;
+    for candidate in ranked {
+        let fitted = held_out(candidate, &ours)
+            .and_then(|accuracy| Ok((accuracy, Fitted::fit(candidate, &ours, &ms, options.seed)?)));
+        match fitted {
+            Ok(found) => {
+                best = Some((candidate, found));
+                break;
+            }
+            Err(e) => last_failure = e,
+        }
+    }
+    let (chosen, (accuracy, model)) = best.ok_or_else(|| fail(last_failure))?;
     let report = ClassReport {
         class: class.name(),
         samples: rows.len(),
         chosen: chosen.name(),
         cv_log_error,
-        ours: held_out(chosen, &ours)?,
-        baseline: held_out(Candidate::NeurosurgeonLinear, &base)?,
+        ours: accuracy,
+        baseline: held_out(Candidate::NeurosurgeonLinear, &base).map_err(fail)?,
     };
-    let model = Fitted::fit(chosen, &ours, &ms, options.seed).map_err(fail)?;
     Ok((model, report))
 }

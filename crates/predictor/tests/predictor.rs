@@ -186,8 +186,8 @@ fn foreign_or_newer_profiles_are_refused() {
     let newer = dir.join("newer.profile");
     let bytes = rmp_serde::to_vec(&("cutpoint-device-profile", 999u32, 0u8)).expect("encode");
     std::fs::write(&newer, bytes).expect("write");
-    let err = DeviceProfile::load(&newer).expect_err("schema 999");
-    assert!(err.to_string().contains("schema 999"), "{err}");
+    let err = DeviceProfile::load(&newer).expect_err("format 999");
+    assert!(err.to_string().contains("format 999"), "{err}");
 
     let foreign = dir.join("foreign.profile");
     std::fs::write(&foreign, b"{\"not\": \"a profile\"}").expect("write");
