@@ -14,10 +14,13 @@
 //!   already the `[in, pixels]` patch matrix): `[out, K] × [K, pixels]` lands straight in the NCHW output, with
 //!   PyTorch's `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile
 //!   at a time and gemm spreading each product over every thread.
+//! - **Winograd** (3×3, stride-1 layers of at least 512 output pixels that would otherwise run
+//!   pixel-major): F(2×2, 3×3), in [`winograd`].
 
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, ShapeError, gemm};
+use super::winograd;
 
 /// im2col tiles hold at most this many bytes, so that a tile is still in cache when gemm reads
 /// it.
@@ -43,6 +46,10 @@ enum Layout {
     PixelRows,
     /// `[out, K] × [K, pixels]`; the weight is `[out, K]` with K in `(c, ky, kx)` order.
     ChannelMajor,
+    /// Winograd's F(2×2, 3×3) for 3×3, stride-1 layers that would run pixel-major with
+    /// channels-last patches (see [`winograd`]); the weight is sixteen transformed `[in, out]`
+    /// matrices.
+    Winograd,
 }
 
 /// What a layer applies to its output after the bias, element by element.
@@ -138,8 +145,9 @@ impl PackedConv {
     ) -> Result<PackedConv, ShapeError> {
         let layout = match shape.suits_pixel_major(pixels) {
             false => Layout::ChannelMajor,
-            true if shape.in_channels >= PIXEL_MAJOR_MIN_CHANNELS => Layout::PixelMajor,
-            true => Layout::PixelRows,
+            true if shape.in_channels < PIXEL_MAJOR_MIN_CHANNELS => Layout::PixelRows,
+            true if winograd::pays(&shape, pixels) => Layout::Winograd,
+            true => Layout::PixelMajor,
         };
         PackedConv::with_layout(shape, layout, weight, bias, activation)
     }
@@ -168,6 +176,13 @@ impl PackedConv {
             Layout::PixelMajor => taps_by_out(&shape, &weight),
             Layout::PixelRows => transpose(&weight, shape.out_channels, shape.patch_len()),
             Layout::ChannelMajor => weight,
+            Layout::Winograd if winograd::suits(&shape) => winograd::pack(&shape, &weight),
+            Layout::Winograd => {
+                return Err(ShapeError(format!(
+                    "Winograd's F(2x2, 3x3) does not compute a {}x{} convolution of stride {}",
+                    shape.kernel[0], shape.kernel[1], shape.stride[0]
+                )));
+            }
         };
         Ok(PackedConv {
             shape,
@@ -208,6 +223,16 @@ impl PackedConv {
                     self.pixel_major(sample, [h, w], [ho, wo], y)?
                 }
                 Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
+                Layout::Winograd => winograd::forward(
+                    s,
+                    &self.weight,
+                    &self.bias,
+                    self.activation,
+                    sample,
+                    [h, w],
+                    [ho, wo],
+                    y,
+                )?,
             }
         }
         Ok((out, [ho, wo]))
@@ -535,7 +560,10 @@ mod tests {
             .collect();
         let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
         let want = direct(&s, &x, &weight, &bias, hw);
-        let layouts = [Layout::PixelMajor, Layout::PixelRows, Layout::ChannelMajor];
+        let mut layouts = vec![Layout::PixelMajor, Layout::PixelRows, Layout::ChannelMajor];
+        if winograd::suits(&s) {
+            layouts.push(Layout::Winograd);
+        }
         let activations = [Activation::Identity, Activation::Relu, Activation::Relu6];
         for (layout, activation) in layouts
             .into_iter()
@@ -577,6 +605,10 @@ mod tests {
         check(shape(2, 3, 7, 2, 3, 1), [16, 13]);
         check(shape(3, 2, 3, 2, 1, 2), [10, 11]);
         check(shape(2, 2, 5, 1, 0, 1), [5, 5]);
+        // 3×3 stride 1 (Winograd too): unpadded, padded wider than needed, and an even size.
+        check(shape(5, 7, 3, 1, 0, 1), [8, 9]);
+        check(shape(3, 4, 3, 1, 2, 1), [6, 5]);
+        check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
         // Non-square kernels and padding wider than needed on one side.
         let mut s = shape(2, 3, 3, 1, 1, 1);
         s.kernel = [1, 3];
