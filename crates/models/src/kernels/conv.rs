@@ -7,12 +7,12 @@
 //!   patch is a row of the im2col matrix (`(ky, kx, c)` order, so every tap copies `in`
 //!   contiguous channels), and `[pixels, K] × [K, out]` runs tile by tile, a tile per thread,
 //!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
-//!   to NCHW. With few input channels (an RGB stem) the patches are read from the NCHW rows
-//!   instead, `kw` columns at a time, and the input needs no transpose.
+//!   to NCHW.
 //! - **Channel-major** (few output pixels, e.g. 7×7 maps, where a pixel tile per thread leaves
-//!   gemm too little to do; and 1×1, stride-1, unpadded convolutions, whose NCHW input is
-//!   already the `[in, pixels]` patch matrix): `[out, K] × [K, pixels]` lands straight in the NCHW output, with
-//!   PyTorch's `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile
+//!   gemm too little to do; 1×1, stride-1, unpadded convolutions, whose NCHW input is already
+//!   the `[in, pixels]` patch matrix; and few input channels, as in an RGB stem, whose short
+//!   patches cannot pay for turning a large output back to NCHW): `[out, K] × [K, pixels]`
+//!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile
 //!   at a time and gemm spreading each product over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 512 output pixels that would otherwise run
 //!   pixel-major): F(2×2, 3×3), in [`winograd`].
@@ -29,9 +29,9 @@ const COL_TILE_BYTES: usize = 1 << 20;
 /// Layers with fewer output pixels than this run channel-major.
 const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
 
-/// Pixel-major layers with fewer input channels than this build their patches from the NCHW
-/// input's rows: channels-last im2col copies `in` channels per kernel tap, too few to pay for a
-/// 3-channel stem.
+/// Layers with fewer input channels than this run channel-major: for an RGB stem, the
+/// pixel-major product and its transpose back to NCHW took 1.4–2.8 times as long (VGG16's
+/// first layer 51.7 against 23.9 ms, ResNet's 7×7 stem 11.8 against 8.5).
 const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
 /// How the product is laid out (see the module documentation).
@@ -40,10 +40,6 @@ enum Layout {
     /// `[pixels, K] × [K, out]` from a channels-last copy of the input; the weight is
     /// `[K, out]` with K in `(ky, kx, c)` order.
     PixelMajor,
-    /// `[pixels, K] × [K, out]` straight from the NCHW input, each `(c, ky)` of a patch a run
-    /// of `kw` input columns (for few input channels, such as an RGB stem); the weight is
-    /// `[K, out]` with K in PyTorch's `(c, ky, kx)` order.
-    PixelRows,
     /// `[out, K] × [K, pixels]`; the weight is `[out, K]` with K in `(c, ky, kx)` order.
     ChannelMajor,
     /// Winograd's F(2×2, 3×3) for 3×3, stride-1 layers that would run pixel-major with
@@ -105,10 +101,13 @@ impl ConvShape {
     }
 
     /// Whether a layer of this shape with `pixels` output pixels runs pixel-major: most do, but
-    /// not one with few pixels, nor a pointwise one (whose NCHW input is
-    /// already the channel-major patch matrix, so it needs neither im2col nor a transpose).
+    /// not one with few pixels, nor one with few input channels, nor a pointwise one (whose
+    /// NCHW input is already the channel-major patch matrix, so it needs neither im2col nor a
+    /// transpose).
     fn suits_pixel_major(&self, pixels: usize) -> bool {
-        pixels >= PIXEL_MAJOR_MIN_PIXELS && !self.is_pointwise()
+        pixels >= PIXEL_MAJOR_MIN_PIXELS
+            && self.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
+            && !self.is_pointwise()
     }
 
     fn is_pointwise(&self) -> bool {
@@ -145,7 +144,6 @@ impl PackedConv {
     ) -> Result<PackedConv, ShapeError> {
         let layout = match shape.suits_pixel_major(pixels) {
             false => Layout::ChannelMajor,
-            true if shape.in_channels < PIXEL_MAJOR_MIN_CHANNELS => Layout::PixelRows,
             true if winograd::pays(&shape, pixels) => Layout::Winograd,
             true => Layout::PixelMajor,
         };
@@ -174,7 +172,6 @@ impl PackedConv {
         }
         let weight = match layout {
             Layout::PixelMajor => taps_by_out(&shape, &weight),
-            Layout::PixelRows => transpose(&weight, shape.out_channels, shape.patch_len()),
             Layout::ChannelMajor => weight,
             Layout::Winograd if winograd::suits(&shape) => winograd::pack(&shape, &weight),
             Layout::Winograd => {
@@ -219,9 +216,7 @@ impl PackedConv {
             .zip(out.chunks_mut(s.out_channels * pixels))
         {
             match self.layout {
-                Layout::PixelMajor | Layout::PixelRows => {
-                    self.pixel_major(sample, [h, w], [ho, wo], y)?
-                }
+                Layout::PixelMajor => self.pixel_major(sample, [h, w], [ho, wo], y)?,
                 Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
                 Layout::Winograd => winograd::forward(
                     s,
@@ -248,10 +243,7 @@ impl PackedConv {
     ) -> Result<(), ShapeError> {
         let s = &self.shape;
         let (k, out_c, pixels) = (s.patch_len(), s.out_channels, ho * wo);
-        let channels_last = match self.layout {
-            Layout::PixelMajor => transpose(sample, s.in_channels, h * w),
-            _ => Vec::new(),
-        };
+        let channels_last = transpose(sample, s.in_channels, h * w);
         let threads = rayon::current_num_threads().max(1);
         let tile = (COL_TILE_BYTES / 4 / k)
             .min(pixels.div_ceil(2 * threads))
@@ -271,12 +263,7 @@ impl PackedConv {
                 for row in dst.chunks_mut(out_c) {
                     row.copy_from_slice(&self.bias);
                 }
-                let col = match self.layout {
-                    Layout::PixelMajor => {
-                        im2col_pixel_major(s, &channels_last, [h, w], wo, start, rows)
-                    }
-                    _ => im2col_rows(s, sample, [h, w], wo, start, rows),
-                };
+                let col = im2col_pixel_major(s, &channels_last, [h, w], wo, start, rows);
                 let patches = MatRef {
                     data: &col,
                     rows,
@@ -380,39 +367,6 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
             }
         });
     dst
-}
-
-/// The patches of output pixels `start..start + rows` of one NCHW sample as a `[rows, K]`
-/// matrix, K in `(c, ky, kx)` order, zeros in the padding.
-fn im2col_rows(
-    s: &ConvShape,
-    sample: &[f32],
-    [h, w]: [usize; 2],
-    wo: usize,
-    start: usize,
-    rows: usize,
-) -> Vec<f32> {
-    let [kh, kw] = s.kernel;
-    let k = s.patch_len();
-    let mut col = vec![0.0f32; rows * k];
-    for (j, patch) in col.chunks_mut(k).enumerate() {
-        let (oy, ox) = ((start + j) / wo, (start + j) % wo);
-        for (r, dst) in patch.chunks_mut(kw).enumerate() {
-            let (c, ky) = (r / kh, r % kh);
-            let iy = (oy * s.stride[0] + ky * s.dilation[0]).wrapping_sub(s.padding[0]);
-            if iy >= h {
-                continue;
-            }
-            let row = &sample[(c * h + iy) * w..(c * h + iy + 1) * w];
-            for (kx, d) in dst.iter_mut().enumerate() {
-                let ix = (ox * s.stride[1] + kx * s.dilation[1]).wrapping_sub(s.padding[1]);
-                if ix < w {
-                    *d = row[ix];
-                }
-            }
-        }
-    }
-    col
 }
 
 /// The patches of output pixels `start..start + rows` of one channels-last sample
@@ -560,7 +514,7 @@ mod tests {
             .collect();
         let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
         let want = direct(&s, &x, &weight, &bias, hw);
-        let mut layouts = vec![Layout::PixelMajor, Layout::PixelRows, Layout::ChannelMajor];
+        let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor];
         if winograd::suits(&s) {
             layouts.push(Layout::Winograd);
         }
