@@ -1,7 +1,9 @@
 //! Depthwise 2-D convolution (`groups = in = out`): each channel convolved with its own
 //! filter, a plane per task, with the bias and the activation applied to the finished plane.
 //! Output rows accumulate one kernel tap at a time over the columns where the tap lands inside
-//! the input, so the inner loop has no padding checks (and vectorises at stride 1).
+//! the input, so the inner loop has no padding checks. A strided layer first deals each plane's
+//! columns out by their remainder modulo the stride, so that every tap reads contiguous input
+//! and the inner loop vectorises at every stride.
 
 use rayon::prelude::*;
 
@@ -66,15 +68,18 @@ impl DepthwiseConv {
         }
         let [kh, kw] = s.kernel;
         let [sh, sw] = s.stride;
-        let [ph, pw] = s.padding;
-        let [dh, dw] = s.dilation;
+        let [ph, _] = s.padding;
+        let [dh, _] = s.dilation;
+        let taps: Vec<TapColumns> = (0..kw).map(|kx| TapColumns::new(s, kx, w, wo)).collect();
+        let phases = Phases::new(sw, w);
         let mut out = vec![0.0f32; x.len() / (h * w) * ho * wo];
         out.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
             .enumerate()
-            .for_each(|(plane, (y, input))| {
+            .for_each_init(Vec::new, |scratch, (plane, (y, input))| {
                 let c = plane % channels;
                 let filter = &self.weight[c * kh * kw..(c + 1) * kh * kw];
+                let split = phases.split(input, h, scratch);
                 y.fill(self.bias[c]);
                 for (oy, row) in y.chunks_mut(wo).enumerate() {
                     for ky in 0..kh {
@@ -82,25 +87,14 @@ impl DepthwiseConv {
                         if iy >= h {
                             continue;
                         }
-                        let src = &input[iy * w..(iy + 1) * w];
-                        for kx in 0..kw {
-                            let tap = filter[ky * kw + kx];
-                            let shift = kx * dw;
-                            let (first, end) = inside_columns(shift, [sw, pw], w, wo);
-                            if first >= end {
+                        for (tap, columns) in filter[ky * kw..(ky + 1) * kw].iter().zip(&taps) {
+                            if columns.first == columns.end {
                                 continue;
                             }
-                            let ix0 = first * sw + shift - pw;
-                            let dst = &mut row[first..end];
-                            if sw == 1 {
-                                let len = dst.len();
-                                for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + len]) {
-                                    *d += tap * v;
-                                }
-                            } else {
-                                for (d, ix) in dst.iter_mut().zip((ix0..).step_by(sw)) {
-                                    *d += tap * src[ix];
-                                }
+                            let dst = &mut row[columns.first..columns.end];
+                            let src = &phases.row(split, columns.phase, iy)[columns.start..];
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d += tap * v;
                             }
                         }
                     }
@@ -111,13 +105,89 @@ impl DepthwiseConv {
     }
 }
 
+/// Where one kernel column lands: output columns `first..end` read real input (not padding),
+/// output column `first + j` reading column `start + j` of input phase `phase` (see [`Phases`]).
+#[derive(Debug, Clone, Copy)]
+struct TapColumns {
+    first: usize,
+    end: usize,
+    phase: usize,
+    start: usize,
+}
+
+impl TapColumns {
+    fn new(s: &ConvShape, kx: usize, w: usize, wo: usize) -> TapColumns {
+        let shift = kx * s.dilation[1];
+        let (first, end) = inside_columns(shift, [s.stride[1], s.padding[1]], w, wo);
+        let (first, end) = (first, end.max(first));
+        // Input column of output column `first` (at least 0 there, by `inside_columns`).
+        let ix0 = (first * s.stride[1] + shift).saturating_sub(s.padding[1]);
+        TapColumns {
+            first,
+            end,
+            phase: ix0 % s.stride[1],
+            start: ix0 / s.stride[1],
+        }
+    }
+}
+
+/// A plane's columns dealt out by their remainder modulo the stride: phase `q` holds input
+/// columns `q, q + stride, q + 2·stride, …` of every row, so that each kernel tap of a strided
+/// convolution reads contiguous input. At stride 1 the plane is its own single phase.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    stride: usize,
+    w: usize,
+}
+
+impl Phases {
+    fn new(stride: usize, w: usize) -> Phases {
+        Phases { stride, w }
+    }
+
+    /// Columns in phase `q`.
+    fn width(&self, q: usize) -> usize {
+        self.w.saturating_sub(q).div_ceil(self.stride)
+    }
+
+    /// The phases of `input` (`[h, w]`), phase after phase, in `scratch` (or `input` itself at
+    /// stride 1).
+    fn split<'a>(&self, input: &'a [f32], h: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        if self.stride == 1 {
+            return input;
+        }
+        scratch.clear();
+        for q in 0..self.stride {
+            for row in input.chunks_exact(self.w).take(h) {
+                scratch.extend(row.iter().skip(q).step_by(self.stride));
+            }
+        }
+        scratch
+    }
+
+    /// Row `iy` of phase `q` of a split plane.
+    fn row<'a>(&self, split: &'a [f32], q: usize, iy: usize) -> &'a [f32] {
+        let h = split.len() / self.w.max(1);
+        let before: usize = (0..q).map(|p| self.width(p)).sum::<usize>() * h;
+        let width = self.width(q);
+        &split[before + iy * width..before + (iy + 1) * width]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn each_channel_is_convolved_with_its_own_filter() {
-        for (stride, padding, dilation) in [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 0, 1)] {
+        for (stride, padding, dilation) in [
+            (1, 1, 1),
+            (2, 1, 1),
+            (1, 2, 2),
+            (2, 0, 1),
+            (3, 1, 1),
+            (2, 3, 1),
+        ] {
             let (c, h, w) = (3, 7, 6);
             let shape = ConvShape {
                 in_channels: c,
