@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, ShapeError, gemm};
+use super::scratch::Scratch;
 use super::winograd;
 
 /// im2col tiles hold at most this many bytes, so that a tile is still in cache when gemm reads
@@ -243,7 +244,8 @@ impl PackedConv {
     ) -> Result<(), ShapeError> {
         let s = &self.shape;
         let (k, out_c, pixels) = (s.patch_len(), s.out_channels, ho * wo);
-        let channels_last = transpose(sample, s.in_channels, h * w);
+        let mut channels_last = Scratch::take(sample.len());
+        transpose(sample, s.in_channels, h * w, &mut channels_last);
         let threads = rayon::current_num_threads().max(1);
         let tile = (COL_TILE_BYTES / 4 / k)
             .min(pixels.div_ceil(2 * threads))
@@ -254,7 +256,7 @@ impl PackedConv {
             cols: out_c,
             row_stride: out_c,
         };
-        let mut result = vec![0.0f32; pixels * out_c];
+        let mut result = Scratch::take(pixels * out_c);
         result
             .par_chunks_mut(tile * out_c)
             .enumerate()
@@ -263,7 +265,8 @@ impl PackedConv {
                 for row in dst.chunks_mut(out_c) {
                     row.copy_from_slice(&self.bias);
                 }
-                let col = im2col_pixel_major(s, &channels_last, [h, w], wo, start, rows);
+                let mut col = Scratch::take(rows * k);
+                im2col_pixel_major(s, &channels_last, [h, w], wo, start, &mut col);
                 let patches = MatRef {
                     data: &col,
                     rows,
@@ -274,7 +277,7 @@ impl PackedConv {
                 self.activation.apply(dst);
                 Ok(())
             })?;
-        y.copy_from_slice(&transpose(&result, pixels, out_c));
+        transpose(&result, pixels, out_c, y);
         Ok(())
     }
 
@@ -307,7 +310,7 @@ impl PackedConv {
             gemm(y, pixels, weight, input, true, true)?;
         } else {
             let tile = (COL_TILE_BYTES / 4 / k).clamp(1, pixels);
-            let mut col = vec![0.0f32; k * tile];
+            let mut col = Scratch::take(k * tile);
             for start in (0..pixels).step_by(tile) {
                 let len = tile.min(pixels - start);
                 let col = &mut col[..k * len];
@@ -351,9 +354,9 @@ fn taps_by_out(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
 /// columns are written.
 const TRANSPOSE_BLOCK: usize = 32;
 
-/// `[rows, cols]` row-major into `[cols, rows]`, in parallel blocks of output rows.
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut dst = vec![0.0f32; rows * cols];
+/// `src`, `[rows, cols]` row-major, into `dst` as `[cols, rows]`, in parallel blocks of output
+/// rows.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     dst.par_chunks_mut(TRANSPOSE_BLOCK * rows)
         .enumerate()
         .for_each(|(b, block)| {
@@ -366,22 +369,20 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
                 }
             }
         });
-    dst
 }
 
-/// The patches of output pixels `start..start + rows` of one channels-last sample
-/// (`[h · w, in]`) as a `[rows, K]` matrix, K in `(ky, kx, c)` order, zeros in the padding.
+/// The patches of output pixels `start..` of one channels-last sample (`[h · w, in]`) into
+/// `col` as a `[rows, K]` matrix, K in `(ky, kx, c)` order, zeros in the padding.
 fn im2col_pixel_major(
     s: &ConvShape,
     input: &[f32],
     [h, w]: [usize; 2],
     wo: usize,
     start: usize,
-    rows: usize,
-) -> Vec<f32> {
+    col: &mut [f32],
+) {
     let cin = s.in_channels;
     let k = s.patch_len();
-    let mut col = vec![0.0f32; rows * k];
     for (j, patch) in col.chunks_mut(k).enumerate() {
         let (oy, ox) = ((start + j) / wo, (start + j) % wo);
         for (tap, dst) in patch.chunks_mut(cin).enumerate() {
@@ -391,10 +392,11 @@ fn im2col_pixel_major(
             if iy < h && ix < w {
                 let at = (iy * w + ix) * cin;
                 dst.copy_from_slice(&input[at..at + cin]);
+            } else {
+                dst.fill(0.0);
             }
         }
     }
-    col
 }
 
 /// The output columns `first..end` (of `wo`) whose input column `ox · stride + shift − pad`

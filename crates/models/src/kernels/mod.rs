@@ -11,6 +11,7 @@ mod conv;
 mod depthwise;
 mod gemm;
 mod pool;
+mod scratch;
 mod winograd;
 
 pub(crate) use conv::{Activation, ConvShape, PackedConv};

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::conv::{Activation, ConvShape};
 use super::gemm::{MatRef, ShapeError, gemm};
+use super::scratch::Scratch;
 
 /// Points of a transformed window: a 4×4 window for a 2×2 tile.
 const POINTS: usize = 16;
@@ -86,25 +87,26 @@ pub(crate) fn forward(
     let [th, tw] = [ho.div_ceil(2), wo.div_ceil(2)];
     let tiles = th * tw;
     let padded_w = 2 * tw + 2;
-    let padded = pad_channels_last(sample, cin, [h, w], s.padding, [2 * th + 2, padded_w]);
+    let mut padded = Scratch::take((2 * th + 2) * padded_w * cin);
+    pad_channels_last(sample, cin, [h, w], s.padding, padded_w, &mut padded);
     let threads = rayon::current_num_threads().max(1);
     // Blocks of at most BLOCK_TILES tiles, as many per thread.
     let blocks = tiles.div_ceil(BLOCK_TILES).div_ceil(threads) * threads;
     let block = tiles.div_ceil(blocks).max(1);
     // [tile, 2×2 pixels, out]: each block of tiles is one contiguous chunk.
-    let mut result = vec![0.0f32; tiles * 4 * cout];
+    let mut result = Scratch::take(tiles * 4 * cout);
     result
         .par_chunks_mut(block * 4 * cout)
         .enumerate()
         .try_for_each_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
+            || (Scratch::take(0), Scratch::take(0), Scratch::take(0)),
             |(v, m, scratch), (b, dst)| {
                 let (first, n) = (b * block, dst.len() / (4 * cout));
                 // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
                 // stride of 16 points.
-                v.resize(n * POINTS * cin, 0.0);
-                m.resize(n * POINTS * cout, 0.0);
-                scratch.resize(POINTS * cin.max(cout), 0.0);
+                v.set_len(n * POINTS * cin);
+                m.set_len(n * POINTS * cout);
+                scratch.set_len(POINTS * cin.max(cout));
                 for (t, vt) in v.chunks_exact_mut(POINTS * cin).enumerate() {
                     let (ty, tx) = ((first + t) / tw, (first + t) % tw);
                     let window = |i: usize, j: usize| {
@@ -149,25 +151,28 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// `[in, h, w]` as `[rows, cols, in]` with the input at `padding` from the top left and zeros
-/// elsewhere.
+/// `[in, h, w]` into `padded`, `[rows, cols, in]`, with the input at `padding` from the top left
+/// and zeros everywhere else.
 fn pad_channels_last(
     sample: &[f32],
     cin: usize,
     [h, w]: [usize; 2],
     [pad_y, pad_x]: [usize; 2],
-    [rows, cols]: [usize; 2],
-) -> Vec<f32> {
-    let mut padded = vec![0.0f32; rows * cols * cin];
+    cols: usize,
+    padded: &mut [f32],
+) {
+    let width = w.min(cols.saturating_sub(pad_x));
     padded
         .par_chunks_mut(cols * cin)
         .enumerate()
         .for_each(|(r, row)| {
             let iy = r.wrapping_sub(pad_y);
             if iy >= h {
+                row.fill(0.0);
                 return;
             }
-            let width = w.min(cols.saturating_sub(pad_x));
+            row[..pad_x * cin].fill(0.0);
+            row[(pad_x + width) * cin..].fill(0.0);
             for c in 0..cin {
                 let src = &sample[(c * h + iy) * w..(c * h + iy) * w + width];
                 for (ix, &value) in src.iter().enumerate() {
@@ -175,7 +180,6 @@ fn pad_channels_last(
                 }
             }
         });
-    padded
 }
 
 /// `out = a − b`, element by element.

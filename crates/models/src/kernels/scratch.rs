@@ -1,0 +1,102 @@
+//! Scratch buffers kept per thread and handed out again, so that a kernel's working memory
+//! (a padded copy of its input, im2col tiles, products before they are scattered) is not fresh
+//! memory on every call: a first write to a fresh page costs a page fault, and on the VM this
+//! crate is measured on, writing a fresh 12.8 MB buffer took 4.3–14.5 ms against 2.2 ms for
+//! one already written.
+//!
+//! A thread keeps at most [`KEPT`] buffers, the largest it has given back.
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+
+/// Buffers a thread keeps.
+const KEPT: usize = 4;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `f32` taken from this thread's pool and given back when dropped. Its values are
+/// whatever an earlier user left (zeros where it grew): a kernel must write every value it
+/// reads.
+#[derive(Debug)]
+pub(crate) struct Scratch(Vec<f32>);
+
+impl Scratch {
+    /// A buffer of `len` values: the smallest kept one that holds them, else the largest.
+    pub(crate) fn take(len: usize) -> Scratch {
+        let buf = POOL
+            .with(|pool| {
+                let mut pool = pool.borrow_mut();
+                let fits = (0..pool.len())
+                    .filter(|&i| pool[i].capacity() >= len)
+                    .min_by_key(|&i| pool[i].capacity());
+                let largest = (0..pool.len()).max_by_key(|&i| pool[i].capacity());
+                fits.or(largest).map(|i| pool.swap_remove(i))
+            })
+            .unwrap_or_default();
+        let mut scratch = Scratch(buf);
+        scratch.set_len(len);
+        scratch
+    }
+
+    /// Makes the buffer `len` values long, writing zeros only past its current length.
+    pub(crate) fn set_len(&mut self, len: usize) {
+        if self.0.len() >= len {
+            self.0.truncate(len);
+        } else {
+            self.0.resize(len, 0.0);
+        }
+    }
+}
+
+impl Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        // During thread teardown the pool may be gone; the buffer is then simply freed.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < KEPT {
+                pool.push(buf);
+            } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()) {
+                if smallest.capacity() < buf.capacity() {
+                    *smallest = buf;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_back_buffer_is_handed_out_again_at_the_asked_length() {
+        let mut first = Scratch::take(1000);
+        assert_eq!(first.len(), 1000);
+        first[999] = 7.0;
+        let address = first.as_ptr();
+        drop(first);
+        let again = Scratch::take(500);
+        assert_eq!(again.len(), 500);
+        assert_eq!(again.as_ptr(), address);
+        let mut grown = again;
+        grown.set_len(2000);
+        assert_eq!(grown.len(), 2000);
+        assert_eq!(grown[1999], 0.0);
+    }
+}
