@@ -67,8 +67,8 @@ fn upload<const D: usize>(host: HostTensor, device: &Device) -> Tensor<D> {
 /// Linear weights at least this large are split across threads. A batch-1 linear layer reads its
 /// whole weight once, so it runs at memory speed, and gemm runs a single-row product on one
 /// thread; two threads reading halves draw more bandwidth (VGG16's 411 MB fc6 alone: 31 ms on
-/// one thread, 18.6 ms on two).
-const LINEAR_SPLIT_BYTES: usize = 32 << 20;
+/// one thread, 18.6 ms on two; its 16 MB fc8: 2.3–2.5 ms on one, 1.2–1.6 on two).
+const LINEAR_SPLIT_BYTES: usize = 4 << 20;
 
 /// Some output columns of a linear layer: the weight `[in, cols]` and the bias `[cols]`.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use crate::tensor::{HostTensor, Value};
 /// earlier build (device profiles) are measured again rather than trusted. Revision 2: gemm
 /// with AVX-512 kernels; 3: large linear layers split across threads; 4: folded batch norms,
 /// fused activations, the crate's own convolutions and max pooling (see [`crate::Kernels`]);
-/// 5: Winograd's F(2×2, 3×3) for 3×3, stride-1 convolutions of at least 512 output pixels.
+/// 5: Winograd's F(2×2, 3×3) for 3×3, stride-1 convolutions of at least 512 output pixels,
+/// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split.
 pub const KERNEL_REVISION: u32 = 5;
 
 /// One node's measured latency and output size.
