@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use models::{Backend, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
-    DeviceProfile, LayerClass, PredictorError, Role, Sampler, SweepConfig, SweepSize, TrainOptions,
-    features, read_class, run_sweep, train,
+    DeviceProfile, LayerClass, MIN_SAMPLES, PredictorError, Role, Sampler, SweepConfig, SweepSize,
+    TrainOptions, features, read_class, run_sweep, train,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -222,4 +222,43 @@ fn impossible_quotas_stop_the_sweep() {
     let err = run_sweep(&config).expect_err("negative quota");
     assert!(matches!(err, PredictorError::Quota { .. }), "{err}");
     assert!(!dir.exists(), "nothing was measured without the quota");
+}
+
+#[test]
+fn a_node_fused_into_a_convolution_is_priced_zero() {
+    let dir = temp_dir("fused");
+    let classes = vec![LayerClass::Conv, LayerClass::Activation];
+    run_sweep(&sweep(&dir, classes, MIN_SAMPLES)).expect("sweep runs");
+    let (profile, _) = train(&dir, &options()).expect("training works");
+    // conv → relu fuses (the ReLU runs in the convolution's epilogue); the second ReLU reads a
+    // node that already has its activation, so it runs as itself.
+    let mut b = NetBuilder::new("fused", vec![3, 16, 16]).expect("builder");
+    let input = b.input();
+    let conv = LayerKind::Conv2d {
+        in_channels: 3,
+        out_channels: 8,
+        kernel_size: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let conv = b.add("conv", conv, &[input]).expect("conv");
+    let fused = b.add("fused", LayerKind::Relu, &[conv]).expect("relu");
+    b.add("alone", LayerKind::Relu, &[fused]).expect("relu");
+    let net = b.build().expect("net");
+    let costs = profile.layer_costs(&net).expect("costs");
+    assert!(costs[1] > 0.0, "{costs:?}");
+    assert_eq!(costs[2], 0.0, "{costs:?}");
+    assert!(costs[3] > 0.0, "{costs:?}");
+    // The zero is the fusion's, not the regressor's: the same ReLU alone is priced.
+    let relu = &net.nodes()[2];
+    assert!(
+        profile
+            .predict_ms(relu.id(), relu.spec())
+            .expect("predicts")
+            > 0.0
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
