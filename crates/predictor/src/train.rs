@@ -159,19 +159,15 @@ fn train_class(
     // The best cross-validated candidate that also fits the held-out split and every sample:
     // a fit on more samples can still fail where every fold's succeeded.
     let mut last_failure = "no candidate could be fitted in cross-validation".to_string();
-    let mut best = None;
-    for candidate in ranked {
+    let found = ranked.into_iter().find_map(|candidate| {
         let fitted = held_out(candidate, &ours)
             .and_then(|accuracy| Ok((accuracy, Fitted::fit(candidate, &ours, &ms, options.seed)?)));
-        match fitted {
-            Ok(found) => {
-                best = Some((candidate, found));
-                break;
-            }
-            Err(e) => last_failure = e,
-        }
-    }
-    let (chosen, (accuracy, model)) = best.ok_or_else(|| fail(last_failure))?;
+        fitted
+            .map_err(|e| last_failure = e)
+            .ok()
+            .map(|(accuracy, model)| (candidate, accuracy, model))
+    });
+    let (chosen, accuracy, model) = found.ok_or_else(|| fail(last_failure))?;
     let report = ClassReport {
         class: class.name(),
         samples: rows.len(),

@@ -12,8 +12,9 @@
 //!   gemm too little to do; 1×1, stride-1, unpadded convolutions, whose NCHW input is already
 //!   the `[in, pixels]` patch matrix; and few input channels, as in an RGB stem, whose short
 //!   patches cannot pay for turning a large output back to NCHW): `[out, K] × [K, pixels]`
-//!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile
-//!   at a time and gemm spreading each product over every thread.
+//!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
+//!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
+//!   over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 512 output pixels that would otherwise run
 //!   pixel-major): F(2×2, 3×3), in [`winograd`].
 

@@ -70,8 +70,9 @@ impl DepthwiseConv {
         let [sh, sw] = s.stride;
         let [ph, _] = s.padding;
         let [dh, _] = s.dilation;
-        let taps: Vec<TapColumns> = (0..kw).map(|kx| TapColumns::new(s, kx, w, wo)).collect();
-        let phases = Phases::new(sw, w);
+        let taps: Vec<TapColumns> = (0..kw)
+            .map(|kx| TapColumns::new(s, kx, [h, w], wo))
+            .collect();
         let mut out = vec![0.0f32; x.len() / (h * w) * ho * wo];
         out.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
@@ -79,7 +80,7 @@ impl DepthwiseConv {
             .for_each_init(Vec::new, |scratch, (plane, (y, input))| {
                 let c = plane % channels;
                 let filter = &self.weight[c * kh * kw..(c + 1) * kh * kw];
-                let split = phases.split(input, h, scratch);
+                let split = split_phases(input, w, sw, scratch);
                 y.fill(self.bias[c]);
                 for (oy, row) in y.chunks_mut(wo).enumerate() {
                     for ky in 0..kh {
@@ -92,7 +93,9 @@ impl DepthwiseConv {
                                 continue;
                             }
                             let dst = &mut row[columns.first..columns.end];
-                            let src = &phases.row(split, columns.phase, iy)[columns.start..];
+                            let at =
+                                columns.phase_offset + iy * columns.phase_width + columns.start;
+                            let src = &split[at..at + dst.len()];
                             for (d, &v) in dst.iter_mut().zip(src) {
                                 *d += tap * v;
                             }
@@ -106,72 +109,57 @@ impl DepthwiseConv {
 }
 
 /// Where one kernel column lands: output columns `first..end` read real input (not padding),
-/// output column `first + j` reading column `start + j` of input phase `phase` (see [`Phases`]).
+/// output column `first + j` reading column `start + j` of its input phase (see
+/// [`split_phases`]), whose rows are `phase_width` long and start at `phase_offset`.
 #[derive(Debug, Clone, Copy)]
 struct TapColumns {
     first: usize,
     end: usize,
-    phase: usize,
+    phase_offset: usize,
+    phase_width: usize,
     start: usize,
 }
 
 impl TapColumns {
-    fn new(s: &ConvShape, kx: usize, w: usize, wo: usize) -> TapColumns {
+    fn new(s: &ConvShape, kx: usize, [h, w]: [usize; 2], wo: usize) -> TapColumns {
+        let stride = s.stride[1];
         let shift = kx * s.dilation[1];
-        let (first, end) = inside_columns(shift, [s.stride[1], s.padding[1]], w, wo);
-        let (first, end) = (first, end.max(first));
+        let (first, end) = inside_columns(shift, [stride, s.padding[1]], w, wo);
         // Input column of output column `first` (at least 0 there, by `inside_columns`).
-        let ix0 = (first * s.stride[1] + shift).saturating_sub(s.padding[1]);
+        let ix0 = (first * stride + shift).saturating_sub(s.padding[1]);
+        let (phase, width) = (ix0 % stride, |q: usize| {
+            w.saturating_sub(q).div_ceil(stride)
+        });
         TapColumns {
             first,
-            end,
-            phase: ix0 % s.stride[1],
-            start: ix0 / s.stride[1],
+            end: end.max(first),
+            phase_offset: (0..phase).map(width).sum::<usize>() * h,
+            phase_width: width(phase),
+            start: ix0 / stride,
         }
     }
 }
 
-/// A plane's columns dealt out by their remainder modulo the stride: phase `q` holds input
-/// columns `q, q + stride, q + 2·stride, …` of every row, so that each kernel tap of a strided
-/// convolution reads contiguous input. At stride 1 the plane is its own single phase.
-#[derive(Debug, Clone, Copy)]
-struct Phases {
-    stride: usize,
+/// A plane's (`[h, w]`) columns dealt out by their remainder modulo the stride, phase after
+/// phase, in `scratch`: phase `q` holds input columns `q, q + stride, q + 2·stride, …` of every
+/// row, so that each kernel tap of a strided convolution reads contiguous input. At stride 1 the
+/// plane is its own single phase and is returned as it is.
+fn split_phases<'a>(
+    input: &'a [f32],
     w: usize,
-}
-
-impl Phases {
-    fn new(stride: usize, w: usize) -> Phases {
-        Phases { stride, w }
+    stride: usize,
+    scratch: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if stride == 1 {
+        return input;
     }
-
-    /// Columns in phase `q`.
-    fn width(&self, q: usize) -> usize {
-        self.w.saturating_sub(q).div_ceil(self.stride)
-    }
-
-    /// The phases of `input` (`[h, w]`), phase after phase, in `scratch` (or `input` itself at
-    /// stride 1).
-    fn split<'a>(&self, input: &'a [f32], h: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        if self.stride == 1 {
-            return input;
+    scratch.clear();
+    for q in 0..stride {
+        for row in input.chunks_exact(w) {
+            scratch.extend(row.iter().skip(q).step_by(stride));
         }
-        scratch.clear();
-        for q in 0..self.stride {
-            for row in input.chunks_exact(self.w).take(h) {
-                scratch.extend(row.iter().skip(q).step_by(self.stride));
-            }
-        }
-        scratch
     }
-
-    /// Row `iy` of phase `q` of a split plane.
-    fn row<'a>(&self, split: &'a [f32], q: usize, iy: usize) -> &'a [f32] {
-        let h = split.len() / self.w.max(1);
-        let before: usize = (0..q).map(|p| self.width(p)).sum::<usize>() * h;
-        let width = self.width(q);
-        &split[before + iy * width..before + (iy + 1) * width]
-    }
+    scratch
 }
 
 #[cfg(test)]

@@ -28,11 +28,12 @@ impl Scratch {
         let buf = POOL
             .with(|pool| {
                 let mut pool = pool.borrow_mut();
-                let fits = (0..pool.len())
-                    .filter(|&i| pool[i].capacity() >= len)
-                    .min_by_key(|&i| pool[i].capacity());
-                let largest = (0..pool.len()).max_by_key(|&i| pool[i].capacity());
-                fits.or(largest).map(|i| pool.swap_remove(i))
+                let capacity = |i: &usize| pool[*i].capacity();
+                (0..pool.len())
+                    .filter(|i| capacity(i) >= len)
+                    .min_by_key(capacity)
+                    .or_else(|| (0..pool.len()).max_by_key(capacity))
+                    .map(|i| pool.swap_remove(i))
             })
             .unwrap_or_default();
         let mut scratch = Scratch(buf);
