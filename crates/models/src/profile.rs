@@ -12,8 +12,9 @@ use crate::tensor::{HostTensor, Value};
 /// with AVX-512 kernels; 3: large linear layers split across threads; 4: folded batch norms,
 /// fused activations, the crate's own convolutions and max pooling (see [`crate::Kernels`]);
 /// 5: Winograd's F(2×2, 3×3) for 3×3, stride-1 convolutions of at least 512 output pixels,
-/// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split.
-pub const KERNEL_REVISION: u32 = 5;
+/// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split; 6: depthwise
+/// convolutions on padded, phase-split planes with register sums, at the CPU's widest vectors.
+pub const KERNEL_REVISION: u32 = 6;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -63,6 +63,7 @@ pub(crate) enum Activation {
 
 impl Activation {
     /// Applies the activation to every element of `data`.
+    #[inline(always)]
     pub(crate) fn apply(self, data: &mut [f32]) {
         match self {
             Activation::Identity => {}
@@ -402,7 +403,7 @@ fn im2col_pixel_major(
 
 /// The output columns `first..end` (of `wo`) whose input column `ox · stride + shift − pad`
 /// lies inside a row of `w`: where a kernel tap `shift` columns to the right reads real input.
-pub(crate) fn inside_columns(
+fn inside_columns(
     shift: usize,
     [stride, pad]: [usize; 2],
     w: usize,
