@@ -364,6 +364,15 @@ impl Model {
     pub fn run_part(
         &self,
         part: &[bool],
+        boundary: Activations,
+    ) -> Result<Activations, ModelError> {
+        on_worker(|| self.run_part_here(part, boundary))
+    }
+
+    /// [`Model::run_part`] on the calling thread.
+    fn run_part_here(
+        &self,
+        part: &[bool],
         mut boundary: Activations,
     ) -> Result<Activations, ModelError> {
         let net = &self.net;
@@ -470,7 +479,7 @@ impl Model {
                 self.net.len()
             )));
         }
-        self.apply(index, inputs)
+        on_worker(|| self.apply(index, inputs))
     }
 
     fn apply(&self, v: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
@@ -647,6 +656,15 @@ impl Model {
             &self.device,
         ))
     }
+}
+
+/// Runs `op` on one of rayon's worker threads and waits for it. A forward pass starts hundreds
+/// of parallel kernels (the crate's own, gemm's and the flex backend's); started from a worker,
+/// each is split there and the other workers steal its parts, whereas from any other thread every
+/// one of them is handed to the pool while the caller sleeps until it is done: a wake-up and a
+/// context switch per kernel.
+fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| op())
 }
 
 /// Adds or concatenates (along channels) values of one rank; `None` when the ranks differ.

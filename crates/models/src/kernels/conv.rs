@@ -403,12 +403,7 @@ fn im2col_pixel_major(
 
 /// The output columns `first..end` (of `wo`) whose input column `ox · stride + shift − pad`
 /// lies inside a row of `w`: where a kernel tap `shift` columns to the right reads real input.
-fn inside_columns(
-    shift: usize,
-    [stride, pad]: [usize; 2],
-    w: usize,
-    wo: usize,
-) -> (usize, usize) {
+fn inside_columns(shift: usize, [stride, pad]: [usize; 2], w: usize, wo: usize) -> (usize, usize) {
     let first = pad.saturating_sub(shift).div_ceil(stride).min(wo);
     let end = if w + pad > shift {
         ((w + pad - shift - 1) / stride + 1).min(wo)
