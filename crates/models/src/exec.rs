@@ -479,6 +479,14 @@ impl Model {
                 self.net.len()
             )));
         }
+        let moves_no_data = matches!(
+            self.net.nodes()[index].spec().kind,
+            LayerKind::Input | LayerKind::Dropout { .. } | LayerKind::Flatten
+        );
+        if moves_no_data || self.fusion.is_absorbed(index) {
+            // Nothing to compute: handing it to a worker would cost more than the node.
+            return self.apply(index, inputs);
+        }
         on_worker(|| self.apply(index, inputs))
     }
 

@@ -13,7 +13,8 @@ use crate::tensor::{HostTensor, Value};
 /// fused activations, the crate's own convolutions and max pooling (see [`crate::Kernels`]);
 /// 5: Winograd's F(2×2, 3×3) for 3×3, stride-1 convolutions of at least 512 output pixels,
 /// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split; 6: depthwise
-/// convolutions on padded, phase-split planes with register sums, at the CPU's widest vectors.
+/// convolutions on padded, phase-split planes with register sums, at the CPU's widest vectors;
+/// passes and single layers run on a rayon worker.
 pub const KERNEL_REVISION: u32 = 6;
 
 /// One node's measured latency and output size.
