@@ -9,8 +9,9 @@
 //!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
 //!   to NCHW.
 //! - **Channel-major** (few output pixels, e.g. 7×7 maps, where a pixel tile per thread leaves
-//!   gemm too little to do; 1×1, stride-1, unpadded convolutions, whose NCHW input is already
-//!   the `[in, pixels]` patch matrix; and few input channels, as in an RGB stem, whose short
+//!   gemm too little to do; 1×1 unpadded convolutions, whose NCHW input is already the
+//!   `[in, pixels]` patch matrix at stride 1, and whose im2col only picks every stride-th pixel
+//!   at larger strides; and few input channels, as in an RGB stem, whose short
 //!   patches cannot pay for turning a large output back to NCHW): `[out, K] × [K, pixels]`
 //!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
 //!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
@@ -104,13 +105,13 @@ impl ConvShape {
     }
 
     /// Whether a layer of this shape with `pixels` output pixels runs pixel-major: most do, but
-    /// not one with few pixels, nor one with few input channels, nor a pointwise one (whose
-    /// NCHW input is already the channel-major patch matrix, so it needs neither im2col nor a
-    /// transpose).
+    /// not one with few pixels, nor one with few input channels, nor an unpadded 1×1 one (whose
+    /// NCHW input, every stride-th pixel of it if strided, is already the channel-major patch
+    /// matrix, so it needs no transpose).
     fn suits_pixel_major(&self, pixels: usize) -> bool {
         pixels >= PIXEL_MAJOR_MIN_PIXELS
             && self.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
-            && !self.is_pointwise()
+            && !(self.kernel == [1, 1] && self.padding == [0, 0])
     }
 
     fn is_pointwise(&self) -> bool {
