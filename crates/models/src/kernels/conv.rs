@@ -16,8 +16,8 @@
 //!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
 //!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
 //!   over every thread.
-//! - **Winograd** (3×3, stride-1 layers of at least 512 output pixels that would otherwise run
-//!   pixel-major): F(2×2, 3×3), in [`winograd`].
+//! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
+//!   few channels, where im2col wins): F(2×2, 3×3), in [`winograd`].
 
 use rayon::prelude::*;
 
@@ -146,10 +146,13 @@ impl PackedConv {
         activation: Activation,
         pixels: usize,
     ) -> Result<PackedConv, ShapeError> {
-        let layout = match shape.suits_pixel_major(pixels) {
-            false => Layout::ChannelMajor,
-            true if winograd::pays(&shape, pixels) => Layout::Winograd,
-            true => Layout::PixelMajor,
+        let pixel_major = shape.suits_pixel_major(pixels);
+        let layout = if winograd::pays(&shape, pixels, pixel_major) {
+            Layout::Winograd
+        } else if pixel_major {
+            Layout::PixelMajor
+        } else {
+            Layout::ChannelMajor
         };
         PackedConv::with_layout(shape, layout, weight, bias, activation)
     }
@@ -570,6 +573,17 @@ mod tests {
         check(s, [4, 6]);
         // Many channels: im2col tiles of fewer pixels than the image.
         check(shape(600, 2, 3, 1, 1, 1), [33, 33]);
+        // Winograd's two schedules, on a pool of two threads so that the split is the same on
+        // any machine: 36 tiles, too few for a block per thread, go by output channels (shares
+        // of 16 and 4); 272 tiles go by blocks of tiles.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool of two threads");
+        pool.install(|| {
+            check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
+            check(shape(5, 40, 3, 1, 1, 1), [33, 31]);
+        });
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! turns them back into output pixels, with the bias and the activation.
 //!
 //! Work is split into blocks of tiles, one block per task, small enough that the block's
-//! transformed input and products stay in the core's cache between the three steps. The input
-//! is read channels-last and zero-padded once, so that every window lies inside it.
+//! transformed input and products stay in the core's cache between the three steps. A small map
+//! (fewer tiles than a block of [`BLOCK_TILES`] per thread) is split by output channels instead:
+//! every window is transformed first, and each thread runs the sixteen gemms over all the tiles
+//! for its share of the channels. The input is read channels-last and zero-padded once, so that
+//! every window lies inside it.
 
 use rayon::prelude::*;
 
@@ -28,10 +31,18 @@ const BLOCK_TILES: usize = 64;
 /// Output planes one task of the final NCHW scatter writes.
 const SCATTER_PLANES: usize = 16;
 
-/// Layers with fewer output pixels than this run im2col + gemm instead: with too few tiles
-/// for a block of [`BLOCK_TILES`] per thread, the blocks reuse the weight too little (a 14×14,
-/// 512-channel layer ran 1.1 times as long as im2col; a 28×28 one, 0.55 times).
+/// Layers with at least this many output pixels run Winograd whatever their channels; below it,
+/// the im2col product still wins where the channels are few (14×14 maps, layer alone: 16 → 48
+/// channels 0.037 ms against Winograd's 0.051, 64 → 64 0.091 against 0.108; 128 → 128 0.32
+/// against 0.20, 512 → 512 3.1 against 1.7).
 const MIN_PIXELS: usize = 512;
+
+/// Below [`MIN_PIXELS`], a layer of at least this many input × output channels runs Winograd.
+const MIN_SMALL_MAP_WEIGHTS: usize = 128 * 128;
+
+/// Layers with fewer input channels than this never run Winograd: an RGB stem's three channels
+/// make gemms too thin to pay for the transforms.
+const MIN_CHANNELS: usize = 16;
 
 /// Whether F(2×2, 3×3) computes a convolution of this shape: a 3×3 kernel, stride 1, no
 /// dilation (any padding).
@@ -40,9 +51,15 @@ pub(crate) fn suits(s: &ConvShape) -> bool {
 }
 
 /// Whether F(2×2, 3×3) is the faster way to run a layer of this shape with `pixels` output
-/// pixels.
-pub(crate) fn pays(s: &ConvShape, pixels: usize) -> bool {
-    suits(s) && pixels >= MIN_PIXELS
+/// pixels, given whether im2col would run it `pixel_major` (else channel-major, which Winograd
+/// beat on every 7×7 layer measured: 32 → 128 channels 0.057 ms against 0.082, 256 → 256 0.23
+/// against 0.52).
+pub(crate) fn pays(s: &ConvShape, pixels: usize, pixel_major: bool) -> bool {
+    suits(s)
+        && s.in_channels >= MIN_CHANNELS
+        && (pixels >= MIN_PIXELS
+            || !pixel_major
+            || s.in_channels * s.out_channels >= MIN_SMALL_MAP_WEIGHTS)
 }
 
 /// PyTorch's `[out, in, 3, 3]` weight transformed as `G g Gᵀ`, stored as sixteen `[in, out]`
@@ -90,6 +107,16 @@ pub(crate) fn forward(
     let mut padded = Scratch::take((2 * th + 2) * padded_w * cin);
     pad_channels_last(sample, cin, [h, w], s.padding, padded_w, &mut padded);
     let threads = rayon::current_num_threads().max(1);
+    if tiles < BLOCK_TILES * threads {
+        let layer = Layer {
+            packed,
+            bias,
+            activation,
+            cin,
+            tw,
+        };
+        return by_channels(&layer, &padded, [th, tw], [ho, wo], y);
+    }
     // Blocks of at most BLOCK_TILES tiles, as many per thread.
     let blocks = tiles.div_ceil(BLOCK_TILES).div_ceil(threads) * threads;
     let block = tiles.div_ceil(blocks).max(1);
@@ -149,6 +176,99 @@ pub(crate) fn forward(
         )?;
     scatter_nchw(&result, cout, [tw, ho, wo], y);
     Ok(())
+}
+
+/// What [`by_channels`] needs of a layer besides its input.
+struct Layer<'a> {
+    /// The weight from [`pack`].
+    packed: &'a [f32],
+    /// `[out]`.
+    bias: &'a [f32],
+    activation: Activation,
+    /// Input channels.
+    cin: usize,
+    /// Tiles per row.
+    tw: usize,
+}
+
+/// Output channels per task of [`by_channels`] are a multiple of this (gemm's register tile).
+const CHANNEL_STEP: usize = 16;
+
+/// A layer with too few tiles to give every thread a block of its own: every window is
+/// transformed first, and then each thread takes a share of the output channels, with its own
+/// sixteen gemms over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
+fn by_channels(
+    layer: &Layer<'_>,
+    padded: &[f32],
+    [th, tw]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    y: &mut [f32],
+) -> Result<(), ShapeError> {
+    let (cin, cout) = (layer.cin, layer.bias.len());
+    let tiles = th * tw;
+    let padded_w = 2 * tw + 2;
+    // [tile, point, in].
+    let mut v = Scratch::take(tiles * POINTS * cin);
+    v.par_chunks_mut(POINTS * cin).enumerate().for_each_init(
+        || Scratch::take(POINTS * cin),
+        |scratch, (t, vt)| {
+            let (ty, tx) = (t / layer.tw, t % layer.tw);
+            let window = |i: usize, j: usize| {
+                let at = ((2 * ty + i) * padded_w + 2 * tx + j) * cin;
+                &padded[at..at + cin]
+            };
+            transform_input(window, scratch, vt, cin);
+        },
+    );
+    let threads = rayon::current_num_threads().max(1);
+    let share = cout
+        .div_ceil(threads)
+        .next_multiple_of(CHANNEL_STEP)
+        .min(cout);
+    y.par_chunks_mut(share * ho * wo)
+        .enumerate()
+        .try_for_each_init(
+            || (Scratch::take(0), Scratch::take(0), Scratch::take(0)),
+            |(m, result, scratch), (task, planes)| {
+                let (first, count) = (task * share, planes.len() / (ho * wo));
+                // [tile, point, count] and [tile, pixel, count].
+                m.set_len(tiles * POINTS * count);
+                result.set_len(tiles * 4 * count);
+                scratch.set_len(8 * count);
+                for point in 0..POINTS {
+                    let input = MatRef {
+                        data: &v[point * cin..],
+                        rows: tiles,
+                        cols: cin,
+                        row_stride: POINTS * cin,
+                    };
+                    let weight = MatRef {
+                        data: &layer.packed[point * cin * cout + first..],
+                        rows: cin,
+                        cols: count,
+                        row_stride: cout,
+                    };
+                    gemm(
+                        &mut m[point * count..],
+                        POINTS * count,
+                        input,
+                        weight,
+                        false,
+                        false,
+                    )?;
+                }
+                let bias = &layer.bias[first..first + count];
+                for (mt, yt) in m
+                    .chunks_exact(POINTS * count)
+                    .zip(result.chunks_exact_mut(4 * count))
+                {
+                    transform_output(mt, scratch, yt, bias);
+                    layer.activation.apply(yt);
+                }
+                scatter_planes(result, count, 0, [tw, ho, wo], planes);
+                Ok(())
+            },
+        )
 }
 
 /// `[in, h, w]` into `padded`, `[rows, cols, in]`, with the input at `padding` from the top left
@@ -288,23 +408,34 @@ fn transform_output(m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32])
 /// The `[tile, pixel, out]` result into the NCHW output `y` (`[out, ho, wo]`), leaving out the
 /// pixels of tiles that overhang an odd-sized output.
 fn scatter_nchw(result: &[f32], cout: usize, [tw, ho, wo]: [usize; 3], y: &mut [f32]) {
-    let pixels = ho * wo;
-    y.par_chunks_mut(SCATTER_PLANES * pixels)
+    y.par_chunks_mut(SCATTER_PLANES * ho * wo)
         .enumerate()
         .for_each(|(chunk, planes)| {
-            let first = chunk * SCATTER_PLANES;
-            let count = planes.len() / pixels;
-            for (tile, values) in result.chunks_exact(4 * cout).enumerate() {
-                let (ty, tx) = (tile / tw, tile % tw);
-                for (p, pixel) in values.chunks_exact(cout).enumerate() {
-                    let (oy, ox) = (2 * ty + p / 2, 2 * tx + p % 2);
-                    if oy < ho && ox < wo {
-                        let at = oy * wo + ox;
-                        for (k, &value) in pixel[first..first + count].iter().enumerate() {
-                            planes[k * pixels + at] = value;
-                        }
-                    }
+            scatter_planes(result, cout, chunk * SCATTER_PLANES, [tw, ho, wo], planes)
+        });
+}
+
+/// Output channels `first..` of the `[tile, pixel, cout]` result into `planes` (as many
+/// `[ho, wo]` planes as it holds).
+fn scatter_planes(
+    result: &[f32],
+    cout: usize,
+    first: usize,
+    [tw, ho, wo]: [usize; 3],
+    planes: &mut [f32],
+) {
+    let pixels = ho * wo;
+    let count = planes.len() / pixels;
+    for (tile, values) in result.chunks_exact(4 * cout).enumerate() {
+        let (ty, tx) = (tile / tw, tile % tw);
+        for (p, pixel) in values.chunks_exact(cout).enumerate() {
+            let (oy, ox) = (2 * ty + p / 2, 2 * tx + p % 2);
+            if oy < ho && ox < wo {
+                let at = oy * wo + ox;
+                for (k, &value) in pixel[first..first + count].iter().enumerate() {
+                    planes[k * pixels + at] = value;
                 }
             }
-        });
+        }
+    }
 }
