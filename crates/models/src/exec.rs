@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::error::ModelError;
 use crate::fusion::{FusedActivation, Fusion};
 use crate::kernels::{
-    Activation, ConvShape, DepthwiseConv, Kernels, PackedConv, PoolWindow, ShapeError,
+    Activation, ConvShape, DenseLinear, DepthwiseConv, Kernels, PackedConv, PoolWindow, ShapeError,
     max_pool2d as max_pool,
 };
 use crate::layer::LayerKind;
@@ -36,8 +36,11 @@ enum Params {
     Packed(PackedConv),
     /// A depthwise convolution by the crate's own kernel (flex only).
     Depthwise(DepthwiseConv),
-    /// Burn's `linear` takes the weight as `[in, out]`, the transpose of PyTorch's. A large
-    /// weight is split by output columns into one block per thread (see [`LINEAR_SPLIT_BYTES`]).
+    /// A linear layer by the crate's own kernel (flex only).
+    Dense(DenseLinear),
+    /// A linear layer by Burn's `linear` (the plain kernels, and backends other than flex),
+    /// which takes the weight as `[in, out]`, the transpose of PyTorch's. A large weight is split
+    /// by output columns into one block per thread (see [`LINEAR_SPLIT_BYTES`]).
     Linear {
         blocks: Vec<LinearBlock>,
     },
@@ -256,6 +259,22 @@ impl Model {
                             activation,
                         }
                     }
+                }
+                LayerKind::Linear {
+                    in_features,
+                    out_features,
+                    bias,
+                } if own_kernels => {
+                    let weight = take(&format!("{id}.weight"))?.into_parts().1;
+                    let bias = if bias {
+                        take(&format!("{id}.bias"))?.into_parts().1
+                    } else {
+                        vec![0.0; out_features]
+                    };
+                    Params::Dense(
+                        DenseLinear::new(in_features, weight, bias)
+                            .map_err(|e| ModelError::TensorData(format!("`{id}`: {}", e.0)))?,
+                    )
                 }
                 LayerKind::Linear { bias, .. } => Params::Linear {
                     blocks: linear_blocks(
@@ -551,6 +570,11 @@ impl Model {
                     Activation::Relu6 => y.clamp(0.0, 6.0),
                 })
             }
+            (LayerKind::Linear { .. }, Params::Dense(layer), Value::Vector(x)) => {
+                let [batch, _] = x.dims();
+                let shape = [batch, layer.outputs()];
+                Value::Vector(self.host_kernel(node.id(), x, shape, |input| layer.forward(input))?)
+            }
             (LayerKind::Linear { .. }, Params::Linear { blocks }, Value::Vector(x)) => {
                 Value::Vector(match &blocks[..] {
                     [one] => linear(x, one.weight.clone(), one.bias.clone()),
@@ -653,16 +677,25 @@ impl Model {
                 "`{id}` should output a feature map, not {out:?}"
             )));
         };
+        self.host_kernel(id, x, [batch, channels, ho, wo], |input| {
+            kernel(input, [h, w], [ho, wo])
+        })
+    }
+
+    /// Runs `kernel` on the host data of `x` and wraps its output as a tensor of `shape`.
+    fn host_kernel<const D: usize>(
+        &self,
+        id: &str,
+        x: Tensor<D>,
+        shape: [usize; D],
+        kernel: impl FnOnce(&[f32]) -> Result<Vec<f32>, ShapeError>,
+    ) -> Result<Tensor<D>, ModelError> {
         let data = x.into_data();
         let input = data
             .as_slice::<f32>()
             .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))?;
-        let y = kernel(input, [h, w], [ho, wo])
-            .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
-        Ok(Tensor::from_data(
-            TensorData::new(y, [batch, channels, ho, wo]),
-            &self.device,
-        ))
+        let y = kernel(input).map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 }
 
@@ -768,19 +801,12 @@ mod tests {
     }
 
     #[test]
-    fn a_linear_layer_split_across_threads_computes_the_whole_product() {
-        // 2 048 x 4 352 floats = 35.7 MB: above the split threshold, and 4 352 outputs do not
-        // divide evenly into every thread count.
+    fn a_large_linear_layer_computes_the_whole_product_with_either_kernels() {
+        // 2 048 x 4 352 floats = 35.7 MB: above the split threshold of the plain kernels, and
+        // 4 352 outputs do not divide evenly into every thread count. The fast kernels run the
+        // crate's own dot products over the same [out, in] weight.
         let (inputs, outputs) = (2048, 4352);
         assert!(inputs * outputs * 4 >= LINEAR_SPLIT_BYTES);
-        let mut b = NetBuilder::new("wide", vec![inputs]).expect("input");
-        let fc = LayerKind::Linear {
-            in_features: inputs,
-            out_features: outputs,
-            bias: true,
-        };
-        b.add("fc", fc, &[0]).expect("fc");
-        let net = b.build().expect("net");
         let weight: Vec<f32> = (0..inputs * outputs)
             .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
             .collect();
@@ -788,36 +814,49 @@ mod tests {
         let x: Vec<f32> = (0..inputs)
             .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
             .collect();
-        let mut w = Weights::new();
-        w.insert("fc.weight", host(vec![outputs, inputs], weight.clone()));
-        w.insert("fc.bias", host(vec![outputs], bias.clone()));
-        let model = Model::new(net, w, &Device::flex()).expect("weights fit");
-        let Params::Linear { blocks } = &model.params[1] else {
-            panic!("fc has linear parameters");
-        };
-        assert_eq!(blocks.len(), rayon::current_num_threads().min(outputs));
-        let y = model
-            .forward(
-                model
-                    .upload(host(vec![1, inputs], x.clone()))
-                    .expect("upload"),
-            )
-            .expect("forward")
-            .to_host()
-            .expect("read back");
-        assert_eq!(y.shape(), &[1, outputs]);
-        for (o, got) in y.data().iter().enumerate() {
-            let row = &weight[o * inputs..(o + 1) * inputs];
-            let want: f64 = bias[o] as f64
-                + row
-                    .iter()
-                    .zip(&x)
-                    .map(|(w, x)| (*w as f64) * (*x as f64))
-                    .sum::<f64>();
-            assert!(
-                (*got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
-                "output {o}: {got} against {want}"
-            );
+        for kernels in Kernels::ALL {
+            let mut b = NetBuilder::new("wide", vec![inputs]).expect("input");
+            let fc = LayerKind::Linear {
+                in_features: inputs,
+                out_features: outputs,
+                bias: true,
+            };
+            b.add("fc", fc, &[0]).expect("fc");
+            let net = b.build().expect("net");
+            let mut w = Weights::new();
+            w.insert("fc.weight", host(vec![outputs, inputs], weight.clone()));
+            w.insert("fc.bias", host(vec![outputs], bias.clone()));
+            let model = Model::with_kernels(net, w, &Device::flex(), kernels).expect("weights fit");
+            match (kernels, &model.params[1]) {
+                (Kernels::Fast, Params::Dense(_)) => {}
+                (Kernels::Plain, Params::Linear { blocks }) => {
+                    assert_eq!(blocks.len(), rayon::current_num_threads().min(outputs));
+                }
+                (_, other) => panic!("fc with {kernels} kernels has parameters {other:?}"),
+            }
+            let y = model
+                .forward(
+                    model
+                        .upload(host(vec![1, inputs], x.clone()))
+                        .expect("upload"),
+                )
+                .expect("forward")
+                .to_host()
+                .expect("read back");
+            assert_eq!(y.shape(), &[1, outputs]);
+            for (o, got) in y.data().iter().enumerate() {
+                let row = &weight[o * inputs..(o + 1) * inputs];
+                let want: f64 = bias[o] as f64
+                    + row
+                        .iter()
+                        .zip(&x)
+                        .map(|(w, x)| (*w as f64) * (*x as f64))
+                        .sum::<f64>();
+                assert!(
+                    (*got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{kernels} kernels, output {o}: {got} against {want}"
+                );
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use crate::error::ModelError;
 mod conv;
 mod depthwise;
 mod gemm;
+mod linear;
 mod pool;
 mod scratch;
 mod winograd;
@@ -17,6 +18,7 @@ mod winograd;
 pub(crate) use conv::{Activation, ConvShape, PackedConv};
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use gemm::ShapeError;
+pub(crate) use linear::DenseLinear;
 pub(crate) use pool::{PoolWindow, max_pool2d};
 
 /// Which kernels a [`Model`] runs.
