@@ -19,6 +19,7 @@ so and exits with status 2. cutpoint's side is the release `cutpoint-edge` binar
 
     scripts/compare_torch.py
     scripts/compare_torch.py --models alexnet,resnet18 --runs 20 --threads 2 --json
+    scripts/compare_torch.py --rounds 3          # alternate both sides 3 times: steadier on a VM
     scripts/compare_torch.py --kernels plain     # cutpoint before its own kernels
 """
 
@@ -31,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ["alexnet", "vgg16", "mobilenet_v2", "resnet18", "resnet50", "googlenet"]
+MODELS = ["lenet", "alexnet", "vgg16", "mobilenet_v2", "resnet18", "resnet50", "googlenet"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,10 +45,18 @@ def parse_args():
     parser.add_argument(
         "--models",
         default=",".join(MODELS),
-        help="comma-separated zoo models that torchvision also has (default: all six)",
+        help="comma-separated zoo models (default: all seven; LeNet-5 is defined here, the rest "
+        "come from torchvision)",
     )
     parser.add_argument("--runs", type=int, default=20, help="measured runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured runs first (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times both sides are measured, alternating, per model; each figure is the median "
+        "over the rounds (default 1; 3 or more on a machine whose speed drifts)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -70,8 +79,8 @@ def parse_args():
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         parser.error(f"--models: {', '.join(unknown)} not among {', '.join(MODELS)}")
-    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
-        parser.error("--runs and --threads must be at least 1, --warmup at least 0")
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
+        parser.error("--runs, --rounds and --threads must be at least 1, --warmup at least 0")
     return args
 
 
@@ -121,11 +130,31 @@ def median_ms(fn, args):
     return statistics.median(samples)
 
 
+def lenet(torch):
+    """LeNet-5 as cutpoint's zoo builds it (torchvision has none), with the same module names."""
+    nn = torch.nn
+    net = nn.Module()
+    net.features = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2, 2),
+    )
+    net.flatten = nn.Flatten()
+    net.classifier = nn.Sequential(
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)
+    )
+    net.forward = lambda x: net.classifier(net.flatten(net.features(x)))
+    return net, torch.randn(1, 1, 32, 32)
+
+
 def theirs(torch, torchvision, model, args):
     """torchvision's forward median, per-module medians and each module's kind."""
-    builders = {"googlenet": dict(aux_logits=False, init_weights=False)}
-    net = getattr(torchvision.models, model)(weights=None, **builders.get(model, {})).eval()
-    x = torch.randn(1, 3, 224, 224)
+    if model == "lenet":
+        net, x = lenet(torch)
+    else:
+        builders = {"googlenet": dict(aux_logits=False, init_weights=False)}
+        net = getattr(torchvision.models, model)(weights=None, **builders.get(model, {}))
+        x = torch.randn(1, 3, 224, 224)
+    net = net.eval()
     with torch.inference_mode():
         forward = median_ms(lambda: net(x), args)
         leaves = {
@@ -174,13 +203,28 @@ def kind_of(torch, module):
     return names.get(type(module), type(module).__name__.lower())
 
 
+def median_of_rounds(results):
+    """Several rounds' (forward, {layer: (kind, ms)}) as one: the median of each figure."""
+    forward = statistics.median(f for f, _ in results)
+    first = results[0][1]
+    layers = {
+        layer: (kind, statistics.median(r[layer][1] for _, r in results))
+        for layer, (kind, _) in first.items()
+    }
+    return forward, layers
+
+
 def compare(args):
     torch, torchvision = import_torch()
     torch.set_num_threads(args.threads)
     models, kinds = [], {}
     for model in args.models.split(","):
-        our_forward, our_layers = ours(args.cutpoint, model, args)
-        their_forward, their_layers = theirs(torch, torchvision, model, args)
+        rounds = [
+            (ours(args.cutpoint, model, args), theirs(torch, torchvision, model, args))
+            for _ in range(args.rounds)
+        ]
+        our_forward, our_layers = median_of_rounds([o for o, _ in rounds])
+        their_forward, their_layers = median_of_rounds([t for _, t in rounds])
         models.append(
             {
                 "model": model,
@@ -205,14 +249,25 @@ def compare(args):
         row["ratio"] = row["cutpoint_ms"] / row["torch_ms"] if row["torch_ms"] > 0 else None
         row["excess_ms"] = row["cutpoint_ms"] - row["torch_ms"]
     by_kind = sorted(kinds.values(), key=lambda r: -r["excess_ms"])
-    return {"threads": args.threads, "runs": args.runs, "torch": torch.__version__, "models": models, "kinds": by_kind}
+    return {
+        "threads": args.threads,
+        "runs": args.runs,
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "models": models,
+        "kinds": by_kind,
+    }
 
 
 def print_tables(report):
-    print(f"torch {report['torch']}, {report['threads']} threads, median of {report['runs']}, batch 1")
+    rounds = f", median of {report['rounds']} alternating rounds" if report["rounds"] > 1 else ""
+    print(
+        f"torch {report['torch']}, {report['threads']} threads, median of {report['runs']}"
+        f"{rounds}, batch 1"
+    )
     print(f"\n{'model':<14}{'cutpoint ms':>13}{'torch ms':>11}{'ratio':>8}")
     for m in report["models"]:
-        print(f"{m['model']:<14}{m['cutpoint_ms']:>13.1f}{m['torch_ms']:>11.1f}{m['ratio']:>7.2f}x")
+        print(f"{m['model']:<14}{m['cutpoint_ms']:>13.2f}{m['torch_ms']:>11.2f}{m['ratio']:>7.2f}x")
     print("\nper layer kind, each layer alone, summed over the models (worst excess first);")
     print("'cutpoint only' is time in ops that torchvision does not run as modules of their own")
     print(f"{'kind':<18}{'cutpoint ms':>13}{'torch ms':>11}{'ratio':>8}{'excess ms':>11}{'cutpoint only':>15}")

@@ -704,7 +704,7 @@ impl Model {
 /// each is split there and the other workers steal its parts, whereas from any other thread every
 /// one of them is handed to the pool while the caller sleeps until it is done: a wake-up and a
 /// context switch per kernel.
-fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| op())
 }
 

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::error::ModelError;
-use crate::exec::Model;
+use crate::exec::{Model, on_worker};
 use crate::tensor::{HostTensor, Value};
 
 /// Which revision of the layers' kernels this build runs. It changes whenever a change makes
@@ -14,7 +14,8 @@ use crate::tensor::{HostTensor, Value};
 /// 5: Winograd's F(2×2, 3×3) for 3×3, stride-1 convolutions of at least 512 output pixels,
 /// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split; 6: depthwise
 /// convolutions on padded, phase-split planes with register sums, at the CPU's widest vectors;
-/// passes and single layers run on a rayon worker.
+/// passes and single layers run on a rayon worker; strided 1×1 convolutions channel-major;
+/// Winograd for small maps, split by output channels; the crate's own linear layers.
 pub const KERNEL_REVISION: u32 = 6;
 
 /// One node's measured latency and output size.
@@ -57,7 +58,20 @@ impl Model {
     /// runs `warmup` times unmeasured and `runs` times measured on those inputs (a fresh copy
     /// each run, made before the clock starts; synchronising the device after each run), and its
     /// median latency is reported. `runs` must be at least 1.
+    ///
+    /// The nodes run on a rayon worker thread, as they do in a forward pass, so that a node's
+    /// time holds no hand-off from the caller's thread to the pool.
     pub fn time_layers(
+        &self,
+        input: HostTensor,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<LayerTiming>, ModelError> {
+        on_worker(|| self.time_layers_here(input, warmup, runs))
+    }
+
+    /// [`Model::time_layers`] on the calling thread.
+    fn time_layers_here(
         &self,
         input: HostTensor,
         warmup: usize,
