@@ -18,7 +18,7 @@ use crate::regress::Fitted;
 const MAGIC: &str = "cutpoint-device-profile";
 
 /// Version of the profile file: how its models are stored and which features they read. Bump it
-/// whenever either changes, with [`FEATURE_SCHEMA_VERSION`] for the features. Format 1 stored
+/// whenever either changes, with [`FEATURE_SCHEMA_VERSION`](crate::features::FEATURE_SCHEMA_VERSION) for the features. Format 1 stored
 /// models over every feature column; format 2 leaves out the columns constant in the sweep.
 pub const PROFILE_FORMAT_VERSION: u32 = 2;
 

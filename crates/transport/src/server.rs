@@ -1,7 +1,7 @@
 //! The cloud side: a QUIC endpoint that authenticates clients and hands each inference request
 //! to a [`Handler`] supplied by the caller (the runtime's model executor).
 //!
-//! Per connection, the first stream must carry a [`Hello`] with the right token and protocol
+//! Per connection, the first stream must carry a [`Hello`](crate::message::Hello) with the right token and protocol
 //! version; nothing else is read before that. Afterwards every bidirectional stream carries one
 //! request frame and gets one reply frame. A frame that cannot be decoded or breaks a bound is
 //! answered with an [`ErrorCode::BadFrame`] error on its stream; the connection and the server

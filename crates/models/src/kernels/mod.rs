@@ -21,11 +21,11 @@ pub(crate) use gemm::ShapeError;
 pub(crate) use linear::DenseLinear;
 pub(crate) use pool::{PoolWindow, max_pool2d};
 
-/// Which kernels a [`Model`] runs.
+/// Which kernels a [`Model`](crate::Model) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     /// The default: batch norms folded into their convolutions and activations fused into
-    /// them (see [`Fusion`]), and on the flex backend the crate's own kernels for dense and
+    /// them (see [`Fusion`](crate::Fusion)), and on the flex backend the crate's own kernels for dense and
     /// depthwise convolutions, linear layers and max pooling. Other backends run the fused
     /// groups with Burn's own operations.
     #[default]
