@@ -142,28 +142,7 @@ pub(crate) fn forward(
                     };
                     transform_input(window, &mut scratch[..POINTS * cin], vt, cin);
                 }
-                for point in 0..POINTS {
-                    let input = MatRef {
-                        data: &v[point * cin..],
-                        rows: n,
-                        cols: cin,
-                        row_stride: POINTS * cin,
-                    };
-                    let weight = MatRef {
-                        data: &packed[point * cin * cout..(point + 1) * cin * cout],
-                        rows: cin,
-                        cols: cout,
-                        row_stride: cout,
-                    };
-                    gemm(
-                        &mut m[point * cout..],
-                        POINTS * cout,
-                        input,
-                        weight,
-                        false,
-                        false,
-                    )?;
-                }
+                products(packed, v, [n, cin, cout], [0, cout], m)?;
                 for (mt, yt) in m
                     .chunks_exact(POINTS * cout)
                     .zip(dst.chunks_exact_mut(4 * cout))
@@ -235,28 +214,7 @@ fn by_channels(
                 m.set_len(tiles * POINTS * count);
                 result.set_len(tiles * 4 * count);
                 scratch.set_len(8 * count);
-                for point in 0..POINTS {
-                    let input = MatRef {
-                        data: &v[point * cin..],
-                        rows: tiles,
-                        cols: cin,
-                        row_stride: POINTS * cin,
-                    };
-                    let weight = MatRef {
-                        data: &layer.packed[point * cin * cout + first..],
-                        rows: cin,
-                        cols: count,
-                        row_stride: cout,
-                    };
-                    gemm(
-                        &mut m[point * count..],
-                        POINTS * count,
-                        input,
-                        weight,
-                        false,
-                        false,
-                    )?;
-                }
+                products(layer.packed, &v, [tiles, cin, cout], [first, count], m)?;
                 let bias = &layer.bias[first..first + count];
                 for (mt, yt) in m
                     .chunks_exact(POINTS * count)
@@ -269,6 +227,41 @@ fn by_channels(
                 Ok(())
             },
         )
+}
+
+/// The sixteen products of some tiles' transformed windows `v` (`[tile, point, in]`) with output
+/// channels `first..first + count` of the weight from [`pack`], into `m` (`[tile, point,
+/// count]`), each on the calling thread.
+fn products(
+    packed: &[f32],
+    v: &[f32],
+    [tiles, cin, cout]: [usize; 3],
+    [first, count]: [usize; 2],
+    m: &mut [f32],
+) -> Result<(), ShapeError> {
+    for point in 0..POINTS {
+        let input = MatRef {
+            data: &v[point * cin..],
+            rows: tiles,
+            cols: cin,
+            row_stride: POINTS * cin,
+        };
+        let weight = MatRef {
+            data: &packed[point * cin * cout + first..],
+            rows: cin,
+            cols: count,
+            row_stride: cout,
+        };
+        gemm(
+            &mut m[point * count..],
+            POINTS * count,
+            input,
+            weight,
+            false,
+            false,
+        )?;
+    }
+    Ok(())
 }
 
 /// `[in, h, w]` into `padded`, `[rows, cols, in]`, with the input at `padding` from the top left
