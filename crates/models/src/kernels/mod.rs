@@ -25,9 +25,9 @@ pub(crate) use pool::{PoolWindow, max_pool2d};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     /// The default: batch norms folded into their convolutions and activations fused into
-    /// them (see [`Fusion`](crate::Fusion)), and on the flex backend the crate's own kernels for dense and
-    /// depthwise convolutions, linear layers and max pooling. Other backends run the fused
-    /// groups with Burn's own operations.
+    /// them (see [`Fusion`](crate::Fusion)), and on the flex backend the crate's own kernels
+    /// for dense and depthwise convolutions, linear layers and max pooling. Other backends run
+    /// the fused groups with Burn's own operations.
     #[default]
     Fast,
     /// Every node by itself, with Burn's own operations: the reference the fast path is tested

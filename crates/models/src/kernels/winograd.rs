@@ -113,7 +113,6 @@ pub(crate) fn forward(
             bias,
             activation,
             cin,
-            tw,
         };
         return by_channels(&layer, &padded, [th, tw], [ho, wo], y);
     }
@@ -166,8 +165,6 @@ struct Layer<'a> {
     activation: Activation,
     /// Input channels.
     cin: usize,
-    /// Tiles per row.
-    tw: usize,
 }
 
 /// Output channels per task of [`by_channels`] are a multiple of this (gemm's register tile).
@@ -191,7 +188,7 @@ fn by_channels(
     v.par_chunks_mut(POINTS * cin).enumerate().for_each_init(
         || Scratch::take(POINTS * cin),
         |scratch, (t, vt)| {
-            let (ty, tx) = (t / layer.tw, t % layer.tw);
+            let (ty, tx) = (t / tw, t % tw);
             let window = |i: usize, j: usize| {
                 let at = ((2 * ty + i) * padded_w + 2 * tx + j) * cin;
                 &padded[at..at + cin]
