@@ -10,7 +10,7 @@ use crate::model_args::ModelArgs;
 
 /// Print a model as graph JSON, or as a model spec.
 ///
-/// The graph JSON is DESIGN.md's exchange format with every cost zero: node ids, inputs and
+/// The graph JSON is docs/DESIGN.md's exchange format with every cost zero: node ids, inputs and
 /// output sizes (f32 bytes, batch 1). Fill in edge_ms and cloud_ms (from `layers` or a device
 /// profile) and hand it to `plan`. With --spec it prints the model spec instead: each node's
 /// layer kind and hyper-parameters plus the input shape, which --model-spec reads back. With

@@ -2,6 +2,7 @@
 
 mod connect_args;
 mod demo;
+mod fidelity;
 mod graph;
 mod layers;
 mod local;
@@ -35,6 +36,7 @@ enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Tasks(tasks::TasksArgs),
+    Fidelity(fidelity::FidelityArgs),
     Sweep(sweep::SweepArgs),
     Plan(plan::PlanArgs),
     Graph(graph::GraphArgs),
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Train(args) => print_report(runtime::cli::train(&args, Role::Edge)),
         Command::Run(args) => run::run(&args),
         Command::Tasks(args) => tasks::run(&args),
+        Command::Fidelity(args) => fidelity::run(&args),
         Command::LabCloud => runtime::lab_cloud_process().map_err(Into::into),
         Command::LabCell => runtime::lab_cell_process().map_err(Into::into),
     };

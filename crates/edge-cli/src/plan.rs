@@ -17,10 +17,11 @@ use runtime::cli::Table;
 
 /// Choose where to cut a model between edge and cloud for a given link.
 ///
-/// The costs come either from a graph in DESIGN.md's graph JSON format (per-node edge_ms,
-/// cloud_ms, out_bytes), or from a model (zoo name or spec file) priced by an edge and a cloud
-/// device profile (see `profile` and `train`). It solves for the cut that minimises the
-/// objective and prints the cut with its predicted breakdown beside edge-only and cloud-only.
+/// The costs come either from a graph in docs/DESIGN.md's graph JSON format (per-node edge_ms,
+/// cloud_ms, out_bytes, and optional encodings of the output), or from a model (zoo name or spec
+/// file) priced by an edge and a cloud device profile (see `profile` and `train`). It solves for
+/// the cut that minimises the objective and prints the cut, with the encoding each crossing
+/// tensor goes in, and its predicted breakdown beside edge-only and cloud-only.
 #[derive(Args)]
 #[command(
     allow_negative_numbers = true,
@@ -257,7 +258,15 @@ fn json_report(
     let transfers: Vec<Value> = plan
         .transfers()
         .iter()
-        .map(|t| json!({"tensor": graph.id(t.tensor), "bytes": t.bytes, "direction": direction(t.direction)}))
+        .map(|t| {
+            json!({
+                "tensor": graph.id(t.tensor),
+                "bytes": t.bytes,
+                "direction": direction(t.direction),
+                "encoding": graph.encoding_name(t.tensor, t.encoding),
+                "raw_bytes": t.raw_bytes,
+            })
+        })
         .collect();
     let mut baselines = json!({
         "edge_only_ms": edge_only.breakdown().total_ms,
@@ -359,10 +368,15 @@ fn text_report(
             } else {
                 "down"
             };
+            // As `run` prints it, with the raw size too when the tensor goes encoded.
+            let mut size = bytes(t.bytes);
+            if t.encoding.is_some() {
+                size.push_str(&format!(", {} raw", bytes(t.raw_bytes)));
+            }
             out.push_str(&format!(
-                "  sends {arrow}: {} ({})\n",
+                "  sends {arrow}: {} as {} ({size})\n",
                 graph.id(t.tensor),
-                bytes(t.bytes)
+                graph.encoding_name(t.tensor, t.encoding)
             ));
         }
     }

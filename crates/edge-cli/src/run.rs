@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use models::{Backend, Net};
-use partition_core::{Direction, Graph};
+use partition_core::Graph;
 use predictor::DeviceProfile;
 use runtime::cli::{Table, parse_backend};
 use runtime::{
@@ -15,7 +15,7 @@ use runtime::{
     WeightsSource,
 };
 use serde_json::{Value, json};
-use transport::LinkEstimate;
+use transport::{LinkEstimate, Loss};
 
 use crate::connect_args::{ConnectArgs, connect};
 use crate::model_args::{ModelArgs, check_backend};
@@ -59,7 +59,8 @@ pub struct RunArgs {
     /// [default: a seeded random input].
     #[arg(long, value_name = "FILE", conflicts_with = "image")]
     input: Option<PathBuf>,
-    /// Input image (JPEG or PNG), preprocessed as for ImageNet; the model must take 3x224x224.
+    /// Input image (JPEG or PNG), as the application holds it; the model must take 3x224x224.
+    /// The planner may send the file itself to the cloud, or decode and preprocess it here.
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
     #[command(flatten)]
@@ -89,6 +90,12 @@ pub struct SplitArgs {
     /// not shaped, and transfers run at its real speed.
     #[arg(long, value_name = "MBPS")]
     uplink_mbps: Option<f64>,
+    /// The loss allowed on the tensors that cross: exact (raw f32, lossless compression, or
+    /// the image file itself), f16 (adds half precision), or int8 (adds per-channel 8-bit
+    /// quantisation). The planner picks the cheapest allowed encoding for each tensor; see
+    /// `fidelity` for what each costs in accuracy.
+    #[arg(long, value_name = "exact|f16|int8", default_value = "exact", value_parser = parse_loss)]
+    pub max_loss: Loss,
 }
 
 impl SplitArgs {
@@ -97,6 +104,7 @@ impl SplitArgs {
         EdgeConfig {
             split: self.split.clone(),
             uplink_mbps: self.uplink_mbps,
+            max_loss: self.max_loss,
             ..EdgeConfig::default()
         }
     }
@@ -109,6 +117,12 @@ impl SplitArgs {
 
 fn parse_split(text: &str) -> Result<SplitMode, String> {
     text.parse().map_err(|e: RuntimeError| e.to_string())
+}
+
+/// Parses `--max-loss`.
+pub fn parse_loss(text: &str) -> Result<Loss, String> {
+    text.parse()
+        .map_err(|e: transport::ParseLossError| e.to_string())
 }
 
 /// Where the planner's per-layer costs come from.
@@ -250,36 +264,29 @@ pub fn load(net: Net, source: &WeightsSource, backend: Backend) -> Result<Loaded
     LoadedModel::load(net, source, backend).with_context(|| format!("cannot load `{name}`"))
 }
 
-/// How the cut of `outcome` reads: edge-only, cloud-only or a split.
-pub fn cut_kind(graph: &Graph, outcome: &Outcome) -> &'static str {
-    match outcome.cloud_nodes.len() {
-        0 => "edge-only",
-        n if n + 1 == graph.len() => "cloud-only",
-        _ => "split",
-    }
-}
-
-/// The bytes that cross the link for one sample under `outcome`'s plan.
-pub fn crossing_bytes(outcome: &Outcome) -> u64 {
-    outcome.plan.transfers().iter().map(|t| t.bytes).sum()
-}
-
-/// The cut in a few words: `edge-only`, `cloud-only (3.0 KiB up)`, or the tensors sent up.
-pub fn cut_summary(graph: &Graph, outcome: &Outcome) -> String {
-    let kind = cut_kind(graph, outcome);
+/// The cut in a few words: `edge-only`, `cloud-only (27.8 KB file up)`, or the tensors sent
+/// up with their encodings.
+pub fn cut_summary(outcome: &Outcome) -> String {
+    let kind = outcome.cut_kind();
     if kind == "edge-only" {
         return kind.to_string();
     }
-    let up = bytes(crossing_bytes(outcome));
-    if kind == "cloud-only" {
-        return format!("cloud-only ({up} up)");
+    let up = bytes(outcome.upload_bytes());
+    if outcome.sends_file() {
+        return format!("cloud-only ({up} image file up)");
     }
-    let ids: Vec<&str> = outcome
-        .plan
-        .transfers()
-        .iter()
-        .map(|t| graph.id(t.tensor))
+    let codecs = outcome.upload_codecs();
+    let ids: Vec<String> = outcome
+        .uploads()
+        .zip(&codecs)
+        .map(|(t, codec)| match *codec {
+            "raw" => outcome.graph.id(t.tensor).to_string(),
+            codec => format!("{} as {codec}", outcome.graph.id(t.tensor)),
+        })
         .collect();
+    if kind == "cloud-only" {
+        return format!("cloud-only ({} up: {})", up, ids.join(""));
+    }
     let shown = if ids.len() > 3 {
         format!("{}+{} more", ids[..3].join("+"), ids.len() - 3)
     } else {
@@ -288,8 +295,10 @@ pub fn cut_summary(graph: &Graph, outcome: &Outcome) -> String {
     format!("after {shown} ({up} up)")
 }
 
-/// The cut as JSON: its kind, the cloud nodes, and every tensor that crosses.
-pub fn cut_json(graph: &Graph, outcome: &Outcome) -> Value {
+/// The cut as JSON: its kind, the cloud nodes, every tensor that crosses with its encoding,
+/// predicted bytes and raw bytes, and what was actually sent.
+pub fn cut_json(outcome: &Outcome) -> Value {
+    let graph = &outcome.graph;
     let crossing: Vec<Value> = outcome
         .plan
         .transfers()
@@ -297,17 +306,33 @@ pub fn cut_json(graph: &Graph, outcome: &Outcome) -> Value {
         .map(|t| {
             json!({
                 "tensor": graph.id(t.tensor),
+                "encoding": graph.encoding_name(t.tensor, t.encoding),
                 "bytes": t.bytes,
-                "direction": if t.direction == Direction::Up { "up" } else { "down" },
+                "raw_bytes": t.raw_bytes,
+                "direction": t.direction.to_string(),
+            })
+        })
+        .collect();
+    let sent: Vec<Value> = outcome
+        .sent
+        .iter()
+        .map(|s| {
+            json!({
+                "tensor": s.node,
+                "encoding": s.codec_name(),
+                "bytes": s.wire_bytes,
+                "raw_bytes": s.raw_bytes,
             })
         })
         .collect();
     json!({
-        "kind": cut_kind(graph, outcome),
+        "kind": outcome.cut_kind(),
+        "sends_file": outcome.sends_file(),
         "solver": outcome.plan.method().to_string(),
         "cloud_nodes": outcome.cloud_nodes,
         "crossing": crossing,
-        "crossing_bytes": crossing_bytes(outcome),
+        "crossing_bytes": outcome.upload_bytes(),
+        "sent": sent,
     })
 }
 
@@ -319,6 +344,27 @@ pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The input of one `run`: a tensor, or an image file as the application holds it.
+enum RunInput {
+    Tensor(models::HostTensor),
+    Image(Vec<u8>),
+}
+
+/// Reads an image file for a network that must take ImageNet's 3x224x224 input.
+pub fn read_image_file(path: &std::path::Path, net: &Net) -> Result<Vec<u8>> {
+    if net.input_shape() != [3, 224, 224] {
+        bail!(
+            "--image gives a 3x224x224 input but `{}` takes {:?}; give a .npy tensor with --input instead",
+            net.name(),
+            net.input_shape()
+        );
+    }
+    let file =
+        std::fs::read(path).with_context(|| format!("cannot read --image {}", path.display()))?;
+    models::image_dimensions(&file).with_context(|| format!("--image {}", path.display()))?;
+    Ok(file)
+}
+
 /// Runs the command.
 pub fn run(args: &RunArgs) -> Result<()> {
     let client = args.connect.client_config()?;
@@ -327,20 +373,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let net = args.model.build()?;
     let (input, input_source) = match (&args.image, &args.input) {
         (None, None) => (
-            seeded_input(&net, args.seed)?,
+            RunInput::Tensor(seeded_input(&net, args.seed)?),
             format!(
                 "seeded random (seed {}); give --input X.npy or --image IMG for real data",
                 args.seed
             ),
         ),
-        (image, input) => {
-            let source = image.as_ref().or(input.as_ref());
-            let source = source.map(|p| p.display().to_string()).unwrap_or_default();
-            (
-                read_input(image.as_deref(), input.as_deref(), &net)?,
-                source,
-            )
-        }
+        (Some(image), _) => (
+            RunInput::Image(read_image_file(image, &net)?),
+            image.display().to_string(),
+        ),
+        (None, Some(input)) => (
+            RunInput::Tensor(read_input(None, Some(input), &net)?),
+            input.display().to_string(),
+        ),
     };
     let costs = args.costs.load(std::slice::from_ref(&net), args.backend)?;
     let weights = match &args.weights {
@@ -349,14 +395,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let model = load(net, &weights, args.backend)?;
     let (mut session, cost_source) = costs.session(model, args.planning.config())?;
-    let input_shape = input.shape().to_vec();
+    let input_shape = match &input {
+        RunInput::Tensor(tensor) => json!(tensor.shape()),
+        RunInput::Image(file) => json!(format!("image file, {}", bytes(file.len() as u64))),
+    };
 
     let (warning, outcome, measured_link) = runtime.block_on(async {
         let warning = connect(&mut session, client).await?;
         if let Some(w) = &warning {
             eprintln!("warning: {w}");
         }
-        let outcome = session.infer(input).await?;
+        let outcome = match input {
+            RunInput::Tensor(tensor) => session.infer(tensor).await?,
+            RunInput::Image(file) => session.infer_image(file).await?,
+        };
         let link = session.client().map(|c| c.link());
         anyhow::Ok((warning, outcome, link))
     })?;
@@ -369,6 +421,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "input": {"source": input_source, "shape": input_shape},
         "costs": cost_source,
         "split": args.planning.split_name(),
+        "max_loss": args.planning.max_loss.to_string(),
         "link": {
             "measured": measured_json(measured_link.as_ref()),
             "planned": {
@@ -379,7 +432,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             },
         },
         "load_factor": outcome.load_factor,
-        "cut": cut_json(session.graph(), &outcome),
+        "cut": cut_json(&outcome),
         "predicted_ms": {
             "edge": outcome.predicted.edge_ms,
             "upload": outcome.predicted.upload_ms,
@@ -415,7 +468,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report, session.graph(), &outcome));
+        print!("{}", render(&report, &outcome));
     }
     Ok(())
 }
@@ -437,7 +490,8 @@ fn figure(value: &Value, unit: &str) -> String {
 }
 
 /// The report as text.
-fn render(report: &Value, graph: &Graph, outcome: &Outcome) -> String {
+fn render(report: &Value, outcome: &Outcome) -> String {
+    let graph = &outcome.graph;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
@@ -472,29 +526,30 @@ fn render(report: &Value, graph: &Graph, outcome: &Outcome) -> String {
         outcome.load_factor
     );
     let cloud = outcome.cloud_nodes.len();
-    out += &match cut_kind(graph, outcome) {
+    let net_nodes =
+        graph.len() - usize::from(outcome.graph.index_of(runtime::INPUT_FILE_ID).is_some());
+    out += &match outcome.cut_kind() {
         "edge-only" => format!(
             "cut ({}, {}): everything runs on the edge\n",
             text(&report["split"]),
             outcome.plan.method()
         ),
         kind => format!(
-            "cut ({}, {}): {kind}, {} node(s) on the edge, {cloud} on the cloud\n",
+            "cut ({}, {}, max loss {}): {kind}, {} node(s) on the edge, {cloud} on the cloud\n",
             text(&report["split"]),
             outcome.plan.method(),
-            graph.len() - cloud
+            text(&report["max_loss"]),
+            net_nodes - cloud
         ),
     };
     for t in outcome.plan.transfers() {
-        let way = if t.direction == Direction::Up {
-            "up"
-        } else {
-            "down"
-        };
         out += &format!(
-            "  sends {way}: {} ({})\n",
+            "  sends {}: {} as {} ({}, {} raw)\n",
+            t.direction,
             graph.id(t.tensor),
-            bytes(t.bytes)
+            graph.encoding_name(t.tensor, t.encoding),
+            bytes(t.bytes),
+            bytes(t.raw_bytes)
         );
     }
     if let Some(&n) = outcome.output.shape().first().filter(|&&n| n > 1) {

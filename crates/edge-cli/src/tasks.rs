@@ -17,7 +17,9 @@ use transport::Client;
 
 use crate::connect_args::{ConnectArgs, connect};
 use crate::model_args::build_net;
-use crate::run::{CostArgs, SplitArgs, async_runtime, cut_json, cut_summary, load};
+use crate::run::{
+    CostArgs, SplitArgs, async_runtime, cut_json, cut_summary, load, read_image_file,
+};
 use crate::tensor_io::{SplitMix, read_input, seeded_input};
 
 /// How often the monitor looks at each connection's link estimate.
@@ -41,14 +43,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
   cutpoint-edge tasks --connect 10.0.0.5:4433 --random 20 --models my_net \\
       --model-spec my_net.spec.json --interval-ms 500
 
-A tasks file holds one task per line, `MODEL [INPUT.npy]`, with `#` starting a comment:
+A tasks file holds one task per line, `MODEL [INPUT]`, with `#` starting a comment; the input
+is a float32 .npy tensor or a JPEG or PNG image (sent as the file when that is cheapest):
   resnet18 images/cat.npy
+  resnet18 images/cat.jpg
   alexnet            # a seeded random input")]
 pub struct TasksArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Tasks file: one task per line, `MODEL [INPUT.npy]`, `#` starts a comment; relative input
-    /// paths are relative to the file's directory, and a task without one gets a seeded input.
+    /// Tasks file: one task per line, `MODEL [INPUT.npy|IMAGE.jpg]`, `#` starts a comment;
+    /// relative input paths are relative to the file's directory, and a task without one gets
+    /// a seeded input.
     #[arg(
         long,
         value_name = "FILE",
@@ -255,18 +260,30 @@ async fn run_queue(
 /// Runs one task on its model's session.
 async fn run_task(s: &mut ModelSession, task: &Task, input_seed: u64) -> Result<Done, String> {
     let net = s.session.model().net();
-    let input: Result<HostTensor> = match &task.input {
-        Some(path) => read_input(None, Some(path), net).context(
-            "the task's input must be a float32 .npy file (a relative path starts at the tasks file's directory)",
-        ),
-        None => seeded_input(net, input_seed),
-    };
-    let input = input.map_err(|e| error_line(e.as_ref()))?;
-    let outcome = s.session.infer(input).await.map_err(|e| error_line(&e))?;
-    let graph = s.session.graph();
+    let is_image = task.input.as_deref().is_some_and(|p| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+    });
+    let outcome = match &task.input {
+        Some(path) if is_image => {
+            let file = read_image_file(path, net).map_err(|e| error_line(e.as_ref()))?;
+            s.session.infer_image(file).await
+        }
+        input => {
+            let tensor: Result<HostTensor> = match input {
+                Some(path) => read_input(None, Some(path), net).context(
+                    "the task's input must be a float32 .npy file or a JPEG or PNG image (a relative path starts at the tasks file's directory)",
+                ),
+                None => seeded_input(net, input_seed),
+            };
+            s.session.infer(tensor.map_err(|e| error_line(e.as_ref()))?).await
+        }
+    }
+    .map_err(|e| error_line(&e))?;
     let done = Done {
-        cut: cut_json(graph, &outcome),
-        cut_summary: cut_summary(graph, &outcome),
+        cut: cut_json(&outcome),
+        cut_summary: cut_summary(&outcome),
         predicted_ms: outcome.predicted.total_ms,
         measured_ms: outcome.measured.total_ms,
         cut_changed: s.started && outcome.switched,

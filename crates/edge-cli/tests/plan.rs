@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -65,16 +65,18 @@ fn json_has_the_documented_keys_and_consistent_figures() {
     let transfers = v["transfers"].as_array().expect("array");
     assert_eq!(transfers.len(), 1);
     assert!(transfers[0]["tensor"].is_string() && transfers[0]["bytes"].is_u64());
+    // The shipped graphs carry no encodings: every tensor travels raw.
+    assert_eq!(transfers[0]["encoding"], "raw");
+    assert_eq!(transfers[0]["raw_bytes"], transfers[0]["bytes"]);
 }
 
-#[test]
-fn reads_the_graph_from_stdin() {
-    let text = std::fs::read_to_string(repo_file("examples/graphs/resnet18.json"))
-        .expect("example exists");
+/// Runs `cutpoint-edge` with `args`, writing `text` to its standard input.
+fn edge_with_stdin(args: &[&str], text: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cutpoint-edge"))
-        .args(["plan", "--graph", "-", "--uplink-mbps", "100", "--json"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
     child
@@ -83,10 +85,81 @@ fn reads_the_graph_from_stdin() {
         .expect("stdin is piped")
         .write_all(text.as_bytes())
         .expect("write graph");
-    let out = child.wait_with_output().expect("it finishes");
-    assert!(out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    child.wait_with_output().expect("it finishes")
+}
+
+#[test]
+fn reads_the_graph_from_stdin() {
+    let text = std::fs::read_to_string(repo_file("examples/graphs/resnet18.json"))
+        .expect("example exists");
+    let out = edge_with_stdin(
+        &["plan", "--graph", "-", "--uplink-mbps", "100", "--json"],
+        &text,
+    );
+    let v = json_output(out);
     assert_eq!(v["solver"], "mincut");
+}
+
+/// input (1 MB raw, or 50 kB as `jpeg`: 5 ms to encode, 2 ms to decode) → a → b.
+const ENCODED_GRAPH: &str = r#"{"name": "compressible", "nodes": [
+    {"id": "input", "inputs": [],        "edge_ms": 0,   "cloud_ms": 0, "out_bytes": 1000000,
+     "encodings": [{"name": "jpeg", "bytes": 50000, "edge_ms": 5, "cloud_ms": 2}]},
+    {"id": "a",     "inputs": ["input"], "edge_ms": 100, "cloud_ms": 1, "out_bytes": 250000},
+    {"id": "b",     "inputs": ["a"],     "edge_ms": 200, "cloud_ms": 2, "out_bytes": 1000}]}"#;
+
+#[test]
+fn encoded_transfers_report_their_encoding_and_sizes() {
+    // At 8 Mbit/s up, 1 down, 10 ms RTT and load ×2, edge-only costs 300 ms and raw cloud-only
+    // 1024 ms, but the input as jpeg costs 5 + 50 + 2·3 + 2 + 8 + 10 = 81 ms: cloud-only wins.
+    let flags = [
+        "plan",
+        "--graph",
+        "-",
+        "--uplink-mbps",
+        "8",
+        "--downlink-mbps",
+        "1",
+        "--rtt-ms",
+        "10",
+        "--load-factor",
+        "2",
+    ];
+    let v = json_output(edge_with_stdin(
+        &[&flags[..], &["--json"]].concat(),
+        ENCODED_GRAPH,
+    ));
+    assert_eq!(v["cloud_nodes"], serde_json::json!(["a", "b"]));
+    let transfers = v["transfers"].as_array().expect("array");
+    assert_eq!(transfers.len(), 1);
+    let t = &transfers[0];
+    assert_eq!(t["tensor"], "input");
+    assert_eq!(t["direction"], "up");
+    assert_eq!(t["encoding"], "jpeg");
+    assert_eq!(t["bytes"], 50_000);
+    assert_eq!(t["raw_bytes"], 1_000_000);
+    let p = &v["predicted_ms"];
+    let ms = |k: &str| p[k].as_f64().expect("number");
+    for (key, want) in [
+        ("edge", 5.0),
+        ("upload", 50.0),
+        ("cloud", 8.0),
+        ("total", 81.0),
+    ] {
+        assert!(
+            (ms(key) - want).abs() < 1e-9,
+            "{key}: {} != {want}",
+            ms(key)
+        );
+    }
+    assert_eq!(v["objective_value"].as_f64(), Some(ms("total")));
+
+    let out = edge_with_stdin(&flags, ENCODED_GRAPH);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sends up: input as jpeg (48.8 KiB, 976.6 KiB raw)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -156,7 +229,7 @@ fn human_output_shows_the_cut_beside_the_baselines() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "cut:",
-        "sends up: features.2",
+        "sends up: features.2 as raw (",
         "chosen (chain)",
         "edge-only",
         "cloud-only",

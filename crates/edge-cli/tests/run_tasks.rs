@@ -366,7 +366,7 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
         "link (measured): up ",
         "Mbit/s",
         "RTT ",
-        "cut (cloud, cloud_only): cloud-only",
+        "cut (cloud, cloud_only, max loss exact): cloud-only",
         "sends up: input",
         "predicted",
         "measured",

@@ -385,14 +385,25 @@ impl Model {
         part: &[bool],
         boundary: Activations,
     ) -> Result<Activations, ModelError> {
-        on_worker(|| self.run_part_here(part, boundary))
+        on_worker(|| self.run_part_here(part, boundary, false))
     }
 
-    /// [`Model::run_part`] on the calling thread.
+    /// Runs the whole network from `input` and returns every node's output, each as a
+    /// boundary at that node would carry it (a convolution's fused group's output where a
+    /// batch norm or activation is folded into it). For measuring what each possible crossing
+    /// tensor looks like, for example how well it compresses.
+    pub fn run_all(&self, input: Value) -> Result<Activations, ModelError> {
+        let all = vec![true; self.net.len()];
+        on_worker(|| self.run_part_here(&all, Activations::from([(0, input)]), true))
+    }
+
+    /// [`Model::run_part`] on the calling thread; with `export_all`, every node's output is
+    /// returned, not only those read outside the part.
     fn run_part_here(
         &self,
         part: &[bool],
         mut boundary: Activations,
+        export_all: bool,
     ) -> Result<Activations, ModelError> {
         let net = &self.net;
         let n = net.len();
@@ -411,7 +422,10 @@ impl Model {
             }
         }
         let exported: Vec<bool> = (0..n)
-            .map(|v| part[v] && (v == net.sink() || net.consumers(v).iter().any(|&w| !part[w])))
+            .map(|v| {
+                part[v]
+                    && (export_all || v == net.sink() || net.consumers(v).iter().any(|&w| !part[w]))
+            })
             .collect();
         let mut values: Vec<Option<Value>> = vec![None; n];
         let mut out = Activations::new();

@@ -83,12 +83,77 @@ const MAX_LONG_SIDE: u64 = 64 * 256;
 
 /// Decodes a JPEG or PNG file and preprocesses it (see [`preprocess`]).
 pub fn load_image(path: &Path) -> Result<HostTensor, ModelError> {
-    let image = image::open(path).map_err(|e| ModelError::Format {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Format {
         what: format!("image {}", path.display()),
-        message: format!("{e}; give a JPEG or PNG file"),
+        message: format!("{e}; give a readable JPEG or PNG file"),
+    })?;
+    decode_image(&bytes).map_err(|e| match e {
+        ModelError::Format { message, .. } => ModelError::Format {
+            what: format!("image {}", path.display()),
+            message,
+        },
+        other => other,
+    })
+}
+
+/// The widest or tallest image [`decode_image`] accepts, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// The most memory [`decode_image`] lets the decoder allocate (256 MiB).
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Decodes an encoded JPEG or PNG image held in memory and preprocesses it (see
+/// [`preprocess`]). Edge and cloud both call this on the same bytes, so an image sent as a
+/// file gives bit-for-bit the tensor the edge would have computed.
+///
+/// The bytes may come from the network: the format is read from the magic bytes (JPEG or PNG
+/// only), and an image wider or taller than [`MAX_IMAGE_SIDE`], or one whose decoding would
+/// allocate more than 256 MiB, is refused before its pixels are decoded.
+pub fn decode_image(bytes: &[u8]) -> Result<HostTensor, ModelError> {
+    let bad = |message: String| ModelError::Format {
+        what: "image".into(),
+        message,
+    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?;
+    match reader.format() {
+        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
+        _ => {
+            return Err(bad(
+                "not a JPEG or PNG image; give a JPEG or PNG file".into()
+            ));
+        }
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| {
+        bad(format!(
+            "{e}; give a JPEG or PNG file of at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels"
+        ))
     })?;
     preprocess(&image.to_rgb8())
 }
+
+/// The width and height of an encoded JPEG or PNG image, read from its header only.
+pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), ModelError> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.into_dimensions().map_err(|e| e.to_string()))
+        .map_err(|message| ModelError::Format {
+            what: "image".into(),
+            message: format!("{message}; give a JPEG or PNG file"),
+        })
+}
+
+/// A photograph as a camera application holds it: "Chelsea the cat" from scikit-image's
+/// sample data (CC0), a 451×300 JPEG of 27 833 bytes (`data/chelsea.LICENSE.md`). The demo
+/// sends it, and tests use it as a real image.
+pub const SAMPLE_JPEG: &[u8] = include_bytes!("../data/chelsea.jpg");
 
 /// The `k` most likely classes of one sample's logits, as `(class index, softmax probability)`,
 /// most likely first.
@@ -158,6 +223,43 @@ mod tests {
         let err = load_image(&bad).expect_err("garbage");
         std::fs::remove_file(&bad).expect("clean up");
         assert!(err.to_string().contains("JPEG or PNG"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_photo_decodes_and_matches_its_header() {
+        assert_eq!(image_dimensions(SAMPLE_JPEG).expect("header"), (451, 300));
+        let x = decode_image(SAMPLE_JPEG).expect("decodes");
+        assert_eq!(x.shape(), &[1, 3, 224, 224]);
+        // A photograph, not a constant: the channels vary.
+        let (lo, hi) = x
+            .data()
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        assert!(hi - lo > 2.0, "{lo}..{hi}");
+    }
+
+    #[test]
+    fn decoding_refuses_other_formats_truncation_and_huge_headers() {
+        for bytes in [
+            &b"GIF89a...."[..],
+            b"",
+            &SAMPLE_JPEG[..SAMPLE_JPEG.len() / 3],
+        ] {
+            let err = decode_image(bytes).expect_err("refused");
+            assert!(err.to_string().contains("JPEG or PNG"), "{err}");
+        }
+        // A PNG header that declares 100000 x 100000 pixels is refused before any pixel.
+        let mut png = Vec::new();
+        RgbImage::from_pixel(4, 4, Rgb([1, 2, 3]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        // IHDR's width and height sit at bytes 16..24, its CRC (over bytes 12..29) at 29..33.
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32fast::hash(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_image(&png).expect_err("too large");
+        assert!(err.to_string().contains("8192x8192"), "{err}");
     }
 
     #[test]

@@ -158,6 +158,7 @@ impl Net {
                 edge_ms: 0.0,
                 cloud_ms: 0.0,
                 out_bytes: 0.0,
+                encodings: Vec::new(),
             })
             .collect();
         let graph = Graph::new(spec.name.clone(), structure)?;
@@ -218,7 +219,7 @@ impl Net {
         )?)
     }
 
-    /// Graph JSON (DESIGN.md's format) with zero costs, as `cutpoint-edge graph` prints it.
+    /// Graph JSON (docs/DESIGN.md's format) with zero costs, as `cutpoint-edge graph` prints it.
     pub fn graph_json(&self) -> Result<String, ModelError> {
         let zeros = vec![0.0; self.len()];
         Ok(self.graph(&zeros, &zeros)?.to_json())

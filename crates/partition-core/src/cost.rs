@@ -1,4 +1,4 @@
-//! The cost model of DESIGN.md, evaluated for a given placement of nodes.
+//! The cost model of docs/DESIGN.md, evaluated for a given placement of nodes.
 //!
 //! For a cloud set C (and edge set E = V \ C):
 //!
@@ -10,10 +10,25 @@
 //!      + rtt · ([sink ∈ C] + #{u ∈ C with a consumer in E})
 //! ```
 //!
-//! For a successor-closed C the two return terms vanish and this is exactly DESIGN.md's L(C):
+//! For a successor-closed C the two return terms vanish and this is exactly docs/DESIGN.md's L(C):
 //! one round trip and the result download whenever C ≠ ∅. With returns allowed, every tensor
 //! that comes back to the edge is the reply to a request, so it costs its download and one
 //! more round trip; later edge consumers reuse the copy for free.
+//!
+//! A tensor that goes up travels raw or in one of its node's [`Encoding`]s c, whichever is
+//! cheapest under the objective:
+//!
+//! ```text
+//! upload(u) = min(s(u)/Bu,  min_c e_c(u) + s_c(u)/Bu + d_c(u))       (latency)
+//! ```
+//!
+//! and for energy the same minimum over `Pc·e_c + Pt·s_c/Bu + Pi·d_c` (raw: `Pt·s(u)/Bu`). Ties
+//! go to raw, then to the earlier-listed encoding. In a [`Breakdown`] the encode time counts as
+//! edge time, the encoded bytes' time as upload time and the decode time as cloud time; the
+//! load factor λ scales layers only, not decoding. The choice is one term per tensor, so every
+//! solver stays exact. Tensors that come down, and the result, travel raw.
+//!
+//! [`Encoding`]: crate::Encoding
 
 use crate::graph::Graph;
 use crate::scenario::{Objective, Scenario};
@@ -21,11 +36,12 @@ use crate::scenario::{Objective, Scenario};
 /// A plan's predicted cost, split into where the time goes. All in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Breakdown {
-    /// Time computing on the edge.
+    /// Time computing on the edge, encoding included.
     pub edge_ms: f64,
-    /// Time sending tensors up.
+    /// Time sending tensors up, each as raw or encoded as chosen.
     pub upload_ms: f64,
-    /// Time computing on the cloud (after the load factor).
+    /// Time computing on the cloud: layers after the load factor, plus decoding (which the
+    /// load factor does not scale).
     pub cloud_ms: f64,
     /// Time sending tensors down, the result included.
     pub download_ms: f64,
@@ -54,7 +70,10 @@ impl Breakdown {
                 b.download_ms += link.download_ms(graph.out_bytes(v));
                 round_trips += 1;
             } else if crosses {
-                b.upload_ms += link.upload_ms(graph.out_bytes(v));
+                let up = Upload::cheapest(graph, scenario, v);
+                b.edge_ms += up.edge_ms;
+                b.upload_ms += up.upload_ms;
+                b.cloud_ms += up.cloud_ms;
             }
         }
         let sink = graph.sink();
@@ -84,10 +103,75 @@ impl Breakdown {
     }
 }
 
+/// What each kind of time weighs under the objective: `[compute, transmit, idle]`, all 1 for
+/// latency and the three powers (W) for energy.
+fn powers(objective: &Objective) -> [f64; 3] {
+    match *objective {
+        Objective::Latency => [1.0, 1.0, 1.0],
+        Objective::Energy {
+            compute_w,
+            transmit_w,
+            idle_w,
+        } => [compute_w, transmit_w, idle_w],
+    }
+}
+
+/// How a tensor goes up: raw or one of its encodings, with the time it adds on each side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upload {
+    /// The index into the node's encodings; `None` for raw.
+    pub encoding: Option<usize>,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Encode time on the edge.
+    pub edge_ms: f64,
+    /// Time on the uplink.
+    pub upload_ms: f64,
+    /// Decode time on the cloud.
+    pub cloud_ms: f64,
+}
+
+impl Upload {
+    /// The cheapest way to send tensor `u` up under the scenario's objective. Ties go to raw,
+    /// then to the earlier-listed encoding. The one place where the choice is made.
+    pub fn cheapest(graph: &Graph, scenario: &Scenario, u: usize) -> Upload {
+        let link = scenario.link();
+        let raw_bytes = graph.out_bytes(u);
+        let raw = Upload {
+            encoding: None,
+            bytes: raw_bytes,
+            edge_ms: 0.0,
+            upload_ms: link.upload_ms(raw_bytes),
+            cloud_ms: 0.0,
+        };
+        let powers = powers(scenario.objective());
+        let encoded = graph.encodings(u).iter().enumerate().map(|(i, e)| Upload {
+            encoding: Some(i),
+            bytes: e.bytes,
+            edge_ms: e.edge_ms,
+            upload_ms: link.upload_ms(e.bytes),
+            cloud_ms: e.cloud_ms,
+        });
+        encoded.fold(raw, |best, candidate| {
+            if candidate.weight(powers) < best.weight(powers) {
+                candidate
+            } else {
+                best
+            }
+        })
+    }
+
+    /// Its cost in the objective's unit, given [`powers`].
+    fn weight(&self, [compute, transmit, idle]: [f64; 3]) -> f64 {
+        compute * self.edge_ms + transmit * self.upload_ms + idle * self.cloud_ms
+    }
+}
+
 /// Per-node costs in the objective's unit, as the solvers consume them.
 ///
 /// `edge[v]` is paid when v runs on the edge, `cloud[v]` when it runs on the cloud, `up[u]` once
-/// when tensor u goes up, `down[u]` once when it comes down, and `rtt` per round trip.
+/// when tensor u goes up (in its [`Upload::cheapest`] form), `down[u]` once when it comes down,
+/// and `rtt` per round trip.
 pub(crate) struct Weights {
     pub edge: Vec<f64>,
     pub cloud: Vec<f64>,
@@ -98,14 +182,8 @@ pub(crate) struct Weights {
 
 impl Weights {
     pub fn new(graph: &Graph, scenario: &Scenario) -> Weights {
-        let (compute, transmit, idle) = match *scenario.objective() {
-            Objective::Latency => (1.0, 1.0, 1.0),
-            Objective::Energy {
-                compute_w,
-                transmit_w,
-                idle_w,
-            } => (compute_w, transmit_w, idle_w),
-        };
+        let powers = powers(scenario.objective());
+        let [compute, _, idle] = powers;
         let link = scenario.link();
         let n = graph.len();
         Weights {
@@ -114,7 +192,7 @@ impl Weights {
                 .map(|v| idle * scenario.load_factor() * graph.cloud_ms(v))
                 .collect(),
             up: (0..n)
-                .map(|v| transmit * link.upload_ms(graph.out_bytes(v)))
+                .map(|v| Upload::cheapest(graph, scenario, v).weight(powers))
                 .collect(),
             down: (0..n)
                 .map(|v| idle * link.download_ms(graph.out_bytes(v)))

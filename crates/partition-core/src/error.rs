@@ -12,7 +12,7 @@ pub fn readable(value: f64) -> String {
     }
 }
 
-/// A graph that cannot be used: malformed JSON, or a structure that breaks DESIGN.md's rules.
+/// A graph that cannot be used: malformed JSON, or a structure that breaks docs/DESIGN.md's rules.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum GraphError {
     /// The text is not valid JSON, or a field has the wrong type.
@@ -75,6 +75,34 @@ pub enum GraphError {
         /// Extra guidance, empty when there is none.
         hint: &'static str,
     },
+    /// An encoding of a node's output has no name, a name used twice in the node, or the name
+    /// `raw`, which stands for sending the tensor unencoded.
+    #[error("node `{node}` has encodings[{index}] named `{name}`; {fix}")]
+    BadEncodingName {
+        /// The node at fault.
+        node: String,
+        /// The encoding's position in the node's list.
+        index: usize,
+        /// The name found.
+        name: String,
+        /// What would fix it.
+        fix: &'static str,
+    },
+    /// An encoding's byte count or time is negative, non-finite or too large, or its byte count
+    /// is not a whole number.
+    #[error("node `{node}` has encodings[{index}].{field} = {}; it must be a finite number ≥ 0{hint}", readable(*.value))]
+    BadEncodingNumber {
+        /// The node at fault.
+        node: String,
+        /// The encoding's position in the node's list.
+        index: usize,
+        /// The field at fault (`bytes`, `edge_ms` or `cloud_ms`).
+        field: &'static str,
+        /// The value found.
+        value: f64,
+        /// Extra guidance, empty when there is none.
+        hint: &'static str,
+    },
     /// A `LayerGraph` implementation broke the trait's contract.
     #[error(
         "node {index} (`{node}`) takes input {input}, which does not come before it; a LayerGraph lists nodes in topological order"
@@ -87,7 +115,7 @@ pub enum GraphError {
         /// The offending input position.
         input: usize,
     },
-    /// Per-node cost vectors do not match the graph's size.
+    /// Per-node cost or encoding lists do not match the graph's size.
     #[error("{what} has {got} entries but the graph has {expected} nodes; give one per node")]
     CostLength {
         /// Which vector is wrong.

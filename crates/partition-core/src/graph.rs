@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::Serialize;
+
 use crate::error::GraphError;
 
 /// What a solver needs to know about a model's structure.
@@ -31,8 +33,29 @@ pub struct NodeSpec {
     pub edge_ms: f64,
     /// Time to run the node on the cloud, in ms (before the load factor).
     pub cloud_ms: f64,
-    /// Size of the node's output in bytes.
+    /// Size of the node's output in bytes, unencoded (raw f32).
     pub out_bytes: f64,
+    /// Encodings the output may travel in instead of raw, if it crosses the link; empty when
+    /// it always travels raw.
+    pub encodings: Vec<Encoding>,
+}
+
+/// One way to send a node's output up encoded instead of raw: its size on the wire and the
+/// time each side spends on the codec.
+///
+/// A crossing tensor travels in whichever of raw and its encodings costs the least under the
+/// objective (see [`Breakdown`](crate::Breakdown)); raw is always available and is called
+/// `raw`, so no encoding may take that name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Encoding {
+    /// The codec's name, unique within its node (for example `int8+lz4`).
+    pub name: String,
+    /// Size of the encoded tensor in bytes.
+    pub bytes: u64,
+    /// Time to encode on the edge, in ms.
+    pub edge_ms: f64,
+    /// Time to decode on the cloud, in ms (not scaled by the cloud's load factor).
+    pub cloud_ms: f64,
 }
 
 /// A validated model graph with per-node costs, stored in topological order.
@@ -48,10 +71,14 @@ pub struct Graph {
     out_bytes: Vec<u64>,
     edge_ms: Vec<f64>,
     cloud_ms: Vec<f64>,
+    encodings: Vec<Vec<Encoding>>,
 }
 
 /// Largest byte count that an `f64` holds exactly (2^53).
-const MAX_EXACT_BYTES: f64 = 9_007_199_254_740_992.0;
+const MAX_EXACT_BYTES: u64 = 1 << 53;
+
+/// The name of the implicit choice to send a tensor unencoded.
+const RAW: &str = "raw";
 
 /// Largest per-node time accepted (about 11.6 days), so that no sum of costs overflows.
 pub const MAX_NODE_MS: f64 = 1e9;
@@ -60,7 +87,8 @@ impl Graph {
     /// Validates `nodes` (given in any order) and stores them in topological order.
     ///
     /// Rejects duplicate ids, unknown or repeated inputs, cycles, a source or sink count other
-    /// than one, and negative or non-finite numbers, each with an error that names the node.
+    /// than one, negative or non-finite numbers, and encodings that are unnamed, named twice
+    /// or named `raw`, each with an error that names the node.
     pub fn new(name: impl Into<String>, nodes: Vec<NodeSpec>) -> Result<Graph, GraphError> {
         if nodes.is_empty() {
             return Err(GraphError::Empty);
@@ -72,15 +100,15 @@ impl Graph {
             }
             check_ms(&node.id, "edge_ms", node.edge_ms)?;
             check_ms(&node.id, "cloud_ms", node.cloud_ms)?;
-            let whole = node.out_bytes >= 0.0 && node.out_bytes.fract() == 0.0;
-            if !whole || node.out_bytes > MAX_EXACT_BYTES {
+            if whole_bytes(node.out_bytes).is_none() {
                 return Err(GraphError::BadNumber {
                     node: node.id.clone(),
                     field: "out_bytes",
                     value: node.out_bytes,
-                    hint: ", a whole number of bytes below 2^53",
+                    hint: BYTES_HINT,
                 });
             }
+            check_encodings(&node.id, &node.encodings)?;
         }
         let mut inputs = Vec::with_capacity(nodes.len());
         for node in &nodes {
@@ -118,6 +146,7 @@ impl Graph {
             out_bytes: order.iter().map(|&i| nodes[i].out_bytes as u64).collect(),
             edge_ms: order.iter().map(|&i| nodes[i].edge_ms).collect(),
             cloud_ms: order.iter().map(|&i| nodes[i].cloud_ms).collect(),
+            encodings: order.iter().map(|&i| nodes[i].encodings.clone()).collect(),
         };
         graph.with_consumers().checked_ends()
     }
@@ -158,6 +187,7 @@ impl Graph {
                 edge_ms: edge_ms[i],
                 cloud_ms: cloud_ms[i],
                 out_bytes: layers.out_bytes(i) as f64,
+                encodings: Vec::new(),
             });
         }
         Graph::new(name, nodes)
@@ -238,6 +268,17 @@ impl Graph {
         self.out_bytes[node]
     }
 
+    /// The encodings the node's output may travel in besides raw, as given.
+    pub fn encodings(&self, node: usize) -> &[Encoding] {
+        &self.encodings[node]
+    }
+
+    /// The name of a way to send the node's output: `raw` for `None`, else the name of that
+    /// entry of [`Graph::encodings`] (as in [`Transfer::encoding`](crate::Transfer)).
+    pub fn encoding_name(&self, node: usize, encoding: Option<usize>) -> &str {
+        encoding.map_or(RAW, |i| &self.encodings[node][i].name)
+    }
+
     /// Time to run the node on the edge, in ms.
     pub fn edge_ms(&self, node: usize) -> f64 {
         self.edge_ms[node]
@@ -268,24 +309,58 @@ impl Graph {
         (0..self.len()).find(|&v| self.inputs[v].len() > 1 || self.consumers[v].len() > 1)
     }
 
-    /// The same graph with every edge cost multiplied by `factor`: an edge device that many
-    /// times slower (or, below 1, faster). The factor must be finite and positive, and the
-    /// scaled costs must stay within [`MAX_NODE_MS`].
+    /// The same graph with every edge cost, encoding times included, multiplied by `factor`: an
+    /// edge device that many times slower (or, below 1, faster). The factor must be finite and
+    /// positive, and the scaled costs must stay within [`MAX_NODE_MS`].
     pub fn with_edge_scaled(&self, factor: f64) -> Result<Graph, GraphError> {
+        let scale = |ms: &mut f64| {
+            *ms *= factor;
+            factor.is_finite() && factor > 0.0 && ms.is_finite() && *ms <= MAX_NODE_MS
+        };
+        let hint = " after scaling; use a finite, positive scale factor";
         let mut scaled = self.clone();
-        for (v, ms) in scaled.edge_ms.iter_mut().enumerate() {
-            let value = *ms * factor;
-            if !(factor.is_finite() && factor > 0.0 && value.is_finite() && value <= MAX_NODE_MS) {
+        for v in 0..scaled.len() {
+            if !scale(&mut scaled.edge_ms[v]) {
                 return Err(GraphError::BadNumber {
                     node: self.ids[v].clone(),
                     field: "edge_ms",
-                    value,
-                    hint: " after scaling; use a finite, positive scale factor",
+                    value: scaled.edge_ms[v],
+                    hint,
                 });
             }
-            *ms = value;
+            for (index, e) in scaled.encodings[v].iter_mut().enumerate() {
+                if !scale(&mut e.edge_ms) {
+                    return Err(GraphError::BadEncodingNumber {
+                        node: self.ids[v].clone(),
+                        index,
+                        field: "edge_ms",
+                        value: e.edge_ms,
+                        hint,
+                    });
+                }
+            }
         }
         Ok(scaled)
+    }
+
+    /// The same graph with other encodings: one list per node, in topological order (the
+    /// order of [`Graph::node_specs`]). Use it to swap in fresh codec estimates without
+    /// validating the structure again. The lists are checked as [`Graph::new`] checks them.
+    pub fn with_encodings(&self, encodings: Vec<Vec<Encoding>>) -> Result<Graph, GraphError> {
+        if encodings.len() != self.len() {
+            return Err(GraphError::CostLength {
+                what: "encodings",
+                got: encodings.len(),
+                expected: self.len(),
+            });
+        }
+        for (id, list) in self.ids.iter().zip(&encodings) {
+            check_encodings(id, list)?;
+        }
+        Ok(Graph {
+            encodings,
+            ..self.clone()
+        })
     }
 
     /// The nodes as [`NodeSpec`]s, in topological order.
@@ -300,6 +375,7 @@ impl Graph {
                 edge_ms: self.edge_ms[v],
                 cloud_ms: self.cloud_ms[v],
                 out_bytes: self.out_bytes[v] as f64,
+                encodings: self.encodings[v].clone(),
             })
             .collect()
     }
@@ -320,17 +396,73 @@ impl LayerGraph for Graph {
     }
 }
 
+/// What a byte count must be, for error messages.
+pub(crate) const BYTES_HINT: &str = ", a whole number of bytes up to 2^53";
+
+/// What a time must be, for error messages.
+const MS_HINT: &str = " and at most 1e9 ms";
+
+/// `value` as a byte count: a whole number in [0, 2^53], which an `f64` holds exactly.
+pub(crate) fn whole_bytes(value: f64) -> Option<u64> {
+    let whole = value >= 0.0 && value.fract() == 0.0 && value <= MAX_EXACT_BYTES as f64;
+    whole.then_some(value as u64)
+}
+
+fn valid_ms(value: f64) -> bool {
+    (0.0..=MAX_NODE_MS).contains(&value)
+}
+
 fn check_ms(node: &str, field: &'static str, value: f64) -> Result<(), GraphError> {
-    if (0.0..=MAX_NODE_MS).contains(&value) {
+    if valid_ms(value) {
         Ok(())
     } else {
         Err(GraphError::BadNumber {
             node: node.to_string(),
             field,
             value,
-            hint: " and at most 1e9 ms",
+            hint: MS_HINT,
         })
     }
+}
+
+/// Checks a node's encodings: each named (not `raw`, not twice), with a byte count that an
+/// `f64` holds exactly and times within [0, [`MAX_NODE_MS`]].
+fn check_encodings(node: &str, encodings: &[Encoding]) -> Result<(), GraphError> {
+    for (index, e) in encodings.iter().enumerate() {
+        let fix = if e.name.is_empty() {
+            Some("give every encoding a non-empty name")
+        } else if e.name == RAW {
+            Some("`raw` is reserved for sending the tensor unencoded; pick another name")
+        } else if encodings[..index].iter().any(|other| other.name == e.name) {
+            Some("each name may appear once per node")
+        } else {
+            None
+        };
+        if let Some(fix) = fix {
+            return Err(GraphError::BadEncodingName {
+                node: node.to_string(),
+                index,
+                name: e.name.clone(),
+                fix,
+            });
+        }
+        let bad = |field, value, hint| GraphError::BadEncodingNumber {
+            node: node.to_string(),
+            index,
+            field,
+            value,
+            hint,
+        };
+        if e.bytes > MAX_EXACT_BYTES {
+            return Err(bad("bytes", e.bytes as f64, BYTES_HINT));
+        }
+        for (field, value) in [("edge_ms", e.edge_ms), ("cloud_ms", e.cloud_ms)] {
+            if !valid_ms(value) {
+                return Err(bad(field, value, MS_HINT));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Kahn's algorithm. Ready nodes are taken in the order they were given, so a file that is
@@ -375,17 +507,29 @@ fn topological_order(nodes: &[NodeSpec], inputs: &[Vec<usize>]) -> Result<Vec<us
 
 #[cfg(test)]
 mod tests {
+    use super::Encoding;
     use crate::synthetic;
 
     #[test]
     fn scaling_the_edge_leaves_everything_else_alone() {
         let graph = synthetic::residual(3, 7);
+        let codec = Encoding {
+            name: "int8".into(),
+            bytes: 1000,
+            edge_ms: 0.25,
+            cloud_ms: 0.5,
+        };
+        let graph = graph
+            .with_encodings(vec![vec![codec]; graph.len()])
+            .expect("valid encodings");
         let slow = graph.with_edge_scaled(10.0).expect("scales");
         for v in 0..graph.len() {
             assert_eq!(slow.edge_ms(v), 10.0 * graph.edge_ms(v));
             assert_eq!(slow.cloud_ms(v), graph.cloud_ms(v));
             assert_eq!(slow.out_bytes(v), graph.out_bytes(v));
             assert_eq!(slow.inputs(v), graph.inputs(v));
+            let e = &slow.encodings(v)[0];
+            assert_eq!((e.edge_ms, e.cloud_ms, e.bytes), (2.5, 0.5, 1000));
         }
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
             assert!(graph.with_edge_scaled(bad).is_err(), "{bad}");

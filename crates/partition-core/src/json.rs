@@ -1,11 +1,12 @@
-//! Graph JSON, the exchange format of DESIGN.md:
-//! `{"name": …, "nodes": [{"id", "inputs", "edge_ms", "cloud_ms", "out_bytes"}, …]}`.
+//! Graph JSON, the exchange format of docs/DESIGN.md:
+//! `{"name": …, "nodes": [{"id", "inputs", "edge_ms", "cloud_ms", "out_bytes"}, …]}`, where a
+//! node may also list `"encodings": [{"name", "bytes", "edge_ms", "cloud_ms"}, …]`.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::GraphError;
-use crate::graph::{Graph, NodeSpec};
+use crate::graph::{BYTES_HINT, Encoding, Graph, NodeSpec, whole_bytes};
 
 impl Graph {
     /// Parses graph JSON and validates it. Errors name the node and the field at fault.
@@ -31,7 +32,8 @@ impl Graph {
         Graph::new(name, specs)
     }
 
-    /// Writes the graph as pretty-printed graph JSON, nodes in topological order.
+    /// Writes the graph as pretty-printed graph JSON, nodes in topological order. A node's
+    /// `encodings` are written only when it has some.
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct Doc<'a> {
@@ -45,6 +47,8 @@ impl Graph {
             edge_ms: f64,
             cloud_ms: f64,
             out_bytes: u64,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            encodings: Vec<Encoding>,
         }
         let nodes = self
             .node_specs()
@@ -55,6 +59,7 @@ impl Graph {
                 edge_ms: s.edge_ms,
                 cloud_ms: s.cloud_ms,
                 out_bytes: s.out_bytes as u64,
+                encodings: s.encodings,
             })
             .collect();
         let doc = Doc {
@@ -95,18 +100,64 @@ fn parse_node(index: usize, node: &Value) -> Result<NodeSpec, GraphError> {
             )));
         }
     };
+    let at = format!("`{id}`");
+    let edge_ms = number(fields, &at, "edge_ms")?;
+    let cloud_ms = number(fields, &at, "cloud_ms")?;
+    let out_bytes = number(fields, &at, "out_bytes")?;
+    let encodings = match fields.get("encodings") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| parse_encoding(&id, i, item))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => {
+            return Err(GraphError::Json(format!(
+                "node `{id}`: `encodings` must be an array of {{name, bytes, edge_ms, cloud_ms}} objects"
+            )));
+        }
+    };
     Ok(NodeSpec {
-        edge_ms: number(fields, &id, "edge_ms")?,
-        cloud_ms: number(fields, &id, "cloud_ms")?,
-        out_bytes: number(fields, &id, "out_bytes")?,
+        edge_ms,
+        cloud_ms,
+        out_bytes,
         id,
         inputs,
+        encodings,
     })
 }
 
-fn number(fields: &Map<String, Value>, id: &str, field: &str) -> Result<f64, GraphError> {
+/// Parses `encodings[index]` of node `id`. Names and times are checked by [`Graph::new`];
+/// the byte count is checked here, before it becomes an integer.
+fn parse_encoding(id: &str, index: usize, item: &Value) -> Result<Encoding, GraphError> {
+    let at = format!("`{id}`: encodings[{index}]");
+    let fields = item
+        .as_object()
+        .ok_or_else(|| GraphError::Json(format!("node {at} must be an object")))?;
+    let name = match fields.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        _ => return Err(GraphError::Json(format!("node {at} needs a string `name`"))),
+    };
+    let bytes = number(fields, &at, "bytes")?;
+    let bytes = whole_bytes(bytes).ok_or_else(|| GraphError::BadEncodingNumber {
+        node: id.to_string(),
+        index,
+        field: "bytes",
+        value: bytes,
+        hint: BYTES_HINT,
+    })?;
+    Ok(Encoding {
+        name,
+        bytes,
+        edge_ms: number(fields, &at, "edge_ms")?,
+        cloud_ms: number(fields, &at, "cloud_ms")?,
+    })
+}
+
+/// The number in `field`; `at` names the node (and encoding) for the error.
+fn number(fields: &Map<String, Value>, at: &str, field: &str) -> Result<f64, GraphError> {
     fields
         .get(field)
         .and_then(Value::as_f64)
-        .ok_or_else(|| GraphError::Json(format!("node `{id}` needs a numeric `{field}`")))
+        .ok_or_else(|| GraphError::Json(format!("node {at} needs a numeric `{field}`")))
 }

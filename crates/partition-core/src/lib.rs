@@ -1,17 +1,20 @@
 //! Where to cut a DNN between an edge device and a cloud server.
 //!
-//! This crate is pure: no IO, no Burn, no async. It holds the cost model of DESIGN.md and exact
-//! solvers for it, so that everything can be tested with plain numbers.
+//! This crate is pure: no IO, no Burn, no async. It holds the cost model of docs/DESIGN.md and
+//! exact solvers for it, so that everything can be tested with plain numbers.
 //!
 //! - [`Graph`]: a validated DAG with per-node `edge_ms`, `cloud_ms` and `out_bytes`, parsed from
-//!   graph JSON or built from any [`LayerGraph`].
+//!   graph JSON or built from any [`LayerGraph`]. A node may also list [`Encoding`]s of its
+//!   output (bytes on the wire, edge encode time, cloud decode time); a crossing tensor then
+//!   goes up in the cheapest of raw and its encodings, `min(e + bytes/Bu + d)`, one term per
+//!   tensor, so every solver stays exact ([`Graph::with_encodings`] swaps in fresh estimates).
 //! - [`Scenario`]: the [`Link`] (Mbit/s and ms), the [`Objective`] (latency or edge energy) and
 //!   the cloud's load factor.
 //! - [`Solver`]: `chain` (Neurosurgeon), `mincut` (DADS), `dp` (JointDNN-style, optionally
 //!   letting work return to the edge), `exhaustive` (the reference) and `auto`.
-//! - [`Plan`]: the cloud node set, the tensors that cross, and a [`Breakdown`] recomputed from
-//!   the cost model; [`Plan::edge_only`], [`Plan::cloud_only`] and [`Plan::fixed`] are the
-//!   baselines.
+//! - [`Plan`]: the cloud node set, the tensors that cross (each with the [`Transfer::encoding`]
+//!   it goes in), and a [`Breakdown`] recomputed from the cost model; [`Plan::edge_only`],
+//!   [`Plan::cloud_only`] and [`Plan::fixed`] are the baselines.
 //! - [`Hysteresis`]: keeps a cut until a new one saves enough.
 //!
 //! ```
@@ -40,7 +43,7 @@ pub mod synthetic;
 
 pub use cost::Breakdown;
 pub use error::{GraphError, ScenarioError, SolveError, readable};
-pub use graph::{Graph, LayerGraph, MAX_NODE_MS, NodeSpec};
+pub use graph::{Encoding, Graph, LayerGraph, MAX_NODE_MS, NodeSpec};
 pub use hysteresis::{DEFAULT_MIN_SAVING, Decision, Hysteresis};
 pub use plan::{Direction, Method, Plan, Transfer, check_successor_closed};
 pub use scenario::{Link, Objective, Scenario};

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::cost::Breakdown;
+use crate::cost::{Breakdown, Upload};
 use crate::error::SolveError;
 use crate::graph::Graph;
 use crate::scenario::Scenario;
@@ -65,14 +65,29 @@ pub enum Direction {
     Down,
 }
 
+impl fmt::Display for Direction {
+    /// `up` or `down`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        })
+    }
+}
+
 /// A tensor that crosses the cut. The final result's download is not listed: it is in the
 /// breakdown's `download_ms` whenever the output is computed on the cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Transfer {
     /// The node whose output crosses.
     pub tensor: usize,
-    /// Its size.
+    /// How it travels: an index into [`Graph::encodings`] of `tensor`, or `None` for raw
+    /// (always for tensors that come down). [`Graph::encoding_name`] names it.
+    pub encoding: Option<usize>,
+    /// Bytes sent: the encoded size, or the raw size when it travels raw.
     pub bytes: u64,
+    /// The tensor's raw size ([`Graph::out_bytes`]).
+    pub raw_bytes: u64,
     /// Which way it goes.
     pub direction: Direction,
 }
@@ -94,7 +109,7 @@ impl Plan {
     /// Costs an arbitrary placement (`cloud[v]` is true when node v runs on the cloud).
     ///
     /// The raw input must stay on the edge. Returns to the edge are allowed here; use
-    /// [`Plan::fixed`] to insist on DESIGN.md's no-return rule.
+    /// [`Plan::fixed`] to insist on docs/DESIGN.md's no-return rule.
     pub fn from_placement(
         graph: &Graph,
         scenario: &Scenario,
@@ -124,14 +139,21 @@ impl Plan {
         let breakdown = Breakdown::of_placement(graph, scenario, &cloud);
         let transfers = (0..graph.len())
             .filter(|&u| graph.consumers(u).iter().any(|&w| cloud[w] != cloud[u]))
-            .map(|u| Transfer {
-                tensor: u,
-                bytes: graph.out_bytes(u),
-                direction: if cloud[u] {
-                    Direction::Down
+            .map(|u| {
+                let raw_bytes = graph.out_bytes(u);
+                let (encoding, bytes, direction) = if cloud[u] {
+                    (None, raw_bytes, Direction::Down)
                 } else {
-                    Direction::Up
-                },
+                    let up = Upload::cheapest(graph, scenario, u);
+                    (up.encoding, up.bytes, Direction::Up)
+                };
+                Transfer {
+                    tensor: u,
+                    encoding,
+                    bytes,
+                    raw_bytes,
+                    direction,
+                }
             })
             .collect();
         Plan {
@@ -226,7 +248,7 @@ impl Plan {
     }
 }
 
-/// Checks DESIGN.md's no-return rule: every consumer of a cloud node is on the cloud.
+/// Checks docs/DESIGN.md's no-return rule: every consumer of a cloud node is on the cloud.
 pub fn check_successor_closed(graph: &Graph, cloud: &[bool]) -> Result<(), SolveError> {
     if cloud.len() != graph.len() {
         return Err(SolveError::PlacementLength {

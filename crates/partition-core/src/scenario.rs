@@ -100,8 +100,8 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A scenario. `load_factor` (in [1, 10^6]) multiplies every cloud time; energy powers
-    /// must lie in [0, 10^6] W.
+    /// A scenario. `load_factor` (in [1, 10^6]) multiplies every layer's cloud time (not the
+    /// decoding of encoded tensors); energy powers must lie in [0, 10^6] W.
     pub fn new(
         link: Link,
         objective: Objective,

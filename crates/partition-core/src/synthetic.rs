@@ -58,6 +58,7 @@ impl Builder {
             edge_ms: 0.0,
             cloud_ms: 0.0,
             out_bytes: 602_112.0,
+            encodings: Vec::new(),
         };
         Builder {
             rng: SplitMix64::new(seed),
@@ -77,6 +78,7 @@ impl Builder {
             edge_ms,
             cloud_ms: edge_ms / speedup,
             out_bytes,
+            encodings: Vec::new(),
         });
         self.nodes.len() - 1
     }

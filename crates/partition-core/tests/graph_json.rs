@@ -1,6 +1,6 @@
 //! Graph JSON parsing and validation: every rejection names the node at fault.
 
-use partition_core::{Graph, GraphError, LayerGraph, NodeSpec};
+use partition_core::{Encoding, Graph, GraphError, LayerGraph, NodeSpec};
 
 fn node(id: &str, inputs: &[&str]) -> String {
     let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
@@ -156,6 +156,7 @@ fn non_finite_numbers_are_named() {
             edge_ms: 0.0,
             cloud_ms: 0.0,
             out_bytes: 1.0,
+            encodings: vec![],
         },
         NodeSpec {
             id: "a".into(),
@@ -163,6 +164,7 @@ fn non_finite_numbers_are_named() {
             edge_ms: 1.0,
             cloud_ms: f64::NAN,
             out_bytes: 1.0,
+            encodings: vec![],
         },
     ];
     let err = Graph::new("t", nodes.clone()).expect_err("NaN cloud_ms");
@@ -250,4 +252,203 @@ fn layer_graphs_convert_and_contract_breaches_are_caught() {
             ..
         })
     ));
+}
+
+/// input → a → out, where `a` carries `encodings` (a JSON array, spliced in as given).
+fn with_encodings(encodings: &str) -> String {
+    format!(
+        r#"{{"name": "t", "nodes": [
+        {{"id": "input", "inputs": [], "edge_ms": 0, "cloud_ms": 0, "out_bytes": 100}},
+        {{"id": "a", "inputs": ["input"], "edge_ms": 1, "cloud_ms": 0.5, "out_bytes": 100,
+          "encodings": {encodings}}},
+        {{"id": "out", "inputs": ["a"], "edge_ms": 1, "cloud_ms": 0.5, "out_bytes": 4}}]}}"#
+    )
+}
+
+#[test]
+fn encodings_parse_and_round_trip() {
+    let g = Graph::from_json(&with_encodings(
+        r#"[{"name": "int8+lz4", "bytes": 20, "edge_ms": 0.21, "cloud_ms": 0.08},
+            {"name": "fp16", "bytes": 50.0, "edge_ms": 0, "cloud_ms": 0}]"#,
+    ))
+    .expect("valid graph");
+    assert_eq!(
+        g.encodings(1),
+        &[
+            Encoding {
+                name: "int8+lz4".into(),
+                bytes: 20,
+                edge_ms: 0.21,
+                cloud_ms: 0.08
+            },
+            Encoding {
+                name: "fp16".into(),
+                bytes: 50,
+                edge_ms: 0.0,
+                cloud_ms: 0.0
+            }
+        ]
+    );
+    assert!(g.encodings(0).is_empty() && g.encodings(2).is_empty());
+    assert_eq!(g.encoding_name(1, Some(1)), "fp16");
+    assert_eq!(g.node_specs()[1].encodings, g.encodings(1));
+    let text = g.to_json();
+    assert_eq!(text.matches("\"encodings\"").count(), 1, "{text}");
+    let again = Graph::from_json(&text).expect("own output parses");
+    assert_eq!(g, again);
+    assert_eq!(again.to_json(), text);
+}
+
+#[test]
+fn graphs_without_encodings_write_the_same_json_as_before() {
+    let g = parse(&[node("input", &[]), node("a", &["input"])]).expect("valid graph");
+    let want = r#"{
+  "name": "t",
+  "nodes": [
+    {
+      "id": "input",
+      "inputs": [],
+      "edge_ms": 1.0,
+      "cloud_ms": 0.5,
+      "out_bytes": 100
+    },
+    {
+      "id": "a",
+      "inputs": [
+        "input"
+      ],
+      "edge_ms": 1.0,
+      "cloud_ms": 0.5,
+      "out_bytes": 100
+    }
+  ]
+}"#;
+    assert_eq!(g.to_json(), want);
+    let empty = Graph::from_json(&with_encodings("[]")).expect("an empty list is no encodings");
+    assert!(!empty.to_json().contains("encodings"));
+}
+
+#[test]
+fn bad_encodings_name_the_node_and_the_field() {
+    let ok = r#""name": "q", "bytes": 10, "edge_ms": 1, "cloud_ms": 1"#;
+    let one = |fields: &str| format!("[{{{fields}}}]");
+    // Each case: the `encodings` value, and what the error must mention besides node `a`.
+    let cases = [
+        ("{}".to_string(), vec!["encodings", "array"]),
+        ("[3]".to_string(), vec!["encodings[0]", "object"]),
+        (
+            one(r#""bytes": 10, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0]", "`name`"],
+        ),
+        (
+            one(r#""name": 7, "bytes": 10, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["`name`"],
+        ),
+        (
+            one(r#""name": "q", "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0]", "`bytes`"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 10, "cloud_ms": 1"#),
+            vec!["encodings[0]", "`edge_ms`"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 10, "edge_ms": 1"#),
+            vec!["encodings[0]", "`cloud_ms`"],
+        ),
+        (
+            one(r#""name": "q", "bytes": -1, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0].bytes", "-1"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 2.5, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0].bytes", "whole"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 1e17, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0].bytes", "2^53"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 10, "edge_ms": -1, "cloud_ms": 1"#),
+            vec!["encodings[0].edge_ms", "-1"],
+        ),
+        (
+            one(r#""name": "q", "bytes": 10, "edge_ms": 1, "cloud_ms": 1e300"#),
+            vec!["encodings[0].cloud_ms", "1e9 ms"],
+        ),
+        (
+            one(r#""name": "", "bytes": 10, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["encodings[0]", "non-empty name"],
+        ),
+        (
+            one(r#""name": "raw", "bytes": 10, "edge_ms": 1, "cloud_ms": 1"#),
+            vec!["`raw`", "reserved"],
+        ),
+        (
+            format!("[{{{ok}}}, {{{ok}}}]"),
+            vec!["encodings[1]", "`q`", "once"],
+        ),
+    ];
+    for (encodings, needles) in cases {
+        let err = Graph::from_json(&with_encodings(&encodings)).expect_err(&encodings);
+        let text = err.to_string();
+        for needle in needles.iter().chain(&["`a`"]) {
+            assert!(
+                text.contains(needle),
+                "{encodings}: {text:?} lacks {needle:?}"
+            );
+        }
+    }
+    let err = Graph::from_json(&with_encodings(&one(
+        r#""name": "q", "bytes": 10, "edge_ms": -1, "cloud_ms": 1"#,
+    )))
+    .expect_err("negative edge_ms");
+    assert!(matches!(
+        err,
+        GraphError::BadEncodingNumber { node, index: 0, field: "edge_ms", .. } if node == "a"
+    ));
+}
+
+#[test]
+fn with_encodings_validates_like_new() {
+    let g = parse(&[node("input", &[]), node("a", &["input"])]).expect("valid graph");
+    let codec = |name: &str, bytes: u64, edge_ms: f64| Encoding {
+        name: name.into(),
+        bytes,
+        edge_ms,
+        cloud_ms: 0.0,
+    };
+    let swapped = g
+        .with_encodings(vec![vec![codec("q", 10, 0.5)], vec![]])
+        .expect("valid encodings");
+    assert_eq!(swapped.encodings(0), &[codec("q", 10, 0.5)]);
+    assert_eq!(swapped.node_specs()[0].inputs, g.node_specs()[0].inputs);
+    assert!(matches!(
+        g.with_encodings(vec![vec![]]),
+        Err(GraphError::CostLength {
+            what: "encodings",
+            got: 1,
+            expected: 2
+        })
+    ));
+    let bad = [
+        (codec("q", (1 << 53) + 1, 0.0), "bytes"),
+        (codec("q", 10, f64::NAN), "edge_ms"),
+        (codec("q", 10, f64::INFINITY), "edge_ms"),
+    ];
+    for (e, want) in bad {
+        let err = g.with_encodings(vec![vec![], vec![e]]).expect_err(want);
+        assert!(
+            matches!(&err, GraphError::BadEncodingNumber { node, field, .. } if node == "a" && *field == want),
+            "{err:?}"
+        );
+    }
+    let err = g
+        .with_encodings(vec![vec![codec("raw", 1, 0.0)], vec![]])
+        .expect_err("reserved name");
+    assert!(matches!(err, GraphError::BadEncodingName { node, index: 0, .. } if node == "input"));
+    let mut specs = g.node_specs();
+    specs[1].encodings = vec![codec("q", 1, 0.0), codec("q", 2, 0.0)];
+    let err = Graph::new("t", specs).expect_err("a name used twice");
+    assert!(matches!(err, GraphError::BadEncodingName { index: 1, .. }));
 }

@@ -54,7 +54,9 @@ fn chain_picks_the_hand_computed_split() {
         plan.transfers(),
         &[partition_core::Transfer {
             tensor: 0,
+            encoding: None,
             bytes: 1_000_000,
+            raw_bytes: 1_000_000,
             direction: Direction::Up
         }]
     );

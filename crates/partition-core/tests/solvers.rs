@@ -1,4 +1,4 @@
-//! Property tests: every solver against the exhaustive reference and against DESIGN.md's cost
+//! Property tests: every solver against the exhaustive reference and against docs/DESIGN.md's cost
 //! formula, recomputed here from scratch, on random chains, residual DAGs and inception DAGs.
 
 use partition_core::synthetic::{chain, inception, residual};
@@ -68,7 +68,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     )
 }
 
-/// DESIGN.md's cost model written out again, independently of the crate: the time parts
+/// docs/DESIGN.md's cost model written out again, independently of the crate: the time parts
 /// (edge, upload, cloud, download, rtt) of a placement, returns to the edge included.
 fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 5] {
     let link = s.link();

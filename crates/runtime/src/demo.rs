@@ -1,16 +1,20 @@
 //! The demo: collaborative inference on one machine, end to end. A cloud server runs in this
 //! process on loopback; the edge is this machine slowed down by emulation, behind an uplink
-//! paced by the transport's token-bucket shaper. For each model and uplink it runs the
-//! planner's cut beside edge-only and cloud-only and reports predicted against measured time.
+//! paced by the transport's token-bucket shaper. The input is a real photograph as a camera
+//! application holds it (a JPEG). For each model and uplink it runs the planner's plan beside
+//! three baselines, edge-only, cloud-only sending the JPEG, and cloud-only sending the
+//! preprocessed tensor as raw f32 (what Neurosurgeon sent), and reports predicted against
+//! measured time.
 
 use std::path::PathBuf;
 
 use models::{Backend, Net, zoo};
 use partition_core::Breakdown;
+use transport::Loss;
 
 use crate::edge::{Measured, SplitMode};
 use crate::error::RuntimeError;
-use crate::lab::{self, describe_cut, lab_input};
+use crate::lab::{self, LabInput, describe_cut, lab_input};
 use crate::local_cloud::LocalCloud;
 use crate::quick_profile::QuickProfiles;
 
@@ -34,6 +38,8 @@ pub struct DemoConfig {
     pub sweep_samples: Option<usize>,
     /// Progress on stderr while the profile is built.
     pub progress: bool,
+    /// The loss the chosen plan may use at the boundary. Default: exact.
+    pub max_loss: Loss,
 }
 
 impl DemoConfig {
@@ -48,31 +54,50 @@ impl DemoConfig {
             cache_dir,
             sweep_samples: None,
             progress: true,
+            max_loss: Loss::Exact,
         })
     }
 }
 
-/// The three ways a case is run.
+/// The ways a case is run: the planner's plan and three baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
-    /// The planner's cut for the measured link.
+    /// The planner's plan for the measured link: any cut, any codec the loss budget allows,
+    /// or the image file itself.
     Chosen,
     /// Everything on the edge.
     EdgeOnly,
-    /// Everything on the cloud.
-    CloudOnly,
+    /// Everything on the cloud, sending the image file as the application holds it (only for
+    /// a network that takes an image).
+    CloudOnlyFile,
+    /// Everything on the cloud, sending the input preprocessed on the edge as raw f32: the
+    /// baseline of Neurosurgeon's figures, which no real application would deploy.
+    CloudOnlyRaw,
 }
 
 impl Strategy {
-    /// All three, in report order.
-    pub const ALL: [Strategy; 3] = [Strategy::Chosen, Strategy::EdgeOnly, Strategy::CloudOnly];
+    /// All of them, in report order.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Chosen,
+        Strategy::EdgeOnly,
+        Strategy::CloudOnlyFile,
+        Strategy::CloudOnlyRaw,
+    ];
 
-    /// `chosen`, `edge-only` or `cloud-only`.
+    /// The three baselines.
+    pub const BASELINES: [Strategy; 3] = [
+        Strategy::EdgeOnly,
+        Strategy::CloudOnlyFile,
+        Strategy::CloudOnlyRaw,
+    ];
+
+    /// `chosen`, `edge-only`, `cloud-only (file)` or `cloud-only (raw f32)`.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Chosen => "chosen",
             Strategy::EdgeOnly => "edge-only",
-            Strategy::CloudOnly => "cloud-only",
+            Strategy::CloudOnlyFile => "cloud-only (file)",
+            Strategy::CloudOnlyRaw => "cloud-only (raw f32)",
         }
     }
 
@@ -80,7 +105,7 @@ impl Strategy {
         match self {
             Strategy::Chosen => SplitMode::Auto,
             Strategy::EdgeOnly => SplitMode::EdgeOnly,
-            Strategy::CloudOnly => SplitMode::CloudOnly,
+            Strategy::CloudOnlyFile | Strategy::CloudOnlyRaw => SplitMode::CloudOnly,
         }
     }
 }
@@ -94,7 +119,8 @@ pub struct DemoRow {
     pub uplink_mbps: f64,
     /// How the cut was chosen.
     pub strategy: Strategy,
-    /// The cut: `edge-only`, `cloud-only`, or `after ID[+ID…]` naming the tensors that cross.
+    /// The plan: `edge-only`, `cloud-only`, or `after ID[+ID…]` naming the tensors that cross,
+    /// with how they travel when it is not raw f32 (`cloud-only (file)`, `after ID (int8)`).
     pub cut: String,
     /// Bytes that cross the uplink per request.
     pub upload_bytes: u64,
@@ -161,19 +187,25 @@ async fn run_cases(
         cloud.server().preload(net.name()).await?;
         let mut session =
             lab::slow_edge_session(net, config.backend, profiles, config.edge_slowdown)?;
+        session.set_max_loss(config.max_loss)?;
         let input = lab_input(net)?;
         for &uplink_mbps in &config.uplinks_mbps {
             let client = lab::shaped_client(cloud, cloud.addr(), uplink_mbps)?;
             session.connect(client).await?;
             let mut case = Vec::new();
+            let takes_image = matches!(input, LabInput::Image(_));
             for strategy in Strategy::ALL {
+                if strategy == Strategy::CloudOnlyFile && !takes_image {
+                    continue;
+                }
+                session.set_raw_wire(strategy == Strategy::CloudOnlyRaw)?;
                 let Some((outcome, fallback)) =
                     lab::median_request(&mut session, strategy.split(), &input, config.repeats)
                         .await?
                 else {
                     continue;
                 };
-                let (cut, upload_bytes) = describe_cut(&outcome.plan, &session);
+                let (cut, upload_bytes) = describe_cut(&outcome);
                 case.push(DemoRow {
                     model: net.name().to_string(),
                     uplink_mbps,

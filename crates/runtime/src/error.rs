@@ -1,7 +1,7 @@
 //! The crate's error type.
 
 use models::ModelError;
-use partition_core::{ScenarioError, SolveError};
+use partition_core::{GraphError, ScenarioError, SolveError};
 use predictor::PredictorError;
 use thiserror::Error;
 use transport::{ClientError, ErrorCode};
@@ -30,6 +30,10 @@ pub enum RuntimeError {
     /// The link, load or objective is out of range.
     #[error("planning: {0}")]
     Scenario(#[from] ScenarioError),
+
+    /// A request's planning graph is invalid (a cost estimate out of range).
+    #[error("planning: {0}")]
+    Graph(#[from] GraphError),
 
     /// A setting is out of range.
     #[error("invalid setting `{name}`: {reason}")]

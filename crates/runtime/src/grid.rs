@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use models::{Backend, HostTensor, Net};
+use models::{Backend, Net};
 use partition_core::{Link, Scenario, Solver};
 use serde::{Deserialize, Serialize};
-use transport::Relay;
+use transport::{Loss, Relay};
 
 use crate::edge::{EdgeSession, SplitMode};
 use crate::error::RuntimeError;
-use crate::lab::{self, describe_cut, lab_input};
+use crate::lab::{self, LabInput, describe_cut, lab_input};
 use crate::local_cloud::LocalCloud;
 use crate::quick_profile::QuickProfiles;
 
@@ -41,6 +41,9 @@ pub struct GridConfig {
     pub sweep_samples: Option<usize>,
     /// Progress on stderr while the profile is built.
     pub progress: bool,
+    /// The loss the planner may use at the boundary; every cut is measured with the codecs it
+    /// allows (the planner's pick for that cut) and as raw f32.
+    pub max_loss: Loss,
 }
 
 /// One cut measured in one cell.
@@ -50,7 +53,9 @@ pub struct GridRow {
     pub edge_cpu: f64,
     /// Uplink, Mbit/s.
     pub uplink_mbps: f64,
-    /// The cut: `edge-only`, `cloud-only` or `after ID[+ID…]`.
+    /// The plan: `edge-only`, `cloud-only` or `after ID[+ID…]`, followed by how the crossing
+    /// tensors travel when not as raw f32: `cloud-only (file)` sends the image file, `after ID
+    /// (lossless)` compresses that tensor.
     pub cut: String,
     /// Predicted end-to-end time, ms, for the nominal uplink.
     pub predicted_ms: f64,
@@ -86,8 +91,12 @@ pub struct GridCell {
     pub regret: f64,
     /// Edge-only's measured time ÷ the chosen cut's (`None` when edge-only was not measured).
     pub speedup_over_edge: Option<f64>,
-    /// Cloud-only's measured time ÷ the chosen cut's (`None` when cloud-only was not measured).
+    /// Cloud-only's measured time, sending the input as raw f32, ÷ the chosen cut's (`None`
+    /// when it was not measured).
     pub speedup_over_cloud: Option<f64>,
+    /// Cloud-only's measured time, sending the image file, ÷ the chosen cut's (`None` when
+    /// the input is not an image).
+    pub speedup_over_cloud_file: Option<f64>,
     /// The edge's calibration: its measured forward pass ÷ its profile's prediction, by which
     /// the planner's edge costs were scaled before the cell was measured.
     pub edge_scale: f64,
@@ -210,6 +219,7 @@ async fn measure(
     let input = lab_input(net)?;
     for &edge_cpu in &config.edge_cpus {
         let mut session = lab::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
+        session.set_max_loss(config.max_loss)?;
         let edge_scale = lab::calibrate_edge(&mut session, &input, config.repeats).await?;
         let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
@@ -253,22 +263,33 @@ pub(crate) struct CellSpec {
 pub(crate) async fn measure_cell(
     session: &mut EdgeSession,
     modes: &[SplitMode],
-    input: &HostTensor,
+    input: &LabInput,
     cell: &CellSpec,
 ) -> Result<(Vec<GridRow>, GridCell), RuntimeError> {
     session.set_split(SplitMode::Auto)?;
-    session.infer(input.clone()).await?;
-    let chosen = session.infer(input.clone()).await?;
-    let (chosen_cut, _) = describe_cut(&chosen.plan, session);
+    input.infer(session).await?;
+    let chosen = input.infer(session).await?;
+    let (chosen_cut, _) = describe_cut(&chosen);
     let nominal = Scenario::latency(Link::new(cell.uplink_mbps, cell.uplink_mbps, cell.rtt_ms)?);
     let mut rows = Vec::new();
-    for mode in modes {
-        let Some((o, fallback)) =
-            lab::median_request(session, mode.clone(), input, cell.repeats).await?
-        else {
+    let mut modes = modes.to_vec();
+    if matches!(input, LabInput::Image(_)) {
+        modes.push(SplitMode::CloudOnly);
+    }
+    // Each cut with the codecs the loss allows (the planner's pick for that cut), then as raw
+    // f32; a plan already measured under another mode is not measured again.
+    let wires = modes.iter().flat_map(|m| [(m, false), (m, true)]);
+    for (mode, raw_wire) in wires {
+        session.set_raw_wire(raw_wire)?;
+        let measured = lab::median_request(session, mode.clone(), input, cell.repeats).await;
+        session.set_raw_wire(false)?;
+        let Some((o, fallback)) = measured? else {
             continue;
         };
-        let (cut, _) = describe_cut(&o.plan, session);
+        let (cut, _) = describe_cut(&o);
+        if rows.iter().any(|r: &GridRow| r.cut == cut) {
+            continue;
+        }
         // A request that fell back ran locally: its time is not this cut's.
         if let Some(reason) = fallback {
             return Err(RuntimeError::CutFellBack {
@@ -281,11 +302,7 @@ pub(crate) async fn measure_cell(
         rows.push(GridRow {
             edge_cpu: cell.edge_cpu,
             uplink_mbps: cell.uplink_mbps,
-            predicted_ms: o
-                .plan
-                .reprice(session.graph(), &nominal)?
-                .breakdown()
-                .total_ms,
+            predicted_ms: o.plan.reprice(&o.graph, &nominal)?.breakdown().total_ms,
             e2e_ms: m.total_ms,
             local_ms: m.edge_ms,
             transfer_ms: if o.cloud_nodes.is_empty() {
@@ -330,6 +347,7 @@ fn verdict(
         regret: chosen_ms / best_ms,
         speedup_over_edge: time_of("edge-only").map(|t| t / chosen_ms),
         speedup_over_cloud: time_of("cloud-only").map(|t| t / chosen_ms),
+        speedup_over_cloud_file: time_of("cloud-only (file)").map(|t| t / chosen_ms),
         edge_scale: cell.edge_scale,
         chosen,
     }

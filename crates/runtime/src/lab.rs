@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use models::{Backend, HostTensor, Net};
-use partition_core::{Direction, Plan};
+use models::{Backend, HostTensor, Net, SAMPLE_JPEG};
 use transport::{ClientConfig, Relay, RelayConfig, Shaper};
 
 use crate::cloud::CloudConfig;
@@ -109,20 +108,39 @@ pub(crate) fn shaped_client(
     Ok(client)
 }
 
+/// What a lab request sends: a tensor, or an image file as an application holds it.
+#[derive(Debug, Clone)]
+pub(crate) enum LabInput {
+    /// A preprocessed input batch.
+    Tensor(HostTensor),
+    /// An encoded image file.
+    Image(&'static [u8]),
+}
+
+impl LabInput {
+    /// Runs one request with it.
+    pub async fn infer(&self, session: &mut EdgeSession) -> Result<Outcome, RuntimeError> {
+        match self {
+            LabInput::Tensor(tensor) => session.infer(tensor.clone()).await,
+            LabInput::Image(file) => session.infer_image(file.to_vec()).await,
+        }
+    }
+}
+
 /// Runs `split` once unmeasured (so that the link estimate has seen the uplink), then `repeats`
 /// times, and returns the request with the median total time with the first fallback reason
 /// any of them gave.
 pub(crate) async fn median_request(
     session: &mut EdgeSession,
     split: SplitMode,
-    input: &HostTensor,
+    input: &LabInput,
     repeats: usize,
 ) -> Result<Option<(Outcome, Option<String>)>, RuntimeError> {
     session.set_split(split)?;
-    session.infer(input.clone()).await?;
+    input.infer(session).await?;
     let mut outcomes = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        outcomes.push(session.infer(input.clone()).await?);
+        outcomes.push(input.infer(session).await?);
     }
     let fallback = outcomes.iter().find_map(|o| o.fallback.clone());
     Ok(median(outcomes).map(|o| (o, fallback)))
@@ -135,7 +153,7 @@ pub(crate) async fn median_request(
 /// session: a second call would scale the scaled costs.
 pub(crate) async fn calibrate_edge(
     session: &mut EdgeSession,
-    input: &HostTensor,
+    input: &LabInput,
     repeats: usize,
 ) -> Result<f64, RuntimeError> {
     let Some((local, _)) = median_request(session, SplitMode::EdgeOnly, input, repeats).await?
@@ -149,36 +167,46 @@ pub(crate) async fn calibrate_edge(
     Ok(factor)
 }
 
-/// How the cut crosses: a label and the bytes uploaded.
-pub(crate) fn describe_cut(plan: &Plan, session: &EdgeSession) -> (String, u64) {
-    let graph = session.graph();
-    let cloud = plan.cloud_nodes().len();
-    let up: Vec<_> = plan
-        .transfers()
-        .iter()
-        .filter(|t| t.direction == Direction::Up)
-        .collect();
-    let bytes = up.iter().map(|t| t.bytes).sum();
-    let label = if cloud == 0 {
-        "edge-only".to_string()
-    } else if cloud + 1 == graph.len() {
-        "cloud-only".to_string()
+/// How a request's cut crosses: a label and the bytes uploaded. The label is `edge-only`,
+/// `cloud-only` or `after ID[+ID…]` naming the tensors that cross, followed by how they travel
+/// when that is not raw f32: `cloud-only (file)` sends the image file, and
+/// `after features.5 (int8)` that tensor quantised.
+pub(crate) fn describe_cut(outcome: &Outcome) -> (String, u64) {
+    let codecs = outcome.upload_codecs();
+    let how = if outcome.sends_file() {
+        " (file)".to_string()
+    } else if codecs.iter().all(|&c| c == "raw") {
+        String::new()
     } else {
-        let ids: Vec<&str> = up.iter().map(|t| graph.id(t.tensor)).collect();
-        format!("after {}", ids.join("+"))
+        format!(" ({})", codecs.join("+"))
     };
-    (label, bytes)
+    let label = match outcome.cut_kind() {
+        "edge-only" => "edge-only".to_string(),
+        "cloud-only" => format!("cloud-only{how}"),
+        _ => {
+            let ids: Vec<&str> = outcome
+                .uploads()
+                .map(|t| outcome.graph.id(t.tensor))
+                .collect();
+            format!("after {}{how}", ids.join("+"))
+        }
+    };
+    (label, outcome.upload_bytes())
 }
 
-/// A deterministic input batch of one for `net`, values in [-1, 1).
-pub(crate) fn lab_input(net: &Net) -> Result<HostTensor, RuntimeError> {
+/// What the lab sends for `net`: the embedded photograph as a JPEG file when `net` takes
+/// ImageNet's `3x224x224`, else a deterministic input batch of one, values in [-1, 1).
+pub(crate) fn lab_input(net: &Net) -> Result<LabInput, RuntimeError> {
+    if net.input_shape() == [3, 224, 224] {
+        return Ok(LabInput::Image(SAMPLE_JPEG));
+    }
     let mut shape = vec![1];
     shape.extend_from_slice(net.input_shape());
     let n: usize = shape.iter().product();
     let data = (0..n)
         .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
         .collect();
-    Ok(HostTensor::new(shape, data)?)
+    Ok(LabInput::Tensor(HostTensor::new(shape, data)?))
 }
 
 /// The request with the median total time.

@@ -7,6 +7,8 @@
 //!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
 //!   an [`Outcome`] with predicted and measured breakdowns. When the cloud is unreachable, busy
 //!   or too slow, it finishes the request locally, says so, and reconnects in the background.
+//! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
+//!   output error.
 //! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
 //!   they loaded the same thing.
 //! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
@@ -26,6 +28,7 @@ mod cloud;
 mod demo;
 mod edge;
 mod error;
+mod fidelity;
 mod grid;
 mod lab;
 mod loaded;
@@ -38,8 +41,11 @@ mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
-pub use edge::{EdgeConfig, EdgeSession, Measured, Outcome, SplitMode};
+pub use edge::{
+    CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
+};
 pub use error::RuntimeError;
+pub use fidelity::{FidelityRow, measure_fidelity};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;

@@ -73,6 +73,8 @@ struct CellJob {
     rtt_ms: f64,
     /// Measured requests per cut.
     repeats: usize,
+    /// The loss the planner may use at the boundary (`exact`, `f16` or `int8`).
+    max_loss: String,
     /// The cloud.
     cloud: CloudReady,
 }
@@ -133,6 +135,7 @@ pub fn run_shaped_grid(
                 uplink_mbps,
                 rtt_ms: config.rtt_ms,
                 repeats: config.repeats,
+                max_loss: config.max_loss.to_string(),
                 cloud: CloudReady {
                     addr: ready.addr,
                     fingerprint: ready.fingerprint.clone(),
@@ -209,6 +212,11 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
         false,
     )?;
     let mut session = lab::slow_edge_session(&net, backend, &profiles, 1.0)?;
+    let max_loss = job.max_loss.parse().map_err(|e| RuntimeError::Config {
+        name: "max_loss",
+        reason: format!("{e}"),
+    })?;
+    session.set_max_loss(max_loss)?;
     let input = lab_input(&net)?;
     let trust =
         ServerTrust::Fingerprint(Fingerprint::parse(&job.cloud.fingerprint).map_err(|e| {

@@ -13,14 +13,16 @@ pub fn to_wire(tensor: &HostTensor, what: &str) -> Result<WireTensor, RuntimeErr
     })
 }
 
-/// A wire tensor (f32, or int8 dequantised) as a host tensor. `what` names it in errors.
+/// A wire tensor (any codec, decoded) as a host tensor. `what` names it in errors.
 pub fn from_wire(tensor: &WireTensor, what: &str) -> Result<HostTensor, RuntimeError> {
     let bad = |reason: String| RuntimeError::Tensor {
         what: what.to_string(),
         reason,
     };
     let shape = tensor.shape_usize().map_err(|e| bad(e.to_string()))?;
-    let data = tensor.dequantize().map_err(|e| bad(e.to_string()))?;
+    let data = tensor
+        .decode(&transport::Limits::default())
+        .map_err(|e| bad(e.to_string()))?;
     HostTensor::new(shape, data).map_err(|e| bad(e.to_string()))
 }
 
@@ -36,12 +38,13 @@ mod tests {
         assert_eq!(back.shape(), host.shape());
         assert_eq!(bits(&back), bits(&host));
 
-        let q = WireTensor::quantize_int8(&[1, 2], &[0.5, -1.0], 0.5, 0).expect("int8");
-        assert_eq!(from_wire(&q, "q").expect("host").data(), &[0.5, -1.0]);
+        let q = WireTensor::encode(&[1, 2], &[254.0, -1.0], transport::Codec::Int8).expect("int8");
+        assert_eq!(from_wire(&q, "q").expect("host").data(), &[254.0, -1.0]);
 
         let broken = WireTensor {
             shape: vec![1, 2],
-            dtype: transport::DType::F32,
+            codec: transport::Codec::Raw,
+            channels: vec![],
             bytes: vec![0; 3],
         };
         let msg = from_wire(&broken, "`conv1`")

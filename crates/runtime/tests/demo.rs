@@ -3,6 +3,7 @@
 
 use models::{Backend, zoo};
 use runtime::{DemoConfig, Strategy, demo_csv, quick_profile, run_demo};
+use transport::Loss;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
@@ -18,18 +19,23 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
         cache_dir: cache.path().to_path_buf(),
         sweep_samples: Some(8),
         progress: false,
+        max_loss: Loss::Exact,
     };
     let mut cases = Vec::new();
     let rows = run_demo(&config, |case| cases.push(case.to_vec()))
         .await
         .expect("the demo runs");
 
-    // One case per uplink, each with the three strategies in order, reported as it finished.
+    // One case per uplink, each with the strategies in order, reported as it finished: LeNet
+    // takes no image, so cloud-only sends its tensor, raw.
     assert_eq!(cases.len(), 2);
     assert_eq!(rows.len(), 6);
     for (case, uplink) in cases.iter().zip([0.5, 200.0]) {
         let strategies: Vec<Strategy> = case.iter().map(|r| r.strategy).collect();
-        assert_eq!(strategies, Strategy::ALL);
+        assert_eq!(
+            strategies,
+            [Strategy::Chosen, Strategy::EdgeOnly, Strategy::CloudOnlyRaw]
+        );
         for row in case {
             assert_eq!(row.model, "lenet");
             assert_eq!(row.uplink_mbps, uplink);
@@ -51,13 +57,18 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
             cloud.measured.cloud_ms > 0.0,
             "the cloud computed: {cloud:?}"
         );
-        // The chosen cut is one of the network's: a label the others use or a named tensor.
+        // The chosen cut is one of the network's: a label the others use or a named tensor,
+        // with the codec the exact budget allows when it compresses.
         let chosen = &case[0];
+        let (cut, how) = chosen
+            .cut
+            .split_once(" (")
+            .unwrap_or((chosen.cut.as_str(), ""));
+        assert!(how.is_empty() || how == "lossless)", "{}", chosen.cut);
         assert!(
-            chosen.cut == "edge-only"
-                || chosen.cut == "cloud-only"
-                || chosen
-                    .cut
+            cut == "edge-only"
+                || cut == "cloud-only"
+                || cut
                     .strip_prefix("after ")
                     .is_some_and(|ids| ids.split('+').all(|id| lenet.index_of(id).is_ok())),
             "{}",
@@ -69,7 +80,10 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
     let csv = demo_csv(&rows);
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.starts_with("model,uplink_mbps,strategy,cut,"));
-    assert!(csv.contains("lenet,0.5,cloud-only,cloud-only,"), "{csv}");
+    assert!(
+        csv.contains("lenet,0.5,cloud-only (raw f32),cloud-only,"),
+        "{csv}"
+    );
 
     // The profile was built once and is now cached.
     let again = quick_profile(cache.path(), Backend::Flex, &[lenet], Some(8), false)

@@ -80,7 +80,7 @@ async fn auto_split_is_the_solvers_plan_for_the_link_and_load_used() {
         let mut session = session(&cloud, dir.path(), &net, edge_config(SplitMode::Auto)).await;
         let mut replica = Hysteresis::default();
         let mut placements = Vec::new();
-        for uplink_mbps in [1000.0, 0.01, 0.011, 3.0, 1000.0] {
+        for uplink_mbps in [1000.0, 0.001, 0.0011, 3.0, 1000.0] {
             session
                 .set_uplink_override(Some(uplink_mbps))
                 .expect("in range");
@@ -90,11 +90,13 @@ async fn auto_split_is_the_solvers_plan_for_the_link_and_load_used() {
             assert!(relative_difference(&outcome.output, &expected) <= 1e-5);
             let scenario = Scenario::new(outcome.link, Objective::Latency, outcome.load_factor)
                 .expect("scenario");
+            // The graph the session planned on: its own, with this request's encodings.
+            assert_eq!(outcome.graph.len(), session.graph().len());
             let solved = Solver::Auto
-                .solve(session.graph(), &scenario)
+                .solve(&outcome.graph, &scenario)
                 .expect("solves");
             let chosen = replica
-                .choose(session.graph(), &scenario, solved)
+                .choose(&outcome.graph, &scenario, solved)
                 .expect("hysteresis");
             assert!(
                 outcome.plan.same_placement(&chosen.plan),

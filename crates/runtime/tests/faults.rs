@@ -226,6 +226,7 @@ async fn other_weights_and_unknown_models_are_clear_errors() {
         weights_hash: String::new(),
         cloud_nodes: vec!["features.0".into()],
         boundary: [("input".to_string(), x)].into(),
+        input_file: None,
     };
     match client.infer(request).await {
         Err(ClientError::Remote {
@@ -274,6 +275,7 @@ async fn invalid_requests_are_refused_naming_the_node() {
                 .into_iter()
                 .map(|(id, t)| (id.to_string(), t))
                 .collect(),
+            input_file: None,
         };
 
     let mut with_input = all.clone();
@@ -296,6 +298,24 @@ async fn invalid_requests_are_refused_naming_the_node() {
     let msg = bad_request(&client, request(all.clone(), vec![("input", squashed)])).await;
     assert!(
         msg.contains("`input`") && msg.contains("[1, 1, 16, 16]"),
+        "{msg}"
+    );
+
+    // An input file must come alone, for a cloud-only run, and decode to the network's input.
+    let with_file = |cloud_nodes: Vec<String>, file: &[u8]| InferRequest {
+        input_file: Some(file.to_vec()),
+        ..request(cloud_nodes, vec![])
+    };
+    let msg = bad_request(&client, with_file(all[3..].to_vec(), models::SAMPLE_JPEG)).await;
+    assert!(msg.contains("input file") && msg.contains("split"), "{msg}");
+    let msg = bad_request(&client, with_file(all.clone(), b"not a picture")).await;
+    assert!(
+        msg.contains("input file") && msg.contains("JPEG or PNG"),
+        "{msg}"
+    );
+    let msg = bad_request(&client, with_file(all.clone(), models::SAMPLE_JPEG)).await;
+    assert!(
+        msg.contains("[1, 3, 224, 224]") && msg.contains("`lenet`"),
         "{msg}"
     );
 

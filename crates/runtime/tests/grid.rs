@@ -3,6 +3,7 @@
 
 use models::{Backend, zoo};
 use runtime::{GridConfig, grid_csv, run_grid};
+use transport::Loss;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cut_of_every_cell_is_measured_and_judged() {
@@ -18,6 +19,7 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
         cache_dir: cache.path().to_path_buf(),
         sweep_samples: Some(8),
         progress: false,
+        max_loss: Loss::Exact,
     };
     let mut reported = 0;
     let (rows, cells) = run_grid(&config, |rows, cell| {
@@ -28,14 +30,26 @@ async fn every_cut_of_every_cell_is_measured_and_judged() {
     .expect("the grid runs");
 
     assert_eq!((reported, cells.len()), (4, 4));
-    // A chain: every split point, the input alone on the edge (cloud-only) through edge-only.
-    assert_eq!(rows.len(), 4 * lenet.len());
     for cell in &cells {
         let mine: Vec<_> = rows
             .iter()
             .filter(|r| r.edge_cpu == cell.edge_cpu && r.uplink_mbps == cell.uplink_mbps)
             .collect();
-        assert_eq!(mine.len(), lenet.len());
+        // A chain: every split point as raw f32, the input alone on the edge (cloud-only)
+        // through edge-only; and those cuts the planner would compress, compressed (labelled
+        // with their codec). No plan is measured twice.
+        let raw = mine.iter().filter(|r| !r.cut.contains(" (")).count();
+        assert_eq!(raw, lenet.len());
+        assert!(
+            mine.iter()
+                .filter(|r| r.cut.contains(" ("))
+                .all(|r| r.cut.ends_with(" (lossless)")),
+            "exact allows only lossless"
+        );
+        let mut labels: Vec<&str> = mine.iter().map(|r| r.cut.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), mine.len());
         assert_eq!(mine.iter().filter(|r| r.best).count(), 1);
         assert!(mine.iter().filter(|r| r.chosen).count() <= 1);
         let best = mine.iter().find(|r| r.best).expect("a best cut");

@@ -48,11 +48,13 @@ impl Handler for Sink {
         Ok(Inference {
             output: WireTensor {
                 shape: vec![1],
-                dtype: transport::DType::F32,
+                codec: transport::Codec::Raw,
+                channels: vec![],
                 bytes: vec![0; 4],
             },
             cloud_ms: 0.0,
             queue_ms: 0.0,
+            decode_ms: 0.0,
         })
     }
 }
@@ -134,6 +136,7 @@ fn tensor_request(size_bytes: usize) -> InferRequest {
             WireTensor::from_f32(&[values.len()], &values).expect("tensor"),
         )]
         .into(),
+        input_file: None,
     }
 }
 

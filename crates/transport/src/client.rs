@@ -180,6 +180,8 @@ pub struct InferResponse {
     pub cloud_ms: f64,
     /// Queue time the server reported, ms.
     pub queue_ms: f64,
+    /// Decode time the server reported (boundary codecs or the input file), ms.
+    pub decode_ms: f64,
     /// The request as the server received it.
     pub upload: TransferReport,
     /// The reply as this client received it.
@@ -301,6 +303,7 @@ impl Client {
                 output,
                 cloud_ms,
                 queue_ms,
+                decode_ms,
                 upload,
             }) => {
                 self.with_estimator(|e| {
@@ -311,6 +314,7 @@ impl Client {
                     output,
                     cloud_ms,
                     queue_ms,
+                    decode_ms,
                     upload,
                     download: exchange.download,
                     total_ms: exchange.total.as_secs_f64() * 1e3,

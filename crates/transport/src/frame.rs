@@ -277,8 +277,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::codec::{Affine, Codec};
     use crate::message::*;
-    use crate::tensor::{DType, TensorError, WireTensor};
+    use crate::tensor::{TensorError, WireTensor};
 
     fn request(tensor: WireTensor) -> Message {
         Message::InferRequest(InferRequest {
@@ -286,6 +287,7 @@ mod tests {
             weights_hash: "abc".into(),
             cloud_nodes: vec!["fc".into()],
             boundary: BTreeMap::from([("conv1".to_owned(), tensor)]),
+            input_file: None,
         })
     }
 
@@ -381,7 +383,8 @@ mod tests {
     fn shape_bytes_mismatch_is_reported() {
         let bad = WireTensor {
             shape: vec![2, 2],
-            dtype: DType::F32,
+            codec: Codec::Raw,
+            channels: vec![],
             bytes: vec![0; 15],
         };
         let bytes = encode(&request(bad)).expect("encodes");
@@ -399,7 +402,8 @@ mod tests {
         #[derive(serde::Serialize)]
         struct Raw {
             shape: Vec<u64>,
-            dtype: DType,
+            codec: Codec,
+            channels: Vec<Affine>,
             #[serde(with = "serde_bytes")]
             bytes: Vec<u8>,
         }
@@ -409,17 +413,20 @@ mod tests {
                 output: Raw,
                 cloud_ms: f64,
                 queue_ms: f64,
+                decode_ms: f64,
                 upload: TransferReport,
             },
         }
         let raw = RawMessage::InferResult {
             output: Raw {
                 shape: vec![1; 1000],
-                dtype: DType::F32,
+                codec: Codec::Raw,
+                channels: vec![],
                 bytes: vec![0; 4],
             },
             cloud_ms: 0.0,
             queue_ms: 0.0,
+            decode_ms: 0.0,
             upload: TransferReport::default(),
         };
         let body = rmp_serde::to_vec(&(PROTOCOL_VERSION, raw)).expect("encodes");
@@ -512,28 +519,26 @@ mod tests {
     }
 
     fn arb_tensor() -> impl Strategy<Value = WireTensor> {
-        let f32s = prop::collection::vec(0usize..5, 0..4).prop_flat_map(|shape| {
+        let raw = prop::collection::vec(0usize..5, 0..4).prop_flat_map(|shape| {
             let n: usize = shape.iter().product();
             prop::collection::vec(any::<u32>(), n).prop_map(move |bits| WireTensor {
                 shape: shape.iter().map(|&d| d as u64).collect(),
-                dtype: DType::F32,
+                codec: Codec::Raw,
+                channels: vec![],
                 bytes: bits.iter().flat_map(|b| b.to_le_bytes()).collect(),
             })
         });
-        let int8s = (
+        let encoded = (
             prop::collection::vec(0usize..5, 0..4),
-            1e-6f32..1e3,
-            any::<i8>(),
+            prop::sample::select(Codec::ALL.to_vec()),
         )
-            .prop_flat_map(|(shape, scale, zero_point)| {
+            .prop_flat_map(|(shape, codec)| {
                 let n: usize = shape.iter().product();
-                prop::collection::vec(any::<u8>(), n).prop_map(move |bytes| WireTensor {
-                    shape: shape.iter().map(|&d| d as u64).collect(),
-                    dtype: DType::Int8 { scale, zero_point },
-                    bytes,
+                prop::collection::vec(-1e4f32..1e4, n).prop_map(move |values| {
+                    WireTensor::encode(&shape, &values, codec).expect("finite values in range")
                 })
             });
-        prop_oneof![f32s, int8s]
+        prop_oneof![raw, encoded]
     }
 
     fn arb_code() -> impl Strategy<Value = ErrorCode> {
@@ -577,24 +582,36 @@ mod tests {
                 ".*",
                 ".*",
                 prop::collection::vec(".*", 0..5),
-                prop::collection::btree_map(".*", arb_tensor(), 0..4)
+                prop::collection::btree_map(".*", arb_tensor(), 0..4),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..64))
             )
-                .prop_map(|(model_id, weights_hash, cloud_nodes, boundary)| {
-                    Message::InferRequest(InferRequest {
-                        model_id,
-                        weights_hash,
-                        cloud_nodes,
-                        boundary,
+                .prop_map(
+                    |(model_id, weights_hash, cloud_nodes, boundary, input_file)| {
+                        Message::InferRequest(InferRequest {
+                            model_id,
+                            weights_hash,
+                            cloud_nodes,
+                            boundary,
+                            input_file,
+                        })
+                    }
+                ),
+            (
+                arb_tensor(),
+                any::<f64>(),
+                any::<f64>(),
+                any::<f64>(),
+                arb_report()
+            )
+                .prop_map(|(output, cloud_ms, queue_ms, decode_ms, upload)| {
+                    Message::InferResult(InferResult {
+                        output,
+                        cloud_ms,
+                        queue_ms,
+                        decode_ms,
+                        upload,
                     })
                 }),
-            (arb_tensor(), any::<f64>(), any::<f64>(), arb_report()).prop_map(
-                |(output, cloud_ms, queue_ms, upload)| Message::InferResult(InferResult {
-                    output,
-                    cloud_ms,
-                    queue_ms,
-                    upload,
-                })
-            ),
             (arb_code(), ".*")
                 .prop_map(|(code, message)| Message::Error(ErrorReply { code, message })),
             (prop::collection::vec(any::<u8>(), 0..256), any::<u32>()).prop_map(

@@ -6,7 +6,9 @@
 //!   transfer for the [`estimator`].
 //! - [`frame`]: u32 big-endian length + MessagePack body, bounded decoding.
 //! - [`message`]: the versioned [`Message`] enum.
-//! - [`tensor`]: [`WireTensor`] (f32, int8 with scale and zero point).
+//! - [`tensor`]: [`WireTensor`]: a shape, a [`Codec`] and its payload, decoded with bounds.
+//! - [`codec`]: the boundary encodings (raw, lossless, f16, per-channel int8, each lossy one
+//!   also compressed) and the [`Loss`] budget that selects among them.
 //! - [`identity`] and [`auth`]: certificates, fingerprints, known-servers file, tokens.
 //! - [`shaper`]: a token bucket that emulates a slow uplink or downlink without root.
 //! - [`relay`]: a userspace UDP relay that adds delay, jitter, loss and a rate limit.
@@ -15,6 +17,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod codec;
 pub mod estimator;
 pub mod frame;
 pub mod identity;
@@ -27,6 +30,7 @@ pub mod tensor;
 
 pub use auth::{Token, TokenError};
 pub use client::{Client, ClientConfig, ClientError, InferResponse, ProbeOutcome, ServerTrust};
+pub use codec::{Affine, Codec, HARD_MAX_CHANNELS, Loss, ParseCodecError, ParseLossError};
 pub use estimator::{DirectionEstimate, EstimatorConfig, LinkEstimate, LinkEstimator};
 pub use frame::FrameError;
 pub use identity::{Fingerprint, IdentityError, KnownServers, ServerIdentity};
@@ -40,4 +44,4 @@ pub use server::{
     Handler, Inference, Server, ServerCloser, ServerConfig, ServerError, ServerStatus,
 };
 pub use shaper::Shaper;
-pub use tensor::{DType, TensorError, WireTensor};
+pub use tensor::{TensorError, WireTensor};

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::limits::Limits;
 use crate::tensor::{TensorError, WireTensor};
 
-/// The protocol version this build speaks. Version 2: a boundary tensor at a convolution
-/// carries its fused group's output (batch norm and activation applied; see `models::Fusion`),
-/// which a version-1 peer would normalise a second time.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks. Version 3: boundary tensors travel under a
+/// [`Codec`](crate::Codec) (raw, lossless, f16, per-channel int8), a request may carry the
+/// input as the application's image file ([`InferRequest::input_file`]), and a result reports
+/// the cloud's decode time. Since version 2, a boundary tensor at a convolution carries its
+/// fused group's output (batch norm and activation applied; see `models::Fusion`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +147,12 @@ pub struct InferRequest {
     pub cloud_nodes: Vec<String>,
     /// Tensors produced on the edge and consumed in the cloud, keyed by producing node id.
     pub boundary: BTreeMap<String, WireTensor>,
+    /// The input as the application holds it: an encoded image file (JPEG or PNG) that the
+    /// cloud decodes and preprocesses itself, with the same code the edge would run. When it
+    /// is present, `boundary` is empty and `cloud_nodes` holds every node but the input. Its
+    /// length is bounded by the frame limit.
+    #[serde(with = "serde_bytes")]
+    pub input_file: Option<Vec<u8>>,
 }
 
 /// How the receiver saw a transfer: bytes and the span from the first to the last byte.
@@ -168,6 +176,9 @@ pub struct InferResult {
     pub cloud_ms: f64,
     /// Time the request waited in the server's queue, in ms.
     pub queue_ms: f64,
+    /// Time the cloud spent decoding what it was sent (boundary codecs, or the input file's
+    /// decoding and preprocessing), in ms; not part of `cloud_ms`.
+    pub decode_ms: f64,
     /// How the server received the request, for the client's uplink estimate.
     pub upload: TransferReport,
 }

@@ -55,6 +55,8 @@ pub struct Inference {
     pub cloud_ms: f64,
     /// Queueing time before compute, ms.
     pub queue_ms: f64,
+    /// Time spent decoding the request's boundary tensors or input file, ms.
+    pub decode_ms: f64,
 }
 
 /// The server's application logic. The transport calls it only for authenticated clients and
@@ -377,6 +379,7 @@ async fn dispatch<H: Handler>(message: Message, stats: FrameStats, shared: &Shar
                 output: inference.output,
                 cloud_ms: inference.cloud_ms,
                 queue_ms: inference.queue_ms,
+                decode_ms: inference.decode_ms,
                 upload: stats.report(),
             }),
             Err(reply) => Message::Error(reply),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use common::{request, request_for, start, start_in, token, varied_f32};
 use transport::{
-    Client, ClientConfig, ClientError, ErrorCode, Fingerprint, Message, ServerTrust, Shaper,
-    WireTensor, frame,
+    Client, ClientConfig, ClientError, Codec, ErrorCode, Fingerprint, Limits, Message, ServerTrust,
+    Shaper, WireTensor, frame,
 };
 
 fn pinned(server: &common::Running, dir: &std::path::Path) -> ClientConfig {
@@ -20,7 +20,8 @@ fn pinned(server: &common::Running, dir: &std::path::Path) -> ClientConfig {
 
 fn same_bits(a: &WireTensor, b: &WireTensor) {
     assert_eq!(a.shape, b.shape);
-    assert_eq!(a.dtype, b.dtype);
+    assert_eq!(a.codec, b.codec);
+    assert_eq!(a.channels, b.channels);
     assert!(a.bytes == b.bytes, "tensor bytes differ");
 }
 
@@ -34,8 +35,12 @@ async fn tensors_make_the_round_trip_bit_exact() {
     assert_eq!(client.welcome().models[0].id, "echo");
     let values = varied_f32(3 * 224 * 224, 1);
     let f32s = WireTensor::from_f32(&[1, 3, 224, 224], &values).expect("tensor");
-    let int8s = WireTensor::quantize_int8(&[2, 5], &[0.25; 10], 0.01, -3).expect("tensor");
-    for tensor in [f32s, int8s] {
+    let mut tensors = vec![f32s];
+    let finite: Vec<f32> = (0..3 * 16 * 16).map(|i| (i as f32 * 0.1).sin()).collect();
+    for codec in Codec::ALL {
+        tensors.push(WireTensor::encode(&[1, 3, 16, 16], &finite, codec).expect("tensor"));
+    }
+    for tensor in tensors {
         let response = client.infer(request(tensor.clone())).await.expect("answer");
         same_bits(&response.output, &tensor);
         assert_eq!(response.cloud_ms, 0.5);
@@ -47,7 +52,7 @@ async fn tensors_make_the_round_trip_bit_exact() {
         ))
         .await
         .expect("answer");
-    let back = big_back.output.to_f32().expect("f32");
+    let back = big_back.output.decode(&Limits::default()).expect("f32");
     assert!(
         back.iter()
             .zip(&values)
@@ -172,7 +177,8 @@ async fn bad_frames_are_answered_and_survived() {
     let mismatched = {
         let tensor = WireTensor {
             shape: vec![4, 4],
-            dtype: transport::DType::F32,
+            codec: Codec::Raw,
+            channels: vec![],
             bytes: vec![0; 63],
         };
         frame::encode(&Message::InferRequest(request(tensor))).expect("encodes")

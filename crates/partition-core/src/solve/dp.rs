@@ -8,7 +8,7 @@
 //! sink pays the result download and one round trip. This is exactly the cost model of
 //! `cost.rs`, so the DP is exact.
 //!
-//! Without `allow_return`, no edge node may take a cloud tensor: the plans are DESIGN.md's
+//! Without `allow_return`, no edge node may take a cloud tensor: the plans are docs/DESIGN.md's
 //! successor-closed sets, and the DP's optimum equals `chain` and `mincut`. With it, the
 //! computation may come back to the edge (the JointDNN model), which can only lower the optimum.
 //!

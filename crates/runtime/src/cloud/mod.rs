@@ -158,10 +158,12 @@ impl CloudServer {
                 self.catalog.ids()
             ),
         })?;
-        let part = request::check(entry.net(), &request)?;
+        let model_id = request.model_id.clone();
+        let weights_hash = request.weights_hash.clone();
         if let Some(model) = entry.get() {
-            check_hash(&request, model)?;
+            check_hash(&model_id, &weights_hash, model)?;
         }
+        let part = request::check(entry.net(), request)?;
         let admission = self.queue.admit().ok_or_else(|| {
             let stats = self.queue.stats();
             ErrorReply {
@@ -179,23 +181,26 @@ impl CloudServer {
         // A first request also loads the model; that one-off time is neither queueing nor compute.
         let model = catalog::load(entry, &self.defaults, self.backend)
             .await
-            .map_err(|e| internal(format!("cannot load model `{}`: {e}", request.model_id)))?;
-        check_hash(&request, &model)?;
+            .map_err(|e| internal(format!("cannot load model `{model_id}`: {e}")))?;
+        check_hash(&model_id, &weights_hash, &model)?;
         let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
             let output = compute(&model, part);
             (output, running.finish())
         })
         .await
         .map_err(|e| internal(format!("the compute task failed: {e}")))?;
-        let output = output.map_err(|e| {
-            warn!(model = %request.model_id, error = %e, "cloud part failed");
-            internal(format!("running the cloud part failed: {e}"))
+        let (output, decode_ms) = output.map_err(|e| {
+            warn!(model = %model_id, error = %e.message, "cloud part failed");
+            e
         })?;
-        debug!(model = %request.model_id, cloud_ms, queue_ms, "served");
+        // The worker's time covers decoding too; report the two apart.
+        let cloud_ms = (cloud_ms - decode_ms).max(0.0);
+        debug!(model = %model_id, cloud_ms, decode_ms, queue_ms, "served");
         Ok(Inference {
             output,
             cloud_ms,
             queue_ms,
+            decode_ms,
         })
     }
 }
@@ -207,34 +212,44 @@ fn internal(message: String) -> ErrorReply {
     }
 }
 
-fn check_hash(request: &InferRequest, model: &LoadedModel) -> Result<(), ErrorReply> {
-    if request.weights_hash == model.weights_hash {
+fn check_hash(model_id: &str, weights_hash: &str, model: &LoadedModel) -> Result<(), ErrorReply> {
+    if weights_hash == model.weights_hash {
         return Ok(());
     }
     Err(ErrorReply {
         code: ErrorCode::WeightsMismatch,
         message: format!(
             "the edge's weights for `{}` (hash {}) differ from this server's (hash {}); load the same weights on both sides (the same safetensors file, or the same seed)",
-            request.model_id,
-            if request.weights_hash.is_empty() {
+            model_id,
+            if weights_hash.is_empty() {
                 "none given"
             } else {
-                &request.weights_hash
+                weights_hash
             },
             model.weights_hash
         ),
     })
 }
 
-/// Uploads the boundary, runs the cloud part and returns the output as a wire tensor.
-fn compute(model: &LoadedModel, part: CloudPart) -> Result<transport::WireTensor, RuntimeError> {
-    let model = &model.model;
-    let mut boundary = Activations::new();
-    for (v, host) in part.boundary {
-        boundary.insert(v, model.upload(host)?);
-    }
-    let output = model.run_cloud(&part.cut, boundary)?.to_host()?;
-    to_wire(&output, "output")
+/// Decodes the request's payloads, runs the cloud part, and returns the output as a wire
+/// tensor with the decode time in ms. A payload that does not decode is the client's fault
+/// (`BadRequest`); a failure after that is the server's (`Internal`).
+fn compute(
+    model: &LoadedModel,
+    part: CloudPart,
+) -> Result<(transport::WireTensor, f64), ErrorReply> {
+    let decoded = part.decode(model.model.net())?;
+    let run = || -> Result<transport::WireTensor, RuntimeError> {
+        let model = &model.model;
+        let mut boundary = Activations::new();
+        for (v, host) in decoded.boundary {
+            boundary.insert(v, model.upload(host)?);
+        }
+        let output = model.run_cloud(&decoded.cut, boundary)?.to_host()?;
+        to_wire(&output, "output")
+    };
+    let output = run().map_err(|e| internal(format!("running the cloud part failed: {e}")))?;
+    Ok((output, decoded.decode_ms))
 }
 
 impl Handler for CloudServer {

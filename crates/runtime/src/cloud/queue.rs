@@ -16,8 +16,9 @@
 //!
 //! A new request waits for the first running request to finish (about `s̄ − e`) and then for
 //! the `n − w` requests ahead of it, which `w` workers clear in `(n − w)·s̄/w`. Its own service
-//! takes about `s̄`, so it spends `λ·s̄` in the cloud: λ is the factor DESIGN.md's cost model
-//! applies to every cloud time. Before any request has finished, `e/s̄` counts as 0.
+//! takes about `s̄`, so it spends `λ·s̄` in the cloud: λ is the factor the cost model of
+//! docs/DESIGN.md applies to every cloud time. Before any request has finished, `e/s̄` counts
+//! as 0.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;

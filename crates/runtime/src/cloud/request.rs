@@ -1,18 +1,35 @@
 //! Checks an inference request against the network before any work is queued: the cloud node
-//! set must be a valid cut and the boundary tensors exactly what that cut needs.
+//! set must be a valid cut and the boundary tensors exactly what that cut needs, or the input
+//! must come as an image file for a cloud-only run. Payloads are decoded later, on the compute
+//! thread ([`CloudPart::decode`]), so that decompression and image decoding never stall the
+//! async runtime and are timed.
 
-use models::{Cut, HostTensor, INPUT_ID, Net};
-use transport::{ErrorCode, ErrorReply, InferRequest};
+use std::time::Instant;
+
+use models::{Cut, HostTensor, INPUT_ID, Net, decode_image, image_dimensions};
+use transport::{ErrorCode, ErrorReply, InferRequest, WireTensor};
 
 use crate::wire::from_wire;
 
-/// A checked request: the cut and the boundary tensors by node index.
+/// A checked request: the cut, and what the cloud part starts from, still encoded.
 #[derive(Debug)]
 pub(crate) struct CloudPart {
     /// The nodes to run, as a validated cut.
     pub cut: Cut,
-    /// The boundary tensors, each with the shape its node produces.
+    /// The boundary tensors by node index, each with the shape its node produces.
+    boundary: Vec<(usize, WireTensor)>,
+    /// The input as an image file, for a cloud-only run.
+    input_file: Option<Vec<u8>>,
+}
+
+/// A decoded request, ready to run.
+pub(crate) struct Decoded {
+    /// The nodes to run.
+    pub cut: Cut,
+    /// The boundary tensors (the preprocessed input, when an image file was sent).
     pub boundary: Vec<(usize, HostTensor)>,
+    /// Time spent decoding, in ms.
+    pub decode_ms: f64,
 }
 
 fn bad(message: String) -> ErrorReply {
@@ -22,8 +39,40 @@ fn bad(message: String) -> ErrorReply {
     }
 }
 
-/// Checks `request` against `net` and converts its tensors.
-pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, ErrorReply> {
+impl CloudPart {
+    /// Decodes the boundary tensors (codecs) or the input file (image decoding and
+    /// preprocessing, exactly as the edge does it), and times it.
+    pub fn decode(self, net: &Net) -> Result<Decoded, ErrorReply> {
+        let started = Instant::now();
+        let mut boundary = Vec::with_capacity(self.boundary.len().max(1));
+        if let Some(file) = self.input_file {
+            let input = decode_image(&file).map_err(|e| bad(format!("the input file: {e}")))?;
+            if input.shape()[1..] != *net.input_shape() {
+                return Err(bad(format!(
+                    "the input file decodes to shape {:?}, but `{}` takes {:?}; send a tensor instead",
+                    input.shape(),
+                    net.name(),
+                    net.input_shape()
+                )));
+            }
+            boundary.push((0, input));
+        }
+        for (u, tensor) in self.boundary {
+            let id = net.nodes()[u].id();
+            let host =
+                from_wire(&tensor, &format!("for node `{id}`")).map_err(|e| bad(e.to_string()))?;
+            boundary.push((u, host));
+        }
+        Ok(Decoded {
+            cut: self.cut,
+            boundary,
+            decode_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// Checks `request` against `net` and takes its payloads.
+pub(crate) fn check(net: &Net, request: InferRequest) -> Result<CloudPart, ErrorReply> {
     let model = net.name();
     if request.cloud_nodes.is_empty() {
         return Err(bad(format!(
@@ -34,7 +83,7 @@ pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, Erro
     for id in &request.cloud_nodes {
         if id == INPUT_ID {
             return Err(bad(format!(
-                "the cloud nodes include `{INPUT_ID}`, but the raw input always stays on the edge; send its tensor as a boundary tensor instead"
+                "the cloud nodes include `{INPUT_ID}`, but the raw input always stays on the edge; send its tensor as a boundary tensor, or the image file as the input file"
             )));
         }
         let v = net.index_of(id).map_err(|_| {
@@ -45,13 +94,34 @@ pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, Erro
         cloud[v] = true;
     }
     let cut = net.cut_from_mask(cloud).map_err(|e| bad(e.to_string()))?;
+    if let Some(file) = request.input_file {
+        let cloud_only = cut.cloud_mask().iter().skip(1).all(|&c| c);
+        if !cloud_only || !request.boundary.is_empty() {
+            return Err(bad(format!(
+                "a request with an input file runs all of `{model}` but `{INPUT_ID}` in the cloud, with no boundary tensors; send tensors for a split run"
+            )));
+        }
+        // What the header tells is checked now; the pixels are decoded on the worker.
+        image_dimensions(&file).map_err(|e| bad(format!("the input file: {e}")))?;
+        if net.input_shape() != [3, 224, 224] {
+            return Err(bad(format!(
+                "an input file decodes to [1, 3, 224, 224], but `{model}` takes {:?}; send a tensor instead",
+                net.input_shape()
+            )));
+        }
+        return Ok(CloudPart {
+            cut,
+            boundary: Vec::new(),
+            input_file: Some(file),
+        });
+    }
     let cloud = cut.cloud_mask();
     let needed = |u: usize| !cloud[u] && net.consumers(u).iter().any(|&w| cloud[w]);
     let mut boundary = Vec::with_capacity(request.boundary.len());
     let mut batch = None;
-    for (id, tensor) in &request.boundary {
+    for (id, tensor) in request.boundary {
         let u = net
-            .index_of(id)
+            .index_of(&id)
             .ok()
             .filter(|&u| needed(u))
             .ok_or_else(|| {
@@ -59,27 +129,26 @@ pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, Erro
                     "unexpected boundary tensor `{id}`: no cloud node of `{model}` consumes it from the edge; send exactly the outputs of edge nodes that cloud nodes read"
                 ))
             })?;
-        let host =
-            from_wire(tensor, &format!("for node `{id}`")).map_err(|e| bad(e.to_string()))?;
         let per_sample = &net.nodes()[u].spec().output_shape;
-        let shape = host.shape();
+        let shape = &tensor.shape;
         let b = *batch.get_or_insert(shape.first().copied().unwrap_or(0));
-        if b == 0
-            || shape.len() != per_sample.len() + 1
-            || shape[1..] != per_sample[..]
-            || shape[0] != b
-        {
+        let fits = b > 0
+            && shape.len() == per_sample.len() + 1
+            && shape[0] == b
+            && shape[1..]
+                .iter()
+                .zip(per_sample)
+                .all(|(&a, &e)| a == e as u64);
+        if !fits {
             let mut expected = vec![b.max(1)];
-            expected.extend_from_slice(per_sample);
+            expected.extend(per_sample.iter().map(|&d| d as u64));
             return Err(bad(format!(
                 "boundary tensor `{id}` has shape {shape:?}, but node `{id}` of `{model}` produces {expected:?} (batch first, one batch size for all tensors)"
             )));
         }
-        boundary.push((u, host));
+        boundary.push((u, tensor));
     }
-    if let Some(u) =
-        (0..net.len()).find(|&u| needed(u) && !request.boundary.contains_key(net.nodes()[u].id()))
-    {
+    if let Some(u) = (0..net.len()).find(|&u| needed(u) && !boundary.iter().any(|(b, _)| *b == u)) {
         let id = net.nodes()[u].id();
         let reader = net
             .consumers(u)
@@ -90,7 +159,11 @@ pub(crate) fn check(net: &Net, request: &InferRequest) -> Result<CloudPart, Erro
             "missing boundary tensor `{id}`: cloud node `{reader}` reads it, so the edge must send it"
         )));
     }
-    Ok(CloudPart { cut, boundary })
+    Ok(CloudPart {
+        cut,
+        boundary,
+        input_file: None,
+    })
 }
 
 #[cfg(test)]
@@ -120,6 +193,7 @@ mod tests {
                 .iter()
                 .map(|(id, t)| (id.to_string(), t.clone()))
                 .collect::<BTreeMap<_, _>>(),
+            input_file: None,
         }
     }
 
@@ -127,7 +201,7 @@ mod tests {
         net.nodes()[from..].iter().map(|n| n.id()).collect()
     }
 
-    fn message(result: Result<CloudPart, ErrorReply>) -> String {
+    fn message<T: std::fmt::Debug>(result: Result<T, ErrorReply>) -> String {
         let reply = result.expect_err("refused");
         assert_eq!(reply.code, ErrorCode::BadRequest);
         reply.message
@@ -140,9 +214,11 @@ mod tests {
         let before = net.nodes()[2].id().to_string();
         let part = check(
             &net,
-            &request(&net, &cloud, &[(&before, tensor(&net, &before, 2))]),
+            request(&net, &cloud, &[(&before, tensor(&net, &before, 2))]),
         )
-        .expect("valid");
+        .expect("valid")
+        .decode(&net)
+        .expect("decodes");
         assert_eq!(part.boundary.len(), 1);
         assert_eq!(part.boundary[0].0, 2);
         assert_eq!(part.boundary[0].1.shape()[0], 2);
@@ -155,21 +231,21 @@ mod tests {
         let cloud = suffix(&net, 3);
         let before = net.nodes()[2].id().to_string();
         let good = tensor(&net, &before, 1);
-        assert!(message(check(&net, &request(&net, &[], &[]))).contains("no cloud nodes"));
+        assert!(message(check(&net, request(&net, &[], &[]))).contains("no cloud nodes"));
         let mut with_input = cloud.clone();
         with_input.push("input");
-        assert!(message(check(&net, &request(&net, &with_input, &[]))).contains("`input`"));
+        assert!(message(check(&net, request(&net, &with_input, &[]))).contains("`input`"));
         let mut unknown = cloud.clone();
         unknown.push("nope");
-        assert!(message(check(&net, &request(&net, &unknown, &[]))).contains("`nope`"));
+        assert!(message(check(&net, request(&net, &unknown, &[]))).contains("`nope`"));
         // Not successor-closed: a middle node alone.
         let middle = net.nodes()[3].id();
-        assert!(message(check(&net, &request(&net, &[middle], &[]))).contains(middle));
-        assert!(message(check(&net, &request(&net, &cloud, &[]))).contains(&before));
+        assert!(message(check(&net, request(&net, &[middle], &[]))).contains(middle));
+        assert!(message(check(&net, request(&net, &cloud, &[]))).contains(&before));
         let extra = net.nodes()[1].id().to_string();
         let msg = message(check(
             &net,
-            &request(
+            request(
                 &net,
                 &cloud,
                 &[(&before, good.clone()), (&extra, tensor(&net, &extra, 1))],
@@ -177,7 +253,7 @@ mod tests {
         ));
         assert!(msg.contains(&extra), "{msg}");
         let wrong = WireTensor::from_f32(&[1, 3], &[0.0; 3]).expect("tensor");
-        let msg = message(check(&net, &request(&net, &cloud, &[(&before, wrong)])));
+        let msg = message(check(&net, request(&net, &cloud, &[(&before, wrong)])));
         assert!(msg.contains(&before) && msg.contains("[1, 3]"), "{msg}");
     }
 }

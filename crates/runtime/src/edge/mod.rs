@@ -1,28 +1,37 @@
 //! [`EdgeSession`]: plan, run the edge part, ship the boundary, receive the result, and finish
 //! locally when the cloud cannot.
 
+mod codec_costs;
 mod connection;
 mod inputs;
 mod outcome;
+mod planning;
 mod split;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use models::{Activations, HostTensor, Model};
+use models::{Activations, HostTensor, Model, decode_image, image_dimensions};
 use partition_core::{
     DEFAULT_MIN_SAVING, Graph, Hysteresis, Link, Objective, Plan, Scenario, Solver,
 };
 use predictor::DeviceProfile;
 use tracing::{info, warn};
-use transport::{Client, ClientConfig, ClientError, ErrorCode, InferRequest, InferResponse};
+use transport::{
+    Client, ClientConfig, ClientError, Codec, ErrorCode, InferRequest, InferResponse, Loss,
+    WireTensor,
+};
 
 use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
-use crate::wire::{from_wire, to_wire};
+use crate::wire::from_wire;
+pub use codec_costs::CodecCosts;
 use connection::{Backoff, CloudLink};
 use inputs::{LoadEstimate, planning_link};
-pub use outcome::{Measured, Outcome};
+pub use outcome::{Measured, Outcome, Sent};
+pub use planning::INPUT_FILE_ID;
+use planning::{FileInput, PlanningGraph};
 pub use split::SplitMode;
 
 /// Settings of an [`EdgeSession`].
@@ -59,6 +68,14 @@ pub struct EdgeConfig {
     /// and the planner's edge costs are scaled to match. For demos and experiments that put the
     /// edge and the cloud on one machine. Default 1 (off); at least 1.
     pub edge_slowdown: f64,
+    /// The loss the user accepts at the boundary: [`Loss::Exact`] allows raw f32, the lossless
+    /// codec and the image file itself; [`Loss::F16`] adds half precision; [`Loss::Int8`] adds
+    /// per-channel 8-bit quantisation. The planner picks the cheapest allowed codec for each
+    /// crossing tensor. Default: exact.
+    pub max_loss: Loss,
+    /// Send every crossing tensor as raw f32 and an image input as its preprocessed tensor:
+    /// the wire Neurosurgeon assumed, kept as a baseline. Default false.
+    pub raw_wire: bool,
 }
 
 impl Default for EdgeConfig {
@@ -75,6 +92,8 @@ impl Default for EdgeConfig {
             max_reconnect_delay: Duration::from_secs(10),
             load_half_life: Duration::from_secs(10),
             edge_slowdown: 1.0,
+            max_loss: Loss::Exact,
+            raw_wire: false,
         }
     }
 }
@@ -92,8 +111,15 @@ pub struct EdgeSession {
     graph: Graph,
     /// The network's index of each graph node (the graph has its own topological order).
     to_net: Vec<usize>,
+    /// How many times this machine's time the cloud takes for the same work: the cloud's
+    /// summed layer costs over the edge's, before any emulated slowdown.
+    cloud_factor: f64,
+    /// Codec and image-decoding costs, measured on the first request that needs them.
+    codec_costs: Option<CodecCosts>,
     config: EdgeConfig,
     hysteresis: Hysteresis,
+    /// Whether the hysteresis holds a plan for an image-file graph (one node longer).
+    hysteresis_for_file: bool,
     last_placement: Option<Vec<bool>>,
     cloud: Option<CloudLink>,
     seen_generation: u64,
@@ -118,6 +144,7 @@ impl EdgeSession {
         graph: Graph,
         config: EdgeConfig,
     ) -> Result<EdgeSession, RuntimeError> {
+        let cloud_factor = speed_ratio(&graph);
         let graph = slowed(graph, config.edge_slowdown)?;
         let net = model.model.net();
         let mismatch = |reason: String| RuntimeError::GraphMismatch {
@@ -162,6 +189,9 @@ impl EdgeSession {
             weights_hash: model.weights_hash,
             graph,
             to_net,
+            cloud_factor,
+            codec_costs: None,
+            hysteresis_for_file: false,
             last_placement: None,
             cloud: None,
             seen_generation: 0,
@@ -310,6 +340,27 @@ impl EdgeSession {
         Ok(())
     }
 
+    /// Changes the loss the planner may use at the boundary. Codecs newly allowed are measured
+    /// on the next request. The hysteresis starts afresh.
+    pub fn set_max_loss(&mut self, max_loss: Loss) -> Result<(), RuntimeError> {
+        if max_loss > self.config.max_loss {
+            self.codec_costs = None;
+        }
+        self.config.max_loss = max_loss;
+        self.hysteresis = Hysteresis::new(self.config.min_saving)?;
+        Ok(())
+    }
+
+    /// Sends everything as raw f32 (true) or lets the planner pick codecs and send image
+    /// files (false); see [`EdgeConfig::raw_wire`]. The hysteresis starts afresh.
+    pub fn set_raw_wire(&mut self, raw_wire: bool) -> Result<(), RuntimeError> {
+        if raw_wire != self.config.raw_wire {
+            self.config.raw_wire = raw_wire;
+            self.hysteresis = Hysteresis::new(self.config.min_saving)?;
+        }
+        Ok(())
+    }
+
     /// Changes the planning uplink override (Mbit/s; `None` to use the measurement).
     pub fn set_uplink_override(&mut self, uplink_mbps: Option<f64>) -> Result<(), RuntimeError> {
         planning_link(None, uplink_mbps, &self.config.assumed_link)?;
@@ -373,6 +424,34 @@ impl EdgeSession {
     /// invalid) are errors. Edge-only plans never touch the network.
     pub async fn infer(&mut self, input: HostTensor) -> Result<Outcome, RuntimeError> {
         self.check_input(&input)?;
+        self.infer_input(Input::Tensor(input)).await
+    }
+
+    /// Runs the network on an encoded image file (JPEG or PNG), as the application holds it.
+    ///
+    /// The planner may send the file itself (cloud-only: the cloud decodes and preprocesses it
+    /// with the same code, so the output is bit-for-bit a local run's), or decode it here and
+    /// split as [`EdgeSession::infer`] does; the decoding is priced on the side that does it.
+    /// The network must take ImageNet's `3x224x224` input.
+    pub async fn infer_image(&mut self, file: Vec<u8>) -> Result<Outcome, RuntimeError> {
+        let net = self.model.net();
+        if net.input_shape() != [3, 224, 224] {
+            return Err(RuntimeError::Input {
+                net: net.name().to_string(),
+                expected: shape_text(net.input_shape()),
+                got: vec![1, 3, 224, 224],
+            });
+        }
+        let (w, h) = image_dimensions(&file)?;
+        let pixels = u64::from(w) * u64::from(h);
+        self.infer_input(Input::File(FileInput {
+            bytes: file,
+            pixels,
+        }))
+        .await
+    }
+
+    async fn infer_input(&mut self, input: Input) -> Result<Outcome, RuntimeError> {
         let mut client = None;
         let mut trouble = None;
         if self.config.split != SplitMode::EdgeOnly {
@@ -387,6 +466,7 @@ impl EdgeSession {
                 None => trouble = Some(self.unavailable_reason()),
             }
         }
+        self.measure_codecs().await?;
         let estimate = self.client().map(|c| c.link());
         let link = planning_link(
             estimate.as_ref(),
@@ -395,33 +475,75 @@ impl EdgeSession {
         )?;
         let load_factor = self.load.value(Instant::now());
         let scenario = Scenario::new(link, self.config.objective, load_factor)?;
-        let plan = self.choose(&scenario)?;
+        let planning = self.planning_graph(match &input {
+            Input::File(file) if !self.config.raw_wire => Some(file),
+            _ => None,
+        })?;
+        let plan = self.choose(&planning, &scenario)?;
         let switched = self.last_placement.as_deref() != Some(plan.placement());
         self.last_placement = Some(plan.placement().to_vec());
-        let cloud_mask = self.net_mask(&plan);
         let net = self.model.net();
+        let sends_file = planning.sends_file(&plan);
+        let mut cloud_mask = planning.net_mask(&plan, net.len());
+        // Sending the file puts `input` (decoding) on the cloud; the request names the nodes
+        // the cloud runs after it.
+        if sends_file {
+            cloud_mask[0] = false;
+        }
         let cloud_nodes: Vec<String> = (0..net.len())
             .filter(|&v| cloud_mask[v])
             .map(|v| net.nodes()[v].id().to_string())
             .collect();
+        let codecs = planning.codecs(&plan)?;
 
-        let batch = input.shape()[0];
         let started = Instant::now();
         let mut measured = Measured::default();
         let mut fallback = None;
+        let mut sent = Vec::new();
+        // The input as a tensor, decoding the file here unless the plan sends it.
+        let (tensor, file) = match input {
+            Input::File(file) if sends_file => (None, Some(file)),
+            Input::File(file) => {
+                let (tensor, ms) = self.decode_here(file).await?;
+                measured.edge_ms += ms;
+                (Some(tensor), None)
+            }
+            Input::Tensor(tensor) => (Some(tensor), None),
+        };
         let output = if cloud_nodes.is_empty() {
             let all = vec![true; cloud_mask.len()];
-            let (output, edge_ms) = self.run_local(Activations::new(), all, Some(input)).await?;
-            measured.edge_ms = edge_ms;
+            let (output, edge_ms) = self.run_local(Activations::new(), all, tensor).await?;
+            measured.edge_ms += edge_ms;
             output
         } else {
-            let edge_mask: Vec<bool> = cloud_mask.iter().map(|&c| !c).collect();
-            let (boundary, edge_ms) = self
-                .run_part(edge_mask, Activations::new(), Some(input))
-                .await?;
-            measured.edge_ms = edge_ms;
+            let batch = tensor.as_ref().map_or(1, |t| t.shape()[0]);
+            // A sent file is kept for a local fallback; a tensor run keeps its boundary.
+            let (payload, boundary, kept_file) = match (tensor, file) {
+                (_, Some(file)) => {
+                    sent.push(Sent {
+                        node: planning::INPUT_FILE_ID.to_string(),
+                        codec: None,
+                        raw_bytes: file.bytes.len() as u64,
+                        wire_bytes: file.bytes.len() as u64,
+                    });
+                    (
+                        Payload::File(file.bytes.clone()),
+                        Activations::new(),
+                        Some(file),
+                    )
+                }
+                (tensor, None) => {
+                    let edge_mask: Vec<bool> = cloud_mask.iter().map(|&c| !c).collect();
+                    let (boundary, edge_ms) =
+                        self.run_part(edge_mask, Activations::new(), tensor).await?;
+                    let (tensors, encode_ms) =
+                        self.encode_boundary(&boundary, &codecs, &mut sent).await?;
+                    measured.edge_ms += edge_ms + encode_ms;
+                    (Payload::Tensors(tensors), boundary, None)
+                }
+            };
             let remote = match (client, trouble) {
-                (Some(client), None) => self.remote(&client, &cloud_nodes, &boundary).await?,
+                (Some(client), None) => self.remote(&client, &cloud_nodes, payload).await?,
                 (_, reason) => {
                     Remote::Fallback(reason.unwrap_or_else(|| self.unavailable_reason()))
                 }
@@ -431,14 +553,31 @@ impl EdgeSession {
                     measured.upload_ms = response.upload.span_us as f64 / 1e3;
                     measured.download_ms = response.download.span_us as f64 / 1e3;
                     measured.queue_ms = response.queue_ms;
-                    measured.cloud_ms = response.cloud_ms;
+                    measured.cloud_ms = response.cloud_ms + response.decode_ms;
                     self.load
                         .observe(response.queue_ms, response.cloud_ms, Instant::now());
+                    let predicted_decode_ms = planning.predicted_decode_ms(&plan);
+                    if let Some(costs) = self.codec_costs.as_mut() {
+                        costs.record_cloud_decode(predicted_decode_ms, response.decode_ms);
+                    }
                     self.remote_output(&response, batch)?
                 }
                 Remote::Fallback(reason) => {
                     warn!(model = %self.model.net().name(), %reason, "finishing the request locally");
-                    let (output, local_ms) = self.run_local(boundary, cloud_mask, None).await?;
+                    sent.clear();
+                    let (boundary, part, tensor) = match kept_file {
+                        Some(file) => {
+                            let (tensor, ms) = self.decode_here(file).await?;
+                            measured.edge_ms += ms;
+                            (
+                                Activations::new(),
+                                vec![true; cloud_mask.len()],
+                                Some(tensor),
+                            )
+                        }
+                        None => (boundary, cloud_mask, None),
+                    };
+                    let (output, local_ms) = self.run_local(boundary, part, tensor).await?;
                     measured.edge_ms += local_ms;
                     fallback = Some(reason);
                     output
@@ -450,7 +589,9 @@ impl EdgeSession {
             output,
             predicted: *plan.breakdown(),
             plan,
+            graph: planning.graph,
             cloud_nodes,
+            sent,
             switched,
             measured,
             link,
@@ -460,13 +601,142 @@ impl EdgeSession {
         })
     }
 
-    /// The plan's cloud set as one flag per network node (the network's order).
-    fn net_mask(&self, plan: &Plan) -> Vec<bool> {
-        let mut mask = vec![false; self.to_net.len()];
-        for g in plan.cloud_nodes() {
-            mask[self.to_net[g]] = true;
+    /// Measures the codecs' costs on the first request that can use them.
+    async fn measure_codecs(&mut self) -> Result<(), RuntimeError> {
+        if self.codec_costs.is_some() || self.config.raw_wire {
+            return Ok(());
         }
-        mask
+        let model = self.model.clone();
+        let loss = self.config.max_loss;
+        let costs = blocking(move || {
+            let sample = sample_input(&model)?;
+            CodecCosts::measure(&model, sample, loss)
+        })
+        .await?;
+        self.codec_costs = Some(costs);
+        Ok(())
+    }
+
+    /// The graph a request would be planned on now: the session's graph with the encodings
+    /// its loss budget allows and their current estimates (measuring the codecs first if no
+    /// request has), and for an image file an `input_file` node in front of `input` (see
+    /// [`Outcome::graph`]). For planning without running, as `plan` and the benches do.
+    pub async fn request_graph(&mut self, image: Option<&[u8]>) -> Result<Graph, RuntimeError> {
+        self.measure_codecs().await?;
+        let file = match image {
+            Some(bytes) => {
+                let (w, h) = image_dimensions(bytes)?;
+                Some(FileInput {
+                    bytes: bytes.to_vec(),
+                    pixels: u64::from(w) * u64::from(h),
+                })
+            }
+            None => None,
+        };
+        Ok(self.planning_graph(file.as_ref())?.graph)
+    }
+
+    /// The codec and image-decoding costs the session plans with, once measured.
+    pub fn codec_costs(&self) -> Option<&CodecCosts> {
+        self.codec_costs.as_ref()
+    }
+
+    /// The session's graph with this request's encoding estimates and, for an image file, the
+    /// file's node.
+    fn planning_graph(&self, file: Option<&FileInput>) -> Result<PlanningGraph, RuntimeError> {
+        let slowdown = self.config.edge_slowdown;
+        let encodings = (0..self.graph.len())
+            .map(|g| match &self.codec_costs {
+                Some(costs) if !self.config.raw_wire => costs.encodings(
+                    self.to_net[g],
+                    self.graph.out_bytes(g),
+                    self.config.max_loss,
+                    slowdown,
+                    self.cloud_factor,
+                ),
+                _ => Vec::new(),
+            })
+            .collect();
+        let file = match (file, &self.codec_costs) {
+            (Some(file), Some(costs)) => Some(planning::FileCosts {
+                bytes: file.bytes.len() as u64,
+                edge_ms: costs.image_ms(file.pixels) * slowdown,
+                cloud_ms: costs.cloud_image_ms(file.pixels, self.cloud_factor),
+            }),
+            _ => None,
+        };
+        PlanningGraph::build(&self.graph, &self.to_net, encodings, file)
+    }
+
+    /// Decodes and preprocesses an image file on the edge (emulated slowness included), and
+    /// learns its cost.
+    async fn decode_here(&mut self, file: FileInput) -> Result<(HostTensor, f64), RuntimeError> {
+        let pixels = file.pixels;
+        let (tensor, ms) = blocking(move || {
+            let started = Instant::now();
+            let tensor = decode_image(&file.bytes)?;
+            Ok((tensor, started.elapsed().as_secs_f64() * 1e3))
+        })
+        .await?;
+        if let Some(costs) = self.codec_costs.as_mut() {
+            costs.record_image(pixels, ms);
+        }
+        Ok((tensor, self.emulate_slow_edge(ms).await))
+    }
+
+    /// Encodes the boundary tensors with the plan's codecs on a blocking thread, learns their
+    /// sizes and times, and returns them with the edge's time (emulated slowness included).
+    async fn encode_boundary(
+        &mut self,
+        boundary: &Activations,
+        codecs: &BTreeMap<usize, Codec>,
+        sent: &mut Vec<Sent>,
+    ) -> Result<(BTreeMap<String, WireTensor>, f64), RuntimeError> {
+        let net = self.model.net();
+        let mut hosts = Vec::with_capacity(boundary.len());
+        for (&v, value) in boundary {
+            let codec = codecs.get(&v).copied().unwrap_or(Codec::Raw);
+            hosts.push((v, codec, value.clone().to_host()?));
+        }
+        let ids: Vec<String> = hosts
+            .iter()
+            .map(|(v, _, _)| net.nodes()[*v].id().to_string())
+            .collect();
+        let encoded = blocking(move || {
+            hosts
+                .into_iter()
+                .map(|(v, codec, host)| {
+                    let started = Instant::now();
+                    let wire = encode(&host, codec)?;
+                    let raw_bytes = std::mem::size_of_val(host.data()) as u64;
+                    Ok((
+                        v,
+                        codec,
+                        wire,
+                        raw_bytes,
+                        started.elapsed().as_secs_f64() * 1e3,
+                    ))
+                })
+                .collect::<Result<Vec<_>, RuntimeError>>()
+        })
+        .await?;
+        let mut tensors = BTreeMap::new();
+        let mut encode_ms = 0.0;
+        for ((v, codec, wire, raw_bytes, ms), id) in encoded.into_iter().zip(ids) {
+            encode_ms += ms;
+            let wire_bytes = wire.bytes.len() as u64;
+            if let Some(costs) = self.codec_costs.as_mut() {
+                costs.record_sent(v, codec, raw_bytes, wire_bytes, ms);
+            }
+            sent.push(Sent {
+                node: id.clone(),
+                codec: Some(codec),
+                raw_bytes,
+                wire_bytes,
+            });
+            tensors.insert(id, wire);
+        }
+        Ok((tensors, self.emulate_slow_edge(encode_ms).await))
     }
 
     fn check_input(&self, input: &HostTensor) -> Result<(), RuntimeError> {
@@ -477,12 +747,7 @@ impl EdgeSession {
         }
         Err(RuntimeError::Input {
             net: net.name().to_string(),
-            expected: net
-                .input_shape()
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            expected: shape_text(net.input_shape()),
             got: shape.to_vec(),
         })
     }
@@ -514,8 +779,17 @@ impl EdgeSession {
         Ok(Err(reason))
     }
 
-    fn choose(&mut self, scenario: &Scenario) -> Result<Plan, RuntimeError> {
-        let graph = &self.graph;
+    fn choose(
+        &mut self,
+        planning: &PlanningGraph,
+        scenario: &Scenario,
+    ) -> Result<Plan, RuntimeError> {
+        if planning.has_file() != self.hysteresis_for_file {
+            // The previous plan was made on a graph of another shape; it cannot be repriced.
+            self.hysteresis = Hysteresis::new(self.config.min_saving)?;
+            self.hysteresis_for_file = planning.has_file();
+        }
+        let graph = &planning.graph;
         Ok(match &self.config.split {
             SplitMode::Auto => {
                 let candidate = self.config.solver.solve(graph, scenario)?;
@@ -537,25 +811,25 @@ impl EdgeSession {
         compute_ms + extra_ms
     }
 
-    /// Sends the boundary and waits for the reply, within the timeout.
+    /// Sends the boundary tensors or the input file and waits for the reply, within the
+    /// timeout.
     async fn remote(
         &mut self,
         client: &Client,
         cloud_nodes: &[String],
-        boundary: &Activations,
+        payload: Payload,
     ) -> Result<Remote, RuntimeError> {
         let net = self.model.net();
-        let mut tensors = std::collections::BTreeMap::new();
-        for (&v, value) in boundary {
-            let id = net.nodes()[v].id();
-            let host = value.clone().to_host()?;
-            tensors.insert(id.to_string(), to_wire(&host, &format!("for node `{id}`"))?);
-        }
+        let (boundary, input_file) = match payload {
+            Payload::Tensors(tensors) => (tensors, None),
+            Payload::File(bytes) => (BTreeMap::new(), Some(bytes)),
+        };
         let request = InferRequest {
             model_id: net.name().to_string(),
             weights_hash: self.weights_hash.clone(),
             cloud_nodes: cloud_nodes.to_vec(),
-            boundary: tensors,
+            boundary,
+            input_file,
         };
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, client.infer(request)).await {
@@ -675,6 +949,67 @@ impl EdgeSession {
         })
         .await?;
         Ok((output, self.emulate_slow_edge(compute_ms).await))
+    }
+}
+
+/// A request's input as the application handed it in.
+enum Input {
+    /// A preprocessed tensor, batch first.
+    Tensor(HostTensor),
+    /// An encoded image file.
+    File(FileInput),
+}
+
+/// What a request carries to the cloud.
+enum Payload {
+    /// Encoded boundary tensors by node id.
+    Tensors(BTreeMap<String, WireTensor>),
+    /// The input file's bytes.
+    File(Vec<u8>),
+}
+
+/// `host` on the wire under `codec`.
+fn encode(host: &HostTensor, codec: Codec) -> Result<WireTensor, RuntimeError> {
+    WireTensor::encode(host.shape(), host.data(), codec).map_err(|e| RuntimeError::Tensor {
+        what: format!("encoded as {}", codec.name()),
+        reason: e.to_string(),
+    })
+}
+
+/// The sample the codecs are measured on: the embedded photograph for ImageNet-sized inputs,
+/// else a deterministic pattern.
+fn sample_input(model: &Model) -> Result<HostTensor, RuntimeError> {
+    let net = model.net();
+    if net.input_shape() == [3, 224, 224] {
+        return Ok(decode_image(models::SAMPLE_JPEG)?);
+    }
+    let mut shape = vec![1];
+    shape.extend_from_slice(net.input_shape());
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    Ok(HostTensor::new(shape, data)?)
+}
+
+/// A per-sample shape written out: `3, 224, 224`.
+fn shape_text(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many times this machine's time the cloud takes for the same work, from a cost graph:
+/// the cloud's summed layer costs over the edge's (1 when the edge costs nothing).
+fn speed_ratio(graph: &Graph) -> f64 {
+    let edge: f64 = (0..graph.len()).map(|v| graph.edge_ms(v)).sum();
+    let cloud: f64 = (0..graph.len()).map(|v| graph.cloud_ms(v)).sum();
+    if edge > 0.0 && cloud > 0.0 {
+        cloud / edge
+    } else {
+        1.0
     }
 }
 

@@ -1,14 +1,16 @@
 //! What one request produced and cost: [`Outcome`] and its [`Measured`] breakdown.
 
-use models::HostTensor;
-use partition_core::{Breakdown, Link, Plan};
-use transport::LinkEstimate;
+use models::{HostTensor, INPUT_ID};
+use partition_core::{Breakdown, Direction, Graph, Link, Plan, Transfer};
+use transport::{Codec, LinkEstimate};
 
 /// Where the time of one request went, as measured. All in ms.
 ///
 /// `total_ms` is wall time from the start of the edge part to the output in hand (planning and
 /// any bandwidth probe before it are not included). The parts do not add up to it exactly: the
-/// rest is propagation delay, tensor encoding and scheduling ([`Measured::other_ms`]).
+/// rest is propagation delay and scheduling ([`Measured::other_ms`]). As in the plan's
+/// breakdown, the edge's decoding of an image file and encoding of boundary tensors count as
+/// edge time, and the cloud's decoding as cloud time.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Measured {
     /// Computing on the edge: the edge part, plus the cloud's part when it ran locally.
@@ -17,7 +19,7 @@ pub struct Measured {
     pub upload_ms: f64,
     /// Waiting in the cloud's queue, as the server reported it.
     pub queue_ms: f64,
-    /// Computing on the cloud, as the server reported it.
+    /// Computing on the cloud, decoding included, as the server reported it.
     pub cloud_ms: f64,
     /// Receiving the result, from its first to its last byte.
     pub download_ms: f64,
@@ -26,7 +28,7 @@ pub struct Measured {
 }
 
 impl Measured {
-    /// Time not in any part: propagation, encoding, decoding and scheduling (never negative).
+    /// Time not in any part: propagation and scheduling (never negative).
     pub fn other_ms(&self) -> f64 {
         let parts =
             self.edge_ms + self.upload_ms + self.queue_ms + self.cloud_ms + self.download_ms;
@@ -34,7 +36,27 @@ impl Measured {
     }
 }
 
-/// The result of [`crate::EdgeSession::infer`].
+/// One thing a request sent up: a boundary tensor or the input file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The node whose output it is, or `input_file` for the image file.
+    pub node: String,
+    /// The codec it travelled under; `None` for the image file, which goes as it is.
+    pub codec: Option<Codec>,
+    /// Its size as raw f32 (the file's own size for the file).
+    pub raw_bytes: u64,
+    /// Its payload's size on the wire.
+    pub wire_bytes: u64,
+}
+
+impl Sent {
+    /// The codec's name, or `file` for the image file.
+    pub fn codec_name(&self) -> &'static str {
+        self.codec.map_or("file", Codec::name)
+    }
+}
+
+/// The result of [`crate::EdgeSession::infer`] and [`crate::EdgeSession::infer_image`].
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The network's output, batch first.
@@ -43,8 +65,15 @@ pub struct Outcome {
     /// [`Outcome::load_factor`]. When [`Outcome::fallback`] is set, its cloud nodes ran on the
     /// edge instead.
     pub plan: Plan,
+    /// The graph the plan was made on, which its node indices refer to: the session's graph
+    /// with this request's encoding estimates, and for an image file an `input_file` node in
+    /// front of `input` (a plan that runs `input` on the cloud sends the file).
+    pub graph: Graph,
     /// Ids of the plan's cloud nodes, in the network's node order (empty for edge-only).
     pub cloud_nodes: Vec<String>,
+    /// What was sent up, in the order sent; empty when nothing was (edge-only, or a fallback
+    /// before anything left).
+    pub sent: Vec<Sent>,
     /// True when the cut differs from the previous request's (the first request counts).
     pub switched: bool,
     /// The predicted breakdown: the plan's.
@@ -61,6 +90,53 @@ pub struct Outcome {
     /// Why the request ran locally although its plan used the cloud; `None` when it ran as
     /// planned.
     pub fallback: Option<String>,
+}
+
+impl Outcome {
+    /// The tensors the plan sends up, in topological order.
+    pub fn uploads(&self) -> impl Iterator<Item = &Transfer> {
+        self.plan
+            .transfers()
+            .iter()
+            .filter(|t| t.direction == Direction::Up)
+    }
+
+    /// `edge-only`, `cloud-only` (only the input crosses: the image file, or the input tensor)
+    /// or `split`.
+    pub fn cut_kind(&self) -> &'static str {
+        let ups: Vec<&Transfer> = self.uploads().collect();
+        match ups.as_slice() {
+            [] => "edge-only",
+            [t] if t.tensor == self.graph.source() || self.graph.id(t.tensor) == INPUT_ID => {
+                "cloud-only"
+            }
+            _ => "split",
+        }
+    }
+
+    /// Whether the request's plan sends the image file itself.
+    pub fn sends_file(&self) -> bool {
+        self.uploads()
+            .any(|t| self.graph.id(t.tensor) == crate::edge::INPUT_FILE_ID)
+    }
+
+    /// Bytes sent up: those actually sent when the request reached the cloud, else the plan's
+    /// prediction.
+    pub fn upload_bytes(&self) -> u64 {
+        if self.sent.is_empty() {
+            self.uploads().map(|t| t.bytes).sum()
+        } else {
+            self.sent.iter().map(|s| s.wire_bytes).sum()
+        }
+    }
+
+    /// The encoding each uploaded tensor travels under (`raw`, a codec's name, or `raw` for
+    /// the image file, which is its own encoding), in the order of [`Outcome::uploads`].
+    pub fn upload_codecs(&self) -> Vec<&str> {
+        self.uploads()
+            .map(|t| self.graph.encoding_name(t.tensor, t.encoding))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ impl Handler for Echo {
             output,
             cloud_ms: 0.5,
             queue_ms: 0.0,
+            decode_ms: 0.0,
         })
     }
 }
@@ -113,6 +114,7 @@ pub fn request_for(model: &str, tensor: WireTensor) -> InferRequest {
         weights_hash: "none".into(),
         cloud_nodes: vec!["out".into()],
         boundary: [("conv1".to_owned(), tensor)].into(),
+        input_file: None,
     }
 }
 

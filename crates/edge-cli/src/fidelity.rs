@@ -1,0 +1,180 @@
+//! `cutpoint-edge fidelity`: what each lossy boundary codec costs in accuracy, at every cut.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use models::{Backend, HostTensor, Kernels, Net};
+use runtime::cli::{Table, parse_backend};
+use runtime::{FidelityRow, measure_fidelity};
+use serde_json::json;
+use transport::Codec;
+
+use crate::model_args::{ModelArgs, load_model};
+use crate::tensor_io::seeded_input;
+
+/// Measure what the lossy boundary codecs (f16, int8) cost in accuracy, at every cut.
+///
+/// Each input runs through the whole network once for the exact output. Then, for every cut of
+/// the network's topological order and every lossy codec, the tensors that cross the cut are
+/// encoded, decoded and handed to the rest of the network, as a split run does over the wire.
+/// It reports, per cut and codec, the share of inputs whose top-1 class is unchanged and the
+/// largest relative error of the output (max |a − b| / max |b|). Use it to choose `--max-loss`
+/// for `run`, `tasks`, `demo`, `sweep` and `plan`. The figures mean most with real weights
+/// (--weights) and real images (--images).
+#[derive(Args)]
+#[command(after_help = "Examples:
+  cutpoint-edge fidelity --model resnet18 --weights resnet18.safetensors --images photos/
+  cutpoint-edge fidelity --model alexnet --seeded 8 --json
+
+Lossless codecs (and raw f32) change nothing and are not listed.")]
+pub struct FidelityArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Weights as a torchvision state_dict in safetensors format [default: seeded weights].
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Seed for the weights when --weights is not given, and for --seeded inputs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// A directory of JPEG or PNG images, each preprocessed as for ImageNet (the model must
+    /// take 3x224x224).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "seeded",
+        conflicts_with = "seeded"
+    )]
+    images: Option<PathBuf>,
+    /// This many seeded random inputs instead of --images.
+    #[arg(long, value_name = "N")]
+    seeded: Option<usize>,
+    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
+    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
+    backend: Backend,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Most images read from --images.
+const MAX_IMAGES: usize = 1000;
+
+/// Runs the command.
+pub fn run(args: &FidelityArgs) -> Result<()> {
+    let net = args.model.build()?;
+    let inputs = match (&args.images, args.seeded) {
+        (Some(dir), _) => read_images(dir, &net)?,
+        (None, Some(0)) => bail!("--seeded needs at least one input"),
+        (None, Some(n)) => (0..n)
+            .map(|i| seeded_input(&net, args.seed.wrapping_add(i as u64)))
+            .collect::<Result<_>>()?,
+        (None, None) => bail!("give the inputs with --images DIR or --seeded N"),
+    };
+    let name = net.name().to_string();
+    let model = load_model(
+        net,
+        args.weights.as_ref(),
+        args.seed,
+        args.backend,
+        Kernels::default(),
+    )?;
+    let rows = measure_fidelity(&model, &inputs, &Codec::ALL)?;
+    let weights = match &args.weights {
+        Some(path) => path.display().to_string(),
+        None => format!("seeded (seed {})", args.seed),
+    };
+    if args.json {
+        let report = json!({
+            "model": name,
+            "weights": weights,
+            "inputs": inputs.len(),
+            "rows": rows.iter().map(|r| json!({
+                "after": r.after,
+                "crossing": r.crossing,
+                "codec": r.codec.name(),
+                "samples": r.samples,
+                "top1_agreement": r.top1_agreement,
+                "max_relative_error": r.max_relative_error,
+                "unencodable": r.unencodable,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&name, &weights, inputs.len(), &rows));
+    }
+    Ok(())
+}
+
+/// The rows as a table, one line per cut and codec.
+fn render(model: &str, weights: &str, inputs: usize, rows: &[FidelityRow]) -> String {
+    let mut out = format!(
+        "{model}, weights {weights}, {inputs} input(s): lossy codecs at every cut against the exact output\n"
+    );
+    let mut table = Table::new(&[
+        "cut after",
+        "crossing",
+        "codec",
+        "top-1 agree",
+        "max rel error",
+    ]);
+    for r in rows {
+        let crossing = if r.crossing.len() > 2 {
+            format!("{} tensors", r.crossing.len())
+        } else {
+            r.crossing.join("+")
+        };
+        let agreement = if r.unencodable > 0 {
+            format!("{:.3} ({} not encodable)", r.top1_agreement, r.unencodable)
+        } else {
+            format!("{:.3}", r.top1_agreement)
+        };
+        table.row(vec![
+            r.after.clone(),
+            crossing,
+            r.codec.name().to_string(),
+            agreement,
+            format!("{:.2e}", r.max_relative_error),
+        ]);
+    }
+    out += &table.render();
+    out
+}
+
+/// Every JPEG or PNG in `dir` (sorted by name), decoded and preprocessed.
+fn read_images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
+    if net.input_shape() != [3, 224, 224] {
+        bail!(
+            "--images gives 3x224x224 inputs but `{}` takes {:?}; use --seeded N",
+            net.name(),
+            net.input_shape()
+        );
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read --images {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        bail!(
+            "--images {} holds no .jpg, .jpeg or .png file",
+            dir.display()
+        );
+    }
+    if paths.len() > MAX_IMAGES {
+        bail!(
+            "--images {} holds {} images; give a directory of at most {MAX_IMAGES}",
+            dir.display(),
+            paths.len()
+        );
+    }
+    paths
+        .iter()
+        .map(|p| models::load_image(p).with_context(|| format!("--images: {}", p.display())))
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! What a lossy codec at the boundary costs in accuracy: for every cut of the network's
+//! topological order and every lossy codec, the share of inputs whose top-1 class is unchanged
+//! and the largest relative error of the output, against the exact output.
+//!
+//! Each input is run once whole, keeping every node's output; then, for each cut, the tensors
+//! that cross it are encoded, decoded and handed to the cloud part, exactly as a split run
+//! would do over the wire.
+
+use models::{Activations, HostTensor, Model, relative_difference};
+use transport::{Codec, Limits, Loss, WireTensor};
+
+use crate::error::RuntimeError;
+
+/// One cut under one codec, over all inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FidelityRow {
+    /// The last node on the edge: the cut runs nodes up to it (topological order) on the edge.
+    pub after: String,
+    /// The tensors that cross the cut, by node id.
+    pub crossing: Vec<String>,
+    /// The codec every crossing tensor travelled under.
+    pub codec: Codec,
+    /// How many inputs (samples) were compared.
+    pub samples: usize,
+    /// The share of samples whose most likely class is the exact output's.
+    pub top1_agreement: f64,
+    /// The largest relative error of the output over all inputs: `max |a − b| / max |b|` per
+    /// input, as [`models::relative_difference`] computes it.
+    pub max_relative_error: f64,
+    /// Inputs at which the codec could not encode a crossing tensor (f16 beyond its range);
+    /// they are left out of the figures above.
+    pub unencodable: usize,
+}
+
+/// Measures every lossy codec of `codecs` (lossless ones are skipped: they change nothing) at
+/// every cut of `model`'s topological order, over `inputs` (each `[N, ...input shape]`).
+///
+/// A cut after node k runs nodes `0..=k` on the edge; its crossing tensors are the outputs of
+/// those nodes read by later nodes. Cuts are listed once per distinct crossing set.
+pub fn measure_fidelity(
+    model: &Model,
+    inputs: &[HostTensor],
+    codecs: &[Codec],
+) -> Result<Vec<FidelityRow>, RuntimeError> {
+    let net = model.net();
+    let n = net.len();
+    let lossy: Vec<Codec> = codecs
+        .iter()
+        .copied()
+        .filter(|c| c.loss() != Loss::Exact)
+        .collect();
+    let mut cuts: Vec<(usize, Vec<usize>)> = Vec::new();
+    for k in 0..n.saturating_sub(1) {
+        let crossing: Vec<usize> = (0..=k)
+            .filter(|&u| net.consumers(u).iter().any(|&w| w > k))
+            .collect();
+        if cuts.last().is_none_or(|(_, last)| *last != crossing) {
+            cuts.push((k, crossing));
+        }
+    }
+    let mut rows: Vec<FidelityRow> = cuts
+        .iter()
+        .flat_map(|(k, crossing)| {
+            lossy.iter().map(move |&codec| FidelityRow {
+                after: net.nodes()[*k].id().to_string(),
+                crossing: crossing
+                    .iter()
+                    .map(|&u| net.nodes()[u].id().to_string())
+                    .collect(),
+                codec,
+                samples: 0,
+                top1_agreement: 0.0,
+                max_relative_error: 0.0,
+                unencodable: 0,
+            })
+        })
+        .collect();
+    let mut agree = vec![0usize; rows.len()];
+    for input in inputs {
+        let all = model.run_all(model.upload(input.clone())?)?;
+        let exact = all
+            .get(&net.sink())
+            .cloned()
+            .ok_or_else(|| RuntimeError::Task("the whole run produced no output".into()))?
+            .to_host()?;
+        let mut row = 0;
+        for (k, crossing) in &cuts {
+            let cloud: Vec<bool> = (0..n).map(|v| v > *k).collect();
+            for &codec in &lossy {
+                match through_codec(model, &all, crossing, codec)? {
+                    None => rows[row].unencodable += 1,
+                    Some(boundary) => {
+                        let out = model.run_part(&cloud, boundary)?;
+                        let got = out
+                            .get(&net.sink())
+                            .cloned()
+                            .ok_or_else(|| {
+                                RuntimeError::Task("the cloud part produced no output".into())
+                            })?
+                            .to_host()?;
+                        let r = &mut rows[row];
+                        let samples = input.shape()[0];
+                        r.samples += samples;
+                        agree[row] += same_top1(&exact, &got);
+                        r.max_relative_error =
+                            r.max_relative_error.max(relative_difference(&got, &exact));
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+    for (r, agreed) in rows.iter_mut().zip(agree) {
+        r.top1_agreement = if r.samples == 0 {
+            0.0
+        } else {
+            agreed as f64 / r.samples as f64
+        };
+    }
+    Ok(rows)
+}
+
+/// The crossing tensors of `all` after a round trip through `codec`, on the model's device;
+/// `None` when the codec cannot encode one of them.
+fn through_codec(
+    model: &Model,
+    all: &Activations,
+    crossing: &[usize],
+    codec: Codec,
+) -> Result<Option<Activations>, RuntimeError> {
+    let mut boundary = Activations::new();
+    for &u in crossing {
+        let Some(value) = all.get(&u) else {
+            return Err(RuntimeError::Task(format!("no output for node #{u}")));
+        };
+        let host = value.clone().to_host()?;
+        let Ok(wire) = WireTensor::encode(host.shape(), host.data(), codec) else {
+            return Ok(None);
+        };
+        let data = wire
+            .decode(&Limits::default())
+            .map_err(|e| RuntimeError::Tensor {
+                what: format!("decoded from {}", codec.name()),
+                reason: e.to_string(),
+            })?;
+        boundary.insert(
+            u,
+            model.upload(HostTensor::new(host.shape().to_vec(), data)?)?,
+        );
+    }
+    Ok(Some(boundary))
+}
+
+/// How many samples (rows of `[N, classes]`) have the same most likely class in both.
+fn same_top1(a: &HostTensor, b: &HostTensor) -> usize {
+    let classes = a.shape().iter().skip(1).product::<usize>().max(1);
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map(|(i, _)| i)
+    };
+    a.data()
+        .chunks(classes)
+        .zip(b.data().chunks(classes))
+        .filter(|(x, y)| argmax(x) == argmax(y))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{Backend, zoo};
+
+    fn lenet() -> Model {
+        let net = zoo::build("lenet").expect("lenet");
+        Model::seeded(net, 3, &Backend::Flex.device().expect("flex")).expect("model")
+    }
+
+    fn inputs(model: &Model, count: usize) -> Vec<HostTensor> {
+        (0..count)
+            .map(|s| {
+                let mut shape = vec![1];
+                shape.extend_from_slice(model.net().input_shape());
+                let n: usize = shape.iter().product();
+                let data = (0..n)
+                    .map(|i| (((i + s * 31) * 7919) % 2000) as f32 / 1000.0 - 1.0)
+                    .collect();
+                HostTensor::new(shape, data).expect("input")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn f16_keeps_every_class_and_int8_errs_more_than_f16() {
+        let model = lenet();
+        let rows = measure_fidelity(
+            &model,
+            &inputs(&model, 3),
+            &[
+                Codec::Raw,
+                Codec::Lossless,
+                Codec::F16,
+                Codec::Int8,
+                Codec::Int8Lossless,
+            ],
+        )
+        .expect("measures");
+        assert!(
+            rows.iter()
+                .all(|r| r.codec != Codec::Raw && r.codec != Codec::Lossless)
+        );
+        let cuts = model.net().len() - 1;
+        assert!(rows.len() >= 3 && rows.len() <= 3 * cuts, "{}", rows.len());
+        for r in &rows {
+            assert_eq!(r.samples + r.unencodable, 3, "{r:?}");
+            assert!(!r.crossing.is_empty());
+        }
+        let worst = |codec: Codec| {
+            rows.iter()
+                .filter(|r| r.codec == codec)
+                .map(|r| r.max_relative_error)
+                .fold(0.0, f64::max)
+        };
+        assert!(worst(Codec::F16) > 0.0, "f16 changes some value");
+        assert!(worst(Codec::F16) < 1e-2, "{}", worst(Codec::F16));
+        assert!(worst(Codec::Int8) > worst(Codec::F16));
+        // f16 on LeNet with these inputs keeps the class everywhere.
+        assert!(
+            rows.iter()
+                .filter(|r| r.codec == Codec::F16)
+                .all(|r| r.top1_agreement == 1.0)
+        );
+    }
+}
