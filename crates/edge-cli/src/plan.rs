@@ -4,14 +4,18 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::model_args::build_net;
+use crate::run::{async_runtime, parse_loss, read_image_file};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
+use models::Backend;
 use partition_core::{
     Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver, readable,
 };
 use predictor::DeviceProfile;
+use runtime::{DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource};
 use serde_json::{Value, json};
+use transport::Loss;
 
 use runtime::cli::Table;
 
@@ -94,6 +98,17 @@ pub struct PlanArgs {
     /// returning tensor (dp or exhaustive; with auto, uses dp).
     #[arg(long)]
     allow_return: bool,
+    /// With --model: the loss allowed on the tensors that cross (exact: raw f32, lossless
+    /// compression or the image file; f16; int8). Encoded sizes and codec times are measured by
+    /// running the model (seeded weights) on the demo's photograph, or a seeded input. Without
+    /// it every tensor is priced as raw f32, as in the graph `graph` prints. A graph file's own
+    /// `encodings` are all candidates.
+    #[arg(long, value_name = "exact|f16|int8", value_parser = parse_loss, conflicts_with = "graph")]
+    max_loss: Option<Loss>,
+    /// With --model: plan for this JPEG or PNG file as the input, so that cloud-only may send
+    /// the file itself (the model must take 3x224x224).
+    #[arg(long, value_name = "FILE", conflicts_with = "graph")]
+    image: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -166,7 +181,21 @@ fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
     };
     let edge = load(&args.edge_profile, "--edge-profile")?;
     let cloud = load(&args.cloud_profile, "--cloud-profile")?;
-    Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?)
+    if args.max_loss.is_none() && args.image.is_none() {
+        return Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?);
+    }
+    let image = match &args.image {
+        Some(path) => Some(read_image_file(path, &net)?),
+        None => None,
+    };
+    let model = LoadedModel::load(net, &WeightsSource::Seeded(DEFAULT_SEED), Backend::Flex)?;
+    let config = EdgeConfig {
+        max_loss: args.max_loss.unwrap_or_default(),
+        ..EdgeConfig::default()
+    };
+    let mut session = EdgeSession::with_profiles(model, &edge, &cloud, config)?;
+    let graph = async_runtime()?.block_on(session.request_graph(image.as_deref()))?;
+    Ok(graph)
 }
 
 fn scenario(args: &PlanArgs) -> Result<Scenario> {

@@ -548,3 +548,40 @@ fn bad_inputs_are_one_line_errors_that_say_what_to_do() {
         }
     }
 }
+
+#[test]
+fn fidelity_reports_every_cut_under_each_lossy_codec() {
+    let report: Value = serde_json::from_str(&ok(&[
+        "fidelity", "--model", "lenet", "--seeded", "2", "--json",
+    ]))
+    .expect("fidelity JSON");
+    assert_eq!(report["model"], "lenet");
+    assert_eq!(report["inputs"], 2);
+    let rows = report["rows"].as_array().expect("rows");
+    let codecs: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r["codec"].as_str()).collect();
+    assert_eq!(
+        codecs,
+        ["f16", "f16+lossless", "int8", "int8+lossless"].into()
+    );
+    for r in rows {
+        let agree = r["top1_agreement"].as_f64().expect("agreement");
+        let error = r["max_relative_error"].as_f64().expect("error");
+        assert!((0.0..=1.0).contains(&agree), "{r}");
+        assert!(error.is_finite() && error >= 0.0, "{r}");
+        assert_eq!(r["samples"], 2, "{r}");
+    }
+    // A compressed codec changes nothing the uncompressed one does not.
+    for r in rows.iter().filter(|r| r["codec"] == "int8+lossless") {
+        let plain = rows
+            .iter()
+            .find(|p| p["codec"] == "int8" && p["after"] == r["after"])
+            .expect("the same cut as int8");
+        assert_eq!(plain["max_relative_error"], r["max_relative_error"]);
+    }
+    let dir = scratch("fidelity");
+    let err = one_line_error(&["fidelity", "--model", "lenet", "--images", s(&dir)]);
+    assert!(err.contains("--seeded"), "{err}");
+    let err = one_line_error(&["fidelity", "--model", "lenet", "--seeded", "0"]);
+    assert!(err.contains("at least one"), "{err}");
+}

@@ -96,6 +96,43 @@ fn profiles_price_a_model_and_plan_it_like_the_graph_they_print() {
     let (a, b) = (value(&direct), value(&via_graph));
     assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
 
+    // With a loss budget, the model's codecs are measured on a run and priced in: the plan
+    // runs, and its breakdown never exceeds the raw-only plan's.
+    let mut args = vec![
+        "plan",
+        "--json",
+        "--model",
+        "lenet",
+        "--uplink-mbps",
+        "5",
+        "--max-loss",
+        "int8",
+    ];
+    args.extend_from_slice(&profiles);
+    let encoded: Value = serde_json::from_str(&ok(&args)).expect("plan JSON");
+    assert!(
+        value(&encoded) <= value(&direct) * (1.0 + 1e-12),
+        "{encoded}"
+    );
+    // An image input needs a model that takes one.
+    let mut args = vec![
+        "plan",
+        "--model",
+        "lenet",
+        "--uplink-mbps",
+        "5",
+        "--image",
+        "cat.jpg",
+    ];
+    args.extend_from_slice(&profiles);
+    let out = edge(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("3x224x224") && err.contains("`lenet`"),
+        "{err}"
+    );
+
     // Profiles given for the wrong side are refused with what to do.
     let out = edge(&[
         "plan",
