@@ -476,8 +476,8 @@ impl EdgeSession {
         let load_factor = self.load.value(Instant::now());
         let scenario = Scenario::new(link, self.config.objective, load_factor)?;
         let planning = self.planning_graph(match &input {
-            Input::File(file) if !self.config.raw_wire => Some(file),
-            _ => None,
+            Input::File(file) => Some(file),
+            Input::Tensor(_) => None,
         })?;
         let plan = self.choose(&planning, &scenario)?;
         let switched = self.last_placement.as_deref() != Some(plan.placement());
@@ -603,7 +603,7 @@ impl EdgeSession {
 
     /// Measures the codecs' costs on the first request that can use them.
     async fn measure_codecs(&mut self) -> Result<(), RuntimeError> {
-        if self.codec_costs.is_some() || self.config.raw_wire {
+        if self.codec_costs.is_some() {
             return Ok(());
         }
         let model = self.model.clone();
@@ -662,6 +662,7 @@ impl EdgeSession {
                 bytes: file.bytes.len() as u64,
                 edge_ms: costs.image_ms(file.pixels) * slowdown,
                 cloud_ms: costs.cloud_image_ms(file.pixels, self.cloud_factor),
+                may_send: !self.config.raw_wire,
             }),
             _ => None,
         };

@@ -50,11 +50,14 @@ pub(crate) struct FileCosts {
     pub edge_ms: f64,
     /// The same on the cloud.
     pub cloud_ms: f64,
+    /// Whether the plan may send the file itself (else it is always decoded on the edge).
+    pub may_send: bool,
 }
 
 impl PlanningGraph {
     /// `base` (indexed like `to_net`) with `encodings` (one list per base node) and, with
-    /// `file`, the file's node in front of `input`.
+    /// `file`, the file's node in front of `input` (or, when the file may not be sent, its
+    /// decoding priced on the edge as `input`'s cost).
     pub fn build(
         base: &Graph,
         to_net: &[usize],
@@ -72,32 +75,39 @@ impl PlanningGraph {
         };
         let mut specs = with_encodings.node_specs();
         for spec in specs.iter_mut().filter(|s| s.id == INPUT_ID) {
-            spec.inputs = vec![INPUT_FILE_ID.to_string()];
             spec.edge_ms = file.edge_ms;
-            spec.cloud_ms = file.cloud_ms;
+            if file.may_send {
+                spec.inputs = vec![INPUT_FILE_ID.to_string()];
+                spec.cloud_ms = file.cloud_ms;
+            }
         }
-        specs.insert(
-            0,
-            NodeSpec {
-                id: INPUT_FILE_ID.to_string(),
-                inputs: Vec::new(),
-                edge_ms: 0.0,
-                cloud_ms: 0.0,
-                out_bytes: file.bytes as f64,
-                encodings: Vec::new(),
-            },
-        );
+        if file.may_send {
+            specs.insert(
+                0,
+                NodeSpec {
+                    id: INPUT_FILE_ID.to_string(),
+                    inputs: Vec::new(),
+                    edge_ms: 0.0,
+                    cloud_ms: 0.0,
+                    out_bytes: file.bytes as f64,
+                    encodings: Vec::new(),
+                },
+            );
+        }
+        // Validation keeps the nodes' order only where it is already topological, so the
+        // network's indices are found again by id.
         let graph = Graph::new(base.name(), specs)?;
-        let base_index: HashMap<&str, usize> = (0..base.len()).map(|g| (base.id(g), g)).collect();
+        let base_index: HashMap<&str, usize> =
+            (0..base.len()).map(|g| (base.id(g), g)).collect();
         let to_net = (0..graph.len())
             .map(|p| base_index.get(graph.id(p)).map(|&g| to_net[g]))
             .collect();
-        let input = graph.index_of(INPUT_ID).unwrap_or(1);
+        let input = graph.index_of(INPUT_ID).unwrap_or(0);
         Ok(PlanningGraph {
             graph,
             to_net,
             input,
-            has_file: true,
+            has_file: file.may_send,
         })
     }
 
