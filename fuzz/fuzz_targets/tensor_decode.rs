@@ -37,15 +37,24 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(Some(values.len() as u64), tensor.element_count());
     if tensor.codec.has_channels() {
-        assert!(values.iter().all(|v| v.is_finite()), "int8 decodes to finite values");
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "int8 decodes to finite values"
+        );
     }
-    let shape = tensor.shape_usize().expect("a decoded shape fits in memory");
+    let shape = tensor
+        .shape_usize()
+        .expect("a decoded shape fits in memory");
     let again = WireTensor::encode(&shape, &values, tensor.codec);
     if matches!(tensor.codec, Codec::Raw | Codec::Lossless) {
         let again = again.expect("any f32 encodes as raw and lossless");
         let back = again.decode(&limits).expect("a re-encoded tensor decodes");
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&back), bits(&values), "lossless round trip is not bit-exact");
+        assert_eq!(
+            bits(&back),
+            bits(&values),
+            "lossless round trip is not bit-exact"
+        );
     }
 });
 

@@ -69,9 +69,17 @@ async fn an_image_sent_as_its_file_gives_the_edges_output_bit_for_bit() {
     assert_eq!(sent_tensor.sent[0].codec, Some(Codec::Raw));
     assert_eq!(sent_tensor.sent[0].wire_bytes, 3 * 224 * 224 * 4);
     // Decoding the file on the edge is priced there, and measured there.
-    assert!(sent_tensor.predicted.edge_ms > 0.0, "{:?}", sent_tensor.predicted);
+    assert!(
+        sent_tensor.predicted.edge_ms > 0.0,
+        "{:?}",
+        sent_tensor.predicted
+    );
     assert!(sent_tensor.measured.edge_ms > 0.0);
-    assert_eq!(sent_file.predicted.edge_ms, 0.0, "{:?}", sent_file.predicted);
+    assert_eq!(
+        sent_file.predicted.edge_ms, 0.0,
+        "{:?}",
+        sent_file.predicted
+    );
     assert_eq!(bits(&sent_tensor.output), bits(&expected));
 
     // A split run decodes on the edge.

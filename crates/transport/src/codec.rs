@@ -1,12 +1,12 @@
 //! Boundary encodings: how the f32 values of a [`WireTensor`](crate::WireTensor) travel.
 //!
-//! | codec            | payload                                          | error bound per value `v` |
-//! |------------------|--------------------------------------------------|---------------------------|
+//! | codec            | payload                                          | error per value `v` |
+//! |------------------|--------------------------------------------------|---------------------|
 //! | `raw`            | f32 little-endian, 4 bytes per value             | none: bit-exact |
 //! | `lossless`       | the `raw` bytes through the compressor           | none: bit-exact (NaN payloads, −0.0) |
-//! | `f16`            | IEEE binary16 little-endian, 2 bytes per value   | `≤ 2⁻¹¹·|v|` for `|v| ≥ 2⁻¹⁴`, `≤ 2⁻²⁵` below |
+//! | `f16`            | IEEE binary16 little-endian, 2 bytes per value   | ≤ 2⁻¹¹·abs(v) for abs(v) ≥ 2⁻¹⁴, ≤ 2⁻²⁵ below |
 //! | `f16+lossless`   | the `f16` bytes through the compressor           | as `f16` |
-//! | `int8`           | one level `q ∈ 0..=255` per value, per-channel [`Affine`] | `≤ scale/2` (+ f32 rounding) |
+//! | `int8`           | one level `q` in 0..=255 per value, an [`Affine`] per channel | ≤ scale/2, plus f32 rounding |
 //! | `int8+lossless`  | the `int8` levels through the compressor         | as `int8` |
 //!
 //! The encoders refuse what they cannot represent, so that the caller can fall back to another
@@ -18,52 +18,68 @@
 //! `scale = (max − min)/255` as f32; a value is sent as `q = round((v − min)/scale)` and comes
 //! back as `v' = min + scale·q` (computed in f32). A constant channel has `scale = 0` and every
 //! value comes back as `min`. The decoder checks that `min` is finite, that `scale` is finite
-//! and not negative, and that `min + 255·scale` is finite, so a decoded value is always finite.
-//! Beyond `scale/2`, the bound allows the rounding of `scale` to f32 (at most `2⁻¹⁶·scale`) and
-//! one rounding of the result.
+//! and not negative, and that `min + 255·scale` is finite, so a decoded value is always finite
+//! (the encoder refuses a channel whose range is too wide for that, near ±f32::MAX). Beyond
+//! `scale/2`, the bound allows the rounding of `scale` to f32 (at most `2⁻¹⁶·scale`) and the f32
+//! rounding of `min + scale·q`; the tests check `scale/2 + 2⁻²²·(abs(min) + 255·scale)`.
 //!
-//! **The compressor: zstd, level 1, with a byte shuffle when it pays.** Chosen by measurement on
-//! this project's 2-core machine (release build, `benches/codecs.rs` and a throwaway generator
-//! that ran a smooth 224×224 picture, normalised as torchvision does, through He-initialised
-//! seeded convolutions: AlexNet's conv1 + ReLU, 64×55×55, 50% zeros; ResNet-18's conv1 + ReLU +
-//! max pool, 64×56×56, 51% zeros; a batch-normalised 3×3 convolution on top of it cut by ReLU
-//! at 72% and 92% zeros; the pre-activations themselves, dense; i.i.d. 60%-sparse values; and
-//! the normalised picture). Compression ratio, raw MB/s to encode / to decode, each with the
-//! shuffle decided per tensor as below:
+//! **Measured** by `benches/codecs.rs` (criterion, `--quick`, on this project's 2-core machine
+//! shared with other builds), on tensors made by seeded He-initialised convolutions of a smooth
+//! 224×224 picture normalised as torchvision does (the bench's doc says how): compression
+//! ratio against raw f32, then MB/s of raw f32 to encode / to decode.
+//!
+//! | tensor                            | lossless | f16  | f16+lossless | int8 | int8+lossless |
+//! |-----------------------------------|----------|------|--------------|------|---------------|
+//! | AlexNet conv1+ReLU, 64×55×55, 50% zeros | 2.26 | 2.00 | 4.80       | 4.00 | 7.57 |
+//! | ResNet-18 conv1+ReLU+pool, 64×56×56, 50% zeros | 2.41 | 2.00 | 4.93 | 4.00 | 7.67 |
+//! | ResNet-18 3×3 conv+BN+ReLU, 64×56×56, 72% zeros | 3.93 | 2.00 | 7.83 | 4.00 | 13.3 |
+//! | the same before the ReLU, dense   | 1.25     | 2.00 | 2.56         | 4.00 | 4.18 |
+//! | the normalised picture, 3×224×224 | 4.35     | 2.00 | 3.97         | 4.00 | 4.49 |
+//! | encode / decode, MB/s             | 280–650 / 780–3800 | 11000–12800 / 14700–15700 | 380–760 / 1900–4100 | 2400–2600 / 21700–22200 | 1100–1600 / 3900–6300 |
+//!
+//! `raw` encodes at 28–31 GB/s and decodes at 9–11 GB/s. The largest errors seen there: `f16`
+//! 2.0·10⁻³ (values up to about 8), `int8` 1.3·10⁻² (the dense tensor, the widest channels).
+//!
+//! **The compressor: zstd, level 1, with a byte shuffle when it pays.** Chosen by measurement
+//! (release build, a throwaway harness on the same kind of tensors, plus a ReLU at 92% zeros
+//! and i.i.d. values with 60% zeros, which have no spatial structure). Compression ratio, then
+//! MB/s of raw f32 to encode / to decode, each with the shuffle decided per tensor as below:
 //!
 //! | data                        | lz4_flex 0.14          | zstd 0.14, level 1     | snap 1.1               |
 //! |-----------------------------|------------------------|------------------------|------------------------|
-//! | AlexNet ReLU, 50% zeros     | 2.02, 620 / 2000       | 2.27, 470 / 2800       | 2.05, 880 / 1500       |
+//! | AlexNet ReLU, 50% zeros     | 2.02, 620 / 2000       | 2.27, 470 / 2900       | 2.05, 880 / 1500       |
 //! | ResNet pool, 51% zeros      | 2.15, 760 / 1900       | 2.50, 490 / 2000       | 2.18, 830 / 1800       |
 //! | ReLU, 72% zeros             | 3.45, 550 / 1100       | 4.10, 500 / 2500       | 3.38, 940 / 1700       |
 //! | ReLU, 92% zeros             | 10.5, 2100 / 1500      | 12.8, 1400 / 7700      | 7.90, 1700 / 1600      |
-//! | i.i.d., 60% zeros           | 1.76, 380 / 2100       | 2.13, 290 / 1000       | 1.77, 390 / 1200       |
-//! | dense pre-activation        | 1.21, 1400 / 4800      | 1.26, 620 / 3200       | 1.21, 1400 / 3000      |
-//! | normalised picture          | 2.75, 440 / 2700       | 4.44, 240 / 840        | 2.29, 540 / 1100       |
+//! | i.i.d., 60% zeros           | 1.76, 290 / 2100       | 2.13, 290 / 1000       | 1.77, 390 / 1200       |
+//! | dense pre-activation        | 1.21, 1500 / 4900      | 1.26, 620 / 3200       | 1.21, 1400 / 3000      |
+//! | normalised picture          | 2.75, 450 / 2700       | 4.44, 230 / 840        | 2.29, 540 / 1100       |
 //!
-//! zstd's ratio is 12–21% better on activations and 61% better on a picture; its speed
-//! (≥ 240 MB/s) is two orders of magnitude above the links this project splits for
-//! (1–20 Mbit/s, 0.1–2.5 MB/s), where fewer bytes is what counts: on a 774 KB ReLU output at
-//! 18.88 Mbit/s it sends 41 KB less than lz4_flex, 17 ms, for 0.4 ms more encoding. lz4_flex
-//! would win only on links faster than about 800 Mbit/s (80 on an edge ten times slower). Levels
-//! 2–3 cost up to twice the time for under 1% more. The price is a C build: `zstd-sys` compiles
-//! zstd's sources, 32 s cold on 2 cores (lz4_flex and snap: about 1 s), without its legacy
-//! formats and dictionary builder.
+//! zstd's ratio is 12–21% better on activations and 61% better on a picture, and it is fast
+//! enough by two orders of magnitude for the links this project splits for (1–20 Mbit/s, that
+//! is 0.1–2.5 MB/s), where fewer bytes is what counts: on the 774 KB AlexNet ReLU output at
+//! 18.88 Mbit/s it sends 42 KB less than lz4_flex, 18 ms, for 0.4 ms more encoding (and less
+//! decoding). lz4_flex would win only on links faster than about 800 Mbit/s (80 Mbit/s from an
+//! edge ten times slower than this machine). Levels 2–3 cost up to twice the time for under 1%
+//! more; level −1 comes out up to 7% larger. The price is a C build: `zstd-sys` compiles zstd's sources in
+//! 32 s cold on 2 cores (29 s of CPU; lz4_flex and snap build in about 1 s), without zstd's
+//! legacy formats and dictionary builder.
 //!
-//! The byte shuffle (all bytes 0 of the elements, then all bytes 1, …) pays on dense floats
-//! (1.00 → 1.21 with lz4, 1.08 → 1.26 with zstd: the sign and exponent bytes repeat) but costs
-//! on the picture (4.44 → 1.51: a normalised u8 image has 256 distinct floats per channel, whole
-//! 4-byte patterns repeat) and on unstructured sparsity (2.13 → 2.03). So the encoder decides per
+//! The byte shuffle (bytes 0 of all elements, then bytes 1, …) pays on dense floats
+//! (1.08 → 1.26 with zstd: the sign and exponent bytes repeat) but costs on the picture
+//! (4.44 → 1.51: a normalised u8 image holds 256 distinct floats per channel, so whole 4-byte
+//! patterns repeat) and on unstructured sparsity (2.13 → 2.03). So the encoder decides per
 //! tensor: it compresses a sample of 16 windows of 4 KiB both ways and keeps the layout that
-//! came out smaller (tensors up to 128 KiB are compressed whole both ways); on every data set
+//! came out smaller (a tensor of up to 128 KiB is compressed whole both ways); on every tensor
 //! above this picked the better of the two. A compressed payload is one layout byte
-//! (0: elements in order, 1: shuffled) followed by one zstd frame.
+//! (0: elements in order, 1: shuffled; int8 levels are never shuffled) and one zstd frame.
 //!
 //! **Decoding is bounded.** Rank and element count are checked against the
-//! [`Limits`](crate::Limits) first; the decompressed size must be exactly what the shape and codec
-//! imply (a stream that would produce more fails, one that produces less is refused), and the
-//! decoder allocates at most the decompressed bytes plus the f32 output. A compressed payload
-//! longer than zstd's worst case for its declared size is refused before decompression.
+//! [`Limits`](crate::Limits) first, and the int8 parameters and the payload's length against the
+//! shape; a compressed payload longer than zstd's worst case for the declared size is refused
+//! before decompression; the decompressed size must be exactly what the shape and codec imply
+//! (a stream that would produce more fails, one that produces less is refused). A decode
+//! allocates at most the decompressed bytes plus the f32 output.
 
 use std::fmt;
 use std::str::FromStr;
@@ -297,12 +313,15 @@ pub fn int8_channels(shape: &[u64]) -> u64 {
 }
 
 /// `(outer, channels, inner)` for a shape whose element count fits in memory: values of
-/// channel `c` are the blocks `[(o·channels + c)·inner, +inner)` for every `o < outer`.
+/// channel `c` are the blocks `[(o·channels + c)·inner, +inner)` for every `o < outer`. The
+/// products saturate: with a zero dimension, a partial product may overflow (`[0, 1, 2⁴⁰,
+/// 2⁴⁰]`), and then either `outer` or `channels` is 0 and `inner` is never used.
 fn layout(shape: &[usize]) -> (usize, usize, usize) {
+    let product = |dims: &[usize]| dims.iter().fold(1usize, |a, &d| a.saturating_mul(d));
     if shape.len() >= 3 {
-        (shape[0], shape[1], shape[2..].iter().product())
+        (shape[0], shape[1], product(&shape[2..]))
     } else {
-        (1, 1, shape.iter().product())
+        (1, 1, product(shape))
     }
 }
 
@@ -732,6 +751,17 @@ mod tests {
                 1 + zstd::zstd_safe::compress_bound(n) as u64
             );
         }
+    }
+
+    #[test]
+    fn zero_sized_shapes_with_huge_dimensions_do_not_overflow() {
+        let huge = 1usize << 40;
+        assert_eq!(layout(&[0, 1, huge, huge]), (0, 1, usize::MAX));
+        assert_eq!(layout(&[1, 1, huge, huge, 0]), (1, 1, 0));
+        let (affines, levels) = int8_encode(&[0, 1, huge, huge], &[]).expect("empty");
+        assert_eq!(affines.len(), 1);
+        assert!(levels.is_empty());
+        assert!(int8_decode(&[0, 1, huge, huge], &affines, &[]).is_empty());
     }
 
     #[test]

@@ -793,6 +793,17 @@ mod tests {
                 );
             }
         }
+        // No elements, but partial products that overflow: decoded without a panic.
+        let empty = WireTensor {
+            shape: vec![0, 1, 1 << 40, 1 << 40],
+            codec: Codec::Int8,
+            channels: vec![Affine {
+                min: 0.0,
+                scale: 0.0,
+            }],
+            bytes: vec![],
+        };
+        assert_eq!(empty.decode(&Limits::default()), Ok(vec![]));
         let t = WireTensor::encode(&[4, 4], &[0.0; 16], Codec::Lossless).expect("lossless");
         let limits = Limits {
             max_elements: 15,

@@ -97,8 +97,7 @@ impl PlanningGraph {
         // Validation keeps the nodes' order only where it is already topological, so the
         // network's indices are found again by id.
         let graph = Graph::new(base.name(), specs)?;
-        let base_index: HashMap<&str, usize> =
-            (0..base.len()).map(|g| (base.id(g), g)).collect();
+        let base_index: HashMap<&str, usize> = (0..base.len()).map(|g| (base.id(g), g)).collect();
         let to_net = (0..graph.len())
             .map(|p| base_index.get(graph.id(p)).map(|&g| to_net[g]))
             .collect();
