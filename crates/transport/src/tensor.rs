@@ -208,6 +208,12 @@ impl WireTensor {
         self.codec
     }
 
+    /// The bytes the encoded values take: the payload and the int8 channel parameters (two
+    /// f32 each), without the shape and framing, which every codec pays alike.
+    pub fn encoded_len(&self) -> u64 {
+        self.bytes.len() as u64 + 8 * self.channels.len() as u64
+    }
+
     /// The number of elements the shape describes (1 for a scalar), if it does not overflow.
     pub fn element_count(&self) -> Option<u64> {
         self.shape
@@ -426,6 +432,16 @@ mod tests {
                 (x >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
             })
             .collect()
+    }
+
+    #[test]
+    fn encoded_len_counts_the_payload_and_the_int8_parameters() {
+        let values: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
+        let raw = WireTensor::encode(&[2, 3, 4], &values, Codec::Raw).expect("raw");
+        assert_eq!(raw.encoded_len(), 96);
+        let int8 = WireTensor::encode(&[2, 3, 4], &values, Codec::Int8).expect("int8");
+        assert_eq!(int8.channels.len(), 3);
+        assert_eq!(int8.encoded_len(), 24 + 3 * 8);
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn measure_one(host: &HostTensor, codec: Codec) -> Option<Estimate> {
     let mb = raw_bytes as f64 / MB;
     Some(Estimate {
         codec,
-        ratio: wire.bytes.len() as f64 / raw_bytes as f64,
+        ratio: wire.encoded_len() as f64 / raw_bytes as f64,
         encode_ms_per_mb: encode_ms / mb,
         decode_ms_per_mb: decode_ms / mb,
     })

@@ -725,7 +725,7 @@ impl EdgeSession {
         let mut encode_ms = 0.0;
         for ((v, codec, wire, raw_bytes, ms), id) in encoded.into_iter().zip(ids) {
             encode_ms += ms;
-            let wire_bytes = wire.bytes.len() as u64;
+            let wire_bytes = wire.encoded_len();
             if let Some(costs) = self.codec_costs.as_mut() {
                 costs.record_sent(v, codec, raw_bytes, wire_bytes, ms);
             }

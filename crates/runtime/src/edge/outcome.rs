@@ -45,7 +45,8 @@ pub struct Sent {
     pub codec: Option<Codec>,
     /// Its size as raw f32 (the file's own size for the file).
     pub raw_bytes: u64,
-    /// Its payload's size on the wire.
+    /// Its size on the wire: the encoded payload with any codec parameters
+    /// ([`transport::WireTensor::encoded_len`]), or the file's size.
     pub wire_bytes: u64,
 }
 
