@@ -11,7 +11,7 @@ use models::{Backend, HostTensor, Net, SAMPLE_JPEG};
 use transport::{ClientConfig, Relay, RelayConfig, Shaper};
 
 use crate::cloud::CloudConfig;
-use crate::edge::{EdgeConfig, EdgeSession, Outcome, SplitMode};
+use crate::edge::{EdgeConfig, EdgeSession, Outcome, SplitMode, pattern_input};
 use crate::error::RuntimeError;
 use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 use crate::local_cloud::LocalCloud;
@@ -200,13 +200,7 @@ pub(crate) fn lab_input(net: &Net) -> Result<LabInput, RuntimeError> {
     if net.input_shape() == [3, 224, 224] {
         return Ok(LabInput::Image(SAMPLE_JPEG));
     }
-    let mut shape = vec![1];
-    shape.extend_from_slice(net.input_shape());
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
-        .collect();
-    Ok(LabInput::Tensor(HostTensor::new(shape, data)?))
+    Ok(LabInput::Tensor(pattern_input(net)?))
 }
 
 /// The request with the median total time.

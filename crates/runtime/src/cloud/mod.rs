@@ -189,9 +189,8 @@ impl CloudServer {
         })
         .await
         .map_err(|e| internal(format!("the compute task failed: {e}")))?;
-        let (output, decode_ms) = output.map_err(|e| {
+        let (output, decode_ms) = output.inspect_err(|e| {
             warn!(model = %model_id, error = %e.message, "cloud part failed");
-            e
         })?;
         // The worker's time covers decoding too; report the two apart.
         let cloud_ms = (cloud_ms - decode_ms).max(0.0);

@@ -978,12 +978,17 @@ fn encode(host: &HostTensor, codec: Codec) -> Result<WireTensor, RuntimeError> {
 }
 
 /// The sample the codecs are measured on: the embedded photograph for ImageNet-sized inputs,
-/// else a deterministic pattern.
+/// else [`pattern_input`].
 fn sample_input(model: &Model) -> Result<HostTensor, RuntimeError> {
     let net = model.net();
     if net.input_shape() == [3, 224, 224] {
         return Ok(decode_image(models::SAMPLE_JPEG)?);
     }
+    pattern_input(net)
+}
+
+/// A deterministic input batch of one for `net`, values in [-1, 1).
+pub(crate) fn pattern_input(net: &models::Net) -> Result<HostTensor, RuntimeError> {
     let mut shape = vec![1];
     shape.extend_from_slice(net.input_shape());
     let n: usize = shape.iter().product();
