@@ -138,14 +138,14 @@ fn can_shape_for_real() -> bool {
     made
 }
 
+/// Run by `.ci/run` where it can shape (`cargo test -p edge-cli --test sweep -- --ignored`).
 #[test]
+#[ignore = "needs root, iproute2 and the cgroup-v1 cpu controller at /sys/fs/cgroup/cpu"]
 fn a_real_shaping_cell_uploads_at_the_tc_rate() {
-    if !can_shape_for_real() {
-        eprintln!(
-            "skipped: real shaping needs root, iproute2 and the cgroup-v1 cpu controller at /sys/fs/cgroup/cpu"
-        );
-        return;
-    }
+    assert!(
+        can_shape_for_real(),
+        "real shaping needs root, iproute2 and the cgroup-v1 cpu controller at /sys/fs/cgroup/cpu"
+    );
     let tmp = tempfile::tempdir().expect("temp dir");
     let spec = tmp.path().join("wide.json");
     std::fs::write(&spec, WIDE_INPUT_SPEC).expect("write spec");
