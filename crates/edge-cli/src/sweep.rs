@@ -329,10 +329,13 @@ fn print_summary(report: &Value) {
         f("regret_p95"),
         f("speedup_over_best_baseline_median")
     );
+    let wins = &s["cells_where_a_split_or_codec_beats_every_baseline"];
+    let by = match s["gain_over_best_baseline_where_it_does_median"].as_f64() {
+        Some(gain) => format!(", by {gain:.2}x at the median"),
+        None => String::new(),
+    };
     println!(
-        "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {} of {} cells, by {:.2}x at the median",
-        s["cells_where_a_split_or_codec_beats_every_baseline"],
-        s["cells"],
-        f("gain_over_best_baseline_where_it_does_median")
+        "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {wins} of {} cells{by}",
+        s["cells"]
     );
 }

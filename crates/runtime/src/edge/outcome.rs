@@ -72,8 +72,8 @@ pub struct Outcome {
     pub graph: Graph,
     /// Ids of the plan's cloud nodes, in the network's node order (empty for edge-only).
     pub cloud_nodes: Vec<String>,
-    /// What was sent up, in the order sent; empty when nothing was (edge-only, or a fallback
-    /// before anything left).
+    /// What was sent up, in the order sent; empty for edge-only and for a request that
+    /// finished locally.
     pub sent: Vec<Sent>,
     /// True when the cut differs from the previous request's (the first request counts).
     pub switched: bool,
