@@ -17,9 +17,13 @@ use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 use crate::local_cloud::LocalCloud;
 use crate::quick_profile::{QuickProfiles, quick_profile};
 
-/// Burst allowance of the emulated uplink: the shaper's smallest, 16 KiB, so that a small
-/// boundary tensor is paced too rather than sent at loopback speed from a full bucket.
-const SHAPER_BURST_BYTES: usize = 16 * 1024;
+/// Burst allowance of the emulated uplink: one millisecond of traffic, and at least one
+/// 1500-byte packet, as the real-shaping testbed's `tc tbf` bucket (1 ms, at least 4 KiB). A
+/// larger bucket lets a small payload (a JPEG, a late layer's output) through at loopback speed
+/// after every idle second: 16 KiB is a whole second of a 0.13 Mbit/s link.
+fn shaper_burst_bytes(uplink_mbps: f64) -> usize {
+    ((uplink_mbps * 1e6 / 8.0 * 1e-3) as usize).max(1500)
+}
 
 /// Builds (or loads) the quick profile covering `nets` on a blocking thread, then starts an
 /// in-process cloud on `backend` serving them.
@@ -97,11 +101,12 @@ pub(crate) fn shaped_client(
     server: SocketAddr,
     uplink_mbps: f64,
 ) -> Result<ClientConfig, RuntimeError> {
-    let shaper =
-        Shaper::new(uplink_mbps, SHAPER_BURST_BYTES).map_err(|e| RuntimeError::Config {
+    let shaper = Shaper::new(uplink_mbps, shaper_burst_bytes(uplink_mbps)).map_err(|e| {
+        RuntimeError::Config {
             name: "uplinks_mbps",
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let mut client = cloud.client_config();
     client.server = server.to_string();
     client.uplink_shaper = Some(Arc::new(shaper));

@@ -41,13 +41,14 @@ struct Bucket {
 }
 
 impl Shaper {
-    /// A shaper for `rate_mbps` with a burst allowance of `burst_bytes` (at least one chunk of
-    /// 16 KiB). The bucket starts full.
+    /// A shaper for `rate_mbps` with a burst allowance of `burst_bytes` (at least one byte).
+    /// The bucket starts full. A step larger than the bucket waits for the tokens it lacks, so
+    /// a burst below the 16 KiB step paces even small writes.
     pub fn new(rate_mbps: f64, burst_bytes: usize) -> Result<Self, ShaperError> {
         if !(rate_mbps.is_finite() && rate_mbps > 0.0) {
             return Err(ShaperError::BadRate { rate_mbps });
         }
-        let burst_bytes = burst_bytes.max(SHAPER_CHUNK_BYTES) as f64;
+        let burst_bytes = burst_bytes.max(1) as f64;
         Ok(Shaper {
             bytes_per_sec: rate_mbps * 1e6 / 8.0,
             burst_bytes,
@@ -98,7 +99,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paces_to_the_rate_after_the_burst() {
-        let shaper = Shaper::new(8.0, 0).expect("valid rate"); // 1 MB/s, 16 KiB burst
+        let shaper = Shaper::new(8.0, SHAPER_CHUNK_BYTES).expect("valid rate"); // 1 MB/s, 16 KiB burst
         let start = Instant::now();
         for _ in 0..64 {
             shaper.acquire(SHAPER_CHUNK_BYTES).await;
@@ -107,5 +108,15 @@ mod tests {
         let elapsed = start.elapsed().as_secs_f64();
         let expected = 63.0 * SHAPER_CHUNK_BYTES as f64 / 1e6;
         assert!((elapsed - expected).abs() < 0.01, "{elapsed} vs {expected}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_below_one_step_paces_the_first_write_too() {
+        let shaper = Shaper::new(8.0, 1500).expect("valid rate"); // 1 MB/s
+        let start = Instant::now();
+        shaper.acquire(10_000).await;
+        let elapsed = start.elapsed().as_secs_f64();
+        let expected = (10_000.0 - 1500.0) / 1e6;
+        assert!((elapsed - expected).abs() < 1e-3, "{elapsed} vs {expected}");
     }
 }
