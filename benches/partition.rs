@@ -76,9 +76,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let mut session =
             EdgeSession::with_profiles(model, &profiles.edge, &profiles.cloud, config)?;
-        // Raw f32 tensors, as Neurosurgeon and DADS price them; and what cutpoint plans on.
-        let raw = session.graph().clone();
+        // Raw f32 tensors, as Neurosurgeon and DADS price them, and what cutpoint plans on;
+        // both with the JPEG's decoding priced on the edge when the model takes an image.
         let image = (net.input_shape() == [3, 224, 224]).then_some(SAMPLE_JPEG);
+        session.set_raw_wire(true)?;
+        let raw = runtime.block_on(session.request_graph(image))?;
+        session.set_raw_wire(false)?;
         let encoded = runtime.block_on(session.request_graph(image))?;
         for uplink in UPLINKS_MBPS {
             let scenario = Scenario::latency(Link::new(uplink, 4.0 * uplink, 20.0)?);
