@@ -26,12 +26,8 @@ fn tiny_image_net() -> Net {
     .expect("spec")
 }
 
-fn bits(t: &HostTensor) -> Vec<u32> {
-    t.data().iter().map(|x| x.to_bits()).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_sent_as_its_file_gives_the_edges_output_bit_for_bit() {
+/// A cloud serving [`tiny_image_net`], with its identity and token in a fresh directory.
+async fn serve_tiny_image_net() -> (tempfile::TempDir, Net, common::Cloud) {
     let dir = tempfile::tempdir().expect("temp dir");
     let net = tiny_image_net();
     let cloud = start(
@@ -40,6 +36,16 @@ async fn an_image_sent_as_its_file_gives_the_edges_output_bit_for_bit() {
         std::slice::from_ref(&net),
     )
     .await;
+    (dir, net, cloud)
+}
+
+fn bits(t: &HostTensor) -> Vec<u32> {
+    t.data().iter().map(|x| x.to_bits()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_sent_as_its_file_gives_the_edges_output_bit_for_bit() {
+    let (dir, net, cloud) = serve_tiny_image_net().await;
     let preprocessed = decode_image(SAMPLE_JPEG).expect("decodes");
     let expected = local_forward(&load(&net, 0), &preprocessed);
     let mut session = session(&cloud, dir.path(), &net, edge_config(SplitMode::CloudOnly)).await;
@@ -99,14 +105,7 @@ async fn an_image_sent_as_its_file_gives_the_edges_output_bit_for_bit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_slow_link_the_planner_sends_the_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let net = tiny_image_net();
-    let cloud = start(
-        dir.path(),
-        CloudConfig::default(),
-        std::slice::from_ref(&net),
-    )
-    .await;
+    let (dir, net, cloud) = serve_tiny_image_net().await;
     let mut session = session(&cloud, dir.path(), &net, edge_config(SplitMode::Auto)).await;
     // At 0.2 Mbit/s the 602 KB input tensor takes 24 s, the first convolution's 200 KB output
     // 8 s (half that if it compressed 2:1), and the 28 KB file 1.1 s; the test graph prices
