@@ -5,8 +5,8 @@ mod serve;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cli_common::{ProfileArgs, TrainArgs, error_line, usage_error};
 use predictor::Role;
-use runtime::cli::{ProfileArgs, TrainArgs, error_line, usage_error};
 
 /// The cloud side of cutpoint: runs the cloud part of split DNN inference for edge devices.
 ///
@@ -34,9 +34,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => serve::serve(args).map_err(|e| error_line(e.as_ref())),
         Command::Profile(args) => {
-            runtime::cli::profile(args, Role::Cloud).map_err(|e| error_line(&e))
+            cli_common::profile(args, Role::Cloud).map_err(|e| error_line(&e))
         }
-        Command::Train(args) => runtime::cli::train(args, Role::Cloud).map_err(|e| error_line(&e)),
+        Command::Train(args) => cli_common::train(args, Role::Cloud).map_err(|e| error_line(&e)),
     };
     match result {
         Ok(report) => {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use cli_common::parse_backend;
 use models::{Backend, Net};
-use runtime::cli::parse_backend;
 use runtime::{CloudConfig, CloudServer, DEFAULT_SEED};
 use transport::{Server, ServerConfig, ServerIdentity, Token};
 

@@ -4,8 +4,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use runtime::cli::Table;
-use runtime::{DemoConfig, DemoRow, Strategy, default_cache_dir, demo_csv, run_demo};
+use cli_common::Table;
+use lab::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
+use runtime::default_cache_dir;
 use transport::Loss;
 
 use crate::run::parse_loss;

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use cli_common::{Table, parse_backend};
+use lab::{FidelityRow, measure_fidelity};
 use models::{Backend, HostTensor, Kernels, Net};
-use runtime::cli::{Table, parse_backend};
-use runtime::{FidelityRow, measure_fidelity};
 use serde_json::json;
 use transport::Codec;
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use crate::tensor_io::{read_input, render_top5, top5};
-use runtime::cli::parse_backend;
+use cli_common::parse_backend;
 
 /// Run a model on this machine, whole or split at a cut, with no network.
 ///

@@ -8,18 +8,16 @@ mod layers;
 mod local;
 mod model_args;
 mod plan;
-mod plot;
 mod run;
 mod sweep;
-mod sweep_plot;
 mod tasks;
 mod tensor_io;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cli_common::{error_line, usage_error};
 use predictor::Role;
-use runtime::cli::{error_line, usage_error};
 
 /// The edge side of cutpoint: split a DNN between this device and a cloud server, and run it.
 ///
@@ -42,8 +40,8 @@ enum Command {
     Graph(graph::GraphArgs),
     Local(local::LocalArgs),
     Layers(layers::LayersArgs),
-    Profile(runtime::cli::ProfileArgs),
-    Train(runtime::cli::TrainArgs),
+    Profile(cli_common::ProfileArgs),
+    Train(cli_common::TrainArgs),
     /// Internal: the cloud process of `sweep --shaping real` (JSON lines on stdin/stdout).
     #[command(hide = true)]
     LabCloud,
@@ -65,13 +63,13 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(&args),
         Command::Local(args) => local::run(&args),
         Command::Layers(args) => layers::run(&args),
-        Command::Profile(args) => print_report(runtime::cli::profile(&args, Role::Edge)),
-        Command::Train(args) => print_report(runtime::cli::train(&args, Role::Edge)),
+        Command::Profile(args) => print_report(cli_common::profile(&args, Role::Edge)),
+        Command::Train(args) => print_report(cli_common::train(&args, Role::Edge)),
         Command::Run(args) => run::run(&args),
         Command::Tasks(args) => tasks::run(&args),
         Command::Fidelity(args) => fidelity::run(&args),
-        Command::LabCloud => runtime::lab_cloud_process().map_err(Into::into),
-        Command::LabCell => runtime::lab_cell_process().map_err(Into::into),
+        Command::LabCloud => lab::lab_cloud_process().map_err(Into::into),
+        Command::LabCell => lab::lab_cell_process().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use runtime::{DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource}
 use serde_json::{Value, json};
 use transport::Loss;
 
-use runtime::cli::Table;
+use cli_common::Table;
 
 /// Choose where to cut a model between edge and cloud for a given link.
 ///

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use cli_common::{Table, parse_backend};
 use models::{Backend, Net};
 use partition_core::Graph;
 use predictor::DeviceProfile;
-use runtime::cli::{Table, parse_backend};
 use runtime::{
     DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome, RuntimeError, SplitMode,
     WeightsSource,

@@ -5,20 +5,18 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use models::Backend;
-use runtime::cli::{Table, parse_backend};
-use runtime::testbed::Testbed;
-use runtime::{
-    GridCell, GridConfig, GridRow, default_cache_dir, grid_csv, run_grid, run_shaped_grid,
+use cli_common::{Table, parse_backend};
+use lab::testbed::Testbed;
+use lab::{
+    GridCell, GridConfig, GridRow, PlotFormat, SweepReport, draw_grid, grid_csv, run_grid,
+    run_shaped_grid,
 };
-use serde_json::{Value, json};
+use models::Backend;
+use runtime::default_cache_dir;
 use transport::Loss;
 
 use crate::model_args::{ModelArgs, check_backend};
-use crate::plot::PlotFormat;
 use crate::run::parse_loss;
-use crate::sweep_plot::draw_grid;
-use crate::tasks::percentile;
 
 /// Measure every cut of a model across uplinks and edge CPU shares.
 ///
@@ -184,14 +182,17 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 }
             }))?,
     };
-    let report = json_report(&config, mode, &rows, &cells);
+    let report = SweepReport::new(&config, mode, rows, cells);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = |name: &str, text: String| {
         let path = out.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("grid.csv", grid_csv(&rows))?;
-    write("grid.json", format!("{report:#}\n"))?;
+    write("grid.csv", grid_csv(&report.rows))?;
+    write(
+        "grid.json",
+        format!("{}\n", serde_json::to_string_pretty(&report)?),
+    )?;
     let title = format!(
         "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
         config.net.name(),
@@ -202,11 +203,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         &out.join("grid.png"),
         PlotFormat::Png,
         &title,
-        &rows,
-        &cells,
+        &report.rows,
+        &report.cells,
     )?;
     if args.json {
-        println!("{report:#}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
         println!(
@@ -258,84 +259,24 @@ fn print_cell(rows: &[GridRow], cell: &GridCell) {
     );
 }
 
-/// `values` without NaNs, sorted.
-fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut v: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-/// The baselines a plan is measured against: edge-only, cloud-only sending the image file,
-/// and cloud-only sending raw f32.
-const BASELINES: [&str; 3] = ["edge-only", "cloud-only (file)", "cloud-only"];
-
-/// Every row and cell, and the summary: median and p95 regret, the chosen plan's speed-up over
-/// the best baseline, and in how many cells the best measured plan is a split or a compressed
-/// boundary that beats every baseline (and by how much).
-fn json_report(config: &GridConfig, mode: &str, rows: &[GridRow], cells: &[GridCell]) -> Value {
-    let regrets = sorted(cells.iter().map(|c| c.regret));
-    let over_best_baseline = sorted(cells.iter().filter_map(|c| {
-        [
-            c.speedup_over_edge,
-            c.speedup_over_cloud,
-            c.speedup_over_cloud_file,
-        ]
-        .into_iter()
-        .flatten()
-        .reduce(f64::min)
-    }));
-    // Per cell: the best baseline's time over the best other plan's, when the latter wins.
-    let wins: Vec<f64> = cells
-        .iter()
-        .filter_map(|c| {
-            let in_cell = rows
-                .iter()
-                .filter(|r| r.edge_cpu == c.edge_cpu && r.uplink_mbps == c.uplink_mbps);
-            let (base, other): (Vec<&GridRow>, Vec<&GridRow>) =
-                in_cell.partition(|r| BASELINES.contains(&r.cut.as_str()));
-            let best = |rs: &[&GridRow]| rs.iter().map(|r| r.e2e_ms).reduce(f64::min);
-            let gain = best(&base)? / best(&other)?;
-            (gain > 1.0).then_some(gain)
-        })
-        .collect();
-    let wins = sorted(wins.into_iter());
-    json!({
-        "model": config.net.name(),
-        "rtt_ms": config.rtt_ms,
-        "repeats": config.repeats,
-        "max_loss": config.max_loss.to_string(),
-        "shaping": mode,
-        "summary": {
-            "cells": cells.len(),
-            "regret_median": percentile(&regrets, 50.0),
-            "regret_p95": percentile(&regrets, 95.0),
-            "speedup_over_best_baseline_median": percentile(&over_best_baseline, 50.0),
-            "cells_where_a_split_or_codec_beats_every_baseline": wins.len(),
-            "gain_over_best_baseline_where_it_does_median": percentile(&wins, 50.0),
-            "gain_over_best_baseline_where_it_does_max": wins.last(),
-        },
-        "cells": cells,
-        "rows": rows,
-    })
-}
-
-fn print_summary(report: &Value) {
-    let s = &report["summary"];
-    let f = |key: &str| s[key].as_f64().unwrap_or(f64::NAN);
+/// The summary's figures in two lines.
+fn print_summary(report: &SweepReport) {
+    let s = &report.summary;
+    let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
     println!(
         "\nregret over {} cells: median {:.3}, p95 {:.3}; the chosen plan's median speed-up over the best baseline {:.2}x",
-        s["cells"],
-        f("regret_median"),
-        f("regret_p95"),
-        f("speedup_over_best_baseline_median")
+        s.cells,
+        f(s.regret_median),
+        f(s.regret_p95),
+        f(s.speedup_over_best_baseline_median)
     );
-    let wins = &s["cells_where_a_split_or_codec_beats_every_baseline"];
-    let by = match s["gain_over_best_baseline_where_it_does_median"].as_f64() {
+    let wins = s.cells_where_a_split_or_codec_beats_every_baseline;
+    let by = match s.gain_over_best_baseline_where_it_does_median {
         Some(gain) => format!(", by {gain:.2}x at the median"),
         None => String::new(),
     };
     println!(
         "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {wins} of {} cells{by}",
-        s["cells"]
+        s.cells
     );
 }

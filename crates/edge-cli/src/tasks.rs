@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use cli_common::{error_line, parse_backend};
 use models::{Backend, HostTensor, Net, zoo};
-use runtime::cli::{error_line, parse_backend};
 use runtime::{DEFAULT_SEED, EdgeSession, WeightsSource};
 use serde_json::{Value, json};
 use transport::Client;

@@ -140,29 +140,4 @@ pub enum RuntimeError {
     /// A compute task stopped without a result (it panicked or the runtime is shutting down).
     #[error("a compute task did not finish: {0}")]
     Task(String),
-
-    /// Real shaping could not be set up or used (namespaces, tc, the CPU cgroup, or one of the
-    /// processes that run in them).
-    #[error(
-        "real shaping: {step} failed: {reason}; it needs root, iproute2 and the cgroup-v1 cpu controller (or use the emulated mode)"
-    )]
-    Testbed {
-        /// The step that failed.
-        step: String,
-        /// Why.
-        reason: String,
-    },
-
-    /// A grid cut's request fell back to the edge, so its time is not the cut's.
-    #[error(
-        "the sweep could not measure the cut {cut} at {uplink_mbps} Mbit/s on the cloud: the request fell back to the edge ({reason}); check the cloud and the link, then run the sweep again"
-    )]
-    CutFellBack {
-        /// The cut.
-        cut: String,
-        /// The cell's uplink, Mbit/s.
-        uplink_mbps: f64,
-        /// Why the request fell back.
-        reason: String,
-    },
 }

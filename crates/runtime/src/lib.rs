@@ -7,49 +7,34 @@
 //!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
 //!   an [`Outcome`] with predicted and measured breakdowns. When the cloud is unreachable, busy
 //!   or too slow, it finishes the request locally, says so, and reconnects in the background.
-//! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
-//!   output error.
 //! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
 //!   they loaded the same thing.
 //! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
 //! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
-//! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
-//!   the planner's cut beside edge-only and cloud-only.
-//! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
-//!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
-//! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
-//!   cloud are profiled by one implementation.
+//! - [`pattern_input`]: a deterministic input for any network, for samples and experiments.
 //!
 //! The CLIs are thin wrappers over this crate, so an application that embeds cutpoint gets
-//! exactly what the CLIs do.
+//! exactly what the CLIs do. The experiments (the demo, the grids, real shaping) live in the
+//! `lab` crate on top of this one; a slower edge is emulated through
+//! [`EdgeConfig::edge_slowdown`].
 
-pub mod cli;
 mod cloud;
-mod demo;
 mod edge;
 mod error;
-mod fidelity;
-mod grid;
-mod lab;
 mod loaded;
 mod local_cloud;
 mod quick_profile;
-mod shaped_grid;
-pub mod testbed;
 mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
-pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use edge::{
     CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
+    pattern_input,
 };
 pub use error::RuntimeError;
-pub use fidelity::{FidelityRow, measure_fidelity};
-pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
-pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};

@@ -63,10 +63,12 @@ pub struct EdgeConfig {
     pub max_reconnect_delay: Duration,
     /// Half-life over which the cloud's last seen load factor fades back to 1. Default 10 s.
     pub load_half_life: Duration,
-    /// Emulates an edge device this many times slower than the machine it runs on: after each
-    /// part computed on the edge, the session waits `edge_slowdown − 1` times its compute time,
-    /// and the planner's edge costs are scaled to match. For demos and experiments that put the
-    /// edge and the cloud on one machine. Default 1 (off); at least 1.
+    /// The extension point for emulating a slower edge device: the session behaves as if the
+    /// edge were this many times slower than the machine it runs on. After each part computed
+    /// on the edge (and each encoding) it waits `edge_slowdown − 1` times the compute time, and
+    /// the planner's edge costs are scaled to match. Experiments that put the edge and the
+    /// cloud on one machine use it (the `lab` crate); a real edge leaves it at 1. Default 1
+    /// (off); at least 1.
     pub edge_slowdown: f64,
     /// The loss the user accepts at the boundary: [`Loss::Exact`] allows raw f32, the lossless
     /// codec and the image file itself; [`Loss::F16`] adds half precision; [`Loss::Int8`] adds
@@ -987,8 +989,9 @@ fn sample_input(model: &Model) -> Result<HostTensor, RuntimeError> {
     pattern_input(net)
 }
 
-/// A deterministic input batch of one for `net`, values in [-1, 1).
-pub(crate) fn pattern_input(net: &models::Net) -> Result<HostTensor, RuntimeError> {
+/// A deterministic input batch of one for `net`, values in [-1, 1): the sample the codecs are
+/// measured on when the network takes no image, and the lab's input for such networks.
+pub fn pattern_input(net: &models::Net) -> Result<HostTensor, RuntimeError> {
     let mut shape = vec![1];
     shape.extend_from_slice(net.input_shape());
     let n: usize = shape.iter().product();

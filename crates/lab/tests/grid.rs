@@ -1,8 +1,8 @@
 //! The grid (`cutpoint-edge sweep`'s emulated mode) on a tiny chain: every split point measured
 //! in every cell over a real loopback cloud, with one best cut per cell and honest regret.
 
+use lab::{GridConfig, grid_csv, run_grid};
 use models::{Backend, zoo};
-use runtime::{GridConfig, grid_csv, run_grid};
 use transport::Loss;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,11 +12,10 @@ use partition_core::{Link, Scenario, Solver};
 use serde::{Deserialize, Serialize};
 use transport::{Loss, Relay};
 
-use crate::edge::{EdgeSession, SplitMode};
-use crate::error::RuntimeError;
-use crate::lab::{self, LabInput, describe_cut, lab_input};
-use crate::local_cloud::LocalCloud;
-use crate::quick_profile::QuickProfiles;
+use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode};
+
+use crate::error::LabError;
+use crate::rig::{self, LabInput, describe_cut, lab_input};
 
 /// What a grid measures.
 #[derive(Debug, Clone)]
@@ -102,8 +101,8 @@ pub struct GridCell {
     pub edge_scale: f64,
 }
 
-pub(crate) fn check(config: &GridConfig) -> Result<(), RuntimeError> {
-    let invalid = |name, reason: String| Err(RuntimeError::Config { name, reason });
+pub(crate) fn check(config: &GridConfig) -> Result<(), LabError> {
+    let invalid = |name, reason: String| Err(LabError::Config { name, reason });
     if config.uplinks_mbps.is_empty() || config.edge_cpus.is_empty() {
         return invalid(
             "grid",
@@ -141,7 +140,7 @@ pub(crate) fn candidates(
     session: &EdgeSession,
     uplinks_mbps: &[f64],
     rtt_ms: f64,
-) -> Result<Vec<SplitMode>, RuntimeError> {
+) -> Result<Vec<SplitMode>, LabError> {
     let graph = session.graph();
     let n = graph.len();
     let mut placements: Vec<Vec<bool>> = Vec::new();
@@ -182,9 +181,9 @@ pub(crate) fn candidates(
 pub async fn run_grid(
     config: &GridConfig,
     mut on_cell: impl FnMut(&[GridRow], &GridCell),
-) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
+) -> Result<(Vec<GridRow>, Vec<GridCell>), LabError> {
     check(config)?;
-    let (profiles, cloud) = lab::start(
+    let (profiles, cloud) = rig::start(
         std::slice::from_ref(&config.net),
         config.backend,
         &config.cache_dir,
@@ -195,7 +194,7 @@ pub async fn run_grid(
     let relay = match config.rtt_ms {
         0.0 => None,
         rtt_ms => {
-            Some(lab::rtt_relay(SocketAddr::from(([127, 0, 0, 1], 0)), cloud.addr(), rtt_ms).await?)
+            Some(rig::rtt_relay(SocketAddr::from(([127, 0, 0, 1], 0)), cloud.addr(), rtt_ms).await?)
         }
     };
     let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
@@ -213,18 +212,18 @@ async fn measure(
     server: SocketAddr,
     (rows, cells): &mut (Vec<GridRow>, Vec<GridCell>),
     on_cell: &mut impl FnMut(&[GridRow], &GridCell),
-) -> Result<(), RuntimeError> {
+) -> Result<(), LabError> {
     let net = &config.net;
     cloud.server().preload(net.name()).await?;
     let input = lab_input(net)?;
     for &edge_cpu in &config.edge_cpus {
-        let mut session = lab::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
+        let mut session = rig::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
         session.set_max_loss(config.max_loss)?;
-        let edge_scale = lab::calibrate_edge(&mut session, &input, config.repeats).await?;
+        let edge_scale = rig::calibrate_edge(&mut session, &input, config.repeats).await?;
         let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
         for &uplink_mbps in &config.uplinks_mbps {
             session
-                .connect(lab::shaped_client(cloud, server, uplink_mbps)?)
+                .connect(rig::shaped_client(cloud, server, uplink_mbps)?)
                 .await?;
             let cell = CellSpec {
                 edge_cpu,
@@ -265,7 +264,7 @@ pub(crate) async fn measure_cell(
     modes: &[SplitMode],
     input: &LabInput,
     cell: &CellSpec,
-) -> Result<(Vec<GridRow>, GridCell), RuntimeError> {
+) -> Result<(Vec<GridRow>, GridCell), LabError> {
     session.set_split(SplitMode::Auto)?;
     input.infer(session).await?;
     let chosen = input.infer(session).await?;
@@ -281,7 +280,7 @@ pub(crate) async fn measure_cell(
     let wires = modes.iter().flat_map(|m| [(m, false), (m, true)]);
     for (mode, raw_wire) in wires {
         session.set_raw_wire(raw_wire)?;
-        let measured = lab::median_request(session, mode.clone(), input, cell.repeats).await;
+        let measured = rig::median_request(session, mode.clone(), input, cell.repeats).await;
         session.set_raw_wire(false)?;
         let Some((o, fallback)) = measured? else {
             continue;
@@ -292,7 +291,7 @@ pub(crate) async fn measure_cell(
         }
         // A request that fell back ran locally: its time is not this cut's.
         if let Some(reason) = fallback {
-            return Err(RuntimeError::CutFellBack {
+            return Err(LabError::CutFellBack {
                 cut,
                 uplink_mbps: cell.uplink_mbps,
                 reason,

@@ -21,11 +21,11 @@ use models::{Backend, Net};
 use serde::{Deserialize, Serialize};
 use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
 
-use crate::cli;
-use crate::error::RuntimeError;
+use runtime::quick_profile;
+
+use crate::error::LabError;
 use crate::grid::{self, CellSpec, GridCell, GridConfig, GridRow};
-use crate::lab::{self, lab_input};
-use crate::quick_profile::quick_profile;
+use crate::rig::{self, lab_input};
 use crate::testbed::{CLOUD_ADDR, Testbed};
 
 /// What the cloud process serves.
@@ -98,7 +98,7 @@ pub fn run_shaped_grid(
     testbed: &Testbed,
     exe: &Path,
     mut on_cell: impl FnMut(&[GridRow], &GridCell),
-) -> Result<(Vec<GridRow>, Vec<GridCell>), RuntimeError> {
+) -> Result<(Vec<GridRow>, Vec<GridCell>), LabError> {
     grid::check(config)?;
     quick_profile(
         &config.cache_dir,
@@ -107,7 +107,7 @@ pub fn run_shaped_grid(
         config.sweep_samples,
         config.progress,
     )?;
-    let spec = serde_json::to_string(&config.net.to_spec()).map_err(|e| RuntimeError::Testbed {
+    let spec = serde_json::to_string(&config.net.to_spec()).map_err(|e| LabError::Testbed {
         step: "writing the model spec".into(),
         reason: e.to_string(),
     })?;
@@ -171,16 +171,16 @@ struct Go {
 /// The cloud process: reads its job (the network, the backend, the RTT, where to listen) on
 /// stdin, serves the network behind a relay, answers where it listens on stdout and serves until
 /// stdin closes.
-pub fn lab_cloud_process() -> Result<(), RuntimeError> {
+pub fn lab_cloud_process() -> Result<(), LabError> {
     let mut io = OwnStdin::new();
     let job: CloudJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
     let backend = parse_backend(&job.backend)?;
     let runtime = async_runtime()?;
     runtime.block_on(async {
-        let cloud = lab::start_cloud(std::slice::from_ref(&net), backend)?;
+        let cloud = rig::start_cloud(std::slice::from_ref(&net), backend)?;
         cloud.server().preload(net.name()).await?;
-        let relay = lab::rtt_relay(job.listen, cloud.addr(), job.rtt_ms).await?;
+        let relay = rig::rtt_relay(job.listen, cloud.addr(), job.rtt_ms).await?;
         answer(&CloudReady {
             addr: relay.local_addr(),
             fingerprint: cloud.fingerprint().to_string(),
@@ -189,7 +189,7 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
         // Serve until the parent closes stdin (or dies).
         tokio::task::spawn_blocking(move || io.wait_for_close())
             .await
-            .map_err(|e| RuntimeError::Task(e.to_string()))?;
+            .map_err(|e| LabError::Task(e.to_string()))?;
         drop(relay);
         cloud.stop().await;
         Ok(())
@@ -199,7 +199,7 @@ pub fn lab_cloud_process() -> Result<(), RuntimeError> {
 /// The edge process for one cell: reads its job (the network, the cell, the cloud) on stdin,
 /// loads the model, answers `loaded`, waits for `go` (by then it is under the CPU quota),
 /// calibrates, measures every candidate cut and answers the cell's rows and verdict.
-pub fn lab_cell_process() -> Result<(), RuntimeError> {
+pub fn lab_cell_process() -> Result<(), LabError> {
     let mut io = OwnStdin::new();
     let job: CellJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
@@ -211,8 +211,8 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
         job.sweep_samples,
         false,
     )?;
-    let mut session = lab::slow_edge_session(&net, backend, &profiles, 1.0)?;
-    let max_loss = job.max_loss.parse().map_err(|e| RuntimeError::Config {
+    let mut session = rig::slow_edge_session(&net, backend, &profiles, 1.0)?;
+    let max_loss = job.max_loss.parse().map_err(|e| LabError::Config {
         name: "max_loss",
         reason: format!("{e}"),
     })?;
@@ -220,16 +220,15 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
     let input = lab_input(&net)?;
     let trust =
         ServerTrust::Fingerprint(Fingerprint::parse(&job.cloud.fingerprint).map_err(|e| {
-            RuntimeError::Testbed {
+            LabError::Testbed {
                 step: "reading the cloud's fingerprint".into(),
                 reason: e.to_string(),
             }
         })?);
-    let token =
-        Token::parse(&job.cloud.token, "the parent").map_err(|e| RuntimeError::Testbed {
-            step: "reading the cloud's token".into(),
-            reason: e.to_string(),
-        })?;
+    let token = Token::parse(&job.cloud.token, "the parent").map_err(|e| LabError::Testbed {
+        step: "reading the cloud's token".into(),
+        reason: e.to_string(),
+    })?;
     answer(&Loaded { loaded: true })?;
     let _: Go = io.receive()?;
     // From here on stdin only closes: when the parent is done, or gone (killed mid-sweep).
@@ -242,7 +241,7 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
     let result = runtime.block_on(async {
         // The planner's edge costs come from the full-speed profile; scale them by what the
         // quota actually does to a whole forward pass.
-        let edge_scale = lab::calibrate_edge(&mut session, &input, job.repeats).await?;
+        let edge_scale = rig::calibrate_edge(&mut session, &input, job.repeats).await?;
         let modes = grid::candidates(&session, &job.uplinks_mbps, job.rtt_ms)?;
         session
             .connect(ClientConfig::new(job.cloud.addr.to_string(), trust, token))
@@ -256,23 +255,24 @@ pub fn lab_cell_process() -> Result<(), RuntimeError> {
         };
         let (rows, cell) = grid::measure_cell(&mut session, &modes, &input, &cell).await?;
         session.disconnect();
-        Ok::<_, RuntimeError>(CellResult { rows, cell })
+        Ok::<_, LabError>(CellResult { rows, cell })
     })?;
     answer(&result)
 }
 
-fn parse_backend(name: &str) -> Result<Backend, RuntimeError> {
-    cli::parse_backend(name).map_err(|reason| RuntimeError::Config {
-        name: "backend",
-        reason,
-    })
+fn parse_backend(name: &str) -> Result<Backend, LabError> {
+    name.parse()
+        .map_err(|e: models::ModelError| LabError::Config {
+            name: "backend",
+            reason: e.to_string(),
+        })
 }
 
-fn async_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+fn async_runtime() -> Result<tokio::runtime::Runtime, LabError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| RuntimeError::Task(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| LabError::Task(format!("cannot start the async runtime: {e}")))
 }
 
 /// A child process of the grid, spoken to in JSON lines.
@@ -284,21 +284,18 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(
-        command: &mut std::process::Command,
-        role: &'static str,
-    ) -> Result<Process, RuntimeError> {
+    fn spawn(command: &mut std::process::Command, role: &'static str) -> Result<Process, LabError> {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| RuntimeError::Testbed {
+            .map_err(|e| LabError::Testbed {
                 step: format!("starting the {role} process"),
                 reason: e.to_string(),
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(RuntimeError::Testbed {
+            return Err(LabError::Testbed {
                 step: format!("starting the {role} process"),
                 reason: "its stdin or stdout is not a pipe".into(),
             });
@@ -311,7 +308,7 @@ impl Process {
         })
     }
 
-    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), RuntimeError> {
+    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), LabError> {
         let step = format!("writing to the {} process", self.role);
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(self.failure(&step, "its stdin is closed".into()));
@@ -320,23 +317,23 @@ impl Process {
         written.map_err(|reason| self.failure(&step, reason))
     }
 
-    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, RuntimeError> {
+    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, LabError> {
         let step = format!("reading from the {} process", self.role);
         let read = read_line(&mut self.stdout);
         read.map_err(|reason| self.failure(&step, reason))
     }
 
     /// Moves the process into the CPU cgroup `dir`.
-    fn join_cgroup(&mut self, dir: &Path) -> Result<(), RuntimeError> {
+    fn join_cgroup(&mut self, dir: &Path) -> Result<(), LabError> {
         let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, self.child.id().to_string()).map_err(|e| RuntimeError::Testbed {
+        std::fs::write(&procs, self.child.id().to_string()).map_err(|e| LabError::Testbed {
             step: format!("moving the {} process into {}", self.role, procs.display()),
             reason: e.to_string(),
         })
     }
 
     /// Closes its stdin and waits for it to exit successfully.
-    fn finish(mut self) -> Result<(), RuntimeError> {
+    fn finish(mut self) -> Result<(), LabError> {
         self.stdin = None;
         let step = format!("waiting for the {} process", self.role);
         match self.child.wait() {
@@ -347,7 +344,7 @@ impl Process {
     }
 
     /// The error for a failed step, with what the process said on stderr once it has exited.
-    fn failure(&mut self, step: &str, reason: String) -> RuntimeError {
+    fn failure(&mut self, step: &str, reason: String) -> LabError {
         self.stdin = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -356,7 +353,7 @@ impl Process {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
         }
         let said = said.trim();
-        RuntimeError::Testbed {
+        LabError::Testbed {
             step: step.to_string(),
             reason: if said.is_empty() {
                 reason
@@ -387,8 +384,8 @@ impl OwnStdin {
         }
     }
 
-    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, RuntimeError> {
-        read_line(&mut self.stdin).map_err(|reason| RuntimeError::Testbed {
+    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, LabError> {
+        read_line(&mut self.stdin).map_err(|reason| LabError::Testbed {
             step: "reading the job from stdin".into(),
             reason,
         })
@@ -404,8 +401,8 @@ impl OwnStdin {
 }
 
 /// Answers the parent with one JSON line on stdout.
-fn answer<T: Serialize>(message: &T) -> Result<(), RuntimeError> {
-    write_line(&mut std::io::stdout(), message).map_err(|reason| RuntimeError::Testbed {
+fn answer<T: Serialize>(message: &T) -> Result<(), LabError> {
+    write_line(&mut std::io::stdout(), message).map_err(|reason| LabError::Testbed {
         step: "answering on stdout".into(),
         reason,
     })

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::RuntimeError;
+use crate::error::LabError;
 
 /// The edge end's address on the veth pair. The pair connects only the testbed's two
 /// namespaces, so these addresses never meet the host's.
@@ -45,7 +45,7 @@ impl Testbed {
     ///
     /// It first removes what earlier testbeds of processes that no longer exist left behind
     /// (a sweep killed before it could clean up).
-    pub fn create() -> Result<Testbed, RuntimeError> {
+    pub fn create() -> Result<Testbed, LabError> {
         remove_stale();
         let tag = std::process::id();
         let testbed = Testbed {
@@ -103,9 +103,9 @@ impl Testbed {
     /// replacing any earlier rate. The bucket holds 1 ms of traffic (at least 4 KiB) and the
     /// queue 500 ms (at least 64 KiB), so that bursts are paced and a congestion window that
     /// overshoots loses packets rather than waiting without bound.
-    pub fn set_uplink(&self, mbps: f64) -> Result<(), RuntimeError> {
+    pub fn set_uplink(&self, mbps: f64) -> Result<(), LabError> {
         if !(mbps.is_finite() && mbps > 0.0) {
-            return Err(RuntimeError::Config {
+            return Err(LabError::Config {
                 name: "uplink_mbps",
                 reason: format!("{mbps} is not a rate in Mbit/s above zero"),
             });
@@ -135,9 +135,9 @@ impl Testbed {
 
     /// Sets the edge's CPU quota to `cpus` CPUs (0.3: 3 ms of every 10 ms period, summed over
     /// all its threads), in the sense of a Kubernetes CPU limit.
-    pub fn set_edge_cpu(&self, cpus: f64) -> Result<(), RuntimeError> {
+    pub fn set_edge_cpu(&self, cpus: f64) -> Result<(), LabError> {
         if !(cpus.is_finite() && cpus >= 0.01) {
-            return Err(RuntimeError::Config {
+            return Err(LabError::Config {
                 name: "edge_cpus",
                 reason: format!("{cpus} is not a CPU quota of at least 0.01 CPU"),
             });
@@ -157,7 +157,7 @@ impl Testbed {
         in_namespace(&self.cloud_ns, program)
     }
 
-    fn write_cgroup(&self, file: &str, value: &str) -> Result<(), RuntimeError> {
+    fn write_cgroup(&self, file: &str, value: &str) -> Result<(), LabError> {
         let path = self.cgroup.join(file);
         std::fs::write(&path, value).map_err(|e| {
             failed(
@@ -211,18 +211,18 @@ fn in_namespace(ns: &str, program: &Path) -> Command {
     command
 }
 
-fn ip(args: &[&str]) -> Result<(), RuntimeError> {
+fn ip(args: &[&str]) -> Result<(), LabError> {
     run("ip", args)
 }
 
-fn tc(ns: &str, args: &[&str]) -> Result<(), RuntimeError> {
+fn tc(ns: &str, args: &[&str]) -> Result<(), LabError> {
     let mut full = vec!["netns", "exec", ns, "tc"];
     full.extend_from_slice(args);
     run("ip", &full)
 }
 
 /// Runs a setup command; its stderr becomes the error.
-fn run(program: &str, args: &[&str]) -> Result<(), RuntimeError> {
+fn run(program: &str, args: &[&str]) -> Result<(), LabError> {
     let step = format!("`{program} {}`", args.join(" "));
     let out = Command::new(program)
         .args(args)
@@ -237,8 +237,8 @@ fn run(program: &str, args: &[&str]) -> Result<(), RuntimeError> {
     ))
 }
 
-fn failed(step: &str, reason: String) -> RuntimeError {
-    RuntimeError::Testbed {
+fn failed(step: &str, reason: String) -> LabError {
+    LabError::Testbed {
         step: step.to_string(),
         reason,
     }

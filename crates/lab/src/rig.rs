@@ -10,12 +10,12 @@ use std::time::Duration;
 use models::{Backend, HostTensor, Net, SAMPLE_JPEG};
 use transport::{ClientConfig, Relay, RelayConfig, Shaper};
 
-use crate::cloud::CloudConfig;
-use crate::edge::{EdgeConfig, EdgeSession, Outcome, SplitMode, pattern_input};
-use crate::error::RuntimeError;
-use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
-use crate::local_cloud::LocalCloud;
-use crate::quick_profile::{QuickProfiles, quick_profile};
+use runtime::{
+    CloudConfig, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, LocalCloud, Outcome,
+    QuickProfiles, SplitMode, WeightsSource, pattern_input, quick_profile,
+};
+
+use crate::error::LabError;
 
 /// Burst allowance of the emulated uplink: one millisecond of traffic, and at least one
 /// 1500-byte packet, as the real-shaping testbed's `tc tbf` bucket (1 ms, at least 4 KiB). A
@@ -33,25 +33,23 @@ pub(crate) async fn start(
     cache_dir: &Path,
     sweep_samples: Option<usize>,
     progress: bool,
-) -> Result<(QuickProfiles, LocalCloud), RuntimeError> {
+) -> Result<(QuickProfiles, LocalCloud), LabError> {
     let (cache, owned) = (cache_dir.to_path_buf(), nets.to_vec());
     let profiles = tokio::task::spawn_blocking(move || {
         quick_profile(&cache, backend, &owned, sweep_samples, progress)
     })
     .await
-    .map_err(|e| RuntimeError::Task(e.to_string()))??;
+    .map_err(|e| LabError::Task(e.to_string()))??;
     Ok((profiles, start_cloud(nets, backend)?))
 }
 
 /// An in-process cloud on `backend` serving `nets`.
-pub(crate) fn start_cloud(nets: &[Net], backend: Backend) -> Result<LocalCloud, RuntimeError> {
-    LocalCloud::start(
-        CloudConfig {
-            backend,
-            ..CloudConfig::default()
-        },
-        nets,
-    )
+pub(crate) fn start_cloud(nets: &[Net], backend: Backend) -> Result<LocalCloud, LabError> {
+    let config = CloudConfig {
+        backend,
+        ..CloudConfig::default()
+    };
+    Ok(LocalCloud::start(config, nets)?)
 }
 
 /// A UDP relay listening on `listen` in front of `upstream` that adds `rtt_ms` of round trip
@@ -60,16 +58,14 @@ pub(crate) async fn rtt_relay(
     listen: SocketAddr,
     upstream: SocketAddr,
     rtt_ms: f64,
-) -> Result<Relay, RuntimeError> {
+) -> Result<Relay, LabError> {
     let config = RelayConfig {
         delay: Duration::from_secs_f64(rtt_ms / 2e3),
         ..RelayConfig::default()
     };
     Relay::start(listen, upstream, config)
         .await
-        .map_err(|e| RuntimeError::LocalCloud {
-            reason: format!("the RTT relay: {e}"),
-        })
+        .map_err(|e| LabError::Relay(e.to_string()))
 }
 
 /// How long a lab request may take: a grid measures every cut, and at 1 Mbit/s the early cuts of
@@ -84,14 +80,19 @@ pub(crate) fn slow_edge_session(
     backend: Backend,
     profiles: &QuickProfiles,
     edge_slowdown: f64,
-) -> Result<EdgeSession, RuntimeError> {
+) -> Result<EdgeSession, LabError> {
     let loaded = LoadedModel::load(net.clone(), &WeightsSource::Seeded(DEFAULT_SEED), backend)?;
     let config = EdgeConfig {
         edge_slowdown,
         request_timeout: LAB_REQUEST_TIMEOUT,
         ..EdgeConfig::default()
     };
-    EdgeSession::with_profiles(loaded, &profiles.edge, &profiles.cloud, config)
+    Ok(EdgeSession::with_profiles(
+        loaded,
+        &profiles.edge,
+        &profiles.cloud,
+        config,
+    )?)
 }
 
 /// Client settings for `cloud`, reached at `server` (the cloud itself or a relay in front of
@@ -100,9 +101,9 @@ pub(crate) fn shaped_client(
     cloud: &LocalCloud,
     server: SocketAddr,
     uplink_mbps: f64,
-) -> Result<ClientConfig, RuntimeError> {
+) -> Result<ClientConfig, LabError> {
     let shaper = Shaper::new(uplink_mbps, shaper_burst_bytes(uplink_mbps)).map_err(|e| {
-        RuntimeError::Config {
+        LabError::Config {
             name: "uplinks_mbps",
             reason: e.to_string(),
         }
@@ -124,10 +125,10 @@ pub(crate) enum LabInput {
 
 impl LabInput {
     /// Runs one request with it.
-    pub async fn infer(&self, session: &mut EdgeSession) -> Result<Outcome, RuntimeError> {
+    pub async fn infer(&self, session: &mut EdgeSession) -> Result<Outcome, LabError> {
         match self {
-            LabInput::Tensor(tensor) => session.infer(tensor.clone()).await,
-            LabInput::Image(file) => session.infer_image(file.to_vec()).await,
+            LabInput::Tensor(tensor) => Ok(session.infer(tensor.clone()).await?),
+            LabInput::Image(file) => Ok(session.infer_image(file.to_vec()).await?),
         }
     }
 }
@@ -140,7 +141,7 @@ pub(crate) async fn median_request(
     split: SplitMode,
     input: &LabInput,
     repeats: usize,
-) -> Result<Option<(Outcome, Option<String>)>, RuntimeError> {
+) -> Result<Option<(Outcome, Option<String>)>, LabError> {
     session.set_split(split)?;
     input.infer(session).await?;
     let mut outcomes = Vec::with_capacity(repeats);
@@ -160,10 +161,10 @@ pub(crate) async fn calibrate_edge(
     session: &mut EdgeSession,
     input: &LabInput,
     repeats: usize,
-) -> Result<f64, RuntimeError> {
+) -> Result<f64, LabError> {
     let Some((local, _)) = median_request(session, SplitMode::EdgeOnly, input, repeats).await?
     else {
-        return Err(RuntimeError::Task(
+        return Err(LabError::Task(
             "calibration measured no edge-only request".into(),
         ));
     };
@@ -201,7 +202,7 @@ pub(crate) fn describe_cut(outcome: &Outcome) -> (String, u64) {
 
 /// What the lab sends for `net`: the embedded photograph as a JPEG file when `net` takes
 /// ImageNet's `3x224x224`, else a deterministic input batch of one, values in [-1, 1).
-pub(crate) fn lab_input(net: &Net) -> Result<LabInput, RuntimeError> {
+pub(crate) fn lab_input(net: &Net) -> Result<LabInput, LabError> {
     if net.input_shape() == [3, 224, 224] {
         return Ok(LabInput::Image(SAMPLE_JPEG));
     }

@@ -1,8 +1,9 @@
 //! The demo's code path with a tiny model: a real quick profile (capped), a real in-process
 //! loopback cloud, shaped uplinks, and every strategy run over the network.
 
+use lab::{DemoConfig, Strategy, demo_csv, run_demo};
 use models::{Backend, zoo};
-use runtime::{DemoConfig, Strategy, demo_csv, quick_profile, run_demo};
+use runtime::quick_profile;
 use transport::Loss;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,10 @@
 //! would do over the wire.
 
 use models::{Activations, HostTensor, Model, relative_difference};
+use runtime::RuntimeError;
 use transport::{Codec, Limits, Loss, WireTensor};
 
-use crate::error::RuntimeError;
+use crate::error::LabError;
 
 /// One cut under one codec, over all inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +42,7 @@ pub fn measure_fidelity(
     model: &Model,
     inputs: &[HostTensor],
     codecs: &[Codec],
-) -> Result<Vec<FidelityRow>, RuntimeError> {
+) -> Result<Vec<FidelityRow>, LabError> {
     let net = model.net();
     let n = net.len();
     let lossy: Vec<Codec> = codecs
@@ -81,7 +82,7 @@ pub fn measure_fidelity(
         let exact = all
             .get(&net.sink())
             .cloned()
-            .ok_or_else(|| RuntimeError::Task("the whole run produced no output".into()))?
+            .ok_or_else(|| LabError::Task("the whole run produced no output".into()))?
             .to_host()?;
         let mut row = 0;
         for (k, crossing) in &cuts {
@@ -95,7 +96,7 @@ pub fn measure_fidelity(
                             .get(&net.sink())
                             .cloned()
                             .ok_or_else(|| {
-                                RuntimeError::Task("the cloud part produced no output".into())
+                                LabError::Task("the cloud part produced no output".into())
                             })?
                             .to_host()?;
                         let r = &mut rows[row];
@@ -127,11 +128,11 @@ fn through_codec(
     all: &Activations,
     crossing: &[usize],
     codec: Codec,
-) -> Result<Option<Activations>, RuntimeError> {
+) -> Result<Option<Activations>, LabError> {
     let mut boundary = Activations::new();
     for &u in crossing {
         let Some(value) = all.get(&u) else {
-            return Err(RuntimeError::Task(format!("no output for node #{u}")));
+            return Err(LabError::Task(format!("no output for node #{u}")));
         };
         let host = value.clone().to_host()?;
         let Ok(wire) = WireTensor::encode(host.shape(), host.data(), codec) else {

@@ -1,17 +1,25 @@
-//! What the commands' figures share: the file format from the name, an embedded font, and one
-//! way to render a figure to SVG or PNG.
+//! The figures: the sweep's grid ([`draw_grid`]) and the per-layer figure ([`draw_layers`]),
+//! and what they share: the file format from the name, an embedded font, and one way to render
+//! a figure to SVG or PNG.
+
+mod grid;
+mod layers;
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+pub use grid::draw_grid;
+pub use layers::draw_layers;
+
+use crate::error::LabError;
+
 /// A figure's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlotFormat {
+pub enum PlotFormat {
     /// Scalable vector graphics.
     Svg,
     /// A bitmap.
@@ -19,7 +27,7 @@ pub(crate) enum PlotFormat {
 }
 
 /// The format a file name asks for; `flag` names the flag in the error.
-pub(crate) fn plot_format(path: &Path, flag: &str) -> Result<PlotFormat> {
+pub fn plot_format(path: &Path, flag: &str) -> Result<PlotFormat, LabError> {
     match path
         .extension()
         .and_then(|e| e.to_str())
@@ -28,10 +36,13 @@ pub(crate) fn plot_format(path: &Path, flag: &str) -> Result<PlotFormat> {
     {
         Some("svg") => Ok(PlotFormat::Svg),
         Some("png") => Ok(PlotFormat::Png),
-        _ => bail!(
-            "{flag} {}: the file name must end in .svg or .png",
-            path.display()
-        ),
+        _ => Err(LabError::Config {
+            name: "figure file",
+            reason: format!(
+                "{flag} {}: the file name must end in .svg or .png",
+                path.display()
+            ),
+        }),
     }
 }
 
@@ -50,9 +61,14 @@ pub(crate) fn render(
     format: PlotFormat,
     size: (u32, u32),
     figure: &impl Figure,
-) -> Result<()> {
-    register_font()?;
-    let failed = |e: String| anyhow!("cannot draw the plot to {}: {e}", path.display());
+) -> Result<(), LabError> {
+    let failed = |reason: String| LabError::Plot {
+        path: path.display().to_string(),
+        reason,
+    };
+    if !register_font() {
+        return Err(failed("the embedded font could not be loaded".into()));
+    }
     match format {
         PlotFormat::Svg => {
             let root = SVGBackend::new(path, size).into_drawing_area();
@@ -95,18 +111,13 @@ pub(crate) fn draw_x_labels<DB: DrawingBackend>(
 }
 
 /// Registers an embedded font once, so that text renders the same everywhere and no system font
-/// library is needed.
-fn register_font() -> Result<()> {
+/// library is needed. False when it could not be loaded.
+fn register_font() -> bool {
     static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
+    *REGISTERED.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
             .is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        bail!("the embedded plot font could not be loaded")
-    }
+    })
 }
 
 #[cfg(test)]

@@ -12,11 +12,10 @@ use models::{Backend, Net, zoo};
 use partition_core::Breakdown;
 use transport::Loss;
 
-use crate::edge::{Measured, SplitMode};
-use crate::error::RuntimeError;
-use crate::lab::{self, LabInput, describe_cut, lab_input};
-use crate::local_cloud::LocalCloud;
-use crate::quick_profile::QuickProfiles;
+use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode};
+
+use crate::error::LabError;
+use crate::rig::{self, LabInput, describe_cut, lab_input};
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -44,7 +43,7 @@ pub struct DemoConfig {
 
 impl DemoConfig {
     /// The README's demo, caching its profile under `cache_dir`.
-    pub fn standard(cache_dir: PathBuf) -> Result<DemoConfig, RuntimeError> {
+    pub fn standard(cache_dir: PathBuf) -> Result<DemoConfig, LabError> {
         Ok(DemoConfig {
             models: vec![zoo::build("alexnet")?, zoo::build("resnet18")?],
             uplinks_mbps: vec![1.1, 5.85, 18.88],
@@ -140,9 +139,9 @@ pub struct DemoRow {
 pub async fn run_demo(
     config: &DemoConfig,
     mut on_case: impl FnMut(&[DemoRow]),
-) -> Result<Vec<DemoRow>, RuntimeError> {
+) -> Result<Vec<DemoRow>, LabError> {
     check(config)?;
-    let (profiles, cloud) = lab::start(
+    let (profiles, cloud) = rig::start(
         &config.models,
         config.backend,
         &config.cache_dir,
@@ -156,9 +155,9 @@ pub async fn run_demo(
     result.map(|()| rows)
 }
 
-fn check(config: &DemoConfig) -> Result<(), RuntimeError> {
+fn check(config: &DemoConfig) -> Result<(), LabError> {
     let invalid = |name, reason: &str| {
-        Err(RuntimeError::Config {
+        Err(LabError::Config {
             name,
             reason: reason.to_string(),
         })
@@ -181,16 +180,16 @@ async fn run_cases(
     cloud: &LocalCloud,
     rows: &mut Vec<DemoRow>,
     on_case: &mut impl FnMut(&[DemoRow]),
-) -> Result<(), RuntimeError> {
+) -> Result<(), LabError> {
     for net in &config.models {
         // Load the cloud's copy now, so that no measured request waits for it.
         cloud.server().preload(net.name()).await?;
         let mut session =
-            lab::slow_edge_session(net, config.backend, profiles, config.edge_slowdown)?;
+            rig::slow_edge_session(net, config.backend, profiles, config.edge_slowdown)?;
         session.set_max_loss(config.max_loss)?;
         let input = lab_input(net)?;
         for &uplink_mbps in &config.uplinks_mbps {
-            let client = lab::shaped_client(cloud, cloud.addr(), uplink_mbps)?;
+            let client = rig::shaped_client(cloud, cloud.addr(), uplink_mbps)?;
             session.connect(client).await?;
             let mut case = Vec::new();
             let takes_image = matches!(input, LabInput::Image(_));
@@ -200,7 +199,7 @@ async fn run_cases(
                 }
                 session.set_raw_wire(strategy == Strategy::CloudOnlyRaw)?;
                 let Some((outcome, fallback)) =
-                    lab::median_request(&mut session, strategy.split(), &input, config.repeats)
+                    rig::median_request(&mut session, strategy.split(), &input, config.repeats)
                         .await?
                 else {
                     continue;

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::LabError;
+use crate::grid::{GridCell, GridRow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use runtime::{GridCell, GridRow};
 
 use crate::plot::{Figure, PlotFormat, draw_x_labels, render};
 
@@ -32,13 +32,13 @@ const CHOSEN: RGBColor = RGBColor(200, 30, 30);
 const BEST: RGBColor = RGBColor(20, 20, 20);
 
 /// Draws the figure for `rows` and `cells` to `path` (PNG or SVG by `format`).
-pub(crate) fn draw_grid(
+pub fn draw_grid(
     path: &Path,
     format: PlotFormat,
     title: &str,
     rows: &[GridRow],
     cells: &[GridCell],
-) -> Result<()> {
+) -> Result<(), LabError> {
     let figure = GridFigure::new(title, rows, cells);
     let cuts = figure
         .panels

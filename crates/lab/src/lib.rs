@@ -1,0 +1,36 @@
+//! cutpoint's experiments: what the demo, `sweep`, `fidelity` and `layers --plot` measure and
+//! draw, on top of the production [`runtime`].
+//!
+//! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
+//!   the planner's cut beside edge-only and cloud-only.
+//! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
+//!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
+//!   [`SweepReport`] summarises a grid: regret, speed-ups, and where a split or a compressed
+//!   boundary beats every baseline.
+//! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
+//!   output error.
+//! - With the `plot` feature (on by default): [`draw_grid`], the sweep's figure, and
+//!   [`draw_layers`], Neurosurgeon's per-layer figure.
+//!
+//! The slow edge is emulated through the edge session's own extension point,
+//! [`runtime::EdgeConfig::edge_slowdown`]; nothing here is needed to run cutpoint in production.
+
+mod demo;
+mod error;
+mod fidelity;
+mod grid;
+#[cfg(feature = "plot")]
+mod plot;
+mod rig;
+mod shaped_grid;
+mod summary;
+pub mod testbed;
+
+pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
+pub use error::LabError;
+pub use fidelity::{FidelityRow, measure_fidelity};
+pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
+#[cfg(feature = "plot")]
+pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
+pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
+pub use summary::{SweepReport, SweepSummary, percentile};

@@ -1,0 +1,141 @@
+//! A grid's report: every row and cell, and the summary a reader wants first — regret, the
+//! chosen plan's speed-up over the best baseline, and where a split or a compressed boundary
+//! beats every baseline.
+
+use serde::Serialize;
+
+use crate::grid::{GridCell, GridConfig, GridRow};
+
+/// The baselines a plan is measured against: edge-only, cloud-only sending the image file,
+/// and cloud-only sending raw f32.
+const BASELINES: [&str; 3] = ["edge-only", "cloud-only (file)", "cloud-only"];
+
+/// A grid's figures as `sweep` writes them to grid.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepReport {
+    /// The network.
+    pub model: String,
+    /// Round-trip time added between edge and cloud, ms.
+    pub rtt_ms: f64,
+    /// Measured requests per cut and cell (the median is kept).
+    pub repeats: usize,
+    /// The loss allowed on the tensors that cross (`exact`, `f16`, `int8`).
+    pub max_loss: String,
+    /// How the link and the edge CPU were shaped, in words.
+    pub shaping: String,
+    /// The figures over all cells.
+    pub summary: SweepSummary,
+    /// One per cell: the chosen and the best cut, regret, speed-ups.
+    pub cells: Vec<GridCell>,
+    /// One per cut and cell: the measured components.
+    pub rows: Vec<GridRow>,
+}
+
+/// The figures over all cells of a grid. `None` (JSON `null`) where there is nothing to take
+/// a statistic of.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepSummary {
+    /// Cells measured.
+    pub cells: usize,
+    /// Median regret: the chosen plan's time over the best measured plan's.
+    pub regret_median: Option<f64>,
+    /// 95th-percentile regret.
+    pub regret_p95: Option<f64>,
+    /// Median over cells of the chosen plan's speed-up over the best baseline.
+    pub speedup_over_best_baseline_median: Option<f64>,
+    /// Cells whose best measured plan is a split or a compressed boundary that beats every
+    /// baseline.
+    pub cells_where_a_split_or_codec_beats_every_baseline: usize,
+    /// In those cells, the median of the best baseline's time over that plan's.
+    pub gain_over_best_baseline_where_it_does_median: Option<f64>,
+    /// In those cells, the largest such gain.
+    pub gain_over_best_baseline_where_it_does_max: Option<f64>,
+}
+
+impl SweepReport {
+    /// The report of a grid run with `config`, shaped as `shaping` says.
+    pub fn new(
+        config: &GridConfig,
+        shaping: &str,
+        rows: Vec<GridRow>,
+        cells: Vec<GridCell>,
+    ) -> SweepReport {
+        SweepReport {
+            model: config.net.name().to_string(),
+            rtt_ms: config.rtt_ms,
+            repeats: config.repeats,
+            max_loss: config.max_loss.to_string(),
+            shaping: shaping.to_string(),
+            summary: SweepSummary::new(&rows, &cells),
+            cells,
+            rows,
+        }
+    }
+}
+
+impl SweepSummary {
+    /// The summary of `rows` and `cells`.
+    pub fn new(rows: &[GridRow], cells: &[GridCell]) -> SweepSummary {
+        let regrets = sorted(cells.iter().map(|c| c.regret));
+        let over_best_baseline = sorted(cells.iter().filter_map(|c| {
+            [
+                c.speedup_over_edge,
+                c.speedup_over_cloud,
+                c.speedup_over_cloud_file,
+            ]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+        }));
+        // Per cell: the best baseline's time over the best other plan's, when the latter wins.
+        let wins = sorted(cells.iter().filter_map(|c| {
+            let in_cell = rows
+                .iter()
+                .filter(|r| r.edge_cpu == c.edge_cpu && r.uplink_mbps == c.uplink_mbps);
+            let (base, other): (Vec<&GridRow>, Vec<&GridRow>) =
+                in_cell.partition(|r| BASELINES.contains(&r.cut.as_str()));
+            let best = |rs: &[&GridRow]| rs.iter().map(|r| r.e2e_ms).reduce(f64::min);
+            let gain = best(&base)? / best(&other)?;
+            (gain > 1.0).then_some(gain)
+        }));
+        SweepSummary {
+            cells: cells.len(),
+            regret_median: percentile(&regrets, 50.0),
+            regret_p95: percentile(&regrets, 95.0),
+            speedup_over_best_baseline_median: percentile(&over_best_baseline, 50.0),
+            cells_where_a_split_or_codec_beats_every_baseline: wins.len(),
+            gain_over_best_baseline_where_it_does_median: percentile(&wins, 50.0),
+            gain_over_best_baseline_where_it_does_max: wins.last().copied(),
+        }
+    }
+}
+
+/// `values` without NaNs, sorted.
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The `p`-th percentile (nearest rank) of sorted values; `None` for none.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(10.0));
+        assert_eq!(percentile(&v, 95.0), Some(19.0));
+        assert_eq!(percentile(&[3.0], 95.0), Some(3.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
