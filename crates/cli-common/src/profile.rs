@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use models::Backend;
 use predictor::Role;
 use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_sweep};
 
-use super::table::Table;
+use crate::backend::BackendArg;
+use crate::table::Table;
 
 /// Time seeded samples of every layer class on this machine, one CSV per class.
 ///
@@ -29,9 +29,8 @@ pub struct ProfileArgs {
     /// The quick sweep: small layers, about two minutes on two cores; good enough for the demo.
     #[arg(long)]
     quick: bool,
-    /// Backend to time on: flex, ndarray, or wgpu (when built in).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Run under a cgroup-v1 CPU quota of F CPUs (e.g. 0.3), emulating a slower device.
     /// Needs root; without it the sweep stops rather than profile unconstrained.
     #[arg(long, value_name = "F")]
@@ -47,11 +46,6 @@ pub struct ProfileArgs {
     no_progress: bool,
 }
 
-/// Parses `--backend`, naming the choices on a typo (a clap `value_parser`).
-pub fn parse_backend(name: &str) -> Result<Backend, String> {
-    name.parse::<Backend>().map_err(|e| e.to_string())
-}
-
 /// Runs the sweep for a device in `role` and returns the summary to print.
 pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError> {
     let config = SweepConfig {
@@ -61,7 +55,7 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
         } else {
             SweepSize::Full
         },
-        backend: args.backend,
+        backend: args.backend.backend,
         cpu_quota: args.cpu_quota,
         seed: args.seed,
         classes: LayerClass::ALL.to_vec(),

@@ -2,14 +2,14 @@
 //! [`runtime::CloudServer`] on a [`transport::Server`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use cli_common::parse_backend;
-use models::{Backend, Net};
-use runtime::{CloudConfig, CloudServer, DEFAULT_SEED};
+use cli_common::BackendArg;
+use models::Net;
+use runtime::{CloudConfig, CloudServer, DEFAULT_SEED, UserDir};
 use transport::{Server, ServerConfig, ServerIdentity, Token};
 
 /// Serve the cloud part of split inference to edge devices until Ctrl-C.
@@ -22,9 +22,8 @@ pub struct ServeArgs {
     /// Address and UDP port to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:4433")]
     listen: SocketAddr,
-    /// Backend the models run on: flex, ndarray or wgpu.
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// File holding the token edges must present; created with a random token if missing
     /// [default: <state-dir>/token].
     #[arg(long, value_name = "FILE")]
@@ -59,28 +58,6 @@ pub struct ServeArgs {
     state_dir: Option<PathBuf>,
 }
 
-/// `$XDG_DATA_HOME/cutpoint`, or `~/.local/share/cutpoint`.
-fn default_state_dir() -> Result<PathBuf> {
-    let from_env = |var: &str| {
-        std::env::var_os(var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(data) = from_env("XDG_DATA_HOME") {
-        return Ok(data.join("cutpoint"));
-    }
-    match from_env("HOME") {
-        Some(home) => Ok(home.join(".local").join("share").join("cutpoint")),
-        None => bail!("neither XDG_DATA_HOME nor HOME is set; give --state-dir DIR"),
-    }
-}
-
-fn read_spec(path: &Path) -> Result<Net> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model spec {}", path.display()))?;
-    Net::from_spec_json(&text).with_context(|| format!("model spec {}", path.display()))
-}
-
 /// Runs the server until Ctrl-C; returns the closing line.
 pub fn serve(args: &ServeArgs) -> Result<String> {
     // Logs (connections, refusals, model loads) go to stderr; stdout is the start-up report.
@@ -99,7 +76,7 @@ pub fn serve(args: &ServeArgs) -> Result<String> {
 async fn run(args: &ServeArgs) -> Result<String> {
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
-        None => default_state_dir()?,
+        None => UserDir::Data.path().context("give --state-dir DIR")?,
     };
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)?,
@@ -112,7 +89,7 @@ async fn run(args: &ServeArgs) -> Result<String> {
     let token = Token::load_or_create(&token_file)?;
 
     let mut cloud = CloudServer::new(CloudConfig {
-        backend: args.backend,
+        backend: args.backend.backend,
         seed: args.seed,
         weights_dir: args.weights.clone(),
         workers: args.workers,
@@ -120,7 +97,7 @@ async fn run(args: &ServeArgs) -> Result<String> {
     })?;
     let mut specs = Vec::new();
     for path in &args.model_spec {
-        let net = read_spec(path)?;
+        let net = Net::from_spec_file(path)?;
         specs.push(net.name().to_string());
         cloud.register(net);
     }
@@ -144,7 +121,7 @@ async fn run(args: &ServeArgs) -> Result<String> {
     println!("token file: {}", token_file.display());
     println!(
         "backend: {}, workers: {}, queue: {}",
-        args.backend, args.workers, args.queue
+        args.backend.backend, args.workers, args.queue
     );
     println!("models: {}", cloud.model_ids().join(", "));
     println!(

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use cli_common::{Table, parse_backend};
+use cli_common::{BackendArg, Table};
 use lab::{FidelityRow, measure_fidelity};
-use models::{Backend, HostTensor, Kernels, Net};
+use models::{HostTensor, Kernels, Net};
 use serde_json::json;
 use transport::Codec;
 
@@ -49,9 +49,8 @@ pub struct FidelityArgs {
     /// This many seeded random inputs instead of --images.
     #[arg(long, value_name = "N")]
     seeded: Option<usize>,
-    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -76,7 +75,7 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         net,
         args.weights.as_ref(),
         args.seed,
-        args.backend,
+        args.backend.backend,
         Kernels::default(),
     )?;
     let rows = measure_fidelity(&model, &inputs, &Codec::ALL)?;

@@ -4,14 +4,14 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::Args;
-use models::{Backend, HostTensor, Kernels, LayerTiming, Net};
+use models::{Kernels, LayerTiming};
 use serde_json::json;
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
+use cli_common::BackendArg;
 use cli_common::Table;
-use cli_common::parse_backend;
 use lab::{draw_layers, plot_format};
 
 /// Measure each layer's latency and output size on this machine.
@@ -30,9 +30,8 @@ use lab::{draw_layers, plot_format};
 pub struct LayersArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Kernels: fast (default: folded batch norms, fused activations, cutpoint's own
     /// convolutions on flex) or plain (every layer by Burn's own operations, for comparison).
     #[arg(long, value_name = "NAME", default_value = "fast", value_parser = parse_kernels)]
@@ -72,8 +71,8 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         .map(|p| plot_format(p, "--plot"))
         .transpose()?;
     let net = args.model.build()?;
-    let model = load_model(net, None, args.seed, args.backend, args.kernels)?;
-    let input = input_data(model.net(), args.batch as usize, args.seed)?;
+    let model = load_model(net, None, args.seed, args.backend.backend, args.kernels)?;
+    let input = models::seeded_input(model.net(), args.batch as usize, args.seed)?;
     let forward_ms = model.time_forward(&input, args.warmup as usize, args.runs as usize)?;
     let timings = model.time_layers(input, args.warmup as usize, args.runs as usize)?;
     let name = model.net().name().to_string();
@@ -85,7 +84,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     if let (Some(path), Some(format)) = (&args.plot, plot) {
         let title = format!(
             "{name} on {}, batch {}: per-layer latency and output size",
-            args.backend, args.batch
+            args.backend.backend, args.batch
         );
         draw_layers(path, format, &title, &timings)?;
     }
@@ -97,7 +96,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
             .collect();
         let report = json!({
             "model": name,
-            "backend": args.backend.name(),
+            "backend": args.backend.backend.name(),
             "kernels": args.kernels.name(),
             "batch": args.batch,
             "warmup": args.warmup,
@@ -130,29 +129,6 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Deterministic pseudo-random input in [-1, 1) of shape `[batch, ...input shape]`.
-fn input_data(net: &Net, batch: usize, seed: u64) -> Result<HostTensor> {
-    let mut shape = vec![batch];
-    shape.extend_from_slice(net.input_shape());
-    let count = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| anyhow!("input shape {shape:?} is too large"))?;
-    // SplitMix64: small, fast and good enough for test data.
-    let mut state = seed ^ 0x5EED_1A7E_D00D_F00D;
-    let data = (0..count)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Ok(HostTensor::new(shape, data)?)
 }
 
 /// One row per node: `node,kind,median_ms,out_bytes`.

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use models::{Backend, Kernels};
+use models::Kernels;
 use serde_json::{Value, json};
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use crate::tensor_io::{read_input, render_top5, top5};
-use cli_common::parse_backend;
+use cli_common::BackendArg;
 
 /// Run a model on this machine, whole or split at a cut, with no network.
 ///
@@ -55,9 +55,8 @@ pub struct LocalArgs {
     /// successors and must not contain `input` [default: run everything as one part].
     #[arg(long, value_name = "ID,ID,...", value_delimiter = ',')]
     cut: Option<Vec<String>>,
-    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Kernels: fast (default: folded batch norms, fused activations, cutpoint's own
     /// convolutions on flex) or plain (every layer by Burn's own operations, for comparison).
     #[arg(long, value_name = "NAME", default_value = "fast", value_parser = parse_kernels)]
@@ -86,7 +85,7 @@ pub fn run(args: &LocalArgs) -> Result<()> {
         net,
         args.weights.as_ref(),
         args.seed,
-        args.backend,
+        args.backend.backend,
         args.kernels,
     )?;
     let net = model.net();
@@ -95,7 +94,7 @@ pub fn run(args: &LocalArgs) -> Result<()> {
 
     let mut report = json!({
         "model": net.name(),
-        "backend": args.backend.name(),
+        "backend": args.backend.backend.name(),
         "kernels": args.kernels.name(),
         "input_shape": input_shape,
     });

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use models::{Backend, Kernels, Model, Net, Weights, zoo};
 
@@ -29,10 +29,7 @@ impl ModelArgs {
 /// Builds a network from a model spec file, or else from a zoo name.
 pub fn build_net(model: Option<&str>, model_spec: Option<&Path>) -> Result<Net> {
     if let Some(path) = model_spec {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read model spec {}", path.display()))?;
-        return Net::from_spec_json(&text)
-            .with_context(|| format!("model spec {}", path.display()));
+        return Ok(Net::from_spec_file(path)?);
     }
     Ok(zoo::build(model.unwrap_or_default())?)
 }
@@ -45,7 +42,6 @@ pub fn load_model(
     backend: Backend,
     kernels: Kernels,
 ) -> Result<Model> {
-    check_backend(backend)?;
     let device = backend.device()?;
     let weights = match weights {
         Some(path) => models::load_safetensors(path, &net)?,

@@ -5,17 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use cli_common::{Table, parse_backend};
+use cli_common::{BackendArg, Table};
 use lab::testbed::Testbed;
 use lab::{
     GridCell, GridConfig, GridRow, PlotFormat, SweepReport, draw_grid, grid_csv, run_grid,
     run_shaped_grid,
 };
-use models::Backend;
 use runtime::default_cache_dir;
 use transport::Loss;
 
-use crate::model_args::{ModelArgs, check_backend};
+use crate::model_args::ModelArgs;
 use crate::run::parse_loss;
 
 /// Measure every cut of a model across uplinks and edge CPU shares.
@@ -81,9 +80,8 @@ pub struct SweepArgs {
     /// Directory for grid.csv and grid.json [default: sweep-MODEL].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Backend of both sides: flex (default), ndarray, or wgpu (each needs its cargo feature).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Cap the samples per layer class when the quick profile is built on first use (a faster,
     /// rougher profile) [default: the full quick sweep].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
@@ -115,7 +113,6 @@ const EMULATION: &str = "emulated: built-in shaper for the uplink, UDP relay for
 
 /// Runs the command.
 pub fn run(args: &SweepArgs) -> Result<()> {
-    check_backend(args.backend)?;
     let net = args.model.build()?;
     let out = args
         .out
@@ -127,7 +124,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         edge_cpus: args.edge_cpu.clone(),
         rtt_ms: args.rtt_ms,
         repeats: args.repeats as usize,
-        backend: args.backend,
+        backend: args.backend.backend,
         cache_dir: default_cache_dir()?,
         sweep_samples: args.profile_samples.map(|n| n as usize),
         progress: !args.json,

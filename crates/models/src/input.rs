@@ -5,7 +5,10 @@ use std::path::Path;
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 
+use partition_core::synthetic::SplitMix64;
+
 use crate::error::ModelError;
+use crate::net::Net;
 use crate::tensor::HostTensor;
 
 /// The 1000 ImageNet-1k class names, one a line, in the standard class-index order (the order of
@@ -23,6 +26,23 @@ pub fn imagenet_classes() -> Vec<&'static str> {
 /// The name of ImageNet-1k class `index`, or `None` past the last class.
 pub fn imagenet_class(index: usize) -> Option<&'static str> {
     IMAGENET_CLASSES.lines().nth(index)
+}
+
+/// `batch` samples of `net`'s input shape with values uniform in [-1, 1): the same for the same
+/// seed, on every machine. Test data and the inputs the commands use when given none.
+pub fn seeded_input(net: &Net, batch: usize, seed: u64) -> Result<HostTensor, ModelError> {
+    let mut shape = vec![batch];
+    shape.extend_from_slice(net.input_shape());
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| ModelError::TensorData(format!("input shape {shape:?} is too large")))?;
+    let mut rng = SplitMix64::new(seed);
+    // 24 random bits: every value is exact in f32.
+    let data = (0..count)
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+        .collect();
+    HostTensor::new(shape, data)
 }
 
 /// ImageNet channel means (RGB), as torchvision normalises.
@@ -171,6 +191,17 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
 mod tests {
     use super::*;
     use image::Rgb;
+
+    #[test]
+    fn seeded_inputs_fit_the_network_repeat_and_stay_in_range() {
+        let net = crate::zoo::build("lenet").expect("lenet");
+        let a = seeded_input(&net, 2, 7).expect("input");
+        assert_eq!(a.shape()[0], 2);
+        assert_eq!(&a.shape()[1..], net.input_shape());
+        assert!(a.data().iter().all(|v| (-1.0..1.0).contains(v)));
+        assert_eq!(a.data(), seeded_input(&net, 2, 7).expect("again").data());
+        assert_ne!(a.data(), seeded_input(&net, 2, 8).expect("other").data());
+    }
 
     #[test]
     fn constant_image_normalises_per_channel() {

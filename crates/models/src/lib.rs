@@ -31,7 +31,8 @@ pub use exec::{Activations, Model};
 pub use fusion::{FusedActivation, Fusion};
 pub use input::{
     IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIDE, SAMPLE_JPEG, decode_image,
-    image_dimensions, imagenet_class, imagenet_classes, load_image, preprocess, top_k,
+    image_dimensions, imagenet_class, imagenet_classes, load_image, preprocess, seeded_input,
+    top_k,
 };
 pub use kernels::Kernels;
 pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};

@@ -188,6 +188,22 @@ impl Net {
         Net::from_spec(&NetSpec::from_json(text)?)
     }
 
+    /// Reads a spec JSON file (`cutpoint-edge graph --spec` output) and builds the network. The
+    /// error names the file.
+    pub fn from_spec_file(path: &std::path::Path) -> Result<Net, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Net::from_spec_json(&text).map_err(|e| {
+            let reason = match e {
+                ModelError::Spec(message) => message,
+                other => other.to_string(),
+            };
+            ModelError::Spec(format!("{}: {reason}", path.display()))
+        })
+    }
+
     /// The network's spec, nodes in topological order. `Net::from_spec` gives it back unchanged.
     pub fn to_spec(&self) -> NetSpec {
         NetSpec {
@@ -275,6 +291,22 @@ mod tests {
         {"id": "relu", "inputs": ["conv"], "kind": "relu"},
         {"id": "flatten", "inputs": ["relu"], "kind": "flatten"}
     ] }"#;
+
+    #[test]
+    fn a_spec_file_builds_and_its_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("models-spec-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("tiny.json");
+        std::fs::write(&good, TINY).expect("write");
+        assert_eq!(Net::from_spec_file(&good).expect("builds").name(), "tiny");
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, "{").expect("write");
+        let err = Net::from_spec_file(&bad).expect_err("not JSON").to_string();
+        assert!(err.contains("bad.json"), "{err}");
+        let err = Net::from_spec_file(&dir.join("absent.json")).expect_err("no file");
+        assert!(err.to_string().contains("absent.json"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 
     #[test]
     fn every_zoo_model_round_trips_unchanged() {

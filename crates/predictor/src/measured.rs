@@ -2,25 +2,11 @@
 //!
 //! Tests use it, and so do experiments that need the truth to compare a plan against.
 
-use models::{HostTensor, Model, Net};
-use partition_core::synthetic::SplitMix64;
+use models::Model;
 use serde::Serialize;
 
 use crate::error::PredictorError;
 use crate::profile::DeviceProfile;
-
-/// A seeded random input of batch 1 for `net`, uniform in [-1, 1).
-pub(crate) fn random_input(net: &Net, seed: u64) -> Result<HostTensor, PredictorError> {
-    let shape: Vec<usize> = [1]
-        .into_iter()
-        .chain(net.input_shape().iter().copied())
-        .collect();
-    let mut rng = SplitMix64::new(seed);
-    let data = (0..shape.iter().product())
-        .map(|_| (rng.unit() * 2.0 - 1.0) as f32)
-        .collect();
-    Ok(HostTensor::new(shape, data)?)
-}
 
 /// Median latency of every node of `model` in ms, in node order, timed on a seeded random
 /// input of batch 1 after `warmup` unmeasured runs per node.
@@ -30,7 +16,7 @@ pub fn measured_costs(
     runs: usize,
     seed: u64,
 ) -> Result<Vec<f64>, PredictorError> {
-    let input = random_input(model.net(), seed)?;
+    let input = models::seeded_input(model.net(), 1, seed)?;
     Ok(model
         .time_layers(input, warmup, runs)?
         .into_iter()
@@ -62,7 +48,7 @@ pub fn check_model(
     seed: u64,
 ) -> Result<ModelCheck, PredictorError> {
     let predicted_ms: f64 = profile.layer_costs(model.net())?.iter().sum();
-    let input = random_input(model.net(), seed)?;
+    let input = models::seeded_input(model.net(), 1, seed)?;
     let measured_ms = model.time_forward(&input, warmup, runs)?;
     Ok(ModelCheck {
         model: model.net().name().to_string(),

@@ -11,7 +11,6 @@ use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, SweepMeta};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
-use crate::measured::random_input;
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -104,7 +103,7 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
             let sample = sampler.next_sample();
             let net = sample.net()?;
             let spec = sample.spec()?;
-            let input = random_input(&net, rng.next_u64())?;
+            let input = models::seeded_input(&net, 1, rng.next_u64())?;
             let model = Model::seeded(net, config.seed, &device)?;
             let timings = model.time_layers(input, plan.warmup, plan.runs)?;
             let median_ms = timings.last().map_or(0.0, |t| t.median_ms);

@@ -19,6 +19,7 @@
 //! [`EdgeConfig::edge_slowdown`].
 
 mod cloud;
+mod dirs;
 mod edge;
 mod error;
 mod loaded;
@@ -28,6 +29,7 @@ mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use dirs::UserDir;
 pub use edge::{
     CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
     pattern_input,

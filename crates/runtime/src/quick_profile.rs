@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use models::{Backend, Net};
 use predictor::{DeviceProfile, LayerClass, Role, SweepConfig, SweepSize, TrainOptions};
 
+use crate::dirs::UserDir;
 use crate::error::RuntimeError;
 
 /// The profiles a session on one machine plans with: this machine as the edge, and this
@@ -23,22 +24,9 @@ pub struct QuickProfiles {
     pub built: bool,
 }
 
-/// Where cutpoint caches what it builds for itself: `$XDG_CACHE_HOME/cutpoint`, or
-/// `~/.cache/cutpoint`.
+/// Where cutpoint caches what it builds for itself: [`UserDir::Cache`].
 pub fn default_cache_dir() -> Result<PathBuf, RuntimeError> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
-        })
-        .ok_or_else(|| RuntimeError::Config {
-            name: "cache directory",
-            reason: "neither XDG_CACHE_HOME nor HOME is set; set one of them".into(),
-        })?;
-    Ok(base.join("cutpoint"))
+    UserDir::Cache.path()
 }
 
 /// The layer classes `nets` need a regressor for.
