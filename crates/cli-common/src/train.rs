@@ -8,7 +8,7 @@ use predictor::{
     ClassReport, DeviceProfile, ModelCheck, PredictorError, Role, TrainOptions, apply_cpu_quota,
     check_model,
 };
-use serde_json::json;
+use serde::Serialize;
 
 use super::table::Table;
 
@@ -104,7 +104,7 @@ pub fn train(args: &TrainArgs, default_role: Role) -> Result<String, PredictorEr
     profile.save(&args.out)?;
     let checks = check_models(&profile, &names, args.check_runs as usize, args.seed)?;
     Ok(if args.json {
-        json_report(args, &profile, &reports, &checks)
+        json_report(args, &profile, &reports, &checks)?
     } else {
         text_report(args, &profile, &reports, &checks)
     })
@@ -230,32 +230,59 @@ fn text_report(
     out
 }
 
+/// `train --json`: the profile, each class's held-out accuracy against the baseline, and the
+/// zoo checks.
+#[derive(Serialize)]
+struct TrainReport<'a> {
+    profile: String,
+    name: &'a str,
+    role: &'static str,
+    device: &'a str,
+    backend: &'a str,
+    threads: usize,
+    cpu_quota: Option<f64>,
+    classes: &'a [ClassReport],
+    held_out_within_10pct: Within,
+    models: &'a [ModelCheck],
+    models_skipped: Option<&'a str>,
+}
+
+/// The share of held-out samples predicted within 10 %, ours and the baseline's.
+#[derive(Serialize)]
+struct Within {
+    ours: f64,
+    baseline: f64,
+}
+
 fn json_report(
     args: &TrainArgs,
     profile: &DeviceProfile,
     reports: &[ClassReport],
     checks: &Checks,
-) -> String {
-    let (models, skipped) = match checks {
-        Checks::Done(c) => (json!(c), None),
-        Checks::Skipped(why) => (json!([]), Some(why.clone())),
+) -> Result<String, PredictorError> {
+    let (models, models_skipped) = match checks {
+        Checks::Done(c) => (c.as_slice(), None),
+        Checks::Skipped(why) => (&[][..], Some(why.as_str())),
     };
-    let report = json!({
-        "profile": args.out.display().to_string(),
-        "name": profile.name,
-        "role": profile.role.name(),
-        "device": profile.device,
-        "backend": profile.backend,
-        "threads": profile.threads,
-        "cpu_quota": profile.cpu_quota,
-        "classes": reports,
-        "held_out_within_10pct": {
-            "ours": overall_within(reports, |r| r.ours),
-            "baseline": overall_within(reports, |r| r.baseline),
+    let report = TrainReport {
+        profile: args.out.display().to_string(),
+        name: &profile.name,
+        role: profile.role.name(),
+        device: &profile.device,
+        backend: &profile.backend,
+        threads: profile.threads,
+        cpu_quota: profile.cpu_quota,
+        classes: reports,
+        held_out_within_10pct: Within {
+            ours: overall_within(reports, |r| r.ours),
+            baseline: overall_within(reports, |r| r.baseline),
         },
-        "models": models,
-        "models_skipped": skipped,
-    });
-    // Serialising plain JSON values cannot fail; fall back to the compact form regardless.
-    serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()) + "\n"
+        models,
+        models_skipped,
+    };
+    let text = serde_json::to_string_pretty(&report).map_err(|e| PredictorError::Profile {
+        path: args.out.clone(),
+        reason: format!("the report could not be written as JSON: {e}"),
+    })?;
+    Ok(text + "\n")
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use cli_common::{BackendArg, Table};
 use lab::{FidelityRow, measure_fidelity};
 use models::{HostTensor, Kernels, Net};
-use serde_json::json;
+use serde::Serialize;
 use transport::Codec;
 
 use crate::model_args::{ModelArgs, load_model};
@@ -84,25 +84,26 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         None => format!("seeded (seed {})", args.seed),
     };
     if args.json {
-        let report = json!({
-            "model": name,
-            "weights": weights,
-            "inputs": inputs.len(),
-            "rows": rows.iter().map(|r| json!({
-                "after": r.after,
-                "crossing": r.crossing,
-                "codec": r.codec.name(),
-                "samples": r.samples,
-                "top1_agreement": r.top1_agreement,
-                "max_relative_error": r.max_relative_error,
-                "unencodable": r.unencodable,
-            })).collect::<Vec<_>>(),
-        });
+        let report = FidelityReport {
+            model: &name,
+            weights: &weights,
+            inputs: inputs.len(),
+            rows: &rows,
+        };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&name, &weights, inputs.len(), &rows));
     }
     Ok(())
+}
+
+/// `fidelity --json`.
+#[derive(Serialize)]
+struct FidelityReport<'a> {
+    model: &'a str,
+    weights: &'a str,
+    inputs: usize,
+    rows: &'a [FidelityRow],
 }
 
 /// The rows as a table, one line per cut and codec.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use models::{Kernels, LayerTiming};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use cli_common::BackendArg;
@@ -90,21 +90,25 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     }
     let total_ms: f64 = timings.iter().map(|t| t.median_ms).sum();
     if args.json {
-        let layers: Vec<_> = timings
-            .iter()
-            .map(|t| json!({"id": t.id, "kind": t.kind, "median_ms": t.median_ms, "out_bytes": t.out_bytes}))
-            .collect();
-        let report = json!({
-            "model": name,
-            "backend": args.backend.backend.name(),
-            "kernels": args.kernels.name(),
-            "batch": args.batch,
-            "warmup": args.warmup,
-            "runs": args.runs,
-            "total_ms": total_ms,
-            "forward_median_ms": forward_ms,
-            "layers": layers,
-        });
+        let report = LayersReport {
+            model: &name,
+            backend: args.backend.backend.name(),
+            kernels: args.kernels.name(),
+            batch: args.batch,
+            warmup: args.warmup,
+            runs: args.runs,
+            total_ms,
+            forward_median_ms: forward_ms,
+            layers: timings
+                .iter()
+                .map(|t| LayerRow {
+                    id: &t.id,
+                    kind: t.kind,
+                    median_ms: t.median_ms,
+                    out_bytes: t.out_bytes,
+                })
+                .collect(),
+        };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let mut table = Table::new(&["node", "kind", "median_ms", "out_bytes"]);
@@ -129,6 +133,29 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `layers --json`.
+#[derive(Serialize)]
+struct LayersReport<'a> {
+    model: &'a str,
+    backend: &'static str,
+    kernels: &'static str,
+    batch: u32,
+    warmup: u32,
+    runs: u32,
+    total_ms: f64,
+    forward_median_ms: f64,
+    layers: Vec<LayerRow<'a>>,
+}
+
+/// One node's median time and output size.
+#[derive(Serialize)]
+struct LayerRow<'a> {
+    id: &'a str,
+    kind: &'static str,
+    median_ms: f64,
+    out_bytes: u64,
 }
 
 /// One row per node: `node,kind,median_ms,out_bytes`.

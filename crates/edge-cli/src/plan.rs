@@ -14,7 +14,7 @@ use partition_core::{
 };
 use predictor::DeviceProfile;
 use runtime::{DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource};
-use serde_json::{Value, json};
+use serde::Serialize;
 use transport::Loss;
 
 use cli_common::Table;
@@ -142,7 +142,7 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     let edge_only = Plan::edge_only(&graph, &scenario);
     let cloud_only = Plan::cloud_only(&graph, &scenario);
     if args.json {
-        let report = json_report(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        let report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!(
@@ -269,67 +269,114 @@ fn ids(graph: &Graph, nodes: &[usize]) -> Vec<String> {
     nodes.iter().map(|&v| graph.id(v).to_string()).collect()
 }
 
-fn direction(d: Direction) -> &'static str {
-    match d {
-        Direction::Up => "up",
-        Direction::Down => "down",
-    }
+/// `plan --json`: the plan, its predicted breakdown, the baselines and the scenario.
+#[derive(Serialize)]
+struct PlanReport {
+    graph: String,
+    solver: String,
+    objective: &'static str,
+    objective_value: f64,
+    objective_unit: &'static str,
+    cloud_nodes: Vec<String>,
+    edge_nodes: Vec<String>,
+    transfers: Vec<TransferReport>,
+    predicted_ms: BreakdownReport,
+    baselines: Baselines,
+    link: LinkReport,
+    load_factor: f64,
 }
 
-fn json_report(
-    graph: &Graph,
-    s: &Scenario,
-    plan: &Plan,
-    edge_only: &Plan,
-    cloud_only: &Plan,
-) -> Value {
-    let b = plan.breakdown();
-    let transfers: Vec<Value> = plan
-        .transfers()
-        .iter()
-        .map(|t| {
-            json!({
-                "tensor": graph.id(t.tensor),
-                "bytes": t.bytes,
-                "direction": direction(t.direction),
-                "encoding": graph.encoding_name(t.tensor, t.encoding),
-                "raw_bytes": t.raw_bytes,
-            })
-        })
-        .collect();
-    let mut baselines = json!({
-        "edge_only_ms": edge_only.breakdown().total_ms,
-        "cloud_only_ms": cloud_only.breakdown().total_ms,
-    });
-    if let Objective::Energy { .. } = s.objective() {
-        baselines["edge_only_mj"] = json!(edge_only.value());
-        baselines["cloud_only_mj"] = json!(cloud_only.value());
+/// A tensor that crosses, as the plan sends it.
+#[derive(Serialize)]
+struct TransferReport {
+    tensor: String,
+    bytes: u64,
+    direction: String,
+    encoding: String,
+    raw_bytes: u64,
+}
+
+/// The predicted time of each part, ms.
+#[derive(Serialize)]
+struct BreakdownReport {
+    edge: f64,
+    upload: f64,
+    cloud: f64,
+    download: f64,
+    rtt: f64,
+    total: f64,
+}
+
+/// Edge-only and cloud-only for the same scenario; energies with the energy objective.
+#[derive(Serialize)]
+struct Baselines {
+    edge_only_ms: f64,
+    cloud_only_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edge_only_mj: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud_only_mj: Option<f64>,
+}
+
+/// The link planned for.
+#[derive(Serialize)]
+struct LinkReport {
+    uplink_mbps: f64,
+    downlink_mbps: f64,
+    rtt_ms: f64,
+}
+
+impl PlanReport {
+    fn new(
+        graph: &Graph,
+        s: &Scenario,
+        plan: &Plan,
+        edge_only: &Plan,
+        cloud_only: &Plan,
+    ) -> PlanReport {
+        let b = plan.breakdown();
+        let energy = matches!(s.objective(), Objective::Energy { .. });
+        PlanReport {
+            graph: graph.name().to_string(),
+            solver: plan.method().to_string(),
+            objective: s.objective().name(),
+            objective_value: plan.value(),
+            objective_unit: s.objective().unit(),
+            cloud_nodes: ids(graph, &plan.cloud_nodes()),
+            edge_nodes: ids(graph, &plan.edge_nodes()),
+            transfers: plan
+                .transfers()
+                .iter()
+                .map(|t| TransferReport {
+                    tensor: graph.id(t.tensor).to_string(),
+                    bytes: t.bytes,
+                    direction: t.direction.to_string(),
+                    encoding: graph.encoding_name(t.tensor, t.encoding).to_string(),
+                    raw_bytes: t.raw_bytes,
+                })
+                .collect(),
+            predicted_ms: BreakdownReport {
+                edge: b.edge_ms,
+                upload: b.upload_ms,
+                cloud: b.cloud_ms,
+                download: b.download_ms,
+                rtt: b.rtt_ms,
+                total: b.total_ms,
+            },
+            baselines: Baselines {
+                edge_only_ms: edge_only.breakdown().total_ms,
+                cloud_only_ms: cloud_only.breakdown().total_ms,
+                edge_only_mj: energy.then(|| edge_only.value()),
+                cloud_only_mj: energy.then(|| cloud_only.value()),
+            },
+            link: LinkReport {
+                uplink_mbps: s.link().uplink_mbps(),
+                downlink_mbps: s.link().downlink_mbps(),
+                rtt_ms: s.link().rtt_ms(),
+            },
+            load_factor: s.load_factor(),
+        }
     }
-    json!({
-        "graph": graph.name(),
-        "solver": plan.method().to_string(),
-        "objective": s.objective().name(),
-        "objective_value": plan.value(),
-        "objective_unit": s.objective().unit(),
-        "cloud_nodes": ids(graph, &plan.cloud_nodes()),
-        "edge_nodes": ids(graph, &plan.edge_nodes()),
-        "transfers": transfers,
-        "predicted_ms": {
-            "edge": b.edge_ms,
-            "upload": b.upload_ms,
-            "cloud": b.cloud_ms,
-            "download": b.download_ms,
-            "rtt": b.rtt_ms,
-            "total": b.total_ms,
-        },
-        "baselines": baselines,
-        "link": {
-            "uplink_mbps": s.link().uplink_mbps(),
-            "downlink_mbps": s.link().downlink_mbps(),
-            "rtt_ms": s.link().rtt_ms(),
-        },
-        "load_factor": s.load_factor(),
-    })
 }
 
 /// Up to `max` ids, then how many more there are.

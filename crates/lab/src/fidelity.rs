@@ -8,12 +8,13 @@
 
 use models::{Activations, HostTensor, Model, relative_difference};
 use runtime::RuntimeError;
+use serde::Serialize;
 use transport::{Codec, Limits, Loss, WireTensor};
 
 use crate::error::LabError;
 
 /// One cut under one codec, over all inputs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FidelityRow {
     /// The last node on the edge: the cut runs nodes up to it (topological order) on the edge.
     pub after: String,
