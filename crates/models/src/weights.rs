@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use partition_core::synthetic::SplitMix64;
+
 use crate::error::ModelError;
 use crate::layer::{LayerKind, Shape};
 use crate::net::Net;
@@ -37,8 +39,8 @@ impl Weights {
 
     /// Deterministic weights for `net` from `seed`.
     ///
-    /// Each tensor draws from its own stream, seeded by `seed` and its key, so a layer's weights do
-    /// not depend on the rest of the network. Convolution and linear weights are He-uniform
+    /// Each tensor draws from its own stream ([`SplitMix64`]), seeded by `seed` and its key, so a
+    /// layer's weights do not depend on the rest of the network. Convolution and linear weights are He-uniform
     /// (`±sqrt(6 / fan_in)`), biases `±1/sqrt(fan_in)`; batch norm gets weights and running
     /// variances in [0.8, 1.2] and biases and running means in [-0.1, 0.1], so activations stay
     /// of order one through deep networks.
@@ -74,7 +76,7 @@ impl Weights {
                 let n: usize = t.shape.iter().product();
                 let mut rng = SplitMix64::new(seed ^ fnv1a(key.as_bytes()));
                 let data = (0..n)
-                    .map(|_| low + (high - low) * rng.next_unit())
+                    .map(|_| low + (high - low) * next_unit(&mut rng))
                     .collect();
                 // The length matches the shape by construction.
                 if let Ok(tensor) = HostTensor::new(t.shape, data) {
@@ -160,26 +162,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): tiny, fast, and the same on every platform.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 24 bits of precision.
-    fn next_unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
+/// Uniform in [0, 1) with 24 bits of precision (an `f32` mantissa's worth): the top 24 bits of
+/// the generator's next draw.
+fn next_unit(rng: &mut SplitMix64) -> f32 {
+    (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
 }
 
 #[cfg(test)]

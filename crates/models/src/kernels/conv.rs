@@ -21,9 +21,10 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{MatRef, ShapeError, gemm};
+use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
 use super::winograd;
+use super::{Activation, ConvShape, ShapeError};
 
 /// im2col tiles hold at most this many bytes, so that a tile is still in cache when gemm reads
 /// it.
@@ -51,77 +52,14 @@ enum Layout {
     Winograd,
 }
 
-/// What a layer applies to its output after the bias, element by element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Activation {
-    /// Nothing.
-    Identity,
-    /// `max(x, 0)`.
-    Relu,
-    /// `min(max(x, 0), 6)`.
-    Relu6,
-}
-
-impl Activation {
-    /// Applies the activation to every element of `data`.
-    #[inline(always)]
-    pub(crate) fn apply(self, data: &mut [f32]) {
-        match self {
-            Activation::Identity => {}
-            Activation::Relu => data.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Relu6 => data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
-        }
-    }
-}
-
-/// A convolution's hyper-parameters (`groups = 1`), as in [`crate::LayerKind::Conv2d`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConvShape {
-    /// Input channels.
-    pub in_channels: usize,
-    /// Output channels.
-    pub out_channels: usize,
-    /// Kernel height and width.
-    pub kernel: [usize; 2],
-    /// Stride.
-    pub stride: [usize; 2],
-    /// Zero padding on each side.
-    pub padding: [usize; 2],
-    /// Dilation.
-    pub dilation: [usize; 2],
-}
-
-impl ConvShape {
-    /// Output height and width for an input of `h × w` (the input must be large enough, which
-    /// the network's shape inference has checked).
-    fn output(&self, h: usize, w: usize) -> Option<[usize; 2]> {
-        let out = |len: usize, i: usize| {
-            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
-            (len + 2 * self.padding[i])
-                .checked_sub(span)
-                .map(|room| room / self.stride[i] + 1)
-        };
-        Some([out(h, 0)?, out(w, 1)?])
-    }
-
-    /// Whether a layer of this shape with `pixels` output pixels runs pixel-major: most do, but
-    /// not one with few pixels, nor one with few input channels, nor an unpadded 1×1 one (whose
-    /// NCHW input, every stride-th pixel of it if strided, is already the channel-major patch
-    /// matrix, so it needs no transpose).
-    fn suits_pixel_major(&self, pixels: usize) -> bool {
-        pixels >= PIXEL_MAJOR_MIN_PIXELS
-            && self.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
-            && !(self.kernel == [1, 1] && self.padding == [0, 0])
-    }
-
-    fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
-    }
-
-    /// Rows of the im2col matrix: one per input channel and kernel position.
-    fn patch_len(&self) -> usize {
-        self.in_channels * self.kernel[0] * self.kernel[1]
-    }
+/// Whether a layer of shape `s` with `pixels` output pixels runs pixel-major: most do, but not
+/// one with few pixels, nor one with few input channels, nor an unpadded 1×1 one (whose NCHW
+/// input, every stride-th pixel of it if strided, is already the channel-major patch matrix, so
+/// it needs no transpose).
+fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
+    pixels >= PIXEL_MAJOR_MIN_PIXELS
+        && s.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
+        && !(s.kernel == [1, 1] && s.padding == [0, 0])
 }
 
 /// A convolution ready to run: its shape, packed weight, bias and activation.
@@ -146,7 +84,7 @@ impl PackedConv {
         activation: Activation,
         pixels: usize,
     ) -> Result<PackedConv, ShapeError> {
-        let pixel_major = shape.suits_pixel_major(pixels);
+        let pixel_major = suits_pixel_major(&shape, pixels);
         let layout = if winograd::pays(&shape, pixels, pixel_major) {
             Layout::Winograd
         } else if pixel_major {

@@ -11,9 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Activation, ConvShape};
-use super::gemm::ShapeError;
 use super::scratch::Scratch;
+use super::{Activation, ConvShape, ShapeError};
 
 /// Output columns computed together, their sums held in registers across the taps.
 const LANES: usize = 16;

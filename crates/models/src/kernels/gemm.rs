@@ -5,6 +5,8 @@
 //! This module holds the crate's only `unsafe` code. `gemm::gemm` takes raw pointers and
 //! strides; the checks below are exactly its preconditions for row-major operands.
 
+use super::ShapeError;
+
 /// A row-major matrix view: `rows × cols` elements, row `r` starting at `r * row_stride`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MatRef<'a> {
@@ -35,10 +37,6 @@ fn fits(len: usize, rows: usize, cols: usize, row_stride: usize) -> bool {
             .and_then(|n| n.checked_add(cols))
             .is_some_and(|n| n <= len)
 }
-
-/// Why a product was refused: the operands' shapes disagree or a view overruns its slice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ShapeError(pub String);
 
 /// `dst = a × b`, or `dst += a × b` when `accumulate`, for `dst` of `a.rows × b.cols` with row
 /// stride `dst_stride`. `parallel` lets gemm spread the product over rayon's threads.

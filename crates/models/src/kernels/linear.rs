@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::ShapeError;
+use super::ShapeError;
 
 /// Weight rows whose dot products are computed together.
 const ROWS: usize = 4;

@@ -1,6 +1,11 @@
 //! The crate's own CPU kernels, used on the flex backend for the layers that dominate a forward
 //! pass (see [`crate::Kernels`]). They read and write plain `f32` slices; `Model` hands them a
 //! tensor's host data (free on flex for a tensor nobody else holds) and wraps their output.
+//!
+//! The vocabulary the kernels share ([`ConvShape`], [`Activation`], [`ShapeError`]) lives here.
+//! Each kernel file imports it from here and builds on the lower-level pieces: `gemm` (the one
+//! matrix product) and `scratch` (per-thread buffers). `conv` hands 3×3, stride-1 layers to
+//! `winograd`; no kernel file imports another otherwise.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,11 +20,84 @@ mod pool;
 mod scratch;
 mod winograd;
 
-pub(crate) use conv::{Activation, ConvShape, PackedConv};
+pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
-pub(crate) use gemm::ShapeError;
 pub(crate) use linear::DenseLinear;
 pub(crate) use pool::{PoolWindow, max_pool2d};
+
+/// What a layer applies to its output after the bias, element by element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// Nothing.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+impl Activation {
+    /// Applies the activation to every element of `data`.
+    #[inline(always)]
+    pub(crate) fn apply(self, data: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => data.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Relu6 => data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+        }
+    }
+}
+
+/// A convolution's hyper-parameters, as in [`crate::LayerKind::Conv2d`], less `groups`, which
+/// the kernel taking the shape implies: [`PackedConv`] (and its Winograd path) runs it dense
+/// (`groups = 1`, a `[out, in, kh, kw]` weight), [`DepthwiseConv`] one filter per channel
+/// (`groups = in_channels = out_channels`, a `[channels, 1, kh, kw]` weight, which
+/// [`DepthwiseConv::new`] checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Zero padding on each side.
+    pub padding: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+}
+
+impl ConvShape {
+    /// Output height and width for an input of `h × w`; `None` when the padded input is smaller
+    /// than the (dilated) kernel.
+    fn output(&self, h: usize, w: usize) -> Option<[usize; 2]> {
+        let out = |len: usize, i: usize| {
+            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            (len + 2 * self.padding[i])
+                .checked_sub(span)
+                .map(|room| room / self.stride[i] + 1)
+        };
+        Some([out(h, 0)?, out(w, 1)?])
+    }
+
+    /// Whether the convolution is 1×1 at stride 1 without padding: its NCHW input is already the
+    /// `[in, pixels]` patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Rows of the im2col matrix: one per input channel and kernel position.
+    fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// Why a kernel refused its operands: their shapes disagree with each other or with the layer,
+/// or a matrix view overruns its slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShapeError(pub String);
 
 /// Which kernels a [`Model`](crate::Model) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,9 +16,9 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Activation, ConvShape};
-use super::gemm::{MatRef, ShapeError, gemm};
+use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
+use super::{Activation, ConvShape, ShapeError};
 
 /// Points of a transformed window: a 4×4 window for a 2×2 tile.
 const POINTS: usize = 16;

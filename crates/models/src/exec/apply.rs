@@ -1,0 +1,287 @@
+//! Running one node: an addition or concatenation of its inputs, or a layer on its one input by
+//! its prepared [`Params`], with Burn's operations or with the crate's own kernels on the
+//! tensor's host data.
+
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, conv2d, linear, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::Model;
+use super::prepare::{LinearBlock, Params};
+use crate::error::ModelError;
+use crate::kernels::{Activation, PoolWindow, ShapeError, max_pool2d as max_pool};
+use crate::layer::LayerKind;
+use crate::net::Node;
+use crate::tensor::Value;
+
+impl Model {
+    /// Runs node `v` on its input values (in the node's input order) and returns its output.
+    pub(super) fn apply(&self, v: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
+        let node = &self.net.nodes()[v];
+        let count = inputs.len();
+        let wrong = || {
+            ModelError::Backend(format!(
+                "node `{}` ({}) was handed {count} input(s) of the wrong number or rank",
+                node.id(),
+                node.spec().kind.name(),
+            ))
+        };
+        let kind = &node.spec().kind;
+        if matches!(kind, LayerKind::Add | LayerKind::Concat) {
+            return combine(kind, inputs).ok_or_else(wrong);
+        }
+        let [x] = <[Value; 1]>::try_from(inputs).map_err(|_| wrong())?;
+        if self.fusion.is_absorbed(v) {
+            // The convolution this node belongs to has already computed its output.
+            return Ok(x);
+        }
+        self.apply_layer(node, &self.params[v], x)?
+            .ok_or_else(wrong)
+    }
+
+    /// Runs a single-input layer, `node` with parameters `params`, on `x`; `None` when `x` (or
+    /// `params`) is not of the kind the layer takes.
+    fn apply_layer(
+        &self,
+        node: &Node,
+        params: &Params,
+        x: Value,
+    ) -> Result<Option<Value>, ModelError> {
+        Ok(match (&node.spec().kind, x) {
+            (LayerKind::Input | LayerKind::Dropout { .. }, x) => Some(x),
+            (LayerKind::Conv2d { .. }, Value::Map(x)) => {
+                self.conv(node, params, x)?.map(Value::Map)
+            }
+            (LayerKind::Linear { .. }, Value::Vector(x)) => {
+                self.linear(node, params, x)?.map(Value::Vector)
+            }
+            (LayerKind::BatchNorm2d { .. }, Value::Map(x)) => batch_norm(params, x).map(Value::Map),
+            (LayerKind::Relu, Value::Map(x)) => Some(Value::Map(relu(x))),
+            (LayerKind::Relu, Value::Vector(x)) => Some(Value::Vector(relu(x))),
+            (LayerKind::Relu6, Value::Map(x)) => Some(Value::Map(x.clamp(0.0, 6.0))),
+            (LayerKind::Relu6, Value::Vector(x)) => Some(Value::Vector(x.clamp(0.0, 6.0))),
+            (
+                LayerKind::MaxPool2d { .. }
+                | LayerKind::AvgPool2d { .. }
+                | LayerKind::AdaptiveAvgPool2d { .. },
+                Value::Map(x),
+            ) => self.pool(node, x)?.map(Value::Map),
+            (LayerKind::Flatten, Value::Map(x)) => Some(Value::Vector(x.flatten::<2>(1, 3))),
+            (LayerKind::Flatten, vector @ Value::Vector(_)) => Some(vector),
+            _ => None,
+        })
+    }
+
+    /// Runs convolution `node` on `x` with the kernel its `params` were prepared for; `None`
+    /// when they are not a convolution's.
+    fn conv(
+        &self,
+        node: &Node,
+        params: &Params,
+        x: Tensor<4>,
+    ) -> Result<Option<Tensor<4>>, ModelError> {
+        let out = &node.spec().output_shape;
+        Ok(match (&node.spec().kind, params) {
+            (_, Params::Depthwise(conv)) => {
+                Some(self.on_host(node.id(), x, out, |data, hw, out_hw| {
+                    conv.forward(data, hw, out_hw)
+                })?)
+            }
+            (_, Params::Packed(conv)) => {
+                let batch = x.dims()[0];
+                Some(self.on_host(node.id(), x, out, |data, hw, _| {
+                    Ok(conv.forward(data, batch, hw)?.0)
+                })?)
+            }
+            (
+                LayerKind::Conv2d {
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    ..
+                },
+                Params::Conv {
+                    weight,
+                    bias,
+                    activation,
+                },
+            ) => {
+                let options = ConvOptions::new(*stride, *padding, *dilation, *groups);
+                Some(burn_conv(x, weight, bias, *activation, options))
+            }
+            _ => None,
+        })
+    }
+
+    /// Runs linear layer `node` on `x` with the kernel its `params` were prepared for; `None`
+    /// when they are not a linear layer's.
+    fn linear(
+        &self,
+        node: &Node,
+        params: &Params,
+        x: Tensor<2>,
+    ) -> Result<Option<Tensor<2>>, ModelError> {
+        Ok(match params {
+            Params::Dense(layer) => {
+                let [batch, _] = x.dims();
+                let shape = [batch, layer.outputs()];
+                Some(self.host_kernel(node.id(), x, shape, |input| layer.forward(input))?)
+            }
+            Params::Linear { blocks } => Some(burn_linear(x, blocks)),
+            _ => None,
+        })
+    }
+
+    /// Runs pooling layer `node` on `x` (max pooling with the crate's own kernel where it runs
+    /// it); `None` when `node` is no pooling layer.
+    fn pool(&self, node: &Node, x: Tensor<4>) -> Result<Option<Tensor<4>>, ModelError> {
+        Ok(Some(match &node.spec().kind {
+            LayerKind::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } if self.own_kernels => {
+                let window = PoolWindow {
+                    kernel: *kernel_size,
+                    stride: *stride,
+                    padding: *padding,
+                    dilation: *dilation,
+                };
+                let out = &node.spec().output_shape;
+                self.on_host(node.id(), x, out, |data, [h, w], [ho, wo]| {
+                    Ok(max_pool(data, [h, w], [ho, wo], &window))
+                })?
+            }
+            LayerKind::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            } => max_pool2d(
+                x,
+                MaxPoolOptions::new(*kernel_size)
+                    .with_stride(*stride)
+                    .with_padding(*padding)
+                    .with_dilation(*dilation)
+                    .with_ceil_mode(*ceil_mode),
+            ),
+            LayerKind::AvgPool2d {
+                kernel_size,
+                stride,
+                padding,
+                ceil_mode,
+                count_include_pad,
+            } => avg_pool2d(
+                x,
+                AvgPoolOptions::new(*kernel_size)
+                    .with_stride(*stride)
+                    .with_padding(*padding)
+                    .with_count_include_pad(*count_include_pad)
+                    .with_ceil_mode(*ceil_mode),
+            ),
+            LayerKind::AdaptiveAvgPool2d { output_size } => adaptive_avg_pool2d(x, *output_size),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Runs `kernel` on the host data of feature map `x` (free on flex for a tensor nobody else
+    /// holds) and wraps its output, `[N, C, H, W]` by the spec's per-sample `out` shape.
+    fn on_host(
+        &self,
+        id: &str,
+        x: Tensor<4>,
+        out: &[usize],
+        kernel: impl FnOnce(&[f32], [usize; 2], [usize; 2]) -> Result<Vec<f32>, ShapeError>,
+    ) -> Result<Tensor<4>, ModelError> {
+        let [batch, _, h, w] = x.dims();
+        let &[channels, ho, wo] = out else {
+            return Err(ModelError::Backend(format!(
+                "`{id}` should output a feature map, not {out:?}"
+            )));
+        };
+        self.host_kernel(id, x, [batch, channels, ho, wo], |input| {
+            kernel(input, [h, w], [ho, wo])
+        })
+    }
+
+    /// Runs `kernel` on the host data of `x` and wraps its output as a tensor of `shape`.
+    fn host_kernel<const D: usize>(
+        &self,
+        id: &str,
+        x: Tensor<D>,
+        shape: [usize; D],
+        kernel: impl FnOnce(&[f32]) -> Result<Vec<f32>, ShapeError>,
+    ) -> Result<Tensor<D>, ModelError> {
+        let data = x.into_data();
+        let input = data
+            .as_slice::<f32>()
+            .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))?;
+        let y = kernel(input).map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
+    }
+}
+
+/// Burn's `conv2d` of `x` with `options`, then the fused `activation`.
+fn burn_conv(
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    bias: &Option<Tensor<1>>,
+    activation: Activation,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let y = conv2d(x, weight.clone(), bias.clone(), options);
+    match activation {
+        Activation::Identity => y,
+        Activation::Relu => relu(y),
+        Activation::Relu6 => y.clamp(0.0, 6.0),
+    }
+}
+
+/// Burn's `linear` of `x` with each block of output columns (in parallel when there are
+/// several), concatenated.
+fn burn_linear(x: Tensor<2>, blocks: &[LinearBlock]) -> Tensor<2> {
+    match blocks {
+        [one] => linear(x, one.weight.clone(), one.bias.clone()),
+        _ => {
+            let parts: Vec<Tensor<2>> = blocks
+                .par_iter()
+                .map(|b| linear(x.clone(), b.weight.clone(), b.bias.clone()))
+                .collect();
+            Tensor::cat(parts, 1)
+        }
+    }
+}
+
+/// A batch norm's inference transform of `x`; `None` when `params` are not a batch norm's.
+fn batch_norm(params: &Params, x: Tensor<4>) -> Option<Tensor<4>> {
+    match params {
+        Params::Norm { scale, shift } => Some(x.mul(scale.clone()).add(shift.clone())),
+        _ => None,
+    }
+}
+
+/// Adds or concatenates (along channels) values of one rank; `None` when the ranks differ.
+fn combine(kind: &LayerKind, inputs: Vec<Value>) -> Option<Value> {
+    let mut maps = Vec::new();
+    let mut vectors = Vec::new();
+    for x in inputs {
+        match x {
+            Value::Map(t) => maps.push(t),
+            Value::Vector(t) => vectors.push(t),
+        }
+    }
+    let add = matches!(kind, LayerKind::Add);
+    match (maps.is_empty(), vectors.is_empty()) {
+        (false, true) if add => maps.into_iter().reduce(Tensor::add).map(Value::Map),
+        (true, false) if add => vectors.into_iter().reduce(Tensor::add).map(Value::Vector),
+        (false, true) => Some(Value::Map(Tensor::cat(maps, 1))),
+        (true, false) => Some(Value::Vector(Tensor::cat(vectors, 1))),
+        _ => None,
+    }
+}

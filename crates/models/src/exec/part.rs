@@ -1,0 +1,168 @@
+//! Running a part of the network: its nodes in topological order, from the boundary tensors
+//! handed in, each tensor kept until the part's last node that reads it and exported if a node
+//! outside the part reads it.
+
+use super::{Activations, Model};
+use crate::error::ModelError;
+use crate::net::Node;
+use crate::tensor::Value;
+
+/// The tensors of a part while it runs.
+struct Tensors<'a> {
+    /// Which nodes are in the part.
+    part: &'a [bool],
+    /// For each node, how many reads by the part's nodes its output still has to serve.
+    uses: Vec<usize>,
+    /// The outputs of the part's nodes that are still to be read.
+    values: Vec<Option<Value>>,
+    /// The tensors handed in from outside the part.
+    boundary: Activations,
+}
+
+impl Tensors<'_> {
+    /// Node `u`'s output for one read by a node of the part, or `None` if nobody computed or
+    /// handed it in. The last reader takes the tensor, so the backend may reuse its buffer.
+    fn read(&mut self, u: usize) -> Option<Value> {
+        self.uses[u] -= 1;
+        match (self.part[u], self.uses[u] == 0) {
+            (true, true) => self.values[u].take(),
+            (true, false) => self.values[u].clone(),
+            (false, true) => self.boundary.remove(&u),
+            (false, false) => self.boundary.get(&u).cloned(),
+        }
+    }
+}
+
+impl Model {
+    /// [`Model::run_part`] on the calling thread; with `export_all`, every node's output is
+    /// returned, not only those read outside the part.
+    pub(super) fn run_part_here(
+        &self,
+        part: &[bool],
+        boundary: Activations,
+        export_all: bool,
+    ) -> Result<Activations, ModelError> {
+        let net = &self.net;
+        let n = net.len();
+        if part.len() != n {
+            return Err(ModelError::InvalidCut(format!(
+                "the part has {} flags but the network has {n} nodes",
+                part.len()
+            )));
+        }
+        let batch = self.check_boundary(&boundary)?;
+        let exported = self.exported(part, export_all);
+        let mut tensors = Tensors {
+            part,
+            uses: self.reads_within(part),
+            values: vec![None; n],
+            boundary,
+        };
+        let mut out = Activations::new();
+        for v in (0..n).filter(|&v| part[v]) {
+            let value = if v == 0 {
+                let node = &net.nodes()[v];
+                tensors
+                    .boundary
+                    .remove(&0)
+                    .ok_or_else(|| ModelError::MissingBoundary {
+                        node: node.id().to_string(),
+                        input: node.id().to_string(),
+                    })?
+            } else {
+                self.run_in_part(v, batch, &mut tensors)?
+            };
+            if exported[v] {
+                out.insert(v, value.clone());
+            }
+            if tensors.uses[v] > 0 {
+                tensors.values[v] = Some(value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each node, how many times the nodes of `part` read its output.
+    fn reads_within(&self, part: &[bool]) -> Vec<usize> {
+        let n = self.net.len();
+        let mut uses = vec![0usize; n];
+        for v in (0..n).filter(|&v| part[v]) {
+            for &u in self.net.nodes()[v].inputs() {
+                uses[u] += 1;
+            }
+        }
+        uses
+    }
+
+    /// Which nodes' outputs the part returns: with `export_all` all of its nodes', else those a
+    /// node outside the part reads, and the network's output.
+    fn exported(&self, part: &[bool], export_all: bool) -> Vec<bool> {
+        let net = &self.net;
+        (0..net.len())
+            .map(|v| {
+                part[v]
+                    && (export_all || v == net.sink() || net.consumers(v).iter().any(|&w| !part[w]))
+            })
+            .collect()
+    }
+
+    /// Runs node `v` (not the input) of the part on its inputs from `tensors`, and checks its
+    /// output's shape: `batch` samples of the node's spec.
+    fn run_in_part(
+        &self,
+        v: usize,
+        batch: usize,
+        tensors: &mut Tensors<'_>,
+    ) -> Result<Value, ModelError> {
+        let node = &self.net.nodes()[v];
+        let mut inputs = Vec::with_capacity(node.inputs().len());
+        for &u in node.inputs() {
+            inputs.push(tensors.read(u).ok_or_else(|| ModelError::MissingBoundary {
+                node: node.id().to_string(),
+                input: self.net.nodes()[u].id().to_string(),
+            })?);
+        }
+        let y = self.apply(v, inputs)?;
+        check_output(node, batch, &y)?;
+        Ok(y)
+    }
+
+    /// Checks every boundary tensor's shape against its node and returns the common batch size.
+    fn check_boundary(&self, boundary: &Activations) -> Result<usize, ModelError> {
+        let mut batch = None;
+        for (&v, value) in boundary {
+            let node = self.net.node(v).ok_or_else(|| {
+                ModelError::UnknownNode(format!("#{v} (the network has {} nodes)", self.net.len()))
+            })?;
+            let shape = value.shape();
+            let b = *batch.get_or_insert(shape.first().copied().unwrap_or(0));
+            let expected: Vec<usize> = std::iter::once(b)
+                .chain(node.spec().output_shape.iter().copied())
+                .collect();
+            if shape != expected || b == 0 {
+                return Err(ModelError::TensorShape {
+                    node: node.id().to_string(),
+                    expected,
+                    got: shape,
+                });
+            }
+        }
+        Ok(batch.unwrap_or(1))
+    }
+}
+
+/// Checks that `node`'s output `y` is `batch` samples of the shape its spec says.
+fn check_output(node: &Node, batch: usize, y: &Value) -> Result<(), ModelError> {
+    let expected: Vec<usize> = std::iter::once(batch)
+        .chain(node.spec().output_shape.iter().copied())
+        .collect();
+    if y.shape() != expected {
+        return Err(ModelError::Backend(format!(
+            "node `{}` produced shape {:?} but its spec says {expected:?}; the backend's {} differs from PyTorch's",
+            node.id(),
+            y.shape(),
+            node.spec().kind.name()
+        )));
+    }
+    Ok(())
+}
