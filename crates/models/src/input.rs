@@ -38,10 +38,7 @@ pub fn seeded_input(net: &Net, batch: usize, seed: u64) -> Result<HostTensor, Mo
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| ModelError::TensorData(format!("input shape {shape:?} is too large")))?;
     let mut rng = SplitMix64::new(seed);
-    // 24 random bits: every value is exact in f32.
-    let data = (0..count)
-        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
-        .collect();
+    let data = (0..count).map(|_| rng.unit_f32() * 2.0 - 1.0).collect();
     HostTensor::new(shape, data)
 }
 

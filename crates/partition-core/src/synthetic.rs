@@ -30,6 +30,12 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Uniform in [0, 1) as f32, from 24 random bits (so every value is exact): seeded weights
+    /// and inputs.
+    pub fn unit_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
     /// Uniform integer in [lo, hi]; `lo` when the range is empty.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         if hi <= lo {
