@@ -134,13 +134,22 @@ pub(crate) fn check(config: &GridConfig) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The candidate cuts: every split point of a chain; for a DAG, the min-cut plans for every
-/// uplink of the grid, plus edge-only and cloud-only. As cloud node id lists, without repeats.
-pub(crate) fn candidates(
-    session: &EdgeSession,
+/// The candidate cuts: every split point of a chain; for a DAG, edge-only, cloud-only, and for
+/// every uplink of the grid the min-cut plan of the raw graph (every tensor as f32, as
+/// Neurosurgeon and DADS price it) and of the graph a request is planned on (with the
+/// encodings the loss allows and, for an image, the file). As cloud node id lists, without
+/// repeats; a plan that sends the image file is cloud-only, which the grid measures anyway.
+pub(crate) async fn candidates(
+    session: &mut EdgeSession,
+    input: &LabInput,
     uplinks_mbps: &[f64],
     rtt_ms: f64,
 ) -> Result<Vec<SplitMode>, LabError> {
+    let image = match input {
+        LabInput::Image(file) => Some(*file),
+        LabInput::Tensor(_) => None,
+    };
+    let encoded = session.request_graph(image).await?;
     let graph = session.graph();
     let n = graph.len();
     let mut placements: Vec<Vec<bool>> = Vec::new();
@@ -153,6 +162,15 @@ pub(crate) fn candidates(
             let scenario = Scenario::latency(Link::new(uplink, uplink, rtt_ms)?);
             let plan = Solver::MinCut.solve(graph, &scenario)?;
             placements.push(plan.placement().to_vec());
+            let plan = Solver::MinCut.solve(&encoded, &scenario)?;
+            let on_cloud = |v: usize| {
+                encoded
+                    .index_of(graph.id(v))
+                    .is_some_and(|e| plan.placement()[e])
+            };
+            if !on_cloud(graph.source()) {
+                placements.push((0..n).map(on_cloud).collect());
+            }
         }
     }
     let mut seen = Vec::new();
@@ -220,7 +238,7 @@ async fn measure(
         let mut session = rig::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
         session.set_max_loss(config.max_loss)?;
         let edge_scale = rig::calibrate_edge(&mut session, &input, config.repeats).await?;
-        let modes = candidates(&session, &config.uplinks_mbps, config.rtt_ms)?;
+        let modes = candidates(&mut session, &input, &config.uplinks_mbps, config.rtt_ms).await?;
         for &uplink_mbps in &config.uplinks_mbps {
             session
                 .connect(rig::shaped_client(cloud, server, uplink_mbps)?)
@@ -374,4 +392,77 @@ pub fn grid_csv(rows: &[GridRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::zoo;
+    use runtime::{EdgeConfig, LoadedModel, WeightsSource};
+    use transport::Loss;
+
+    /// A DAG's candidates hold, for every uplink, the min-cut plan of the graph a request is
+    /// planned on (here with int8 boundaries), not only that of the raw graph, and no plan twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dag_candidates_include_the_encoded_min_cut_plans() {
+        let net = zoo::build_with_input("resnet18", vec![3, 32, 32]).expect("resnet18");
+        // The stem (input, conv, batch norm, ReLU, max pool) is free on the edge and dear on the
+        // cloud, the rest 20 times faster on the cloud: the plan is edge-only, or the stem on the
+        // edge and its output sent, raw or (when that is cheaper) as int8.
+        let stem = 5;
+        let edge_ms: Vec<f64> = (net.nodes().iter().enumerate())
+            .map(|(v, n)| {
+                if v < stem {
+                    0.0
+                } else {
+                    n.spec().flops as f64 / 1e4
+                }
+            })
+            .collect();
+        let cloud_ms: Vec<f64> = (edge_ms.iter().enumerate())
+            .map(|(v, ms)| if v < stem { 1e4 } else { ms / 20.0 })
+            .collect();
+        let graph = net.graph(&edge_ms, &cloud_ms).expect("graph");
+        let model = LoadedModel::load(net.clone(), &WeightsSource::Seeded(0), Backend::Flex)
+            .expect("model");
+        let mut session = EdgeSession::new(model, graph, EdgeConfig::default()).expect("session");
+        session.set_max_loss(Loss::Int8).expect("int8");
+        let input = LabInput::Tensor(models::seeded_input(&net, 1, 0).expect("input"));
+        let uplinks = [0.005, 0.015];
+        let modes = candidates(&mut session, &input, &uplinks, 20.0)
+            .await
+            .expect("candidates");
+
+        let encoded = session.request_graph(None).await.expect("graph");
+        // At 0.015 Mbit/s the raw stem output is too slow to send and the int8 one is not.
+        let slow = Scenario::latency(Link::new(0.015, 0.015, 20.0).expect("link"));
+        let raw_plan = Solver::MinCut.solve(session.graph(), &slow).expect("plan");
+        let int8_plan = Solver::MinCut.solve(&encoded, &slow).expect("plan");
+        assert_ne!(raw_plan.placement(), int8_plan.placement());
+        assert!(
+            (0..encoded.len()).any(|v| !encoded.encodings(v).is_empty()),
+            "int8 gives the planner encodings"
+        );
+        for uplink in uplinks {
+            let scenario = Scenario::latency(Link::new(uplink, uplink, 20.0).expect("link"));
+            let plan = Solver::MinCut.solve(&encoded, &scenario).expect("plan");
+            let ids: Vec<String> = plan
+                .cloud_nodes()
+                .iter()
+                .map(|&v| encoded.id(v).to_string())
+                .collect();
+            let mode = if ids.is_empty() {
+                SplitMode::EdgeOnly
+            } else {
+                SplitMode::Fixed(ids)
+            };
+            assert!(
+                modes.contains(&mode),
+                "{uplink} Mbit/s: {mode:?} not in {modes:?}"
+            );
+        }
+        for (i, mode) in modes.iter().enumerate() {
+            assert!(!modes[i + 1..].contains(mode), "{mode:?} twice");
+        }
+    }
 }

@@ -242,7 +242,7 @@ pub fn lab_cell_process() -> Result<(), LabError> {
         // The planner's edge costs come from the full-speed profile; scale them by what the
         // quota actually does to a whole forward pass.
         let edge_scale = rig::calibrate_edge(&mut session, &input, job.repeats).await?;
-        let modes = grid::candidates(&session, &job.uplinks_mbps, job.rtt_ms)?;
+        let modes = grid::candidates(&mut session, &input, &job.uplinks_mbps, job.rtt_ms).await?;
         session
             .connect(ClientConfig::new(job.cloud.addr.to_string(), trust, token))
             .await?;
