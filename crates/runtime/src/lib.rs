@@ -17,6 +17,14 @@
 //!   the planner's cut beside edge-only and cloud-only.
 //! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
 //!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
+//! - [`Costs`]: where the planner's per-layer costs come from for each model (cost graphs,
+//!   device profiles or the quick profile), and the sessions that plan with them.
+//! - [`tasks`]: a queue of inference tasks against one cloud, one session per model, with a
+//!   background link monitor, typed per-task records and a latency summary.
+//! - [`Outcome::cut_summary`] and [`CutReport`]: a request's cut in words and for reports.
+//! - [`seeded_input`], [`read_npy_input`], [`read_image_file`]: a network's input from a seed,
+//!   a `.npy` tensor file or a JPEG or PNG file.
+//! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
 //! - [`cli`]: the commands both binaries share (`profile`, `train`), so that the edge and the
 //!   cloud are profiled by one implementation.
 //!
@@ -25,21 +33,28 @@
 
 pub mod cli;
 mod cloud;
+mod costs;
+mod cut_report;
 mod demo;
 mod edge;
 mod error;
 mod fidelity;
 mod grid;
+mod input_files;
 mod lab;
 mod loaded;
 mod local_cloud;
 mod quick_profile;
 mod shaped_grid;
+pub mod tasks;
 pub mod testbed;
+mod tokio_rt;
 mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use costs::Costs;
+pub use cut_report::{Crossing, CutReport, SentTensor, human_bytes};
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use edge::{
     CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
@@ -47,9 +62,11 @@ pub use edge::{
 pub use error::RuntimeError;
 pub use fidelity::{FidelityRow, measure_fidelity};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
+pub use input_files::{read_image_file, read_npy_input, seeded_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
 pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
+pub use tokio_rt::async_runtime;
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};
