@@ -24,65 +24,12 @@ pub fn read_input(image: Option<&Path>, input: Option<&Path>, net: &Net) -> Resu
     let Some(path) = input else {
         bail!("give the input with --input X.npy or --image IMG");
     };
-    let tensor = models::load_npy(path)?;
-    let shape = tensor.shape().to_vec();
-    if shape == want {
-        let (mut shape, data) = tensor.into_parts();
-        shape.insert(0, 1);
-        return Ok(HostTensor::new(shape, data)?);
-    }
-    if shape.len() == want.len() + 1 && shape[1..] == *want && shape[0] > 0 {
-        return Ok(tensor);
-    }
-    bail!(
-        "--input {} has shape {shape:?} but `{}` takes [N, {}] (or {want:?} for one sample)",
-        path.display(),
-        net.name(),
-        want.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    Ok(runtime::read_npy_input(path, net)?)
 }
 
-/// One sample of the network's input shape (batch 1) with values in [-1, 1), the same for
-/// the same seed.
+/// [`runtime::seeded_input`], for the commands that collect many inputs.
 pub fn seeded_input(net: &Net, seed: u64) -> Result<HostTensor> {
-    let mut shape = vec![1];
-    shape.extend_from_slice(net.input_shape());
-    let count: usize = shape.iter().product();
-    let mut rng = SplitMix::new(seed);
-    let data = (0..count).map(|_| rng.unit() * 2.0 - 1.0).collect();
-    Ok(HostTensor::new(shape, data)?)
-}
-
-/// A small deterministic generator (SplitMix64): seeded inputs and random task draws.
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    /// A generator whose sequence depends only on `seed`.
-    pub fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in [0, 1).
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// An index in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
+    Ok(runtime::seeded_input(net, seed)?)
 }
 
 /// The five most likely ImageNet classes of each sample, when the output is `[N, 1000]`.
@@ -133,24 +80,6 @@ pub fn render_top5(samples: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seeded_inputs_fit_the_network_and_repeat() {
-        let net = models::zoo::build("lenet").expect("lenet");
-        let a = seeded_input(&net, 3).expect("input");
-        assert_eq!(a.shape(), &[1, 1, 32, 32]);
-        assert!(a.data().iter().all(|x| (-1.0..1.0).contains(x)));
-        assert_eq!(a, seeded_input(&net, 3).expect("input"));
-        assert_ne!(a, seeded_input(&net, 4).expect("input"));
-    }
-
-    #[test]
-    fn draws_stay_in_range() {
-        let mut rng = SplitMix::new(1);
-        let draws: Vec<usize> = (0..100).map(|_| rng.below(3)).collect();
-        assert!(draws.iter().all(|&d| d < 3));
-        assert!((0..3).all(|k| draws.contains(&k)));
-    }
 
     #[test]
     fn top5_needs_a_thousand_logits() {

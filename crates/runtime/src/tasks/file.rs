@@ -110,7 +110,7 @@ pub fn task_networks(tasks: &[Task], specs: &[Net]) -> Result<Vec<Net>, RuntimeE
             RuntimeError::TaskModel {
                 model: task.model.clone(),
                 reason: format!(
-                    "it is neither a zoo model nor one of the networks given ({}): {e}",
+                    "it is not one of the networks given ({}), and {e}",
                     if names.is_empty() {
                         "none".to_string()
                     } else {

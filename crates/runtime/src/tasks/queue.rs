@@ -154,9 +154,7 @@ impl TaskQueue {
             let seed = self.config.seed.wrapping_add(index as u64);
             let result = match run_task(&mut self.sessions[slot], &task.input, seed).await {
                 Ok(done) => TaskResult::Done(done),
-                Err(e) => TaskResult::Failed {
-                    error: e.to_string(),
-                },
+                Err(error) => TaskResult::Failed { error },
             };
             let record = TaskRecord {
                 index,
@@ -197,27 +195,28 @@ impl TaskQueue {
     }
 }
 
-/// Runs one task on its model's session.
-async fn run_task(
-    s: &mut ModelSession,
-    input: &TaskInput,
-    seed: u64,
-) -> Result<TaskDone, RuntimeError> {
+/// What a task whose input file cannot be used is told besides the error.
+const INPUT_HINT: &str = "a task's input is a float32 .npy tensor or a JPEG or PNG image, and a relative path starts at the tasks file's directory";
+
+/// Runs one task on its model's session; an error comes back as its line of text.
+async fn run_task(s: &mut ModelSession, input: &TaskInput, seed: u64) -> Result<TaskDone, String> {
     let net = s.session.model().net();
+    let unusable = |e: RuntimeError| format!("{e}; {INPUT_HINT}");
     let outcome = match input {
         TaskInput::Image(path) => {
-            let file = read_image_file(path, net)?;
-            s.session.infer_image(file).await?
+            let file = read_image_file(path, net).map_err(unusable)?;
+            s.session.infer_image(file).await
         }
         TaskInput::Tensor(path) => {
-            let tensor = read_npy_input(path, net)?;
-            s.session.infer(tensor).await?
+            let tensor = read_npy_input(path, net).map_err(unusable)?;
+            s.session.infer(tensor).await
         }
         TaskInput::Seeded => {
-            let tensor = seeded_input(net, seed)?;
-            s.session.infer(tensor).await?
+            let tensor = seeded_input(net, seed).map_err(|e| e.to_string())?;
+            s.session.infer(tensor).await
         }
-    };
+    }
+    .map_err(|e| e.to_string())?;
     let done = TaskDone {
         cut: outcome.cut_report(),
         cut_summary: outcome.cut_summary(),
