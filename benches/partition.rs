@@ -61,9 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dads µs",
         "cutpoint µs",
     ]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime::async_runtime()?;
     for net in &nets {
         let model = LoadedModel::load(
             net.clone(),

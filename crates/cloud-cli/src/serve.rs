@@ -66,10 +66,7 @@ pub fn serve(args: &ServeArgs) -> Result<String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime::async_runtime()?;
     runtime.block_on(run(args))
 }
 

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use runtime::{EdgeSession, RuntimeError};
-use transport::{ClientConfig, ClientError, ServerTrust, Token};
+use transport::{ClientConfig, ServerTrust, Token};
 
 /// The environment variable naming the token file when --token-file is not given.
 pub const TOKEN_FILE_ENV: &str = "CUTPOINT_TOKEN_FILE";
@@ -73,30 +72,4 @@ fn default_known_servers() -> Result<PathBuf> {
         (None, None) => bail!("neither XDG_CONFIG_HOME nor HOME is set; give --known-servers FILE"),
     };
     Ok(config.join("cutpoint").join("known_servers"))
-}
-
-/// Connects `session` to the cloud.
-///
-/// A server that cannot be reached now is not fatal: the session finishes requests locally and
-/// keeps trying in the background, and the reason comes back as a warning. A refusal (wrong
-/// token, changed certificate, other weights, a model the server lacks) or an address that does
-/// not resolve is an error.
-pub async fn connect(session: &mut EdgeSession, config: ClientConfig) -> Result<Option<String>> {
-    let server = config.server.clone();
-    match session.connect(config).await {
-        Ok(()) => Ok(None),
-        Err(RuntimeError::Connect { error, .. })
-            if matches!(
-                *error,
-                ClientError::Connect { .. }
-                    | ClientError::Timeout(_)
-                    | ClientError::ConnectionLost(_)
-            ) =>
-        {
-            Ok(Some(format!(
-                "cannot reach the cloud at {server} ({error}); running locally until it answers"
-            )))
-        }
-        Err(e) => Err(e.into()),
-    }
 }

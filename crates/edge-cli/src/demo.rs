@@ -62,10 +62,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}",
         config.max_loss
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime::async_runtime()?;
     let rows = runtime.block_on(run_demo(&config, print_case))?;
     let csv_path = cache_dir.join("demo").join("demo.csv");
     if let Some(dir) = csv_path.parent() {

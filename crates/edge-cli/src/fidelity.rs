@@ -11,7 +11,6 @@ use serde::Serialize;
 use transport::Codec;
 
 use crate::model_args::{ModelArgs, load_model};
-use crate::tensor_io::seeded_input;
 
 /// Measure what the lossy boundary codecs (f16, int8) cost in accuracy, at every cut.
 ///
@@ -66,8 +65,8 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         (Some(dir), _) => read_images(dir, &net)?,
         (None, Some(0)) => bail!("--seeded needs at least one input"),
         (None, Some(n)) => (0..n)
-            .map(|i| seeded_input(&net, args.seed.wrapping_add(i as u64)))
-            .collect::<Result<_>>()?,
+            .map(|i| models::seeded_input(&net, 1, args.seed.wrapping_add(i as u64)))
+            .collect::<Result<_, _>>()?,
         (None, None) => bail!("give the inputs with --images DIR or --seeded N"),
     };
     let name = net.name().to_string();

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use models::{Backend, Kernels, Model, Net, Weights, zoo};
 
@@ -48,21 +48,6 @@ pub fn load_model(
         None => Weights::seeded(&net, seed),
     };
     Ok(Model::with_kernels(net, weights, &device, kernels)?)
-}
-
-/// An error that says how to rebuild when `backend` is not compiled into this binary.
-pub fn check_backend(backend: Backend) -> Result<()> {
-    if !backend.is_compiled_in() {
-        bail!(
-            "this cutpoint-edge was built without the {backend} backend; rebuild it with `cargo build --release -p edge-cli --features {backend}`, or pick one of: {}",
-            Backend::available()
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Parses `--kernels fast|plain`.

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::model_args::build_net;
-use crate::run::{async_runtime, parse_loss, read_image_file};
+use crate::run::parse_loss;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
@@ -13,7 +13,10 @@ use partition_core::{
     Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver, readable,
 };
 use predictor::DeviceProfile;
-use runtime::{DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource};
+use runtime::{
+    DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, async_runtime, human_bytes,
+    read_image_file,
+};
 use serde::Serialize;
 use transport::Loss;
 
@@ -185,7 +188,7 @@ fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
         return Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?);
     }
     let image = match &args.image {
-        Some(path) => Some(read_image_file(path, &net)?),
+        Some(path) => Some(read_image_file(path, &net).context("--image")?),
         None => None,
     };
     let model = LoadedModel::load(net, &WeightsSource::Seeded(DEFAULT_SEED), Backend::Flex)?;
@@ -396,15 +399,6 @@ fn nodes(n: usize) -> String {
     }
 }
 
-/// A byte count for people: B, KiB or MiB.
-pub(crate) fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 fn text_report(
     graph: &Graph,
     s: &Scenario,
@@ -445,9 +439,9 @@ fn text_report(
                 "down"
             };
             // As `run` prints it, with the raw size too when the tensor goes encoded.
-            let mut size = bytes(t.bytes);
+            let mut size = human_bytes(t.bytes);
             if t.encoding.is_some() {
-                size.push_str(&format!(", {} raw", bytes(t.raw_bytes)));
+                size.push_str(&format!(", {} raw", human_bytes(t.raw_bytes)));
             }
             out.push_str(&format!(
                 "  sends {arrow}: {} as {} ({size})\n",

@@ -1,26 +1,25 @@
 //! `cutpoint-edge run`: one inference split between this device and a cloud server, with the
 //! measured link, the chosen cut and the predicted against the measured times. Also what `run`
-//! and `tasks` share: the planner's cost flags, `--split`, and how a cut is shown.
+//! and `tasks` share: the planner's cost flags and `--split`.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use cli_common::{Table, parse_backend};
-use models::{Backend, Net};
-use partition_core::Graph;
+use cli_common::{BackendArg, Table};
+use models::{Backend, HostTensor, Net};
 use predictor::DeviceProfile;
 use runtime::{
-    DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome, RuntimeError, SplitMode,
-    WeightsSource,
+    Costs, CutReport, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome, RuntimeError,
+    SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 use transport::{LinkEstimate, Loss};
 
-use crate::connect_args::{ConnectArgs, connect};
-use crate::model_args::{ModelArgs, check_backend};
-use crate::plan::{bytes, read_graph};
-use crate::tensor_io::{read_input, render_top5, seeded_input, top5};
+use crate::connect_args::ConnectArgs;
+use crate::model_args::ModelArgs;
+use crate::plan::read_graph;
+use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
 
 /// Run one inference split between this device and a cloud server.
 ///
@@ -67,9 +66,8 @@ pub struct RunArgs {
     planning: SplitArgs,
     #[command(flatten)]
     costs: CostArgs,
-    /// Backend: flex (default, fastest on CPU), ndarray, or wgpu (each needs its cargo feature).
-    #[arg(long, value_name = "NAME", default_value = "flex", value_parser = parse_backend)]
-    backend: Backend,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Write the output tensor to this .npy file (float32, C order).
     #[arg(long, value_name = "FILE")]
     save_output: Option<PathBuf>,
@@ -142,227 +140,156 @@ pub struct CostArgs {
     graph: Vec<String>,
 }
 
-/// Two device profiles, and where they came from.
-struct Profiles {
-    edge: DeviceProfile,
-    cloud: DeviceProfile,
-    source: String,
-}
-
-/// The planner's costs for a set of networks: cost graphs by model name, and device profiles
-/// for the rest.
-pub struct Costs {
-    /// (file, graph) for each --graph.
-    graphs: Vec<(String, Graph)>,
-    profiles: Option<Profiles>,
-}
-
 impl CostArgs {
-    /// Reads the cost flags for `nets`. With none given, it uses the quick profile of this
-    /// machine on `backend` (swept and trained on first use, then cached) for edge and cloud.
+    /// Reads the cost flags for `nets`, checking that every one has costs. With none given, it
+    /// uses the quick profile of this machine on `backend` (swept and trained on first use,
+    /// then cached) for edge and cloud.
     pub fn load(&self, nets: &[Net], backend: Backend) -> Result<Costs> {
-        let mut graphs: Vec<(String, Graph)> = Vec::new();
-        for path in &self.graph {
-            let graph = read_graph(path)?;
-            if let Some((other, _)) = graphs.iter().find(|(_, g)| g.name() == graph.name()) {
-                bail!(
-                    "--graph {other} and --graph {path} are both for model `{}`; give one graph per model",
-                    graph.name()
-                );
-            }
-            graphs.push((path.clone(), graph));
-        }
-        let profiles = match (&self.edge_profile, &self.cloud_profile) {
-            (Some(edge), Some(cloud)) => Some(Profiles {
-                edge: DeviceProfile::load(edge)?,
-                cloud: DeviceProfile::load(cloud)?,
-                source: format!(
-                    "device profiles {} (edge) and {} (cloud)",
-                    edge.display(),
-                    cloud.display()
-                ),
-            }),
-            _ if !graphs.is_empty() => None,
-            _ => {
-                let quick = runtime::quick_profile(
-                    &runtime::default_cache_dir()?,
-                    backend,
-                    nets,
-                    None,
-                    true,
-                )?;
-                Some(Profiles {
-                    source: format!(
-                        "this machine's quick profile {} ({}); the cloud is assumed as fast as this machine",
-                        quick.path.display(),
-                        if quick.built { "built now" } else { "cached" }
+        let mut costs = match (&self.edge_profile, &self.cloud_profile) {
+            (Some(edge), Some(cloud)) => {
+                let mut costs = Costs::new();
+                costs.set_profiles(
+                    DeviceProfile::load(edge)?,
+                    DeviceProfile::load(cloud)?,
+                    format!(
+                        "device profiles {} (edge) and {} (cloud)",
+                        edge.display(),
+                        cloud.display()
                     ),
-                    edge: quick.edge,
-                    cloud: quick.cloud,
-                })
-            }
-        };
-        let costs = Costs { graphs, profiles };
-        if costs.profiles.is_none() {
-            if let Some(net) = nets.iter().find(|n| costs.graph_for(n.name()).is_none()) {
-                let named: Vec<String> = costs
-                    .graphs
-                    .iter()
-                    .map(|(path, g)| format!("{path} is for `{}`", g.name()))
-                    .collect();
-                bail!(
-                    "no --graph is for model `{0}` ({1}); give a graph whose \"name\" is `{0}` (`cutpoint-edge graph` output with costs), or --edge-profile and --cloud-profile",
-                    net.name(),
-                    named.join(", ")
                 );
+                costs
             }
+            _ if !self.graph.is_empty() => Costs::new(),
+            _ => Costs::quick(&runtime::default_cache_dir()?, backend, nets, true)?,
+        };
+        for path in &self.graph {
+            costs
+                .add_graph(format!("graph file {path}"), read_graph(path)?)
+                .context("--graph")?;
         }
+        costs.check(nets).context("--graph")?;
         Ok(costs)
     }
 }
 
-impl Costs {
-    fn graph_for(&self, model: &str) -> Option<&(String, Graph)> {
-        self.graphs.iter().find(|(_, g)| g.name() == model)
-    }
-
-    /// A session for `model` that plans with its costs, and where those costs came from.
-    pub fn session(&self, model: LoadedModel, config: EdgeConfig) -> Result<(EdgeSession, String)> {
-        let name = model.model.net().name().to_string();
-        if let Some((path, graph)) = self.graph_for(&name) {
-            let session = EdgeSession::new(model, graph.clone(), config)
-                .map_err(|e| with_flag(e, Some(path)))?;
-            return Ok((session, format!("graph file {path}")));
-        }
-        match &self.profiles {
-            Some(p) => Ok((
-                EdgeSession::with_profiles(model, &p.edge, &p.cloud, config)
-                    .map_err(|e| with_flag(e, None))?,
-                p.source.clone(),
-            )),
-            None => bail!("no costs for model `{name}`; give its --graph or the two profiles"),
-        }
-    }
+/// A session for `model` that plans with `costs`, and where they came from; a refusal to start
+/// names the flag behind it (the graph file, the split or the uplink override).
+pub fn session(
+    costs: &Costs,
+    model: LoadedModel,
+    config: EdgeConfig,
+) -> Result<(EdgeSession, String)> {
+    let origin = costs.origin(model.model.net().name()).map(str::to_string);
+    costs.session(model, config).map_err(|e| {
+        let flag = match (&e, origin) {
+            (RuntimeError::GraphMismatch { .. }, Some(origin)) => origin,
+            (RuntimeError::Solve(_), _) => "--split".to_string(),
+            (RuntimeError::Scenario(_), _) => "--uplink-mbps".to_string(),
+            _ => return e.into(),
+        };
+        anyhow::Error::new(e).context(flag)
+    })
 }
 
-/// Names the flag behind a session's refusal to start: the graph file, the split or the
-/// uplink override.
-fn with_flag(e: RuntimeError, graph: Option<&str>) -> anyhow::Error {
-    let flag = match (&e, graph) {
-        (RuntimeError::GraphMismatch { .. }, Some(path)) => format!("--graph {path}"),
-        (RuntimeError::Solve(_), _) => "--split".to_string(),
-        (RuntimeError::Scenario(_), _) => "--uplink-mbps".to_string(),
-        _ => return e.into(),
-    };
-    anyhow::Error::new(e).context(flag)
-}
-
-/// Loads `net` with weights from `source` on `backend`, checking the backend is built in.
+/// Loads `net` with weights from `source` on `backend`.
 pub fn load(net: Net, source: &WeightsSource, backend: Backend) -> Result<LoadedModel> {
-    check_backend(backend)?;
     let name = net.name().to_string();
     LoadedModel::load(net, source, backend).with_context(|| format!("cannot load `{name}`"))
 }
 
-/// The cut in a few words: `edge-only`, `cloud-only (27.8 KB file up)`, or the tensors sent
-/// up with their encodings.
-pub fn cut_summary(outcome: &Outcome) -> String {
-    let kind = outcome.cut_kind();
-    if kind == "edge-only" {
-        return kind.to_string();
-    }
-    let up = bytes(outcome.upload_bytes());
-    if outcome.sends_file() {
-        return format!("cloud-only ({up} image file up)");
-    }
-    let codecs = outcome.upload_codecs();
-    let ids: Vec<String> = outcome
-        .uploads()
-        .zip(&codecs)
-        .map(|(t, codec)| match *codec {
-            "raw" => outcome.graph.id(t.tensor).to_string(),
-            codec => format!("{} as {codec}", outcome.graph.id(t.tensor)),
-        })
-        .collect();
-    if kind == "cloud-only" {
-        return format!("cloud-only ({} up: {})", up, ids.join(""));
-    }
-    let shown = if ids.len() > 3 {
-        format!("{}+{} more", ids[..3].join("+"), ids.len() - 3)
-    } else {
-        ids.join("+")
-    };
-    format!("after {shown} ({up} up)")
-}
-
-/// The cut as JSON: its kind, the cloud nodes, every tensor that crosses with its encoding,
-/// predicted bytes and raw bytes, and what was actually sent.
-pub fn cut_json(outcome: &Outcome) -> Value {
-    let graph = &outcome.graph;
-    let crossing: Vec<Value> = outcome
-        .plan
-        .transfers()
-        .iter()
-        .map(|t| {
-            json!({
-                "tensor": graph.id(t.tensor),
-                "encoding": graph.encoding_name(t.tensor, t.encoding),
-                "bytes": t.bytes,
-                "raw_bytes": t.raw_bytes,
-                "direction": t.direction.to_string(),
-            })
-        })
-        .collect();
-    let sent: Vec<Value> = outcome
-        .sent
-        .iter()
-        .map(|s| {
-            json!({
-                "tensor": s.node,
-                "encoding": s.codec_name(),
-                "bytes": s.wire_bytes,
-                "raw_bytes": s.raw_bytes,
-            })
-        })
-        .collect();
-    json!({
-        "kind": outcome.cut_kind(),
-        "sends_file": outcome.sends_file(),
-        "solver": outcome.plan.method().to_string(),
-        "cloud_nodes": outcome.cloud_nodes,
-        "crossing": crossing,
-        "crossing_bytes": outcome.upload_bytes(),
-        "sent": sent,
-    })
-}
-
-/// Starts a multi-threaded async runtime for the sessions.
-pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The input of one `run`: a tensor, or an image file as the application holds it.
 enum RunInput {
-    Tensor(models::HostTensor),
+    Tensor(HostTensor),
     Image(Vec<u8>),
 }
 
-/// Reads an image file for a network that must take ImageNet's 3x224x224 input.
-pub fn read_image_file(path: &std::path::Path, net: &Net) -> Result<Vec<u8>> {
-    if net.input_shape() != [3, 224, 224] {
-        bail!(
-            "--image gives a 3x224x224 input but `{}` takes {:?}; give a .npy tensor with --input instead",
-            net.name(),
-            net.input_shape()
-        );
-    }
-    let file =
-        std::fs::read(path).with_context(|| format!("cannot read --image {}", path.display()))?;
-    models::image_dimensions(&file).with_context(|| format!("--image {}", path.display()))?;
-    Ok(file)
+/// What `run` reports: `--json` prints it, and the text is rendered from it.
+#[derive(Serialize)]
+struct RunReport {
+    model: String,
+    backend: &'static str,
+    server: String,
+    input: InputReport,
+    costs: String,
+    split: String,
+    max_loss: String,
+    link: LinkReport,
+    load_factor: f64,
+    cut: CutReport,
+    predicted_ms: PredictedMs,
+    measured_ms: MeasuredMs,
+    fallback: Option<String>,
+    output_shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_warning: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saved_output: Option<String>,
+    /// The top-5 classes of each sample, with --weights and a 1000-class output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top5: Option<Vec<Vec<ClassScore>>>,
+}
+
+/// Where the input came from, and its shape.
+#[derive(Serialize)]
+struct InputReport {
+    source: String,
+    shape: InputShape,
+}
+
+/// A tensor's shape, or the size of an image file.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum InputShape {
+    Tensor(Vec<usize>),
+    File(String),
+}
+
+/// The link as the transport measured it and as the plan assumed it.
+#[derive(Serialize)]
+struct LinkReport {
+    measured: MeasuredLink,
+    planned: PlannedLink,
+}
+
+/// The transport's estimate; `None` for what is not measured yet.
+#[derive(Serialize)]
+struct MeasuredLink {
+    uplink_mbps: Option<f64>,
+    downlink_mbps: Option<f64>,
+    rtt_ms: Option<f64>,
+}
+
+/// The link the plan was made for.
+#[derive(Serialize)]
+struct PlannedLink {
+    uplink_mbps: f64,
+    downlink_mbps: f64,
+    rtt_ms: f64,
+    /// Whether --uplink-mbps replaced the measured uplink.
+    uplink_override: bool,
+}
+
+/// The plan's predicted breakdown, ms.
+#[derive(Serialize)]
+struct PredictedMs {
+    edge: f64,
+    upload: f64,
+    cloud: f64,
+    download: f64,
+    rtt: f64,
+    total: f64,
+}
+
+/// The measured breakdown, ms.
+#[derive(Serialize)]
+struct MeasuredMs {
+    edge: f64,
+    upload: f64,
+    queue: f64,
+    cloud: f64,
+    download: f64,
+    other: f64,
+    total: f64,
 }
 
 /// Runs the command.
@@ -373,14 +300,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let net = args.model.build()?;
     let (input, input_source) = match (&args.image, &args.input) {
         (None, None) => (
-            RunInput::Tensor(seeded_input(&net, args.seed)?),
+            RunInput::Tensor(models::seeded_input(&net, 1, args.seed)?),
             format!(
                 "seeded random (seed {}); give --input X.npy or --image IMG for real data",
                 args.seed
             ),
         ),
         (Some(image), _) => (
-            RunInput::Image(read_image_file(image, &net)?),
+            RunInput::Image(read_image_file(image, &net).context("--image")?),
             image.display().to_string(),
         ),
         (None, Some(input)) => (
@@ -388,20 +315,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
             input.display().to_string(),
         ),
     };
-    let costs = args.costs.load(std::slice::from_ref(&net), args.backend)?;
+    let costs = args
+        .costs
+        .load(std::slice::from_ref(&net), args.backend.backend)?;
     let weights = match &args.weights {
         Some(path) => WeightsSource::File(path.clone()),
         None => WeightsSource::Seeded(args.seed),
     };
-    let model = load(net, &weights, args.backend)?;
-    let (mut session, cost_source) = costs.session(model, args.planning.config())?;
+    let model = load(net, &weights, args.backend.backend)?;
+    let (mut session, cost_source) = session(&costs, model, args.planning.config())?;
     let input_shape = match &input {
-        RunInput::Tensor(tensor) => json!(tensor.shape()),
-        RunInput::Image(file) => json!(format!("image file, {}", bytes(file.len() as u64))),
+        RunInput::Tensor(tensor) => InputShape::Tensor(tensor.shape().to_vec()),
+        RunInput::Image(file) => {
+            InputShape::File(format!("image file, {}", human_bytes(file.len() as u64)))
+        }
     };
 
-    let (warning, outcome, measured_link) = runtime.block_on(async {
-        let warning = connect(&mut session, client).await?;
+    let (warning, outcome, estimate) = runtime.block_on(async {
+        let warning = session.connect_or_run_locally(client).await?;
         if let Some(w) = &warning {
             eprintln!("warning: {w}");
         }
@@ -413,146 +344,139 @@ pub fn run(args: &RunArgs) -> Result<()> {
         anyhow::Ok((warning, outcome, link))
     })?;
 
-    let net = session.model().net();
-    let mut report = json!({
-        "model": net.name(),
-        "backend": args.backend.name(),
-        "server": args.connect.server(),
-        "input": {"source": input_source, "shape": input_shape},
-        "costs": cost_source,
-        "split": args.planning.split_name(),
-        "max_loss": args.planning.max_loss.to_string(),
-        "link": {
-            "measured": measured_json(measured_link.as_ref()),
-            "planned": {
-                "uplink_mbps": outcome.link.uplink_mbps(),
-                "downlink_mbps": outcome.link.downlink_mbps(),
-                "rtt_ms": outcome.link.rtt_ms(),
-                "uplink_override": args.planning.uplink_mbps.is_some(),
+    let saved_output = match &args.save_output {
+        Some(path) => {
+            models::save_npy(path, &outcome.output)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    let report = RunReport {
+        model: session.model().net().name().to_string(),
+        backend: args.backend.backend.name(),
+        server: args.connect.server().to_string(),
+        input: InputReport {
+            source: input_source,
+            shape: input_shape,
+        },
+        costs: cost_source,
+        split: args.planning.split_name(),
+        max_loss: args.planning.max_loss.to_string(),
+        link: LinkReport {
+            measured: measured_link(estimate.as_ref()),
+            planned: PlannedLink {
+                uplink_mbps: outcome.link.uplink_mbps(),
+                downlink_mbps: outcome.link.downlink_mbps(),
+                rtt_ms: outcome.link.rtt_ms(),
+                uplink_override: args.planning.uplink_mbps.is_some(),
             },
         },
-        "load_factor": outcome.load_factor,
-        "cut": cut_json(&outcome),
-        "predicted_ms": {
-            "edge": outcome.predicted.edge_ms,
-            "upload": outcome.predicted.upload_ms,
-            "cloud": outcome.predicted.cloud_ms,
-            "download": outcome.predicted.download_ms,
-            "rtt": outcome.predicted.rtt_ms,
-            "total": outcome.predicted.total_ms,
+        load_factor: outcome.load_factor,
+        cut: outcome.cut_report(),
+        predicted_ms: PredictedMs {
+            edge: outcome.predicted.edge_ms,
+            upload: outcome.predicted.upload_ms,
+            cloud: outcome.predicted.cloud_ms,
+            download: outcome.predicted.download_ms,
+            rtt: outcome.predicted.rtt_ms,
+            total: outcome.predicted.total_ms,
         },
-        "measured_ms": {
-            "edge": outcome.measured.edge_ms,
-            "upload": outcome.measured.upload_ms,
-            "queue": outcome.measured.queue_ms,
-            "cloud": outcome.measured.cloud_ms,
-            "download": outcome.measured.download_ms,
-            "other": outcome.measured.other_ms(),
-            "total": outcome.measured.total_ms,
+        measured_ms: MeasuredMs {
+            edge: outcome.measured.edge_ms,
+            upload: outcome.measured.upload_ms,
+            queue: outcome.measured.queue_ms,
+            cloud: outcome.measured.cloud_ms,
+            download: outcome.measured.download_ms,
+            other: outcome.measured.other_ms(),
+            total: outcome.measured.total_ms,
         },
-        "fallback": outcome.fallback,
-        "output_shape": outcome.output.shape(),
-    });
-    if let Some(w) = warning {
-        report["connect_warning"] = json!(w);
-    }
-    if let Some(path) = &args.save_output {
-        models::save_npy(path, &outcome.output)?;
-        report["saved_output"] = json!(path.display().to_string());
-    }
-    if args.weights.is_some() {
-        if let Some(classes) = top5(&outcome.output) {
-            report["top5"] = classes;
-        }
-    }
+        fallback: outcome.fallback.clone(),
+        output_shape: outcome.output.shape().to_vec(),
+        connect_warning: warning,
+        saved_output,
+        top5: args.weights.as_ref().and_then(|_| top5(&outcome.output)),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report, &outcome));
+        print!("{}", render(&report, &outcome)?);
     }
     Ok(())
 }
 
-/// The transport's measured link as JSON (`null` for what is not measured yet).
-fn measured_json(link: Option<&LinkEstimate>) -> Value {
-    json!({
-        "uplink_mbps": link.and_then(|l| l.uplink).map(|d| d.mbps),
-        "downlink_mbps": link.and_then(|l| l.downlink).map(|d| d.mbps),
-        "rtt_ms": link.and_then(|l| l.rtt_ms),
-    })
+/// The transport's measured link (`None` for what is not measured yet).
+fn measured_link(link: Option<&LinkEstimate>) -> MeasuredLink {
+    MeasuredLink {
+        uplink_mbps: link.and_then(|l| l.uplink).map(|d| d.mbps),
+        downlink_mbps: link.and_then(|l| l.downlink).map(|d| d.mbps),
+        rtt_ms: link.and_then(|l| l.rtt_ms),
+    }
 }
 
 /// A measured figure, or `not measured`.
-fn figure(value: &Value, unit: &str) -> String {
-    value
-        .as_f64()
-        .map_or_else(|| "not measured".to_string(), |v| format!("{v:.2} {unit}"))
+fn figure(value: Option<f64>, unit: &str) -> String {
+    value.map_or_else(|| "not measured".to_string(), |v| format!("{v:.2} {unit}"))
 }
 
-/// The report as text.
-fn render(report: &Value, outcome: &Outcome) -> String {
+/// The report as text; `outcome` gives the plan's transfers.
+fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
     let graph = &outcome.graph;
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
-        text(&report["model"]),
-        text(&report["backend"]),
-        text(&report["server"])
+        report.model, report.backend, report.server
     );
     out += &format!(
         "input: {} {}\n",
-        report["input"]["shape"],
-        text(&report["input"]["source"])
+        serde_json::to_string(&report.input.shape)?,
+        report.input.source
     );
-    out += &format!("costs: {}\n", text(&report["costs"]));
-    let measured = &report["link"]["measured"];
+    out += &format!("costs: {}\n", report.costs);
+    let measured = &report.link.measured;
     out += &format!(
         "link (measured): up {}, down {}, RTT {}\n",
-        figure(&measured["uplink_mbps"], "Mbit/s"),
-        figure(&measured["downlink_mbps"], "Mbit/s"),
-        figure(&measured["rtt_ms"], "ms"),
+        figure(measured.uplink_mbps, "Mbit/s"),
+        figure(measured.downlink_mbps, "Mbit/s"),
+        figure(measured.rtt_ms, "ms"),
     );
-    let planned = &report["link"]["planned"];
-    let uplink_note = if planned["uplink_override"].as_bool() == Some(true) {
+    let planned = &report.link.planned;
+    let uplink_note = if planned.uplink_override {
         " (--uplink-mbps: planning only, the link is not shaped)"
     } else {
         ""
     };
     out += &format!(
         "planned for: up {}{uplink_note}, down {}, RTT {}; cloud load ×{:.2}\n",
-        figure(&planned["uplink_mbps"], "Mbit/s"),
-        figure(&planned["downlink_mbps"], "Mbit/s"),
-        figure(&planned["rtt_ms"], "ms"),
-        outcome.load_factor
+        figure(Some(planned.uplink_mbps), "Mbit/s"),
+        figure(Some(planned.downlink_mbps), "Mbit/s"),
+        figure(Some(planned.rtt_ms), "ms"),
+        report.load_factor
     );
-    let cloud = outcome.cloud_nodes.len();
-    let net_nodes =
-        graph.len() - usize::from(outcome.graph.index_of(runtime::INPUT_FILE_ID).is_some());
-    out += &match outcome.cut_kind() {
+    let cloud = report.cut.cloud_nodes.len();
+    let net_nodes = graph.len() - usize::from(graph.index_of(runtime::INPUT_FILE_ID).is_some());
+    out += &match report.cut.kind {
         "edge-only" => format!(
             "cut ({}, {}): everything runs on the edge\n",
-            text(&report["split"]),
-            outcome.plan.method()
+            report.split, report.cut.solver
         ),
         kind => format!(
             "cut ({}, {}, max loss {}): {kind}, {} node(s) on the edge, {cloud} on the cloud\n",
-            text(&report["split"]),
-            outcome.plan.method(),
-            text(&report["max_loss"]),
+            report.split,
+            report.cut.solver,
+            report.max_loss,
             net_nodes - cloud
         ),
     };
-    for t in outcome.plan.transfers() {
+    for t in &report.cut.crossing {
         out += &format!(
             "  sends {}: {} as {} ({}, {} raw)\n",
             t.direction,
-            graph.id(t.tensor),
-            graph.encoding_name(t.tensor, t.encoding),
-            bytes(t.bytes),
-            bytes(t.raw_bytes)
+            t.tensor,
+            t.encoding,
+            human_bytes(t.bytes),
+            human_bytes(t.raw_bytes)
         );
     }
-    if let Some(&n) = outcome.output.shape().first().filter(|&&n| n > 1) {
+    if let Some(&n) = report.output_shape.first().filter(|&&n| n > 1) {
         out += &format!("(predictions are for one sample; the input holds {n})\n");
     }
     out.push('\n');
@@ -567,38 +491,38 @@ fn render(report: &Value, outcome: &Outcome) -> String {
         "total",
     ]);
     let ms = |x: f64| format!("{x:.2}");
-    let p = &outcome.predicted;
+    let p = &report.predicted_ms;
     table.row(vec![
         "predicted".into(),
-        ms(p.edge_ms),
-        ms(p.upload_ms),
+        ms(p.edge),
+        ms(p.upload),
         "-".into(),
-        ms(p.cloud_ms),
-        ms(p.download_ms),
-        ms(p.rtt_ms),
-        ms(p.total_ms),
+        ms(p.cloud),
+        ms(p.download),
+        ms(p.rtt),
+        ms(p.total),
     ]);
-    let m = &outcome.measured;
+    let m = &report.measured_ms;
     table.row(vec![
         "measured".into(),
-        ms(m.edge_ms),
-        ms(m.upload_ms),
-        ms(m.queue_ms),
-        ms(m.cloud_ms),
-        ms(m.download_ms),
-        ms(m.other_ms()),
-        ms(m.total_ms),
+        ms(m.edge),
+        ms(m.upload),
+        ms(m.queue),
+        ms(m.cloud),
+        ms(m.download),
+        ms(m.other),
+        ms(m.total),
     ]);
     out += &table.render();
-    if let Some(reason) = &outcome.fallback {
+    if let Some(reason) = &report.fallback {
         out += &format!("\nfallback: ran locally because {reason}\n");
     }
-    if let Some(path) = report.get("saved_output").and_then(Value::as_str) {
+    if let Some(path) = &report.saved_output {
         out += &format!("output written to {path}\n");
     }
-    if let Some(samples) = report.get("top5") {
+    if let Some(samples) = &report.top5 {
         out.push('\n');
         out += &render_top5(samples);
     }
-    out
+    Ok(out)
 }

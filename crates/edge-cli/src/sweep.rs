@@ -169,15 +169,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 }
             })?
         }
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?
-            .block_on(run_grid(&config, |rows, cell| {
-                if !quiet {
-                    print_cell(rows, cell);
-                }
-            }))?,
+        None => runtime::async_runtime()?.block_on(run_grid(&config, |rows, cell| {
+            if !quiet {
+                print_cell(rows, cell);
+            }
+        }))?,
     };
     let report = SweepReport::new(&config, mode, rows, cells);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;

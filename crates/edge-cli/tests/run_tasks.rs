@@ -13,7 +13,7 @@ use runtime::{CloudConfig, LocalCloud};
 use serde_json::Value;
 
 mod common;
-use common::{ok, one_line_error};
+use common::{edge, ok, one_line_error};
 
 /// The name the small ResNet is served under (the zoo's `resnet18` takes 224×224).
 const SMALL_RESNET: &str = "resnet18_32";
@@ -48,7 +48,7 @@ impl Setup {
             save_safetensors(&file, &Weights::seeded(&resnet, seed)).expect("weights file");
             config.weights_dir = Some(dir.clone());
         }
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let runtime = runtime::async_runtime().expect("runtime");
         let cloud = {
             let _inside = runtime.enter();
             LocalCloud::start(config, std::slice::from_ref(&resnet)).expect("cloud starts")
@@ -597,4 +597,52 @@ fn tasks_finish_locally_after_the_cloud_stops() {
     );
     assert!(server.stats().served >= (12 - count) as u64);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_failed_task_is_reported_and_fails_the_command() {
+    let setup = Setup::start("failed");
+    let queue = setup.dir.join("queue.txt");
+    std::fs::write(&queue, "lenet\nlenet missing.npy\nlenet\n").expect("tasks file");
+    let mut args = vec!["tasks".to_string()];
+    args.extend(setup.connect_flags());
+    args.extend(["--graph".into(), setup.path("lenet.graph.json")]);
+    args.extend(["--tasks".into(), s(&queue).into()]);
+    let text_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = edge(&text_args);
+    assert!(!out.status.success(), "a failed task fails the command");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines = task_lines(&text);
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].contains("error: ") && lines[1].contains("missing.npy"),
+        "{text}"
+    );
+    assert!(
+        !lines[0].contains("error") && !lines[2].contains("error"),
+        "{text}"
+    );
+    assert!(text.contains("3 tasks, 2 completed, 1 failed;"), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 of 3 tasks failed"), "{stderr}");
+
+    args.push("--json".into());
+    let json_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = edge(&json_args);
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).expect("tasks JSON");
+    assert_eq!(report["summary"]["failed"], 1);
+    let record = &report["tasks"][1];
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing.npy")),
+        "{record}"
+    );
+    assert!(
+        record["input"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("missing.npy"))
+    );
+    setup.stop();
 }

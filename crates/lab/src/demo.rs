@@ -15,7 +15,7 @@ use transport::Loss;
 use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode};
 
 use crate::error::LabError;
-use crate::rig::{self, LabInput, describe_cut, lab_input};
+use crate::rig::{self, LabInput, lab_input};
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ async fn run_cases(
                 else {
                     continue;
                 };
-                let (cut, upload_bytes) = describe_cut(&outcome);
+                let (cut, upload_bytes) = (outcome.cut_label(), outcome.upload_bytes());
                 case.push(DemoRow {
                     model: net.name().to_string(),
                     uplink_mbps,

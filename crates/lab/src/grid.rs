@@ -15,7 +15,7 @@ use transport::{Loss, Relay};
 use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode};
 
 use crate::error::LabError;
-use crate::rig::{self, LabInput, describe_cut, lab_input};
+use crate::rig::{self, LabInput, lab_input};
 
 /// What a grid measures.
 #[derive(Debug, Clone)]
@@ -286,7 +286,7 @@ pub(crate) async fn measure_cell(
     session.set_split(SplitMode::Auto)?;
     input.infer(session).await?;
     let chosen = input.infer(session).await?;
-    let (chosen_cut, _) = describe_cut(&chosen);
+    let chosen_cut = chosen.cut_label();
     let nominal = Scenario::latency(Link::new(cell.uplink_mbps, cell.uplink_mbps, cell.rtt_ms)?);
     let mut rows = Vec::new();
     let mut modes = modes.to_vec();
@@ -303,7 +303,7 @@ pub(crate) async fn measure_cell(
         let Some((o, fallback)) = measured? else {
             continue;
         };
-        let (cut, _) = describe_cut(&o);
+        let cut = o.cut_label();
         if rows.iter().any(|r: &GridRow| r.cut == cut) {
             continue;
         }

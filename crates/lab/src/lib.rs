@@ -33,4 +33,4 @@ pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
 pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
-pub use summary::{SweepReport, SweepSummary, percentile};
+pub use summary::{SweepReport, SweepSummary};

@@ -173,33 +173,6 @@ pub(crate) async fn calibrate_edge(
     Ok(factor)
 }
 
-/// How a request's cut crosses: a label and the bytes uploaded. The label is `edge-only`,
-/// `cloud-only` or `after ID[+ID…]` naming the tensors that cross, followed by how they travel
-/// when that is not raw f32: `cloud-only (file)` sends the image file, and
-/// `after features.5 (int8)` that tensor quantised.
-pub(crate) fn describe_cut(outcome: &Outcome) -> (String, u64) {
-    let codecs = outcome.upload_codecs();
-    let how = if outcome.sends_file() {
-        " (file)".to_string()
-    } else if codecs.iter().all(|&c| c == "raw") {
-        String::new()
-    } else {
-        format!(" ({})", codecs.join("+"))
-    };
-    let label = match outcome.cut_kind() {
-        "edge-only" => "edge-only".to_string(),
-        "cloud-only" => format!("cloud-only{how}"),
-        _ => {
-            let ids: Vec<&str> = outcome
-                .uploads()
-                .map(|t| outcome.graph.id(t.tensor))
-                .collect();
-            format!("after {}{how}", ids.join("+"))
-        }
-    };
-    (label, outcome.upload_bytes())
-}
-
 /// What the lab sends for `net`: the embedded photograph as a JPEG file when `net` takes
 /// ImageNet's `3x224x224`, else a deterministic input batch of one, values in [-1, 1).
 pub(crate) fn lab_input(net: &Net) -> Result<LabInput, LabError> {

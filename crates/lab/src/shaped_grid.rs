@@ -21,7 +21,7 @@ use models::{Backend, Net};
 use serde::{Deserialize, Serialize};
 use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
 
-use runtime::quick_profile;
+use runtime::{async_runtime, quick_profile};
 
 use crate::error::LabError;
 use crate::grid::{self, CellSpec, GridCell, GridConfig, GridRow};
@@ -266,13 +266,6 @@ fn parse_backend(name: &str) -> Result<Backend, LabError> {
             name: "backend",
             reason: e.to_string(),
         })
-}
-
-fn async_runtime() -> Result<tokio::runtime::Runtime, LabError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LabError::Task(format!("cannot start the async runtime: {e}")))
 }
 
 /// A child process of the grid, spoken to in JSON lines.

@@ -2,6 +2,7 @@
 //! chosen plan's speed-up over the best baseline, and where a split or a compressed boundary
 //! beats every baseline.
 
+use runtime::tasks::percentile;
 use serde::Serialize;
 
 use crate::grid::{GridCell, GridConfig, GridRow};
@@ -115,27 +116,4 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut v: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
     v.sort_by(f64::total_cmp);
     v
-}
-
-/// The `p`-th percentile (nearest rank) of sorted values; `None` for none.
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(10.0));
-        assert_eq!(percentile(&v, 95.0), Some(19.0));
-        assert_eq!(percentile(&[3.0], 95.0), Some(3.0));
-        assert_eq!(percentile(&[], 50.0), None);
-    }
 }

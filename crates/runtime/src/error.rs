@@ -140,4 +140,58 @@ pub enum RuntimeError {
     /// A compute task stopped without a result (it panicked or the runtime is shutting down).
     #[error("a compute task did not finish: {0}")]
     Task(String),
+    /// No cost graph is for a network, and no device profiles price it either.
+    #[error(
+        "no cost graph is for model `{model}` ({graphs}); give a cost graph whose \"name\" is `{model}` (`cutpoint-edge graph` output with costs), or an edge and a cloud device profile"
+    )]
+    NoCosts {
+        /// The network's name.
+        model: String,
+        /// The graphs given and the models they are for, or that none was given.
+        graphs: String,
+    },
+
+    /// Two cost graphs are for the same network.
+    #[error("{first} and {second} are both for model `{model}`; give one cost graph per model")]
+    DuplicateCosts {
+        /// The network's name.
+        model: String,
+        /// Where the first graph came from.
+        first: String,
+        /// Where the second graph came from.
+        second: String,
+    },
+
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}; the system may be out of threads or memory")]
+    AsyncRuntime(std::io::Error),
+
+    /// An input file (a tensor or an image) cannot be used for the network.
+    #[error("input file {}: {reason}", path.display())]
+    InputFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it, and what to give instead.
+        reason: String,
+    },
+
+    /// A tasks file cannot be read or has a line that is not a task.
+    #[error("tasks file {}{}: {reason}", path.display(), line.map(|n| format!(":{n}")).unwrap_or_default())]
+    TasksFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line at fault (from 1), when one is.
+        line: Option<usize>,
+        /// What is wrong, and how a task is written.
+        reason: String,
+    },
+
+    /// A task names a model the queue cannot run.
+    #[error("task model `{model}`: {reason}")]
+    TaskModel {
+        /// The model named.
+        model: String,
+        /// Why it cannot run, and what to do.
+        reason: String,
+    },
 }

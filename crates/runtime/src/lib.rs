@@ -12,6 +12,15 @@
 //! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
 //! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
 //! - [`pattern_input`]: a deterministic input for any network, for samples and experiments.
+//! - [`Costs`]: where the planner's per-layer costs come from for each model (cost graphs,
+//!   device profiles or the quick profile), and the sessions that plan with them.
+//! - [`tasks`]: a queue of inference tasks against one cloud, one session per model, with a
+//!   background link monitor, typed per-task records and a latency summary.
+//! - [`Outcome::cut_summary`] and [`CutReport`]: a request's cut in words and for reports.
+//! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
+//!   a JPEG or PNG file (a seeded one is `models::seeded_input`).
+//! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
+//! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data).
 //!
 //! The CLIs are thin wrappers over this crate, so an application that embeds cutpoint gets
 //! exactly what the CLIs do. The experiments (the demo, the grids, real shaping) live in the
@@ -19,24 +28,33 @@
 //! [`EdgeConfig::edge_slowdown`].
 
 mod cloud;
+mod costs;
+mod cut_report;
 mod dirs;
 mod edge;
 mod error;
+mod input_files;
 mod loaded;
 mod local_cloud;
 mod quick_profile;
+pub mod tasks;
+mod tokio_rt;
 mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use costs::Costs;
+pub use cut_report::{Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
     CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
     pattern_input,
 };
 pub use error::RuntimeError;
+pub use input_files::{read_image_file, read_npy_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
+pub use tokio_rt::async_runtime;
 pub use weights_hash::weights_hash;
 pub use wire::{from_wire, to_wire};

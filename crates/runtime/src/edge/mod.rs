@@ -270,6 +270,35 @@ impl EdgeSession {
         self.usable_client().map(|_| ())
     }
 
+    /// Connects to the cloud now, or runs locally while it cannot be reached.
+    ///
+    /// A server that cannot be reached now (no answer, a timeout, a connection lost during the
+    /// handshake) is not fatal: the session finishes requests locally and keeps trying in the
+    /// background, and the reason comes back as a warning to show the user. A refusal (wrong
+    /// token, changed certificate, other weights, a model the server lacks) or an address that
+    /// does not resolve is an error, since waiting would not fix it.
+    pub async fn connect_or_run_locally(
+        &mut self,
+        client: ClientConfig,
+    ) -> Result<Option<String>, RuntimeError> {
+        match self.connect(client).await {
+            Ok(()) => Ok(None),
+            Err(RuntimeError::Connect { server, error })
+                if matches!(
+                    *error,
+                    ClientError::Connect { .. }
+                        | ClientError::Timeout(_)
+                        | ClientError::ConnectionLost(_)
+                ) =>
+            {
+                Ok(Some(format!(
+                    "cannot reach the cloud at {server} ({error}); running locally until it answers"
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Closes the connection; later requests run locally as fallbacks until the next
     /// [`EdgeSession::connect`].
     pub fn disconnect(&mut self) {

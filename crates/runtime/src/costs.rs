@@ -1,0 +1,252 @@
+//! [`Costs`]: where the planner's per-layer costs come from, for every network an application
+//! runs — a cost graph per model, device profiles for the rest, or this machine's quick
+//! profile.
+
+use std::path::Path;
+
+use models::{Backend, Net};
+use partition_core::Graph;
+use predictor::DeviceProfile;
+
+use crate::edge::{EdgeConfig, EdgeSession};
+use crate::error::RuntimeError;
+use crate::loaded::LoadedModel;
+use crate::quick_profile::quick_profile;
+
+/// An edge and a cloud device profile, and where they came from.
+#[derive(Debug)]
+struct Profiles {
+    edge: DeviceProfile,
+    cloud: DeviceProfile,
+    origin: String,
+}
+
+/// The planner's costs for a set of networks: cost graphs by model name (a graph's `name` is
+/// the model it prices), and an edge and a cloud device profile for every model without one.
+///
+/// Each source carries an origin, a few words such as `graph file lenet.json`, that
+/// [`Costs::session`] hands back so that reports can say where a plan's costs came from.
+///
+/// ```
+/// # fn main() -> Result<(), runtime::RuntimeError> {
+/// let net = models::zoo::build("lenet")?;
+/// // The edge computes 10 MFLOP/s, the cloud 20 times as fast.
+/// let edge_ms: Vec<f64> = net.nodes().iter().map(|n| n.spec().flops as f64 / 1e4).collect();
+/// let cloud_ms: Vec<f64> = edge_ms.iter().map(|ms| ms / 20.0).collect();
+/// let mut costs = runtime::Costs::new();
+/// costs.add_graph("FLOP counts", net.graph(&edge_ms, &cloud_ms)?)?;
+/// costs.check(std::slice::from_ref(&net))?;
+/// assert_eq!(costs.origin("lenet"), Some("FLOP counts"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct Costs {
+    /// (origin, graph), at most one graph per model.
+    graphs: Vec<(String, Graph)>,
+    profiles: Option<Profiles>,
+}
+
+impl Costs {
+    /// No costs yet: add graphs, profiles, or both.
+    pub fn new() -> Costs {
+        Costs::default()
+    }
+
+    /// Costs from this machine's quick profile for both sides (the cloud is assumed as fast as
+    /// this machine), covering `nets` on `backend`: loaded from `cache_dir`, or swept and
+    /// trained there on first use (printing progress when `progress` is set), which takes a
+    /// while.
+    pub fn quick(
+        cache_dir: &Path,
+        backend: Backend,
+        nets: &[Net],
+        progress: bool,
+    ) -> Result<Costs, RuntimeError> {
+        let quick = quick_profile(cache_dir, backend, nets, None, progress)?;
+        let mut costs = Costs::new();
+        costs.set_profiles(
+            quick.edge,
+            quick.cloud,
+            format!(
+                "this machine's quick profile {} ({}); the cloud is assumed as fast as this machine",
+                quick.path.display(),
+                if quick.built { "built now" } else { "cached" }
+            ),
+        );
+        Ok(costs)
+    }
+
+    /// Adds the cost graph of the model its `name` names, with edge and cloud times filled in
+    /// (`Net::graph`, `DeviceProfile::predict_graph`, or `cutpoint-edge graph` output). It is
+    /// an error when another graph is for the same model.
+    pub fn add_graph(
+        &mut self,
+        origin: impl Into<String>,
+        graph: Graph,
+    ) -> Result<(), RuntimeError> {
+        let origin = origin.into();
+        if let Some((first, _)) = self.graph_for(graph.name()) {
+            return Err(RuntimeError::DuplicateCosts {
+                model: graph.name().to_string(),
+                first: first.clone(),
+                second: origin,
+            });
+        }
+        self.graphs.push((origin, graph));
+        Ok(())
+    }
+
+    /// Prices every model without a cost graph with these profiles: `edge` for this device,
+    /// `cloud` for the server. Replaces any profiles set before.
+    pub fn set_profiles(
+        &mut self,
+        edge: DeviceProfile,
+        cloud: DeviceProfile,
+        origin: impl Into<String>,
+    ) {
+        self.profiles = Some(Profiles {
+            edge,
+            cloud,
+            origin: origin.into(),
+        });
+    }
+
+    /// Whether device profiles price the models without a graph.
+    pub fn has_profiles(&self) -> bool {
+        self.profiles.is_some()
+    }
+
+    /// Checks that every network in `nets` has costs, so that a missing graph is reported
+    /// before anything runs.
+    pub fn check(&self, nets: &[Net]) -> Result<(), RuntimeError> {
+        match nets.iter().find(|n| self.origin(n.name()).is_none()) {
+            Some(net) => Err(self.no_costs(net.name())),
+            None => Ok(()),
+        }
+    }
+
+    /// Where `model`'s costs come from: its graph's origin, or the profiles'; `None` when
+    /// nothing prices it.
+    pub fn origin(&self, model: &str) -> Option<&str> {
+        match (self.graph_for(model), &self.profiles) {
+            (Some((origin, _)), _) => Some(origin),
+            (None, Some(p)) => Some(&p.origin),
+            (None, None) => None,
+        }
+    }
+
+    /// A session for `model` that plans with its costs (its graph when it has one, else the
+    /// profiles), and where those costs came from.
+    pub fn session(
+        &self,
+        model: LoadedModel,
+        config: EdgeConfig,
+    ) -> Result<(EdgeSession, String), RuntimeError> {
+        let net = model.model.net();
+        if let Some((origin, graph)) = self.graph_for(net.name()) {
+            return Ok((
+                EdgeSession::new(model, graph.clone(), config)?,
+                origin.clone(),
+            ));
+        }
+        match &self.profiles {
+            Some(p) => Ok((
+                EdgeSession::with_profiles(model, &p.edge, &p.cloud, config)?,
+                p.origin.clone(),
+            )),
+            None => Err(self.no_costs(net.name())),
+        }
+    }
+
+    /// The error for a model that nothing prices, naming the graphs there are.
+    fn no_costs(&self, model: &str) -> RuntimeError {
+        let named: Vec<String> = self
+            .graphs
+            .iter()
+            .map(|(origin, g)| format!("{origin} is for `{}`", g.name()))
+            .collect();
+        RuntimeError::NoCosts {
+            model: model.to_string(),
+            graphs: if named.is_empty() {
+                "no cost graph was given".to_string()
+            } else {
+                named.join(", ")
+            },
+        }
+    }
+
+    fn graph_for(&self, model: &str) -> Option<&(String, Graph)> {
+        self.graphs.iter().find(|(_, g)| g.name() == model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `net`'s graph with every layer costing 1 ms on the edge and 0.1 ms on the cloud.
+    fn flat_graph(net: &Net) -> Graph {
+        net.graph(&vec![1.0; net.len()], &vec![0.1; net.len()])
+            .expect("graph")
+    }
+
+    #[test]
+    fn every_model_needs_costs_and_one_graph_at_most() {
+        let lenet = models::zoo::build("lenet").expect("lenet");
+        let alexnet = models::zoo::build("alexnet").expect("alexnet");
+        let mut costs = Costs::new();
+        let err = costs
+            .check(std::slice::from_ref(&lenet))
+            .expect_err("no costs");
+        assert!(err.to_string().contains("no cost graph was given"), "{err}");
+        costs
+            .add_graph("graph file a.json", flat_graph(&lenet))
+            .expect("first");
+        let err = costs
+            .add_graph("graph file b.json", flat_graph(&lenet))
+            .expect_err("a second graph for lenet")
+            .to_string();
+        assert!(
+            err.starts_with("graph file a.json and graph file b.json are both for model `lenet`"),
+            "{err}"
+        );
+        assert_eq!(costs.origin("lenet"), Some("graph file a.json"));
+        assert_eq!(costs.origin("alexnet"), None);
+        assert!(!costs.has_profiles());
+        costs
+            .check(std::slice::from_ref(&lenet))
+            .expect("lenet has a graph");
+        let err = costs
+            .check(&[lenet, alexnet])
+            .expect_err("alexnet has none")
+            .to_string();
+        assert!(
+            err.contains("model `alexnet` (graph file a.json is for `lenet`)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sessions_plan_with_the_model_s_graph() {
+        let lenet = models::zoo::build("lenet").expect("lenet");
+        let mut costs = Costs::new();
+        costs
+            .add_graph("flat costs", flat_graph(&lenet))
+            .expect("graph");
+        let load = |net: Net| {
+            LoadedModel::load(net, &crate::WeightsSource::default(), Backend::Flex).expect("model")
+        };
+        let (session, origin) = costs
+            .session(load(lenet.clone()), EdgeConfig::default())
+            .expect("session");
+        assert_eq!(origin, "flat costs");
+        assert_eq!(session.graph().edge_ms(1), 1.0);
+        let tiny = models::zoo::build_with_input("resnet18", vec![3, 32, 32]).expect("resnet18");
+        let err = costs
+            .session(load(tiny), EdgeConfig::default())
+            .expect_err("no costs for resnet18")
+            .to_string();
+        assert!(err.contains("`resnet18`"), "{err}");
+    }
+}
