@@ -14,8 +14,8 @@ use partition_core::{
 };
 use predictor::DeviceProfile;
 use runtime::{
-    DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, async_runtime, human_bytes,
-    read_image_file,
+    BreakdownMs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, async_runtime,
+    human_bytes, read_image_file,
 };
 use serde::Serialize;
 use transport::Loss;
@@ -283,7 +283,7 @@ struct PlanReport {
     cloud_nodes: Vec<String>,
     edge_nodes: Vec<String>,
     transfers: Vec<TransferReport>,
-    predicted_ms: BreakdownReport,
+    predicted_ms: BreakdownMs,
     baselines: Baselines,
     link: LinkReport,
     load_factor: f64,
@@ -297,17 +297,6 @@ struct TransferReport {
     direction: String,
     encoding: String,
     raw_bytes: u64,
-}
-
-/// The predicted time of each part, ms.
-#[derive(Serialize)]
-struct BreakdownReport {
-    edge: f64,
-    upload: f64,
-    cloud: f64,
-    download: f64,
-    rtt: f64,
-    total: f64,
 }
 
 /// Edge-only and cloud-only for the same scenario; energies with the energy objective.
@@ -358,14 +347,7 @@ impl PlanReport {
                     raw_bytes: t.raw_bytes,
                 })
                 .collect(),
-            predicted_ms: BreakdownReport {
-                edge: b.edge_ms,
-                upload: b.upload_ms,
-                cloud: b.cloud_ms,
-                download: b.download_ms,
-                rtt: b.rtt_ms,
-                total: b.total_ms,
-            },
+            predicted_ms: BreakdownMs::from(b),
             baselines: Baselines {
                 edge_only_ms: edge_only.breakdown().total_ms,
                 cloud_only_ms: cloud_only.breakdown().total_ms,

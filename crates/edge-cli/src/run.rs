@@ -10,8 +10,8 @@ use cli_common::{BackendArg, Table};
 use models::{Backend, HostTensor, Net};
 use predictor::DeviceProfile;
 use runtime::{
-    Costs, CutReport, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome, RuntimeError,
-    SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
+    BreakdownMs, Costs, CutReport, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome,
+    RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
 };
 use serde::Serialize;
 use transport::{LinkEstimate, Loss};
@@ -216,7 +216,7 @@ struct RunReport {
     link: LinkReport,
     load_factor: f64,
     cut: CutReport,
-    predicted_ms: PredictedMs,
+    predicted_ms: BreakdownMs,
     measured_ms: MeasuredMs,
     fallback: Option<String>,
     output_shape: Vec<usize>,
@@ -267,17 +267,6 @@ struct PlannedLink {
     rtt_ms: f64,
     /// Whether --uplink-mbps replaced the measured uplink.
     uplink_override: bool,
-}
-
-/// The plan's predicted breakdown, ms.
-#[derive(Serialize)]
-struct PredictedMs {
-    edge: f64,
-    upload: f64,
-    cloud: f64,
-    download: f64,
-    rtt: f64,
-    total: f64,
 }
 
 /// The measured breakdown, ms.
@@ -373,14 +362,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         },
         load_factor: outcome.load_factor,
         cut: outcome.cut_report(),
-        predicted_ms: PredictedMs {
-            edge: outcome.predicted.edge_ms,
-            upload: outcome.predicted.upload_ms,
-            cloud: outcome.predicted.cloud_ms,
-            download: outcome.predicted.download_ms,
-            rtt: outcome.predicted.rtt_ms,
-            total: outcome.predicted.total_ms,
-        },
+        predicted_ms: BreakdownMs::from(&outcome.predicted),
         measured_ms: MeasuredMs {
             edge: outcome.measured.edge_ms,
             upload: outcome.measured.upload_ms,

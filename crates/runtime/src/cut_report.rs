@@ -1,6 +1,7 @@
 //! A request's cut for people and for JSON: [`Outcome::cut_summary`] in a few words, and
 //! [`CutReport`] with every tensor that crosses.
 
+use partition_core::Breakdown;
 use serde::Serialize;
 
 use crate::edge::Outcome;
@@ -164,5 +165,36 @@ mod tests {
         assert_eq!(human_bytes(812), "812 B");
         assert_eq!(human_bytes(27_833), "27.2 KiB");
         assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+}
+
+/// A predicted breakdown, ms, as reports write it (`edge`, `upload`, `cloud`, `download`, `rtt`,
+/// `total`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BreakdownMs {
+    /// Edge compute.
+    pub edge: f64,
+    /// Uploads.
+    pub upload: f64,
+    /// Cloud compute.
+    pub cloud: f64,
+    /// The result's download.
+    pub download: f64,
+    /// Round trips.
+    pub rtt: f64,
+    /// End to end.
+    pub total: f64,
+}
+
+impl From<&Breakdown> for BreakdownMs {
+    fn from(b: &Breakdown) -> BreakdownMs {
+        BreakdownMs {
+            edge: b.edge_ms,
+            upload: b.upload_ms,
+            cloud: b.cloud_ms,
+            download: b.download_ms,
+            rtt: b.rtt_ms,
+            total: b.total_ms,
+        }
     }
 }

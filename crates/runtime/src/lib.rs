@@ -44,7 +44,7 @@ mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
 pub use costs::Costs;
-pub use cut_report::{Crossing, CutReport, SentTensor, human_bytes};
+pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
     CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
