@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use runtime::UserDir;
 use transport::{ClientConfig, ServerTrust, Token};
 
 /// The environment variable naming the token file when --token-file is not given.
@@ -59,17 +60,10 @@ impl ConnectArgs {
     }
 }
 
-/// `$XDG_CONFIG_HOME/cutpoint/known_servers`, or `~/.config/cutpoint/known_servers`.
+/// `known_servers` in cutpoint's configuration directory ([`UserDir::Config`]).
 fn default_known_servers() -> Result<PathBuf> {
-    let from_env = |var: &str| {
-        std::env::var_os(var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let config = match (from_env("XDG_CONFIG_HOME"), from_env("HOME")) {
-        (Some(config), _) => config,
-        (None, Some(home)) => home.join(".config"),
-        (None, None) => bail!("neither XDG_CONFIG_HOME nor HOME is set; give --known-servers FILE"),
-    };
-    Ok(config.join("cutpoint").join("known_servers"))
+    let dir = UserDir::Config
+        .path()
+        .context("give --known-servers FILE")?;
+    Ok(dir.join("known_servers"))
 }
