@@ -7,8 +7,11 @@
 //!      + Σ_{u∈E with a consumer in C} upload(u)        (each crossing tensor paid once)
 //!      + Σ_{u∈C with a consumer in E} download(u)      (only when returns are allowed)
 //!      + [sink ∈ C]·download(sink)                      (the result comes home)
-//!      + rtt · ([sink ∈ C] + #{u ∈ C with a consumer in E})
+//!      + (rtt + W) · ([sink ∈ C] + #{u ∈ C with a consumer in E})
 //! ```
+//!
+//! W is the cloud's expected wait for a new request ([`Scenario::with_wait`]): each request
+//! queues once, so it is paid with each round trip.
 //!
 //! For a successor-closed C the two return terms vanish and this is exactly docs/DESIGN.md's L(C):
 //! one round trip and the result download whenever C ≠ ∅. With returns allowed, every tensor
@@ -47,7 +50,9 @@ pub struct Breakdown {
     pub download_ms: f64,
     /// Round-trip latency paid.
     pub rtt_ms: f64,
-    /// The sum of the five parts: the end-to-end latency.
+    /// The cloud's expected queueing wait paid, once per request to it.
+    pub wait_ms: f64,
+    /// The sum of the six parts: the end-to-end latency.
     pub total_ms: f64,
 }
 
@@ -82,7 +87,8 @@ impl Breakdown {
             round_trips += 1;
         }
         b.rtt_ms = f64::from(round_trips) * link.rtt_ms();
-        b.total_ms = b.edge_ms + b.upload_ms + b.cloud_ms + b.download_ms + b.rtt_ms;
+        b.wait_ms = f64::from(round_trips) * scenario.wait_ms();
+        b.total_ms = b.edge_ms + b.upload_ms + b.cloud_ms + b.download_ms + b.rtt_ms + b.wait_ms;
         b
     }
 
@@ -97,7 +103,7 @@ impl Breakdown {
             } => {
                 compute_w * self.edge_ms
                     + transmit_w * self.upload_ms
-                    + idle_w * (self.cloud_ms + self.download_ms + self.rtt_ms)
+                    + idle_w * (self.cloud_ms + self.download_ms + self.rtt_ms + self.wait_ms)
             }
         }
     }
@@ -171,7 +177,7 @@ impl Upload {
 ///
 /// `edge[v]` is paid when v runs on the edge, `cloud[v]` when it runs on the cloud, `up[u]` once
 /// when tensor u goes up (in its [`Upload::cheapest`] form), `down[u]` once when it comes down,
-/// and `rtt` per round trip.
+/// and `rtt` per round trip (the round trip and the cloud's expected wait).
 pub(crate) struct Weights {
     pub edge: Vec<f64>,
     pub cloud: Vec<f64>,
@@ -197,7 +203,7 @@ impl Weights {
             down: (0..n)
                 .map(|v| idle * link.download_ms(graph.out_bytes(v)))
                 .collect(),
-            rtt: idle * link.rtt_ms(),
+            rtt: idle * (link.rtt_ms() + scenario.wait_ms()),
         }
     }
 

@@ -97,6 +97,7 @@ pub struct Scenario {
     link: Link,
     objective: Objective,
     load_factor: f64,
+    wait_ms: f64,
 }
 
 impl Scenario {
@@ -124,6 +125,7 @@ impl Scenario {
             link,
             objective,
             load_factor,
+            wait_ms: 0.0,
         })
     }
 
@@ -133,7 +135,16 @@ impl Scenario {
             link,
             objective: Objective::Latency,
             load_factor: 1.0,
+            wait_ms: 0.0,
         }
+    }
+
+    /// The same scenario with the cloud's expected wait W (ms, in [0, 10^7]): the time a new
+    /// request queues before a worker takes it. Every request to the cloud pays it once, with
+    /// its round trip; it does not scale the layers, as the load factor does.
+    pub fn with_wait(self, wait_ms: f64) -> Result<Scenario, ScenarioError> {
+        within("wait_ms", wait_ms, 0.0, 1e7, "a wait from 0 to 1e7 ms")?;
+        Ok(Scenario { wait_ms, ..self })
     }
 
     /// The link.
@@ -149,6 +160,11 @@ impl Scenario {
     /// The cloud's load factor (≥ 1).
     pub fn load_factor(&self) -> f64 {
         self.load_factor
+    }
+
+    /// The cloud's expected wait for a new request, ms (0 for an idle cloud).
+    pub fn wait_ms(&self) -> f64 {
+        self.wait_ms
     }
 }
 

@@ -278,7 +278,8 @@ fn way_cost(s: &Scenario, way: &(Option<usize>, u64, f64, f64, f64)) -> f64 {
 }
 
 /// The cost model written out again, independently of the crate: the time parts (edge, upload,
-/// cloud, download, rtt) of a placement, each tensor going up in its cheapest way.
+/// cloud, download, and round trips with the cloud's expected wait) of a placement, each tensor
+/// going up in its cheapest way.
 fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 5] {
     let down = |bytes: u64| bytes as f64 * 8.0 / (s.link().downlink_mbps() * 1e6) * 1e3;
     let mut parts = [0.0; 5];
@@ -314,7 +315,7 @@ fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 5] {
         parts[3] += down(graph.out_bytes(graph.sink()));
         trips += 1.0;
     }
-    parts[4] = trips * s.link().rtt_ms();
+    parts[4] = trips * (s.link().rtt_ms() + s.wait_ms());
     parts
 }
 
@@ -335,7 +336,13 @@ fn check_plan(graph: &Graph, s: &Scenario, plan: &Plan) -> Result<(), TestCaseEr
         objective_value(s, parts)
     );
     let b = plan.breakdown();
-    let got = [b.edge_ms, b.upload_ms, b.cloud_ms, b.download_ms, b.rtt_ms];
+    let got = [
+        b.edge_ms,
+        b.upload_ms,
+        b.cloud_ms,
+        b.download_ms,
+        b.rtt_ms + b.wait_ms,
+    ];
     for (g, want) in got.iter().zip(parts) {
         prop_assert!(close(*g, want), "{}: {got:?} != {parts:?}", plan.method());
     }

@@ -285,3 +285,35 @@ fn hysteresis_keeps_the_cut_until_the_saving_is_worth_it() {
         Err(SolveError::BadHysteresis(_))
     ));
 }
+
+/// The cloud's expected wait is paid once by any plan that uses the cloud and never by
+/// edge-only, so a long enough wait moves the cut to the edge; it does not scale the layers.
+#[test]
+fn the_expected_wait_is_paid_once_and_moves_the_cut_to_the_edge() {
+    let graph = partition_core::synthetic::chain(8, 3);
+    let link = Link::new(1000.0, 1000.0, 1.0).expect("link");
+    let idle = Scenario::latency(link);
+    let cloud_only = Plan::cloud_only(&graph, &idle);
+    let busy = idle.with_wait(250.0).expect("a wait");
+    let waiting = Plan::cloud_only(&graph, &busy);
+    assert_eq!(waiting.breakdown().wait_ms, 250.0);
+    assert_eq!(
+        waiting.breakdown().cloud_ms,
+        cloud_only.breakdown().cloud_ms
+    );
+    assert!((waiting.breakdown().total_ms - cloud_only.breakdown().total_ms - 250.0).abs() < 1e-9);
+    assert_eq!(Plan::edge_only(&graph, &busy).breakdown().wait_ms, 0.0);
+
+    // A wait longer than the whole network on the edge leaves nothing worth sending.
+    let edge_total: f64 = (0..graph.len()).map(|v| graph.edge_ms(v)).sum();
+    let swamped = idle.with_wait(edge_total + 1.0).expect("a wait");
+    for solver in [Solver::Chain, Solver::MinCut] {
+        let plan = solver.solve(&graph, &swamped).expect("plan");
+        assert!(
+            plan.cloud_nodes().is_empty(),
+            "{solver:?} still uses the cloud"
+        );
+    }
+    assert!(idle.with_wait(-1.0).is_err());
+    assert!(idle.with_wait(f64::NAN).is_err());
+}

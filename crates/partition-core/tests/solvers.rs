@@ -52,13 +52,14 @@ fn large_shape() -> impl Strategy<Value = Shape> {
 }
 
 /// docs/DESIGN.md's cost model written out again, independently of the crate: the time parts
-/// (edge, upload, cloud, download, rtt) of a placement, returns to the edge included.
-fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 5] {
+/// (edge, upload, cloud, download, rtt, wait) of a placement, returns to the edge included:
+/// each request to the cloud pays a round trip and the cloud's expected wait.
+fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 6] {
     let link = s.link();
     let seconds_to_ms = 1e3;
     let up = |bytes: u64| bytes as f64 * 8.0 / (link.uplink_mbps() * 1e6) * seconds_to_ms;
     let down = |bytes: u64| bytes as f64 * 8.0 / (link.downlink_mbps() * 1e6) * seconds_to_ms;
-    let mut parts = [0.0; 5];
+    let mut parts = [0.0; 6];
     let mut trips = 0.0;
     for v in 0..graph.len() {
         if cloud[v] {
@@ -81,18 +82,19 @@ fn recompute(graph: &Graph, s: &Scenario, cloud: &[bool]) -> [f64; 5] {
         trips += 1.0;
     }
     parts[4] = trips * link.rtt_ms();
+    parts[5] = trips * s.wait_ms();
     parts
 }
 
-fn objective_value(s: &Scenario, parts: [f64; 5]) -> f64 {
-    let [edge, up, cloud, down, rtt] = parts;
+fn objective_value(s: &Scenario, parts: [f64; 6]) -> f64 {
+    let [edge, up, cloud, down, rtt, wait] = parts;
     match *s.objective() {
         Objective::Latency => parts.iter().sum(),
         Objective::Energy {
             compute_w,
             transmit_w,
             idle_w,
-        } => compute_w * edge + transmit_w * up + idle_w * (cloud + down + rtt),
+        } => compute_w * edge + transmit_w * up + idle_w * (cloud + down + rtt + wait),
     }
 }
 
@@ -106,7 +108,14 @@ fn check_plan(
 ) -> Result<(), TestCaseError> {
     let parts = recompute(graph, s, plan.placement());
     let b = plan.breakdown();
-    let got = [b.edge_ms, b.upload_ms, b.cloud_ms, b.download_ms, b.rtt_ms];
+    let got = [
+        b.edge_ms,
+        b.upload_ms,
+        b.cloud_ms,
+        b.download_ms,
+        b.rtt_ms,
+        b.wait_ms,
+    ];
     for (g, want) in got.iter().zip(parts) {
         prop_assert!(
             close(*g, want),
