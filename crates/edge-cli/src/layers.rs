@@ -18,13 +18,16 @@ use lab::{draw_layers, plot_format};
 ///
 /// One forward pass records every activation; then each node runs on its real inputs, --warmup
 /// times unmeasured and --runs times measured (the device is synchronised after each run), and
-/// its median latency is reported with its output size. The input is deterministic pseudo-random
-/// data of the model's input shape. A whole forward pass is timed the same way, for comparison
-/// with the layers' sum. --plot draws Neurosurgeon's layer figure: latency bars with the output
-/// size as a line.
+/// its median latency is reported with its output size. With --in-pass, the nodes are timed
+/// inside --warmup + --runs whole forward passes instead, each node from the end of the one
+/// before it (the device synchronised after every node), so that each finds the caches as a real
+/// pass leaves them. The input is deterministic pseudo-random data of the model's input shape. A
+/// whole forward pass is timed the same way, for comparison with the layers' sum. --plot draws
+/// Neurosurgeon's layer figure: latency bars with the output size as a line.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge layers --model alexnet
+  cutpoint-edge layers --model alexnet --in-pass
   cutpoint-edge layers --model vgg16 --runs 20 --csv vgg16.csv --plot vgg16.svg
   cutpoint-edge layers --model resnet18 --backend ndarray --json")]
 pub struct LayersArgs {
@@ -57,6 +60,9 @@ pub struct LayersArgs {
     /// Also draw the layer figure to this file (.svg or .png).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// Time each node inside whole forward passes, in order, rather than alone and warm.
+    #[arg(long)]
+    in_pass: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -73,8 +79,14 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     let net = args.model.build()?;
     let model = load_model(net, None, args.seed, args.backend.backend, args.kernels)?;
     let input = models::seeded_input(model.net(), args.batch as usize, args.seed)?;
-    let forward_ms = model.time_forward(&input, args.warmup as usize, args.runs as usize)?;
-    let timings = model.time_layers(input, args.warmup as usize, args.runs as usize)?;
+    let (warmup, runs) = (args.warmup as usize, args.runs as usize);
+    let forward_ms = model.time_forward(&input, warmup, runs)?;
+    let timings = if args.in_pass {
+        model.time_in_pass(input, warmup, runs)?
+    } else {
+        model.time_layers(input, warmup, runs)?
+    };
+    let timing = if args.in_pass { "in-pass" } else { "alone" };
     let name = model.net().name().to_string();
 
     if let Some(path) = &args.csv {
@@ -97,6 +109,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
             batch: args.batch,
             warmup: args.warmup,
             runs: args.runs,
+            timing,
             total_ms,
             forward_median_ms: forward_ms,
             layers: timings
@@ -127,8 +140,13 @@ pub fn run(args: &LayersArgs) -> Result<()> {
             String::new(),
         ]);
         print!("{}", table.render());
+        let how = if args.in_pass {
+            "each layer inside whole passes, from the end of the layer before it"
+        } else {
+            "each layer one by one, warm, whereas in a pass each finds the cache holding the previous layer's data; --in-pass times them there"
+        };
         println!(
-            "A whole forward pass: {forward_ms:.3} ms (median of {}). Layers timed one by one run warm; in a pass each finds the cache holding the previous layer's data.",
+            "A whole forward pass: {forward_ms:.3} ms (median of {}). Timing: {timing} ({how}).",
             args.runs
         );
     }
@@ -144,6 +162,8 @@ struct LayersReport<'a> {
     batch: u32,
     warmup: u32,
     runs: u32,
+    /// How the layers were timed: `in-pass` (inside whole passes) or `alone` (one by one).
+    timing: &'static str,
     total_ms: f64,
     forward_median_ms: f64,
     layers: Vec<LayerRow<'a>>,

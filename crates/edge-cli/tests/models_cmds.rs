@@ -391,6 +391,36 @@ fn layers_writes_table_csv_and_plots() {
 }
 
 #[test]
+fn layers_in_pass_times_every_layer_inside_whole_passes() {
+    let report: Value = serde_json::from_str(&ok(&[
+        "layers",
+        "--model",
+        "lenet",
+        "--in-pass",
+        "--runs",
+        "2",
+        "--json",
+    ]))
+    .expect("JSON report");
+    assert_eq!(report["timing"], "in-pass", "{report}");
+    let layers = report["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), zoo::build("lenet").expect("lenet").len());
+    for layer in layers {
+        let ms = layer["median_ms"].as_f64().expect("a median");
+        assert!(ms.is_finite() && ms >= 0.0, "{layer}");
+    }
+    assert!(report["forward_median_ms"].as_f64().is_some(), "{report}");
+
+    let table = ok(&["layers", "--model", "lenet", "--runs", "1", "--in-pass"]);
+    assert!(table.contains("Timing: in-pass"), "{table}");
+    let alone: Value = serde_json::from_str(&ok(&[
+        "layers", "--model", "lenet", "--runs", "1", "--json",
+    ]))
+    .expect("JSON report");
+    assert_eq!(alone["timing"], "alone", "{alone}");
+}
+
+#[test]
 fn help_names_every_flag() {
     let help = ok(&["local", "--help"]);
     for flag in [
@@ -407,7 +437,14 @@ fn help_names_every_flag() {
         assert!(help.contains(flag), "local --help lacks {flag}");
     }
     let help = ok(&["layers", "--help"]);
-    for flag in ["--csv", "--plot", "--runs", "--warmup", "--backend"] {
+    for flag in [
+        "--csv",
+        "--plot",
+        "--runs",
+        "--warmup",
+        "--backend",
+        "--in-pass",
+    ] {
         assert!(help.contains(flag), "layers --help lacks {flag}");
     }
     assert!(ok(&["graph", "--help"]).contains("--spec"));

@@ -1,4 +1,5 @@
-//! Timing: per-layer latency (Neurosurgeon's layer characterisation) and whole forward passes.
+//! Timing: per-layer latency (Neurosurgeon's layer characterisation), each layer alone or inside
+//! whole passes, and whole forward passes.
 
 use std::time::Instant;
 
@@ -46,6 +47,15 @@ fn median(mut samples: Vec<f64>) -> f64 {
     }
 }
 
+/// The error for a timing asked to measure no runs.
+fn no_runs() -> ModelError {
+    ModelError::BadParameter {
+        node: "(timing)".into(),
+        field: "runs",
+        reason: "must be at least 1".into(),
+    }
+}
+
 fn sync(model: &Model) -> Result<(), ModelError> {
     model
         .device()
@@ -78,11 +88,7 @@ impl Model {
         runs: usize,
     ) -> Result<Vec<LayerTiming>, ModelError> {
         if runs == 0 {
-            return Err(ModelError::BadParameter {
-                node: "(timing)".into(),
-                field: "runs",
-                reason: "must be at least 1".into(),
-            });
+            return Err(no_runs());
         }
         let net = self.net();
         let batch = input.shape().first().copied().unwrap_or(1) as u64;
@@ -130,6 +136,82 @@ impl Model {
         Ok(timings)
     }
 
+    /// Times every node inside whole forward passes: `warmup` unmeasured passes, then `runs`
+    /// measured ones, each on a fresh upload of `input` made before its clock starts. A pass
+    /// runs the nodes in execution order through the same loop as [`Model::forward`], so each
+    /// node finds the caches as the node before it left them, and takes a timestamp as each
+    /// node finishes; a node's time is the gap since the previous node's timestamp, and its
+    /// median over the measured passes is reported. The input node gets 0 ms, and the nodes'
+    /// times add up to a pass less its setup (shape checks, the hand-off to a worker) and the
+    /// output's read-back. Same nodes, order, ids, kinds and output sizes as
+    /// [`Model::time_layers`]; `runs` must be at least 1.
+    ///
+    /// The device is synchronised after every node, as [`Model::time_layers`] does after every
+    /// run, so that a node's time is its own work rather than the queueing of it. On the CPU
+    /// backends (flex, ndarray) work is done when a node returns and the sync costs nothing; on
+    /// wgpu each sync waits for the queue to drain, which removes the overlap of one node's
+    /// submission with the previous node's execution that a real pass has, so the nodes' times
+    /// there add up to somewhat more than a pass.
+    ///
+    /// The passes run on a rayon worker thread, as [`Model::forward`]'s do.
+    pub fn time_in_pass(
+        &self,
+        input: HostTensor,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<LayerTiming>, ModelError> {
+        on_worker(|| self.time_in_pass_here(input, warmup, runs))
+    }
+
+    /// [`Model::time_in_pass`] on the calling thread.
+    fn time_in_pass_here(
+        &self,
+        input: HostTensor,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<LayerTiming>, ModelError> {
+        if runs == 0 {
+            return Err(no_runs());
+        }
+        let net = self.net();
+        let n = net.len();
+        let batch = input.shape().first().copied().unwrap_or(1) as u64;
+        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); n];
+        // When each node finished in the current pass; allocated once, so that recording a
+        // timestamp allocates nothing inside a pass.
+        let mut stamps: Vec<(usize, Instant)> = Vec::with_capacity(n);
+        for i in 0..warmup + runs {
+            let x = self.upload(input.clone())?;
+            stamps.clear();
+            let mut observe = |v: usize| -> Result<(), ModelError> {
+                sync(self)?;
+                stamps.push((v, Instant::now()));
+                Ok(())
+            };
+            drop(self.forward_observed(x, &mut observe)?);
+            if i >= warmup {
+                for pair in stamps.windows(2) {
+                    let (_, before) = pair[0];
+                    let (v, after) = pair[1];
+                    samples[v].push((after - before).as_secs_f64() * 1e3);
+                }
+            }
+        }
+        Ok(net
+            .nodes()
+            .iter()
+            .zip(samples)
+            .enumerate()
+            .map(|(v, (node, samples))| LayerTiming {
+                node: v,
+                id: node.id().to_string(),
+                kind: node.spec().kind.name(),
+                median_ms: median(samples),
+                out_bytes: batch * node.spec().out_bytes,
+            })
+            .collect())
+    }
+
     /// Median latency in ms of a whole forward pass on `input`, after `warmup` unmeasured passes,
     /// reading the output back to the host each time. `runs` must be at least 1.
     pub fn time_forward(
@@ -139,11 +221,7 @@ impl Model {
         runs: usize,
     ) -> Result<f64, ModelError> {
         if runs == 0 {
-            return Err(ModelError::BadParameter {
-                node: "(timing)".into(),
-                field: "runs",
-                reason: "must be at least 1".into(),
-            });
+            return Err(no_runs());
         }
         let mut samples = Vec::with_capacity(runs);
         for i in 0..warmup + runs {
@@ -188,5 +266,76 @@ mod tests {
         );
         assert!(model.time_layers(x.clone(), 0, 0).is_err());
         assert!(model.time_forward(&x, 0, 1).expect("forward time") >= 0.0);
+    }
+
+    /// A seeded model of zoo network `name` on flex, and an input of `batch` samples of
+    /// `shape`.
+    fn model_and_input(name: &str, shape: Vec<usize>, batch: usize) -> (Model, HostTensor) {
+        let net = zoo::build_with_input(name, shape.clone()).expect("zoo model");
+        let model = Model::seeded(net, 7, &Device::flex()).expect("model");
+        let len = batch * shape.iter().product::<usize>();
+        let data = (0..len).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
+        let x = HostTensor::new([vec![batch], shape].concat(), data).expect("input");
+        (model, x)
+    }
+
+    /// In-pass timings cover the same nodes, in the same order, with the same ids, kinds and
+    /// output sizes as timings of each node alone; every time is finite and not negative, the
+    /// input's is 0, and together they make up a plausible share of a whole pass (loosely: the
+    /// machine running the tests may be busy).
+    fn in_pass_matches_alone(name: &str, shape: Vec<usize>) {
+        let (model, x) = model_and_input(name, shape, 1);
+        let alone = model.time_layers(x.clone(), 0, 1).expect("timings alone");
+        let in_pass = model
+            .time_in_pass(x.clone(), 1, 3)
+            .expect("timings in pass");
+        assert_eq!(in_pass.len(), model.net().len());
+        let key = |t: &LayerTiming| (t.node, t.id.clone(), t.kind, t.out_bytes);
+        assert_eq!(
+            in_pass.iter().map(key).collect::<Vec<_>>(),
+            alone.iter().map(key).collect::<Vec<_>>()
+        );
+        assert!(
+            in_pass
+                .iter()
+                .all(|t| t.median_ms.is_finite() && t.median_ms >= 0.0),
+            "{in_pass:?}"
+        );
+        assert_eq!(in_pass[0].median_ms, 0.0);
+        let sum: f64 = in_pass.iter().map(|t| t.median_ms).sum();
+        let forward = model.time_forward(&x, 1, 3).expect("forward time");
+        assert!(sum > 0.0, "the nodes of {name} took no time at all");
+        assert!(
+            sum <= 3.0 * forward,
+            "{name}: the nodes' in-pass times add up to {sum:.3} ms, a whole pass takes {forward:.3} ms"
+        );
+    }
+
+    #[test]
+    fn in_pass_times_every_node_of_a_chain() {
+        in_pass_matches_alone("lenet", vec![1, 32, 32]);
+    }
+
+    #[test]
+    fn in_pass_times_every_node_of_a_dag() {
+        in_pass_matches_alone("resnet18", vec![3, 32, 32]);
+    }
+
+    #[test]
+    fn in_pass_refuses_zero_runs() {
+        let (model, x) = model_and_input("lenet", vec![1, 32, 32], 2);
+        assert!(matches!(
+            model.time_in_pass(x, 3, 0),
+            Err(ModelError::BadParameter { field: "runs", .. })
+        ));
+    }
+
+    #[test]
+    fn in_pass_output_sizes_count_the_batch() {
+        let (model, x) = model_and_input("lenet", vec![1, 32, 32], 2);
+        let timings = model.time_in_pass(x, 0, 1).expect("timings in pass");
+        assert_eq!(timings[1].id, "features.0");
+        assert_eq!(timings[1].out_bytes, 2 * 6 * 28 * 28 * 4);
+        assert!(timings[1..].iter().all(|t| t.median_ms.is_finite()));
     }
 }

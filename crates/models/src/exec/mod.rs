@@ -22,6 +22,7 @@ mod prepare;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use part::NodeObserver;
 use prepare::{Params, prepare};
 
 /// Tensors keyed by the index of the node that produced them.
@@ -145,7 +146,7 @@ impl Model {
         part: &[bool],
         boundary: Activations,
     ) -> Result<Activations, ModelError> {
-        on_worker(|| self.run_part_here(part, boundary, false))
+        on_worker(|| self.run_part_here(part, boundary, false, None))
     }
 
     /// Runs the whole network from `input` and returns every node's output, each as a
@@ -154,7 +155,21 @@ impl Model {
     /// tensor looks like, for example how well it compresses.
     pub fn run_all(&self, input: Value) -> Result<Activations, ModelError> {
         let all = vec![true; self.net.len()];
-        on_worker(|| self.run_part_here(&all, Activations::from([(0, input)]), true))
+        on_worker(|| self.run_part_here(&all, Activations::from([(0, input)]), true, None))
+    }
+
+    /// [`Model::forward`] on the calling thread, calling `observe` with each node's index as
+    /// soon as the node has run, in execution order (the input node first, once its tensor is
+    /// in place): the same loop as every other pass, for timing nodes inside a real one.
+    pub(crate) fn forward_observed(
+        &self,
+        input: Value,
+        observe: NodeObserver<'_>,
+    ) -> Result<Value, ModelError> {
+        let all = vec![true; self.net.len()];
+        let mut out =
+            self.run_part_here(&all, Activations::from([(0, input)]), false, Some(observe))?;
+        self.take_sink(&mut out)
     }
 
     /// Runs one node on its input values (in the node's input order) and returns its output.

@@ -1,11 +1,15 @@
 //! Running a part of the network: its nodes in topological order, from the boundary tensors
 //! handed in, each tensor kept until the part's last node that reads it and exported if a node
-//! outside the part reads it.
+//! outside the part reads it. An optional observer is told as each node finishes (for timing
+//! nodes inside a real pass); without one the loop pays a single branch per node.
 
 use super::{Activations, Model};
 use crate::error::ModelError;
 use crate::net::Node;
 use crate::tensor::Value;
+
+/// Told the index of each node of a part as soon as it has run, in execution order.
+pub(crate) type NodeObserver<'a> = &'a mut dyn FnMut(usize) -> Result<(), ModelError>;
 
 /// The tensors of a part while it runs.
 struct Tensors<'a> {
@@ -35,12 +39,16 @@ impl Tensors<'_> {
 
 impl Model {
     /// [`Model::run_part`] on the calling thread; with `export_all`, every node's output is
-    /// returned, not only those read outside the part.
+    /// returned, not only those read outside the part. `observe`, if given, is called with each
+    /// node's index once the node has run and its output has been stored (the input node
+    /// included, once its tensor has been taken from the boundary); an error from it ends the
+    /// run.
     pub(super) fn run_part_here(
         &self,
         part: &[bool],
         boundary: Activations,
         export_all: bool,
+        mut observe: Option<NodeObserver<'_>>,
     ) -> Result<Activations, ModelError> {
         let net = &self.net;
         let n = net.len();
@@ -77,6 +85,9 @@ impl Model {
             }
             if tensors.uses[v] > 0 {
                 tensors.values[v] = Some(value);
+            }
+            if let Some(observe) = observe.as_mut() {
+                observe(v)?;
             }
         }
         Ok(out)
