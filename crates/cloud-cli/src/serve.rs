@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// ~/.local/share/cutpoint].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Models to load at start (`all`, or ids comma-separated), so that no edge's first request
+    /// waits for a load and their costs are measured before anyone asks. Others load on first
+    /// use; their load time is reported apart from compute. Spec models always load at start.
+    #[arg(long, value_name = "all|ID,ID,...", value_delimiter = ',')]
+    preload: Vec<String>,
 }
 
 /// Runs the server until Ctrl-C; returns the closing line.
@@ -98,11 +103,21 @@ async fn run(args: &ServeArgs) -> Result<String> {
         specs.push(net.name().to_string());
         cloud.register(net);
     }
-    for id in &specs {
+    let preload: Vec<String> = if args.preload.iter().any(|id| id == "all") {
+        cloud.model_ids()
+    } else {
+        args.preload.clone()
+    };
+    for id in specs.iter().chain(&preload) {
+        let started = std::time::Instant::now();
         cloud
             .preload(id)
             .await
-            .with_context(|| format!("cannot load spec model `{id}`"))?;
+            .with_context(|| format!("cannot preload model `{id}`"))?;
+        println!(
+            "loaded {id} and measured its costs in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
     let cloud = Arc::new(cloud);
     let server = Server::bind(

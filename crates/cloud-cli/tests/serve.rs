@@ -48,10 +48,11 @@ fn field<'a>(lines: &'a [String], name: &str) -> &'a str {
         .trim()
 }
 
-fn serve(state_dir: &Path) -> Serving {
+fn serve(state_dir: &Path, extra: &[&str]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
         .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state_dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -74,7 +75,12 @@ fn serve(state_dir: &Path) -> Serving {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_how_to_connect_and_serves_an_edge_until_killed() {
     let state = tempfile::tempdir().expect("temp dir");
-    let mut server = serve(state.path());
+    let mut server = serve(state.path(), &["--preload", "lenet"]);
+    assert!(
+        server.report.iter().any(|l| l.starts_with("loaded lenet")),
+        "{:?}",
+        server.report
+    );
     assert!(
         Path::new(&server.token_file).starts_with(state.path()),
         "{}",
@@ -104,6 +110,13 @@ async fn serve_prints_how_to_connect_and_serves_an_edge_until_killed() {
     let input = models::HostTensor::new(vec![1, 1, 32, 32], vec![0.25; 1024]).expect("input");
     let outcome = session.infer(input.clone()).await.expect("served");
     assert_eq!(outcome.fallback, None);
+    // Preloaded: the first request loads nothing, and the session plans with the server's
+    // own costs.
+    assert_eq!(outcome.measured.load_ms, 0.0);
+    assert!(matches!(
+        session.cloud_cost_source(),
+        runtime::CloudCostSource::Published { .. }
+    ));
     assert_eq!(outcome.output.shape(), &[1, 10]);
 
     // Killed without a goodbye: the next request times out or finds the server gone, and
@@ -116,7 +129,7 @@ async fn serve_prints_how_to_connect_and_serves_an_edge_until_killed() {
 
     // A restart keeps the certificate and the token.
     let token_before = std::fs::read_to_string(&server.token_file).expect("token");
-    let again = serve(state.path());
+    let again = serve(state.path(), &[]);
     assert_eq!(again.fingerprint, server.fingerprint);
     assert_eq!(
         std::fs::read_to_string(&again.token_file).expect("token"),
@@ -159,4 +172,21 @@ fn bad_flags_fail_on_one_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/spec.json"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--preload",
+            "lenet5",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("lenet5") && err.contains("lenet,"), "{err}");
 }

@@ -89,9 +89,14 @@ pub struct PlanArgs {
     /// Edge power while idle, waiting for the cloud, in W (energy objective).
     #[arg(long, value_name = "W")]
     idle_w: Option<f64>,
-    /// Cloud load factor (≥ 1); multiplies every cloud time.
+    /// Cloud load factor (≥ 1); multiplies every cloud time (the older load model; a server
+    /// reports --wait-ms).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     load_factor: f64,
+    /// The cloud's expected wait for a new request, ms: paid once by any plan that uses the
+    /// cloud (what `cutpoint-cloud serve` reports and `run` plans with).
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    wait_ms: f64,
     /// Solver: chain (Neurosurgeon, chains only), mincut (DADS, any DAG), prefix (Neurosurgeon
     /// on a DAG: one cut of the topological order where at most one tensor crosses; a
     /// baseline), dp, exhaustive (small graphs), or auto (chain on chains, mincut otherwise).
@@ -235,7 +240,9 @@ fn scenario(args: &PlanArgs) -> Result<Scenario> {
     };
     let downlink = args.downlink_mbps.unwrap_or(args.uplink_mbps);
     let link = Link::new(args.uplink_mbps, downlink, args.rtt_ms).map_err(flag_error)?;
-    Scenario::new(link, objective, args.load_factor).map_err(flag_error)
+    Scenario::new(link, objective, args.load_factor)
+        .and_then(|s| s.with_wait(args.wait_ms))
+        .map_err(flag_error)
 }
 
 /// Names the flag rather than the field: `--uplink-mbps 0: must be …`.
@@ -287,6 +294,7 @@ struct PlanReport {
     baselines: Baselines,
     link: LinkReport,
     load_factor: f64,
+    wait_ms: f64,
 }
 
 /// A tensor that crosses, as the plan sends it.
@@ -360,6 +368,7 @@ impl PlanReport {
                 rtt_ms: s.link().rtt_ms(),
             },
             load_factor: s.load_factor(),
+            wait_ms: s.wait_ms(),
         }
     }
 }
@@ -397,11 +406,12 @@ fn text_report(
     };
     let mut out = format!("{name}: {}, {shape}\n", nodes(graph.len()));
     out.push_str(&format!(
-        "link: up {} Mbit/s, down {} Mbit/s, RTT {} ms; cloud load ×{}; minimise {}\n\n",
+        "link: up {} Mbit/s, down {} Mbit/s, RTT {} ms; cloud load ×{}, wait {} ms; minimise {}\n\n",
         link.uplink_mbps(),
         link.downlink_mbps(),
         link.rtt_ms(),
         s.load_factor(),
+        s.wait_ms(),
         s.objective().name()
     ));
     let cloud = plan.cloud_nodes();

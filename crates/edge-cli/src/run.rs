@@ -126,9 +126,9 @@ pub fn parse_loss(text: &str) -> Result<Loss, String> {
 /// Where the planner's per-layer costs come from.
 #[derive(Args)]
 pub struct CostArgs {
-    /// Edge device profile (from `train`) that prices each layer on this device; with
-    /// --cloud-profile.
-    #[arg(long, value_name = "FILE", requires = "cloud_profile")]
+    /// Edge device profile (from `train`) that prices each layer on this device. Without
+    /// --cloud-profile the cloud's costs are the ones the server publishes.
+    #[arg(long, value_name = "FILE")]
     edge_profile: Option<PathBuf>,
     /// Cloud device profile (from `cutpoint-cloud train`) that prices each layer on the
     /// server; with --edge-profile.
@@ -146,6 +146,17 @@ impl CostArgs {
     /// then cached) for edge and cloud.
     pub fn load(&self, nets: &[Net], backend: Backend) -> Result<Costs> {
         let mut costs = match (&self.edge_profile, &self.cloud_profile) {
+            (Some(edge), None) => {
+                let mut costs = Costs::new();
+                costs.set_edge_profile(
+                    DeviceProfile::load(edge)?,
+                    format!(
+                        "device profile {} (edge); the cloud's as the server publishes them",
+                        edge.display()
+                    ),
+                );
+                costs
+            }
             (Some(edge), Some(cloud)) => {
                 let mut costs = Costs::new();
                 costs.set_profiles(
@@ -210,11 +221,12 @@ struct RunReport {
     backend: &'static str,
     server: String,
     input: InputReport,
-    costs: String,
+    costs: CostsReport,
     split: String,
     max_loss: String,
     link: LinkReport,
-    load_factor: f64,
+    /// The cloud's expected wait the plan paid, ms.
+    wait_ms: f64,
     cut: CutReport,
     predicted_ms: BreakdownMs,
     measured_ms: MeasuredMs,
@@ -227,6 +239,15 @@ struct RunReport {
     /// The top-5 classes of each sample, with --weights and a 1000-class output.
     #[serde(skip_serializing_if = "Option::is_none")]
     top5: Option<Vec<Vec<ClassScore>>>,
+}
+
+/// Where each side's costs came from.
+#[derive(Serialize)]
+struct CostsReport {
+    /// The cost source the session was made with (graph file, profiles, quick profile).
+    edge: String,
+    /// The cloud's: as given, published by the server, or assumed (and why).
+    cloud: String,
 }
 
 /// Where the input came from, and its shape.
@@ -276,6 +297,8 @@ struct MeasuredMs {
     upload: f64,
     queue: f64,
     cloud: f64,
+    /// Loading the model on the cloud (its first request there), apart from compute.
+    load: f64,
     download: f64,
     other: f64,
     total: f64,
@@ -348,7 +371,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
             source: input_source,
             shape: input_shape,
         },
-        costs: cost_source,
+        costs: CostsReport {
+            edge: cost_source,
+            cloud: session.cloud_cost_source().to_string(),
+        },
         split: args.planning.split_name(),
         max_loss: args.planning.max_loss.to_string(),
         link: LinkReport {
@@ -360,7 +386,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 uplink_override: args.planning.uplink_mbps.is_some(),
             },
         },
-        load_factor: outcome.load_factor,
+        wait_ms: outcome.wait_ms,
         cut: outcome.cut_report(),
         predicted_ms: BreakdownMs::from(&outcome.predicted),
         measured_ms: MeasuredMs {
@@ -368,6 +394,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             upload: outcome.measured.upload_ms,
             queue: outcome.measured.queue_ms,
             cloud: outcome.measured.cloud_ms,
+            load: outcome.measured.load_ms,
             download: outcome.measured.download_ms,
             other: outcome.measured.other_ms(),
             total: outcome.measured.total_ms,
@@ -412,7 +439,10 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         serde_json::to_string(&report.input.shape)?,
         report.input.source
     );
-    out += &format!("costs: {}\n", report.costs);
+    out += &format!(
+        "costs: {}\ncloud costs: {}\n",
+        report.costs.edge, report.costs.cloud
+    );
     let measured = &report.link.measured;
     out += &format!(
         "link (measured): up {}, down {}, RTT {}\n",
@@ -427,11 +457,11 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         ""
     };
     out += &format!(
-        "planned for: up {}{uplink_note}, down {}, RTT {}; cloud load ×{:.2}\n",
+        "planned for: up {}{uplink_note}, down {}, RTT {}; cloud wait {:.2} ms\n",
         figure(Some(planned.uplink_mbps), "Mbit/s"),
         figure(Some(planned.downlink_mbps), "Mbit/s"),
         figure(Some(planned.rtt_ms), "ms"),
-        report.load_factor
+        report.wait_ms
     );
     let cloud = report.cut.cloud_nodes.len();
     let net_nodes = graph.len() - usize::from(graph.index_of(runtime::INPUT_FILE_ID).is_some());
@@ -478,7 +508,7 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         "predicted".into(),
         ms(p.edge),
         ms(p.upload),
-        "-".into(),
+        ms(p.wait),
         ms(p.cloud),
         ms(p.download),
         ms(p.rtt),
@@ -496,6 +526,12 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         ms(m.total),
     ]);
     out += &table.render();
+    if m.load > 0.0 {
+        out += &format!(
+            "the cloud loaded the model for this first request in {:.1} ms (apart from compute)\n",
+            m.load
+        );
+    }
     if let Some(reason) = &report.fallback {
         out += &format!("\nfallback: ran locally because {reason}\n");
     }

@@ -331,8 +331,8 @@ fn auto_split_reports_the_cut_plan_predicts() {
                 &number(&planned["downlink_mbps"]),
                 "--rtt-ms",
                 &number(&planned["rtt_ms"]),
-                "--load-factor",
-                &number(&report["load_factor"]),
+                "--wait-ms",
+                &number(&report["wait_ms"]),
                 "--json",
             ]))
             .expect("plan JSON");

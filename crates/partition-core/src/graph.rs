@@ -343,6 +343,35 @@ impl Graph {
         Ok(scaled)
     }
 
+    /// The same graph with other cloud costs: `cloud_ms` gives each node's time by id (a cloud
+    /// that measured itself). Every node must have a finite time in `[0, MAX_NODE_MS]`; the
+    /// error names the first that has none or a bad one.
+    pub fn with_cloud_costs(
+        &self,
+        cloud_ms: impl Fn(&str) -> Option<f64>,
+    ) -> Result<Graph, GraphError> {
+        let mut priced = self.clone();
+        for v in 0..priced.len() {
+            let id = &self.ids[v];
+            let ms = cloud_ms(id).ok_or_else(|| GraphError::BadNumber {
+                node: id.clone(),
+                field: "cloud_ms",
+                value: f64::NAN,
+                hint: " (no cloud cost was given for this node)",
+            })?;
+            if !(ms.is_finite() && (0.0..=MAX_NODE_MS).contains(&ms)) {
+                return Err(GraphError::BadNumber {
+                    node: id.clone(),
+                    field: "cloud_ms",
+                    value: ms,
+                    hint: "",
+                });
+            }
+            priced.cloud_ms[v] = ms;
+        }
+        Ok(priced)
+    }
+
     /// The same graph with other encodings: one list per node, in topological order (the
     /// order of [`Graph::node_specs`]). Use it to swap in fresh codec estimates without
     /// validating the structure again. The lists are checked as [`Graph::new`] checks them.

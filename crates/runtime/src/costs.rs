@@ -17,8 +17,12 @@ use crate::quick_profile::quick_profile;
 #[derive(Debug)]
 struct Profiles {
     edge: DeviceProfile,
-    cloud: DeviceProfile,
+    /// The cloud's profile; `None` when the edge's stands in for it.
+    cloud: Option<DeviceProfile>,
     origin: String,
+    /// Whether the cloud profile describes the real server (so its published costs are not
+    /// wanted), or stands in for it until the server publishes its own.
+    cloud_given: bool,
 }
 
 /// The planner's costs for a set of networks: cost graphs by model name (a graph's `name` is
@@ -65,15 +69,16 @@ impl Costs {
     ) -> Result<Costs, RuntimeError> {
         let quick = quick_profile(cache_dir, backend, nets, None, progress)?;
         let mut costs = Costs::new();
-        costs.set_profiles(
-            quick.edge,
-            quick.cloud,
-            format!(
-                "this machine's quick profile {} ({}); the cloud is assumed as fast as this machine",
+        costs.profiles = Some(Profiles {
+            edge: quick.edge,
+            cloud: Some(quick.cloud),
+            origin: format!(
+                "this machine's quick profile {} ({}); the cloud's costs as the server publishes them, else assumed as fast as this machine",
                 quick.path.display(),
                 if quick.built { "built now" } else { "cached" }
             ),
-        );
+            cloud_given: false,
+        });
         Ok(costs)
     }
 
@@ -98,7 +103,8 @@ impl Costs {
     }
 
     /// Prices every model without a cost graph with these profiles: `edge` for this device,
-    /// `cloud` for the server. Replaces any profiles set before.
+    /// `cloud` for the server. Replaces any profiles set before. The cloud profile is taken as
+    /// the server's: sessions do not swap in the costs a server publishes.
     pub fn set_profiles(
         &mut self,
         edge: DeviceProfile,
@@ -107,8 +113,21 @@ impl Costs {
     ) {
         self.profiles = Some(Profiles {
             edge,
-            cloud,
+            cloud: Some(cloud),
             origin: origin.into(),
+            cloud_given: true,
+        });
+    }
+
+    /// Prices every model without a cost graph with this device's profile, and the cloud with
+    /// the costs the server publishes (until it does, or if it cannot, as fast as this device).
+    /// Replaces any profiles set before.
+    pub fn set_edge_profile(&mut self, edge: DeviceProfile, origin: impl Into<String>) {
+        self.profiles = Some(Profiles {
+            edge,
+            cloud: None,
+            origin: origin.into(),
+            cloud_given: false,
         });
     }
 
@@ -137,24 +156,35 @@ impl Costs {
     }
 
     /// A session for `model` that plans with its costs (its graph when it has one, else the
-    /// profiles), and where those costs came from.
+    /// profiles), and where those costs came from. A cost graph or given profiles are
+    /// authoritative for the cloud too; with the quick profile the session plans with the
+    /// costs the server publishes ([`EdgeConfig::use_published_costs`]).
     pub fn session(
         &self,
         model: LoadedModel,
-        config: EdgeConfig,
+        mut config: EdgeConfig,
     ) -> Result<(EdgeSession, String), RuntimeError> {
         let net = model.model.net();
         if let Some((origin, graph)) = self.graph_for(net.name()) {
+            config.use_published_costs = false;
             return Ok((
                 EdgeSession::new(model, graph.clone(), config)?,
                 origin.clone(),
             ));
         }
         match &self.profiles {
-            Some(p) => Ok((
-                EdgeSession::with_profiles(model, &p.edge, &p.cloud, config)?,
-                p.origin.clone(),
-            )),
+            Some(p) => {
+                config.use_published_costs &= !p.cloud_given;
+                Ok((
+                    EdgeSession::with_profiles(
+                        model,
+                        &p.edge,
+                        p.cloud.as_ref().unwrap_or(&p.edge),
+                        config,
+                    )?,
+                    p.origin.clone(),
+                ))
+            }
             None => Err(self.no_costs(net.name())),
         }
     }

@@ -169,7 +169,7 @@ mod tests {
 }
 
 /// A predicted breakdown, ms, as reports write it (`edge`, `upload`, `cloud`, `download`, `rtt`,
-/// `total`).
+/// `wait`, `total`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct BreakdownMs {
     /// Edge compute.
@@ -182,6 +182,8 @@ pub struct BreakdownMs {
     pub download: f64,
     /// Round trips.
     pub rtt: f64,
+    /// The cloud's expected queueing wait.
+    pub wait: f64,
     /// End to end.
     pub total: f64,
 }
@@ -194,6 +196,7 @@ impl From<&Breakdown> for BreakdownMs {
             cloud: b.cloud_ms,
             download: b.download_ms,
             rtt: b.rtt_ms,
+            wait: b.wait_ms,
             total: b.total_ms,
         }
     }

@@ -47,8 +47,8 @@ pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
-    CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
-    pattern_input,
+    CloudCostSource, CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent,
+    SplitMode, pattern_input,
 };
 pub use error::RuntimeError;
 pub use input_files::{read_image_file, read_npy_input};

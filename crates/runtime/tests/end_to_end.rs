@@ -88,7 +88,8 @@ async fn auto_split_is_the_solvers_plan_for_the_link_and_load_used() {
             assert_eq!(outcome.fallback, None);
             assert_eq!(outcome.link.uplink_mbps(), uplink_mbps);
             assert!(relative_difference(&outcome.output, &expected) <= 1e-5);
-            let scenario = Scenario::new(outcome.link, Objective::Latency, outcome.load_factor)
+            let scenario = Scenario::new(outcome.link, Objective::Latency, 1.0)
+                .and_then(|s| s.with_wait(outcome.wait_ms))
                 .expect("scenario");
             // The graph the session planned on: its own, with this request's encodings.
             assert_eq!(outcome.graph.len(), session.graph().len());

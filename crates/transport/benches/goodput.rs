@@ -22,8 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use transport::{
-    Client, ClientConfig, ErrorReply, Handler, InferRequest, Inference, Limits, Message, Server,
-    ServerConfig, ServerIdentity, ServerStatus, ServerTrust, Token, WireTensor, frame,
+    Client, ClientConfig, CloudCosts, CostRequest, ErrorCode, ErrorReply, Handler, InferRequest,
+    Inference, Limits, Message, Server, ServerConfig, ServerIdentity, ServerState, ServerStatus,
+    ServerTrust, Token, WireTensor, frame,
 };
 
 const SIZES: [(&str, usize); 3] = [
@@ -39,8 +40,22 @@ impl Handler for Sink {
     fn status(&self) -> ServerStatus {
         ServerStatus {
             models: vec![],
-            load_factor: 1.0,
+            state: ServerState::default(),
         }
+    }
+
+    fn state(&self) -> ServerState {
+        ServerState::default()
+    }
+
+    async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {
+        Err(ErrorReply {
+            code: ErrorCode::UnknownModel,
+            message: format!(
+                "the sink publishes no costs (asked for `{}`)",
+                request.model_id
+            ),
+        })
     }
 
     async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
@@ -55,6 +70,7 @@ impl Handler for Sink {
             cloud_ms: 0.0,
             queue_ms: 0.0,
             decode_ms: 0.0,
+            load_ms: 0.0,
         })
     }
 }

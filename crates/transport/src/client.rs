@@ -14,8 +14,8 @@ use crate::frame::{self, FrameError};
 use crate::identity::{Fingerprint, IdentityError, KnownServers, PinVerifier, load_ca_file};
 use crate::limits::Limits;
 use crate::message::{
-    ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message, PROTOCOL_VERSION, Probe,
-    TransferReport, Welcome,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
+    PROTOCOL_VERSION, Probe, ServerState, TransferReport, Welcome,
 };
 use crate::server::{ALPN, CLOSE_OK, transport_config};
 use crate::shaper::Shaper;
@@ -182,6 +182,10 @@ pub struct InferResponse {
     pub queue_ms: f64,
     /// Decode time the server reported (boundary codecs or the input file), ms.
     pub decode_ms: f64,
+    /// Time the server spent loading the model for this request, ms (0 when loaded already).
+    pub load_ms: f64,
+    /// The server's load as the result left.
+    pub state: ServerState,
     /// The request as the server received it.
     pub upload: TransferReport,
     /// The reply as this client received it.
@@ -197,6 +201,8 @@ pub struct ProbeOutcome {
     pub upload: TransferReport,
     /// Bytes received down.
     pub download: TransferReport,
+    /// The server's load as the reply left.
+    pub state: ServerState,
 }
 
 /// A connected, authenticated client. Cheap to share behind an `Arc`; requests may run
@@ -209,6 +215,8 @@ pub struct Client {
     connection: RwLock<quinn::Connection>,
     welcome: RwLock<Welcome>,
     estimator: Mutex<LinkEstimator>,
+    /// The server's load as last reported, and when it arrived.
+    state: Mutex<(ServerState, Instant)>,
 }
 
 impl Client {
@@ -226,6 +234,7 @@ impl Client {
             reason: format!("cannot open a UDP socket: {e}"),
         })?;
         let (connection, welcome) = establish(&config, &endpoint, addr).await?;
+        let state = Mutex::new((welcome.state, Instant::now()));
         Ok(Client {
             config,
             addr,
@@ -233,6 +242,7 @@ impl Client {
             connection: RwLock::new(connection),
             welcome: RwLock::new(welcome),
             estimator: Mutex::new(estimator),
+            state,
         })
     }
 
@@ -270,11 +280,21 @@ impl Client {
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), connection),
         };
         old.close(CLOSE_OK.into(), b"reconnected");
+        self.record_state(welcome.state);
         match self.welcome.write() {
             Ok(mut w) => *w = welcome,
             Err(poisoned) => *poisoned.into_inner() = welcome,
         }
         Ok(())
+    }
+
+    /// The fingerprint of the certificate the server presented on the current connection.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        let identity = self.connection().peer_identity()?;
+        let certs = identity
+            .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()?;
+        certs.first().map(|cert| Fingerprint::of_der(cert.as_ref()))
     }
 
     /// The current link estimate (Mbit/s per direction with sample age, RTT in ms).
@@ -304,17 +324,22 @@ impl Client {
                 cloud_ms,
                 queue_ms,
                 decode_ms,
+                load_ms,
                 upload,
+                state,
             }) => {
                 self.with_estimator(|e| {
                     e.record_upload(upload, exchange.done);
                     e.record_download(exchange.download, exchange.done);
                 });
+                self.record_state(state);
                 Ok(InferResponse {
                     output,
                     cloud_ms,
                     queue_ms,
                     decode_ms,
+                    load_ms,
+                    state,
                     upload,
                     download: exchange.download,
                     total_ms: exchange.total.as_secs_f64() * 1e3,
@@ -338,12 +363,65 @@ impl Client {
                     e.record_upload(reply.upload, exchange.done);
                     e.record_download(exchange.download, exchange.done);
                 });
+                self.record_state(reply.state);
                 Ok(ProbeOutcome {
                     upload: reply.upload,
                     download: exchange.download,
+                    state: reply.state,
                 })
             }
             other => Err(unexpected("probe", other)),
+        }
+    }
+
+    /// Asks for the cloud's own per-node costs of `model_id`, for the weights hashed as
+    /// `weights_hash`. The reply is checked to be for that model and those weights.
+    pub async fn costs(
+        &self,
+        model_id: &str,
+        weights_hash: &str,
+    ) -> Result<CloudCosts, ClientError> {
+        let bytes = frame::encode(&Message::CostRequest(CostRequest {
+            model_id: model_id.to_string(),
+            weights_hash: weights_hash.to_string(),
+        }))?;
+        match self.exchange(&bytes).await?.reply {
+            Message::CostReply(costs)
+                if costs.model_id == model_id && costs.weights_hash == weights_hash =>
+            {
+                Ok(costs)
+            }
+            other => Err(unexpected("cost request", other)),
+        }
+    }
+
+    /// Asks for the server's load now, and records it.
+    pub async fn status(&self) -> Result<ServerState, ClientError> {
+        let bytes = frame::encode(&Message::StatusRequest)?;
+        match self.exchange(&bytes).await?.reply {
+            Message::Status(state) => {
+                self.record_state(state);
+                Ok(state)
+            }
+            other => Err(unexpected("status request", other)),
+        }
+    }
+
+    /// The server's load as last reported (by the welcome or any reply since), and how long
+    /// ago it arrived.
+    pub fn server_state(&self) -> (ServerState, Duration) {
+        let (state, at) = match self.state.lock() {
+            Ok(s) => *s,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        (state, at.elapsed())
+    }
+
+    fn record_state(&self, state: ServerState) {
+        let now = (state, Instant::now());
+        match self.state.lock() {
+            Ok(mut s) => *s = now,
+            Err(poisoned) => *poisoned.into_inner() = now,
         }
     }
 

@@ -559,6 +559,18 @@ mod tests {
         (any::<u64>(), any::<u64>()).prop_map(|(bytes, span_us)| TransferReport { bytes, span_us })
     }
 
+    /// A server state with figures in range (out-of-range ones are refused on decode).
+    fn arb_state() -> impl Strategy<Value = ServerState> {
+        (any::<u32>(), any::<u32>(), 0.0f64..1e7, 0.0f64..1e7).prop_map(
+            |(workers, in_system, service_ms, wait_ms)| ServerState {
+                workers,
+                in_system,
+                service_ms,
+                wait_ms,
+            },
+        )
+    }
+
     fn arb_message() -> impl Strategy<Value = Message> {
         prop_oneof![
             (".*", ".*")
@@ -566,18 +578,16 @@ mod tests {
             (
                 ".*",
                 prop::collection::vec((".*", "[0-9a-f]{0,64}"), 0..4),
-                1.0f64..100.0
+                arb_state()
             )
-                .prop_map(|(server_name, models, load_factor)| Message::Welcome(
-                    Welcome {
-                        server_name,
-                        models: models
-                            .into_iter()
-                            .map(|(id, weights_hash)| ModelOffer { id, weights_hash })
-                            .collect(),
-                        load_factor,
-                    }
-                )),
+                .prop_map(|(server_name, models, state)| Message::Welcome(Welcome {
+                    server_name,
+                    models: models
+                        .into_iter()
+                        .map(|(id, weights_hash)| ModelOffer { id, weights_hash })
+                        .collect(),
+                    state,
+                })),
             (
                 ".*",
                 ".*",
@@ -598,20 +608,24 @@ mod tests {
                 ),
             (
                 arb_tensor(),
-                any::<f64>(),
-                any::<f64>(),
-                any::<f64>(),
-                arb_report()
+                (any::<f64>(), any::<f64>(), any::<f64>()),
+                0.0f64..1e7,
+                arb_report(),
+                arb_state()
             )
-                .prop_map(|(output, cloud_ms, queue_ms, decode_ms, upload)| {
-                    Message::InferResult(InferResult {
-                        output,
-                        cloud_ms,
-                        queue_ms,
-                        decode_ms,
-                        upload,
-                    })
-                }),
+                .prop_map(
+                    |(output, (cloud_ms, queue_ms, decode_ms), load_ms, upload, state)| {
+                        Message::InferResult(InferResult {
+                            output,
+                            cloud_ms,
+                            queue_ms,
+                            decode_ms,
+                            load_ms,
+                            upload,
+                            state,
+                        })
+                    }
+                ),
             (arb_code(), ".*")
                 .prop_map(|(code, message)| Message::Error(ErrorReply { code, message })),
             (prop::collection::vec(any::<u8>(), 0..256), any::<u32>()).prop_map(
@@ -620,8 +634,41 @@ mod tests {
                     reply_bytes
                 })
             ),
-            (arb_report(), prop::collection::vec(any::<u8>(), 0..256))
-                .prop_map(|(upload, payload)| Message::ProbeReply(ProbeReply { upload, payload })),
+            (
+                arb_report(),
+                prop::collection::vec(any::<u8>(), 0..256),
+                arb_state()
+            )
+                .prop_map(|(upload, payload, state)| Message::ProbeReply(ProbeReply {
+                    upload,
+                    payload,
+                    state
+                })),
+            (".*", ".*").prop_map(
+                |(model_id, weights_hash)| Message::CostRequest(CostRequest {
+                    model_id,
+                    weights_hash
+                })
+            ),
+            (
+                ".*",
+                ".*",
+                prop::collection::vec((".*", 0.0f64..1e7), 0..8),
+                ".*"
+            )
+                .prop_map(|(model_id, weights_hash, nodes, method)| {
+                    Message::CostReply(CloudCosts {
+                        model_id,
+                        weights_hash,
+                        nodes: nodes
+                            .into_iter()
+                            .map(|(id, ms)| NodeCost { id, ms })
+                            .collect(),
+                        method,
+                    })
+                }),
+            Just(Message::StatusRequest),
+            arb_state().prop_map(Message::Status),
         ]
     }
 

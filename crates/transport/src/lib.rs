@@ -36,8 +36,9 @@ pub use frame::FrameError;
 pub use identity::{Fingerprint, IdentityError, KnownServers, ServerIdentity};
 pub use limits::Limits;
 pub use message::{
-    ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message, ModelOffer, PROTOCOL_VERSION,
-    Probe, ProbeReply, TransferReport, Welcome,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult,
+    MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError, ModelOffer, NodeCost, PROTOCOL_VERSION,
+    Probe, ProbeReply, ServerState, TransferReport, Welcome,
 };
 pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
 pub use server::{

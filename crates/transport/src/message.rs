@@ -13,12 +13,16 @@ use serde::{Deserialize, Serialize};
 use crate::limits::Limits;
 use crate::tensor::{TensorError, WireTensor};
 
-/// The protocol version this build speaks. Version 3: boundary tensors travel under a
+/// The protocol version this build speaks. Version 4: the cloud publishes its per-node costs
+/// ([`CostRequest`], [`CloudCosts`]), every reply carries the server's load as a
+/// [`ServerState`] (with the expected wait for a new request), an idle client can ask for it
+/// ([`Message::StatusRequest`]), and a result reports the time spent loading a model apart
+/// from compute. Version 3: boundary tensors travel under a
 /// [`Codec`](crate::Codec) (raw, lossless, f16, per-channel int8), a request may carry the
 /// input as the application's image file ([`InferRequest::input_file`]), and a result reports
 /// the cloud's decode time. Since version 2, a boundary tensor at a convolution carries its
 /// fused group's output (batch norm and activation applied; see `models::Fusion`).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +41,14 @@ pub enum Message {
     Probe(Probe),
     /// Server → client: the answer to a [`Probe`].
     ProbeReply(ProbeReply),
+    /// Client → server: the cloud's own per-node costs for a model.
+    CostRequest(CostRequest),
+    /// Server → client: the answer to a [`CostRequest`].
+    CostReply(CloudCosts),
+    /// Client → server: the server's load now (an idle client keeps its estimate fresh).
+    StatusRequest,
+    /// Server → client: the answer to a status request.
+    Status(ServerState),
 }
 
 impl Message {
@@ -50,6 +62,10 @@ impl Message {
             Message::Error(_) => "error",
             Message::Probe(_) => "probe",
             Message::ProbeReply(_) => "probe reply",
+            Message::CostRequest(_) => "cost request",
+            Message::CostReply(_) => "cost reply",
+            Message::StatusRequest => "status request",
+            Message::Status(_) => "status",
         }
     }
 
@@ -79,8 +95,14 @@ impl Message {
                     .map_err(|source| MessageError::Tensor {
                         node: "output".to_owned(),
                         source,
-                    })
+                    })?;
+                figure("load_ms", res.load_ms)?;
+                res.state.validate()
             }
+            Message::Welcome(welcome) => welcome.state.validate(),
+            Message::ProbeReply(reply) => reply.state.validate(),
+            Message::Status(state) => state.validate(),
+            Message::CostReply(costs) => costs.validate(),
             _ => Ok(()),
         }
     }
@@ -96,6 +118,24 @@ pub enum MessageError {
         node: String,
         /// What is wrong with it.
         source: TensorError,
+    },
+    /// A figure (a time, a count) is negative, not finite or beyond its bound.
+    #[error("{what} is {value}, not a figure in [0, {max}]")]
+    BadFigure {
+        /// Which figure.
+        what: &'static str,
+        /// Its value.
+        value: f64,
+        /// The largest accepted.
+        max: f64,
+    },
+    /// A cost table lists more nodes than any network this protocol carries.
+    #[error("cost table has {count} nodes, more than the limit of {max}")]
+    TooManyNodes {
+        /// Nodes listed.
+        count: usize,
+        /// The limit.
+        max: usize,
     },
     /// Too many boundary tensors in one request.
     #[error("request carries {count} boundary tensors, more than the limit of {max}")]
@@ -132,8 +172,95 @@ pub struct Welcome {
     pub server_name: String,
     /// Models on offer.
     pub models: Vec<ModelOffer>,
-    /// Load factor λ ≥ 1 that scales the cloud's compute times.
-    pub load_factor: f64,
+    /// The server's load now.
+    pub state: ServerState,
+}
+
+/// The server's load as it stands when a reply leaves: what a client needs to price the
+/// cloud path. Sent with every welcome, result and probe reply, and on request.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerState {
+    /// Compute workers.
+    pub workers: u32,
+    /// Requests admitted and not finished (running and queued).
+    pub in_system: u32,
+    /// Recent service time of a request, ms (an average; 0 before the first).
+    pub service_ms: f64,
+    /// Expected wait of a request that arrives now before a worker takes it, ms.
+    pub wait_ms: f64,
+}
+
+/// Largest time a message may carry, ms (about 2.8 hours).
+pub const MAX_FIGURE_MS: f64 = 1e7;
+
+/// Largest node count of a cost table.
+pub const MAX_COST_NODES: usize = 100_000;
+
+/// Checks that a time in a message is finite and within `[0, MAX_FIGURE_MS]`.
+fn figure(what: &'static str, value: f64) -> Result<(), MessageError> {
+    if value.is_finite() && (0.0..=MAX_FIGURE_MS).contains(&value) {
+        Ok(())
+    } else {
+        Err(MessageError::BadFigure {
+            what,
+            value,
+            max: MAX_FIGURE_MS,
+        })
+    }
+}
+
+impl ServerState {
+    /// Checks that every figure is finite and in range.
+    pub fn validate(&self) -> Result<(), MessageError> {
+        figure("service_ms", self.service_ms)?;
+        figure("wait_ms", self.wait_ms)
+    }
+}
+
+/// Ask for the cloud's own per-node costs of a model, for the weights the client holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostRequest {
+    /// Which model.
+    pub model_id: String,
+    /// Hash of the client's weights; the server refuses when its own differ.
+    pub weights_hash: String,
+}
+
+/// The cloud's time for each node of a model at batch 1, as the server measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudCosts {
+    /// Which model.
+    pub model_id: String,
+    /// Hash of the weights the costs were measured with.
+    pub weights_hash: String,
+    /// Each node's time, ms, in the model's node order.
+    pub nodes: Vec<NodeCost>,
+    /// How they were measured, for reports (e.g. "median of 5 passes, batch 1, flex").
+    pub method: String,
+}
+
+/// One node's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCost {
+    /// The node id.
+    pub id: String,
+    /// Its time, ms.
+    pub ms: f64,
+}
+
+impl CloudCosts {
+    /// Checks the node count and that every time is finite and in range.
+    pub fn validate(&self) -> Result<(), MessageError> {
+        if self.nodes.len() > MAX_COST_NODES {
+            return Err(MessageError::TooManyNodes {
+                count: self.nodes.len(),
+                max: MAX_COST_NODES,
+            });
+        }
+        self.nodes
+            .iter()
+            .try_for_each(|n| figure("a node's ms", n.ms))
+    }
 }
 
 /// Run `cloud_nodes` of `model_id` from the given boundary tensors.
@@ -179,8 +306,13 @@ pub struct InferResult {
     /// Time the cloud spent decoding what it was sent (boundary codecs, or the input file's
     /// decoding and preprocessing), in ms; not part of `cloud_ms`.
     pub decode_ms: f64,
+    /// Time spent loading the model because this request was its first, ms; not part of
+    /// `cloud_ms` (0 when it was loaded already).
+    pub load_ms: f64,
     /// How the server received the request, for the client's uplink estimate.
     pub upload: TransferReport,
+    /// The server's load as the result left.
+    pub state: ServerState,
 }
 
 /// Error codes carried by [`ErrorReply`].
@@ -237,4 +369,6 @@ pub struct ProbeReply {
     /// Filler bytes sent down.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The server's load as the reply left.
+    pub state: ServerState,
 }

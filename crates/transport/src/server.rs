@@ -20,7 +20,8 @@ use crate::frame::{self, FrameError, FrameStats};
 use crate::identity::{Fingerprint, IdentityError, ServerIdentity};
 use crate::limits::Limits;
 use crate::message::{
-    ErrorCode, ErrorReply, InferRequest, InferResult, Message, ModelOffer, ProbeReply, Welcome,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, InferRequest, InferResult, Message, ModelOffer,
+    ProbeReply, ServerState, Welcome,
 };
 use crate::tensor::WireTensor;
 
@@ -42,8 +43,8 @@ const MAX_HELLO_BYTES: u32 = 64 * 1024;
 pub struct ServerStatus {
     /// Models on offer.
     pub models: Vec<ModelOffer>,
-    /// Load factor λ ≥ 1.
-    pub load_factor: f64,
+    /// The server's load now.
+    pub state: ServerState,
 }
 
 /// A successful inference, as the handler reports it.
@@ -57,6 +58,8 @@ pub struct Inference {
     pub queue_ms: f64,
     /// Time spent decoding the request's boundary tensors or input file, ms.
     pub decode_ms: f64,
+    /// Time spent loading the model because this request was its first, ms (not compute).
+    pub load_ms: f64,
 }
 
 /// The server's application logic. The transport calls it only for authenticated clients and
@@ -64,6 +67,16 @@ pub struct Inference {
 pub trait Handler: Send + Sync + 'static {
     /// What to tell a client that has just authenticated.
     fn status(&self) -> ServerStatus;
+
+    /// The server's load now, sent with every result, probe reply and status.
+    fn state(&self) -> ServerState;
+
+    /// The cloud's own per-node costs of a model (loading and measuring it first if need be).
+    /// An `Err` is sent to the client as it is.
+    fn costs(
+        &self,
+        request: CostRequest,
+    ) -> impl Future<Output = Result<CloudCosts, ErrorReply>> + Send;
 
     /// Runs one request. An `Err` is sent to the client as it is.
     fn infer(
@@ -295,7 +308,7 @@ async fn handshake<H: Handler>(
             let welcome = Message::Welcome(Welcome {
                 server_name: shared.server_name.clone(),
                 models: status.models,
-                load_factor: status.load_factor,
+                state: status.state,
             });
             send_reply(&mut send, &welcome).await;
             info!(remote = %conn.remote_address(), client = %hello.client_name, "client authenticated");
@@ -380,7 +393,9 @@ async fn dispatch<H: Handler>(message: Message, stats: FrameStats, shared: &Shar
                 cloud_ms: inference.cloud_ms,
                 queue_ms: inference.queue_ms,
                 decode_ms: inference.decode_ms,
+                load_ms: inference.load_ms,
                 upload: stats.report(),
+                state: shared.handler.state(),
             }),
             Err(reply) => Message::Error(reply),
         },
@@ -399,12 +414,18 @@ async fn dispatch<H: Handler>(message: Message, stats: FrameStats, shared: &Shar
             Message::ProbeReply(ProbeReply {
                 upload: stats.report(),
                 payload: vec![0; probe.reply_bytes as usize],
+                state: shared.handler.state(),
             })
         }
+        Message::CostRequest(request) => match shared.handler.costs(request).await {
+            Ok(costs) => Message::CostReply(costs),
+            Err(reply) => Message::Error(reply),
+        },
+        Message::StatusRequest => Message::Status(shared.handler.state()),
         other => Message::Error(ErrorReply {
             code: ErrorCode::Unexpected,
             message: format!(
-                "a {} is not a request; send an inference request or a probe",
+                "a {} is not a request; send an inference request, a probe, a cost request or a status request",
                 other.kind()
             ),
         }),

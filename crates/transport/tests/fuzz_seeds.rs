@@ -27,7 +27,11 @@ fn every_frame_seed_decodes_as_the_message_its_name_says() {
             | ("result", Ok((Message::InferResult(_), _)))
             | ("error", Ok((Message::Error(_), _)))
             | ("probe", Ok((Message::Probe(_), _)))
-            | ("probereply", Ok((Message::ProbeReply(_), _))) => {}
+            | ("probereply", Ok((Message::ProbeReply(_), _)))
+            | ("costrequest", Ok((Message::CostRequest(_), _)))
+            | ("costreply", Ok((Message::CostReply(_), _)))
+            | ("statusrequest", Ok((Message::StatusRequest, _)))
+            | ("status", Ok((Message::Status(_), _))) => {}
             ("infer_file", Ok((Message::InferRequest(r), _))) => assert!(r.input_file.is_some()),
             (name, other) => panic!("seed `{name}` decodes to {other:?}"),
         }
@@ -37,6 +41,8 @@ fn every_frame_seed_decodes_as_the_message_its_name_says() {
     assert_eq!(
         seen,
         [
+            "costreply",
+            "costrequest",
             "error",
             "hello",
             "infer",
@@ -44,6 +50,8 @@ fn every_frame_seed_decodes_as_the_message_its_name_says() {
             "probe",
             "probereply",
             "result",
+            "status",
+            "statusrequest",
             "v2",
             "welcome"
         ]

@@ -186,7 +186,7 @@ async fn bad_frames_are_answered_and_survived() {
     let wrong_kind = frame::encode(&Message::Welcome(transport::Welcome {
         server_name: "me".into(),
         models: vec![],
-        load_factor: 1.0,
+        state: transport::ServerState::default(),
     }))
     .expect("encodes");
 
@@ -366,6 +366,98 @@ async fn probes_and_transfers_feed_the_estimator() {
         "{err}"
     );
     server.stop().await;
+}
+
+/// The cloud publishes its costs for the model and weights asked about, refuses others, and
+/// every reply (welcome, result, probe reply, status) carries the server's load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_and_the_server_state_travel_with_every_reply() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path()).await;
+    let client = Client::connect(pinned(&server, dir.path()))
+        .await
+        .expect("connects");
+    assert_eq!(client.welcome().state, common::ECHO_STATE);
+
+    let costs = client.costs("echo", "none").await.expect("published");
+    assert_eq!(
+        (costs.model_id.as_str(), costs.weights_hash.as_str()),
+        ("echo", "none")
+    );
+    let ids: Vec<&str> = costs.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["input", "echo"]);
+    let err = client
+        .costs("other", "none")
+        .await
+        .expect_err("unknown model");
+    assert!(
+        matches!(
+            err,
+            ClientError::Remote {
+                code: ErrorCode::UnknownModel,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    assert_eq!(client.status().await.expect("status"), common::ECHO_STATE);
+    let probe = client.probe(64, 64).await.expect("probe");
+    assert_eq!(probe.state, common::ECHO_STATE);
+    let values = [1.0f32, 2.0];
+    let reply = client
+        .infer(request(
+            WireTensor::from_f32(&[2], &values).expect("tensor"),
+        ))
+        .await
+        .expect("served");
+    assert_eq!((reply.state, reply.load_ms), (common::ECHO_STATE, 0.0));
+    let (state, age) = client.server_state();
+    assert_eq!(state, common::ECHO_STATE);
+    assert!(age.as_secs() < 60);
+    server.stop().await;
+}
+
+/// A reply whose figures are out of range (a NaN wait, a negative load time, a cost table
+/// too long) does not decode.
+#[test]
+fn out_of_range_figures_are_refused() {
+    use transport::{CloudCosts, MAX_COST_NODES, NodeCost, ServerState};
+    let bad_state = ServerState {
+        wait_ms: f64::NAN,
+        ..common::ECHO_STATE
+    };
+    let too_long = CloudCosts {
+        model_id: "m".into(),
+        weights_hash: "h".into(),
+        nodes: vec![
+            NodeCost {
+                id: "n".into(),
+                ms: 1.0
+            };
+            MAX_COST_NODES + 1
+        ],
+        method: "m".into(),
+    };
+    let negative = CloudCosts {
+        nodes: vec![NodeCost {
+            id: "n".into(),
+            ms: -1.0,
+        }],
+        ..too_long.clone()
+    };
+    for message in [
+        Message::Status(bad_state),
+        Message::CostReply(too_long),
+        Message::CostReply(negative),
+    ] {
+        let bytes = frame::encode(&message).expect("encodes");
+        let err = frame::decode(&bytes, &Limits::default()).expect_err("refused");
+        assert!(
+            err.to_string().contains("limit") || err.to_string().contains("figure"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
-//! The models a cloud server offers, each loaded on first use and then kept.
+//! The models a cloud server offers, each loaded on first use (or at start) and then kept,
+//! with the cloud's own per-node costs measured when it loads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use models::{Backend, Net};
 use tokio::sync::OnceCell;
 use tracing::info;
+use transport::{CloudCosts, NodeCost};
 
 use crate::error::RuntimeError;
 use crate::loaded::{LoadedModel, WeightsSource};
@@ -17,8 +20,24 @@ pub(crate) struct Entry {
     net: Net,
     /// Weights named at registration; otherwise the weights directory or the seed decide.
     source: Option<WeightsSource>,
-    loaded: OnceCell<Arc<LoadedModel>>,
+    loaded: OnceCell<Loaded>,
 }
+
+/// A loaded model, what its nodes cost here, and how long loading took.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    /// The model.
+    pub model: Arc<LoadedModel>,
+    /// Each node's time on this server at batch 1, measured inside whole passes.
+    pub costs: Arc<CloudCosts>,
+    /// Loading and measuring, ms.
+    pub load_ms: f64,
+}
+
+/// Unmeasured passes before the costs are timed.
+const COST_WARMUP: usize = 1;
+/// Passes whose per-node median is published.
+const COST_RUNS: usize = 5;
 
 impl Entry {
     /// The network.
@@ -28,7 +47,7 @@ impl Entry {
 
     /// The loaded model, if it has been loaded.
     pub fn get(&self) -> Option<&Arc<LoadedModel>> {
-        self.loaded.get()
+        self.loaded.get().map(|l| &l.model)
     }
 }
 
@@ -90,33 +109,66 @@ impl Catalog {
     }
 }
 
-/// Loads `entry` on a blocking thread the first time, and returns the cached model after that.
-/// Concurrent first requests wait for one load; a failed load is tried again next time.
+/// Loads `entry` on a blocking thread the first time and measures its costs, and returns the
+/// cached model after that, with `fresh` true only for the call that loaded it. Concurrent
+/// first requests wait for one load; a failed load is tried again next time.
 pub(crate) async fn load(
     entry: &Entry,
     defaults: &WeightsDefaults,
     backend: Backend,
-) -> Result<Arc<LoadedModel>, RuntimeError> {
-    entry
+) -> Result<(Loaded, bool), RuntimeError> {
+    let mut fresh = false;
+    let loaded = entry
         .loaded
         .get_or_try_init(|| async {
+            fresh = true;
             let net = entry.net.clone();
             let source = entry
                 .source
                 .clone()
                 .unwrap_or_else(|| defaults.source_for(net.name()));
             let id = net.name().to_string();
-            let loaded = tokio::task::spawn_blocking(move || {
-                LoadedModel::load(net, &source, backend).map(|m| (m, source))
+            let started = Instant::now();
+            let (model, costs, source) = tokio::task::spawn_blocking(move || {
+                let model = LoadedModel::load(net, &source, backend)?;
+                let costs = measure_costs(&model, backend)?;
+                Ok::<_, RuntimeError>((model, costs, source))
             })
             .await
             .map_err(|e| RuntimeError::Task(e.to_string()))??;
-            let (model, source) = loaded;
-            info!(model = %id, %source, weights_hash = %model.weights_hash, "model loaded");
-            Ok(Arc::new(model))
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            info!(model = %id, %source, weights_hash = %model.weights_hash, load_ms, "model loaded and its costs measured");
+            Ok::<_, RuntimeError>(Loaded {
+                model: Arc::new(model),
+                costs: Arc::new(costs),
+                load_ms,
+            })
         })
-        .await
-        .cloned()
+        .await?
+        .clone();
+    Ok((loaded, fresh))
+}
+
+/// Each node's time on this machine at batch 1: the median over whole passes on a seeded
+/// input, timed between nodes as the pass runs them.
+fn measure_costs(model: &LoadedModel, backend: Backend) -> Result<CloudCosts, RuntimeError> {
+    let net = model.model.net();
+    let input = models::seeded_input(net, 1, 0)?;
+    let timings = model.model.time_in_pass(input, COST_WARMUP, COST_RUNS)?;
+    Ok(CloudCosts {
+        model_id: net.name().to_string(),
+        weights_hash: model.weights_hash.clone(),
+        nodes: timings
+            .into_iter()
+            .map(|t| NodeCost {
+                id: t.id,
+                ms: t.median_ms,
+            })
+            .collect(),
+        method: format!(
+            "median of {COST_RUNS} whole passes at batch 1 on {backend}, timed between nodes"
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@ mod queue;
 mod request;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use models::{Activations, Backend, Net, zoo};
 use tracing::{debug, warn};
 use transport::{
-    ErrorCode, ErrorReply, Handler, InferRequest, Inference, ModelOffer, ServerStatus,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, Handler, InferRequest, Inference, ModelOffer,
+    ServerState, ServerStatus,
 };
 
 use crate::error::RuntimeError;
@@ -59,20 +61,24 @@ impl Default for CloudConfig {
 /// The cloud side of cutpoint: serves the zoo models and any network registered with
 /// [`CloudServer::register`], each loaded on first use.
 ///
-/// # Load factor
+/// # Costs and load
 ///
-/// Every welcome carries λ ≥ 1, the factor by which a new request's time in the cloud exceeds
-/// its compute time. With `w` workers, `n` requests in the system, `s̄` the mean service time
-/// of recent requests (EWMA) and `e` how long the oldest running request has run: λ = 1 while
-/// a worker is free, else λ = 1 + (n − w)/w + max(0, 1 − e/s̄) (the wait for the first worker
-/// to free up, then for the requests ahead, in units of `s̄`). [`CloudServer::stats`] shows it
-/// with the queue's counts.
+/// When a model loads (at start with [`CloudServer::preload`], or on its first request) the
+/// server times each of its nodes inside whole passes and publishes those costs to any client
+/// that asks ([`transport::CostRequest`]), so that edges plan with this machine's speed rather
+/// than a guess. Every welcome, result, probe reply and status carries the server's state:
+/// workers, requests in the system, the mean service time s̄ (EWMA; loading is not service)
+/// and the expected wait W of a new request: 0 while a worker is free, else
+/// max(0, s̄ − e) + (n − w)/w · s̄, with `w` workers, `n` requests in the system and `e` how long
+/// the oldest running request has run. [`CloudServer::stats`] shows it with the queue's counts.
 #[derive(Debug)]
 pub struct CloudServer {
     backend: Backend,
     defaults: WeightsDefaults,
     catalog: Catalog,
     queue: WorkQueue,
+    /// Cost tables sent to clients since start.
+    costs_published: AtomicU64,
 }
 
 impl CloudServer {
@@ -110,6 +116,7 @@ impl CloudServer {
             },
             catalog,
             queue: WorkQueue::new(config.workers, config.queue_capacity),
+            costs_published: AtomicU64::new(0),
         })
     }
 
@@ -139,13 +146,18 @@ impl CloudServer {
                 self.catalog.ids()
             ),
         })?;
-        let model = catalog::load(entry, &self.defaults, self.backend).await?;
-        Ok(model.weights_hash.clone())
+        let (loaded, _) = catalog::load(entry, &self.defaults, self.backend).await?;
+        Ok(loaded.model.weights_hash.clone())
     }
 
     /// The queue's current state.
     pub fn stats(&self) -> QueueStats {
         self.queue.stats()
+    }
+
+    /// How many cost tables this server has sent to clients since it started.
+    pub fn costs_published(&self) -> u64 {
+        self.costs_published.load(Ordering::Relaxed)
     }
 
     async fn run(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
@@ -174,14 +186,18 @@ impl CloudServer {
                 ),
             }
         })?;
-        let running = admission.start().await.ok_or_else(|| {
+        let mut running = admission.start().await.ok_or_else(|| {
             internal("the work queue has shut down; the server is stopping".into())
         })?;
         let queue_ms = arrived.elapsed().as_secs_f64() * 1e3;
-        // A first request also loads the model; that one-off time is neither queueing nor compute.
-        let model = catalog::load(entry, &self.defaults, self.backend)
+        // A first request also loads the model; that one-off time is neither queueing nor
+        // compute, and stays out of the service-time mean.
+        let (loaded, fresh) = catalog::load(entry, &self.defaults, self.backend)
             .await
             .map_err(|e| internal(format!("cannot load model `{model_id}`: {e}")))?;
+        let load_ms = if fresh { loaded.load_ms } else { 0.0 };
+        running.restart_clock();
+        let model = loaded.model;
         check_hash(&model_id, &weights_hash, &model)?;
         let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
             let output = compute(&model, part);
@@ -200,7 +216,42 @@ impl CloudServer {
             cloud_ms,
             queue_ms,
             decode_ms,
+            load_ms,
         })
+    }
+
+    /// The cloud's costs for the model a client asks about, loading and measuring it first if
+    /// need be (outside the work queue: it runs once per model).
+    async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {
+        let entry = self
+            .catalog
+            .get(&request.model_id)
+            .ok_or_else(|| ErrorReply {
+                code: ErrorCode::UnknownModel,
+                message: format!(
+                    "this server does not serve model `{}`; it serves: {}",
+                    request.model_id,
+                    self.catalog.ids()
+                ),
+            })?;
+        let (loaded, _) = catalog::load(entry, &self.defaults, self.backend)
+            .await
+            .map_err(|e| internal(format!("cannot load model `{}`: {e}", request.model_id)))?;
+        check_hash(&request.model_id, &request.weights_hash, &loaded.model)?;
+        self.costs_published.fetch_add(1, Ordering::Relaxed);
+        Ok(CloudCosts::clone(&loaded.costs))
+    }
+
+    /// The server's load now.
+    fn server_state(&self) -> ServerState {
+        let stats = self.queue.stats();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ServerState {
+            workers: count(stats.workers),
+            in_system: count(stats.running + stats.waiting),
+            service_ms: stats.mean_service_ms.unwrap_or(0.0),
+            wait_ms: stats.wait_ms,
+        }
     }
 }
 
@@ -265,11 +316,19 @@ impl Handler for CloudServer {
                         .unwrap_or_default(),
                 })
                 .collect(),
-            load_factor: self.queue.stats().load_factor,
+            state: self.server_state(),
         }
+    }
+
+    fn state(&self) -> ServerState {
+        self.server_state()
     }
 
     async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
         self.run(request).await
+    }
+
+    async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {
+        CloudServer::costs(self, request).await
     }
 }

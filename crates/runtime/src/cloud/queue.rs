@@ -1,24 +1,24 @@
-//! The cloud's bounded work queue: admission, worker slots, and the load factor it reports.
+//! The cloud's bounded work queue: admission, worker slots, and the expected wait it reports.
 //!
 //! A request is first *admitted* (or refused at once when `workers + capacity` requests are
 //! already in the system), then waits for one of `workers` slots, then runs. Every admitted
 //! request leaves through [`Running`]'s drop, whatever happens to it, so the counts never leak.
 //!
-//! # Load factor
+//! # Expected wait
 //!
 //! With `w` workers, `n` requests in the system (running and waiting), `s̄` the mean service
-//! time of recent requests (EWMA, α = 0.3) and `e` the time the longest-running request has run:
+//! time of recent requests (EWMA, α = 0.3; loading a model is not service) and `e` the time the
+//! longest-running request has run:
 //!
 //! ```text
-//! λ = 1                                        when n < w (a worker is free)
-//! λ = 1 + (n − w)/w + max(0, 1 − e/s̄)          otherwise
+//! W = 0                                        when n < w (a worker is free)
+//! W = max(0, s̄ − e) + (n − w)/w · s̄            otherwise
 //! ```
 //!
 //! A new request waits for the first running request to finish (about `s̄ − e`) and then for
-//! the `n − w` requests ahead of it, which `w` workers clear in `(n − w)·s̄/w`. Its own service
-//! takes about `s̄`, so it spends `λ·s̄` in the cloud: λ is the factor the cost model of
-//! docs/DESIGN.md applies to every cloud time. Before any request has finished, `e/s̄` counts
-//! as 0.
+//! the `n − w` requests ahead of it, which `w` workers clear in `(n − w)·s̄/w`. The cost model
+//! adds W once to every plan that uses the cloud; it does not scale the layers. Before any
+//! request has finished, `s̄` is taken as `e`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -28,8 +28,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Weight of a new service time in the mean.
 const SERVICE_ALPHA: f64 = 0.3;
 
-/// The largest load factor reported (partition-core's upper bound).
-const MAX_LOAD_FACTOR: f64 = 1e6;
+/// The largest wait reported, ms (the protocol's bound on a figure).
+const MAX_WAIT_MS: f64 = transport::MAX_FIGURE_MS;
 
 /// A snapshot of the queue, for logs and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,8 +48,8 @@ pub struct QueueStats {
     pub refused: u64,
     /// Mean service time of recent requests, ms (EWMA); `None` before the first.
     pub mean_service_ms: Option<f64>,
-    /// The load factor λ ≥ 1 (see the module docs).
-    pub load_factor: f64,
+    /// The expected wait of a request that arrives now, ms (see the module docs).
+    pub wait_ms: f64,
 }
 
 #[derive(Debug)]
@@ -143,29 +143,29 @@ impl WorkQueue {
             served: state.served,
             refused: state.refused,
             mean_service_ms: state.mean_service_ms,
-            load_factor: load_factor(&state, self.inner.workers, Instant::now()),
+            wait_ms: expected_wait_ms(&state, self.inner.workers, Instant::now()),
         }
     }
 }
 
-/// λ as the module docs define it.
-fn load_factor(state: &State, workers: usize, now: Instant) -> f64 {
+/// The expected wait of a request that arrives now before a worker takes it, ms: none while
+/// a worker is free; else what is left of the oldest running request (its expected service
+/// time s̄ less what it has run, at least 0) plus s̄ for every `workers` requests ahead of it
+/// ((n − w)/w). Before any request has finished, s̄ is taken as the time the oldest has run.
+fn expected_wait_ms(state: &State, workers: usize, now: Instant) -> f64 {
     let n = state.admitted;
     if n < workers {
-        return 1.0;
+        return 0.0;
     }
-    let ahead = (n - workers) as f64 / workers as f64;
-    let remaining = match (
-        state.mean_service_ms,
-        state.running.iter().map(|r| r.1).min(),
-    ) {
-        (Some(mean), Some(oldest)) if mean > 0.0 => {
-            let elapsed_ms = now.saturating_duration_since(oldest).as_secs_f64() * 1e3;
-            (1.0 - elapsed_ms / mean).max(0.0)
-        }
-        _ => 1.0,
+    let Some(oldest) = state.running.iter().map(|r| r.1).min() else {
+        // Everyone admitted is still between admission and a worker: a moment.
+        return 0.0;
     };
-    (1.0 + ahead + remaining).min(MAX_LOAD_FACTOR)
+    let elapsed_ms = now.saturating_duration_since(oldest).as_secs_f64() * 1e3;
+    let mean = state.mean_service_ms.unwrap_or(elapsed_ms);
+    let ahead = (n - workers) as f64 / workers as f64;
+    let remaining = (mean - elapsed_ms).max(0.0);
+    (remaining + ahead * mean).min(MAX_WAIT_MS)
 }
 
 impl Admission {
@@ -198,6 +198,17 @@ impl Drop for Admission {
 }
 
 impl Running {
+    /// Starts the service clock again: what came before (loading the model for a first
+    /// request) is not service, and stays out of the mean.
+    pub fn restart_clock(&mut self) {
+        let now = Instant::now();
+        self.started = now;
+        let mut state = self.admission.inner.state();
+        if let Some(entry) = state.running.iter_mut().find(|r| r.0 == self.id) {
+            entry.1 = now;
+        }
+    }
+
     /// Records the service time (from the start to now) and returns it in ms.
     pub fn finish(self) -> f64 {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
@@ -235,22 +246,21 @@ mod tests {
     }
 
     #[test]
-    fn load_factor_follows_the_formula() {
+    fn the_expected_wait_follows_the_formula() {
         let now = Instant::now();
         let started = now - Duration::from_millis(25);
+        let wait = |s: &State, workers| expected_wait_ms(s, workers, now);
         // A free worker: no wait.
-        assert_eq!(
-            load_factor(&state(1, vec![(0, started)], Some(100.0)), 2, now),
-            1.0
-        );
-        // Both workers busy, the oldest a quarter done, two waiting: 1 + 2/2 + 0.75.
+        assert_eq!(wait(&state(1, vec![(0, started)], Some(100.0)), 2), 0.0);
+        // Both workers busy (the oldest 25 ms into 100), two waiting: 75 + 2/2 × 100.
         let busy = state(4, vec![(0, started), (1, now)], Some(100.0));
-        assert!((load_factor(&busy, 2, now) - 2.75).abs() < 1e-9);
-        // No history yet: a full service time is assumed for the running request.
-        assert_eq!(load_factor(&state(1, vec![(0, now)], None), 1, now), 2.0);
-        // Overdue requests are about to finish.
+        assert!((wait(&busy, 2) - 175.0).abs() < 1e-6);
+        // Nothing finished yet: the oldest's run so far stands for the service time.
+        let first = state(2, vec![(0, started)], None);
+        assert!((wait(&first, 1) - 25.0).abs() < 1e-6);
+        // A request running past the mean leaves no remainder.
         let overdue = state(1, vec![(0, now - Duration::from_secs(1))], Some(100.0));
-        assert_eq!(load_factor(&overdue, 1, now), 1.0);
+        assert_eq!(wait(&overdue, 1), 0.0);
     }
 
     #[tokio::test]
@@ -265,13 +275,13 @@ mod tests {
         let running = first.start().await.expect("a slot");
         let stats = queue.stats();
         assert_eq!((stats.running, stats.waiting, stats.refused), (1, 1, 1));
-        assert!(stats.load_factor >= 2.0, "{stats:?}");
+        assert!(stats.wait_ms >= 0.0, "{stats:?}");
         running.finish();
         let running = second.start().await.expect("a slot");
         drop(running);
         let stats = queue.stats();
         assert_eq!((stats.running, stats.waiting, stats.served), (0, 0, 1));
-        assert_eq!(stats.load_factor, 1.0);
+        assert_eq!(stats.wait_ms, 0.0);
         assert!(stats.mean_service_ms.is_some());
         // A dropped admission gives its place back too.
         drop(queue.admit().expect("room"));

@@ -1,5 +1,5 @@
 //! The planner's inputs from live measurements: the link (with the override and the assumed
-//! link filling gaps) and the cloud's load factor (which fades back to idle with age).
+//! link filling gaps) and the cloud's expected wait (which fades back to idle with age).
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,8 @@ use crate::error::RuntimeError;
 const MAX_MBPS: f64 = 1e9;
 /// Smallest rate a [`Link`] accepts, Mbit/s.
 const MIN_MBPS: f64 = 1e-6;
-/// Largest load factor partition-core accepts.
-const MAX_LOAD: f64 = 1e6;
+/// Largest wait partition-core accepts, ms.
+const MAX_WAIT_MS: f64 = 1e7;
 
 /// The link to plan for: the override uplink if given, else the measured one; measured
 /// downlink and RTT; `assumed` for anything not measured yet. Measured values are clamped to
@@ -37,60 +37,44 @@ pub(crate) fn planning_link(
     Ok(Link::new(up, down, rtt)?)
 }
 
-/// The cloud's load factor as last seen, fading back to 1 with the given half-life so that one
-/// busy moment does not keep the planner off the cloud for good.
+/// The cloud's expected wait as last reported, fading back to 0 with the given half-life, so
+/// that one busy moment does not keep the planner off the cloud for good.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LoadEstimate {
-    value: f64,
+pub(crate) struct WaitEstimate {
+    wait_ms: f64,
     at: Instant,
     half_life: Duration,
 }
 
-impl LoadEstimate {
+impl WaitEstimate {
     /// An idle cloud.
-    pub fn idle(half_life: Duration) -> LoadEstimate {
-        LoadEstimate {
-            value: 1.0,
+    pub fn idle(half_life: Duration) -> WaitEstimate {
+        WaitEstimate {
+            wait_ms: 0.0,
             at: Instant::now(),
             half_life,
         }
     }
 
-    /// Records a load factor (the server's, from its welcome), clamped to [1, 10^6].
-    pub fn set(&mut self, load_factor: f64, now: Instant) {
-        self.value = if load_factor.is_finite() {
-            load_factor.clamp(1.0, MAX_LOAD)
+    /// Records the server's reported wait as of `at`, clamped to `[0, MAX_WAIT_MS]` (a
+    /// non-finite report counts as the largest).
+    pub fn set(&mut self, wait_ms: f64, at: Instant) {
+        self.wait_ms = if wait_ms.is_finite() {
+            wait_ms.clamp(0.0, MAX_WAIT_MS)
         } else {
-            MAX_LOAD
+            MAX_WAIT_MS
         };
-        self.at = now;
+        self.at = at;
     }
 
-    /// Records what a reply showed: a request that queued `queue_ms` for `cloud_ms` of compute
-    /// spent `1 + queue_ms / cloud_ms` times its compute time in the cloud. Compute times under
-    /// 1 ms count as 1 ms, so scheduling noise on tiny parts does not read as load.
-    pub fn observe(&mut self, queue_ms: f64, cloud_ms: f64, now: Instant) {
-        let queue_ms = if queue_ms.is_finite() {
-            queue_ms.max(0.0)
-        } else {
-            0.0
-        };
-        let cloud_ms = if cloud_ms.is_finite() {
-            cloud_ms.max(1.0)
-        } else {
-            1.0
-        };
-        self.set(1.0 + queue_ms / cloud_ms, now);
-    }
-
-    /// The load factor now: `1 + (λ − 1)·2^(−age/half_life)`.
+    /// The wait now: `W·2^(−age/half_life)`.
     pub fn value(&self, now: Instant) -> f64 {
         let half_lives = if self.half_life.is_zero() {
             f64::INFINITY
         } else {
             now.saturating_duration_since(self.at).as_secs_f64() / self.half_life.as_secs_f64()
         };
-        1.0 + (self.value - 1.0) * 0.5f64.powf(half_lives)
+        self.wait_ms * 0.5f64.powf(half_lives)
     }
 }
 
@@ -133,17 +117,16 @@ mod tests {
     }
 
     #[test]
-    fn load_fades_to_idle() {
+    fn the_wait_fades_to_idle() {
         let t0 = Instant::now();
-        let mut load = LoadEstimate::idle(Duration::from_secs(10));
-        load.observe(30.0, 10.0, t0);
-        assert_eq!(load.value(t0), 4.0);
-        assert!((load.value(t0 + Duration::from_secs(10)) - 2.5).abs() < 1e-9);
-        load.observe(0.4, 0.01, t0);
-        assert!((load.value(t0) - 1.4).abs() < 1e-9);
-        load.set(f64::NAN, t0);
-        assert_eq!(load.value(t0), MAX_LOAD);
-        load.set(0.5, t0);
-        assert_eq!(load.value(t0), 1.0);
+        let mut wait = WaitEstimate::idle(Duration::from_secs(10));
+        assert_eq!(wait.value(t0), 0.0);
+        wait.set(40.0, t0);
+        assert_eq!(wait.value(t0), 40.0);
+        assert!((wait.value(t0 + Duration::from_secs(10)) - 20.0).abs() < 1e-9);
+        wait.set(f64::NAN, t0);
+        assert_eq!(wait.value(t0), MAX_WAIT_MS);
+        wait.set(-5.0, t0);
+        assert_eq!(wait.value(t0), 0.0);
     }
 }

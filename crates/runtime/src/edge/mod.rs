@@ -6,6 +6,7 @@ mod connection;
 mod inputs;
 mod outcome;
 mod planning;
+mod published;
 mod split;
 
 use std::collections::BTreeMap;
@@ -28,10 +29,12 @@ use crate::loaded::LoadedModel;
 use crate::wire::from_wire;
 pub use codec_costs::CodecCosts;
 use connection::{Backoff, CloudLink};
-use inputs::{LoadEstimate, planning_link};
+use inputs::{WaitEstimate, planning_link};
 pub use outcome::{Measured, Outcome, Sent};
 pub use planning::INPUT_FILE_ID;
 use planning::{FileInput, PlanningGraph};
+pub use published::CloudCostSource;
+use published::CostCache;
 pub use split::SplitMode;
 
 /// Settings of an [`EdgeSession`].
@@ -61,7 +64,8 @@ pub struct EdgeConfig {
     pub reconnect_delay: Duration,
     /// Longest delay between reconnect attempts. Default 10 s.
     pub max_reconnect_delay: Duration,
-    /// Half-life over which the cloud's last seen load factor fades back to 1. Default 10 s.
+    /// Half-life over which the cloud's last reported expected wait fades back to 0. Default
+    /// 10 s.
     pub load_half_life: Duration,
     /// The extension point for emulating a slower edge device: the session behaves as if the
     /// edge were this many times slower than the machine it runs on. After each part computed
@@ -78,6 +82,10 @@ pub struct EdgeConfig {
     /// Send every crossing tensor as raw f32 and an image input as its preprocessed tensor:
     /// the wire Neurosurgeon assumed, kept as a baseline. Default false.
     pub raw_wire: bool,
+    /// Plan with the cloud's own per-node costs, which the server measures on itself and
+    /// publishes, in place of the cloud costs the session was made with. Turn it off when
+    /// those are authoritative (a cloud profile or a cost graph the user gave). Default true.
+    pub use_published_costs: bool,
 }
 
 impl Default for EdgeConfig {
@@ -96,6 +104,7 @@ impl Default for EdgeConfig {
             edge_slowdown: 1.0,
             max_loss: Loss::Exact,
             raw_wire: false,
+            use_published_costs: true,
         }
     }
 }
@@ -110,7 +119,19 @@ impl Default for EdgeConfig {
 pub struct EdgeSession {
     model: Arc<Model>,
     weights_hash: String,
+    /// The cost graph the session was made with (edge costs slowed as configured).
+    given: Graph,
+    /// The cost graph the planner uses: `given`, with the server's published cloud costs once
+    /// it has published them.
     graph: Graph,
+    /// Where `graph`'s cloud costs come from.
+    cloud_source: CloudCostSource,
+    /// Published cost tables fetched so far.
+    published: CostCache,
+    /// The connection generation whose published costs `graph` reflects.
+    costs_generation: u64,
+    /// The edge's summed layer costs at this machine's speed (before any emulated slowdown).
+    edge_total_ms: f64,
     /// The network's index of each graph node (the graph has its own topological order).
     to_net: Vec<usize>,
     /// How many times this machine's time the cloud takes for the same work: the cloud's
@@ -125,7 +146,7 @@ pub struct EdgeSession {
     last_placement: Option<Vec<bool>>,
     cloud: Option<CloudLink>,
     seen_generation: u64,
-    load: LoadEstimate,
+    wait: WaitEstimate,
 }
 
 /// What became of the cloud request.
@@ -147,6 +168,7 @@ impl EdgeSession {
         config: EdgeConfig,
     ) -> Result<EdgeSession, RuntimeError> {
         let cloud_factor = speed_ratio(&graph);
+        let edge_total_ms = (0..graph.len()).map(|v| graph.edge_ms(v)).sum();
         let graph = slowed(graph, config.edge_slowdown)?;
         let net = model.model.net();
         let mismatch = |reason: String| RuntimeError::GraphMismatch {
@@ -186,10 +208,19 @@ impl EdgeSession {
         }
         let session = EdgeSession {
             hysteresis: Hysteresis::new(config.min_saving)?,
-            load: LoadEstimate::idle(config.load_half_life),
+            wait: WaitEstimate::idle(config.load_half_life),
             model: Arc::new(model.model),
             weights_hash: model.weights_hash,
+            given: graph.clone(),
             graph,
+            cloud_source: if config.use_published_costs {
+                CloudCostSource::Assumed(None)
+            } else {
+                CloudCostSource::Given
+            },
+            published: CostCache::default(),
+            costs_generation: 0,
+            edge_total_ms,
             to_net,
             cloud_factor,
             codec_costs: None,
@@ -261,13 +292,72 @@ impl EdgeSession {
             max: self.config.max_reconnect_delay,
         };
         self.cloud = None;
+        // A new link counts its connections from the start: check its welcome and fetch its
+        // costs afresh.
+        self.seen_generation = 0;
+        self.costs_generation = 0;
         let (link, result) = CloudLink::connect(client, backoff).await;
         self.cloud = Some(link);
         result.map_err(|error| RuntimeError::Connect {
             server,
             error: Box::new(error),
         })?;
-        self.usable_client().map(|_| ())
+        if let Some(client) = self.usable_client()? {
+            self.update_cloud_costs(&client).await;
+        }
+        Ok(())
+    }
+
+    /// Where the planner's cloud costs come from now.
+    pub fn cloud_cost_source(&self) -> &CloudCostSource {
+        &self.cloud_source
+    }
+
+    /// Plans with the connected server's published costs, fetching them once per server and
+    /// weights (within the request timeout). A server that cannot answer leaves the given
+    /// costs in place, and the reason in [`EdgeSession::cloud_cost_source`].
+    async fn update_cloud_costs(&mut self, client: &Client) {
+        if !self.config.use_published_costs || self.costs_generation == self.seen_generation {
+            return;
+        }
+        self.costs_generation = self.seen_generation;
+        let Some(fingerprint) = client.fingerprint() else {
+            return self.assume_cloud_costs("the server's certificate is unknown".into());
+        };
+        let table = match self.published.get(fingerprint, &self.weights_hash) {
+            Some(table) => table,
+            None => {
+                let ask = client.costs(self.model.net().name(), &self.weights_hash);
+                match tokio::time::timeout(self.config.request_timeout, ask).await {
+                    Ok(Ok(table)) => {
+                        let table = Arc::new(table);
+                        self.published.insert(fingerprint, table.clone());
+                        table
+                    }
+                    Ok(Err(e)) => return self.assume_cloud_costs(e.to_string()),
+                    Err(_) => return self.assume_cloud_costs("no answer in time".into()),
+                }
+            }
+        };
+        match published::apply(&self.given, &table) {
+            Ok(graph) => {
+                self.cloud_factor = speed_ratio_of(&graph, self.edge_total_ms);
+                self.graph = graph;
+                self.cloud_source = CloudCostSource::Published {
+                    fingerprint: fingerprint.to_string(),
+                    method: table.method.clone(),
+                };
+            }
+            Err(e) => self.assume_cloud_costs(format!("its table does not fit: {e}")),
+        }
+    }
+
+    /// Falls back to the given cloud costs, saying why.
+    fn assume_cloud_costs(&mut self, reason: String) {
+        warn!(model = %self.model.net().name(), %reason, "planning with assumed cloud costs");
+        self.graph = self.given.clone();
+        self.cloud_factor = speed_ratio_of(&self.given, self.edge_total_ms);
+        self.cloud_source = CloudCostSource::Assumed(Some(reason));
     }
 
     /// Connects to the cloud now, or runs locally while it cannot be reached.
@@ -440,7 +530,7 @@ impl EdgeSession {
                 return Err(problem);
             }
             self.seen_generation = generation;
-            self.load.set(welcome.load_factor, Instant::now());
+            self.wait.set(welcome.state.wait_ms, Instant::now());
         }
         Ok(Some(client))
     }
@@ -489,6 +579,7 @@ impl EdgeSession {
             client = self.usable_client()?;
             match &client {
                 Some(c) => {
+                    self.update_cloud_costs(c).await;
                     if let Err(reason) = self.refresh_link(c).await? {
                         trouble = Some(reason);
                         client = None;
@@ -504,8 +595,13 @@ impl EdgeSession {
             self.config.uplink_mbps,
             &self.config.assumed_link,
         )?;
-        let load_factor = self.load.value(Instant::now());
-        let scenario = Scenario::new(link, self.config.objective, load_factor)?;
+        if let Some(client) = self.client() {
+            // Any reply since (a result, a probe, a status) is newer than what we saw.
+            let (state, age) = client.server_state();
+            self.wait.set(state.wait_ms, Instant::now() - age);
+        }
+        let wait_ms = self.wait.value(Instant::now());
+        let scenario = Scenario::new(link, self.config.objective, 1.0)?.with_wait(wait_ms)?;
         let planning = self.planning_graph(match &input {
             Input::File(file) => Some(file),
             Input::Tensor(_) => None,
@@ -585,8 +681,8 @@ impl EdgeSession {
                     measured.download_ms = response.download.span_us as f64 / 1e3;
                     measured.queue_ms = response.queue_ms;
                     measured.cloud_ms = response.cloud_ms + response.decode_ms;
-                    self.load
-                        .observe(response.queue_ms, response.cloud_ms, Instant::now());
+                    measured.load_ms = response.load_ms;
+                    self.wait.set(response.state.wait_ms, Instant::now());
                     let predicted_decode_ms = planning.predicted_decode_ms(&plan);
                     if let Some(costs) = self.codec_costs.as_mut() {
                         costs.record_cloud_decode(predicted_decode_ms, response.decode_ms);
@@ -627,7 +723,7 @@ impl EdgeSession {
             measured,
             link,
             estimate,
-            load_factor,
+            wait_ms,
             fallback,
         })
     }
@@ -1043,9 +1139,14 @@ fn shape_text(shape: &[usize]) -> String {
 /// the cloud's summed layer costs over the edge's (1 when the edge costs nothing).
 fn speed_ratio(graph: &Graph) -> f64 {
     let edge: f64 = (0..graph.len()).map(|v| graph.edge_ms(v)).sum();
+    speed_ratio_of(graph, edge)
+}
+
+/// [`speed_ratio`] against an edge total given apart (this machine's, before any slowdown).
+fn speed_ratio_of(graph: &Graph, edge_total_ms: f64) -> f64 {
     let cloud: f64 = (0..graph.len()).map(|v| graph.cloud_ms(v)).sum();
-    if edge > 0.0 && cloud > 0.0 {
-        cloud / edge
+    if edge_total_ms > 0.0 && cloud > 0.0 {
+        cloud / edge_total_ms
     } else {
         1.0
     }

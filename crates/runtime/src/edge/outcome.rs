@@ -21,6 +21,9 @@ pub struct Measured {
     pub queue_ms: f64,
     /// Computing on the cloud, decoding included, as the server reported it.
     pub cloud_ms: f64,
+    /// Loading the model on the cloud, when this request was its first there (0 otherwise):
+    /// a one-off, not compute.
+    pub load_ms: f64,
     /// Receiving the result, from its first to its last byte.
     pub download_ms: f64,
     /// Wall time of the whole request.
@@ -30,8 +33,12 @@ pub struct Measured {
 impl Measured {
     /// Time not in any part: propagation and scheduling (never negative).
     pub fn other_ms(&self) -> f64 {
-        let parts =
-            self.edge_ms + self.upload_ms + self.queue_ms + self.cloud_ms + self.download_ms;
+        let parts = self.edge_ms
+            + self.upload_ms
+            + self.queue_ms
+            + self.cloud_ms
+            + self.load_ms
+            + self.download_ms;
         (self.total_ms - parts).max(0.0)
     }
 }
@@ -63,7 +70,7 @@ pub struct Outcome {
     /// The network's output, batch first.
     pub output: HostTensor,
     /// The plan chosen for this request, costed under [`Outcome::link`] and
-    /// [`Outcome::load_factor`]. When [`Outcome::fallback`] is set, its cloud nodes ran on the
+    /// [`Outcome::wait_ms`]. When [`Outcome::fallback`] is set, its cloud nodes ran on the
     /// edge instead.
     pub plan: Plan,
     /// The graph the plan was made on, which its node indices refer to: the session's graph
@@ -86,8 +93,9 @@ pub struct Outcome {
     pub link: Link,
     /// The transport's raw estimate at planning time; `None` when no connection was ever made.
     pub estimate: Option<LinkEstimate>,
-    /// The cloud's load factor the plan used.
-    pub load_factor: f64,
+    /// The cloud's expected wait the plan used, ms (as the server last reported it, faded with
+    /// age).
+    pub wait_ms: f64,
     /// Why the request ran locally although its plan used the cloud; `None` when it ran as
     /// planned.
     pub fallback: Option<String>,
@@ -151,10 +159,11 @@ mod tests {
             upload_ms: 2.0,
             queue_ms: 0.5,
             cloud_ms: 3.0,
+            load_ms: 0.25,
             download_ms: 0.5,
             total_ms: 8.0,
         };
-        assert_eq!(m.other_ms(), 1.0);
+        assert_eq!(m.other_ms(), 0.75);
         let local = Measured {
             edge_ms: 5.0,
             total_ms: 4.9,

@@ -97,13 +97,15 @@ pub fn client_config(cloud: &Cloud, dir: &Path) -> ClientConfig {
     config
 }
 
-/// Session settings for tests: `split`, quick reconnects, a generous timeout.
+/// Session settings for tests: `split`, quick reconnects, a generous timeout, and the costs
+/// of [`graph_of`] kept (not the server's published ones), so that cuts are predictable.
 pub fn edge_config(split: SplitMode) -> EdgeConfig {
     EdgeConfig {
         split,
         request_timeout: Duration::from_secs(20),
         reconnect_delay: Duration::from_millis(100),
         max_reconnect_delay: Duration::from_millis(400),
+        use_published_costs: false,
         ..EdgeConfig::default()
     }
 }

@@ -8,11 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use transport::{
-    ErrorCode, ErrorReply, Fingerprint, Handler, InferRequest, Inference, ModelOffer, Server,
-    ServerCloser, ServerConfig, ServerError, ServerIdentity, ServerStatus, Token, WireTensor,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, Fingerprint, Handler, InferRequest, Inference,
+    ModelOffer, NodeCost, Server, ServerCloser, ServerConfig, ServerError, ServerIdentity,
+    ServerState, ServerStatus, Token, WireTensor,
 };
 
-/// Returns the first boundary tensor unchanged; model "slow" sleeps first.
+/// The state the echo server reports: one worker, one request in flight, 7 ms of wait.
+pub const ECHO_STATE: ServerState = ServerState {
+    workers: 1,
+    in_system: 1,
+    service_ms: 3.5,
+    wait_ms: 7.0,
+};
+
+/// Returns the first boundary tensor unchanged; model "slow" sleeps first. Publishes costs
+/// for model "echo" (weights "none") only.
 pub struct Echo;
 
 impl Handler for Echo {
@@ -22,8 +32,36 @@ impl Handler for Echo {
                 id: "echo".into(),
                 weights_hash: "none".into(),
             }],
-            load_factor: 1.0,
+            state: ECHO_STATE,
         }
+    }
+
+    fn state(&self) -> ServerState {
+        ECHO_STATE
+    }
+
+    async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {
+        if request.model_id != "echo" {
+            return Err(ErrorReply {
+                code: ErrorCode::UnknownModel,
+                message: format!("no model `{}` here", request.model_id),
+            });
+        }
+        Ok(CloudCosts {
+            model_id: request.model_id,
+            weights_hash: request.weights_hash,
+            nodes: vec![
+                NodeCost {
+                    id: "input".into(),
+                    ms: 0.0,
+                },
+                NodeCost {
+                    id: "echo".into(),
+                    ms: 0.5,
+                },
+            ],
+            method: "fixed".into(),
+        })
     }
 
     async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
@@ -43,6 +81,7 @@ impl Handler for Echo {
             cloud_ms: 0.5,
             queue_ms: 0.0,
             decode_ms: 0.0,
+            load_ms: 0.0,
         })
     }
 }
