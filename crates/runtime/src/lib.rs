@@ -2,7 +2,8 @@
 //!
 //! - [`CloudServer`]: the cloud side. A [`transport::Handler`] that serves zoo and spec models,
 //!   loads each on first use, checks every request against the network and the weights hash,
-//!   runs it behind a bounded queue (answering `Busy` when full) and reports a load factor.
+//!   runs it behind a bounded queue (answering `Busy` when full), publishes its own per-node and
+//!   decoding costs, and reports its expected wait with every reply.
 //! - [`EdgeSession`]: the edge side. Plans each request with the live link estimate and the
 //!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
 //!   an [`Outcome`] with predicted and measured breakdowns. When the cloud is unreachable, busy
@@ -28,6 +29,7 @@
 //! [`EdgeConfig::edge_slowdown`].
 
 mod cloud;
+mod codec_costs;
 mod costs;
 mod cut_report;
 mod dirs;
@@ -43,12 +45,13 @@ mod weights_hash;
 mod wire;
 
 pub use cloud::{CloudConfig, CloudServer, QueueStats};
+pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
-    CloudCostSource, CodecCosts, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent,
-    SplitMode, pattern_input,
+    CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
+    pattern_input,
 };
 pub use error::RuntimeError;
 pub use input_files::{read_image_file, read_npy_input};

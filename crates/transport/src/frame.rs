@@ -654,19 +654,34 @@ mod tests {
                 ".*",
                 ".*",
                 prop::collection::vec((".*", 0.0f64..1e7), 0..8),
-                ".*"
+                ".*",
+                0.0f64..1e7,
+                prop::sample::subsequence(Codec::ALL.to_vec(), 0..=Codec::ALL.len()),
+                0.0f64..1e7,
             )
-                .prop_map(|(model_id, weights_hash, nodes, method)| {
-                    Message::CostReply(CloudCosts {
-                        model_id,
-                        weights_hash,
-                        nodes: nodes
-                            .into_iter()
-                            .map(|(id, ms)| NodeCost { id, ms })
-                            .collect(),
-                        method,
-                    })
-                }),
+                .prop_map(
+                    |(model_id, weights_hash, nodes, method, image, codecs, per_mb)| {
+                        Message::CostReply(CloudCosts {
+                            model_id,
+                            weights_hash,
+                            nodes: nodes
+                                .into_iter()
+                                .map(|(id, ms)| NodeCost { id, ms })
+                                .collect(),
+                            method,
+                            decoding: DecodingCosts {
+                                image_ms_per_mpixel: image,
+                                codecs: codecs
+                                    .into_iter()
+                                    .map(|codec| CodecSpeed {
+                                        codec,
+                                        decode_ms_per_mb: per_mb,
+                                    })
+                                    .collect(),
+                            },
+                        })
+                    }
+                ),
             Just(Message::StatusRequest),
             arb_state().prop_map(Message::Status),
         ]

@@ -36,9 +36,9 @@ pub use frame::FrameError;
 pub use identity::{Fingerprint, IdentityError, KnownServers, ServerIdentity};
 pub use limits::Limits;
 pub use message::{
-    CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult,
-    MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError, ModelOffer, NodeCost, PROTOCOL_VERSION,
-    Probe, ProbeReply, ServerState, TransferReport, Welcome,
+    CloudCosts, CodecSpeed, CostRequest, DecodingCosts, ErrorCode, ErrorReply, Hello, InferRequest,
+    InferResult, MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError, ModelOffer, NodeCost,
+    PROTOCOL_VERSION, Probe, ProbeReply, ServerState, TransferReport, Welcome,
 };
 pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
 pub use server::{

@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Codec;
 use crate::limits::Limits;
 use crate::tensor::{TensorError, WireTensor};
 
 /// The protocol version this build speaks. Version 4: the cloud publishes its per-node costs
-/// ([`CostRequest`], [`CloudCosts`]), every reply carries the server's load as a
+/// and its decoding speeds ([`CostRequest`], [`CloudCosts`]), every reply carries the server's load as a
 /// [`ServerState`] (with the expected wait for a new request), an idle client can ask for it
 /// ([`Message::StatusRequest`]), and a result reports the time spent loading a model apart
 /// from compute. Version 3: boundary tensors travel under a
@@ -137,6 +138,12 @@ pub enum MessageError {
         /// The limit.
         max: usize,
     },
+    /// A decoding table lists one codec twice.
+    #[error("the decoding costs list codec {codec} twice")]
+    RepeatedCodec {
+        /// The codec.
+        codec: Codec,
+    },
     /// Too many boundary tensors in one request.
     #[error("request carries {count} boundary tensors, more than the limit of {max}")]
     TooManyTensors {
@@ -237,6 +244,27 @@ pub struct CloudCosts {
     pub nodes: Vec<NodeCost>,
     /// How they were measured, for reports (e.g. "median of 5 passes, batch 1, flex").
     pub method: String,
+    /// What decoding what the edge sends costs on this server.
+    pub decoding: DecodingCosts,
+}
+
+/// The server's own time to decode what may arrive: an image file, and a boundary tensor under
+/// each codec (measured on the model's own activations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodingCosts {
+    /// Decoding and preprocessing an image file, ms per megapixel of the file.
+    pub image_ms_per_mpixel: f64,
+    /// Decoding a boundary tensor, per codec; a codec not listed was not measured.
+    pub codecs: Vec<CodecSpeed>,
+}
+
+/// One codec's decoding speed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CodecSpeed {
+    /// The codec.
+    pub codec: Codec,
+    /// Decoding time, ms per megabyte (10^6 bytes) of raw f32 tensor.
+    pub decode_ms_per_mb: f64,
 }
 
 /// One node's time.
@@ -257,6 +285,19 @@ impl CloudCosts {
                 max: MAX_COST_NODES,
             });
         }
+        let codecs = &self.decoding.codecs;
+        if let Some((_, c)) = codecs
+            .iter()
+            .enumerate()
+            .find(|(i, c)| codecs[..*i].iter().any(|earlier| earlier.codec == c.codec))
+        {
+            return Err(MessageError::RepeatedCodec { codec: c.codec });
+        }
+        figure("image_ms_per_mpixel", self.decoding.image_ms_per_mpixel)?;
+        self.decoding
+            .codecs
+            .iter()
+            .try_for_each(|c| figure("a codec's decode_ms_per_mb", c.decode_ms_per_mb))?;
         self.nodes
             .iter()
             .try_for_each(|n| figure("a node's ms", n.ms))

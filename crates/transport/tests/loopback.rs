@@ -422,7 +422,9 @@ async fn costs_and_the_server_state_travel_with_every_reply() {
 /// too long) does not decode.
 #[test]
 fn out_of_range_figures_are_refused() {
-    use transport::{CloudCosts, MAX_COST_NODES, NodeCost, ServerState};
+    use transport::{
+        CloudCosts, Codec, CodecSpeed, DecodingCosts, MAX_COST_NODES, NodeCost, ServerState,
+    };
     let bad_state = ServerState {
         wait_ms: f64::NAN,
         ..common::ECHO_STATE
@@ -438,6 +440,10 @@ fn out_of_range_figures_are_refused() {
             MAX_COST_NODES + 1
         ],
         method: "m".into(),
+        decoding: DecodingCosts {
+            image_ms_per_mpixel: 1.0,
+            codecs: Vec::new(),
+        },
     };
     let negative = CloudCosts {
         nodes: vec![NodeCost {
@@ -446,15 +452,41 @@ fn out_of_range_figures_are_refused() {
         }],
         ..too_long.clone()
     };
+    let slow_image = CloudCosts {
+        nodes: Vec::new(),
+        decoding: DecodingCosts {
+            image_ms_per_mpixel: f64::INFINITY,
+            codecs: Vec::new(),
+        },
+        ..too_long.clone()
+    };
+    let twice = CloudCosts {
+        nodes: Vec::new(),
+        decoding: DecodingCosts {
+            image_ms_per_mpixel: 1.0,
+            codecs: vec![
+                CodecSpeed {
+                    codec: Codec::Int8,
+                    decode_ms_per_mb: 1.0,
+                };
+                2
+            ],
+        },
+        ..too_long.clone()
+    };
     for message in [
         Message::Status(bad_state),
         Message::CostReply(too_long),
         Message::CostReply(negative),
+        Message::CostReply(slow_image),
+        Message::CostReply(twice),
     ] {
         let bytes = frame::encode(&message).expect("encodes");
         let err = frame::decode(&bytes, &Limits::default()).expect_err("refused");
         assert!(
-            err.to_string().contains("limit") || err.to_string().contains("figure"),
+            ["limit", "figure", "twice"]
+                .iter()
+                .any(|word| err.to_string().contains(word)),
             "{err}"
         );
     }

@@ -9,8 +9,9 @@ use std::time::Instant;
 use models::{Backend, Net};
 use tokio::sync::OnceCell;
 use tracing::info;
-use transport::{CloudCosts, NodeCost};
+use transport::{CloudCosts, Loss, NodeCost};
 
+use crate::codec_costs::CodecCosts;
 use crate::error::RuntimeError;
 use crate::loaded::{LoadedModel, WeightsSource};
 
@@ -150,10 +151,14 @@ pub(crate) async fn load(
 }
 
 /// Each node's time on this machine at batch 1: the median over whole passes on a seeded
-/// input, timed between nodes as the pass runs them.
+/// input, timed between nodes as the pass runs them; and what decoding costs here (the
+/// embedded photograph, and every codec on every node's output for that input).
 fn measure_costs(model: &LoadedModel, backend: Backend) -> Result<CloudCosts, RuntimeError> {
     let net = model.model.net();
     let input = models::seeded_input(net, 1, 0)?;
+    let decoding = CodecCosts::measure(&model.model, input.clone(), Loss::Int8)?
+        .decoding()
+        .clone();
     let timings = model.model.time_in_pass(input, COST_WARMUP, COST_RUNS)?;
     Ok(CloudCosts {
         model_id: net.name().to_string(),
@@ -168,6 +173,7 @@ fn measure_costs(model: &LoadedModel, backend: Backend) -> Result<CloudCosts, Ru
         method: format!(
             "median of {COST_RUNS} whole passes at batch 1 on {backend}, timed between nodes"
         ),
+        decoding,
     })
 }
 

@@ -1,7 +1,6 @@
 //! [`EdgeSession`]: plan, run the edge part, ship the boundary, receive the result, and finish
 //! locally when the cloud cannot.
 
-mod codec_costs;
 mod connection;
 mod inputs;
 mod outcome;
@@ -20,14 +19,14 @@ use partition_core::{
 use predictor::DeviceProfile;
 use tracing::{info, warn};
 use transport::{
-    Client, ClientConfig, ClientError, Codec, ErrorCode, InferRequest, InferResponse, Loss,
-    WireTensor,
+    Client, ClientConfig, ClientError, Codec, DecodingCosts, ErrorCode, InferRequest,
+    InferResponse, Loss, WireTensor,
 };
 
+use crate::codec_costs::{CloudDecoding, CodecCosts};
 use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
 use crate::wire::from_wire;
-pub use codec_costs::CodecCosts;
 use connection::{Backoff, CloudLink};
 use inputs::{WaitEstimate, planning_link};
 pub use outcome::{Measured, Outcome, Sent};
@@ -139,6 +138,8 @@ pub struct EdgeSession {
     cloud_factor: f64,
     /// Codec and image-decoding costs, measured on the first request that needs them.
     codec_costs: Option<CodecCosts>,
+    /// The connected server's own decoding costs, when it published them.
+    cloud_decoding: Option<DecodingCosts>,
     config: EdgeConfig,
     hysteresis: Hysteresis,
     /// Whether the hysteresis holds a plan for an image-file graph (one node longer).
@@ -224,6 +225,7 @@ impl EdgeSession {
             to_net,
             cloud_factor,
             codec_costs: None,
+            cloud_decoding: None,
             hysteresis_for_file: false,
             last_placement: None,
             cloud: None,
@@ -342,6 +344,7 @@ impl EdgeSession {
         match published::apply(&self.given, &table) {
             Ok(graph) => {
                 self.cloud_factor = speed_ratio_of(&graph, self.edge_total_ms);
+                self.cloud_decoding = Some(table.decoding.clone());
                 self.graph = graph;
                 self.cloud_source = CloudCostSource::Published {
                     fingerprint: fingerprint.to_string(),
@@ -356,6 +359,7 @@ impl EdgeSession {
     fn assume_cloud_costs(&mut self, reason: String) {
         warn!(model = %self.model.net().name(), %reason, "planning with assumed cloud costs");
         self.graph = self.given.clone();
+        self.cloud_decoding = None;
         self.cloud_factor = speed_ratio_of(&self.given, self.edge_total_ms);
         self.cloud_source = CloudCostSource::Assumed(Some(reason));
     }
@@ -772,6 +776,10 @@ impl EdgeSession {
     /// file's node.
     fn planning_graph(&self, file: Option<&FileInput>) -> Result<PlanningGraph, RuntimeError> {
         let slowdown = self.config.edge_slowdown;
+        let cloud = CloudDecoding {
+            published: self.cloud_decoding.as_ref(),
+            cloud_factor: self.cloud_factor,
+        };
         let encodings = (0..self.graph.len())
             .map(|g| match &self.codec_costs {
                 Some(costs) if !self.config.raw_wire => costs.encodings(
@@ -779,7 +787,7 @@ impl EdgeSession {
                     self.graph.out_bytes(g),
                     self.config.max_loss,
                     slowdown,
-                    self.cloud_factor,
+                    cloud,
                 ),
                 _ => Vec::new(),
             })
@@ -788,7 +796,7 @@ impl EdgeSession {
             (Some(file), Some(costs)) => Some(planning::FileCosts {
                 bytes: file.bytes.len() as u64,
                 edge_ms: costs.image_ms(file.pixels) * slowdown,
-                cloud_ms: costs.cloud_image_ms(file.pixels, self.cloud_factor),
+                cloud_ms: costs.cloud_image_ms(file.pixels, cloud),
                 may_send: !self.config.raw_wire,
             }),
             _ => None,

@@ -90,6 +90,10 @@ mod tests {
                 ms,
             }],
             method: "test".into(),
+            decoding: transport::DecodingCosts {
+                image_ms_per_mpixel: 1.0,
+                codecs: Vec::new(),
+            },
         })
     }
 

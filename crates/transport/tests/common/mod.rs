@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use transport::{
-    CloudCosts, CostRequest, ErrorCode, ErrorReply, Fingerprint, Handler, InferRequest, Inference,
-    ModelOffer, NodeCost, Server, ServerCloser, ServerConfig, ServerError, ServerIdentity,
-    ServerState, ServerStatus, Token, WireTensor,
+    CloudCosts, Codec, CodecSpeed, CostRequest, DecodingCosts, ErrorCode, ErrorReply, Fingerprint,
+    Handler, InferRequest, Inference, ModelOffer, NodeCost, Server, ServerCloser, ServerConfig,
+    ServerError, ServerIdentity, ServerState, ServerStatus, Token, WireTensor,
 };
 
 /// The state the echo server reports: one worker, one request in flight, 7 ms of wait.
@@ -61,6 +61,13 @@ impl Handler for Echo {
                 },
             ],
             method: "fixed".into(),
+            decoding: DecodingCosts {
+                image_ms_per_mpixel: 10.0,
+                codecs: vec![CodecSpeed {
+                    codec: Codec::Lossless,
+                    decode_ms_per_mb: 2.0,
+                }],
+            },
         })
     }
 

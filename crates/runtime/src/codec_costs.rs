@@ -6,14 +6,19 @@
 //! tensor exists, so they are predicted from a ratio per node and codec: measured by running the
 //! network on a sample input and encoding every node's output, then replaced by a running
 //! average of the sizes actually sent. Times are kept per megabyte of raw tensor, so that they
-//! scale with the batch; the cloud's decode times are this machine's, scaled by how much faster
-//! the cloud computes layers and by a running factor from the decode times the server reports.
+//! scale with the batch.
+//!
+//! The cloud's decode times come from the server's own measurement when it publishes one
+//! ([`DecodingCosts`], the same measurement run there): a node's decode time here, times how
+//! much faster the server decodes that codec. A server that publishes none is assumed to decode
+//! as much faster as it computes layers. Either is then corrected by a running factor from the
+//! decode times the server reports.
 
 use std::time::Instant;
 
 use models::{HostTensor, Model, SAMPLE_JPEG, decode_image, image_dimensions};
 use partition_core::Encoding;
-use transport::{Codec, Limits, Loss, WireTensor};
+use transport::{Codec, CodecSpeed, DecodingCosts, Limits, Loss, WireTensor};
 
 use crate::error::RuntimeError;
 
@@ -33,6 +38,19 @@ struct Estimate {
     encode_ms_per_mb: f64,
     /// This machine's time to decode, ms per raw MB.
     decode_ms_per_mb: f64,
+    /// Raw MB of the tensor the times were first measured on.
+    sample_mb: f64,
+}
+
+/// Where the cloud's decode times come from, for [`CodecCosts::encodings`] and
+/// [`CodecCosts::cloud_image_ms`].
+#[derive(Debug, Clone, Copy)]
+pub struct CloudDecoding<'a> {
+    /// The server's own measurement, when it published one.
+    pub published: Option<&'a DecodingCosts>,
+    /// How many times this machine's time the cloud takes for a layer: the assumption for
+    /// whatever the server did not measure.
+    pub cloud_factor: f64,
 }
 
 /// Codec and image-decoding costs for one network, as an [`crate::EdgeSession`] plans with them.
@@ -40,6 +58,9 @@ struct Estimate {
 pub struct CodecCosts {
     /// Per network node (the network's order): an estimate for each codec that encoded it.
     nodes: Vec<Vec<Estimate>>,
+    /// This machine's decoding speeds as first measured, over every node (what a server
+    /// publishes, and what the edge compares a server's against).
+    measured: DecodingCosts,
     /// Edge time to decode and preprocess an image file, ms per megapixel of the file.
     image_ms_per_mpixel: f64,
     /// The cloud's reported decode time over the predicted one, running.
@@ -76,24 +97,53 @@ impl CodecCosts {
                 .filter_map(|&codec| measure_one(&host, codec))
                 .collect();
         }
+        let measured = DecodingCosts {
+            image_ms_per_mpixel,
+            codecs: codecs
+                .iter()
+                .filter_map(|&codec| pooled_speed(&nodes, codec))
+                .collect(),
+        };
         Ok(CodecCosts {
             nodes,
+            measured,
             image_ms_per_mpixel,
             cloud_decode_scale: 1.0,
         })
     }
 
+    /// This machine's decoding costs as measured: the image file, and each codec's decode time
+    /// pooled over every node's output (total time over total size). A server publishes these.
+    pub fn decoding(&self) -> &DecodingCosts {
+        &self.measured
+    }
+
+    /// How many times this machine's time the cloud takes to decode `codec`.
+    fn cloud_decode_factor(&self, codec: Codec, cloud: CloudDecoding<'_>) -> f64 {
+        let speed = |costs: &DecodingCosts| {
+            costs
+                .codecs
+                .iter()
+                .find(|s| s.codec == codec)
+                .map(|s| s.decode_ms_per_mb)
+        };
+        match (cloud.published.and_then(speed), speed(&self.measured)) {
+            (Some(there), Some(here)) if here > 0.0 => there / here,
+            _ => cloud.cloud_factor,
+        }
+    }
+
     /// The candidate encodings of network node `v`'s output of `raw_bytes`, for the planner:
     /// each codec `loss` allows, with its predicted bytes, its encode time on the edge
-    /// (`edge_factor` times this machine's) and its decode time on the cloud (`cloud_factor`
-    /// times this machine's, and the running correction).
+    /// (`edge_factor` times this machine's) and its decode time on the cloud (this machine's
+    /// scaled to the cloud as `cloud` says, and the running correction).
     pub fn encodings(
         &self,
         v: usize,
         raw_bytes: u64,
         loss: Loss,
         edge_factor: f64,
-        cloud_factor: f64,
+        cloud: CloudDecoding<'_>,
     ) -> Vec<Encoding> {
         let mb = raw_bytes as f64 / MB;
         self.nodes
@@ -105,7 +155,10 @@ impl CodecCosts {
                 name: e.codec.name().to_string(),
                 bytes: (e.ratio * raw_bytes as f64).ceil() as u64,
                 edge_ms: e.encode_ms_per_mb * mb * edge_factor,
-                cloud_ms: e.decode_ms_per_mb * mb * cloud_factor * self.cloud_decode_scale,
+                cloud_ms: e.decode_ms_per_mb
+                    * mb
+                    * self.cloud_decode_factor(e.codec, cloud)
+                    * self.cloud_decode_scale,
             })
             .collect()
     }
@@ -116,9 +169,14 @@ impl CodecCosts {
         self.image_ms_per_mpixel * pixels as f64 / 1e6
     }
 
-    /// The cloud's predicted time for the same, `cloud_factor` times this machine's.
-    pub fn cloud_image_ms(&self, pixels: u64, cloud_factor: f64) -> f64 {
-        self.image_ms(pixels) * cloud_factor * self.cloud_decode_scale
+    /// The cloud's predicted time for the same: at the speed the server published, or else
+    /// `cloud.cloud_factor` times this machine's; and the running correction.
+    pub fn cloud_image_ms(&self, pixels: u64, cloud: CloudDecoding<'_>) -> f64 {
+        let per_mpixel = match cloud.published {
+            Some(costs) => costs.image_ms_per_mpixel,
+            None => self.image_ms_per_mpixel * cloud.cloud_factor,
+        };
+        per_mpixel * pixels as f64 / 1e6 * self.cloud_decode_scale
     }
 
     /// Learns from a tensor sent: node `v`'s `raw_bytes` went as `wire_bytes` under `codec`,
@@ -189,6 +247,22 @@ fn measure_one(host: &HostTensor, codec: Codec) -> Option<Estimate> {
         ratio: wire.encoded_len() as f64 / raw_bytes as f64,
         encode_ms_per_mb: encode_ms / mb,
         decode_ms_per_mb: decode_ms / mb,
+        sample_mb: mb,
+    })
+}
+
+/// `codec`'s decode speed over every node that measured it: total time over total size.
+fn pooled_speed(nodes: &[Vec<Estimate>], codec: Codec) -> Option<CodecSpeed> {
+    let (ms, mb) = nodes
+        .iter()
+        .flatten()
+        .filter(|e| e.codec == codec)
+        .fold((0.0, 0.0), |(ms, mb), e| {
+            (ms + e.decode_ms_per_mb * e.sample_mb, mb + e.sample_mb)
+        });
+    (mb > 0.0).then(|| CodecSpeed {
+        codec,
+        decode_ms_per_mb: ms / mb,
     })
 }
 
@@ -218,24 +292,78 @@ mod tests {
                     ratio,
                     encode_ms_per_mb: 2.0,
                     decode_ms_per_mb: 1.0,
+                    sample_mb: 1.0,
                 }],
             ],
+            measured: DecodingCosts {
+                image_ms_per_mpixel: 10.0,
+                codecs: vec![CodecSpeed {
+                    codec: Codec::Lossless,
+                    decode_ms_per_mb: 1.0,
+                }],
+            },
             image_ms_per_mpixel: 10.0,
             cloud_decode_scale: 1.0,
+        }
+    }
+
+    /// A cloud that publishes nothing and computes `factor` times this machine's time.
+    fn scaled(factor: f64) -> CloudDecoding<'static> {
+        CloudDecoding {
+            published: None,
+            cloud_factor: factor,
         }
     }
 
     #[test]
     fn encodings_scale_with_size_and_both_sides_speeds() {
         let c = costs(0.25);
-        let e = c.encodings(1, 2_000_000, Loss::Exact, 10.0, 0.5);
+        let e = c.encodings(1, 2_000_000, Loss::Exact, 10.0, scaled(0.5));
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].name, "lossless");
         assert_eq!(e[0].bytes, 500_000);
         assert!((e[0].edge_ms - 40.0).abs() < 1e-9, "{}", e[0].edge_ms);
         assert!((e[0].cloud_ms - 1.0).abs() < 1e-9, "{}", e[0].cloud_ms);
-        assert!(c.encodings(0, 1000, Loss::Int8, 1.0, 1.0).is_empty());
-        assert!(c.encodings(7, 1000, Loss::Int8, 1.0, 1.0).is_empty());
+        assert!(
+            c.encodings(0, 1000, Loss::Int8, 1.0, scaled(1.0))
+                .is_empty()
+        );
+        assert!(
+            c.encodings(7, 1000, Loss::Int8, 1.0, scaled(1.0))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_published_decoding_speed_replaces_the_assumed_one() {
+        let c = costs(0.25);
+        let published = DecodingCosts {
+            image_ms_per_mpixel: 4.0,
+            codecs: vec![CodecSpeed {
+                codec: Codec::Lossless,
+                decode_ms_per_mb: 0.25,
+            }],
+        };
+        let cloud = CloudDecoding {
+            published: Some(&published),
+            cloud_factor: 0.5,
+        };
+        // This node decodes at 1 ms/MB here, and the server decodes lossless 4x faster than
+        // this machine: 0.25 ms/MB there, whatever its layers' speed.
+        let e = c.encodings(1, 2_000_000, Loss::Exact, 1.0, cloud);
+        assert!((e[0].cloud_ms - 0.5).abs() < 1e-9, "{}", e[0].cloud_ms);
+        assert!((c.cloud_image_ms(2_000_000, cloud) - 8.0).abs() < 1e-9);
+        // A codec the server did not measure falls back to the layer speed ratio.
+        let silent = DecodingCosts {
+            image_ms_per_mpixel: 4.0,
+            codecs: Vec::new(),
+        };
+        let cloud = CloudDecoding {
+            published: Some(&silent),
+            cloud_factor: 0.5,
+        };
+        let e = c.encodings(1, 2_000_000, Loss::Exact, 1.0, cloud);
+        assert!((e[0].cloud_ms - 1.0).abs() < 1e-9, "{}", e[0].cloud_ms);
     }
 
     #[test]
@@ -244,23 +372,23 @@ mod tests {
         for _ in 0..40 {
             c.record_sent(1, Codec::Lossless, 1000, 100, 0.002);
         }
-        let e = c.encodings(1, 1000, Loss::Exact, 1.0, 1.0);
+        let e = c.encodings(1, 1000, Loss::Exact, 1.0, scaled(1.0));
         assert!((e[0].bytes as f64 - 100.0).abs() <= 1.0, "{}", e[0].bytes);
         // A codec never measured for the node is not invented.
         c.record_sent(1, Codec::Int8, 1000, 10, 0.0);
-        assert_eq!(c.encodings(1, 1000, Loss::Int8, 1.0, 1.0).len(), 1);
+        assert_eq!(c.encodings(1, 1000, Loss::Int8, 1.0, scaled(1.0)).len(), 1);
     }
 
     #[test]
     fn the_cloud_decode_scale_follows_reports() {
         let mut c = costs(0.5);
         for _ in 0..40 {
-            let predicted = c.encodings(1, 10_000_000, Loss::Exact, 1.0, 1.0)[0].cloud_ms;
+            let predicted = c.encodings(1, 10_000_000, Loss::Exact, 1.0, scaled(1.0))[0].cloud_ms;
             c.record_cloud_decode(predicted, 3.0 * 10.0);
         }
-        let cloud_ms = c.encodings(1, 10_000_000, Loss::Exact, 1.0, 1.0)[0].cloud_ms;
+        let cloud_ms = c.encodings(1, 10_000_000, Loss::Exact, 1.0, scaled(1.0))[0].cloud_ms;
         assert!((cloud_ms - 30.0).abs() < 0.5, "{cloud_ms}");
-        assert!((c.cloud_image_ms(1_000_000, 1.0) - 30.0).abs() < 0.5);
+        assert!((c.cloud_image_ms(1_000_000, scaled(1.0)) - 30.0).abs() < 0.5);
     }
 
     #[test]
@@ -286,5 +414,15 @@ mod tests {
             );
         }
         assert!(costs.image_ms(1_000_000) > 0.0);
+        // What a server would publish: every lossy and lossless codec, pooled over the nodes.
+        let published: Vec<Codec> = costs.decoding().codecs.iter().map(|s| s.codec).collect();
+        assert_eq!(published, Codec::ALL[1..].to_vec());
+        assert!(
+            costs
+                .decoding()
+                .codecs
+                .iter()
+                .all(|s| s.decode_ms_per_mb > 0.0)
+        );
     }
 }
