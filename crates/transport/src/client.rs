@@ -469,6 +469,13 @@ impl Client {
         Ok(self.exchange(bytes).await?.reply)
     }
 
+    /// Opens a bare request stream on the authenticated connection. For diagnostics and
+    /// protocol tests (a peer that sends part of a frame, or never reads its reply); requests
+    /// go through [`Client::infer`] and the other methods.
+    pub async fn open_stream(&self) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        self.connection().open_bi().await.map_err(lost)
+    }
+
     /// Closes the connection.
     pub fn close(&self) {
         self.connection().close(CLOSE_OK.into(), b"client closing");

@@ -21,6 +21,10 @@ pub const HEADER_BYTES: usize = 4;
 /// arrived, so a large frame is copied a few times at most).
 const READ_STEP_BYTES: usize = 64 * 1024;
 
+/// The body buffer before any body byte has arrived: a peer that announces frames and sends
+/// nothing makes each cost this much at most.
+const FIRST_STEP_BYTES: usize = 4 * 1024;
+
 /// Why a frame could not be read, decoded or written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FrameError {
@@ -242,8 +246,14 @@ async fn read_body_charged<R: AsyncRead + Unpin>(
     while body.len() < len {
         let remaining = len - body.len();
         if body.capacity() == body.len() {
-            // Double what has arrived (at least one step), never past the announced length.
-            let extra = body.len().max(READ_STEP_BYTES).min(remaining);
+            // A first small step before anything has arrived, then double what has arrived
+            // (at least one step), never past the announced length.
+            let extra = if body.is_empty() {
+                FIRST_STEP_BYTES
+            } else {
+                body.len().max(READ_STEP_BYTES)
+            }
+            .min(remaining);
             if let Some(charge) = charge.as_deref_mut() {
                 charge.grow(extra as u64)?;
             }

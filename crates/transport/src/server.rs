@@ -578,14 +578,17 @@ fn busy(err: &OverBudget) -> Message {
 
 /// The frame for `message`, or for an `Internal` error saying why it could not be encoded.
 fn encode_reply(message: &Message) -> Vec<u8> {
-    frame::encode(message).unwrap_or_else(|e| {
+    let mut bytes = frame::encode(message).unwrap_or_else(|e| {
         warn!(error = %e, "cannot encode reply");
         frame::encode(&Message::Error(ErrorReply {
             code: ErrorCode::Internal,
             message: format!("the server could not encode its reply: {e}"),
         }))
         .unwrap_or_default()
-    })
+    });
+    // The encoder grows its buffer by doubling; hold only what is sent (and charged).
+    bytes.shrink_to_fit();
+    bytes
 }
 
 /// Writes a reply frame and finishes the stream, or resets it when the client does not take
