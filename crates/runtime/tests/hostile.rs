@@ -613,3 +613,58 @@ async fn millions_of_empty_ids_or_tensors_are_refused_while_decoding() {
     drop(bound);
     cloud.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The edge finishes what the server's limits refuse.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_finishes_locally_what_the_servers_limits_refuse() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = lenet();
+    // A batch cap of 2 and frames of at most 6 KiB: LeNet's input at batch 3 breaks the
+    // first, at batch 2 (8 KiB of f32, about 7.4 KB compressed) the second.
+    let config = CloudConfig {
+        max_batch: 2,
+        ..CloudConfig::default()
+    };
+    let cloud = start_tuned(
+        dir.path(),
+        "127.0.0.1:0".parse().expect("address"),
+        config,
+        &[],
+        |c| c.limits.max_frame_bytes = 6 << 10,
+    )
+    .await;
+    cloud.server.preload("lenet").await.expect("lenet loads");
+    let model = common::load(&net, 0);
+    let mut session = common::session(
+        &cloud,
+        dir.path(),
+        &net,
+        common::edge_config(runtime::SplitMode::CloudOnly),
+    )
+    .await;
+    let small = session
+        .infer(common::input(&net, 1, 3))
+        .await
+        .expect("batch 1 runs");
+    assert_eq!(small.fallback, None, "batch 1 is served by the cloud");
+    for (batch, needle) in [(3, "batch of 3"), (2, "larger than the cloud reads")] {
+        let x = common::input(&net, batch, 3);
+        let expected = common::local_forward(&model, &x);
+        let outcome = session.infer(x).await.expect("finished, not failed");
+        let reason = outcome
+            .fallback
+            .unwrap_or_else(|| panic!("batch {batch} finished locally; sent {:?}", outcome.sent));
+        assert!(reason.contains(needle), "{reason}");
+        assert!(models::relative_difference(&outcome.output, &expected) <= 1e-5);
+    }
+    // The session still uses the cloud for what fits.
+    let again = session
+        .infer(common::input(&net, 1, 4))
+        .await
+        .expect("batch 1 runs");
+    assert_eq!(again.fallback, None, "{:?}", again.fallback);
+    cloud.stop().await;
+}
