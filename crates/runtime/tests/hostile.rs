@@ -668,3 +668,94 @@ async fn the_edge_finishes_locally_what_the_servers_limits_refuse() {
     assert_eq!(again.fallback, None, "{:?}", again.fallback);
     cloud.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Work nobody waits for is dropped.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_client_goes_leave_the_queue_and_stop_computing() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = CloudConfig {
+        workers: 1,
+        queue_capacity: 4,
+        ..CloudConfig::default()
+    };
+    let cloud = start_tuned(
+        dir.path(),
+        "127.0.0.1:0".parse().expect("address"),
+        config,
+        &[],
+        |_| {},
+    )
+    .await;
+    let lenet_hash = cloud.server.preload("lenet").await.expect("lenet loads");
+    let hash = cloud
+        .server
+        .preload("resnet18")
+        .await
+        .expect("resnet18 loads");
+    let net = models::zoo::build("resnet18").expect("resnet18");
+    // ResNet-18 at 224 × 224, batch 16: seconds of compute per request.
+    let mut shape = vec![16];
+    shape.extend_from_slice(net.input_shape());
+    let n: usize = shape.iter().product();
+    let heavy = InferRequest {
+        model_id: "resnet18".into(),
+        weights_hash: hash,
+        cloud_nodes: net.nodes()[1..]
+            .iter()
+            .map(|n| n.id().to_string())
+            .collect(),
+        boundary: [(
+            models::INPUT_ID.to_string(),
+            WireTensor::from_f32(&shape, &vec![0.5; n]).expect("tensor"),
+        )]
+        .into(),
+        input_file: None,
+    };
+    let served_before = cloud.server.stats().served;
+    let running = {
+        let client = attacker(&cloud, dir.path()).await;
+        let request = heavy.clone();
+        tokio::spawn(async move { client.infer(request).await })
+    };
+    wait_for("the first request runs", Duration::from_secs(60), || {
+        cloud.server.stats().running == 1
+    })
+    .await;
+    let queued = {
+        let client = attacker(&cloud, dir.path()).await;
+        tokio::spawn(async move { client.infer(heavy).await })
+    };
+    wait_for("the second request waits", Duration::from_secs(60), || {
+        cloud.server.stats().waiting == 1
+    })
+    .await;
+    // Both clients give up: their streams and connections go.
+    queued.abort();
+    wait_for("the queued request leaves", Duration::from_secs(60), || {
+        cloud.server.stats().waiting == 0 && cloud.server.abandoned() >= 1
+    })
+    .await;
+    running.abort();
+    wait_for(
+        "the running request stops",
+        Duration::from_secs(120),
+        || {
+            let stats = cloud.server.stats();
+            stats.running == 0 && stats.waiting == 0 && cloud.server.abandoned() == 2
+        },
+    )
+    .await;
+    let stats = cloud.server.stats();
+    assert_eq!(stats.served, served_before, "neither ran to its end");
+    served(
+        &cloud,
+        dir.path(),
+        &lenet_hash,
+        "after the abandoned requests",
+    )
+    .await;
+    cloud.stop().await;
+}

@@ -231,7 +231,14 @@ impl CloudServer {
         check_hash(&model_id, &weights_hash, &model)?;
         let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
             let output = compute(&model, part, &stop);
-            (output, running.finish())
+            // A stopped run is no service: it stays out of the mean and the served count.
+            let cloud_ms = if stop.load(Ordering::Acquire) {
+                drop(running);
+                0.0
+            } else {
+                running.finish()
+            };
+            (output, cloud_ms)
         })
         .await
         .map_err(|e| internal(format!("the compute task failed: {e}")))?;
