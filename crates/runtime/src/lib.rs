@@ -42,7 +42,7 @@ mod tokio_rt;
 mod weights_hash;
 mod wire;
 
-pub use cloud::{CloudConfig, CloudServer, DEFAULT_MAX_BATCH, QueueStats};
+pub use cloud::{CloudConfig, CloudServer, DEFAULT_MAX_BATCH, QueueStats, check_request};
 pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;

@@ -293,6 +293,16 @@ impl CloudServer {
     }
 }
 
+/// Checks `request` against `net` exactly as a [`CloudServer`] does before it queues one (a
+/// valid cut, exactly the boundary tensors that cut needs with one batch of at most
+/// `max_batch`, or an image file for a cloud-only run) and decodes its payloads, without
+/// running anything. The `Err` is the reply the server would send.
+pub fn check_request(net: &Net, request: InferRequest, max_batch: usize) -> Result<(), ErrorReply> {
+    request::check(net, request, max_batch)?
+        .decode(net)
+        .map(|_| ())
+}
+
 /// Sets its flag, and counts an abandoned request, when dropped before [`Abandon::disarm`].
 struct Abandon {
     flag: Arc<AtomicBool>,
