@@ -88,7 +88,8 @@ pub struct LimitArgs {
     /// clients from one that opens many streams or leaves its replies unread.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     connection_memory_mib: u64,
-    /// Authenticated clients served at once.
+    /// Authenticated clients served at once; more are told the server is busy. Protects
+    /// threads and memory from more clients than the machine can serve.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_clients: usize,
     /// Connections still in TLS or the hello at once; while half are taken, new peers must
