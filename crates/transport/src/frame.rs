@@ -330,6 +330,7 @@ mod tests {
 
     use super::*;
     use crate::codec::{Affine, Codec};
+    use crate::limits::{HARD_MAX_TENSORS, MAX_ID_BYTES, MAX_REQUEST_NODES};
     use crate::message::*;
     use crate::tensor::{TensorError, WireTensor};
 
@@ -554,6 +555,90 @@ mod tests {
                 got: 14
             }
         );
+    }
+
+    #[test]
+    fn lists_and_ids_are_bounded_while_decoding() {
+        let t = || WireTensor::from_f32(&[1], &[1.0]).expect("valid");
+        let limits = Limits::default();
+        let with = |f: &dyn Fn(&mut InferRequest)| {
+            let Message::InferRequest(mut req) = request(t()) else {
+                unreachable!("a request")
+            };
+            f(&mut req);
+            decode(
+                &encode(&Message::InferRequest(req)).expect("encodes"),
+                &limits,
+            )
+        };
+        let refused = |r: Result<(Message, usize), FrameError>, needle: &str| match r {
+            Err(FrameError::Malformed(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        refused(
+            with(&|r| r.cloud_nodes = vec![String::new(); MAX_REQUEST_NODES + 1]),
+            "at most 65536 node ids",
+        );
+        refused(
+            with(&|r| {
+                r.boundary = (0..=HARD_MAX_TENSORS)
+                    .map(|i| (i.to_string(), t()))
+                    .collect()
+            }),
+            "at most 4096 boundary tensors",
+        );
+        refused(
+            with(&|r| r.model_id = "m".repeat(MAX_ID_BYTES + 1)),
+            "at most 1024 bytes",
+        );
+        refused(
+            with(&|r| r.cloud_nodes = vec!["n".repeat(MAX_ID_BYTES + 1)]),
+            "at most 1024 bytes",
+        );
+        // At the bounds, they decode.
+        assert!(with(&|r| r.cloud_nodes = vec![String::new(); MAX_REQUEST_NODES]).is_ok());
+        assert!(with(&|r| r.model_id = "m".repeat(MAX_ID_BYTES)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_buffer_is_charged_as_bytes_arrive_and_stops_at_the_budget() {
+        // Announce 60 MiB, send 100 KiB: the charge follows the bytes, not the announcement.
+        let mut data = (60u32 * 1024 * 1024).to_be_bytes().to_vec();
+        data.extend_from_slice(&[7; 100 * 1024]);
+        let budget = crate::budget::MemoryBudget::new("test", 1 << 30);
+        let mut charge = budget.reservation();
+        let mut reader = &data[..];
+        let err = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect_err("truncated");
+        assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+        assert!(
+            charge.bytes() <= 2 * 100 * 1024 + 64 * 1024,
+            "{} bytes charged",
+            charge.bytes()
+        );
+        // A budget smaller than the body stops the read with OverBudget.
+        let small = crate::budget::MemoryBudget::new("test", 32 * 1024);
+        let mut charge = small.reservation();
+        let mut reader = &data[..];
+        let err = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect_err("over budget");
+        assert!(matches!(err, FrameError::OverBudget(_)), "{err}");
+        assert!(small.used() <= 32 * 1024);
+        // A whole frame reads, charged about its size.
+        let msg = request(WireTensor::from_f32(&[3000], &[0.5; 3000]).expect("valid"));
+        let bytes = encode(&msg).expect("encodes");
+        let mut charge = budget.reservation();
+        let mut reader = &bytes[..];
+        let (body, _) = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect("reads");
+        assert_eq!(
+            decode_body(&body, &Limits::default()).expect("decodes"),
+            msg
+        );
+        assert!(charge.bytes() >= body.len() as u64);
     }
 
     #[tokio::test]
