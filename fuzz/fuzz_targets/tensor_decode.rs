@@ -1,6 +1,7 @@
 //! Fuzzes the boundary-tensor decoders: any header and payload under any codec must decode to
-//! exactly the declared number of values or to a typed error, never panic, hang or allocate
-//! beyond the limits. A raw or lossless tensor that decodes must re-encode to the same bits.
+//! exactly the declared number of values or to a typed error, never panic or hang (allocation
+//! is bounded here by libFuzzer's malloc limit only; `transport/tests/codec_alloc.rs` measures
+//! it against the limits). A raw or lossless tensor that decodes must re-encode to the same bits.
 //!
 //! The first byte picks how the rest is read:
 //! - even: a compact header that reaches the codecs directly: codec (byte % 6), rank

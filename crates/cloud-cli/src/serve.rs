@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -52,6 +53,12 @@ pub struct ServeArgs {
     /// Requests that run at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     workers: usize,
+    /// Largest batch computed in one request; a larger one is answered "busy" and the edge
+    /// runs it itself. Protects against one request asking for activations of many GB.
+    #[arg(long, value_name = "N", default_value_t = runtime::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Where the certificate and token are kept [default: $XDG_DATA_HOME/cutpoint, or
     /// ~/.local/share/cutpoint].
     #[arg(long, value_name = "DIR")]
@@ -61,6 +68,88 @@ pub struct ServeArgs {
     /// use; their load time is reported apart from compute. Spec models always load at start.
     #[arg(long, value_name = "all|ID,ID,...", value_delimiter = ',')]
     preload: Vec<String>,
+}
+
+/// The bounds that keep a hostile or broken peer from exhausting the server. Every default is
+/// safe for a public address; the welcome tells edges the frame, probe and batch limits so
+/// that they plan within them.
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    /// Largest request frame read, MiB. Protects memory and bandwidth against huge requests;
+    /// edges run a boundary that would not fit themselves.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    max_frame_mib: u32,
+    /// Memory the whole server may hold for frames being read, requests admitted and replies
+    /// waiting to be sent, MiB; past it requests are answered "busy". Protects against being
+    /// killed for memory by many connections at once.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    memory_mib: u64,
+    /// The same, for one connection, MiB (at least twice the frame limit). Protects other
+    /// clients from one that opens many streams or leaves its replies unread.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    connection_memory_mib: u64,
+    /// Authenticated clients served at once; more are told the server is busy. Protects
+    /// threads and memory from more clients than the machine can serve.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_clients: usize,
+    /// Connections still in TLS or the hello at once; while half are taken, new peers must
+    /// prove their address (QUIC Retry). Protects the client slots from peers without the
+    /// token.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    max_authenticating: usize,
+    /// Connections still in TLS or the hello from one address (IPv6: one /64). Protects
+    /// against one host taking the whole authenticating pool.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_authenticating_per_address: usize,
+    /// Seconds a peer has to finish TLS and say a valid hello. Protects slots from silent
+    /// peers.
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    hello_timeout: u64,
+    /// Seconds a request frame may take to arrive. Protects against peers that announce a
+    /// frame and drip it, or send nothing.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    frame_timeout: u64,
+    /// Seconds a request may take from arrival to result (queue, load, compute); past it the
+    /// work is dropped. Protects workers from requests nobody can use any more.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    request_timeout: u64,
+    /// Seconds a client has to take a reply. Protects memory from replies left unread.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    reply_timeout: u64,
+    /// Largest probe reply sent, KiB. Protects memory and bandwidth from probe floods.
+    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    max_probe_reply_kib: u32,
+}
+
+impl LimitArgs {
+    /// These limits on `config`.
+    fn apply(&self, config: &mut ServerConfig) -> Result<()> {
+        let secs = |name: &str, s: u64| {
+            if s == 0 {
+                anyhow::bail!("--{name} must be at least 1 second");
+            }
+            Ok(Duration::from_secs(s))
+        };
+        config.limits.max_frame_bytes = self
+            .max_frame_mib
+            .checked_mul(1 << 20)
+            .filter(|&b| b > 0)
+            .context("--max-frame-mib must be between 1 and 4095")?;
+        config.memory_budget = self.memory_mib.saturating_mul(1 << 20);
+        config.connection_budget = self.connection_memory_mib.saturating_mul(1 << 20);
+        config.max_connections = self.max_clients;
+        config.max_unauthenticated = self.max_authenticating;
+        config.max_unauthenticated_per_address = self.max_authenticating_per_address;
+        config.handshake_timeout = secs("hello-timeout", self.hello_timeout)?;
+        config.frame_timeout = secs("frame-timeout", self.frame_timeout)?;
+        config.request_timeout = secs("request-timeout", self.request_timeout)?;
+        config.reply_timeout = secs("reply-timeout", self.reply_timeout)?;
+        config.max_probe_reply_bytes = self
+            .max_probe_reply_kib
+            .checked_mul(1024)
+            .context("--max-probe-reply-kib must be at most 4194303")?;
+        Ok(())
+    }
 }
 
 /// Runs the server until Ctrl-C; returns the closing line.
@@ -96,6 +185,7 @@ async fn run(args: &ServeArgs) -> Result<String> {
         weights_dir: args.weights.clone(),
         workers: args.workers,
         queue_capacity: args.queue,
+        max_batch: args.max_batch,
     })?;
     let mut specs = Vec::new();
     for path in &args.model_spec {
@@ -120,10 +210,9 @@ async fn run(args: &ServeArgs) -> Result<String> {
         );
     }
     let cloud = Arc::new(cloud);
-    let server = Server::bind(
-        ServerConfig::new(args.listen, identity, token),
-        cloud.clone(),
-    )?;
+    let mut config = ServerConfig::new(args.listen, identity, token);
+    args.limits.apply(&mut config)?;
+    let server = Server::bind(config, cloud.clone())?;
     let addr = server
         .local_addr()
         .context("cannot read the bound address")?;
@@ -134,6 +223,17 @@ async fn run(args: &ServeArgs) -> Result<String> {
     println!(
         "backend: {}, workers: {}, queue: {}",
         args.backend.backend, args.workers, args.queue
+    );
+    println!(
+        "limits: frames {} MiB, batch {}, memory {} MiB ({} MiB per connection), {} clients, {} authenticating ({} per address, {} s)",
+        args.limits.max_frame_mib,
+        args.max_batch,
+        args.limits.memory_mib,
+        args.limits.connection_memory_mib,
+        args.limits.max_clients,
+        args.limits.max_authenticating,
+        args.limits.max_authenticating_per_address,
+        args.limits.hello_timeout
     );
     println!("models: {}", cloud.model_ids().join(", "));
     println!(

@@ -190,3 +190,68 @@ fn bad_flags_fail_on_one_line() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("lenet5") && err.contains("lenet,"), "{err}");
 }
+
+#[test]
+fn the_limits_are_flags_that_say_what_they_protect_against() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--max-batch",
+        "--max-frame-mib",
+        "--memory-mib",
+        "--connection-memory-mib",
+        "--max-clients",
+        "--max-authenticating",
+        "--max-authenticating-per-address",
+        "--hello-timeout",
+        "--frame-timeout",
+        "--request-timeout",
+        "--reply-timeout",
+        "--max-probe-reply-kib",
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} is not in:\n{help}"));
+        let text = &help[at..];
+        // Up to the next option's line.
+        let end = ["\n      -", "\n  -"]
+            .iter()
+            .filter_map(|next| text[2..].find(next))
+            .min()
+            .map_or(text.len(), |e| e + 2);
+        let entry = &text[..end];
+        assert!(
+            entry.contains("Protects"),
+            "{flag} says not what it protects against:\n{entry}"
+        );
+        assert!(
+            entry.contains("[default: "),
+            "{flag} has no default:\n{entry}"
+        );
+    }
+
+    // Limits that do not fit together fail on one line that says what to change.
+    let state = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-frame-mib",
+            "64",
+            "--connection-memory-mib",
+            "100",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("per-connection memory budget"), "{err}");
+}

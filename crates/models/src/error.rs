@@ -141,4 +141,11 @@ pub enum ModelError {
         /// The names that exist.
         choices: String,
     },
+
+    /// The caller stopped the run between two nodes (nobody waits for its result any more).
+    #[error("the run was stopped after node `{after}`: nobody waits for its result any more")]
+    Stopped {
+        /// The last node that ran.
+        after: String,
+    },
 }

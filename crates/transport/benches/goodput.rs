@@ -41,6 +41,7 @@ impl Handler for Sink {
         ServerStatus {
             models: vec![],
             state: ServerState::default(),
+            max_batch: 64,
         }
     }
 

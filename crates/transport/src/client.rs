@@ -15,11 +15,14 @@ use crate::identity::{Fingerprint, IdentityError, KnownServers, PinVerifier, loa
 use crate::limits::Limits;
 use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
-    PROTOCOL_VERSION, Probe, ServerState, TransferReport, Welcome,
+    PROTOCOL_VERSION, Probe, ServerLimits, ServerState, TransferReport, Welcome,
 };
 use crate::server::{ALPN, CLOSE_OK, transport_config};
 use crate::shaper::Shaper;
 use crate::tensor::WireTensor;
+
+/// Most connection attempts while a busy server refuses new connections.
+const MAX_CONNECT_TRIES: u32 = 32;
 
 /// How the client decides to trust the server's certificate.
 #[derive(Debug, Clone)]
@@ -314,9 +317,15 @@ impl Client {
         }
     }
 
-    /// Runs part of a model in the cloud.
+    /// Runs part of a model in the cloud. A request whose frame exceeds the server's
+    /// advertised frame limit is refused here with [`FrameError::TooLarge`], without sending.
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse, ClientError> {
         let bytes = frame::encode(&Message::InferRequest(request))?;
+        let max = self.limits().max_frame_bytes;
+        let body = (bytes.len() - frame::HEADER_BYTES) as u64;
+        if body > u64::from(max) {
+            return Err(ClientError::Frame(FrameError::TooLarge { len: body, max }));
+        }
         let exchange = self.exchange(&bytes).await?;
         match exchange.reply {
             Message::InferResult(InferResult {
@@ -407,6 +416,14 @@ impl Client {
         }
     }
 
+    /// The bounds the server advertised in its welcome.
+    pub fn limits(&self) -> ServerLimits {
+        match self.welcome.read() {
+            Ok(w) => w.limits,
+            Err(poisoned) => poisoned.into_inner().limits,
+        }
+    }
+
     /// The server's load as last reported (by the welcome or any reply since), and how long
     /// ago it arrived.
     pub fn server_state(&self) -> (ServerState, Duration) {
@@ -434,8 +451,15 @@ impl Client {
             return Ok(false);
         }
         let (up, down) = self.with_estimator(|e| e.probe_bytes());
-        let clamp = |b: u64| u32::try_from(b).unwrap_or(u32::MAX);
-        self.probe(clamp(up), clamp(down)).await?;
+        let limits = self.limits();
+        // Within what the server reads and sends (the envelope needs a little room).
+        let up_max = u64::from(limits.max_frame_bytes.saturating_sub(1024));
+        let clamp = |b: u64, max: u64| u32::try_from(b.min(max)).unwrap_or(u32::MAX);
+        self.probe(
+            clamp(up, up_max),
+            clamp(down, u64::from(limits.max_probe_reply_bytes)),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -443,6 +467,13 @@ impl Client {
     /// protocol tests: the bytes need not be a valid frame.
     pub async fn send_raw(&self, bytes: &[u8]) -> Result<Message, ClientError> {
         Ok(self.exchange(bytes).await?.reply)
+    }
+
+    /// Opens a bare request stream on the authenticated connection. For diagnostics and
+    /// protocol tests (a peer that sends part of a frame, or never reads its reply); requests
+    /// go through [`Client::infer`] and the other methods.
+    pub async fn open_stream(&self) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        self.connection().open_bi().await.map_err(lost)
     }
 
     /// Closes the connection.
@@ -594,12 +625,32 @@ async fn establish(
         server: config.server.clone(),
         reason,
     };
-    let connecting = endpoint
-        .connect_with(client_config, addr, &server_name)
-        .map_err(|e| connect_err(e.to_string()))?;
-    let connected = tokio::time::timeout(config.connect_timeout, connecting)
-        .await
-        .map_err(|_| ClientError::Timeout("TLS handshake"))?;
+    // A server whose pool of unauthenticated connections (or its share for this address) is
+    // full refuses new ones until some finish: try again with a growing pause, within the
+    // connect timeout.
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let mut pause = Duration::from_millis(20);
+    let mut tries = 0;
+    let connected = loop {
+        let connecting = endpoint
+            .connect_with(client_config.clone(), addr, &server_name)
+            .map_err(|e| connect_err(e.to_string()))?;
+        let connected = tokio::time::timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| ClientError::Timeout("TLS handshake"))?;
+        tries += 1;
+        match connected {
+            Err(quinn::ConnectionError::ConnectionClosed(close))
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+                    && tries < MAX_CONNECT_TRIES
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => break other,
+        }
+    };
     let conn = match connected {
         Ok(conn) => conn,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Frames: a u32 big-endian body length, then a MessagePack body `[version, message]`.
 //!
 //! Decoding checks the length against [`Limits::max_frame_bytes`] before reading the body,
-//! grows the body buffer only as bytes arrive, decodes the version before the message, and
+//! grows the body buffer only as bytes arrive (optionally charged to a memory budget), decodes the version before the message, and
 //! validates every tensor before the message is handed out.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::de::IgnoredAny;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::budget::{OverBudget, Reservation};
 use crate::limits::Limits;
 use crate::message::{Message, MessageError, PROTOCOL_VERSION, TransferReport};
 use crate::shaper::{SHAPER_CHUNK_BYTES, Shaper};
@@ -16,8 +17,13 @@ use crate::shaper::{SHAPER_CHUNK_BYTES, Shaper};
 /// Bytes in the length prefix.
 pub const HEADER_BYTES: usize = 4;
 
-/// Largest step by which the body buffer grows while bytes arrive.
-const READ_STEP_BYTES: usize = 1024 * 1024;
+/// Smallest step by which the body buffer grows while bytes arrive (it doubles with what has
+/// arrived, so a large frame is copied a few times at most).
+const READ_STEP_BYTES: usize = 64 * 1024;
+
+/// The body buffer before any body byte has arrived: a peer that announces frames and sends
+/// nothing makes each cost this much at most.
+const FIRST_STEP_BYTES: usize = 4 * 1024;
 
 /// Why a frame could not be read, decoded or written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -65,6 +71,17 @@ pub enum FrameError {
     /// The stream failed.
     #[error("stream I/O failed: {0}")]
     Io(String),
+    /// Holding the frame would exceed a memory budget.
+    #[error("the frame cannot be held: {0}")]
+    OverBudget(#[from] OverBudget),
+    /// The frame did not arrive within the reader's deadline.
+    #[error(
+        "the frame did not arrive within {ms} ms; the link is too slow for a frame this large or the peer stopped sending"
+    )]
+    Deadline {
+        /// The deadline, ms.
+        ms: u64,
+    },
 }
 
 /// Timing of one frame as the reader saw it.
@@ -175,20 +192,40 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<(Message, usize), FrameErro
 
 /// Reads one frame body from `reader`, bounded by `limits`, optionally paced by `shaper`.
 ///
-/// The body buffer grows by at most 1 MiB ahead of the bytes that actually arrived, so a peer
-/// that announces a large frame and sends nothing cannot make the reader allocate it.
+/// The body buffer grows only as bytes arrive (geometrically, never past the announced length
+/// and never zero-filled ahead), so a peer that announces a large frame and sends little makes
+/// the reader hold little.
 pub async fn read_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     limits: &Limits,
     shaper: Option<&Shaper>,
 ) -> Result<(Vec<u8>, FrameStats), FrameError> {
+    read_body_charged(reader, limits, shaper, None).await
+}
+
+/// [`read_body`] that charges every growth of the body buffer to `charge` before allocating
+/// it, and stops with [`FrameError::OverBudget`] when the budget refuses. The reservation keeps
+/// the buffer's size when the frame is complete; the caller gives it back.
+pub async fn read_body_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &Limits,
+    shaper: Option<&Shaper>,
+    charge: &mut Reservation,
+) -> Result<(Vec<u8>, FrameStats), FrameError> {
+    read_body_charged(reader, limits, shaper, Some(charge)).await
+}
+
+async fn read_body_charged<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &Limits,
+    shaper: Option<&Shaper>,
+    mut charge: Option<&mut Reservation>,
+) -> Result<(Vec<u8>, FrameStats), FrameError> {
+    let io = |e: std::io::Error| FrameError::Io(e.to_string());
     let mut header = [0u8; HEADER_BYTES];
     let mut got = 0;
     while got < HEADER_BYTES {
-        let n = reader
-            .read(&mut header[got..])
-            .await
-            .map_err(|e| FrameError::Io(e.to_string()))?;
+        let n = reader.read(&mut header[got..]).await.map_err(io)?;
         if n == 0 {
             return Err(if got == 0 {
                 FrameError::Closed
@@ -205,32 +242,47 @@ pub async fn read_body<R: AsyncRead + Unpin>(
     let len = u32::from_be_bytes(header);
     check_len(len, limits)?;
     let len = len as usize;
-    let mut body = Vec::with_capacity(len.min(READ_STEP_BYTES));
+    let mut body: Vec<u8> = Vec::new();
     while body.len() < len {
-        let step = (len - body.len()).min(READ_STEP_BYTES);
+        let remaining = len - body.len();
+        if body.capacity() == body.len() {
+            // A first small step before anything has arrived, then double what has arrived
+            // (at least one step), never past the announced length.
+            let extra = if body.is_empty() {
+                FIRST_STEP_BYTES
+            } else {
+                body.len().max(READ_STEP_BYTES)
+            }
+            .min(remaining);
+            if let Some(charge) = charge.as_deref_mut() {
+                charge.grow(extra as u64)?;
+            }
+            body.reserve_exact(extra);
+        }
+        let room = (body.capacity() - body.len()).min(remaining);
         let step = match shaper {
             Some(shaper) => {
-                let step = step.min(SHAPER_CHUNK_BYTES);
+                let step = room.min(SHAPER_CHUNK_BYTES);
                 shaper.acquire(step).await;
                 step
             }
-            None => step,
+            None => room,
         };
-        let start = body.len();
-        body.resize(start + step, 0);
-        let mut filled = start;
-        while filled < start + step {
-            let n = reader
-                .read(&mut body[filled..start + step])
+        let target = body.len() + step;
+        while body.len() < target {
+            let want = (target - body.len()) as u64;
+            // Reads into the spare capacity: nothing is zero-filled ahead of the bytes.
+            let n = (&mut *reader)
+                .take(want)
+                .read_buf(&mut body)
                 .await
-                .map_err(|e| FrameError::Io(e.to_string()))?;
+                .map_err(io)?;
             if n == 0 {
                 return Err(FrameError::Truncated {
                     expected: (HEADER_BYTES + len) as u64,
-                    got: (HEADER_BYTES + filled) as u64,
+                    got: (HEADER_BYTES + body.len()) as u64,
                 });
             }
-            filled += n;
         }
     }
     let stats = FrameStats {
@@ -278,6 +330,7 @@ mod tests {
 
     use super::*;
     use crate::codec::{Affine, Codec};
+    use crate::limits::{HARD_MAX_TENSORS, MAX_ID_BYTES, MAX_REQUEST_NODES};
     use crate::message::*;
     use crate::tensor::{TensorError, WireTensor};
 
@@ -504,6 +557,90 @@ mod tests {
         );
     }
 
+    #[test]
+    fn lists_and_ids_are_bounded_while_decoding() {
+        let t = || WireTensor::from_f32(&[1], &[1.0]).expect("valid");
+        let limits = Limits::default();
+        let with = |f: &dyn Fn(&mut InferRequest)| {
+            let Message::InferRequest(mut req) = request(t()) else {
+                unreachable!("a request")
+            };
+            f(&mut req);
+            decode(
+                &encode(&Message::InferRequest(req)).expect("encodes"),
+                &limits,
+            )
+        };
+        let refused = |r: Result<(Message, usize), FrameError>, needle: &str| match r {
+            Err(FrameError::Malformed(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        refused(
+            with(&|r| r.cloud_nodes = vec![String::new(); MAX_REQUEST_NODES + 1]),
+            "at most 65536 node ids",
+        );
+        refused(
+            with(&|r| {
+                r.boundary = (0..=HARD_MAX_TENSORS)
+                    .map(|i| (i.to_string(), t()))
+                    .collect()
+            }),
+            "at most 4096 boundary tensors",
+        );
+        refused(
+            with(&|r| r.model_id = "m".repeat(MAX_ID_BYTES + 1)),
+            "at most 1024 bytes",
+        );
+        refused(
+            with(&|r| r.cloud_nodes = vec!["n".repeat(MAX_ID_BYTES + 1)]),
+            "at most 1024 bytes",
+        );
+        // At the bounds, they decode.
+        assert!(with(&|r| r.cloud_nodes = vec![String::new(); MAX_REQUEST_NODES]).is_ok());
+        assert!(with(&|r| r.model_id = "m".repeat(MAX_ID_BYTES)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_buffer_is_charged_as_bytes_arrive_and_stops_at_the_budget() {
+        // Announce 60 MiB, send 100 KiB: the charge follows the bytes, not the announcement.
+        let mut data = (60u32 * 1024 * 1024).to_be_bytes().to_vec();
+        data.extend_from_slice(&[7; 100 * 1024]);
+        let budget = crate::budget::MemoryBudget::new("test", 1 << 30);
+        let mut charge = budget.reservation();
+        let mut reader = &data[..];
+        let err = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect_err("truncated");
+        assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+        assert!(
+            charge.bytes() <= 2 * 100 * 1024 + 64 * 1024,
+            "{} bytes charged",
+            charge.bytes()
+        );
+        // A budget smaller than the body stops the read with OverBudget.
+        let small = crate::budget::MemoryBudget::new("test", 32 * 1024);
+        let mut charge = small.reservation();
+        let mut reader = &data[..];
+        let err = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect_err("over budget");
+        assert!(matches!(err, FrameError::OverBudget(_)), "{err}");
+        assert!(small.used() <= 32 * 1024);
+        // A whole frame reads, charged about its size.
+        let msg = request(WireTensor::from_f32(&[3000], &[0.5; 3000]).expect("valid"));
+        let bytes = encode(&msg).expect("encodes");
+        let mut charge = budget.reservation();
+        let mut reader = &bytes[..];
+        let (body, _) = read_body_within(&mut reader, &Limits::default(), None, &mut charge)
+            .await
+            .expect("reads");
+        assert_eq!(
+            decode_body(&body, &Limits::default()).expect("decodes"),
+            msg
+        );
+        assert!(charge.bytes() >= body.len() as u64);
+    }
+
     #[tokio::test]
     async fn stream_round_trip_with_stats() {
         let msg = request(WireTensor::from_f32(&[3], &[1.0, 2.0, 3.0]).expect("valid"));
@@ -578,16 +715,24 @@ mod tests {
             (
                 ".*",
                 prop::collection::vec((".*", "[0-9a-f]{0,64}"), 0..4),
-                arb_state()
+                arb_state(),
+                (any::<u32>(), any::<u32>(), any::<u32>())
             )
-                .prop_map(|(server_name, models, state)| Message::Welcome(Welcome {
-                    server_name,
-                    models: models
-                        .into_iter()
-                        .map(|(id, weights_hash)| ModelOffer { id, weights_hash })
-                        .collect(),
-                    state,
-                })),
+                .prop_map(|(server_name, models, state, (frame, probe, batch))| {
+                    Message::Welcome(Welcome {
+                        server_name,
+                        models: models
+                            .into_iter()
+                            .map(|(id, weights_hash)| ModelOffer { id, weights_hash })
+                            .collect(),
+                        state,
+                        limits: ServerLimits {
+                            max_frame_bytes: frame,
+                            max_probe_reply_bytes: probe,
+                            max_batch: batch,
+                        },
+                    })
+                }),
             (
                 ".*",
                 ".*",

@@ -4,7 +4,8 @@
 //!   hands each request to a caller-supplied [`Handler`].
 //! - [`client`]: connects, pins the server ([`ServerTrust`]), sends requests and measures every
 //!   transfer for the [`estimator`].
-//! - [`frame`]: u32 big-endian length + MessagePack body, bounded decoding.
+//! - [`frame`]: u32 big-endian length + MessagePack body, bounded decoding, streaming reads.
+//! - [`budget`]: memory budgets in bytes, per connection and for the server.
 //! - [`message`]: the versioned [`Message`] enum.
 //! - [`tensor`]: [`WireTensor`]: a shape, a [`Codec`] and its payload, decoded with bounds.
 //! - [`codec`]: the boundary encodings (raw, lossless, f16, per-channel int8, each lossy one
@@ -16,6 +17,8 @@
 //! This crate knows bytes, shapes and dtypes, never Burn.
 
 pub mod auth;
+mod bounded;
+pub mod budget;
 pub mod client;
 pub mod codec;
 pub mod estimator;
@@ -29,6 +32,7 @@ pub mod shaper;
 pub mod tensor;
 
 pub use auth::{Token, TokenError};
+pub use budget::{MemoryBudget, OverBudget, Reservation};
 pub use client::{Client, ClientConfig, ClientError, InferResponse, ProbeOutcome, ServerTrust};
 pub use codec::{Affine, Codec, HARD_MAX_CHANNELS, Loss, ParseCodecError, ParseLossError};
 pub use estimator::{DirectionEstimate, EstimatorConfig, LinkEstimate, LinkEstimator};
@@ -38,7 +42,7 @@ pub use limits::Limits;
 pub use message::{
     CloudCosts, CodecSpeed, CostRequest, DecodingCosts, ErrorCode, ErrorReply, Hello, InferRequest,
     InferResult, MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError, ModelOffer, NodeCost,
-    PROTOCOL_VERSION, Probe, ProbeReply, ServerState, TransferReport, Welcome,
+    PROTOCOL_VERSION, Probe, ProbeReply, ServerLimits, ServerState, TransferReport, Welcome,
 };
 pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
 pub use server::{

@@ -4,6 +4,18 @@
 /// this are refused while decoding, before the shape vector grows.
 pub const HARD_MAX_RANK: usize = 8;
 
+/// The most boundary tensors any decoder accepts in one request, whatever
+/// [`Limits::max_tensors`] says; more are refused while decoding, before the map grows.
+pub const HARD_MAX_TENSORS: usize = 4096;
+
+/// The most node ids one request may name (no network this protocol carries has more nodes);
+/// more are refused while decoding, before the list grows.
+pub const MAX_REQUEST_NODES: usize = 65536;
+
+/// The longest id (model id, weights hash, node id) a decoder accepts, in bytes; a longer one
+/// is refused before it is copied.
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// Bounds applied to every frame and tensor that is read from the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -14,7 +26,8 @@ pub struct Limits {
     pub max_rank: usize,
     /// Largest element count of one tensor. Default 16 Mi elements (64 MiB of f32).
     pub max_elements: u64,
-    /// Largest number of boundary tensors in one request. Default 1024.
+    /// Largest number of boundary tensors in one request; values above [`HARD_MAX_TENSORS`]
+    /// act as [`HARD_MAX_TENSORS`]. Default 1024.
     pub max_tensors: usize,
 }
 

@@ -14,8 +14,11 @@ use crate::codec::Codec;
 use crate::limits::Limits;
 use crate::tensor::{TensorError, WireTensor};
 
-/// The protocol version this build speaks. Version 4: the cloud publishes its per-node costs
-/// and its decoding speeds ([`CostRequest`], [`CloudCosts`]), every reply carries the server's load as a
+/// The protocol version this build speaks. Version 5: the [`Welcome`] advertises the server's
+/// bounds ([`ServerLimits`]: frame size, probe reply size, batch), and a request's node ids,
+/// boundary tensors and ids are bounded while decoding. Version 4: the cloud publishes its
+/// per-node costs and its decoding speeds ([`CostRequest`], [`CloudCosts`]), every reply
+/// carries the server's load as a
 /// [`ServerState`] (with the expected wait for a new request), an idle client can ask for it
 /// ([`Message::StatusRequest`]), and a result reports the time spent loading a model apart
 /// from compute. Version 3: boundary tensors travel under a
@@ -23,7 +26,7 @@ use crate::tensor::{TensorError, WireTensor};
 /// input as the application's image file ([`InferRequest::input_file`]), and a result reports
 /// the cloud's decode time. Since version 2, a boundary tensor at a convolution carries its
 /// fused group's output (batch norm and activation applied; see `models::Fusion`).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,10 +180,13 @@ pub struct ModelOffer {
 pub struct Welcome {
     /// The server's name, for logs.
     pub server_name: String,
-    /// Models on offer.
+    /// Models on offer (at most 65536, checked while decoding).
+    #[serde(deserialize_with = "crate::bounded::offers")]
     pub models: Vec<ModelOffer>,
     /// The server's load now.
     pub state: ServerState,
+    /// The bounds the server enforces, so that a client plans within them.
+    pub limits: ServerLimits,
 }
 
 /// The server's load as it stands when a reply leaves: what a client needs to price the
@@ -195,6 +201,18 @@ pub struct ServerState {
     pub service_ms: f64,
     /// Expected wait of a request that arrives now before a worker takes it, ms.
     pub wait_ms: f64,
+}
+
+/// The bounds a server enforces, advertised in its [`Welcome`] so that a client keeps within
+/// them: a request beyond them would only be refused, so the client runs that part itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerLimits {
+    /// Largest request frame body the server reads, bytes (header excluded).
+    pub max_frame_bytes: u32,
+    /// Largest probe reply payload the server sends, bytes.
+    pub max_probe_reply_bytes: u32,
+    /// Largest batch (the boundary tensors' first dimension) the server computes.
+    pub max_batch: u32,
 }
 
 /// Largest time a message may carry, ms (about 2.8 hours).
@@ -228,8 +246,10 @@ impl ServerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostRequest {
     /// Which model.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub model_id: String,
     /// Hash of the client's weights; the server refuses when its own differ.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub weights_hash: String,
 }
 
@@ -307,13 +327,21 @@ impl CloudCosts {
 /// Run `cloud_nodes` of `model_id` from the given boundary tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InferRequest {
-    /// Which model.
+    /// Which model (at most [`MAX_ID_BYTES`](crate::limits::MAX_ID_BYTES), checked while
+    /// decoding).
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub model_id: String,
     /// Hash of the edge's weights; the server refuses when its own differ.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub weights_hash: String,
-    /// Node ids the cloud must execute.
+    /// Node ids the cloud must execute: at most
+    /// [`MAX_REQUEST_NODES`](crate::limits::MAX_REQUEST_NODES) ids of at most
+    /// [`MAX_ID_BYTES`](crate::limits::MAX_ID_BYTES) each, checked while decoding.
+    #[serde(deserialize_with = "crate::bounded::node_ids")]
     pub cloud_nodes: Vec<String>,
-    /// Tensors produced on the edge and consumed in the cloud, keyed by producing node id.
+    /// Tensors produced on the edge and consumed in the cloud, keyed by producing node id: at
+    /// most [`HARD_MAX_TENSORS`](crate::limits::HARD_MAX_TENSORS), checked while decoding.
+    #[serde(deserialize_with = "crate::bounded::boundary")]
     pub boundary: BTreeMap<String, WireTensor>,
     /// The input as the application holds it: an encoded image file (JPEG or PNG) that the
     /// cloud decodes and preprocesses itself, with the same code the edge would run. When it

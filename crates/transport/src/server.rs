@@ -6,22 +6,46 @@
 //! request frame and gets one reply frame. A frame that cannot be decoded or breaks a bound is
 //! answered with an [`ErrorCode::BadFrame`] error on its stream; the connection and the server
 //! keep serving.
+//!
+//! # Surviving hostile peers
+//!
+//! - **Admission before authentication.** A connection that has not yet said a valid hello
+//!   holds a slot of a small pool ([`ServerConfig::max_unauthenticated`]), at most
+//!   [`ServerConfig::max_unauthenticated_per_address`] per address (per /64 for IPv6), for at
+//!   most [`ServerConfig::handshake_timeout`]. While half that pool is taken, a new peer must
+//!   first prove its address (a QUIC Retry). Once authenticated it moves to the pool of
+//!   [`ServerConfig::max_connections`], so clients with the token get in while that pool has
+//!   room, however many strangers knock.
+//! - **Memory in bytes.** Every frame being read, every decoded request while it waits or runs
+//!   and every reply waiting to be sent is charged to its connection's budget
+//!   ([`ServerConfig::connection_budget`]) and the server's ([`ServerConfig::memory_budget`])
+//!   before it is allocated; the frame buffer grows only as bytes arrive. What does not fit is
+//!   answered `Busy`.
+//! - **Deadlines.** A frame must arrive within [`ServerConfig::frame_timeout`], a request must
+//!   finish within [`ServerConfig::request_timeout`] and a reply must be taken by the client
+//!   within [`ServerConfig::reply_timeout`]; probe replies are capped at
+//!   [`ServerConfig::max_probe_reply_bytes`].
+//! - **Cancellation.** When the client stops waiting (it resets or stops the stream, or the
+//!   connection goes), the handler's future is dropped: a queued request leaves the queue and
+//!   the runtime abandons running compute at the next node.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::auth::Token;
+use crate::budget::{MemoryBudget, OverBudget, Reservation};
 use crate::frame::{self, FrameError, FrameStats};
 use crate::identity::{Fingerprint, IdentityError, ServerIdentity};
 use crate::limits::Limits;
 use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, InferRequest, InferResult, Message, ModelOffer,
-    ProbeReply, ServerState, Welcome,
+    ProbeReply, ServerLimits, ServerState, Welcome,
 };
 use crate::tensor::WireTensor;
 
@@ -45,6 +69,8 @@ pub struct ServerStatus {
     pub models: Vec<ModelOffer>,
     /// The server's load now.
     pub state: ServerState,
+    /// The largest batch the handler computes (advertised in [`ServerLimits::max_batch`]).
+    pub max_batch: u32,
 }
 
 /// A successful inference, as the handler reports it.
@@ -98,15 +124,43 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Name sent in [`Welcome`].
     pub server_name: String,
-    /// Most connections served at once; later ones are refused. Default 1024.
+    /// Most authenticated connections served at once; a client that authenticates beyond it
+    /// is told the server is busy. Default 1024.
     pub max_connections: usize,
+    /// Most connections that have not yet authenticated (TLS and hello under way); more are
+    /// refused. Default 128.
+    pub max_unauthenticated: usize,
+    /// Most unauthenticated connections from one address (IPv4) or /64 (IPv6). Default 8.
+    pub max_unauthenticated_per_address: usize,
     /// Most concurrent request streams per connection. Default 128.
     pub max_streams_per_connection: u32,
-    /// Time a client has to complete TLS and the hello. Default 10 s.
+    /// Time a client has to complete TLS and the hello. Default 3 s.
     pub handshake_timeout: Duration,
     /// A connection with no traffic for this long is closed. Default 30 s.
     pub idle_timeout: Duration,
+    /// Time a request frame may take to arrive, from its first byte. Default 60 s.
+    pub frame_timeout: Duration,
+    /// Time a request may take from its arrival to its result (queueing, loading and compute);
+    /// past it the work is dropped and the client told the server is busy. Default 120 s.
+    pub request_timeout: Duration,
+    /// Time the client has to take a reply; past it the reply is dropped. Default 60 s.
+    pub reply_timeout: Duration,
+    /// Bytes the whole server may hold for frames being read, requests admitted and replies
+    /// waiting to be sent. Default 1 GiB.
+    pub memory_budget: u64,
+    /// Bytes one connection may hold of the above; it must hold a largest frame twice (the
+    /// bytes and the decoded request). Default 256 MiB.
+    pub connection_budget: u64,
+    /// Largest probe reply payload sent, bytes. Default 4 MiB.
+    pub max_probe_reply_bytes: u32,
 }
+
+/// The default whole-server memory budget: 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+/// The default per-connection memory budget: 256 MiB.
+pub const DEFAULT_CONNECTION_BUDGET: u64 = 256 << 20;
+/// The default probe reply cap: 4 MiB.
+pub const DEFAULT_MAX_PROBE_REPLY_BYTES: u32 = 4 << 20;
 
 impl ServerConfig {
     /// Settings with defaults for everything but the address, identity and token.
@@ -118,10 +172,47 @@ impl ServerConfig {
             limits: Limits::default(),
             server_name: "cutpoint".to_owned(),
             max_connections: 1024,
+            max_unauthenticated: 128,
+            max_unauthenticated_per_address: 8,
             max_streams_per_connection: 128,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            reply_timeout: Duration::from_secs(60),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            connection_budget: DEFAULT_CONNECTION_BUDGET,
+            max_probe_reply_bytes: DEFAULT_MAX_PROBE_REPLY_BYTES,
         }
+    }
+
+    /// Checks that the settings are usable together.
+    fn check(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.max_connections == 0
+            || self.max_unauthenticated == 0
+            || self.max_unauthenticated_per_address == 0
+        {
+            return bad(
+                "max_connections, max_unauthenticated and max_unauthenticated_per_address must each be at least 1".into(),
+            );
+        }
+        let frame = u64::from(self.limits.max_frame_bytes);
+        let probe = u64::from(self.max_probe_reply_bytes);
+        let need = (2 * frame).max(2 * probe + 1024);
+        if self.connection_budget < need {
+            return bad(format!(
+                "the per-connection memory budget of {} bytes cannot hold a largest frame twice ({need} bytes: the bytes and the decoded request, or a probe reply and its encoding); raise the budget or lower the frame limit",
+                self.connection_budget
+            ));
+        }
+        if self.memory_budget < self.connection_budget {
+            return bad(format!(
+                "the server's memory budget of {} bytes is smaller than one connection's ({}); raise it",
+                self.memory_budget, self.connection_budget
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -168,7 +259,76 @@ struct Shared<H> {
     limits: Limits,
     server_name: String,
     handshake_timeout: Duration,
+    frame_timeout: Duration,
+    request_timeout: Duration,
+    reply_timeout: Duration,
+    connection_budget: u64,
+    max_probe_reply_bytes: u32,
+    /// Authenticated connections.
     connections: Arc<Semaphore>,
+    /// Connections still in TLS or the hello.
+    unauthenticated: Arc<Semaphore>,
+    max_unauthenticated: usize,
+    per_address: Arc<AddressSlots>,
+    memory: MemoryBudget,
+}
+
+/// Unauthenticated connections per address.
+#[derive(Debug)]
+struct AddressSlots {
+    max: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One unauthenticated connection's place in [`AddressSlots`], given back on drop.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    key: IpAddr,
+}
+
+impl AddressSlots {
+    /// The key an address counts under: the IPv4 address, or the IPv6 /64.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = Self::key(ip);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(key).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What an unauthenticated connection holds until its hello is accepted or it ends.
+struct Knock {
+    _pool: OwnedSemaphorePermit,
+    _address: AddressSlot,
 }
 
 /// A bound server. Call [`Server::run`] to serve; [`Server::closer`] stops it.
@@ -197,11 +357,7 @@ impl ServerCloser {
 impl<H: Handler> Server<H> {
     /// Binds the UDP socket. Must be called inside a Tokio runtime.
     pub fn bind(config: ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
-        if config.max_connections == 0 {
-            return Err(ServerError::Config(
-                "max_connections must be at least 1".into(),
-            ));
-        }
+        config.check()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -232,9 +388,28 @@ impl<H: Handler> Server<H> {
                 limits: config.limits,
                 server_name: config.server_name,
                 handshake_timeout: config.handshake_timeout,
+                frame_timeout: config.frame_timeout,
+                request_timeout: config.request_timeout,
+                reply_timeout: config.reply_timeout,
+                connection_budget: config.connection_budget,
+                max_probe_reply_bytes: config.max_probe_reply_bytes,
                 connections: Arc::new(Semaphore::new(config.max_connections)),
+                unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
+                max_unauthenticated: config.max_unauthenticated,
+                per_address: Arc::new(AddressSlots {
+                    max: config.max_unauthenticated_per_address,
+                    held: Mutex::new(HashMap::new()),
+                }),
+                memory: MemoryBudget::new("server", config.memory_budget),
             }),
         })
+    }
+
+    /// The server's memory budget: [`MemoryBudget::used`] is the bytes held now for frames
+    /// being read, requests admitted and replies waiting, [`MemoryBudget::peak`] the most at
+    /// once.
+    pub fn memory(&self) -> MemoryBudget {
+        self.shared.memory.clone()
     }
 
     /// The bound address (useful after binding port 0).
@@ -258,18 +433,39 @@ impl<H: Handler> Server<H> {
     pub async fn run(self) {
         info!(addr = ?self.endpoint.local_addr().ok(), fingerprint = %self.fingerprint, "serving");
         while let Some(incoming) = self.endpoint.accept().await {
-            let Ok(permit) = self.shared.connections.clone().try_acquire_owned() else {
-                warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            let remote = incoming.remote_address();
+            let shared = &self.shared;
+            let knocking = shared.max_unauthenticated - shared.unauthenticated.available_permits();
+            // Under pressure, strangers first prove that they receive at their address.
+            if knocking * 2 >= shared.max_unauthenticated
+                && !incoming.remote_address_validated()
+                && incoming.may_retry()
+            {
+                debug!(%remote, "unauthenticated pool half full; asking for address validation");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
+            let Ok(pool) = shared.unauthenticated.clone().try_acquire_owned() else {
+                warn!(%remote, "too many connections are authenticating; refusing");
                 incoming.refuse();
                 continue;
             };
-            let shared = self.shared.clone();
+            let Some(address) = shared.per_address.acquire(remote.ip()) else {
+                warn!(%remote, "too many connections from this address are authenticating; refusing");
+                incoming.refuse();
+                continue;
+            };
+            let knock = Knock {
+                _pool: pool,
+                _address: address,
+            };
+            let shared = shared.clone();
             tokio::spawn(async move {
-                let remote = incoming.remote_address();
-                if let Err(reason) = serve_connection(incoming, shared).await {
+                if let Err(reason) = serve_connection(incoming, knock, shared).await {
                     debug!(%remote, %reason, "connection ended");
                 }
-                drop(permit);
             });
         }
         self.endpoint.wait_idle().await;
@@ -278,24 +474,32 @@ impl<H: Handler> Server<H> {
 
 async fn serve_connection<H: Handler>(
     incoming: quinn::Incoming,
+    knock: Knock,
     shared: Arc<Shared<H>>,
 ) -> Result<(), String> {
-    let conn = tokio::time::timeout(shared.handshake_timeout, handshake(incoming, &shared))
-        .await
-        .map_err(|_| "handshake timed out".to_owned())??;
+    let (conn, permit) =
+        tokio::time::timeout(shared.handshake_timeout, handshake(incoming, &shared))
+            .await
+            .map_err(|_| "handshake timed out".to_owned())??;
+    // Authenticated: the place among strangers goes to the next one.
+    drop(knock);
+    let _permit = permit;
+    let budget = shared.memory.child("connection", shared.connection_budget);
     loop {
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let shared = shared.clone();
-        tokio::spawn(async move { serve_stream(send, recv, shared).await });
+        let budget = budget.clone();
+        tokio::spawn(async move { serve_stream(send, recv, shared, budget).await });
     }
 }
 
-/// TLS, then the hello on the first stream. Returns the connection once the client is
-/// authenticated; refuses it (with a reason the client can read) otherwise.
+/// TLS, then the hello on the first stream. Returns the connection and its place among the
+/// authenticated once the client is authenticated; refuses it (with a reason the client can
+/// read) otherwise.
 async fn handshake<H: Handler>(
     incoming: quinn::Incoming,
     shared: &Shared<H>,
-) -> Result<quinn::Connection, String> {
+) -> Result<(quinn::Connection, OwnedSemaphorePermit), String> {
     let conn = incoming.await.map_err(|e| format!("TLS: {e}"))?;
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
     let limits = Limits {
@@ -304,15 +508,31 @@ async fn handshake<H: Handler>(
     };
     let refusal = match frame::read_frame(&mut recv, &limits, None).await {
         Ok((Message::Hello(hello), _)) if shared.token.matches(&hello.token) => {
-            let status = shared.handler.status();
-            let welcome = Message::Welcome(Welcome {
-                server_name: shared.server_name.clone(),
-                models: status.models,
-                state: status.state,
-            });
-            send_reply(&mut send, &welcome).await;
-            info!(remote = %conn.remote_address(), client = %hello.client_name, "client authenticated");
-            return Ok(conn);
+            match shared.connections.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let status = shared.handler.status();
+                    let welcome = Message::Welcome(Welcome {
+                        server_name: shared.server_name.clone(),
+                        models: status.models,
+                        state: status.state,
+                        limits: ServerLimits {
+                            max_frame_bytes: shared.limits.max_frame_bytes,
+                            max_probe_reply_bytes: shared.max_probe_reply_bytes,
+                            max_batch: status.max_batch,
+                        },
+                    });
+                    let bytes = encode_reply(&welcome);
+                    write_reply(&mut send, &bytes, shared.reply_timeout).await;
+                    info!(remote = %conn.remote_address(), client = %hello.client_name, "client authenticated");
+                    return Ok((conn, permit));
+                }
+                Err(_) => ErrorReply {
+                    code: ErrorCode::Busy,
+                    message:
+                        "the server serves as many clients as it may; retry later or run locally"
+                            .into(),
+                },
+            }
         }
         Ok((Message::Hello(_), _)) => ErrorReply {
             code: ErrorCode::Unauthorized,
@@ -326,8 +546,10 @@ async fn handshake<H: Handler>(
     };
     warn!(remote = %conn.remote_address(), reason = %refusal.message, "refusing client");
     let _ = recv.stop(STOP_REFUSED.into());
-    send_reply(&mut send, &Message::Error(refusal.clone())).await;
-    // Let the refusal reach the client before closing; give up after a short while.
+    let bytes = encode_reply(&Message::Error(refusal.clone()));
+    write_reply(&mut send, &bytes, shared.reply_timeout).await;
+    // Let the refusal reach the client before closing; give up after a short while (the
+    // handshake deadline bounds it too).
     let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
     conn.close(CLOSE_REFUSED.into(), refusal.message.as_bytes());
@@ -338,6 +560,7 @@ async fn handshake<H: Handler>(
 fn frame_error_reply(err: &FrameError) -> ErrorReply {
     let code = match err {
         FrameError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+        FrameError::OverBudget(_) => ErrorCode::Busy,
         _ => ErrorCode::BadFrame,
     };
     ErrorReply {
@@ -346,34 +569,112 @@ fn frame_error_reply(err: &FrameError) -> ErrorReply {
     }
 }
 
-async fn send_reply(send: &mut quinn::SendStream, message: &Message) {
-    let bytes = match frame::encode(message) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            warn!(error = %e, "cannot encode reply");
-            match frame::encode(&Message::Error(ErrorReply {
-                code: ErrorCode::Internal,
-                message: format!("the server could not encode its reply: {e}"),
-            })) {
-                Ok(bytes) => bytes,
-                Err(_) => return,
-            }
+fn busy(err: &OverBudget) -> Message {
+    Message::Error(ErrorReply {
+        code: ErrorCode::Busy,
+        message: format!("the server is busy: {err}"),
+    })
+}
+
+/// The frame for `message`, or for an `Internal` error saying why it could not be encoded.
+fn encode_reply(message: &Message) -> Vec<u8> {
+    let mut bytes = frame::encode(message).unwrap_or_else(|e| {
+        warn!(error = %e, "cannot encode reply");
+        frame::encode(&Message::Error(ErrorReply {
+            code: ErrorCode::Internal,
+            message: format!("the server could not encode its reply: {e}"),
+        }))
+        .unwrap_or_default()
+    });
+    // The encoder grows its buffer by doubling; hold only what is sent (and charged).
+    bytes.shrink_to_fit();
+    bytes
+}
+
+/// Writes a reply frame and finishes the stream, or resets it when the client does not take
+/// the reply within `deadline`.
+async fn write_reply(send: &mut quinn::SendStream, bytes: &[u8], deadline: Duration) {
+    match tokio::time::timeout(deadline, frame::write_bytes(send, bytes, None)).await {
+        Ok(Ok(())) => {
+            let _ = send.finish();
         }
-    };
-    if let Err(e) = frame::write_bytes(send, &bytes, None).await {
-        debug!(error = %e, "cannot send reply");
-        return;
+        Ok(Err(e)) => debug!(error = %e, "cannot send reply"),
+        Err(_) => {
+            debug!(
+                ?deadline,
+                "the client did not take its reply in time; dropping it"
+            );
+            let _ = send.reset(STOP_REFUSED.into());
+        }
     }
-    let _ = send.finish();
+}
+
+/// Holds exactly `bytes` in `charge`, growing or shrinking it.
+fn hold(charge: &mut Reservation, bytes: u64) -> Result<(), OverBudget> {
+    if charge.bytes() >= bytes {
+        charge.shrink_to(bytes);
+        Ok(())
+    } else {
+        charge.grow(bytes - charge.bytes())
+    }
+}
+
+/// Reads and decodes a request frame within the frame deadline, charging the buffer as it
+/// grows and the decoded message (about the frame's size: every list is bounded while
+/// decoding) while it is held.
+async fn read_request<H: Handler>(
+    recv: &mut quinn::RecvStream,
+    shared: &Shared<H>,
+    charge: &mut Reservation,
+) -> Result<(Message, FrameStats), FrameError> {
+    let deadline = shared.frame_timeout;
+    let (body, stats) = tokio::time::timeout(
+        deadline,
+        frame::read_body_within(recv, &shared.limits, None, charge),
+    )
+    .await
+    .map_err(|_| FrameError::Deadline {
+        ms: deadline.as_millis().try_into().unwrap_or(u64::MAX),
+    })??;
+    let len = body.len() as u64;
+    // The bytes and the decoded copy coexist while decoding.
+    hold(charge, 2 * len)?;
+    let message = frame::decode_body(&body, &shared.limits)?;
+    drop(body);
+    hold(charge, len)?;
+    Ok((message, stats))
 }
 
 async fn serve_stream<H: Handler>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     shared: Arc<Shared<H>>,
+    budget: MemoryBudget,
 ) {
-    let reply = match frame::read_frame(&mut recv, &shared.limits, None).await {
-        Ok((message, stats)) => dispatch(message, stats, &shared).await,
+    let mut charge = budget.reservation();
+    let reply = match read_request(&mut recv, &shared, &mut charge).await {
+        Ok((message, stats)) => {
+            let kind = message.kind();
+            let work = tokio::time::timeout(
+                shared.request_timeout,
+                dispatch(message, stats, &shared, &mut charge),
+            );
+            tokio::select! {
+                reply = work => reply.unwrap_or_else(|_| Message::Error(ErrorReply {
+                    code: ErrorCode::Busy,
+                    message: format!(
+                        "the {kind} did not finish within the server's deadline of {:?}; it was dropped. Retry later or run it locally",
+                        shared.request_timeout
+                    ),
+                })),
+                _ = send.stopped() => {
+                    // Dropping the handler's future takes the request out of the queue and
+                    // stops its compute at the next node.
+                    debug!(kind, "the client stopped waiting; the request is dropped");
+                    return;
+                }
+            }
+        }
         Err(FrameError::Closed) => return,
         Err(e) => {
             debug!(error = %e, "bad frame");
@@ -382,10 +683,22 @@ async fn serve_stream<H: Handler>(
             Message::Error(frame_error_reply(&e))
         }
     };
-    send_reply(&mut send, &reply).await;
+    drop(recv);
+    let mut bytes = encode_reply(&reply);
+    drop(reply);
+    if let Err(e) = hold(&mut charge, bytes.len() as u64) {
+        charge.shrink_to(0);
+        bytes = encode_reply(&busy(&e));
+    }
+    write_reply(&mut send, &bytes, shared.reply_timeout).await;
 }
 
-async fn dispatch<H: Handler>(message: Message, stats: FrameStats, shared: &Shared<H>) -> Message {
+async fn dispatch<H: Handler>(
+    message: Message,
+    stats: FrameStats,
+    shared: &Shared<H>,
+    charge: &mut Reservation,
+) -> Message {
     match message {
         Message::InferRequest(request) => match shared.handler.infer(request).await {
             Ok(inference) => Message::InferResult(InferResult {
@@ -400,16 +713,20 @@ async fn dispatch<H: Handler>(message: Message, stats: FrameStats, shared: &Shar
             Err(reply) => Message::Error(reply),
         },
         Message::Probe(probe) => {
-            // Leave room for the envelope within the frame limit.
-            let max = shared.limits.max_frame_bytes.saturating_sub(1024);
+            let max = shared.max_probe_reply_bytes;
             if probe.reply_bytes > max {
                 return Message::Error(ErrorReply {
                     code: ErrorCode::BadRequest,
                     message: format!(
-                        "probe asks for {} reply bytes, more than the {max} this server sends",
+                        "probe asks for {} reply bytes, more than the {max} this server sends (its welcome says so)",
                         probe.reply_bytes
                     ),
                 });
+            }
+            drop(probe.payload);
+            // The payload and its encoding coexist until the reply is encoded.
+            if let Err(e) = hold(charge, 2 * u64::from(probe.reply_bytes) + 1024) {
+                return busy(&e);
             }
             Message::ProbeReply(ProbeReply {
                 upload: stats.report(),

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::bounded::BoundedSeq;
 use crate::codec::{self, Affine, Codec, HARD_MAX_CHANNELS};
 use crate::limits::{HARD_MAX_RANK, Limits};
 
@@ -363,47 +364,6 @@ fn deserialize_channels<'de, D: Deserializer<'de>>(
         HARD_MAX_CHANNELS,
         "a sequence of at most 65536 channel parameters",
     ))
-}
-
-/// A sequence visitor that refuses more than `max` elements, by the announced length before
-/// allocating and by count while reading; it reserves at most 1024 elements ahead.
-struct BoundedSeq<T> {
-    max: usize,
-    expecting: &'static str,
-    _element: std::marker::PhantomData<T>,
-}
-
-impl<T> BoundedSeq<T> {
-    fn new(max: usize, expecting: &'static str) -> Self {
-        BoundedSeq {
-            max,
-            expecting,
-            _element: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for BoundedSeq<T> {
-    type Value = Vec<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.expecting)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        let hint = seq.size_hint().unwrap_or(0);
-        if hint > self.max {
-            return Err(serde::de::Error::invalid_length(hint, &self));
-        }
-        let mut out = Vec::with_capacity(hint.min(1024));
-        while let Some(item) = seq.next_element::<T>()? {
-            if out.len() == self.max {
-                return Err(serde::de::Error::invalid_length(out.len() + 1, &self));
-            }
-            out.push(item);
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]

@@ -187,6 +187,11 @@ async fn bad_frames_are_answered_and_survived() {
         server_name: "me".into(),
         models: vec![],
         state: transport::ServerState::default(),
+        limits: transport::ServerLimits {
+            max_frame_bytes: 1,
+            max_probe_reply_bytes: 1,
+            max_batch: 1,
+        },
     }))
     .expect("encodes");
 

@@ -117,6 +117,34 @@ impl Model {
         self.take_sink(&mut out)
     }
 
+    /// [`Model::run_cloud`] that asks `stop` after every node and, when it says so, abandons
+    /// the run with [`ModelError::Stopped`]: a server drops work nobody waits for at the next
+    /// node rather than at the end.
+    pub fn run_cloud_until(
+        &self,
+        cut: &Cut,
+        boundary: Activations,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Value, ModelError> {
+        if cut.is_edge_only() {
+            let mut boundary = boundary;
+            return self.take_sink(&mut boundary);
+        }
+        let mut out = on_worker(|| {
+            let mut check = |v: usize| {
+                if stop() {
+                    Err(ModelError::Stopped {
+                        after: self.net.nodes()[v].id().to_string(),
+                    })
+                } else {
+                    Ok(())
+                }
+            };
+            self.run_part_here(cut.cloud_mask(), boundary, false, Some(&mut check))
+        })?;
+        self.take_sink(&mut out)
+    }
+
     /// Runs the edge side and then the cloud side of `cut` in this process.
     pub fn run_split(&self, cut: &Cut, input: Value) -> Result<Value, ModelError> {
         let boundary = self.run_edge(cut, input)?;

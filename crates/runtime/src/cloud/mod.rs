@@ -11,7 +11,8 @@ mod queue;
 mod request;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use models::{Activations, Backend, Net, zoo};
@@ -44,7 +45,13 @@ pub struct CloudConfig {
     pub workers: usize,
     /// Requests that may wait for a worker; more are answered `Busy`. Default 16.
     pub queue_capacity: usize,
+    /// Largest batch computed (the boundary tensors' first dimension); larger requests are
+    /// refused, so that one request cannot ask for activations of many GB. Default 32.
+    pub max_batch: usize,
 }
+
+/// The default batch cap of a [`CloudServer`].
+pub const DEFAULT_MAX_BATCH: usize = 32;
 
 impl Default for CloudConfig {
     fn default() -> Self {
@@ -54,6 +61,7 @@ impl Default for CloudConfig {
             weights_dir: None,
             workers: 1,
             queue_capacity: 16,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 }
@@ -77,6 +85,9 @@ pub struct CloudServer {
     defaults: WeightsDefaults,
     catalog: Catalog,
     queue: WorkQueue,
+    max_batch: usize,
+    /// Requests abandoned since start because nobody waited for them any more.
+    abandoned: Arc<AtomicU64>,
     /// Cost tables sent to clients since start.
     costs_published: AtomicU64,
 }
@@ -86,6 +97,12 @@ impl CloudServer {
     ///
     /// Fails when a setting is out of range or the backend is not compiled in.
     pub fn new(config: CloudConfig) -> Result<CloudServer, RuntimeError> {
+        if config.max_batch == 0 {
+            return Err(RuntimeError::Config {
+                name: "max_batch",
+                reason: "must be at least 1".into(),
+            });
+        }
         if config.workers == 0 {
             return Err(RuntimeError::Config {
                 name: "workers",
@@ -116,6 +133,8 @@ impl CloudServer {
             },
             catalog,
             queue: WorkQueue::new(config.workers, config.queue_capacity),
+            max_batch: config.max_batch,
+            abandoned: Arc::new(AtomicU64::new(0)),
             costs_published: AtomicU64::new(0),
         })
     }
@@ -155,6 +174,12 @@ impl CloudServer {
         self.queue.stats()
     }
 
+    /// How many requests were abandoned (out of the queue, or their compute stopped at the
+    /// next node) because their client stopped waiting or their deadline passed.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
     /// How many cost tables this server has sent to clients since it started.
     pub fn costs_published(&self) -> u64 {
         self.costs_published.load(Ordering::Relaxed)
@@ -175,7 +200,12 @@ impl CloudServer {
         if let Some(model) = entry.get() {
             check_hash(&model_id, &weights_hash, model)?;
         }
-        let part = request::check(entry.net(), request)?;
+        let part = request::check(entry.net(), request, self.max_batch)?;
+        // Whoever drops this future (the client went, or the deadline passed) sets the flag:
+        // a queued request leaves the queue with the future, a running one stops at the next
+        // node.
+        let abandon = Abandon::new(self.abandoned.clone());
+        let stop = abandon.flag.clone();
         let admission = self.queue.admit().ok_or_else(|| {
             let stats = self.queue.stats();
             ErrorReply {
@@ -200,11 +230,19 @@ impl CloudServer {
         let model = loaded.model;
         check_hash(&model_id, &weights_hash, &model)?;
         let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
-            let output = compute(&model, part);
-            (output, running.finish())
+            let output = compute(&model, part, &stop);
+            // A stopped run is no service: it stays out of the mean and the served count.
+            let cloud_ms = if stop.load(Ordering::Acquire) {
+                drop(running);
+                0.0
+            } else {
+                running.finish()
+            };
+            (output, cloud_ms)
         })
         .await
         .map_err(|e| internal(format!("the compute task failed: {e}")))?;
+        abandon.disarm();
         let (output, decode_ms) = output.inspect_err(|e| {
             warn!(model = %model_id, error = %e.message, "cloud part failed");
         })?;
@@ -255,6 +293,48 @@ impl CloudServer {
     }
 }
 
+/// Checks `request` against `net` exactly as a [`CloudServer`] does before it queues one (a
+/// valid cut, exactly the boundary tensors that cut needs with one batch of at most
+/// `max_batch`, or an image file for a cloud-only run) and decodes its payloads, without
+/// running anything. The `Err` is the reply the server would send.
+pub fn check_request(net: &Net, request: InferRequest, max_batch: usize) -> Result<(), ErrorReply> {
+    request::check(net, request, max_batch)?
+        .decode(net)
+        .map(|_| ())
+}
+
+/// Sets its flag, and counts an abandoned request, when dropped before [`Abandon::disarm`].
+struct Abandon {
+    flag: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    armed: bool,
+}
+
+impl Abandon {
+    fn new(count: Arc<AtomicU64>) -> Self {
+        Abandon {
+            flag: Arc::new(AtomicBool::new(false)),
+            count,
+            armed: true,
+        }
+    }
+
+    /// The request finished: dropping this no longer counts it as abandoned.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Release);
+            self.count.fetch_add(1, Ordering::Relaxed);
+            debug!("request abandoned: nobody waits for it any more");
+        }
+    }
+}
+
 fn internal(message: String) -> ErrorReply {
     ErrorReply {
         code: ErrorCode::Internal,
@@ -287,6 +367,7 @@ fn check_hash(model_id: &str, weights_hash: &str, model: &LoadedModel) -> Result
 fn compute(
     model: &LoadedModel,
     part: CloudPart,
+    stop: &AtomicBool,
 ) -> Result<(transport::WireTensor, f64), ErrorReply> {
     let decoded = part.decode(model.model.net())?;
     let run = || -> Result<transport::WireTensor, RuntimeError> {
@@ -295,7 +376,10 @@ fn compute(
         for (v, host) in decoded.boundary {
             boundary.insert(v, model.upload(host)?);
         }
-        let output = model.run_cloud(&decoded.cut, boundary)?.to_host()?;
+        let stopped = || stop.load(Ordering::Acquire);
+        let output = model
+            .run_cloud_until(&decoded.cut, boundary, &stopped)?
+            .to_host()?;
         to_wire(&output, "output")
     };
     let output = run().map_err(|e| internal(format!("running the cloud part failed: {e}")))?;
@@ -317,6 +401,7 @@ impl Handler for CloudServer {
                 })
                 .collect(),
             state: self.server_state(),
+            max_batch: u32::try_from(self.max_batch).unwrap_or(u32::MAX),
         }
     }
 

@@ -71,8 +71,12 @@ impl CloudPart {
     }
 }
 
-/// Checks `request` against `net` and takes its payloads.
-pub(crate) fn check(net: &Net, request: InferRequest) -> Result<CloudPart, ErrorReply> {
+/// Checks `request` against `net` and a batch of at most `max_batch`, and takes its payloads.
+pub(crate) fn check(
+    net: &Net,
+    request: InferRequest,
+    max_batch: usize,
+) -> Result<CloudPart, ErrorReply> {
     let model = net.name();
     if request.cloud_nodes.is_empty() {
         return Err(bad(format!(
@@ -146,6 +150,14 @@ pub(crate) fn check(net: &Net, request: InferRequest) -> Result<CloudPart, Error
                 "boundary tensor `{id}` has shape {shape:?}, but node `{id}` of `{model}` produces {expected:?} (batch first, one batch size for all tensors)"
             )));
         }
+        if b > max_batch as u64 {
+            return Err(ErrorReply {
+                code: ErrorCode::Busy,
+                message: format!(
+                    "boundary tensor `{id}` carries a batch of {b}, more than the {max_batch} this server computes at once (its welcome says so); send smaller batches or run this one locally"
+                ),
+            });
+        }
         boundary.push((u, tensor));
     }
     if let Some(u) = (0..net.len()).find(|&u| needed(u) && !boundary.iter().any(|(b, _)| *b == u)) {
@@ -201,6 +213,25 @@ mod tests {
         net.nodes()[from..].iter().map(|n| n.id()).collect()
     }
 
+    fn check_(net: &Net, request: InferRequest) -> Result<CloudPart, ErrorReply> {
+        check(net, request, 64)
+    }
+
+    #[test]
+    fn a_batch_over_the_cap_is_refused_as_busy() {
+        let net = lenet();
+        let cloud = suffix(&net, 3);
+        let before = net.nodes()[2].id().to_string();
+        let reply = check(
+            &net,
+            request(&net, &cloud, &[(&before, tensor(&net, &before, 3))]),
+            2,
+        )
+        .expect_err("over the cap");
+        assert_eq!(reply.code, ErrorCode::Busy);
+        assert!(reply.message.contains("batch of 3"), "{}", reply.message);
+    }
+
     fn message<T: std::fmt::Debug>(result: Result<T, ErrorReply>) -> String {
         let reply = result.expect_err("refused");
         assert_eq!(reply.code, ErrorCode::BadRequest);
@@ -212,7 +243,7 @@ mod tests {
         let net = lenet();
         let cloud = suffix(&net, 3);
         let before = net.nodes()[2].id().to_string();
-        let part = check(
+        let part = check_(
             &net,
             request(&net, &cloud, &[(&before, tensor(&net, &before, 2))]),
         )
@@ -231,19 +262,19 @@ mod tests {
         let cloud = suffix(&net, 3);
         let before = net.nodes()[2].id().to_string();
         let good = tensor(&net, &before, 1);
-        assert!(message(check(&net, request(&net, &[], &[]))).contains("no cloud nodes"));
+        assert!(message(check_(&net, request(&net, &[], &[]))).contains("no cloud nodes"));
         let mut with_input = cloud.clone();
         with_input.push("input");
-        assert!(message(check(&net, request(&net, &with_input, &[]))).contains("`input`"));
+        assert!(message(check_(&net, request(&net, &with_input, &[]))).contains("`input`"));
         let mut unknown = cloud.clone();
         unknown.push("nope");
-        assert!(message(check(&net, request(&net, &unknown, &[]))).contains("`nope`"));
+        assert!(message(check_(&net, request(&net, &unknown, &[]))).contains("`nope`"));
         // Not successor-closed: a middle node alone.
         let middle = net.nodes()[3].id();
-        assert!(message(check(&net, request(&net, &[middle], &[]))).contains(middle));
-        assert!(message(check(&net, request(&net, &cloud, &[]))).contains(&before));
+        assert!(message(check_(&net, request(&net, &[middle], &[]))).contains(middle));
+        assert!(message(check_(&net, request(&net, &cloud, &[]))).contains(&before));
         let extra = net.nodes()[1].id().to_string();
-        let msg = message(check(
+        let msg = message(check_(
             &net,
             request(
                 &net,
@@ -253,7 +284,7 @@ mod tests {
         ));
         assert!(msg.contains(&extra), "{msg}");
         let wrong = WireTensor::from_f32(&[1, 3], &[0.0; 3]).expect("tensor");
-        let msg = message(check(&net, request(&net, &cloud, &[(&before, wrong)])));
+        let msg = message(check_(&net, request(&net, &cloud, &[(&before, wrong)])));
         assert!(msg.contains(&before) && msg.contains("[1, 3]"), "{msg}");
     }
 }

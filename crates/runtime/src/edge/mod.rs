@@ -19,7 +19,7 @@ use partition_core::{
 use predictor::DeviceProfile;
 use tracing::{info, warn};
 use transport::{
-    Client, ClientConfig, ClientError, Codec, DecodingCosts, ErrorCode, InferRequest,
+    Client, ClientConfig, ClientError, Codec, DecodingCosts, ErrorCode, FrameError, InferRequest,
     InferResponse, Loss, WireTensor,
 };
 
@@ -658,7 +658,7 @@ impl EdgeSession {
                         wire_bytes: file.bytes.len() as u64,
                     });
                     (
-                        Payload::File(file.bytes.clone()),
+                        Ok(Payload::File(file.bytes.clone())),
                         Activations::new(),
                         Some(file),
                     )
@@ -667,15 +667,28 @@ impl EdgeSession {
                     let edge_mask: Vec<bool> = cloud_mask.iter().map(|&c| !c).collect();
                     let (boundary, edge_ms) =
                         self.run_part(edge_mask, Activations::new(), tensor).await?;
-                    let (tensors, encode_ms) =
-                        self.encode_boundary(&boundary, &codecs, &mut sent).await?;
-                    measured.edge_ms += edge_ms + encode_ms;
-                    (Payload::Tensors(tensors), boundary, None)
+                    measured.edge_ms += edge_ms;
+                    // A boundary that no wire tensor can carry is finished here.
+                    let payload = match self.encode_boundary(&boundary, &codecs, &mut sent).await {
+                        Ok((tensors, encode_ms)) => {
+                            measured.edge_ms += encode_ms;
+                            Ok(Payload::Tensors(tensors))
+                        }
+                        Err(RuntimeError::Tensor { what, reason }) => {
+                            Err(format!("the boundary cannot be sent ({what}: {reason})"))
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    (payload, boundary, None)
                 }
             };
-            let remote = match (client, trouble) {
-                (Some(client), None) => self.remote(&client, &cloud_nodes, payload).await?,
-                (_, reason) => {
+            let remote = match (client, trouble, payload) {
+                (_, _, Err(reason)) => Remote::Fallback(reason),
+                (Some(client), None, Ok(payload)) => match beyond_limits(&client, batch) {
+                    Some(reason) => Remote::Fallback(reason),
+                    None => self.remote(&client, &cloud_nodes, payload).await?,
+                },
+                (_, reason, Ok(_)) => {
                     Remote::Fallback(reason.unwrap_or_else(|| self.unavailable_reason()))
                 }
             };
@@ -991,6 +1004,10 @@ impl EdgeSession {
                 _ => format!("the cloud failed: {message}"),
             })),
             ClientError::Remote { code, message } => Err(RuntimeError::Refused { code, message }),
+            // Too large for this server, not a fault of the link: finish it here.
+            ClientError::Frame(e @ FrameError::TooLarge { .. }) => Ok(Remote::Fallback(format!(
+                "the request is larger than the cloud reads: {e}"
+            ))),
             e @ (ClientError::ConnectionLost(_)
             | ClientError::Connect { .. }
             | ClientError::Timeout(_)
@@ -1199,4 +1216,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RuntimeError::Task(e.to_string()))?
+}
+
+/// Why a request of `batch` would break the limits `client`'s server advertised, if it would.
+fn beyond_limits(client: &Client, batch: usize) -> Option<String> {
+    let max = client.limits().max_batch;
+    (batch as u64 > u64::from(max))
+        .then(|| format!("a batch of {batch} is more than the {max} the cloud computes at once"))
 }

@@ -15,8 +15,8 @@ use runtime::{
     CloudConfig, CloudServer, EdgeConfig, EdgeSession, LoadedModel, SplitMode, WeightsSource,
 };
 use transport::{
-    ClientConfig, Fingerprint, Server, ServerCloser, ServerConfig, ServerError, ServerIdentity,
-    ServerTrust, Token,
+    ClientConfig, Fingerprint, MemoryBudget, Server, ServerCloser, ServerConfig, ServerError,
+    ServerIdentity, ServerTrust, Token,
 };
 
 /// A cloud server running in this process.
@@ -24,6 +24,8 @@ pub struct Cloud {
     pub addr: SocketAddr,
     pub fingerprint: Fingerprint,
     pub server: Arc<CloudServer>,
+    /// The transport's memory budget: bytes held for frames, requests and replies.
+    pub memory: MemoryBudget,
     closer: ServerCloser,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,6 +51,17 @@ pub fn small_resnet() -> Net {
 /// Starts a cloud server on `addr` with the identity and token kept in `dir`, serving the zoo
 /// plus `nets`. Rebinding a port just released retries until the old socket is gone.
 pub async fn start_at(dir: &Path, addr: SocketAddr, config: CloudConfig, nets: &[Net]) -> Cloud {
+    start_tuned(dir, addr, config, nets, |_| {}).await
+}
+
+/// [`start_at`] with the transport's settings changed by `tune`.
+pub async fn start_tuned(
+    dir: &Path,
+    addr: SocketAddr,
+    config: CloudConfig,
+    nets: &[Net],
+    tune: impl Fn(&mut ServerConfig),
+) -> Cloud {
     let identity = ServerIdentity::load_or_create(&dir.join("identity")).expect("identity");
     let token = Token::load_or_create(&dir.join("token")).expect("token");
     let mut cloud = CloudServer::new(config).expect("cloud server");
@@ -58,7 +71,8 @@ pub async fn start_at(dir: &Path, addr: SocketAddr, config: CloudConfig, nets: &
     let cloud = Arc::new(cloud);
     let mut attempts = 0;
     let server = loop {
-        let config = ServerConfig::new(addr, identity.clone(), token.clone());
+        let mut config = ServerConfig::new(addr, identity.clone(), token.clone());
+        tune(&mut config);
         match Server::bind(config, cloud.clone()) {
             Ok(server) => break server,
             Err(ServerError::Bind { source, .. })
@@ -74,6 +88,7 @@ pub async fn start_at(dir: &Path, addr: SocketAddr, config: CloudConfig, nets: &
         addr: server.local_addr().expect("bound address"),
         fingerprint: server.fingerprint(),
         server: cloud,
+        memory: server.memory(),
         closer: server.closer(),
         task: tokio::spawn(server.run()),
     }

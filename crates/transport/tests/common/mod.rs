@@ -33,6 +33,7 @@ impl Handler for Echo {
                 weights_hash: "none".into(),
             }],
             state: ECHO_STATE,
+            max_batch: 64,
         }
     }
 
