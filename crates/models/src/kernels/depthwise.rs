@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::vector::dispatch;
 use super::scratch::Scratch;
+use super::vector::dispatch;
 use super::{Activation, ConvShape, ShapeError};
 
 /// Output columns computed together, their sums held in registers across the taps.

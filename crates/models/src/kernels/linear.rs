@@ -13,8 +13,8 @@
 
 use rayon::prelude::*;
 
-use super::vector::dispatch;
 use super::ShapeError;
+use super::vector::dispatch;
 
 /// Weight rows whose dot products are computed together.
 const ROWS: usize = 4;

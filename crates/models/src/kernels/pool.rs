@@ -104,7 +104,11 @@ impl pulp::WithSimd for Planes<'_> {
         let (pad, stride, dilation) = (window.padding[1], window.stride[1], window.dilation[1]);
         let row = self.row;
         row.fill(f32::NEG_INFINITY);
-        for (y, plane) in self.ys.chunks_exact_mut(ho * wo).zip(self.xs.chunks_exact(h * w)) {
+        for (y, plane) in self
+            .ys
+            .chunks_exact_mut(ho * wo)
+            .zip(self.xs.chunks_exact(h * w))
+        {
             for (oy, y_row) in y.chunks_exact_mut(wo).enumerate() {
                 // Only the input's columns change from one output row to the next; the
                 // padding stays negative infinity.
