@@ -103,35 +103,6 @@ impl Tiling {
             ],
         }
     }
-
-    /// `Bᵀ` applied to a window's column (or row) `d`, into `out` (`window()` vectors of each;
-    /// the rest empty).
-    #[inline(always)]
-    fn combine_b(self, out: Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
-        let mut out = out;
-        match self {
-            Tiling::F2 => combine_b2(&mut out, d),
-            Tiling::F4 => combine_b4(&mut out, d),
-        }
-    }
-
-    /// `Aᵀ` applied to `window()` vectors `m`, into `out` (`tile()` vectors), each plus `base`
-    /// where there is one.
-    #[inline(always)]
-    fn combine_a(self, out: Vectors<'_>, m: [&[f32]; MAX_WINDOW], base: Option<&[f32]>) {
-        let mut out = out;
-        match self {
-            Tiling::F2 => combine_a2(&mut out, m),
-            Tiling::F4 => combine_a4(&mut out, m),
-        }
-        if let Some(base) = base {
-            for o in &mut out[..self.tile()] {
-                for (v, &b) in o.iter_mut().zip(base) {
-                    *v += b;
-                }
-            }
-        }
-    }
 }
 
 /// The largest window's side.
@@ -284,8 +255,23 @@ impl Layer<'_> {
     /// Tile `t`'s window (of a row of `tw` tiles) transformed as `Bᵀ d B` into `v`
     /// (`[point, in]`, point `window · i + j`), through `scratch` (`points` vectors of `in`).
     fn transform_input(&self, t: usize, tw: usize, scratch: &mut [f32], v: &mut [f32]) {
-        let (cin, tiling) = (self.cin, self.tiling);
-        let (side, window) = (tiling.tile(), tiling.window());
+        match self.tiling {
+            Tiling::F2 => self.transform_window::<4>(t, tw, scratch, v),
+            Tiling::F4 => self.transform_window::<6>(t, tw, scratch, v),
+        }
+    }
+
+    /// [`Self::transform_input`] for windows `W` wide, compiled for each.
+    #[inline(always)]
+    fn transform_window<const W: usize>(
+        &self,
+        t: usize,
+        tw: usize,
+        scratch: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let cin = self.cin;
+        let (side, window) = (W - 2, W);
         let (ty, tx) = (t / tw, t % tw);
         let at = |i: usize, j: usize| {
             let at = ((side * ty + i) * self.padded_w + side * tx + j) * cin;
@@ -295,7 +281,7 @@ impl Layer<'_> {
         // Bᵀ d, column by column: scratch holds [row i, column j] at point window · i + j.
         for j in 0..window {
             let out = split(scratch, cin, window, |i| (window * i + j) * cin);
-            tiling.combine_b(
+            combine_b::<W>(
                 out,
                 std::array::from_fn(|i| if i < window { at(i, j) } else { empty }),
             );
@@ -310,7 +296,7 @@ impl Layer<'_> {
                     empty
                 }
             };
-            tiling.combine_b(out, std::array::from_fn(row));
+            combine_b::<W>(out, std::array::from_fn(row));
         }
     }
 }
@@ -433,6 +419,37 @@ fn pad_channels_last(
         });
 }
 
+/// `Bᵀ` of the tiling whose windows are `W` wide, applied to a window's column (or row) `d`,
+/// into `out` (`W` vectors of each; the rest empty).
+#[inline(always)]
+fn combine_b<const W: usize>(out: Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
+    let mut out = out;
+    if W == 6 {
+        combine_b4(&mut out, d);
+    } else {
+        combine_b2(&mut out, d);
+    }
+}
+
+/// `Aᵀ` of the tiling whose windows are `W` wide, applied to `W` vectors `m`, into `out`
+/// (`W − 2` vectors), each plus `base` where there is one.
+#[inline(always)]
+fn combine_a<const W: usize>(out: Vectors<'_>, m: [&[f32]; MAX_WINDOW], base: Option<&[f32]>) {
+    let mut out = out;
+    if W == 6 {
+        combine_a4(&mut out, m);
+    } else {
+        combine_a2(&mut out, m);
+    }
+    if let Some(base) = base {
+        for o in &mut out[..W - 2] {
+            for (v, &b) in o.iter_mut().zip(base) {
+                *v += b;
+            }
+        }
+    }
+}
+
 /// `used` disjoint `len`-long vectors of `buf`, vector `k` at `start(k)` (a multiple of `len`,
 /// increasing with `k`); empty past `used`.
 fn split(buf: &mut [f32], len: usize, used: usize, start: impl Fn(usize) -> usize) -> Vectors<'_> {
@@ -518,8 +535,17 @@ fn combine_a4(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
 /// into `y` (`[pixel, out]`, pixel `tile · a + b`), through `scratch` (at least
 /// `tile · window` vectors of `out`).
 fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
+    match tiling {
+        Tiling::F2 => transform_tile::<4>(m, scratch, y, bias),
+        Tiling::F4 => transform_tile::<6>(m, scratch, y, bias),
+    }
+}
+
+/// [`transform_output`] for windows `W` wide, compiled for each.
+#[inline(always)]
+fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
     let cout = bias.len();
-    let (side, window) = (tiling.tile(), tiling.window());
+    let (side, window) = (W - 2, W);
     let empty: &[f32] = &[];
     let point = |p: usize| &m[p * cout..(p + 1) * cout];
     // Aᵀ m, column by column: scratch holds [row a, column j] at window · a + j.
@@ -532,7 +558,7 @@ fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32
                 empty
             }
         };
-        tiling.combine_a(out, std::array::from_fn(column), None);
+        combine_a::<W>(out, std::array::from_fn(column), None);
     }
     // (Aᵀ m) A + bias, row by row.
     for a in 0..side {
@@ -545,7 +571,7 @@ fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32
             }
         };
         let out = split(y, cout, side, |b| (side * a + b) * cout);
-        tiling.combine_a(out, std::array::from_fn(row), Some(bias));
+        combine_a::<W>(out, std::array::from_fn(row), Some(bias));
     }
 }
 
