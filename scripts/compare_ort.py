@@ -37,6 +37,7 @@ cutpoint's side is the release `cutpoint-edge` binary (`cargo build --release -p
     scripts/compare_ort.py
     scripts/compare_ort.py --models resnet18,mobilenet_v2 --rounds 5 --threads 2
     scripts/compare_ort.py --paths avx2 --json
+    scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
 """
 
 import argparse
@@ -81,6 +82,11 @@ def parse_args():
         default=str(ROOT / "target" / "release" / "cutpoint-edge"),
         help="the cutpoint-edge binary (default: target/release/cutpoint-edge)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="another cutpoint-edge build (e.g. main's) timed in the same rounds, on the same "
+        "paths, for before/after figures",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -89,9 +95,10 @@ def parse_args():
         parser.error(f"unknown models or paths: {', '.join(unknown)}")
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
         parser.error("--runs, --rounds and --threads must be at least 1, --warmup at least 0")
-    if not Path(args.cutpoint).is_file():
-        sys.exit(f"no cutpoint-edge at {args.cutpoint}; build it with "
-                 "`cargo build --release -p edge-cli` or pass --cutpoint")
+    for binary in [args.cutpoint] + ([args.baseline] if args.baseline else []):
+        if not Path(binary).is_file():
+            sys.exit(f"no cutpoint-edge at {binary}; build it with "
+                     "`cargo build --release -p edge-cli` or pass --cutpoint")
     return args
 
 
@@ -325,7 +332,11 @@ def ort_kind(event_args):
 
 def compare(args):
     np, onnx, ort = import_ort()
-    paths = args.paths.split(",")
+    # (column name, binary, vector path) for every cutpoint build and path timed.
+    columns = [(p, args.cutpoint, p) for p in args.paths.split(",")]
+    if args.baseline:
+        columns += [(f"base_{p}", args.baseline, p) for p in args.paths.split(",")]
+    paths = [c for c, _, _ in columns]
     models, kinds = [], {}
     for model in args.models.split(","):
         spec = cutpoint_spec(args.cutpoint, model)
@@ -336,9 +347,9 @@ def compare(args):
         ran = {}
         theirs = []
         for _ in range(args.rounds):
-            for p in paths:
-                forward, layers, ran[p] = cutpoint_round(args.cutpoint, model, p, args)
-                rounds[p].append((forward, layers))
+            for column, binary, path in columns:
+                forward, layers, ran[column] = cutpoint_round(binary, model, path, args)
+                rounds[column].append((forward, layers))
             theirs.append(ort_round(ort, np, model_bytes, shape, args))
         ort_ms = statistics.median(f for f, _ in theirs)
         row = {"model": model, "ort_ms": ort_ms}
@@ -389,8 +400,9 @@ def print_tables(report):
     print(f"onnxruntime {report['onnxruntime']}, {report['threads']} threads, batch 1, median of "
           f"{report['rounds']} alternating rounds of {report['runs']} passes")
     print(f"CPU flags: {' '.join(report['cpu_flags'])}")
-    print("cutpoint ran: " + ", ".join(f"--paths {p} -> {r}"
-                                        for p, r in report["paths_ran"].items()))
+    print("cutpoint ran: " + ", ".join(f"{p} -> {r}" for p, r in report["paths_ran"].items()))
+    if any(p.startswith("base_") for p in paths):
+        print("base_*: the --baseline build")
     header = "".join(f"{'cp ' + p + ' ms':>15}{'/ORT':>7}" for p in paths)
     print(f"\n{'model':<14}{'ORT ms':>9}{header}")
     for m in report["models"]:

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
+use super::vector::dispatch;
 use super::{Activation, ConvShape, ShapeError};
 
 /// The size of Winograd's tiles a layer runs with.
@@ -218,17 +219,21 @@ pub(crate) fn forward(
                 v.set_len(n * points * cin);
                 m.set_len(n * points * cout);
                 scratch.set_len(points * cin.max(cout));
-                for (t, vt) in v.chunks_exact_mut(points * cin).enumerate() {
-                    layer.transform_input(first + t, tw, &mut scratch[..points * cin], vt);
-                }
+                dispatch(Windows {
+                    layer: &layer,
+                    first,
+                    tw,
+                    scratch: &mut scratch[..points * cin],
+                    v,
+                });
                 products(&layer, v, [n, cout], [0, cout], m)?;
-                for (mt, yt) in m
-                    .chunks_exact(points * cout)
-                    .zip(dst.chunks_exact_mut(pixels * cout))
-                {
-                    transform_output(tiling, mt, scratch, yt, bias);
-                    activation.apply(yt);
-                }
+                dispatch(Tiles {
+                    layer: &layer,
+                    bias,
+                    m,
+                    scratch,
+                    y: dst,
+                });
                 Ok(())
             },
         )?;
@@ -254,6 +259,7 @@ struct Layer<'a> {
 impl Layer<'_> {
     /// Tile `t`'s window (of a row of `tw` tiles) transformed as `Bᵀ d B` into `v`
     /// (`[point, in]`, point `window · i + j`), through `scratch` (`points` vectors of `in`).
+    #[inline(always)]
     fn transform_input(&self, t: usize, tw: usize, scratch: &mut [f32], v: &mut [f32]) {
         match self.tiling {
             Tiling::F2 => self.transform_window::<4>(t, tw, scratch, v),
@@ -301,6 +307,58 @@ impl Layer<'_> {
     }
 }
 
+/// The windows of tiles `first..` (as many as `v`, `[tile, point, in]`, holds; of a row of `tw`
+/// tiles) transformed through `scratch`, run through [`dispatch`] so that the transforms use the
+/// widest vectors of the [`VectorPath`](super::VectorPath) in effect.
+struct Windows<'a> {
+    layer: &'a Layer<'a>,
+    first: usize,
+    tw: usize,
+    scratch: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Windows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let layer = self.layer;
+        let points = layer.tiling.points();
+        for (t, vt) in self.v.chunks_exact_mut(points * layer.cin).enumerate() {
+            layer.transform_input(self.first + t, self.tw, self.scratch, vt);
+        }
+    }
+}
+
+/// Some tiles' products `m` (`[tile, point, count]`) turned back into pixels in `y` (`[tile,
+/// pixel, count]`) with `bias` (`[count]`) and the layer's activation, through `scratch`; run
+/// through [`dispatch`] as [`Windows`] is.
+struct Tiles<'a> {
+    layer: &'a Layer<'a>,
+    bias: &'a [f32],
+    m: &'a [f32],
+    scratch: &'a mut [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Tiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (tiling, count) = (self.layer.tiling, self.bias.len());
+        let tiles = self
+            .m
+            .chunks_exact(tiling.points() * count)
+            .zip(self.y.chunks_exact_mut(tiling.pixels() * count));
+        for (mt, yt) in tiles {
+            transform_output(tiling, mt, self.scratch, yt, self.bias);
+            self.layer.activation.apply(yt);
+        }
+    }
+}
+
 /// Output channels per task of [`by_channels`] are a multiple of this (gemm's register tile).
 const CHANNEL_STEP: usize = 16;
 
@@ -320,7 +378,15 @@ fn by_channels(
     let mut v = Scratch::take(tiles * points * cin);
     v.par_chunks_mut(points * cin).enumerate().for_each_init(
         || Scratch::take(points * cin),
-        |scratch, (t, vt)| layer.transform_input(t, tw, scratch, vt),
+        |scratch, (t, v)| {
+            dispatch(Windows {
+                layer,
+                first: t,
+                tw,
+                scratch,
+                v,
+            })
+        },
     );
     let threads = rayon::current_num_threads().max(1);
     let share = cout
@@ -338,14 +404,13 @@ fn by_channels(
                 result.set_len(tiles * pixels * count);
                 scratch.set_len(tiling.tile() * tiling.window() * count);
                 products(layer, &v, [tiles, cout], [first, count], m)?;
-                let bias = &layer.bias[first..first + count];
-                for (mt, yt) in m
-                    .chunks_exact(points * count)
-                    .zip(result.chunks_exact_mut(pixels * count))
-                {
-                    transform_output(tiling, mt, scratch, yt, bias);
-                    layer.activation.apply(yt);
-                }
+                dispatch(Tiles {
+                    layer,
+                    bias: &layer.bias[first..first + count],
+                    m,
+                    scratch,
+                    y: result,
+                });
                 scatter_planes(tiling, result, count, 0, [tw, ho, wo], planes);
                 Ok(())
             },
@@ -534,6 +599,7 @@ fn combine_a4(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
 /// One tile's products `m` (`[point, out]`) turned back into its pixels as `Aᵀ m A + bias`
 /// into `y` (`[pixel, out]`, pixel `tile · a + b`), through `scratch` (at least
 /// `tile · window` vectors of `out`).
+#[inline(always)]
 fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
     match tiling {
         Tiling::F2 => transform_tile::<4>(m, scratch, y, bias),
