@@ -106,6 +106,7 @@ pub fn run(args: &LayersArgs) -> Result<()> {
             model: &name,
             backend: args.backend.backend.name(),
             kernels: args.kernels.name(),
+            vector_path: models::VectorPath::current().name(),
             batch: args.batch,
             warmup: args.warmup,
             runs: args.runs,
@@ -146,8 +147,9 @@ pub fn run(args: &LayersArgs) -> Result<()> {
             "each layer one by one, warm, whereas in a pass each finds the cache holding the previous layer's data; --in-pass times them there"
         };
         println!(
-            "A whole forward pass: {forward_ms:.3} ms (median of {}). Timing: {timing} ({how}).",
-            args.runs
+            "A whole forward pass: {forward_ms:.3} ms (median of {}). Timing: {timing} ({how}). Vector path: {}.",
+            args.runs,
+            models::VectorPath::current()
         );
     }
     Ok(())
@@ -159,6 +161,8 @@ struct LayersReport<'a> {
     model: &'a str,
     backend: &'static str,
     kernels: &'static str,
+    /// The vector instructions cutpoint's own kernels ran (`avx512`, `avx2` or `other`).
+    vector_path: &'static str,
     batch: u32,
     warmup: u32,
     runs: u32,

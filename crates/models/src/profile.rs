@@ -16,8 +16,10 @@ use crate::tensor::{HostTensor, Value};
 /// channel-major RGB stems, reused scratch buffers, linear weights from 4 MB split; 6: depthwise
 /// convolutions on padded, phase-split planes with register sums, at the CPU's widest vectors;
 /// passes and single layers run on a rayon worker; strided 1×1 convolutions channel-major;
-/// Winograd for small maps, split by output channels; the crate's own linear layers.
-pub const KERNEL_REVISION: u32 = 6;
+/// Winograd for small maps, split by output channels; the crate's own linear layers; 7:
+/// Winograd's F(4×4, 3×3) for maps of at least 16 4×4 tiles, max pooling in vectorised row
+/// passes (and the vector path, [`crate::VectorPath`], cappable at AVX2).
+pub const KERNEL_REVISION: u32 = 7;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

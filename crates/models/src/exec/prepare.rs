@@ -150,12 +150,15 @@ impl Loader<'_> {
         let mut bias = self.bias_or_zeros(id, has_bias, shape.out_channels)?;
         self.fold_norm(v, &mut weight, &mut bias)?;
         let activation = self.fusion.activation_of(v).into();
-        let pixels: usize = node.spec().output_shape[1..].iter().product();
+        let output = match node.spec().output_shape[..] {
+            [_, ho, wo] => [ho, wo],
+            _ => [0, 0],
+        };
         let packing = |e: ShapeError| ModelError::TensorData(format!("`{id}`: {}", e.0));
         let own = self.own_kernels;
         Ok(if own && groups == 1 {
             Params::Packed(
-                PackedConv::new(shape, weight, bias, activation, pixels).map_err(packing)?,
+                PackedConv::new(shape, weight, bias, activation, output).map_err(packing)?,
             )
         } else if own && groups == shape.in_channels && groups == shape.out_channels {
             Params::Depthwise(DepthwiseConv::new(shape, weight, bias, activation).map_err(packing)?)

@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use super::scratch::Scratch;
+use super::vector::dispatch;
 use super::{Activation, ConvShape, ShapeError};
 
 /// Output columns computed together, their sums held in registers across the taps.
@@ -83,7 +84,6 @@ impl DepthwiseConv {
             .min(planes.div_ceil(4 * threads))
             .max(1);
         let mut out = vec![0.0f32; planes * ho * wo];
-        let arch = pulp::Arch::new();
         out.par_chunks_mut(per_task * ho * wo)
             .zip(x.par_chunks(per_task * h * w))
             .enumerate()
@@ -95,7 +95,7 @@ impl DepthwiseConv {
                     )
                 },
                 |(copy, flat), (task, (ys, xs))| {
-                    arch.dispatch(Planes {
+                    dispatch(Planes {
                         conv: self,
                         padded: &padded,
                         first: task * per_task,
@@ -111,7 +111,7 @@ impl DepthwiseConv {
 }
 
 /// One task's run of planes: `ys` (outputs) from `xs` (inputs), the first of them plane
-/// `first` of the batch. Run through [`pulp::Arch::dispatch`], so that its loops, inlined into
+/// `first` of the batch. Run through [`dispatch`], so that its loops, inlined into
 /// one function, are compiled for the widest vector instructions the CPU has.
 struct Planes<'a> {
     conv: &'a DepthwiseConv,

@@ -6,6 +6,7 @@
 //! strides; the checks below are exactly its preconditions for row-major operands.
 
 use super::ShapeError;
+use super::vector::VectorPath;
 
 /// A row-major matrix view: `rows × cols` elements, row `r` starting at `r * row_stride`.
 #[derive(Debug, Clone, Copy)]
@@ -82,33 +83,146 @@ pub(crate) fn gemm(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: `fits` checked above that every element gemm reads (`a`: m rows of k at stride
-    // a_rs, `b`: k rows of n at stride b_rs) or writes (`dst`: m rows of n at stride dst_rs)
-    // lies inside its slice; `dst` is borrowed mutably, so it overlaps neither operand; column
-    // strides are 1 (row-major) and every dimension is non-zero.
+    let path = VectorPath::current();
+    // SAFETY (the whole block): `fits` checked above that every element the product reads
+    // (`a`: m rows of k at stride a_rs, `b`: k rows of n at stride b_rs) or writes (`dst`: m rows
+    // of n at stride dst_rs) lies inside its slice; `dst` is borrowed mutably, so it overlaps
+    // neither operand; column strides are 1 (row-major) and every dimension is non-zero. These
+    // are the preconditions of `gemm::gemm` and of the `gemm_basic_generic` it calls.
     #[allow(unsafe_code)]
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs,
-            accumulate,
-            a.data.as_ptr(),
-            1,
-            a_rs,
-            b.data.as_ptr(),
-            1,
-            b_rs,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        match path {
+            // gemm's own choice: AVX-512 where the CPU has it (the crate enables gemm's x86-v4).
+            VectorPath::Avx512 => gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs,
+                accumulate,
+                a.data.as_ptr(),
+                1,
+                a_rs,
+                b.data.as_ptr(),
+                1,
+                b_rs,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                parallelism,
+            ),
+            // What `gemm::gemm` runs on a CPU without AVX-512, called directly: gemm picks its
+            // kernels once per process, by CPU, so a capped path needs its own call. `V3`'s
+            // `try_new` checks the CPU for AVX2 and FMA; `VectorPath::current` returned `Avx2`
+            // only where it has them, and `other` otherwise.
+            #[cfg(target_arch = "x86_64")]
+            VectorPath::Avx2 => {
+                use gemm_f32::microkernel::fma::f32 as kernels;
+                let simd = gemm_common::simd::V3::try_new().ok_or_else(|| {
+                    ShapeError("the CPU lacks the AVX2 the vector path asks for".into())
+                })?;
+                gemm_common::gemm::gemm_basic_generic::<
+                    _,
+                    f32,
+                    8,
+                    { kernels::MR_DIV_N * 8 },
+                    { kernels::NR },
+                    { kernels::MR_DIV_N },
+                    { kernels::H_M },
+                    { kernels::H_N },
+                >(
+                    simd,
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    dst_rs,
+                    accumulate,
+                    a.data.as_ptr(),
+                    1,
+                    a_rs,
+                    b.data.as_ptr(),
+                    1,
+                    b_rs,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    |a, b, c| a * b + c,
+                    &kernels::UKR,
+                    &kernels::H_UKR,
+                    false,
+                    parallelism,
+                )
+            }
+            #[cfg(target_arch = "x86_64")]
+            VectorPath::Other => {
+                use gemm_f32::microkernel::scalar::f32 as kernels;
+                gemm_common::gemm::gemm_basic_generic::<
+                    _,
+                    f32,
+                    1,
+                    { kernels::MR_DIV_N },
+                    { kernels::NR },
+                    { kernels::MR_DIV_N },
+                    { kernels::H_M },
+                    { kernels::H_N },
+                >(
+                    gemm_common::simd::Scalar,
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    dst_rs,
+                    accumulate,
+                    a.data.as_ptr(),
+                    1,
+                    a_rs,
+                    b.data.as_ptr(),
+                    1,
+                    b_rs,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    |a, b, c| a * b + c,
+                    &kernels::UKR,
+                    &kernels::H_UKR,
+                    false,
+                    parallelism,
+                )
+            }
+            // Elsewhere gemm's own choice is the only path.
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs,
+                accumulate,
+                a.data.as_ptr(),
+                1,
+                a_rs,
+                b.data.as_ptr(),
+                1,
+                b_rs,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                parallelism,
+            ),
+        }
     }
     Ok(())
 }

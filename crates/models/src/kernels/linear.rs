@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use super::ShapeError;
+use super::vector::dispatch;
 
 /// Weight rows whose dot products are computed together.
 const ROWS: usize = 4;
@@ -78,13 +79,12 @@ impl DenseLinear {
             .max(ROWS);
         // [out, batch]: each run of output rows is one contiguous chunk.
         let mut by_output = vec![0.0f32; outputs * batch];
-        let arch = pulp::Arch::new();
         by_output
             .par_chunks_mut(run * batch)
             .zip(self.weight.par_chunks(run * inputs))
             .zip(self.bias.par_chunks(run))
             .for_each(|((y, weight), bias)| {
-                arch.dispatch(Run {
+                dispatch(Run {
                     inputs,
                     weight,
                     bias,
@@ -106,7 +106,7 @@ impl DenseLinear {
 }
 
 /// One run of output rows: `y` (`[rows, batch]`) from their `weight` (`[rows, in]`) and `bias`
-/// and the whole input `x` (`[batch, in]`). Run through [`pulp::Arch::dispatch`], so that its
+/// and the whole input `x` (`[batch, in]`). Run through [`dispatch`], so that its
 /// loops, inlined into one function, are compiled for the widest vectors the CPU has.
 struct Run<'a> {
     inputs: usize,

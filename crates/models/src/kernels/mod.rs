@@ -18,12 +18,14 @@ mod gemm;
 mod linear;
 mod pool;
 mod scratch;
+mod vector;
 mod winograd;
 
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;
 pub(crate) use pool::{PoolWindow, max_pool2d};
+pub use vector::{VECTOR_PATH_VAR, VectorPath};
 
 /// What a layer applies to its output after the bias, element by element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,32 +1,116 @@
-//! 3×3, stride-1 convolutions by Winograd's minimal filtering F(2×2, 3×3).
+//! 3×3, stride-1 convolutions by Winograd's minimal filtering, F(4×4, 3×3) or F(2×2, 3×3)
+//! ([`Tiling`]).
 //!
-//! Each 2×2 block of output pixels (a *tile*) comes from a 4×4 window of input. With the
-//! weight transformed once, at load (`U = G g Gᵀ`, sixteen `[in, out]` matrices), and each
-//! window transformed as it is needed (`V = Bᵀ d B`), a tile costs sixteen products over the
-//! channels instead of thirty-six: the 3×3 convolution's multiplications fall 2.25 times. The
-//! products of one block of tiles are sixteen `[tiles, in] × [in, out]` gemms, and `Aᵀ M A`
-//! turns them back into output pixels, with the bias and the activation.
+//! Each `m × m` block of output pixels (a *tile*: 4×4 or 2×2) comes from an `(m + 2) × (m + 2)`
+//! window of input. With the weight transformed once, at load (`U = G g Gᵀ`, one `[in, out]`
+//! matrix per point of a transformed window: 36 or 16), and each window transformed as it is
+//! needed (`V = Bᵀ d B`), a tile costs one product over the channels per point: F(4×4, 3×3)
+//! multiplies four times less than the 3×3 convolution, F(2×2, 3×3) 2.25 times less. The
+//! products of one block of tiles are one `[tiles, in] × [in, out]` gemm per point, and
+//! `Aᵀ M A` turns them back into output pixels, with the bias and the activation. F(4×4, 3×3)'s
+//! transforms are Lavin and Gray's (interpolation points 0, ±1, ±2 and infinity); in f32 its
+//! error stays within 1e-4 of the output's scale on every zoo model (the crate's tests check it
+//! layer by layer and whole). Small maps, whose few 4×4 tiles make gemms too thin, keep
+//! F(2×2, 3×3).
 //!
 //! Work is split into blocks of tiles, one block per task, small enough that the block's
 //! transformed input and products stay in the core's cache between the three steps. A small map
-//! (fewer tiles than a block of [`BLOCK_TILES`] per thread) is split by output channels instead:
-//! every window is transformed first, and each thread runs the sixteen gemms over all the tiles
-//! for its share of the channels. The input is read channels-last and zero-padded once, so that
-//! every window lies inside it.
+//! (fewer tiles than a block per thread) is split by output channels instead: every window is
+//! transformed first, and each thread runs the gemms over all the tiles for its share of the
+//! channels. The input is read channels-last and zero-padded once, so that every window lies
+//! inside it.
 
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
+use super::vector::dispatch;
 use super::{Activation, ConvShape, ShapeError};
 
-/// Points of a transformed window: a 4×4 window for a 2×2 tile.
-const POINTS: usize = 16;
+/// The size of Winograd's tiles a layer runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tiling {
+    /// F(2×2, 3×3): 2×2 tiles from 4×4 windows.
+    F2,
+    /// F(4×4, 3×3): 4×4 tiles from 6×6 windows.
+    F4,
+}
 
-/// Tiles per block at most. Each block reads all sixteen transformed weight matrices, so a
-/// block must be large enough to reuse them: with 512 channels in and out, blocks of 64 tiles
-/// ran twice as fast as blocks of 16 (measured on a 2-core Xeon).
-const BLOCK_TILES: usize = 64;
+/// Layers with at least this many 4×4 tiles run F(4×4, 3×3) (ResNet-18's 14×14 maps, 16
+/// tiles, ran in 0.9 ms against F(2×2, 3×3)'s 1.3; its 7×7 ones, 4 tiles, in 4.3 against 2.6:
+/// layer alone, 2 threads, AVX-512).
+const F4_MIN_TILES: usize = 16;
+
+impl Tiling {
+    /// The tiling that suits an output of `ho × wo`.
+    pub(crate) fn for_output([ho, wo]: [usize; 2]) -> Tiling {
+        if ho.div_ceil(4) * wo.div_ceil(4) >= F4_MIN_TILES {
+            Tiling::F4
+        } else {
+            Tiling::F2
+        }
+    }
+
+    /// Output pixels along a tile's side.
+    fn tile(self) -> usize {
+        match self {
+            Tiling::F2 => 2,
+            Tiling::F4 => 4,
+        }
+    }
+
+    /// Input pixels along a window's side: the tile and the kernel's two extra.
+    fn window(self) -> usize {
+        self.tile() + 2
+    }
+
+    /// Points of a transformed window.
+    fn points(self) -> usize {
+        self.window() * self.window()
+    }
+
+    /// Output pixels of a tile.
+    fn pixels(self) -> usize {
+        self.tile() * self.tile()
+    }
+
+    /// Tiles per block at most. Each block reads every transformed weight matrix, so a block
+    /// must be large enough to reuse them: with 512 channels in and out, F(2×2, 3×3) blocks of
+    /// 64 tiles ran twice as fast as blocks of 16 (measured on a 2-core Xeon); F(4×4, 3×3) ran
+    /// ResNet-18 as fast with 16 tiles as with 32 or 64, as many output pixels or more.
+    fn block_tiles(self) -> usize {
+        match self {
+            Tiling::F2 => 64,
+            Tiling::F4 => 16,
+        }
+    }
+
+    /// `G`, the kernel's three taps combined into a transformed window's `window()`.
+    fn g(self) -> &'static [[f64; 3]] {
+        match self {
+            Tiling::F2 => &[
+                [1.0, 0.0, 0.0],
+                [0.5, 0.5, 0.5],
+                [0.5, -0.5, 0.5],
+                [0.0, 0.0, 1.0],
+            ],
+            Tiling::F4 => &[
+                [1.0 / 4.0, 0.0, 0.0],
+                [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+                [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+                [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+                [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+                [0.0, 0.0, 1.0],
+            ],
+        }
+    }
+}
+
+/// The largest window's side.
+const MAX_WINDOW: usize = 6;
+
+/// Up to [`MAX_WINDOW`] disjoint vectors a transform writes (empty past those it uses).
+type Vectors<'a> = [&'a mut [f32]; MAX_WINDOW];
 
 /// Output planes one task of the final NCHW scatter writes.
 const SCATTER_PLANES: usize = 16;
@@ -44,13 +128,13 @@ const MIN_SMALL_MAP_WEIGHTS: usize = 128 * 128;
 /// make gemms too thin to pay for the transforms.
 const MIN_CHANNELS: usize = 16;
 
-/// Whether F(2×2, 3×3) computes a convolution of this shape: a 3×3 kernel, stride 1, no
-/// dilation (any padding).
+/// Whether Winograd's F(m×m, 3×3) computes a convolution of this shape: a 3×3 kernel, stride
+/// 1, no dilation (any padding).
 pub(crate) fn suits(s: &ConvShape) -> bool {
     s.kernel == [3, 3] && s.stride == [1, 1] && s.dilation == [1, 1]
 }
 
-/// Whether F(2×2, 3×3) is the faster way to run a layer of this shape with `pixels` output
+/// Whether Winograd is the faster way to run a layer of this shape with `pixels` output
 /// pixels, given whether im2col would run it `pixel_major` (else channel-major, which Winograd
 /// beat on every 7×7 layer measured: 32 → 128 channels 0.057 ms against 0.082, 256 → 256 0.23
 /// against 0.52).
@@ -62,25 +146,21 @@ pub(crate) fn pays(s: &ConvShape, pixels: usize, pixel_major: bool) -> bool {
             || s.in_channels * s.out_channels >= MIN_SMALL_MAP_WEIGHTS)
 }
 
-/// PyTorch's `[out, in, 3, 3]` weight transformed as `G g Gᵀ`, stored as sixteen `[in, out]`
-/// matrices, one per point of the transformed window.
-pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+/// PyTorch's `[out, in, 3, 3]` weight transformed as `G g Gᵀ` (in f64), stored as one
+/// `[in, out]` matrix per point of the transformed window.
+pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
     let (cin, cout) = (s.in_channels, s.out_channels);
-    let mut packed = vec![0.0f32; POINTS * cin * cout];
+    let (g_rows, window) = (tiling.g(), tiling.window());
+    let mut packed = vec![0.0f32; tiling.points() * cin * cout];
     for (oc, g) in weight.chunks_exact(9).enumerate() {
         let (o, c) = (oc / cin, oc % cin);
-        // G g: the kernel's three rows combined into four.
-        let col = |kx: usize| {
-            let (a, b, d) = (g[kx], g[3 + kx], g[6 + kx]);
-            [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d]
-        };
-        let gg = [col(0), col(1), col(2)];
-        for i in 0..4 {
-            // (G g) Gᵀ: row i's three columns combined into four.
-            let (a, b, d) = (gg[0][i], gg[1][i], gg[2][i]);
-            let u = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
-            for (j, &v) in u.iter().enumerate() {
-                packed[((i * 4 + j) * cin + c) * cout + o] = v;
+        for (i, gi) in g_rows.iter().enumerate() {
+            // Row i of G g.
+            let gg: [f64; 3] =
+                [0, 1, 2].map(|x| (0..3).map(|k| gi[k] * f64::from(g[3 * k + x])).sum());
+            for (j, gj) in g_rows.iter().enumerate() {
+                let u: f64 = (0..3).map(|k| gg[k] * gj[k]).sum();
+                packed[((i * window + j) * cin + c) * cout + o] = u as f32;
             }
         }
     }
@@ -88,10 +168,11 @@ pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
 }
 
 /// One sample: `y` (`[out, ho · wo]`, NCHW) from `sample` (`[in, h, w]`), with the weight
-/// from [`pack`], the bias and the activation.
+/// from [`pack`] for `tiling`, the bias and the activation.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     s: &ConvShape,
+    tiling: Tiling,
     packed: &[f32],
     bias: &[f32],
     activation: Activation,
@@ -101,70 +182,181 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
     let (cin, cout) = (s.in_channels, s.out_channels);
-    let [th, tw] = [ho.div_ceil(2), wo.div_ceil(2)];
+    let (side, points, pixels) = (tiling.tile(), tiling.points(), tiling.pixels());
+    let [th, tw] = [ho.div_ceil(side), wo.div_ceil(side)];
     let tiles = th * tw;
-    let padded_w = 2 * tw + 2;
-    let mut padded = Scratch::take((2 * th + 2) * padded_w * cin);
+    let padded_w = side * tw + 2;
+    let mut padded = Scratch::take((side * th + 2) * padded_w * cin);
     pad_channels_last(sample, cin, [h, w], s.padding, padded_w, &mut padded);
     let threads = rayon::current_num_threads().max(1);
-    if tiles < BLOCK_TILES * threads {
-        let layer = Layer {
-            packed,
-            bias,
-            activation,
-            cin,
-        };
-        return by_channels(&layer, &padded, [th, tw], [ho, wo], y);
+    let layer = Layer {
+        tiling,
+        packed,
+        bias,
+        activation,
+        cin,
+        padded: &padded,
+        padded_w,
+    };
+    let block_tiles = tiling.block_tiles();
+    if tiles < block_tiles * threads {
+        return by_channels(&layer, [th, tw], [ho, wo], y);
     }
-    // Blocks of at most BLOCK_TILES tiles, as many per thread.
-    let blocks = tiles.div_ceil(BLOCK_TILES).div_ceil(threads) * threads;
+    // Blocks of at most block_tiles tiles, as many per thread.
+    let blocks = tiles.div_ceil(block_tiles).div_ceil(threads) * threads;
     let block = tiles.div_ceil(blocks).max(1);
-    // [tile, 2×2 pixels, out]: each block of tiles is one contiguous chunk.
-    let mut result = Scratch::take(tiles * 4 * cout);
+    // [tile, pixel, out]: each block of tiles is one contiguous chunk.
+    let mut result = Scratch::take(tiles * pixels * cout);
     result
-        .par_chunks_mut(block * 4 * cout)
+        .par_chunks_mut(block * pixels * cout)
         .enumerate()
         .try_for_each_init(
             || (Scratch::take(0), Scratch::take(0), Scratch::take(0)),
             |(v, m, scratch), (b, dst)| {
-                let (first, n) = (b * block, dst.len() / (4 * cout));
+                let (first, n) = (b * block, dst.len() / (pixels * cout));
                 // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
-                // stride of 16 points.
-                v.set_len(n * POINTS * cin);
-                m.set_len(n * POINTS * cout);
-                scratch.set_len(POINTS * cin.max(cout));
-                for (t, vt) in v.chunks_exact_mut(POINTS * cin).enumerate() {
-                    let (ty, tx) = ((first + t) / tw, (first + t) % tw);
-                    let window = |i: usize, j: usize| {
-                        let at = ((2 * ty + i) * padded_w + 2 * tx + j) * cin;
-                        &padded[at..at + cin]
-                    };
-                    transform_input(window, &mut scratch[..POINTS * cin], vt, cin);
-                }
-                products(packed, v, [n, cin, cout], [0, cout], m)?;
-                for (mt, yt) in m
-                    .chunks_exact(POINTS * cout)
-                    .zip(dst.chunks_exact_mut(4 * cout))
-                {
-                    transform_output(mt, &mut scratch[..8 * cout], yt, bias);
-                    activation.apply(yt);
-                }
+                // stride of `points` points.
+                v.set_len(n * points * cin);
+                m.set_len(n * points * cout);
+                scratch.set_len(points * cin.max(cout));
+                dispatch(Windows {
+                    layer: &layer,
+                    first,
+                    tw,
+                    scratch: &mut scratch[..points * cin],
+                    v,
+                });
+                products(&layer, v, [n, cout], [0, cout], m)?;
+                dispatch(Tiles {
+                    layer: &layer,
+                    bias,
+                    m,
+                    scratch,
+                    y: dst,
+                });
                 Ok(())
             },
         )?;
-    scatter_nchw(&result, cout, [tw, ho, wo], y);
+    scatter_nchw(tiling, &result, cout, [tw, ho, wo], y);
     Ok(())
 }
 
-/// What [`by_channels`] needs of a layer besides its input.
+/// A layer as the schedules read it: its tiling, weight from [`pack`], bias, activation, and
+/// its input, channels-last and padded.
 struct Layer<'a> {
-    /// The weight from [`pack`].
+    tiling: Tiling,
     packed: &'a [f32],
     /// `[out]`.
     bias: &'a [f32],
     activation: Activation,
     /// Input channels.
     cin: usize,
+    /// `[rows, padded_w, in]`.
+    padded: &'a [f32],
+    padded_w: usize,
+}
+
+impl Layer<'_> {
+    /// Tile `t`'s window (of a row of `tw` tiles) transformed as `Bᵀ d B` into `v`
+    /// (`[point, in]`, point `window · i + j`), through `scratch` (`points` vectors of `in`).
+    #[inline(always)]
+    fn transform_input(&self, t: usize, tw: usize, scratch: &mut [f32], v: &mut [f32]) {
+        match self.tiling {
+            Tiling::F2 => self.transform_window::<4>(t, tw, scratch, v),
+            Tiling::F4 => self.transform_window::<6>(t, tw, scratch, v),
+        }
+    }
+
+    /// [`Self::transform_input`] for windows `W` wide, compiled for each.
+    #[inline(always)]
+    fn transform_window<const W: usize>(
+        &self,
+        t: usize,
+        tw: usize,
+        scratch: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let cin = self.cin;
+        let (side, window) = (W - 2, W);
+        let (ty, tx) = (t / tw, t % tw);
+        let at = |i: usize, j: usize| {
+            let at = ((side * ty + i) * self.padded_w + side * tx + j) * cin;
+            &self.padded[at..at + cin]
+        };
+        let empty: &[f32] = &[];
+        // Bᵀ d, column by column: scratch holds [row i, column j] at point window · i + j.
+        for j in 0..window {
+            let out = split(scratch, cin, window, |i| (window * i + j) * cin);
+            combine_b::<W>(
+                out,
+                std::array::from_fn(|i| if i < window { at(i, j) } else { empty }),
+            );
+        }
+        // (Bᵀ d) B, row by row.
+        for i in 0..window {
+            let (rows, out) = (&*scratch, split(v, cin, window, |j| (window * i + j) * cin));
+            let row = |j: usize| {
+                if j < window {
+                    &rows[(window * i + j) * cin..(window * i + j + 1) * cin]
+                } else {
+                    empty
+                }
+            };
+            combine_b::<W>(out, std::array::from_fn(row));
+        }
+    }
+}
+
+/// The windows of tiles `first..` (as many as `v`, `[tile, point, in]`, holds; of a row of `tw`
+/// tiles) transformed through `scratch`, run through [`dispatch`] so that the transforms use the
+/// widest vectors of the [`VectorPath`](super::VectorPath) in effect.
+struct Windows<'a> {
+    layer: &'a Layer<'a>,
+    first: usize,
+    tw: usize,
+    scratch: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Windows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let layer = self.layer;
+        let points = layer.tiling.points();
+        for (t, vt) in self.v.chunks_exact_mut(points * layer.cin).enumerate() {
+            layer.transform_input(self.first + t, self.tw, self.scratch, vt);
+        }
+    }
+}
+
+/// Some tiles' products `m` (`[tile, point, count]`) turned back into pixels in `y` (`[tile,
+/// pixel, count]`) with `bias` (`[count]`) and the layer's activation, through `scratch`; run
+/// through [`dispatch`] as [`Windows`] is.
+struct Tiles<'a> {
+    layer: &'a Layer<'a>,
+    bias: &'a [f32],
+    m: &'a [f32],
+    scratch: &'a mut [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Tiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (tiling, count) = (self.layer.tiling, self.bias.len());
+        let tiles = self
+            .m
+            .chunks_exact(tiling.points() * count)
+            .zip(self.y.chunks_exact_mut(tiling.pixels() * count));
+        for (mt, yt) in tiles {
+            transform_output(tiling, mt, self.scratch, yt, self.bias);
+            self.layer.activation.apply(yt);
+        }
+    }
 }
 
 /// Output channels per task of [`by_channels`] are a multiple of this (gemm's register tile).
@@ -172,28 +364,28 @@ const CHANNEL_STEP: usize = 16;
 
 /// A layer with too few tiles to give every thread a block of its own: every window is
 /// transformed first, and then each thread takes a share of the output channels, with its own
-/// sixteen gemms over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
+/// gemms over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
 fn by_channels(
     layer: &Layer<'_>,
-    padded: &[f32],
     [th, tw]: [usize; 2],
     [ho, wo]: [usize; 2],
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
-    let (cin, cout) = (layer.cin, layer.bias.len());
+    let (cin, cout, tiling) = (layer.cin, layer.bias.len(), layer.tiling);
+    let (points, pixels) = (tiling.points(), tiling.pixels());
     let tiles = th * tw;
-    let padded_w = 2 * tw + 2;
     // [tile, point, in].
-    let mut v = Scratch::take(tiles * POINTS * cin);
-    v.par_chunks_mut(POINTS * cin).enumerate().for_each_init(
-        || Scratch::take(POINTS * cin),
-        |scratch, (t, vt)| {
-            let (ty, tx) = (t / tw, t % tw);
-            let window = |i: usize, j: usize| {
-                let at = ((2 * ty + i) * padded_w + 2 * tx + j) * cin;
-                &padded[at..at + cin]
-            };
-            transform_input(window, scratch, vt, cin);
+    let mut v = Scratch::take(tiles * points * cin);
+    v.par_chunks_mut(points * cin).enumerate().for_each_init(
+        || Scratch::take(points * cin),
+        |scratch, (t, v)| {
+            dispatch(Windows {
+                layer,
+                first: t,
+                tw,
+                scratch,
+                v,
+            })
         },
     );
     let threads = rayon::current_num_threads().max(1);
@@ -208,50 +400,50 @@ fn by_channels(
             |(m, result, scratch), (task, planes)| {
                 let (first, count) = (task * share, planes.len() / (ho * wo));
                 // [tile, point, count] and [tile, pixel, count].
-                m.set_len(tiles * POINTS * count);
-                result.set_len(tiles * 4 * count);
-                scratch.set_len(8 * count);
-                products(layer.packed, &v, [tiles, cin, cout], [first, count], m)?;
-                let bias = &layer.bias[first..first + count];
-                for (mt, yt) in m
-                    .chunks_exact(POINTS * count)
-                    .zip(result.chunks_exact_mut(4 * count))
-                {
-                    transform_output(mt, scratch, yt, bias);
-                    layer.activation.apply(yt);
-                }
-                scatter_planes(result, count, 0, [tw, ho, wo], planes);
+                m.set_len(tiles * points * count);
+                result.set_len(tiles * pixels * count);
+                scratch.set_len(tiling.tile() * tiling.window() * count);
+                products(layer, &v, [tiles, cout], [first, count], m)?;
+                dispatch(Tiles {
+                    layer,
+                    bias: &layer.bias[first..first + count],
+                    m,
+                    scratch,
+                    y: result,
+                });
+                scatter_planes(tiling, result, count, 0, [tw, ho, wo], planes);
                 Ok(())
             },
         )
 }
 
-/// The sixteen products of some tiles' transformed windows `v` (`[tile, point, in]`) with output
-/// channels `first..first + count` of the weight from [`pack`], into `m` (`[tile, point,
-/// count]`), each on the calling thread.
+/// The products of some tiles' transformed windows `v` (`[tile, point, in]`), one per point,
+/// with output channels `first..first + count` of the layer's packed weight, into `m`
+/// (`[tile, point, count]`), each on the calling thread.
 fn products(
-    packed: &[f32],
+    layer: &Layer<'_>,
     v: &[f32],
-    [tiles, cin, cout]: [usize; 3],
+    [tiles, cout]: [usize; 2],
     [first, count]: [usize; 2],
     m: &mut [f32],
 ) -> Result<(), ShapeError> {
-    for point in 0..POINTS {
+    let (cin, points) = (layer.cin, layer.tiling.points());
+    for point in 0..points {
         let input = MatRef {
             data: &v[point * cin..],
             rows: tiles,
             cols: cin,
-            row_stride: POINTS * cin,
+            row_stride: points * cin,
         };
         let weight = MatRef {
-            data: &packed[point * cin * cout + first..],
+            data: &layer.packed[point * cin * cout + first..],
             rows: cin,
             cols: count,
             row_stride: cout,
         };
         gemm(
             &mut m[point * count..],
-            POINTS * count,
+            points * count,
             input,
             weight,
             false,
@@ -292,122 +484,190 @@ fn pad_channels_last(
         });
 }
 
-/// `out = a − b`, element by element.
-fn sub(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a - b;
+/// `Bᵀ` of the tiling whose windows are `W` wide, applied to a window's column (or row) `d`,
+/// into `out` (`W` vectors of each; the rest empty).
+#[inline(always)]
+fn combine_b<const W: usize>(out: Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
+    let mut out = out;
+    if W == 6 {
+        combine_b4(&mut out, d);
+    } else {
+        combine_b2(&mut out, d);
     }
 }
 
-/// `out = a + b`, element by element.
-fn add(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a + b;
-    }
-}
-
-/// The four combinations `Bᵀ` makes of four vectors: `d0 − d2, d1 + d2, d2 − d1, d1 − d3`.
-fn combine_b(out: [&mut [f32]; 4], d: [&[f32]; 4]) {
-    let [o0, o1, o2, o3] = out;
-    sub(o0, d[0], d[2]);
-    add(o1, d[1], d[2]);
-    sub(o2, d[2], d[1]);
-    sub(o3, d[1], d[3]);
-}
-
-/// Four disjoint `len`-long vectors of `buf` at `starts` (each a multiple of `len`, in
-/// increasing order).
-fn four_mut(buf: &mut [f32], len: usize, starts: [usize; 4]) -> [&mut [f32]; 4] {
-    let mut rest = buf;
-    let mut taken = 0;
-    starts.map(|start| {
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - taken);
-        let (vector, tail) = tail.split_at_mut(len);
-        rest = tail;
-        taken = start + len;
-        vector
-    })
-}
-
-/// One window, `window(i, j)` the `cin` channels of its row i, column j, transformed as
-/// `Bᵀ d B` into `v` (`[point, in]`, point `4i + j`), through `scratch` (16 vectors of `cin`).
-fn transform_input<'a>(
-    window: impl Fn(usize, usize) -> &'a [f32],
-    scratch: &mut [f32],
-    v: &mut [f32],
-    cin: usize,
-) {
-    // Bᵀ d, column by column: scratch holds [row i, column j] at point 4i + j.
-    for j in 0..4 {
-        let out = four_mut(scratch, cin, [j, 4 + j, 8 + j, 12 + j].map(|p| p * cin));
-        combine_b(
-            out,
-            [window(0, j), window(1, j), window(2, j), window(3, j)],
-        );
-    }
-    // (Bᵀ d) B, row by row.
-    for i in 0..4 {
-        let row = |j: usize| &scratch[(4 * i + j) * cin..(4 * i + j + 1) * cin];
-        let out = four_mut(v, cin, [0, 1, 2, 3].map(|j| (4 * i + j) * cin));
-        combine_b(out, [row(0), row(1), row(2), row(3)]);
-    }
-}
-
-/// The two combinations `Aᵀ` makes of four vectors, `m0 + m1 + m2` and `m1 − m2 − m3`, each
-/// plus `base` where there is one.
-fn combine_a(out: [&mut [f32]; 2], m: [&[f32]; 4], base: Option<&[f32]>) {
-    let [o0, o1] = out;
-    for (k, (a, b)) in o0.iter_mut().zip(o1.iter_mut()).enumerate() {
-        *a = m[0][k] + m[1][k] + m[2][k];
-        *b = m[1][k] - m[2][k] - m[3][k];
+/// `Aᵀ` of the tiling whose windows are `W` wide, applied to `W` vectors `m`, into `out`
+/// (`W − 2` vectors), each plus `base` where there is one.
+#[inline(always)]
+fn combine_a<const W: usize>(out: Vectors<'_>, m: [&[f32]; MAX_WINDOW], base: Option<&[f32]>) {
+    let mut out = out;
+    if W == 6 {
+        combine_a4(&mut out, m);
+    } else {
+        combine_a2(&mut out, m);
     }
     if let Some(base) = base {
-        for ((a, b), &v) in o0.iter_mut().zip(o1.iter_mut()).zip(base) {
-            *a += v;
-            *b += v;
+        for o in &mut out[..W - 2] {
+            for (v, &b) in o.iter_mut().zip(base) {
+                *v += b;
+            }
         }
     }
 }
 
-/// One tile's products `m` (`[point, out]`) turned back into its 2×2 pixels as `Aᵀ m A + bias`
-/// into `y` (`[pixel, out]`, pixel `2a + b`), through `scratch` (8 vectors of `out`).
-fn transform_output(m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
+/// `used` disjoint `len`-long vectors of `buf`, vector `k` at `start(k)` (a multiple of `len`,
+/// increasing with `k`); empty past `used`.
+fn split(buf: &mut [f32], len: usize, used: usize, start: impl Fn(usize) -> usize) -> Vectors<'_> {
+    let mut rest = buf;
+    let mut taken = 0;
+    std::array::from_fn(|k| {
+        if k >= used {
+            return <&mut [f32]>::default();
+        }
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start(k) - taken);
+        let (vector, tail) = tail.split_at_mut(len);
+        rest = tail;
+        taken = start(k) + len;
+        vector
+    })
+}
+
+/// F(2×2, 3×3)'s `Bᵀ`: `d0 − d2, d1 + d2, d2 − d1, d1 − d3`.
+#[inline(always)]
+fn combine_b2(out: &mut Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
+    let n = out[0].len();
+    let [o0, o1, o2, o3, ..] = out;
+    let (o0, o1, o2, o3) = (&mut o0[..n], &mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    let [d0, d1, d2, d3] = [d[0], d[1], d[2], d[3]].map(|d| &d[..n]);
+    for k in 0..n {
+        o0[k] = d0[k] - d2[k];
+        o1[k] = d1[k] + d2[k];
+        o2[k] = d2[k] - d1[k];
+        o3[k] = d1[k] - d3[k];
+    }
+}
+
+/// F(4×4, 3×3)'s `Bᵀ`.
+#[inline(always)]
+fn combine_b4(out: &mut Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
+    let n = out[0].len();
+    let [o0, o1, o2, o3, o4, o5] = out;
+    let (o0, o1, o2) = (&mut o0[..n], &mut o1[..n], &mut o2[..n]);
+    let (o3, o4, o5) = (&mut o3[..n], &mut o4[..n], &mut o5[..n]);
+    let d = d.map(|d| &d[..n]);
+    for k in 0..n {
+        let [d0, d1, d2, d3, d4, d5] = d.map(|d| d[k]);
+        o0[k] = 4.0 * d0 - 5.0 * d2 + d4;
+        o1[k] = d3 + d4 - 4.0 * (d1 + d2);
+        o2[k] = d4 - d3 + 4.0 * (d1 - d2);
+        o3[k] = d4 - d2 + 2.0 * (d3 - d1);
+        o4[k] = d4 - d2 + 2.0 * (d1 - d3);
+        o5[k] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+}
+
+/// F(2×2, 3×3)'s `Aᵀ`: `m0 + m1 + m2, m1 − m2 − m3`.
+#[inline(always)]
+fn combine_a2(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
+    let n = out[0].len();
+    let [o0, o1, ..] = out;
+    let (o0, o1) = (&mut o0[..n], &mut o1[..n]);
+    let [m0, m1, m2, m3] = [m[0], m[1], m[2], m[3]].map(|m| &m[..n]);
+    for k in 0..n {
+        o0[k] = m0[k] + m1[k] + m2[k];
+        o1[k] = m1[k] - m2[k] - m3[k];
+    }
+}
+
+/// F(4×4, 3×3)'s `Aᵀ`.
+#[inline(always)]
+fn combine_a4(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
+    let n = out[0].len();
+    let [o0, o1, o2, o3, ..] = out;
+    let (o0, o1, o2, o3) = (&mut o0[..n], &mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    let m = m.map(|m| &m[..n]);
+    for k in 0..n {
+        let [m0, m1, m2, m3, m4, m5] = m.map(|m| m[k]);
+        let (sum12, diff12, sum34, diff34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        o0[k] = m0 + sum12 + sum34;
+        o1[k] = diff12 + 2.0 * diff34;
+        o2[k] = sum12 + 4.0 * sum34;
+        o3[k] = diff12 + 8.0 * diff34 + m5;
+    }
+}
+
+/// One tile's products `m` (`[point, out]`) turned back into its pixels as `Aᵀ m A + bias`
+/// into `y` (`[pixel, out]`, pixel `tile · a + b`), through `scratch` (at least
+/// `tile · window` vectors of `out`).
+#[inline(always)]
+fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
+    match tiling {
+        Tiling::F2 => transform_tile::<4>(m, scratch, y, bias),
+        Tiling::F4 => transform_tile::<6>(m, scratch, y, bias),
+    }
+}
+
+/// [`transform_output`] for windows `W` wide, compiled for each.
+#[inline(always)]
+fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
     let cout = bias.len();
+    let (side, window) = (W - 2, W);
+    let empty: &[f32] = &[];
     let point = |p: usize| &m[p * cout..(p + 1) * cout];
-    // Aᵀ m, column by column: scratch holds [row a, column j] at 4a + j.
-    let (row0, row1) = scratch.split_at_mut(4 * cout);
-    for j in 0..4 {
-        let out = [
-            &mut row0[j * cout..(j + 1) * cout],
-            &mut row1[j * cout..(j + 1) * cout],
-        ];
-        combine_a(
-            out,
-            [point(j), point(4 + j), point(8 + j), point(12 + j)],
-            None,
-        );
+    // Aᵀ m, column by column: scratch holds [row a, column j] at window · a + j.
+    for j in 0..window {
+        let out = split(scratch, cout, side, |a| (window * a + j) * cout);
+        let column = |i: usize| {
+            if i < window {
+                point(window * i + j)
+            } else {
+                empty
+            }
+        };
+        combine_a::<W>(out, std::array::from_fn(column), None);
     }
     // (Aᵀ m) A + bias, row by row.
-    for a in 0..2 {
-        let row = |j: usize| &scratch[(4 * a + j) * cout..(4 * a + j + 1) * cout];
-        let (left, right) = y[2 * a * cout..(2 * a + 2) * cout].split_at_mut(cout);
-        combine_a([left, right], [row(0), row(1), row(2), row(3)], Some(bias));
+    for a in 0..side {
+        let rows = &*scratch;
+        let row = |j: usize| {
+            if j < window {
+                &rows[(window * a + j) * cout..(window * a + j + 1) * cout]
+            } else {
+                empty
+            }
+        };
+        let out = split(y, cout, side, |b| (side * a + b) * cout);
+        combine_a::<W>(out, std::array::from_fn(row), Some(bias));
     }
 }
 
 /// The `[tile, pixel, out]` result into the NCHW output `y` (`[out, ho, wo]`), leaving out the
 /// pixels of tiles that overhang an odd-sized output.
-fn scatter_nchw(result: &[f32], cout: usize, [tw, ho, wo]: [usize; 3], y: &mut [f32]) {
+fn scatter_nchw(
+    tiling: Tiling,
+    result: &[f32],
+    cout: usize,
+    [tw, ho, wo]: [usize; 3],
+    y: &mut [f32],
+) {
     y.par_chunks_mut(SCATTER_PLANES * ho * wo)
         .enumerate()
         .for_each(|(chunk, planes)| {
-            scatter_planes(result, cout, chunk * SCATTER_PLANES, [tw, ho, wo], planes)
+            scatter_planes(
+                tiling,
+                result,
+                cout,
+                chunk * SCATTER_PLANES,
+                [tw, ho, wo],
+                planes,
+            )
         });
 }
 
 /// Output channels `first..` of the `[tile, pixel, cout]` result into `planes` (as many
 /// `[ho, wo]` planes as it holds).
 fn scatter_planes(
+    tiling: Tiling,
     result: &[f32],
     cout: usize,
     first: usize,
@@ -416,10 +676,11 @@ fn scatter_planes(
 ) {
     let pixels = ho * wo;
     let count = planes.len() / pixels;
-    for (tile, values) in result.chunks_exact(4 * cout).enumerate() {
+    let side = tiling.tile();
+    for (tile, values) in result.chunks_exact(tiling.pixels() * cout).enumerate() {
         let (ty, tx) = (tile / tw, tile % tw);
         for (p, pixel) in values.chunks_exact(cout).enumerate() {
-            let (oy, ox) = (2 * ty + p / 2, 2 * tx + p % 2);
+            let (oy, ox) = (side * ty + p / side, side * tx + p % side);
             if oy < ho && ox < wo {
                 let at = oy * wo + ox;
                 for (k, &value) in pixel[first..first + count].iter().enumerate() {

@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU latency: cutpoint's fast kernels against ONNX Runtime, per model and per layer
+kind, on each vector path cutpoint can run (AVX-512, AVX2, other).
+
+For each model it prints the median whole forward pass of cutpoint on every --paths entry and of
+ONNX Runtime, and the ratios; then, summed over the models, each engine's time per layer kind
+(3x3 / 1x1 / depthwise / other convolutions, linear, pooling, add, concat, layout reorders...),
+worst excess first.
+
+The engines run alternately, round after round (cutpoint on each path, then ONNX Runtime, then
+again), so that a machine whose speed drifts treats them alike; each figure is the median of the
+round medians, each round the median of --runs passes after --warmup. Batch 1, --threads threads
+for both (cutpoint: RAYON_NUM_THREADS; ONNX Runtime: intra-op threads, inter-op 1, sequential).
+
+The ONNX graphs are built here, with the `onnx` package, from cutpoint's own model spec
+(`cutpoint-edge graph --spec`), so both engines run the same layers, with the same ids, without
+torch. Their weights are seeded random numbers drawn here (He-scaled, so that activations stay
+well away from denormals), not cutpoint's seeded weights: an f32 kernel's speed does not depend on
+the values. ONNX Runtime gets opset 17 and every graph optimisation (it folds the batch norms,
+fuses the activations and, on x86, runs convolutions in its channel-blocked NCHWc layout).
+
+Per layer: both engines time nodes inside real forward passes (cutpoint: `layers --in-pass`; ONNX
+Runtime: its profiler). ONNX Runtime's kernels are sorted into kinds by op and weight shape, as
+its fused nodes take other names: a convolution with its folded batch norm, activation or
+residual add counts as the convolution (cutpoint's absorbed nodes cost nothing either); the
+layout reorders it adds count apart.
+
+The vector path: cutpoint caps its kernels with CUTPOINT_VECTOR_PATH (see
+`models::VectorPath`); ONNX Runtime has no such cap and always runs the widest path the CPU has,
+so on an AVX-512 machine the AVX2 column compares cutpoint's AVX2 kernels with ONNX Runtime's
+AVX-512 ones (an upper bound on the gap an AVX2-only machine shows).
+
+Needs `pip install onnx onnxruntime numpy`; without them it says so and exits with status 2.
+cutpoint's side is the release `cutpoint-edge` binary (`cargo build --release -p edge-cli`, or
+--cutpoint).
+
+    scripts/compare_ort.py
+    scripts/compare_ort.py --models resnet18,mobilenet_v2 --rounds 5 --threads 2
+    scripts/compare_ort.py --paths avx2 --json
+    scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ["lenet", "alexnet", "vgg16", "mobilenet_v2", "resnet18", "resnet50", "googlenet"]
+PATHS = ["avx512", "avx2", "other"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
+    parser.add_argument(
+        "--models",
+        default="alexnet,resnet18,mobilenet_v2,googlenet,resnet50",
+        help="comma-separated zoo models (default: alexnet,resnet18,mobilenet_v2,googlenet,"
+        f"resnet50; any of {','.join(MODELS)})",
+    )
+    parser.add_argument(
+        "--paths",
+        default="avx512,avx2",
+        help="comma-separated vector paths for cutpoint (default avx512,avx2; a path the CPU "
+        "lacks runs narrower, and the report says which ran)",
+    )
+    parser.add_argument("--runs", type=int, default=20, help="passes per round (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured passes (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads")
+    parser.add_argument(
+        "--cutpoint",
+        default=str(ROOT / "target" / "release" / "cutpoint-edge"),
+        help="the cutpoint-edge binary (default: target/release/cutpoint-edge)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="another cutpoint-edge build (e.g. main's) timed in the same rounds, on the same "
+        "paths, for before/after figures",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = parser.parse_args()
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    unknown += [p for p in args.paths.split(",") if p not in PATHS]
+    if unknown:
+        parser.error(f"unknown models or paths: {', '.join(unknown)}")
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
+        parser.error("--runs, --rounds and --threads must be at least 1, --warmup at least 0")
+    for binary in [args.cutpoint] + ([args.baseline] if args.baseline else []):
+        if not Path(binary).is_file():
+            sys.exit(f"no cutpoint-edge at {binary}; build it with "
+                     "`cargo build --release -p edge-cli` or pass --cutpoint")
+    return args
+
+
+def import_ort():
+    try:
+        import numpy
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        print(f"compare_ort.py needs numpy, onnx and onnxruntime ({e}); install them with "
+              "`pip install numpy onnx onnxruntime`", file=sys.stderr)
+        sys.exit(2)
+    return numpy, onnx, onnxruntime
+
+
+def cutpoint_spec(binary, model):
+    out = subprocess.run([binary, "graph", "--model", model, "--spec"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def layer_kind(node):
+    """A spec node's kind for the per-kind table."""
+    kind = node["kind"]
+    if kind == "conv2d":
+        if node.get("groups", 1) > 1 and node["groups"] == node["in_channels"]:
+            return "conv depthwise"
+        k = node["kernel_size"]
+        return f"conv {k[0]}x{k[1]}" if k in ([1, 1], [3, 3]) else "conv other"
+    if kind in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
+        return "pool"
+    if kind in ("relu", "relu6"):
+        return "activation"
+    return kind
+
+
+def pool_out(size, k, s, p, d, ceil):
+    span = d * (k - 1) + 1
+    room = size + 2 * p - span
+    out = (-(-room // s) if ceil else room // s) + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def to_onnx(spec, np, onnx):
+    """cutpoint's spec as an ONNX model (opset 17) with seeded He-scaled weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    shapes = {"input": list(spec["input_shape"])}
+
+    def init(name, array):
+        inits.append(numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
+    for n in spec["nodes"]:
+        nid, kind, ins = n["id"], n["kind"], n["inputs"]
+        if kind == "input":
+            continue
+        shape = shapes[ins[0]]
+        if kind == "conv2d":
+            cin, cout, g = n["in_channels"], n["out_channels"], n.get("groups", 1)
+            (kh, kw), (sh, sw) = n["kernel_size"], n.get("stride", [1, 1])
+            (ph, pw), (dh, dw) = n.get("padding", [0, 0]), n.get("dilation", [1, 1])
+            fan_in = cin // g * kh * kw
+            w = rng.standard_normal((cout, cin // g, kh, kw)) * (2.0 / fan_in) ** 0.5
+            args = [ins[0], init(f"{nid}.weight", w)]
+            if n.get("bias", True):
+                args.append(init(f"{nid}.bias", rng.standard_normal(cout) * 0.01))
+            nodes.append(helper.make_node(
+                "Conv", args, [nid], name=nid, kernel_shape=[kh, kw], strides=[sh, sw],
+                pads=[ph, pw, ph, pw], dilations=[dh, dw], group=g))
+            shapes[nid] = [cout, pool_out(shape[1], kh, sh, ph, dh, False),
+                           pool_out(shape[2], kw, sw, pw, dw, False)]
+            continue
+        if kind == "batch_norm2d":
+            c = n["num_features"]
+            args = [ins[0], init(f"{nid}.weight", 1 + 0.1 * rng.standard_normal(c)),
+                    init(f"{nid}.bias", 0.1 * rng.standard_normal(c)),
+                    init(f"{nid}.running_mean", 0.1 * rng.standard_normal(c)),
+                    init(f"{nid}.running_var", 1 + 0.1 * rng.random(c))]
+            nodes.append(helper.make_node("BatchNormalization", args, [nid], name=nid,
+                                          epsilon=n.get("eps", 1e-5)))
+        elif kind == "relu":
+            nodes.append(helper.make_node("Relu", ins, [nid], name=nid))
+        elif kind == "relu6":
+            lo, hi = init(f"{nid}.min", np.array(0.0)), init(f"{nid}.max", np.array(6.0))
+            nodes.append(helper.make_node("Clip", [ins[0], lo, hi], [nid], name=nid))
+        elif kind in ("max_pool2d", "avg_pool2d"):
+            (kh, kw), (sh, sw) = n["kernel_size"], n.get("stride", n["kernel_size"])
+            (ph, pw) = n.get("padding", [0, 0])
+            (dh, dw) = n.get("dilation", [1, 1])
+            ceil = int(n.get("ceil_mode", False))
+            extra = dict(dilations=[dh, dw]) if kind == "max_pool2d" else dict(
+                count_include_pad=int(n.get("count_include_pad", True)))
+            op = "MaxPool" if kind == "max_pool2d" else "AveragePool"
+            nodes.append(helper.make_node(op, ins, [nid], name=nid, kernel_shape=[kh, kw],
+                                          strides=[sh, sw], pads=[ph, pw, ph, pw],
+                                          ceil_mode=ceil, **extra))
+            shapes[nid] = [shape[0], pool_out(shape[1], kh, sh, ph, dh, ceil),
+                           pool_out(shape[2], kw, sw, pw, dw, ceil)]
+            continue
+        elif kind == "adaptive_avg_pool2d":
+            oh, ow = n["output_size"]
+            if [oh, ow] == [1, 1]:
+                nodes.append(helper.make_node("GlobalAveragePool", ins, [nid], name=nid))
+            elif shape[1] % oh or shape[2] % ow:
+                sys.exit(f"{nid}: adaptive pooling of {shape} to {oh}x{ow} has no ONNX form here")
+            else:
+                k = [shape[1] // oh, shape[2] // ow]
+                nodes.append(helper.make_node("AveragePool", ins, [nid], name=nid,
+                                              kernel_shape=k, strides=k))
+            shapes[nid] = [shape[0], oh, ow]
+            continue
+        elif kind == "flatten":
+            nodes.append(helper.make_node("Flatten", ins, [nid], name=nid, axis=1))
+            shapes[nid] = [int(np.prod(shape))]
+            continue
+        elif kind == "dropout":
+            nodes.append(helper.make_node("Identity", ins, [nid], name=nid))
+        elif kind == "linear":
+            fin, fout = n["in_features"], n["out_features"]
+            args = [ins[0], init(f"{nid}.weight",
+                                 rng.standard_normal((fout, fin)) * (2.0 / fin) ** 0.5)]
+            if n.get("bias", True):
+                args.append(init(f"{nid}.bias", rng.standard_normal(fout) * 0.01))
+            nodes.append(helper.make_node("Gemm", args, [nid], name=nid, transB=1))
+            shapes[nid] = [fout]
+            continue
+        elif kind == "add":
+            nodes.append(helper.make_node("Sum" if len(ins) > 2 else "Add", ins, [nid], name=nid))
+        elif kind == "concat":
+            nodes.append(helper.make_node("Concat", ins, [nid], name=nid, axis=1))
+            shapes[nid] = [sum(shapes[i][0] for i in ins)] + shape[1:]
+            continue
+        else:
+            sys.exit(f"{nid}: no ONNX form here for a `{kind}` layer")
+        shapes[nid] = shape
+    sink = spec["nodes"][-1]["id"]
+    consumed = {i for n in spec["nodes"] for i in n["inputs"]}
+    sink = next(n["id"] for n in reversed(spec["nodes"]) if n["id"] not in consumed)
+    graph = helper.make_graph(
+        nodes, spec["name"],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1] + shapes["input"])],
+        [helper.make_tensor_value_info(sink, TensorProto.FLOAT, [1] + shapes[sink])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model, [1] + shapes["input"]
+
+
+def cutpoint_round(binary, model, path, args):
+    """cutpoint's forward median, per-layer in-pass medians, and the path that ran."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), CUTPOINT_VECTOR_PATH=path)
+    out = subprocess.run(
+        [binary, "layers", "--model", model, "--in-pass", "--json",
+         "--runs", str(args.runs), "--warmup", str(args.warmup)],
+        env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"cutpoint-edge layers --model {model} failed: {out.stderr.strip()}")
+    report = json.loads(out.stdout)
+    layers = {l["id"]: l["median_ms"] for l in report["layers"]}
+    return report["forward_median_ms"], layers, report.get("vector_path", path)
+
+
+def ort_session(ort, model_bytes, args, profile_dir=None):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_dir:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(profile_dir) / "ort")
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def ort_round(ort, np, model_bytes, shape, args):
+    """ONNX Runtime's forward median and in-pass median per layer kind."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    session = ort_session(ort, model_bytes, args)
+    samples = []
+    for i in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        session.run(None, {"input": x})
+        if i >= args.warmup:
+            samples.append((time.perf_counter() - start) * 1e3)
+    with tempfile.TemporaryDirectory() as tmp:
+        profiled = ort_session(ort, model_bytes, args, tmp)
+        for _ in range(args.warmup + args.runs):
+            profiled.run(None, {"input": x})
+        events = json.loads(Path(profiled.end_profiling()).read_text())
+    per_kind = {}
+    runs_seen = 0
+    for e in events:
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            runs_seen += 1
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        if runs_seen > args.warmup:
+            kind = ort_kind(e["args"])
+            per_kind.setdefault(kind, {}).setdefault(runs_seen, 0.0)
+            per_kind[kind][runs_seen] += e["dur"] / 1e3
+    # Each kind's time summed within each measured pass, then the median over passes.
+    layers = {kind: statistics.median(by_run.values()) for kind, by_run in per_kind.items()}
+    return statistics.median(samples), layers
+
+
+def ort_kind(event_args):
+    """The layer kind of one of ONNX Runtime's kernels, by its op and operand shapes: fused
+    nodes (a convolution with its batch norm, activation or residual add) count as the
+    convolution, as cutpoint's do; layout reorders count apart."""
+    op = event_args.get("op_name", "")
+    shapes = [next(iter(t.values())) for t in event_args.get("input_type_shape", [])]
+    if op in ("Conv", "FusedConv") and len(shapes) >= 2:
+        cin, (cout, per_group, kh, kw) = shapes[0][1], shapes[1]
+        if per_group == 1 and cout == cin and cin > 1:
+            return "conv depthwise"
+        return f"conv {kh}x{kw}" if [kh, kw] in ([1, 1], [3, 3]) else "conv other"
+    kinds = {
+        "MaxPool": "pool", "AveragePool": "pool", "GlobalAveragePool": "pool",
+        "Gemm": "linear", "FusedGemm": "linear", "MatMul": "linear",
+        "Add": "add", "Sum": "add", "Concat": "concat",
+        "Relu": "activation", "Clip": "activation",
+        "Flatten": "flatten", "Identity": "dropout", "BatchNormalization": "batch_norm2d",
+    }
+    return kinds.get(op, "layout reorder" if op.startswith("Reorder") else f"ort {op}")
+
+
+def compare(args):
+    np, onnx, ort = import_ort()
+    # (column name, binary, vector path) for every cutpoint build and path timed.
+    columns = [(p, args.cutpoint, p) for p in args.paths.split(",")]
+    if args.baseline:
+        columns += [(f"base_{p}", args.baseline, p) for p in args.paths.split(",")]
+    paths = [c for c, _, _ in columns]
+    models, kinds = [], {}
+    for model in args.models.split(","):
+        spec = cutpoint_spec(args.cutpoint, model)
+        kind_of = {n["id"]: layer_kind(n) for n in spec["nodes"]}
+        onnx_model, shape = to_onnx(spec, np, onnx)
+        model_bytes = onnx_model.SerializeToString()
+        rounds = {p: [] for p in paths}
+        ran = {}
+        theirs = []
+        for _ in range(args.rounds):
+            for column, binary, path in columns:
+                forward, layers, ran[column] = cutpoint_round(binary, model, path, args)
+                rounds[column].append((forward, layers))
+            theirs.append(ort_round(ort, np, model_bytes, shape, args))
+        ort_ms = statistics.median(f for f, _ in theirs)
+        row = {"model": model, "ort_ms": ort_ms}
+        for p in paths:
+            ms = statistics.median(f for f, _ in rounds[p])
+            row[f"cutpoint_{p}_ms"] = ms
+            row[f"ratio_{p}"] = ms / ort_ms
+        models.append(row)
+        # Per kind: each layer's median over the rounds, summed by kind.
+        sources = [(f"cutpoint_{p}_ms", [l for _, l in rounds[p]]) for p in paths]
+        sources.append(("ort_ms", [l for _, l in theirs]))
+        for column, layer_rounds in sources:
+            keys = set().union(*layer_rounds)
+            for key in keys:
+                ms = statistics.median(r.get(key, 0.0) for r in layer_rounds)
+                kind = kind_of.get(key, key)
+                entry = kinds.setdefault(kind, {"kind": kind})
+                entry[column] = entry.get(column, 0.0) + ms
+    first = f"cutpoint_{paths[0]}_ms"
+    for entry in kinds.values():
+        for column in [f"cutpoint_{p}_ms" for p in paths] + ["ort_ms"]:
+            entry.setdefault(column, 0.0)
+        entry["excess_ms"] = entry[first] - entry["ort_ms"]
+    return {
+        "threads": args.threads,
+        "runs": args.runs,
+        "rounds": args.rounds,
+        "onnxruntime": ort.__version__,
+        "cpu_flags": cpu_flags(),
+        "paths_ran": ran,
+        "models": models,
+        "kinds": sorted(kinds.values(), key=lambda r: -r["excess_ms"]),
+    }
+
+
+def cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((l.split(":", 1)[1].split() for l in text.splitlines()
+                  if l.startswith("flags")), [])
+    return sorted(f for f in set(flags) if f.startswith(("avx", "fma")))
+
+
+def print_tables(report):
+    paths = list(report["paths_ran"])
+    print(f"onnxruntime {report['onnxruntime']}, {report['threads']} threads, batch 1, median of "
+          f"{report['rounds']} alternating rounds of {report['runs']} passes")
+    print(f"CPU flags: {' '.join(report['cpu_flags'])}")
+    print("cutpoint ran: " + ", ".join(f"{p} -> {r}" for p, r in report["paths_ran"].items()))
+    if any(p.startswith("base_") for p in paths):
+        print("base_*: the --baseline build")
+    header = "".join(f"{'cp ' + p + ' ms':>15}{'/ORT':>7}" for p in paths)
+    print(f"\n{'model':<14}{'ORT ms':>9}{header}")
+    for m in report["models"]:
+        cells = "".join(f"{m[f'cutpoint_{p}_ms']:>15.2f}{m[f'ratio_{p}']:>6.2f}x" for p in paths)
+        print(f"{m['model']:<14}{m['ort_ms']:>9.2f}{cells}")
+    print("\nper layer kind, in-pass, summed over the models (worst excess first, "
+          f"excess = cutpoint {paths[0]} - ORT)")
+    header = "".join(f"{'cp ' + p + ' ms':>15}" for p in paths)
+    print(f"{'kind':<22}{'ORT ms':>9}{header}{'excess':>9}")
+    for k in report["kinds"]:
+        cells = "".join(f"{k[f'cutpoint_{p}_ms']:>15.2f}" for p in paths)
+        print(f"{k['kind']:<22}{k['ort_ms']:>9.2f}{cells}{k['excess_ms']:>9.2f}")
+
+
+def main():
+    args = parse_args()
+    report = compare(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_tables(report)
+
+
+if __name__ == "__main__":
+    main()
