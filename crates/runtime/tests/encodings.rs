@@ -157,3 +157,56 @@ async fn split_runs_under_every_codec_match_the_local_output_within_the_codecs_b
     }
     cloud.stop().await;
 }
+
+/// Every codec, forced for a boundary tensor of a real split (the edge part run here, the rest
+/// on a real server over loopback), gives the local output: bit for bit where lossless, within
+/// the codec's bound where lossy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boundary_under_each_codec_is_served_within_the_codecs_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = start(dir.path(), CloudConfig::default(), &[]).await;
+    let net = common::lenet();
+    let model = load(&net, 0);
+    let x = input(&net, 2, 5);
+    let expected = local_forward(&model, &x);
+    // The edge runs up to node 3; the cloud runs the rest from node 3's output.
+    let boundary_node = 3;
+    let outputs = model
+        .model
+        .run_all(model.model.upload(x).expect("upload"))
+        .expect("runs");
+    let boundary = outputs
+        .into_iter()
+        .find(|(v, _)| *v == boundary_node)
+        .map(|(_, value)| value.to_host().expect("read back"))
+        .expect("node 3's output");
+    let client = transport::Client::connect(common::client_config(&cloud, dir.path()))
+        .await
+        .expect("connects");
+    for codec in Codec::ALL {
+        let wire = transport::WireTensor::encode(boundary.shape(), boundary.data(), codec)
+            .expect("encodes");
+        let request = transport::InferRequest {
+            model_id: net.name().to_string(),
+            weights_hash: model.weights_hash.clone(),
+            cloud_nodes: closure(&net, boundary_node + 1),
+            boundary: [(net.nodes()[boundary_node].id().to_string(), wire)]
+                .into_iter()
+                .collect(),
+            input_file: None,
+        };
+        let response = client.infer(request).await.expect("served");
+        let output = runtime::from_wire(&response.output, "output").expect("decodes");
+        let bound = match codec.loss() {
+            Loss::Exact => 0.0,
+            Loss::F16 => 1e-2,
+            Loss::Int8 => 5e-2,
+        };
+        let diff = relative_difference(&output, &expected);
+        assert!(diff <= bound, "{codec:?}: {diff}");
+        if codec.loss() == Loss::Exact {
+            assert_eq!(bits(&output), bits(&expected), "{codec:?}");
+        }
+    }
+    cloud.stop().await;
+}
