@@ -84,6 +84,48 @@ pub(crate) fn gemm(
         gemm::Parallelism::None
     };
     let path = VectorPath::current();
+    // gemm's generic driver over the micro-kernels of `$k` (vectors of `$n` lanes), on `$simd`:
+    // what `gemm::gemm` itself calls for f32 once it has chosen the kernels.
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! generic {
+        ($simd:expr, $k:ident, $n:literal) => {
+            gemm_common::gemm::gemm_basic_generic::<
+                _,
+                f32,
+                $n,
+                { $k::MR_DIV_N * $n },
+                { $k::NR },
+                { $k::MR_DIV_N },
+                { $k::H_M },
+                { $k::H_N },
+            >(
+                $simd,
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs,
+                accumulate,
+                a.data.as_ptr(),
+                1,
+                a_rs,
+                b.data.as_ptr(),
+                1,
+                b_rs,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                |a, b, c| a * b + c,
+                &$k::UKR,
+                &$k::H_UKR,
+                false,
+                parallelism,
+            )
+        };
+    }
     // SAFETY (the whole block): `fits` checked above that every element the product reads
     // (`a`: m rows of k at stride a_rs, `b`: k rows of n at stride b_rs) or writes (`dst`: m rows
     // of n at stride dst_rs) lies inside its slice; `dst` is borrowed mutably, so it overlaps
@@ -124,80 +166,12 @@ pub(crate) fn gemm(
                 let simd = gemm_common::simd::V3::try_new().ok_or_else(|| {
                     ShapeError("the CPU lacks the AVX2 the vector path asks for".into())
                 })?;
-                gemm_common::gemm::gemm_basic_generic::<
-                    _,
-                    f32,
-                    8,
-                    { kernels::MR_DIV_N * 8 },
-                    { kernels::NR },
-                    { kernels::MR_DIV_N },
-                    { kernels::H_M },
-                    { kernels::H_N },
-                >(
-                    simd,
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    dst_rs,
-                    accumulate,
-                    a.data.as_ptr(),
-                    1,
-                    a_rs,
-                    b.data.as_ptr(),
-                    1,
-                    b_rs,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    |a, b, c| a * b + c,
-                    &kernels::UKR,
-                    &kernels::H_UKR,
-                    false,
-                    parallelism,
-                )
+                generic!(simd, kernels, 8)
             }
             #[cfg(target_arch = "x86_64")]
             VectorPath::Other => {
                 use gemm_f32::microkernel::scalar::f32 as kernels;
-                gemm_common::gemm::gemm_basic_generic::<
-                    _,
-                    f32,
-                    1,
-                    { kernels::MR_DIV_N },
-                    { kernels::NR },
-                    { kernels::MR_DIV_N },
-                    { kernels::H_M },
-                    { kernels::H_N },
-                >(
-                    gemm_common::simd::Scalar,
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    dst_rs,
-                    accumulate,
-                    a.data.as_ptr(),
-                    1,
-                    a_rs,
-                    b.data.as_ptr(),
-                    1,
-                    b_rs,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    |a, b, c| a * b + c,
-                    &kernels::UKR,
-                    &kernels::H_UKR,
-                    false,
-                    parallelism,
-                )
+                generic!(gemm_common::simd::Scalar, kernels, 1)
             }
             // Elsewhere gemm's own choice is the only path.
             #[cfg(not(target_arch = "x86_64"))]
