@@ -134,28 +134,6 @@ pub(crate) fn gemm(
     #[allow(unsafe_code)]
     unsafe {
         match path {
-            // gemm's own choice: AVX-512 where the CPU has it (the crate enables gemm's x86-v4).
-            VectorPath::Avx512 => gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                dst_rs,
-                accumulate,
-                a.data.as_ptr(),
-                1,
-                a_rs,
-                b.data.as_ptr(),
-                1,
-                b_rs,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                parallelism,
-            ),
             // What `gemm::gemm` runs on a CPU without AVX-512, called directly: gemm picks its
             // kernels once per process, by CPU, so a capped path needs its own call. `V3`'s
             // `try_new` checks the CPU for AVX2 and FMA; `VectorPath::current` returned `Avx2`
@@ -173,8 +151,8 @@ pub(crate) fn gemm(
                 use gemm_f32::microkernel::scalar::f32 as kernels;
                 generic!(gemm_common::simd::Scalar, kernels, 1)
             }
-            // Elsewhere gemm's own choice is the only path.
-            #[cfg(not(target_arch = "x86_64"))]
+            // gemm's own choice: AVX-512 where the CPU has it (the crate enables gemm's x86-v4),
+            // and the only path off x86-64.
             _ => gemm::gemm(
                 m,
                 n,
