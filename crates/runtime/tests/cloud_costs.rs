@@ -170,12 +170,13 @@ async fn a_busy_cloud_moves_the_cut_to_the_edge_and_back() {
     let cloud = start(dir.path(), config, std::slice::from_ref(&hog)).await;
     cloud.server.preload(hog.name()).await.expect("loads");
     let net = lenet();
-    // The edge at 10 MFLOP/s (about 4 ms for LeNet), the cloud a hundred times faster: idle,
-    // the cloud wins.
+    // The edge takes 10 ms for the whole of LeNet, shared by FLOPs, and the cloud is a hundred
+    // times faster: idle, the cloud wins. Three queued hogs wait far longer than 10 ms.
+    let total_flops: f64 = net.nodes().iter().map(|n| n.spec().flops as f64).sum();
     let edge_ms: Vec<f64> = net
         .nodes()
         .iter()
-        .map(|n| n.spec().flops as f64 / 1e4)
+        .map(|n| 10.0 * n.spec().flops as f64 / total_flops)
         .collect();
     let cloud_ms: Vec<f64> = edge_ms.iter().map(|ms| ms / 100.0).collect();
     let graph = net.graph(&edge_ms, &cloud_ms).expect("graph");
