@@ -93,8 +93,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_clients: usize,
     /// Connections still in TLS or the hello at once; while half are taken, new peers must
-    /// prove their address (QUIC Retry). Protects the client slots from peers without the
-    /// token.
+    /// prove their address (QUIC Retry), and when all are taken the one that has waited
+    /// longest is closed to make room. Protects the client slots from peers without the token.
     #[arg(long, value_name = "N", default_value_t = 128)]
     max_authenticating: usize,
     /// Connections still in TLS or the hello from one address (IPv6: one /64). Protects

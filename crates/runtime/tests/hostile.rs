@@ -351,6 +351,64 @@ async fn silent_strangers_cannot_take_the_slots_of_clients_with_the_token() {
     cloud.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_from_many_hosts_make_room_for_a_client_with_the_token() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A hello deadline far longer than the client's patience: only eviction can let it in.
+    let (cloud, hash) = cloud_with(dir.path(), |c| {
+        c.max_unauthenticated = 16;
+        c.max_unauthenticated_per_address = 2;
+        c.handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Eight hosts (127.0.0.10-17) of two silent connections each fill the whole pool.
+    let knocks = Arc::new(Knocks::default());
+    let endpoints: Vec<quinn::Endpoint> = (10..18)
+        .map(|host| stranger(&format!("127.0.0.{host}")))
+        .collect();
+    let mut held = Vec::new();
+    for endpoint in &endpoints {
+        for _ in 0..2 {
+            held.push(tokio::spawn(knock(
+                endpoint.clone(),
+                cloud.addr,
+                knocks.clone(),
+            )));
+        }
+    }
+    wait_for(
+        "the strangers fill the pool",
+        Duration::from_secs(20),
+        || knocks.open.load(Ordering::Relaxed) >= 16,
+    )
+    .await;
+    assert_eq!(knocks.refused.load(Ordering::Relaxed), 0);
+
+    served(
+        &cloud,
+        dir.path(),
+        &hash,
+        "while strangers hold every place",
+    )
+    .await;
+    // Its place was the oldest stranger's.
+    wait_for(
+        "the oldest stranger is closed",
+        Duration::from_secs(10),
+        || knocks.closed_by_server.load(Ordering::Relaxed) >= 1,
+    )
+    .await;
+    assert!(knocks.open.load(Ordering::Relaxed) < 16);
+    for endpoint in endpoints {
+        endpoint.close(0u32.into(), b"done");
+    }
+    for task in held {
+        task.await.expect("a knock ends");
+    }
+    cloud.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attack 2: header-only drip.
 

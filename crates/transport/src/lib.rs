@@ -29,6 +29,7 @@ pub mod message;
 pub mod relay;
 pub mod server;
 pub mod shaper;
+mod strangers;
 pub mod tensor;
 
 pub use auth::{Token, TokenError};

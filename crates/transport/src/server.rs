@@ -13,7 +13,8 @@
 //!   holds a slot of a small pool ([`ServerConfig::max_unauthenticated`]), at most
 //!   [`ServerConfig::max_unauthenticated_per_address`] per address (per /64 for IPv6), for at
 //!   most [`ServerConfig::handshake_timeout`]. While half that pool is taken, a new peer must
-//!   first prove its address (a QUIC Retry). Once authenticated it moves to the pool of
+//!   first prove its address (a QUIC Retry); when all of it is taken, the oldest stranger is
+//!   evicted to make room, so that many hosts holding places cannot keep a prompt client out. Once authenticated it moves to the pool of
 //!   [`ServerConfig::max_connections`], so clients with the token get in while that pool has
 //!   room, however many strangers knock.
 //! - **Memory in bytes.** Every frame being read, every decoded request while it waits or runs
@@ -29,10 +30,9 @@
 //!   connection goes), the handler's future is dropped: a queued request leaves the queue and
 //!   the runtime abandons running compute at the next node.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -47,6 +47,7 @@ use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, InferRequest, InferResult, Message, ModelOffer,
     ProbeReply, ServerLimits, ServerState, Welcome,
 };
+use crate::strangers::{AddressFull, Place, Strangers};
 use crate::tensor::WireTensor;
 
 /// ALPN protocol id of this protocol.
@@ -127,8 +128,8 @@ pub struct ServerConfig {
     /// Most authenticated connections served at once; a client that authenticates beyond it
     /// is told the server is busy. Default 1024.
     pub max_connections: usize,
-    /// Most connections that have not yet authenticated (TLS and hello under way); more are
-    /// refused. Default 128.
+    /// Most connections that have not yet authenticated (TLS and hello under way); when all
+    /// are taken, the one that has waited longest is closed to make room. Default 128.
     pub max_unauthenticated: usize,
     /// Most unauthenticated connections from one address (IPv4) or /64 (IPv6). Default 8.
     pub max_unauthenticated_per_address: usize,
@@ -267,68 +268,8 @@ struct Shared<H> {
     /// Authenticated connections.
     connections: Arc<Semaphore>,
     /// Connections still in TLS or the hello.
-    unauthenticated: Arc<Semaphore>,
-    max_unauthenticated: usize,
-    per_address: Arc<AddressSlots>,
+    strangers: Arc<Strangers>,
     memory: MemoryBudget,
-}
-
-/// Unauthenticated connections per address.
-#[derive(Debug)]
-struct AddressSlots {
-    max: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One unauthenticated connection's place in [`AddressSlots`], given back on drop.
-struct AddressSlot {
-    slots: Arc<AddressSlots>,
-    key: IpAddr,
-}
-
-impl AddressSlots {
-    /// The key an address counts under: the IPv4 address, or the IPv6 /64.
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip.to_canonical() {
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-            v4 => v4,
-        }
-    }
-
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let key = Self::key(ip);
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(key).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            slots: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.key);
-            }
-        }
-    }
-}
-
-/// What an unauthenticated connection holds until its hello is accepted or it ends.
-struct Knock {
-    _pool: OwnedSemaphorePermit,
-    _address: AddressSlot,
 }
 
 /// A bound server. Call [`Server::run`] to serve; [`Server::closer`] stops it.
@@ -394,12 +335,10 @@ impl<H: Handler> Server<H> {
                 connection_budget: config.connection_budget,
                 max_probe_reply_bytes: config.max_probe_reply_bytes,
                 connections: Arc::new(Semaphore::new(config.max_connections)),
-                unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
-                max_unauthenticated: config.max_unauthenticated,
-                per_address: Arc::new(AddressSlots {
-                    max: config.max_unauthenticated_per_address,
-                    held: Mutex::new(HashMap::new()),
-                }),
+                strangers: Strangers::new(
+                    config.max_unauthenticated,
+                    config.max_unauthenticated_per_address,
+                ),
                 memory: MemoryBudget::new("server", config.memory_budget),
             }),
         })
@@ -435,9 +374,8 @@ impl<H: Handler> Server<H> {
         while let Some(incoming) = self.endpoint.accept().await {
             let remote = incoming.remote_address();
             let shared = &self.shared;
-            let knocking = shared.max_unauthenticated - shared.unauthenticated.available_permits();
             // Under pressure, strangers first prove that they receive at their address.
-            if knocking * 2 >= shared.max_unauthenticated
+            if shared.strangers.held() * 2 >= shared.strangers.max()
                 && !incoming.remote_address_validated()
                 && incoming.may_retry()
             {
@@ -447,19 +385,18 @@ impl<H: Handler> Server<H> {
                 }
                 continue;
             }
-            let Ok(pool) = shared.unauthenticated.clone().try_acquire_owned() else {
-                warn!(%remote, "too many connections are authenticating; refusing");
-                incoming.refuse();
-                continue;
-            };
-            let Some(address) = shared.per_address.acquire(remote.ip()) else {
-                warn!(%remote, "too many connections from this address are authenticating; refusing");
-                incoming.refuse();
-                continue;
-            };
-            let knock = Knock {
-                _pool: pool,
-                _address: address,
+            let knock = match shared.strangers.admit(remote.ip()) {
+                Ok((place, evicted)) => {
+                    if evicted {
+                        debug!(%remote, "unauthenticated pool full; the oldest stranger made room");
+                    }
+                    place
+                }
+                Err(AddressFull) => {
+                    warn!(%remote, "too many connections from this address are authenticating; refusing");
+                    incoming.refuse();
+                    continue;
+                }
             };
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -474,13 +411,18 @@ impl<H: Handler> Server<H> {
 
 async fn serve_connection<H: Handler>(
     incoming: quinn::Incoming,
-    knock: Knock,
+    mut knock: Place,
     shared: Arc<Shared<H>>,
 ) -> Result<(), String> {
-    let (conn, permit) =
-        tokio::time::timeout(shared.handshake_timeout, handshake(incoming, &shared))
-            .await
-            .map_err(|_| "handshake timed out".to_owned())??;
+    let authenticating =
+        tokio::time::timeout(shared.handshake_timeout, handshake(incoming, &shared));
+    let (conn, permit) = tokio::select! {
+        done = authenticating => done.map_err(|_| "handshake timed out".to_owned())??,
+        // Dropping the handshake closes the connection.
+        _ = &mut knock.evicted => {
+            return Err("evicted: the unauthenticated pool was full and a newer connection took this one's place".to_owned());
+        }
+    };
     // Authenticated: the place among strangers goes to the next one.
     drop(knock);
     let _permit = permit;
