@@ -169,5 +169,31 @@ pub(crate) fn offers<'de, D: serde::Deserializer<'de>>(
     ))
 }
 
-const _: () =
-    assert!(crate::limits::MAX_REQUEST_NODES == 65536 && crate::limits::HARD_MAX_TENSORS == 4096);
+/// Deserialises a cost table's nodes, at most
+/// [`MAX_COST_NODES`](crate::message::MAX_COST_NODES), each id bounded.
+pub(crate) fn cost_nodes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<crate::message::NodeCost>, D::Error> {
+    deserializer.deserialize_seq(BoundedSeq::new(
+        crate::message::MAX_COST_NODES,
+        "a sequence of at most 100000 node costs",
+    ))
+}
+
+/// Deserialises a cost table's codec speeds, at most
+/// [`MAX_CODEC_SPEEDS`](crate::message::MAX_CODEC_SPEEDS).
+pub(crate) fn codec_speeds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<crate::message::CodecSpeed>, D::Error> {
+    deserializer.deserialize_seq(BoundedSeq::new(
+        crate::message::MAX_CODEC_SPEEDS,
+        "a sequence of at most 6 codec speeds",
+    ))
+}
+
+const _: () = assert!(
+    crate::limits::MAX_REQUEST_NODES == 65536
+        && crate::limits::HARD_MAX_TENSORS == 4096
+        && crate::message::MAX_COST_NODES == 100_000
+        && crate::message::MAX_CODEC_SPEEDS == 6
+);

@@ -600,6 +600,61 @@ mod tests {
         assert!(with(&|r| r.model_id = "m".repeat(MAX_ID_BYTES)).is_ok());
     }
 
+    #[test]
+    fn cost_tables_are_bounded_while_decoding() {
+        use crate::message::{
+            CloudCosts, CodecSpeed, DecodingCosts, MAX_CODEC_SPEEDS, MAX_COST_NODES, NodeCost,
+        };
+        let node = || NodeCost {
+            id: String::new(),
+            ms: 1.0,
+        };
+        let speed = CodecSpeed {
+            codec: crate::codec::Codec::Raw,
+            decode_ms_per_mb: 1.0,
+        };
+        let limits = Limits::default();
+        let with = |f: &dyn Fn(&mut CloudCosts)| {
+            let mut costs = CloudCosts {
+                model_id: "lenet".into(),
+                weights_hash: "h".into(),
+                nodes: vec![node()],
+                method: "median of 5 passes".into(),
+                decoding: DecodingCosts {
+                    image_ms_per_mpixel: 1.0,
+                    codecs: vec![speed],
+                },
+            };
+            f(&mut costs);
+            decode(
+                &encode(&Message::CostReply(costs)).expect("encodes"),
+                &limits,
+            )
+        };
+        let refused = |r: Result<(Message, usize), FrameError>, needle: &str| match r {
+            Err(FrameError::Malformed(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        refused(
+            with(&|c| c.nodes = vec![node(); MAX_COST_NODES + 1]),
+            "at most 100000 node costs",
+        );
+        refused(
+            with(&|c| c.decoding.codecs = vec![speed; MAX_CODEC_SPEEDS + 1]),
+            "at most 6 codec speeds",
+        );
+        refused(
+            with(&|c| c.nodes[0].id = "n".repeat(MAX_ID_BYTES + 1)),
+            "at most 1024 bytes",
+        );
+        refused(
+            with(&|c| c.method = "m".repeat(MAX_ID_BYTES + 1)),
+            "at most 1024 bytes",
+        );
+        // At the bound, a table decodes.
+        assert!(with(&|c| c.nodes = vec![node(); MAX_COST_NODES]).is_ok());
+    }
+
     #[tokio::test]
     async fn the_buffer_is_charged_as_bytes_arrive_and_stops_at_the_budget() {
         // Announce 60 MiB, send 100 KiB: the charge follows the bytes, not the announcement.

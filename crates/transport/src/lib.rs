@@ -42,8 +42,9 @@ pub use identity::{Fingerprint, IdentityError, KnownServers, ServerIdentity};
 pub use limits::Limits;
 pub use message::{
     CloudCosts, CodecSpeed, CostRequest, DecodingCosts, ErrorCode, ErrorReply, Hello, InferRequest,
-    InferResult, MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError, ModelOffer, NodeCost,
-    PROTOCOL_VERSION, Probe, ProbeReply, ServerLimits, ServerState, TransferReport, Welcome,
+    InferResult, MAX_CODEC_SPEEDS, MAX_COST_NODES, MAX_FIGURE_MS, Message, MessageError,
+    ModelOffer, NodeCost, PROTOCOL_VERSION, Probe, ProbeReply, ServerLimits, ServerState,
+    TransferReport, Welcome,
 };
 pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
 pub use server::{

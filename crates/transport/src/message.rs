@@ -221,6 +221,9 @@ pub const MAX_FIGURE_MS: f64 = 1e7;
 /// Largest node count of a cost table.
 pub const MAX_COST_NODES: usize = 100_000;
 
+/// Most codec speeds a cost table may list: one per codec.
+pub const MAX_CODEC_SPEEDS: usize = Codec::ALL.len();
+
 /// Checks that a time in a message is finite and within `[0, MAX_FIGURE_MS]`.
 fn figure(what: &'static str, value: f64) -> Result<(), MessageError> {
     if value.is_finite() && (0.0..=MAX_FIGURE_MS).contains(&value) {
@@ -257,12 +260,17 @@ pub struct CostRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudCosts {
     /// Which model.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub model_id: String,
     /// Hash of the weights the costs were measured with.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub weights_hash: String,
-    /// Each node's time, ms, in the model's node order.
+    /// Each node's time, ms, in the model's node order; at most [`MAX_COST_NODES`], refused
+    /// while decoding.
+    #[serde(deserialize_with = "crate::bounded::cost_nodes")]
     pub nodes: Vec<NodeCost>,
     /// How they were measured, for reports (e.g. "median of 5 passes, batch 1, flex").
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub method: String,
     /// What decoding what the edge sends costs on this server.
     pub decoding: DecodingCosts,
@@ -274,7 +282,9 @@ pub struct CloudCosts {
 pub struct DecodingCosts {
     /// Decoding and preprocessing an image file, ms per megapixel of the file.
     pub image_ms_per_mpixel: f64,
-    /// Decoding a boundary tensor, per codec; a codec not listed was not measured.
+    /// Decoding a boundary tensor, per codec; a codec not listed was not measured. Each codec
+    /// at most once, so no more than [`MAX_CODEC_SPEEDS`], refused while decoding.
+    #[serde(deserialize_with = "crate::bounded::codec_speeds")]
     pub codecs: Vec<CodecSpeed>,
 }
 
@@ -291,6 +301,7 @@ pub struct CodecSpeed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeCost {
     /// The node id.
+    #[serde(deserialize_with = "crate::bounded::id")]
     pub id: String,
     /// Its time, ms.
     pub ms: f64,
