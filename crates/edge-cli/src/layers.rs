@@ -21,13 +21,14 @@ use lab::{draw_layers, plot_format};
 /// its median latency is reported with its output size. With --in-pass, the nodes are timed
 /// inside --warmup + --runs whole forward passes instead, each node from the end of the one
 /// before it (the device synchronised after every node), so that each finds the caches as a real
-/// pass leaves them. The input is deterministic pseudo-random data of the model's input shape. A
+/// pass leaves them; with --cold, each node alone after the caches are evicted. The input is deterministic pseudo-random data of the model's input shape. A
 /// whole forward pass is timed the same way, for comparison with the layers' sum. --plot draws
 /// Neurosurgeon's layer figure: latency bars with the output size as a line.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge layers --model alexnet
   cutpoint-edge layers --model alexnet --in-pass
+  cutpoint-edge layers --model alexnet --cold
   cutpoint-edge layers --model vgg16 --runs 20 --csv vgg16.csv --plot vgg16.svg
   cutpoint-edge layers --model resnet18 --backend ndarray --json")]
 pub struct LayersArgs {
@@ -63,6 +64,10 @@ pub struct LayersArgs {
     /// Time each node inside whole forward passes, in order, rather than alone and warm.
     #[arg(long)]
     in_pass: bool,
+    /// Time each node alone, but with the caches evicted before each run (its weights cold,
+    /// its input just written), as the profiler's sweep times its layers.
+    #[arg(long, conflicts_with = "in_pass")]
+    cold: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -81,12 +86,13 @@ pub fn run(args: &LayersArgs) -> Result<()> {
     let input = models::seeded_input(model.net(), args.batch as usize, args.seed)?;
     let (warmup, runs) = (args.warmup as usize, args.runs as usize);
     let forward_ms = model.time_forward(&input, warmup, runs)?;
-    let timings = if args.in_pass {
-        model.time_in_pass(input, warmup, runs)?
+    let (timings, timing) = if args.in_pass {
+        (model.time_in_pass(input, warmup, runs)?, "in-pass")
+    } else if args.cold {
+        (model.time_layers_cold(input, warmup, runs)?, "cold")
     } else {
-        model.time_layers(input, warmup, runs)?
+        (model.time_layers(input, warmup, runs)?, "alone")
     };
-    let timing = if args.in_pass { "in-pass" } else { "alone" };
     let name = model.net().name().to_string();
 
     if let Some(path) = &args.csv {
@@ -143,6 +149,8 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         print!("{}", table.render());
         let how = if args.in_pass {
             "each layer inside whole passes, from the end of the layer before it"
+        } else if args.cold {
+            "each layer one by one after evicting the caches, so its weights come from memory as in a pass of a network larger than the cache"
         } else {
             "each layer one by one, warm, whereas in a pass each finds the cache holding the previous layer's data; --in-pass times them there"
         };
@@ -166,7 +174,8 @@ struct LayersReport<'a> {
     batch: u32,
     warmup: u32,
     runs: u32,
-    /// How the layers were timed: `in-pass` (inside whole passes) or `alone` (one by one).
+    /// How the layers were timed: `in-pass` (inside whole passes), `alone` (one by one, warm)
+    /// or `cold` (one by one, caches evicted before each run).
     timing: &'static str,
     total_ms: f64,
     forward_median_ms: f64,

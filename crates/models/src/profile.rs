@@ -49,6 +49,76 @@ fn median(mut samples: Vec<f64>) -> f64 {
     }
 }
 
+/// Evicts the CPU caches by writing every cache line of a buffer larger than them.
+#[derive(Debug)]
+pub struct CacheScrub {
+    buffer: Vec<u8>,
+    /// Changes each scrub, so that no write is a no-op the hardware could skip.
+    pass: u8,
+}
+
+/// Bytes of one cache line (64 on every x86-64 and most ARM cores).
+const CACHE_LINE: usize = 64;
+
+/// The last-level cache assumed where the machine does not say (Linux sysfs): 32 MiB.
+const DEFAULT_LAST_LEVEL_CACHE: usize = 32 << 20;
+
+impl CacheScrub {
+    /// A scrub of `bytes` (at least one cache line).
+    pub fn new(bytes: usize) -> CacheScrub {
+        CacheScrub {
+            buffer: vec![0; bytes.max(CACHE_LINE)],
+            pass: 0,
+        }
+    }
+
+    /// A scrub of twice this machine's last-level cache ([`last_level_cache_bytes`]).
+    pub fn for_this_machine() -> CacheScrub {
+        CacheScrub::new(2 * last_level_cache_bytes().unwrap_or(DEFAULT_LAST_LEVEL_CACHE))
+    }
+
+    /// Its size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Writes one byte of every cache line of the buffer.
+    pub fn scrub(&mut self) {
+        self.pass = self.pass.wrapping_add(1);
+        for line in self.buffer.chunks_mut(CACHE_LINE) {
+            line[0] = self.pass;
+        }
+        std::hint::black_box(&mut self.buffer);
+    }
+}
+
+/// The size of the largest CPU cache of cpu0 as Linux reports it
+/// (`/sys/devices/system/cpu/cpu0/cache/index*/size`), or `None` where it does not.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("size")).ok())
+        .filter_map(|size| parse_cache_size(size.trim()))
+        .max()
+}
+
+/// Parses a sysfs cache size such as `32768K`, `1M` or `512`.
+fn parse_cache_size(text: &str) -> Option<usize> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let n: usize = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
 /// The error for a timing asked to measure no runs.
 fn no_runs() -> ModelError {
     ModelError::BadParameter {
@@ -79,15 +149,33 @@ impl Model {
         warmup: usize,
         runs: usize,
     ) -> Result<Vec<LayerTiming>, ModelError> {
-        on_worker(|| self.time_layers_here(input, warmup, runs))
+        on_worker(|| self.time_layers_here(input, warmup, runs, None))
     }
 
-    /// [`Model::time_layers`] on the calling thread.
+    /// [`Model::time_layers`] with the caches as a forward pass leaves them: before each run,
+    /// [`CacheScrub`] writes a buffer twice the size of the last-level cache, evicting the
+    /// node's weights (as the other layers of a pass do), and only then is the node's input
+    /// copied in (as the node before it would have written it). A node timed alone and warm
+    /// finds its weights in cache, which a pass of a network larger than the cache never does,
+    /// so this is the timing the profiler's sweep uses.
+    pub fn time_layers_cold(
+        &self,
+        input: HostTensor,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<LayerTiming>, ModelError> {
+        let mut scrub = CacheScrub::for_this_machine();
+        on_worker(|| self.time_layers_here(input, warmup, runs, Some(&mut scrub)))
+    }
+
+    /// [`Model::time_layers`] on the calling thread, scrubbing the caches before each run when
+    /// `scrub` is given.
     fn time_layers_here(
         &self,
         input: HostTensor,
         warmup: usize,
         runs: usize,
+        mut scrub: Option<&mut CacheScrub>,
     ) -> Result<Vec<LayerTiming>, ModelError> {
         if runs == 0 {
             return Err(no_runs());
@@ -110,6 +198,9 @@ impl Model {
                 || -> Vec<Value> { node.inputs().iter().map(|&u| values[u].clone()).collect() };
             let mut samples = Vec::with_capacity(runs);
             for i in 0..warmup + runs {
+                if let Some(scrub) = scrub.as_deref_mut() {
+                    scrub.scrub();
+                }
                 // Each run gets inputs of its own, as in a forward pass, where a layer's last
                 // reader takes its input; a shared one would be copied by kernels that work in
                 // place or on the host.
@@ -311,6 +402,41 @@ mod tests {
             sum <= 3.0 * forward,
             "{name}: the nodes' in-pass times add up to {sum:.3} ms, a whole pass takes {forward:.3} ms"
         );
+    }
+
+    #[test]
+    fn cache_sizes_parse_as_linux_writes_them() {
+        assert_eq!(parse_cache_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_cache_size("1M"), Some(1 << 20));
+        assert_eq!(parse_cache_size("512"), Some(512));
+        assert_eq!(parse_cache_size("12Q"), None);
+        assert_eq!(parse_cache_size(""), None);
+        assert_eq!(parse_cache_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn a_scrub_writes_every_line_of_its_buffer() {
+        let mut scrub = CacheScrub::new(10 * CACHE_LINE + 1);
+        assert_eq!(scrub.bytes(), 10 * CACHE_LINE + 1);
+        scrub.scrub();
+        scrub.scrub();
+        let firsts: Vec<u8> = scrub.buffer.chunks(CACHE_LINE).map(|l| l[0]).collect();
+        assert_eq!(firsts, vec![2; 11]);
+        assert_eq!(CacheScrub::new(0).bytes(), CACHE_LINE);
+    }
+
+    #[test]
+    fn cold_timings_cover_the_nodes_that_warm_ones_do() {
+        let (model, x) = model_and_input("lenet", vec![1, 32, 32], 1);
+        let warm = model.time_layers(x.clone(), 0, 1).expect("warm");
+        let cold = model.time_layers_cold(x.clone(), 0, 2).expect("cold");
+        let key = |t: &LayerTiming| (t.node, t.id.clone(), t.kind, t.out_bytes);
+        assert_eq!(
+            cold.iter().map(key).collect::<Vec<_>>(),
+            warm.iter().map(key).collect::<Vec<_>>()
+        );
+        assert!(cold[1..].iter().all(|t| t.median_ms > 0.0), "{cold:?}");
+        assert!(model.time_layers_cold(x, 0, 0).is_err());
     }
 
     #[test]

@@ -1,18 +1,23 @@
 //! Layer features: what a regressor sees of a [`LayerSpec`].
 //!
 //! Two feature sets per class. `ours` feeds the chosen regressors: log-transformed FLOPs,
-//! input and output elements and parameters, plus the class's hyper-parameters. `baseline` is
+//! input and output elements and parameters, plus the class's hyper-parameters; for a
+//! convolution also which kernel runs it ([`ConvKernel`], one-hot) and its working set (input,
+//! output and weights in bytes), since layers of equal FLOPs differ several-fold between
+//! kernels and between fitting in the cache or not. `baseline` is
 //! Neurosurgeon's: a few raw sizes per layer type for a plain linear regression, kept to show
 //! what the better models buy. Both are pure functions of the spec, so featurisation is
 //! deterministic.
 
-use models::{LayerKind, LayerSpec};
+use models::{ConvKernel, LayerKind, LayerSpec};
 
 use crate::class::LayerClass;
 
-/// Version of the feature definitions. Sweeps and profiles of another version are refused; bump
-/// [`PROFILE_FORMAT_VERSION`](crate::PROFILE_FORMAT_VERSION) with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+/// Version of the feature definitions and of how the sweep times a layer. Sweeps and profiles
+/// of another version are refused; bump [`PROFILE_FORMAT_VERSION`](crate::PROFILE_FORMAT_VERSION)
+/// with it. Version 2: convolutions' kernel and working set; layers timed with the caches
+/// evicted before each run ([`models::Model::time_layers_cold`]).
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 
 fn elements(shape: &[usize]) -> f64 {
     shape.iter().map(|&d| d as f64).product()
@@ -57,15 +62,24 @@ pub fn ours(class: LayerClass, spec: &LayerSpec) -> Vec<f64> {
                 ..
             },
             _,
-        ) => f.extend([
-            ln1p(*in_channels as f64),
-            ln1p(*out_channels as f64),
-            kernel_size[0] as f64,
-            stride[0] as f64,
-            ln1p(height(input)),
-            ln1p(height(&spec.output_shape)),
-            ln1p(*groups as f64),
-        ]),
+        ) => {
+            f.extend([
+                ln1p(*in_channels as f64),
+                ln1p(*out_channels as f64),
+                kernel_size[0] as f64,
+                stride[0] as f64,
+                ln1p(height(input)),
+                ln1p(height(&spec.output_shape)),
+                ln1p(*groups as f64),
+                ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
+            ]);
+            let kernel = ConvKernel::of(spec);
+            f.extend(
+                ConvKernel::ALL
+                    .iter()
+                    .map(|&k| if Some(k) == kernel { 1.0 } else { 0.0 }),
+            );
+        }
         (
             LayerKind::Linear {
                 in_features,
@@ -139,5 +153,33 @@ pub fn baseline(spec: &LayerSpec) -> Vec<f64> {
             ..
         } => vec![*in_features as f64, *out_features as f64],
         _ => vec![in_elems, elements(&spec.output_shape)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our features of zoo network `name`'s node `id`.
+    fn features_of(name: &str, id: &str) -> Vec<f64> {
+        let net = models::zoo::build(name).expect("zoo model");
+        let node = net.nodes().iter().find(|n| n.id() == id).expect("node");
+        let class = LayerClass::of(&node.spec().kind).expect("a class");
+        ours(class, node.spec())
+    }
+
+    #[test]
+    fn a_convolution_says_which_kernel_runs_it() {
+        // ResNet-18's layer1 3×3 runs Winograd F(4×4), its strided layer2 3×3 im2col.
+        let winograd = features_of("resnet18", "layer1.0.conv1");
+        let im2col = features_of("resnet18", "layer2.0.conv1");
+        assert_eq!(winograd.len(), im2col.len());
+        let one_hot = |f: &[f64]| f[f.len() - ConvKernel::ALL.len()..].to_vec();
+        assert_eq!(one_hot(&winograd), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(one_hot(&im2col), [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        // The working set (just before the one-hot) counts input, output and weights.
+        let ws = winograd[winograd.len() - ConvKernel::ALL.len() - 1];
+        let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
+        assert!((ws - bytes.ln_1p()).abs() < 1e-9, "{ws}");
     }
 }

@@ -105,7 +105,7 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
             let spec = sample.spec()?;
             let input = models::seeded_input(&net, 1, rng.next_u64())?;
             let model = Model::seeded(net, config.seed, &device)?;
-            let timings = model.time_layers(input, plan.warmup, plan.runs)?;
+            let timings = model.time_layers_cold(input, plan.warmup, plan.runs)?;
             let median_ms = timings.last().map_or(0.0, |t| t.median_ms);
             sink.push(&Measurement { spec, median_ms })?;
             measured += 1;

@@ -46,10 +46,11 @@ fn cached(path: &Path, needed: &BTreeSet<LayerClass>) -> Option<DeviceProfile> {
 
 /// The quick profile of this machine on `backend`, covering every layer class of `nets`.
 ///
-/// It lives in `cache_dir/quick-<backend>-k<revision>-<vector path>/`, the revision being the
-/// build's [`models::KERNEL_REVISION`] and the path [`models::VectorPath::current`] (capped by
-/// `CUTPOINT_VECTOR_PATH`), so a build or a run whose kernels run at another speed profiles
-/// afresh. The first call (or one that needs a class the
+/// It lives in `cache_dir/quick-<backend>-k<revision>-f<features>-<vector path>/`, the revision
+/// being the build's [`models::KERNEL_REVISION`], the features
+/// [`predictor::FEATURE_SCHEMA_VERSION`] and the path [`models::VectorPath::current`] (capped
+/// by `CUTPOINT_VECTOR_PATH`), so a build or a run whose kernels run at another speed, or that
+/// times or describes layers differently, profiles afresh. The first call (or one that needs a class the
 /// cache lacks) runs the quick sweep of the missing classes, which resumes an interrupted one,
 /// and trains the profile: about a minute on two cores. `max_samples` caps the samples per
 /// class below the quick sweep's own count (`None` for the full quick sweep). With `progress`
@@ -62,9 +63,10 @@ pub fn quick_profile(
     progress: bool,
 ) -> Result<QuickProfiles, RuntimeError> {
     let dir = cache_dir.join(format!(
-        "quick-{}-k{}-{}",
+        "quick-{}-k{}-f{}-{}",
         backend.name(),
         models::KERNEL_REVISION,
+        predictor::FEATURE_SCHEMA_VERSION,
         models::VectorPath::current()
     ));
     let path = dir.join("quick.profile");

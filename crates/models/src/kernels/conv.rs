@@ -40,7 +40,7 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
 /// How the product is laid out (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// `[pixels, K] × [K, out]` from a channels-last copy of the input; the weight is
     /// `[K, out]` with K in `(ky, kx, c)` order.
     PixelMajor,
@@ -59,6 +59,19 @@ fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
     pixels >= PIXEL_MAJOR_MIN_PIXELS
         && s.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
         && !(s.kernel == [1, 1] && s.padding == [0, 0])
+}
+
+/// The layout a layer of shape `s` with an `output` of `ho × wo` pixels runs in.
+pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
+    let pixels = output[0] * output[1];
+    let pixel_major = suits_pixel_major(s, pixels);
+    if winograd::pays(s, pixels, pixel_major) {
+        Layout::Winograd(Tiling::for_output(output))
+    } else if pixel_major {
+        Layout::PixelMajor
+    } else {
+        Layout::ChannelMajor
+    }
 }
 
 /// A convolution ready to run: its shape, packed weight, bias and activation.
@@ -83,15 +96,7 @@ impl PackedConv {
         activation: Activation,
         output: [usize; 2],
     ) -> Result<PackedConv, ShapeError> {
-        let pixels = output[0] * output[1];
-        let pixel_major = suits_pixel_major(&shape, pixels);
-        let layout = if winograd::pays(&shape, pixels, pixel_major) {
-            Layout::Winograd(Tiling::for_output(output))
-        } else if pixel_major {
-            Layout::PixelMajor
-        } else {
-            Layout::ChannelMajor
-        };
+        let layout = choose_layout(&shape, output);
         PackedConv::with_layout(shape, layout, weight, bias, activation)
     }
 

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use crate::error::ModelError;
 
+mod choice;
 mod conv;
 mod depthwise;
 mod gemm;
@@ -21,6 +22,7 @@ mod scratch;
 mod vector;
 mod winograd;
 
+pub use choice::ConvKernel;
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;

@@ -1,0 +1,131 @@
+//! Which of the crate's kernels runs a convolution: the same decision the packing makes, told
+//! to anyone who prices layers (the predictor gives it to its regressors as a feature, since
+//! two layers of equal FLOPs on different kernels differ several-fold in time).
+
+use crate::layer::{LayerKind, LayerSpec};
+
+use super::ConvShape;
+use super::conv::{Layout, choose_layout};
+use super::winograd::Tiling;
+
+/// The kernel a convolution runs on the flex backend with the fast kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConvKernel {
+    /// Winograd's F(4×4, 3×3) (3×3, stride 1, larger maps).
+    Winograd4,
+    /// Winograd's F(2×2, 3×3) (3×3, stride 1, small maps).
+    Winograd2,
+    /// im2col, `[pixels, K] × [K, out]` from a channels-last copy (most layers).
+    PixelMajor,
+    /// im2col, `[out, K] × [K, pixels]` straight into NCHW (few pixels, few input channels,
+    /// unpadded 1×1 convolutions).
+    ChannelMajor,
+    /// The depthwise kernel (one group per channel).
+    Depthwise,
+    /// Burn's own grouped convolution (any other group count).
+    Grouped,
+}
+
+impl ConvKernel {
+    /// Every kernel, in a fixed order (a one-hot feature's positions).
+    pub const ALL: [ConvKernel; 6] = [
+        ConvKernel::Winograd4,
+        ConvKernel::Winograd2,
+        ConvKernel::PixelMajor,
+        ConvKernel::ChannelMajor,
+        ConvKernel::Depthwise,
+        ConvKernel::Grouped,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Winograd4 => "winograd-f4",
+            ConvKernel::Winograd2 => "winograd-f2",
+            ConvKernel::PixelMajor => "im2col-pixel-major",
+            ConvKernel::ChannelMajor => "im2col-channel-major",
+            ConvKernel::Depthwise => "depthwise",
+            ConvKernel::Grouped => "grouped",
+        }
+    }
+
+    /// The kernel that runs the convolution `spec` (with its own output shape), or `None` when
+    /// `spec` is not a 2-D convolution with a `[C, H, W]` output.
+    pub fn of(spec: &LayerSpec) -> Option<ConvKernel> {
+        let LayerKind::Conv2d {
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            ..
+        } = spec.kind
+        else {
+            return None;
+        };
+        let [_, ho, wo] = spec.output_shape[..] else {
+            return None;
+        };
+        if groups == in_channels && groups == out_channels && groups > 1 {
+            return Some(ConvKernel::Depthwise);
+        }
+        if groups != 1 {
+            return Some(ConvKernel::Grouped);
+        }
+        let shape = ConvShape {
+            in_channels,
+            out_channels,
+            kernel: kernel_size,
+            stride,
+            padding,
+            dilation,
+        };
+        Some(match choose_layout(&shape, [ho, wo]) {
+            Layout::Winograd(Tiling::F4) => ConvKernel::Winograd4,
+            Layout::Winograd(Tiling::F2) => ConvKernel::Winograd2,
+            Layout::PixelMajor => ConvKernel::PixelMajor,
+            Layout::ChannelMajor => ConvKernel::ChannelMajor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zoo;
+
+    /// The kernel of zoo network `name`'s node `id`.
+    fn kernel(name: &str, id: &str) -> Option<ConvKernel> {
+        let net = zoo::build(name).expect("zoo model");
+        let node = net.nodes().iter().find(|n| n.id() == id).expect("node");
+        ConvKernel::of(node.spec())
+    }
+
+    #[test]
+    fn zoo_layers_get_the_kernels_the_packing_picks() {
+        // ResNet-18: the 7×7 RGB stem, a 3×3 on 56×56 maps, a strided 3×3, a 1×1 downsample.
+        assert_eq!(kernel("resnet18", "conv1"), Some(ConvKernel::ChannelMajor));
+        assert_eq!(
+            kernel("resnet18", "layer1.0.conv1"),
+            Some(ConvKernel::Winograd4)
+        );
+        assert_eq!(
+            kernel("resnet18", "layer2.0.conv1"),
+            Some(ConvKernel::PixelMajor)
+        );
+        assert_eq!(
+            kernel("resnet18", "layer2.0.downsample.0"),
+            Some(ConvKernel::ChannelMajor)
+        );
+        // MobileNetV2's depthwise layers.
+        assert_eq!(
+            kernel("mobilenet_v2", "features.1.conv.0.0"),
+            Some(ConvKernel::Depthwise)
+        );
+        // Not a convolution.
+        assert_eq!(kernel("resnet18", "fc"), None);
+        assert_eq!(ConvKernel::ALL.len(), 6);
+    }
+}
