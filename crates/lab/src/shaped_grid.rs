@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use models::{Backend, Net};
+use partition_core::Objective;
 use serde::{Deserialize, Serialize};
 use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
 
@@ -211,7 +212,7 @@ pub fn lab_cell_process() -> Result<(), LabError> {
         job.sweep_samples,
         false,
     )?;
-    let mut session = rig::slow_edge_session(&net, backend, &profiles, 1.0)?;
+    let mut session = rig::slow_edge_session(&net, backend, &profiles, 1.0, Objective::Latency)?;
     let max_loss = job.max_loss.parse().map_err(|e| LabError::Config {
         name: "max_loss",
         reason: format!("{e}"),

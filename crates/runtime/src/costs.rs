@@ -49,7 +49,20 @@ pub struct Costs {
     /// (origin, graph), at most one graph per model.
     graphs: Vec<(String, Graph)>,
     profiles: Option<Profiles>,
+    /// Whether models without a graph are priced by timing them here, in whole passes, when
+    /// their session starts ([`Costs::measure_here`]); before the profiles.
+    measure_here: bool,
+    /// Whether sessions ignore the costs servers publish ([`Costs::ignore_published`]).
+    ignore_published: bool,
 }
+
+/// Where [`Costs::measure_here`]'s costs come from, in reports.
+const MEASURED_ORIGIN: &str = "measured on this device at start (the median of 3 whole passes at batch 1, timed between nodes); the cloud's as the server publishes them, else assumed as fast as this device";
+
+/// Unmeasured passes before a model's nodes are timed on this device.
+const MEASURE_WARMUP: usize = 1;
+/// Measured passes whose median gives each node's time on this device.
+const MEASURE_RUNS: usize = 3;
 
 impl Costs {
     /// No costs yet: add graphs, profiles, or both.
@@ -131,6 +144,23 @@ impl Costs {
         });
     }
 
+    /// Prices every model without a cost graph by timing its nodes on this device when its
+    /// session starts: the median of a few whole passes at batch 1 (after one warm-up), each
+    /// node timed between its neighbours as the pass runs it, as a server measures the costs
+    /// it publishes. This is the device's speed as it runs now (under a CPU quota or a power
+    /// cap, say) rather than a profile's prediction. The cloud's costs are the ones the server
+    /// publishes, or until it does (or if it cannot) the same as this device's.
+    pub fn measure_here(&mut self) {
+        self.measure_here = true;
+    }
+
+    /// Makes sessions plan with the cloud costs given here (a graph, a cloud profile, or this
+    /// device's own) and never swap in the ones a server publishes, as when comparing plans
+    /// with and without them.
+    pub fn ignore_published(&mut self) {
+        self.ignore_published = true;
+    }
+
     /// Whether device profiles price the models without a graph.
     pub fn has_profiles(&self) -> bool {
         self.profiles.is_some()
@@ -150,6 +180,7 @@ impl Costs {
     pub fn origin(&self, model: &str) -> Option<&str> {
         match (self.graph_for(model), &self.profiles) {
             (Some((origin, _)), _) => Some(origin),
+            (None, _) if self.measure_here => Some(MEASURED_ORIGIN),
             (None, Some(p)) => Some(&p.origin),
             (None, None) => None,
         }
@@ -165,6 +196,21 @@ impl Costs {
         mut config: EdgeConfig,
     ) -> Result<(EdgeSession, String), RuntimeError> {
         let net = model.model.net();
+        if self.ignore_published {
+            config.use_published_costs = false;
+        }
+        if self.graph_for(net.name()).is_none() && self.measure_here {
+            let input = models::seeded_input(net, 1, 0)?;
+            let timings = model
+                .model
+                .time_in_pass(input, MEASURE_WARMUP, MEASURE_RUNS)?;
+            let ms: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
+            let graph = net.graph(&ms, &ms)?;
+            return Ok((
+                EdgeSession::new(model, graph, config)?,
+                MEASURED_ORIGIN.to_string(),
+            ));
+        }
         if let Some((origin, graph)) = self.graph_for(net.name()) {
             config.use_published_costs = false;
             return Ok((
