@@ -170,7 +170,6 @@ impl ObjectiveChoice {
             },
         }
     }
-
 }
 
 /// What a report says of the objective.

@@ -149,8 +149,8 @@ pub struct CostArgs {
     /// its "name" names, instead of the profiles (repeatable, one per model).
     #[arg(long, value_name = "FILE")]
     graph: Vec<String>,
-    /// Price this device's layers by timing the model here at start (the median of 3 whole
-    /// passes, each node timed as the pass runs it), instead of a profile: the device's speed
+    /// Price this device's layers by timing the model here at start (3 whole passes, each
+    /// node timed as the pass runs it, scaled to the mean pass), instead of a profile: the device's speed
     /// as it runs now, under a CPU quota or a power cap too. The cloud's costs are the ones the
     /// server publishes, else assumed as fast as this device.
     #[arg(long, conflicts_with = "edge_profile")]
@@ -447,10 +447,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         measured_energy: EnergyReport {
             edge_mj: outcome.measured.edge_energy_mj,
             note: match session.energy_counters() {
-                Ok(counters) => format!(
-                    "the edge's compute only, {}",
-                    counters.describe()
-                ),
+                Ok(counters) => format!("the edge's compute only, {}", counters.describe()),
                 Err(reason) => reason.to_string(),
             },
         },
@@ -590,7 +587,10 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
             "measured edge energy: {mj:.1} mJ ({})\n",
             report.measured_energy.note
         ),
-        None => format!("measured edge energy: none ({})\n", report.measured_energy.note),
+        None => format!(
+            "measured edge energy: none ({})\n",
+            report.measured_energy.note
+        ),
     };
     if m.load > 0.0 {
         out += &format!(

@@ -88,10 +88,20 @@ fn a_slow_edge_offloads_at_100_mbits_because_it_learned_the_clouds_costs() {
 
     // Learning the cloud's own costs, the slow edge sends the work there.
     let learned = run_in(&cgroup, &base);
-    let with_no_costs: Vec<&str> = base.iter().copied().chain(["--no-published-costs"]).collect();
+    let with_no_costs: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--no-published-costs"])
+        .collect();
     // Told to ignore them, it assumes the cloud is as slow as itself and keeps everything.
     let assumed = run_in(&cgroup, &with_no_costs);
     runtime.block_on(cloud.stop());
+    for (label, v) in [("learned", &learned), ("assumed", &assumed)] {
+        eprintln!(
+            "{label}: {} plan, predicted {} ms {}, measured {}",
+            v["cut"]["kind"], v["predicted_ms"]["total"], v["predicted_ms"], v["measured_ms"]
+        );
+    }
 
     let cloud_source = |v: &Value| v["costs"]["cloud"].as_str().unwrap_or("").to_string();
     assert!(
@@ -101,7 +111,9 @@ fn a_slow_edge_offloads_at_100_mbits_because_it_learned_the_clouds_costs() {
     assert_ne!(learned["cut"]["kind"], "edge-only", "{learned}");
     assert_eq!(learned["fallback"], Value::Null, "{learned}");
     assert!(
-        learned["measured_ms"]["cloud"].as_f64().is_some_and(|ms| ms > 0.0),
+        learned["measured_ms"]["cloud"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
         "the cloud computed: {learned}"
     );
     assert!(

@@ -189,8 +189,13 @@ async fn run_cases(
     for net in &config.models {
         // Load the cloud's copy now, so that no measured request waits for it.
         cloud.server().preload(net.name()).await?;
-        let mut session =
-            rig::slow_edge_session(net, config.backend, profiles, config.edge_slowdown, config.objective)?;
+        let mut session = rig::slow_edge_session(
+            net,
+            config.backend,
+            profiles,
+            config.edge_slowdown,
+            config.objective,
+        )?;
         session.set_max_loss(config.max_loss)?;
         let input = lab_input(net)?;
         for &uplink_mbps in &config.uplinks_mbps {
@@ -245,7 +250,9 @@ measured_edge_ms,measured_upload_ms,measured_queue_ms,measured_cloud_ms,measured
     for r in rows {
         let (p, m) = (&r.predicted, &r.measured);
         let fallback = r.fallback.as_deref().unwrap_or("").replace('"', "'");
-        let mj = r.predicted_mj.map_or_else(String::new, |mj| format!("{mj:.3}"));
+        let mj = r
+            .predicted_mj
+            .map_or_else(String::new, |mj| format!("{mj:.3}"));
         out.push_str(&format!(
             "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{mj},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},\"{fallback}\"\n",
             r.model,

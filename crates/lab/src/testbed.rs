@@ -43,9 +43,13 @@ impl CpuCgroup {
     /// `cpu` controller.
     pub fn create(name: &str) -> Result<CpuCgroup, LabError> {
         remove_stale();
-        let dir = Path::new(CGROUP_CPU_ROOT).join(format!("cutpoint-{}-{name}", std::process::id()));
+        let dir =
+            Path::new(CGROUP_CPU_ROOT).join(format!("cutpoint-{}-{name}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| {
-            failed(&format!("creating the cgroup {}", dir.display()), e.to_string())
+            failed(
+                &format!("creating the cgroup {}", dir.display()),
+                e.to_string(),
+            )
         })?;
         Ok(CpuCgroup { dir })
     }

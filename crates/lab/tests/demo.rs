@@ -87,7 +87,11 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
     let csv = demo_csv(&rows);
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.starts_with("model,uplink_mbps,strategy,cut,"));
-    assert!(csv.lines().next().is_some_and(|h| h.contains(",predicted_edge_mj,")));
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|h| h.contains(",predicted_edge_mj,"))
+    );
     assert!(
         csv.contains("lenet,0.5,cloud-only (raw f32),cloud-only,"),
         "{csv}"

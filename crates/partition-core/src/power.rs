@@ -147,7 +147,9 @@ impl fmt::Display for DeviceClass {
 
 /// A device class name that is not one of [`DeviceClass::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown device class `{0}`: use phone, raspberry-pi, jetson or laptop, or give the three powers")]
+#[error(
+    "unknown device class `{0}`: use phone, raspberry-pi, jetson or laptop, or give the three powers"
+)]
 pub struct UnknownDeviceClass(pub String);
 
 impl FromStr for DeviceClass {
@@ -196,7 +198,10 @@ mod tests {
         }
         let err = "toaster".parse::<DeviceClass>().expect_err("unknown");
         let text = err.to_string();
-        assert!(text.contains("toaster") && text.contains("raspberry-pi"), "{text}");
+        assert!(
+            text.contains("toaster") && text.contains("raspberry-pi"),
+            "{text}"
+        );
     }
 
     #[test]

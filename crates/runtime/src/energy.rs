@@ -197,7 +197,13 @@ mod tests {
         zone(root, "intel-rapl:0", "package-0", "1000", "262143328850");
         zone(root, "intel-rapl:0:0", "core", "500", "262143328850");
         zone(root, "intel-rapl:1", "package-1", "7000", "262143328850");
-        zone(root, "intel-rapl-mmio:0", "package-0", "1000", "262143328850");
+        zone(
+            root,
+            "intel-rapl-mmio:0",
+            "package-0",
+            "1000",
+            "262143328850",
+        );
         zone(root, "intel-rapl:2", "psys", "1000", "262143328850");
         let counters = EnergyCounters::open(root).expect("counters");
         assert_eq!(
