@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::model_args::build_net;
-use crate::objective_args::{ObjectiveArgs, flag_error};
+use crate::objective_args::{ObjectiveArgs, PowersReport, flag_error};
 use crate::run::parse_loss;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -129,19 +129,24 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         Some(path) => read_graph(path)?,
         None => predicted_graph(args)?,
     };
+    let objective = args.objective.choice()?.report();
     let scenario = scenario(args)?;
     let solver = solver(args)?;
     let plan = solver.solve(&graph, &scenario)?;
     let edge_only = Plan::edge_only(&graph, &scenario);
     let cloud_only = Plan::cloud_only(&graph, &scenario);
     if args.json {
-        let report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        let mut report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        report.powers_w = objective.powers_w;
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!(
             "{}",
             text_report(&graph, &scenario, &plan, &edge_only, &cloud_only)
         );
+        if objective.powers_w.is_some() {
+            println!("{}", objective.line());
+        }
     }
     Ok(())
 }
@@ -228,6 +233,9 @@ struct PlanReport {
     objective: &'static str,
     objective_value: f64,
     objective_unit: &'static str,
+    /// The energy objective's powers and where they come from; absent for latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    powers_w: Option<PowersReport>,
     cloud_nodes: Vec<String>,
     edge_nodes: Vec<String>,
     transfers: Vec<TransferReport>,
@@ -283,6 +291,7 @@ impl PlanReport {
             objective: s.objective().name(),
             objective_value: plan.value(),
             objective_unit: s.objective().unit(),
+            powers_w: None,
             cloud_nodes: ids(graph, &plan.cloud_nodes()),
             edge_nodes: ids(graph, &plan.edge_nodes()),
             transfers: plan

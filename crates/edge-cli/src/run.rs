@@ -587,10 +587,7 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
             "measured edge energy: {mj:.1} mJ ({})\n",
             report.measured_energy.note
         ),
-        None => format!(
-            "measured edge energy: none ({})\n",
-            report.measured_energy.note
-        ),
+        None => format!("measured edge energy: {}\n", report.measured_energy.note),
     };
     if m.load > 0.0 {
         out += &format!(

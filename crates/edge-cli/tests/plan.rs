@@ -227,6 +227,13 @@ fn a_device_class_supplies_the_powers_and_an_override_replaces_one() {
         ];
         args.extend_from_slice(extra);
         let v = json_plan(&args);
+        let powers = &v["powers_w"];
+        assert!(
+            powers["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("device class ")),
+            "{v}"
+        );
         let p = &v["predicted_ms"];
         let ms = |k: &str| p[k].as_f64().expect("number");
         (
@@ -238,7 +245,8 @@ fn a_device_class_supplies_the_powers_and_an_override_replaces_one() {
             ],
         )
     };
-    // The Raspberry Pi class: 6.4 W computing, 2.7 + 1.55 W transmitting, 2.7 W idle.
+    // The Raspberry Pi class: 6.4 W computing, 2.7 + 1.55 W transmitting, 2.7 W idle, with
+    // where those figures come from.
     let (mj, [edge, up, rest]) = plan_mj(&["--device-class", "raspberry-pi"]);
     assert!(
         (mj - (6.4 * edge + 4.25 * up + 2.7 * rest)).abs() < 1e-6,

@@ -371,6 +371,8 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
         "predicted",
         "measured",
         "seeded random",
+        "objective: latency (ms)",
+        "measured edge energy: ",
     ] {
         assert!(text.contains(needle), "no `{needle}` in:\n{text}");
     }
