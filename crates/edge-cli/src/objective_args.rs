@@ -21,14 +21,14 @@ pub struct ObjectiveArgs {
     /// published measurements behind each [default: phone].
     #[arg(long, value_name = "NAME", value_parser = parse_device_class)]
     device_class: Option<DeviceClass>,
-    /// Edge power while computing, in W, instead of the device class's (energy objective).
+    /// Edge power while computing, in W (energy objective) [default: the device class's].
     #[arg(long, value_name = "W")]
     compute_w: Option<f64>,
-    /// Edge power while transmitting, in W, instead of the device class's (energy objective).
+    /// Edge power while transmitting, in W (energy objective) [default: the device class's].
     #[arg(long, value_name = "W")]
     transmit_w: Option<f64>,
-    /// Edge power while idle, waiting for the cloud, in W, instead of the device class's
-    /// (energy objective).
+    /// Edge power while idle, waiting for the cloud, in W (energy objective) [default: the
+    /// device class's].
     #[arg(long, value_name = "W")]
     idle_w: Option<f64>,
 }
