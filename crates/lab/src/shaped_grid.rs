@@ -144,7 +144,7 @@ pub fn run_shaped_grid(
                 },
             })?;
             let _: Loaded = edge.receive()?;
-            edge.join_cgroup(testbed.cgroup())?;
+            testbed.join_edge_cgroup(edge.pid())?;
             edge.send(&Go { go: true })?;
             let result: CellResult = edge.receive()?;
             edge.finish()?;
@@ -317,13 +317,9 @@ impl Process {
         read.map_err(|reason| self.failure(&step, reason))
     }
 
-    /// Moves the process into the CPU cgroup `dir`.
-    fn join_cgroup(&mut self, dir: &Path) -> Result<(), LabError> {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, self.child.id().to_string()).map_err(|e| LabError::Testbed {
-            step: format!("moving the {} process into {}", self.role, procs.display()),
-            reason: e.to_string(),
-        })
+    /// Its process id.
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Closes its stdin and waits for it to exit successfully.

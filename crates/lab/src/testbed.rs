@@ -156,12 +156,6 @@ impl Testbed {
         &self.cloud_ns
     }
 
-    /// The edge's CPU cgroup directory; a process joins it when its pid is written to
-    /// `cgroup.procs` there.
-    pub fn cgroup(&self) -> &Path {
-        self.cgroup.dir()
-    }
-
     /// Shapes the uplink (edge → cloud) to `mbps` with a tbf qdisc on the edge's veth end,
     /// replacing any earlier rate. The bucket holds 1 ms of traffic (at least 4 KiB) and the
     /// queue 500 ms (at least 64 KiB), so that bursts are paced and a congestion window that
@@ -194,6 +188,11 @@ impl Testbed {
                 &limit.to_string(),
             ],
         )
+    }
+
+    /// Moves the process `pid` into the edge's CPU cgroup.
+    pub fn join_edge_cgroup(&self, pid: u32) -> Result<(), LabError> {
+        self.cgroup.add(pid)
     }
 
     /// Sets the edge's CPU quota to `cpus` CPUs ([`CpuCgroup::set_cpus`]).
