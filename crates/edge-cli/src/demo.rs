@@ -9,6 +9,7 @@ use lab::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 use runtime::default_cache_dir;
 use transport::Loss;
 
+use crate::objective_args::ObjectiveArgs;
 use crate::run::parse_loss;
 
 /// Run AlexNet and ResNet-18 split between an emulated edge and a cloud on this machine.
@@ -26,6 +27,7 @@ use crate::run::parse_loss;
 #[command(after_help = "Examples:
   cargo run --release -p edge-cli -- demo
   cargo run --release -p edge-cli -- demo --max-loss int8
+  cargo run --release -p edge-cli -- demo --objective energy --device-class raspberry-pi
 
 The real thing runs on two machines: `cutpoint-cloud serve` on the server and
 `cutpoint-edge run --connect HOST:4433 ...` on the device.")]
@@ -34,14 +36,18 @@ pub struct DemoArgs {
     /// lossless compression or the image file), f16, or int8 (see `fidelity`).
     #[arg(long, value_name = "exact|f16|int8", default_value = "exact", value_parser = parse_loss)]
     max_loss: Loss,
+    #[command(flatten)]
+    objective: ObjectiveArgs,
 }
 
 /// Runs the command.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
     let cache_dir = default_cache_dir()?;
+    let objective = args.objective.choice()?;
     let mut config = DemoConfig::standard(cache_dir.clone())?;
     config.max_loss = args.max_loss;
+    config.objective = objective.objective();
     println!("cutpoint demo: collaborative inference on this machine");
     println!(
         "  cloud:   a server in this process on loopback (QUIC), {} backend",
@@ -62,6 +68,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}",
         config.max_loss
     );
+    println!("  {}", objective.report().line());
     let runtime = runtime::async_runtime()?;
     let rows = runtime.block_on(run_demo(&config, print_case))?;
     let csv_path = cache_dir.join("demo").join("demo.csv");
@@ -88,7 +95,8 @@ fn print_case(rows: &[DemoRow]) {
         "\n{} over a {} Mbit/s uplink (emulated)",
         first.model, first.uplink_mbps
     );
-    let mut table = Table::new(&[
+    let energy = first.predicted_mj.is_some();
+    let mut header = vec![
         "plan",
         "cut",
         "upload KB",
@@ -98,9 +106,13 @@ fn print_case(rows: &[DemoRow]) {
         "upload",
         "cloud",
         "download",
-    ]);
+    ];
+    if energy {
+        header.push("predicted mJ");
+    }
+    let mut table = Table::new(&header);
     for r in rows {
-        table.row(vec![
+        let mut row = vec![
             r.strategy.name().to_string(),
             r.cut.clone(),
             format!("{:.1}", r.upload_bytes as f64 / 1e3),
@@ -110,7 +122,11 @@ fn print_case(rows: &[DemoRow]) {
             format!("{:.0}", r.measured.upload_ms),
             format!("{:.0}", r.measured.cloud_ms + r.measured.queue_ms),
             format!("{:.0}", r.measured.download_ms),
-        ]);
+        ];
+        if let Some(mj) = r.predicted_mj {
+            row.push(format!("{mj:.0}"));
+        }
+        table.row(row);
     }
     for line in table.render().lines() {
         println!("  {line}");

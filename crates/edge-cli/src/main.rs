@@ -7,6 +7,7 @@ mod graph;
 mod layers;
 mod local;
 mod model_args;
+mod objective_args;
 mod plan;
 mod run;
 mod sweep;

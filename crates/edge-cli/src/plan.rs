@@ -4,14 +4,13 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::model_args::build_net;
+use crate::objective_args::{ObjectiveArgs, PowersReport, flag_error};
 use crate::run::parse_loss;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use models::Backend;
-use partition_core::{
-    Direction, Graph, Link, Objective, Plan, Scenario, ScenarioError, Solver, readable,
-};
+use partition_core::{Direction, Graph, Link, Objective, Plan, Scenario, Solver};
 use predictor::DeviceProfile;
 use runtime::{
     BreakdownMs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, async_runtime,
@@ -37,6 +36,8 @@ use cli_common::Table;
   cutpoint-edge plan --graph examples/graphs/resnet18.json --uplink-mbps 18.88 --json
   cutpoint-edge plan --model alexnet --edge-profile edge.profile --cloud-profile cloud.profile \\
       --uplink-mbps 1.1
+  cutpoint-edge plan --graph - --uplink-mbps 1.1 --objective energy \\
+      --device-class raspberry-pi < graph.json
   cutpoint-edge plan --graph - --uplink-mbps 1.1 --objective energy \\
       --compute-w 2.5 --transmit-w 1.2 --idle-w 0.3 < graph.json
 
@@ -77,18 +78,8 @@ pub struct PlanArgs {
     /// Round-trip time in ms.
     #[arg(long, value_name = "MS", default_value_t = 0.0)]
     rtt_ms: f64,
-    /// What to minimise: end-to-end latency, or the edge's energy (needs the three powers).
-    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
-    objective: ObjectiveArg,
-    /// Edge power while computing, in W (energy objective).
-    #[arg(long, value_name = "W")]
-    compute_w: Option<f64>,
-    /// Edge power while transmitting, in W (energy objective).
-    #[arg(long, value_name = "W")]
-    transmit_w: Option<f64>,
-    /// Edge power while idle, waiting for the cloud, in W (energy objective).
-    #[arg(long, value_name = "W")]
-    idle_w: Option<f64>,
+    #[command(flatten)]
+    objective: ObjectiveArgs,
     /// Cloud load factor (≥ 1); multiplies every cloud time (the older load model; a server
     /// reports --wait-ms).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
@@ -123,12 +114,6 @@ pub struct PlanArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ObjectiveArg {
-    Latency,
-    Energy,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum SolverArg {
     Auto,
     Chain,
@@ -144,19 +129,24 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         Some(path) => read_graph(path)?,
         None => predicted_graph(args)?,
     };
+    let objective = args.objective.choice()?.report();
     let scenario = scenario(args)?;
     let solver = solver(args)?;
     let plan = solver.solve(&graph, &scenario)?;
     let edge_only = Plan::edge_only(&graph, &scenario);
     let cloud_only = Plan::cloud_only(&graph, &scenario);
     if args.json {
-        let report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        let mut report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
+        report.powers_w = objective.powers_w;
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!(
             "{}",
             text_report(&graph, &scenario, &plan, &edge_only, &cloud_only)
         );
+        if objective.powers_w.is_some() {
+            println!("{}", objective.line());
+        }
     }
     Ok(())
 }
@@ -207,56 +197,12 @@ fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
 }
 
 fn scenario(args: &PlanArgs) -> Result<Scenario> {
-    let powers = [
-        ("--compute-w", args.compute_w),
-        ("--transmit-w", args.transmit_w),
-        ("--idle-w", args.idle_w),
-    ];
-    let objective = match args.objective {
-        ObjectiveArg::Latency => {
-            if let Some((flag, _)) = powers.iter().find(|(_, v)| v.is_some()) {
-                bail!("{flag} only applies to --objective energy");
-            }
-            Objective::Latency
-        }
-        ObjectiveArg::Energy => {
-            let missing: Vec<&str> = powers
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(f, _)| *f)
-                .collect();
-            if !missing.is_empty() {
-                bail!(
-                    "--objective energy needs the edge's power draw in watts: give {}",
-                    missing.join(", ")
-                );
-            }
-            Objective::Energy {
-                compute_w: args.compute_w.unwrap_or_default(),
-                transmit_w: args.transmit_w.unwrap_or_default(),
-                idle_w: args.idle_w.unwrap_or_default(),
-            }
-        }
-    };
+    let objective = args.objective.choice()?.objective();
     let downlink = args.downlink_mbps.unwrap_or(args.uplink_mbps);
     let link = Link::new(args.uplink_mbps, downlink, args.rtt_ms).map_err(flag_error)?;
     Scenario::new(link, objective, args.load_factor)
         .and_then(|s| s.with_wait(args.wait_ms))
         .map_err(flag_error)
-}
-
-/// Names the flag rather than the field: `--uplink-mbps 0: must be …`.
-fn flag_error(e: ScenarioError) -> anyhow::Error {
-    let ScenarioError::OutOfRange {
-        name,
-        value,
-        expected,
-    } = e;
-    let flag = name.replace('_', "-");
-    anyhow!(
-        "--{flag} {} is out of range: give {expected}",
-        readable(value)
-    )
 }
 
 fn solver(args: &PlanArgs) -> Result<Solver> {
@@ -287,6 +233,9 @@ struct PlanReport {
     objective: &'static str,
     objective_value: f64,
     objective_unit: &'static str,
+    /// The energy objective's powers and where they come from; absent for latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    powers_w: Option<PowersReport>,
     cloud_nodes: Vec<String>,
     edge_nodes: Vec<String>,
     transfers: Vec<TransferReport>,
@@ -342,6 +291,7 @@ impl PlanReport {
             objective: s.objective().name(),
             objective_value: plan.value(),
             objective_unit: s.objective().unit(),
+            powers_w: None,
             cloud_nodes: ids(graph, &plan.cloud_nodes()),
             edge_nodes: ids(graph, &plan.edge_nodes()),
             transfers: plan

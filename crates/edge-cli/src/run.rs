@@ -18,6 +18,7 @@ use transport::{LinkEstimate, Loss};
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::ModelArgs;
+use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
 use crate::plan::read_graph;
 use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
 
@@ -25,11 +26,13 @@ use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
 ///
 /// It connects (QUIC, TLS, token), plans the cut for the measured link and the cloud's load,
 /// runs the edge part here, ships the tensors at the cut, and prints the measured bandwidth and
-/// RTT, the cut, the predicted against the measured breakdown, and the top-5 classes when
-/// --weights is given. When the cloud cannot answer, the request finishes here and the output
-/// says why. The planner prices each layer with the --graph file for the model, or the two
-/// device profiles, or else a quick profile of this machine (built on first use and cached)
-/// that assumes the cloud is as fast as this machine.
+/// RTT, the cut, the predicted against the measured breakdown (and with --objective energy the
+/// plan's predicted edge energy), the edge's energy as the CPU's own counters measured it where
+/// the machine has them, and the top-5 classes when --weights is given. When the cloud cannot
+/// answer, the request finishes here and the output says why. The planner prices each layer
+/// with the --graph file for the model, or the device profiles, or this device's own timing
+/// (--measure-edge), or else a quick profile of this machine (built on first use and cached);
+/// the cloud's layers as the server publishes them, else as fast as this machine.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge run --connect 10.0.0.5:4433 --token-file token --model resnet18 \\
@@ -37,6 +40,8 @@ use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
   cutpoint-edge run --connect cloud.example:4433 --model alexnet --split cloud --json
   cutpoint-edge run --connect 10.0.0.5:4433 --model vgg16 --edge-profile edge.profile \\
       --cloud-profile cloud.profile --uplink-mbps 5.85
+  cutpoint-edge run --connect 10.0.0.5:4433 --model resnet18 --objective energy \\
+      --device-class raspberry-pi --measure-edge
 
 The token file is the one `cutpoint-cloud serve` printed at start-up (or set
 CUTPOINT_TOKEN_FILE). Both sides must load the same weights: the same --weights file, or the
@@ -76,7 +81,7 @@ pub struct RunArgs {
     json: bool,
 }
 
-/// How the cut is chosen: `--split` and `--uplink-mbps`.
+/// How the cut is chosen: `--split`, `--uplink-mbps`, `--max-loss` and the objective.
 #[derive(Args)]
 pub struct SplitArgs {
     /// How to cut: auto (the planner, for the live link and load), edge (everything here),
@@ -94,17 +99,23 @@ pub struct SplitArgs {
     /// `fidelity` for what each costs in accuracy.
     #[arg(long, value_name = "exact|f16|int8", default_value = "exact", value_parser = parse_loss)]
     pub max_loss: Loss,
+    #[command(flatten)]
+    objective: ObjectiveArgs,
 }
 
 impl SplitArgs {
-    /// Session settings with this split and uplink override, defaults otherwise.
-    pub fn config(&self) -> EdgeConfig {
-        EdgeConfig {
+    /// Session settings with this split, uplink override, loss and objective, defaults
+    /// otherwise; and the objective as chosen, for reports.
+    pub fn config(&self) -> Result<(EdgeConfig, ObjectiveChoice)> {
+        let objective = self.objective.choice()?;
+        let config = EdgeConfig {
             split: self.split.clone(),
             uplink_mbps: self.uplink_mbps,
             max_loss: self.max_loss,
+            objective: objective.objective(),
             ..EdgeConfig::default()
-        }
+        };
+        Ok((config, objective))
     }
 
     /// The split mode as given: `auto`, `edge`, `cloud` or the node ids.
@@ -138,6 +149,17 @@ pub struct CostArgs {
     /// its "name" names, instead of the profiles (repeatable, one per model).
     #[arg(long, value_name = "FILE")]
     graph: Vec<String>,
+    /// Price this device's layers by timing the model here at start (3 whole passes, each
+    /// node timed as the pass runs it, scaled to the mean pass), instead of a profile: the device's speed
+    /// as it runs now, under a CPU quota or a power cap too. The cloud's costs are the ones the
+    /// server publishes, else assumed as fast as this device.
+    #[arg(long, conflicts_with = "edge_profile")]
+    measure_edge: bool,
+    /// Ignore the per-layer costs the server publishes and plan with the cloud costs given
+    /// here (--cloud-profile, a --graph file, or else the cloud assumed as fast as this
+    /// device), to see what learning them changes [default: use them].
+    #[arg(long)]
+    no_published_costs: bool,
 }
 
 impl CostArgs {
@@ -170,9 +192,15 @@ impl CostArgs {
                 );
                 costs
             }
-            _ if !self.graph.is_empty() => Costs::new(),
+            _ if !self.graph.is_empty() || self.measure_edge => Costs::new(),
             _ => Costs::quick(&runtime::default_cache_dir()?, backend, nets, true)?,
         };
+        if self.measure_edge {
+            costs.measure_here();
+        }
+        if self.no_published_costs {
+            costs.ignore_published();
+        }
         for path in &self.graph {
             costs
                 .add_graph(format!("graph file {path}"), read_graph(path)?)
@@ -224,12 +252,17 @@ struct RunReport {
     costs: CostsReport,
     split: String,
     max_loss: String,
+    objective: ObjectiveReport,
     link: LinkReport,
     /// The cloud's expected wait the plan paid, ms.
     wait_ms: f64,
     cut: CutReport,
     predicted_ms: BreakdownMs,
+    /// The plan's predicted edge energy, mJ, under the energy objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicted_mj: Option<f64>,
     measured_ms: MeasuredMs,
+    measured_energy: EnergyReport,
     fallback: Option<String>,
     output_shape: Vec<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,6 +281,15 @@ struct CostsReport {
     edge: String,
     /// The cloud's: as given, published by the server, or assumed (and why).
     cloud: String,
+}
+
+/// The edge's energy as the CPU's own counters measured it.
+#[derive(Serialize)]
+struct EnergyReport {
+    /// The CPU packages' energy over the edge's compute, mJ; `None` without counters.
+    edge_mj: Option<f64>,
+    /// What the figure covers (package-wide), or why there is none.
+    note: String,
 }
 
 /// Where the input came from, and its shape.
@@ -335,7 +377,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None => WeightsSource::Seeded(args.seed),
     };
     let model = load(net, &weights, args.backend.backend)?;
-    let (mut session, cost_source) = session(&costs, model, args.planning.config())?;
+    let (config, objective) = args.planning.config()?;
+    let (mut session, cost_source) = session(&costs, model, config)?;
     let input_shape = match &input {
         RunInput::Tensor(tensor) => InputShape::Tensor(tensor.shape().to_vec()),
         RunInput::Image(file) => {
@@ -377,6 +420,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         },
         split: args.planning.split_name(),
         max_loss: args.planning.max_loss.to_string(),
+        objective: objective.report(),
         link: LinkReport {
             measured: measured_link(estimate.as_ref()),
             planned: PlannedLink {
@@ -389,6 +433,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         wait_ms: outcome.wait_ms,
         cut: outcome.cut_report(),
         predicted_ms: BreakdownMs::from(&outcome.predicted),
+        predicted_mj: objective.predicted_mj(&outcome.predicted),
         measured_ms: MeasuredMs {
             edge: outcome.measured.edge_ms,
             upload: outcome.measured.upload_ms,
@@ -398,6 +443,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             download: outcome.measured.download_ms,
             other: outcome.measured.other_ms(),
             total: outcome.measured.total_ms,
+        },
+        measured_energy: EnergyReport {
+            edge_mj: outcome.measured.edge_energy_mj,
+            note: match session.energy_counters() {
+                Ok(counters) => format!("the edge's compute only, {}", counters.describe()),
+                Err(reason) => reason.to_string(),
+            },
         },
         fallback: outcome.fallback.clone(),
         output_shape: outcome.output.shape().to_vec(),
@@ -463,6 +515,7 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         figure(Some(planned.rtt_ms), "ms"),
         report.wait_ms
     );
+    out += &format!("{}\n", report.objective.line());
     let cloud = report.cut.cloud_nodes.len();
     let net_nodes = graph.len() - usize::from(graph.index_of(runtime::INPUT_FILE_ID).is_some());
     out += &match report.cut.kind {
@@ -526,6 +579,16 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         ms(m.total),
     ]);
     out += &table.render();
+    if let Some(mj) = report.predicted_mj {
+        out += &format!("predicted edge energy: {mj:.1} mJ\n");
+    }
+    out += &match report.measured_energy.edge_mj {
+        Some(mj) => format!(
+            "measured edge energy: {mj:.1} mJ ({})\n",
+            report.measured_energy.note
+        ),
+        None => format!("measured edge energy: {}\n", report.measured_energy.note),
+    };
     if m.load > 0.0 {
         out += &format!(
             "the cloud loaded the model for this first request in {:.1} ms (apart from compute)\n",

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::build_net;
+use crate::objective_args::ObjectiveReport;
 use crate::run::{CostArgs, SplitArgs, load, session};
 
 /// Run a queue of inference tasks against a cloud server (Neurosurgeon's multi-task mode).
@@ -96,6 +97,7 @@ pub struct TasksArgs {
 struct TasksJson<'a> {
     server: &'a str,
     split: String,
+    objective: ObjectiveReport,
     models: Vec<QueueModel>,
     connect_warnings: &'a [String],
     /// `tasks` (the records) and `summary`.
@@ -120,6 +122,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
         (None, None) => bail!("give the tasks with --tasks FILE or --random N"),
     };
     let nets = task_networks(&tasks, &specs).context("--model-spec")?;
+    let (config, objective) = args.planning.config()?;
     let costs = args.costs.load(&nets, args.backend.backend)?;
     let mut queue = TaskQueue::new(QueueConfig {
         seed: args.seed,
@@ -131,7 +134,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
             &WeightsSource::Seeded(args.weights_seed),
             args.backend.backend,
         )?;
-        let (session, origin) = session(&costs, model, args.planning.config())?;
+        let (session, origin) = session(&costs, model, config.clone())?;
         queue.add(session, origin)?;
     }
 
@@ -147,6 +150,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
                 args.connect.server(),
                 args.planning.split_name()
             );
+            println!("{}", objective.report().line());
             for m in queue.models() {
                 println!("  {}: costs from {}", m.model, m.costs);
             }
@@ -165,6 +169,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
         let json = TasksJson {
             server: args.connect.server(),
             split: args.planning.split_name(),
+            objective: objective.report(),
             models: queue.models(),
             connect_warnings: &warnings,
             report: &report,

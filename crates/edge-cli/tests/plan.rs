@@ -214,6 +214,56 @@ fn energy_objective_reports_millijoules() {
 }
 
 #[test]
+fn a_device_class_supplies_the_powers_and_an_override_replaces_one() {
+    let alexnet = repo_file("examples/graphs/alexnet.json");
+    let plan_mj = |extra: &[&str]| {
+        let mut args = vec![
+            "--graph",
+            &alexnet,
+            "--uplink-mbps",
+            "5.85",
+            "--objective",
+            "energy",
+        ];
+        args.extend_from_slice(extra);
+        let v = json_plan(&args);
+        let powers = &v["powers_w"];
+        assert!(
+            powers["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("device class ")),
+            "{v}"
+        );
+        let p = &v["predicted_ms"];
+        let ms = |k: &str| p[k].as_f64().expect("number");
+        (
+            v["objective_value"].as_f64().expect("number"),
+            [
+                ms("edge"),
+                ms("upload"),
+                ms("cloud") + ms("download") + ms("rtt"),
+            ],
+        )
+    };
+    // The Raspberry Pi class: 6.4 W computing, 2.7 + 1.55 W transmitting, 2.7 W idle, with
+    // where those figures come from.
+    let (mj, [edge, up, rest]) = plan_mj(&["--device-class", "raspberry-pi"]);
+    assert!(
+        (mj - (6.4 * edge + 4.25 * up + 2.7 * rest)).abs() < 1e-6,
+        "{mj}"
+    );
+    // No class named: the phone's powers.
+    let (mj, [edge, up, rest]) = plan_mj(&[]);
+    assert!(
+        (mj - (3.0 * edge + 4.1 * up + 0.6 * rest)).abs() < 1e-6,
+        "{mj}"
+    );
+    // One override, the class's other two.
+    let (mj, [edge, up, rest]) = plan_mj(&["--device-class", "jetson", "--idle-w", "0"]);
+    assert!((mj - (5.6 * edge + 3.15 * up)).abs() < 1e-6, "{mj} {rest}");
+}
+
+#[test]
 fn human_output_shows_the_cut_beside_the_baselines() {
     let alexnet = repo_file("examples/graphs/alexnet.json");
     let out = edge(&[
@@ -278,10 +328,18 @@ fn bad_input_gives_one_line_errors() {
         ),
         (plan(&["--load-factor", "0.5"]), vec!["--load-factor"]),
         (
-            plan(&["--objective", "energy"]),
-            vec!["--compute-w", "--idle-w"],
+            plan(&["--objective", "energy", "--device-class", "toaster"]),
+            vec!["toaster", "raspberry-pi"],
+        ),
+        (
+            plan(&["--objective", "energy", "--compute-w=-1"]),
+            vec!["--compute-w -1"],
         ),
         (plan(&["--idle-w", "1"]), vec!["--objective energy"]),
+        (
+            plan(&["--device-class", "jetson"]),
+            vec!["--objective energy"],
+        ),
         (
             plan(&["--solver", "chain", "--allow-return"]),
             vec!["--solver dp"],

@@ -371,6 +371,8 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
         "predicted",
         "measured",
         "seeded random",
+        "objective: latency (ms)",
+        "measured edge energy: ",
     ] {
         assert!(text.contains(needle), "no `{needle}` in:\n{text}");
     }
@@ -381,6 +383,97 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
     assert!(
         pinned.contains(&setup.cloud.fingerprint().to_string()),
         "{pinned}"
+    );
+    setup.stop();
+}
+
+/// The predicted energy a report gives against the powers it names and the predicted times:
+/// compute on the edge, transmit the upload, idle for the rest.
+fn energy_of(predicted_ms: &Value, powers: &Value) -> f64 {
+    let ms = |k: &str| predicted_ms[k].as_f64().expect("a time");
+    let w = |k: &str| powers[k].as_f64().expect("a power");
+    w("compute") * ms("edge")
+        + w("transmit") * ms("upload")
+        + w("idle") * (ms("cloud") + ms("download") + ms("rtt") + ms("wait"))
+}
+
+#[test]
+fn energy_runs_and_tasks_report_the_powers_and_the_predicted_millijoules() {
+    let setup = Setup::start("energy");
+    let energy = [
+        "--objective",
+        "energy",
+        "--device-class",
+        "jetson",
+        "--idle-w",
+        "0.5",
+    ];
+    for split in ["edge", "cloud"] {
+        let mut extra = vec!["--split", split];
+        extra.extend_from_slice(&energy);
+        let report = setup.run_json(false, &extra);
+        let objective = &report["objective"];
+        assert_eq!(objective["name"], "energy", "{report}");
+        let powers = &objective["powers_w"];
+        assert_eq!(powers["device_class"], "jetson");
+        assert_eq!(
+            (powers["compute"].as_f64(), powers["idle"].as_f64()),
+            (Some(5.6), Some(0.5))
+        );
+        assert!(
+            powers["source"]
+                .as_str()
+                .is_some_and(|s| s.contains("--idle-w")),
+            "{powers}"
+        );
+        let mj = report["predicted_mj"].as_f64().expect("predicted mJ");
+        let expected = energy_of(&report["predicted_ms"], powers);
+        assert!(
+            mj > 0.0 && (mj - expected).abs() <= 1e-9 * expected,
+            "{report}"
+        );
+        // The CPU's own counters: a package-wide figure where the machine has them, and where
+        // it has none (or may not read them) a plain statement of that.
+        let measured = &report["measured_energy"];
+        let note = measured["note"].as_str().expect("note");
+        match measured["edge_mj"].as_f64() {
+            Some(mj) => assert!(mj >= 0.0 && note.contains("package-wide"), "{measured}"),
+            None => assert!(
+                note.contains("no powercap energy counters") || note.contains("cannot be read"),
+                "{measured}"
+            ),
+        }
+    }
+    // A latency run names its objective and no powers.
+    let report = setup.run_json(false, &["--split", "edge"]);
+    assert_eq!(report["objective"], serde_json::json!({"name": "latency"}));
+    assert!(report.get("predicted_mj").is_none(), "{report}");
+
+    // Tasks: each record and the summary carry the predicted energy.
+    let mut args = tasks_args(&setup, &["--random", "3", "--json"]);
+    args.extend(energy.iter().map(|a| a.to_string()));
+    let tasks: Value =
+        serde_json::from_str(&ok(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .expect("tasks JSON");
+    assert_eq!(tasks["objective"]["name"], "energy");
+    let records = tasks["tasks"].as_array().expect("records");
+    let sum: f64 = records
+        .iter()
+        .map(|t| t["predicted_mj"].as_f64().expect("a task's predicted mJ"))
+        .sum();
+    let total = tasks["summary"]["predicted_energy_mj"]
+        .as_f64()
+        .expect("total");
+    assert!((sum - total).abs() <= 1e-9 * total, "{tasks}");
+    // Power flags without the energy objective are refused, naming the flag.
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(setup.connect_flags());
+    args.extend(setup.model_flags(false));
+    args.extend(["--compute-w".into(), "2".into()]);
+    let err = one_line_error(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("--compute-w only applies to --objective energy"),
+        "{err}"
     );
     setup.stop();
 }

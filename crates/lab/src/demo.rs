@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use models::{Backend, Net, zoo};
-use partition_core::Breakdown;
+use partition_core::{Breakdown, Objective};
 use transport::Loss;
 
 use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode};
@@ -39,6 +39,8 @@ pub struct DemoConfig {
     pub progress: bool,
     /// The loss the chosen plan may use at the boundary. Default: exact.
     pub max_loss: Loss,
+    /// What the chosen plan minimises. Default: latency.
+    pub objective: Objective,
 }
 
 impl DemoConfig {
@@ -54,6 +56,7 @@ impl DemoConfig {
             sweep_samples: None,
             progress: true,
             max_loss: Loss::Exact,
+            objective: Objective::Latency,
         })
     }
 }
@@ -125,6 +128,8 @@ pub struct DemoRow {
     pub upload_bytes: u64,
     /// The plan's predicted breakdown.
     pub predicted: Breakdown,
+    /// The plan's predicted edge energy, mJ, when the demo plans for energy.
+    pub predicted_mj: Option<f64>,
     /// The median request's measured breakdown.
     pub measured: Measured,
     /// Why a request ran locally although its plan used the cloud, if one did.
@@ -184,8 +189,13 @@ async fn run_cases(
     for net in &config.models {
         // Load the cloud's copy now, so that no measured request waits for it.
         cloud.server().preload(net.name()).await?;
-        let mut session =
-            rig::slow_edge_session(net, config.backend, profiles, config.edge_slowdown)?;
+        let mut session = rig::slow_edge_session(
+            net,
+            config.backend,
+            profiles,
+            config.edge_slowdown,
+            config.objective,
+        )?;
         session.set_max_loss(config.max_loss)?;
         let input = lab_input(net)?;
         for &uplink_mbps in &config.uplinks_mbps {
@@ -212,6 +222,10 @@ async fn run_cases(
                     cut,
                     upload_bytes,
                     predicted: outcome.predicted,
+                    predicted_mj: match config.objective {
+                        Objective::Latency => None,
+                        energy => Some(outcome.predicted.objective_value(&energy)),
+                    },
                     measured: outcome.measured,
                     fallback,
                 });
@@ -224,19 +238,23 @@ async fn run_cases(
     Ok(())
 }
 
-/// The rows as CSV with a header: model, uplink, strategy, cut, bytes, then the predicted and
+/// The rows as CSV with a header: model, uplink, strategy, cut, bytes, then the predicted
+/// parts in ms, the predicted edge energy in mJ (empty unless the demo planned for energy), the
 /// measured parts in ms, and the fallback reason (empty when none).
 pub fn demo_csv(rows: &[DemoRow]) -> String {
     let mut out = String::from(
         "model,uplink_mbps,strategy,cut,upload_bytes,\
-predicted_edge_ms,predicted_upload_ms,predicted_cloud_ms,predicted_download_ms,predicted_rtt_ms,predicted_total_ms,\
+predicted_edge_ms,predicted_upload_ms,predicted_cloud_ms,predicted_download_ms,predicted_rtt_ms,predicted_total_ms,predicted_edge_mj,\
 measured_edge_ms,measured_upload_ms,measured_queue_ms,measured_cloud_ms,measured_download_ms,measured_total_ms,fallback\n",
     );
     for r in rows {
         let (p, m) = (&r.predicted, &r.measured);
         let fallback = r.fallback.as_deref().unwrap_or("").replace('"', "'");
+        let mj = r
+            .predicted_mj
+            .map_or_else(String::new, |mj| format!("{mj:.3}"));
         out.push_str(&format!(
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},\"{fallback}\"\n",
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{mj},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},\"{fallback}\"\n",
             r.model,
             r.uplink_mbps,
             r.strategy.name(),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use models::{Backend, Net};
-use partition_core::{Link, Scenario, Solver};
+use partition_core::{Link, Objective, Scenario, Solver};
 use serde::{Deserialize, Serialize};
 use transport::{Loss, Relay};
 
@@ -235,7 +235,13 @@ async fn measure(
     cloud.server().preload(net.name()).await?;
     let input = lab_input(net)?;
     for &edge_cpu in &config.edge_cpus {
-        let mut session = rig::slow_edge_session(net, config.backend, profiles, 1.0 / edge_cpu)?;
+        let mut session = rig::slow_edge_session(
+            net,
+            config.backend,
+            profiles,
+            1.0 / edge_cpu,
+            Objective::Latency,
+        )?;
         session.set_max_loss(config.max_loss)?;
         let edge_scale = rig::calibrate_edge(&mut session, &input, config.repeats).await?;
         let modes = candidates(&mut session, &input, &config.uplinks_mbps, config.rtt_ms).await?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use models::{Backend, HostTensor, Net, SAMPLE_JPEG};
+use partition_core::Objective;
 use transport::{ClientConfig, Relay, RelayConfig, Shaper};
 
 use runtime::{
@@ -73,17 +74,19 @@ pub(crate) async fn rtt_relay(
 const LAB_REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A session for `net` (seeded weights) planned with the quick profiles, its edge emulated
-/// `edge_slowdown` times slower than this machine, and requests allowed
+/// `edge_slowdown` times slower than this machine, minimising `objective`, and requests allowed
 /// [`LAB_REQUEST_TIMEOUT`].
 pub(crate) fn slow_edge_session(
     net: &Net,
     backend: Backend,
     profiles: &QuickProfiles,
     edge_slowdown: f64,
+    objective: Objective,
 ) -> Result<EdgeSession, LabError> {
     let loaded = LoadedModel::load(net.clone(), &WeightsSource::Seeded(DEFAULT_SEED), backend)?;
     let config = EdgeConfig {
         edge_slowdown,
+        objective,
         request_timeout: LAB_REQUEST_TIMEOUT,
         ..EdgeConfig::default()
     };

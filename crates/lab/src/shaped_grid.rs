@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use models::{Backend, Net};
+use partition_core::Objective;
 use serde::{Deserialize, Serialize};
 use transport::{ClientConfig, Fingerprint, ServerTrust, Token};
 
@@ -143,7 +144,7 @@ pub fn run_shaped_grid(
                 },
             })?;
             let _: Loaded = edge.receive()?;
-            edge.join_cgroup(testbed.cgroup())?;
+            testbed.join_edge_cgroup(edge.pid())?;
             edge.send(&Go { go: true })?;
             let result: CellResult = edge.receive()?;
             edge.finish()?;
@@ -211,7 +212,7 @@ pub fn lab_cell_process() -> Result<(), LabError> {
         job.sweep_samples,
         false,
     )?;
-    let mut session = rig::slow_edge_session(&net, backend, &profiles, 1.0)?;
+    let mut session = rig::slow_edge_session(&net, backend, &profiles, 1.0, Objective::Latency)?;
     let max_loss = job.max_loss.parse().map_err(|e| LabError::Config {
         name: "max_loss",
         reason: format!("{e}"),
@@ -316,13 +317,9 @@ impl Process {
         read.map_err(|reason| self.failure(&step, reason))
     }
 
-    /// Moves the process into the CPU cgroup `dir`.
-    fn join_cgroup(&mut self, dir: &Path) -> Result<(), LabError> {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, self.child.id().to_string()).map_err(|e| LabError::Testbed {
-            step: format!("moving the {} process into {}", self.role, procs.display()),
-            reason: e.to_string(),
-        })
+    /// Its process id.
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Closes its stdin and waits for it to exit successfully.

@@ -29,13 +29,81 @@ pub const CFS_PERIOD_US: u64 = 10_000;
 /// Where the cgroup-v1 `cpu` controller is mounted.
 const CGROUP_CPU_ROOT: &str = "/sys/fs/cgroup/cpu";
 
+/// A cgroup-v1 CPU cgroup named after this process (`cutpoint-<pid>-<name>`), removed when it
+/// drops (once its processes have exited). A process joins it when its pid is written to
+/// `cgroup.procs` there ([`CpuCgroup::add`]).
+#[derive(Debug)]
+pub struct CpuCgroup {
+    dir: PathBuf,
+}
+
+impl CpuCgroup {
+    /// Makes the cgroup under [`CGROUP_CPU_ROOT`], first removing the `cutpoint-<pid>-…`
+    /// cgroups and namespaces of processes that no longer exist. Needs root and the cgroup-v1
+    /// `cpu` controller.
+    pub fn create(name: &str) -> Result<CpuCgroup, LabError> {
+        remove_stale();
+        let dir =
+            Path::new(CGROUP_CPU_ROOT).join(format!("cutpoint-{}-{name}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| {
+            failed(
+                &format!("creating the cgroup {}", dir.display()),
+                e.to_string(),
+            )
+        })?;
+        Ok(CpuCgroup { dir })
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sets its CPU quota to `cpus` CPUs (0.3: 3 ms of every [`CFS_PERIOD_US`] period, summed
+    /// over all its threads), in the sense of a Kubernetes CPU limit.
+    pub fn set_cpus(&self, cpus: f64) -> Result<(), LabError> {
+        if !(cpus.is_finite() && cpus >= 0.01) {
+            return Err(LabError::Config {
+                name: "edge_cpus",
+                reason: format!("{cpus} is not a CPU quota of at least 0.01 CPU"),
+            });
+        }
+        let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
+        self.write("cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+        self.write("cpu.cfs_quota_us", &quota.to_string())
+    }
+
+    /// Moves the process `pid` (all its threads) into the cgroup.
+    pub fn add(&self, pid: u32) -> Result<(), LabError> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), LabError> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).map_err(|e| {
+            failed(
+                &format!("writing {value} to {}", path.display()),
+                e.to_string(),
+            )
+        })
+    }
+}
+
+impl Drop for CpuCgroup {
+    fn drop(&mut self) {
+        // Only an empty cgroup can be removed; a failure leaves a directory that a later
+        // cgroup (another pid) never trips over, and that `remove_stale` clears.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// The two namespaces, the veth pair between them and the edge's CPU cgroup.
 #[derive(Debug)]
 pub struct Testbed {
     edge_ns: String,
     cloud_ns: String,
     edge_if: String,
-    cgroup: PathBuf,
+    cgroup: CpuCgroup,
 }
 
 impl Testbed {
@@ -46,13 +114,14 @@ impl Testbed {
     /// It first removes what earlier testbeds of processes that no longer exist left behind
     /// (a sweep killed before it could clean up).
     pub fn create() -> Result<Testbed, LabError> {
-        remove_stale();
         let tag = std::process::id();
+        // The cgroup first (it clears what earlier testbeds left): from here on, dropping the
+        // testbed removes whatever was made.
         let testbed = Testbed {
+            cgroup: CpuCgroup::create("edge")?,
             edge_ns: format!("cutpoint-{tag}-edge"),
             cloud_ns: format!("cutpoint-{tag}-cloud"),
             edge_if: format!("cp{tag}e"),
-            cgroup: Path::new(CGROUP_CPU_ROOT).join(format!("cutpoint-{tag}-edge")),
         };
         let cloud_if = format!("cp{tag}c");
         let (edge_ns, cloud_ns, edge_if) = (
@@ -74,12 +143,6 @@ impl Testbed {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        std::fs::create_dir(&testbed.cgroup).map_err(|e| {
-            failed(
-                &format!("creating the cgroup {}", testbed.cgroup.display()),
-                e.to_string(),
-            )
-        })?;
         Ok(testbed)
     }
 
@@ -91,12 +154,6 @@ impl Testbed {
     /// The cloud's namespace.
     pub fn cloud_ns(&self) -> &str {
         &self.cloud_ns
-    }
-
-    /// The edge's CPU cgroup directory; a process joins it when its pid is written to
-    /// `cgroup.procs` there.
-    pub fn cgroup(&self) -> &Path {
-        &self.cgroup
     }
 
     /// Shapes the uplink (edge → cloud) to `mbps` with a tbf qdisc on the edge's veth end,
@@ -133,18 +190,14 @@ impl Testbed {
         )
     }
 
-    /// Sets the edge's CPU quota to `cpus` CPUs (0.3: 3 ms of every 10 ms period, summed over
-    /// all its threads), in the sense of a Kubernetes CPU limit.
+    /// Moves the process `pid` into the edge's CPU cgroup.
+    pub fn join_edge_cgroup(&self, pid: u32) -> Result<(), LabError> {
+        self.cgroup.add(pid)
+    }
+
+    /// Sets the edge's CPU quota to `cpus` CPUs ([`CpuCgroup::set_cpus`]).
     pub fn set_edge_cpu(&self, cpus: f64) -> Result<(), LabError> {
-        if !(cpus.is_finite() && cpus >= 0.01) {
-            return Err(LabError::Config {
-                name: "edge_cpus",
-                reason: format!("{cpus} is not a CPU quota of at least 0.01 CPU"),
-            });
-        }
-        let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
-        self.write_cgroup("cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
-        self.write_cgroup("cpu.cfs_quota_us", &quota.to_string())
+        self.cgroup.set_cpus(cpus)
     }
 
     /// A command that runs `program` inside the edge's namespace.
@@ -156,27 +209,16 @@ impl Testbed {
     pub fn in_cloud(&self, program: &Path) -> Command {
         in_namespace(&self.cloud_ns, program)
     }
-
-    fn write_cgroup(&self, file: &str, value: &str) -> Result<(), LabError> {
-        let path = self.cgroup.join(file);
-        std::fs::write(&path, value).map_err(|e| {
-            failed(
-                &format!("writing {value} to {}", path.display()),
-                e.to_string(),
-            )
-        })
-    }
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        // Deleting a namespace deletes the veth pair with it. The cgroup can only be removed
-        // once its processes have exited, which the caller waits for; failures here leave
-        // nothing that a later testbed (with another pid) would trip over.
+        // Deleting a namespace deletes the veth pair with it; the cgroup goes with its own
+        // drop. Failures here leave nothing that a later testbed (with another pid) would
+        // trip over.
         for ns in [&self.edge_ns, &self.cloud_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
-        let _ = std::fs::remove_dir(&self.cgroup);
     }
 }
 

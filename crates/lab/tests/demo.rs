@@ -3,6 +3,7 @@
 
 use lab::{DemoConfig, Strategy, demo_csv, run_demo};
 use models::{Backend, zoo};
+use partition_core::DeviceClass;
 use runtime::quick_profile;
 use transport::Loss;
 
@@ -21,6 +22,7 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
         sweep_samples: Some(8),
         progress: false,
         max_loss: Loss::Exact,
+        objective: DeviceClass::Phone.powers().objective(),
     };
     let mut cases = Vec::new();
     let rows = run_demo(&config, |case| cases.push(case.to_vec()))
@@ -42,6 +44,10 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
             assert_eq!(row.uplink_mbps, uplink);
             assert_eq!(row.fallback, None, "{row:?}");
             assert!(row.measured.total_ms > 0.0 && row.predicted.total_ms > 0.0);
+            // Planned for a phone's energy: every row carries its predicted mJ.
+            let mj = row.predicted_mj.expect("predicted energy");
+            let expected = row.predicted.objective_value(&config.objective);
+            assert!(mj > 0.0 && (mj - expected).abs() < 1e-9, "{row:?}");
         }
         let edge = &case[1];
         assert_eq!((edge.cut.as_str(), edge.upload_bytes), ("edge-only", 0));
@@ -81,6 +87,11 @@ async fn the_demo_runs_every_strategy_per_case_and_caches_its_profile() {
     let csv = demo_csv(&rows);
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.starts_with("model,uplink_mbps,strategy,cut,"));
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|h| h.contains(",predicted_edge_mj,"))
+    );
     assert!(
         csv.contains("lenet,0.5,cloud-only (raw f32),cloud-only,"),
         "{csv}"

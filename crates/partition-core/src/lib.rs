@@ -9,7 +9,8 @@
 //!   goes up in the cheapest of raw and its encodings, `min(e + bytes/Bu + d)`, one term per
 //!   tensor, so every solver stays exact ([`Graph::with_encodings`] swaps in fresh estimates).
 //! - [`Scenario`]: the [`Link`] (Mbit/s and ms), the [`Objective`] (latency or edge energy) and
-//!   the cloud's load factor.
+//!   the cloud's load factor; [`DeviceClass`] and [`Powers`] give the energy objective's
+//!   documented default watts for a few kinds of edge device.
 //! - [`Solver`]: `chain` (Neurosurgeon), `mincut` (DADS), `dp` (JointDNN-style, optionally
 //!   letting work return to the edge), `exhaustive` (the reference) and `auto`.
 //! - [`Plan`]: the cloud node set, the tensors that cross (each with the [`Transfer::encoding`]
@@ -37,6 +38,7 @@ mod graph;
 mod hysteresis;
 mod json;
 mod plan;
+mod power;
 mod scenario;
 mod solve;
 pub mod synthetic;
@@ -46,5 +48,6 @@ pub use error::{GraphError, ScenarioError, SolveError, readable};
 pub use graph::{Encoding, Graph, LayerGraph, MAX_NODE_MS, NodeSpec};
 pub use hysteresis::{DEFAULT_MIN_SAVING, Decision, Hysteresis};
 pub use plan::{Direction, Method, Plan, Transfer, check_successor_closed};
+pub use power::{DeviceClass, Powers, UnknownDeviceClass};
 pub use scenario::{Link, Objective, Scenario};
 pub use solve::{MAX_EXHAUSTIVE_NODES, Solver};

@@ -49,7 +49,20 @@ pub struct Costs {
     /// (origin, graph), at most one graph per model.
     graphs: Vec<(String, Graph)>,
     profiles: Option<Profiles>,
+    /// Whether models without a graph are priced by timing them here, in whole passes, when
+    /// their session starts ([`Costs::measure_here`]); before the profiles.
+    measure_here: bool,
+    /// Whether sessions ignore the costs servers publish ([`Costs::ignore_published`]).
+    ignore_published: bool,
 }
+
+/// Where [`Costs::measure_here`]'s costs come from, in reports.
+const MEASURED_ORIGIN: &str = "measured on this device at start (3 whole passes at batch 1, each node's median share of the mean pass); the cloud's as the server publishes them, else assumed as fast as this device";
+
+/// Unmeasured passes before a model's nodes are timed on this device.
+const MEASURE_WARMUP: usize = 1;
+/// Measured passes whose median gives each node's time on this device.
+const MEASURE_RUNS: usize = 3;
 
 impl Costs {
     /// No costs yet: add graphs, profiles, or both.
@@ -131,6 +144,23 @@ impl Costs {
         });
     }
 
+    /// Prices every model without a cost graph by timing its nodes on this device when its
+    /// session starts: a few whole passes at batch 1 (after one warm-up), each node timed
+    /// between its neighbours as the pass runs it, as a server measures the costs it
+    /// publishes, and its median share scaled to the mean pass. This is the device's speed as it runs now (under a CPU quota or a power
+    /// cap, say) rather than a profile's prediction. The cloud's costs are the ones the server
+    /// publishes, or until it does (or if it cannot) the same as this device's.
+    pub fn measure_here(&mut self) {
+        self.measure_here = true;
+    }
+
+    /// Makes sessions plan with the cloud costs given here (a graph, a cloud profile, or this
+    /// device's own) and never swap in the ones a server publishes, as when comparing plans
+    /// with and without them.
+    pub fn ignore_published(&mut self) {
+        self.ignore_published = true;
+    }
+
     /// Whether device profiles price the models without a graph.
     pub fn has_profiles(&self) -> bool {
         self.profiles.is_some()
@@ -150,6 +180,7 @@ impl Costs {
     pub fn origin(&self, model: &str) -> Option<&str> {
         match (self.graph_for(model), &self.profiles) {
             (Some((origin, _)), _) => Some(origin),
+            (None, _) if self.measure_here => Some(MEASURED_ORIGIN),
             (None, Some(p)) => Some(&p.origin),
             (None, None) => None,
         }
@@ -165,6 +196,17 @@ impl Costs {
         mut config: EdgeConfig,
     ) -> Result<(EdgeSession, String), RuntimeError> {
         let net = model.model.net();
+        if self.ignore_published {
+            config.use_published_costs = false;
+        }
+        if self.graph_for(net.name()).is_none() && self.measure_here {
+            let ms = measure_on_this_device(&model)?;
+            let graph = net.graph(&ms, &ms)?;
+            return Ok((
+                EdgeSession::new(model, graph, config)?,
+                MEASURED_ORIGIN.to_string(),
+            ));
+        }
         if let Some((origin, graph)) = self.graph_for(net.name()) {
             config.use_published_costs = false;
             return Ok((
@@ -209,6 +251,23 @@ impl Costs {
     fn graph_for(&self, model: &str) -> Option<&(String, Graph)> {
         self.graphs.iter().find(|(_, g)| g.name() == model)
     }
+}
+
+/// Each node's time on this device, ms, in the network's order: its median share of
+/// [`MEASURE_RUNS`] whole passes at batch 1 (after [`MEASURE_WARMUP`]), scaled so that the nodes
+/// add up to the mean pass. The scaling matters when the device is throttled (a CPU quota): a
+/// node shorter than the quota's slice usually runs unthrottled and its median misses the
+/// stalls, which the mean over whole passes keeps.
+fn measure_on_this_device(model: &LoadedModel) -> Result<Vec<f64>, RuntimeError> {
+    let input = models::seeded_input(model.model.net(), 1, 0)?;
+    model.model.time_in_pass(input.clone(), MEASURE_WARMUP, 1)?;
+    let started = std::time::Instant::now();
+    let timings = model.model.time_in_pass(input, 0, MEASURE_RUNS)?;
+    let pass_ms = started.elapsed().as_secs_f64() * 1e3 / MEASURE_RUNS as f64;
+    let ms: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
+    let sum: f64 = ms.iter().sum();
+    let scale = if sum > 0.0 { pass_ms / sum } else { 1.0 };
+    Ok(ms.into_iter().map(|m| m * scale).collect())
 }
 
 #[cfg(test)]
@@ -278,5 +337,42 @@ mod tests {
             .expect_err("no costs for resnet18")
             .to_string();
         assert!(err.contains("`resnet18`"), "{err}");
+    }
+
+    #[test]
+    fn measured_costs_price_both_sides_with_this_device_until_the_server_publishes() {
+        let lenet = models::zoo::build("lenet").expect("lenet");
+        let model = LoadedModel::load(
+            lenet.clone(),
+            &crate::WeightsSource::default(),
+            Backend::Flex,
+        )
+        .expect("model");
+        let mut costs = Costs::new();
+        costs.measure_here();
+        costs
+            .check(std::slice::from_ref(&lenet))
+            .expect("measured costs cover it");
+        let (session, origin) = costs
+            .session(model, EdgeConfig::default())
+            .expect("session");
+        assert!(origin.starts_with("measured on this device"), "{origin}");
+        let graph = session.graph();
+        let edge: f64 = (0..graph.len()).map(|v| graph.edge_ms(v)).sum();
+        assert!(edge > 0.0);
+        for v in 0..graph.len() {
+            assert_eq!(graph.edge_ms(v), graph.cloud_ms(v));
+        }
+        assert!(session.config().use_published_costs);
+
+        // Told to ignore the server's table, the session keeps these.
+        costs.ignore_published();
+        let model = LoadedModel::load(lenet, &crate::WeightsSource::default(), Backend::Flex)
+            .expect("model");
+        let (session, _) = costs
+            .session(model, EdgeConfig::default())
+            .expect("session");
+        assert!(!session.config().use_published_costs);
+        assert_eq!(session.cloud_cost_source(), &crate::CloudCostSource::Given);
     }
 }

@@ -20,6 +20,8 @@
 //! - [`Outcome::cut_summary`] and [`CutReport`]: a request's cut in words and for reports.
 //! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
 //!   a JPEG or PNG file (a seeded one is `models::seeded_input`).
+//! - [`EnergyCounters`]: the CPU's package energy counters (Linux powercap), which a session
+//!   reads around the edge's compute where the machine has them.
 //! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
 //! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data).
 //!
@@ -34,6 +36,7 @@ mod costs;
 mod cut_report;
 mod dirs;
 mod edge;
+mod energy;
 mod error;
 mod input_files;
 mod loaded;
@@ -53,6 +56,7 @@ pub use edge::{
     CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
     pattern_input,
 };
+pub use energy::{EnergyCounters, EnergySample, EnergyUnavailable, POWERCAP_ROOT};
 pub use error::RuntimeError;
 pub use input_files::{read_image_file, read_npy_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};

@@ -24,6 +24,7 @@ use transport::{
 };
 
 use crate::codec_costs::{CloudDecoding, CodecCosts};
+use crate::energy::{EnergyCounters, EnergySample, EnergyUnavailable};
 use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
 use crate::wire::from_wire;
@@ -148,6 +149,8 @@ pub struct EdgeSession {
     cloud: Option<CloudLink>,
     seen_generation: u64,
     wait: WaitEstimate,
+    /// The CPU's energy counters, read around the edge's compute, or why there are none.
+    energy: Result<EnergyCounters, EnergyUnavailable>,
 }
 
 /// What became of the cloud request.
@@ -230,6 +233,7 @@ impl EdgeSession {
             last_placement: None,
             cloud: None,
             seen_generation: 0,
+            energy: EnergyCounters::system(),
             config,
         };
         session.check_config()?;
@@ -308,6 +312,12 @@ impl EdgeSession {
             self.update_cloud_costs(&client).await;
         }
         Ok(())
+    }
+
+    /// The CPU energy counters the session reads around the edge's compute
+    /// ([`Measured::edge_energy_mj`]), or why this machine has none.
+    pub fn energy_counters(&self) -> Result<&EnergyCounters, &EnergyUnavailable> {
+        self.energy.as_ref()
     }
 
     /// Where the planner's cloud costs come from now.
@@ -643,8 +653,9 @@ impl EdgeSession {
         };
         let output = if cloud_nodes.is_empty() {
             let all = vec![true; cloud_mask.len()];
-            let (output, edge_ms) = self.run_local(Activations::new(), all, tensor).await?;
+            let (output, edge_ms, mj) = self.run_local(Activations::new(), all, tensor).await?;
             measured.edge_ms += edge_ms;
+            measured.add_edge_energy(mj);
             output
         } else {
             let batch = tensor.as_ref().map_or(1, |t| t.shape()[0]);
@@ -665,9 +676,10 @@ impl EdgeSession {
                 }
                 (tensor, None) => {
                     let edge_mask: Vec<bool> = cloud_mask.iter().map(|&c| !c).collect();
-                    let (boundary, edge_ms) =
+                    let (boundary, edge_ms, mj) =
                         self.run_part(edge_mask, Activations::new(), tensor).await?;
                     measured.edge_ms += edge_ms;
+                    measured.add_edge_energy(mj);
                     // A boundary that no wire tensor can carry is finished here.
                     let payload = match self.encode_boundary(&boundary, &codecs, &mut sent).await {
                         Ok((tensors, encode_ms)) => {
@@ -721,8 +733,9 @@ impl EdgeSession {
                         }
                         None => (boundary, cloud_mask, None),
                     };
-                    let (output, local_ms) = self.run_local(boundary, part, tensor).await?;
+                    let (output, local_ms, mj) = self.run_local(boundary, part, tensor).await?;
                     measured.edge_ms += local_ms;
+                    measured.add_edge_energy(mj);
                     fallback = Some(reason);
                     output
                 }
@@ -1064,33 +1077,49 @@ impl EdgeSession {
     }
 
     /// Runs `part` (one flag per node) on a blocking thread from `boundary` and the raw
-    /// `input`, and returns the tensors it exports with the compute time in ms.
+    /// `input`, and returns the tensors it exports with the compute time in ms and the
+    /// package energy it spanned in mJ (see [`Measured::edge_energy_mj`]).
     async fn run_part(
         &self,
         part: Vec<bool>,
         boundary: Activations,
         input: Option<HostTensor>,
-    ) -> Result<(Activations, f64), RuntimeError> {
+    ) -> Result<(Activations, f64, Option<f64>), RuntimeError> {
         let model = self.model.clone();
+        let before = self.energy_sample();
         let (out, compute_ms) = blocking(move || {
             let started = Instant::now();
             let out = run(&model, &part, boundary, input)?;
             Ok((out, started.elapsed().as_secs_f64() * 1e3))
         })
         .await?;
-        Ok((out, self.emulate_slow_edge(compute_ms).await))
+        let mj = self.energy_since(before);
+        Ok((out, self.emulate_slow_edge(compute_ms).await, mj))
+    }
+
+    /// The energy counters now, when this machine has readable ones.
+    fn energy_sample(&self) -> Option<EnergySample> {
+        self.energy.as_ref().ok()?.sample().ok()
+    }
+
+    /// The package energy since `before`, mJ (`None` without counters, or when one failed).
+    fn energy_since(&self, before: Option<EnergySample>) -> Option<f64> {
+        let counters = self.energy.as_ref().ok()?;
+        Some(counters.energy_mj(&before?, &counters.sample().ok()?))
     }
 
     /// Runs `part` locally to the network's output: the whole network from `input`, or the
-    /// cloud's share from the edge part's `boundary`. Returns the output and the compute ms.
+    /// cloud's share from the edge part's `boundary`. Returns the output, the compute ms and
+    /// the package energy it spanned in mJ.
     async fn run_local(
         &self,
         boundary: Activations,
         part: Vec<bool>,
         input: Option<HostTensor>,
-    ) -> Result<(HostTensor, f64), RuntimeError> {
+    ) -> Result<(HostTensor, f64, Option<f64>), RuntimeError> {
         let model = self.model.clone();
         let sink = self.model.net().sink();
+        let before = self.energy_sample();
         let (output, compute_ms) = blocking(move || {
             let started = Instant::now();
             let mut out = run(&model, &part, boundary, input)?;
@@ -1101,7 +1130,8 @@ impl EdgeSession {
             Ok((output, started.elapsed().as_secs_f64() * 1e3))
         })
         .await?;
-        Ok((output, self.emulate_slow_edge(compute_ms).await))
+        let mj = self.energy_since(before);
+        Ok((output, self.emulate_slow_edge(compute_ms).await, mj))
     }
 }
 

@@ -28,6 +28,11 @@ pub struct Measured {
     pub download_ms: f64,
     /// Wall time of the whole request.
     pub total_ms: f64,
+    /// The CPU packages' energy over the edge's compute (its part, or the whole network when
+    /// it ran here), in mJ, from the powercap counters: package-wide, so every process on the
+    /// CPU counts. `None` where the machine has no readable counters
+    /// ([`crate::EdgeSession::energy_counters`] says why).
+    pub edge_energy_mj: Option<f64>,
 }
 
 impl Measured {
@@ -40,6 +45,13 @@ impl Measured {
             + self.load_ms
             + self.download_ms;
         (self.total_ms - parts).max(0.0)
+    }
+
+    /// Adds the package energy of one stretch of edge compute, when it was measured.
+    pub(crate) fn add_edge_energy(&mut self, mj: Option<f64>) {
+        if let Some(mj) = mj {
+            *self.edge_energy_mj.get_or_insert(0.0) += mj;
+        }
     }
 }
 
@@ -162,6 +174,7 @@ mod tests {
             load_ms: 0.25,
             download_ms: 0.5,
             total_ms: 8.0,
+            edge_energy_mj: None,
         };
         assert_eq!(m.other_ms(), 0.75);
         let local = Measured {

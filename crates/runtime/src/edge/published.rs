@@ -30,7 +30,10 @@ pub enum CloudCostSource {
 impl std::fmt::Display for CloudCostSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CloudCostSource::Given => write!(f, "as given"),
+            CloudCostSource::Given => write!(
+                f,
+                "as given with the edge's (the server's published costs are not used)"
+            ),
             CloudCostSource::Assumed(None) => {
                 write!(f, "assumed (no server has published its costs yet)")
             }

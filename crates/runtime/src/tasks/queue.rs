@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use partition_core::Objective;
 use tokio::task::JoinHandle;
 use transport::{Client, ClientConfig};
 
@@ -221,6 +222,12 @@ async fn run_task(s: &mut ModelSession, input: &TaskInput, seed: u64) -> Result<
         cut: outcome.cut_report(),
         cut_summary: outcome.cut_summary(),
         predicted_ms: outcome.predicted.total_ms,
+        predicted_mj: match s.session.config().objective {
+            objective @ Objective::Energy { .. } => {
+                Some(outcome.predicted.objective_value(&objective))
+            }
+            Objective::Latency => None,
+        },
         measured_ms: outcome.measured.total_ms,
         cut_changed: s.started && outcome.switched,
         fallback: outcome.fallback,

@@ -46,6 +46,10 @@ pub struct TaskDone {
     pub cut_summary: String,
     /// The plan's predicted latency, ms.
     pub predicted_ms: f64,
+    /// The plan's predicted edge energy, mJ, when its session plans for energy
+    /// ([`crate::EdgeConfig::objective`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_mj: Option<f64>,
     /// The measured latency, ms.
     pub measured_ms: f64,
     /// Whether the cut differs from the previous task of the same model (a model's first task
@@ -87,6 +91,9 @@ impl fmt::Display for TaskRecord {
             "  {:<36}  {:>12.2}  {:>11.2}",
             done.cut_summary, done.predicted_ms, done.measured_ms
         )?;
+        if let Some(mj) = done.predicted_mj {
+            write!(f, "  {mj:.1} mJ predicted")?;
+        }
         if done.cut_changed {
             write!(f, "  (cut changed)")?;
         }
@@ -120,6 +127,10 @@ pub struct TaskSummary {
     pub cut_changes: usize,
     /// The measured latency of the tasks that ran.
     pub latency_ms: Latency,
+    /// The predicted edge energy of the tasks that ran, summed, mJ; absent when no task's
+    /// session planned for energy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_energy_mj: Option<f64>,
     /// Bandwidth probes the link monitor ran while the queue ran.
     pub monitor_probes: u64,
 }
@@ -154,6 +165,10 @@ impl TaskSummary {
                 p50: percentile(&latencies, 50.0),
                 p95: percentile(&latencies, 95.0),
             },
+            predicted_energy_mj: done
+                .iter()
+                .filter_map(|d| d.predicted_mj)
+                .reduce(|a, b| a + b),
             monitor_probes,
         }
     }
@@ -179,7 +194,11 @@ impl fmt::Display for TaskSummary {
             ms(self.latency_ms.mean),
             ms(self.latency_ms.p50),
             ms(self.latency_ms.p95)
-        )
+        )?;
+        if let Some(mj) = self.predicted_energy_mj {
+            write!(f, "\nedge energy (predicted, mJ): {mj:.1} in all")?;
+        }
+        Ok(())
     }
 }
 
