@@ -155,7 +155,10 @@ impl Ticket<'_> {
     /// batch has already taken it.
     pub fn take(self) -> Option<(Arc<BatchKey>, Member)> {
         let mut waiting = self.lobby.waiting();
-        let at = waiting.members.iter().position(|(id, _, _)| *id == self.id)?;
+        let at = waiting
+            .members
+            .iter()
+            .position(|(id, _, _)| *id == self.id)?;
         let (_, key, member) = waiting.members.remove(at);
         Some((key, member))
     }
@@ -190,7 +193,9 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
                 boundaries.push(decoded.boundary);
                 ready.push(Ready {
                     samples,
-                    queue_ms: (started.saturating_duration_since(member.arrived).as_secs_f64()
+                    queue_ms: (started
+                        .saturating_duration_since(member.arrived)
+                        .as_secs_f64()
                         * 1e3
                         - load_ms)
                         .max(0.0),
@@ -294,7 +299,9 @@ fn concat(
         match joined.get_mut(&v) {
             None => {
                 if shape.is_empty() {
-                    return Err(batch_error("a boundary tensor has no batch dimension".into()));
+                    return Err(batch_error(
+                        "a boundary tensor has no batch dimension".into(),
+                    ));
                 }
                 joined.insert(v, (shape, data));
             }
@@ -343,8 +350,7 @@ mod tests {
 
     fn tensor(shape: &[usize], first: f32) -> HostTensor {
         let n = shape.iter().product();
-        HostTensor::new(shape.to_vec(), (0..n).map(|i| first + i as f32).collect())
-            .expect("tensor")
+        HostTensor::new(shape.to_vec(), (0..n).map(|i| first + i as f32).collect()).expect("tensor")
     }
 
     #[test]
@@ -357,8 +363,14 @@ mod tests {
         assert_eq!(joined[&2].shape(), [3, 2]);
         assert_eq!(joined[&2].data(), [0.0, 1.0, 100.0, 101.0, 102.0, 103.0]);
         assert_eq!(joined[&5].shape(), [3, 3]);
-        assert_eq!(joined[&5].data()[3..], [200.0, 201.0, 202.0, 203.0, 204.0, 205.0]);
-        let mixed = concat(vec![vec![(2, tensor(&[1, 2], 0.0))], vec![(2, tensor(&[1, 3], 0.0))]]);
+        assert_eq!(
+            joined[&5].data()[3..],
+            [200.0, 201.0, 202.0, 203.0, 204.0, 205.0]
+        );
+        let mixed = concat(vec![
+            vec![(2, tensor(&[1, 2], 0.0))],
+            vec![(2, tensor(&[1, 3], 0.0))],
+        ]);
         assert!(mixed.is_err(), "shapes [1, 2] and [1, 3] cannot stack");
     }
 }

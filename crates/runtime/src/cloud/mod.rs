@@ -295,8 +295,9 @@ impl CloudServer {
             }
         };
         abandon.disarm();
-        let inference = answer
-            .map_err(|_| internal("the batch this request ran in ended without an answer".into()))??;
+        let inference = answer.map_err(|_| {
+            internal("the batch this request ran in ended without an answer".into())
+        })??;
         debug!(
             model = %entry.net().name(),
             cloud_ms = inference.cloud_ms,
@@ -311,7 +312,13 @@ impl CloudServer {
     /// the batching window (from the leader's arrival) for companions under `key`, takes them
     /// and runs the batch on a blocking thread, which answers every member. A failure before
     /// the batch runs answers the leader alone; its companions stay in the lobby.
-    async fn lead(&self, entry: &catalog::Entry, key: &BatchKey, leader: Member, mut running: Running) {
+    async fn lead(
+        &self,
+        entry: &catalog::Entry,
+        key: &BatchKey,
+        leader: Member,
+        mut running: Running,
+    ) {
         // A first request also loads the model; that one-off time is neither queueing nor
         // compute, and stays out of the service-time mean.
         let loaded = match catalog::load(entry, &self.defaults, self.backend).await {

@@ -361,7 +361,10 @@ mod tests {
         let light = state(6, vec![on_worker(0, started, 3)], Some(100.0));
         assert!((expected_wait_ms(&light, shape(1, 4), now) - 75.0).abs() < 1e-6);
         // A free worker: at most the window, while companions may come.
-        assert_eq!(expected_wait_ms(&state(0, vec![], None), shape(1, 4), now), 2.0);
+        assert_eq!(
+            expected_wait_ms(&state(0, vec![], None), shape(1, 4), now),
+            2.0
+        );
     }
 
     #[tokio::test]
@@ -407,6 +410,9 @@ mod tests {
         running.finish();
         drop(places);
         let stats = queue.stats();
-        assert_eq!((stats.served, stats.batches, stats.largest_batch), (3, 1, 3));
+        assert_eq!(
+            (stats.served, stats.batches, stats.largest_batch),
+            (3, 1, 3)
+        );
     }
 }
