@@ -190,12 +190,19 @@ pub async fn run_load(
     );
     let cases = std::sync::Arc::new(references(&sessions[0])?);
 
+    // The first connects alone, so that a server seen for the first time is pinned once.
+    let mut sessions = sessions.into_iter();
+    let mut first = sessions.next().ok_or(LabError::Config {
+        name: "clients",
+        reason: "must be at least 1".into(),
+    })?;
+    first.connect(client.clone()).await?;
     let mut connecting = JoinSet::new();
     for mut session in sessions {
         let client = client.clone();
         connecting.spawn(async move { session.connect(client).await.map(|()| session) });
     }
-    let mut sessions = Vec::with_capacity(config.clients);
+    let mut sessions = vec![first];
     while let Some(joined) = connecting.join_next().await {
         sessions.push(joined.map_err(|e| LabError::Task(e.to_string()))??);
     }
@@ -248,7 +255,13 @@ pub async fn run_load(
     let elapsed_s = started.elapsed().as_secs_f64();
     let planned = (config.clients * config.requests) as u64;
     let answered = total.latencies_ms.len() as u64;
-    let per_s = |n: u64| if elapsed_s > 0.0 { n as f64 / elapsed_s } else { 0.0 };
+    let per_s = |n: u64| {
+        if elapsed_s > 0.0 {
+            n as f64 / elapsed_s
+        } else {
+            0.0
+        }
+    };
     Ok(LoadReport {
         model: model_id,
         split,
