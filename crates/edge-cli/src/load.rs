@@ -38,7 +38,7 @@ pub struct LoadArgs {
     /// Seed for the weights when --weights is not given (the server's --seed must match).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     seed: u64,
-    /// Concurrent edge sessions, each with its own connection.
+    /// Concurrent edge sessions, each with its own connection (at most 1024).
     #[arg(long, value_name = "N", default_value_t = 8)]
     clients: usize,
     /// Requests each session sends, one after another.

@@ -33,7 +33,7 @@ pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use error::LabError;
 pub use fidelity::{FidelityRow, measure_fidelity};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
-pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, run_load};
+pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIENTS, run_load};
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
 pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};

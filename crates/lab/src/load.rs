@@ -20,7 +20,8 @@ use crate::error::LabError;
 /// What a load run sends.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// Concurrent edge sessions, each with its own connection. Default 8.
+    /// Concurrent edge sessions, each with its own connection, at most [`MAX_CLIENTS`].
+    /// Default 8.
     pub clients: usize,
     /// Requests each session sends, one after another, after one unmeasured warm-up request.
     /// Default 100.
@@ -45,6 +46,9 @@ impl Default for LoadConfig {
         }
     }
 }
+
+/// Most concurrent sessions a run makes: a server's default connection limit.
+pub const MAX_CLIENTS: usize = 1024;
 
 /// Distinct inputs the sessions cycle through (each with its local reference output).
 const INPUTS: usize = 8;
@@ -253,7 +257,7 @@ pub async fn run_load(
         total.add(joined.map_err(|e| LabError::Task(e.to_string()))?);
     }
     let elapsed_s = started.elapsed().as_secs_f64();
-    let planned = (config.clients * config.requests) as u64;
+    let planned = (config.clients as u64).saturating_mul(config.requests as u64);
     let answered = total.latencies_ms.len() as u64;
     let per_s = |n: u64| {
         if elapsed_s > 0.0 {
@@ -304,8 +308,11 @@ fn check(config: &LoadConfig) -> Result<(), LabError> {
             reason: reason.into(),
         })
     };
-    if config.clients == 0 {
-        return bad("clients", "must be at least 1");
+    if config.clients == 0 || config.clients > MAX_CLIENTS {
+        return bad(
+            "clients",
+            "must be between 1 and 1024 (each is a connection; a server serves 1024 by default)",
+        );
     }
     if config.requests == 0 {
         return bad("requests", "must be at least 1");
@@ -313,7 +320,7 @@ fn check(config: &LoadConfig) -> Result<(), LabError> {
     if config.timeout.is_zero() {
         return bad("timeout", "must be above 0");
     }
-    if !(config.tolerance >= 0.0) {
+    if config.tolerance.is_nan() || config.tolerance < 0.0 {
         return bad("tolerance", "must be a number at least 0");
     }
     Ok(())
