@@ -55,7 +55,7 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
         batch_wait: Duration::from_millis(500),
         ..CloudConfig::default()
     };
-    let cloud = start(dir.path(), config, &[resnet.clone()]).await;
+    let cloud = start(dir.path(), config, std::slice::from_ref(&resnet)).await;
     let mid = closure(&lenet, lenet.len() / 2);
     let mut clients = Vec::new();
     // Six samples for LeNet in the cloud: four clients, two of them sending batches of two.
