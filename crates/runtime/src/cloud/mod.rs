@@ -54,7 +54,9 @@ pub struct CloudConfig {
     /// smaller of this and `max_batch` counts. Default [`DEFAULT_BATCH_MAX`].
     pub batch_max: usize,
     /// How long a request that finds a worker free waits, from its arrival, for requests to
-    /// share its batch (the batching window). Default [`DEFAULT_BATCH_WAIT`].
+    /// share its batch (the batching window), while the last batch served more than one
+    /// request; after a batch of one, a request takes only the companions already waiting, so
+    /// that a lone edge never waits. Default [`DEFAULT_BATCH_WAIT`].
     pub batch_wait: Duration,
 }
 
@@ -90,8 +92,8 @@ impl Default for CloudConfig {
 /// that asks ([`transport::CostRequest`]), so that edges plan with this machine's speed rather
 /// than a guess. Every welcome, result, probe reply and status carries the server's state:
 /// workers, requests in the system, the mean service time s̄ of a batch (EWMA; loading is not
-/// service) and the expected wait W of a new request: the batching window d while a worker is
-/// free (0 with batching off), else max(0, s̄ − e) + ⌊q/B⌋/w · s̄, with `w` workers, `q`
+/// service) and the expected wait W of a new request: while a worker is free, the batching
+/// window that applies (d after a batch with companions, else 0), else max(0, s̄ − e) + ⌊q/B⌋/w · s̄, with `w` workers, `q`
 /// requests waiting, `B` the batch cap and `e` how long the oldest running batch has run (with
 /// `B = 1`, the unbatched (n − w)/w · s̄). [`CloudServer::stats`] shows it with the queue's
 /// counts, batches included.
@@ -100,7 +102,7 @@ impl Default for CloudConfig {
 ///
 /// Requests from any clients for the same model, weights and cloud node set run as one batch:
 /// the request that gets a free worker waits at most [`CloudConfig::batch_wait`] from its
-/// arrival for companions, takes the oldest waiting ones while the samples fit
+/// arrival for companions (only while the last batch had some), takes the oldest waiting ones while the samples fit
 /// [`CloudConfig::batch_max`], runs them as one forward pass (concatenated along the batch
 /// dimension) and answers each with its own rows. Admission, the queue's bound, deadlines and
 /// cancellation hold per request; a batch stops at the next node once nobody waits for any of
@@ -114,7 +116,6 @@ pub struct CloudServer {
     lobby: Lobby,
     max_batch: usize,
     batch_max: usize,
-    batch_wait_ms: f64,
     /// Requests abandoned since start because nobody waited for them any more.
     abandoned: Arc<AtomicU64>,
     /// Cost tables sent to clients since start.
@@ -179,7 +180,6 @@ impl CloudServer {
             lobby: Lobby::default(),
             max_batch: config.max_batch,
             batch_max,
-            batch_wait_ms,
             abandoned: Arc::new(AtomicU64::new(0)),
             costs_published: AtomicU64::new(0),
         })
@@ -339,7 +339,7 @@ impl CloudServer {
         let companions = if room == 0 {
             Vec::new()
         } else {
-            let window = batch::window_end(leader.arrived, self.batch_wait_ms);
+            let window = batch::window_end(leader.arrived, self.queue.window_ms());
             self.lobby.gather(key, room, room, window).await
         };
         let mut members = Vec::with_capacity(1 + companions.len());

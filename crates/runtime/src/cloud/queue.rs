@@ -14,11 +14,14 @@
 //! has run:
 //!
 //! ```text
-//! W = d (0 when B = 1)                          when n < w (a worker is free)
+//! W = d′                                        when n < w (a worker is free)
 //! W = max(0, s̄ − e) + ⌊q/B⌋/w · s̄               otherwise
 //! ```
 //!
-//! A request that finds a worker free waits at most the window for companions. Otherwise it
+//! where `d′` is the window a leader waits now ([`WorkQueue::window_ms`]): `d` while the last
+//! batch formed served more than one request (other edges are about), else 0, so that a lone
+//! edge never waits for companions that do not come. A request that finds a worker free waits
+//! at most that window for companions. Otherwise it
 //! waits for the first running batch to finish (about `s̄ − e`) and then for the full batches
 //! ahead of it, which `w` workers clear in `⌊q/B⌋·s̄/w`; it rides in the first batch with room.
 //! With `B = 1` this is the unbatched queue's formula, `(n − w)/w · s̄`. The count is in
@@ -83,6 +86,8 @@ struct State {
     largest_batch: usize,
     refused: u64,
     mean_service_ms: Option<f64>,
+    /// Requests in the last batch formed (0 before the first).
+    last_batch: usize,
 }
 
 impl State {
@@ -156,6 +161,7 @@ impl WorkQueue {
                     largest_batch: 0,
                     refused: 0,
                     mean_service_ms: None,
+                    last_batch: 0,
                 }),
             }),
         }
@@ -200,6 +206,13 @@ impl WorkQueue {
         })
     }
 
+    /// How long a request that gets a free worker now waits, from its arrival, for companions,
+    /// ms: the batching window while the last batch formed served more than one request, else
+    /// 0 (see the module docs).
+    pub fn window_ms(&self) -> f64 {
+        window_ms(&self.inner.state(), self.inner.shape)
+    }
+
     /// The current snapshot.
     pub fn stats(&self) -> QueueStats {
         let state = self.inner.state();
@@ -221,17 +234,22 @@ impl WorkQueue {
     }
 }
 
+/// The batching window that applies now, ms.
+fn window_ms(state: &State, shape: QueueShape) -> f64 {
+    if shape.batch_max > 1 && state.last_batch > 1 {
+        shape.batch_wait_ms
+    } else {
+        0.0
+    }
+}
+
 /// The expected wait of a request that arrives now before a worker takes it, ms (the module
 /// docs give the formula). Before any batch has finished, s̄ is taken as the time the oldest
 /// has run.
 fn expected_wait_ms(state: &State, shape: QueueShape, now: Instant) -> f64 {
     let n = state.admitted;
     if n < shape.workers {
-        return if shape.batch_max > 1 {
-            shape.batch_wait_ms.min(MAX_WAIT_MS)
-        } else {
-            0.0
-        };
+        return window_ms(state, shape).min(MAX_WAIT_MS);
     }
     let Some(oldest) = state.running.iter().map(|r| r.started).min() else {
         // Everyone admitted is still between admission and a worker: a moment.
@@ -261,10 +279,12 @@ impl Running {
         self.update(|r| r.started = now);
     }
 
-    /// The batch now serves `requests` requests (counted as running, no longer waiting).
+    /// The batch is formed and serves `requests` requests (counted as running, no longer
+    /// waiting); its size decides the next window.
     pub fn set_requests(&mut self, requests: usize) {
         self.requests = requests;
         self.update(|r| r.requests = requests);
+        self.inner.state().last_batch = requests;
     }
 
     fn update(&self, change: impl FnOnce(&mut OnWorker)) {
@@ -328,6 +348,7 @@ mod tests {
             largest_batch: 0,
             refused: 0,
             mean_service_ms: mean,
+            last_batch: 0,
         }
     }
 
@@ -405,8 +426,10 @@ mod tests {
         let places: Vec<_> = (0..3).map(|_| queue.admit().expect("room")).collect();
         let mut running = queue.worker().await.expect("a slot");
         assert_eq!((queue.stats().running, queue.stats().waiting), (1, 2));
+        assert_eq!(queue.window_ms(), 0.0, "no batch with companions yet");
         running.set_requests(3);
         assert_eq!((queue.stats().running, queue.stats().waiting), (3, 0));
+        assert_eq!(queue.window_ms(), 2.0);
         running.finish();
         drop(places);
         let stats = queue.stats();
