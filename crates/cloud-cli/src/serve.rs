@@ -62,7 +62,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = runtime::DEFAULT_BATCH_MAX)]
     batch_max: usize,
     /// Milliseconds a request that finds a worker free waits, from its arrival, for other
-    /// edges' requests to share its batch (0: take only those already waiting).
+    /// edges' requests to share its batch, while the last batch had more than one request (a
+    /// lone edge never waits); 0 takes only those already waiting.
     #[arg(long, value_name = "MS", default_value_t = runtime::DEFAULT_BATCH_WAIT.as_millis() as u64)]
     batch_wait_ms: u64,
     #[command(flatten)]
