@@ -381,10 +381,17 @@ mod tests {
         // Three waiting fit the next batch: only the running one's remainder.
         let light = state(6, vec![on_worker(0, started, 3)], Some(100.0));
         assert!((expected_wait_ms(&light, shape(1, 4), now) - 75.0).abs() < 1e-6);
-        // A free worker: at most the window, while companions may come.
+        // A free worker: no wait while the last batch ran alone, at most the window while
+        // other edges are about.
+        let mut idle = state(0, vec![], None);
+        idle.last_batch = 1;
+        assert_eq!(expected_wait_ms(&idle, shape(1, 4), now), 0.0);
+        idle.last_batch = 3;
+        assert_eq!(expected_wait_ms(&idle, shape(1, 4), now), 2.0);
         assert_eq!(
-            expected_wait_ms(&state(0, vec![], None), shape(1, 4), now),
-            2.0
+            expected_wait_ms(&idle, shape(1, 1), now),
+            0.0,
+            "batching off"
         );
     }
 
