@@ -287,9 +287,10 @@ impl CloudServer {
                 let running = running.ok_or_else(|| {
                     internal("the work queue has shut down; the server is stopping".into())
                 })?;
-                // Taken by a batch in the meantime: give the worker back and wait for it.
-                if let Some((key, leader)) = ticket.take() {
-                    self.lead(entry, &key, leader, running).await;
+                match ticket.take() {
+                    Some((key, leader)) => self.lead(entry, &key, leader, running).await,
+                    // A batch took this request in the meantime: the worker goes back now.
+                    None => drop(running),
                 }
                 answer.await
             }
@@ -321,15 +322,14 @@ impl CloudServer {
     ) {
         // A first request also loads the model; that one-off time is neither queueing nor
         // compute, and stays out of the service-time mean.
-        let loaded = match catalog::load(entry, &self.defaults, self.backend).await {
-            Ok((loaded, fresh)) => (loaded, fresh),
+        let (loaded, fresh) = match catalog::load(entry, &self.defaults, self.backend).await {
+            Ok(loaded) => loaded,
             Err(e) => {
                 let error = internal(format!("cannot load model `{}`: {e}", key.model_id));
                 let _ = leader.reply.send(Err(error));
                 return;
             }
         };
-        let (loaded, fresh) = loaded;
         if let Err(e) = check_hash(&key.model_id, &key.weights_hash, &loaded.model) {
             let _ = leader.reply.send(Err(e));
             return;
