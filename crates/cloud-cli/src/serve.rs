@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// runs it itself. Protects against one request asking for activations of many GB.
     #[arg(long, value_name = "N", default_value_t = runtime::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// Most samples in one batch formed from different edges' requests for the same model and
+    /// cut, run as one forward pass (1: every request runs alone; at most --max-batch).
+    #[arg(long, value_name = "N", default_value_t = runtime::DEFAULT_BATCH_MAX)]
+    batch_max: usize,
+    /// Milliseconds a request that finds a worker free waits, from its arrival, for other
+    /// edges' requests to share its batch, while the last batch had more than one request (a
+    /// lone edge never waits); 0 takes only those already waiting.
+    #[arg(long, value_name = "MS", default_value_t = runtime::DEFAULT_BATCH_WAIT.as_millis() as u64)]
+    batch_wait_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
     /// Where the certificate and token are kept [default: $XDG_DATA_HOME/cutpoint, or
@@ -186,6 +195,8 @@ async fn run(args: &ServeArgs) -> Result<String> {
         workers: args.workers,
         queue_capacity: args.queue,
         max_batch: args.max_batch,
+        batch_max: args.batch_max,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
     })?;
     let mut specs = Vec::new();
     for path in &args.model_spec {
@@ -221,8 +232,8 @@ async fn run(args: &ServeArgs) -> Result<String> {
     println!("fingerprint: {}", server.fingerprint());
     println!("token file: {}", token_file.display());
     println!(
-        "backend: {}, workers: {}, queue: {}",
-        args.backend.backend, args.workers, args.queue
+        "backend: {}, workers: {}, queue: {}, batches of up to {} sample(s) within {} ms",
+        args.backend.backend, args.workers, args.queue, args.batch_max, args.batch_wait_ms
     );
     println!(
         "limits: frames {} MiB, batch {}, memory {} MiB ({} MiB per connection), {} clients, {} authenticating ({} per address, {} s)",
@@ -253,7 +264,7 @@ async fn run(args: &ServeArgs) -> Result<String> {
     server.run().await;
     let stats = cloud.stats();
     Ok(format!(
-        "stopped after serving {} request(s) ({} refused as busy)\n",
-        stats.served, stats.refused
+        "stopped after serving {} request(s) in {} batch(es) (largest {}; {} refused as busy)\n",
+        stats.served, stats.batches, stats.largest_batch, stats.refused
     ))
 }

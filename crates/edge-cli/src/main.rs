@@ -5,6 +5,7 @@ mod demo;
 mod fidelity;
 mod graph;
 mod layers;
+mod load;
 mod local;
 mod model_args;
 mod objective_args;
@@ -35,6 +36,7 @@ enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Tasks(tasks::TasksArgs),
+    Load(load::LoadArgs),
     Fidelity(fidelity::FidelityArgs),
     Sweep(sweep::SweepArgs),
     Plan(plan::PlanArgs),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Train(args) => print_report(cli_common::train(&args, Role::Edge)),
         Command::Run(args) => run::run(&args),
         Command::Tasks(args) => tasks::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Fidelity(args) => fidelity::run(&args),
         Command::LabCloud => lab::lab_cloud_process().map_err(Into::into),
         Command::LabCell => lab::lab_cell_process().map_err(Into::into),

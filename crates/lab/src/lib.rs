@@ -7,6 +7,8 @@
 //!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
 //!   [`SweepReport`] summarises a grid: regret, speed-ups, and where a split or a compressed
 //!   boundary beats every baseline.
+//! - [`run_load`]: many edge sessions against one server at once (a load generator), with
+//!   throughput, latency percentiles, busy answers, fallbacks, and lost or wrong results.
 //! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
 //!   output error.
 //! - With the `plot` feature (on by default): [`draw_grid`], the sweep's figure, and
@@ -19,6 +21,7 @@ mod demo;
 mod error;
 mod fidelity;
 mod grid;
+mod load;
 #[cfg(feature = "plot")]
 mod plot;
 mod rig;
@@ -30,6 +33,7 @@ pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
 pub use error::LabError;
 pub use fidelity::{FidelityRow, measure_fidelity};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
+pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIENTS, run_load};
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
 pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};

@@ -2,7 +2,8 @@
 //!
 //! - [`CloudServer`]: the cloud side. A [`transport::Handler`] that serves zoo and spec models,
 //!   loads each on first use, checks every request against the network and the weights hash,
-//!   runs it behind a bounded queue (answering `Busy` when full), publishes its own per-node and
+//!   runs it behind a bounded queue (answering `Busy` when full) in batches across clients,
+//!   publishes its own per-node and
 //!   decoding costs, and reports its expected wait with every reply.
 //! - [`EdgeSession`]: the edge side. Plans each request with the live link estimate and the
 //!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
@@ -47,7 +48,10 @@ mod tokio_rt;
 mod weights_hash;
 mod wire;
 
-pub use cloud::{CloudConfig, CloudServer, DEFAULT_MAX_BATCH, QueueStats, check_request};
+pub use cloud::{
+    CloudConfig, CloudServer, DEFAULT_BATCH_MAX, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BATCH, QueueStats,
+    check_request,
+};
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};

@@ -162,9 +162,12 @@ async fn a_busy_cloud_moves_the_cut_to_the_edge_and_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A network that keeps the one worker busy for a while per request.
     let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
+    // Each hog runs alone (no batching), so that several queue behind one and the wait is
+    // the unbatched queue's: 0 when idle, several hogs' service times when busy.
     let config = CloudConfig {
         workers: 1,
         queue_capacity: 64,
+        batch_max: 1,
         ..CloudConfig::default()
     };
     let cloud = start(dir.path(), config, std::slice::from_ref(&hog)).await;

@@ -197,7 +197,8 @@ pub struct ServerState {
     pub workers: u32,
     /// Requests admitted and not finished (running and queued).
     pub in_system: u32,
-    /// Recent service time of a request, ms (an average; 0 before the first).
+    /// Recent service time of a batch of requests run together (a request alone is a batch of
+    /// one), ms (an average; 0 before the first).
     pub service_ms: f64,
     /// Expected wait of a request that arrives now before a worker takes it, ms.
     pub wait_ms: f64,

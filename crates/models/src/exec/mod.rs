@@ -5,6 +5,7 @@
 //! reader (`part`); each node runs in `apply`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::tensor::Device;
 
@@ -28,12 +29,14 @@ use prepare::{Params, prepare};
 /// Tensors keyed by the index of the node that produced them.
 pub type Activations = BTreeMap<usize, Value>;
 
-/// A network ready to run: its [`Net`] and every layer's weights on one device.
+/// A network ready to run: its [`Net`] and every layer's weights on one device. Clones share
+/// the prepared weights (they are never changed after preparation), so many sessions of one
+/// model hold its weights once.
 #[derive(Debug, Clone)]
 pub struct Model {
     net: Net,
     device: Device,
-    params: Vec<Params>,
+    params: Arc<[Params]>,
     fusion: Fusion,
     /// Whether layers that have one run on the crate's own kernels (fast kernels on flex).
     own_kernels: bool,
@@ -62,7 +65,7 @@ impl Model {
         Ok(Model {
             net,
             device: device.clone(),
-            params,
+            params: params.into(),
             fusion,
             own_kernels,
         })

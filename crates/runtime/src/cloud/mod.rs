@@ -3,9 +3,11 @@
 //! It implements [`transport::Handler`]: hand it to a [`transport::Server`], which authenticates
 //! clients and calls it for every request. Each request is checked against the network before it
 //! is queued (unknown model, invalid cut, wrong or missing boundary tensors are refused with the
-//! node named), then admitted to a bounded queue (or refused as busy), run on a blocking thread
-//! once a worker is free, and answered with the output, the compute time and the queueing time.
+//! node named), then admitted to a bounded queue (or refused as busy), batched with other
+//! clients' requests for the same model and cut (`batch.rs`), run on a blocking thread once a
+//! worker is free, and answered with its own output, the compute time and the queueing time.
 
+mod batch;
 mod catalog;
 mod queue;
 mod request;
@@ -13,10 +15,11 @@ mod request;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use models::{Activations, Backend, Net, zoo};
-use tracing::{debug, warn};
+use models::{Backend, Net, zoo};
+use tokio::sync::oneshot;
+use tracing::debug;
 use transport::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, Handler, InferRequest, Inference, ModelOffer,
     ServerState, ServerStatus,
@@ -24,11 +27,10 @@ use transport::{
 
 use crate::error::RuntimeError;
 use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
-use crate::wire::to_wire;
+use batch::{BatchKey, Lobby, Member};
 use catalog::{Catalog, WeightsDefaults};
 pub use queue::QueueStats;
-use queue::WorkQueue;
-use request::CloudPart;
+use queue::{QueueShape, Running, WorkQueue};
 
 /// Settings of a [`CloudServer`].
 #[derive(Debug, Clone)]
@@ -48,10 +50,22 @@ pub struct CloudConfig {
     /// Largest batch computed (the boundary tensors' first dimension); larger requests are
     /// refused, so that one request cannot ask for activations of many GB. Default 32.
     pub max_batch: usize,
+    /// Most samples in one batch formed across requests; 1 runs every request alone. The
+    /// smaller of this and `max_batch` counts. Default [`DEFAULT_BATCH_MAX`].
+    pub batch_max: usize,
+    /// How long a request that finds a worker free waits, from its arrival, for requests to
+    /// share its batch (the batching window), while the last batch served more than one
+    /// request; after a batch of one, a request takes only the companions already waiting, so
+    /// that a lone edge never waits. Default [`DEFAULT_BATCH_WAIT`].
+    pub batch_wait: Duration,
 }
 
 /// The default batch cap of a [`CloudServer`].
 pub const DEFAULT_MAX_BATCH: usize = 32;
+/// The default cap on the samples of a batch formed across requests.
+pub const DEFAULT_BATCH_MAX: usize = 16;
+/// The default batching window.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(2);
 
 impl Default for CloudConfig {
     fn default() -> Self {
@@ -62,6 +76,8 @@ impl Default for CloudConfig {
             workers: 1,
             queue_capacity: 16,
             max_batch: DEFAULT_MAX_BATCH,
+            batch_max: DEFAULT_BATCH_MAX,
+            batch_wait: DEFAULT_BATCH_WAIT,
         }
     }
 }
@@ -75,17 +91,31 @@ impl Default for CloudConfig {
 /// server times each of its nodes inside whole passes and publishes those costs to any client
 /// that asks ([`transport::CostRequest`]), so that edges plan with this machine's speed rather
 /// than a guess. Every welcome, result, probe reply and status carries the server's state:
-/// workers, requests in the system, the mean service time s̄ (EWMA; loading is not service)
-/// and the expected wait W of a new request: 0 while a worker is free, else
-/// max(0, s̄ − e) + (n − w)/w · s̄, with `w` workers, `n` requests in the system and `e` how long
-/// the oldest running request has run. [`CloudServer::stats`] shows it with the queue's counts.
+/// workers, requests in the system, the mean service time s̄ of a batch (EWMA; loading is not
+/// service) and the expected wait W of a new request: while a worker is free, the batching
+/// window that applies (d after a batch with companions, else 0), else max(0, s̄ − e) + ⌊q/B⌋/w · s̄, with `w` workers, `q`
+/// requests waiting, `B` the batch cap and `e` how long the oldest running batch has run (with
+/// `B = 1`, the unbatched (n − w)/w · s̄). [`CloudServer::stats`] shows it with the queue's
+/// counts, batches included.
+///
+/// # Batching
+///
+/// Requests from any clients for the same model, weights and cloud node set run as one batch:
+/// the request that gets a free worker waits at most [`CloudConfig::batch_wait`] from its
+/// arrival for companions (only while the last batch had some), takes the oldest waiting ones while the samples fit
+/// [`CloudConfig::batch_max`], runs them as one forward pass (concatenated along the batch
+/// dimension) and answers each with its own rows. Admission, the queue's bound, deadlines and
+/// cancellation hold per request; a batch stops at the next node once nobody waits for any of
+/// its members.
 #[derive(Debug)]
 pub struct CloudServer {
     backend: Backend,
     defaults: WeightsDefaults,
     catalog: Catalog,
     queue: WorkQueue,
+    lobby: Lobby,
     max_batch: usize,
+    batch_max: usize,
     /// Requests abandoned since start because nobody waited for them any more.
     abandoned: Arc<AtomicU64>,
     /// Cost tables sent to clients since start.
@@ -103,6 +133,14 @@ impl CloudServer {
                 reason: "must be at least 1".into(),
             });
         }
+        if config.batch_max == 0 {
+            return Err(RuntimeError::Config {
+                name: "batch_max",
+                reason: "must be at least 1 (1 runs every request alone)".into(),
+            });
+        }
+        // A batch of requests is bounded like one request.
+        let batch_max = config.batch_max.min(config.max_batch);
         if config.workers == 0 {
             return Err(RuntimeError::Config {
                 name: "workers",
@@ -121,6 +159,7 @@ impl CloudServer {
             });
         }
         config.backend.device()?;
+        let batch_wait_ms = config.batch_wait.as_secs_f64() * 1e3;
         let mut catalog = Catalog::default();
         for name in zoo::MODELS {
             catalog.insert(zoo::build(name)?, None);
@@ -132,8 +171,15 @@ impl CloudServer {
                 seed: config.seed,
             },
             catalog,
-            queue: WorkQueue::new(config.workers, config.queue_capacity),
+            queue: WorkQueue::new(QueueShape {
+                workers: config.workers,
+                capacity: config.queue_capacity,
+                batch_max,
+                batch_wait_ms,
+            }),
+            lobby: Lobby::default(),
             max_batch: config.max_batch,
+            batch_max,
             abandoned: Arc::new(AtomicU64::new(0)),
             costs_published: AtomicU64::new(0),
         })
@@ -201,11 +247,15 @@ impl CloudServer {
             check_hash(&model_id, &weights_hash, model)?;
         }
         let part = request::check(entry.net(), request, self.max_batch)?;
+        let key = Arc::new(BatchKey {
+            model_id,
+            weights_hash,
+            cloud: part.cut.cloud_mask().to_vec(),
+        });
         // Whoever drops this future (the client went, or the deadline passed) sets the flag:
-        // a queued request leaves the queue with the future, a running one stops at the next
-        // node.
+        // a waiting request leaves the lobby and the queue with the future, a running one is
+        // no longer waited for, and its batch stops at the next node once no member is.
         let abandon = Abandon::new(self.abandoned.clone());
-        let stop = abandon.flag.clone();
         let admission = self.queue.admit().ok_or_else(|| {
             let stats = self.queue.stats();
             ErrorReply {
@@ -216,46 +266,93 @@ impl CloudServer {
                 ),
             }
         })?;
-        let mut running = admission.start().await.ok_or_else(|| {
-            internal("the work queue has shut down; the server is stopping".into())
-        })?;
-        let queue_ms = arrived.elapsed().as_secs_f64() * 1e3;
+        let (reply, mut answer) = oneshot::channel();
+        let member = Member {
+            part,
+            arrived,
+            stop: abandon.flag.clone(),
+            admission,
+            reply,
+        };
+        let ticket = self.lobby.join(key, member);
+        // Either another request's batch takes this one, or this one gets a worker first and
+        // leads a batch of its own.
+        let turn = tokio::select! {
+            answer = &mut answer => Turn::Answered(answer),
+            running = self.queue.worker() => Turn::Worker(running),
+        };
+        let answer = match turn {
+            Turn::Answered(answer) => answer,
+            Turn::Worker(running) => {
+                let running = running.ok_or_else(|| {
+                    internal("the work queue has shut down; the server is stopping".into())
+                })?;
+                match ticket.take() {
+                    Some((key, leader)) => self.lead(entry, &key, leader, running).await,
+                    // A batch took this request in the meantime: the worker goes back now.
+                    None => drop(running),
+                }
+                answer.await
+            }
+        };
+        abandon.disarm();
+        let inference = answer.map_err(|_| {
+            internal("the batch this request ran in ended without an answer".into())
+        })??;
+        debug!(
+            model = %entry.net().name(),
+            cloud_ms = inference.cloud_ms,
+            decode_ms = inference.decode_ms,
+            queue_ms = inference.queue_ms,
+            "served"
+        );
+        Ok(inference)
+    }
+
+    /// Leads a batch on the worker `running` holds: loads the model if need be, waits at most
+    /// the batching window (from the leader's arrival) for companions under `key`, takes them
+    /// and runs the batch on a blocking thread, which answers every member. A failure before
+    /// the batch runs answers the leader alone; its companions stay in the lobby.
+    async fn lead(
+        &self,
+        entry: &catalog::Entry,
+        key: &BatchKey,
+        leader: Member,
+        mut running: Running,
+    ) {
         // A first request also loads the model; that one-off time is neither queueing nor
         // compute, and stays out of the service-time mean.
-        let (loaded, fresh) = catalog::load(entry, &self.defaults, self.backend)
-            .await
-            .map_err(|e| internal(format!("cannot load model `{model_id}`: {e}")))?;
+        let (loaded, fresh) = match catalog::load(entry, &self.defaults, self.backend).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let error = internal(format!("cannot load model `{}`: {e}", key.model_id));
+                let _ = leader.reply.send(Err(error));
+                return;
+            }
+        };
+        if let Err(e) = check_hash(&key.model_id, &key.weights_hash, &loaded.model) {
+            let _ = leader.reply.send(Err(e));
+            return;
+        }
         let load_ms = if fresh { loaded.load_ms } else { 0.0 };
+        let room = self.batch_max.saturating_sub(leader.part.samples());
+        let companions = if room == 0 {
+            Vec::new()
+        } else {
+            let window = batch::window_end(leader.arrived, self.queue.window_ms());
+            self.lobby.gather(key, room, room, window).await
+        };
+        let mut members = Vec::with_capacity(1 + companions.len());
+        members.push(leader);
+        members.extend(companions);
+        running.set_requests(members.len());
         running.restart_clock();
         let model = loaded.model;
-        check_hash(&model_id, &weights_hash, &model)?;
-        let (output, cloud_ms) = tokio::task::spawn_blocking(move || {
-            let output = compute(&model, part, &stop);
-            // A stopped run is no service: it stays out of the mean and the served count.
-            let cloud_ms = if stop.load(Ordering::Acquire) {
-                drop(running);
-                0.0
-            } else {
-                running.finish()
-            };
-            (output, cloud_ms)
-        })
-        .await
-        .map_err(|e| internal(format!("the compute task failed: {e}")))?;
-        abandon.disarm();
-        let (output, decode_ms) = output.inspect_err(|e| {
-            warn!(model = %model_id, error = %e.message, "cloud part failed");
-        })?;
-        // The worker's time covers decoding too; report the two apart.
-        let cloud_ms = (cloud_ms - decode_ms).max(0.0);
-        debug!(model = %model_id, cloud_ms, decode_ms, queue_ms, "served");
-        Ok(Inference {
-            output,
-            cloud_ms,
-            queue_ms,
-            decode_ms,
-            load_ms,
-        })
+        // Detached: the batch runs to its end (or to a stop) even if the leader's own client
+        // goes, since its companions still wait.
+        drop(tokio::task::spawn_blocking(move || {
+            batch::run(&model, members, running, load_ms);
+        }));
     }
 
     /// The cloud's costs for the model a client asks about, loading and measuring it first if
@@ -361,29 +458,12 @@ fn check_hash(model_id: &str, weights_hash: &str, model: &LoadedModel) -> Result
     })
 }
 
-/// Decodes the request's payloads, runs the cloud part, and returns the output as a wire
-/// tensor with the decode time in ms. A payload that does not decode is the client's fault
-/// (`BadRequest`); a failure after that is the server's (`Internal`).
-fn compute(
-    model: &LoadedModel,
-    part: CloudPart,
-    stop: &AtomicBool,
-) -> Result<(transport::WireTensor, f64), ErrorReply> {
-    let decoded = part.decode(model.model.net())?;
-    let run = || -> Result<transport::WireTensor, RuntimeError> {
-        let model = &model.model;
-        let mut boundary = Activations::new();
-        for (v, host) in decoded.boundary {
-            boundary.insert(v, model.upload(host)?);
-        }
-        let stopped = || stop.load(Ordering::Acquire);
-        let output = model
-            .run_cloud_until(&decoded.cut, boundary, &stopped)?
-            .to_host()?;
-        to_wire(&output, "output")
-    };
-    let output = run().map_err(|e| internal(format!("running the cloud part failed: {e}")))?;
-    Ok((output, decoded.decode_ms))
+/// What a request waiting for a worker got first.
+enum Turn {
+    /// Another request's batch answered it.
+    Answered(Result<batch::Reply, oneshot::error::RecvError>),
+    /// A worker, to lead a batch.
+    Worker(Option<Running>),
 }
 
 impl Handler for CloudServer {

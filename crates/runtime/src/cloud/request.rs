@@ -20,6 +20,8 @@ pub(crate) struct CloudPart {
     boundary: Vec<(usize, WireTensor)>,
     /// The input as an image file, for a cloud-only run.
     input_file: Option<Vec<u8>>,
+    /// The batch it carries: the boundary tensors' first dimension (1 for an image file).
+    samples: usize,
 }
 
 /// A decoded request, ready to run.
@@ -40,6 +42,11 @@ fn bad(message: String) -> ErrorReply {
 }
 
 impl CloudPart {
+    /// The batch it carries (samples).
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
     /// Decodes the boundary tensors (codecs) or the input file (image decoding and
     /// preprocessing, exactly as the edge does it), and times it.
     pub fn decode(self, net: &Net) -> Result<Decoded, ErrorReply> {
@@ -117,6 +124,7 @@ pub(crate) fn check(
             cut,
             boundary: Vec::new(),
             input_file: Some(file),
+            samples: 1,
         });
     }
     let cloud = cut.cloud_mask();
@@ -175,6 +183,7 @@ pub(crate) fn check(
         cut,
         boundary,
         input_file: None,
+        samples: usize::try_from(batch.unwrap_or(1)).unwrap_or(usize::MAX),
     })
 }
 
