@@ -34,8 +34,8 @@ use inputs::{WaitEstimate, planning_link};
 pub use outcome::{Measured, Outcome, Sent};
 pub use planning::INPUT_FILE_ID;
 use planning::{FileInput, PlanningGraph};
-use pool::{InFlight, Member};
 pub use pool::Servers;
+use pool::{InFlight, Member};
 pub use published::CloudCostSource;
 use published::{CostCache, ServerCosts};
 pub use split::SplitMode;
@@ -311,7 +311,10 @@ impl EdgeSession {
         if results.iter().any(Result::is_ok) {
             return Ok(());
         }
-        results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
     }
 
     /// Connects to every server, concurrently, and checks each welcome and fetches each
@@ -521,7 +524,11 @@ impl EdgeSession {
         self.servers
             .iter()
             .filter(|m| !m.link.is_healthy())
-            .filter_map(|m| Some((m.label.clone(), m.link.last_error()?)))
+            .map(|m| {
+                let error = m.link.last_error();
+                let error = error.unwrap_or_else(|| "the connection was closed".into());
+                (m.label.clone(), error)
+            })
             .collect()
     }
 
@@ -927,7 +934,13 @@ impl EdgeSession {
                 .set(state.wait_ms, now.checked_sub(age).unwrap_or(now));
             let wait_ms = member.expected_wait_ms(now);
             let estimate = Some(client.link());
-            options.push(self.plan_for(&self.servers[i].costs, estimate, wait_ms, file, Some((i, client)))?);
+            options.push(self.plan_for(
+                &self.servers[i].costs,
+                estimate,
+                wait_ms,
+                file,
+                Some((i, client)),
+            )?);
         }
         if options.is_empty() {
             let estimate = self.client().map(|c| c.link());

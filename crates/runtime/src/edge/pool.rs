@@ -241,6 +241,9 @@ mod tests {
                 "unresolved no-such-host.invalid:4433"
             ]
         );
-        assert_eq!(label("pool:1", "10.0.0.2:1".parse().expect("addr")), "pool:1 (10.0.0.2:1)");
+        assert_eq!(
+            label("pool:1", "10.0.0.2:1".parse().expect("addr")),
+            "pool:1 (10.0.0.2:1)"
+        );
     }
 }
