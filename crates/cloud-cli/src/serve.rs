@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// use; their load time is reported apart from compute. Spec models always load at start.
     #[arg(long, value_name = "all|ID,ID,...", value_delimiter = ',')]
     preload: Vec<String>,
+    /// Serve Prometheus metrics (requests, busy answers, queue depth, batch sizes, queue and
+    /// compute latency, bytes in and out) over HTTP at http://ADDR/metrics [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The bounds that keep a hostile or broken peer from exhausting the server. Every default is
@@ -244,6 +248,14 @@ async fn run(args: &ServeArgs) -> Result<String> {
         "the edge pins the fingerprint above on first use; check that it shows the same one. Ctrl-C stops the server."
     );
 
+    if let Some(metrics) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(metrics)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {metrics}"))?;
+        let bound = listener.local_addr().unwrap_or(metrics);
+        println!("metrics: http://{bound}/metrics");
+        tokio::spawn(runtime::serve_metrics(listener, cloud.clone()));
+    }
     let closer = server.closer();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -46,7 +46,9 @@ mod tokio_rt;
 mod weights_hash;
 mod wire;
 
-pub use cloud::{CloudConfig, CloudServer, DEFAULT_MAX_BATCH, QueueStats, check_request};
+pub use cloud::{
+    CloudConfig, CloudServer, DEFAULT_MAX_BATCH, QueueStats, check_request, serve_metrics,
+};
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};

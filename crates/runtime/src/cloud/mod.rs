@@ -7,6 +7,7 @@
 //! once a worker is free, and answered with the output, the compute time and the queueing time.
 
 mod catalog;
+mod metrics;
 mod queue;
 mod request;
 
@@ -26,6 +27,8 @@ use crate::error::RuntimeError;
 use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 use crate::wire::to_wire;
 use catalog::{Catalog, WeightsDefaults};
+use metrics::Metrics;
+pub use metrics::serve_metrics;
 pub use queue::QueueStats;
 use queue::WorkQueue;
 use request::CloudPart;
@@ -90,6 +93,8 @@ pub struct CloudServer {
     abandoned: Arc<AtomicU64>,
     /// Cost tables sent to clients since start.
     costs_published: AtomicU64,
+    /// Counts and times for Prometheus.
+    metrics: Metrics,
 }
 
 impl CloudServer {
@@ -136,6 +141,7 @@ impl CloudServer {
             max_batch: config.max_batch,
             abandoned: Arc::new(AtomicU64::new(0)),
             costs_published: AtomicU64::new(0),
+            metrics: Metrics::new(),
         })
     }
 
@@ -178,6 +184,12 @@ impl CloudServer {
     /// next node) because their client stopped waiting or their deadline passed.
     pub fn abandoned(&self) -> u64 {
         self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// The server's metrics in the OpenMetrics text encoding, as [`serve_metrics`] serves
+    /// them.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(&self.queue.stats())
     }
 
     /// How many cost tables this server has sent to clients since it started.
@@ -410,7 +422,10 @@ impl Handler for CloudServer {
     }
 
     async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
-        self.run(request).await
+        let received = metrics::payload_bytes(&request);
+        let result = self.run(request).await;
+        self.metrics.record(received, &result);
+        result
     }
 
     async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {
