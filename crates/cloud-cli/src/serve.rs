@@ -220,6 +220,14 @@ async fn run(args: &ServeArgs) -> Result<String> {
     let addr = server
         .local_addr()
         .context("cannot read the bound address")?;
+    let metrics = match args.metrics {
+        Some(metrics) => Some(
+            tokio::net::TcpListener::bind(metrics)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics}"))?,
+        ),
+        None => None,
+    };
 
     println!("listening: {addr} (UDP, QUIC)");
     println!("fingerprint: {}", server.fingerprint());
@@ -240,6 +248,13 @@ async fn run(args: &ServeArgs) -> Result<String> {
         args.limits.hello_timeout
     );
     println!("models: {}", cloud.model_ids().join(", "));
+    if let Some(listener) = metrics {
+        let bound = listener
+            .local_addr()
+            .context("cannot read the metrics address")?;
+        println!("metrics: http://{bound}/metrics");
+        tokio::spawn(runtime::serve_metrics(listener, cloud.clone()));
+    }
     println!(
         "connect an edge with a copy of the token file, e.g.:\n  cutpoint-edge run --connect HOST:{} --token-file TOKEN_FILE --model lenet",
         addr.port()
@@ -248,14 +263,6 @@ async fn run(args: &ServeArgs) -> Result<String> {
         "the edge pins the fingerprint above on first use; check that it shows the same one. Ctrl-C stops the server."
     );
 
-    if let Some(metrics) = args.metrics {
-        let listener = tokio::net::TcpListener::bind(metrics)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {metrics}"))?;
-        let bound = listener.local_addr().unwrap_or(metrics);
-        println!("metrics: http://{bound}/metrics");
-        tokio::spawn(runtime::serve_metrics(listener, cloud.clone()));
-    }
     let closer = server.closer();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
