@@ -348,3 +348,43 @@ fn config_for(addr: std::net::SocketAddr, known_servers: &Path, token: &Token) -
     config.connect_timeout = Duration::from_secs(1);
     config
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_stands_for_its_addresses_and_pins_under_the_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = start(dir.path(), CloudConfig::default(), &[]).await;
+    let net = lenet();
+    let known_servers = dir.path().join("known_servers");
+    let token = Token::from_file(&dir.path().join("token")).expect("token");
+    let name = format!("localhost:{}", cloud.addr.port());
+    let mut config = config_for(cloud.addr, &known_servers, &token);
+    config.server = name.clone();
+    let mut session = EdgeSession::new(
+        load(&net, 0),
+        pool_graph(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session");
+    // `localhost` may also name ::1, where nothing listens: that address is a warning only.
+    let warning = session
+        .connect_or_run_locally(config)
+        .await
+        .expect("the IPv4 address answers");
+    let servers = session.servers();
+    assert!(
+        servers.contains(&format!("{name} ({})", cloud.addr)),
+        "{servers:?}"
+    );
+    if servers.len() > 1 {
+        let warning = warning.expect("the other address is unreachable");
+        assert!(warning.contains("using the other servers"), "{warning}");
+    }
+    let outcome = session.infer(input(&net, 1, 3)).await.expect("served");
+    assert_eq!(outcome.fallback, None);
+    let pins = std::fs::read_to_string(&known_servers).expect("pinned");
+    assert!(
+        pins.starts_with(&format!("{name} {}", cloud.fingerprint)),
+        "{pins}"
+    );
+    cloud.stop().await;
+}

@@ -152,10 +152,13 @@ pub struct EdgeSession {
     turn: usize,
 }
 
+/// A server requests may use now: its index in the session and its client.
+type Usable = (usize, Arc<Client>);
+
 /// A request planned for one server, or for none when no server is usable.
 struct Planned {
     /// The server's index and client.
-    server: Option<(usize, Arc<Client>)>,
+    server: Option<Usable>,
     planning: PlanningGraph,
     scenario: Scenario,
     /// The solver's plan (before the hysteresis).
@@ -688,9 +691,7 @@ impl EdgeSession {
     /// The servers requests may use now, each checked (a new connection's welcome), with its
     /// published costs fetched and its link estimate fresh; and why one could not be used.
     /// A welcome that does not fit is an error when no server is left.
-    async fn usable_servers(
-        &mut self,
-    ) -> Result<(Vec<(usize, Arc<Client>)>, Option<String>), RuntimeError> {
+    async fn usable_servers(&mut self) -> Result<(Vec<Usable>, Option<String>), RuntimeError> {
         let mut usable = Vec::new();
         let mut trouble = None;
         let mut problem = None;
@@ -920,9 +921,9 @@ impl EdgeSession {
     /// costs and last link estimate (or the given costs and the assumed link).
     fn choose_server(
         &mut self,
-        usable: Vec<(usize, Arc<Client>)>,
+        usable: Vec<Usable>,
         file: Option<&FileInput>,
-    ) -> Result<(Planned, Vec<(usize, Arc<Client>)>), RuntimeError> {
+    ) -> Result<(Planned, Vec<Usable>), RuntimeError> {
         let now = Instant::now();
         let mut options = Vec::with_capacity(usable.len().max(1));
         for (i, client) in usable {
@@ -966,7 +967,7 @@ impl EdgeSession {
         estimate: Option<LinkEstimate>,
         wait_ms: f64,
         file: Option<&FileInput>,
-        server: Option<(usize, Arc<Client>)>,
+        server: Option<Usable>,
     ) -> Result<Planned, RuntimeError> {
         let link = planning_link(
             estimate.as_ref(),
@@ -1240,7 +1241,7 @@ impl EdgeSession {
     /// server was tried).
     async fn send(
         &mut self,
-        servers: Vec<(usize, Arc<Client>)>,
+        servers: Vec<Usable>,
         request: InferRequest,
         batch: usize,
         trouble: Option<String>,
