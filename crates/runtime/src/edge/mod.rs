@@ -722,11 +722,13 @@ impl EdgeSession {
     /// Runs the network on `input` (`[N, ...input shape]`): plans, runs the edge part, ships the
     /// boundary tensors, and returns the output with the plan and both breakdowns.
     ///
-    /// When the cloud is unreachable, refuses as busy, fails internally or does not answer
-    /// within the timeout, the request finishes locally and [`Outcome::fallback`] says why;
-    /// a reconnect starts in the background when the connection is at fault. Refusals that
-    /// running locally would hide (unknown model, other weights, a request the server finds
-    /// invalid) are errors. Edge-only plans never touch the network.
+    /// With several servers, the request goes to the one whose plan is cheapest ([`Outcome::server`]
+    /// names the one that answered). When a server is unreachable, refuses as busy, fails
+    /// internally or does not answer within the timeout, the request goes to the next usable
+    /// server, and when none is left it finishes locally and [`Outcome::fallback`] says why; a
+    /// reconnect starts in the background when a connection is at fault. Refusals that running
+    /// locally would hide (unknown model, other weights, a request the server finds invalid)
+    /// are errors. Edge-only plans never touch the network.
     pub async fn infer(&mut self, input: HostTensor) -> Result<Outcome, RuntimeError> {
         self.check_input(&input)?;
         self.infer_input(Input::Tensor(input)).await
