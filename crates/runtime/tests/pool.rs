@@ -275,7 +275,11 @@ async fn a_changed_certificate_stops_only_that_server() {
             .any(|(_, error)| error.contains("presented certificate"))
     };
     while !refused(&session) {
-        assert!(Instant::now() < deadline, "gave up waiting for the refusal");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for the refusal: {:?}",
+            session.server_errors()
+        );
         let outcome = session.infer(input(&net, 1, 9)).await.expect("served");
         assert_eq!(outcome.fallback, None);
         tokio::time::sleep(Duration::from_millis(50)).await;
