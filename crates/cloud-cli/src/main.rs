@@ -1,5 +1,8 @@
 //! `cutpoint-cloud`: the cloud side of cutpoint. This file only wires flags to the library.
 
+mod check;
+#[cfg(test)]
+mod manifests;
 mod serve;
 
 use std::process::ExitCode;
@@ -10,8 +13,9 @@ use predictor::Role;
 
 /// The cloud side of cutpoint: runs the cloud part of split DNN inference for edge devices.
 ///
-/// `serve` runs the cloud part for authenticated edges. `profile`, then `train`, measure what
-/// each layer costs here, so that the edge's planner knows.
+/// `serve` runs the cloud part for authenticated edges; `check` tells whether a server is
+/// ready (a pool's readiness probe). `profile`, then `train`, measure what each layer costs
+/// here, so that the edge's planner knows.
 #[derive(Parser)]
 #[command(name = "cutpoint-cloud", version, arg_required_else_help = true)]
 struct Cli {
@@ -22,6 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Check(check::CheckArgs),
     Profile(ProfileArgs),
     Train(TrainArgs),
 }
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Serve(args) => serve::serve(args).map_err(|e| error_line(e.as_ref())),
+        Command::Check(args) => check::check(args).map_err(|e| error_line(e.as_ref())),
         Command::Profile(args) => {
             cli_common::profile(args, Role::Cloud).map_err(|e| error_line(&e))
         }

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// use; their load time is reported apart from compute. Spec models always load at start.
     #[arg(long, value_name = "all|ID,ID,...", value_delimiter = ',')]
     preload: Vec<String>,
+    /// Serve Prometheus metrics (requests, busy answers, queue depth, batch sizes, queue and
+    /// compute latency, bytes in and out) over HTTP at http://ADDR/metrics [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The bounds that keep a hostile or broken peer from exhausting the server. Every default is
@@ -227,6 +231,14 @@ async fn run(args: &ServeArgs) -> Result<String> {
     let addr = server
         .local_addr()
         .context("cannot read the bound address")?;
+    let metrics = match args.metrics {
+        Some(metrics) => Some(
+            tokio::net::TcpListener::bind(metrics)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics}"))?,
+        ),
+        None => None,
+    };
 
     println!("listening: {addr} (UDP, QUIC)");
     println!("fingerprint: {}", server.fingerprint());
@@ -247,6 +259,13 @@ async fn run(args: &ServeArgs) -> Result<String> {
         args.limits.hello_timeout
     );
     println!("models: {}", cloud.model_ids().join(", "));
+    if let Some(listener) = metrics {
+        let bound = listener
+            .local_addr()
+            .context("cannot read the metrics address")?;
+        println!("metrics: http://{bound}/metrics");
+        tokio::spawn(runtime::serve_metrics(listener, cloud.clone()));
+    }
     println!(
         "connect an edge with a copy of the token file, e.g.:\n  cutpoint-edge run --connect HOST:{} --token-file TOKEN_FILE --model lenet",
         addr.port()

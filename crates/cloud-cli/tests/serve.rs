@@ -255,3 +255,83 @@ fn the_limits_are_flags_that_say_what_they_protect_against() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("per-connection memory budget"), "{err}");
 }
+
+/// Runs `cutpoint-cloud check` with `args`: whether it succeeded, its stdout and its stderr.
+fn check(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutpoint-cloud"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_passes_on_a_ready_server_and_says_why_otherwise() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_dir = state.path().to_str().expect("UTF-8 path");
+    let server = serve(state.path(), &["--metrics", "127.0.0.1:0"]);
+
+    let (ok, out, err) = check(&["--connect", &server.addr, "--state-dir", state_dir]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ready:"), "{out}");
+
+    // Another token: refused, on one line naming the server.
+    let wrong = state.path().join("wrong-token");
+    std::fs::write(&wrong, "x".repeat(40)).expect("writes");
+    let wrong = wrong.to_str().expect("UTF-8 path");
+    let (ok, _, err) = check(&[
+        "--connect",
+        &server.addr,
+        "--state-dir",
+        state_dir,
+        "--token-file",
+        wrong,
+    ]);
+    assert!(!ok);
+    assert!(err.contains(&server.addr) && err.contains("token"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    // Another certificate expected: refused.
+    let other = Fingerprint::of_der(b"another server").to_string();
+    let (ok, _, err) = check(&[
+        "--connect",
+        &server.addr,
+        "--state-dir",
+        state_dir,
+        "--fingerprint",
+        &other,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("certificate"), "{err}");
+
+    // The metrics endpoint the report names answers with the counters.
+    let url = field(&server.report, "metrics:");
+    let metrics_addr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .expect("http://ADDR/metrics");
+    let mut stream = std::net::TcpStream::connect(metrics_addr).expect("connects");
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\n\r\n").expect("sends");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut reply).expect("reads");
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("cutpoint_queue_waiting 0"), "{reply}");
+
+    // Nothing listening any more: not ready.
+    drop(server);
+    let (ok, _, err) = check(&[
+        "--connect",
+        "127.0.0.1:9",
+        "--state-dir",
+        state_dir,
+        "--timeout",
+        "1",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("not ready"), "{err}");
+}

@@ -14,9 +14,10 @@ use crate::connect_args::ConnectArgs;
 use crate::model_args::ModelArgs;
 use crate::run::{CostArgs, SplitArgs, load, session};
 
-/// Load a cloud server with many edges at once, and check every answer.
+/// Load a cloud server (or a pool: --connect a,b,...) with many edges at once, and check every
+/// answer.
 ///
-/// It runs --clients edge sessions in this process, each with its own connection, each sending
+/// It runs --clients edge sessions in this process, each with its own connections, each sending
 /// --requests requests one after another (after one unmeasured warm-up) with --split. It prints
 /// the throughput, the p50/p95/p99 latency, the busy answers and fallbacks, and the lost and
 /// wrong results: every output is compared with a local run of the same input. The run stops
@@ -25,7 +26,8 @@ use crate::run::{CostArgs, SplitArgs, load, session};
 #[command(after_help = "Examples:
   cutpoint-edge load --connect 127.0.0.1:4433 --token-file token --model lenet \\
       --clients 64 --requests 100 --split cloud
-  cutpoint-edge load --connect 127.0.0.1:4433 --model resnet18 --clients 16 --json")]
+  cutpoint-edge load --connect 127.0.0.1:4433 --model resnet18 --clients 16 --json
+  cutpoint-edge load --connect 127.0.0.1:4433,127.0.0.1:4434 --model lenet --clients 64")]
 pub struct LoadArgs {
     #[command(flatten)]
     connect: ConnectArgs,
@@ -79,11 +81,12 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         ..LoadConfig::default()
     };
     // The first session is made here, so that a refusal names its flag.
-    let (first, _) = session(&costs, model.clone(), args.planning.config())?;
+    let (planning, _) = args.planning.config()?;
+    let (first, _) = session(&costs, model.clone(), planning.clone())?;
     let mut first = Some(first);
     let make_session = || match first.take() {
         Some(session) => Ok(session),
-        None => Ok(costs.session(model.clone(), args.planning.config())?.0),
+        None => Ok(costs.session(model.clone(), planning.clone())?.0),
     };
     let report = runtime.block_on(run_load(make_session, &client, &config))?;
     if args.json {

@@ -27,7 +27,7 @@ use lab::{LabError, LoadConfig, LoadReport, run_load};
 use models::{Backend, Net, zoo};
 use runtime::{
     CloudConfig, DEFAULT_BATCH_MAX, DEFAULT_BATCH_WAIT, DEFAULT_SEED, EdgeConfig, EdgeSession,
-    LoadedModel, LocalCloud, SplitMode, WeightsSource,
+    LoadedModel, LocalCloud, Servers, SplitMode, WeightsSource,
 };
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -133,7 +133,7 @@ async fn measure(
         ..LoadConfig::default()
     };
     let before = cloud.server().stats();
-    let report = run_load(make, &cloud.client_config(), &config)
+    let report = run_load(make, &Servers::from(cloud.client_config()), &config)
         .await
         .expect("the load runs");
     let after = cloud.server().stats();

@@ -1,5 +1,5 @@
-//! A load generator: many edge sessions in one process, each with its own connection to one
-//! cloud server, each sending its requests one after another (a closed loop), and a
+//! A load generator: many edge sessions in one process, each with its own connections to one
+//! cloud server or a pool of them, each sending its requests one after another (a closed loop), and a
 //! [`LoadReport`] of what came back: throughput, latency percentiles, busy answers, fallbacks,
 //! and lost or wrong results. Every output is checked against a local run of the same input.
 //!
@@ -10,10 +10,9 @@
 use std::time::{Duration, Instant};
 
 use models::{HostTensor, relative_difference, seeded_input};
-use runtime::{EdgeSession, Outcome, RuntimeError};
+use runtime::{EdgeSession, Outcome, RuntimeError, Servers};
 use serde::Serialize;
 use tokio::task::JoinSet;
-use transport::ClientConfig;
 
 use crate::error::LabError;
 
@@ -170,16 +169,17 @@ impl Tally {
     }
 }
 
-/// Runs `config.clients` sessions made by `make_session` (each connected on its own to the
-/// server `client` names) against one server, `config.requests` requests each after one
-/// unmeasured warm-up, and reports what came back.
+/// Runs `config.clients` sessions made by `make_session`, each with connections of its own to
+/// the `servers` (one server or a pool; the sessions share its count of requests in flight, so
+/// they spread over a pool), `config.requests` requests each after one unmeasured warm-up, and
+/// reports what came back.
 ///
 /// The sessions should share one model; the inputs are that model's seeded inputs, and the
 /// reference outputs are the first session's model run locally. Fails when a setting is out of
 /// range or a session cannot be made or connected.
 pub async fn run_load(
     mut make_session: impl FnMut() -> Result<EdgeSession, LabError>,
-    client: &ClientConfig,
+    servers: &Servers,
     config: &LoadConfig,
 ) -> Result<LoadReport, LabError> {
     check(config)?;
@@ -200,11 +200,11 @@ pub async fn run_load(
         name: "clients",
         reason: "must be at least 1".into(),
     })?;
-    first.connect(client.clone()).await?;
+    first.connect(servers.clone()).await?;
     let mut connecting = JoinSet::new();
     for mut session in sessions {
-        let client = client.clone();
-        connecting.spawn(async move { session.connect(client).await.map(|()| session) });
+        let servers = servers.clone();
+        connecting.spawn(async move { session.connect(servers).await.map(|()| session) });
     }
     let mut sessions = vec![first];
     while let Some(joined) = connecting.join_next().await {

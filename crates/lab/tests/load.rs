@@ -6,8 +6,8 @@ use std::time::Duration;
 use lab::{LoadConfig, run_load};
 use models::{Backend, Net, zoo};
 use runtime::{
-    CloudConfig, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, LocalCloud, SplitMode,
-    WeightsSource,
+    CloudConfig, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, LocalCloud, Servers,
+    SplitMode, WeightsSource,
 };
 
 /// A session for `net` that sends everything but the input to the cloud.
@@ -49,9 +49,13 @@ async fn sixty_four_clients_lose_nothing_and_get_right_answers() {
         timeout: Duration::from_secs(1800),
         ..LoadConfig::default()
     };
-    let report = run_load(|| cloud_session(&net), &cloud.client_config(), &config)
-        .await
-        .expect("the load runs");
+    let report = run_load(
+        || cloud_session(&net),
+        &Servers::from(cloud.client_config()),
+        &config,
+    )
+    .await
+    .expect("the load runs");
     println!("{}", report.render());
     assert_eq!(report.sent, 6400, "{report:?}");
     assert_eq!(

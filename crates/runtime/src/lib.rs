@@ -7,8 +7,10 @@
 //!   decoding costs, and reports its expected wait with every reply.
 //! - [`EdgeSession`]: the edge side. Plans each request with the live link estimate and the
 //!   cloud's load (with hysteresis), runs the edge part, ships the boundary tensors and returns
-//!   an [`Outcome`] with predicted and measured breakdowns. When the cloud is unreachable, busy
-//!   or too slow, it finishes the request locally, says so, and reconnects in the background.
+//!   an [`Outcome`] with predicted and measured breakdowns. Given several servers
+//!   ([`Servers`]), it picks the server and the cut together and fails over to the next server.
+//!   When no cloud is reachable, or all are busy or too slow, it finishes the request locally,
+//!   says so, and reconnects in the background.
 //! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
 //!   they loaded the same thing.
 //! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
@@ -16,7 +18,7 @@
 //! - [`pattern_input`]: a deterministic input for any network, for samples and experiments.
 //! - [`Costs`]: where the planner's per-layer costs come from for each model (cost graphs,
 //!   device profiles or the quick profile), and the sessions that plan with them.
-//! - [`tasks`]: a queue of inference tasks against one cloud, one session per model, with a
+//! - [`tasks`]: a queue of inference tasks against the cloud servers, one session per model, with a
 //!   background link monitor, typed per-task records and a latency summary.
 //! - [`Outcome::cut_summary`] and [`CutReport`]: a request's cut in words and for reports.
 //! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
@@ -50,15 +52,15 @@ mod wire;
 
 pub use cloud::{
     CloudConfig, CloudServer, DEFAULT_BATCH_MAX, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BATCH, QueueStats,
-    check_request,
+    check_request, serve_metrics,
 };
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::Costs;
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
-    CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, SplitMode,
-    pattern_input,
+    CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, Servers,
+    SplitMode, pattern_input,
 };
 pub use energy::{EnergyCounters, EnergySample, EnergyUnavailable, POWERCAP_ROOT};
 pub use error::RuntimeError;

@@ -39,8 +39,13 @@ pub enum ServerTrust {
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `host:port` of the server.
+    /// `host:port` of the server. Known-servers mode pins the certificate under this name.
     pub server: String,
+    /// Connect to this address instead of resolving `server` (which then only names the
+    /// server: for pinning, the certificate check and messages). Set it to reach one member
+    /// of a pool whose name resolves to several addresses. Default: none (resolve `server`
+    /// and take its first address).
+    pub address: Option<SocketAddr>,
     /// Name checked against the certificate in [`ServerTrust::CaFile`] mode; defaults to the
     /// host part of `server`. Ignored when pinning.
     pub server_name: Option<String>,
@@ -72,6 +77,7 @@ impl ClientConfig {
     pub fn new(server: impl Into<String>, trust: ServerTrust, token: Token) -> Self {
         ClientConfig {
             server: server.into(),
+            address: None,
             server_name: None,
             trust,
             token,
@@ -226,7 +232,10 @@ impl Client {
     /// Connects, verifies the server, and authenticates.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let estimator = LinkEstimator::new(config.estimator)?;
-        let addr = resolve(&config.server).await?;
+        let addr = match config.address {
+            Some(addr) => addr,
+            None => resolve(&config.server).await?,
+        };
         let bind: SocketAddr = if addr.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
         } else {

@@ -9,6 +9,7 @@
 
 mod batch;
 mod catalog;
+mod metrics;
 mod queue;
 mod request;
 
@@ -29,6 +30,8 @@ use crate::error::RuntimeError;
 use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 use batch::{BatchKey, Lobby, Member};
 use catalog::{Catalog, WeightsDefaults};
+use metrics::Metrics;
+pub use metrics::serve_metrics;
 pub use queue::QueueStats;
 use queue::{QueueShape, Running, WorkQueue};
 
@@ -120,6 +123,8 @@ pub struct CloudServer {
     abandoned: Arc<AtomicU64>,
     /// Cost tables sent to clients since start.
     costs_published: AtomicU64,
+    /// Counts and times for Prometheus.
+    metrics: Metrics,
 }
 
 impl CloudServer {
@@ -182,6 +187,7 @@ impl CloudServer {
             batch_max,
             abandoned: Arc::new(AtomicU64::new(0)),
             costs_published: AtomicU64::new(0),
+            metrics: Metrics::new(),
         })
     }
 
@@ -224,6 +230,12 @@ impl CloudServer {
     /// next node) because their client stopped waiting or their deadline passed.
     pub fn abandoned(&self) -> u64 {
         self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// The server's metrics in the OpenMetrics text encoding, as [`serve_metrics`] serves
+    /// them.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(&self.queue.stats())
     }
 
     /// How many cost tables this server has sent to clients since it started.
@@ -347,6 +359,8 @@ impl CloudServer {
         members.extend(companions);
         running.set_requests(members.len());
         running.restart_clock();
+        let samples: usize = members.iter().map(|m| m.part.samples()).sum();
+        self.metrics.observe_batch(samples as u64);
         let model = loaded.model;
         // Detached: the batch runs to its end (or to a stop) even if the leader's own client
         // goes, since its companions still wait.
@@ -490,7 +504,10 @@ impl Handler for CloudServer {
     }
 
     async fn infer(&self, request: InferRequest) -> Result<Inference, ErrorReply> {
-        self.run(request).await
+        let received = metrics::payload_bytes(&request);
+        let result = self.run(request).await;
+        self.metrics.record(received, &result);
+        result
     }
 
     async fn costs(&self, request: CostRequest) -> Result<CloudCosts, ErrorReply> {

@@ -87,11 +87,6 @@ impl CloudLink {
         (link, result)
     }
 
-    /// `host:port` of the server.
-    pub fn server(&self) -> &str {
-        &self.config.server
-    }
-
     /// The client when requests may use it. A connection found closed is marked down (and a
     /// reconnect starts) here.
     pub fn usable(&mut self) -> Option<(Arc<Client>, u64)> {
@@ -170,7 +165,7 @@ async fn reconnect(config: ClientConfig, backoff: Backoff, shared: Arc<Mutex<Sta
         let mut state = lock(&shared);
         match attempt {
             Ok(client) => {
-                info!(server = %config.server, "reconnected to the cloud");
+                info!(server = %config.server, address = ?config.address, "reconnected to the cloud");
                 state.client = Some(client);
                 state.healthy = true;
                 state.last_error = None;
@@ -179,13 +174,13 @@ async fn reconnect(config: ClientConfig, backoff: Backoff, shared: Arc<Mutex<Sta
                 return;
             }
             Err(e) if is_permanent(&e) => {
-                warn!(server = %config.server, error = %e, "the cloud refused the reconnect; giving up");
+                warn!(server = %config.server, address = ?config.address, error = %e, "the cloud refused the reconnect; giving up");
                 state.last_error = Some(e.to_string());
                 state.retrying = false;
                 return;
             }
             Err(e) => {
-                debug!(server = %config.server, error = %e, ?delay, "reconnect failed; will retry");
+                debug!(server = %config.server, address = ?config.address, error = %e, ?delay, "reconnect failed; will retry");
                 state.last_error = Some(e.to_string());
                 delay = (delay * 2).min(backoff.max);
             }

@@ -5,11 +5,13 @@ mod connection;
 mod inputs;
 mod outcome;
 mod planning;
+mod pool;
 mod published;
 mod split;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use models::{Activations, HostTensor, Model, decode_image, image_dimensions};
@@ -19,8 +21,8 @@ use partition_core::{
 use predictor::DeviceProfile;
 use tracing::{info, warn};
 use transport::{
-    Client, ClientConfig, ClientError, Codec, DecodingCosts, ErrorCode, FrameError, InferRequest,
-    InferResponse, Loss, WireTensor,
+    Client, ClientError, Codec, ErrorCode, FrameError, InferRequest, InferResponse, LinkEstimate,
+    Loss, WireTensor,
 };
 
 use crate::codec_costs::{CloudDecoding, CodecCosts};
@@ -33,9 +35,15 @@ use inputs::{WaitEstimate, planning_link};
 pub use outcome::{Measured, Outcome, Sent};
 pub use planning::INPUT_FILE_ID;
 use planning::{FileInput, PlanningGraph};
+pub use pool::Servers;
+use pool::{InFlight, Member};
 pub use published::CloudCostSource;
-use published::CostCache;
+use published::{CostCache, ServerCosts};
 pub use split::SplitMode;
+
+/// Hands each new session its first turn among servers that plan equally well, so that
+/// sessions started together begin at different servers.
+static FIRST_TURN: AtomicUsize = AtomicUsize::new(0);
 
 /// Settings of an [`EdgeSession`].
 #[derive(Debug, Clone)]
@@ -111,51 +119,62 @@ impl Default for EdgeConfig {
 
 /// The edge side of collaborative inference for one network.
 ///
-/// It holds the model (edge side), the cost graph the planner solves over, the connection to
-/// the cloud (which may be down), the hysteresis state and the last seen cloud load. Requests
-/// run one at a time (`infer` takes `&mut self`); open one session per concurrent stream of
-/// requests.
+/// It holds the model (edge side), the cost graph the planner solves over, the connections to
+/// the cloud servers (any of which may be down), the hysteresis state and each server's last
+/// seen load. Each request is planned for every usable server, with that server's link
+/// estimate, published costs and expected wait, and goes to the cheapest (equal ones take
+/// turns); when that server fails or refuses, the next one is tried, and then the request
+/// finishes locally. Requests run one at a time (`infer` takes `&mut self`); open one session
+/// per concurrent stream of requests.
 #[derive(Debug)]
 pub struct EdgeSession {
     model: Arc<Model>,
     weights_hash: String,
     /// The cost graph the session was made with (edge costs slowed as configured).
     given: Graph,
-    /// The cost graph the planner uses: `given`, with the server's published cloud costs once
-    /// it has published them.
-    graph: Graph,
-    /// Where `graph`'s cloud costs come from.
-    cloud_source: CloudCostSource,
+    /// The planner's costs for a server that has not published its own: `given`'s.
+    assumed: ServerCosts,
     /// Published cost tables fetched so far.
     published: CostCache,
-    /// The connection generation whose published costs `graph` reflects.
-    costs_generation: u64,
     /// The edge's summed layer costs at this machine's speed (before any emulated slowdown).
     edge_total_ms: f64,
     /// The network's index of each graph node (the graph has its own topological order).
     to_net: Vec<usize>,
-    /// How many times this machine's time the cloud takes for the same work: the cloud's
-    /// summed layer costs over the edge's, before any emulated slowdown.
-    cloud_factor: f64,
     /// Codec and image-decoding costs, measured on the first request that needs them.
     codec_costs: Option<CodecCosts>,
-    /// The connected server's own decoding costs, when it published them.
-    cloud_decoding: Option<DecodingCosts>,
     config: EdgeConfig,
     hysteresis: Hysteresis,
     /// Whether the hysteresis holds a plan for an image-file graph (one node longer).
     hysteresis_for_file: bool,
     last_placement: Option<Vec<bool>>,
-    cloud: Option<CloudLink>,
-    seen_generation: u64,
-    wait: WaitEstimate,
     /// The CPU's energy counters, read around the edge's compute, or why there are none.
     energy: Result<EnergyCounters, EnergyUnavailable>,
+    /// The cloud servers, in the order given (names expanded to their addresses).
+    servers: Vec<Member>,
+    /// Whose turn it is among servers that plan equally well.
+    turn: usize,
+}
+
+/// A server requests may use now: its index in the session and its client.
+type Usable = (usize, Arc<Client>);
+
+/// A request planned for one server, or for none when no server is usable.
+struct Planned {
+    /// The server's index and client.
+    server: Option<Usable>,
+    planning: PlanningGraph,
+    scenario: Scenario,
+    /// The solver's plan (before the hysteresis).
+    plan: Plan,
+    link: Link,
+    estimate: Option<LinkEstimate>,
+    wait_ms: f64,
 }
 
 /// What became of the cloud request.
 enum Remote {
-    Done(InferResponse),
+    /// Server `.0` answered.
+    Done(usize, InferResponse),
     /// Finish locally, for this reason.
     Fallback(String),
 }
@@ -212,28 +231,28 @@ impl EdgeSession {
         }
         let session = EdgeSession {
             hysteresis: Hysteresis::new(config.min_saving)?,
-            wait: WaitEstimate::idle(config.load_half_life),
             model: Arc::new(model.model),
             weights_hash: model.weights_hash,
-            given: graph.clone(),
-            graph,
-            cloud_source: if config.use_published_costs {
-                CloudCostSource::Assumed(None)
-            } else {
-                CloudCostSource::Given
+            assumed: ServerCosts {
+                graph: graph.clone(),
+                decoding: None,
+                cloud_factor,
+                source: if config.use_published_costs {
+                    CloudCostSource::Assumed(None)
+                } else {
+                    CloudCostSource::Given
+                },
             },
+            given: graph,
             published: CostCache::default(),
-            costs_generation: 0,
             edge_total_ms,
             to_net,
-            cloud_factor,
             codec_costs: None,
-            cloud_decoding: None,
             hysteresis_for_file: false,
             last_placement: None,
-            cloud: None,
-            seen_generation: 0,
             energy: EnergyCounters::system(),
+            servers: Vec::new(),
+            turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
             config,
         };
         session.check_config()?;
@@ -279,39 +298,92 @@ impl EdgeSession {
         // first request.
         let link = planning_link(None, config.uplink_mbps, &config.assumed_link)?;
         if let SplitMode::Fixed(ids) = &config.split {
-            Plan::fixed(&self.graph, &Scenario::latency(link), ids)?;
+            Plan::fixed(&self.given, &Scenario::latency(link), ids)?;
         }
         Ok(())
     }
 
-    /// Connects to the cloud now, replacing any earlier connection.
+    /// Connects to the cloud now, replacing any earlier connections: one server (a
+    /// [`transport::ClientConfig`]) or several ([`Servers`]; a name stands for every address
+    /// it resolves to).
     ///
-    /// On success the welcome is checked: the server must offer this model, and with the same
-    /// weights hash when it has loaded it already. When the cloud is unreachable the error is
-    /// returned but the session keeps trying in the background, and until it succeeds requests
-    /// run locally as fallbacks; a refusal (wrong token, changed certificate, other weights) is
-    /// not retried.
-    pub async fn connect(&mut self, client: ClientConfig) -> Result<(), RuntimeError> {
-        let server = client.server.clone();
+    /// Each server's welcome is checked: it must offer this model, and with the same weights
+    /// hash when it has loaded it already. It succeeds when at least one server can be used;
+    /// [`EdgeSession::server_errors`] says why any other cannot. Otherwise the first server's
+    /// error is returned. A server that cannot be reached is tried again in the background,
+    /// and until one answers requests run locally as fallbacks; a refusal (wrong token,
+    /// changed certificate, other weights) is not retried.
+    pub async fn connect(&mut self, servers: impl Into<Servers>) -> Result<(), RuntimeError> {
+        let results = self.connect_all(servers.into()).await?;
+        if results.iter().any(Result::is_ok) {
+            return Ok(());
+        }
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Connects to every server, concurrently, and checks each welcome and fetches each
+    /// server's published costs. One result per server, in order.
+    async fn connect_all(
+        &mut self,
+        servers: Servers,
+    ) -> Result<Vec<Result<(), RuntimeError>>, RuntimeError> {
+        if servers.configs().is_empty() {
+            return Err(RuntimeError::Config {
+                name: "servers",
+                reason: "no cloud server given; give at least one".into(),
+            });
+        }
         let backoff = Backoff {
             first: self.config.reconnect_delay,
             max: self.config.max_reconnect_delay,
         };
-        self.cloud = None;
-        // A new link counts its connections from the start: check its welcome and fetch its
-        // costs afresh.
-        self.seen_generation = 0;
-        self.costs_generation = 0;
-        let (link, result) = CloudLink::connect(client, backoff).await;
-        self.cloud = Some(link);
-        result.map_err(|error| RuntimeError::Connect {
-            server,
-            error: Box::new(error),
-        })?;
-        if let Some(client) = self.usable_client()? {
-            self.update_cloud_costs(&client).await;
+        self.servers.clear();
+        let mut results = Vec::new();
+        let mut connecting = Vec::new();
+        for resolved in servers.resolve().await {
+            match resolved {
+                Ok(server) => connecting.push((
+                    server.label,
+                    server.in_flight,
+                    tokio::spawn(CloudLink::connect(server.config, backoff)),
+                )),
+                Err((server, error)) => results.push(Err(RuntimeError::Connect {
+                    server,
+                    error: Box::new(error),
+                })),
+            }
         }
-        Ok(())
+        for (label, in_flight, task) in connecting {
+            let (link, result) = task.await.map_err(|e| RuntimeError::Task(e.to_string()))?;
+            self.servers.push(Member {
+                link,
+                label: label.clone(),
+                seen_generation: 0,
+                costs_generation: 0,
+                costs: self.assumed.clone(),
+                wait: WaitEstimate::idle(self.config.load_half_life),
+                in_flight,
+            });
+            let i = self.servers.len() - 1;
+            results.push(match result {
+                Err(error) => Err(RuntimeError::Connect {
+                    server: label,
+                    error: Box::new(error),
+                }),
+                Ok(()) => match self.usable_client(i) {
+                    Ok(Some(client)) => {
+                        self.update_cloud_costs(i, &client).await;
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(problem) => Err(problem),
+                },
+            });
+        }
+        Ok(results)
     }
 
     /// The CPU energy counters the session reads around the edge's compute
@@ -320,21 +392,31 @@ impl EdgeSession {
         self.energy.as_ref()
     }
 
-    /// Where the planner's cloud costs come from now.
+    /// Where the planner's cloud costs come from now (for the first usable server).
     pub fn cloud_cost_source(&self) -> &CloudCostSource {
-        &self.cloud_source
+        &self.current_costs().source
     }
 
-    /// Plans with the connected server's published costs, fetching them once per server and
-    /// weights (within the request timeout). A server that cannot answer leaves the given
-    /// costs in place, and the reason in [`EdgeSession::cloud_cost_source`].
-    async fn update_cloud_costs(&mut self, client: &Client) {
-        if !self.config.use_published_costs || self.costs_generation == self.seen_generation {
+    /// The costs of the first usable server (or of the first server, or the given ones).
+    fn current_costs(&self) -> &ServerCosts {
+        self.servers
+            .iter()
+            .find(|m| m.link.is_healthy())
+            .or(self.servers.first())
+            .map_or(&self.assumed, |m| &m.costs)
+    }
+
+    /// Plans with server `i`'s published costs, fetching them once per server and weights
+    /// (within the request timeout). A server that cannot answer leaves the given costs in
+    /// place for it, and the reason in its [`CloudCostSource`].
+    async fn update_cloud_costs(&mut self, i: usize, client: &Client) {
+        let member = &mut self.servers[i];
+        if !self.config.use_published_costs || member.costs_generation == member.seen_generation {
             return;
         }
-        self.costs_generation = self.seen_generation;
+        member.costs_generation = member.seen_generation;
         let Some(fingerprint) = client.fingerprint() else {
-            return self.assume_cloud_costs("the server's certificate is unknown".into());
+            return self.assume_cloud_costs(i, "the server's certificate is unknown".into());
         };
         let table = match self.published.get(fingerprint, &self.weights_hash) {
             Some(table) => table,
@@ -346,86 +428,146 @@ impl EdgeSession {
                         self.published.insert(fingerprint, table.clone());
                         table
                     }
-                    Ok(Err(e)) => return self.assume_cloud_costs(e.to_string()),
-                    Err(_) => return self.assume_cloud_costs("no answer in time".into()),
+                    Ok(Err(e)) => return self.assume_cloud_costs(i, e.to_string()),
+                    Err(_) => return self.assume_cloud_costs(i, "no answer in time".into()),
                 }
             }
         };
         match published::apply(&self.given, &table) {
             Ok(graph) => {
-                self.cloud_factor = speed_ratio_of(&graph, self.edge_total_ms);
-                self.cloud_decoding = Some(table.decoding.clone());
-                self.graph = graph;
-                self.cloud_source = CloudCostSource::Published {
-                    fingerprint: fingerprint.to_string(),
-                    method: table.method.clone(),
+                self.servers[i].costs = ServerCosts {
+                    cloud_factor: speed_ratio_of(&graph, self.edge_total_ms),
+                    decoding: Some(table.decoding.clone()),
+                    graph,
+                    source: CloudCostSource::Published {
+                        fingerprint: fingerprint.to_string(),
+                        method: table.method.clone(),
+                    },
                 };
             }
-            Err(e) => self.assume_cloud_costs(format!("its table does not fit: {e}")),
+            Err(e) => self.assume_cloud_costs(i, format!("its table does not fit: {e}")),
         }
     }
 
-    /// Falls back to the given cloud costs, saying why.
-    fn assume_cloud_costs(&mut self, reason: String) {
-        warn!(model = %self.model.net().name(), %reason, "planning with assumed cloud costs");
-        self.graph = self.given.clone();
-        self.cloud_decoding = None;
-        self.cloud_factor = speed_ratio_of(&self.given, self.edge_total_ms);
-        self.cloud_source = CloudCostSource::Assumed(Some(reason));
+    /// Plans with the given cloud costs for server `i`, saying why.
+    fn assume_cloud_costs(&mut self, i: usize, reason: String) {
+        let member = &mut self.servers[i];
+        warn!(model = %self.model.net().name(), server = %member.label, %reason, "planning with assumed cloud costs");
+        member.costs = ServerCosts {
+            source: CloudCostSource::Assumed(Some(reason)),
+            ..self.assumed.clone()
+        };
     }
 
     /// Connects to the cloud now, or runs locally while it cannot be reached.
     ///
     /// A server that cannot be reached now (no answer, a timeout, a connection lost during the
-    /// handshake) is not fatal: the session finishes requests locally and keeps trying in the
-    /// background, and the reason comes back as a warning to show the user. A refusal (wrong
-    /// token, changed certificate, other weights, a model the server lacks) or an address that
-    /// does not resolve is an error, since waiting would not fix it.
+    /// handshake) is not fatal: the session uses the other servers, or finishes requests
+    /// locally, and keeps trying it in the background; the reason comes back as a warning to
+    /// show the user. A refusal (wrong token, changed certificate, other weights, a model the
+    /// server lacks) or an address that does not resolve stops that server's use for good: a
+    /// warning while another server is usable or may come up, else an error, since waiting
+    /// would not fix it. Several warnings come back joined by `; `.
     pub async fn connect_or_run_locally(
         &mut self,
-        client: ClientConfig,
+        servers: impl Into<Servers>,
     ) -> Result<Option<String>, RuntimeError> {
-        match self.connect(client).await {
-            Ok(()) => Ok(None),
-            Err(RuntimeError::Connect { server, error })
-                if matches!(
-                    *error,
-                    ClientError::Connect { .. }
-                        | ClientError::Timeout(_)
-                        | ClientError::ConnectionLost(_)
-                ) =>
-            {
-                Ok(Some(format!(
-                    "cannot reach the cloud at {server} ({error}); running locally until it answers"
-                )))
+        let results = self.connect_all(servers.into()).await?;
+        let connected = results.iter().any(Result::is_ok);
+        let passing =
+            |e: &RuntimeError| matches!(e, RuntimeError::Connect { error, .. } if may_pass(error));
+        let alive = connected || results.iter().any(|r| r.as_ref().is_err_and(passing));
+        let mut warnings = Vec::new();
+        for result in results {
+            match result {
+                Ok(()) => {}
+                Err(RuntimeError::Connect { server, error }) if may_pass(&error) => {
+                    let meanwhile = if connected {
+                        "using the other servers"
+                    } else {
+                        "running locally"
+                    };
+                    warnings.push(format!(
+                        "cannot reach the cloud at {server} ({error}); {meanwhile} until it answers"
+                    ));
+                }
+                Err(e) if alive => {
+                    warnings.push(format!("{e}; this server is not used"));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
+        }
+        Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
+    }
+
+    /// Closes the connections; later requests run locally as fallbacks until the next
+    /// [`EdgeSession::connect`].
+    pub fn disconnect(&mut self) {
+        self.servers.clear();
+    }
+
+    /// Whether requests can use the cloud now (at least one server).
+    pub fn is_connected(&self) -> bool {
+        self.servers.iter().any(|m| m.link.is_healthy())
+    }
+
+    /// Why the cloud cannot be used, when no server can (`None` when one is usable or none
+    /// was asked for). With several servers, each one's reason after its name.
+    pub fn cloud_error(&self) -> Option<String> {
+        if self.is_connected() {
+            return None;
+        }
+        let errors = self.server_errors();
+        match errors.as_slice() {
+            [] => None,
+            [(_, error)] if self.servers.len() == 1 => Some(error.clone()),
+            _ => Some(
+                errors
+                    .iter()
+                    .map(|(server, error)| format!("{server}: {error}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         }
     }
 
-    /// Closes the connection; later requests run locally as fallbacks until the next
-    /// [`EdgeSession::connect`].
-    pub fn disconnect(&mut self) {
-        self.cloud = None;
+    /// Every server that cannot be used now, named, with why: down and being retried, or
+    /// refused for good (a changed certificate, a wrong token, other weights).
+    pub fn server_errors(&self) -> Vec<(String, String)> {
+        self.servers
+            .iter()
+            .filter(|m| !m.link.is_healthy())
+            .map(|m| {
+                let error = m.link.last_error();
+                let error = error.unwrap_or_else(|| "the connection was closed".into());
+                (m.label.clone(), error)
+            })
+            .collect()
     }
 
-    /// Whether requests can use the cloud now.
-    pub fn is_connected(&self) -> bool {
-        self.cloud.as_ref().is_some_and(CloudLink::is_healthy)
+    /// The servers connected to, named as messages name them (`name (address)` for a server
+    /// given by a name).
+    pub fn servers(&self) -> Vec<String> {
+        self.servers.iter().map(|m| m.label.clone()).collect()
     }
 
-    /// Why the cloud cannot be used, when it cannot (`None` when connected or never asked to).
-    pub fn cloud_error(&self) -> Option<String> {
-        self.cloud
-            .as_ref()
-            .filter(|link| !link.is_healthy())
-            .and_then(CloudLink::last_error)
-    }
-
-    /// The transport client of the current or last connection: its welcome, its link estimate,
-    /// probes. The session closes it when it is dropped or disconnected.
+    /// The transport client of the first usable server's connection (or the first server's
+    /// last one): its welcome, its link estimate, probes. The session closes it when it is
+    /// dropped or disconnected.
     pub fn client(&self) -> Option<Arc<Client>> {
-        self.cloud.as_ref().and_then(CloudLink::last_client)
+        self.servers
+            .iter()
+            .find(|m| m.link.is_healthy())
+            .or(self.servers.first())
+            .and_then(|m| m.link.last_client())
+    }
+
+    /// The transport clients of every server connected at least once, in order.
+    pub fn clients(&self) -> Vec<Arc<Client>> {
+        self.servers
+            .iter()
+            .filter_map(|m| m.link.last_client())
+            .collect()
     }
 
     /// The edge's model.
@@ -433,9 +575,9 @@ impl EdgeSession {
         &self.model
     }
 
-    /// The cost graph the planner uses.
+    /// The cost graph the planner uses (for the first usable server).
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        &self.current_costs().graph
     }
 
     /// The hash of the edge's weights, sent with every request.
@@ -463,13 +605,20 @@ impl EdgeSession {
     /// slower (below 1, faster) than the profile it was planned with, for example under a CPU
     /// quota measured after the profile was made. The hysteresis starts afresh.
     pub fn scale_edge_costs(&mut self, factor: f64) -> Result<(), RuntimeError> {
-        self.graph = self
-            .graph
-            .with_edge_scaled(factor)
-            .map_err(|e| RuntimeError::Config {
-                name: "edge cost scale",
-                reason: e.to_string(),
-            })?;
+        let scale = |graph: &mut Graph| -> Result<(), RuntimeError> {
+            *graph = graph
+                .with_edge_scaled(factor)
+                .map_err(|e| RuntimeError::Config {
+                    name: "edge cost scale",
+                    reason: e.to_string(),
+                })?;
+            Ok(())
+        };
+        scale(&mut self.given)?;
+        scale(&mut self.assumed.graph)?;
+        for member in &mut self.servers {
+            scale(&mut member.costs.graph)?;
+        }
         self.last_placement = None;
         self.hysteresis = Hysteresis::new(self.config.min_saving)?;
         Ok(())
@@ -503,21 +652,21 @@ impl EdgeSession {
         Ok(())
     }
 
-    /// The client when the cloud is usable, after checking the welcome of a new connection.
-    fn usable_client(&mut self) -> Result<Option<Arc<Client>>, RuntimeError> {
-        let Some(link) = self.cloud.as_mut() else {
+    /// Server `i`'s client when it is usable, after checking the welcome of a new connection.
+    /// A welcome that does not fit (the model is not offered, other weights) stops the
+    /// server's use and is the error.
+    fn usable_client(&mut self, i: usize) -> Result<Option<Arc<Client>>, RuntimeError> {
+        let member = &mut self.servers[i];
+        let Some((client, generation)) = member.link.usable() else {
             return Ok(None);
         };
-        let Some((client, generation)) = link.usable() else {
-            return Ok(None);
-        };
-        if generation != self.seen_generation {
+        if generation != member.seen_generation {
             let welcome = client.welcome();
             let model = self.model.net().name();
             let offer = welcome.models.iter().find(|m| m.id == model);
             let problem = match offer {
                 None => Some(RuntimeError::NotOffered {
-                    server: link.server().to_string(),
+                    server: member.label.clone(),
                     model: model.to_string(),
                     offered: welcome
                         .models
@@ -531,7 +680,7 @@ impl EdgeSession {
                         && offer.weights_hash != self.weights_hash =>
                 {
                     Some(RuntimeError::WeightsMismatch {
-                        server: link.server().to_string(),
+                        server: member.label.clone(),
                         model: model.to_string(),
                         edge_hash: self.weights_hash.clone(),
                         cloud_hash: offer.weights_hash.clone(),
@@ -540,23 +689,56 @@ impl EdgeSession {
                 Some(_) => None,
             };
             if let Some(problem) = problem {
-                link.down(problem.to_string(), false);
+                member.link.down(problem.to_string(), false);
                 return Err(problem);
             }
-            self.seen_generation = generation;
-            self.wait.set(welcome.state.wait_ms, Instant::now());
+            member.seen_generation = generation;
+            member.wait.set(welcome.state.wait_ms, Instant::now());
         }
         Ok(Some(client))
+    }
+
+    /// The servers requests may use now, each checked (a new connection's welcome), with its
+    /// published costs fetched and its link estimate fresh; and why one could not be used.
+    /// A welcome that does not fit is an error when no server is left.
+    async fn usable_servers(&mut self) -> Result<(Vec<Usable>, Option<String>), RuntimeError> {
+        let mut usable = Vec::new();
+        let mut trouble = None;
+        let mut problem = None;
+        for i in 0..self.servers.len() {
+            let client = match self.usable_client(i) {
+                Ok(Some(client)) => client,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(server = %self.servers[i].label, error = %e, "not using this cloud server");
+                    problem.get_or_insert(e);
+                    continue;
+                }
+            };
+            self.update_cloud_costs(i, &client).await;
+            match self.refresh_link(i, &client).await? {
+                Ok(()) => usable.push((i, client)),
+                Err(reason) => {
+                    trouble.get_or_insert(reason);
+                }
+            }
+        }
+        match problem {
+            Some(e) if usable.is_empty() => Err(e),
+            _ => Ok((usable, trouble)),
+        }
     }
 
     /// Runs the network on `input` (`[N, ...input shape]`): plans, runs the edge part, ships the
     /// boundary tensors, and returns the output with the plan and both breakdowns.
     ///
-    /// When the cloud is unreachable, refuses as busy, fails internally or does not answer
-    /// within the timeout, the request finishes locally and [`Outcome::fallback`] says why;
-    /// a reconnect starts in the background when the connection is at fault. Refusals that
-    /// running locally would hide (unknown model, other weights, a request the server finds
-    /// invalid) are errors. Edge-only plans never touch the network.
+    /// With several servers, the request goes to the one whose plan is cheapest ([`Outcome::server`]
+    /// names the one that answered). When a server is unreachable, refuses as busy, fails
+    /// internally or does not answer within the timeout, the request goes to the next usable
+    /// server, and when none is left it finishes locally and [`Outcome::fallback`] says why; a
+    /// reconnect starts in the background when a connection is at fault. Refusals that running
+    /// locally would hide (unknown model, other weights, a request the server finds invalid)
+    /// are errors. Edge-only plans never touch the network.
     pub async fn infer(&mut self, input: HostTensor) -> Result<Outcome, RuntimeError> {
         self.check_input(&input)?;
         self.infer_input(Input::Tensor(input)).await
@@ -587,40 +769,27 @@ impl EdgeSession {
     }
 
     async fn infer_input(&mut self, input: Input) -> Result<Outcome, RuntimeError> {
-        let mut client = None;
-        let mut trouble = None;
-        if self.config.split != SplitMode::EdgeOnly {
-            client = self.usable_client()?;
-            match &client {
-                Some(c) => {
-                    self.update_cloud_costs(c).await;
-                    if let Err(reason) = self.refresh_link(c).await? {
-                        trouble = Some(reason);
-                        client = None;
-                    }
-                }
-                None => trouble = Some(self.unavailable_reason()),
-            }
-        }
+        let (usable, trouble) = if self.config.split == SplitMode::EdgeOnly {
+            (Vec::new(), None)
+        } else {
+            self.usable_servers().await?
+        };
         self.measure_codecs().await?;
-        let estimate = self.client().map(|c| c.link());
-        let link = planning_link(
-            estimate.as_ref(),
-            self.config.uplink_mbps,
-            &self.config.assumed_link,
-        )?;
-        if let Some(client) = self.client() {
-            // Any reply since (a result, a probe, a status) is newer than what we saw.
-            let (state, age) = client.server_state();
-            self.wait.set(state.wait_ms, Instant::now() - age);
-        }
-        let wait_ms = self.wait.value(Instant::now());
-        let scenario = Scenario::new(link, self.config.objective, 1.0)?.with_wait(wait_ms)?;
-        let planning = self.planning_graph(match &input {
+        let file = match &input {
             Input::File(file) => Some(file),
             Input::Tensor(_) => None,
-        })?;
-        let plan = self.choose(&planning, &scenario)?;
+        };
+        let (chosen, standby) = self.choose_server(usable, file)?;
+        let Planned {
+            server,
+            planning,
+            scenario,
+            plan: candidate,
+            link,
+            estimate,
+            wait_ms,
+        } = chosen;
+        let plan = self.choose(&planning, &scenario, candidate)?;
         let switched = self.last_placement.as_deref() != Some(plan.placement());
         self.last_placement = Some(plan.placement().to_vec());
         let net = self.model.net();
@@ -640,6 +809,7 @@ impl EdgeSession {
         let started = Instant::now();
         let mut measured = Measured::default();
         let mut fallback = None;
+        let mut served_by = None;
         let mut sent = Vec::new();
         // The input as a tensor, decoding the file here unless the plan sends it.
         let (tensor, file) = match input {
@@ -694,24 +864,25 @@ impl EdgeSession {
                     (payload, boundary, None)
                 }
             };
-            let remote = match (client, trouble, payload) {
-                (_, _, Err(reason)) => Remote::Fallback(reason),
-                (Some(client), None, Ok(payload)) => match beyond_limits(&client, batch) {
-                    Some(reason) => Remote::Fallback(reason),
-                    None => self.remote(&client, &cloud_nodes, payload).await?,
-                },
-                (_, reason, Ok(_)) => {
-                    Remote::Fallback(reason.unwrap_or_else(|| self.unavailable_reason()))
+            let remote = match payload {
+                Err(reason) => Remote::Fallback(reason),
+                Ok(payload) => {
+                    let request = self.request(&cloud_nodes, payload);
+                    let servers = server.into_iter().chain(standby).collect();
+                    self.send(servers, request, batch, trouble).await?
                 }
             };
             match remote {
-                Remote::Done(response) => {
+                Remote::Done(i, response) => {
+                    served_by = Some(self.servers[i].label.clone());
                     measured.upload_ms = response.upload.span_us as f64 / 1e3;
                     measured.download_ms = response.download.span_us as f64 / 1e3;
                     measured.queue_ms = response.queue_ms;
                     measured.cloud_ms = response.cloud_ms + response.decode_ms;
                     measured.load_ms = response.load_ms;
-                    self.wait.set(response.state.wait_ms, Instant::now());
+                    self.servers[i]
+                        .wait
+                        .set(response.state.wait_ms, Instant::now());
                     let predicted_decode_ms = planning.predicted_decode_ms(&plan);
                     if let Some(costs) = self.codec_costs.as_mut() {
                         costs.record_cloud_decode(predicted_decode_ms, response.decode_ms);
@@ -755,6 +926,86 @@ impl EdgeSession {
             estimate,
             wait_ms,
             fallback,
+            server: served_by,
+        })
+    }
+
+    /// Plans the request for every usable server and picks the server and the cut together:
+    /// the cheapest plan, equal ones in turn. Returns it with the other usable servers, best
+    /// first, to fail over to. Without a usable server, the plan is for the first server's
+    /// costs and last link estimate (or the given costs and the assumed link).
+    fn choose_server(
+        &mut self,
+        usable: Vec<Usable>,
+        file: Option<&FileInput>,
+    ) -> Result<(Planned, Vec<Usable>), RuntimeError> {
+        let now = Instant::now();
+        let mut options = Vec::with_capacity(usable.len().max(1));
+        for (i, client) in usable {
+            // Any reply since (a result, a probe, a status) is newer than what we saw.
+            let (state, age) = client.server_state();
+            let member = &mut self.servers[i];
+            member
+                .wait
+                .set(state.wait_ms, now.checked_sub(age).unwrap_or(now));
+            let wait_ms = member.expected_wait_ms(now);
+            let estimate = Some(client.link());
+            options.push(self.plan_for(
+                &self.servers[i].costs,
+                estimate,
+                wait_ms,
+                file,
+                Some((i, client)),
+            )?);
+        }
+        if options.is_empty() {
+            let estimate = self.client().map(|c| c.link());
+            let wait_ms = self
+                .servers
+                .first()
+                .map_or(0.0, |m| m.expected_wait_ms(now));
+            options.push(self.plan_for(self.current_costs(), estimate, wait_ms, file, None)?);
+        }
+        let values: Vec<f64> = options.iter().map(|o| o.plan.value()).collect();
+        let first = pool::pick(&values, self.config.min_saving, self.turn).unwrap_or(0);
+        self.turn = self.turn.wrapping_add(1);
+        let chosen = options.swap_remove(first);
+        options.sort_by(|a, b| a.plan.value().total_cmp(&b.plan.value()));
+        let standby = options.into_iter().filter_map(|o| o.server).collect();
+        Ok((chosen, standby))
+    }
+
+    /// The solver's plan for one server: its costs, link estimate and expected wait.
+    fn plan_for(
+        &self,
+        costs: &ServerCosts,
+        estimate: Option<LinkEstimate>,
+        wait_ms: f64,
+        file: Option<&FileInput>,
+        server: Option<Usable>,
+    ) -> Result<Planned, RuntimeError> {
+        let link = planning_link(
+            estimate.as_ref(),
+            self.config.uplink_mbps,
+            &self.config.assumed_link,
+        )?;
+        let scenario = Scenario::new(link, self.config.objective, 1.0)?.with_wait(wait_ms)?;
+        let planning = self.planning_graph(file, costs)?;
+        let graph = &planning.graph;
+        let plan = match &self.config.split {
+            SplitMode::Auto => self.config.solver.solve(graph, &scenario)?,
+            SplitMode::EdgeOnly => Plan::edge_only(graph, &scenario),
+            SplitMode::CloudOnly => Plan::cloud_only(graph, &scenario),
+            SplitMode::Fixed(ids) => Plan::fixed(graph, &scenario, ids)?,
+        };
+        Ok(Planned {
+            server,
+            planning,
+            scenario,
+            plan,
+            link,
+            estimate,
+            wait_ms,
         })
     }
 
@@ -790,7 +1041,9 @@ impl EdgeSession {
             }
             None => None,
         };
-        Ok(self.planning_graph(file.as_ref())?.graph)
+        Ok(self
+            .planning_graph(file.as_ref(), self.current_costs())?
+            .graph)
     }
 
     /// The codec and image-decoding costs the session plans with, once measured.
@@ -798,19 +1051,24 @@ impl EdgeSession {
         self.codec_costs.as_ref()
     }
 
-    /// The session's graph with this request's encoding estimates and, for an image file, the
-    /// file's node.
-    fn planning_graph(&self, file: Option<&FileInput>) -> Result<PlanningGraph, RuntimeError> {
+    /// A server's cost graph with this request's encoding estimates and, for an image file,
+    /// the file's node.
+    fn planning_graph(
+        &self,
+        file: Option<&FileInput>,
+        costs: &ServerCosts,
+    ) -> Result<PlanningGraph, RuntimeError> {
         let slowdown = self.config.edge_slowdown;
         let cloud = CloudDecoding {
-            published: self.cloud_decoding.as_ref(),
-            cloud_factor: self.cloud_factor,
+            published: costs.decoding.as_ref(),
+            cloud_factor: costs.cloud_factor,
         };
-        let encodings = (0..self.graph.len())
+        let graph = &costs.graph;
+        let encodings = (0..graph.len())
             .map(|g| match &self.codec_costs {
                 Some(costs) if !self.config.raw_wire => costs.encodings(
                     self.to_net[g],
-                    self.graph.out_bytes(g),
+                    graph.out_bytes(g),
                     self.config.max_loss,
                     slowdown,
                     cloud,
@@ -827,7 +1085,7 @@ impl EdgeSession {
             }),
             _ => None,
         };
-        PlanningGraph::build(&self.graph, &self.to_net, encodings, file)
+        PlanningGraph::build(graph, &self.to_net, encodings, file)
     }
 
     /// Decodes and preprocesses an image file on the edge (emulated slowness included), and
@@ -915,51 +1173,56 @@ impl EdgeSession {
     }
 
     fn unavailable_reason(&self) -> String {
-        match (&self.cloud, self.cloud_error()) {
-            (None, _) => "no cloud is connected".to_string(),
-            (Some(_), Some(error)) => format!("the cloud is unavailable: {error}"),
-            (Some(_), None) => "the cloud is unavailable".to_string(),
+        match self.cloud_error() {
+            _ if self.servers.is_empty() => "no cloud is connected".to_string(),
+            Some(error) => format!("the cloud is unavailable: {error}"),
+            None => "the cloud is unavailable".to_string(),
         }
     }
 
-    /// Probes the link when its estimate is stale. `Ok(Err(reason))` when the cloud failed and
-    /// the request should run locally.
-    async fn refresh_link(&mut self, client: &Client) -> Result<Result<(), String>, RuntimeError> {
+    /// Probes server `i`'s link when its estimate is stale. `Ok(Err(reason))` when the server
+    /// failed and requests should not use it now.
+    async fn refresh_link(
+        &mut self,
+        i: usize,
+        client: &Client,
+    ) -> Result<Result<(), String>, RuntimeError> {
         let timeout = self.config.request_timeout;
         let reason = match tokio::time::timeout(timeout, client.refresh_if_stale()).await {
             Ok(Ok(_)) => return Ok(Ok(())),
-            Ok(Err(e)) => match self.classify(e)? {
+            Ok(Err(e)) => match self.classify(i, e)? {
                 Remote::Fallback(reason) => format!("probing the link failed: {reason}"),
-                Remote::Done(_) => return Ok(Ok(())),
+                Remote::Done(..) => return Ok(Ok(())),
             },
             Err(_) => {
                 let reason = format!("the link probe got no answer within {timeout:?}");
-                self.mark_down(&reason);
+                self.mark_down(i, &reason);
                 reason
             }
         };
-        Ok(Err(reason))
+        Ok(Err(self.about(i, reason)))
     }
 
+    /// The plan to run: in auto mode the hysteresis decides between the plan in force and
+    /// the solver's `candidate`; a fixed mode's plan is the candidate.
     fn choose(
         &mut self,
         planning: &PlanningGraph,
         scenario: &Scenario,
+        candidate: Plan,
     ) -> Result<Plan, RuntimeError> {
         if planning.has_file() != self.hysteresis_for_file {
             // The previous plan was made on a graph of another shape; it cannot be repriced.
             self.hysteresis = Hysteresis::new(self.config.min_saving)?;
             self.hysteresis_for_file = planning.has_file();
         }
-        let graph = &planning.graph;
         Ok(match &self.config.split {
             SplitMode::Auto => {
-                let candidate = self.config.solver.solve(graph, scenario)?;
-                self.hysteresis.choose(graph, scenario, candidate)?.plan
+                self.hysteresis
+                    .choose(&planning.graph, scenario, candidate)?
+                    .plan
             }
-            SplitMode::EdgeOnly => Plan::edge_only(graph, scenario),
-            SplitMode::CloudOnly => Plan::cloud_only(graph, scenario),
-            SplitMode::Fixed(ids) => Plan::fixed(graph, scenario, ids)?,
+            _ => candidate,
         })
     }
 
@@ -973,41 +1236,89 @@ impl EdgeSession {
         compute_ms + extra_ms
     }
 
-    /// Sends the boundary tensors or the input file and waits for the reply, within the
-    /// timeout.
-    async fn remote(
-        &mut self,
-        client: &Client,
-        cloud_nodes: &[String],
-        payload: Payload,
-    ) -> Result<Remote, RuntimeError> {
-        let net = self.model.net();
+    /// The request that asks the cloud to run `cloud_nodes` from `payload`.
+    fn request(&self, cloud_nodes: &[String], payload: Payload) -> InferRequest {
         let (boundary, input_file) = match payload {
             Payload::Tensors(tensors) => (tensors, None),
             Payload::File(bytes) => (BTreeMap::new(), Some(bytes)),
         };
-        let request = InferRequest {
-            model_id: net.name().to_string(),
+        InferRequest {
+            model_id: self.model.net().name().to_string(),
             weights_hash: self.weights_hash.clone(),
             cloud_nodes: cloud_nodes.to_vec(),
             boundary,
             input_file,
-        };
+        }
+    }
+
+    /// Sends `request` to each of `servers` in turn until one answers; when none does (or
+    /// none is given), the fallback says why (`trouble` or the session's reason when no
+    /// server was tried).
+    async fn send(
+        &mut self,
+        servers: Vec<Usable>,
+        request: InferRequest,
+        batch: usize,
+        trouble: Option<String>,
+    ) -> Result<Remote, RuntimeError> {
+        let mut reasons = Vec::new();
+        for (i, client) in servers {
+            let reason = match beyond_limits(&client, batch) {
+                Some(reason) => reason,
+                None => {
+                    let _counted = InFlight::start(&self.servers[i].in_flight);
+                    match self.remote(i, &client, request.clone()).await? {
+                        Remote::Done(i, response) => return Ok(Remote::Done(i, response)),
+                        Remote::Fallback(reason) => reason,
+                    }
+                }
+            };
+            let reason = self.about(i, reason);
+            if self.servers.len() > 1 {
+                info!(%reason, "trying the next cloud server");
+            }
+            reasons.push(reason);
+        }
+        Ok(Remote::Fallback(if reasons.is_empty() {
+            trouble.unwrap_or_else(|| self.unavailable_reason())
+        } else {
+            reasons.join("; ")
+        }))
+    }
+
+    /// `reason` about server `i`, after the server's name when the session has several.
+    fn about(&self, i: usize, reason: String) -> String {
+        if self.servers.len() > 1 {
+            format!("{}: {reason}", self.servers[i].label)
+        } else {
+            reason
+        }
+    }
+
+    /// Sends `request` to server `i` and waits for the reply, within the timeout.
+    async fn remote(
+        &mut self,
+        i: usize,
+        client: &Client,
+        request: InferRequest,
+    ) -> Result<Remote, RuntimeError> {
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, client.infer(request)).await {
-            Ok(Ok(response)) => Ok(Remote::Done(response)),
-            Ok(Err(e)) => self.classify(e),
+            Ok(Ok(response)) => Ok(Remote::Done(i, response)),
+            Ok(Err(e)) => self.classify(i, e),
             Err(_) => {
                 let reason = format!("the cloud did not answer within {timeout:?}");
-                self.mark_down(&reason);
+                self.mark_down(i, &reason);
                 Ok(Remote::Fallback(reason))
             }
         }
     }
 
-    /// Sorts a client error into a fallback (with a reconnect when the connection is at fault)
-    /// or an error.
-    fn classify(&mut self, e: ClientError) -> Result<Remote, RuntimeError> {
+    /// Sorts a client error from server `i` into a fallback (with a reconnect when the
+    /// connection is at fault) or an error. With several servers, a server that refuses the
+    /// session (a wrong token, a changed certificate) is not used again, and the request
+    /// falls back to the others instead of failing.
+    fn classify(&mut self, i: usize, e: ClientError) -> Result<Remote, RuntimeError> {
         match e {
             ClientError::Remote {
                 code: code @ (ErrorCode::Busy | ErrorCode::Internal | ErrorCode::Unknown),
@@ -1027,7 +1338,7 @@ impl EdgeSession {
             | ClientError::Resolve { .. }
             | ClientError::Frame(_)) => {
                 let reason = format!("the cloud is unreachable: {e}");
-                self.mark_down(&reason);
+                self.mark_down(i, &reason);
                 Ok(Remote::Fallback(reason))
             }
             e @ (ClientError::Unauthorized(_)
@@ -1035,22 +1346,27 @@ impl EdgeSession {
             | ClientError::FingerprintChanged { .. }
             | ClientError::FingerprintMismatch { .. }
             | ClientError::Identity(_)
-            | ClientError::Estimator(_)) => Err(RuntimeError::Connect {
-                server: self
-                    .cloud
-                    .as_ref()
-                    .map_or_else(String::new, |l| l.server().to_string()),
-                error: Box::new(e),
-            }),
+            | ClientError::Estimator(_)) => {
+                let refusal = RuntimeError::Connect {
+                    server: self.servers[i].label.clone(),
+                    error: Box::new(e),
+                };
+                if self.servers.len() == 1 {
+                    return Err(refusal);
+                }
+                let reason = format!("{refusal}; this server is not used again");
+                warn!(%reason, "a cloud server refused the session");
+                self.servers[i].link.down(reason.clone(), false);
+                Ok(Remote::Fallback(reason))
+            }
             e => Err(RuntimeError::Protocol(Box::new(e))),
         }
     }
 
-    fn mark_down(&mut self, reason: &str) {
-        if let Some(link) = self.cloud.as_mut() {
-            info!(server = %link.server(), %reason, "cloud connection marked down; reconnecting in the background");
-            link.down(reason.to_string(), true);
-        }
+    fn mark_down(&mut self, i: usize, reason: &str) {
+        let member = &mut self.servers[i];
+        info!(server = %member.label, %reason, "cloud connection marked down; reconnecting in the background");
+        member.link.down(reason.to_string(), true);
     }
 
     /// The reply's output as a host tensor, checked against the network's output shape.
@@ -1149,6 +1465,15 @@ enum Payload {
     Tensors(BTreeMap<String, WireTensor>),
     /// The input file's bytes.
     File(Vec<u8>),
+}
+
+/// Whether a failed connection may succeed later (the server is down or slow), rather than
+/// being refused.
+fn may_pass(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Connect { .. } | ClientError::Timeout(_) | ClientError::ConnectionLost(_)
+    )
 }
 
 /// `host` on the wire under `codec`.

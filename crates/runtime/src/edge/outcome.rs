@@ -111,6 +111,9 @@ pub struct Outcome {
     /// Why the request ran locally although its plan used the cloud; `None` when it ran as
     /// planned.
     pub fallback: Option<String>,
+    /// The cloud server that ran the cloud's part, as the session names it
+    /// ([`crate::EdgeSession::servers`]); `None` when nothing ran on a cloud.
+    pub server: Option<String>,
 }
 
 impl Outcome {

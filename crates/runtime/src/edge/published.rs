@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use partition_core::Graph;
-use transport::{CloudCosts, Fingerprint};
+use transport::{CloudCosts, DecodingCosts, Fingerprint};
 
 use crate::error::RuntimeError;
 
@@ -49,6 +49,20 @@ impl std::fmt::Display for CloudCostSource {
             } => write!(f, "published by the server {fingerprint}: {method}"),
         }
     }
+}
+
+/// The cloud costs the planner uses for one server (or, before any server, the given ones).
+#[derive(Debug, Clone)]
+pub(crate) struct ServerCosts {
+    /// The session's cost graph with this server's cloud costs.
+    pub graph: Graph,
+    /// The server's own decoding costs, when it published them.
+    pub decoding: Option<DecodingCosts>,
+    /// How many times this machine's time the server takes for the same work: its summed
+    /// layer costs over the edge's, before any emulated slowdown.
+    pub cloud_factor: f64,
+    /// Where the cloud costs come from.
+    pub source: CloudCostSource,
 }
 
 /// Published cost tables by server fingerprint and weights hash: a server that restarts with

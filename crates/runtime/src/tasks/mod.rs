@@ -1,4 +1,4 @@
-//! A queue of inference tasks against one cloud (Neurosurgeon's multi-task mode), as
+//! A queue of inference tasks against the cloud (Neurosurgeon's multi-task mode), as
 //! `cutpoint-edge tasks` runs it.
 //!
 //! - [`Task`] and [`TaskInput`]: what to run, on what; [`read_tasks`] reads them from a file

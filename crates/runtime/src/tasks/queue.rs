@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use partition_core::Objective;
 use tokio::task::JoinHandle;
-use transport::{Client, ClientConfig};
+use transport::Client;
 
 use super::report::{QueueModel, TaskDone, TaskRecord, TaskReport, TaskResult, TaskSummary};
 use super::{Task, TaskInput};
-use crate::edge::EdgeSession;
+use crate::edge::{EdgeSession, Servers};
 use crate::error::RuntimeError;
 use crate::input_files::{read_image_file, read_npy_input};
 use crate::loaded::DEFAULT_SEED;
@@ -49,7 +49,7 @@ struct ModelSession {
     started: bool,
 }
 
-/// A queue of inference tasks against one cloud, one [`EdgeSession`] per model
+/// A queue of inference tasks against the cloud (one server or several), one [`EdgeSession`] per model
 /// (Neurosurgeon's multi-task mode).
 ///
 /// Add a session for every model the tasks name ([`TaskQueue::add`]), connect them
@@ -111,14 +111,19 @@ impl TaskQueue {
             .collect()
     }
 
-    /// Connects every session to the cloud `client` names
-    /// ([`EdgeSession::connect_or_run_locally`]). A cloud that cannot be reached now is not
-    /// an error: its warnings come back, one per model as `MODEL: WARNING`, and the sessions
-    /// run locally until it answers. A refusal is an error.
-    pub async fn connect(&mut self, client: ClientConfig) -> Result<Vec<String>, RuntimeError> {
+    /// Connects every session to the cloud servers (one, or several: [`Servers`])
+    /// ([`EdgeSession::connect_or_run_locally`]); the sessions share their counts of requests
+    /// in flight to each server. A cloud that cannot be reached now is not an error: its
+    /// warnings come back, one per model as `MODEL: WARNING`, and the sessions run locally
+    /// until it answers. A refusal is an error.
+    pub async fn connect(
+        &mut self,
+        servers: impl Into<Servers>,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let servers = servers.into();
         let mut warnings = Vec::new();
         for s in &mut self.sessions {
-            if let Some(warning) = s.session.connect_or_run_locally(client.clone()).await? {
+            if let Some(warning) = s.session.connect_or_run_locally(servers.clone()).await? {
                 warnings.push(format!("{}: {warning}", s.name));
             }
         }
@@ -187,11 +192,11 @@ impl TaskQueue {
         }
     }
 
-    /// The transport clients of the sessions that have connected at least once.
+    /// The transport clients of every server the sessions have connected to at least once.
     fn clients(&self) -> Vec<Arc<Client>> {
         self.sessions
             .iter()
-            .filter_map(|s| s.session.client())
+            .flat_map(|s| s.session.clients())
             .collect()
     }
 }

@@ -1,0 +1,394 @@
+//! Several cloud servers on loopback: requests spread across them, survive the loss of one,
+//! and a server whose certificate changed is dropped alone.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    Cloud, closure, edge_config, input, lenet, load, local_forward, start, start_at, wait_for,
+};
+use models::{Net, relative_difference};
+use partition_core::Graph;
+use runtime::{CloudConfig, EdgeConfig, EdgeSession, Servers, SplitMode};
+use transport::{ClientConfig, ServerTrust, Token};
+
+/// Concurrent sessions in the runs below.
+const SESSIONS: usize = 6;
+/// Requests each session sends.
+const REQUESTS: usize = 12;
+
+/// LeNet's costs with a cloud slow enough (half the edge's 10 MFLOP/s time) that one request
+/// in flight outweighs any difference between two loopback links: equal servers take turns,
+/// and a busy one is avoided.
+fn pool_graph(net: &Net) -> Graph {
+    let edge_ms: Vec<f64> = net
+        .nodes()
+        .iter()
+        .map(|n| n.spec().flops as f64 / 1e4)
+        .collect();
+    let cloud_ms: Vec<f64> = edge_ms.iter().map(|ms| ms / 2.0).collect();
+    net.graph(&edge_ms, &cloud_ms).expect("graph")
+}
+
+/// A token shared by every server of a pool: each server's directory gets a copy of the
+/// first one's.
+fn share_token(from: &Path, to: &Path) {
+    std::fs::copy(from.join("token"), to.join("token")).expect("token copied");
+}
+
+/// Client settings for every cloud, each pinned to its own fingerprint.
+fn pool(clouds: &[&Cloud], token_dir: &Path) -> Servers {
+    let token = Token::from_file(&token_dir.join("token")).expect("token");
+    Servers::new(
+        clouds
+            .iter()
+            .map(|cloud| {
+                let mut config = ClientConfig::new(
+                    cloud.addr.to_string(),
+                    ServerTrust::Fingerprint(cloud.fingerprint),
+                    token.clone(),
+                );
+                config.connect_timeout = Duration::from_secs(1);
+                config
+            })
+            .collect(),
+    )
+}
+
+/// `count` clouds, each with its own identity and the first one's token.
+async fn start_pool(count: usize) -> (Vec<tempfile::TempDir>, Vec<Cloud>) {
+    let dirs: Vec<tempfile::TempDir> = (0..count)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let mut clouds = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            Token::load_or_create(&dirs[0].path().join("token")).expect("token");
+            share_token(dirs[0].path(), dir.path());
+        }
+        clouds.push(start(dir.path(), CloudConfig::default(), &[]).await);
+    }
+    (dirs, clouds)
+}
+
+/// A LeNet session (seed 0 weights) planning with [`pool_graph`], connected to `servers`.
+async fn pool_session(net: &Net, servers: &Servers, config: EdgeConfig) -> EdgeSession {
+    let mut session = EdgeSession::new(load(net, 0), pool_graph(net), config).expect("session");
+    let warning = session
+        .connect_or_run_locally(servers.clone())
+        .await
+        .expect("connects");
+    assert_eq!(warning, None);
+    session
+}
+
+/// What one request ended with: its relative error against a local run, the server that
+/// answered and any fallback.
+struct Ended {
+    error: f64,
+    server: Option<String>,
+    fallback: Option<String>,
+}
+
+/// Runs [`SESSIONS`] sessions of [`REQUESTS`] requests each against `servers`, with
+/// `split`; once `served` requests have been served in all, stops `victim` (if any) while the
+/// rest run. Returns every request's end.
+async fn run_sessions(
+    servers: &Servers,
+    split: SplitMode,
+    clouds: &[Cloud],
+    victim: Option<Cloud>,
+    served: u64,
+) -> Vec<Ended> {
+    let net = lenet();
+    let reference = load(&net, 0);
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let mut session = pool_session(&net, servers, edge_config(split.clone())).await;
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for r in 0..REQUESTS {
+                let seed = (s * REQUESTS + r) as u32;
+                let outcome = session
+                    .infer(input(&net, 1, seed))
+                    .await
+                    .expect("every request ends");
+                outcomes.push((seed, outcome));
+            }
+            outcomes
+        }));
+    }
+    if let Some(victim) = victim {
+        let all = |c: &[Cloud], v: &Cloud| {
+            c.iter().map(|c| c.server.stats().served).sum::<u64>() + v.server.stats().served
+        };
+        wait_for("requests to be served", Duration::from_secs(60), || {
+            all(clouds, &victim) >= served
+        })
+        .await;
+        assert!(
+            victim.server.stats().served > 0,
+            "the victim served some before it stopped"
+        );
+        victim.stop().await;
+    }
+    let mut ended = Vec::new();
+    for task in tasks {
+        for (seed, outcome) in task.await.expect("session task") {
+            let expected = local_forward(&reference, &input(&net, 1, seed));
+            ended.push(Ended {
+                error: relative_difference(&outcome.output, &expected),
+                server: outcome.server,
+                fallback: outcome.fallback,
+            });
+        }
+    }
+    ended
+}
+
+/// Asserts that every request ended with a correct result, served by a cloud.
+fn assert_none_lost(ended: &[Ended]) {
+    assert_eq!(ended.len(), SESSIONS * REQUESTS, "every request ended");
+    for e in ended {
+        assert!(e.error <= 1e-4, "relative error {}", e.error);
+        assert_eq!(e.fallback, None, "a server was always left to answer");
+        assert!(e.server.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_share_the_load_and_survive_the_loss_of_one() {
+    let (_dirs, mut clouds) = start_pool(2).await;
+    let servers = pool(&clouds.iter().collect::<Vec<_>>(), _dirs[0].path());
+    let victim = clouds.pop();
+    let survivor = clouds[0].addr.to_string();
+    let ended = run_sessions(
+        &servers,
+        SplitMode::CloudOnly,
+        &clouds,
+        victim,
+        (SESSIONS * REQUESTS / 4) as u64,
+    )
+    .await;
+    assert_none_lost(&ended);
+    let by_survivor = ended
+        .iter()
+        .filter(|e| e.server.as_deref() == Some(survivor.as_str()))
+        .count() as u64;
+    assert_eq!(clouds[0].server.stats().served, by_survivor);
+    assert!(
+        by_survivor < ended.len() as u64,
+        "the other server served some"
+    );
+    for cloud in clouds {
+        cloud.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_lose_one_mid_run_at_a_split_and_lose_no_request() {
+    let (_dirs, mut clouds) = start_pool(3).await;
+    let servers = pool(&clouds.iter().collect::<Vec<_>>(), _dirs[0].path());
+    let net = lenet();
+    // The cloud runs from the second convolution on: a boundary tensor crosses.
+    let cut = SplitMode::Fixed(closure(&net, 3));
+    let victim = clouds.remove(1);
+    let ended = run_sessions(
+        &servers,
+        cut,
+        &clouds,
+        Some(victim),
+        (SESSIONS * REQUESTS / 3) as u64,
+    )
+    .await;
+    assert_none_lost(&ended);
+    for cloud in &clouds {
+        assert!(
+            cloud.server.stats().served > 0,
+            "every surviving server served"
+        );
+    }
+    for cloud in clouds {
+        cloud.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sessions_spread_over_every_server() {
+    let (_dirs, clouds) = start_pool(3).await;
+    let servers = pool(&clouds.iter().collect::<Vec<_>>(), _dirs[0].path());
+    let ended = run_sessions(&servers, SplitMode::CloudOnly, &clouds, None, 0).await;
+    assert_none_lost(&ended);
+    let served: Vec<u64> = clouds.iter().map(|c| c.server.stats().served).collect();
+    assert_eq!(served.iter().sum::<u64>(), ended.len() as u64);
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "served per server: {served:?}"
+    );
+    for cloud in clouds {
+        cloud.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_certificate_stops_only_that_server() {
+    let (dirs, clouds) = start_pool(2).await;
+    let net = lenet();
+    let reference = load(&net, 0);
+    let known_servers = dirs[0].path().join("known_servers");
+    let token = Token::from_file(&dirs[0].path().join("token")).expect("token");
+    let servers = Servers::new(
+        clouds
+            .iter()
+            .map(|c| config_for(c.addr, &known_servers, &token))
+            .collect(),
+    );
+    let mut session = pool_session(&net, &servers, edge_config(SplitMode::CloudOnly)).await;
+    for seed in 0..4 {
+        let outcome = session.infer(input(&net, 1, seed)).await.expect("served");
+        assert_eq!(outcome.fallback, None);
+    }
+    let served: Vec<u64> = clouds.iter().map(|c| c.server.stats().served).collect();
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "both pinned and used: {served:?}"
+    );
+
+    // The second server comes back at its address with another key.
+    let mut clouds = clouds;
+    let changed = clouds.pop().expect("two clouds");
+    let addr = changed.addr;
+    changed.stop().await;
+    let other_key = tempfile::tempdir().expect("temp dir");
+    share_token(dirs[0].path(), other_key.path());
+    let impostor = start_at(other_key.path(), addr, CloudConfig::default(), &[]).await;
+    // Requests go on (to the first server) while the session finds the second gone and
+    // tries to reconnect.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = |session: &EdgeSession| {
+        session
+            .server_errors()
+            .iter()
+            .any(|(_, error)| error.contains("presented certificate"))
+    };
+    while !refused(&session) {
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for the refusal: {:?}",
+            session.server_errors()
+        );
+        let outcome = session.infer(input(&net, 1, 9)).await.expect("served");
+        assert_eq!(outcome.fallback, None);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let errors = session.server_errors();
+    let (server, error) = &errors[0];
+    assert_eq!(server, &addr.to_string(), "the message names the server");
+    assert!(
+        error.contains("delete the line"),
+        "and says what to do: {error}"
+    );
+    assert!(session.is_connected(), "the other server is still used");
+    for seed in 10..16 {
+        let outcome = session.infer(input(&net, 1, seed)).await.expect("served");
+        assert_eq!(outcome.fallback, None);
+        assert_eq!(outcome.server, Some(clouds[0].addr.to_string()));
+        let expected = local_forward(&reference, &input(&net, 1, seed));
+        assert!(relative_difference(&outcome.output, &expected) <= 1e-4);
+    }
+    assert_eq!(
+        impostor.server.stats().served,
+        0,
+        "the changed server is not used"
+    );
+
+    // A new session reading the same pins says so at connect time, and uses the other.
+    let mut fresh = EdgeSession::new(
+        load(&net, 0),
+        pool_graph(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session");
+    let warning = fresh
+        .connect_or_run_locally(servers.clone())
+        .await
+        .expect("one server is usable")
+        .expect("a warning about the other");
+    assert!(warning.contains(&addr.to_string()), "{warning}");
+    assert!(warning.contains("delete the line"), "{warning}");
+    let outcome = fresh.infer(input(&net, 1, 1)).await.expect("served");
+    assert_eq!(outcome.server, Some(clouds[0].addr.to_string()));
+    assert_eq!(impostor.server.stats().served, 0);
+    impostor.stop().await;
+    for cloud in clouds {
+        cloud.stop().await;
+    }
+    // With the only server refused, connecting is an error, not a silent local run.
+    let only = Servers::new(vec![config_for(addr, &known_servers, &token)]);
+    let impostor = start_at(other_key.path(), addr, CloudConfig::default(), &[]).await;
+    let err = EdgeSession::new(
+        load(&net, 0),
+        pool_graph(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session")
+    .connect_or_run_locally(only)
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("delete the line"), "{err}");
+    impostor.stop().await;
+}
+
+/// Client settings for `addr` trusting the pins in `known_servers`.
+fn config_for(addr: std::net::SocketAddr, known_servers: &Path, token: &Token) -> ClientConfig {
+    let mut config = ClientConfig::new(
+        addr.to_string(),
+        ServerTrust::KnownServers(known_servers.to_path_buf()),
+        token.clone(),
+    );
+    config.connect_timeout = Duration::from_secs(1);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_stands_for_its_addresses_and_pins_under_the_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = start(dir.path(), CloudConfig::default(), &[]).await;
+    let net = lenet();
+    let known_servers = dir.path().join("known_servers");
+    let token = Token::from_file(&dir.path().join("token")).expect("token");
+    let name = format!("localhost:{}", cloud.addr.port());
+    let mut config = config_for(cloud.addr, &known_servers, &token);
+    config.server = name.clone();
+    let mut session = EdgeSession::new(
+        load(&net, 0),
+        pool_graph(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session");
+    // `localhost` may also name ::1, where nothing listens: that address is a warning only.
+    let warning = session
+        .connect_or_run_locally(config)
+        .await
+        .expect("the IPv4 address answers");
+    let servers = session.servers();
+    assert!(
+        servers.contains(&format!("{name} ({})", cloud.addr)),
+        "{servers:?}"
+    );
+    if servers.len() > 1 {
+        let warning = warning.expect("the other address is unreachable");
+        assert!(warning.contains("using the other servers"), "{warning}");
+    }
+    let outcome = session.infer(input(&net, 1, 3)).await.expect("served");
+    assert_eq!(outcome.fallback, None);
+    let pins = std::fs::read_to_string(&known_servers).expect("pinned");
+    assert!(
+        pins.starts_with(&format!("{name} {}", cloud.fingerprint)),
+        "{pins}"
+    );
+    cloud.stop().await;
+}
