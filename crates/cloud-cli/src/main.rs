@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Serve(serve::ServeArgs),
+    // Boxed: its flags make it much larger than the other commands.
+    Serve(Box<serve::ServeArgs>),
     Check(check::CheckArgs),
     Profile(ProfileArgs),
     Train(TrainArgs),

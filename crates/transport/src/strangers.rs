@@ -150,7 +150,10 @@ mod tests {
         let pool = Strangers::new(8, 2);
         let a = pool.admit(ip("10.0.0.1")).expect("first");
         let _b = pool.admit(ip("10.0.0.1")).expect("second");
-        assert_eq!(pool.admit(ip("10.0.0.1")).unwrap_err(), AddressFull);
+        assert_eq!(
+            pool.admit(ip("10.0.0.1")).expect_err("its share is taken"),
+            AddressFull
+        );
         // Another host is not affected, and a place given back is free again.
         let _c = pool.admit(ip("10.0.0.2")).expect("another host");
         drop(a);
