@@ -125,14 +125,14 @@ async fn run_sessions(
         let all = |c: &[Cloud], v: &Cloud| {
             c.iter().map(|c| c.server.stats().served).sum::<u64>() + v.server.stats().served
         };
-        wait_for("requests to be served", Duration::from_secs(60), || {
-            all(clouds, &victim) >= served
-        })
+        // The victim stops once it has served some of them (sessions take turns, so it gets
+        // its share): what it was still to serve must go elsewhere.
+        wait_for(
+            "requests to be served, some by the victim",
+            Duration::from_secs(60),
+            || all(clouds, &victim) >= served && victim.server.stats().served > 0,
+        )
         .await;
-        assert!(
-            victim.server.stats().served > 0,
-            "the victim served some before it stopped"
-        );
         victim.stop().await;
     }
     let mut ended = Vec::new();

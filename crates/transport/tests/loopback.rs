@@ -489,7 +489,7 @@ fn out_of_range_figures_are_refused() {
         let bytes = frame::encode(&message).expect("encodes");
         let err = frame::decode(&bytes, &Limits::default()).expect_err("refused");
         assert!(
-            ["limit", "figure", "twice"]
+            ["limit", "at most", "figure", "twice"]
                 .iter()
                 .any(|word| err.to_string().contains(word)),
             "{err}"
