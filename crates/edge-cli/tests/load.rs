@@ -36,7 +36,8 @@ fn load_reports_every_request_as_json() {
         path("known_servers"),
         path("lenet.graph.json"),
     );
-    let mut args = vec![
+    // Every run: this server, this model, these costs.
+    let common = [
         "load",
         "--connect",
         &addr,
@@ -48,15 +49,18 @@ fn load_reports_every_request_as_json() {
         "lenet",
         "--graph",
         &graph,
+    ];
+    let with = |more: &[&'static str]| -> Vec<&str> { [&common[..], more].concat() };
+    let served = cloud.server().stats().served;
+    let args = with(&[
         "--split",
         "cloud",
         "--clients",
         "4",
         "--requests",
         "5",
-    ];
-    let served = cloud.server().stats().served;
-    args.push("--json");
+        "--json",
+    ]);
     let report: Value = serde_json::from_str(&ok(&args)).expect("load prints JSON");
     assert_eq!(report["sent"], 20, "{report}");
     assert_eq!(report["answered"], 20, "{report}");
@@ -74,21 +78,7 @@ fn load_reports_every_request_as_json() {
     let pinned = std::fs::read_to_string(&known).expect("pinned");
     assert_eq!(pinned.lines().count(), 1, "{pinned}");
 
-    let error = one_line_error(&[
-        "load",
-        "--connect",
-        &addr,
-        "--token-file",
-        &token,
-        "--known-servers",
-        &known,
-        "--model",
-        "lenet",
-        "--graph",
-        &graph,
-        "--clients",
-        "0",
-    ]);
+    let error = one_line_error(&with(&["--clients", "0"]));
     assert!(error.contains("clients"), "{error}");
     runtime.block_on(cloud.stop());
 }
