@@ -196,6 +196,16 @@ pub enum SolveError {
         /// Node count.
         expected: usize,
     },
+    /// The solver minimises sums of per-node costs and cannot minimise this objective.
+    #[error(
+        "the {solver} solver minimises a sum of per-layer costs, and the {objective} objective is not one; use auto, chain, mincut or exhaustive"
+    )]
+    ObjectiveNotSupported {
+        /// The solver asked.
+        solver: &'static str,
+        /// The objective's name.
+        objective: &'static str,
+    },
     /// The hysteresis share is not in [0, 1).
     #[error("hysteresis min_saving = {0} is out of range: it must lie in [0, 1)")]
     BadHysteresis(f64),

@@ -8,11 +8,13 @@
 //!   output (bytes on the wire, edge encode time, cloud decode time); a crossing tensor then
 //!   goes up in the cheapest of raw and its encodings, `min(e + bytes/Bu + d)`, one term per
 //!   tensor, so every solver stays exact ([`Graph::with_encodings`] swaps in fresh estimates).
-//! - [`Scenario`]: the [`Link`] (Mbit/s and ms), the [`Objective`] (latency or edge energy) and
-//!   the cloud's load factor; [`DeviceClass`] and [`Powers`] give the energy objective's
+//! - [`Scenario`]: the [`Link`] (Mbit/s and ms), the [`Objective`] (latency, edge energy, or a
+//!   pipelined stream's time per frame: its slowest stage) and the cloud's load factor; [`DeviceClass`] and [`Powers`] give the energy objective's
 //!   documented default watts for a few kinds of edge device.
 //! - [`Solver`]: `chain` (Neurosurgeon), `mincut` (DADS), `dp` (JointDNN-style, optionally
-//!   letting work return to the edge), `exhaustive` (the reference) and `auto`.
+//!   letting work return to the edge), `exhaustive` (the reference) and `auto`. For the stream
+//!   objective, `chain` and `exhaustive` stay exact and `mincut` searches candidate cuts with a
+//!   lower bound beside them ([`Solver::stream_bound`]).
 //! - [`Plan`]: the cloud node set, the tensors that cross (each with the [`Transfer::encoding`]
 //!   it goes in), and a [`Breakdown`] recomputed from the cost model; [`Plan::edge_only`],
 //!   [`Plan::cloud_only`] and [`Plan::fixed`] are the baselines.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::cost::{Breakdown, Upload};
+use crate::cost::Breakdown;
 use crate::error::SolveError;
 use crate::graph::Graph;
 use crate::scenario::Scenario;
@@ -136,16 +136,15 @@ impl Plan {
         method: Method,
         cloud: Vec<bool>,
     ) -> Plan {
-        let breakdown = Breakdown::of_placement(graph, scenario, &cloud);
+        let (breakdown, uploads) = Breakdown::priced(graph, scenario, &cloud);
+        let mut uploads = uploads.into_iter().peekable();
         let transfers = (0..graph.len())
             .filter(|&u| graph.consumers(u).iter().any(|&w| cloud[w] != cloud[u]))
             .map(|u| {
                 let raw_bytes = graph.out_bytes(u);
-                let (encoding, bytes, direction) = if cloud[u] {
-                    (None, raw_bytes, Direction::Down)
-                } else {
-                    let up = Upload::cheapest(graph, scenario, u);
-                    (up.encoding, up.bytes, Direction::Up)
+                let (encoding, bytes, direction) = match uploads.next_if(|(v, _)| *v == u) {
+                    Some((_, up)) => (up.encoding, up.bytes, Direction::Up),
+                    None => (None, raw_bytes, Direction::Down),
                 };
                 Transfer {
                     tensor: u,
@@ -237,7 +236,7 @@ impl Plan {
         &self.breakdown
     }
 
-    /// The objective's value: ms for latency, mJ for energy.
+    /// The objective's value: ms for latency, mJ for energy, ms per frame for the stream.
     pub fn value(&self) -> f64 {
         self.value
     }

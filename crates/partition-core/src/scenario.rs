@@ -71,21 +71,29 @@ pub enum Objective {
         /// Power while the edge waits, in W.
         idle_w: f64,
     },
+    /// The time per frame of a pipelined stream of frames from one edge, in ms: the slowest
+    /// stage of edge compute, uplink, cloud (its expected wait included) and downlink, which
+    /// sets the throughput when the edge computes frame k+1 while frame k uploads and the
+    /// cloud runs frame k−1 (DADS's heavy-load case). Among plans with the same slowest
+    /// stage, the lower end-to-end latency wins.
+    Stream,
 }
 
 impl Objective {
-    /// Short name: `latency` or `energy`.
+    /// Short name: `latency`, `energy` or `stream`.
     pub fn name(&self) -> &'static str {
         match self {
             Objective::Latency => "latency",
             Objective::Energy { .. } => "energy",
+            Objective::Stream => "stream",
         }
     }
 
-    /// Unit of the objective's value: `ms` or `mJ`.
+    /// Unit of the objective's value: `ms`, `mJ`, or `ms/frame` for the stream.
     pub fn unit(&self) -> &'static str {
         match self {
             Objective::Latency => "ms",
+            Objective::Stream => "ms/frame",
             Objective::Energy { .. } => "mJ",
         }
     }

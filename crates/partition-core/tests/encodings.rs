@@ -2,7 +2,6 @@
 //! the exhaustive reference and against the cost model written out again here, with random
 //! per-tensor encoding tables.
 
-use partition_core::synthetic::{SplitMix64, chain, inception, random_dag, residual};
 use partition_core::{
     Direction, Encoding, Graph, Link, MAX_EXHAUSTIVE_NODES, Method, Objective, Plan, Scenario,
     Solver, Transfer,
@@ -11,15 +10,9 @@ use proptest::prelude::*;
 
 mod common;
 use common::{close, scenario};
-
-fn encoding(name: &str, bytes: u64, edge_ms: f64, cloud_ms: f64) -> Encoding {
-    Encoding {
-        name: name.into(),
-        bytes,
-        edge_ms,
-        cloud_ms,
-    }
-}
+#[path = "common/encoded.rs"]
+mod encoded;
+use encoded::{Shape, build, encoding, small_shape};
 
 /// input (1 MB raw, or 50 kB as `jpeg`: 5 ms to encode, 2 ms to decode) → a (edge 100, cloud 1,
 /// 250 kB) → b (edge 200, cloud 2, 1 kB output).
@@ -184,25 +177,6 @@ fn tensors_that_come_down_travel_raw() {
 
 // ---- Property tests ----
 
-/// Which synthetic family, its size parameter and seed.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    Chain(usize),
-    Residual(usize),
-    Inception(usize),
-    RandomDag(usize),
-}
-
-/// Graphs small enough for the exhaustive reference.
-fn small_shape() -> impl Strategy<Value = Shape> {
-    prop_oneof![
-        (1usize..MAX_EXHAUSTIVE_NODES).prop_map(Shape::Chain),
-        (1usize..5).prop_map(Shape::Residual),
-        (1usize..2).prop_map(Shape::Inception),
-        (2usize..=MAX_EXHAUSTIVE_NODES).prop_map(Shape::RandomDag),
-    ]
-}
-
 /// Graphs small enough to enumerate every placement, returns included (2^(n−1)).
 fn tiny_shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
@@ -211,41 +185,6 @@ fn tiny_shape() -> impl Strategy<Value = Shape> {
         Just(Shape::Inception(1)),
         (2usize..=13).prop_map(Shape::RandomDag),
     ]
-}
-
-/// The synthetic graph, with 0–3 random encodings per node: sizes from 1 % to 300 % of the raw
-/// size, codec times from 0 to 30 ms (log-uniform above 1 µs, and sometimes exactly 0).
-fn build(shape: Shape, seed: u64) -> Graph {
-    let graph = match shape {
-        Shape::Chain(n) => chain(n, seed),
-        Shape::Residual(n) => residual(n, seed),
-        Shape::Inception(n) => inception(n, seed),
-        Shape::RandomDag(n) => random_dag(n, seed),
-    };
-    let mut rng = SplitMix64::new(seed ^ 0xE4C0_D146);
-    let tables = (0..graph.len())
-        .map(|v| {
-            (0..rng.range(0, 3))
-                .map(|i| {
-                    let raw = graph.out_bytes(v) as f64;
-                    let bytes = (raw * rng.log_uniform(0.01, 3.0)).round() as u64;
-                    encoding(&format!("codec{i}"), bytes, time(&mut rng), time(&mut rng))
-                })
-                .collect()
-        })
-        .collect();
-    graph
-        .with_encodings(tables)
-        .expect("generated encodings are valid")
-}
-
-/// A codec time: 0 one time in five, else log-uniform in [1 µs, 30 ms].
-fn time(rng: &mut SplitMix64) -> f64 {
-    if rng.range(0, 4) == 0 {
-        0.0
-    } else {
-        rng.log_uniform(1e-3, 30.0)
-    }
 }
 
 /// `[compute, transmit, idle]` weights of the objective.
@@ -257,6 +196,9 @@ fn powers(s: &Scenario) -> [f64; 3] {
             transmit_w,
             idle_w,
         } => [compute_w, transmit_w, idle_w],
+        Objective::Stream => {
+            panic!("these properties cover the summed objectives (stream.rs covers the stream)")
+        }
     }
 }
 

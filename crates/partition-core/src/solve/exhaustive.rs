@@ -47,7 +47,7 @@ struct Search<'a> {
     scenario: &'a Scenario,
     allow_return: bool,
     cloud: Vec<bool>,
-    best: Option<(f64, Vec<bool>)>,
+    best: Option<((f64, f64), Vec<bool>)>,
 }
 
 impl Search<'_> {
@@ -56,7 +56,7 @@ impl Search<'_> {
     fn visit(&mut self, v: usize) {
         if v == 0 {
             let b = Breakdown::of_placement(self.graph, self.scenario, &self.cloud);
-            let value = b.objective_value(self.scenario.objective());
+            let value = b.rank(self.scenario.objective());
             if self.best.as_ref().is_none_or(|(best, _)| value < *best) {
                 self.best = Some((value, self.cloud.clone()));
             }

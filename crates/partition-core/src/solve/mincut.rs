@@ -22,7 +22,12 @@ use crate::plan::{Method, Plan};
 use crate::scenario::Scenario;
 
 pub(super) fn solve(graph: &Graph, scenario: &Scenario) -> Plan {
-    let w = Weights::new(graph, scenario);
+    let cloud = cut(graph, &Weights::new(graph, scenario));
+    Plan::build(graph, scenario, Method::MinCut, cloud)
+}
+
+/// The cloud set that minimises the sum of the weights `w`.
+pub(super) fn cut(graph: &Graph, w: &Weights) -> Vec<bool> {
     let n = graph.len();
     let shared: Vec<usize> = (0..n).filter(|&u| graph.consumers(u).len() > 1).collect();
     let (s, t) = (n + shared.len(), n + shared.len() + 1);
@@ -55,7 +60,7 @@ pub(super) fn solve(graph: &Graph, scenario: &Scenario) -> Plan {
             }
         }
     }
-    let cloud_side = net.min_cut_sink_side(s, t);
-    let cloud = cloud_side[..n].to_vec();
-    Plan::build(graph, scenario, Method::MinCut, cloud)
+    let mut cloud_side = net.min_cut_sink_side(s, t);
+    cloud_side.truncate(n);
+    cloud_side
 }

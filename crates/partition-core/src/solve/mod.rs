@@ -7,13 +7,14 @@ mod exhaustive;
 mod maxflow;
 mod mincut;
 mod prefix;
+mod stream;
 
 pub use exhaustive::MAX_EXHAUSTIVE_NODES;
 
 use crate::error::SolveError;
 use crate::graph::Graph;
 use crate::plan::Plan;
-use crate::scenario::Scenario;
+use crate::scenario::{Objective, Scenario};
 
 /// Which algorithm picks the cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -43,7 +44,23 @@ pub enum Solver {
 
 impl Solver {
     /// Finds the placement that minimises the scenario's objective.
+    ///
+    /// For the stream objective, `chain` and `exhaustive` are exact, `mincut` (and `auto` on a
+    /// DAG) searches weighted minimum cuts (see [`Solver::stream_bound`]), and `prefix` and
+    /// `dp`, which minimise sums, are an error.
     pub fn solve(self, graph: &Graph, scenario: &Scenario) -> Result<Plan, SolveError> {
+        if *scenario.objective() == Objective::Stream {
+            return match self {
+                Solver::Auto if graph.is_chain() => chain::solve(graph, scenario),
+                Solver::Auto | Solver::MinCut => Ok(stream::search(graph, scenario).0),
+                Solver::Chain => chain::solve(graph, scenario),
+                Solver::Exhaustive { allow_return } => {
+                    exhaustive::solve(graph, scenario, allow_return)
+                }
+                Solver::Prefix => Err(not_a_sum("prefix")),
+                Solver::Dp { .. } => Err(not_a_sum("dp")),
+            };
+        }
         match self {
             Solver::Auto if graph.is_chain() => chain::solve(graph, scenario),
             Solver::Auto | Solver::MinCut => Ok(mincut::solve(graph, scenario)),
@@ -52,5 +69,20 @@ impl Solver {
             Solver::Dp { allow_return } => dp::solve(graph, scenario, allow_return),
             Solver::Exhaustive { allow_return } => exhaustive::solve(graph, scenario, allow_return),
         }
+    }
+
+    /// A lower bound on the best time per frame a successor-closed plan can reach under the
+    /// stream objective, in ms, from the weighted minimum cuts the DAG search made (the plan
+    /// it returns is at or above it; on a chain the chain solver is exact).
+    pub fn stream_bound(graph: &Graph, scenario: &Scenario) -> f64 {
+        stream::search(graph, scenario).1
+    }
+}
+
+/// The error for a solver that only minimises sums.
+fn not_a_sum(solver: &'static str) -> SolveError {
+    SolveError::ObjectiveNotSupported {
+        solver,
+        objective: Objective::Stream.name(),
     }
 }
