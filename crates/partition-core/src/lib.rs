@@ -9,8 +9,9 @@
 //!   goes up in the cheapest of raw and its encodings, `min(e + bytes/Bu + d)`, one term per
 //!   tensor, so every solver stays exact ([`Graph::with_encodings`] swaps in fresh estimates).
 //! - [`Scenario`]: the [`Link`] (Mbit/s and ms), the [`Objective`] (latency, edge energy, or a
-//!   pipelined stream's time per frame: its slowest stage) and the cloud's load factor; [`DeviceClass`] and [`Powers`] give the energy objective's
-//!   documented default watts for a few kinds of edge device.
+//!   pipelined stream's time per frame: its slowest stage) and the cloud's load factor;
+//!   [`DeviceClass`] and [`Powers`] give the energy objective's documented default watts for a
+//!   few kinds of edge device.
 //! - [`Solver`]: `chain` (Neurosurgeon), `mincut` (DADS), `dp` (JointDNN-style, optionally
 //!   letting work return to the edge), `exhaustive` (the reference) and `auto`. For the stream
 //!   objective, `chain` and `exhaustive` stay exact and `mincut` searches candidate cuts with a
