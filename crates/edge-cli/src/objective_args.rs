@@ -8,13 +8,16 @@ use partition_core::{
 };
 use serde::Serialize;
 
-/// `--objective latency|energy`, the device class and the powers.
+/// `--objective latency|energy|stream`, the device class and the powers.
 #[derive(Args, Debug, Clone)]
 pub struct ObjectiveArgs {
-    /// What the planner minimises: latency (end-to-end ms) or energy (the edge device's mJ:
-    /// the power of each state times the time in it, with the --device-class powers).
-    #[arg(long, value_enum, default_value_t = ObjectiveKind::Latency)]
-    objective: ObjectiveKind,
+    /// What the planner minimises: latency (end-to-end ms), energy (the edge device's mJ: the
+    /// power of each state times the time in it, with the --device-class powers), or stream
+    /// (the time per frame of a pipelined stream: the slowest of the edge, the uplink, the
+    /// cloud with its wait, and the downlink) [default: latency; stream for `tasks --pipeline`
+    /// above 1].
+    #[arg(long, value_enum)]
+    objective: Option<ObjectiveKind>,
     /// The edge's kind of device, for --objective energy; it sets the default powers in W
     /// (compute / transmit / idle): phone 3.0 / 4.1 / 0.6 (LTE), raspberry-pi 6.4 / 4.25 /
     /// 2.7, jetson 5.6 / 3.15 / 1.6, laptop 20 / 6.55 / 5.0 (Wi-Fi). docs/DESIGN.md gives the
@@ -33,10 +36,11 @@ pub struct ObjectiveArgs {
     idle_w: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ObjectiveKind {
     Latency,
     Energy,
+    Stream,
 }
 
 fn parse_device_class(text: &str) -> Result<DeviceClass, String> {
@@ -45,21 +49,35 @@ fn parse_device_class(text: &str) -> Result<DeviceClass, String> {
 }
 
 impl ObjectiveArgs {
-    /// The objective the flags choose. Power flags without `--objective energy` are an error
-    /// (they would change nothing).
+    /// The objective the flags choose, latency when none is given. Power flags without
+    /// `--objective energy` are an error (they would change nothing).
     pub fn choice(&self) -> Result<ObjectiveChoice> {
+        self.choice_or(ObjectiveChoice::Latency)
+    }
+
+    /// The objective the flags choose, `default` when none is given.
+    pub fn choice_or(&self, default: ObjectiveChoice) -> Result<ObjectiveChoice> {
         let given = [
             ("--device-class", self.device_class.is_some()),
             ("--compute-w", self.compute_w.is_some()),
             ("--transmit-w", self.transmit_w.is_some()),
             ("--idle-w", self.idle_w.is_some()),
         ];
-        match self.objective {
-            ObjectiveKind::Latency => {
+        let kind = match (self.objective, &default) {
+            (Some(kind), _) => kind,
+            (None, ObjectiveChoice::Stream) => ObjectiveKind::Stream,
+            (None, _) => ObjectiveKind::Latency,
+        };
+        match kind {
+            ObjectiveKind::Latency | ObjectiveKind::Stream => {
                 if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                     bail!("{flag} only applies to --objective energy");
                 }
-                Ok(ObjectiveChoice::Latency)
+                Ok(if kind == ObjectiveKind::Stream {
+                    ObjectiveChoice::Stream
+                } else {
+                    ObjectiveChoice::Latency
+                })
             }
             ObjectiveKind::Energy => {
                 let class = self.device_class.unwrap_or(DeviceClass::DEFAULT);
@@ -118,6 +136,8 @@ pub enum ObjectiveChoice {
         /// The power flags given, which replace the class's figures.
         overridden: Vec<&'static str>,
     },
+    /// A pipelined stream's time per frame.
+    Stream,
 }
 
 impl ObjectiveChoice {
@@ -126,13 +146,14 @@ impl ObjectiveChoice {
         match self {
             ObjectiveChoice::Latency => Objective::Latency,
             ObjectiveChoice::Energy { powers, .. } => powers.objective(),
+            ObjectiveChoice::Stream => Objective::Stream,
         }
     }
 
-    /// A plan's predicted edge energy in mJ under the energy objective; `None` for latency.
+    /// A plan's predicted edge energy in mJ under the energy objective; `None` otherwise.
     pub fn predicted_mj(&self, breakdown: &Breakdown) -> Option<f64> {
         match self {
-            ObjectiveChoice::Latency => None,
+            ObjectiveChoice::Latency | ObjectiveChoice::Stream => None,
             ObjectiveChoice::Energy { .. } => Some(breakdown.objective_value(&self.objective())),
         }
     }
@@ -142,6 +163,10 @@ impl ObjectiveChoice {
         match self {
             ObjectiveChoice::Latency => ObjectiveReport {
                 name: "latency",
+                powers_w: None,
+            },
+            ObjectiveChoice::Stream => ObjectiveReport {
+                name: "stream",
                 powers_w: None,
             },
             ObjectiveChoice::Energy {
@@ -175,7 +200,7 @@ impl ObjectiveChoice {
 /// What a report says of the objective.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectiveReport {
-    /// `latency` or `energy`.
+    /// `latency`, `energy` or `stream`.
     pub name: &'static str,
     /// The powers the energy objective used; absent for latency.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +211,7 @@ impl ObjectiveReport {
     /// One line for text reports: the objective, and for energy its powers and their source.
     pub fn line(&self) -> String {
         match &self.powers_w {
+            None if self.name == "stream" => "objective: stream (ms per frame: the slowest of edge, uplink, cloud with its wait, downlink)".to_string(),
             None => "objective: latency (ms)".to_string(),
             Some(p) => format!(
                 "objective: energy (mJ) at {} W computing, {} W transmitting, {} W idle ({})",

@@ -107,7 +107,12 @@ impl SplitArgs {
     /// Session settings with this split, uplink override, loss and objective, defaults
     /// otherwise; and the objective as chosen, for reports.
     pub fn config(&self) -> Result<(EdgeConfig, ObjectiveChoice)> {
-        let objective = self.objective.choice()?;
+        self.config_or(ObjectiveChoice::Latency)
+    }
+
+    /// As [`SplitArgs::config`], with `objective` when no `--objective` is given.
+    pub fn config_or(&self, objective: ObjectiveChoice) -> Result<(EdgeConfig, ObjectiveChoice)> {
+        let objective = self.objective.choice_or(objective)?;
         let config = EdgeConfig {
             split: self.split.clone(),
             uplink_mbps: self.uplink_mbps,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::build_net;
-use crate::objective_args::ObjectiveReport;
+use crate::objective_args::{ObjectiveChoice, ObjectiveReport};
 use crate::run::{CostArgs, SplitArgs, load, session};
 
 /// Run a queue of inference tasks against a cloud server (Neurosurgeon's multi-task mode).
@@ -28,13 +28,17 @@ use crate::run::{CostArgs, SplitArgs, load, session};
 /// run, a background monitor probes every connection whose bandwidth estimate has gone stale,
 /// so each plan uses a fresh estimate. It prints one line per task (the cut, the predicted and
 /// the measured latency, and whether it had to finish locally), then the mean, p50 and p95
-/// latency, the cut changes and the fallbacks. A task that fails is reported on its line and
-/// counted, and the command then exits with an error.
+/// latency, the cut changes, the fallbacks and the throughput. With --pipeline N the stages
+/// overlap: the edge computes task k+1 while task k uploads and the cloud runs task k−1, N
+/// tasks in flight, and the planner minimises the time per frame (the slowest stage) unless
+/// --objective says otherwise. A task that fails is reported on its line and counted, and the
+/// command then exits with an error.
 #[derive(Args)]
 #[command(after_help = "Examples:
   cutpoint-edge tasks --connect 10.0.0.5:4433 --token-file token --random 50 \\
       --models alexnet,resnet18,mobilenet_v2
   cutpoint-edge tasks --connect 10.0.0.5:4433 --tasks queue.txt --json
+  cutpoint-edge tasks --connect 10.0.0.5:4433 --random 100 --models resnet18 --pipeline 3
   cutpoint-edge tasks --connect 10.0.0.5:4433 --random 20 --models my_net \\
       --model-spec my_net.spec.json --interval-ms 500
 
@@ -78,9 +82,15 @@ pub struct TasksArgs {
     /// Seed for the models' weights (the server's --seed must match).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     weights_seed: u64,
-    /// Wait this long between tasks, as if they arrived one by one.
+    /// Wait this long between tasks, as if they arrived one by one (pipelined: task i arrives
+    /// i intervals after the first).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     interval_ms: u64,
+    /// Tasks in flight at once, 1 to 16: 1 runs them one by one; N overlaps the edge, the
+    /// uplink and the cloud over N tasks, each model with N connections, and plans for the
+    /// stream objective unless --objective is given.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pipeline: usize,
     #[command(flatten)]
     planning: SplitArgs,
     #[command(flatten)]
@@ -122,11 +132,17 @@ pub fn run(args: &TasksArgs) -> Result<()> {
         (None, None) => bail!("give the tasks with --tasks FILE or --random N"),
     };
     let nets = task_networks(&tasks, &specs).context("--model-spec")?;
-    let (config, objective) = args.planning.config()?;
+    let default_objective = if args.pipeline > 1 {
+        ObjectiveChoice::Stream
+    } else {
+        ObjectiveChoice::Latency
+    };
+    let (config, objective) = args.planning.config_or(default_objective)?;
     let costs = args.costs.load(&nets, args.backend.backend)?;
     let mut queue = TaskQueue::new(QueueConfig {
         seed: args.seed,
         interval: Duration::from_millis(args.interval_ms),
+        pipeline: args.pipeline,
     });
     for net in nets {
         let model = load(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{edge_config, graph_of, lenet, load, small_resnet};
 use models::{Net, SAMPLE_JPEG};
+use partition_core::Objective;
 use runtime::tasks::{
     QueueConfig, Task, TaskInput, TaskQueue, TaskRecord, TaskResult, random_tasks, read_tasks,
     task_networks,
@@ -45,16 +46,20 @@ fn costs_of(nets: &[Net]) -> Costs {
 
 /// A queue with a session per network, planning with `split`.
 fn queue_of(nets: &[Net], split: SplitMode, seed: u64) -> TaskQueue {
-    let costs = costs_of(nets);
-    costs.check(nets).expect("every network has costs");
-    let mut queue = TaskQueue::new(QueueConfig {
+    let config = QueueConfig {
         seed,
         ..QueueConfig::default()
-    });
+    };
+    queue_with(nets, edge_config(split), config)
+}
+
+/// A queue with a session per network, each with `edge`'s settings.
+fn queue_with(nets: &[Net], edge: EdgeConfig, config: QueueConfig) -> TaskQueue {
+    let costs = costs_of(nets);
+    costs.check(nets).expect("every network has costs");
+    let mut queue = TaskQueue::new(config);
     for net in nets {
-        let (session, origin) = costs
-            .session(load(net, 0), edge_config(split.clone()))
-            .expect("session");
+        let (session, origin) = costs.session(load(net, 0), edge.clone()).expect("session");
         queue.add(session, origin).expect("one session per model");
     }
     queue
@@ -170,6 +175,102 @@ async fn a_queue_over_a_chain_and_a_dag_records_every_task() {
     assert!(json["tasks"][0].get("error").is_none());
     drop(queue);
     cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_queue_plans_for_the_stream_and_hands_records_on_in_order() {
+    let resnet = small_resnet();
+    let cloud = serve(std::slice::from_ref(&resnet));
+    let tasks = random_tasks(12, &["lenet", "resnet18"], 5).expect("tasks");
+    let nets = task_networks(&tasks, std::slice::from_ref(&resnet)).expect("networks");
+    let edge = EdgeConfig {
+        objective: Objective::Stream,
+        ..edge_config(SplitMode::Auto)
+    };
+    let config = QueueConfig {
+        pipeline: 3,
+        ..QueueConfig::default()
+    };
+    let mut queue = queue_with(&nets, edge, config);
+    let warnings = queue
+        .connect(cloud.client_config())
+        .await
+        .expect("connects");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut seen = Vec::new();
+    let report = queue
+        .run(&tasks, |record| seen.push(record.index))
+        .await
+        .expect("runs");
+    assert_eq!(
+        seen,
+        (1..=12).collect::<Vec<_>>(),
+        "handed on in queue order"
+    );
+    for (record, task) in report.tasks.iter().zip(&tasks) {
+        assert_eq!(record.model, task.model);
+        let done = record.done().expect("ran");
+        assert_eq!(done.fallback, None, "{record}");
+        // The slowest stage of a plan is one part of its latency.
+        let frame_ms = done.predicted_frame_ms.expect("planned for the stream");
+        assert!(frame_ms > 0.0 && frame_ms <= done.predicted_ms, "{record}");
+        assert_eq!(done.predicted_mj, None);
+        assert!(
+            record.to_string().contains("ms/frame predicted"),
+            "{record}"
+        );
+    }
+    let used_cloud = report
+        .tasks
+        .iter()
+        .filter(|r| r.done().is_some_and(|d| d.cut.kind != "edge-only"))
+        .count() as u64;
+    assert_eq!(cloud.server().stats().served, used_cloud);
+    let summary = &report.summary;
+    assert_eq!(
+        (summary.completed, summary.failed, summary.pipeline),
+        (12, 0, 3)
+    );
+    assert!(
+        (summary.throughput_per_s - 12.0 * 1e3 / summary.wall_ms).abs() < 1e-9,
+        "{summary}"
+    );
+    assert!(
+        summary
+            .to_string()
+            .contains("pipelined, 3 frames in flight"),
+        "{summary}"
+    );
+
+    // The lanes come back to the queue: it runs again, one task at a time as well.
+    let again = queue.run(&tasks[..4], |_| {}).await.expect("runs again");
+    assert_eq!(again.summary.completed, 4);
+    drop(queue);
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_depth_out_of_range_is_refused_before_connecting() {
+    let net = lenet();
+    for depth in [0, runtime::tasks::MAX_PIPELINE + 1] {
+        let config = QueueConfig {
+            pipeline: depth,
+            ..QueueConfig::default()
+        };
+        let mut queue = queue_with(
+            std::slice::from_ref(&net),
+            edge_config(SplitMode::Auto),
+            config,
+        );
+        let err = queue
+            .connect(runtime::Servers::new(Vec::new()))
+            .await
+            .expect_err("out of range");
+        assert!(
+            err.to_string().contains("frames in flight is out of range"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

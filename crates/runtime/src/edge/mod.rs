@@ -153,6 +153,10 @@ pub struct EdgeSession {
     servers: Vec<Member>,
     /// Whose turn it is among servers that plan equally well.
     turn: usize,
+    /// Held while the session computes on the edge (decoding, layers, encoding). Sessions that
+    /// share it ([`EdgeSession::lane`], [`EdgeSession::share_edge_with`]) are one edge device:
+    /// one frame computes at a time while others upload or wait for the cloud.
+    edge_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A server requests may use now: its index in the session and its client.
@@ -253,10 +257,51 @@ impl EdgeSession {
             energy: EnergyCounters::system(),
             servers: Vec::new(),
             turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
+            edge_turn: Arc::default(),
             config,
         };
         session.check_config()?;
         Ok(session)
+    }
+
+    /// Another session for the same model, costs and settings, to keep one more frame of a
+    /// pipelined stream in flight: it shares this session's edge (one frame computes at a
+    /// time), starts with the codec costs and published cost tables measured so far, and is
+    /// disconnected until connected (each lane has its own connection).
+    pub fn lane(&self) -> EdgeSession {
+        EdgeSession {
+            model: self.model.clone(),
+            weights_hash: self.weights_hash.clone(),
+            given: self.given.clone(),
+            assumed: self.assumed.clone(),
+            published: self.published.clone(),
+            edge_total_ms: self.edge_total_ms,
+            to_net: self.to_net.clone(),
+            codec_costs: self.codec_costs.clone(),
+            config: self.config.clone(),
+            hysteresis: self.hysteresis.clone(),
+            hysteresis_for_file: self.hysteresis_for_file,
+            last_placement: self.last_placement.clone(),
+            energy: EnergyCounters::system(),
+            servers: Vec::new(),
+            turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
+            edge_turn: self.edge_turn.clone(),
+        }
+    }
+
+    /// Makes this session compute on the same edge as `other`: from now on the two never
+    /// compute at the same time (as [`EdgeSession::lane`]s do).
+    pub fn share_edge_with(&mut self, other: &EdgeSession) {
+        self.edge_turn = other.edge_turn.clone();
+    }
+
+    /// Does now what the first request would otherwise pay for: measures the codecs' costs and
+    /// fetches each connected server's published costs.
+    pub async fn prepare(&mut self) -> Result<(), RuntimeError> {
+        if self.config.split != SplitMode::EdgeOnly {
+            self.usable_servers().await?;
+        }
+        self.measure_codecs().await
     }
 
     /// A session whose planner predicts every layer's cost with device profiles: `edge` for
@@ -280,6 +325,14 @@ impl EdgeSession {
             return Err(RuntimeError::Config {
                 name: "solver",
                 reason: "plans that send tensors back to the edge cannot run here; use a solver without allow_return".into(),
+            });
+        }
+        if config.objective == Objective::Stream
+            && matches!(config.solver, Solver::Prefix | Solver::Dp { .. })
+        {
+            return Err(RuntimeError::Config {
+                name: "solver",
+                reason: "the stream objective is not a sum of per-layer costs; use the auto, chain, mincut or exhaustive solver".into(),
             });
         }
         if config.request_timeout.is_zero() {
@@ -1091,6 +1144,8 @@ impl EdgeSession {
     /// Decodes and preprocesses an image file on the edge (emulated slowness included), and
     /// learns its cost.
     async fn decode_here(&mut self, file: FileInput) -> Result<(HostTensor, f64), RuntimeError> {
+        let turn = self.edge_turn.clone();
+        let _computing = turn.lock().await;
         let pixels = file.pixels;
         let (tensor, ms) = blocking(move || {
             let started = Instant::now();
@@ -1112,6 +1167,8 @@ impl EdgeSession {
         codecs: &BTreeMap<usize, Codec>,
         sent: &mut Vec<Sent>,
     ) -> Result<(BTreeMap<String, WireTensor>, f64), RuntimeError> {
+        let turn = self.edge_turn.clone();
+        let _computing = turn.lock().await;
         let net = self.model.net();
         let mut hosts = Vec::with_capacity(boundary.len());
         for (&v, value) in boundary {
@@ -1401,6 +1458,7 @@ impl EdgeSession {
         boundary: Activations,
         input: Option<HostTensor>,
     ) -> Result<(Activations, f64, Option<f64>), RuntimeError> {
+        let _computing = self.edge_turn.lock().await;
         let model = self.model.clone();
         let before = self.energy_sample();
         let (out, compute_ms) = blocking(move || {
@@ -1433,6 +1491,7 @@ impl EdgeSession {
         part: Vec<bool>,
         input: Option<HostTensor>,
     ) -> Result<(HostTensor, f64, Option<f64>), RuntimeError> {
+        let _computing = self.edge_turn.lock().await;
         let model = self.model.clone();
         let sink = self.model.net().sink();
         let before = self.energy_sample();

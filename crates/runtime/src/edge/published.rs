@@ -67,7 +67,7 @@ pub(crate) struct ServerCosts {
 
 /// Published cost tables by server fingerprint and weights hash: a server that restarts with
 /// the same identity and weights is not asked again; another server, or other weights, is.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct CostCache {
     tables: HashMap<(Fingerprint, String), Arc<CloudCosts>>,
 }

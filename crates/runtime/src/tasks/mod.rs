@@ -18,7 +18,7 @@ mod report;
 use std::path::{Path, PathBuf};
 
 pub use file::{random_tasks, read_tasks, task_networks};
-pub use queue::{QueueConfig, TaskQueue};
+pub use queue::{MAX_PIPELINE, QueueConfig, TaskQueue};
 pub use report::{
     Latency, QueueModel, TaskDone, TaskRecord, TaskReport, TaskResult, TaskSummary, percentile,
 };

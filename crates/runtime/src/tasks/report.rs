@@ -2,6 +2,7 @@
 //! JSON (`Serialize`) and as the text lines of `cutpoint-edge tasks` (`Display`).
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
@@ -50,6 +51,10 @@ pub struct TaskDone {
     /// ([`crate::EdgeConfig::objective`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted_mj: Option<f64>,
+    /// The plan's predicted time per frame of a pipelined stream (its slowest stage), ms, when
+    /// its session plans for the stream objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_frame_ms: Option<f64>,
     /// The measured latency, ms.
     pub measured_ms: f64,
     /// Whether the cut differs from the previous task of the same model (a model's first task
@@ -94,6 +99,9 @@ impl fmt::Display for TaskRecord {
         if let Some(mj) = done.predicted_mj {
             write!(f, "  {mj:.1} mJ predicted")?;
         }
+        if let Some(ms) = done.predicted_frame_ms {
+            write!(f, "  {ms:.2} ms/frame predicted")?;
+        }
         if done.cut_changed {
             write!(f, "  (cut changed)")?;
         }
@@ -133,6 +141,12 @@ pub struct TaskSummary {
     pub predicted_energy_mj: Option<f64>,
     /// Bandwidth probes the link monitor ran while the queue ran.
     pub monitor_probes: u64,
+    /// Frames in flight at once ([`super::QueueConfig::pipeline`]); 1 runs the tasks one by one.
+    pub pipeline: usize,
+    /// From the first task's start to the last one's end, ms.
+    pub wall_ms: f64,
+    /// Tasks that ran per second of `wall_ms`.
+    pub throughput_per_s: f64,
 }
 
 /// Latency statistics, ms; `None` when no task ran.
@@ -147,8 +161,15 @@ pub struct Latency {
 }
 
 impl TaskSummary {
-    /// The summary of `records`, with the monitor's probe count.
-    pub fn of(records: &[TaskRecord], monitor_probes: u64) -> TaskSummary {
+    /// The summary of `records`, with the monitor's probe count, the pipeline's depth and the
+    /// run's wall time.
+    pub fn of(
+        records: &[TaskRecord],
+        monitor_probes: u64,
+        pipeline: usize,
+        wall: Duration,
+    ) -> TaskSummary {
+        let wall_ms = wall.as_secs_f64() * 1e3;
         let done: Vec<&TaskDone> = records.iter().filter_map(TaskRecord::done).collect();
         let mut latencies: Vec<f64> = done.iter().map(|d| d.measured_ms).collect();
         latencies.sort_by(f64::total_cmp);
@@ -170,6 +191,13 @@ impl TaskSummary {
                 .filter_map(|d| d.predicted_mj)
                 .reduce(|a, b| a + b),
             monitor_probes,
+            pipeline,
+            wall_ms,
+            throughput_per_s: if wall_ms > 0.0 {
+                done.len() as f64 * 1e3 / wall_ms
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -198,7 +226,16 @@ impl fmt::Display for TaskSummary {
         if let Some(mj) = self.predicted_energy_mj {
             write!(f, "\nedge energy (predicted, mJ): {mj:.1} in all")?;
         }
-        Ok(())
+        let how = if self.pipeline > 1 {
+            format!("pipelined, {} frames in flight", self.pipeline)
+        } else {
+            "one task at a time".to_string()
+        };
+        write!(
+            f,
+            "\nthroughput: {:.2} tasks/s ({} tasks in {:.0} ms, {how})",
+            self.throughput_per_s, self.completed, self.wall_ms
+        )
     }
 }
 
@@ -255,13 +292,19 @@ mod tests {
 
     #[test]
     fn failures_count_and_print_their_error() {
-        let summary = TaskSummary::of(&[failed(1), failed(2)], 0);
+        let summary = TaskSummary::of(&[failed(1), failed(2)], 0, 1, Duration::from_secs(1));
         assert_eq!(
             (summary.tasks, summary.completed, summary.failed),
             (2, 0, 2)
         );
         assert_eq!(summary.latency_ms.mean, None);
         assert!(summary.to_string().contains("mean -, p50 -, p95 -"));
+        assert_eq!(summary.throughput_per_s, 0.0);
+        assert!(
+            summary
+                .to_string()
+                .ends_with("throughput: 0.00 tasks/s (0 tasks in 1000 ms, one task at a time)")
+        );
         let line = failed(7).to_string();
         assert!(line.starts_with("   7  lenet"), "{line}");
         assert!(
