@@ -9,6 +9,8 @@
 //!   boundary beats every baseline.
 //! - [`run_load`]: many edge sessions against one server at once (a load generator), with
 //!   throughput, latency percentiles, busy answers, fallbacks, and lost or wrong results.
+//! - [`run_stream`]: a stream of frames from one edge over a shaped uplink, one at a time
+//!   against pipelined (planned for latency, and for the stream objective).
 //! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
 //!   output error.
 //! - With the `plot` feature (on by default): [`draw_grid`], the sweep's figure, and
@@ -26,6 +28,7 @@ mod load;
 mod plot;
 mod rig;
 mod shaped_grid;
+mod stream;
 mod summary;
 pub mod testbed;
 
@@ -37,4 +40,5 @@ pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIE
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
 pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
+pub use stream::{StreamConfig, StreamMode, StreamRow, run_stream};
 pub use summary::{SweepReport, SweepSummary};
