@@ -393,7 +393,12 @@ fn text_report(
         }
     }
     out.push('\n');
-    let energy = matches!(s.objective(), Objective::Energy { .. });
+    // The objective's own column, when it is not the total.
+    let value_column = match s.objective() {
+        Objective::Energy { .. } => Some("energy mJ"),
+        Objective::Stream => Some("ms/frame"),
+        Objective::Latency => None,
+    };
     let mut header = vec![
         "plan (ms)",
         "edge",
@@ -403,9 +408,7 @@ fn text_report(
         "rtt",
         "total",
     ];
-    if energy {
-        header.push("energy mJ");
-    }
+    header.extend(value_column);
     let mut table = Table::new(&header);
     for (label, p) in [
         (format!("chosen ({})", plan.method()), plan),
@@ -426,7 +429,7 @@ fn text_report(
             .iter()
             .map(|x| format!("{x:.2}")),
         );
-        if energy {
+        if value_column.is_some() {
             row.push(format!("{:.2}", p.value()));
         }
         table.row(row);

@@ -289,6 +289,53 @@ fn human_output_shows_the_cut_beside_the_baselines() {
 }
 
 #[test]
+fn the_stream_objective_reports_the_slowest_stage() {
+    let resnet = repo_file("examples/graphs/resnet18.json");
+    let v = json_plan(&[
+        "--graph",
+        &resnet,
+        "--uplink-mbps",
+        "5.85",
+        "--objective",
+        "stream",
+    ]);
+    assert_eq!(
+        (v["objective"].as_str(), v["objective_unit"].as_str()),
+        (Some("stream"), Some("ms/frame"))
+    );
+    let p = &v["predicted_ms"];
+    let ms = |k: &str| p[k].as_f64().expect("number");
+    let slowest = [
+        ms("edge"),
+        ms("upload"),
+        ms("cloud") + ms("wait"),
+        ms("download"),
+    ]
+    .into_iter()
+    .fold(0.0, f64::max);
+    assert!(
+        (v["objective_value"].as_f64().expect("number") - slowest).abs() < 1e-6,
+        "{v}"
+    );
+    // A solver of sums refuses it.
+    let err = one_line_error(&[
+        "plan",
+        "--graph",
+        &resnet,
+        "--uplink-mbps",
+        "5.85",
+        "--objective",
+        "stream",
+        "--solver",
+        "dp",
+    ]);
+    assert!(
+        err.contains("use auto, chain, mincut or exhaustive"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_input_gives_one_line_errors() {
     let alexnet = repo_file("examples/graphs/alexnet.json");
     let resnet = repo_file("examples/graphs/resnet18.json");

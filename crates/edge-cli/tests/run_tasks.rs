@@ -622,6 +622,42 @@ fn random_tasks_print_a_line_each_and_a_summary() {
         .fold(0.0, f64::max);
     assert!(latency("mean") > 0.0 && latency("p95") <= max);
     assert_eq!(report["models"].as_array().map(Vec::len), Some(2));
+    assert_eq!(summary["pipeline"], 1);
+    assert_eq!(report["objective"]["name"], "latency");
+
+    // Pipelined: the same tasks, two in flight, planned for the stream by default.
+    let mut piped_args = json_args.clone();
+    piped_args.extend(["--pipeline".to_string(), "2".to_string()]);
+    let piped: Value = serde_json::from_str(&ok(&piped_args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()))
+    .expect("tasks JSON");
+    assert_eq!(piped["objective"]["name"], "stream");
+    let summary = &piped["summary"];
+    assert_eq!(
+        (summary["pipeline"].as_u64(), summary["completed"].as_u64()),
+        (Some(2), Some(12))
+    );
+    assert!(
+        summary["throughput_per_s"]
+            .as_f64()
+            .is_some_and(|t| t > 0.0),
+        "{summary}"
+    );
+    for (i, record) in piped["tasks"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(record["index"], i + 1, "in queue order");
+        assert!(record["predicted_frame_ms"].as_f64().is_some(), "{record}");
+    }
+    let mut zero = args.clone();
+    zero.extend(["--pipeline".to_string(), "0".to_string()]);
+    let err = one_line_error(&zero.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("frames in flight is out of range"), "{err}");
     setup.stop();
 }
 
