@@ -1,8 +1,9 @@
 //! Cross-client batching on loopback against a real [`CloudServer`](runtime::CloudServer):
-//! requests from different sessions for the same model and cut run as one batch, each client
-//! gets its own rows, and requests that cannot share a batch (another cut, another model) run
-//! alone beside them. The batches form from requests waiting behind a busy worker, so what
-//! forms does not depend on timing. Every output is checked against a local run of the same input.
+//! requests from different sessions for the same model run as one batch, at one cut or at
+//! several (sharing the nodes all of them run), each client gets its own rows, and a request
+//! for another model runs alone beside them. The batches form from requests waiting behind a
+//! busy worker, so what forms does not depend on timing. Every output is checked against a
+//! local run of the same input.
 
 mod common;
 
@@ -55,10 +56,10 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
     let lenet = lenet();
     // A request that keeps the one worker busy while the others queue behind it.
     let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
-    // LeNet's whole cloud part fills a batch at six samples. No window: a batch takes the
-    // requests already waiting, so what forms depends on the queue, not on timing.
+    // Seven samples fill a batch. No window: a batch takes the requests already waiting, so
+    // what forms depends on the queue, not on timing.
     let config = CloudConfig {
-        batch_max: 6,
+        batch_max: 7,
         batch_wait: Duration::ZERO,
         ..CloudConfig::default()
     };
@@ -80,7 +81,7 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
             .await,
         );
     }
-    // A request that cannot join that batch: LeNet at another cut.
+    // LeNet at another cut joins them for the nodes the whole batch runs.
     clients.push(client(&cloud, dir.path(), &lenet, SplitMode::Fixed(mid), 1, 10).await);
     let before = cloud.server.stats();
 
@@ -130,9 +131,79 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
         6,
         "every request ran to its end"
     );
-    // The hog alone, the four LeNet requests at one cut together, the other cut alone.
-    assert_eq!(after.batches - before.batches, 3, "{after:?}");
-    assert_eq!(after.largest_batch, 4, "{after:?}");
+    // The hog alone (another model), and the five LeNet requests at two cuts together.
+    assert_eq!(after.batches - before.batches, 2, "{after:?}");
+    assert_eq!(after.largest_batch, 5, "{after:?}");
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_at_three_cuts_of_a_dag_share_one_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // MobileNetV2's inverted residuals on 32×32 inputs, behind a ResNet-18 hog.
+    let net = zoo::build_with_input("mobilenet_v2", vec![3, 32, 32]).expect("mobilenet_v2");
+    let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
+    let config = CloudConfig {
+        batch_wait: Duration::ZERO,
+        ..CloudConfig::default()
+    };
+    let nets = [hog.clone(), net.clone()];
+    let cloud = start(dir.path(), config, &nets).await;
+    let mut hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
+    // Cloud-only, from a node inside the residual blocks (whose closure takes in a skip
+    // connection's add), and from one later still; their shared nodes are the last cut's.
+    let (early, late) = (net.len() / 3, 2 * net.len() / 3);
+    let splits = [
+        (SplitMode::CloudOnly, 1),
+        (SplitMode::Fixed(closure(&net, early)), 2),
+        (SplitMode::Fixed(closure(&net, late)), 1),
+    ];
+    let mut clients = Vec::new();
+    for (i, (split, batch)) in splits.into_iter().enumerate() {
+        clients.push(client(&cloud, dir.path(), &net, split, batch, 30 + i as u32).await);
+    }
+    let before = cloud.server.stats();
+    let hog = tokio::spawn(async move {
+        let outcome = hog.session.infer(hog.input.clone()).await.expect("runs");
+        (outcome, hog.expected)
+    });
+    common::wait_for("the hog runs", Duration::from_secs(60), || {
+        cloud.server.stats().running == 1
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            let outcome = c.session.infer(c.input.clone()).await.expect("runs");
+            (outcome, c.expected)
+        }));
+    }
+    common::wait_for(
+        "all three wait behind the hog",
+        Duration::from_secs(120),
+        || cloud.server.stats().waiting == 3,
+    )
+    .await;
+    tasks.push(hog);
+    for task in tasks {
+        let (outcome, expected) = task.await.expect("task");
+        assert_eq!(outcome.fallback, None, "served by the cloud");
+        let difference = relative_difference(&outcome.output, &expected);
+        assert!(
+            difference <= 1e-4,
+            "{}: {difference}",
+            outcome.cut_summary()
+        );
+    }
+    common::wait_for("the queue drains", Duration::from_secs(10), || {
+        let stats = cloud.server.stats();
+        (stats.running, stats.waiting) == (0, 0)
+    })
+    .await;
+    let after = cloud.server.stats();
+    assert_eq!(after.served - before.served, 4);
+    assert_eq!(after.batches - before.batches, 2, "{after:?}");
+    assert_eq!(after.largest_batch, 3, "{after:?}");
     cloud.stop().await;
 }
 

@@ -5,9 +5,13 @@
 //! along the batch dimension, runs the cloud part once, splits the output and answers each
 //! request with its own rows ([`run`]).
 //!
-//! Requests share a batch only when they ask for the same model, the same weights and the
-//! same cloud node set: then [`request::check`](super::request::check) has already made sure
-//! that their boundary tensors are for the same nodes with the same per-sample shapes.
+//! Requests share a batch when they ask for the same model and the same weights. Requests at
+//! one cut (the same cloud node set) run as one pass: [`request::check`](super::request::check)
+//! has already made sure that their boundary tensors are for the same nodes with the same
+//! per-sample shapes. Requests at different cuts share the nodes every one of them runs: the
+//! intersection of their cloud sets, which is successor-closed too and holds at least the
+//! output. Each cut's own nodes run first, one pass per cut over that cut's requests, and the
+//! tensors that enter the shared nodes are then joined into one pass ([`compute`]).
 //!
 //! Every bound of a lone request holds for a batch: each member keeps its place in the queue
 //! ([`Admission`]) until it is answered, the batch's samples never exceed the cap (at most
@@ -30,15 +34,13 @@ use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
 use crate::wire::to_wire;
 
-/// What requests must share to run as one batch.
+/// What requests must share to run in one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BatchKey {
     /// The model.
     pub model_id: String,
     /// The weights hash the client sent.
     pub weights_hash: String,
-    /// The cloud node set, as the cut's mask.
-    pub cloud: Vec<bool>,
 }
 
 /// The answer a member gets.
@@ -212,12 +214,36 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
             }
         }
     }
-    let Some(first) = ready.first() else {
+    if ready.is_empty() {
         return;
-    };
+    }
+    // Members of one cut side by side, the cuts in the order they first came.
+    let mut cuts: Vec<Cut> = Vec::new();
+    let mut order: Vec<(usize, Ready, Vec<(usize, HostTensor)>)> = ready
+        .into_iter()
+        .zip(boundaries)
+        .map(|(member, boundary)| {
+            let group = match cuts.iter().position(|c| *c == member.cut) {
+                Some(group) => group,
+                None => {
+                    cuts.push(member.cut.clone());
+                    cuts.len() - 1
+                }
+            };
+            (group, member, boundary)
+        })
+        .collect();
+    order.sort_by_key(|(group, _, _)| *group);
+    let mut groups: Vec<(Cut, Vec<Vec<(usize, HostTensor)>>)> =
+        cuts.into_iter().map(|cut| (cut, Vec::new())).collect();
+    let mut ready = Vec::with_capacity(order.len());
+    for (group, member, boundary) in order {
+        groups[group].1.push(boundary);
+        ready.push(member);
+    }
     let decode_ms: f64 = ready.iter().map(|m| m.decode_ms).sum();
     let stopped = || ready.iter().all(|m| m.stop.load(Ordering::Acquire));
-    let output = compute(model, &first.cut, boundaries, &stopped);
+    let output = compute(model, groups, &stopped);
     // A stopped run is no service: it stays out of the mean and the served count.
     let worker_ms = if stopped() {
         drop(running);
@@ -265,20 +291,66 @@ struct Ready {
     reply: oneshot::Sender<Reply>,
 }
 
-/// Runs the cloud part of `cut` on every member's boundary tensors, concatenated along the
-/// batch dimension, and returns the output on the host.
+/// Runs the batch and returns its output on the host, members in `groups` order: the
+/// requests of each cut, with their boundary tensors. One cut runs as one pass over its
+/// members' boundaries, concatenated along the batch dimension. Several cuts share the nodes
+/// all of them run: each cut's own nodes run first (one pass per cut), then the tensors that
+/// enter the shared nodes, each cut's in turn, run through them as one pass.
 fn compute(
     model: &LoadedModel,
-    cut: &Cut,
-    boundaries: Vec<Vec<(usize, HostTensor)>>,
+    groups: Vec<(Cut, Vec<Vec<(usize, HostTensor)>>)>,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<HostTensor, RuntimeError> {
     let model = &model.model;
-    let mut boundary = Activations::new();
-    for (v, host) in concat(boundaries)? {
-        boundary.insert(v, model.upload(host)?);
+    let net = model.net();
+    let upload = |tensors: BTreeMap<usize, HostTensor>| -> Result<Activations, RuntimeError> {
+        let mut values = Activations::new();
+        for (v, host) in tensors {
+            values.insert(v, model.upload(host)?);
+        }
+        Ok(values)
+    };
+    let mut groups = groups;
+    if groups.len() == 1
+        && let Some((cut, boundaries)) = groups.pop()
+    {
+        let boundary = upload(concat(boundaries)?)?;
+        return Ok(model.run_cloud_until(&cut, boundary, stopped)?.to_host()?);
     }
-    Ok(model.run_cloud_until(cut, boundary, stopped)?.to_host()?)
+    let shared: Vec<bool> = (0..net.len())
+        .map(|v| groups.iter().all(|(cut, _)| cut.cloud_mask()[v]))
+        .collect();
+    let enters_shared = |u: usize| net.consumers(u).iter().any(|&w| shared[w]);
+    let mut frontiers = Vec::with_capacity(groups.len());
+    for (cut, boundaries) in groups {
+        let own: Vec<bool> = cut
+            .cloud_mask()
+            .iter()
+            .zip(&shared)
+            .map(|(&mine, &all)| mine && !all)
+            .collect();
+        let mut frontier = Vec::new();
+        let mut into_own = BTreeMap::new();
+        for (v, host) in concat(boundaries)? {
+            if net.consumers(v).iter().any(|&w| own[w]) {
+                into_own.insert(v, host.clone());
+            }
+            if enters_shared(v) {
+                frontier.push((v, host));
+            }
+        }
+        if own.contains(&true) {
+            for (v, value) in model.run_part(&own, upload(into_own)?)? {
+                if enters_shared(v) {
+                    frontier.push((v, value.to_host()?));
+                }
+            }
+        }
+        frontiers.push(frontier);
+    }
+    let cut = net.cut_from_mask(shared)?;
+    let boundary = upload(concat(frontiers)?)?;
+    Ok(model.run_cloud_until(&cut, boundary, stopped)?.to_host()?)
 }
 
 fn batch_error(reason: String) -> RuntimeError {

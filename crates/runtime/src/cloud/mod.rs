@@ -262,7 +262,6 @@ impl CloudServer {
         let key = Arc::new(BatchKey {
             model_id,
             weights_hash,
-            cloud: part.cut.cloud_mask().to_vec(),
         });
         // Whoever drops this future (the client went, or the deadline passed) sets the flag:
         // a waiting request leaves the lobby and the queue with the future, a running one is
