@@ -34,6 +34,15 @@ use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
 use crate::wire::to_wire;
 
+/// One member's boundary tensors, by node index.
+type Boundary = Vec<(usize, HostTensor)>;
+
+/// The members of a batch at one cut: the cut, and each member's boundary tensors.
+struct CutGroup {
+    cut: Cut,
+    boundaries: Vec<Boundary>,
+}
+
 /// What requests must share to run in one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BatchKey {
@@ -219,7 +228,7 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
     }
     // Members of one cut side by side, the cuts in the order they first came.
     let mut cuts: Vec<Cut> = Vec::new();
-    let mut order: Vec<(usize, Ready, Vec<(usize, HostTensor)>)> = ready
+    let mut order: Vec<(usize, Ready, Boundary)> = ready
         .into_iter()
         .zip(boundaries)
         .map(|(member, boundary)| {
@@ -234,11 +243,16 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
         })
         .collect();
     order.sort_by_key(|(group, _, _)| *group);
-    let mut groups: Vec<(Cut, Vec<Vec<(usize, HostTensor)>>)> =
-        cuts.into_iter().map(|cut| (cut, Vec::new())).collect();
+    let mut groups: Vec<CutGroup> = cuts
+        .into_iter()
+        .map(|cut| CutGroup {
+            cut,
+            boundaries: Vec::new(),
+        })
+        .collect();
     let mut ready = Vec::with_capacity(order.len());
     for (group, member, boundary) in order {
-        groups[group].1.push(boundary);
+        groups[group].boundaries.push(boundary);
         ready.push(member);
     }
     let decode_ms: f64 = ready.iter().map(|m| m.decode_ms).sum();
@@ -298,7 +312,7 @@ struct Ready {
 /// enter the shared nodes, each cut's in turn, run through them as one pass.
 fn compute(
     model: &LoadedModel,
-    groups: Vec<(Cut, Vec<Vec<(usize, HostTensor)>>)>,
+    groups: Vec<CutGroup>,
     stopped: &(dyn Fn() -> bool + Sync),
 ) -> Result<HostTensor, RuntimeError> {
     let model = &model.model;
@@ -312,17 +326,17 @@ fn compute(
     };
     let mut groups = groups;
     if groups.len() == 1
-        && let Some((cut, boundaries)) = groups.pop()
+        && let Some(CutGroup { cut, boundaries }) = groups.pop()
     {
         let boundary = upload(concat(boundaries)?)?;
         return Ok(model.run_cloud_until(&cut, boundary, stopped)?.to_host()?);
     }
     let shared: Vec<bool> = (0..net.len())
-        .map(|v| groups.iter().all(|(cut, _)| cut.cloud_mask()[v]))
+        .map(|v| groups.iter().all(|g| g.cut.cloud_mask()[v]))
         .collect();
     let enters_shared = |u: usize| net.consumers(u).iter().any(|&w| shared[w]);
     let mut frontiers = Vec::with_capacity(groups.len());
-    for (cut, boundaries) in groups {
+    for CutGroup { cut, boundaries } in groups {
         let own: Vec<bool> = cut
             .cloud_mask()
             .iter()
@@ -362,9 +376,7 @@ fn batch_error(reason: String) -> RuntimeError {
 
 /// Each node's tensors of every member, concatenated along the first (batch) dimension in
 /// member order; a lone member's tensors are moved, not copied.
-fn concat(
-    boundaries: Vec<Vec<(usize, HostTensor)>>,
-) -> Result<BTreeMap<usize, HostTensor>, RuntimeError> {
+fn concat(boundaries: Vec<Boundary>) -> Result<BTreeMap<usize, HostTensor>, RuntimeError> {
     let mut joined: BTreeMap<usize, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for (v, tensor) in boundaries.into_iter().flatten() {
         let (shape, data) = tensor.into_parts();

@@ -381,7 +381,7 @@ impl ModelSession {
             Ok((mut done, placement)) => {
                 let previous = self.last_placement.replace(placement);
                 done.cut_changed = previous.is_some() && previous != self.last_placement;
-                TaskResult::Done(done)
+                TaskResult::Done(Box::new(done))
             }
             Err(error) => TaskResult::Failed { error },
         };

@@ -29,7 +29,7 @@ pub struct TaskRecord {
 #[serde(untagged)]
 pub enum TaskResult {
     /// It ran (on the cloud as planned, or locally as a fallback).
-    Done(TaskDone),
+    Done(Box<TaskDone>),
     /// It failed: its input could not be read, or the cloud refused it.
     Failed {
         /// What went wrong, on one line.
