@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use cli_common::Table;
+use runtime::Table;
 use models::{Backend, SAMPLE_JPEG, zoo};
 use partition_core::{Link, Plan, Scenario, Solver};
 use runtime::{

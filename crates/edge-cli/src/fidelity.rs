@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use cli_common::{BackendArg, Table};
+use cli_common::BackendArg;
 use lab::{FidelityRow, measure_fidelity};
 use models::{HostTensor, Kernels, Net};
+use runtime::Table;
 use serde::Serialize;
 use transport::Codec;
 

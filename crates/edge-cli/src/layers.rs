@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use cli_common::BackendArg;
-use cli_common::Table;
 use lab::{draw_layers, plot_format};
+use runtime::Table;
 
 /// Measure each layer's latency and output size on this machine.
 ///

@@ -9,8 +9,9 @@ use models::Kernels;
 use serde::Serialize;
 
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
-use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
+use crate::tensor_io::read_input;
 use cli_common::BackendArg;
+use runtime::{ClassScore, render_top5, top5};
 
 /// Run a model on this machine, whole or split at a cut, with no network.
 ///

@@ -6,21 +6,22 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cli_common::{BackendArg, Table};
+use cli_common::BackendArg;
 use models::{Backend, HostTensor, Net};
 use predictor::DeviceProfile;
 use runtime::{
-    BreakdownMs, Costs, CutReport, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome,
+    ClassScore, Costs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, OutcomeReport,
     RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
+    render_top5, top5,
 };
 use serde::Serialize;
-use transport::{LinkEstimate, Loss};
+use transport::Loss;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::ModelArgs;
 use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
 use crate::plan::read_graph;
-use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
+use crate::tensor_io::read_input;
 
 /// Run one inference split between this device and a cloud server.
 ///
@@ -253,18 +254,10 @@ struct RunReport {
     split: String,
     max_loss: String,
     objective: ObjectiveReport,
-    link: LinkReport,
-    /// The cloud's expected wait the plan paid, ms.
-    wait_ms: f64,
-    cut: CutReport,
-    predicted_ms: BreakdownMs,
-    /// The plan's predicted edge energy, mJ, under the energy objective.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    predicted_mj: Option<f64>,
-    measured_ms: MeasuredMs,
-    measured_energy: EnergyReport,
-    fallback: Option<String>,
-    output_shape: Vec<usize>,
+    /// The link, the cut, the predicted and measured breakdowns, the energy, the fallback and
+    /// the output's shape.
+    #[serde(flatten)]
+    outcome: OutcomeReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -283,15 +276,6 @@ struct CostsReport {
     cloud: String,
 }
 
-/// The edge's energy as the CPU's own counters measured it.
-#[derive(Serialize)]
-struct EnergyReport {
-    /// The CPU packages' energy over the edge's compute, mJ; `None` without counters.
-    edge_mj: Option<f64>,
-    /// What the figure covers (package-wide), or why there is none.
-    note: String,
-}
-
 /// Where the input came from, and its shape.
 #[derive(Serialize)]
 struct InputReport {
@@ -305,45 +289,6 @@ struct InputReport {
 enum InputShape {
     Tensor(Vec<usize>),
     File(String),
-}
-
-/// The link as the transport measured it and as the plan assumed it.
-#[derive(Serialize)]
-struct LinkReport {
-    measured: MeasuredLink,
-    planned: PlannedLink,
-}
-
-/// The transport's estimate; `None` for what is not measured yet.
-#[derive(Serialize)]
-struct MeasuredLink {
-    uplink_mbps: Option<f64>,
-    downlink_mbps: Option<f64>,
-    rtt_ms: Option<f64>,
-}
-
-/// The link the plan was made for.
-#[derive(Serialize)]
-struct PlannedLink {
-    uplink_mbps: f64,
-    downlink_mbps: f64,
-    rtt_ms: f64,
-    /// Whether --uplink-mbps replaced the measured uplink.
-    uplink_override: bool,
-}
-
-/// The measured breakdown, ms.
-#[derive(Serialize)]
-struct MeasuredMs {
-    edge: f64,
-    upload: f64,
-    queue: f64,
-    cloud: f64,
-    /// Loading the model on the cloud (its first request there), apart from compute.
-    load: f64,
-    download: f64,
-    other: f64,
-    total: f64,
 }
 
 /// Runs the command.
@@ -386,7 +331,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     };
 
-    let (warning, outcome, estimate) = runtime.block_on(async {
+    let (warning, outcome) = runtime.block_on(async {
         let warning = session.connect_or_run_locally(client).await?;
         if let Some(w) = &warning {
             eprintln!("warning: {w}");
@@ -395,8 +340,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             RunInput::Tensor(tensor) => session.infer(tensor).await?,
             RunInput::Image(file) => session.infer_image(file).await?,
         };
-        let link = session.client().map(|c| c.link());
-        anyhow::Ok((warning, outcome, link))
+        anyhow::Ok((warning, outcome))
     })?;
 
     let saved_output = match &args.save_output {
@@ -406,6 +350,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         None => None,
     };
+    let mut outcome_report = OutcomeReport::new(&session, &outcome);
+    outcome_report.predicted_mj = objective.predicted_mj(&outcome.predicted);
     let report = RunReport {
         model: session.model().net().name().to_string(),
         backend: args.backend.backend.name(),
@@ -421,38 +367,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         split: args.planning.split_name(),
         max_loss: args.planning.max_loss.to_string(),
         objective: objective.report(),
-        link: LinkReport {
-            measured: measured_link(estimate.as_ref()),
-            planned: PlannedLink {
-                uplink_mbps: outcome.link.uplink_mbps(),
-                downlink_mbps: outcome.link.downlink_mbps(),
-                rtt_ms: outcome.link.rtt_ms(),
-                uplink_override: args.planning.uplink_mbps.is_some(),
-            },
-        },
-        wait_ms: outcome.wait_ms,
-        cut: outcome.cut_report(),
-        predicted_ms: BreakdownMs::from(&outcome.predicted),
-        predicted_mj: objective.predicted_mj(&outcome.predicted),
-        measured_ms: MeasuredMs {
-            edge: outcome.measured.edge_ms,
-            upload: outcome.measured.upload_ms,
-            queue: outcome.measured.queue_ms,
-            cloud: outcome.measured.cloud_ms,
-            load: outcome.measured.load_ms,
-            download: outcome.measured.download_ms,
-            other: outcome.measured.other_ms(),
-            total: outcome.measured.total_ms,
-        },
-        measured_energy: EnergyReport {
-            edge_mj: outcome.measured.edge_energy_mj,
-            note: match session.energy_counters() {
-                Ok(counters) => format!("the edge's compute only, {}", counters.describe()),
-                Err(reason) => reason.to_string(),
-            },
-        },
-        fallback: outcome.fallback.clone(),
-        output_shape: outcome.output.shape().to_vec(),
+        outcome: outcome_report,
         connect_warning: warning,
         saved_output,
         top5: args.weights.as_ref().and_then(|_| top5(&outcome.output)),
@@ -460,28 +375,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report, &outcome)?);
+        print!("{}", render(&report)?);
     }
     Ok(())
 }
 
-/// The transport's measured link (`None` for what is not measured yet).
-fn measured_link(link: Option<&LinkEstimate>) -> MeasuredLink {
-    MeasuredLink {
-        uplink_mbps: link.and_then(|l| l.uplink).map(|d| d.mbps),
-        downlink_mbps: link.and_then(|l| l.downlink).map(|d| d.mbps),
-        rtt_ms: link.and_then(|l| l.rtt_ms),
-    }
-}
-
-/// A measured figure, or `not measured`.
-fn figure(value: Option<f64>, unit: &str) -> String {
-    value.map_or_else(|| "not measured".to_string(), |v| format!("{v:.2} {unit}"))
-}
-
-/// The report as text; `outcome` gives the plan's transfers.
-fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
-    let graph = &outcome.graph;
+/// The report as text.
+fn render(report: &RunReport) -> Result<String> {
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
         report.model, report.backend, report.server
@@ -495,109 +395,7 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         "costs: {}\ncloud costs: {}\n",
         report.costs.edge, report.costs.cloud
     );
-    let measured = &report.link.measured;
-    out += &format!(
-        "link (measured): up {}, down {}, RTT {}\n",
-        figure(measured.uplink_mbps, "Mbit/s"),
-        figure(measured.downlink_mbps, "Mbit/s"),
-        figure(measured.rtt_ms, "ms"),
-    );
-    let planned = &report.link.planned;
-    let uplink_note = if planned.uplink_override {
-        " (--uplink-mbps: planning only, the link is not shaped)"
-    } else {
-        ""
-    };
-    out += &format!(
-        "planned for: up {}{uplink_note}, down {}, RTT {}; cloud wait {:.2} ms\n",
-        figure(Some(planned.uplink_mbps), "Mbit/s"),
-        figure(Some(planned.downlink_mbps), "Mbit/s"),
-        figure(Some(planned.rtt_ms), "ms"),
-        report.wait_ms
-    );
-    out += &format!("{}\n", report.objective.line());
-    let cloud = report.cut.cloud_nodes.len();
-    let net_nodes = graph.len() - usize::from(graph.index_of(runtime::INPUT_FILE_ID).is_some());
-    out += &match report.cut.kind {
-        "edge-only" => format!(
-            "cut ({}, {}): everything runs on the edge\n",
-            report.split, report.cut.solver
-        ),
-        kind => format!(
-            "cut ({}, {}, max loss {}): {kind}, {} node(s) on the edge, {cloud} on the cloud\n",
-            report.split,
-            report.cut.solver,
-            report.max_loss,
-            net_nodes - cloud
-        ),
-    };
-    for t in &report.cut.crossing {
-        out += &format!(
-            "  sends {}: {} as {} ({}, {} raw)\n",
-            t.direction,
-            t.tensor,
-            t.encoding,
-            human_bytes(t.bytes),
-            human_bytes(t.raw_bytes)
-        );
-    }
-    if let Some(&n) = report.output_shape.first().filter(|&&n| n > 1) {
-        out += &format!("(predictions are for one sample; the input holds {n})\n");
-    }
-    out.push('\n');
-    let mut table = Table::new(&[
-        "(ms)",
-        "edge",
-        "upload",
-        "queue",
-        "cloud",
-        "download",
-        "rtt/other",
-        "total",
-    ]);
-    let ms = |x: f64| format!("{x:.2}");
-    let p = &report.predicted_ms;
-    table.row(vec![
-        "predicted".into(),
-        ms(p.edge),
-        ms(p.upload),
-        ms(p.wait),
-        ms(p.cloud),
-        ms(p.download),
-        ms(p.rtt),
-        ms(p.total),
-    ]);
-    let m = &report.measured_ms;
-    table.row(vec![
-        "measured".into(),
-        ms(m.edge),
-        ms(m.upload),
-        ms(m.queue),
-        ms(m.cloud),
-        ms(m.download),
-        ms(m.other),
-        ms(m.total),
-    ]);
-    out += &table.render();
-    if let Some(mj) = report.predicted_mj {
-        out += &format!("predicted edge energy: {mj:.1} mJ\n");
-    }
-    out += &match report.measured_energy.edge_mj {
-        Some(mj) => format!(
-            "measured edge energy: {mj:.1} mJ ({})\n",
-            report.measured_energy.note
-        ),
-        None => format!("measured edge energy: {}\n", report.measured_energy.note),
-    };
-    if m.load > 0.0 {
-        out += &format!(
-            "the cloud loaded the model for this first request in {:.1} ms (apart from compute)\n",
-            m.load
-        );
-    }
-    if let Some(reason) = &report.fallback {
-        out += &format!("\nfallback: ran locally because {reason}\n");
-    }
+    out += &report.outcome.render(&report.objective.line());
     if let Some(path) = &report.saved_output {
         out += &format!("output written to {path}\n");
     }

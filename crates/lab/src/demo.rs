@@ -12,7 +12,7 @@ use models::{Backend, Net, zoo};
 use partition_core::{Breakdown, Objective};
 use transport::Loss;
 
-use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode};
+use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode, Table};
 
 use crate::error::LabError;
 use crate::rig::{self, LabInput, lab_input};
@@ -275,4 +275,107 @@ measured_edge_ms,measured_upload_ms,measured_queue_ms,measured_cloud_ms,measured
         ));
     }
     out
+}
+
+/// One case as text, as the demo prints it: the three strategies' rows, what the chosen plan
+/// bought against the best baseline, and any request that ran locally.
+pub fn render_case(rows: &[DemoRow]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\n{} over a {} Mbit/s uplink (emulated)\n",
+        first.model, first.uplink_mbps
+    );
+    let energy = first.predicted_mj.is_some();
+    let mut header = vec![
+        "plan",
+        "cut",
+        "upload KB",
+        "predicted ms",
+        "measured ms",
+        "edge",
+        "upload",
+        "cloud",
+        "download",
+    ];
+    if energy {
+        header.push("predicted mJ");
+    }
+    let mut table = Table::new(&header);
+    for r in rows {
+        let mut row = vec![
+            r.strategy.name().to_string(),
+            r.cut.clone(),
+            format!("{:.1}", r.upload_bytes as f64 / 1e3),
+            format!("{:.0}", r.predicted.total_ms),
+            format!("{:.0}", r.measured.total_ms),
+            format!("{:.0}", r.measured.edge_ms),
+            format!("{:.0}", r.measured.upload_ms),
+            format!("{:.0}", r.measured.cloud_ms + r.measured.queue_ms),
+            format!("{:.0}", r.measured.download_ms),
+        ];
+        if let Some(mj) = r.predicted_mj {
+            row.push(format!("{mj:.0}"));
+        }
+        table.row(row);
+    }
+    for line in table.render().lines() {
+        out += &format!("  {line}\n");
+    }
+    out += &format!("  {}\n", verdict(rows));
+    for r in rows {
+        if let Some(reason) = &r.fallback {
+            out += &format!(
+                "  note: a {} request ran locally: {reason}\n",
+                r.strategy.name()
+            );
+        }
+    }
+    out
+}
+
+/// What the chosen plan bought against the best baseline, measured: a speed-up when it is a
+/// plan of its own, or which baseline it is (two noisy runs of one plan make no speed-up).
+fn verdict(rows: &[DemoRow]) -> String {
+    let Some(chosen) = rows.iter().find(|r| r.strategy == Strategy::Chosen) else {
+        return "the chosen plan was not measured".to_string();
+    };
+    let baselines: Vec<&DemoRow> = rows
+        .iter()
+        .filter(|r| Strategy::BASELINES.contains(&r.strategy))
+        .collect();
+    if let Some(same) = baselines.iter().find(|b| b.cut == chosen.cut) {
+        return format!(
+            "the chosen plan is the same plan as {}",
+            same.strategy.name()
+        );
+    }
+    let Some(best) = baselines
+        .iter()
+        .min_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms))
+    else {
+        return "no baseline was measured".to_string();
+    };
+    let speedup = best.measured.total_ms / chosen.measured.total_ms;
+    let over = baselines
+        .iter()
+        .map(|b| {
+            format!(
+                "{:.2}x over {}",
+                b.measured.total_ms / chosen.measured.total_ms,
+                b.strategy.name()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if speedup >= 1.0 {
+        format!("measured speed-up of the chosen plan: {over}")
+    } else {
+        format!(
+            "the chosen plan lost to {} ({:.2}x of its time): {over}",
+            best.strategy.name(),
+            1.0 / speedup
+        )
+    }
 }

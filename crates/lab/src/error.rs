@@ -38,6 +38,15 @@ pub enum LabError {
         reason: String,
     },
 
+    /// The worker binary that runs real shaping's processes is not beside this program.
+    #[error(
+        "real shaping needs the worker binary cutpoint-lab-worker, which is not in {dir}; it is built beside cutpoint-edge: run `cargo build --release -p edge-cli` (or `cargo install --path crates/edge-cli`)"
+    )]
+    WorkerMissing {
+        /// Where it was looked for.
+        dir: String,
+    },
+
     /// A grid cut's request fell back to the edge, so its time is not the cut's.
     #[error(
         "the sweep could not measure the cut {cut} at {uplink_mbps} Mbit/s on the cloud: the request fell back to the edge ({reason}); check the cloud and the link, then run the sweep again"

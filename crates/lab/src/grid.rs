@@ -12,7 +12,7 @@ use partition_core::{Link, Objective, Scenario, Solver};
 use serde::{Deserialize, Serialize};
 use transport::{Loss, Relay};
 
-use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode};
+use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode, Table};
 
 use crate::error::LabError;
 use crate::rig::{self, LabInput, lab_input};
@@ -397,6 +397,49 @@ pub fn grid_csv(rows: &[GridRow]) -> String {
             r.best
         ));
     }
+    out
+}
+
+/// One cell as text, as `cutpoint-edge sweep` prints it: every cut's times, with the chosen and
+/// the best cut marked, and the edge's calibration.
+pub fn render_cell(rows: &[GridRow], cell: &GridCell) -> String {
+    let mut out = format!(
+        "\ncpu {} x uplink {} Mbit/s: chosen {}, best {}, regret {:.3}\n",
+        cell.edge_cpu, cell.uplink_mbps, cell.chosen, cell.best, cell.regret
+    );
+    let mut table = Table::new(&[
+        "split",
+        "e2e ms",
+        "local",
+        "transfer",
+        "cloud",
+        "predicted",
+        "mark",
+    ]);
+    for r in rows {
+        let mark = match (r.chosen, r.best) {
+            (true, true) => "chosen, best",
+            (true, false) => "chosen",
+            (false, true) => "best",
+            (false, false) => "",
+        };
+        table.row(vec![
+            r.cut.clone(),
+            format!("{:.1}", r.e2e_ms),
+            format!("{:.1}", r.local_ms),
+            format!("{:.1}", r.transfer_ms),
+            format!("{:.1}", r.cloud_ms),
+            format!("{:.1}", r.predicted_ms),
+            mark.to_string(),
+        ]);
+    }
+    for line in table.render().lines() {
+        out += &format!("  {line}\n");
+    }
+    out += &format!(
+        "  (a forward pass on this edge took {:.2}x its profile's prediction; the planner's edge costs were scaled by that)\n",
+        cell.edge_scale
+    );
     out
 }
 

@@ -4,7 +4,8 @@
 //! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
 //!   the planner's cut beside edge-only and cloud-only.
 //! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
-//!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota).
+//!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota),
+//!   with the cloud and each cell's edge in processes of the worker binary ([`run_worker`]).
 //!   [`SweepReport`] summarises a grid: regret, speed-ups, and where a split or a compressed
 //!   boundary beats every baseline.
 //! - [`run_load`]: many edge sessions against one server at once (a load generator), with
@@ -29,12 +30,12 @@ mod shaped_grid;
 mod summary;
 pub mod testbed;
 
-pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
+pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, render_case, run_demo};
 pub use error::LabError;
 pub use fidelity::{FidelityRow, measure_fidelity};
-pub use grid::{GridCell, GridConfig, GridRow, grid_csv, run_grid};
+pub use grid::{GridCell, GridConfig, GridRow, grid_csv, render_cell, run_grid};
 pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIENTS, run_load};
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
-pub use shaped_grid::{lab_cell_process, lab_cloud_process, run_shaped_grid};
+pub use shaped_grid::{WORKER_BIN, run_shaped_grid, run_worker, worker_path};
 pub use summary::{SweepReport, SweepSummary};

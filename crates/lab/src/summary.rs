@@ -75,6 +75,30 @@ impl SweepReport {
 }
 
 impl SweepSummary {
+    /// The figures in two lines, after a blank one.
+    pub fn render(&self) -> String {
+        let s = self;
+        let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let mut out = format!(
+            "\nregret over {} cells: median {:.3}, p95 {:.3}; the chosen plan's median speed-up over the best baseline {:.2}x",
+            s.cells,
+            f(s.regret_median),
+            f(s.regret_p95),
+            f(s.speedup_over_best_baseline_median)
+        );
+        out.push('\n');
+        let wins = s.cells_where_a_split_or_codec_beats_every_baseline;
+        let by = match s.gain_over_best_baseline_where_it_does_median {
+            Some(gain) => format!(", by {gain:.2}x at the median"),
+            None => String::new(),
+        };
+        out += &format!(
+            "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {wins} of {} cells{by}\n",
+            s.cells
+        );
+        out
+    }
+
     /// The summary of `rows` and `cells`.
     pub fn new(rows: &[GridRow], cells: &[GridCell]) -> SweepSummary {
         let regrets = sorted(cells.iter().map(|c| c.regret));
