@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cli_common::BackendArg;
-use lab::{FidelityRow, measure_fidelity};
+use lab::{FidelityReport, measure_fidelity};
 use models::{HostTensor, Kernels, Net};
-use runtime::Table;
-use serde::Serialize;
 use transport::Codec;
 
 use crate::model_args::{ModelArgs, load_model};
@@ -79,66 +77,21 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         Kernels::default(),
     )?;
     let rows = measure_fidelity(&model, &inputs, &Codec::ALL)?;
-    let weights = match &args.weights {
-        Some(path) => path.display().to_string(),
-        None => format!("seeded (seed {})", args.seed),
+    let report = FidelityReport {
+        model: name,
+        weights: match &args.weights {
+            Some(path) => path.display().to_string(),
+            None => format!("seeded (seed {})", args.seed),
+        },
+        inputs: inputs.len(),
+        rows,
     };
     if args.json {
-        let report = FidelityReport {
-            model: &name,
-            weights: &weights,
-            inputs: inputs.len(),
-            rows: &rows,
-        };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&name, &weights, inputs.len(), &rows));
+        print!("{}", report.render());
     }
     Ok(())
-}
-
-/// `fidelity --json`.
-#[derive(Serialize)]
-struct FidelityReport<'a> {
-    model: &'a str,
-    weights: &'a str,
-    inputs: usize,
-    rows: &'a [FidelityRow],
-}
-
-/// The rows as a table, one line per cut and codec.
-fn render(model: &str, weights: &str, inputs: usize, rows: &[FidelityRow]) -> String {
-    let mut out = format!(
-        "{model}, weights {weights}, {inputs} input(s): lossy codecs at every cut against the exact output\n"
-    );
-    let mut table = Table::new(&[
-        "cut after",
-        "crossing",
-        "codec",
-        "top-1 agree",
-        "max rel error",
-    ]);
-    for r in rows {
-        let crossing = if r.crossing.len() > 2 {
-            format!("{} tensors", r.crossing.len())
-        } else {
-            r.crossing.join("+")
-        };
-        let agreement = if r.unencodable > 0 {
-            format!("{:.3} ({} not encodable)", r.top1_agreement, r.unencodable)
-        } else {
-            format!("{:.3}", r.top1_agreement)
-        };
-        table.row(vec![
-            r.after.clone(),
-            crossing,
-            r.codec.name().to_string(),
-            agreement,
-            format!("{:.2e}", r.max_relative_error),
-        ]);
-    }
-    out += &table.render();
-    out
 }
 
 /// Every JPEG or PNG in `dir` (sorted by name), decoded and preprocessed.

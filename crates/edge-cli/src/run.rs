@@ -8,11 +8,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use cli_common::BackendArg;
 use models::{Backend, HostTensor, Net};
-use predictor::DeviceProfile;
 use runtime::{
-    ClassScore, Costs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, OutcomeReport,
-    RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
-    render_top5, top5,
+    ClassScore, CostChoice, Costs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel,
+    OutcomeReport, RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes,
+    read_image_file, render_top5, top5,
 };
 use serde::Serialize;
 use transport::Loss;
@@ -164,51 +163,29 @@ pub struct CostArgs {
 }
 
 impl CostArgs {
-    /// Reads the cost flags for `nets`, checking that every one has costs. With none given, it
-    /// uses the quick profile of this machine on `backend` (swept and trained on first use,
-    /// then cached) for edge and cloud.
+    /// Reads the cost flags for `nets`, checking that every one has costs
+    /// ([`Costs::choose`]); a graph that is missing or given twice names `--graph`.
     pub fn load(&self, nets: &[Net], backend: Backend) -> Result<Costs> {
-        let mut costs = match (&self.edge_profile, &self.cloud_profile) {
-            (Some(edge), None) => {
-                let mut costs = Costs::new();
-                costs.set_edge_profile(
-                    DeviceProfile::load(edge)?,
-                    format!(
-                        "device profile {} (edge); the cloud's as the server publishes them",
-                        edge.display()
-                    ),
-                );
-                costs
-            }
-            (Some(edge), Some(cloud)) => {
-                let mut costs = Costs::new();
-                costs.set_profiles(
-                    DeviceProfile::load(edge)?,
-                    DeviceProfile::load(cloud)?,
-                    format!(
-                        "device profiles {} (edge) and {} (cloud)",
-                        edge.display(),
-                        cloud.display()
-                    ),
-                );
-                costs
-            }
-            _ if !self.graph.is_empty() || self.measure_edge => Costs::new(),
-            _ => Costs::quick(&runtime::default_cache_dir()?, backend, nets, true)?,
+        let graphs = self
+            .graph
+            .iter()
+            .map(|path| Ok((format!("graph file {path}"), read_graph(path)?)))
+            .collect::<Result<_>>()?;
+        let choice = CostChoice {
+            edge_profile: self.edge_profile.clone(),
+            cloud_profile: self.cloud_profile.clone(),
+            graphs,
+            measure_edge: self.measure_edge,
+            ignore_published: self.no_published_costs,
         };
-        if self.measure_edge {
-            costs.measure_here();
-        }
-        if self.no_published_costs {
-            costs.ignore_published();
-        }
-        for path in &self.graph {
-            costs
-                .add_graph(format!("graph file {path}"), read_graph(path)?)
-                .context("--graph")?;
-        }
-        costs.check(nets).context("--graph")?;
-        Ok(costs)
+        Costs::choose(choice, nets, backend).map_err(|e| {
+            let graphs = matches!(
+                e,
+                RuntimeError::NoCosts { .. } | RuntimeError::DuplicateCosts { .. }
+            );
+            let e = anyhow::Error::new(e);
+            if graphs { e.context("--graph") } else { e }
+        })
     }
 }
 

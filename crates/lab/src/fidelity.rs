@@ -7,7 +7,7 @@
 //! would do over the wire.
 
 use models::{Activations, HostTensor, Model, relative_difference};
-use runtime::RuntimeError;
+use runtime::{RuntimeError, Table};
 use serde::Serialize;
 use transport::{Codec, Limits, Loss, WireTensor};
 
@@ -32,6 +32,58 @@ pub struct FidelityRow {
     /// Inputs at which the codec could not encode a crossing tensor (f16 beyond its range);
     /// they are left out of the figures above.
     pub unencodable: usize,
+}
+
+/// What `cutpoint-edge fidelity` reports: the model, its weights, how many inputs, and every
+/// cut under every lossy codec.
+#[derive(Debug, Clone, Serialize)]
+pub struct FidelityReport {
+    /// The network's name.
+    pub model: String,
+    /// Where the weights came from.
+    pub weights: String,
+    /// How many inputs were compared.
+    pub inputs: usize,
+    /// One row per cut and codec ([`measure_fidelity`]).
+    pub rows: Vec<FidelityRow>,
+}
+
+impl FidelityReport {
+    /// The report as a table, one line per cut and codec.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{}, weights {}, {} input(s): lossy codecs at every cut against the exact output\n",
+            self.model, self.weights, self.inputs
+        );
+        let mut table = Table::new(&[
+            "cut after",
+            "crossing",
+            "codec",
+            "top-1 agree",
+            "max rel error",
+        ]);
+        for r in &self.rows {
+            let crossing = if r.crossing.len() > 2 {
+                format!("{} tensors", r.crossing.len())
+            } else {
+                r.crossing.join("+")
+            };
+            let agreement = if r.unencodable > 0 {
+                format!("{:.3} ({} not encodable)", r.top1_agreement, r.unencodable)
+            } else {
+                format!("{:.3}", r.top1_agreement)
+            };
+            table.row(vec![
+                r.after.clone(),
+                crossing,
+                r.codec.name().to_string(),
+                agreement,
+                format!("{:.2e}", r.max_relative_error),
+            ]);
+        }
+        out += &table.render();
+        out
+    }
 }
 
 /// Measures every lossy codec of `codecs` (lossless ones are skipped: they change nothing) at

@@ -10,6 +10,8 @@
 //!   boundary beats every baseline.
 //! - [`run_load`]: many edge sessions against one server at once (a load generator), with
 //!   throughput, latency percentiles, busy answers, fallbacks, and lost or wrong results.
+//! - [`measure_layers`]: Neurosurgeon's per-layer latency and output size, with a whole pass
+//!   for comparison.
 //! - [`measure_fidelity`]: what each lossy codec at each cut costs in top-1 agreement and
 //!   output error.
 //! - With the `plot` feature (on by default): [`draw_grid`], the sweep's figure, and
@@ -22,6 +24,7 @@ mod demo;
 mod error;
 mod fidelity;
 mod grid;
+mod layers;
 mod load;
 #[cfg(feature = "plot")]
 mod plot;
@@ -32,8 +35,9 @@ pub mod testbed;
 
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, render_case, run_demo};
 pub use error::LabError;
-pub use fidelity::{FidelityRow, measure_fidelity};
+pub use fidelity::{FidelityReport, FidelityRow, measure_fidelity};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, render_cell, run_grid};
+pub use layers::{LayerRow, LayersConfig, LayersReport, TimingMode, layers_csv, measure_layers};
 pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIENTS, run_load};
 #[cfg(feature = "plot")]
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};

@@ -14,6 +14,7 @@
 //! - [`LoadedModel`] and [`weights_hash`]: what both sides load, and the fingerprint that proves
 //!   they loaded the same thing.
 //! - [`LocalCloud`]: a cloud server on loopback inside this process (the demo, the examples).
+//! - [`run_local`]: a model run here, whole or split at a cut, with no network ([`LocalReport`]).
 //! - [`quick_profile`]: this machine's quick device profile, built on first use and cached.
 //! - [`pattern_input`]: a deterministic input for any network, for samples and experiments.
 //! - [`Costs`]: where the planner's per-layer costs come from for each model (cost graphs,
@@ -48,6 +49,7 @@ mod error;
 mod input_files;
 mod loaded;
 mod local_cloud;
+mod local_run;
 mod outcome_report;
 mod plan_report;
 mod quick_profile;
@@ -62,7 +64,7 @@ pub use cloud::{
     check_request, serve_metrics,
 };
 pub use codec_costs::{CloudDecoding, CodecCosts};
-pub use costs::Costs;
+pub use costs::{CostChoice, Costs};
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
@@ -74,6 +76,7 @@ pub use error::RuntimeError;
 pub use input_files::{read_image_file, read_npy_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
+pub use local_run::{LocalCrossing, LocalCut, LocalReport, run_local};
 pub use outcome_report::{
     ClassScore, EnergyReport, LinkReport, MeasuredLink, MeasuredMs, OutcomeReport, PlannedLink,
     render_top5, top5,
