@@ -9,7 +9,7 @@ use lab::{FidelityReport, measure_fidelity};
 use models::{HostTensor, Kernels, Net};
 use transport::Codec;
 
-use crate::model_args::{ModelArgs, load_model};
+use crate::model_args::{ModelArgs, WeightsArgs, load_model};
 
 /// Measure what the lossy boundary codecs (f16, int8) cost in accuracy, at every cut.
 ///
@@ -29,12 +29,8 @@ Lossless codecs (and raw f32) change nothing and are not listed.")]
 pub struct FidelityArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given, and for --seeded inputs.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// A directory of JPEG or PNG images, each preprocessed as for ImageNet (the model must
     /// take 3x224x224).
     #[arg(
@@ -64,24 +60,23 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         (Some(dir), _) => read_images(dir, &net)?,
         (None, Some(0)) => bail!("--seeded needs at least one input"),
         (None, Some(n)) => (0..n)
-            .map(|i| models::seeded_input(&net, 1, args.seed.wrapping_add(i as u64)))
+            .map(|i| models::seeded_input(&net, 1, args.weights.seed.wrapping_add(i as u64)))
             .collect::<Result<_, _>>()?,
         (None, None) => bail!("give the inputs with --images DIR or --seeded N"),
     };
     let name = net.name().to_string();
     let model = load_model(
         net,
-        args.weights.as_ref(),
-        args.seed,
+        &args.weights.source(),
         args.backend.backend,
         Kernels::default(),
     )?;
     let rows = measure_fidelity(&model, &inputs, &Codec::ALL)?;
     let report = FidelityReport {
         model: name,
-        weights: match &args.weights {
+        weights: match &args.weights.weights {
             Some(path) => path.display().to_string(),
-            None => format!("seeded (seed {})", args.seed),
+            None => format!("seeded (seed {})", args.weights.seed),
         },
         inputs: inputs.len(),
         rows,

@@ -10,6 +10,7 @@ use models::Kernels;
 use crate::model_args::{ModelArgs, load_model, parse_kernels};
 use cli_common::BackendArg;
 use lab::{LayersConfig, TimingMode, draw_layers, layers_csv, measure_layers, plot_format};
+use runtime::WeightsSource;
 
 /// Measure each layer's latency and output size on this machine.
 ///
@@ -79,7 +80,8 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         .map(|p| plot_format(p, "--plot"))
         .transpose()?;
     let net = args.model.build()?;
-    let model = load_model(net, None, args.seed, args.backend.backend, args.kernels)?;
+    let source = WeightsSource::Seeded(args.seed);
+    let model = load_model(net, &source, args.backend.backend, args.kernels)?;
     let input = models::seeded_input(model.net(), args.batch as usize, args.seed)?;
     let config = LayersConfig {
         backend: args.backend.backend,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use models::Kernels;
 
-use crate::model_args::{ModelArgs, load_model, parse_kernels};
+use crate::model_args::{ModelArgs, WeightsArgs, load_model, parse_kernels};
 use crate::tensor_io::read_input;
 use cli_common::BackendArg;
 use runtime::run_local;
@@ -30,12 +30,8 @@ scripts/export_torchvision.py exports pretrained torchvision weights.")]
 pub struct LocalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// Input tensor: a float32 .npy file in C order.
     #[arg(
         long,
@@ -82,8 +78,7 @@ pub fn run(args: &LocalArgs) -> Result<()> {
     };
     let model = load_model(
         net,
-        args.weights.as_ref(),
-        args.seed,
+        &args.weights.source(),
         args.backend.backend,
         args.kernels,
     )?;

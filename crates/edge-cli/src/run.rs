@@ -9,15 +9,15 @@ use clap::Args;
 use cli_common::BackendArg;
 use models::{Backend, HostTensor, Net};
 use runtime::{
-    ClassScore, CostChoice, Costs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel,
-    OutcomeReport, RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes,
-    read_image_file, render_top5, top5,
+    ClassScore, CostChoice, Costs, EdgeConfig, EdgeSession, LoadedModel, OutcomeReport,
+    RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
+    render_top5, top5,
 };
 use serde::Serialize;
 use transport::Loss;
 
 use crate::connect_args::ConnectArgs;
-use crate::model_args::ModelArgs;
+use crate::model_args::{ModelArgs, WeightsArgs};
 use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
 use crate::plan::read_graph;
 use crate::tensor_io::read_input;
@@ -51,14 +51,8 @@ pub struct RunArgs {
     connect: ConnectArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format; the server must serve the
-    /// same file [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given (the server's --seed must match), and
-    /// for the input when neither --input nor --image is given.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// Input tensor: a float32 .npy file in C order ([N, ...input shape] or one sample)
     /// [default: a seeded random input].
     #[arg(long, value_name = "FILE", conflicts_with = "image")]
@@ -276,10 +270,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let net = args.model.build()?;
     let (input, input_source) = match (&args.image, &args.input) {
         (None, None) => (
-            RunInput::Tensor(models::seeded_input(&net, 1, args.seed)?),
+            RunInput::Tensor(models::seeded_input(&net, 1, args.weights.seed)?),
             format!(
                 "seeded random (seed {}); give --input X.npy or --image IMG for real data",
-                args.seed
+                args.weights.seed
             ),
         ),
         (Some(image), _) => (
@@ -294,11 +288,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let costs = args
         .costs
         .load(std::slice::from_ref(&net), args.backend.backend)?;
-    let weights = match &args.weights {
-        Some(path) => WeightsSource::File(path.clone()),
-        None => WeightsSource::Seeded(args.seed),
-    };
-    let model = load(net, &weights, args.backend.backend)?;
+    let model = load(net, &args.weights.source(), args.backend.backend)?;
     let (config, objective) = args.planning.config()?;
     let (mut session, cost_source) = session(&costs, model, config)?;
     let input_shape = match &input {
@@ -347,7 +337,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         outcome: outcome_report,
         connect_warning: warning,
         saved_output,
-        top5: args.weights.as_ref().and_then(|_| top5(&outcome.output)),
+        top5: args
+            .weights
+            .weights
+            .as_ref()
+            .and_then(|_| top5(&outcome.output)),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
