@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use lab::{DemoConfig, demo_csv, render_case, run_demo};
+use lab::{DemoConfig, render_case, run_demo};
 use runtime::default_cache_dir;
 use transport::Loss;
 
@@ -42,40 +42,14 @@ pub struct DemoArgs {
 /// Runs the command.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
-    let cache_dir = default_cache_dir()?;
     let objective = args.objective.choice()?;
-    let mut config = DemoConfig::standard(cache_dir.clone())?;
+    let mut config = DemoConfig::standard(default_cache_dir()?)?;
     config.max_loss = args.max_loss;
     config.objective = objective.objective();
-    println!("cutpoint demo: collaborative inference on this machine");
-    println!(
-        "  cloud:   a server in this process on loopback (QUIC), {} backend",
-        config.backend.name()
-    );
-    println!(
-        "  edge:    this machine, emulated {}x slower",
-        config.edge_slowdown
-    );
-    println!(
-        "  uplinks: emulated by the transport's token-bucket shaper; downlink and RTT are loopback's"
-    );
-    println!(
-        "  input:   a photograph, a {:.1} KB JPEG (scikit-image's CC0 \"chelsea\")",
-        models::SAMPLE_JPEG.len() as f64 / 1e3
-    );
-    println!(
-        "  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}",
-        config.max_loss
-    );
-    println!("  {}", objective.report().line());
+    print!("{}", config.describe(&objective.report().line()));
     let runtime = runtime::async_runtime()?;
     let rows = runtime.block_on(run_demo(&config, |rows| print!("{}", render_case(rows))))?;
-    let csv_path = cache_dir.join("demo").join("demo.csv");
-    if let Some(dir) = csv_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(&csv_path, demo_csv(&rows))
-        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let csv_path = config.write_csv(&rows)?;
     println!(
         "\nEvery figure is in {} ({} rows). Done in {:.0} s.",
         csv_path.display(),

@@ -3,14 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use cli_common::BackendArg;
 use lab::testbed::Testbed;
-use lab::{
-    GridConfig, PlotFormat, SweepReport, draw_grid, grid_csv, render_cell, run_grid,
-    run_shaped_grid,
-};
+use lab::{GridConfig, render_cell, run_sweep};
 use runtime::default_cache_dir;
 use transport::Loss;
 
@@ -106,11 +103,6 @@ enum Shaping {
     Emulated,
 }
 
-/// What a real-shaping sweep ran on, for the header and the report.
-const REAL_SHAPING: &str = "real shaping: edge and cloud processes in two network namespaces, uplink by tc tbf on a veth pair, edge CPU by a cgroup-v1 quota (CPUs), RTT by a UDP relay";
-/// What an emulated sweep ran on.
-const EMULATION: &str = "emulated: built-in shaper for the uplink, UDP relay for the RTT, edge CPU share of this machine emulated by waiting";
-
 /// Runs the command.
 pub fn run(args: &SweepArgs) -> Result<()> {
     let net = args.model.build()?;
@@ -133,67 +125,27 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let testbed = match args.shaping {
         Shaping::Emulated => None,
         Shaping::Real => Some(Testbed::create()?),
-        Shaping::Auto => match Testbed::create() {
-            Ok(testbed) => Some(testbed),
-            Err(e) => {
-                eprintln!("note: {e}; running emulated");
-                None
-            }
-        },
-    };
-    // The report's full description and the plot title's short one.
-    let (mode, shaping) = if testbed.is_some() {
-        (REAL_SHAPING, "real shaping")
-    } else {
-        (EMULATION, "emulated")
+        Shaping::Auto => Testbed::create()
+            .inspect_err(|e| eprintln!("note: {e}; running emulated"))
+            .ok(),
     };
     if !args.json {
         println!(
-            "sweep of {}: {} uplinks x {} edge CPUs, RTT {} ms, median of {}; {mode}",
+            "sweep of {}: {} uplinks x {} edge CPUs, RTT {} ms, median of {}; {}",
             config.net.name(),
             config.uplinks_mbps.len(),
             config.edge_cpus.len(),
             config.rtt_ms,
-            config.repeats
+            config.repeats,
+            lab::shaping(testbed.as_ref())
         );
     }
-    let quiet = args.json;
-    let (rows, cells) = match &testbed {
-        Some(testbed) => run_shaped_grid(&config, testbed, &lab::worker_path()?, |rows, cell| {
-            if !quiet {
-                print!("{}", render_cell(rows, cell));
-            }
-        })?,
-        None => runtime::async_runtime()?.block_on(run_grid(&config, |rows, cell| {
-            if !quiet {
-                print!("{}", render_cell(rows, cell));
-            }
-        }))?,
-    };
-    let report = SweepReport::new(&config, mode, rows, cells);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let write = |name: &str, text: String| {
-        let path = out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write("grid.csv", grid_csv(&report.rows))?;
-    write(
-        "grid.json",
-        format!("{}\n", serde_json::to_string_pretty(&report)?),
-    )?;
-    let title = format!(
-        "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
-        config.net.name(),
-        config.rtt_ms,
-        config.repeats
-    );
-    draw_grid(
-        &out.join("grid.png"),
-        PlotFormat::Png,
-        &title,
-        &report.rows,
-        &report.cells,
-    )?;
+    let report = run_sweep(&config, testbed.as_ref(), |rows, cell| {
+        if !args.json {
+            print!("{}", render_cell(rows, cell));
+        }
+    })?;
+    report.write(&out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -14,7 +14,7 @@ use transport::Loss;
 
 use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode, Table};
 
-use crate::error::LabError;
+use crate::error::{LabError, create_dir, write_file};
 use crate::rig::{self, LabInput, lab_input};
 
 /// What the demo runs.
@@ -44,6 +44,35 @@ pub struct DemoConfig {
 }
 
 impl DemoConfig {
+    /// What the demo runs on, as its header says it; `objective` is a line stating what the
+    /// planner minimises.
+    pub fn describe(&self, objective: &str) -> String {
+        format!(
+            "cutpoint demo: collaborative inference on this machine
+  cloud:   a server in this process on loopback (QUIC), {} backend
+  edge:    this machine, emulated {}x slower
+  uplinks: emulated by the transport's token-bucket shaper; downlink and RTT are loopback's
+  input:   a photograph, a {:.1} KB JPEG (scikit-image's CC0 \"chelsea\")
+  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}
+  {objective}
+",
+            self.backend.name(),
+            self.edge_slowdown,
+            models::SAMPLE_JPEG.len() as f64 / 1e3,
+            self.max_loss
+        )
+    }
+
+    /// Writes `rows` ([`demo_csv`]) to `demo/demo.csv` under the cache directory, creating
+    /// it, and returns the file's path.
+    pub fn write_csv(&self, rows: &[DemoRow]) -> Result<PathBuf, LabError> {
+        let dir = self.cache_dir.join("demo");
+        create_dir(&dir)?;
+        let path = dir.join("demo.csv");
+        write_file(&path, &demo_csv(rows))?;
+        Ok(path)
+    }
+
     /// The README's demo, caching its profile under `cache_dir`.
     pub fn standard(cache_dir: PathBuf) -> Result<DemoConfig, LabError> {
         Ok(DemoConfig {

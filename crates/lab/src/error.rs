@@ -60,6 +60,17 @@ pub enum LabError {
         reason: String,
     },
 
+    /// A result file or its directory could not be written.
+    #[error("cannot {action} {path}: {reason}")]
+    File {
+        /// `create` (a directory) or `write` (a file).
+        action: &'static str,
+        /// The file or directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A figure could not be drawn or written.
     #[error("cannot draw the figure {path}: {reason}")]
     Plot {
@@ -68,6 +79,24 @@ pub enum LabError {
         /// Why.
         reason: String,
     },
+}
+
+/// Creates `dir` and its parents.
+pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir).map_err(|e| LabError::File {
+        action: "create",
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `text` to `path`.
+pub(crate) fn write_file(path: &std::path::Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(|e| LabError::File {
+        action: "write",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Lets `?` lift the errors of the crates below the runtime as the runtime words them.

@@ -6,7 +6,7 @@
 //! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
 //!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota),
 //!   with the cloud and each cell's edge in processes of the worker binary ([`run_worker`]).
-//!   [`SweepReport`] summarises a grid: regret, speed-ups, and where a split or a compressed
+//!   [`run_sweep`] runs either and returns the [`SweepReport`], which summarises a grid: regret, speed-ups, and where a split or a compressed
 //!   boundary beats every baseline.
 //! - [`run_load`]: many edge sessions against one server at once (a load generator), with
 //!   throughput, latency percentiles, busy answers, fallbacks, and lost or wrong results.
@@ -31,6 +31,7 @@ mod plot;
 mod rig;
 mod shaped_grid;
 mod summary;
+mod sweep;
 pub mod testbed;
 
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, render_case, run_demo};
@@ -43,3 +44,4 @@ pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIE
 pub use plot::{PlotFormat, draw_grid, draw_layers, plot_format};
 pub use shaped_grid::{WORKER_BIN, run_shaped_grid, run_worker, worker_path};
 pub use summary::{SweepReport, SweepSummary};
+pub use sweep::{EMULATED, REAL_SHAPING, run_sweep, shaping};

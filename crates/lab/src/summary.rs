@@ -2,10 +2,13 @@
 //! chosen plan's speed-up over the best baseline, and where a split or a compressed boundary
 //! beats every baseline.
 
+use std::path::Path;
+
 use runtime::tasks::percentile;
 use serde::Serialize;
 
-use crate::grid::{GridCell, GridConfig, GridRow};
+use crate::error::{LabError, create_dir, write_file};
+use crate::grid::{GridCell, GridConfig, GridRow, grid_csv};
 
 /// The baselines a plan is measured against: edge-only, cloud-only sending the image file,
 /// and cloud-only sending raw f32.
@@ -54,6 +57,37 @@ pub struct SweepSummary {
 }
 
 impl SweepReport {
+    /// Writes the report to `dir`, creating it: every row as `grid.csv`, the report as
+    /// `grid.json` and, with the `plot` feature, the figure `grid.png` (a panel per cell).
+    pub fn write(&self, dir: &Path) -> Result<(), LabError> {
+        create_dir(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| LabError::File {
+            action: "write",
+            path: dir.join("grid.json").display().to_string(),
+            reason: e.to_string(),
+        })?;
+        write_file(&dir.join("grid.csv"), &grid_csv(&self.rows))?;
+        write_file(&dir.join("grid.json"), &format!("{json}\n"))?;
+        #[cfg(feature = "plot")]
+        {
+            // The shaping's short name: what its description says before the colon.
+            let shaping = self.shaping.split(':').next().unwrap_or_default();
+            let title = format!(
+                "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
+                self.model, self.rtt_ms, self.repeats
+            );
+            let png = dir.join("grid.png");
+            crate::plot::draw_grid(
+                &png,
+                crate::plot::PlotFormat::Png,
+                &title,
+                &self.rows,
+                &self.cells,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The report of a grid run with `config`, shaped as `shaping` says.
     pub fn new(
         config: &GridConfig,
