@@ -9,13 +9,9 @@ use crate::run::parse_loss;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use models::Backend;
 use partition_core::{Graph, Link, Scenario, Solver};
 use predictor::DeviceProfile;
-use runtime::{
-    DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, PlanComparison, WeightsSource,
-    async_runtime, read_image_file,
-};
+use runtime::{PlanComparison, profiled_graph, read_image_file};
 use transport::Loss;
 
 /// Choose where to cut a model between edge and cloud for a given link.
@@ -171,21 +167,17 @@ fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
     };
     let edge = load(&args.edge_profile, "--edge-profile")?;
     let cloud = load(&args.cloud_profile, "--cloud-profile")?;
-    if args.max_loss.is_none() && args.image.is_none() {
-        return Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?);
-    }
     let image = match &args.image {
         Some(path) => Some(read_image_file(path, &net).context("--image")?),
         None => None,
     };
-    let model = LoadedModel::load(net, &WeightsSource::Seeded(DEFAULT_SEED), Backend::Flex)?;
-    let config = EdgeConfig {
-        max_loss: args.max_loss.unwrap_or_default(),
-        ..EdgeConfig::default()
-    };
-    let mut session = EdgeSession::with_profiles(model, &edge, &cloud, config)?;
-    let graph = async_runtime()?.block_on(session.request_graph(image.as_deref()))?;
-    Ok(graph)
+    Ok(profiled_graph(
+        net,
+        &edge,
+        &cloud,
+        args.max_loss,
+        image.as_deref(),
+    )?)
 }
 
 fn scenario(args: &PlanArgs) -> Result<Scenario> {

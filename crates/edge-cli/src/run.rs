@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use cli_common::BackendArg;
-use models::{Backend, HostTensor, Net};
+use models::{Backend, Net};
 use runtime::{
-    ClassScore, CostChoice, Costs, EdgeConfig, EdgeSession, LoadedModel, OutcomeReport,
-    RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
-    render_top5, top5,
+    ClassScore, CostChoice, Costs, CostsReport, EdgeConfig, EdgeSession, InputReport, LoadedModel,
+    OutcomeReport, RequestInput, RuntimeError, SplitMode, WeightsSource, async_runtime,
+    read_image_file, render_top5, top5,
 };
 use serde::Serialize;
 use transport::Loss;
@@ -208,12 +208,6 @@ pub fn load(net: Net, source: &WeightsSource, backend: Backend) -> Result<Loaded
     LoadedModel::load(net, source, backend).with_context(|| format!("cannot load `{name}`"))
 }
 
-/// The input of one `run`: a tensor, or an image file as the application holds it.
-enum RunInput {
-    Tensor(HostTensor),
-    Image(Vec<u8>),
-}
-
 /// What `run` reports: `--json` prints it, and the text is rendered from it.
 #[derive(Serialize)]
 struct RunReport {
@@ -238,30 +232,6 @@ struct RunReport {
     top5: Option<Vec<Vec<ClassScore>>>,
 }
 
-/// Where each side's costs came from.
-#[derive(Serialize)]
-struct CostsReport {
-    /// The cost source the session was made with (graph file, profiles, quick profile).
-    edge: String,
-    /// The cloud's: as given, published by the server, or assumed (and why).
-    cloud: String,
-}
-
-/// Where the input came from, and its shape.
-#[derive(Serialize)]
-struct InputReport {
-    source: String,
-    shape: InputShape,
-}
-
-/// A tensor's shape, or the size of an image file.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum InputShape {
-    Tensor(Vec<usize>),
-    File(String),
-}
-
 /// Runs the command.
 pub fn run(args: &RunArgs) -> Result<()> {
     let client = args.connect.client_config()?;
@@ -270,18 +240,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let net = args.model.build()?;
     let (input, input_source) = match (&args.image, &args.input) {
         (None, None) => (
-            RunInput::Tensor(models::seeded_input(&net, 1, args.weights.seed)?),
+            RequestInput::Tensor(models::seeded_input(&net, 1, args.weights.seed)?),
             format!(
                 "seeded random (seed {}); give --input X.npy or --image IMG for real data",
                 args.weights.seed
             ),
         ),
         (Some(image), _) => (
-            RunInput::Image(read_image_file(image, &net).context("--image")?),
+            RequestInput::Image(read_image_file(image, &net).context("--image")?),
             image.display().to_string(),
         ),
         (None, Some(input)) => (
-            RunInput::Tensor(read_input(None, Some(input), &net)?),
+            RequestInput::Tensor(read_input(None, Some(input), &net)?),
             input.display().to_string(),
         ),
     };
@@ -291,22 +261,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let model = load(net, &args.weights.source(), args.backend.backend)?;
     let (config, objective) = args.planning.config()?;
     let (mut session, cost_source) = session(&costs, model, config)?;
-    let input_shape = match &input {
-        RunInput::Tensor(tensor) => InputShape::Tensor(tensor.shape().to_vec()),
-        RunInput::Image(file) => {
-            InputShape::File(format!("image file, {}", human_bytes(file.len() as u64)))
-        }
-    };
+    let input_report = input.report(input_source);
 
     let (warning, outcome) = runtime.block_on(async {
         let warning = session.connect_or_run_locally(client).await?;
         if let Some(w) = &warning {
             eprintln!("warning: {w}");
         }
-        let outcome = match input {
-            RunInput::Tensor(tensor) => session.infer(tensor).await?,
-            RunInput::Image(file) => session.infer_image(file).await?,
-        };
+        let outcome = input.infer(&mut session).await?;
         anyhow::Ok((warning, outcome))
     })?;
 
@@ -323,14 +285,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         model: session.model().net().name().to_string(),
         backend: args.backend.backend.name(),
         server: args.connect.server().to_string(),
-        input: InputReport {
-            source: input_source,
-            shape: input_shape,
-        },
-        costs: CostsReport {
-            edge: cost_source,
-            cloud: session.cloud_cost_source().to_string(),
-        },
+        input: input_report,
+        costs: CostsReport::new(cost_source, &session),
         split: args.planning.split_name(),
         max_loss: args.planning.max_loss.to_string(),
         objective: objective.report(),
@@ -346,26 +302,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report)?);
+        print!("{}", render(&report));
     }
     Ok(())
 }
 
 /// The report as text.
-fn render(report: &RunReport) -> Result<String> {
+fn render(report: &RunReport) -> String {
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
         report.model, report.backend, report.server
     );
-    out += &format!(
-        "input: {} {}\n",
-        serde_json::to_string(&report.input.shape)?,
-        report.input.source
-    );
-    out += &format!(
-        "costs: {}\ncloud costs: {}\n",
-        report.costs.edge, report.costs.cloud
-    );
+    out += &format!("{}\n{}", report.input.line(), report.costs.lines());
     out += &report.outcome.render(&report.objective.line());
     if let Some(path) = &report.saved_output {
         out += &format!("output written to {path}\n");
@@ -374,5 +322,5 @@ fn render(report: &RunReport) -> Result<String> {
         out.push('\n');
         out += &render_top5(samples);
     }
-    Ok(out)
+    out
 }

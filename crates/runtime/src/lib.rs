@@ -26,7 +26,7 @@
 //!   most likely classes; [`PlanComparison`]: a plan beside edge-only and cloud-only, for JSON
 //!   ([`PlanReport`]) and as text.
 //! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
-//!   a JPEG or PNG file (a seeded one is `models::seeded_input`).
+//!   a JPEG or PNG file, run as a [`RequestInput`] (a seeded one is `models::seeded_input`).
 //! - [`EnergyCounters`]: the CPU's package energy counters (Linux powercap), which a session
 //!   reads around the edge's compute where the machine has them.
 //! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
@@ -53,6 +53,7 @@ mod local_run;
 mod outcome_report;
 mod plan_report;
 mod quick_profile;
+mod request_input;
 mod table;
 pub mod tasks;
 mod tokio_rt;
@@ -81,8 +82,11 @@ pub use outcome_report::{
     ClassScore, EnergyReport, LinkReport, MeasuredLink, MeasuredMs, OutcomeReport, PlannedLink,
     render_top5, top5,
 };
-pub use plan_report::{Baselines, PlanComparison, PlanLink, PlanReport, TransferReport};
+pub use plan_report::{
+    Baselines, PlanComparison, PlanLink, PlanReport, TransferReport, profiled_graph,
+};
 pub use quick_profile::{QuickProfiles, default_cache_dir, quick_profile};
+pub use request_input::{CostsReport, InputReport, InputShape, RequestInput};
 pub use table::Table;
 pub use tokio_rt::async_runtime;
 pub use weights_hash::weights_hash;

@@ -1,10 +1,43 @@
-//! A plan beside its baselines, for people and for JSON: what `cutpoint-edge plan` prints.
+//! A plan beside its baselines, for people and for JSON: what `cutpoint-edge plan` prints; and
+//! the graph it plans a model on from two device profiles ([`profiled_graph`]).
 
+use models::{Backend, Net};
 use partition_core::{Graph, Objective, Plan, Scenario};
+use predictor::DeviceProfile;
 use serde::Serialize;
+use transport::Loss;
 
 use crate::cut_report::{BreakdownMs, human_bytes};
+use crate::edge::{EdgeConfig, EdgeSession};
+use crate::error::RuntimeError;
+use crate::loaded::{LoadedModel, WeightsSource};
 use crate::table::Table;
+use crate::tokio_rt::async_runtime;
+
+/// The cost graph a request of `net` would be planned on, priced by the `edge` and `cloud`
+/// profiles. With neither `max_loss` nor `image`, every tensor is priced as raw f32 (the
+/// profiles' [`DeviceProfile::predict_graph`]); otherwise the encodings `max_loss` allows are
+/// measured by running the model (seeded weights, on flex) on `image` (a JPEG or PNG file, also
+/// a candidate to send as it is) or on a seeded input ([`EdgeSession::request_graph`]).
+/// Blocks; call it outside an async runtime.
+pub fn profiled_graph(
+    net: Net,
+    edge: &DeviceProfile,
+    cloud: &DeviceProfile,
+    max_loss: Option<Loss>,
+    image: Option<&[u8]>,
+) -> Result<Graph, RuntimeError> {
+    if max_loss.is_none() && image.is_none() {
+        return Ok(DeviceProfile::predict_graph(&net, edge, cloud)?);
+    }
+    let model = LoadedModel::load(net, &WeightsSource::default(), Backend::Flex)?;
+    let config = EdgeConfig {
+        max_loss: max_loss.unwrap_or_default(),
+        ..EdgeConfig::default()
+    };
+    let mut session = EdgeSession::with_profiles(model, edge, cloud, config)?;
+    async_runtime()?.block_on(session.request_graph(image))
+}
 
 /// A solved plan with edge-only and cloud-only for the same graph and scenario.
 #[derive(Debug, Clone)]
