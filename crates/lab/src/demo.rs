@@ -408,3 +408,54 @@ fn verdict(rows: &[DemoRow]) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(strategy: Strategy, cut: &str, total_ms: f64) -> DemoRow {
+        DemoRow {
+            model: "lenet".into(),
+            uplink_mbps: 5.85,
+            strategy,
+            cut: cut.into(),
+            upload_bytes: 1000,
+            predicted: Breakdown::default(),
+            predicted_mj: None,
+            measured: Measured {
+                total_ms,
+                ..Measured::default()
+            },
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn a_case_says_what_the_chosen_plan_bought() {
+        let mut rows: Vec<DemoRow> = Strategy::BASELINES
+            .iter()
+            .zip(["edge-only", "cloud-only (file)", "cloud-only"])
+            .map(|(&s, cut)| row(s, cut, 100.0))
+            .collect();
+        rows.insert(0, row(Strategy::Chosen, "after conv1", 50.0));
+        let text = render_case(&rows);
+        assert!(
+            text.starts_with("\nlenet over a 5.85 Mbit/s uplink (emulated)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("measured speed-up of the chosen plan: 2.00x over"),
+            "{text}"
+        );
+
+        rows[0].cut = "cloud-only".into();
+        assert!(render_case(&rows).contains("the chosen plan is the same plan as"));
+        rows[0].cut = "after conv1".into();
+        rows[0].measured.total_ms = 200.0;
+        rows[0].fallback = Some("the cloud was busy".into());
+        let text = render_case(&rows);
+        assert!(text.contains("the chosen plan lost to"), "{text}");
+        assert!(text.contains("ran locally: the cloud was busy"), "{text}");
+        assert_eq!(render_case(&[]), "");
+    }
+}

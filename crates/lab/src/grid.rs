@@ -448,6 +448,51 @@ mod tests {
     use super::*;
     use models::zoo;
     use runtime::{EdgeConfig, LoadedModel, WeightsSource};
+
+    #[test]
+    fn a_cell_marks_the_chosen_and_the_best_cut() {
+        let row = |cut: &str, e2e_ms: f64, chosen: bool, best: bool| GridRow {
+            edge_cpu: 0.5,
+            uplink_mbps: 5.0,
+            cut: cut.into(),
+            predicted_ms: 1.0,
+            e2e_ms,
+            local_ms: 0.0,
+            transfer_ms: 0.0,
+            cloud_ms: 0.0,
+            chosen,
+            best,
+        };
+        let cell = GridCell {
+            edge_cpu: 0.5,
+            uplink_mbps: 5.0,
+            chosen: "edge-only".into(),
+            best: "cloud-only".into(),
+            regret: 1.25,
+            speedup_over_edge: None,
+            speedup_over_cloud: None,
+            speedup_over_cloud_file: None,
+            edge_scale: 2.0,
+        };
+        let rows = [
+            row("edge-only", 5.0, true, false),
+            row("cloud-only", 4.0, false, true),
+        ];
+        let text = render_cell(&rows, &cell);
+        assert!(
+            text.starts_with(
+                "\ncpu 0.5 x uplink 5 Mbit/s: chosen edge-only, best cloud-only, regret 1.250\n"
+            ),
+            "{text}"
+        );
+        let marks: Vec<&str> = text.lines().filter(|l| l.contains("-only ")).collect();
+        assert!(marks[0].trim_end().ends_with("chosen"), "{text}");
+        assert!(marks[1].trim_end().ends_with("best"), "{text}");
+        assert!(
+            text.contains("took 2.00x its profile's prediction"),
+            "{text}"
+        );
+    }
     use transport::Loss;
 
     /// A DAG's candidates hold, for every uplink, the min-cut plan of the graph a request is

@@ -175,3 +175,28 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_in_two_lines() {
+        let summary = SweepSummary {
+            cells: 4,
+            regret_median: Some(1.0),
+            regret_p95: Some(1.5),
+            speedup_over_best_baseline_median: None,
+            cells_where_a_split_or_codec_beats_every_baseline: 1,
+            gain_over_best_baseline_where_it_does_median: Some(1.25),
+            gain_over_best_baseline_where_it_does_max: Some(1.25),
+        };
+        let text = summary.render();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("regret over 4 cells: median 1.000, p95 1.500; the chosen plan's median speed-up over the best baseline NaNx"), "{text}");
+        assert!(
+            text.contains("in 1 of 4 cells, by 1.25x at the median"),
+            "{text}"
+        );
+    }
+}
