@@ -81,12 +81,7 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
         inputs: inputs.len(),
         rows,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    Ok(())
+    crate::emit(args.json, &report, FidelityReport::render)
 }
 
 /// Every JPEG or PNG in `dir` (sorted by name), decoded and preprocessed.

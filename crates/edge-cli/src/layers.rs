@@ -109,10 +109,5 @@ pub fn run(args: &LayersArgs) -> Result<()> {
         );
         draw_layers(path, format, &title, &timings)?;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    Ok(())
+    crate::emit(args.json, &report, lab::LayersReport::render)
 }

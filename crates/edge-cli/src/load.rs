@@ -79,11 +79,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         None => Ok(costs.session(model.clone(), planning.clone())?.0),
     };
     let report = runtime.block_on(run_load(make_session, &client, &config))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
+    crate::emit(args.json, &report, lab::LoadReport::render)?;
     if report.lost > 0 || report.wrong > 0 {
         bail!(
             "{} request(s) lost and {} wrong of {} sent",

@@ -92,10 +92,5 @@ pub fn run(args: &LocalArgs) -> Result<()> {
         models::save_npy(path, &output)?;
         report.saved_output = Some(path.display().to_string());
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    Ok(())
+    crate::emit(args.json, &report, runtime::LocalReport::render)
 }

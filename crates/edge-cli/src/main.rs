@@ -75,6 +75,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `report` as pretty JSON with `--json`, else as the text `render` writes.
+fn emit<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    render: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
+}
+
 /// Prints a report that a shared command returned.
 fn print_report<E>(report: Result<String, E>) -> anyhow::Result<()>
 where

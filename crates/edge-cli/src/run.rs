@@ -299,12 +299,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .as_ref()
             .and_then(|_| top5(&outcome.output)),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    crate::emit(args.json, &report, render)
 }
 
 /// The report as text.
