@@ -31,7 +31,7 @@ pub struct DemoConfig {
     pub repeats: usize,
     /// Backend of both sides. Default flex.
     pub backend: Backend,
-    /// Where the quick profile is cached (see [`crate::quick_profile()`]).
+    /// Where the quick profile is cached (see [`runtime::quick_profile()`]).
     pub cache_dir: PathBuf,
     /// Cap on the profile sweep's samples per class (tests use a small one). Default: none.
     pub sweep_samples: Option<usize>,

@@ -1,13 +1,15 @@
-//! cutpoint's experiments: what the demo, `sweep`, `fidelity` and `layers --plot` measure and
-//! draw, on top of the production [`runtime`].
+//! cutpoint's experiments: what the demo, `sweep`, `fidelity`, `load` and `layers` measure,
+//! report and draw, on top of the production [`runtime`]. Each report renders its own text
+//! (`render`, [`render_case`], [`render_cell`]), so a program only prints it.
 //!
 //! - [`run_demo`]: the demo — an in-process cloud, an emulated slow edge and shaped uplinks,
 //!   the planner's cut beside edge-only and cloud-only.
 //! - [`run_grid`]: split × bandwidth × edge-CPU grids with regret and speed-ups (emulated), and
 //!   [`run_shaped_grid`]: the same on real shaping ([`testbed`]: namespaces, `tc`, a CPU quota),
 //!   with the cloud and each cell's edge in processes of the worker binary ([`run_worker`]).
-//!   [`run_sweep`] runs either and returns the [`SweepReport`], which summarises a grid: regret, speed-ups, and where a split or a compressed
-//!   boundary beats every baseline.
+//!   [`run_sweep`] runs either and returns the [`SweepReport`], which summarises a grid
+//!   (regret, speed-ups, and where a split or a compressed boundary beats every baseline) and
+//!   writes its files.
 //! - [`run_load`]: many edge sessions against one server at once (a load generator), with
 //!   throughput, latency percentiles, busy answers, fallbacks, and lost or wrong results.
 //! - [`measure_layers`]: Neurosurgeon's per-layer latency and output size, with a whole pass
