@@ -431,6 +431,27 @@ mod tests {
     }
 
     #[test]
+    fn the_header_and_the_csv_say_what_ran() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = DemoConfig::standard(dir.path().to_path_buf()).expect("config");
+        let header = config.describe("objective: latency (ms)");
+        assert_eq!(header.lines().count(), 7, "{header}");
+        assert!(
+            header.contains("  edge:    this machine, emulated 10x slower\n"),
+            "{header}"
+        );
+        assert!(
+            header.ends_with("\n  objective: latency (ms)\n"),
+            "{header}"
+        );
+        let rows = [row(Strategy::Chosen, "edge-only", 1.0)];
+        let path = config.write_csv(&rows).expect("written");
+        assert_eq!(path, dir.path().join("demo").join("demo.csv"));
+        let csv = std::fs::read_to_string(&path).expect("read back");
+        assert_eq!(csv, demo_csv(&rows));
+    }
+
+    #[test]
     fn a_case_says_what_the_chosen_plan_bought() {
         let mut rows: Vec<DemoRow> = Strategy::BASELINES
             .iter()
