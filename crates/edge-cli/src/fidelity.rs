@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cli_common::BackendArg;
-use lab::{FidelityReport, measure_fidelity};
+use lab::{FidelityReport, measure_fidelity, read_images};
 use models::{HostTensor, Kernels, Net};
 use transport::Codec;
 
@@ -50,14 +50,11 @@ pub struct FidelityArgs {
     json: bool,
 }
 
-/// Most images read from --images.
-const MAX_IMAGES: usize = 1000;
-
 /// Runs the command.
 pub fn run(args: &FidelityArgs) -> Result<()> {
     let net = args.model.build()?;
     let inputs = match (&args.images, args.seeded) {
-        (Some(dir), _) => read_images(dir, &net)?,
+        (Some(dir), _) => images(dir, &net)?,
         (None, Some(0)) => bail!("--seeded needs at least one input"),
         (None, Some(n)) => (0..n)
             .map(|i| models::seeded_input(&net, 1, args.weights.seed.wrapping_add(i as u64)))
@@ -84,8 +81,8 @@ pub fn run(args: &FidelityArgs) -> Result<()> {
     crate::emit(args.json, &report, FidelityReport::render)
 }
 
-/// Every JPEG or PNG in `dir` (sorted by name), decoded and preprocessed.
-fn read_images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
+/// The images in `dir` ([`lab::read_images`]), for a network that takes them.
+fn images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
     if net.input_shape() != [3, 224, 224] {
         bail!(
             "--images gives 3x224x224 inputs but `{}` takes {:?}; use --seeded N",
@@ -93,31 +90,5 @@ fn read_images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
             net.input_shape()
         );
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read --images {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        bail!(
-            "--images {} holds no .jpg, .jpeg or .png file",
-            dir.display()
-        );
-    }
-    if paths.len() > MAX_IMAGES {
-        bail!(
-            "--images {} holds {} images; give a directory of at most {MAX_IMAGES}",
-            dir.display(),
-            paths.len()
-        );
-    }
-    paths
-        .iter()
-        .map(|p| models::load_image(p).with_context(|| format!("--images: {}", p.display())))
-        .collect()
+    read_images(dir).context("--images")
 }

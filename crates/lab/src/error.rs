@@ -60,15 +60,25 @@ pub enum LabError {
         reason: String,
     },
 
-    /// A result file or its directory could not be written.
+    /// A file or directory could not be read, or a result file or its directory could not be
+    /// written.
     #[error("cannot {action} {path}: {reason}")]
     File {
-        /// `create` (a directory) or `write` (a file).
+        /// `read`, `create` (a directory) or `write` (a file).
         action: &'static str,
         /// The file or directory.
         path: String,
         /// Why.
         reason: String,
+    },
+
+    /// A directory of images holds none, or too many.
+    #[error("{dir} holds {problem}")]
+    Images {
+        /// The directory.
+        dir: String,
+        /// What it holds, and what to give instead.
+        problem: String,
     },
 
     /// A figure could not be drawn or written.

@@ -38,7 +38,7 @@ pub mod testbed;
 
 pub use demo::{DemoConfig, DemoRow, Strategy, demo_csv, render_case, run_demo};
 pub use error::LabError;
-pub use fidelity::{FidelityReport, FidelityRow, measure_fidelity};
+pub use fidelity::{FidelityReport, FidelityRow, MAX_IMAGES, measure_fidelity, read_images};
 pub use grid::{GridCell, GridConfig, GridRow, grid_csv, render_cell, run_grid};
 pub use layers::{LayerRow, LayersConfig, LayersReport, TimingMode, layers_csv, measure_layers};
 pub use load::{DEFAULT_LOAD_TIMEOUT, LatencyMs, LoadConfig, LoadReport, MAX_CLIENTS, run_load};
