@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use cli_common::Table;
 use models::{Backend, SAMPLE_JPEG, zoo};
 use partition_core::{Link, Plan, Scenario, Solver};
+use runtime::Table;
 use runtime::{
     DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, default_cache_dir,
     quick_profile,

@@ -7,7 +7,7 @@ use predictor::Role;
 use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_sweep};
 
 use crate::backend::BackendArg;
-use crate::table::Table;
+use runtime::Table;
 
 /// Time seeded samples of every layer class on this machine, one CSV per class.
 ///

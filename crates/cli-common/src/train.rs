@@ -10,7 +10,7 @@ use predictor::{
 };
 use serde::Serialize;
 
-use super::table::Table;
+use runtime::Table;
 
 /// Train a device profile from a sweep directory and report how well it predicts.
 ///

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use runtime::{Servers, UserDir};
-use transport::{ClientConfig, ServerTrust, Token};
+use transport::Token;
 
 /// The environment variable naming the token file when --token-file is not given.
 pub const TOKEN_FILE_ENV: &str = "CUTPOINT_TOKEN_FILE";
@@ -40,7 +40,8 @@ impl ConnectArgs {
     /// The client settings of every server: trust on first use through the known-servers
     /// file, and the token.
     pub fn client_config(&self) -> Result<Servers> {
-        let addresses = server_list(&self.connect)?;
+        let servers = Servers::parse_list(&self.connect)
+            .with_context(|| format!("--connect {}", self.connect))?;
         let token_file = match &self.token_file {
             Some(path) => path.clone(),
             None => match std::env::var_os(TOKEN_FILE_ENV).filter(|v| !v.is_empty()) {
@@ -54,60 +55,12 @@ impl ConnectArgs {
         let token = Token::from_file(&token_file)?;
         let known_servers = match &self.known_servers {
             Some(path) => path.clone(),
-            None => default_known_servers()?,
+            // `known_servers` in cutpoint's configuration directory.
+            None => UserDir::Config
+                .path()
+                .context("give --known-servers FILE")?
+                .join("known_servers"),
         };
-        Ok(Servers::new(
-            addresses
-                .into_iter()
-                .map(|server| {
-                    ClientConfig::new(
-                        server,
-                        ServerTrust::KnownServers(known_servers.clone()),
-                        token.clone(),
-                    )
-                })
-                .collect(),
-        ))
-    }
-}
-
-/// The servers of a `--connect` value: `HOST:PORT` entries separated by commas (spaces
-/// around them ignored).
-fn server_list(text: &str) -> Result<Vec<String>> {
-    let servers: Vec<String> = text.split(',').map(|s| s.trim().to_string()).collect();
-    if let Some(bad) = servers.iter().find(|s| {
-        s.rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-    }) {
-        bail!(
-            "--connect {text}: `{bad}` is not HOST:PORT; give one server as HOST:PORT, or several separated by commas"
-        );
-    }
-    Ok(servers)
-}
-
-/// `known_servers` in cutpoint's configuration directory ([`UserDir::Config`]).
-fn default_known_servers() -> Result<PathBuf> {
-    let dir = UserDir::Config
-        .path()
-        .context("give --known-servers FILE")?;
-    Ok(dir.join("known_servers"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_takes_one_server_or_several() {
-        assert_eq!(server_list("a:1").expect("one"), ["a:1"]);
-        assert_eq!(
-            server_list("a:1, 10.0.0.2:4433,[::1]:9").expect("three"),
-            ["a:1", "10.0.0.2:4433", "[::1]:9"]
-        );
-        for bad in ["", "a:1,", "a", "a:port", ":1", "a:1,,b:2"] {
-            let err = server_list(bad).expect_err(bad).to_string();
-            assert!(err.contains("HOST:PORT"), "{err}");
-        }
+        Ok(Servers::pinned(servers, &token, &known_servers))
     }
 }

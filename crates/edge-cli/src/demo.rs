@@ -2,10 +2,9 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use cli_common::Table;
-use lab::{DemoConfig, DemoRow, Strategy, demo_csv, run_demo};
+use lab::{DemoConfig, render_case, run_demo};
 use runtime::default_cache_dir;
 use transport::Loss;
 
@@ -43,40 +42,14 @@ pub struct DemoArgs {
 /// Runs the command.
 pub fn run(args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
-    let cache_dir = default_cache_dir()?;
     let objective = args.objective.choice()?;
-    let mut config = DemoConfig::standard(cache_dir.clone())?;
+    let mut config = DemoConfig::standard(default_cache_dir()?)?;
     config.max_loss = args.max_loss;
     config.objective = objective.objective();
-    println!("cutpoint demo: collaborative inference on this machine");
-    println!(
-        "  cloud:   a server in this process on loopback (QUIC), {} backend",
-        config.backend.name()
-    );
-    println!(
-        "  edge:    this machine, emulated {}x slower",
-        config.edge_slowdown
-    );
-    println!(
-        "  uplinks: emulated by the transport's token-bucket shaper; downlink and RTT are loopback's"
-    );
-    println!(
-        "  input:   a photograph, a {:.1} KB JPEG (scikit-image's CC0 \"chelsea\")",
-        models::SAMPLE_JPEG.len() as f64 / 1e3
-    );
-    println!(
-        "  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}",
-        config.max_loss
-    );
-    println!("  {}", objective.report().line());
+    print!("{}", config.describe(&objective.report().line()));
     let runtime = runtime::async_runtime()?;
-    let rows = runtime.block_on(run_demo(&config, print_case))?;
-    let csv_path = cache_dir.join("demo").join("demo.csv");
-    if let Some(dir) = csv_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(&csv_path, demo_csv(&rows))
-        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let rows = runtime.block_on(run_demo(&config, |rows| print!("{}", render_case(rows))))?;
+    let csv_path = config.write_csv(&rows)?;
     println!(
         "\nEvery figure is in {} ({} rows). Done in {:.0} s.",
         csv_path.display(),
@@ -84,105 +57,4 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Prints one case: the three strategies' rows and the chosen cut's speed-ups.
-fn print_case(rows: &[DemoRow]) {
-    let Some(first) = rows.first() else {
-        return;
-    };
-    println!(
-        "\n{} over a {} Mbit/s uplink (emulated)",
-        first.model, first.uplink_mbps
-    );
-    let energy = first.predicted_mj.is_some();
-    let mut header = vec![
-        "plan",
-        "cut",
-        "upload KB",
-        "predicted ms",
-        "measured ms",
-        "edge",
-        "upload",
-        "cloud",
-        "download",
-    ];
-    if energy {
-        header.push("predicted mJ");
-    }
-    let mut table = Table::new(&header);
-    for r in rows {
-        let mut row = vec![
-            r.strategy.name().to_string(),
-            r.cut.clone(),
-            format!("{:.1}", r.upload_bytes as f64 / 1e3),
-            format!("{:.0}", r.predicted.total_ms),
-            format!("{:.0}", r.measured.total_ms),
-            format!("{:.0}", r.measured.edge_ms),
-            format!("{:.0}", r.measured.upload_ms),
-            format!("{:.0}", r.measured.cloud_ms + r.measured.queue_ms),
-            format!("{:.0}", r.measured.download_ms),
-        ];
-        if let Some(mj) = r.predicted_mj {
-            row.push(format!("{mj:.0}"));
-        }
-        table.row(row);
-    }
-    for line in table.render().lines() {
-        println!("  {line}");
-    }
-    println!("  {}", verdict(rows));
-    for r in rows {
-        if let Some(reason) = &r.fallback {
-            println!(
-                "  note: a {} request ran locally: {reason}",
-                r.strategy.name()
-            );
-        }
-    }
-}
-
-/// What the chosen plan bought against the best baseline, measured: a speed-up when it is a
-/// plan of its own, or which baseline it is (two noisy runs of one plan make no speed-up).
-fn verdict(rows: &[DemoRow]) -> String {
-    let Some(chosen) = rows.iter().find(|r| r.strategy == Strategy::Chosen) else {
-        return "the chosen plan was not measured".to_string();
-    };
-    let baselines: Vec<&DemoRow> = rows
-        .iter()
-        .filter(|r| Strategy::BASELINES.contains(&r.strategy))
-        .collect();
-    if let Some(same) = baselines.iter().find(|b| b.cut == chosen.cut) {
-        return format!(
-            "the chosen plan is the same plan as {}",
-            same.strategy.name()
-        );
-    }
-    let Some(best) = baselines
-        .iter()
-        .min_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms))
-    else {
-        return "no baseline was measured".to_string();
-    };
-    let speedup = best.measured.total_ms / chosen.measured.total_ms;
-    let over = baselines
-        .iter()
-        .map(|b| {
-            format!(
-                "{:.2}x over {}",
-                b.measured.total_ms / chosen.measured.total_ms,
-                b.strategy.name()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    if speedup >= 1.0 {
-        format!("measured speed-up of the chosen plan: {over}")
-    } else {
-        format!(
-            "the chosen plan lost to {} ({:.2}x of its time): {over}",
-            best.strategy.name(),
-            1.0 / speedup
-        )
-    }
 }

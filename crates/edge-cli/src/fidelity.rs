@@ -4,13 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use cli_common::{BackendArg, Table};
-use lab::{FidelityRow, measure_fidelity};
+use cli_common::BackendArg;
+use lab::{FidelityReport, measure_fidelity, read_images};
 use models::{HostTensor, Kernels, Net};
-use serde::Serialize;
 use transport::Codec;
 
-use crate::model_args::{ModelArgs, load_model};
+use crate::model_args::{ModelArgs, WeightsArgs, load_model};
 
 /// Measure what the lossy boundary codecs (f16, int8) cost in accuracy, at every cut.
 ///
@@ -30,12 +29,8 @@ Lossless codecs (and raw f32) change nothing and are not listed.")]
 pub struct FidelityArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given, and for --seeded inputs.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// A directory of JPEG or PNG images, each preprocessed as for ImageNet (the model must
     /// take 3x224x224).
     #[arg(
@@ -55,93 +50,39 @@ pub struct FidelityArgs {
     json: bool,
 }
 
-/// Most images read from --images.
-const MAX_IMAGES: usize = 1000;
-
 /// Runs the command.
 pub fn run(args: &FidelityArgs) -> Result<()> {
     let net = args.model.build()?;
     let inputs = match (&args.images, args.seeded) {
-        (Some(dir), _) => read_images(dir, &net)?,
+        (Some(dir), _) => images(dir, &net)?,
         (None, Some(0)) => bail!("--seeded needs at least one input"),
         (None, Some(n)) => (0..n)
-            .map(|i| models::seeded_input(&net, 1, args.seed.wrapping_add(i as u64)))
+            .map(|i| models::seeded_input(&net, 1, args.weights.seed.wrapping_add(i as u64)))
             .collect::<Result<_, _>>()?,
         (None, None) => bail!("give the inputs with --images DIR or --seeded N"),
     };
     let name = net.name().to_string();
     let model = load_model(
         net,
-        args.weights.as_ref(),
-        args.seed,
+        &args.weights.source(),
         args.backend.backend,
         Kernels::default(),
     )?;
     let rows = measure_fidelity(&model, &inputs, &Codec::ALL)?;
-    let weights = match &args.weights {
-        Some(path) => path.display().to_string(),
-        None => format!("seeded (seed {})", args.seed),
+    let report = FidelityReport {
+        model: name,
+        weights: match &args.weights.weights {
+            Some(path) => path.display().to_string(),
+            None => format!("seeded (seed {})", args.weights.seed),
+        },
+        inputs: inputs.len(),
+        rows,
     };
-    if args.json {
-        let report = FidelityReport {
-            model: &name,
-            weights: &weights,
-            inputs: inputs.len(),
-            rows: &rows,
-        };
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&name, &weights, inputs.len(), &rows));
-    }
-    Ok(())
+    crate::emit(args.json, &report, FidelityReport::render)
 }
 
-/// `fidelity --json`.
-#[derive(Serialize)]
-struct FidelityReport<'a> {
-    model: &'a str,
-    weights: &'a str,
-    inputs: usize,
-    rows: &'a [FidelityRow],
-}
-
-/// The rows as a table, one line per cut and codec.
-fn render(model: &str, weights: &str, inputs: usize, rows: &[FidelityRow]) -> String {
-    let mut out = format!(
-        "{model}, weights {weights}, {inputs} input(s): lossy codecs at every cut against the exact output\n"
-    );
-    let mut table = Table::new(&[
-        "cut after",
-        "crossing",
-        "codec",
-        "top-1 agree",
-        "max rel error",
-    ]);
-    for r in rows {
-        let crossing = if r.crossing.len() > 2 {
-            format!("{} tensors", r.crossing.len())
-        } else {
-            r.crossing.join("+")
-        };
-        let agreement = if r.unencodable > 0 {
-            format!("{:.3} ({} not encodable)", r.top1_agreement, r.unencodable)
-        } else {
-            format!("{:.3}", r.top1_agreement)
-        };
-        table.row(vec![
-            r.after.clone(),
-            crossing,
-            r.codec.name().to_string(),
-            agreement,
-            format!("{:.2e}", r.max_relative_error),
-        ]);
-    }
-    out += &table.render();
-    out
-}
-
-/// Every JPEG or PNG in `dir` (sorted by name), decoded and preprocessed.
-fn read_images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
+/// The images in `dir` ([`lab::read_images`]), for a network that takes them.
+fn images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
     if net.input_shape() != [3, 224, 224] {
         bail!(
             "--images gives 3x224x224 inputs but `{}` takes {:?}; use --seeded N",
@@ -149,31 +90,5 @@ fn read_images(dir: &Path, net: &Net) -> Result<Vec<HostTensor>> {
             net.input_shape()
         );
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read --images {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        bail!(
-            "--images {} holds no .jpg, .jpeg or .png file",
-            dir.display()
-        );
-    }
-    if paths.len() > MAX_IMAGES {
-        bail!(
-            "--images {} holds {} images; give a directory of at most {MAX_IMAGES}",
-            dir.display(),
-            paths.len()
-        );
-    }
-    paths
-        .iter()
-        .map(|p| models::load_image(p).with_context(|| format!("--images: {}", p.display())))
-        .collect()
+    read_images(dir).context("--images")
 }

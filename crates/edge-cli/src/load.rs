@@ -1,17 +1,16 @@
 //! `cutpoint-edge load`: many edge sessions against one cloud server at once, a load
 //! generator. The engine is [`lab::run_load`]; this file holds the flags and the output.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
 use cli_common::BackendArg;
 use lab::{LoadConfig, run_load};
-use runtime::{DEFAULT_SEED, WeightsSource, async_runtime};
+use runtime::async_runtime;
 
 use crate::connect_args::ConnectArgs;
-use crate::model_args::ModelArgs;
+use crate::model_args::{ModelArgs, WeightsArgs};
 use crate::run::{CostArgs, SplitArgs, load, session};
 
 /// Load a cloud server (or a pool: --connect a,b,...) with many edges at once, and check every
@@ -33,13 +32,8 @@ pub struct LoadArgs {
     connect: ConnectArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format; the server must serve the
-    /// same file [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given (the server's --seed must match).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// Concurrent edge sessions, each with its own connection (at most 1024).
     #[arg(long, value_name = "N", default_value_t = 8)]
     clients: usize,
@@ -69,11 +63,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     let costs = args
         .costs
         .load(std::slice::from_ref(&net), args.backend.backend)?;
-    let source = match &args.weights {
-        Some(path) => WeightsSource::File(path.clone()),
-        None => WeightsSource::Seeded(args.seed),
-    };
-    let model = load(net, &source, args.backend.backend)?;
+    let model = load(net, &args.weights.source(), args.backend.backend)?;
     let config = LoadConfig {
         clients: args.clients,
         requests: args.requests,
@@ -89,11 +79,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         None => Ok(costs.session(model.clone(), planning.clone())?.0),
     };
     let report = runtime.block_on(run_load(make_session, &client, &config))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
+    crate::emit(args.json, &report, lab::LoadReport::render)?;
     if report.lost > 0 || report.wrong > 0 {
         bail!(
             "{} request(s) lost and {} wrong of {} sent",

@@ -45,13 +45,6 @@ enum Command {
     Layers(layers::LayersArgs),
     Profile(cli_common::ProfileArgs),
     Train(cli_common::TrainArgs),
-    /// Internal: the cloud process of `sweep --shaping real` (JSON lines on stdin/stdout).
-    #[command(hide = true)]
-    LabCloud,
-    /// Internal: an edge process of `sweep --shaping real`, one cell (JSON lines on
-    /// stdin/stdout).
-    #[command(hide = true)]
-    LabCell,
 }
 
 fn main() -> ExitCode {
@@ -72,8 +65,6 @@ fn main() -> ExitCode {
         Command::Tasks(args) => tasks::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Fidelity(args) => fidelity::run(&args),
-        Command::LabCloud => lab::lab_cloud_process().map_err(Into::into),
-        Command::LabCell => lab::lab_cell_process().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +73,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints `report` as pretty JSON with `--json`, else as the text `render` writes.
+fn emit<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    render: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
 }
 
 /// Prints a report that a shared command returned.

@@ -1,10 +1,11 @@
-//! Flags shared by the model commands (`graph`, `local`, `layers`): which network, which backend.
+//! Flags shared by the model commands: which network, and where its weights come from.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use models::{Backend, Kernels, Model, Net, Weights, zoo};
+use models::{Backend, Kernels, Model, Net, zoo};
+use runtime::{DEFAULT_SEED, WeightsSource};
 
 /// Which network: a zoo model by name, or a model spec file.
 #[derive(Args, Debug)]
@@ -34,20 +35,43 @@ pub fn build_net(model: Option<&str>, model_spec: Option<&Path>) -> Result<Net> 
     Ok(zoo::build(model.unwrap_or_default())?)
 }
 
-/// The network on `backend` with weights from `weights` (torchvision names) or from `seed`.
+/// Where the weights come from: `--weights FILE`, or else `--seed N`.
+#[derive(Args, Debug)]
+pub struct WeightsArgs {
+    /// Weights as a torchvision state_dict in safetensors format; a server the command uses
+    /// must serve the same file [default: seeded weights].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Seed for the weights when --weights is not given (a server's --seed must match), and
+    /// for the inputs the command makes up when it is given none.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+impl WeightsArgs {
+    /// The weights the flags name.
+    pub fn source(&self) -> WeightsSource {
+        match &self.weights {
+            Some(path) => WeightsSource::File(path.clone()),
+            None => WeightsSource::Seeded(self.seed),
+        }
+    }
+}
+
+/// The network on `backend` with weights from `source`, running `kernels`.
 pub fn load_model(
     net: Net,
-    weights: Option<&PathBuf>,
-    seed: u64,
+    source: &WeightsSource,
     backend: Backend,
     kernels: Kernels,
 ) -> Result<Model> {
-    let device = backend.device()?;
-    let weights = match weights {
-        Some(path) => models::load_safetensors(path, &net)?,
-        None => Weights::seeded(&net, seed),
-    };
-    Ok(Model::with_kernels(net, weights, &device, kernels)?)
+    let weights = source.weights(&net)?;
+    Ok(Model::with_kernels(
+        net,
+        weights,
+        &backend.device()?,
+        kernels,
+    )?)
 }
 
 /// Parses `--kernels fast|plain`.

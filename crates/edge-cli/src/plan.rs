@@ -4,22 +4,15 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::model_args::build_net;
-use crate::objective_args::{ObjectiveArgs, PowersReport, flag_error};
+use crate::objective_args::{ObjectiveArgs, flag_error};
 use crate::run::parse_loss;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use models::Backend;
-use partition_core::{Direction, Graph, Link, Objective, Plan, Scenario, Solver};
+use partition_core::{Graph, Link, Scenario, Solver};
 use predictor::DeviceProfile;
-use runtime::{
-    BreakdownMs, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, async_runtime,
-    human_bytes, read_image_file,
-};
-use serde::Serialize;
+use runtime::{PlanComparison, profiled_graph, read_image_file};
 use transport::Loss;
-
-use cli_common::Table;
 
 /// Choose where to cut a model between edge and cloud for a given link.
 ///
@@ -133,17 +126,12 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     let scenario = scenario(args)?;
     let solver = solver(args)?;
     let plan = solver.solve(&graph, &scenario)?;
-    let edge_only = Plan::edge_only(&graph, &scenario);
-    let cloud_only = Plan::cloud_only(&graph, &scenario);
+    let comparison = PlanComparison::new(graph, scenario, plan);
     if args.json {
-        let mut report = PlanReport::new(&graph, &scenario, &plan, &edge_only, &cloud_only);
-        report.powers_w = objective.powers_w;
+        let report = comparison.report(objective.powers_w);
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!(
-            "{}",
-            text_report(&graph, &scenario, &plan, &edge_only, &cloud_only)
-        );
+        print!("{}", comparison.render());
         if objective.powers_w.is_some() {
             println!("{}", objective.line());
         }
@@ -179,21 +167,17 @@ fn predicted_graph(args: &PlanArgs) -> Result<Graph> {
     };
     let edge = load(&args.edge_profile, "--edge-profile")?;
     let cloud = load(&args.cloud_profile, "--cloud-profile")?;
-    if args.max_loss.is_none() && args.image.is_none() {
-        return Ok(DeviceProfile::predict_graph(&net, &edge, &cloud)?);
-    }
     let image = match &args.image {
         Some(path) => Some(read_image_file(path, &net).context("--image")?),
         None => None,
     };
-    let model = LoadedModel::load(net, &WeightsSource::Seeded(DEFAULT_SEED), Backend::Flex)?;
-    let config = EdgeConfig {
-        max_loss: args.max_loss.unwrap_or_default(),
-        ..EdgeConfig::default()
-    };
-    let mut session = EdgeSession::with_profiles(model, &edge, &cloud, config)?;
-    let graph = async_runtime()?.block_on(session.request_graph(image.as_deref()))?;
-    Ok(graph)
+    Ok(profiled_graph(
+        net,
+        &edge,
+        &cloud,
+        args.max_loss,
+        image.as_deref(),
+    )?)
 }
 
 fn scenario(args: &PlanArgs) -> Result<Scenario> {
@@ -219,228 +203,4 @@ fn solver(args: &PlanArgs) -> Result<Solver> {
         SolverArg::Dp => Solver::Dp { allow_return },
         SolverArg::Exhaustive => Solver::Exhaustive { allow_return },
     })
-}
-
-fn ids(graph: &Graph, nodes: &[usize]) -> Vec<String> {
-    nodes.iter().map(|&v| graph.id(v).to_string()).collect()
-}
-
-/// `plan --json`: the plan, its predicted breakdown, the baselines and the scenario.
-#[derive(Serialize)]
-struct PlanReport {
-    graph: String,
-    solver: String,
-    objective: &'static str,
-    objective_value: f64,
-    objective_unit: &'static str,
-    /// The energy objective's powers and where they come from; absent for latency.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    powers_w: Option<PowersReport>,
-    cloud_nodes: Vec<String>,
-    edge_nodes: Vec<String>,
-    transfers: Vec<TransferReport>,
-    predicted_ms: BreakdownMs,
-    baselines: Baselines,
-    link: LinkReport,
-    load_factor: f64,
-    wait_ms: f64,
-}
-
-/// A tensor that crosses, as the plan sends it.
-#[derive(Serialize)]
-struct TransferReport {
-    tensor: String,
-    bytes: u64,
-    direction: String,
-    encoding: String,
-    raw_bytes: u64,
-}
-
-/// Edge-only and cloud-only for the same scenario; energies with the energy objective.
-#[derive(Serialize)]
-struct Baselines {
-    edge_only_ms: f64,
-    cloud_only_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    edge_only_mj: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud_only_mj: Option<f64>,
-}
-
-/// The link planned for.
-#[derive(Serialize)]
-struct LinkReport {
-    uplink_mbps: f64,
-    downlink_mbps: f64,
-    rtt_ms: f64,
-}
-
-impl PlanReport {
-    fn new(
-        graph: &Graph,
-        s: &Scenario,
-        plan: &Plan,
-        edge_only: &Plan,
-        cloud_only: &Plan,
-    ) -> PlanReport {
-        let b = plan.breakdown();
-        let energy = matches!(s.objective(), Objective::Energy { .. });
-        PlanReport {
-            graph: graph.name().to_string(),
-            solver: plan.method().to_string(),
-            objective: s.objective().name(),
-            objective_value: plan.value(),
-            objective_unit: s.objective().unit(),
-            powers_w: None,
-            cloud_nodes: ids(graph, &plan.cloud_nodes()),
-            edge_nodes: ids(graph, &plan.edge_nodes()),
-            transfers: plan
-                .transfers()
-                .iter()
-                .map(|t| TransferReport {
-                    tensor: graph.id(t.tensor).to_string(),
-                    bytes: t.bytes,
-                    direction: t.direction.to_string(),
-                    encoding: graph.encoding_name(t.tensor, t.encoding).to_string(),
-                    raw_bytes: t.raw_bytes,
-                })
-                .collect(),
-            predicted_ms: BreakdownMs::from(b),
-            baselines: Baselines {
-                edge_only_ms: edge_only.breakdown().total_ms,
-                cloud_only_ms: cloud_only.breakdown().total_ms,
-                edge_only_mj: energy.then(|| edge_only.value()),
-                cloud_only_mj: energy.then(|| cloud_only.value()),
-            },
-            link: LinkReport {
-                uplink_mbps: s.link().uplink_mbps(),
-                downlink_mbps: s.link().downlink_mbps(),
-                rtt_ms: s.link().rtt_ms(),
-            },
-            load_factor: s.load_factor(),
-            wait_ms: s.wait_ms(),
-        }
-    }
-}
-
-/// Up to `max` ids, then how many more there are.
-fn short_list(graph: &Graph, nodes: &[usize], max: usize) -> String {
-    let mut shown = ids(graph, &nodes[..nodes.len().min(max)]).join(", ");
-    if nodes.len() > max {
-        shown.push_str(&format!(", … (+{} more)", nodes.len() - max));
-    }
-    shown
-}
-
-fn nodes(n: usize) -> String {
-    if n == 1 {
-        "1 node".into()
-    } else {
-        format!("{n} nodes")
-    }
-}
-
-fn text_report(
-    graph: &Graph,
-    s: &Scenario,
-    plan: &Plan,
-    edge_only: &Plan,
-    cloud_only: &Plan,
-) -> String {
-    let link = s.link();
-    let shape = if graph.is_chain() { "a chain" } else { "a DAG" };
-    let name = if graph.name().is_empty() {
-        "graph"
-    } else {
-        graph.name()
-    };
-    let mut out = format!("{name}: {}, {shape}\n", nodes(graph.len()));
-    out.push_str(&format!(
-        "link: up {} Mbit/s, down {} Mbit/s, RTT {} ms; cloud load ×{}, wait {} ms; minimise {}\n\n",
-        link.uplink_mbps(),
-        link.downlink_mbps(),
-        link.rtt_ms(),
-        s.load_factor(),
-        s.wait_ms(),
-        s.objective().name()
-    ));
-    let cloud = plan.cloud_nodes();
-    if cloud.is_empty() {
-        out.push_str("cut: everything runs on the edge\n");
-    } else {
-        out.push_str(&format!(
-            "cut: {} on the edge, {} on the cloud ({})\n",
-            nodes(graph.len() - cloud.len()),
-            nodes(cloud.len()),
-            short_list(graph, &cloud, 6)
-        ));
-        for t in plan.transfers() {
-            let arrow = if t.direction == Direction::Up {
-                "up"
-            } else {
-                "down"
-            };
-            // As `run` prints it, with the raw size too when the tensor goes encoded.
-            let mut size = human_bytes(t.bytes);
-            if t.encoding.is_some() {
-                size.push_str(&format!(", {} raw", human_bytes(t.raw_bytes)));
-            }
-            out.push_str(&format!(
-                "  sends {arrow}: {} as {} ({size})\n",
-                graph.id(t.tensor),
-                graph.encoding_name(t.tensor, t.encoding)
-            ));
-        }
-    }
-    out.push('\n');
-    // The objective's own column, when it is not the total.
-    let value_column = match s.objective() {
-        Objective::Energy { .. } => Some("energy mJ"),
-        Objective::Stream => Some("ms/frame"),
-        Objective::Latency => None,
-    };
-    let mut header = vec![
-        "plan (ms)",
-        "edge",
-        "upload",
-        "cloud",
-        "download",
-        "rtt",
-        "total",
-    ];
-    header.extend(value_column);
-    let mut table = Table::new(&header);
-    for (label, p) in [
-        (format!("chosen ({})", plan.method()), plan),
-        ("edge-only".to_string(), edge_only),
-        ("cloud-only".to_string(), cloud_only),
-    ] {
-        let b = p.breakdown();
-        let mut row = vec![label];
-        row.extend(
-            [
-                b.edge_ms,
-                b.upload_ms,
-                b.cloud_ms,
-                b.download_ms,
-                b.rtt_ms,
-                b.total_ms,
-            ]
-            .iter()
-            .map(|x| format!("{x:.2}")),
-        );
-        if value_column.is_some() {
-            row.push(format!("{:.2}", p.value()));
-        }
-        table.row(row);
-    }
-    out.push_str(&table.render());
-    let best_baseline = edge_only.value().min(cloud_only.value());
-    if plan.value() > 0.0 {
-        out.push_str(&format!(
-            "\n{:.2}× better than the better of edge-only and cloud-only\n",
-            best_baseline / plan.value()
-        ));
-    }
-    out
 }

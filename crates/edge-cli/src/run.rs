@@ -6,21 +6,21 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cli_common::{BackendArg, Table};
-use models::{Backend, HostTensor, Net};
-use predictor::DeviceProfile;
+use cli_common::BackendArg;
+use models::{Backend, Net};
 use runtime::{
-    BreakdownMs, Costs, CutReport, DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, Outcome,
-    RuntimeError, SplitMode, WeightsSource, async_runtime, human_bytes, read_image_file,
+    ClassScore, CostChoice, Costs, CostsReport, EdgeConfig, EdgeSession, InputReport, LoadedModel,
+    OutcomeReport, RequestInput, RuntimeError, SplitMode, WeightsSource, async_runtime,
+    read_image_file, render_top5, top5,
 };
 use serde::Serialize;
-use transport::{LinkEstimate, Loss};
+use transport::Loss;
 
 use crate::connect_args::ConnectArgs;
-use crate::model_args::ModelArgs;
+use crate::model_args::{ModelArgs, WeightsArgs};
 use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
 use crate::plan::read_graph;
-use crate::tensor_io::{ClassScore, read_input, render_top5, top5};
+use crate::tensor_io::read_input;
 
 /// Run one inference split between this device and a cloud server.
 ///
@@ -51,14 +51,8 @@ pub struct RunArgs {
     connect: ConnectArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Weights as a torchvision state_dict in safetensors format; the server must serve the
-    /// same file [default: seeded weights].
-    #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
-    /// Seed for the weights when --weights is not given (the server's --seed must match), and
-    /// for the input when neither --input nor --image is given.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    #[command(flatten)]
+    weights: WeightsArgs,
     /// Input tensor: a float32 .npy file in C order ([N, ...input shape] or one sample)
     /// [default: a seeded random input].
     #[arg(long, value_name = "FILE", conflicts_with = "image")]
@@ -168,51 +162,29 @@ pub struct CostArgs {
 }
 
 impl CostArgs {
-    /// Reads the cost flags for `nets`, checking that every one has costs. With none given, it
-    /// uses the quick profile of this machine on `backend` (swept and trained on first use,
-    /// then cached) for edge and cloud.
+    /// Reads the cost flags for `nets`, checking that every one has costs
+    /// ([`Costs::choose`]); a graph that is missing or given twice names `--graph`.
     pub fn load(&self, nets: &[Net], backend: Backend) -> Result<Costs> {
-        let mut costs = match (&self.edge_profile, &self.cloud_profile) {
-            (Some(edge), None) => {
-                let mut costs = Costs::new();
-                costs.set_edge_profile(
-                    DeviceProfile::load(edge)?,
-                    format!(
-                        "device profile {} (edge); the cloud's as the server publishes them",
-                        edge.display()
-                    ),
-                );
-                costs
-            }
-            (Some(edge), Some(cloud)) => {
-                let mut costs = Costs::new();
-                costs.set_profiles(
-                    DeviceProfile::load(edge)?,
-                    DeviceProfile::load(cloud)?,
-                    format!(
-                        "device profiles {} (edge) and {} (cloud)",
-                        edge.display(),
-                        cloud.display()
-                    ),
-                );
-                costs
-            }
-            _ if !self.graph.is_empty() || self.measure_edge => Costs::new(),
-            _ => Costs::quick(&runtime::default_cache_dir()?, backend, nets, true)?,
+        let graphs = self
+            .graph
+            .iter()
+            .map(|path| Ok((format!("graph file {path}"), read_graph(path)?)))
+            .collect::<Result<_>>()?;
+        let choice = CostChoice {
+            edge_profile: self.edge_profile.clone(),
+            cloud_profile: self.cloud_profile.clone(),
+            graphs,
+            measure_edge: self.measure_edge,
+            ignore_published: self.no_published_costs,
         };
-        if self.measure_edge {
-            costs.measure_here();
-        }
-        if self.no_published_costs {
-            costs.ignore_published();
-        }
-        for path in &self.graph {
-            costs
-                .add_graph(format!("graph file {path}"), read_graph(path)?)
-                .context("--graph")?;
-        }
-        costs.check(nets).context("--graph")?;
-        Ok(costs)
+        Costs::choose(choice, nets, backend).map_err(|e| {
+            let graphs = matches!(
+                e,
+                RuntimeError::NoCosts { .. } | RuntimeError::DuplicateCosts { .. }
+            );
+            let e = anyhow::Error::new(e);
+            if graphs { e.context("--graph") } else { e }
+        })
     }
 }
 
@@ -241,12 +213,6 @@ pub fn load(net: Net, source: &WeightsSource, backend: Backend) -> Result<Loaded
     LoadedModel::load(net, source, backend).with_context(|| format!("cannot load `{name}`"))
 }
 
-/// The input of one `run`: a tensor, or an image file as the application holds it.
-enum RunInput {
-    Tensor(HostTensor),
-    Image(Vec<u8>),
-}
-
 /// What `run` reports: `--json` prints it, and the text is rendered from it.
 #[derive(Serialize)]
 struct RunReport {
@@ -258,18 +224,10 @@ struct RunReport {
     split: String,
     max_loss: String,
     objective: ObjectiveReport,
-    link: LinkReport,
-    /// The cloud's expected wait the plan paid, ms.
-    wait_ms: f64,
-    cut: CutReport,
-    predicted_ms: BreakdownMs,
-    /// The plan's predicted edge energy, mJ, under the energy objective.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    predicted_mj: Option<f64>,
-    measured_ms: MeasuredMs,
-    measured_energy: EnergyReport,
-    fallback: Option<String>,
-    output_shape: Vec<usize>,
+    /// The link, the cut, the predicted and measured breakdowns, the energy, the fallback and
+    /// the output's shape.
+    #[serde(flatten)]
+    outcome: OutcomeReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,78 +235,6 @@ struct RunReport {
     /// The top-5 classes of each sample, with --weights and a 1000-class output.
     #[serde(skip_serializing_if = "Option::is_none")]
     top5: Option<Vec<Vec<ClassScore>>>,
-}
-
-/// Where each side's costs came from.
-#[derive(Serialize)]
-struct CostsReport {
-    /// The cost source the session was made with (graph file, profiles, quick profile).
-    edge: String,
-    /// The cloud's: as given, published by the server, or assumed (and why).
-    cloud: String,
-}
-
-/// The edge's energy as the CPU's own counters measured it.
-#[derive(Serialize)]
-struct EnergyReport {
-    /// The CPU packages' energy over the edge's compute, mJ; `None` without counters.
-    edge_mj: Option<f64>,
-    /// What the figure covers (package-wide), or why there is none.
-    note: String,
-}
-
-/// Where the input came from, and its shape.
-#[derive(Serialize)]
-struct InputReport {
-    source: String,
-    shape: InputShape,
-}
-
-/// A tensor's shape, or the size of an image file.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum InputShape {
-    Tensor(Vec<usize>),
-    File(String),
-}
-
-/// The link as the transport measured it and as the plan assumed it.
-#[derive(Serialize)]
-struct LinkReport {
-    measured: MeasuredLink,
-    planned: PlannedLink,
-}
-
-/// The transport's estimate; `None` for what is not measured yet.
-#[derive(Serialize)]
-struct MeasuredLink {
-    uplink_mbps: Option<f64>,
-    downlink_mbps: Option<f64>,
-    rtt_ms: Option<f64>,
-}
-
-/// The link the plan was made for.
-#[derive(Serialize)]
-struct PlannedLink {
-    uplink_mbps: f64,
-    downlink_mbps: f64,
-    rtt_ms: f64,
-    /// Whether --uplink-mbps replaced the measured uplink.
-    uplink_override: bool,
-}
-
-/// The measured breakdown, ms.
-#[derive(Serialize)]
-struct MeasuredMs {
-    edge: f64,
-    upload: f64,
-    queue: f64,
-    cloud: f64,
-    /// Loading the model on the cloud (its first request there), apart from compute.
-    load: f64,
-    download: f64,
-    other: f64,
-    total: f64,
 }
 
 /// Runs the command.
@@ -359,49 +245,36 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let net = args.model.build()?;
     let (input, input_source) = match (&args.image, &args.input) {
         (None, None) => (
-            RunInput::Tensor(models::seeded_input(&net, 1, args.seed)?),
+            RequestInput::Tensor(models::seeded_input(&net, 1, args.weights.seed)?),
             format!(
                 "seeded random (seed {}); give --input X.npy or --image IMG for real data",
-                args.seed
+                args.weights.seed
             ),
         ),
         (Some(image), _) => (
-            RunInput::Image(read_image_file(image, &net).context("--image")?),
+            RequestInput::Image(read_image_file(image, &net).context("--image")?),
             image.display().to_string(),
         ),
         (None, Some(input)) => (
-            RunInput::Tensor(read_input(None, Some(input), &net)?),
+            RequestInput::Tensor(read_input(None, Some(input), &net)?),
             input.display().to_string(),
         ),
     };
     let costs = args
         .costs
         .load(std::slice::from_ref(&net), args.backend.backend)?;
-    let weights = match &args.weights {
-        Some(path) => WeightsSource::File(path.clone()),
-        None => WeightsSource::Seeded(args.seed),
-    };
-    let model = load(net, &weights, args.backend.backend)?;
+    let model = load(net, &args.weights.source(), args.backend.backend)?;
     let (config, objective) = args.planning.config()?;
     let (mut session, cost_source) = session(&costs, model, config)?;
-    let input_shape = match &input {
-        RunInput::Tensor(tensor) => InputShape::Tensor(tensor.shape().to_vec()),
-        RunInput::Image(file) => {
-            InputShape::File(format!("image file, {}", human_bytes(file.len() as u64)))
-        }
-    };
+    let input_report = input.report(input_source);
 
-    let (warning, outcome, estimate) = runtime.block_on(async {
+    let (warning, outcome) = runtime.block_on(async {
         let warning = session.connect_or_run_locally(client).await?;
         if let Some(w) = &warning {
             eprintln!("warning: {w}");
         }
-        let outcome = match input {
-            RunInput::Tensor(tensor) => session.infer(tensor).await?,
-            RunInput::Image(file) => session.infer_image(file).await?,
-        };
-        let link = session.client().map(|c| c.link());
-        anyhow::Ok((warning, outcome, link))
+        let outcome = input.infer(&mut session).await?;
+        anyhow::Ok((warning, outcome))
     })?;
 
     let saved_output = match &args.save_output {
@@ -411,198 +284,37 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         None => None,
     };
+    let mut outcome_report = OutcomeReport::new(&session, &outcome);
+    outcome_report.predicted_mj = objective.predicted_mj(&outcome.predicted);
     let report = RunReport {
         model: session.model().net().name().to_string(),
         backend: args.backend.backend.name(),
         server: args.connect.server().to_string(),
-        input: InputReport {
-            source: input_source,
-            shape: input_shape,
-        },
-        costs: CostsReport {
-            edge: cost_source,
-            cloud: session.cloud_cost_source().to_string(),
-        },
+        input: input_report,
+        costs: CostsReport::new(cost_source, &session),
         split: args.planning.split_name(),
         max_loss: args.planning.max_loss.to_string(),
         objective: objective.report(),
-        link: LinkReport {
-            measured: measured_link(estimate.as_ref()),
-            planned: PlannedLink {
-                uplink_mbps: outcome.link.uplink_mbps(),
-                downlink_mbps: outcome.link.downlink_mbps(),
-                rtt_ms: outcome.link.rtt_ms(),
-                uplink_override: args.planning.uplink_mbps.is_some(),
-            },
-        },
-        wait_ms: outcome.wait_ms,
-        cut: outcome.cut_report(),
-        predicted_ms: BreakdownMs::from(&outcome.predicted),
-        predicted_mj: objective.predicted_mj(&outcome.predicted),
-        measured_ms: MeasuredMs {
-            edge: outcome.measured.edge_ms,
-            upload: outcome.measured.upload_ms,
-            queue: outcome.measured.queue_ms,
-            cloud: outcome.measured.cloud_ms,
-            load: outcome.measured.load_ms,
-            download: outcome.measured.download_ms,
-            other: outcome.measured.other_ms(),
-            total: outcome.measured.total_ms,
-        },
-        measured_energy: EnergyReport {
-            edge_mj: outcome.measured.edge_energy_mj,
-            note: match session.energy_counters() {
-                Ok(counters) => format!("the edge's compute only, {}", counters.describe()),
-                Err(reason) => reason.to_string(),
-            },
-        },
-        fallback: outcome.fallback.clone(),
-        output_shape: outcome.output.shape().to_vec(),
+        outcome: outcome_report,
         connect_warning: warning,
         saved_output,
-        top5: args.weights.as_ref().and_then(|_| top5(&outcome.output)),
+        top5: args
+            .weights
+            .weights
+            .as_ref()
+            .and_then(|_| top5(&outcome.output)),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report, &outcome)?);
-    }
-    Ok(())
+    crate::emit(args.json, &report, render)
 }
 
-/// The transport's measured link (`None` for what is not measured yet).
-fn measured_link(link: Option<&LinkEstimate>) -> MeasuredLink {
-    MeasuredLink {
-        uplink_mbps: link.and_then(|l| l.uplink).map(|d| d.mbps),
-        downlink_mbps: link.and_then(|l| l.downlink).map(|d| d.mbps),
-        rtt_ms: link.and_then(|l| l.rtt_ms),
-    }
-}
-
-/// A measured figure, or `not measured`.
-fn figure(value: Option<f64>, unit: &str) -> String {
-    value.map_or_else(|| "not measured".to_string(), |v| format!("{v:.2} {unit}"))
-}
-
-/// The report as text; `outcome` gives the plan's transfers.
-fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
-    let graph = &outcome.graph;
+/// The report as text.
+fn render(report: &RunReport) -> String {
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
         report.model, report.backend, report.server
     );
-    out += &format!(
-        "input: {} {}\n",
-        serde_json::to_string(&report.input.shape)?,
-        report.input.source
-    );
-    out += &format!(
-        "costs: {}\ncloud costs: {}\n",
-        report.costs.edge, report.costs.cloud
-    );
-    let measured = &report.link.measured;
-    out += &format!(
-        "link (measured): up {}, down {}, RTT {}\n",
-        figure(measured.uplink_mbps, "Mbit/s"),
-        figure(measured.downlink_mbps, "Mbit/s"),
-        figure(measured.rtt_ms, "ms"),
-    );
-    let planned = &report.link.planned;
-    let uplink_note = if planned.uplink_override {
-        " (--uplink-mbps: planning only, the link is not shaped)"
-    } else {
-        ""
-    };
-    out += &format!(
-        "planned for: up {}{uplink_note}, down {}, RTT {}; cloud wait {:.2} ms\n",
-        figure(Some(planned.uplink_mbps), "Mbit/s"),
-        figure(Some(planned.downlink_mbps), "Mbit/s"),
-        figure(Some(planned.rtt_ms), "ms"),
-        report.wait_ms
-    );
-    out += &format!("{}\n", report.objective.line());
-    let cloud = report.cut.cloud_nodes.len();
-    let net_nodes = graph.len() - usize::from(graph.index_of(runtime::INPUT_FILE_ID).is_some());
-    out += &match report.cut.kind {
-        "edge-only" => format!(
-            "cut ({}, {}): everything runs on the edge\n",
-            report.split, report.cut.solver
-        ),
-        kind => format!(
-            "cut ({}, {}, max loss {}): {kind}, {} node(s) on the edge, {cloud} on the cloud\n",
-            report.split,
-            report.cut.solver,
-            report.max_loss,
-            net_nodes - cloud
-        ),
-    };
-    for t in &report.cut.crossing {
-        out += &format!(
-            "  sends {}: {} as {} ({}, {} raw)\n",
-            t.direction,
-            t.tensor,
-            t.encoding,
-            human_bytes(t.bytes),
-            human_bytes(t.raw_bytes)
-        );
-    }
-    if let Some(&n) = report.output_shape.first().filter(|&&n| n > 1) {
-        out += &format!("(predictions are for one sample; the input holds {n})\n");
-    }
-    out.push('\n');
-    let mut table = Table::new(&[
-        "(ms)",
-        "edge",
-        "upload",
-        "queue",
-        "cloud",
-        "download",
-        "rtt/other",
-        "total",
-    ]);
-    let ms = |x: f64| format!("{x:.2}");
-    let p = &report.predicted_ms;
-    table.row(vec![
-        "predicted".into(),
-        ms(p.edge),
-        ms(p.upload),
-        ms(p.wait),
-        ms(p.cloud),
-        ms(p.download),
-        ms(p.rtt),
-        ms(p.total),
-    ]);
-    let m = &report.measured_ms;
-    table.row(vec![
-        "measured".into(),
-        ms(m.edge),
-        ms(m.upload),
-        ms(m.queue),
-        ms(m.cloud),
-        ms(m.download),
-        ms(m.other),
-        ms(m.total),
-    ]);
-    out += &table.render();
-    if let Some(mj) = report.predicted_mj {
-        out += &format!("predicted edge energy: {mj:.1} mJ\n");
-    }
-    out += &match report.measured_energy.edge_mj {
-        Some(mj) => format!(
-            "measured edge energy: {mj:.1} mJ ({})\n",
-            report.measured_energy.note
-        ),
-        None => format!("measured edge energy: {}\n", report.measured_energy.note),
-    };
-    if m.load > 0.0 {
-        out += &format!(
-            "the cloud loaded the model for this first request in {:.1} ms (apart from compute)\n",
-            m.load
-        );
-    }
-    if let Some(reason) = &report.fallback {
-        out += &format!("\nfallback: ran locally because {reason}\n");
-    }
+    out += &format!("{}\n{}", report.input.line(), report.costs.lines());
+    out += &report.outcome.render(&report.objective.line());
     if let Some(path) = &report.saved_output {
         out += &format!("output written to {path}\n");
     }
@@ -610,5 +322,5 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
         out.push('\n');
         out += &render_top5(samples);
     }
-    Ok(out)
+    out
 }

@@ -3,14 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use cli_common::{BackendArg, Table};
+use cli_common::BackendArg;
 use lab::testbed::Testbed;
-use lab::{
-    GridCell, GridConfig, GridRow, PlotFormat, SweepReport, draw_grid, grid_csv, run_grid,
-    run_shaped_grid,
-};
+use lab::{GridConfig, render_cell, run_sweep};
 use runtime::default_cache_dir;
 use transport::Loss;
 
@@ -106,11 +103,6 @@ enum Shaping {
     Emulated,
 }
 
-/// What a real-shaping sweep ran on, for the header and the report.
-const REAL_SHAPING: &str = "real shaping: edge and cloud processes in two network namespaces, uplink by tc tbf on a veth pair, edge CPU by a cgroup-v1 quota (CPUs), RTT by a UDP relay";
-/// What an emulated sweep ran on.
-const EMULATION: &str = "emulated: built-in shaper for the uplink, UDP relay for the RTT, edge CPU share of this machine emulated by waiting";
-
 /// Runs the command.
 pub fn run(args: &SweepArgs) -> Result<()> {
     let net = args.model.build()?;
@@ -133,143 +125,35 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let testbed = match args.shaping {
         Shaping::Emulated => None,
         Shaping::Real => Some(Testbed::create()?),
-        Shaping::Auto => match Testbed::create() {
-            Ok(testbed) => Some(testbed),
-            Err(e) => {
-                eprintln!("note: {e}; running emulated");
-                None
-            }
-        },
-    };
-    // The report's full description and the plot title's short one.
-    let (mode, shaping) = if testbed.is_some() {
-        (REAL_SHAPING, "real shaping")
-    } else {
-        (EMULATION, "emulated")
+        Shaping::Auto => Testbed::create()
+            .inspect_err(|e| eprintln!("note: {e}; running emulated"))
+            .ok(),
     };
     if !args.json {
         println!(
-            "sweep of {}: {} uplinks x {} edge CPUs, RTT {} ms, median of {}; {mode}",
+            "sweep of {}: {} uplinks x {} edge CPUs, RTT {} ms, median of {}; {}",
             config.net.name(),
             config.uplinks_mbps.len(),
             config.edge_cpus.len(),
             config.rtt_ms,
-            config.repeats
+            config.repeats,
+            lab::shaping(testbed.as_ref())
         );
     }
-    let quiet = args.json;
-    let (rows, cells) = match &testbed {
-        Some(testbed) => {
-            let exe = std::env::current_exe().context(
-                "cannot find this program's own path to start the edge and cloud processes",
-            )?;
-            run_shaped_grid(&config, testbed, &exe, |rows, cell| {
-                if !quiet {
-                    print_cell(rows, cell);
-                }
-            })?
+    let report = run_sweep(&config, testbed.as_ref(), |rows, cell| {
+        if !args.json {
+            print!("{}", render_cell(rows, cell));
         }
-        None => runtime::async_runtime()?.block_on(run_grid(&config, |rows, cell| {
-            if !quiet {
-                print_cell(rows, cell);
-            }
-        }))?,
-    };
-    let report = SweepReport::new(&config, mode, rows, cells);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let write = |name: &str, text: String| {
-        let path = out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write("grid.csv", grid_csv(&report.rows))?;
-    write(
-        "grid.json",
-        format!("{}\n", serde_json::to_string_pretty(&report)?),
-    )?;
-    let title = format!(
-        "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
-        config.net.name(),
-        config.rtt_ms,
-        config.repeats
-    );
-    draw_grid(
-        &out.join("grid.png"),
-        PlotFormat::Png,
-        &title,
-        &report.rows,
-        &report.cells,
-    )?;
+    })?;
+    report.write(&out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_summary(&report);
+        print!("{}", report.summary.render());
         println!(
             "Every figure is in {}/grid.csv and grid.json; the plot is grid.png.",
             out.display()
         );
     }
     Ok(())
-}
-
-/// One cell in the seeds' lab layout, with the chosen and the best cut marked.
-fn print_cell(rows: &[GridRow], cell: &GridCell) {
-    println!(
-        "\ncpu {} x uplink {} Mbit/s: chosen {}, best {}, regret {:.3}",
-        cell.edge_cpu, cell.uplink_mbps, cell.chosen, cell.best, cell.regret
-    );
-    let mut table = Table::new(&[
-        "split",
-        "e2e ms",
-        "local",
-        "transfer",
-        "cloud",
-        "predicted",
-        "mark",
-    ]);
-    for r in rows {
-        let mark = match (r.chosen, r.best) {
-            (true, true) => "chosen, best",
-            (true, false) => "chosen",
-            (false, true) => "best",
-            (false, false) => "",
-        };
-        table.row(vec![
-            r.cut.clone(),
-            format!("{:.1}", r.e2e_ms),
-            format!("{:.1}", r.local_ms),
-            format!("{:.1}", r.transfer_ms),
-            format!("{:.1}", r.cloud_ms),
-            format!("{:.1}", r.predicted_ms),
-            mark.to_string(),
-        ]);
-    }
-    for line in table.render().lines() {
-        println!("  {line}");
-    }
-    println!(
-        "  (a forward pass on this edge took {:.2}x its profile's prediction; the planner's edge costs were scaled by that)",
-        cell.edge_scale
-    );
-}
-
-/// The summary's figures in two lines.
-fn print_summary(report: &SweepReport) {
-    let s = &report.summary;
-    let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    println!(
-        "\nregret over {} cells: median {:.3}, p95 {:.3}; the chosen plan's median speed-up over the best baseline {:.2}x",
-        s.cells,
-        f(s.regret_median),
-        f(s.regret_p95),
-        f(s.speedup_over_best_baseline_median)
-    );
-    let wins = s.cells_where_a_split_or_codec_beats_every_baseline;
-    let by = match s.gain_over_best_baseline_where_it_does_median {
-        Some(gain) => format!(", by {gain:.2}x at the median"),
-        None => String::new(),
-    };
-    println!(
-        "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {wins} of {} cells{by}",
-        s.cells
-    );
 }

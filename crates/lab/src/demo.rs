@@ -12,9 +12,9 @@ use models::{Backend, Net, zoo};
 use partition_core::{Breakdown, Objective};
 use transport::Loss;
 
-use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode};
+use runtime::{LocalCloud, Measured, QuickProfiles, SplitMode, Table};
 
-use crate::error::LabError;
+use crate::error::{LabError, create_dir, write_file};
 use crate::rig::{self, LabInput, lab_input};
 
 /// What the demo runs.
@@ -31,7 +31,7 @@ pub struct DemoConfig {
     pub repeats: usize,
     /// Backend of both sides. Default flex.
     pub backend: Backend,
-    /// Where the quick profile is cached (see [`crate::quick_profile()`]).
+    /// Where the quick profile is cached (see [`runtime::quick_profile()`]).
     pub cache_dir: PathBuf,
     /// Cap on the profile sweep's samples per class (tests use a small one). Default: none.
     pub sweep_samples: Option<usize>,
@@ -44,6 +44,35 @@ pub struct DemoConfig {
 }
 
 impl DemoConfig {
+    /// What the demo runs on, as its header says it; `objective` is a line stating what the
+    /// planner minimises.
+    pub fn describe(&self, objective: &str) -> String {
+        format!(
+            "cutpoint demo: collaborative inference on this machine
+  cloud:   a server in this process on loopback (QUIC), {} backend
+  edge:    this machine, emulated {}x slower
+  uplinks: emulated by the transport's token-bucket shaper; downlink and RTT are loopback's
+  input:   a photograph, a {:.1} KB JPEG (scikit-image's CC0 \"chelsea\")
+  planner: a quick latency profile of this machine (the cloud assumed as fast as it); loss allowed: {}
+  {objective}
+",
+            self.backend.name(),
+            self.edge_slowdown,
+            models::SAMPLE_JPEG.len() as f64 / 1e3,
+            self.max_loss
+        )
+    }
+
+    /// Writes `rows` ([`demo_csv`]) to `demo/demo.csv` under the cache directory, creating
+    /// it, and returns the file's path.
+    pub fn write_csv(&self, rows: &[DemoRow]) -> Result<PathBuf, LabError> {
+        let dir = self.cache_dir.join("demo");
+        create_dir(&dir)?;
+        let path = dir.join("demo.csv");
+        write_file(&path, &demo_csv(rows))?;
+        Ok(path)
+    }
+
     /// The README's demo, caching its profile under `cache_dir`.
     pub fn standard(cache_dir: PathBuf) -> Result<DemoConfig, LabError> {
         Ok(DemoConfig {
@@ -275,4 +304,179 @@ measured_edge_ms,measured_upload_ms,measured_queue_ms,measured_cloud_ms,measured
         ));
     }
     out
+}
+
+/// One case as text, as the demo prints it: the three strategies' rows, what the chosen plan
+/// bought against the best baseline, and any request that ran locally.
+pub fn render_case(rows: &[DemoRow]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\n{} over a {} Mbit/s uplink (emulated)\n",
+        first.model, first.uplink_mbps
+    );
+    let energy = first.predicted_mj.is_some();
+    let mut header = vec![
+        "plan",
+        "cut",
+        "upload KB",
+        "predicted ms",
+        "measured ms",
+        "edge",
+        "upload",
+        "cloud",
+        "download",
+    ];
+    if energy {
+        header.push("predicted mJ");
+    }
+    let mut table = Table::new(&header);
+    for r in rows {
+        let mut row = vec![
+            r.strategy.name().to_string(),
+            r.cut.clone(),
+            format!("{:.1}", r.upload_bytes as f64 / 1e3),
+            format!("{:.0}", r.predicted.total_ms),
+            format!("{:.0}", r.measured.total_ms),
+            format!("{:.0}", r.measured.edge_ms),
+            format!("{:.0}", r.measured.upload_ms),
+            format!("{:.0}", r.measured.cloud_ms + r.measured.queue_ms),
+            format!("{:.0}", r.measured.download_ms),
+        ];
+        if let Some(mj) = r.predicted_mj {
+            row.push(format!("{mj:.0}"));
+        }
+        table.row(row);
+    }
+    for line in table.render().lines() {
+        out += &format!("  {line}\n");
+    }
+    out += &format!("  {}\n", verdict(rows));
+    for r in rows {
+        if let Some(reason) = &r.fallback {
+            out += &format!(
+                "  note: a {} request ran locally: {reason}\n",
+                r.strategy.name()
+            );
+        }
+    }
+    out
+}
+
+/// What the chosen plan bought against the best baseline, measured: a speed-up when it is a
+/// plan of its own, or which baseline it is (two noisy runs of one plan make no speed-up).
+fn verdict(rows: &[DemoRow]) -> String {
+    let Some(chosen) = rows.iter().find(|r| r.strategy == Strategy::Chosen) else {
+        return "the chosen plan was not measured".to_string();
+    };
+    let baselines: Vec<&DemoRow> = rows
+        .iter()
+        .filter(|r| Strategy::BASELINES.contains(&r.strategy))
+        .collect();
+    if let Some(same) = baselines.iter().find(|b| b.cut == chosen.cut) {
+        return format!(
+            "the chosen plan is the same plan as {}",
+            same.strategy.name()
+        );
+    }
+    let Some(best) = baselines
+        .iter()
+        .min_by(|a, b| a.measured.total_ms.total_cmp(&b.measured.total_ms))
+    else {
+        return "no baseline was measured".to_string();
+    };
+    let speedup = best.measured.total_ms / chosen.measured.total_ms;
+    let over = baselines
+        .iter()
+        .map(|b| {
+            format!(
+                "{:.2}x over {}",
+                b.measured.total_ms / chosen.measured.total_ms,
+                b.strategy.name()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if speedup >= 1.0 {
+        format!("measured speed-up of the chosen plan: {over}")
+    } else {
+        format!(
+            "the chosen plan lost to {} ({:.2}x of its time): {over}",
+            best.strategy.name(),
+            1.0 / speedup
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(strategy: Strategy, cut: &str, total_ms: f64) -> DemoRow {
+        DemoRow {
+            model: "lenet".into(),
+            uplink_mbps: 5.85,
+            strategy,
+            cut: cut.into(),
+            upload_bytes: 1000,
+            predicted: Breakdown::default(),
+            predicted_mj: None,
+            measured: Measured {
+                total_ms,
+                ..Measured::default()
+            },
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn the_header_and_the_csv_say_what_ran() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = DemoConfig::standard(dir.path().to_path_buf()).expect("config");
+        let header = config.describe("objective: latency (ms)");
+        assert_eq!(header.lines().count(), 7, "{header}");
+        assert!(
+            header.contains("  edge:    this machine, emulated 10x slower\n"),
+            "{header}"
+        );
+        assert!(
+            header.ends_with("\n  objective: latency (ms)\n"),
+            "{header}"
+        );
+        let rows = [row(Strategy::Chosen, "edge-only", 1.0)];
+        let path = config.write_csv(&rows).expect("written");
+        assert_eq!(path, dir.path().join("demo").join("demo.csv"));
+        let csv = std::fs::read_to_string(&path).expect("read back");
+        assert_eq!(csv, demo_csv(&rows));
+    }
+
+    #[test]
+    fn a_case_says_what_the_chosen_plan_bought() {
+        let mut rows: Vec<DemoRow> = Strategy::BASELINES
+            .iter()
+            .zip(["edge-only", "cloud-only (file)", "cloud-only"])
+            .map(|(&s, cut)| row(s, cut, 100.0))
+            .collect();
+        rows.insert(0, row(Strategy::Chosen, "after conv1", 50.0));
+        let text = render_case(&rows);
+        assert!(
+            text.starts_with("\nlenet over a 5.85 Mbit/s uplink (emulated)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("measured speed-up of the chosen plan: 2.00x over"),
+            "{text}"
+        );
+
+        rows[0].cut = "cloud-only".into();
+        assert!(render_case(&rows).contains("the chosen plan is the same plan as"));
+        rows[0].cut = "after conv1".into();
+        rows[0].measured.total_ms = 200.0;
+        rows[0].fallback = Some("the cloud was busy".into());
+        let text = render_case(&rows);
+        assert!(text.contains("the chosen plan lost to"), "{text}");
+        assert!(text.contains("ran locally: the cloud was busy"), "{text}");
+        assert_eq!(render_case(&[]), "");
+    }
 }

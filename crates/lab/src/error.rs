@@ -38,6 +38,15 @@ pub enum LabError {
         reason: String,
     },
 
+    /// The worker binary that runs real shaping's processes is not beside this program.
+    #[error(
+        "real shaping needs the worker binary cutpoint-lab-worker, which is not in {dir}; it is built beside cutpoint-edge: run `cargo build --release -p edge-cli` (or `cargo install --path crates/edge-cli`)"
+    )]
+    WorkerMissing {
+        /// Where it was looked for.
+        dir: String,
+    },
+
     /// A grid cut's request fell back to the edge, so its time is not the cut's.
     #[error(
         "the sweep could not measure the cut {cut} at {uplink_mbps} Mbit/s on the cloud: the request fell back to the edge ({reason}); check the cloud and the link, then run the sweep again"
@@ -51,6 +60,27 @@ pub enum LabError {
         reason: String,
     },
 
+    /// A file or directory could not be read, or a result file or its directory could not be
+    /// written.
+    #[error("cannot {action} {path}: {reason}")]
+    File {
+        /// `read`, `create` (a directory) or `write` (a file).
+        action: &'static str,
+        /// The file or directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A directory of images holds none, or too many.
+    #[error("{dir} holds {problem}")]
+    Images {
+        /// The directory.
+        dir: String,
+        /// What it holds, and what to give instead.
+        problem: String,
+    },
+
     /// A figure could not be drawn or written.
     #[error("cannot draw the figure {path}: {reason}")]
     Plot {
@@ -59,6 +89,24 @@ pub enum LabError {
         /// Why.
         reason: String,
     },
+}
+
+/// Creates `dir` and its parents.
+pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir).map_err(|e| LabError::File {
+        action: "create",
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `text` to `path`.
+pub(crate) fn write_file(path: &std::path::Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(|e| LabError::File {
+        action: "write",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Lets `?` lift the errors of the crates below the runtime as the runtime words them.

@@ -6,8 +6,10 @@
 //! that cross it are encoded, decoded and handed to the cloud part, exactly as a split run
 //! would do over the wire.
 
+use std::path::{Path, PathBuf};
+
 use models::{Activations, HostTensor, Model, relative_difference};
-use runtime::RuntimeError;
+use runtime::{RuntimeError, Table};
 use serde::Serialize;
 use transport::{Codec, Limits, Loss, WireTensor};
 
@@ -32,6 +34,99 @@ pub struct FidelityRow {
     /// Inputs at which the codec could not encode a crossing tensor (f16 beyond its range);
     /// they are left out of the figures above.
     pub unencodable: usize,
+}
+
+/// The most images [`read_images`] reads from one directory.
+pub const MAX_IMAGES: usize = 1000;
+
+/// Every JPEG or PNG in `dir` (by extension, sorted by name), decoded and preprocessed as for
+/// ImageNet (3x224x224): the inputs a fidelity measurement means most with. At most
+/// [`MAX_IMAGES`]; an empty directory is an error too.
+pub fn read_images(dir: &Path) -> Result<Vec<HostTensor>, LabError> {
+    let unreadable = |path: &Path, reason: String| LabError::File {
+        action: "read",
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(dir, e.to_string()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    let problem = match paths.len() {
+        0 => Some("no .jpg, .jpeg or .png file".to_string()),
+        n if n > MAX_IMAGES => Some(format!(
+            "{n} images; give a directory of at most {MAX_IMAGES}"
+        )),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        return Err(LabError::Images {
+            dir: dir.display().to_string(),
+            problem,
+        });
+    }
+    paths
+        .iter()
+        .map(|p| models::load_image(p).map_err(|e| unreadable(p, e.to_string())))
+        .collect()
+}
+
+/// What `cutpoint-edge fidelity` reports: the model, its weights, how many inputs, and every
+/// cut under every lossy codec.
+#[derive(Debug, Clone, Serialize)]
+pub struct FidelityReport {
+    /// The network's name.
+    pub model: String,
+    /// Where the weights came from.
+    pub weights: String,
+    /// How many inputs were compared.
+    pub inputs: usize,
+    /// One row per cut and codec ([`measure_fidelity`]).
+    pub rows: Vec<FidelityRow>,
+}
+
+impl FidelityReport {
+    /// The report as a table, one line per cut and codec.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{}, weights {}, {} input(s): lossy codecs at every cut against the exact output\n",
+            self.model, self.weights, self.inputs
+        );
+        let mut table = Table::new(&[
+            "cut after",
+            "crossing",
+            "codec",
+            "top-1 agree",
+            "max rel error",
+        ]);
+        for r in &self.rows {
+            let crossing = if r.crossing.len() > 2 {
+                format!("{} tensors", r.crossing.len())
+            } else {
+                r.crossing.join("+")
+            };
+            let agreement = if r.unencodable > 0 {
+                format!("{:.3} ({} not encodable)", r.top1_agreement, r.unencodable)
+            } else {
+                format!("{:.3}", r.top1_agreement)
+            };
+            table.row(vec![
+                r.after.clone(),
+                crossing,
+                r.codec.name().to_string(),
+                agreement,
+                format!("{:.2e}", r.max_relative_error),
+            ]);
+        }
+        out += &table.render();
+        out
+    }
 }
 
 /// Measures every lossy codec of `codecs` (lossless ones are skipped: they change nothing) at
@@ -173,6 +268,33 @@ fn same_top1(a: &HostTensor, b: &HostTensor) -> usize {
 mod tests {
     use super::*;
     use models::{Backend, zoo};
+
+    #[test]
+    fn a_directory_gives_its_images_in_name_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = read_images(dir.path()).expect_err("empty").to_string();
+        assert!(err.ends_with("holds no .jpg, .jpeg or .png file"), "{err}");
+        let err = read_images(&dir.path().join("absent")).expect_err("absent");
+        assert!(err.to_string().starts_with("cannot read "), "{err}");
+
+        std::fs::write(dir.path().join("notes.txt"), "not an image").expect("write");
+        let png = |name: &str, shade: u8| {
+            image::RgbImage::from_pixel(300, 260, image::Rgb([shade, 0, 0]))
+                .save(dir.path().join(name))
+                .expect("png");
+        };
+        png("b.png", 200);
+        png("a.PNG", 10);
+        let images = read_images(dir.path()).expect("two images");
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[0].shape(), [1, 3, 224, 224]);
+        // Name order: a.PNG (dark) before b.png (bright red).
+        assert!(images[0].data()[0] < images[1].data()[0]);
+
+        std::fs::write(dir.path().join("c.jpg"), "not a JPEG").expect("write");
+        let err = read_images(dir.path()).expect_err("a broken file").to_string();
+        assert!(err.contains("c.jpg"), "{err}");
+    }
 
     fn lenet() -> Model {
         let net = zoo::build("lenet").expect("lenet");

@@ -12,7 +12,7 @@ use partition_core::{Link, Objective, Scenario, Solver};
 use serde::{Deserialize, Serialize};
 use transport::{Loss, Relay};
 
-use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode};
+use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode, Table};
 
 use crate::error::LabError;
 use crate::rig::{self, LabInput, lab_input};
@@ -400,11 +400,99 @@ pub fn grid_csv(rows: &[GridRow]) -> String {
     out
 }
 
+/// One cell as text, as `cutpoint-edge sweep` prints it: every cut's times, with the chosen and
+/// the best cut marked, and the edge's calibration.
+pub fn render_cell(rows: &[GridRow], cell: &GridCell) -> String {
+    let mut out = format!(
+        "\ncpu {} x uplink {} Mbit/s: chosen {}, best {}, regret {:.3}\n",
+        cell.edge_cpu, cell.uplink_mbps, cell.chosen, cell.best, cell.regret
+    );
+    let mut table = Table::new(&[
+        "split",
+        "e2e ms",
+        "local",
+        "transfer",
+        "cloud",
+        "predicted",
+        "mark",
+    ]);
+    for r in rows {
+        let mark = match (r.chosen, r.best) {
+            (true, true) => "chosen, best",
+            (true, false) => "chosen",
+            (false, true) => "best",
+            (false, false) => "",
+        };
+        table.row(vec![
+            r.cut.clone(),
+            format!("{:.1}", r.e2e_ms),
+            format!("{:.1}", r.local_ms),
+            format!("{:.1}", r.transfer_ms),
+            format!("{:.1}", r.cloud_ms),
+            format!("{:.1}", r.predicted_ms),
+            mark.to_string(),
+        ]);
+    }
+    for line in table.render().lines() {
+        out += &format!("  {line}\n");
+    }
+    out += &format!(
+        "  (a forward pass on this edge took {:.2}x its profile's prediction; the planner's edge costs were scaled by that)\n",
+        cell.edge_scale
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use models::zoo;
     use runtime::{EdgeConfig, LoadedModel, WeightsSource};
+
+    #[test]
+    fn a_cell_marks_the_chosen_and_the_best_cut() {
+        let row = |cut: &str, e2e_ms: f64, chosen: bool, best: bool| GridRow {
+            edge_cpu: 0.5,
+            uplink_mbps: 5.0,
+            cut: cut.into(),
+            predicted_ms: 1.0,
+            e2e_ms,
+            local_ms: 0.0,
+            transfer_ms: 0.0,
+            cloud_ms: 0.0,
+            chosen,
+            best,
+        };
+        let cell = GridCell {
+            edge_cpu: 0.5,
+            uplink_mbps: 5.0,
+            chosen: "edge-only".into(),
+            best: "cloud-only".into(),
+            regret: 1.25,
+            speedup_over_edge: None,
+            speedup_over_cloud: None,
+            speedup_over_cloud_file: None,
+            edge_scale: 2.0,
+        };
+        let rows = [
+            row("edge-only", 5.0, true, false),
+            row("cloud-only", 4.0, false, true),
+        ];
+        let text = render_cell(&rows, &cell);
+        assert!(
+            text.starts_with(
+                "\ncpu 0.5 x uplink 5 Mbit/s: chosen edge-only, best cloud-only, regret 1.250\n"
+            ),
+            "{text}"
+        );
+        let marks: Vec<&str> = text.lines().filter(|l| l.contains("-only ")).collect();
+        assert!(marks[0].trim_end().ends_with("chosen"), "{text}");
+        assert!(marks[1].trim_end().ends_with("best"), "{text}");
+        assert!(
+            text.contains("took 2.00x its profile's prediction"),
+            "{text}"
+        );
+    }
     use transport::Loss;
 
     /// A DAG's candidates hold, for every uplink, the min-cut plan of the graph a request is

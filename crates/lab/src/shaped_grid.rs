@@ -2,9 +2,9 @@
 //! namespaces of a [`Testbed`], the uplink shaped by `tc`, the edge under a CPU quota, and the
 //! round-trip time added by a UDP relay in front of the cloud.
 //!
-//! The processes are this program started again with a hidden command: the caller's binary must
-//! hand its `lab-cloud` command to [`lab_cloud_process`] and its `lab-cell` command to
-//! [`lab_cell_process`] (as `cutpoint-edge` does). They speak JSON lines on stdin and stdout:
+//! The processes are the lab's worker binary, [`WORKER_BIN`] (built with `cutpoint-edge`, and
+//! found next to it by [`worker_path`]), whose `main` hands its one argument, `cloud` or `cell`,
+//! to [`run_worker`]. They speak JSON lines on stdin and stdout:
 //!
 //! - cloud: reads a `CloudJob`, answers `CloudReady`, serves until its stdin closes;
 //! - edge, one per cell: reads a `CellJob`, loads the model at full speed and answers
@@ -89,15 +89,56 @@ struct CellResult {
     cell: GridCell,
 }
 
+/// The worker binary's name: its `cloud` and `cell` commands run the grid's cloud process and
+/// one cell's edge process (see [`run_worker`]).
+pub const WORKER_BIN: &str = "cutpoint-lab-worker";
+
+/// The worker binary ([`WORKER_BIN`]) in the directory of the running program, where cargo
+/// builds and installs it beside `cutpoint-edge`; an error naming it, and how to build it, when
+/// it is not there.
+pub fn worker_path() -> Result<PathBuf, LabError> {
+    let dir = std::env::current_exe()
+        .map_err(|e| LabError::WorkerMissing {
+            dir: format!("this program's directory (unknown: {e})"),
+        })?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let worker = dir.join(format!("{WORKER_BIN}{}", std::env::consts::EXE_SUFFIX));
+    if worker.is_file() {
+        Ok(worker)
+    } else {
+        Err(LabError::WorkerMissing {
+            dir: dir.display().to_string(),
+        })
+    }
+}
+
+/// Runs the worker command `role`: `cloud`, the grid's cloud process, or `cell`, one cell's edge
+/// process (see the module's documentation for what they say to each other). This is all
+/// [`WORKER_BIN`]'s `main` does with its argument.
+pub fn run_worker(role: &str) -> Result<(), LabError> {
+    match role {
+        "cloud" => worker_cloud(),
+        "cell" => worker_cell(),
+        _ => Err(LabError::Config {
+            name: "worker command",
+            reason: format!(
+                "`{role}` is not `cloud` or `cell`; {WORKER_BIN} is started by `cutpoint-edge sweep --shaping real`, not by hand"
+            ),
+        }),
+    }
+}
+
 /// Runs the grid on real shaping in `testbed` (make it first with [`Testbed::create`], which
-/// tells whether real shaping is possible here). `exe` is the binary whose `lab-cloud` and
-/// `lab-cell` commands run [`lab_cloud_process`] and [`lab_cell_process`]. `config.edge_cpus` are CPU
+/// tells whether real shaping is possible here). `worker` is the worker binary (see
+/// [`worker_path`]). `config.edge_cpus` are CPU
 /// quotas in CPUs (0.3 = 3 ms per 10 ms, over all threads). `on_cell` receives each cell as it
 /// is measured. Blocks; call it outside an async runtime.
 pub fn run_shaped_grid(
     config: &GridConfig,
     testbed: &Testbed,
-    exe: &Path,
+    worker: &Path,
     mut on_cell: impl FnMut(&[GridRow], &GridCell),
 ) -> Result<(Vec<GridRow>, Vec<GridCell>), LabError> {
     grid::check(config)?;
@@ -112,7 +153,7 @@ pub fn run_shaped_grid(
         step: "writing the model spec".into(),
         reason: e.to_string(),
     })?;
-    let mut cloud = Process::spawn(testbed.in_cloud(exe).arg("lab-cloud"), "cloud")?;
+    let mut cloud = Process::spawn(testbed.in_cloud(worker).arg("cloud"), "cloud")?;
     cloud.send(&CloudJob {
         spec: spec.clone(),
         backend: config.backend.name().into(),
@@ -125,7 +166,7 @@ pub fn run_shaped_grid(
         testbed.set_edge_cpu(edge_cpu)?;
         for &uplink_mbps in &config.uplinks_mbps {
             testbed.set_uplink(uplink_mbps)?;
-            let mut edge = Process::spawn(testbed.in_edge(exe).arg("lab-cell"), "edge")?;
+            let mut edge = Process::spawn(testbed.in_edge(worker).arg("cell"), "edge")?;
             edge.send(&CellJob {
                 spec: spec.clone(),
                 backend: config.backend.name().into(),
@@ -172,7 +213,7 @@ struct Go {
 /// The cloud process: reads its job (the network, the backend, the RTT, where to listen) on
 /// stdin, serves the network behind a relay, answers where it listens on stdout and serves until
 /// stdin closes.
-pub fn lab_cloud_process() -> Result<(), LabError> {
+fn worker_cloud() -> Result<(), LabError> {
     let mut io = OwnStdin::new();
     let job: CloudJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
@@ -200,7 +241,7 @@ pub fn lab_cloud_process() -> Result<(), LabError> {
 /// The edge process for one cell: reads its job (the network, the cell, the cloud) on stdin,
 /// loads the model, answers `loaded`, waits for `go` (by then it is under the CPU quota),
 /// calibrates, measures every candidate cut and answers the cell's rows and verdict.
-pub fn lab_cell_process() -> Result<(), LabError> {
+fn worker_cell() -> Result<(), LabError> {
     let mut io = OwnStdin::new();
     let job: CellJob = io.receive()?;
     let net = Net::from_spec_json(&job.spec)?;
@@ -412,5 +453,28 @@ fn read_line<T: for<'de> Deserialize<'de>>(from: &mut impl BufRead) -> Result<T,
         Ok(0) => Err("it closed the pipe".into()),
         Ok(_) => serde_json::from_str(&line).map_err(|e| format!("unreadable message: {e}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_worker_is_named_with_how_to_build_it() {
+        // A test binary lives in `deps/`, where cargo puts no worker.
+        let err = worker_path().expect_err("no worker beside a test binary");
+        let text = err.to_string();
+        assert!(text.contains(WORKER_BIN), "{text}");
+        assert!(text.contains("cargo build --release -p edge-cli"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_worker_command_is_refused() {
+        let err = run_worker("serve").expect_err("not a worker command");
+        assert!(
+            err.to_string().contains("`serve` is not `cloud` or `cell`"),
+            "{err}"
+        );
     }
 }

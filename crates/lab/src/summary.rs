@@ -2,10 +2,13 @@
 //! chosen plan's speed-up over the best baseline, and where a split or a compressed boundary
 //! beats every baseline.
 
+use std::path::Path;
+
 use runtime::tasks::percentile;
 use serde::Serialize;
 
-use crate::grid::{GridCell, GridConfig, GridRow};
+use crate::error::{LabError, create_dir, write_file};
+use crate::grid::{GridCell, GridConfig, GridRow, grid_csv};
 
 /// The baselines a plan is measured against: edge-only, cloud-only sending the image file,
 /// and cloud-only sending raw f32.
@@ -54,6 +57,37 @@ pub struct SweepSummary {
 }
 
 impl SweepReport {
+    /// Writes the report to `dir`, creating it: every row as `grid.csv`, the report as
+    /// `grid.json` and, with the `plot` feature, the figure `grid.png` (a panel per cell).
+    pub fn write(&self, dir: &Path) -> Result<(), LabError> {
+        create_dir(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| LabError::File {
+            action: "write",
+            path: dir.join("grid.json").display().to_string(),
+            reason: e.to_string(),
+        })?;
+        write_file(&dir.join("grid.csv"), &grid_csv(&self.rows))?;
+        write_file(&dir.join("grid.json"), &format!("{json}\n"))?;
+        #[cfg(feature = "plot")]
+        {
+            // The shaping's short name: what its description says before the colon.
+            let shaping = self.shaping.split(':').next().unwrap_or_default();
+            let title = format!(
+                "{}: measured time per cut ({shaping}, RTT {} ms, median of {})",
+                self.model, self.rtt_ms, self.repeats
+            );
+            let png = dir.join("grid.png");
+            crate::plot::draw_grid(
+                &png,
+                crate::plot::PlotFormat::Png,
+                &title,
+                &self.rows,
+                &self.cells,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The report of a grid run with `config`, shaped as `shaping` says.
     pub fn new(
         config: &GridConfig,
@@ -75,6 +109,30 @@ impl SweepReport {
 }
 
 impl SweepSummary {
+    /// The figures in two lines, after a blank one.
+    pub fn render(&self) -> String {
+        let s = self;
+        let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let mut out = format!(
+            "\nregret over {} cells: median {:.3}, p95 {:.3}; the chosen plan's median speed-up over the best baseline {:.2}x",
+            s.cells,
+            f(s.regret_median),
+            f(s.regret_p95),
+            f(s.speedup_over_best_baseline_median)
+        );
+        out.push('\n');
+        let wins = s.cells_where_a_split_or_codec_beats_every_baseline;
+        let by = match s.gain_over_best_baseline_where_it_does_median {
+            Some(gain) => format!(", by {gain:.2}x at the median"),
+            None => String::new(),
+        };
+        out += &format!(
+            "a split or a compressed boundary beat every baseline (edge-only, cloud-only with the file, cloud-only raw) in {wins} of {} cells{by}\n",
+            s.cells
+        );
+        out
+    }
+
     /// The summary of `rows` and `cells`.
     pub fn new(rows: &[GridRow], cells: &[GridCell]) -> SweepSummary {
         let regrets = sorted(cells.iter().map(|c| c.regret));
@@ -116,4 +174,29 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut v: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
     v.sort_by(f64::total_cmp);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_in_two_lines() {
+        let summary = SweepSummary {
+            cells: 4,
+            regret_median: Some(1.0),
+            regret_p95: Some(1.5),
+            speedup_over_best_baseline_median: None,
+            cells_where_a_split_or_codec_beats_every_baseline: 1,
+            gain_over_best_baseline_where_it_does_median: Some(1.25),
+            gain_over_best_baseline_where_it_does_max: Some(1.25),
+        };
+        let text = summary.render();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("regret over 4 cells: median 1.000, p95 1.500; the chosen plan's median speed-up over the best baseline NaNx"), "{text}");
+        assert!(
+            text.contains("in 1 of 4 cells, by 1.25x at the median"),
+            "{text}"
+        );
+    }
 }

@@ -38,7 +38,7 @@ pub struct CpuCgroup {
 }
 
 impl CpuCgroup {
-    /// Makes the cgroup under [`CGROUP_CPU_ROOT`], first removing the `cutpoint-<pid>-…`
+    /// Makes the cgroup under `/sys/fs/cgroup/cpu`, first removing the `cutpoint-<pid>-…`
     /// cgroups and namespaces of processes that no longer exist. Needs root and the cgroup-v1
     /// `cpu` controller.
     pub fn create(name: &str) -> Result<CpuCgroup, LabError> {

@@ -2,7 +2,7 @@
 //! runs — a cost graph per model, device profiles for the rest, or this machine's quick
 //! profile.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use models::{Backend, Net};
 use partition_core::Graph;
@@ -11,7 +11,24 @@ use predictor::DeviceProfile;
 use crate::edge::{EdgeConfig, EdgeSession};
 use crate::error::RuntimeError;
 use crate::loaded::LoadedModel;
-use crate::quick_profile::quick_profile;
+use crate::quick_profile::{default_cache_dir, quick_profile};
+
+/// Where a program's user chose to take the planner's costs from (`cutpoint-edge run`'s cost
+/// flags), for [`Costs::choose`].
+#[derive(Debug, Default)]
+pub struct CostChoice {
+    /// This device's profile (from `train`). Without `cloud_profile` the cloud's costs are the
+    /// ones the server publishes.
+    pub edge_profile: Option<PathBuf>,
+    /// The server's profile, with `edge_profile`.
+    pub cloud_profile: Option<PathBuf>,
+    /// Cost graphs, each with where it came from, used for the model its `name` names.
+    pub graphs: Vec<(String, Graph)>,
+    /// Price this device's layers by timing the model here ([`Costs::measure_here`]).
+    pub measure_edge: bool,
+    /// Ignore the costs servers publish ([`Costs::ignore_published`]).
+    pub ignore_published: bool,
+}
 
 /// An edge and a cloud device profile, and where they came from.
 #[derive(Debug)]
@@ -92,6 +109,52 @@ impl Costs {
             ),
             cloud_given: false,
         });
+        Ok(costs)
+    }
+
+    /// The costs `choice` states for `nets`, checking that every one has costs. The profiles
+    /// when given; else, with neither graphs nor `measure_edge`, the quick profile of this
+    /// machine on `backend` for both sides (swept and trained in [`default_cache_dir`] on
+    /// first use, then cached). Graphs price the models they name before anything else.
+    pub fn choose(
+        choice: CostChoice,
+        nets: &[Net],
+        backend: Backend,
+    ) -> Result<Costs, RuntimeError> {
+        let mut costs = match (&choice.edge_profile, &choice.cloud_profile) {
+            (Some(edge), None) => {
+                let mut costs = Costs::new();
+                costs.set_edge_profile(
+                    DeviceProfile::load(edge)?,
+                    format!(
+                        "device profile {} (edge); the cloud's as the server publishes them",
+                        edge.display()
+                    ),
+                );
+                costs
+            }
+            (Some(edge), Some(cloud)) => {
+                let mut costs = Costs::new();
+                costs.set_profiles(
+                    DeviceProfile::load(edge)?,
+                    DeviceProfile::load(cloud)?,
+                    format!(
+                        "device profiles {} (edge) and {} (cloud)",
+                        edge.display(),
+                        cloud.display()
+                    ),
+                );
+                costs
+            }
+            _ if !choice.graphs.is_empty() || choice.measure_edge => Costs::new(),
+            _ => Costs::quick(&default_cache_dir()?, backend, nets, true)?,
+        };
+        costs.measure_here = choice.measure_edge;
+        costs.ignore_published = choice.ignore_published;
+        for (origin, graph) in choice.graphs {
+            costs.add_graph(origin, graph)?;
+        }
+        costs.check(nets)?;
         Ok(costs)
     }
 
@@ -278,6 +341,36 @@ mod tests {
     fn flat_graph(net: &Net) -> Graph {
         net.graph(&vec![1.0; net.len()], &vec![0.1; net.len()])
             .expect("graph")
+    }
+
+    #[test]
+    fn a_choice_of_graphs_prices_their_models_and_names_what_is_missing() {
+        let lenet = models::zoo::build("lenet").expect("lenet");
+        let alexnet = models::zoo::build("alexnet").expect("alexnet");
+        let choice = |graphs: Vec<(String, Graph)>| CostChoice {
+            graphs,
+            ignore_published: true,
+            ..CostChoice::default()
+        };
+        let one = vec![("lenet.json".to_string(), flat_graph(&lenet))];
+        let costs = Costs::choose(
+            choice(one.clone()),
+            std::slice::from_ref(&lenet),
+            Backend::Flex,
+        )
+        .expect("lenet is priced");
+        assert_eq!(costs.origin("lenet"), Some("lenet.json"));
+        assert!(costs.ignore_published && !costs.measure_here);
+        let err = Costs::choose(
+            choice(one.clone()),
+            &[lenet.clone(), alexnet],
+            Backend::Flex,
+        )
+        .expect_err("alexnet has no costs");
+        assert!(matches!(err, RuntimeError::NoCosts { .. }), "{err}");
+        let twice = [one.clone(), one].concat();
+        let err = Costs::choose(choice(twice), &[lenet], Backend::Flex).expect_err("twice");
+        assert!(matches!(err, RuntimeError::DuplicateCosts { .. }), "{err}");
     }
 
     #[test]

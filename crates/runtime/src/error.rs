@@ -151,6 +151,15 @@ pub enum RuntimeError {
         graphs: String,
     },
 
+    /// An entry of a server list is not `HOST:PORT`.
+    #[error(
+        "`{entry}` is not HOST:PORT; give one server as HOST:PORT, or several separated by commas"
+    )]
+    NotHostPort {
+        /// The entry.
+        entry: String,
+    },
+
     /// Two cost graphs are for the same network.
     #[error("{first} and {second} are both for model `{model}`; give one cost graph per model")]
     DuplicateCosts {

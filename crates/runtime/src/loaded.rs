@@ -26,6 +26,17 @@ impl Default for WeightsSource {
     }
 }
 
+impl WeightsSource {
+    /// Reads or generates `net`'s weights. A file that does not fit the network is an error
+    /// that lists every missing, unexpected or misshapen tensor.
+    pub fn weights(&self, net: &Net) -> Result<Weights, RuntimeError> {
+        Ok(match self {
+            WeightsSource::Seeded(seed) => Weights::seeded(net, *seed),
+            WeightsSource::File(path) => load_safetensors(path, net)?,
+        })
+    }
+}
+
 impl fmt::Display for WeightsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -54,10 +65,7 @@ impl LoadedModel {
         source: &WeightsSource,
         backend: Backend,
     ) -> Result<LoadedModel, RuntimeError> {
-        let weights = match source {
-            WeightsSource::Seeded(seed) => Weights::seeded(&net, *seed),
-            WeightsSource::File(path) => load_safetensors(path, &net)?,
-        };
+        let weights = source.weights(&net)?;
         LoadedModel::from_weights(net, weights, backend)
     }
 

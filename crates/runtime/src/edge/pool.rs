@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use transport::{ClientConfig, ClientError};
+use std::path::Path;
+
+use transport::{ClientConfig, ClientError, ServerTrust, Token};
 
 use super::connection::CloudLink;
 use super::inputs::WaitEstimate;
 use super::published::ServerCosts;
+use crate::error::RuntimeError;
 
 /// The cloud servers an [`crate::EdgeSession`] connects to: one or several.
 ///
@@ -44,6 +47,38 @@ impl Servers {
             configs,
             in_flight: Arc::default(),
         }
+    }
+
+    /// The servers of a list such as `cutpoint-edge --connect` takes: `HOST:PORT` entries
+    /// separated by commas, spaces around them ignored; an error names the first entry that
+    /// is not `HOST:PORT`.
+    pub fn parse_list(text: &str) -> Result<Vec<String>, RuntimeError> {
+        let servers: Vec<String> = text.split(',').map(|s| s.trim().to_string()).collect();
+        match servers.iter().find(|s| {
+            s.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            Some(bad) => Err(RuntimeError::NotHostPort { entry: bad.clone() }),
+            None => Ok(servers),
+        }
+    }
+
+    /// `servers` (`HOST:PORT` each), all expecting `token`, each trusted on first use: its
+    /// certificate is pinned in the known-servers file `known_servers` under the `HOST:PORT`
+    /// given, and must match there later ([`ServerTrust::KnownServers`]).
+    pub fn pinned(servers: Vec<String>, token: &Token, known_servers: &Path) -> Servers {
+        Servers::new(
+            servers
+                .into_iter()
+                .map(|server| {
+                    ClientConfig::new(
+                        server,
+                        ServerTrust::KnownServers(known_servers.to_path_buf()),
+                        token.clone(),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// The client settings as given, one per server or name.
@@ -199,6 +234,19 @@ pub(crate) fn pick(values: &[f64], tolerance: f64, turn: usize) -> Option<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_takes_one_server_or_several() {
+        assert_eq!(Servers::parse_list("a:1").expect("one"), ["a:1"]);
+        assert_eq!(
+            Servers::parse_list("a:1, 10.0.0.2:4433,[::1]:9").expect("three"),
+            ["a:1", "10.0.0.2:4433", "[::1]:9"]
+        );
+        for bad in ["", "a:1,", "a", "a:port", ":1", "a:1,,b:2"] {
+            let err = Servers::parse_list(bad).expect_err(bad).to_string();
+            assert!(err.contains("HOST:PORT"), "{err}");
+        }
+    }
 
     #[test]
     fn equal_servers_take_turns_and_a_cheaper_one_wins() {
