@@ -11,7 +11,9 @@ use tracing::info;
 use crate::auth::Token;
 use crate::estimator::{EstimatorConfig, EstimatorError, LinkEstimate, LinkEstimator};
 use crate::frame::{self, FrameError};
-use crate::identity::{Fingerprint, IdentityError, KnownServers, PinVerifier, load_ca_file};
+use crate::identity::{
+    Fingerprint, IdentityError, KnownServers, PinVerifier, first_use_turn, load_ca_file,
+};
 use crate::limits::Limits;
 use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
@@ -115,7 +117,8 @@ pub enum ClientError {
         "the server at {server} presented certificate {found}, but {known_servers} pins {expected}. \
          If the server's key was changed on purpose, confirm the new fingerprint with its operator \
          (the server prints it at start-up), delete the line for {server} from {known_servers} and \
-         connect again to pin the new key. Otherwise someone may be intercepting the connection."
+         connect again to pin the new key (every server behind one name must present the same key). \
+         Otherwise someone may be intercepting the connection."
     )]
     FingerprintChanged {
         /// `host:port`.
@@ -580,6 +583,8 @@ async fn establish(
         .map_err(IdentityError::from)?;
     let mut known = None;
     let mut pin = None;
+    // This connection's turn to pin the name on first use, held until it has pinned.
+    let mut first_use = None;
     let (tls, server_name) = match &config.trust {
         ServerTrust::CaFile(path) => {
             let roots = load_ca_file(path)?;
@@ -593,7 +598,20 @@ async fn establish(
             )
         }
         ServerTrust::KnownServers(path) => {
-            let list = KnownServers::load(path)?;
+            let mut list = KnownServers::load(path)?;
+            if list.get(&config.server).is_none() {
+                let turn = tokio::time::timeout(
+                    config.connect_timeout,
+                    first_use_turn(path, &config.server),
+                )
+                .await
+                .map_err(|_| ClientError::Timeout("waiting for the first pin of the name"))?;
+                // Another connection to the name may have pinned it while this one waited.
+                list = KnownServers::load(path)?;
+                if list.get(&config.server).is_none() {
+                    first_use = Some(turn);
+                }
+            }
             let verifier = Arc::new(PinVerifier::new(list.get(&config.server), provider));
             known = Some(list);
             pin = Some(verifier.clone());
@@ -696,6 +714,7 @@ async fn establish(
         info!(server = %config.server, fingerprint = %found, file = %list.path().display(),
               "pinned new server on first use");
     }
+    drop(first_use);
     let welcome = tokio::time::timeout(config.connect_timeout, hello(config, &conn))
         .await
         .map_err(|_| ClientError::Timeout("hello"))??;
