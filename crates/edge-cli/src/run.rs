@@ -247,7 +247,11 @@ enum RunInput {
 struct RunReport {
     model: String,
     backend: &'static str,
-    server: String,
+    /// The servers given to --connect.
+    connect: String,
+    /// The server that answered (`name (address)` for one given by name); null when the
+    /// request ran on this device only.
+    server: Option<String>,
     input: InputReport,
     costs: CostsReport,
     split: String,
@@ -409,7 +413,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let report = RunReport {
         model: session.model().net().name().to_string(),
         backend: args.backend.backend.name(),
-        server: args.connect.server().to_string(),
+        connect: args.connect.server().to_string(),
+        server: outcome.server.clone(),
         input: InputReport {
             source: input_source,
             shape: input_shape,
@@ -484,7 +489,11 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
     let graph = &outcome.graph;
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
-        report.model, report.backend, report.server
+        report.model, report.backend, report.connect
+    );
+    out += &format!(
+        "answered by: {}\n",
+        report.server.as_deref().unwrap_or("no cloud server (ran on this device)")
     );
     out += &format!(
         "input: {} {}\n",
