@@ -493,7 +493,10 @@ fn render(report: &RunReport, outcome: &Outcome) -> Result<String> {
     );
     out += &format!(
         "answered by: {}\n",
-        report.server.as_deref().unwrap_or("no cloud server (ran on this device)")
+        report
+            .server
+            .as_deref()
+            .unwrap_or("no cloud server (ran on this device)")
     );
     out += &format!(
         "input: {} {}\n",

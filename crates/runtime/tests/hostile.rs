@@ -515,6 +515,85 @@ async fn a_connection_that_sends_more_than_its_budget_is_told_busy() {
     cloud.stop().await;
 }
 
+/// A greedy host (127.0.0.10) opens six connections, each filling its 16 MiB budget with
+/// frames that never finish, 96 MiB in all against a 64 MiB server budget, while another host
+/// (127.0.0.1) is connected: the greedy host holds at most its share (half), and the other is
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greedy_host_holds_at_most_its_share_and_another_host_is_served() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cloud, hash) = cloud_with(dir.path(), |c| {
+        short_deadlines(c);
+        // The greedy frames stay held while the other host is served.
+        c.frame_timeout = Duration::from_secs(10);
+        c.limits.max_frame_bytes = 8 << 20;
+        c.connection_budget = 16 << 20;
+        c.memory_budget = 64 << 20;
+    })
+    .await;
+    let share = (64u64 << 20) / 2;
+    let bound = MemoryBound::new(256 * MIB);
+    // The other host is connected before the attack (an edge between requests).
+    let waiting = attacker(&cloud, dir.path()).await;
+    let mut greedy = Vec::new();
+    let mut streams = Vec::new();
+    let chunk = vec![0u8; MIB];
+    for _ in 0..6 {
+        let mut config = client_config(&cloud, dir.path());
+        config.connect_timeout = Duration::from_secs(10);
+        config.local_address = Some("127.0.0.10".parse().expect("address"));
+        let client = Client::connect(config)
+            .await
+            .expect("the greedy host connects");
+        for _ in 0..16 {
+            let (mut send, recv) = client.open_stream().await.expect("a stream");
+            send.write_all(&(8u32 << 20).to_be_bytes())
+                .await
+                .expect("header");
+            // The server may stop the stream once a budget refuses it.
+            let _ = send.write_all(&chunk).await;
+            streams.push((send, recv));
+        }
+        greedy.push(client);
+    }
+    wait_for(
+        "the greedy host fills its share",
+        Duration::from_secs(20),
+        || cloud.memory.used() >= share - (2 << 20),
+    )
+    .await;
+    served(
+        &cloud,
+        dir.path(),
+        &hash,
+        "while the greedy host holds its share",
+    )
+    .await;
+    let mut busy = 0;
+    for (_, recv) in streams.iter_mut() {
+        if code_of(&reply_on(recv).await) == Some(ErrorCode::Busy) {
+            busy += 1;
+        }
+    }
+    let peak = cloud.memory.peak();
+    eprintln!(
+        "host shares: the greedy host was told busy on {busy} of 96 streams; server peak {peak} bytes for a 64 MiB budget, {share} bytes per host; process allocation grew by at most {} MiB",
+        bound.peak_growth() / MIB
+    );
+    assert!(
+        busy > 0,
+        "the share refused some of the greedy host's streams"
+    );
+    // The greedy host's share, plus the other host's one small request.
+    assert!(peak <= share + MIB as u64, "{peak} bytes");
+    drop(streams);
+    drop(greedy);
+    drop(waiting);
+    drop(bound);
+    cloud.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attack 3: probe flood with unread replies.
 

@@ -1,7 +1,7 @@
 //! The edge side: connects, pins or verifies the server, authenticates, sends requests and
 //! keeps the link estimate up to date from every transfer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -48,6 +48,9 @@ pub struct ClientConfig {
     /// of a pool whose name resolves to several addresses. Default: none (resolve `server`
     /// and take its first address).
     pub address: Option<SocketAddr>,
+    /// The local address to send from, on a machine with several. Default: none (any address
+    /// of the server's family).
+    pub local_address: Option<IpAddr>,
     /// Name checked against the certificate in [`ServerTrust::CaFile`] mode; defaults to the
     /// host part of `server`. Ignored when pinning.
     pub server_name: Option<String>,
@@ -80,6 +83,7 @@ impl ClientConfig {
         ClientConfig {
             server: server.into(),
             address: None,
+            local_address: None,
             server_name: None,
             trust,
             token,
@@ -239,11 +243,12 @@ impl Client {
             Some(addr) => addr,
             None => resolve(&config.server).await?,
         };
-        let bind: SocketAddr = if addr.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
+        let any = if addr.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
         } else {
-            SocketAddr::from(([0u16; 8], 0))
+            IpAddr::from([0u16; 8])
         };
+        let bind = SocketAddr::new(config.local_address.unwrap_or(any), 0);
         let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
             server: config.server.clone(),
             reason: format!("cannot open a UDP socket: {e}"),
