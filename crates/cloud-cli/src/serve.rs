@@ -103,7 +103,8 @@ pub struct LimitArgs {
     connection_memory_mib: u64,
     /// The share of --memory-mib one host (an address; IPv6: one /64) may hold over all its
     /// connections while another host is connected, in (0, 1]; past it that host is answered
-    /// "busy". A host alone may use it all. Protects other hosts from one greedy host.
+    /// "busy". A host alone may hold all but one connection's memory, so the next host is
+    /// served at once. Protects other hosts from one greedy host.
     #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
     host_share: f64,
     /// Authenticated clients served at once; more are told the server is busy. Protects

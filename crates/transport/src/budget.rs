@@ -225,12 +225,15 @@ impl Drop for Reservation {
 /// The server's budget shared among peer hosts (an IPv4 address, or an IPv6 /64): each host's
 /// connections draw on one budget of the host's, a child of the server's. While more than one
 /// host is connected, a host may hold at most its share of the server's budget, so that one
-/// host cannot take all of it and starve the others (it is told `Busy` beyond its share); a
-/// host alone may use all of it. A host over its share when another connects keeps what it
-/// holds, and is refused until it has given enough back (frames and requests have deadlines).
+/// host cannot take all of it and starve the others (it is told `Busy` beyond its share). A
+/// host alone may hold more, but not all: room is left for a host that connects later to be
+/// served at once. A host over its share when another connects keeps what it holds, and is
+/// refused until it has given enough back (frames and requests have deadlines).
 #[derive(Debug)]
 pub(crate) struct HostShares {
     server: MemoryBudget,
+    /// A host's cap while it is the only one connected.
+    alone_cap: u64,
     /// A host's cap while other hosts are connected.
     share_cap: u64,
     /// Host budgets alive now.
@@ -240,10 +243,12 @@ pub(crate) struct HostShares {
 }
 
 impl HostShares {
-    /// Shares of `server` of `share_cap` bytes per host while several are connected.
-    pub(crate) fn new(server: MemoryBudget, share_cap: u64) -> Self {
+    /// Shares of `server`: `alone_cap` bytes for a host alone, `share_cap` per host while
+    /// several are connected.
+    pub(crate) fn new(server: MemoryBudget, alone_cap: u64, share_cap: u64) -> Self {
         HostShares {
             server,
+            alone_cap,
             share_cap,
             alive: Arc::default(),
             hosts: Mutex::default(),
@@ -264,7 +269,7 @@ impl HostShares {
             alive: self.alive.clone(),
             crowded_cap: self.share_cap,
         };
-        let budget = self.server.child_in("host", self.server.cap(), Some(crowd));
+        let budget = self.server.child_in("host", self.alone_cap, Some(crowd));
         hosts.insert(key, Arc::downgrade(&budget.account));
         budget
     }
@@ -298,7 +303,7 @@ mod tests {
     #[test]
     fn a_host_holds_at_most_its_share_while_another_is_connected() {
         let server = MemoryBudget::new("server", 100);
-        let shares = HostShares::new(server.clone(), 50);
+        let shares = HostShares::new(server.clone(), 100, 50);
         let greedy: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
         let other: std::net::IpAddr = "10.0.0.2".parse().expect("ip");
         // Alone, a host may take everything, over several connections.

@@ -25,7 +25,8 @@
 //! - **Fair shares among hosts.** While more than one peer host (an address, or a /64 for
 //!   IPv6) is connected, one host's connections together hold at most
 //!   [`ServerConfig::host_share`] of the memory budget, so that a greedy host cannot starve
-//!   the others; a host alone may use all of it.
+//!   the others; a host alone may hold all but one connection's budget, so that the next
+//!   host to connect is served at once.
 //! - **Deadlines.** A frame must arrive within [`ServerConfig::frame_timeout`], a request must
 //!   finish within [`ServerConfig::request_timeout`] and a reply must be taken by the client
 //!   within [`ServerConfig::reply_timeout`]; probe replies are capped at
@@ -158,8 +159,9 @@ pub struct ServerConfig {
     pub connection_budget: u64,
     /// The share of `memory_budget` that one peer host (an IPv4 address, or an IPv6 /64) may
     /// hold, over all its connections, while another host is connected; beyond it the host
-    /// is told `Busy`. A host alone may use the whole budget. Never less than one
-    /// connection's budget. In (0, 1]; 1 turns the shares off. Default 0.5.
+    /// is told `Busy`. Never less than one connection's budget. A host alone may hold all but
+    /// one connection's budget (at least its share), so that a host that connects later is
+    /// served at once. In (0, 1]; 1 turns the shares off. Default 0.5.
     pub host_share: f64,
     /// Largest probe reply payload sent, bytes. Default 4 MiB.
     pub max_probe_reply_bytes: u32,
@@ -239,6 +241,15 @@ impl ServerConfig {
     fn host_share_bytes(&self) -> u64 {
         let share = (self.memory_budget as f64 * self.host_share) as u64;
         share.clamp(self.connection_budget, self.memory_budget)
+    }
+
+    /// The bytes one host may hold while it is the only one connected: all but one
+    /// connection's budget, so that a host that connects later is served at once (at least
+    /// its share).
+    fn host_alone_bytes(&self) -> u64 {
+        self.memory_budget
+            .saturating_sub(self.connection_budget)
+            .max(self.host_share_bytes())
     }
 }
 
@@ -327,7 +338,11 @@ impl<H: Handler> Server<H> {
     pub fn bind(config: ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
         config.check()?;
         let memory = MemoryBudget::new("server", config.memory_budget);
-        let hosts = HostShares::new(memory.clone(), config.host_share_bytes());
+        let hosts = HostShares::new(
+            memory.clone(),
+            config.host_alone_bytes(),
+            config.host_share_bytes(),
+        );
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -734,9 +749,15 @@ mod tests {
             Token::generate().expect("token"),
         );
         assert_eq!(config.host_share_bytes(), DEFAULT_MEMORY_BUDGET / 2);
+        assert_eq!(
+            config.host_alone_bytes(),
+            DEFAULT_MEMORY_BUDGET - DEFAULT_CONNECTION_BUDGET
+        );
         config.host_share = 0.01;
         assert!(config.check().is_ok());
         assert_eq!(config.host_share_bytes(), DEFAULT_CONNECTION_BUDGET);
+        config.connection_budget = DEFAULT_MEMORY_BUDGET;
+        assert_eq!(config.host_alone_bytes(), DEFAULT_MEMORY_BUDGET);
         for share in [0.0, -0.5, 1.5, f64::NAN] {
             config.host_share = share;
             let err = config.check().expect_err("not a share").to_string();
