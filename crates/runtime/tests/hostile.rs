@@ -5,7 +5,10 @@
 //! 1. slot exhaustion before authentication (connections that finish TLS and never say hello);
 //! 2. header-only drip (streams that announce ~64 MiB frames and send little or nothing);
 //! 3. probe flood (probes asking for the largest reply, replies never read);
-//! 4. decode amplification (a frame of millions of empty node ids, or of empty tensors).
+//! 4. decode amplification (a frame of millions of empty node ids, or of empty tensors);
+//!
+//! and one host with the token that opens many connections to take the whole memory budget,
+//! against another host's share.
 //!
 //! Each test bounds the whole process's memory with a counting global allocator ([`cap`]): an
 //! allocation past the stated bound fails, which aborts the test binary (the server "killed

@@ -549,7 +549,8 @@ impl EdgeSession {
     /// handshake) is not fatal: the session uses the other servers, or finishes requests
     /// locally, and keeps trying it in the background; the reason comes back as a warning to
     /// show the user. A refusal (wrong token, changed certificate, other weights, a model the
-    /// server lacks) or an address that does not resolve stops that server's use for good: a
+    /// server lacks) stops that server's use for good, and a name that does not resolve is
+    /// only looked up again while the session runs ([`EdgeConfig::resolve_interval`]): a
     /// warning while another server is usable or may come up, else an error, since waiting
     /// would not fix it. Several warnings come back joined by `; `.
     pub async fn connect_or_run_locally(
