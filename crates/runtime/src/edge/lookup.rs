@@ -4,7 +4,7 @@
 //! Lookups are due per name: every [`crate::EdgeConfig::resolve_interval`], and sooner (after
 //! the first reconnect delay) while every server of the name is down. The session checks at
 //! each request; due lookups run in the background, one name after another, each within
-//! [`LOOKUP_TIMEOUT`], and their answers are applied at the next request, so a request never
+//! [`LOOKUP_TIMEOUT`](super::pool::LOOKUP_TIMEOUT), and their answers are applied at the next request, so a request never
 //! waits for the resolver.
 
 use std::net::SocketAddr;
@@ -14,9 +14,6 @@ use tokio::task::JoinHandle;
 use transport::ClientError;
 
 use super::pool::Servers;
-
-/// Longest wait for one name's lookup.
-pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The addresses each name looked up stands for now, or why the lookup failed, by the name's
 /// index in [`Servers::configs`].
@@ -82,14 +79,7 @@ impl Lookups {
         self.running = Some(tokio::spawn(async move {
             let mut found = Vec::with_capacity(due.len());
             for origin in due {
-                let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, servers.addresses(origin));
-                let result = lookup.await.unwrap_or_else(|_| {
-                    Err(ClientError::Resolve {
-                        server: servers.configs()[origin].server.clone(),
-                        reason: format!("no answer within {LOOKUP_TIMEOUT:?}"),
-                    })
-                });
-                found.push((origin, result));
+                found.push((origin, servers.addresses(origin).await));
             }
             found
         }));

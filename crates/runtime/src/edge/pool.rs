@@ -12,12 +12,16 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use transport::{ClientConfig, ClientError};
 
 use super::connection::CloudLink;
 use super::inputs::WaitEstimate;
 use super::published::ServerCosts;
+
+/// Longest wait for one name's lookup.
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The addresses a name resolves to, or why it does not resolve.
 pub type Lookup = Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, String>> + Send>>;
@@ -141,7 +145,7 @@ impl Servers {
     }
 
     /// The addresses the settings at `origin` reach: their own address when set, else every
-    /// address their server name resolves to (none is an error).
+    /// address their server name resolves to within [`LOOKUP_TIMEOUT`] (none is an error).
     pub(crate) async fn addresses(&self, origin: usize) -> Result<Vec<SocketAddr>, ClientError> {
         let config = &self.configs[origin];
         if let Some(addr) = config.address {
@@ -151,10 +155,10 @@ impl Servers {
             server: config.server.clone(),
             reason,
         };
-        let mut addrs = self
-            .resolver
-            .lookup(&config.server)
+        let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, self.resolver.lookup(&config.server));
+        let mut addrs = lookup
             .await
+            .map_err(|_| resolve_err(format!("no answer within {LOOKUP_TIMEOUT:?}")))?
             .map_err(resolve_err)?;
         let mut seen = Vec::with_capacity(addrs.len());
         addrs.retain(|a| {
