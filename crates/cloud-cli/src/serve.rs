@@ -101,6 +101,12 @@ pub struct LimitArgs {
     /// clients from one that opens many streams or leaves its replies unread.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     connection_memory_mib: u64,
+    /// The share of --memory-mib one host (an address; IPv6: one /64) may hold over all its
+    /// connections while another host is connected, in (0, 1]; past it that host is answered
+    /// "busy". A host alone may hold all but one connection's memory, so the next host is
+    /// served at once. Protects other hosts from one greedy host.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
+    host_share: f64,
     /// Authenticated clients served at once; more are told the server is busy. Protects
     /// threads and memory from more clients than the machine can serve.
     #[arg(long, value_name = "N", default_value_t = 1024)]
@@ -150,6 +156,7 @@ impl LimitArgs {
             .context("--max-frame-mib must be between 1 and 4095")?;
         config.memory_budget = self.memory_mib.saturating_mul(1 << 20);
         config.connection_budget = self.connection_memory_mib.saturating_mul(1 << 20);
+        config.host_share = self.host_share;
         config.max_connections = self.max_clients;
         config.max_unauthenticated = self.max_authenticating;
         config.max_unauthenticated_per_address = self.max_authenticating_per_address;
@@ -248,11 +255,12 @@ async fn run(args: &ServeArgs) -> Result<String> {
         args.backend.backend, args.workers, args.queue, args.batch_max, args.batch_wait_ms
     );
     println!(
-        "limits: frames {} MiB, batch {}, memory {} MiB ({} MiB per connection), {} clients, {} authenticating ({} per address, {} s)",
+        "limits: frames {} MiB, batch {}, memory {} MiB ({} MiB per connection, {} per host while others are connected), {} clients, {} authenticating ({} per address, {} s)",
         args.limits.max_frame_mib,
         args.max_batch,
         args.limits.memory_mib,
         args.limits.connection_memory_mib,
+        args.limits.host_share,
         args.limits.max_clients,
         args.limits.max_authenticating,
         args.limits.max_authenticating_per_address,

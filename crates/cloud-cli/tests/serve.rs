@@ -204,6 +204,7 @@ fn the_limits_are_flags_that_say_what_they_protect_against() {
         "--max-frame-mib",
         "--memory-mib",
         "--connection-memory-mib",
+        "--host-share",
         "--max-clients",
         "--max-authenticating",
         "--max-authenticating-per-address",

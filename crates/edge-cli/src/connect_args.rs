@@ -16,8 +16,9 @@ pub const TOKEN_FILE_ENV: &str = "CUTPOINT_TOKEN_FILE";
 pub struct ConnectArgs {
     /// The cloud server as HOST:PORT (`cutpoint-cloud serve` listens on UDP port 4433), or
     /// several separated by commas. A host name stands for every address it resolves to (a
-    /// pool behind one DNS name); each request goes to the server that plans cheapest, and to
-    /// the next when one fails.
+    /// pool behind one DNS name), looked up again every 30 s while the command runs, sooner
+    /// when all its servers are down; each request goes to the server that plans cheapest,
+    /// and to the next when one fails.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
     connect: String,
     /// File holding the servers' token (`cutpoint-cloud serve` prints its path at start-up)

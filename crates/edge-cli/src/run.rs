@@ -218,7 +218,11 @@ pub fn load(net: Net, source: &WeightsSource, backend: Backend) -> Result<Loaded
 struct RunReport {
     model: String,
     backend: &'static str,
+    /// The servers given to --connect.
     server: String,
+    /// The server that answered (`name (address)` for one given by name); null when the
+    /// request ran on this device only.
+    answered_by: Option<String>,
     input: InputReport,
     costs: CostsReport,
     split: String,
@@ -290,6 +294,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         model: session.model().net().name().to_string(),
         backend: args.backend.backend.name(),
         server: args.connect.server().to_string(),
+        answered_by: outcome.server.clone(),
         input: input_report,
         costs: CostsReport::new(cost_source, &session),
         split: args.planning.split_name(),
@@ -312,6 +317,13 @@ fn render(report: &RunReport) -> String {
     let mut out = format!(
         "{} on {} with the cloud at {}\n",
         report.model, report.backend, report.server
+    );
+    out += &format!(
+        "answered by: {}\n",
+        report
+            .answered_by
+            .as_deref()
+            .unwrap_or("no cloud server (ran on this device)")
     );
     out += &format!("{}\n{}", report.input.line(), report.costs.lines());
     out += &report.outcome.render(&report.objective.line());

@@ -231,6 +231,11 @@ fn forced_cuts_give_the_local_output_for_a_chain_and_a_dag() {
             );
             assert_eq!(report["cut"]["kind"], kind, "{report}");
             assert_eq!(report["fallback"], Value::Null, "{report}");
+            let addr = setup.cloud.addr().to_string();
+            assert_eq!(report["server"], addr.as_str(), "{report}");
+            // Which server answered: none for a run on this device.
+            let answered = (kind != "edge-only").then_some(addr.as_str());
+            assert_eq!(report["answered_by"].as_str(), answered, "{report}");
             assert_eq!(report["output_shape"][0], 2);
             assert!(report.get("top5").is_none(), "seeded weights: no classes");
             let cloud_nodes = sorted_ids(&report["cut"]["cloud_nodes"]);
@@ -362,7 +367,9 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
     args.extend(setup.model_flags(false));
     args.extend(["--split".into(), "cloud".into()]);
     let text = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let answered = format!("answered by: {}\n", setup.cloud.addr());
     for needle in [
+        answered.as_str(),
         "link (measured): up ",
         "Mbit/s",
         "RTT ",

@@ -292,7 +292,9 @@ mod tests {
         assert!(images[0].data()[0] < images[1].data()[0]);
 
         std::fs::write(dir.path().join("c.jpg"), "not a JPEG").expect("write");
-        let err = read_images(dir.path()).expect_err("a broken file").to_string();
+        let err = read_images(dir.path())
+            .expect_err("a broken file")
+            .to_string();
         assert!(err.contains("c.jpg"), "{err}");
     }
 

@@ -69,8 +69,8 @@ pub use costs::{CostChoice, Costs};
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
 pub use dirs::UserDir;
 pub use edge::{
-    CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Measured, Outcome, Sent, Servers,
-    SplitMode, pattern_input,
+    CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Lookup, Measured, Outcome, Resolve,
+    Sent, Servers, SplitMode, SystemResolver, pattern_input,
 };
 pub use energy::{EnergyCounters, EnergySample, EnergyUnavailable, POWERCAP_ROOT};
 pub use error::RuntimeError;

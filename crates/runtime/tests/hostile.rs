@@ -5,7 +5,10 @@
 //! 1. slot exhaustion before authentication (connections that finish TLS and never say hello);
 //! 2. header-only drip (streams that announce ~64 MiB frames and send little or nothing);
 //! 3. probe flood (probes asking for the largest reply, replies never read);
-//! 4. decode amplification (a frame of millions of empty node ids, or of empty tensors).
+//! 4. decode amplification (a frame of millions of empty node ids, or of empty tensors);
+//!
+//! and one host with the token that opens many connections to take the whole memory budget,
+//! against another host's share.
 //!
 //! Each test bounds the whole process's memory with a counting global allocator ([`cap`]): an
 //! allocation past the stated bound fails, which aborts the test binary (the server "killed
@@ -512,6 +515,108 @@ async fn a_connection_that_sends_more_than_its_budget_is_told_busy() {
     assert!(peak <= 16 << 20, "{peak} bytes");
     drop(streams);
     drop(bound);
+    cloud.stop().await;
+}
+
+/// A connection from 127.0.0.10 (the greedy host) with `streams` streams, each announcing an
+/// 8 MiB frame and sending 1 MiB of it, never the rest.
+async fn greedy_connection(
+    cloud: &Cloud,
+    dir: &std::path::Path,
+    streams: usize,
+) -> (Client, Vec<(quinn::SendStream, quinn::RecvStream)>) {
+    let mut config = client_config(cloud, dir);
+    config.connect_timeout = Duration::from_secs(10);
+    config.local_address = Some("127.0.0.10".parse().expect("address"));
+    let client = Client::connect(config)
+        .await
+        .expect("the greedy host connects");
+    let chunk = vec![0u8; MIB];
+    let mut opened = Vec::new();
+    for _ in 0..streams {
+        let (mut send, recv) = client.open_stream().await.expect("a stream");
+        send.write_all(&(8u32 << 20).to_be_bytes())
+            .await
+            .expect("header");
+        // The server may stop the stream once a budget refuses it.
+        let _ = send.write_all(&chunk).await;
+        opened.push((send, recv));
+    }
+    (client, opened)
+}
+
+/// How many of `streams` were answered `Busy`.
+async fn busy_answers(streams: &mut [(quinn::SendStream, quinn::RecvStream)]) -> usize {
+    let mut busy = 0;
+    for (_, recv) in streams.iter_mut() {
+        if code_of(&reply_on(recv).await) == Some(ErrorCode::Busy) {
+            busy += 1;
+        }
+    }
+    busy
+}
+
+/// A greedy host (127.0.0.10) opens six connections, each filling its 16 MiB budget with
+/// frames that never finish: 96 MiB against a 64 MiB server budget. Alone, it holds at most
+/// all but one connection's budget (48 MiB), so another host (127.0.0.1) that connects then is
+/// served at once; while both are connected, the greedy host is refused everything new (it is
+/// over its share, half).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greedy_host_leaves_room_for_another_host_and_is_held_to_its_share() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cloud, hash) = cloud_with(dir.path(), |c| {
+        short_deadlines(c);
+        // The greedy frames stay held while the other host is served.
+        c.frame_timeout = Duration::from_secs(10);
+        c.limits.max_frame_bytes = 8 << 20;
+        c.connection_budget = 16 << 20;
+        c.memory_budget = 64 << 20;
+    })
+    .await;
+    let alone = (64u64 - 16) << 20;
+    let bound = MemoryBound::new(256 * MIB);
+    let mut greedy = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let (client, opened) = greedy_connection(&cloud, dir.path(), 16).await;
+        greedy.push(client);
+        streams.extend(opened);
+    }
+    wait_for(
+        "the greedy host fills its room",
+        Duration::from_secs(20),
+        || cloud.memory.used() >= alone - (2 << 20),
+    )
+    .await;
+    let held = cloud.memory.used();
+    // Another host connects and is served at once; it stays connected.
+    let other = attacker(&cloud, dir.path()).await;
+    served(
+        &cloud,
+        dir.path(),
+        &hash,
+        "while the greedy host holds its room",
+    )
+    .await;
+    // The greedy host, over its share, is refused every new frame.
+    let (client, mut refused) = greedy_connection(&cloud, dir.path(), 4).await;
+    greedy.push(client);
+    let busy_over_share = busy_answers(&mut refused).await;
+    let busy = busy_answers(&mut streams).await;
+    let peak = cloud.memory.peak();
+    eprintln!(
+        "host shares: the greedy host held {held} bytes alone (room {alone}), was told busy on {busy} of 96 streams and on {busy_over_share} of 4 opened over its share; server peak {peak} bytes for a 64 MiB budget; process allocation grew by at most {} MiB",
+        bound.peak_growth() / MIB
+    );
+    assert!(busy > 0, "the host's room refused some of its streams");
+    assert_eq!(
+        busy_over_share, 4,
+        "over its share, the greedy host gets nothing new"
+    );
+    // The greedy host's room, plus the other host's one small request.
+    assert!(peak <= alone + MIB as u64, "{peak} bytes");
+    drop((streams, refused, greedy, other, bound));
     cloud.stop().await;
 }
 

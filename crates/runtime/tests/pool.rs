@@ -1,9 +1,11 @@
 //! Several cloud servers on loopback: requests spread across them, survive the loss of one,
-//! and a server whose certificate changed is dropped alone.
+//! and a server whose certificate changed is dropped alone. A name's servers follow its
+//! records (a resolver the test controls) as they change, and its first pin is decided once.
 
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -11,7 +13,7 @@ use common::{
 };
 use models::{Net, relative_difference};
 use partition_core::Graph;
-use runtime::{CloudConfig, EdgeConfig, EdgeSession, Servers, SplitMode};
+use runtime::{CloudConfig, EdgeConfig, EdgeSession, Lookup, Resolve, Servers, SplitMode};
 use transport::{ClientConfig, ServerTrust, Token};
 
 /// Concurrent sessions in the runs below.
@@ -391,4 +393,190 @@ async fn a_name_stands_for_its_addresses_and_pins_under_the_name() {
         "{pins}"
     );
     cloud.stop().await;
+}
+
+/// The name the tests' resolver answers for.
+const POOL_NAME: &str = "pool.test:4433";
+
+/// A resolver whose answer for [`POOL_NAME`] the test sets, standing in for a DNS server
+/// whose records change as a pool scales.
+#[derive(Debug, Default)]
+struct Records(std::sync::Mutex<Vec<std::net::SocketAddr>>);
+
+impl Records {
+    /// [`POOL_NAME`] stands for `addrs` from now on.
+    fn set(&self, addrs: &[std::net::SocketAddr]) {
+        *self.0.lock().expect("records") = addrs.to_vec();
+    }
+}
+
+impl Resolve for Records {
+    fn lookup(&self, server: &str) -> Lookup {
+        let found = if server == POOL_NAME {
+            Ok(self.0.lock().expect("records").clone())
+        } else {
+            Err(format!("the test's resolver knows only {POOL_NAME}"))
+        };
+        Box::pin(async move { found })
+    }
+}
+
+/// [`POOL_NAME`] looked up by `records`, pinned in `known_servers`.
+fn named_pool(records: &Arc<Records>, known_servers: &Path, token: &Token) -> Servers {
+    let mut config = config_for("127.0.0.1:1".parse().expect("addr"), known_servers, token);
+    config.server = POOL_NAME.to_string();
+    Servers::new(vec![config]).with_resolver(records.clone())
+}
+
+/// How messages name the server at `addr` behind [`POOL_NAME`].
+fn member(addr: std::net::SocketAddr) -> String {
+    format!("{POOL_NAME} ({addr})")
+}
+
+/// Sends requests until one is served by `server` (at most `most`), checking each result;
+/// returns how many it took.
+async fn until_served_by(session: &mut EdgeSession, server: &str, most: u32) -> u32 {
+    let net = lenet();
+    let reference = load(&net, 0);
+    for seed in 0..most {
+        let outcome = session.infer(input(&net, 1, seed)).await.expect("ends");
+        let expected = local_forward(&reference, &input(&net, 1, seed));
+        assert!(relative_difference(&outcome.output, &expected) <= 1e-4);
+        if outcome.server.as_deref() == Some(server) {
+            return seed + 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no request served by {server} in {most}; servers {:?}, errors {:?}",
+        session.servers(),
+        session.server_errors()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_added_behind_the_name_is_used_and_one_removed_is_dropped() {
+    // Two servers of one pool: one identity and token (as from one Secret).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = start(dir.path(), CloudConfig::default(), &[]).await;
+    let second = start(dir.path(), CloudConfig::default(), &[]).await;
+    assert_eq!(first.fingerprint, second.fingerprint);
+    let token = Token::from_file(&dir.path().join("token")).expect("token");
+    let records = Arc::new(Records::default());
+    records.set(&[first.addr]);
+    let servers = named_pool(&records, &dir.path().join("known_servers"), &token);
+    let config = EdgeConfig {
+        resolve_interval: Duration::ZERO,
+        ..edge_config(SplitMode::CloudOnly)
+    };
+    let net = lenet();
+    let mut session = pool_session(&net, &servers, config).await;
+    assert_eq!(session.servers(), [member(first.addr)]);
+    assert_eq!(
+        until_served_by(&mut session, &member(first.addr), 1).await,
+        1
+    );
+
+    // The pool grows: the name now gives both. The new server joins and takes requests.
+    records.set(&[first.addr, second.addr]);
+    until_served_by(&mut session, &member(second.addr), 100).await;
+    assert!(second.server.stats().served > 0);
+    assert_eq!(session.servers(), [member(first.addr), member(second.addr)]);
+    let pins = std::fs::read_to_string(dir.path().join("known_servers")).expect("pins");
+    assert_eq!(pins.lines().count(), 1, "one pin, under the name: {pins}");
+
+    // The pool shrinks: the first server stops and leaves the name. Requests go to the
+    // second, and the first, no longer connected, is dropped.
+    records.set(&[second.addr]);
+    first.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while session.servers() != [member(second.addr)] {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped server was not dropped: {:?}",
+            session.servers()
+        );
+        let outcome = session.infer(input(&net, 1, 5)).await.expect("ends");
+        assert_eq!(outcome.fallback, None, "the second server answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_whose_servers_are_all_down_is_looked_up_again_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = start(dir.path(), CloudConfig::default(), &[]).await;
+    let token = Token::from_file(&dir.path().join("token")).expect("token");
+    let records = Arc::new(Records::default());
+    records.set(&[old.addr]);
+    let servers = named_pool(&records, &dir.path().join("known_servers"), &token);
+    // Never due by the interval: only the name's servers all being down looks it up again.
+    let config = EdgeConfig {
+        resolve_interval: Duration::from_secs(3600),
+        ..edge_config(SplitMode::CloudOnly)
+    };
+    let net = lenet();
+    let mut session = pool_session(&net, &servers, config).await;
+    assert_eq!(until_served_by(&mut session, &member(old.addr), 1).await, 1);
+
+    // The pod is rescheduled: the name moves to a new address.
+    let new = start(dir.path(), CloudConfig::default(), &[]).await;
+    records.set(&[new.addr]);
+    old.stop().await;
+    until_served_by(&mut session, &member(new.addr), 100).await;
+    assert!(new.server.stats().served > 0);
+    new.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_addresses_of_a_name_with_different_keys_pin_one_and_stop_the_other() {
+    let (dirs, clouds) = start_pool(2).await;
+    assert_ne!(clouds[0].fingerprint, clouds[1].fingerprint);
+    let token = Token::from_file(&dirs[0].path().join("token")).expect("token");
+    let known_servers = dirs[0].path().join("known_servers");
+    let records = Arc::new(Records::default());
+    records.set(&[clouds[0].addr, clouds[1].addr]);
+    let servers = named_pool(&records, &known_servers, &token);
+    let net = lenet();
+    let mut session = EdgeSession::new(
+        load(&net, 0),
+        pool_graph(&net),
+        edge_config(SplitMode::CloudOnly),
+    )
+    .expect("session");
+    // Both addresses connect at once; the name is pinned to whichever is first.
+    let warning = session
+        .connect_or_run_locally(servers)
+        .await
+        .expect("one server is usable")
+        .expect("a warning about the other");
+    let pins = std::fs::read_to_string(&known_servers).expect("pinned");
+    let lines: Vec<&str> = pins.lines().collect();
+    assert_eq!(lines.len(), 1, "the name is pinned once: {pins}");
+    let pinned = clouds
+        .iter()
+        .position(|c| lines[0] == format!("{POOL_NAME} {}", c.fingerprint))
+        .expect("pinned to one of the two");
+    let (winner, loser) = (&clouds[pinned], &clouds[1 - pinned]);
+    // The other is stopped with a message naming it and the certificate it presented.
+    let presented = format!("presented certificate {}", loser.fingerprint);
+    assert!(warning.contains(&member(loser.addr)), "{warning}");
+    assert!(warning.contains(&presented), "{warning}");
+    let errors = session.server_errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (server, error) = &errors[0];
+    assert_eq!(server, &member(loser.addr));
+    assert!(error.contains(&presented), "{error}");
+    assert!(error.contains(&winner.fingerprint.to_string()), "{error}");
+    for _ in 0..4 {
+        assert_eq!(
+            until_served_by(&mut session, &member(winner.addr), 1).await,
+            1
+        );
+    }
+    assert_eq!(loser.server.stats().served, 0);
+    for cloud in clouds {
+        cloud.stop().await;
+    }
 }

@@ -1,7 +1,7 @@
 //! The edge side: connects, pins or verifies the server, authenticates, sends requests and
 //! keeps the link estimate up to date from every transfer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -11,7 +11,9 @@ use tracing::info;
 use crate::auth::Token;
 use crate::estimator::{EstimatorConfig, EstimatorError, LinkEstimate, LinkEstimator};
 use crate::frame::{self, FrameError};
-use crate::identity::{Fingerprint, IdentityError, KnownServers, PinVerifier, load_ca_file};
+use crate::identity::{
+    Fingerprint, IdentityError, KnownServers, PinVerifier, first_use_turn, load_ca_file,
+};
 use crate::limits::Limits;
 use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
@@ -46,6 +48,9 @@ pub struct ClientConfig {
     /// of a pool whose name resolves to several addresses. Default: none (resolve `server`
     /// and take its first address).
     pub address: Option<SocketAddr>,
+    /// The local address to send from, on a machine with several. Default: none (any address
+    /// of the server's family).
+    pub local_address: Option<IpAddr>,
     /// Name checked against the certificate in [`ServerTrust::CaFile`] mode; defaults to the
     /// host part of `server`. Ignored when pinning.
     pub server_name: Option<String>,
@@ -78,6 +83,7 @@ impl ClientConfig {
         ClientConfig {
             server: server.into(),
             address: None,
+            local_address: None,
             server_name: None,
             trust,
             token,
@@ -115,7 +121,8 @@ pub enum ClientError {
         "the server at {server} presented certificate {found}, but {known_servers} pins {expected}. \
          If the server's key was changed on purpose, confirm the new fingerprint with its operator \
          (the server prints it at start-up), delete the line for {server} from {known_servers} and \
-         connect again to pin the new key. Otherwise someone may be intercepting the connection."
+         connect again to pin the new key (every server behind one name must present the same key). \
+         Otherwise someone may be intercepting the connection."
     )]
     FingerprintChanged {
         /// `host:port`.
@@ -236,11 +243,12 @@ impl Client {
             Some(addr) => addr,
             None => resolve(&config.server).await?,
         };
-        let bind: SocketAddr = if addr.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
+        let any = if addr.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
         } else {
-            SocketAddr::from(([0u16; 8], 0))
+            IpAddr::from([0u16; 8])
         };
+        let bind = SocketAddr::new(config.local_address.unwrap_or(any), 0);
         let endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect {
             server: config.server.clone(),
             reason: format!("cannot open a UDP socket: {e}"),
@@ -580,6 +588,8 @@ async fn establish(
         .map_err(IdentityError::from)?;
     let mut known = None;
     let mut pin = None;
+    // This connection's turn to pin the name on first use, held until it has pinned.
+    let mut first_use = None;
     let (tls, server_name) = match &config.trust {
         ServerTrust::CaFile(path) => {
             let roots = load_ca_file(path)?;
@@ -593,7 +603,20 @@ async fn establish(
             )
         }
         ServerTrust::KnownServers(path) => {
-            let list = KnownServers::load(path)?;
+            let mut list = KnownServers::load(path)?;
+            if list.get(&config.server).is_none() {
+                let turn = tokio::time::timeout(
+                    config.connect_timeout,
+                    first_use_turn(path, &config.server),
+                )
+                .await
+                .map_err(|_| ClientError::Timeout("waiting for the first pin of the name"))?;
+                // Another connection to the name may have pinned it while this one waited.
+                list = KnownServers::load(path)?;
+                if list.get(&config.server).is_none() {
+                    first_use = Some(turn);
+                }
+            }
             let verifier = Arc::new(PinVerifier::new(list.get(&config.server), provider));
             known = Some(list);
             pin = Some(verifier.clone());
@@ -696,6 +719,7 @@ async fn establish(
         info!(server = %config.server, fingerprint = %found, file = %list.path().display(),
               "pinned new server on first use");
     }
+    drop(first_use);
     let welcome = tokio::time::timeout(config.connect_timeout, hello(config, &conn))
         .await
         .map_err(|_| ClientError::Timeout("hello"))??;

@@ -1,9 +1,10 @@
 //! TLS identities and trust: the server's certificate, its SHA-256 fingerprint, the client's
 //! known-servers file (trust on first use, as ssh does) and CA files.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -272,10 +273,37 @@ impl KnownServers {
             .create(true)
             .open(&self.path)
             .map_err(io_err(&self.path))?;
-        writeln!(file, "{host} {fingerprint}").map_err(io_err(&self.path))?;
+        // One write of the whole line: a reader of the file (another connection checking its
+        // pin) never sees half of it.
+        file.write_all(format!("{host} {fingerprint}\n").as_bytes())
+            .map_err(io_err(&self.path))?;
         self.entries.push((host.to_owned(), fingerprint));
         Ok(())
     }
+}
+
+/// One lock per known-servers file and name not pinned yet: see [`first_use_turn`].
+type FirstUseLocks = HashMap<(PathBuf, String), Arc<tokio::sync::Mutex<()>>>;
+
+static FIRST_USE: LazyLock<Mutex<FirstUseLocks>> = LazyLock::new(Mutex::default);
+
+/// Waits for this connection's turn to pin `host` in the known-servers file at `path`, and
+/// holds it while the guard lives. Connections to a name that has no pin yet (the addresses
+/// of one pool name, connecting together) take turns, so that the first pin is decided once:
+/// each connection after the first finds the pin and is checked against it. Turns are taken
+/// within this process only.
+pub(crate) async fn first_use_turn(path: &Path, host: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = {
+        let mut locks = FIRST_USE.lock().unwrap_or_else(PoisonError::into_inner);
+        // Locks nobody holds or waits for are dropped, so the map stays as small as the
+        // names being pinned now.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks
+            .entry((path.to_owned(), host.to_owned()))
+            .or_default()
+            .clone()
+    };
+    lock.lock_owned().await
 }
 
 /// Loads the certificates of a PEM CA file into a root store.

@@ -19,9 +19,14 @@
 //!   room, however many strangers knock.
 //! - **Memory in bytes.** Every frame being read, every decoded request while it waits or runs
 //!   and every reply waiting to be sent is charged to its connection's budget
-//!   ([`ServerConfig::connection_budget`]) and the server's ([`ServerConfig::memory_budget`])
-//!   before it is allocated; the frame buffer grows only as bytes arrive. What does not fit is
-//!   answered `Busy`.
+//!   ([`ServerConfig::connection_budget`]), its host's and the server's
+//!   ([`ServerConfig::memory_budget`]) before it is allocated; the frame buffer grows only as
+//!   bytes arrive. What does not fit is answered `Busy`.
+//! - **Fair shares among hosts.** While more than one peer host (an address, or a /64 for
+//!   IPv6) is connected, one host's connections together hold at most
+//!   [`ServerConfig::host_share`] of the memory budget, so that a greedy host cannot starve
+//!   the others; a host alone may hold all but one connection's budget, so that the next
+//!   host to connect is served at once.
 //! - **Deadlines.** A frame must arrive within [`ServerConfig::frame_timeout`], a request must
 //!   finish within [`ServerConfig::request_timeout`] and a reply must be taken by the client
 //!   within [`ServerConfig::reply_timeout`]; probe replies are capped at
@@ -39,7 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::auth::Token;
-use crate::budget::{MemoryBudget, OverBudget, Reservation};
+use crate::budget::{HostShares, MemoryBudget, OverBudget, Reservation};
 use crate::frame::{self, FrameError, FrameStats};
 use crate::identity::{Fingerprint, IdentityError, ServerIdentity};
 use crate::limits::Limits;
@@ -152,6 +157,12 @@ pub struct ServerConfig {
     /// Bytes one connection may hold of the above; it must hold a largest frame twice (the
     /// bytes and the decoded request). Default 256 MiB.
     pub connection_budget: u64,
+    /// The share of `memory_budget` that one peer host (an IPv4 address, or an IPv6 /64) may
+    /// hold, over all its connections, while another host is connected; beyond it the host
+    /// is told `Busy`. Never less than one connection's budget. A host alone may hold all but
+    /// one connection's budget (at least its share), so that a host that connects later is
+    /// served at once. In (0, 1]; 1 turns the shares off. Default 0.5.
+    pub host_share: f64,
     /// Largest probe reply payload sent, bytes. Default 4 MiB.
     pub max_probe_reply_bytes: u32,
 }
@@ -160,6 +171,8 @@ pub struct ServerConfig {
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// The default per-connection memory budget: 256 MiB.
 pub const DEFAULT_CONNECTION_BUDGET: u64 = 256 << 20;
+/// The default share of the memory budget one host may hold while others are connected.
+pub const DEFAULT_HOST_SHARE: f64 = 0.5;
 /// The default probe reply cap: 4 MiB.
 pub const DEFAULT_MAX_PROBE_REPLY_BYTES: u32 = 4 << 20;
 
@@ -183,6 +196,7 @@ impl ServerConfig {
             reply_timeout: Duration::from_secs(60),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             connection_budget: DEFAULT_CONNECTION_BUDGET,
+            host_share: DEFAULT_HOST_SHARE,
             max_probe_reply_bytes: DEFAULT_MAX_PROBE_REPLY_BYTES,
         }
     }
@@ -207,6 +221,12 @@ impl ServerConfig {
                 self.connection_budget
             ));
         }
+        if !(self.host_share > 0.0 && self.host_share <= 1.0) {
+            return bad(format!(
+                "the host share {} is not a share of the memory budget in (0, 1]; 0.5 lets one host hold half while others are connected, 1 turns shares off",
+                self.host_share
+            ));
+        }
         if self.memory_budget < self.connection_budget {
             return bad(format!(
                 "the server's memory budget of {} bytes is smaller than one connection's ({}); raise it",
@@ -214,6 +234,22 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The bytes one host may hold while others are connected: its share of the memory
+    /// budget, but at least one connection's budget.
+    fn host_share_bytes(&self) -> u64 {
+        let share = (self.memory_budget as f64 * self.host_share) as u64;
+        share.clamp(self.connection_budget, self.memory_budget)
+    }
+
+    /// The bytes one host may hold while it is the only one connected: all but one
+    /// connection's budget, so that a host that connects later is served at once (at least
+    /// its share).
+    fn host_alone_bytes(&self) -> u64 {
+        self.memory_budget
+            .saturating_sub(self.connection_budget)
+            .max(self.host_share_bytes())
     }
 }
 
@@ -270,6 +306,8 @@ struct Shared<H> {
     /// Connections still in TLS or the hello.
     strangers: Arc<Strangers>,
     memory: MemoryBudget,
+    /// Each peer host's share of `memory`.
+    hosts: HostShares,
 }
 
 /// A bound server. Call [`Server::run`] to serve; [`Server::closer`] stops it.
@@ -299,6 +337,12 @@ impl<H: Handler> Server<H> {
     /// Binds the UDP socket. Must be called inside a Tokio runtime.
     pub fn bind(config: ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
         config.check()?;
+        let memory = MemoryBudget::new("server", config.memory_budget);
+        let hosts = HostShares::new(
+            memory.clone(),
+            config.host_alone_bytes(),
+            config.host_share_bytes(),
+        );
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -339,7 +383,8 @@ impl<H: Handler> Server<H> {
                     config.max_unauthenticated,
                     config.max_unauthenticated_per_address,
                 ),
-                memory: MemoryBudget::new("server", config.memory_budget),
+                memory,
+                hosts,
             }),
         })
     }
@@ -426,7 +471,8 @@ async fn serve_connection<H: Handler>(
     // Authenticated: the place among strangers goes to the next one.
     drop(knock);
     let _permit = permit;
-    let budget = shared.memory.child("connection", shared.connection_budget);
+    let host = shared.hosts.of(conn.remote_address().ip());
+    let budget = host.child("connection", shared.connection_budget);
     loop {
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let shared = shared.clone();
@@ -688,5 +734,34 @@ async fn dispatch<H: Handler>(
                 other.kind()
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_share_is_a_share_and_never_less_than_a_connection() {
+        let mut config = ServerConfig::new(
+            "127.0.0.1:0".parse().expect("address"),
+            ServerIdentity::self_signed().expect("identity"),
+            Token::generate().expect("token"),
+        );
+        assert_eq!(config.host_share_bytes(), DEFAULT_MEMORY_BUDGET / 2);
+        assert_eq!(
+            config.host_alone_bytes(),
+            DEFAULT_MEMORY_BUDGET - DEFAULT_CONNECTION_BUDGET
+        );
+        config.host_share = 0.01;
+        assert!(config.check().is_ok());
+        assert_eq!(config.host_share_bytes(), DEFAULT_CONNECTION_BUDGET);
+        config.connection_budget = DEFAULT_MEMORY_BUDGET;
+        assert_eq!(config.host_alone_bytes(), DEFAULT_MEMORY_BUDGET);
+        for share in [0.0, -0.5, 1.5, f64::NAN] {
+            config.host_share = share;
+            let err = config.check().expect_err("not a share").to_string();
+            assert!(err.contains("(0, 1]"), "{err}");
+        }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) struct Place {
 }
 
 /// The key an address counts under: the IPv4 address, or the IPv6 /64.
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn host_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
@@ -98,7 +98,7 @@ impl Strangers {
     /// Refused when `ip`'s address already holds its share. The second value says whether
     /// someone was evicted.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<(Place, bool), AddressFull> {
-        let key = key(ip);
+        let key = host_key(ip);
         let mut state = self.lock();
         if state.per_key.get(&key).copied().unwrap_or(0) >= self.per_address {
             return Err(AddressFull);

@@ -130,6 +130,68 @@ async fn changed_fingerprint_is_refused_with_instructions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_of_one_name_connecting_at_once_pin_it_once() {
+    // Two servers with different keys behind one name, three connections to each at once.
+    let first_dir = tempfile::tempdir().expect("temp dir");
+    let second_dir = tempfile::tempdir().expect("temp dir");
+    let first = start(first_dir.path()).await;
+    std::fs::copy(
+        first_dir.path().join("token"),
+        second_dir.path().join("token"),
+    )
+    .expect("token shared");
+    let second = start(second_dir.path()).await;
+    assert_ne!(first.fingerprint, second.fingerprint);
+    let known = first_dir.path().join("known_servers");
+    let name = "pool.test:4433";
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        for server in [&first, &second] {
+            let mut config = ClientConfig::new(
+                name,
+                ServerTrust::KnownServers(known.clone()),
+                token(first_dir.path()),
+            );
+            config.address = Some(server.addr);
+            attempts.push((server.fingerprint, tokio::spawn(Client::connect(config))));
+        }
+    }
+    let mut results = Vec::new();
+    for (fingerprint, attempt) in attempts {
+        results.push((fingerprint, attempt.await.expect("connect task")));
+    }
+    let pins = std::fs::read_to_string(&known).expect("pinned");
+    let lines: Vec<&str> = pins.lines().collect();
+    assert_eq!(lines.len(), 1, "one pin for the name: {pins}");
+    let pinned = [first.fingerprint, second.fingerprint]
+        .into_iter()
+        .find(|fp| lines[0] == format!("{name} {fp}"))
+        .expect("pinned to one of the two");
+    for (fingerprint, result) in results {
+        match result {
+            Ok(client) => {
+                assert_eq!(fingerprint, pinned, "only the pinned key connects");
+                client.close();
+            }
+            Err(ClientError::FingerprintChanged {
+                server,
+                expected,
+                found,
+                ..
+            }) => {
+                assert_eq!(
+                    (server.as_str(), expected, found),
+                    (name, pinned, fingerprint)
+                );
+            }
+            Err(other) => panic!("wrong error: {other}"),
+        }
+    }
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_file_trust_verifies_the_chain() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start(dir.path()).await;

@@ -87,6 +87,19 @@ impl CloudLink {
         (link, result)
     }
 
+    /// A link that starts connecting now, in the background (retrying as after a fault), and
+    /// is not usable until it has: for a server that joins a running session.
+    pub fn connect_later(config: ClientConfig, backoff: Backoff) -> CloudLink {
+        let mut link = CloudLink {
+            config,
+            backoff,
+            shared: Arc::new(Mutex::new(State::default())),
+            task: None,
+        };
+        link.mark_down("not connected yet".into(), Some(Duration::ZERO));
+        link
+    }
+
     /// The client when requests may use it. A connection found closed is marked down (and a
     /// reconnect starts) here.
     pub fn usable(&mut self) -> Option<(Arc<Client>, u64)> {
@@ -123,6 +136,13 @@ impl CloudLink {
     /// Marks the connection down after a fault, and reconnects in the background when
     /// `retry` is set (and no reconnect is running yet).
     pub fn down(&mut self, reason: String, retry: bool) {
+        self.mark_down(reason, retry.then_some(self.backoff.first));
+    }
+
+    /// Marks the connection down, and reconnects in the background after `first_attempt`
+    /// when given (and no reconnect is running yet).
+    fn mark_down(&mut self, reason: String, first_attempt: Option<Duration>) {
+        let retry = first_attempt.is_some();
         let start = {
             let mut state = lock(&self.shared);
             state.healthy = false;
@@ -135,6 +155,7 @@ impl CloudLink {
             self.task = Some(tokio::spawn(reconnect(
                 self.config.clone(),
                 self.backoff,
+                first_attempt.unwrap_or(self.backoff.first),
                 self.shared.clone(),
             )));
         }
@@ -152,9 +173,15 @@ impl Drop for CloudLink {
     }
 }
 
-/// Reconnects with exponential backoff until it succeeds or the server refuses us.
-async fn reconnect(config: ClientConfig, backoff: Backoff, shared: Arc<Mutex<State>>) {
-    let mut delay = backoff.first;
+/// Reconnects, the first attempt after `first_attempt`, then with exponential backoff, until
+/// it succeeds or the server refuses us.
+async fn reconnect(
+    config: ClientConfig,
+    backoff: Backoff,
+    first_attempt: Duration,
+    shared: Arc<Mutex<State>>,
+) {
+    let mut delay = first_attempt;
     loop {
         tokio::time::sleep(delay).await;
         let existing = lock(&shared).client.clone();
@@ -182,7 +209,7 @@ async fn reconnect(config: ClientConfig, backoff: Backoff, shared: Arc<Mutex<Sta
             Err(e) => {
                 debug!(server = %config.server, address = ?config.address, error = %e, ?delay, "reconnect failed; will retry");
                 state.last_error = Some(e.to_string());
-                delay = (delay * 2).min(backoff.max);
+                delay = (delay * 2).max(backoff.first).min(backoff.max);
             }
         }
     }

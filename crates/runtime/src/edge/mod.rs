@@ -3,6 +3,7 @@
 
 mod connection;
 mod inputs;
+mod lookup;
 mod outcome;
 mod planning;
 mod pool;
@@ -10,6 +11,7 @@ mod published;
 mod split;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,11 +34,12 @@ use crate::loaded::LoadedModel;
 use crate::wire::from_wire;
 use connection::{Backoff, CloudLink};
 use inputs::{WaitEstimate, planning_link};
+use lookup::Lookups;
 pub use outcome::{Measured, Outcome, Sent};
 pub use planning::INPUT_FILE_ID;
 use planning::{FileInput, PlanningGraph};
-pub use pool::Servers;
-use pool::{InFlight, Member};
+use pool::{InFlight, Member, Resolved};
+pub use pool::{Lookup, Resolve, Servers, SystemResolver};
 pub use published::CloudCostSource;
 use published::{CostCache, ServerCosts};
 pub use split::SplitMode;
@@ -72,6 +75,12 @@ pub struct EdgeConfig {
     pub reconnect_delay: Duration,
     /// Longest delay between reconnect attempts. Default 10 s.
     pub max_reconnect_delay: Duration,
+    /// How often the servers' names are looked up again, so that servers added behind a name
+    /// are used and servers gone from it (and not connected) are dropped. A name whose every
+    /// server is down is looked up again sooner, after `reconnect_delay`. Checked at each
+    /// request; the lookups run in the background. Zero looks up at every request. Default
+    /// 30 s.
+    pub resolve_interval: Duration,
     /// Half-life over which the cloud's last reported expected wait fades back to 0. Default
     /// 10 s.
     pub load_half_life: Duration,
@@ -108,6 +117,7 @@ impl Default for EdgeConfig {
             request_timeout: Duration::from_secs(30),
             reconnect_delay: Duration::from_millis(500),
             max_reconnect_delay: Duration::from_secs(10),
+            resolve_interval: Duration::from_secs(30),
             load_half_life: Duration::from_secs(10),
             edge_slowdown: 1.0,
             max_loss: Loss::Exact,
@@ -149,8 +159,13 @@ pub struct EdgeSession {
     last_placement: Option<Vec<bool>>,
     /// The CPU's energy counters, read around the edge's compute, or why there are none.
     energy: Result<EnergyCounters, EnergyUnavailable>,
-    /// The cloud servers, in the order given (names expanded to their addresses).
+    /// The cloud servers, in the order given (names expanded to their addresses; servers
+    /// found behind a name later come last).
     servers: Vec<Member>,
+    /// The servers as the application gave them, to look their names up again.
+    pool: Servers,
+    /// When the names are looked up again.
+    lookups: Lookups,
     /// Whose turn it is among servers that plan equally well.
     turn: usize,
     /// Held while the session computes on the edge (decoding, layers, encoding). Sessions that
@@ -256,6 +271,8 @@ impl EdgeSession {
             last_placement: None,
             energy: EnergyCounters::system(),
             servers: Vec::new(),
+            pool: Servers::default(),
+            lookups: Lookups::default(),
             turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
             edge_turn: Arc::default(),
             config,
@@ -284,6 +301,8 @@ impl EdgeSession {
             last_placement: self.last_placement.clone(),
             energy: EnergyCounters::system(),
             servers: Vec::new(),
+            pool: Servers::default(),
+            lookups: Lookups::default(),
             turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
             edge_turn: self.edge_turn.clone(),
         }
@@ -389,38 +408,28 @@ impl EdgeSession {
                 reason: "no cloud server given; give at least one".into(),
             });
         }
-        let backoff = Backoff {
-            first: self.config.reconnect_delay,
-            max: self.config.max_reconnect_delay,
-        };
+        let backoff = self.backoff();
         self.servers.clear();
         let mut results = Vec::new();
         let mut connecting = Vec::new();
         for resolved in servers.resolve().await {
             match resolved {
-                Ok(server) => connecting.push((
-                    server.label,
-                    server.in_flight,
-                    tokio::spawn(CloudLink::connect(server.config, backoff)),
-                )),
+                Ok(server) => {
+                    let task = tokio::spawn(CloudLink::connect(server.config.clone(), backoff));
+                    connecting.push((server, task));
+                }
                 Err((server, error)) => results.push(Err(RuntimeError::Connect {
                     server,
                     error: Box::new(error),
                 })),
             }
         }
-        for (label, in_flight, task) in connecting {
+        self.lookups = Lookups::new(&servers, Instant::now());
+        self.pool = servers;
+        for (server, task) in connecting {
             let (link, result) = task.await.map_err(|e| RuntimeError::Task(e.to_string()))?;
-            self.servers.push(Member {
-                link,
-                label: label.clone(),
-                seen_generation: 0,
-                costs_generation: 0,
-                costs: self.assumed.clone(),
-                wait: WaitEstimate::idle(self.config.load_half_life),
-                in_flight,
-            });
-            let i = self.servers.len() - 1;
+            let label = server.label.clone();
+            let i = self.join(server, link);
             results.push(match result {
                 Err(error) => Err(RuntimeError::Connect {
                     server: label,
@@ -437,6 +446,83 @@ impl EdgeSession {
             });
         }
         Ok(results)
+    }
+
+    /// Adds `server`, connected (or connecting) by `link`, to the session's servers; returns
+    /// its index.
+    fn join(&mut self, server: Resolved, link: CloudLink) -> usize {
+        self.servers.push(Member {
+            link,
+            origin: server.origin,
+            address: server.address,
+            label: server.label,
+            seen_generation: 0,
+            costs_generation: 0,
+            costs: self.assumed.clone(),
+            wait: WaitEstimate::idle(self.config.load_half_life),
+            in_flight: server.in_flight,
+        });
+        self.servers.len() - 1
+    }
+
+    /// Applies the name lookups that finished since the last request, and starts those due
+    /// (see [`EdgeConfig::resolve_interval`]).
+    async fn follow_names(&mut self) {
+        if let Some(found) = self.lookups.finished().await {
+            for (origin, addresses) in found {
+                match addresses {
+                    Ok(addresses) => self.follow_name(origin, &addresses),
+                    Err(error) => {
+                        warn!(%error, "looking a cloud server's name up again failed; keeping its servers");
+                    }
+                }
+            }
+        }
+        let servers = &self.servers;
+        let down = |origin| {
+            !servers
+                .iter()
+                .any(|m| m.origin == origin && m.link.is_healthy())
+        };
+        self.lookups.start_due(
+            &self.pool,
+            Instant::now(),
+            self.config.resolve_interval,
+            self.config.reconnect_delay,
+            down,
+        );
+    }
+
+    /// Follows the name at `origin` to the `addresses` it stands for now: a new address joins
+    /// as a server of its own (connecting in the background, pinned under the name), and a
+    /// server whose address is gone leaves unless it is connected (it leaves once its
+    /// connection fails, at a later lookup).
+    fn follow_name(&mut self, origin: usize, addresses: &[SocketAddr]) {
+        self.servers.retain(|m| {
+            let keep = m.origin != origin || addresses.contains(&m.address) || m.link.is_healthy();
+            if !keep {
+                info!(server = %m.label, "the name no longer gives this address; dropping the server");
+            }
+            keep
+        });
+        let backoff = self.backoff();
+        for &address in addresses {
+            if self.servers.iter().any(|m| m.address == address) {
+                continue;
+            }
+            let server = self.pool.member(origin, address);
+            info!(server = %server.label, "the name gives a new address; connecting to it");
+            let link = CloudLink::connect_later(server.config.clone(), backoff);
+            self.join(server, link);
+        }
+    }
+
+    /// The reconnect delays of the session's connections.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            first: self.config.reconnect_delay,
+            max: self.config.max_reconnect_delay,
+        }
     }
 
     /// The CPU energy counters the session reads around the edge's compute
@@ -518,7 +604,8 @@ impl EdgeSession {
     /// handshake) is not fatal: the session uses the other servers, or finishes requests
     /// locally, and keeps trying it in the background; the reason comes back as a warning to
     /// show the user. A refusal (wrong token, changed certificate, other weights, a model the
-    /// server lacks) or an address that does not resolve stops that server's use for good: a
+    /// server lacks) stops that server's use for good, and a name that does not resolve is
+    /// only looked up again while the session runs ([`EdgeConfig::resolve_interval`]): a
     /// warning while another server is usable or may come up, else an error, since waiting
     /// would not fix it. Several warnings come back joined by `; `.
     pub async fn connect_or_run_locally(
@@ -557,6 +644,8 @@ impl EdgeSession {
     /// [`EdgeSession::connect`].
     pub fn disconnect(&mut self) {
         self.servers.clear();
+        self.pool = Servers::default();
+        self.lookups = Lookups::default();
     }
 
     /// Whether requests can use the cloud now (at least one server).
@@ -825,6 +914,7 @@ impl EdgeSession {
         let (usable, trouble) = if self.config.split == SplitMode::EdgeOnly {
             (Vec::new(), None)
         } else {
+            self.follow_names().await;
             self.usable_servers().await?
         };
         self.measure_codecs().await?;

@@ -6,9 +6,13 @@
 //! and count of requests in flight to it.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use std::path::Path;
 
@@ -19,32 +23,71 @@ use super::inputs::WaitEstimate;
 use super::published::ServerCosts;
 use crate::error::RuntimeError;
 
+/// Longest wait for one name's lookup.
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The addresses a name resolves to, or why it does not resolve.
+pub type Lookup = Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, String>> + Send>>;
+
+/// Looks server names up: the system's resolver in production ([`SystemResolver`]); tests
+/// and embedding applications may give their own (see [`Servers::with_resolver`]).
+pub trait Resolve: Send + Sync + Debug {
+    /// The addresses `server` (`host:port`) stands for now.
+    fn lookup(&self, server: &str) -> Lookup;
+}
+
+/// The operating system's resolver (`getaddrinfo`, through [`tokio::net::lookup_host`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup(&self, server: &str) -> Lookup {
+        let server = server.to_owned();
+        Box::pin(async move {
+            tokio::net::lookup_host(server)
+                .await
+                .map(Iterator::collect)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// The cloud servers an [`crate::EdgeSession`] connects to: one or several.
 ///
-/// A server given by name stands for every address the name resolves to when the session
-/// connects (a pool behind one DNS name, such as a headless Kubernetes service), each a
-/// server of its own that shares the name's pinned certificate; servers given apart are
-/// pinned apart. Sessions connected with clones of one `Servers` value share their counts of
-/// requests in flight to each address, so that concurrent sessions spread their requests
-/// instead of all choosing the same idle server.
+/// A server given by name stands for every address the name resolves to (a pool behind one
+/// DNS name, such as a headless Kubernetes service), each a server of its own that shares
+/// the name's pinned certificate; servers given apart are pinned apart. The session looks
+/// names up again while it runs (see [`crate::EdgeConfig::resolve_interval`]), so that
+/// servers added behind a name are used and servers gone from it are dropped. Sessions
+/// connected with clones of one `Servers` value share their counts of requests in flight to
+/// each address, so that concurrent sessions spread their requests instead of all choosing
+/// the same idle server.
 #[derive(Debug, Clone)]
 pub struct Servers {
     configs: Vec<ClientConfig>,
+    resolver: Arc<dyn Resolve>,
     in_flight: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>>,
 }
 
-/// One resolved server: how to reach it, what to call it, and its shared in-flight count.
+/// One resolved server: which name (or address) it came from, how to reach it, what to call
+/// it, and its shared in-flight count.
 pub(crate) struct Resolved {
+    /// The index of the client settings it came from, in [`Servers::configs`].
+    pub origin: usize,
+    /// The address it is reached at (also `config.address`).
+    pub address: SocketAddr,
     pub config: ClientConfig,
     pub label: String,
     pub in_flight: Arc<AtomicUsize>,
 }
 
 impl Servers {
-    /// These servers, each with its own client settings (address, trust, token).
+    /// These servers, each with its own client settings (address, trust, token), names looked
+    /// up with the system's resolver.
     pub fn new(configs: Vec<ClientConfig>) -> Servers {
         Servers {
             configs,
+            resolver: Arc::new(SystemResolver),
             in_flight: Arc::default(),
         }
     }
@@ -81,9 +124,21 @@ impl Servers {
         )
     }
 
+    /// The same servers, their names looked up by `resolver`.
+    pub fn with_resolver(self, resolver: Arc<dyn Resolve>) -> Servers {
+        Servers { resolver, ..self }
+    }
+
     /// The client settings as given, one per server or name.
     pub fn configs(&self) -> &[ClientConfig] {
         &self.configs
+    }
+
+    /// Whether the settings at `origin` name their server by a host name to look up (not by
+    /// an address).
+    pub(crate) fn is_name(&self, origin: usize) -> bool {
+        self.configs[origin].address.is_none()
+            && self.configs[origin].server.parse::<SocketAddr>().is_err()
     }
 
     /// Every server to connect to, in the order given: a name expanded to each of its
@@ -92,11 +147,11 @@ impl Servers {
     pub(crate) async fn resolve(&self) -> Vec<Result<Resolved, (String, ClientError)>> {
         let mut seen = Vec::new();
         let mut out = Vec::new();
-        for config in &self.configs {
-            let addrs = match addresses(config).await {
+        for origin in 0..self.configs.len() {
+            let addrs = match self.addresses(origin).await {
                 Ok(addrs) => addrs,
                 Err(e) => {
-                    out.push(Err((config.server.clone(), e)));
+                    out.push(Err((self.configs[origin].server.clone(), e)));
                     continue;
                 }
             };
@@ -105,16 +160,51 @@ impl Servers {
                     continue;
                 }
                 seen.push(addr);
-                let mut config = config.clone();
-                config.address = Some(addr);
-                out.push(Ok(Resolved {
-                    label: label(&config.server, addr),
-                    config,
-                    in_flight: self.counter(addr),
-                }));
+                out.push(Ok(self.member(origin, addr)));
             }
         }
         out
+    }
+
+    /// The server at `addr` under the settings at `origin`.
+    pub(crate) fn member(&self, origin: usize, addr: SocketAddr) -> Resolved {
+        let mut config = self.configs[origin].clone();
+        config.address = Some(addr);
+        Resolved {
+            origin,
+            address: addr,
+            label: label(&config.server, addr),
+            config,
+            in_flight: self.counter(addr),
+        }
+    }
+
+    /// The addresses the settings at `origin` reach: their own address when set, else every
+    /// address their server name resolves to within [`LOOKUP_TIMEOUT`] (none is an error).
+    pub(crate) async fn addresses(&self, origin: usize) -> Result<Vec<SocketAddr>, ClientError> {
+        let config = &self.configs[origin];
+        if let Some(addr) = config.address {
+            return Ok(vec![addr]);
+        }
+        let resolve_err = |reason: String| ClientError::Resolve {
+            server: config.server.clone(),
+            reason,
+        };
+        let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, self.resolver.lookup(&config.server));
+        let mut addrs = lookup
+            .await
+            .map_err(|_| resolve_err(format!("no answer within {LOOKUP_TIMEOUT:?}")))?
+            .map_err(resolve_err)?;
+        let mut seen = Vec::with_capacity(addrs.len());
+        addrs.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        if addrs.is_empty() {
+            return Err(resolve_err("no address found".into()));
+        }
+        Ok(addrs)
     }
 
     /// The in-flight count of `addr`, shared by every session connected from this value.
@@ -128,6 +218,13 @@ impl Servers {
     }
 }
 
+impl Default for Servers {
+    /// No server.
+    fn default() -> Servers {
+        Servers::new(Vec::new())
+    }
+}
+
 impl From<ClientConfig> for Servers {
     fn from(config: ClientConfig) -> Servers {
         Servers::new(vec![config])
@@ -138,27 +235,6 @@ impl From<Vec<ClientConfig>> for Servers {
     fn from(configs: Vec<ClientConfig>) -> Servers {
         Servers::new(configs)
     }
-}
-
-/// The addresses `config` reaches: its own address when set, else every address its server
-/// name resolves to.
-async fn addresses(config: &ClientConfig) -> Result<Vec<SocketAddr>, ClientError> {
-    if let Some(addr) = config.address {
-        return Ok(vec![addr]);
-    }
-    let resolve_err = |reason: String| ClientError::Resolve {
-        server: config.server.clone(),
-        reason,
-    };
-    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(config.server.as_str())
-        .await
-        .map_err(|e| resolve_err(e.to_string()))?
-        .collect();
-    addrs.dedup();
-    if addrs.is_empty() {
-        return Err(resolve_err("no address found".into()));
-    }
-    Ok(addrs)
 }
 
 /// How messages name a server: its address, after its name when it was given by name.
@@ -175,6 +251,11 @@ fn label(server: &str, addr: SocketAddr) -> String {
 pub(crate) struct Member {
     /// The connection, reconnecting in the background after a fault.
     pub link: CloudLink,
+    /// The index of the client settings (name or address) it came from, in
+    /// [`Servers::configs`].
+    pub origin: usize,
+    /// The address it is reached at.
+    pub address: SocketAddr,
     /// How messages name the server.
     pub label: String,
     /// The connection generation whose welcome was checked.
