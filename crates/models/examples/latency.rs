@@ -1,6 +1,7 @@
-//! Prints the median forward latency of zoo models on one backend, batch 1, default input size.
+//! Prints the median forward latency of zoo models on one backend, default input size, batch 1
+//! or the batch given, with the time per sample.
 //!
-//! `cargo run -p models --example latency -- [--backend flex|ndarray|wgpu] [--runs N] [MODEL...]`
+//! `cargo run -p models --example latency -- [--backend flex|ndarray|wgpu] [--runs N] [--batch N] [MODEL...]`
 
 use std::process::ExitCode;
 
@@ -9,22 +10,14 @@ use models::{Backend, HostTensor, Model, ModelError, zoo};
 fn run() -> Result<(), ModelError> {
     let mut backend = Backend::default();
     let mut runs = 10;
+    let mut batch = 1;
     let mut names = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--backend" => backend = args.next().unwrap_or_default().parse()?,
-            "--runs" => {
-                runs = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| ModelError::BadParameter {
-                        node: "(flags)".into(),
-                        field: "--runs",
-                        reason: "needs a positive number".into(),
-                    })?
-            }
+            "--runs" => runs = positive(args.next(), "--runs")?,
+            "--batch" => batch = positive(args.next(), "--batch")?,
             name => names.push(name.to_string()),
         }
     }
@@ -32,19 +25,32 @@ fn run() -> Result<(), ModelError> {
         names = zoo::MODELS.iter().map(|s| s.to_string()).collect();
     }
     let device = backend.device()?;
-    println!("model,backend,median_ms,gflops");
+    println!("model,backend,batch,median_ms,ms_per_sample,gflops");
     for name in names {
         let net = zoo::build(&name)?;
         let gflops = net.flops() as f64 / 1e9;
-        let mut shape = vec![1];
+        let mut shape = vec![batch];
         shape.extend_from_slice(net.input_shape());
         let n = shape.iter().product();
         let x = HostTensor::new(shape, vec![0.5; n])?;
         let model = Model::seeded(net, 0, &device)?;
         let ms = model.time_forward(&x, 2, runs)?;
-        println!("{name},{backend},{ms:.2},{gflops:.3}");
+        let per_sample = ms / batch as f64;
+        println!("{name},{backend},{batch},{ms:.2},{per_sample:.2},{gflops:.3}");
     }
     Ok(())
+}
+
+/// The value of `field`, which must be a positive number.
+fn positive(value: Option<String>, field: &'static str) -> Result<usize, ModelError> {
+    value
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ModelError::BadParameter {
+            node: "(flags)".into(),
+            field,
+            reason: "needs a positive number".into(),
+        })
 }
 
 fn main() -> ExitCode {
