@@ -1,5 +1,6 @@
 //! Prints the median forward latency of zoo models on one backend, default input size, batch 1
-//! or the batch given, with the time per sample.
+//! or the batch given, with the time per sample and the share of a pass its linear layers take
+//! (timed inside whole passes).
 //!
 //! `cargo run -p models --example latency -- [--backend flex|ndarray|wgpu] [--runs N] [--batch N] [MODEL...]`
 
@@ -25,7 +26,7 @@ fn run() -> Result<(), ModelError> {
         names = zoo::MODELS.iter().map(|s| s.to_string()).collect();
     }
     let device = backend.device()?;
-    println!("model,backend,batch,median_ms,ms_per_sample,gflops");
+    println!("model,backend,batch,median_ms,ms_per_sample,linear_share,gflops");
     for name in names {
         let net = zoo::build(&name)?;
         let gflops = net.flops() as f64 / 1e9;
@@ -36,7 +37,15 @@ fn run() -> Result<(), ModelError> {
         let model = Model::seeded(net, 0, &device)?;
         let ms = model.time_forward(&x, 2, runs)?;
         let per_sample = ms / batch as f64;
-        println!("{name},{backend},{batch},{ms:.2},{per_sample:.2},{gflops:.3}");
+        let layers = model.time_in_pass(x, 1, runs)?;
+        let all: f64 = layers.iter().map(|l| l.median_ms).sum();
+        let linear: f64 = layers
+            .iter()
+            .filter(|l| l.kind == "linear")
+            .map(|l| l.median_ms)
+            .sum();
+        let share = linear / all.max(f64::MIN_POSITIVE);
+        println!("{name},{backend},{batch},{ms:.2},{per_sample:.2},{share:.3},{gflops:.3}");
     }
     Ok(())
 }
