@@ -50,6 +50,52 @@ async fn client(
     }
 }
 
+/// Starts the hog's request, and once it runs, every client's; waits until all of those wait
+/// behind it, so that the batches form from the queue; then checks every output against the
+/// local run's and waits for the queue to drain (a member's answer can reach its client a
+/// moment before the queue's books are closed on it).
+async fn behind_the_hog(cloud: &Cloud, mut hog: Client, clients: Vec<Client>) {
+    let waiting = clients.len();
+    let hog = tokio::spawn(async move {
+        let outcome = hog.session.infer(hog.input.clone()).await.expect("runs");
+        (outcome, hog.expected)
+    });
+    common::wait_for("the hog runs", Duration::from_secs(60), || {
+        cloud.server.stats().running == 1
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            let outcome = c.session.infer(c.input.clone()).await.expect("runs");
+            (outcome, c.expected)
+        }));
+    }
+    common::wait_for(
+        "every client waits behind the hog",
+        Duration::from_secs(120),
+        || cloud.server.stats().waiting == waiting,
+    )
+    .await;
+    tasks.push(hog);
+    for task in tasks {
+        let (outcome, expected) = task.await.expect("task");
+        assert_eq!(outcome.fallback, None, "served by the cloud");
+        assert_eq!(outcome.output.shape(), expected.shape());
+        let difference = relative_difference(&outcome.output, &expected);
+        assert!(
+            difference <= 1e-4,
+            "{}: {difference}",
+            outcome.cut_summary()
+        );
+    }
+    common::wait_for("the queue drains", Duration::from_secs(10), || {
+        let stats = cloud.server.stats();
+        (stats.running, stats.waiting) == (0, 0)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batched_and_lone_requests_each_get_their_own_result() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -65,7 +111,7 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
     };
     let cloud = start(dir.path(), config, std::slice::from_ref(&hog)).await;
     let mid = closure(&lenet, lenet.len() / 2);
-    let mut hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
+    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
     let mut clients = Vec::new();
     // Six samples for LeNet in the cloud: four clients, two of them sending batches of two.
     for (i, batch) in [1, 2, 1, 2].into_iter().enumerate() {
@@ -84,47 +130,7 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
     // LeNet at another cut joins them for the nodes the whole batch runs.
     clients.push(client(&cloud, dir.path(), &lenet, SplitMode::Fixed(mid), 1, 10).await);
     let before = cloud.server.stats();
-
-    let hog = tokio::spawn(async move {
-        let outcome = hog.session.infer(hog.input.clone()).await.expect("runs");
-        (outcome, hog.expected)
-    });
-    common::wait_for("the hog runs", Duration::from_secs(60), || {
-        cloud.server.stats().running == 1
-    })
-    .await;
-    let mut tasks = Vec::new();
-    for mut c in clients {
-        tasks.push(tokio::spawn(async move {
-            let outcome = c.session.infer(c.input.clone()).await.expect("runs");
-            (outcome, c.expected)
-        }));
-    }
-    common::wait_for(
-        "all five wait behind the hog",
-        Duration::from_secs(120),
-        || cloud.server.stats().waiting == 5,
-    )
-    .await;
-    tasks.push(hog);
-    for task in tasks {
-        let (outcome, expected) = task.await.expect("task");
-        assert_eq!(outcome.fallback, None, "served by the cloud");
-        assert_eq!(outcome.output.shape(), expected.shape());
-        let difference = relative_difference(&outcome.output, &expected);
-        assert!(
-            difference <= 1e-4,
-            "{}: {difference}",
-            outcome.cut_summary()
-        );
-    }
-    // A member's answer can reach its client a moment before the queue's books are closed on
-    // it; the queue must drain all the same.
-    common::wait_for("the queue drains", Duration::from_secs(10), || {
-        let stats = cloud.server.stats();
-        (stats.running, stats.waiting) == (0, 0)
-    })
-    .await;
+    behind_the_hog(&cloud, hog, clients).await;
     let after = cloud.server.stats();
     assert_eq!(
         after.served - before.served,
@@ -149,7 +155,7 @@ async fn requests_at_three_cuts_of_a_dag_share_one_batch() {
     };
     let nets = [hog.clone(), net.clone()];
     let cloud = start(dir.path(), config, &nets).await;
-    let mut hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
+    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
     // Cloud-only, from a node inside the residual blocks (whose closure takes in a skip
     // connection's add), and from one later still; their shared nodes are the last cut's.
     let (early, late) = (net.len() / 3, 2 * net.len() / 3);
@@ -163,43 +169,7 @@ async fn requests_at_three_cuts_of_a_dag_share_one_batch() {
         clients.push(client(&cloud, dir.path(), &net, split, batch, 30 + i as u32).await);
     }
     let before = cloud.server.stats();
-    let hog = tokio::spawn(async move {
-        let outcome = hog.session.infer(hog.input.clone()).await.expect("runs");
-        (outcome, hog.expected)
-    });
-    common::wait_for("the hog runs", Duration::from_secs(60), || {
-        cloud.server.stats().running == 1
-    })
-    .await;
-    let mut tasks = Vec::new();
-    for mut c in clients {
-        tasks.push(tokio::spawn(async move {
-            let outcome = c.session.infer(c.input.clone()).await.expect("runs");
-            (outcome, c.expected)
-        }));
-    }
-    common::wait_for(
-        "all three wait behind the hog",
-        Duration::from_secs(120),
-        || cloud.server.stats().waiting == 3,
-    )
-    .await;
-    tasks.push(hog);
-    for task in tasks {
-        let (outcome, expected) = task.await.expect("task");
-        assert_eq!(outcome.fallback, None, "served by the cloud");
-        let difference = relative_difference(&outcome.output, &expected);
-        assert!(
-            difference <= 1e-4,
-            "{}: {difference}",
-            outcome.cut_summary()
-        );
-    }
-    common::wait_for("the queue drains", Duration::from_secs(10), || {
-        let stats = cloud.server.stats();
-        (stats.running, stats.waiting) == (0, 0)
-    })
-    .await;
+    behind_the_hog(&cloud, hog, clients).await;
     let after = cloud.server.stats();
     assert_eq!(after.served - before.served, 4);
     assert_eq!(after.batches - before.batches, 2, "{after:?}");
