@@ -10,15 +10,15 @@ use cli_common::BackendArg;
 use models::{Backend, Net};
 use runtime::{
     ClassScore, CostChoice, Costs, CostsReport, EdgeConfig, EdgeSession, InputReport, LoadedModel,
-    OutcomeReport, RequestInput, RuntimeError, SplitMode, WeightsSource, async_runtime,
-    read_image_file, render_top5, top5,
+    ObjectiveChoice, ObjectiveReport, OutcomeReport, RequestInput, RuntimeError, SplitMode,
+    WeightsSource, async_runtime, read_image_file, render_top5, top5,
 };
 use serde::Serialize;
 use transport::Loss;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::{ModelArgs, WeightsArgs};
-use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
+use crate::objective_args::ObjectiveArgs;
 use crate::plan::read_graph;
 use crate::tensor_io::read_input;
 

@@ -27,6 +27,9 @@
 //!   ([`PlanReport`]) and as text.
 //! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
 //!   a JPEG or PNG file, run as a [`RequestInput`] (a seeded one is `models::seeded_input`).
+//! - [`ObjectiveChoice`]: what the planner minimises (latency, a stream's time per frame, or the
+//!   edge's energy with a device class's powers), and how reports state it
+//!   ([`ObjectiveReport`]).
 //! - [`EnergyCounters`]: the CPU's package energy counters (Linux powercap), which a session
 //!   reads around the edge's compute where the machine has them.
 //! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
@@ -50,6 +53,7 @@ mod input_files;
 mod loaded;
 mod local_cloud;
 mod local_run;
+mod objective;
 mod outcome_report;
 mod plan_report;
 mod quick_profile;
@@ -78,6 +82,7 @@ pub use input_files::{read_image_file, read_npy_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use local_run::{LocalCrossing, LocalCut, LocalReport, run_local};
+pub use objective::{ObjectiveChoice, ObjectiveReport, PowersReport};
 pub use outcome_report::{
     ClassScore, EnergyReport, LinkReport, MeasuredLink, MeasuredMs, OutcomeReport, PlannedLink,
     render_top5, top5,
