@@ -33,7 +33,9 @@
 //! - [`EnergyCounters`]: the CPU's package energy counters (Linux powercap), which a session
 //!   reads around the edge's compute where the machine has them.
 //! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
-//! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data).
+//! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data);
+//!   [`default_known_servers`], the edge's pinned certificates; [`StateDir`], a cloud server's
+//!   identity and token.
 //! - [`Table`]: the plain-text table the reports render to.
 //!
 //! The CLIs are thin wrappers over this crate, so an application that embeds cutpoint gets
@@ -71,7 +73,7 @@ pub use cloud::{
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::{CostChoice, Costs};
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
-pub use dirs::UserDir;
+pub use dirs::{StateDir, UserDir, default_known_servers};
 pub use edge::{
     CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Lookup, Measured, Outcome, Resolve,
     Sent, Servers, SplitMode, SystemResolver, pattern_input,
