@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use runtime::UserDir;
+use runtime::StateDir;
 use transport::{Client, ClientConfig, Fingerprint, ServerIdentity, ServerTrust, Token};
 
 /// Check that a cloud server is ready: connect, authenticate and ask for its status.
@@ -48,17 +48,12 @@ pub fn check(args: &CheckArgs) -> Result<String> {
     if args.timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
-    let state_dir = || -> Result<PathBuf> {
-        match &args.state_dir {
-            Some(dir) => Ok(dir.clone()),
-            None => UserDir::Data.path().context("give --state-dir DIR"),
-        }
-    };
+    let state_dir = || StateDir::new(args.state_dir.clone()).context("give --state-dir DIR");
     let fingerprint = match (&args.fingerprint, &args.cert, &args.key) {
         (Some(text), _, _) => Fingerprint::parse(text)?,
         (None, Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)?.fingerprint(),
         _ => {
-            let dir = state_dir()?.join("identity");
+            let dir = state_dir()?.identity();
             if !dir.join("cert.pem").exists() {
                 bail!(
                     "no server identity in {}; give the flags `serve` was given (--state-dir, or --cert and --key), or --fingerprint",
@@ -70,7 +65,7 @@ pub fn check(args: &CheckArgs) -> Result<String> {
     };
     let token_file = match &args.token_file {
         Some(path) => path.clone(),
-        None => state_dir()?.join("token"),
+        None => state_dir()?.token_file(),
     };
     let token = Token::from_file(&token_file)?;
     let mut config = ClientConfig::new(

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use cli_common::BackendArg;
 use models::Net;
-use runtime::{CloudConfig, CloudServer, DEFAULT_SEED, UserDir};
+use runtime::{CloudConfig, CloudServer, DEFAULT_SEED, StateDir};
 use transport::{Server, ServerConfig, ServerIdentity, Token};
 
 /// Serve the cloud part of split inference to edge devices until Ctrl-C.
@@ -185,18 +185,15 @@ pub fn serve(args: &ServeArgs) -> Result<String> {
 }
 
 async fn run(args: &ServeArgs) -> Result<String> {
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => UserDir::Data.path().context("give --state-dir DIR")?,
-    };
+    let state_dir = StateDir::new(args.state_dir.clone()).context("give --state-dir DIR")?;
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)?,
-        _ => ServerIdentity::load_or_create(&state_dir.join("identity"))?,
+        _ => ServerIdentity::load_or_create(&state_dir.identity())?,
     };
     let token_file = args
         .token_file
         .clone()
-        .unwrap_or_else(|| state_dir.join("token"));
+        .unwrap_or_else(|| state_dir.token_file());
     let token = Token::load_or_create(&token_file)?;
 
     let mut cloud = CloudServer::new(CloudConfig {

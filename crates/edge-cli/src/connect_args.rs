@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use runtime::{Servers, UserDir};
+use runtime::{Servers, default_known_servers};
 use transport::Token;
 
 /// The environment variable naming the token file when --token-file is not given.
@@ -56,11 +56,7 @@ impl ConnectArgs {
         let token = Token::from_file(&token_file)?;
         let known_servers = match &self.known_servers {
             Some(path) => path.clone(),
-            // `known_servers` in cutpoint's configuration directory.
-            None => UserDir::Config
-                .path()
-                .context("give --known-servers FILE")?
-                .join("known_servers"),
+            None => default_known_servers().context("give --known-servers FILE")?,
         };
         Ok(Servers::pinned(servers, &token, &known_servers))
     }

@@ -1,13 +1,12 @@
 //! `cutpoint-edge local`: run a model on this machine, whole or split at a cut, with no network.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use models::Kernels;
+use models::{HostTensor, Kernels, Net};
 
 use crate::model_args::{ModelArgs, WeightsArgs, load_model, parse_kernels};
-use crate::tensor_io::read_input;
 use cli_common::BackendArg;
 use runtime::run_local;
 
@@ -93,4 +92,23 @@ pub fn run(args: &LocalArgs) -> Result<()> {
         report.saved_output = Some(path.display().to_string());
     }
     crate::emit(args.json, &report, runtime::LocalReport::render)
+}
+
+/// Reads `image` (ImageNet preprocessing) or `input` (a float32 .npy file) and checks it
+/// against the network's input shape, adding the batch dimension to a single sample.
+fn read_input(image: Option<&Path>, input: Option<&Path>, net: &Net) -> Result<HostTensor> {
+    let want = net.input_shape();
+    if let Some(path) = image {
+        if want != [3, 224, 224] {
+            bail!(
+                "--image gives a 3x224x224 tensor but `{}` takes {want:?}; give a .npy tensor with --input instead",
+                net.name()
+            );
+        }
+        return Ok(models::load_image(path)?);
+    }
+    let Some(path) = input else {
+        bail!("give the input with --input X.npy or --image IMG");
+    };
+    Ok(runtime::read_npy_input(path, net)?)
 }

@@ -13,7 +13,6 @@ mod plan;
 mod run;
 mod sweep;
 mod tasks;
-mod tensor_io;
 
 use std::process::ExitCode;
 

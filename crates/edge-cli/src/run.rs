@@ -10,17 +10,16 @@ use cli_common::BackendArg;
 use models::{Backend, Net};
 use runtime::{
     ClassScore, CostChoice, Costs, CostsReport, EdgeConfig, EdgeSession, InputReport, LoadedModel,
-    OutcomeReport, RequestInput, RuntimeError, SplitMode, WeightsSource, async_runtime,
-    read_image_file, render_top5, top5,
+    ObjectiveChoice, ObjectiveReport, OutcomeReport, RequestInput, RuntimeError, SplitMode,
+    WeightsSource, async_runtime, read_image_file, read_npy_input, render_top5, top5,
 };
 use serde::Serialize;
 use transport::Loss;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::{ModelArgs, WeightsArgs};
-use crate::objective_args::{ObjectiveArgs, ObjectiveChoice, ObjectiveReport};
+use crate::objective_args::ObjectiveArgs;
 use crate::plan::read_graph;
-use crate::tensor_io::read_input;
 
 /// Run one inference split between this device and a cloud server.
 ///
@@ -260,7 +259,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             image.display().to_string(),
         ),
         (None, Some(input)) => (
-            RequestInput::Tensor(read_input(None, Some(input), &net)?),
+            RequestInput::Tensor(read_npy_input(input, &net)?),
             input.display().to_string(),
         ),
     };

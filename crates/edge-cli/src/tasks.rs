@@ -14,12 +14,11 @@ use runtime::tasks::{
     QueueConfig, QueueModel, TaskQueue, TaskRecord, TaskReport, random_tasks, read_tasks,
     task_networks,
 };
-use runtime::{DEFAULT_SEED, WeightsSource, async_runtime};
+use runtime::{DEFAULT_SEED, ObjectiveChoice, ObjectiveReport, WeightsSource, async_runtime};
 use serde::Serialize;
 
 use crate::connect_args::ConnectArgs;
 use crate::model_args::build_net;
-use crate::objective_args::{ObjectiveChoice, ObjectiveReport};
 use crate::run::{CostArgs, SplitArgs, load, session};
 
 /// Run a queue of inference tasks against a cloud server (Neurosurgeon's multi-task mode).

@@ -1,6 +1,8 @@
-//! Where cutpoint keeps its files on this machine, after the XDG base directory convention.
+//! Where cutpoint keeps its files on this machine, after the XDG base directory convention:
+//! the per-user directories ([`UserDir`]), the edge's known-servers file
+//! ([`default_known_servers`]) and a cloud server's state directory ([`StateDir`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::RuntimeError;
 
@@ -77,6 +79,43 @@ impl UserDir {
     }
 }
 
+/// The file where an edge pins the servers' certificates unless told otherwise:
+/// `known_servers` in [`UserDir::Config`].
+pub fn default_known_servers() -> Result<PathBuf, RuntimeError> {
+    Ok(UserDir::Config.path()?.join("known_servers"))
+}
+
+/// Where a cloud server keeps what it must keep across restarts: its identity (a self-signed
+/// certificate and key) and the token edges present. `cutpoint-cloud serve` creates them
+/// there; `cutpoint-cloud check` reads them back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    /// `dir`, or [`UserDir::Data`] when `None`. The directory is not created.
+    pub fn new(dir: Option<PathBuf>) -> Result<StateDir, RuntimeError> {
+        Ok(StateDir(match dir {
+            Some(dir) => dir,
+            None => UserDir::Data.path()?,
+        }))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The directory of the server's identity ([`transport::ServerIdentity::load_or_create`]).
+    pub fn identity(&self) -> PathBuf {
+        self.0.join("identity")
+    }
+
+    /// The token file.
+    pub fn token_file(&self) -> PathBuf {
+        self.0.join("token")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +140,13 @@ mod tests {
             err.to_string().contains("XDG_CONFIG_HOME nor HOME"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_state_dir_holds_the_identity_and_the_token() {
+        let state = StateDir::new(Some(PathBuf::from("/srv/cutpoint"))).expect("given");
+        assert_eq!(state.path(), Path::new("/srv/cutpoint"));
+        assert_eq!(state.identity(), PathBuf::from("/srv/cutpoint/identity"));
+        assert_eq!(state.token_file(), PathBuf::from("/srv/cutpoint/token"));
     }
 }

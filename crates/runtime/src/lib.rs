@@ -27,10 +27,15 @@
 //!   ([`PlanReport`]) and as text.
 //! - [`read_npy_input`], [`read_image_file`]: a network's input from a `.npy` tensor file or
 //!   a JPEG or PNG file, run as a [`RequestInput`] (a seeded one is `models::seeded_input`).
+//! - [`ObjectiveChoice`]: what the planner minimises (latency, a stream's time per frame, or the
+//!   edge's energy with a device class's powers), and how reports state it
+//!   ([`ObjectiveReport`]).
 //! - [`EnergyCounters`]: the CPU's package energy counters (Linux powercap), which a session
 //!   reads around the edge's compute where the machine has them.
 //! - [`async_runtime`]: the Tokio runtime a program that is not async drives sessions on.
-//! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data).
+//! - [`UserDir`]: where cutpoint keeps its files on this machine (cache, configuration, data);
+//!   [`default_known_servers`], the edge's pinned certificates; [`StateDir`], a cloud server's
+//!   identity and token.
 //! - [`Table`]: the plain-text table the reports render to.
 //!
 //! The CLIs are thin wrappers over this crate, so an application that embeds cutpoint gets
@@ -50,6 +55,7 @@ mod input_files;
 mod loaded;
 mod local_cloud;
 mod local_run;
+mod objective;
 mod outcome_report;
 mod plan_report;
 mod quick_profile;
@@ -67,7 +73,7 @@ pub use cloud::{
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::{CostChoice, Costs};
 pub use cut_report::{BreakdownMs, Crossing, CutReport, SentTensor, human_bytes};
-pub use dirs::UserDir;
+pub use dirs::{StateDir, UserDir, default_known_servers};
 pub use edge::{
     CloudCostSource, EdgeConfig, EdgeSession, INPUT_FILE_ID, Lookup, Measured, Outcome, Resolve,
     Sent, Servers, SplitMode, SystemResolver, pattern_input,
@@ -78,6 +84,7 @@ pub use input_files::{read_image_file, read_npy_input};
 pub use loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
 pub use local_cloud::LocalCloud;
 pub use local_run::{LocalCrossing, LocalCut, LocalReport, run_local};
+pub use objective::{ObjectiveChoice, ObjectiveReport, PowersReport};
 pub use outcome_report::{
     ClassScore, EnergyReport, LinkReport, MeasuredLink, MeasuredMs, OutcomeReport, PlannedLink,
     render_top5, top5,

@@ -11,6 +11,7 @@ use crate::cut_report::{BreakdownMs, human_bytes};
 use crate::edge::{EdgeConfig, EdgeSession};
 use crate::error::RuntimeError;
 use crate::loaded::{LoadedModel, WeightsSource};
+use crate::objective::PowersReport;
 use crate::table::Table;
 use crate::tokio_rt::async_runtime;
 
@@ -50,10 +51,9 @@ pub struct PlanComparison {
 }
 
 /// A plan's report: its cut, predicted breakdown, baselines and scenario. Serialises to
-/// `cutpoint-edge plan --json`. `P` is how the caller states the energy objective's powers
-/// (`powers_w`, absent when `None`).
+/// `cutpoint-edge plan --json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlanReport<P> {
+pub struct PlanReport {
     /// The graph's name.
     pub graph: String,
     /// How the plan was made.
@@ -66,7 +66,7 @@ pub struct PlanReport<P> {
     pub objective_unit: &'static str,
     /// The energy objective's powers and where they come from; absent for latency.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub powers_w: Option<P>,
+    pub powers_w: Option<PowersReport>,
     /// Ids of the nodes on the cloud.
     pub cloud_nodes: Vec<String>,
     /// Ids of the nodes on the edge.
@@ -151,8 +151,9 @@ impl PlanComparison {
             .collect()
     }
 
-    /// The report, with `powers_w` as the caller states the energy objective's powers.
-    pub fn report<P>(&self, powers_w: Option<P>) -> PlanReport<P> {
+    /// The report, with `powers_w` the energy objective's powers as chosen
+    /// ([`crate::ObjectiveReport::powers_w`]).
+    pub fn report(&self, powers_w: Option<PowersReport>) -> PlanReport {
         let (graph, s, plan) = (&self.graph, &self.scenario, &self.plan);
         let energy = self.energy();
         PlanReport {
@@ -328,7 +329,7 @@ mod tests {
         let scenario = Scenario::new(link, Objective::Latency, 1.0).expect("scenario");
         let plan = Solver::Auto.solve(&graph, &scenario).expect("plan");
         let comparison = PlanComparison::new(graph, scenario, plan);
-        let report = comparison.report::<()>(None);
+        let report = comparison.report(None);
         assert_eq!(report.cloud_nodes, ["b"]);
         assert_eq!(report.edge_nodes, ["input", "a"]);
         assert_eq!(report.transfers.len(), 1);

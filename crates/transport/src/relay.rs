@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use partition_core::synthetic::SplitMix64;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -159,24 +160,11 @@ impl Relay {
     }
 }
 
-/// SplitMix64: small, seedable, good enough for loss and jitter draws.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// One direction of one client's path: impairs packets and hands them to a sender task.
 struct Lane {
     config: RelayConfig,
-    rng: Rng,
+    /// Seeded: good enough for loss and jitter draws.
+    rng: SplitMix64,
     busy_until: Instant,
     last_delivery: Instant,
     out: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
@@ -204,7 +192,7 @@ impl Lane {
         let now = Instant::now();
         Lane {
             config,
-            rng: Rng(seed),
+            rng: SplitMix64::new(seed),
             busy_until: now,
             last_delivery: now,
             out,
@@ -213,7 +201,7 @@ impl Lane {
     }
 
     fn push(&mut self, packet: Vec<u8>) {
-        if self.rng.next_f64() < self.config.loss_rate {
+        if self.rng.unit() < self.config.loss_rate {
             self.counters.lost.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -230,7 +218,7 @@ impl Lane {
             departure = start + Duration::from_secs_f64(packet.len() as f64 / bytes_per_sec);
             self.busy_until = departure;
         }
-        let jitter = self.config.jitter.mul_f64(self.rng.next_f64());
+        let jitter = self.config.jitter.mul_f64(self.rng.unit());
         let delivery = (departure + self.config.delay + jitter).max(self.last_delivery);
         self.last_delivery = delivery;
         // The sender task only ends when the relay is dropped.
@@ -303,14 +291,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rng_is_uniform_enough_and_seeded() {
-        let mut a = Rng(7);
-        let mut b = Rng(7);
-        let draws: Vec<f64> = (0..10_000).map(|_| a.next_f64()).collect();
+    fn loss_and_jitter_draws_are_uniform_enough_and_seeded() {
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        let draws: Vec<f64> = (0..10_000).map(|_| a.unit()).collect();
         assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
-        assert_eq!(b.next_f64(), draws[0]);
+        assert_eq!(b.unit(), draws[0]);
     }
 
     #[tokio::test]

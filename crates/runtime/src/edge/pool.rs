@@ -341,10 +341,7 @@ mod tests {
 
     #[test]
     fn a_name_expands_to_its_addresses_and_an_address_counts_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = crate::async_runtime().expect("runtime");
         let token = transport::Token::generate().expect("token");
         let trust = transport::ServerTrust::Fingerprint(transport::Fingerprint::of_der(b"x"));
         let config = |server: &str| ClientConfig::new(server, trust.clone(), token.clone());
