@@ -23,6 +23,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod common;
+
+use common::env_number;
 use lab::{LabError, LoadConfig, LoadReport, run_load};
 use models::{Backend, Net, zoo};
 use runtime::{
@@ -37,15 +40,6 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text} is not a number")),
-        Err(_) => default,
-    }
 }
 
 fn build(spec: &str) -> Net {
@@ -161,10 +155,7 @@ fn main() {
         ),
     );
     let off = (1, Duration::ZERO);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime::async_runtime().expect("a Tokio runtime");
     println!(
         "batching on: up to {} samples within {} ms; one worker; {requests} requests per client",
         on.0,

@@ -14,17 +14,11 @@
 //! `CUTPOINT_BENCH_FRAMES` (default 30), `CUTPOINT_BENCH_DEPTH` (default 3),
 //! `CUTPOINT_BENCH_ROUNDS` (default 3). The profile is cached where the demo caches it.
 
+mod common;
+
+use common::env_number;
 use lab::{StreamConfig, StreamMode, StreamRow, run_stream};
 use models::{Backend, zoo};
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
