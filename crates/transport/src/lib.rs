@@ -48,7 +48,7 @@ pub use message::{
 };
 pub use relay::{Relay, RelayConfig, RelayError, RelayStats};
 pub use server::{
-    Handler, Inference, Server, ServerCloser, ServerConfig, ServerError, ServerStatus,
+    Handler, Inference, Server, ServerCloser, ServerConfig, ServerError, ServerStatus, read_hello,
 };
 pub use shaper::Shaper;
 pub use tensor::{TensorError, WireTensor};

@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -48,9 +49,11 @@ use crate::budget::{HostShares, MemoryBudget, OverBudget, Reservation};
 use crate::frame::{self, FrameError, FrameStats};
 use crate::identity::{Fingerprint, IdentityError, ServerIdentity};
 use crate::limits::Limits;
+#[cfg(test)]
+use crate::message::Probe;
 use crate::message::{
-    CloudCosts, CostRequest, ErrorCode, ErrorReply, InferRequest, InferResult, Message, ModelOffer,
-    ProbeReply, ServerLimits, ServerState, Welcome,
+    CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
+    ModelOffer, ProbeReply, ServerLimits, ServerState, Welcome,
 };
 use crate::strangers::{AddressFull, Place, Strangers};
 use crate::tensor::WireTensor;
@@ -490,47 +493,32 @@ async fn handshake<H: Handler>(
 ) -> Result<(quinn::Connection, OwnedSemaphorePermit), String> {
     let conn = incoming.await.map_err(|e| format!("TLS: {e}"))?;
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-    let limits = Limits {
-        max_frame_bytes: MAX_HELLO_BYTES.min(shared.limits.max_frame_bytes),
-        ..shared.limits
-    };
-    let refusal = match frame::read_frame(&mut recv, &limits, None).await {
-        Ok((Message::Hello(hello), _)) if shared.token.matches(&hello.token) => {
-            match shared.connections.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let status = shared.handler.status();
-                    let welcome = Message::Welcome(Welcome {
-                        server_name: shared.server_name.clone(),
-                        models: status.models,
-                        state: status.state,
-                        limits: ServerLimits {
-                            max_frame_bytes: shared.limits.max_frame_bytes,
-                            max_probe_reply_bytes: shared.max_probe_reply_bytes,
-                            max_batch: status.max_batch,
-                        },
-                    });
-                    let bytes = encode_reply(&welcome);
-                    write_reply(&mut send, &bytes, shared.reply_timeout).await;
-                    info!(remote = %conn.remote_address(), client = %hello.client_name, "client authenticated");
-                    return Ok((conn, permit));
-                }
-                Err(_) => ErrorReply {
-                    code: ErrorCode::Busy,
-                    message:
-                        "the server serves as many clients as it may; retry later or run locally"
-                            .into(),
-                },
+    let refusal = match read_hello(&mut recv, &shared.limits, &shared.token).await {
+        Ok(hello) => match shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let status = shared.handler.status();
+                let welcome = Message::Welcome(Welcome {
+                    server_name: shared.server_name.clone(),
+                    models: status.models,
+                    state: status.state,
+                    limits: ServerLimits {
+                        max_frame_bytes: shared.limits.max_frame_bytes,
+                        max_probe_reply_bytes: shared.max_probe_reply_bytes,
+                        max_batch: status.max_batch,
+                    },
+                });
+                let bytes = encode_reply(&welcome);
+                write_reply(&mut send, &bytes, shared.reply_timeout).await;
+                info!(remote = %conn.remote_address(), client = %hello.client_name, "client authenticated");
+                return Ok((conn, permit));
             }
-        }
-        Ok((Message::Hello(_), _)) => ErrorReply {
-            code: ErrorCode::Unauthorized,
-            message: "the token is wrong: use the token file the server printed at start-up".into(),
+            Err(_) => ErrorReply {
+                code: ErrorCode::Busy,
+                message: "the server serves as many clients as it may; retry later or run locally"
+                    .into(),
+            },
         },
-        Ok((other, _)) => ErrorReply {
-            code: ErrorCode::Unexpected,
-            message: format!("the first message must be a hello, not a {}", other.kind()),
-        },
-        Err(e) => frame_error_reply(&e),
+        Err(refusal) => refusal,
     };
     warn!(remote = %conn.remote_address(), reason = %refusal.message, "refusing client");
     let _ = recv.stop(STOP_REFUSED.into());
@@ -542,6 +530,34 @@ async fn handshake<H: Handler>(
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
     conn.close(CLOSE_REFUSED.into(), refusal.message.as_bytes());
     Err(format!("refused: {}", refusal.message))
+}
+
+/// Reads a connection's first message as the server does before anything else: a [`Hello`]
+/// frame of at most 64 KiB (and within `limits`) whose token matches `token`. Anything else
+/// comes back as the refusal to send: `Unauthorized` for a wrong token, `Unexpected` for
+/// another message, and the frame's own error (`VersionMismatch`, `BadFrame`, ...) for bytes
+/// that are not a frame. Public so that the fuzzer can drive it with any bytes.
+pub async fn read_hello<R: AsyncRead + Unpin>(
+    recv: &mut R,
+    limits: &Limits,
+    token: &Token,
+) -> Result<Hello, ErrorReply> {
+    let limits = Limits {
+        max_frame_bytes: MAX_HELLO_BYTES.min(limits.max_frame_bytes),
+        ..*limits
+    };
+    match frame::read_frame(recv, &limits, None).await {
+        Ok((Message::Hello(hello), _)) if token.matches(&hello.token) => Ok(hello),
+        Ok((Message::Hello(_), _)) => Err(ErrorReply {
+            code: ErrorCode::Unauthorized,
+            message: "the token is wrong: use the token file the server printed at start-up".into(),
+        }),
+        Ok((other, _)) => Err(ErrorReply {
+            code: ErrorCode::Unexpected,
+            message: format!("the first message must be a hello, not a {}", other.kind()),
+        }),
+        Err(e) => Err(frame_error_reply(&e)),
+    }
 }
 
 /// The reply that tells a client what was wrong with its frame.
@@ -740,6 +756,51 @@ async fn dispatch<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Probe;
+
+    /// The verdict on `bytes` as a connection's first stream, against token `secret`.
+    async fn verdict(bytes: &[u8], secret: &Token) -> Result<Hello, ErrorReply> {
+        let mut stream = bytes;
+        read_hello(&mut stream, &Limits::default(), secret).await
+    }
+
+    fn hello(token: &str) -> Vec<u8> {
+        frame::encode(&Message::Hello(Hello {
+            token: token.into(),
+            client_name: "test".into(),
+        }))
+        .expect("a hello encodes")
+    }
+
+    #[tokio::test]
+    async fn only_a_hello_with_the_token_is_let_in() {
+        let secret = Token::generate().expect("token");
+        let hello_in = verdict(&hello(secret.expose()), &secret).await;
+        assert_eq!(hello_in.expect("let in").client_name, "test");
+        let code = |r: Result<Hello, ErrorReply>| r.expect_err("refused").code;
+        assert_eq!(
+            code(verdict(&hello("wrong"), &secret).await),
+            ErrorCode::Unauthorized
+        );
+        let probe = frame::encode(&Message::Probe(Probe {
+            payload: vec![0; 16],
+            reply_bytes: 16,
+        }))
+        .expect("a probe encodes");
+        assert_eq!(code(verdict(&probe, &secret).await), ErrorCode::Unexpected);
+        assert_eq!(
+            code(verdict(b"not a frame", &secret).await),
+            ErrorCode::BadFrame
+        );
+        // A hello cut short, and a frame that announces more than a hello may hold.
+        let whole = hello(secret.expose());
+        let cut = verdict(&whole[..whole.len() - 1], &secret).await;
+        assert_eq!(code(cut), ErrorCode::BadFrame);
+        let mut large = (MAX_HELLO_BYTES + 1).to_be_bytes().to_vec();
+        large.extend_from_slice(&whole[4..]);
+        let refused = verdict(&large, &secret).await.expect_err("too large");
+        assert_eq!(refused.code, ErrorCode::BadFrame, "{}", refused.message);
+    }
 
     #[test]
     fn a_host_share_is_a_share_and_never_less_than_a_connection() {

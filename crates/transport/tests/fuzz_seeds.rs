@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use transport::{FrameError, Limits, Message, frame};
+use transport::{ErrorCode, FrameError, Limits, Message, Token, frame, read_hello};
 
 #[test]
 fn every_frame_seed_decodes_as_the_message_its_name_says() {
@@ -56,4 +56,35 @@ fn every_frame_seed_decodes_as_the_message_its_name_says() {
             "welcome"
         ]
     );
+}
+
+/// The handshake target's token (`fuzz/fuzz_targets/handshake.rs`).
+const HANDSHAKE_TOKEN: &str = "cutpoint-fuzz-token-0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn every_handshake_seed_gets_the_verdict_its_name_says() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/handshake");
+    let token = Token::parse(HANDSHAKE_TOKEN, "the test").expect("a valid token");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the seed directory") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = std::fs::read(&path).expect("a seed");
+        // The first byte is the target's chunk size; the rest is the stream.
+        let mut stream = &bytes[1..];
+        let verdict = read_hello(&mut stream, &Limits::default(), &token).await;
+        match (name.as_str(), verdict) {
+            ("hello", Ok(_)) => {}
+            ("wrong_token", Err(r)) if r.code == ErrorCode::Unauthorized => {}
+            ("probe", Err(r)) if r.code == ErrorCode::Unexpected => {}
+            (name, other) => panic!("seed `{name}` gets {other:?}"),
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["hello", "probe", "wrong_token"]);
 }
