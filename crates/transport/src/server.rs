@@ -49,8 +49,6 @@ use crate::budget::{HostShares, MemoryBudget, OverBudget, Reservation};
 use crate::frame::{self, FrameError, FrameStats};
 use crate::identity::{Fingerprint, IdentityError, ServerIdentity};
 use crate::limits::Limits;
-#[cfg(test)]
-use crate::message::Probe;
 use crate::message::{
     CloudCosts, CostRequest, ErrorCode, ErrorReply, Hello, InferRequest, InferResult, Message,
     ModelOffer, ProbeReply, ServerLimits, ServerState, Welcome,
