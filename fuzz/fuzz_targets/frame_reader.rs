@@ -9,42 +9,11 @@
 
 #![no_main]
 
-use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
+mod chunked;
 
+use chunked::{Chunked, runtime};
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncRead, ReadBuf};
 use transport::{FrameError, Limits, MemoryBudget, frame};
-
-/// Hands out at most `chunk` bytes per read.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
-}
-
-impl AsyncRead for Chunked<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let n = self.chunk.min(self.data.len()).min(buf.remaining());
-        let (now, rest) = self.data.split_at(n);
-        buf.put_slice(now);
-        self.data = rest;
-        Poll::Ready(Ok(()))
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let [chunk, budget, stream @ ..] = data else {

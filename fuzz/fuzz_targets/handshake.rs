@@ -7,45 +7,16 @@
 
 #![no_main]
 
-use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
+mod chunked;
 
+use std::sync::OnceLock;
+
+use chunked::{Chunked, runtime};
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncRead, ReadBuf};
 use transport::{ErrorCode, Limits, Message, Token, frame, read_hello};
 
 /// The token the fuzzer's server expects (the seeds' hello carries it).
 const TOKEN: &str = "cutpoint-fuzz-token-0123456789abcdef0123456789abcdef";
-
-/// Hands out at most `chunk` bytes per read.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
-}
-
-impl AsyncRead for Chunked<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let n = self.chunk.min(self.data.len()).min(buf.remaining());
-        let (now, rest) = self.data.split_at(n);
-        buf.put_slice(now);
-        self.data = rest;
-        Poll::Ready(Ok(()))
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime")
-    })
-}
 
 fn token() -> &'static Token {
     static TOKEN_VALUE: OnceLock<Token> = OnceLock::new();

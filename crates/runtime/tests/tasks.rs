@@ -11,8 +11,8 @@ use common::{edge_config, graph_of, lenet, load, small_resnet};
 use models::{Net, SAMPLE_JPEG};
 use partition_core::Objective;
 use runtime::tasks::{
-    QueueConfig, Task, TaskInput, TaskQueue, TaskRecord, TaskResult, random_tasks, read_tasks,
-    task_networks,
+    QueueConfig, Task, TaskInput, TaskQueue, TaskRecord, TaskReport, TaskResult, random_tasks,
+    read_tasks, task_networks,
 };
 use runtime::{CloudConfig, Costs, EdgeConfig, EdgeSession, LocalCloud, RuntimeError, SplitMode};
 use transport::Token;
@@ -70,6 +70,27 @@ fn serve(nets: &[Net]) -> LocalCloud {
     LocalCloud::start(CloudConfig::default(), nets).expect("cloud starts")
 }
 
+/// Connects `queue` to `cloud` (no warnings), runs `tasks`, and checks that every record was
+/// handed on once, in queue order, as its task finished.
+async fn connect_and_run(queue: &mut TaskQueue, cloud: &LocalCloud, tasks: &[Task]) -> TaskReport {
+    let warnings = queue
+        .connect(cloud.client_config())
+        .await
+        .expect("connects");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut seen = Vec::new();
+    let report = queue
+        .run(tasks, |record| seen.push(record.index))
+        .await
+        .expect("runs");
+    assert_eq!(
+        seen,
+        (1..=tasks.len()).collect::<Vec<_>>(),
+        "one call per task, in queue order"
+    );
+    report
+}
+
 /// The records' fallback flags, in queue order.
 fn fallbacks(records: &[TaskRecord]) -> Vec<bool> {
     records
@@ -96,22 +117,7 @@ async fn a_queue_over_a_chain_and_a_dag_records_every_task() {
     for (model, costs) in &models {
         assert_eq!(costs, &format!("{model} FLOP costs"));
     }
-    let warnings = queue
-        .connect(cloud.client_config())
-        .await
-        .expect("connects");
-    assert!(warnings.is_empty(), "{warnings:?}");
-
-    let mut seen = Vec::new();
-    let report = queue
-        .run(&tasks, |record| seen.push(record.index))
-        .await
-        .expect("runs");
-    assert_eq!(
-        seen,
-        (1..=10).collect::<Vec<_>>(),
-        "one call per task, in order"
-    );
+    let report = connect_and_run(&mut queue, &cloud, &tasks).await;
     assert_eq!(report.tasks.len(), 10);
     for (record, task) in report.tasks.iter().zip(&tasks) {
         assert_eq!(record.model, task.model);
@@ -192,21 +198,7 @@ async fn a_pipelined_queue_plans_for_the_stream_and_hands_records_on_in_order() 
         ..QueueConfig::default()
     };
     let mut queue = queue_with(&nets, edge, config);
-    let warnings = queue
-        .connect(cloud.client_config())
-        .await
-        .expect("connects");
-    assert!(warnings.is_empty(), "{warnings:?}");
-    let mut seen = Vec::new();
-    let report = queue
-        .run(&tasks, |record| seen.push(record.index))
-        .await
-        .expect("runs");
-    assert_eq!(
-        seen,
-        (1..=12).collect::<Vec<_>>(),
-        "handed on in queue order"
-    );
+    let report = connect_and_run(&mut queue, &cloud, &tasks).await;
     for (record, task) in report.tasks.iter().zip(&tasks) {
         assert_eq!(record.model, task.model);
         let done = record.done().expect("ran");

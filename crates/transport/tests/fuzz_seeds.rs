@@ -5,18 +5,29 @@ use std::path::Path;
 
 use transport::{ErrorCode, FrameError, Limits, Message, Token, frame, read_hello};
 
+/// Every seed of fuzz target `target`, by file name.
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds")
+        .join(target);
+    std::fs::read_dir(&dir)
+        .expect("the seed directory")
+        .map(|entry| {
+            let path = entry.expect("an entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            (name, std::fs::read(&path).expect("a seed"))
+        })
+        .collect()
+}
+
 #[test]
 fn every_frame_seed_decodes_as_the_message_its_name_says() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/frame_decoder");
     let mut seen = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the seed directory") {
-        let path = entry.expect("an entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = std::fs::read(&path).expect("a seed");
+    for (name, bytes) in seeds("frame_decoder") {
         let decoded = frame::decode(&bytes, &Limits::default());
         match (name.as_str(), decoded) {
             // One seed keeps an older version, for the mismatch path.
@@ -63,17 +74,9 @@ const HANDSHAKE_TOKEN: &str = "cutpoint-fuzz-token-0123456789abcdef0123456789abc
 
 #[tokio::test]
 async fn every_handshake_seed_gets_the_verdict_its_name_says() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/handshake");
     let token = Token::parse(HANDSHAKE_TOKEN, "the test").expect("a valid token");
     let mut seen = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the seed directory") {
-        let path = entry.expect("an entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = std::fs::read(&path).expect("a seed");
+    for (name, bytes) in seeds("handshake") {
         // The first byte is the target's chunk size; the rest is the stream.
         let mut stream = &bytes[1..];
         let verdict = read_hello(&mut stream, &Limits::default(), &token).await;
