@@ -155,7 +155,8 @@ async fn requests_at_three_cuts_of_a_dag_share_one_batch() {
     };
     let nets = [hog.clone(), net.clone()];
     let cloud = start(dir.path(), config, &nets).await;
-    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
+    // A long hog (32 samples): the clients compute their edge parts before they queue.
+    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 32, 20).await;
     // Cloud-only, from a node inside the residual blocks (whose closure takes in a skip
     // connection's add), and from one later still; their shared nodes are the last cut's.
     let (early, late) = (net.len() / 3, 2 * net.len() / 3);
