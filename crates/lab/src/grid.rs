@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use models::{Backend, Net};
 use partition_core::{Link, Objective, Scenario, Solver};
 use serde::{Deserialize, Serialize};
-use transport::{Loss, Relay};
+use transport::Loss;
 
 use runtime::{EdgeSession, LocalCloud, QuickProfiles, SplitMode, Table};
 
@@ -209,13 +209,7 @@ pub async fn run_grid(
         config.progress,
     )
     .await?;
-    let relay = match config.rtt_ms {
-        0.0 => None,
-        rtt_ms => {
-            Some(rig::rtt_relay(SocketAddr::from(([127, 0, 0, 1], 0)), cloud.addr(), rtt_ms).await?)
-        }
-    };
-    let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
+    let (relay, server) = rig::behind_relay(&cloud, config.rtt_ms).await?;
     let mut out = (Vec::new(), Vec::new());
     let result = measure(config, &profiles, &cloud, server, &mut out, &mut on_cell).await;
     drop(relay);

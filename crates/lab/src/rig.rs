@@ -69,6 +69,22 @@ pub(crate) async fn rtt_relay(
         .map_err(|e| LabError::Relay(e.to_string()))
 }
 
+/// A relay in front of `cloud` that adds `rtt_ms` of round trip (none for 0), and the address
+/// clients reach the cloud at through it. Keep the relay for as long as the clients use it.
+pub(crate) async fn behind_relay(
+    cloud: &LocalCloud,
+    rtt_ms: f64,
+) -> Result<(Option<Relay>, SocketAddr), LabError> {
+    let relay = if rtt_ms > 0.0 {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Some(rtt_relay(listen, cloud.addr(), rtt_ms).await?)
+    } else {
+        None
+    };
+    let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
+    Ok((relay, server))
+}
+
 /// How long a lab request may take: a grid measures every cut, and at 1 Mbit/s the early cuts of
 /// VGG16 upload 12.8 MB, which takes minutes.
 const LAB_REQUEST_TIMEOUT: Duration = Duration::from_secs(900);

@@ -7,12 +7,11 @@
 //! - pipelined, planned for latency (the overlap alone);
 //! - pipelined, planned for the stream objective (the overlap and the plan made for it).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use models::{Backend, Net};
 use partition_core::Objective;
-use transport::{ClientConfig, Relay};
+use transport::ClientConfig;
 
 use runtime::tasks::{QueueConfig, TaskQueue, TaskSummary, random_tasks};
 use runtime::{LocalCloud, QuickProfiles};
@@ -125,13 +124,7 @@ pub async fn run_stream(
         config.progress,
     )
     .await?;
-    let relay = if config.rtt_ms > 0.0 {
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        Some(rig::rtt_relay(listen, cloud.addr(), config.rtt_ms).await?)
-    } else {
-        None
-    };
-    let server = relay.as_ref().map_or(cloud.addr(), Relay::local_addr);
+    let (relay, server) = rig::behind_relay(&cloud, config.rtt_ms).await?;
     let result = match rig::shaped_client(&cloud, server, config.uplink_mbps) {
         Ok(client) => run_all(config, &profiles, &cloud, &client, &mut on_row).await,
         Err(e) => Err(e),

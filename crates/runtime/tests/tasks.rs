@@ -91,6 +91,16 @@ async fn connect_and_run(queue: &mut TaskQueue, cloud: &LocalCloud, tasks: &[Tas
     report
 }
 
+/// The cloud served exactly the tasks whose cut used it.
+fn assert_served_what_used_the_cloud(report: &TaskReport, cloud: &LocalCloud) {
+    let used_cloud = report
+        .tasks
+        .iter()
+        .filter(|r| r.done().is_some_and(|d| d.cut.kind != "edge-only"))
+        .count() as u64;
+    assert_eq!(cloud.server().stats().served, used_cloud);
+}
+
 /// The records' fallback flags, in queue order.
 fn fallbacks(records: &[TaskRecord]) -> Vec<bool> {
     records
@@ -139,12 +149,7 @@ async fn a_queue_over_a_chain_and_a_dag_records_every_task() {
         let line = record.to_string();
         assert!(line.contains(&done.cut_summary) && line.contains(&task.model));
     }
-    let used_cloud = report
-        .tasks
-        .iter()
-        .filter(|r| r.done().is_some_and(|d| d.cut.kind != "edge-only"))
-        .count() as u64;
-    assert_eq!(cloud.server().stats().served, used_cloud);
+    assert_served_what_used_the_cloud(&report, &cloud);
 
     let summary = &report.summary;
     assert_eq!(
@@ -212,12 +217,7 @@ async fn a_pipelined_queue_plans_for_the_stream_and_hands_records_on_in_order() 
             "{record}"
         );
     }
-    let used_cloud = report
-        .tasks
-        .iter()
-        .filter(|r| r.done().is_some_and(|d| d.cut.kind != "edge-only"))
-        .count() as u64;
-    assert_eq!(cloud.server().stats().served, used_cloud);
+    assert_served_what_used_the_cloud(&report, &cloud);
     let summary = &report.summary;
     assert_eq!(
         (summary.completed, summary.failed, summary.pipeline),
