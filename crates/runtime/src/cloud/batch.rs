@@ -64,10 +64,29 @@ pub(crate) struct Member {
     pub arrived: Instant,
     /// Set once nobody waits for its answer.
     pub stop: Arc<AtomicBool>,
-    /// Its place in the queue, held until it is answered.
-    pub admission: Admission,
-    /// Where its answer goes.
-    pub reply: oneshot::Sender<Reply>,
+    /// Its place in the queue and where its answer goes.
+    pub answer: Answer,
+}
+
+/// A request's place in the queue, held until it is answered, and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    admission: Admission,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Answer {
+    /// Holds `admission` until [`Answer::send`].
+    pub fn new(admission: Admission, reply: oneshot::Sender<Reply>) -> Answer {
+        Answer { admission, reply }
+    }
+
+    /// Frees the queue place, then sends `reply`: by the time the client reads its answer,
+    /// the server's counts no longer hold the request. A client that has gone is ignored.
+    pub fn send(self, reply: Reply) {
+        drop(self.admission);
+        let _ = self.reply.send(reply);
+    }
 }
 
 /// Requests admitted and not yet in a batch, oldest first.
@@ -213,13 +232,12 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
                     decode_ms: decoded.decode_ms,
                     load_ms,
                     stop: member.stop,
-                    _admission: member.admission,
-                    reply: member.reply,
+                    answer: member.answer,
                     cut: decoded.cut,
                 });
             }
             Err(e) => {
-                let _ = member.reply.send(Err(e));
+                member.answer.send(Err(e));
             }
         }
     }
@@ -271,7 +289,7 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
         Ok(outputs) => {
             debug!(requests = ready.len(), cloud_ms, "batch served");
             for (member, output) in ready.into_iter().zip(outputs) {
-                let _ = member.reply.send(Ok(Inference {
+                member.answer.send(Ok(Inference {
                     output,
                     cloud_ms,
                     queue_ms: member.queue_ms,
@@ -284,7 +302,7 @@ pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, l
             warn!(error = %e, requests = ready.len(), "cloud part failed");
             let message = format!("running the cloud part failed: {e}");
             for member in ready {
-                let _ = member.reply.send(Err(ErrorReply {
+                member.answer.send(Err(ErrorReply {
                     code: ErrorCode::Internal,
                     message: message.clone(),
                 }));
@@ -301,8 +319,7 @@ struct Ready {
     decode_ms: f64,
     load_ms: f64,
     stop: Arc<AtomicBool>,
-    _admission: Admission,
-    reply: oneshot::Sender<Reply>,
+    answer: Answer,
 }
 
 /// Runs the batch and returns its output on the host, members in `groups` order: the

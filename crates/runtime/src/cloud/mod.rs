@@ -28,7 +28,7 @@ use transport::{
 
 use crate::error::RuntimeError;
 use crate::loaded::{DEFAULT_SEED, LoadedModel, WeightsSource};
-use batch::{BatchKey, Lobby, Member};
+use batch::{Answer, BatchKey, Lobby, Member};
 use catalog::{Catalog, WeightsDefaults};
 use metrics::Metrics;
 pub use metrics::serve_metrics;
@@ -282,8 +282,7 @@ impl CloudServer {
             part,
             arrived,
             stop: abandon.flag.clone(),
-            admission,
-            reply,
+            answer: Answer::new(admission, reply),
         };
         let ticket = self.lobby.join(key, member);
         // Either another request's batch takes this one, or this one gets a worker first and
@@ -337,12 +336,12 @@ impl CloudServer {
             Ok(loaded) => loaded,
             Err(e) => {
                 let error = internal(format!("cannot load model `{}`: {e}", key.model_id));
-                let _ = leader.reply.send(Err(error));
+                leader.answer.send(Err(error));
                 return;
             }
         };
         if let Err(e) = check_hash(&key.model_id, &key.weights_hash, &loaded.model) {
-            let _ = leader.reply.send(Err(e));
+            leader.answer.send(Err(e));
             return;
         }
         let load_ms = if fresh { loaded.load_ms } else { 0.0 };
