@@ -3,7 +3,8 @@
 //! (min-cut over the cut and each crossing tensor's encoding, lossless within the exact budget,
 //! with the input as a JPEG), and the three baselines: edge-only, cloud-only sending the JPEG,
 //! and cloud-only sending raw f32. By predicted latency and solve time, across five uplinks.
-//! `cargo bench --bench partition`.
+//! Last, cutpoint's plan for a pipelined stream of frames (the stream objective): its time per
+//! frame and how long the search takes to plan it. `cargo bench --bench partition`.
 //!
 //! Costs come from this machine's quick profile (swept and cached on first use, as the demo
 //! does), with the edge taken ten times slower than the cloud, as in the demo; codec costs and
@@ -12,7 +13,7 @@
 use std::time::Instant;
 
 use models::{Backend, SAMPLE_JPEG, zoo};
-use partition_core::{Link, Plan, Scenario, Solver};
+use partition_core::{Link, Objective, Plan, Scenario, Solver};
 use runtime::Table;
 use runtime::{
     DEFAULT_SEED, EdgeConfig, EdgeSession, LoadedModel, WeightsSource, default_cache_dir,
@@ -60,6 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ns µs",
         "dads µs",
         "cutpoint µs",
+        "stream ms/frame",
+        "stream µs",
     ]);
     let runtime = runtime::async_runtime()?;
     for net in &nets {
@@ -87,6 +90,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (dads, dads_us) = timed(|| Solver::MinCut.solve(&raw, &scenario).expect("solves"));
             let (ours, ours_us) =
                 timed(|| Solver::Auto.solve(&encoded, &scenario).expect("solves"));
+            let stream = Scenario::new(*scenario.link(), Objective::Stream, 1.0)?;
+            let (pipelined, stream_us) =
+                timed(|| Solver::Auto.solve(&encoded, &stream).expect("solves"));
             let ms = |p: &Plan| format!("{:.1}", p.breakdown().total_ms);
             let cloud_file = Plan::cloud_only(&encoded, &scenario);
             let cloud_raw = Plan::cloud_only(&raw, &scenario);
@@ -112,6 +118,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 format!("{ns_us:.1}"),
                 format!("{dads_us:.1}"),
                 format!("{ours_us:.1}"),
+                format!("{:.1}", pipelined.breakdown().bottleneck_ms()),
+                format!("{stream_us:.1}"),
             ]);
         }
     }

@@ -3,10 +3,16 @@
 
 mod common;
 
-use common::{closure, edge_config, input, load, local_forward, session, small_resnet, start};
+use std::sync::Arc;
+
+use common::{
+    client_config, closure, edge_config, graph_of, input, lenet, load, local_forward, session,
+    small_resnet, start,
+};
 use models::{Net, relative_difference};
 use partition_core::{Hysteresis, Objective, Scenario, Solver};
-use runtime::{CloudConfig, SplitMode};
+use runtime::{CloudConfig, EdgeSession, SplitMode};
+use transport::Shaper;
 
 /// Edge-only, cloud-only, and the successor closures of nodes spread over the network.
 fn cuts(net: &Net) -> Vec<SplitMode> {
@@ -111,6 +117,52 @@ async fn auto_split_is_the_solvers_plan_for_the_link_and_load_used() {
         }
         // The link decides: a fast uplink and a slow one give different cuts.
         assert_ne!(placements[0], placements[1], "{}", net.name());
+    }
+    cloud.stop().await;
+}
+
+/// The lanes of a session are one device: over one 20 Mbit/s uplink, uploads that overlap
+/// each measure the link, as a session alone does, and not their share of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_of_a_session_measure_the_uplink_they_share() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = lenet();
+    let cloud = start(
+        dir.path(),
+        CloudConfig::default(),
+        std::slice::from_ref(&net),
+    )
+    .await;
+    let mut config = client_config(&cloud, dir.path());
+    config.uplink_shaper = Some(Arc::new(Shaper::new(20.0, 0).expect("shaper")));
+    let new_session = || {
+        EdgeSession::new(
+            load(&net, 0),
+            graph_of(&net),
+            edge_config(SplitMode::CloudOnly),
+        )
+        .expect("session")
+    };
+    let uplink = |session: &EdgeSession| {
+        let client = session.client().expect("connected");
+        async move {
+            client.probe(512 * 1024, 0).await.expect("probe");
+            client.link().uplink.expect("measured").mbps
+        }
+    };
+    let mut alone = new_session();
+    alone.connect(config.clone()).await.expect("connects");
+    let alone = uplink(&alone).await;
+    let mut first = new_session();
+    first.connect(config.clone()).await.expect("connects");
+    let mut second = first.lane();
+    second.connect(config).await.expect("connects");
+    let (a, b) = tokio::join!(uplink(&first), uplink(&second));
+    for up in [a, b] {
+        assert!(
+            up > 0.8 * alone && up < 1.25 * alone,
+            "a lane measured {up} Mbit/s; a session alone {alone}"
+        );
     }
     cloud.stop().await;
 }

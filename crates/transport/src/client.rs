@@ -21,6 +21,7 @@ use crate::message::{
 };
 use crate::server::{ALPN, CLOSE_OK, transport_config};
 use crate::shaper::Shaper;
+use crate::share::{LinkShare, Upload};
 use crate::tensor::WireTensor;
 
 /// Most connection attempts while a busy server refuses new connections.
@@ -68,6 +69,10 @@ pub struct ClientConfig {
     pub uplink_shaper: Option<Arc<Shaper>>,
     /// Emulated downlink: paces every reply read (see [`Shaper`]).
     pub downlink_shaper: Option<Arc<Shaper>>,
+    /// The uploads of other clients that share this client's uplink (the lanes of one
+    /// device): each upload's bandwidth sample counts the link, not this client's share of it
+    /// (see [`LinkShare`]). Default: none (the client has the link to itself).
+    pub link_share: Option<Arc<LinkShare>>,
     /// Time allowed for TLS and the hello. Default 10 s.
     pub connect_timeout: Duration,
     /// Idle time after which the connection is considered dead. Default 30 s (keep-alives
@@ -92,6 +97,7 @@ impl ClientConfig {
             estimator: EstimatorConfig::default(),
             uplink_shaper: None,
             downlink_shaper: None,
+            link_share: None,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             protocol_version: PROTOCOL_VERSION,
@@ -355,7 +361,7 @@ impl Client {
                 state,
             }) => {
                 self.with_estimator(|e| {
-                    e.record_upload(upload, exchange.done);
+                    e.record_upload(upload, exchange.sharers, exchange.done);
                     e.record_download(exchange.download, exchange.done);
                 });
                 self.record_state(state);
@@ -386,7 +392,7 @@ impl Client {
         match exchange.reply {
             Message::ProbeReply(reply) => {
                 self.with_estimator(|e| {
-                    e.record_upload(reply.upload, exchange.done);
+                    e.record_upload(reply.upload, exchange.sharers, exchange.done);
                     e.record_download(exchange.download, exchange.done);
                 });
                 self.record_state(reply.state);
@@ -503,17 +509,31 @@ impl Client {
         self.with_estimator(|e| e.record_rtt(conn.rtt(), Instant::now()));
         let (mut send, mut recv) = conn.open_bi().await.map_err(lost)?;
         let start = Instant::now();
+        let mut upload = self.config.link_share.as_ref().map(LinkShare::begin);
         let written =
             frame::write_bytes(&mut send, bytes, self.config.uplink_shaper.as_deref()).await;
         let _ = send.finish();
+        // The upload ends when the server has acknowledged every byte (or the reply comes).
+        let acked = send.stopped();
+        tokio::pin!(acked);
         // Read the reply even when the write failed: a server that refuses a frame stops the
         // stream and says why.
-        let reply = frame::read_frame(
+        let reading = frame::read_frame(
             &mut recv,
             &self.config.limits,
             self.config.downlink_shaper.as_deref(),
-        )
-        .await;
+        );
+        tokio::pin!(reading);
+        let mut sharers = None;
+        let reply = loop {
+            tokio::select! {
+                reply = &mut reading => break reply,
+                _ = &mut acked, if upload.is_some() => sharers = upload.take().map(Upload::finish),
+            }
+        };
+        let sharers = sharers
+            .or_else(|| upload.map(Upload::finish))
+            .unwrap_or(1.0);
         let (reply, stats) = match (reply, written) {
             (Ok(ok), _) => ok,
             (Err(e), Err(_)) | (Err(e), Ok(())) => {
@@ -533,6 +553,7 @@ impl Client {
         }
         Ok(Exchange {
             reply,
+            sharers,
             download: stats.report(),
             total: done.duration_since(start),
             done,
@@ -542,6 +563,8 @@ impl Client {
 
 struct Exchange {
     reply: Message,
+    /// Uploads in flight over the link, on average, while this one was sent (1 alone).
+    sharers: f64,
     download: TransferReport,
     total: Duration,
     done: Instant,

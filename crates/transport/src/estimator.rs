@@ -152,12 +152,20 @@ impl LinkEstimator {
             .then(|| report.bytes as f64 / (report.span_us as f64 / 1e6))
     }
 
-    /// Feeds an upload as the server received it. Returns whether it was used.
-    pub fn record_upload(&mut self, report: TransferReport, at: Instant) -> bool {
+    /// Feeds an upload as the server received it, sent while `sharers` uploads (on average,
+    /// itself included; see [`crate::LinkShare`]) shared the link: the sample is the frame's
+    /// rate times `sharers`, the link's rate when they share it evenly. Returns whether it
+    /// was used.
+    pub fn record_upload(&mut self, report: TransferReport, sharers: f64, at: Instant) -> bool {
         let Some(rate) = self.sample(report) else {
             return false;
         };
-        Ewma::update(&mut self.uplink, rate, self.config.alpha, at);
+        let sharers = if sharers.is_finite() {
+            sharers.max(1.0)
+        } else {
+            1.0
+        };
+        Ewma::update(&mut self.uplink, rate * sharers, self.config.alpha, at);
         true
     }
 
@@ -230,15 +238,31 @@ mod tests {
         .expect("valid");
         let t0 = Instant::now();
         // 1 MB in 1 s = 8 Mbit/s.
-        assert!(est.record_upload(report(1_000_000, 1000), t0));
+        assert!(est.record_upload(report(1_000_000, 1000), 1.0, t0));
         let up = est.snapshot(t0).uplink.expect("one sample");
         assert!((up.mbps - 8.0).abs() < 1e-9);
         // 1 MB in 0.5 s = 16 Mbit/s; 0.25 * 16 + 0.75 * 8 = 10.
-        assert!(est.record_upload(report(1_000_000, 500), t0));
+        assert!(est.record_upload(report(1_000_000, 500), 1.0, t0));
         let up = est.snapshot(t0).uplink.expect("two samples");
         assert!((up.mbps - 10.0).abs() < 1e-9);
         assert_eq!(up.samples, 2);
         assert!(est.snapshot(t0).downlink.is_none());
+    }
+
+    #[test]
+    fn an_upload_that_shared_the_link_counts_for_the_link() {
+        let mut est = LinkEstimator::new(EstimatorConfig::default()).expect("valid");
+        let t0 = Instant::now();
+        // 1 MB in 1 s while two uploads shared the link: the link carried 16 Mbit/s.
+        assert!(est.record_upload(report(1_000_000, 1000), 2.0, t0));
+        let up = est.snapshot(t0).uplink.expect("one sample");
+        assert!((up.mbps - 16.0).abs() < 1e-9);
+        // Fewer than one sharer, or none known, is the frame alone.
+        for sharers in [0.5, f64::NAN] {
+            let mut est = LinkEstimator::new(EstimatorConfig::default()).expect("valid");
+            assert!(est.record_upload(report(1_000_000, 1000), sharers, t0));
+            assert!((est.snapshot(t0).uplink.expect("sampled").mbps - 8.0).abs() < 1e-9);
+        }
     }
 
     #[test]
@@ -255,7 +279,7 @@ mod tests {
         let mut est = LinkEstimator::new(EstimatorConfig::default()).expect("valid");
         let t0 = Instant::now();
         assert!(est.is_stale(t0));
-        est.record_upload(report(1 << 20, 100), t0);
+        est.record_upload(report(1 << 20, 100), 1.0, t0);
         assert!(est.is_stale(t0), "downlink still unknown");
         est.record_download(report(1 << 20, 100), t0);
         assert!(!est.is_stale(t0));
@@ -271,7 +295,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(est.probe_bytes(), (256 * 1024, 256 * 1024));
         // 100 Mbit/s up: 0.5 s is 6.25 MB.
-        est.record_upload(report(12_500_000, 1000), t0);
+        est.record_upload(report(12_500_000, 1000), 1.0, t0);
         // 1000 Mbit/s down: capped at 8 MiB.
         est.record_download(report(125_000_000, 1000), t0);
         assert_eq!(est.probe_bytes(), (6_250_000, 8 * 1024 * 1024));

@@ -29,6 +29,7 @@ pub mod message;
 pub mod relay;
 pub mod server;
 pub mod shaper;
+pub mod share;
 mod strangers;
 pub mod tensor;
 
@@ -51,4 +52,5 @@ pub use server::{
     Handler, Inference, Server, ServerCloser, ServerConfig, ServerError, ServerStatus, read_hello,
 };
 pub use shaper::Shaper;
+pub use share::LinkShare;
 pub use tensor::{TensorError, WireTensor};

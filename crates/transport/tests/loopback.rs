@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use common::{request, request_for, start, start_in, token, varied_f32};
 use transport::{
-    Client, ClientConfig, ClientError, Codec, ErrorCode, Fingerprint, Limits, Message, ServerTrust,
-    Shaper, WireTensor, frame,
+    Client, ClientConfig, ClientError, Codec, ErrorCode, Fingerprint, Limits, LinkShare, Message,
+    ServerTrust, Shaper, WireTensor, frame,
 };
 
 fn pinned(server: &common::Running, dir: &std::path::Path) -> ClientConfig {
@@ -571,5 +571,56 @@ async fn shaper_emulates_a_slow_uplink() {
     // Loopback is far faster than 20 Mbit/s, so the estimate reflects the shaper: never above
     // it (beyond the 16 KiB burst), and not far below it unless the machine is overloaded.
     assert!(up <= 20.0 * 1.05 && up > 20.0 * 0.5, "uplink {up} Mbit/s");
+    server.stop().await;
+}
+
+/// Two clients of one device upload at once over one 20 Mbit/s uplink. Each frame gets about
+/// half the link, and that is what each client measures on its own; clients given one
+/// `LinkShare` count the upload they overlapped with and measure the link, as one client
+/// alone does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sharing_an_uplink_measure_the_link_not_their_share() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path()).await;
+    // Uplink estimates of `clients` probing at once over one shaped uplink.
+    let measure = |clients: usize, shared: bool| {
+        let config = pinned(&server, dir.path());
+        async move {
+            let uplink = Arc::new(Shaper::new(20.0, 0).expect("shaper"));
+            let share = LinkShare::new();
+            let mut connected = Vec::new();
+            for _ in 0..clients {
+                let mut config = config.clone();
+                config.uplink_shaper = Some(uplink.clone());
+                config.link_share = shared.then(|| share.clone());
+                connected.push(Arc::new(Client::connect(config).await.expect("connects")));
+            }
+            let probes: Vec<_> = connected
+                .iter()
+                .map(|c| {
+                    let c = c.clone();
+                    tokio::spawn(async move { c.probe(512 * 1024, 0).await })
+                })
+                .collect();
+            for probe in probes {
+                probe.await.expect("task").expect("probe");
+            }
+            assert_eq!(share.in_flight(), 0);
+            connected
+                .iter()
+                .map(|c| c.link().uplink.expect("measured").mbps)
+                .collect::<Vec<_>>()
+        }
+    };
+    let alone = measure(1, false).await[0];
+    for up in measure(2, false).await {
+        assert!(up < 0.65 * alone, "{up} Mbit/s each against {alone} alone");
+    }
+    for up in measure(2, true).await {
+        assert!(
+            up > 0.8 * alone && up < 1.25 * alone,
+            "{up} Mbit/s each, shared, against {alone} alone"
+        );
+    }
     server.stop().await;
 }

@@ -6,11 +6,14 @@
 //! - each node with all its descendants;
 //! - everything but a node and its ancestors (the edge runs exactly what that node needs);
 //!
+//! (on graphs of more than [`FAMILY_SIZE`] nodes, that many of each, spread over the order)
 //! and the minimum cuts of weighted sums of the four stages (edge, uplink, cloud with its wait,
 //! downlink). For weights λ ≥ 0 with Σλ = 1 the weighted sum is a sum, which DADS's minimum cut
 //! minimises exactly, and since a maximum is at least any weighted mean of its terms, that
 //! minimum is a lower bound on the optimum. The search moves λ towards the stages that were
-//! slow (multiplicative weights) for [`ROUNDS`] rounds and keeps the best bound.
+//! slow (multiplicative weights) for at most [`ROUNDS`] rounds and keeps the best bound. It
+//! stops early once a plan meets the bound (no plan is faster), or when [`PATIENCE`] rounds in
+//! a row found no better plan.
 //!
 //! The plan is the best candidate, ties going to the lower latency. It can miss an optimum
 //! that none of these sets reaches; `partition-core`'s tests measure how often against
@@ -24,8 +27,12 @@ use crate::scenario::{Objective, Scenario};
 
 /// Rounds of the search, each one minimum cut.
 pub(crate) const ROUNDS: usize = 40;
+/// Rounds in a row without a better plan after which the search stops.
+pub(crate) const PATIENCE: usize = 5;
 /// How fast weight moves towards the slow stages.
 const STEP: f64 = 0.5;
+/// The most sets of each family that the search costs.
+const FAMILY_SIZE: usize = 256;
 
 /// The best plan found, with a lower bound on the best plan's time per frame.
 pub(super) fn search(graph: &Graph, scenario: &Scenario) -> (Plan, f64) {
@@ -39,11 +46,17 @@ pub(super) fn search(graph: &Graph, scenario: &Scenario) -> (Plan, f64) {
     ));
     let mut bound = 0.0f64;
     let mut lambda = [0.25; 4];
+    let mut idle = 0;
     for _ in 0..ROUNDS {
         let weights = Weights::under(graph, scenario, Factors::stages(lambda, 0.0));
         let cloud = mincut::cut(graph, &weights);
         bound = bound.max(weights.of_placement(graph, &cloud));
+        let before = best.rank;
         let stages = best.consider(cloud).stages();
+        idle = if best.rank < before { 0 } else { idle + 1 };
+        if best.rank.0 <= bound || idle == PATIENCE {
+            break;
+        }
         let slowest = stages.iter().copied().fold(0.0, f64::max);
         if slowest <= 0.0 {
             break;
@@ -93,33 +106,38 @@ impl<'a> Best<'a> {
 }
 
 /// The topological suffixes, each node's descendants, and the complements of each node's
-/// ancestors: successor-closed sets that leave the input on the edge.
+/// ancestors: successor-closed sets that leave the input on the edge. On a graph of more than
+/// [`FAMILY_SIZE`] nodes, each family takes that many nodes spread evenly over the topological
+/// order, so that the search stays O(n) sets of O(n) work each only up to that size.
 fn closed_families(graph: &Graph) -> impl Iterator<Item = Vec<bool>> + '_ {
     let n = graph.len();
     let source = graph.source();
-    // Descendants in reverse topological order, ancestors in topological order.
-    let mut below = vec![vec![false; n]; n];
-    for v in (0..n).rev() {
-        below[v][v] = true;
-        for &w in graph.consumers(v) {
-            let (head, tail) = below.split_at_mut(w);
-            head[v].iter_mut().zip(&tail[0]).for_each(|(a, &b)| *a |= b);
-        }
-    }
-    let mut above = vec![vec![false; n]; n];
-    for v in 0..n {
-        above[v][v] = true;
-        for &u in graph.inputs(v) {
-            let (head, tail) = above.split_at_mut(v);
-            tail[0].iter_mut().zip(&head[u]).for_each(|(a, &b)| *a |= b);
-        }
-    }
-    let suffixes = (0..n).map(move |k| (0..n).map(|v| v > k).collect());
-    let outside = above
-        .into_iter()
-        .map(|anc| anc.into_iter().map(|a| !a).collect::<Vec<bool>>());
+    let picked = move || (0..n.min(FAMILY_SIZE)).map(move |i| i * n / n.min(FAMILY_SIZE));
+    let suffixes = picked().map(move |k| (0..n).map(|v| v > k).collect());
+    let below = picked().map(move |v| reach(n, v, |u| graph.consumers(u)));
+    let outside = picked().map(move |v| {
+        let mut cloud = reach(n, v, |u| graph.inputs(u));
+        cloud.iter_mut().for_each(|c| *c = !*c);
+        cloud
+    });
     suffixes
         .chain(below)
         .chain(outside)
         .filter(move |cloud: &Vec<bool>| !cloud[source])
+}
+
+/// The nodes reachable from `start` (itself included) along `next`.
+fn reach<'g>(n: usize, start: usize, next: impl Fn(usize) -> &'g [usize]) -> Vec<bool> {
+    let mut seen = vec![false; n];
+    let mut stack = vec![start];
+    seen[start] = true;
+    while let Some(u) = stack.pop() {
+        for &w in next(u) {
+            if !seen[w] {
+                seen[w] = true;
+                stack.push(w);
+            }
+        }
+    }
+    seen
 }

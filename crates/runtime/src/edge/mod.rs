@@ -23,8 +23,8 @@ use partition_core::{
 use predictor::DeviceProfile;
 use tracing::{info, warn};
 use transport::{
-    Client, ClientError, Codec, ErrorCode, FrameError, InferRequest, InferResponse, LinkEstimate,
-    Loss, WireTensor,
+    Client, ClientConfig, ClientError, Codec, ErrorCode, FrameError, InferRequest, InferResponse,
+    LinkEstimate, LinkShare, Loss, WireTensor,
 };
 
 use crate::codec_costs::{CloudDecoding, CodecCosts};
@@ -172,6 +172,9 @@ pub struct EdgeSession {
     /// share it ([`EdgeSession::lane`], [`EdgeSession::share_edge_with`]) are one edge device:
     /// one frame computes at a time while others upload or wait for the cloud.
     edge_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The uploads in flight over this edge's uplink, shared like `edge_turn`: lanes whose
+    /// uploads overlap each measure the link, not their share of it.
+    link_share: Arc<LinkShare>,
 }
 
 /// A server requests may use now: its index in the session and its client.
@@ -275,6 +278,7 @@ impl EdgeSession {
             lookups: Lookups::default(),
             turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
             edge_turn: Arc::default(),
+            link_share: LinkShare::new(),
             config,
         };
         session.check_config()?;
@@ -305,13 +309,17 @@ impl EdgeSession {
             lookups: Lookups::default(),
             turn: FIRST_TURN.fetch_add(1, Ordering::Relaxed),
             edge_turn: self.edge_turn.clone(),
+            link_share: self.link_share.clone(),
         }
     }
 
-    /// Makes this session compute on the same edge as `other`: from now on the two never
-    /// compute at the same time (as [`EdgeSession::lane`]s do).
+    /// Makes this session compute on the same edge as `other`, and send over the same
+    /// uplink: from now on the two never compute at the same time (as [`EdgeSession::lane`]s
+    /// do), and uploads that overlap count each other in their link estimates. Connections
+    /// made before this call keep the link to themselves.
     pub fn share_edge_with(&mut self, other: &EdgeSession) {
         self.edge_turn = other.edge_turn.clone();
+        self.link_share = other.link_share.clone();
     }
 
     /// Does now what the first request would otherwise pay for: measures the codecs' costs and
@@ -415,7 +423,8 @@ impl EdgeSession {
         for resolved in servers.resolve().await {
             match resolved {
                 Ok(server) => {
-                    let task = tokio::spawn(CloudLink::connect(server.config.clone(), backoff));
+                    let config = self.client_config(&server);
+                    let task = tokio::spawn(CloudLink::connect(config, backoff));
                     connecting.push((server, task));
                 }
                 Err((server, error)) => results.push(Err(RuntimeError::Connect {
@@ -512,9 +521,19 @@ impl EdgeSession {
             }
             let server = self.pool.member(origin, address);
             info!(server = %server.label, "the name gives a new address; connecting to it");
-            let link = CloudLink::connect_later(server.config.clone(), backoff);
+            let link = CloudLink::connect_later(self.client_config(&server), backoff);
             self.join(server, link);
         }
+    }
+
+    /// A server's client settings, its uploads marked on this edge's uplink (unless the
+    /// application gave a [`LinkShare`] of its own).
+    fn client_config(&self, server: &Resolved) -> ClientConfig {
+        let mut config = server.config.clone();
+        config
+            .link_share
+            .get_or_insert_with(|| self.link_share.clone());
+        config
     }
 
     /// The reconnect delays of the session's connections.
