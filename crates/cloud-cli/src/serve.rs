@@ -101,10 +101,10 @@ pub struct LimitArgs {
     /// clients from one that opens many streams or leaves its replies unread.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     connection_memory_mib: u64,
-    /// The share of --memory-mib one host (an address; IPv6: one /64) may hold over all its
-    /// connections while another host is connected, in (0, 1]; past it that host is answered
-    /// "busy". A host alone may hold all but one connection's memory, so the next host is
-    /// served at once. Protects other hosts from one greedy host.
+    /// The most of --memory-mib one host (an address; IPv6: one /64) may hold over all its
+    /// connections, in (0, 1]; past it that host is answered "busy". With n hosts connected
+    /// each may hold at most 1/(n+1) of it, so the next host to connect is served at once.
+    /// Protects other hosts from greedy hosts, however many. 1 turns the shares off.
     #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
     host_share: f64,
     /// Authenticated clients served at once; more are told the server is busy. Protects

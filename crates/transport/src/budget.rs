@@ -43,22 +43,26 @@ struct Account {
     parent: Option<Arc<Account>>,
 }
 
-/// Accounts that share a parent and each get a smaller cap while any other is alive: the peer
-/// hosts of one server.
+/// Accounts that share a parent and whose caps shrink as more of them are alive: the peer
+/// hosts of one server. With n alive, each may hold at most 1/(n + 1) of the parent's cap (and
+/// never more than its own cap), so one more account always finds its part free.
 #[derive(Debug)]
 struct Crowd {
     /// Accounts of the crowd alive now.
     alive: Arc<AtomicUsize>,
-    /// The cap while more than one is alive.
-    crowded_cap: u64,
+    /// The parent's cap, divided among the crowd.
+    whole: u64,
 }
 
 impl Account {
     /// The cap now.
     fn cap(&self) -> u64 {
         match &self.crowd {
-            Some(crowd) if crowd.alive.load(Ordering::Acquire) > 1 => crowd.crowded_cap,
-            _ => self.cap,
+            Some(crowd) => {
+                let alive = crowd.alive.load(Ordering::Acquire) as u64;
+                self.cap.min(crowd.whole / (alive + 1))
+            }
+            None => self.cap,
         }
     }
 
@@ -223,18 +227,18 @@ impl Drop for Reservation {
 }
 
 /// The server's budget shared among peer hosts (an IPv4 address, or an IPv6 /64): each host's
-/// connections draw on one budget of the host's, a child of the server's. While more than one
-/// host is connected, a host may hold at most its share of the server's budget, so that one
-/// host cannot take all of it and starve the others (it is told `Busy` beyond its share). A
-/// host alone may hold more, but not all: room is left for a host that connects later to be
-/// served at once. A host over its share when another connects keeps what it holds, and is
-/// refused until it has given enough back (frames and requests have deadlines).
+/// connections draw on one budget of the host's, a child of the server's. With n hosts
+/// connected, a host may hold at most 1/(n + 1) of the server's budget, and never more than
+/// its share, so that no number of greedy hosts can starve the others: the hosts connected
+/// hold at most n/(n + 1) of the budget together, and a host that connects next finds its part
+/// free (beyond its cap a host is told `Busy`). The caps apply to new charges: a host over its
+/// cap when another connects keeps what it holds, and is refused until it has given enough
+/// back (frames and requests have deadlines).
 #[derive(Debug)]
 pub(crate) struct HostShares {
     server: MemoryBudget,
-    /// A host's cap while it is the only one connected.
-    alone_cap: u64,
-    /// A host's cap while other hosts are connected.
+    /// A host's cap, however few hosts are connected; the server's budget turns the shares
+    /// off.
     share_cap: u64,
     /// Host budgets alive now.
     alive: Arc<AtomicUsize>,
@@ -243,12 +247,11 @@ pub(crate) struct HostShares {
 }
 
 impl HostShares {
-    /// Shares of `server`: `alone_cap` bytes for a host alone, `share_cap` per host while
-    /// several are connected.
-    pub(crate) fn new(server: MemoryBudget, alone_cap: u64, share_cap: u64) -> Self {
+    /// Shares of `server`, each at most `share_cap` bytes (the server's whole budget turns
+    /// the shares off).
+    pub(crate) fn new(server: MemoryBudget, share_cap: u64) -> Self {
         HostShares {
             server,
-            alone_cap,
             share_cap,
             alive: Arc::default(),
             hosts: Mutex::default(),
@@ -265,11 +268,12 @@ impl HostShares {
         }
         // Hosts whose connections are all gone leave the map: it holds the hosts connected now.
         hosts.retain(|_, account| account.strong_count() > 0);
-        let crowd = Crowd {
+        let whole = self.server.cap();
+        let crowd = (self.share_cap < whole).then(|| Crowd {
             alive: self.alive.clone(),
-            crowded_cap: self.share_cap,
-        };
-        let budget = self.server.child_in("host", self.alone_cap, Some(crowd));
+            whole,
+        });
+        let budget = self.server.child_in("host", self.share_cap, crowd);
         hosts.insert(key, Arc::downgrade(&budget.account));
         budget
     }
@@ -301,33 +305,49 @@ mod tests {
     }
 
     #[test]
-    fn a_host_holds_at_most_its_share_while_another_is_connected() {
-        let server = MemoryBudget::new("server", 100);
-        let shares = HostShares::new(server.clone(), 100, 50);
-        let greedy: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
-        let other: std::net::IpAddr = "10.0.0.2".parse().expect("ip");
-        // Alone, a host may take everything, over several connections.
-        let first = shares.of(greedy).child("connection", 60);
-        let second = shares.of(greedy).child("connection", 60);
-        let held = first.reserve(60).expect("fits");
-        let more = second.reserve(40).expect("fits: alone");
+    fn each_host_leaves_room_for_one_more() {
+        let server = MemoryBudget::new("server", 120);
+        let shares = HostShares::new(server.clone(), 60);
+        let host = |ip: &str| shares.of(ip.parse().expect("ip")).child("connection", 100);
+        // Alone, a host may take half, over several connections.
+        let a = host("10.0.0.1");
+        let a2 = shares
+            .of("10.0.0.1".parse().expect("ip"))
+            .child("connection", 100);
+        let held = a.reserve(40).expect("fits");
+        let more = a2.reserve(20).expect("fits: alone");
+        let err = a2.reserve(1).expect_err("half is a lone host's");
+        assert_eq!((err.scope, err.used, err.cap), ("host", 60, 60));
         drop((held, more));
-        // With another host connected, it is held to its share, across its connections.
-        let polite = shares.of(other).child("connection", 60);
-        let held = first.reserve(30).expect("within the share");
-        let err = second.reserve(21).expect_err("over the share");
-        assert_eq!((err.scope, err.used, err.cap), ("host", 30, 50));
-        let theirs = polite.reserve(50).expect("the other host's share is free");
-        // The other host gone, the share no longer applies.
-        drop(theirs);
-        drop(polite);
-        let _more = second.reserve(60).expect("alone again");
-        drop(held);
+        // Two greedy hosts take a third each, and a third host finds its third free.
+        let b = host("10.0.0.2");
+        let _a = a.reserve(40).expect("a third");
+        let _b = b.reserve(40).expect("a third");
+        assert!(a.reserve(1).is_err() && b.reserve(1).is_err());
+        let c = host("10.0.0.3");
+        let err = c.reserve(31).expect_err("with three hosts, a quarter");
+        assert_eq!((err.scope, err.cap), ("host", 30));
+        let _c = c.reserve(30).expect("the newcomer is served");
+        assert_eq!(server.used(), 110);
+        // The other hosts gone, the caps grow back.
+        drop((_b, b, _c, c));
+        let _more = a.reserve(20).expect("alone again: half");
         // An IPv6 /64 is one host.
-        let a: std::net::IpAddr = "2001:db8::1".parse().expect("ip");
-        let b: std::net::IpAddr = "2001:db8::2".parse().expect("ip");
-        let kept = shares.of(a);
-        assert_eq!(shares.of(b).used(), 0);
-        assert!(Arc::ptr_eq(&kept.account, &shares.of(b).account));
+        let x: std::net::IpAddr = "2001:db8::1".parse().expect("ip");
+        let y: std::net::IpAddr = "2001:db8::2".parse().expect("ip");
+        let kept = shares.of(x);
+        assert_eq!(shares.of(y).used(), 0);
+        assert!(Arc::ptr_eq(&kept.account, &shares.of(y).account));
+    }
+
+    #[test]
+    fn the_whole_budget_as_a_share_turns_the_shares_off() {
+        let server = MemoryBudget::new("server", 100);
+        let shares = HostShares::new(server.clone(), 100);
+        let a = shares
+            .of("10.0.0.1".parse().expect("ip"))
+            .child("connection", 100);
+        let _b = shares.of("10.0.0.2".parse().expect("ip"));
+        let _all = a.reserve(100).expect("no shares");
     }
 }

@@ -22,11 +22,11 @@
 //!   ([`ServerConfig::connection_budget`]), its host's and the server's
 //!   ([`ServerConfig::memory_budget`]) before it is allocated; the frame buffer grows only as
 //!   bytes arrive. What does not fit is answered `Busy`.
-//! - **Fair shares among hosts.** While more than one peer host (an address, or a /64 for
-//!   IPv6) is connected, one host's connections together hold at most
-//!   [`ServerConfig::host_share`] of the memory budget, so that a greedy host cannot starve
-//!   the others; a host alone may hold all but one connection's budget, so that the next
-//!   host to connect is served at once.
+//! - **Fair shares among hosts.** With n peer hosts (an address, or a /64 for IPv6)
+//!   connected, one host's connections together hold at most 1/(n + 1) of the memory budget,
+//!   and never more than [`ServerConfig::host_share`] of it, so that no number of greedy hosts
+//!   can starve the others: the next host to connect finds its part free and is served at
+//!   once.
 //! - **Deadlines.** A frame must arrive within [`ServerConfig::frame_timeout`], a request must
 //!   finish within [`ServerConfig::request_timeout`] and a reply must be taken by the client
 //!   within [`ServerConfig::reply_timeout`]; probe replies are capped at
@@ -158,11 +158,11 @@ pub struct ServerConfig {
     /// Bytes one connection may hold of the above; it must hold a largest frame twice (the
     /// bytes and the decoded request). Default 256 MiB.
     pub connection_budget: u64,
-    /// The share of `memory_budget` that one peer host (an IPv4 address, or an IPv6 /64) may
-    /// hold, over all its connections, while another host is connected; beyond it the host
-    /// is told `Busy`. Never less than one connection's budget. A host alone may hold all but
-    /// one connection's budget (at least its share), so that a host that connects later is
-    /// served at once. In (0, 1]; 1 turns the shares off. Default 0.5.
+    /// The most of `memory_budget` that one peer host (an IPv4 address, or an IPv6 /64) may
+    /// hold over all its connections (never less than one connection's budget). With n hosts
+    /// connected a host holds at most 1/(n + 1) of the budget, if that is less, so that a
+    /// host that connects next finds its part free; beyond its cap a host is told `Busy`.
+    /// In (0, 1]; 1 turns the shares off. Default 0.5.
     pub host_share: f64,
     /// Largest probe reply payload sent, bytes. Default 4 MiB.
     pub max_probe_reply_bytes: u32,
@@ -237,20 +237,11 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The bytes one host may hold while others are connected: its share of the memory
-    /// budget, but at least one connection's budget.
+    /// The most one host may hold: its share of the memory budget, but at least one
+    /// connection's budget.
     fn host_share_bytes(&self) -> u64 {
         let share = (self.memory_budget as f64 * self.host_share) as u64;
         share.clamp(self.connection_budget, self.memory_budget)
-    }
-
-    /// The bytes one host may hold while it is the only one connected: all but one
-    /// connection's budget, so that a host that connects later is served at once (at least
-    /// its share).
-    fn host_alone_bytes(&self) -> u64 {
-        self.memory_budget
-            .saturating_sub(self.connection_budget)
-            .max(self.host_share_bytes())
     }
 }
 
@@ -339,11 +330,7 @@ impl<H: Handler> Server<H> {
     pub fn bind(config: ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
         config.check()?;
         let memory = MemoryBudget::new("server", config.memory_budget);
-        let hosts = HostShares::new(
-            memory.clone(),
-            config.host_alone_bytes(),
-            config.host_share_bytes(),
-        );
+        let hosts = HostShares::new(memory.clone(), config.host_share_bytes());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -593,13 +580,19 @@ fn encode_reply(message: &Message) -> Vec<u8> {
     bytes
 }
 
-/// Writes a reply frame and finishes the stream, or resets it when the client does not take
-/// the reply within `deadline`.
+/// Writes a reply frame, finishes the stream and waits until the client has acknowledged
+/// every byte, or resets the stream when that has not happened within `deadline`. Until it
+/// returns, quinn may still hold the reply in its send buffer, so the caller keeps the
+/// reply's bytes charged to the budget until then.
 async fn write_reply(send: &mut quinn::SendStream, bytes: &[u8], deadline: Duration) {
-    match tokio::time::timeout(deadline, frame::write_bytes(send, bytes, None)).await {
-        Ok(Ok(())) => {
-            let _ = send.finish();
-        }
+    let delivered = async {
+        frame::write_bytes(send, bytes, None).await?;
+        let _ = send.finish();
+        let _ = send.stopped().await;
+        Ok::<(), FrameError>(())
+    };
+    match tokio::time::timeout(deadline, delivered).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(error = %e, "cannot send reply"),
         Err(_) => {
             debug!(
@@ -808,15 +801,9 @@ mod tests {
             Token::generate().expect("token"),
         );
         assert_eq!(config.host_share_bytes(), DEFAULT_MEMORY_BUDGET / 2);
-        assert_eq!(
-            config.host_alone_bytes(),
-            DEFAULT_MEMORY_BUDGET - DEFAULT_CONNECTION_BUDGET
-        );
         config.host_share = 0.01;
         assert!(config.check().is_ok());
         assert_eq!(config.host_share_bytes(), DEFAULT_CONNECTION_BUDGET);
-        config.connection_budget = DEFAULT_MEMORY_BUDGET;
-        assert_eq!(config.host_alone_bytes(), DEFAULT_MEMORY_BUDGET);
         for share in [0.0, -0.5, 1.5, f64::NAN] {
             config.host_share = share;
             let err = config.check().expect_err("not a share").to_string();
