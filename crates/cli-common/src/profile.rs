@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use models::zoo;
 use predictor::Role;
-use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_sweep};
+use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_in_pass, run_sweep};
 
 use crate::backend::BackendArg;
 use runtime::Table;
@@ -12,8 +13,10 @@ use runtime::Table;
 /// Time seeded samples of every layer class on this machine, one CSV per class.
 ///
 /// Each class's configuration space covers every layer of the zoo and reaches beyond it. An
-/// interrupted sweep resumes where it stopped when run again with the same --out. Train a
-/// device profile from the directory with `train --data DIR`.
+/// interrupted sweep resumes where it stopped when run again with the same --out. Then every
+/// layer of the zoo's networks is timed inside their own forward passes (--in-pass), so that
+/// the profile also learns from layers in their real context. Train a device profile from the
+/// directory with `train --data DIR`.
 #[derive(Args, Debug)]
 #[command(
     allow_negative_numbers = true,
@@ -41,6 +44,11 @@ pub struct ProfileArgs {
     /// At most N samples per class (below the sweep's own count), for a fast trial run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     samples: Option<u64>,
+    /// Zoo models whose layers are also timed inside their own forward passes (2 warm-up and
+    /// 5 timed passes each): comma-separated names, `all`, or `none`. `train` learns from
+    /// them and reports how well it predicts each of them without its own layers.
+    #[arg(long, value_name = "MODELS", default_value = "all")]
+    in_pass: String,
     /// Hide the progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -62,7 +70,12 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
         max_samples: args.samples.map(|n| n as usize),
         progress: !args.no_progress,
     };
+    let nets = crate::train::model_names(&args.in_pass)?
+        .iter()
+        .map(|name| zoo::build(name))
+        .collect::<Result<Vec<_>, _>>()?;
     let (meta, summaries) = run_sweep(&config)?;
+    let (_, passes) = run_in_pass(&config, &nets)?;
     let mut table = Table::new(&["class", "resumed", "measured", "total"]);
     for s in &summaries {
         table.row(vec![
@@ -75,8 +88,24 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
     let quota = meta
         .cpu_quota
         .map_or("none".to_string(), |q| format!("{q} CPU"));
+    let mut in_pass = Table::new(&["model", "layers", "in-pass ms"]);
+    for p in &passes {
+        in_pass.row(vec![
+            p.model.clone(),
+            p.layers.to_string(),
+            format!("{:.2}", p.total_ms),
+        ]);
+    }
+    let in_pass = if passes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nLayers timed inside their networks' passes:\n\n{}",
+            in_pass.render()
+        )
+    };
     Ok(format!(
-        "Swept {} ({} backend, {} threads, CPU quota {quota}) into {}\n\n{}\nNext: cutpoint-{} train --data {} --out {}.profile\n",
+        "Swept {} ({} backend, {} threads, CPU quota {quota}) into {}\n\n{}{in_pass}\nNext: cutpoint-{} train --data {} --out {}.profile\n",
         meta.device,
         meta.backend,
         meta.threads,

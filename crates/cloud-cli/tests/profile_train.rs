@@ -41,6 +41,8 @@ fn tiny_sweep(dir: &Path, samples: &str) -> String {
         "--quick",
         "--samples",
         samples,
+        "--in-pass",
+        "lenet",
         "--no-progress",
     ])
 }
@@ -51,6 +53,14 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     let data = tmp.path().join("sweep");
     let first = tiny_sweep(&data, "6");
     assert!(first.contains("cutpoint-cloud train --data"), "{first}");
+    assert!(
+        first.contains("Layers timed inside their networks' passes"),
+        "{first}"
+    );
+    assert!(
+        data.join("in-pass").is_dir(),
+        "LeNet's layers, timed in its passes"
+    );
     // Run again with a larger cap: the six rows per class are kept and only the rest measured.
     let second = tiny_sweep(&data, "10");
     let conv = second
@@ -80,10 +90,30 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     assert_eq!(report["role"], "cloud");
     assert_eq!(report["name"], "cloud");
     assert_eq!(report["classes"].as_array().expect("classes").len(), 9);
+    // Ten sampled layers of each class, and LeNet's layers as its passes timed them.
+    let mut in_pass = 0;
     for class in report["classes"].as_array().expect("classes") {
-        assert_eq!(class["samples"], 10, "{class}");
+        let own = class["in_pass"].as_u64().expect("in-pass count");
+        assert_eq!(class["samples"].as_u64(), Some(10 + own), "{class}");
+        in_pass += own;
         let share = class["ours"]["within_10pct"].as_f64().expect("share");
         assert!((0.0..=1.0).contains(&share), "{class}");
+    }
+    assert!(
+        in_pass >= 5,
+        "LeNet's convolutions and linear layers: {in_pass}"
+    );
+    let unseen = report["unseen"].as_array().expect("unseen networks");
+    assert_eq!(unseen.len(), 1);
+    assert!(
+        unseen[0]["model"]
+            .as_str()
+            .expect("name")
+            .starts_with("lenet-")
+    );
+    for key in ["in_pass_ms", "predicted_ms"] {
+        let ms = unseen[0][key].as_f64().expect("ms");
+        assert!(ms > 0.0 && ms.is_finite(), "{key} {ms}");
     }
     let models = report["models"].as_array().expect("models");
     assert_eq!(models.len(), 1);
@@ -105,6 +135,7 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         "none",
     ]);
     assert!(text.contains("base MAPE"), "{text}");
+    assert!(text.contains("Networks unseen"), "{text}");
     assert!(text.contains("Whole-model check skipped"), "{text}");
 }
 

@@ -25,6 +25,8 @@ fn profiles_price_a_model_and_plan_it_like_the_graph_they_print() {
         "--quick",
         "--samples",
         "8",
+        "--in-pass",
+        "none",
         "--no-progress",
     ]);
     assert!(sweep.contains("cutpoint-edge train --data"), "{sweep}");

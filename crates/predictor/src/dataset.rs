@@ -65,6 +65,31 @@ pub fn csv_path(dir: &Path, class: LayerClass) -> PathBuf {
     dir.join(format!("{}.csv", class.name()))
 }
 
+/// The directory, inside sweep directory `dir`, of one network's layers timed inside its
+/// forward passes: one CSV per class, like the sweep's own.
+pub fn in_pass_dir(dir: &Path, model: &str) -> PathBuf {
+    dir.join("in-pass").join(model)
+}
+
+/// The networks whose layers were timed inside their passes in sweep directory `dir`, by
+/// name, in order.
+pub fn in_pass_models(dir: &Path) -> Result<Vec<String>, PredictorError> {
+    let root = dir.join("in-pass");
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = fs::read_dir(&root).map_err(|e| PredictorError::io("cannot read", &root, e))?;
+    let mut models = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PredictorError::io("cannot read", &root, e))?;
+        if entry.path().is_dir() {
+            models.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    models.sort();
+    Ok(models)
+}
+
 fn shapes_text(shapes: &[Vec<usize>]) -> String {
     shapes
         .iter()

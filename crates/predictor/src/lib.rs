@@ -26,7 +26,7 @@ mod sweep;
 mod train;
 
 pub use class::LayerClass;
-pub use dataset::{Measurement, SweepMeta, csv_path, read_class};
+pub use dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
 pub use error::PredictorError;
 pub use features::FEATURE_SCHEMA_VERSION;
 pub use machine::{MachineInfo, apply_cpu_quota};
@@ -34,5 +34,5 @@ pub use measured::{ModelCheck, check_model, measured_costs};
 pub use profile::{DeviceProfile, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
 pub use space::{Sample, Sampler, SweepSize};
-pub use sweep::{ClassSummary, SweepConfig, run_sweep};
-pub use train::{ClassReport, MIN_SAMPLES, TrainOptions, train};
+pub use sweep::{ClassSummary, InPassSummary, SweepConfig, in_pass_name, run_in_pass, run_sweep};
+pub use train::{ClassReport, HeldOutModel, MIN_SAMPLES, TrainOptions, held_out_models, train};

@@ -1,14 +1,17 @@
 //! Profiling sweeps: time sampled layers of every class on this machine, one CSV per class.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, Model};
+use models::{Backend, Fusion, Model, Net};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
-use crate::dataset::{CsvSink, Measurement, SweepMeta};
+use crate::dataset::{CsvSink, Measurement, SweepMeta, in_pass_dir};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
 use crate::space::{Sampler, SweepSize};
@@ -117,6 +120,89 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
             resumed,
             measured,
         });
+    }
+    Ok((meta, summaries))
+}
+
+/// One network's layers timed inside its passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InPassSummary {
+    /// The network's name and input shape ([`in_pass_name`]).
+    pub model: String,
+    /// Layers written (those of a known class that a fusion does not absorb).
+    pub layers: usize,
+    /// Their in-pass times added up, ms.
+    pub total_ms: f64,
+}
+
+/// How a network's in-pass layers are named in a sweep directory: its name and input shape
+/// (`resnet18-3x224x224`), since one network can be built for several input sizes.
+pub fn in_pass_name(net: &Net) -> String {
+    let shape: Vec<String> = net.input_shape().iter().map(usize::to_string).collect();
+    format!("{}-{}", net.name(), shape.join("x"))
+}
+
+/// Passes run before timing, and passes timed (each layer's median is kept).
+const IN_PASS_WARMUP: usize = 2;
+const IN_PASS_RUNS: usize = 5;
+
+/// Times every layer of each of `nets` inside real forward passes (batch 1, a seeded input;
+/// [`Model::time_in_pass`]: timestamps between nodes as a pass runs them, with the caches as
+/// the pass leaves them) and writes each layer that costs something (of a known class, not
+/// absorbed by a fusion) to [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The
+/// CPU quota, backend and seed are the sweep's. These are the layers of real networks in
+/// their real context, which the sampled layers of [`run_sweep`] are not.
+pub fn run_in_pass(
+    config: &SweepConfig,
+    nets: &[Net],
+) -> Result<(SweepMeta, Vec<InPassSummary>), PredictorError> {
+    if let Some(quota) = config.cpu_quota {
+        apply_cpu_quota(quota)?;
+    }
+    let machine = MachineInfo::current();
+    let meta = SweepMeta {
+        device: machine.device,
+        backend: config.backend.name().to_string(),
+        threads: machine.threads,
+        cpu_quota: config.cpu_quota,
+    };
+    let device = config.backend.device()?;
+    let mut summaries = Vec::new();
+    for net in nets {
+        let dir = in_pass_dir(&config.out_dir, &in_pass_name(net));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
+        }
+        let model = Model::seeded(net.clone(), config.seed, &device)?;
+        let input = models::seeded_input(net, 1, config.seed)?;
+        let timings = model.time_in_pass(input, IN_PASS_WARMUP, IN_PASS_RUNS)?;
+        let fusion = Fusion::of(net);
+        let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
+        let mut summary = InPassSummary {
+            model: in_pass_name(net),
+            layers: 0,
+            total_ms: 0.0,
+        };
+        for (v, timing) in timings.iter().enumerate() {
+            let spec = net.nodes()[v].spec();
+            let Some(class) = LayerClass::of(&spec.kind) else {
+                continue;
+            };
+            if fusion.is_absorbed(v) {
+                continue;
+            }
+            let sink = match sinks.entry(class) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(CsvSink::open(&dir, class, &meta)?.0),
+            };
+            sink.push(&Measurement {
+                spec: spec.clone(),
+                median_ms: timing.median_ms,
+            })?;
+            summary.layers += 1;
+            summary.total_ms += timing.median_ms;
+        }
+        summaries.push(summary);
     }
     Ok((meta, summaries))
 }

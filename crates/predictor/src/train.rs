@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::class::LayerClass;
-use crate::dataset::{Measurement, SweepMeta, csv_path, read_class};
+use crate::dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
 use crate::error::PredictorError;
 use crate::features;
 use crate::profile::{DeviceProfile, Role};
@@ -35,8 +35,10 @@ pub struct TrainOptions {
 pub struct ClassReport {
     /// The class name.
     pub class: &'static str,
-    /// Samples in the sweep.
+    /// Samples in the sweep, the layers timed inside passes included.
     pub samples: usize,
+    /// Of those, layers of real networks timed inside their passes.
+    pub in_pass: usize,
     /// The regressor cross-validation chose.
     pub chosen: &'static str,
     /// Cross-validated mean absolute log error of each candidate.
@@ -47,7 +49,104 @@ pub struct ClassReport {
     pub baseline: Accuracy,
 }
 
-/// Trains one regressor per class found in `dir` and reports held-out accuracy.
+/// A network's whole latency predicted by regressors trained without its own layers, against
+/// the sum of its layers as timed inside its passes: how well the profile predicts a network
+/// it has not seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldOutModel {
+    /// The network's name.
+    pub model: String,
+    /// Its layers timed inside its passes, added up, ms.
+    pub in_pass_ms: f64,
+    /// The same layers predicted without them, added up, ms.
+    pub predicted_ms: f64,
+    /// (predicted − in-pass) ÷ in-pass, in %.
+    pub error_pct: f64,
+}
+
+/// A class's rows: the sweep's sampled layers, then the layers timed inside networks' passes,
+/// each with the index of its network in [`TrainingData::models`].
+struct ClassData {
+    rows: Vec<Measurement>,
+    model: Vec<Option<usize>>,
+}
+
+/// Everything a sweep directory holds, by class.
+struct TrainingData {
+    models: Vec<String>,
+    classes: BTreeMap<LayerClass, ClassData>,
+    meta: SweepMeta,
+}
+
+impl TrainingData {
+    /// Reads `dir`'s sampled layers and its networks' in-pass layers; all must have been
+    /// measured under one set of conditions.
+    fn read(dir: &Path) -> Result<TrainingData, PredictorError> {
+        let models = in_pass_models(dir)?;
+        let mut meta: Option<SweepMeta> = None;
+        let mut classes = BTreeMap::new();
+        for class in LayerClass::ALL {
+            let mut data = ClassData {
+                rows: Vec::new(),
+                model: Vec::new(),
+            };
+            let sources = std::iter::once((None, csv_path(dir, class))).chain(
+                models
+                    .iter()
+                    .enumerate()
+                    .map(|(m, name)| (Some(m), csv_path(&in_pass_dir(dir, name), class))),
+            );
+            for (model, path) in sources {
+                if !path.exists() {
+                    continue;
+                }
+                let (found, rows) = read_class(&path)?;
+                match &meta {
+                    Some(m) if *m != found => {
+                        return Err(PredictorError::BadData {
+                            path,
+                            reason: format!(
+                                "measured on {} (backend {}), unlike the other files of {}; keep one device per directory",
+                                found.device,
+                                found.backend,
+                                dir.display()
+                            ),
+                        });
+                    }
+                    _ => meta = Some(found),
+                }
+                data.model.extend(std::iter::repeat_n(model, rows.len()));
+                data.rows.extend(rows);
+            }
+            if data.rows.is_empty() {
+                continue;
+            }
+            if data.rows.len() < MIN_SAMPLES {
+                return Err(PredictorError::BadData {
+                    path: csv_path(dir, class),
+                    reason: format!(
+                        "only {} samples of {}; training needs at least {MIN_SAMPLES}: resume the sweep (run `profile` again with the same --out)",
+                        data.rows.len(),
+                        class.name()
+                    ),
+                });
+            }
+            classes.insert(class, data);
+        }
+        let meta = meta.ok_or_else(|| PredictorError::BadData {
+            path: dir.to_path_buf(),
+            reason: "no sweep CSVs here; run `profile --out DIR` first".into(),
+        })?;
+        Ok(TrainingData {
+            models,
+            classes,
+            meta,
+        })
+    }
+}
+
+/// Trains one regressor per class found in `dir` (the sampled layers and the networks' layers
+/// timed inside their passes together) and reports held-out accuracy.
 ///
 /// Per class: a seeded split holds out `holdout` of the samples; k-fold cross-validation on
 /// the rest picks a candidate; the pick and the baseline are scored on the held-out part;
@@ -56,46 +155,16 @@ pub fn train(
     dir: &Path,
     options: &TrainOptions,
 ) -> Result<(DeviceProfile, Vec<ClassReport>), PredictorError> {
-    let mut meta: Option<SweepMeta> = None;
+    let data = TrainingData::read(dir)?;
     let mut models = BTreeMap::new();
     let mut reports = Vec::new();
-    for class in LayerClass::ALL {
-        let path = csv_path(dir, class);
-        if !path.exists() {
-            continue;
-        }
-        let (found, rows) = read_class(&path)?;
-        match &meta {
-            Some(m) if *m != found => {
-                return Err(PredictorError::BadData {
-                    path,
-                    reason: format!(
-                        "measured on {} (backend {}), unlike the other files of {}; keep one device per directory",
-                        found.device,
-                        found.backend,
-                        dir.display()
-                    ),
-                });
-            }
-            _ => meta = Some(found),
-        }
-        if rows.len() < MIN_SAMPLES {
-            return Err(PredictorError::BadData {
-                path,
-                reason: format!(
-                    "only {} samples; training needs at least {MIN_SAMPLES}: resume the sweep (run `profile` again with the same --out)",
-                    rows.len()
-                ),
-            });
-        }
-        let (model, report) = train_class(class, &rows, options)?;
+    for (&class, class_data) in &data.classes {
+        let (model, mut report) = train_class(class, &class_data.rows, options)?;
+        report.in_pass = class_data.model.iter().filter(|m| m.is_some()).count();
         models.insert(class, model);
         reports.push(report);
     }
-    let meta = meta.ok_or_else(|| PredictorError::BadData {
-        path: dir.to_path_buf(),
-        reason: "no sweep CSVs here; run `profile --out DIR` first".into(),
-    })?;
+    let meta = data.meta;
     let profile = DeviceProfile {
         name: options.name.clone(),
         role: options.role,
@@ -107,6 +176,58 @@ pub fn train(
         models,
     };
     Ok((profile, reports))
+}
+
+/// For each network whose layers `dir` holds as timed inside its passes: its whole latency
+/// predicted by `profile`'s regressors (each class's chosen candidate) refitted on every row
+/// but that network's, against what its layers measured. Empty when `dir` has no such
+/// networks.
+pub fn held_out_models(
+    dir: &Path,
+    profile: &DeviceProfile,
+    options: &TrainOptions,
+) -> Result<Vec<HeldOutModel>, PredictorError> {
+    let data = TrainingData::read(dir)?;
+    let mut held_out = Vec::new();
+    for (m, name) in data.models.iter().enumerate() {
+        let mut in_pass_ms = 0.0;
+        let mut predicted_ms = 0.0;
+        for (&class, class_data) in &data.classes {
+            let (own, others): (Vec<usize>, Vec<usize>) =
+                (0..class_data.rows.len()).partition(|&i| class_data.model[i] == Some(m));
+            if own.is_empty() {
+                continue;
+            }
+            let fail = |reason: String| PredictorError::Regression {
+                class: class.name(),
+                reason,
+            };
+            let candidate = profile
+                .models
+                .get(&class)
+                .map(Fitted::candidate)
+                .ok_or_else(|| fail("the profile has no regressor for it".into()))?;
+            let x = |idx: &[usize]| -> Vec<Vec<f64>> {
+                idx.iter()
+                    .map(|&i| features::ours(class, &class_data.rows[i].spec))
+                    .collect()
+            };
+            let y = |idx: &[usize]| -> Vec<f64> {
+                idx.iter().map(|&i| class_data.rows[i].median_ms).collect()
+            };
+            let fitted =
+                Fitted::fit(candidate, &x(&others), &y(&others), options.seed).map_err(fail)?;
+            predicted_ms += fitted.predict(&x(&own)).map_err(fail)?.iter().sum::<f64>();
+            in_pass_ms += y(&own).iter().sum::<f64>();
+        }
+        held_out.push(HeldOutModel {
+            model: name.clone(),
+            in_pass_ms,
+            predicted_ms,
+            error_pct: 100.0 * (predicted_ms - in_pass_ms) / in_pass_ms.max(1e-9),
+        });
+    }
+    Ok(held_out)
 }
 
 fn train_class(
@@ -171,6 +292,7 @@ fn train_class(
     let report = ClassReport {
         class: class.name(),
         samples: rows.len(),
+        in_pass: 0,
         chosen: chosen.name(),
         cv_log_error,
         ours: accuracy,

@@ -44,16 +44,28 @@ fn cached(path: &Path, needed: &BTreeSet<LayerClass>) -> Option<DeviceProfile> {
     needed.is_subset(&has).then_some(profile)
 }
 
+/// The networks of `nets` whose layers `sweep_dir` has not timed inside their passes.
+fn missing_in_pass(sweep_dir: &Path, nets: &[Net]) -> Vec<Net> {
+    let have = predictor::in_pass_models(sweep_dir).unwrap_or_default();
+    nets.iter()
+        .filter(|net| !have.contains(&predictor::in_pass_name(net)))
+        .cloned()
+        .collect()
+}
+
 /// The quick profile of this machine on `backend`, covering every layer class of `nets`.
 ///
 /// It lives in `cache_dir/quick-<backend>-k<revision>-f<features>-<vector path>/`, the revision
 /// being the build's [`models::KERNEL_REVISION`], the features
 /// [`predictor::FEATURE_SCHEMA_VERSION`] and the path [`models::VectorPath::current`] (capped
 /// by `CUTPOINT_VECTOR_PATH`), so a build or a run whose kernels run at another speed, or that
-/// times or describes layers differently, profiles afresh. The first call (or one that needs a class the
-/// cache lacks) runs the quick sweep of the missing classes, which resumes an interrupted one,
-/// and trains the profile: about a minute on two cores. `max_samples` caps the samples per
-/// class below the quick sweep's own count (`None` for the full quick sweep). With `progress`
+/// times or describes layers differently, profiles afresh. The first call (or one that needs a
+/// class the cache lacks, or a network whose layers it has not timed inside its passes) runs
+/// the quick sweep of the missing classes, which resumes an interrupted one, times each new
+/// network's layers inside its own forward passes (see [`predictor::run_in_pass`]), and
+/// trains the profile on both: about a minute on two cores. `max_samples` caps the samples per
+/// class below the quick sweep's own count, for a trial run that also skips the networks' own
+/// passes (`None` for the full quick sweep). With `progress`
 /// it says so on stderr and draws a bar per class.
 pub fn quick_profile(
     cache_dir: &Path,
@@ -71,10 +83,24 @@ pub fn quick_profile(
     ));
     let path = dir.join("quick.profile");
     let needed = classes_of(nets);
+    // A trial run (`max_samples`) skips the networks' own passes.
+    let unseen = if max_samples.is_some() {
+        Vec::new()
+    } else {
+        missing_in_pass(&dir.join("sweep"), nets)
+    };
     let (edge, built) = match cached(&path, &needed) {
-        Some(profile) => (profile, false),
-        None => (
-            build(&dir, &path, backend, &needed, max_samples, progress)?,
+        Some(profile) if unseen.is_empty() => (profile, false),
+        _ => (
+            build(
+                &dir,
+                &path,
+                backend,
+                &needed,
+                &unseen,
+                max_samples,
+                progress,
+            )?,
             true,
         ),
     };
@@ -88,13 +114,15 @@ pub fn quick_profile(
     })
 }
 
-/// Sweeps the `needed` classes into `dir/sweep` (keeping what is there) and trains every class
-/// found there into the profile at `path`.
+/// Sweeps the `needed` classes into `dir/sweep` (keeping what is there), times the layers of
+/// `unseen` inside their passes, and trains every class found there into the profile at
+/// `path`.
 fn build(
     dir: &Path,
     path: &Path,
     backend: Backend,
     needed: &BTreeSet<LayerClass>,
+    unseen: &[Net],
     max_samples: Option<usize>,
     progress: bool,
 ) -> Result<DeviceProfile, RuntimeError> {
@@ -107,7 +135,7 @@ fn build(
             dir.display()
         );
     }
-    predictor::run_sweep(&SweepConfig {
+    let config = SweepConfig {
         out_dir: sweep_dir.clone(),
         size: SweepSize::Quick,
         backend,
@@ -116,7 +144,9 @@ fn build(
         classes: needed.iter().copied().collect(),
         max_samples,
         progress,
-    })?;
+    };
+    predictor::run_sweep(&config)?;
+    predictor::run_in_pass(&config, unseen)?;
     let options = TrainOptions {
         name: format!("quick-{}", backend.name()),
         role: Role::Edge,
