@@ -234,7 +234,7 @@ fn text_report(
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
         Checks::Done(checks) => {
-            out.push_str("\nWhole models (sum of the profile's predicted layers, their own in-pass layers among its data, against a measured forward pass):\n\n");
+            out.push_str("\nWhole models (sum of the profile's predicted layers against a measured forward pass; a network timed in its passes is among the data):\n\n");
             let mut table = Table::new(&["model", "predicted ms", "measured ms", "error"]);
             for c in checks {
                 table.row(vec![
