@@ -111,7 +111,9 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
     };
     let cloud = start(dir.path(), config, std::slice::from_ref(&hog)).await;
     let mid = closure(&lenet, lenet.len() / 2);
-    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 8, 20).await;
+    // 32 samples: long enough that every client (which may first probe a link estimate gone
+    // stale while the others warmed up) queues behind it, under the whole suite too.
+    let hog = client(&cloud, dir.path(), &hog, SplitMode::CloudOnly, 32, 20).await;
     let mut clients = Vec::new();
     // Six samples for LeNet in the cloud: four clients, two of them sending batches of two.
     for (i, batch) in [1, 2, 1, 2].into_iter().enumerate() {
