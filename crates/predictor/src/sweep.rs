@@ -73,9 +73,9 @@ fn plan(size: SweepSize) -> Plan {
     }
 }
 
-/// Runs the sweep: applies the CPU quota (or fails), then times samples of each class until
-/// it has enough or the class's time budget is spent. Every row is flushed as it is measured.
-pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
+/// Applies `config`'s CPU quota (or fails) and returns the conditions the rows are measured
+/// under.
+fn start(config: &SweepConfig) -> Result<SweepMeta, PredictorError> {
     if let Some(quota) = config.cpu_quota {
         apply_cpu_quota(quota)?;
     }
@@ -86,6 +86,13 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
         threads: machine.threads,
         cpu_quota: config.cpu_quota,
     };
+    Ok(meta)
+}
+
+/// Runs the sweep: applies the CPU quota (or fails), then times samples of each class until
+/// it has enough or the class's time budget is spent. Every row is flushed as it is measured.
+pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
+    let meta = start(config)?;
     let device = config.backend.device()?;
     let mut plan = plan(config.size);
     if let Some(cap) = config.max_samples {
@@ -156,16 +163,7 @@ pub fn run_in_pass(
     config: &SweepConfig,
     nets: &[Net],
 ) -> Result<(SweepMeta, Vec<InPassSummary>), PredictorError> {
-    if let Some(quota) = config.cpu_quota {
-        apply_cpu_quota(quota)?;
-    }
-    let machine = MachineInfo::current();
-    let meta = SweepMeta {
-        device: machine.device,
-        backend: config.backend.name().to_string(),
-        threads: machine.threads,
-        cpu_quota: config.cpu_quota,
-    };
+    let meta = start(config)?;
     let device = config.backend.device()?;
     let mut summaries = Vec::new();
     for net in nets {
