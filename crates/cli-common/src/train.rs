@@ -220,34 +220,40 @@ fn text_report(
     ));
     if !unseen.is_empty() {
         out.push_str("\nNetworks unseen (each predicted by the chosen regressors refitted without its own layers, against its layers timed inside its passes; goal within ±10 %):\n\n");
-        let mut table = Table::new(&["model", "in-pass ms", "predicted ms", "error"]);
-        for m in unseen {
-            table.row(vec![
-                m.model.clone(),
-                format!("{:.2}", m.in_pass_ms),
-                format!("{:.2}", m.predicted_ms),
-                format!("{:+.1} %", m.error_pct),
-            ]);
-        }
-        out.push_str(&table.render());
+        let rows = unseen
+            .iter()
+            .map(|m| (&m.model, m.in_pass_ms, m.predicted_ms, m.error_pct));
+        out.push_str(&error_table("in-pass ms", rows));
     }
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
         Checks::Done(checks) => {
             out.push_str("\nWhole models (sum of the profile's predicted layers against a measured forward pass; a network timed in its passes is among the data):\n\n");
-            let mut table = Table::new(&["model", "predicted ms", "measured ms", "error"]);
-            for c in checks {
-                table.row(vec![
-                    c.model.clone(),
-                    format!("{:.2}", c.predicted_ms),
-                    format!("{:.2}", c.measured_ms),
-                    format!("{:+.1} %", c.error_pct),
-                ]);
-            }
-            out.push_str(&table.render());
+            let rows = checks
+                .iter()
+                .map(|c| (&c.model, c.measured_ms, c.predicted_ms, c.error_pct));
+            out.push_str(&error_table("measured ms", rows));
         }
     }
     out
+}
+
+/// A table of models with what was predicted, what they measured (`measured` names the
+/// column) and the error in %.
+fn error_table<'a>(
+    measured: &str,
+    rows: impl Iterator<Item = (&'a String, f64, f64, f64)>,
+) -> String {
+    let mut table = Table::new(&["model", "predicted ms", measured, "error"]);
+    for (model, measured_ms, predicted_ms, error_pct) in rows {
+        table.row(vec![
+            model.clone(),
+            format!("{predicted_ms:.2}"),
+            format!("{measured_ms:.2}"),
+            format!("{error_pct:+.1} %"),
+        ]);
+    }
+    table.render()
 }
 
 /// `train --json`: the profile, each class's held-out accuracy against the baseline, and the
