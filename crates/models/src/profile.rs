@@ -18,8 +18,10 @@ use crate::tensor::{HostTensor, Value};
 /// passes and single layers run on a rayon worker; strided 1×1 convolutions channel-major;
 /// Winograd for small maps, split by output channels; the crate's own linear layers; 7:
 /// Winograd's F(4×4, 3×3) for maps of at least 16 4×4 tiles, max pooling in vectorised row
-/// passes (and the vector path, [`crate::VectorPath`], cappable at AVX2).
-pub const KERNEL_REVISION: u32 = 7;
+/// passes (and the vector path, [`crate::VectorPath`], cappable at AVX2); 8: depthwise
+/// convolutions with fused multiply-adds into independent register sums, padding zeroed once
+/// per task and stride-2 rows split in one pass.
+pub const KERNEL_REVISION: u32 = 8;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

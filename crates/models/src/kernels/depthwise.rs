@@ -2,21 +2,28 @@
 //! filter, with the bias and the activation applied before the output is stored.
 //!
 //! Planes go to threads in runs of several, so that small planes (7×7 at the end of
-//! MobileNetV2) still make tasks worth scheduling. Each plane is first copied, zero-padded, into
-//! a scratch buffer, split into phases by row and column modulo the stride (see
-//! [`PaddedPlane`]): every kernel tap then reads one contiguous run for the whole plane, with no
-//! padding checks at any stride. The outputs are computed [`LANES`] at a time, the taps summed in
-//! registers, and stored once. A task's loops run through `pulp`, compiled for the widest vector
-//! instructions the CPU has (AVX-512 on the machines this crate is measured on).
+//! MobileNetV2) still make tasks worth scheduling. Each plane is first copied into a scratch
+//! buffer, split into phases by row and column modulo the stride (see [`PaddedPlane`]): every
+//! kernel tap then reads one contiguous run for the whole plane, with no padding checks at any
+//! stride. The padding is zeroed once per task, as it is the same for every plane; at stride 2
+//! one pass over an input row splits it into its even and odd columns. The outputs are computed
+//! [`BLOCK`] vectors at a time, the taps multiply-added into sums held in registers, and stored
+//! once; short rows are copied a vector at a time rather than by `memcpy`. A task's loops run
+//! through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
 
 use rayon::prelude::*;
 
 use super::scratch::Scratch;
-use super::vector::dispatch;
+use super::vector::{copy_row, dispatch, load, store};
 use super::{Activation, ConvShape, ShapeError};
 
-/// Output columns computed together, their sums held in registers across the taps.
-const LANES: usize = 16;
+/// Vectors of outputs summed together, in registers across the taps: independent sums, so that
+/// one tap's multiply-adds need not wait for each other's results.
+const BLOCK: usize = 8;
+
+/// The widest vector, in values: the slack the scratch buffers keep past the plane, so that
+/// the last vector of outputs is a whole one.
+const MAX_LANES: usize = 16;
 
 /// Output values one task computes at least (where there are enough planes for every thread).
 const TASK_OUTPUTS: usize = 16 * 1024;
@@ -90,8 +97,8 @@ impl DepthwiseConv {
             .for_each_init(
                 || {
                     (
-                        Scratch::take(padded.len()),
-                        Scratch::take(padded.flat_len()),
+                        Scratch::take(padded.len() + MAX_LANES),
+                        Scratch::take(padded.flat_len().next_multiple_of(MAX_LANES)),
                     )
                 },
                 |(copy, flat), (task, (ys, xs))| {
@@ -127,7 +134,7 @@ impl pulp::WithSimd for Planes<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
         let conv = self.conv;
         let [h, w] = self.padded.input;
         let [ho, wo] = self.padded.output;
@@ -136,11 +143,14 @@ impl pulp::WithSimd for Planes<'_> {
             .ys
             .chunks_exact_mut(ho * wo)
             .zip(self.xs.chunks_exact(h * w));
+        // The padding is the same for every plane: written once, never overwritten.
+        self.copy.fill(0.0);
         for (i, (y, input)) in planes.enumerate() {
             let c = (self.first + i) % conv.shape.out_channels;
-            self.padded.fill(input, self.copy);
+            self.padded.fill(simd, input, self.copy);
             let filter = &conv.weight[c * taps..(c + 1) * taps];
             self.padded.convolve(
+                simd,
                 self.copy,
                 filter,
                 conv.bias[c],
@@ -154,29 +164,40 @@ impl pulp::WithSimd for Planes<'_> {
 
 /// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
 #[inline(always)]
-fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+fn gather<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32], stride: usize) {
     let Some((last, init)) = dst.split_last_mut() else {
         return;
     };
     let src = &src[..init.len() * stride + 1];
-    match stride {
-        1 => {
-            init.copy_from_slice(&src[..init.len()]);
-            *last = src[init.len()];
-        }
-        // A loop of its own for the common stride, so that it vectorises.
-        2 => {
-            for (d, pair) in init.iter_mut().zip(src.chunks_exact(2)) {
-                *d = pair[0];
-            }
-            *last = src[init.len() * 2];
-        }
-        _ => {
-            for (j, d) in init.iter_mut().enumerate() {
-                *d = src[j * stride];
-            }
-            *last = src[init.len() * stride];
-        }
+    if stride == 1 {
+        copy_row(simd, init, &src[..init.len()]);
+        *last = src[init.len()];
+        return;
+    }
+    for (j, d) in init.iter_mut().enumerate() {
+        *d = src[j * stride];
+    }
+    *last = src[init.len() * stride];
+}
+
+/// `evens[j] = src[2j]` and `odds[j] = src[2j + 1]` for every `j` of each (`src` holds them
+/// all), in one pass over `src`.
+#[inline(always)]
+fn split_pairs(evens: &mut [f32], odds: &mut [f32], src: &[f32]) {
+    let both = evens.len().min(odds.len());
+    for ((e, o), pair) in evens[..both]
+        .iter_mut()
+        .zip(&mut odds[..both])
+        .zip(src.chunks_exact(2))
+    {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    for (k, e) in evens.iter_mut().enumerate().skip(both) {
+        *e = src[2 * k];
+    }
+    for (k, o) in odds.iter_mut().enumerate().skip(both) {
+        *o = src[2 * k + 1];
     }
 }
 
@@ -254,38 +275,72 @@ impl PaddedPlane {
         (ho - 1) * self.width + wo
     }
 
-    /// Copies `input`, one `[h, w]` plane, into `copy` in this layout.
+    /// Copies `input`, one `[h, w]` plane, into `copy` in this layout, over the zeros of an
+    /// earlier fill: only the values that come from the input are written.
     #[inline(always)]
-    fn fill(&self, input: &[f32], copy: &mut [f32]) {
+    fn fill<S: pulp::Simd>(&self, simd: S, input: &[f32], copy: &mut [f32]) {
         let [h, w] = self.input;
         let [ph, pw] = self.padding;
         let [sh, sw] = self.stride;
         let width = self.width;
-        for (phase, values) in copy.chunks_exact_mut(self.rows * width).enumerate() {
-            let (qy, qx) = (phase / sw, phase % sw);
-            // Columns first..end hold input columns qx + j·sw − pw, the rest zeros.
+        // Columns first..end of phase column qx hold input columns qx + j·sw − pw, the rest
+        // zeros.
+        let columns = |qx: usize| {
             let first = pw.saturating_sub(qx).div_ceil(sw).min(width);
             let end = (pw + w).saturating_sub(qx).div_ceil(sw).min(width);
-            for (i, dst) in values.chunks_exact_mut(width).enumerate() {
+            (first, end)
+        };
+        let rows = self.rows;
+        // The phases of one phase row qy: rows qy, qy + sh, … of the padded plane.
+        for (qy, phases) in copy[..self.len()]
+            .chunks_exact_mut(sw * rows * width)
+            .enumerate()
+        {
+            let input_row = |i: usize| {
                 let iy = (qy + i * sh).wrapping_sub(ph);
-                if iy >= h || first >= end {
-                    dst.fill(0.0);
+                (iy < h).then(|| &input[iy * w..(iy + 1) * w])
+            };
+            if sw == 2 {
+                // Both column phases of a row at once: its even and odd columns.
+                let (even, odd) = phases.split_at_mut(rows * width);
+                let ((first0, end0), (first1, end1)) = (columns(0), columns(1));
+                for i in 0..rows {
+                    let Some(src) = input_row(i) else { continue };
+                    let row0 = &mut even[i * width..][first0..end0];
+                    let row1 = &mut odd[i * width..][first1..end1];
+                    // Input columns 2·first0 − pw, … go to phase 0, 2·first1 + 1 − pw, … to
+                    // phase 1: one of the two starts the pairs.
+                    let (c0, c1) = (2 * first0 - pw, 2 * first1 + 1 - pw);
+                    if c0 < c1 {
+                        split_pairs(row0, row1, &src[c0..]);
+                    } else {
+                        split_pairs(row1, row0, &src[c1..]);
+                    }
+                }
+                continue;
+            }
+            for (qx, values) in phases.chunks_exact_mut(rows * width).enumerate() {
+                let (first, end) = columns(qx);
+                if first >= end {
                     continue;
                 }
-                dst[..first].fill(0.0);
-                dst[end..].fill(0.0);
-                let src = &input[iy * w + qx + first * sw - pw..(iy + 1) * w];
-                let dst = &mut dst[first..end];
-                gather(dst, src, sw);
+                for (i, dst) in values.chunks_exact_mut(width).enumerate() {
+                    let Some(src) = input_row(i) else { continue };
+                    gather(simd, &mut dst[first..end], &src[qx + first * sw - pw..], sw);
+                }
             }
         }
     }
 
     /// One output plane `y` (`[ho, wo]`) from the plane in `copy`, with its channel's
     /// `filter` (`[kh, kw]`), `bias` and `activation`, through `flat` ([`Self::flat_len`]).
+    /// The outputs are summed [`BLOCK`] vectors at a time, then 4, 2 and 1 as they remain; the
+    /// last vector may run past them, into `flat`'s slack, reading `copy`'s (zero) slack.
     #[inline(always)]
-    fn convolve(
+    #[allow(clippy::too_many_arguments)]
+    fn convolve<S: pulp::Simd>(
         &self,
+        simd: S,
         copy: &[f32],
         filter: &[f32],
         bias: f32,
@@ -293,37 +348,58 @@ impl PaddedPlane {
         flat: &mut [f32],
         y: &mut [f32],
     ) {
-        let mut chunks = flat.chunks_exact_mut(LANES);
-        let mut at = 0;
-        for out in &mut chunks {
-            let mut acc = [bias; LANES];
-            self.accumulate(copy, filter, at, &mut acc);
-            activation.apply(&mut acc);
-            out.copy_from_slice(&acc);
-            at += LANES;
+        // Whole vectors, the last running past the plane's outputs into the buffers' slack.
+        let vectors = self.flat_len().div_ceil(S::F32_LANES);
+        let mut v = 0;
+        while v + BLOCK <= vectors {
+            self.sum_vectors::<S, BLOCK>(simd, copy, filter, bias, activation, v, flat);
+            v += BLOCK;
         }
-        let out = chunks.into_remainder();
-        let mut acc = [bias; LANES];
-        let acc = &mut acc[..out.len()];
-        self.accumulate(copy, filter, at, acc);
-        activation.apply(acc);
-        out.copy_from_slice(acc);
+        if v + 4 <= vectors {
+            self.sum_vectors::<S, 4>(simd, copy, filter, bias, activation, v, flat);
+            v += 4;
+        }
+        if v + 2 <= vectors {
+            self.sum_vectors::<S, 2>(simd, copy, filter, bias, activation, v, flat);
+            v += 2;
+        }
+        if v < vectors {
+            self.sum_vectors::<S, 1>(simd, copy, filter, bias, activation, v, flat);
+        }
         let wo = self.output[1];
         for (row, values) in y.chunks_exact_mut(wo).zip(flat.chunks(self.width)) {
-            row.copy_from_slice(&values[..wo]);
+            copy_row(simd, row, &values[..wo]);
         }
     }
 
-    /// Adds every tap's contribution to outputs `at..at + acc.len()` (in the flat numbering of
-    /// [`Self::convolve`]) to `acc`.
+    /// Output vectors `first..first + B` (in the flat numbering of [`Self::convolve`]): every
+    /// tap added to `B` sums held in registers, independent of each other, then the
+    /// activation, then one store each.
     #[inline(always)]
-    fn accumulate(&self, copy: &[f32], filter: &[f32], at: usize, acc: &mut [f32]) {
-        let n = acc.len();
+    #[allow(clippy::too_many_arguments)]
+    fn sum_vectors<S: pulp::Simd, const B: usize>(
+        &self,
+        simd: S,
+        copy: &[f32],
+        filter: &[f32],
+        bias: f32,
+        activation: Activation,
+        first: usize,
+        flat: &mut [f32],
+    ) {
+        let lanes = S::F32_LANES;
+        let at = first * lanes;
+        let mut acc = [simd.splat_f32s(bias); B];
         for (&tap, &start) in filter.iter().zip(&self.tap_starts) {
-            let from = start + at;
-            for (a, &v) in acc.iter_mut().zip(&copy[from..from + n]) {
-                *a += tap * v;
+            let tap = simd.splat_f32s(tap);
+            let values = &copy[start + at..start + at + B * lanes];
+            for (b, sum) in acc.iter_mut().enumerate() {
+                *sum = simd.mul_add_e_f32s(tap, load::<S>(&values[b * lanes..]), *sum);
             }
+        }
+        let out = &mut flat[at..at + B * lanes];
+        for (b, sum) in acc.into_iter().enumerate() {
+            store::<S>(&mut out[b * lanes..], activation.apply_vector(simd, sum));
         }
     }
 }
@@ -335,8 +411,9 @@ mod tests {
     #[test]
     fn each_channel_is_convolved_with_its_own_filter() {
         // (channels, kernel, stride, padding, dilation, h, w): odd and even sizes, strides 1–3,
+        // odd and even padding at stride 2 (its rows are split into even and odd columns),
         // padding wider than the kernel, dilation, a 5×5 kernel, planes wider than the
-        // registers' LANES, and enough planes that a task runs several.
+        // 128 outputs of a register block, and enough planes that a task runs several.
         for (c, k, stride, padding, dilation, h, w) in [
             (3, 3, 1, 1, 1, 7, 6),
             (3, 3, 2, 1, 1, 7, 6),
@@ -347,6 +424,8 @@ mod tests {
             (2, 5, 2, 2, 1, 9, 11),
             (4, 3, 1, 1, 1, 5, 37),
             (4, 3, 2, 1, 1, 6, 40),
+            (5, 3, 2, 2, 1, 9, 45),
+            (2, 5, 2, 2, 1, 20, 70),
             (40, 3, 1, 1, 1, 3, 3),
         ] {
             let batch = 2;

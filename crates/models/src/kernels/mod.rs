@@ -50,6 +50,18 @@ impl Activation {
             Activation::Relu6 => data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
         }
     }
+
+    /// Applies the activation to every lane of `v`.
+    #[inline(always)]
+    pub(crate) fn apply_vector<S: pulp::Simd>(self, simd: S, v: S::f32s) -> S::f32s {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => simd.max_f32s(v, simd.splat_f32s(0.0)),
+            Activation::Relu6 => {
+                simd.min_f32s(simd.max_f32s(v, simd.splat_f32s(0.0)), simd.splat_f32s(6.0))
+            }
+        }
+    }
 }
 
 /// A convolution's hyper-parameters, as in [`crate::LayerKind::Conv2d`], less `groups`, which

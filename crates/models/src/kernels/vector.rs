@@ -130,6 +130,40 @@ pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     pulp::Arch::new().dispatch(op)
 }
 
+/// The vector of `S`'s width at the start of `values` (which must hold that many), loaded
+/// unaligned.
+#[inline(always)]
+pub(crate) fn load<S: pulp::Simd>(values: &[f32]) -> S::f32s {
+    S::as_simd_f32s(&values[..S::F32_LANES]).0[0]
+}
+
+/// Stores `v` at the start of `to` (which must hold a vector of `S`'s width), unaligned.
+#[inline(always)]
+pub(crate) fn store<S: pulp::Simd>(to: &mut [f32], v: S::f32s) {
+    S::as_mut_simd_f32s(&mut to[..S::F32_LANES]).0[0] = v;
+}
+
+/// Copies `src` into `dst`, of the same length. A row of a few vectors is copied a vector at a
+/// time, the last one partial, in a few instructions instead of a call to `memcpy`, which
+/// costs more than the copy itself for the short rows of small feature maps.
+#[inline(always)]
+pub(crate) fn copy_row<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32]) {
+    let (n, lanes) = (dst.len(), S::F32_LANES);
+    let src = &src[..n];
+    if n > 4 * lanes {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let mut at = 0;
+    while at + lanes <= n {
+        store::<S>(&mut dst[at..], load::<S>(&src[at..]));
+        at += lanes;
+    }
+    if at < n {
+        simd.partial_store_f32s(&mut dst[at..], simd.partial_load_f32s(&src[at..]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
