@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::Model;
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
-use crate::kernels::{Activation, PoolWindow, ShapeError, max_pool2d as max_pool};
+use crate::kernels::{Activation, ShapeError, Window, max_pool2d as max_pool};
 use crate::layer::LayerKind;
 use crate::net::Node;
 use crate::tensor::Value;
@@ -146,7 +146,7 @@ impl Model {
                 dilation,
                 ..
             } if self.own_kernels => {
-                let window = PoolWindow {
+                let window = Window {
                     kernel: *kernel_size,
                     stride: *stride,
                     padding: *padding,
@@ -154,7 +154,7 @@ impl Model {
                 };
                 let out = &node.spec().output_shape;
                 self.on_host(node.id(), x, out, |data, [h, w], [ho, wo]| {
-                    Ok(max_pool(data, [h, w], [ho, wo], &window))
+                    max_pool(data, [h, w], [ho, wo], &window)
                 })?
             }
             LayerKind::MaxPool2d {

@@ -2,28 +2,18 @@
 //! filter, with the bias and the activation applied before the output is stored.
 //!
 //! Planes go to threads in runs of several, so that small planes (7×7 at the end of
-//! MobileNetV2) still make tasks worth scheduling. Each plane is first copied into a scratch
-//! buffer, split into phases by row and column modulo the stride (see [`PaddedPlane`]): every
-//! kernel tap then reads one contiguous run for the whole plane, with no padding checks at any
-//! stride. The padding is zeroed once per task, as it is the same for every plane; at stride 2
-//! one pass over an input row splits it into its even and odd columns. The outputs are computed
-//! [`BLOCK`] vectors at a time, the taps multiply-added into sums held in registers, and stored
-//! once; short rows are copied a vector at a time rather than by `memcpy`. A task's loops run
-//! through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
+//! MobileNetV2) still make tasks worth scheduling. Each plane is copied into a zero-padded,
+//! phase-split scratch buffer ([`PaddedPlane`]), where every kernel tap reads one contiguous run
+//! for all of the plane's outputs; the outputs are computed several vectors at a time, the taps
+//! multiply-added into sums held in registers, and stored once. A task's loops run through
+//! `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
 
 use rayon::prelude::*;
 
+use super::plane::{PaddedPlane, VectorBlocks, in_blocks};
 use super::scratch::Scratch;
-use super::vector::{copy_row, dispatch, load, store};
+use super::vector::{dispatch, load, store};
 use super::{Activation, ConvShape, ShapeError};
-
-/// Vectors of outputs summed together, in registers across the taps: independent sums, so that
-/// one tap's multiply-adds need not wait for each other's results.
-const BLOCK: usize = 8;
-
-/// The widest vector, in values: the slack the scratch buffers keep past the plane, so that
-/// the last vector of outputs is a whole one.
-const MAX_LANES: usize = 16;
 
 /// Output values one task computes at least (where there are enough planes for every thread).
 const TASK_OUTPUTS: usize = 16 * 1024;
@@ -83,11 +73,18 @@ impl DepthwiseConv {
                 x.len()
             )));
         }
-        let padded = PaddedPlane::new(&self.shape, [h, w], [ho, wo])?;
+        if self.shape.output(h, w) != Some([ho, wo]) {
+            return Err(ShapeError(format!(
+                "a {:?} depthwise convolution makes {:?} outputs from {h}x{w}, not {ho}x{wo}",
+                self.shape.kernel,
+                self.shape.output(h, w)
+            )));
+        }
+        let padded = PaddedPlane::new(&self.shape.window(), [h, w], [ho, wo])?;
         let planes = x.len() / (h * w);
         let threads = rayon::current_num_threads().max(1);
         let per_task = TASK_OUTPUTS
-            .div_ceil((ho * wo).max(1))
+            .div_ceil(ho * wo)
             .min(planes.div_ceil(4 * threads))
             .max(1);
         let mut out = vec![0.0f32; planes * ho * wo];
@@ -97,8 +94,8 @@ impl DepthwiseConv {
             .for_each_init(
                 || {
                     (
-                        Scratch::take(padded.len() + MAX_LANES),
-                        Scratch::take(padded.flat_len().next_multiple_of(MAX_LANES)),
+                        Scratch::take(padded.copy_len()),
+                        Scratch::take(padded.flat_scratch_len()),
                     )
                 },
                 |(copy, flat), (task, (ys, xs))| {
@@ -118,8 +115,9 @@ impl DepthwiseConv {
 }
 
 /// One task's run of planes: `ys` (outputs) from `xs` (inputs), the first of them plane
-/// `first` of the batch. Run through [`dispatch`], so that its loops, inlined into
-/// one function, are compiled for the widest vector instructions the CPU has.
+/// `first` of the batch, through the scratch buffers `copy` and `flat`. Run through
+/// [`dispatch`], so that its loops, inlined into one function, are compiled for the vector path
+/// in effect.
 struct Planes<'a> {
     conv: &'a DepthwiseConv,
     padded: &'a PaddedPlane,
@@ -136,270 +134,63 @@ impl pulp::WithSimd for Planes<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let conv = self.conv;
-        let [h, w] = self.padded.input;
-        let [ho, wo] = self.padded.output;
+        let padded = self.padded;
         let taps = conv.shape.kernel[0] * conv.shape.kernel[1];
+        // The padding is the same for every plane: written once, never overwritten.
+        self.copy.fill(0.0);
+        let [h, w] = padded.input();
+        let [ho, wo] = padded.output();
         let planes = self
             .ys
             .chunks_exact_mut(ho * wo)
             .zip(self.xs.chunks_exact(h * w));
-        // The padding is the same for every plane: written once, never overwritten.
-        self.copy.fill(0.0);
         for (i, (y, input)) in planes.enumerate() {
             let c = (self.first + i) % conv.shape.out_channels;
-            self.padded.fill(simd, input, self.copy);
-            let filter = &conv.weight[c * taps..(c + 1) * taps];
-            self.padded.convolve(
-                simd,
-                self.copy,
-                filter,
-                conv.bias[c],
-                conv.activation,
-                self.flat,
-                y,
-            );
-        }
-    }
-}
-
-/// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
-#[inline(always)]
-fn gather<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32], stride: usize) {
-    let Some((last, init)) = dst.split_last_mut() else {
-        return;
-    };
-    let src = &src[..init.len() * stride + 1];
-    if stride == 1 {
-        copy_row(simd, init, &src[..init.len()]);
-        *last = src[init.len()];
-        return;
-    }
-    for (j, d) in init.iter_mut().enumerate() {
-        *d = src[j * stride];
-    }
-    *last = src[init.len() * stride];
-}
-
-/// `evens[j] = src[2j]` and `odds[j] = src[2j + 1]` for every `j` of each (`src` holds them
-/// all), in one pass over `src`.
-#[inline(always)]
-fn split_pairs(evens: &mut [f32], odds: &mut [f32], src: &[f32]) {
-    let both = evens.len().min(odds.len());
-    for ((e, o), pair) in evens[..both]
-        .iter_mut()
-        .zip(&mut odds[..both])
-        .zip(src.chunks_exact(2))
-    {
-        *e = pair[0];
-        *o = pair[1];
-    }
-    for (k, e) in evens.iter_mut().enumerate().skip(both) {
-        *e = src[2 * k];
-    }
-    for (k, o) in odds.iter_mut().enumerate().skip(both) {
-        *o = src[2 * k + 1];
-    }
-}
-
-/// The layout of one plane's zero-padded copy, split into *phases* by the remainders of the
-/// padded row and column modulo the stride: phase `(qy, qx)` holds padded rows `qy, qy + sh, …`
-/// and, of each, columns `qx, qx + sw, …`, as `rows × width` values (zeros past the padded
-/// plane's edge). A kernel tap then reads, for output `(oy, ox)`, the value at `oy · width + ox`
-/// from its own start in its phase: every tap is one run over all the plane's outputs, taken
-/// row after row as if they were `width` wide. The `width − wo` extra values per row (garbage:
-/// they read across into the next row) are computed and dropped.
-#[derive(Debug)]
-struct PaddedPlane {
-    /// Input rows and columns.
-    input: [usize; 2],
-    /// Zero rows and columns before the input.
-    padding: [usize; 2],
-    /// Row and column stride.
-    stride: [usize; 2],
-    /// Rows and columns of each phase.
-    rows: usize,
-    width: usize,
-    /// Output rows and columns.
-    output: [usize; 2],
-    /// For each kernel tap `(ky, kx)`: where the read for output `(0, 0)` is.
-    tap_starts: Vec<usize>,
-}
-
-impl PaddedPlane {
-    fn new(s: &ConvShape, [h, w]: [usize; 2], [ho, wo]: [usize; 2]) -> Result<Self, ShapeError> {
-        let [kh, kw] = s.kernel;
-        let [sh, sw] = s.stride;
-        let [dh, dw] = s.dilation;
-        let [ph, pw] = s.padding;
-        let last = |out: usize, stride: usize, k: usize, d: usize| {
-            out.saturating_sub(1) * stride + k.saturating_sub(1) * d
-        };
-        if ho * wo == 0
-            || sh * sw == 0
-            || last(ho, sh, kh, dh) >= h + 2 * ph
-            || last(wo, sw, kw, dw) >= w + 2 * pw
-        {
-            return Err(ShapeError(format!(
-                "a {kh}x{kw} depthwise convolution at stride {sh}x{sw} cannot make {ho}x{wo} \
-                 outputs from {h}x{w} inputs"
-            )));
-        }
-        let rows = (last(ho, sh, kh, dh) + 1).div_ceil(sh);
-        let width = (last(wo, sw, kw, dw) + 1).div_ceil(sw);
-        let mut tap_starts = Vec::with_capacity(kh * kw);
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let phase = (ky * dh % sh) * sw + kx * dw % sw;
-                tap_starts.push(phase * rows * width + ky * dh / sh * width + kx * dw / sw);
-            }
-        }
-        Ok(PaddedPlane {
-            input: [h, w],
-            padding: [ph, pw],
-            stride: [sh, sw],
-            rows,
-            width,
-            output: [ho, wo],
-            tap_starts,
-        })
-    }
-
-    /// Values in the padded copy.
-    fn len(&self) -> usize {
-        self.stride[0] * self.stride[1] * self.rows * self.width
-    }
-
-    /// Outputs computed per plane, the garbage between rows included.
-    fn flat_len(&self) -> usize {
-        let [ho, wo] = self.output;
-        (ho - 1) * self.width + wo
-    }
-
-    /// Copies `input`, one `[h, w]` plane, into `copy` in this layout, over the zeros of an
-    /// earlier fill: only the values that come from the input are written.
-    #[inline(always)]
-    fn fill<S: pulp::Simd>(&self, simd: S, input: &[f32], copy: &mut [f32]) {
-        let [h, w] = self.input;
-        let [ph, pw] = self.padding;
-        let [sh, sw] = self.stride;
-        let width = self.width;
-        // Columns first..end of phase column qx hold input columns qx + j·sw − pw, the rest
-        // zeros.
-        let columns = |qx: usize| {
-            let first = pw.saturating_sub(qx).div_ceil(sw).min(width);
-            let end = (pw + w).saturating_sub(qx).div_ceil(sw).min(width);
-            (first, end)
-        };
-        let rows = self.rows;
-        // The phases of one phase row qy: rows qy, qy + sh, … of the padded plane.
-        for (qy, phases) in copy[..self.len()]
-            .chunks_exact_mut(sw * rows * width)
-            .enumerate()
-        {
-            let input_row = |i: usize| {
-                let iy = (qy + i * sh).wrapping_sub(ph);
-                (iy < h).then(|| &input[iy * w..(iy + 1) * w])
+            padded.fill(simd, input, self.copy);
+            let mut sums = Sums {
+                copy: self.copy,
+                taps: padded.tap_starts(),
+                filter: &conv.weight[c * taps..(c + 1) * taps],
+                bias: conv.bias[c],
+                activation: conv.activation,
+                flat: self.flat,
             };
-            if sw == 2 {
-                // Both column phases of a row at once: its even and odd columns.
-                let (even, odd) = phases.split_at_mut(rows * width);
-                let ((first0, end0), (first1, end1)) = (columns(0), columns(1));
-                for i in 0..rows {
-                    let Some(src) = input_row(i) else { continue };
-                    let row0 = &mut even[i * width..][first0..end0];
-                    let row1 = &mut odd[i * width..][first1..end1];
-                    // Input columns 2·first0 − pw, … go to phase 0, 2·first1 + 1 − pw, … to
-                    // phase 1: one of the two starts the pairs.
-                    let (c0, c1) = (2 * first0 - pw, 2 * first1 + 1 - pw);
-                    if c0 < c1 {
-                        split_pairs(row0, row1, &src[c0..]);
-                    } else {
-                        split_pairs(row1, row0, &src[c1..]);
-                    }
-                }
-                continue;
-            }
-            for (qx, values) in phases.chunks_exact_mut(rows * width).enumerate() {
-                let (first, end) = columns(qx);
-                if first >= end {
-                    continue;
-                }
-                for (i, dst) in values.chunks_exact_mut(width).enumerate() {
-                    let Some(src) = input_row(i) else { continue };
-                    gather(simd, &mut dst[first..end], &src[qx + first * sw - pw..], sw);
-                }
-            }
+            in_blocks(simd, padded.vectors::<S>(), &mut sums);
+            padded.copy_out(simd, self.flat, y);
         }
     }
+}
 
-    /// One output plane `y` (`[ho, wo]`) from the plane in `copy`, with its channel's
-    /// `filter` (`[kh, kw]`), `bias` and `activation`, through `flat` ([`Self::flat_len`]).
-    /// The outputs are summed [`BLOCK`] vectors at a time, then 4, 2 and 1 as they remain; the
-    /// last vector may run past them, into `flat`'s slack, reading `copy`'s (zero) slack.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn convolve<S: pulp::Simd>(
-        &self,
-        simd: S,
-        copy: &[f32],
-        filter: &[f32],
-        bias: f32,
-        activation: Activation,
-        flat: &mut [f32],
-        y: &mut [f32],
-    ) {
-        // Whole vectors, the last running past the plane's outputs into the buffers' slack.
-        let vectors = self.flat_len().div_ceil(S::F32_LANES);
-        let mut v = 0;
-        while v + BLOCK <= vectors {
-            self.sum_vectors::<S, BLOCK>(simd, copy, filter, bias, activation, v, flat);
-            v += BLOCK;
-        }
-        if v + 4 <= vectors {
-            self.sum_vectors::<S, 4>(simd, copy, filter, bias, activation, v, flat);
-            v += 4;
-        }
-        if v + 2 <= vectors {
-            self.sum_vectors::<S, 2>(simd, copy, filter, bias, activation, v, flat);
-            v += 2;
-        }
-        if v < vectors {
-            self.sum_vectors::<S, 1>(simd, copy, filter, bias, activation, v, flat);
-        }
-        let wo = self.output[1];
-        for (row, values) in y.chunks_exact_mut(wo).zip(flat.chunks(self.width)) {
-            copy_row(simd, row, &values[..wo]);
-        }
-    }
+/// One plane's convolution, vector block by vector block: a channel's `filter` (`[kh, kw]`)
+/// over `copy`, read at the `taps`' starts, plus `bias`, through `activation`, into `flat`.
+struct Sums<'a> {
+    copy: &'a [f32],
+    taps: &'a [usize],
+    filter: &'a [f32],
+    bias: f32,
+    activation: Activation,
+    flat: &'a mut [f32],
+}
 
-    /// Output vectors `first..first + B` (in the flat numbering of [`Self::convolve`]): every
-    /// tap added to `B` sums held in registers, independent of each other, then the
-    /// activation, then one store each.
+impl VectorBlocks for Sums<'_> {
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn sum_vectors<S: pulp::Simd, const B: usize>(
-        &self,
-        simd: S,
-        copy: &[f32],
-        filter: &[f32],
-        bias: f32,
-        activation: Activation,
-        first: usize,
-        flat: &mut [f32],
-    ) {
+    fn block<S: pulp::Simd, const B: usize>(&mut self, simd: S, first: usize) {
         let lanes = S::F32_LANES;
         let at = first * lanes;
-        let mut acc = [simd.splat_f32s(bias); B];
-        for (&tap, &start) in filter.iter().zip(&self.tap_starts) {
+        let mut acc = [simd.splat_f32s(self.bias); B];
+        for (&tap, &start) in self.filter.iter().zip(self.taps) {
             let tap = simd.splat_f32s(tap);
-            let values = &copy[start + at..start + at + B * lanes];
+            let values = &self.copy[start + at..start + at + B * lanes];
             for (b, sum) in acc.iter_mut().enumerate() {
                 *sum = simd.mul_add_e_f32s(tap, load::<S>(&values[b * lanes..]), *sum);
             }
         }
-        let out = &mut flat[at..at + B * lanes];
+        let out = &mut self.flat[at..at + B * lanes];
         for (b, sum) in acc.into_iter().enumerate() {
-            store::<S>(&mut out[b * lanes..], activation.apply_vector(simd, sum));
+            store::<S>(
+                &mut out[b * lanes..],
+                self.activation.apply_vector(simd, sum),
+            );
         }
     }
 }

@@ -17,6 +17,7 @@ mod conv;
 mod depthwise;
 mod gemm;
 mod linear;
+mod plane;
 mod pool;
 mod scratch;
 mod vector;
@@ -26,7 +27,8 @@ pub use choice::ConvKernel;
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;
-pub(crate) use pool::{PoolWindow, max_pool2d};
+pub(crate) use plane::Window;
+pub(crate) use pool::max_pool2d;
 pub use vector::{VECTOR_PATH_VAR, VectorPath};
 
 /// What a layer applies to its output after the bias, element by element.
@@ -96,6 +98,16 @@ impl ConvShape {
                 .map(|room| room / self.stride[i] + 1)
         };
         Some([out(h, 0)?, out(w, 1)?])
+    }
+
+    /// The convolution's sliding window.
+    fn window(&self) -> Window {
+        Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
     }
 
     /// Whether the convolution is 1×1 at stride 1 without padding: its NCHW input is already the

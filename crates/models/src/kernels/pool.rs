@@ -1,146 +1,133 @@
-//! Max pooling, without the index tensor Burn's kernel also builds: each output row is the
-//! element-wise maximum of the input rows under the window, written into a row padded with
-//! negative infinity, then the element-wise maximum of that row read at each of the window's
-//! column offsets. Both passes are runs over contiguous (or, at stride 2, every other) values,
-//! compiled for the [`VectorPath`](super::VectorPath) in effect; a task takes several planes.
+//! Max pooling, without the index tensor Burn's kernel also builds. Each plane is copied into
+//! a phase-split scratch buffer padded with negative infinity ([`PaddedPlane`]), where every
+//! tap of the window reads one contiguous run for all of the plane's outputs; the outputs are
+//! the maxima of those runs, computed several vectors at a time in registers and stored once.
+//! NaN wins, as in PyTorch. A task takes several planes; its loops run through `pulp`, compiled
+//! for the [`VectorPath`](super::VectorPath) in effect.
 
 use rayon::prelude::*;
 
+use super::ShapeError;
+use super::plane::{PaddedPlane, VectorBlocks, Window, in_blocks};
 use super::scratch::Scratch;
-use super::vector::dispatch;
+use super::vector::{dispatch, load, store};
 
 /// Output values one task writes at least (whole planes): enough to pay for handing it out.
 const TASK_OUTPUTS: usize = 8 * 1024;
 
-/// A max pool's window, as in [`crate::LayerKind::MaxPool2d`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PoolWindow {
-    /// Window height and width.
-    pub kernel: [usize; 2],
-    /// Stride.
-    pub stride: [usize; 2],
-    /// Implicit negative-infinity padding on each side.
-    pub padding: [usize; 2],
-    /// Dilation.
-    pub dilation: [usize; 2],
-}
-
-impl PoolWindow {
-    /// The input rows under the window of output row `oy`, for an input of `h` rows.
-    fn rows(&self, oy: usize, h: usize) -> impl Iterator<Item = usize> + use<> {
-        let (start, d, pad) = (oy * self.stride[0], self.dilation[0], self.padding[0]);
-        (0..self.kernel[0])
-            .map(move |k| (start + k * d).wrapping_sub(pad))
-            .filter(move |&y| y < h)
-    }
-
-    /// Length of a padded row: the padding on the left, the input, and negative infinity up to
-    /// the last column any window of `wo` outputs reads.
-    fn padded_len(&self, w: usize, wo: usize) -> usize {
-        let reach = wo.saturating_sub(1) * self.stride[1]
-            + self.kernel[1].saturating_sub(1) * self.dilation[1]
-            + 1;
-        reach.max(self.padding[1] + w)
-    }
-}
-
-/// The larger of two values, NaN winning (as in PyTorch).
-#[inline(always)]
-fn max_nan(a: f32, b: f32) -> f32 {
-    if a > b || a.is_nan() { a } else { b }
-}
-
 /// Max-pools `planes` planes of `h × w` (NCHW data, batch and channels flattened) into planes
-/// of `ho × wo`, which the caller has worked out (PyTorch's sizes, `ceil_mode` included).
+/// of `ho × wo`, which the caller has worked out (PyTorch's sizes, `ceil_mode` included: the
+/// last window may overhang the input).
 pub(crate) fn max_pool2d(
     x: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
-    window: &PoolWindow,
-) -> Vec<f32> {
+    window: &Window,
+) -> Result<Vec<f32>, ShapeError> {
     let (plane_in, plane_out) = (h * w, ho * wo);
-    let mut out = vec![0.0f32; x.len() / plane_in.max(1) * plane_out];
-    if plane_in == 0 || plane_out == 0 {
-        return out;
+    if plane_in == 0 || x.len() % plane_in != 0 {
+        return Err(ShapeError(format!(
+            "the input holds {} values, not a multiple of {h}x{w}",
+            x.len()
+        )));
     }
+    let padded = PaddedPlane::new(window, [h, w], [ho, wo])?;
+    let mut out = vec![0.0f32; x.len() / plane_in * plane_out];
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
-    let padded_len = window.padded_len(w, wo);
     out.par_chunks_mut(per_task * plane_out)
         .zip(x.par_chunks(per_task * plane_in))
         .for_each_init(
-            || Scratch::take(padded_len),
-            |row, (ys, xs)| {
+            || {
+                (
+                    Scratch::take(padded.copy_len()),
+                    Scratch::take(padded.flat_scratch_len()),
+                )
+            },
+            |(copy, flat), (ys, xs)| {
                 dispatch(Planes {
-                    window,
-                    input: [h, w],
-                    output: [ho, wo],
-                    row,
+                    padded: &padded,
                     ys,
                     xs,
+                    copy,
+                    flat,
                 })
             },
         );
-    out
+    Ok(out)
 }
 
-/// One task's planes: `ys` (`[ho, wo]` each) from `xs` (`[h, w]` each), through `row`, a padded
-/// row ([`PoolWindow::padded_len`]).
+/// One task's planes: `ys` (`[ho, wo]` each) from `xs` (`[h, w]` each), through the scratch
+/// buffers `copy` and `flat`.
 struct Planes<'a> {
-    window: &'a PoolWindow,
-    input: [usize; 2],
-    output: [usize; 2],
-    row: &'a mut [f32],
+    padded: &'a PaddedPlane,
     ys: &'a mut [f32],
     xs: &'a [f32],
+    copy: &'a mut [f32],
+    flat: &'a mut [f32],
 }
 
 impl pulp::WithSimd for Planes<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let window = self.window;
-        let ([h, w], [ho, wo]) = (self.input, self.output);
-        let (pad, stride, dilation) = (window.padding[1], window.stride[1], window.dilation[1]);
-        let row = self.row;
-        row.fill(f32::NEG_INFINITY);
-        for (y, plane) in self
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let padded = self.padded;
+        // The padding is the same for every plane: written once, never overwritten.
+        self.copy.fill(f32::NEG_INFINITY);
+        let ([h, w], [ho, wo]) = (padded.input(), padded.output());
+        let planes = self
             .ys
             .chunks_exact_mut(ho * wo)
-            .zip(self.xs.chunks_exact(h * w))
-        {
-            for (oy, y_row) in y.chunks_exact_mut(wo).enumerate() {
-                // Only the input's columns change from one output row to the next; the
-                // padding stays negative infinity.
-                let inner = &mut row[pad..pad + w];
-                inner.fill(f32::NEG_INFINITY);
-                for iy in window.rows(oy, h) {
-                    for (m, &v) in inner.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
-                        *m = max_nan(v, *m);
-                    }
-                }
-                y_row.fill(f32::NEG_INFINITY);
-                for kx in 0..window.kernel[1] {
-                    let from = &row[kx * dilation..];
-                    match stride {
-                        1 => {
-                            for (o, &v) in y_row.iter_mut().zip(from) {
-                                *o = max_nan(v, *o);
-                            }
-                        }
-                        2 => {
-                            for (o, pair) in y_row.iter_mut().zip(from.chunks(2)) {
-                                *o = max_nan(pair[0], *o);
-                            }
-                        }
-                        _ => {
-                            for (o, &v) in y_row.iter_mut().zip(from.iter().step_by(stride)) {
-                                *o = max_nan(v, *o);
-                            }
-                        }
-                    }
-                }
+            .zip(self.xs.chunks_exact(h * w));
+        for (y, input) in planes {
+            padded.fill(simd, input, self.copy);
+            let mut maxima = Maxima {
+                copy: self.copy,
+                taps: padded.tap_starts(),
+                nan: input.iter().fold(false, |nan, v| nan | v.is_nan()),
+                flat: self.flat,
+            };
+            in_blocks(simd, padded.vectors::<S>(), &mut maxima);
+            padded.copy_out(simd, self.flat, y);
+        }
+    }
+}
+
+/// One plane's pooling, vector block by vector block: the maximum of `copy` read at the
+/// `taps`' starts, into `flat`. Where the plane holds a NaN (`nan`), each step also checks
+/// for it, so that it wins.
+struct Maxima<'a> {
+    copy: &'a [f32],
+    taps: &'a [usize],
+    nan: bool,
+    flat: &'a mut [f32],
+}
+
+impl VectorBlocks for Maxima<'_> {
+    #[inline(always)]
+    fn block<S: pulp::Simd, const B: usize>(&mut self, simd: S, first: usize) {
+        let lanes = S::F32_LANES;
+        let at = first * lanes;
+        let mut acc = [simd.splat_f32s(f32::NEG_INFINITY); B];
+        for &start in self.taps {
+            let values = &self.copy[start + at..start + at + B * lanes];
+            for (b, m) in acc.iter_mut().enumerate() {
+                let v = load::<S>(&values[b * lanes..]);
+                *m = if self.nan {
+                    // v where it is larger or NaN, else m (which keeps a NaN it took).
+                    let take = simd.or_m32s(
+                        simd.greater_than_f32s(v, *m),
+                        simd.not_m32s(simd.equal_f32s(v, v)),
+                    );
+                    simd.select_f32s(take, v, *m)
+                } else {
+                    simd.max_f32s(v, *m)
+                };
             }
+        }
+        let out = &mut self.flat[at..at + B * lanes];
+        for (b, m) in acc.into_iter().enumerate() {
+            store::<S>(&mut out[b * lanes..], m);
         }
     }
 }
@@ -153,13 +140,13 @@ mod tests {
     fn windows_take_the_maximum_of_their_valid_inputs() {
         // One 4 x 5 plane, 3x3 windows, stride 2, padding 1.
         let x: Vec<f32> = (0..20).map(|i| ((i * 7) % 11) as f32).collect();
-        let window = PoolWindow {
+        let window = Window {
             kernel: [3, 3],
             stride: [2, 2],
             padding: [1, 1],
             dilation: [1, 1],
         };
-        let y = max_pool2d(&x, [4, 5], [2, 3], &window);
+        let y = max_pool2d(&x, [4, 5], [2, 3], &window).expect("pools");
         let at = |r: usize, c: usize| x[r * 5 + c];
         let window_max = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
             rows.flat_map(|r| cols.clone().map(move |c| (r, c)))
@@ -180,7 +167,7 @@ mod tests {
     }
 
     /// The pool by its definition, windows clipped to the input.
-    fn naive(x: &[f32], [h, w]: [usize; 2], [ho, wo]: [usize; 2], p: &PoolWindow) -> Vec<f32> {
+    fn naive(x: &[f32], [h, w]: [usize; 2], [ho, wo]: [usize; 2], p: &Window) -> Vec<f32> {
         let mut y = Vec::new();
         for plane in x.chunks(h * w) {
             for oy in 0..ho {
@@ -217,7 +204,7 @@ mod tests {
             (1, 1, 0, 1, [5, 6], [5, 6]),
         ];
         for (k, s, p, d, [h, w], out) in cases {
-            let window = PoolWindow {
+            let window = Window {
                 kernel: [k, k],
                 stride: [s, s],
                 padding: [p, p],
@@ -226,7 +213,7 @@ mod tests {
             let planes = 3000 / (h * w);
             let x = &x[..planes * h * w];
             assert_eq!(
-                max_pool2d(x, [h, w], out, &window),
+                max_pool2d(x, [h, w], out, &window).expect("pools"),
                 naive(x, [h, w], out, &window),
                 "{window:?} {h}x{w}"
             );
@@ -235,16 +222,33 @@ mod tests {
 
     #[test]
     fn nan_propagates_and_dilation_skips() {
-        let window = PoolWindow {
+        let window = Window {
             kernel: [1, 2],
             stride: [1, 1],
             padding: [0, 0],
             dilation: [1, 2],
         };
         let x = vec![1.0, 9.0, 3.0, f32::NAN, 2.0];
-        let y = max_pool2d(&x, [1, 5], [1, 3], &window);
+        let y = max_pool2d(&x, [1, 5], [1, 3], &window).expect("pools");
         assert_eq!(y[0], 3.0);
         assert!(y[1].is_nan());
         assert_eq!(y[2], 3.0);
+    }
+
+    #[test]
+    fn inputs_and_outputs_that_disagree_are_refused() {
+        let window = Window {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        };
+        // A window that would start past the input, and an input that is not whole planes.
+        assert!(max_pool2d(&[0.0; 16], [4, 4], [5, 5], &window).is_err());
+        assert!(max_pool2d(&[0.0; 15], [4, 4], [3, 3], &window).is_err());
+        assert_eq!(
+            max_pool2d(&[1.0; 32], [4, 4], [3, 3], &window).expect("pools"),
+            vec![1.0; 18]
+        );
     }
 }

@@ -144,8 +144,9 @@ pub(crate) fn store<S: pulp::Simd>(to: &mut [f32], v: S::f32s) {
 }
 
 /// Copies `src` into `dst`, of the same length. A row of a few vectors is copied a vector at a
-/// time, the last one partial, in a few instructions instead of a call to `memcpy`, which
-/// costs more than the copy itself for the short rows of small feature maps.
+/// time, the last one overlapping the one before (or partial, for a row shorter than a
+/// vector), in a few instructions instead of a call to `memcpy`, which costs more than the
+/// copy itself for the short rows of small feature maps.
 #[inline(always)]
 pub(crate) fn copy_row<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32]) {
     let (n, lanes) = (dst.len(), S::F32_LANES);
@@ -154,14 +155,16 @@ pub(crate) fn copy_row<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32]) {
         dst.copy_from_slice(src);
         return;
     }
+    if n < lanes {
+        simd.partial_store_f32s(dst, simd.partial_load_f32s(src));
+        return;
+    }
     let mut at = 0;
-    while at + lanes <= n {
+    while at + lanes < n {
         store::<S>(&mut dst[at..], load::<S>(&src[at..]));
         at += lanes;
     }
-    if at < n {
-        simd.partial_store_f32s(&mut dst[at..], simd.partial_load_f32s(&src[at..]));
-    }
+    store::<S>(&mut dst[n - lanes..], load::<S>(&src[n - lanes..]));
 }
 
 #[cfg(test)]
