@@ -4,8 +4,10 @@
 //!
 //! The vocabulary the kernels share ([`ConvShape`], [`Activation`], [`ShapeError`]) lives here.
 //! Each kernel file imports it from here and builds on the lower-level pieces: `gemm` (the one
-//! matrix product) and `scratch` (per-thread buffers). `conv` hands 3×3, stride-1 layers to
-//! `winograd`; no kernel file imports another otherwise.
+//! matrix product), `plane` (the padded, phase-split plane of the sliding-window kernels,
+//! depthwise convolution and max pooling), `vector` (the vector path and its loads and stores)
+//! and `scratch` (per-thread buffers). `conv` hands 3×3, stride-1 layers to `winograd`; no
+//! kernel file imports another otherwise.
 
 use std::fmt;
 use std::str::FromStr;
