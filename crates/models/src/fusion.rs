@@ -1,11 +1,13 @@
 //! Which layers run inside another: a batch norm folded into the convolution before it, and a
-//! ReLU or ReLU6 applied in that convolution's epilogue.
+//! ReLU or ReLU6 applied in that convolution's epilogue, or in the same pass as the addition
+//! before it (a residual block's add and ReLU).
 //!
 //! The [`Fusion`] of a network is a pure function of its [`Net`], so an edge and a cloud that
 //! load the same network agree on it. A fused group is a convolution followed by its batch norm
-//! and/or its activation, each the only consumer of the node before it. The group's output is
-//! computed by the convolution and becomes the convolution's node value; the absorbed nodes pass
-//! it on unchanged and cost nothing (their timings, predictions and graph costs are zero).
+//! and/or its activation, or an addition followed by its activation, each the only consumer of
+//! the node before it. The group's output is computed by its first node and becomes that node's
+//! value; the absorbed nodes pass it on unchanged and cost nothing (their timings, predictions
+//! and graph costs are zero).
 //!
 //! **Cuts and fusion**: a cut may fall anywhere, also inside a group. The tensor that crosses
 //! at the convolution or at an absorbed node is the same group output, of the same shape and
@@ -30,11 +32,11 @@ pub enum FusedActivation {
 /// The fused groups of one network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fusion {
-    /// For each node, the convolution it is absorbed into, if any.
+    /// For each node, the convolution or addition it is absorbed into, if any.
     absorbed_into: Vec<Option<usize>>,
     /// For each node, the batch norm folded into it (convolutions only).
     norm: Vec<Option<usize>>,
-    /// For each node, the activation applied in its epilogue (convolutions only).
+    /// For each node, the activation applied to its output (convolutions and additions only).
     activation: Vec<FusedActivation>,
 }
 
@@ -48,8 +50,8 @@ impl Fusion {
         }
     }
 
-    /// Every convolution → batch norm → activation group of `net`, where each absorbed node
-    /// is the only consumer of the node before it.
+    /// Every convolution → batch norm → activation and addition → activation group of
+    /// `net`, where each absorbed node is the only consumer of the node before it.
     pub fn of(net: &Net) -> Fusion {
         let mut fusion = Fusion::none(net);
         let only_consumer = |v: usize| match net.consumers(v) {
@@ -57,10 +59,17 @@ impl Fusion {
             _ => None,
         };
         for (v, node) in net.nodes().iter().enumerate() {
-            if !matches!(node.spec().kind, LayerKind::Conv2d { .. }) {
-                continue;
-            }
             let mut tail = v;
+            match node.spec().kind {
+                LayerKind::Conv2d { .. } => {}
+                LayerKind::Add => {
+                    if let Some(act) = only_consumer(v) {
+                        fusion.absorb_activation(net, v, act);
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
             if let Some(bn) = only_consumer(v)
                 .filter(|&w| matches!(net.nodes()[w].spec().kind, LayerKind::BatchNorm2d { .. }))
             {
@@ -69,19 +78,24 @@ impl Fusion {
                 tail = bn;
             }
             if let Some(act) = only_consumer(tail) {
-                let activation = match net.nodes()[act].spec().kind {
-                    LayerKind::Relu => FusedActivation::Relu,
-                    LayerKind::Relu6 => FusedActivation::Relu6,
-                    _ => continue,
-                };
-                fusion.activation[v] = activation;
-                fusion.absorbed_into[act] = Some(v);
+                fusion.absorb_activation(net, v, act);
             }
         }
         fusion
     }
 
-    /// The convolution that node `v` runs inside, or `None` when it runs as itself.
+    /// Makes node `v` apply node `act`'s activation, when `act` is a ReLU or ReLU6.
+    fn absorb_activation(&mut self, net: &Net, v: usize, act: usize) {
+        let activation = match net.nodes()[act].spec().kind {
+            LayerKind::Relu => FusedActivation::Relu,
+            LayerKind::Relu6 => FusedActivation::Relu6,
+            _ => return,
+        };
+        self.activation[v] = activation;
+        self.absorbed_into[act] = Some(v);
+    }
+
+    /// The convolution or addition that node `v` runs inside, or `None` when it runs as itself.
     pub fn absorbed_into(&self, v: usize) -> Option<usize> {
         self.absorbed_into.get(v).copied().flatten()
     }
@@ -96,7 +110,7 @@ impl Fusion {
         self.norm.get(v).copied().flatten()
     }
 
-    /// The activation convolution `v` applies in its epilogue.
+    /// The activation convolution or addition `v` applies to its output.
     pub fn activation_of(&self, v: usize) -> FusedActivation {
         self.activation
             .get(v)
@@ -116,7 +130,7 @@ mod tests {
     use crate::zoo;
 
     #[test]
-    fn resnet_blocks_fold_their_norms_and_the_inner_relus() {
+    fn resnet_blocks_fold_their_norms_and_relus_into_convolutions_and_adds() {
         let net = zoo::build("resnet18").expect("resnet18");
         let fusion = Fusion::of(&net);
         let at = |id: &str| net.index_of(id).expect("node");
@@ -129,9 +143,13 @@ mod tests {
         assert_eq!(fusion.absorbed_into(at("layer1.0.bn2")), Some(conv2));
         assert_eq!(fusion.activation_of(conv2), FusedActivation::Identity);
         assert!(!fusion.is_absorbed(conv1) && !fusion.is_absorbed(at("fc")));
+        // The block's add applies the ReLU after it.
+        let add = at("layer1.0.add");
+        assert_eq!(fusion.absorbed_into(at("layer1.0.relu2")), Some(add));
+        assert_eq!(fusion.activation_of(add), FusedActivation::Relu);
         // 20 convolutions, each with its norm; 9 of them (the stem and each block's first)
-        // with their ReLU.
-        assert_eq!(fusion.absorbed_count(), 20 + 9);
+        // with their ReLU; 8 adds with theirs.
+        assert_eq!(fusion.absorbed_count(), 20 + 9 + 8);
         assert_eq!(Fusion::none(&net).absorbed_count(), 0);
     }
 

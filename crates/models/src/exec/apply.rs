@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::Model;
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
-use crate::kernels::{Activation, ShapeError, Window, max_pool2d as max_pool};
+use crate::kernels::{Activation, ShapeError, Window, add_into, max_pool2d as max_pool};
 use crate::layer::LayerKind;
 use crate::net::Node;
 use crate::tensor::Value;
@@ -29,7 +29,11 @@ impl Model {
             ))
         };
         let kind = &node.spec().kind;
-        if matches!(kind, LayerKind::Add | LayerKind::Concat) {
+        if matches!(kind, LayerKind::Add) {
+            let activation = self.fusion.activation_of(v).into();
+            return self.add(node.id(), inputs, activation)?.ok_or_else(wrong);
+        }
+        if matches!(kind, LayerKind::Concat) {
             return combine(kind, inputs).ok_or_else(wrong);
         }
         let [x] = <[Value; 1]>::try_from(inputs).map_err(|_| wrong())?;
@@ -190,6 +194,37 @@ impl Model {
         }))
     }
 
+    /// Adds `inputs` (values of one rank) and applies the fused `activation`: feature maps of
+    /// one shape with the crate's own kernel, in one pass over the host data of the first,
+    /// anything else with Burn's operations. `None` when the ranks differ.
+    fn add(
+        &self,
+        id: &str,
+        inputs: Vec<Value>,
+        activation: Activation,
+    ) -> Result<Option<Value>, ModelError> {
+        let inputs = match <[Value; 2]>::try_from(inputs) {
+            Ok([Value::Map(a), Value::Map(b)]) if self.own_kernels && a.dims() == b.dims() => {
+                let shape = a.dims();
+                let reading =
+                    |e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}"));
+                let other = b.into_data();
+                let other = other.as_slice::<f32>().map_err(reading)?;
+                let mut sum = a.into_data().try_into_vec::<f32>().map_err(reading)?;
+                add_into(&mut sum, other, activation)
+                    .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+                let sum = Tensor::from_data(TensorData::new(sum, shape), &self.device);
+                return Ok(Some(Value::Map(sum)));
+            }
+            Ok(pair) => Vec::from(pair),
+            Err(inputs) => inputs,
+        };
+        Ok(combine(&LayerKind::Add, inputs).map(|sum| match sum {
+            Value::Map(t) => Value::Map(activate(t, activation)),
+            Value::Vector(t) => Value::Vector(activate(t, activation)),
+        }))
+    }
+
     /// Runs `kernel` on the host data of feature map `x` (free on flex for a tensor nobody else
     /// holds) and wraps its output, `[N, C, H, W]` by the spec's per-sample `out` shape.
     fn on_host(
@@ -235,7 +270,11 @@ fn burn_conv(
     activation: Activation,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let y = conv2d(x, weight.clone(), bias.clone(), options);
+    activate(conv2d(x, weight.clone(), bias.clone(), options), activation)
+}
+
+/// `activation` applied to `y` with Burn's operations.
+fn activate<const D: usize>(y: Tensor<D>, activation: Activation) -> Tensor<D> {
     match activation {
         Activation::Identity => y,
         Activation::Relu => relu(y),

@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use crate::error::ModelError;
 
+mod add;
 mod choice;
 mod conv;
 mod depthwise;
@@ -25,6 +26,7 @@ mod scratch;
 mod vector;
 mod winograd;
 
+pub(crate) use add::add_into;
 pub use choice::ConvKernel;
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
