@@ -22,7 +22,8 @@ use crate::tensor::{HostTensor, Value};
 /// convolutions with fused multiply-adds into independent register sums, padding zeroed once
 /// per task and stride-2 rows split in one pass; max pooling on the same padded planes; 3×3
 /// layers on 7×7 maps with at least 256 × 256 channels channel-major instead of Winograd;
-/// residual additions and their ReLU in one pass.
+/// residual additions and their ReLU in one pass; layers of fewer than 16 input channels (the
+/// stems) by direct convolution on padded input planes.
 pub const KERNEL_REVISION: u32 = 8;
 
 /// One node's measured latency and output size.

@@ -17,9 +17,11 @@ pub enum ConvKernel {
     Winograd2,
     /// im2col, `[pixels, K] × [K, out]` from a channels-last copy (most layers).
     PixelMajor,
-    /// im2col, `[out, K] × [K, pixels]` straight into NCHW (few pixels, few input channels,
-    /// unpadded 1×1 convolutions).
+    /// im2col, `[out, K] × [K, pixels]` straight into NCHW (few pixels, unpadded 1×1
+    /// convolutions).
     ChannelMajor,
+    /// Direct convolution on padded input planes (few input channels, as in an RGB stem).
+    Direct,
     /// The depthwise kernel (one group per channel).
     Depthwise,
     /// Burn's own grouped convolution (any other group count).
@@ -28,11 +30,12 @@ pub enum ConvKernel {
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 6] = [
+    pub const ALL: [ConvKernel; 7] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
         ConvKernel::PixelMajor,
         ConvKernel::ChannelMajor,
+        ConvKernel::Direct,
         ConvKernel::Depthwise,
         ConvKernel::Grouped,
     ];
@@ -44,6 +47,7 @@ impl ConvKernel {
             ConvKernel::Winograd2 => "winograd-f2",
             ConvKernel::PixelMajor => "im2col-pixel-major",
             ConvKernel::ChannelMajor => "im2col-channel-major",
+            ConvKernel::Direct => "direct",
             ConvKernel::Depthwise => "depthwise",
             ConvKernel::Grouped => "grouped",
         }
@@ -87,6 +91,7 @@ impl ConvKernel {
             Layout::Winograd(Tiling::F2) => ConvKernel::Winograd2,
             Layout::PixelMajor => ConvKernel::PixelMajor,
             Layout::ChannelMajor => ConvKernel::ChannelMajor,
+            Layout::Direct => ConvKernel::Direct,
         })
     }
 }
@@ -105,8 +110,9 @@ mod tests {
 
     #[test]
     fn zoo_layers_get_the_kernels_the_packing_picks() {
-        // ResNet-18: the 7×7 RGB stem, a 3×3 on 56×56 maps, a strided 3×3, a 1×1 downsample.
-        assert_eq!(kernel("resnet18", "conv1"), Some(ConvKernel::ChannelMajor));
+        // ResNet-18: the 7×7 RGB stem (direct), a 3×3 on 56×56 maps, a strided 3×3, a 1×1
+        // downsample.
+        assert_eq!(kernel("resnet18", "conv1"), Some(ConvKernel::Direct));
         assert_eq!(
             kernel("resnet18", "layer1.0.conv1"),
             Some(ConvKernel::Winograd4)
@@ -135,6 +141,6 @@ mod tests {
         );
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 6);
+        assert_eq!(ConvKernel::ALL.len(), 7);
     }
 }

@@ -9,18 +9,20 @@
 //!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
 //!   to NCHW.
 //! - **Channel-major** (few output pixels, e.g. 7×7 maps, where a pixel tile per thread leaves
-//!   gemm too little to do; 1×1 unpadded convolutions, whose NCHW input is already the
+//!   gemm too little to do; and 1×1 unpadded convolutions, whose NCHW input is already the
 //!   `[in, pixels]` patch matrix at stride 1, and whose im2col only picks every stride-th pixel
-//!   at larger strides; and few input channels, as in an RGB stem, whose short
-//!   patches cannot pay for turning a large output back to NCHW): `[out, K] × [K, pixels]`
+//!   at larger strides): `[out, K] × [K, pixels]`
 //!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
 //!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
 //!   over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
 //!   few channels, where im2col wins): F(4×4, 3×3), in [`winograd`].
+//! - **Direct** (fewer than 16 input channels, as in an RGB stem, whose im2col matrix would be
+//!   `in · kh · kw` times the input): in [`direct`], on padded planes of the input.
 
 use rayon::prelude::*;
 
+use super::direct;
 use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
 use super::winograd::{self, Tiling};
@@ -33,9 +35,12 @@ const COL_TILE_BYTES: usize = 1 << 20;
 /// Layers with fewer output pixels than this run channel-major.
 const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
 
-/// Layers with fewer input channels than this run channel-major: for an RGB stem, the
-/// pixel-major product and its transpose back to NCHW took 1.4–2.8 times as long (VGG16's
-/// first layer 51.7 against 23.9 ms, ResNet's 7×7 stem 11.8 against 8.5).
+/// Layers with fewer input channels than this run direct ([`direct`]): their im2col rows are
+/// short and many. Inside a pass, one thread, against the channel-major product: AlexNet's
+/// 11×11 stem 1.6–1.8 ms against 2.5–3.2, ResNet-18's 7×7 stem 3.0–3.2 against 4.4–4.5,
+/// GoogLeNet's 2.9–3.1 against 4.5–4.7, VGG16's first layer 3.2–3.4 against 4.5–5.1,
+/// MobileNetV2's 0.40–0.67 against 0.76–0.79, LeNet's two 0.007 and 0.009 against 0.013 and
+/// 0.026. (The pixel-major product and its transpose back to NCHW was slower still.)
 const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
 /// How the product is laid out (see the module documentation).
@@ -49,12 +54,15 @@ pub(crate) enum Layout {
     /// Winograd's F(4×4, 3×3) or F(2×2, 3×3) for 3×3, stride-1 layers (see [`winograd`]); the
     /// weight is one transformed `[in, out]` matrix per point of the tiling's window.
     Winograd(Tiling),
+    /// Direct, on padded planes of the input (see [`direct`]); the weight is
+    /// `[out / 4, in, kh · kw, 4]`.
+    Direct,
 }
 
 /// Whether a layer of shape `s` with `pixels` output pixels runs pixel-major: most do, but not
-/// one with few pixels, nor one with few input channels, nor an unpadded 1×1 one (whose NCHW
-/// input, every stride-th pixel of it if strided, is already the channel-major patch matrix, so
-/// it needs no transpose).
+/// one with few pixels, nor one with few input channels (which runs direct), nor an unpadded
+/// 1×1 one (whose NCHW input, every stride-th pixel of it if strided, is already the
+/// channel-major patch matrix, so it needs no transpose).
 fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
     pixels >= PIXEL_MAJOR_MIN_PIXELS
         && s.in_channels >= PIXEL_MAJOR_MIN_CHANNELS
@@ -64,6 +72,9 @@ fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
 /// The layout a layer of shape `s` with an `output` of `ho × wo` pixels runs in.
 pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     let pixels = output[0] * output[1];
+    if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS {
+        return Layout::Direct;
+    }
     let pixel_major = suits_pixel_major(s, pixels);
     if winograd::pays(s, pixels, pixel_major) {
         Layout::Winograd(Tiling::for_output(output))
@@ -123,6 +134,7 @@ impl PackedConv {
         let weight = match layout {
             Layout::PixelMajor => taps_by_out(&shape, &weight),
             Layout::ChannelMajor => weight,
+            Layout::Direct => direct::pack(&shape, &weight),
             Layout::Winograd(tiling) if winograd::suits(&shape) => {
                 winograd::pack(&shape, tiling, &weight)
             }
@@ -170,6 +182,16 @@ impl PackedConv {
             match self.layout {
                 Layout::PixelMajor => self.pixel_major(sample, [h, w], [ho, wo], y)?,
                 Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
+                Layout::Direct => direct::forward(
+                    s,
+                    &self.weight,
+                    &self.bias,
+                    self.activation,
+                    sample,
+                    [h, w],
+                    [ho, wo],
+                    y,
+                )?,
                 Layout::Winograd(tiling) => winograd::forward(
                     s,
                     tiling,

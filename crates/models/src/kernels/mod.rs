@@ -18,6 +18,7 @@ mod add;
 mod choice;
 mod conv;
 mod depthwise;
+mod direct;
 mod gemm;
 mod linear;
 mod plane;
