@@ -15,8 +15,9 @@ use super::{Activation, ConvShape, ShapeError};
 /// Output channels computed together: each input vector loaded feeds this many sums.
 const CHANNELS: usize = 4;
 
-/// Output vectors one pass over the taps computes per output channel at most: with
-/// [`CHANNELS`] channels, 16 sums in registers.
+/// Output vectors one pass over the taps computes per output channel at most, where the CPU
+/// has 32 vector registers (AVX-512): with [`CHANNELS`] channels, 16 sums in registers. With 16
+/// registers (AVX2) half as many, so that the sums, the inputs and a weight all fit.
 const VECTORS: usize = 4;
 
 /// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / CHANNELS⌉, in, kh · kw, CHANNELS]`: a
@@ -163,8 +164,14 @@ struct Sums<'a> {
 impl VectorBlocks for Sums<'_> {
     #[inline(always)]
     fn block<S: pulp::Simd, const B: usize>(&mut self, simd: S, first: usize) {
+        // More sums than registers: the block in parts.
+        if S::REGISTER_COUNT < 32 && B > VECTORS / 2 {
+            for part in (0..B).step_by(VECTORS / 2) {
+                self.block::<S, { VECTORS / 2 }>(simd, first + part);
+            }
+            return;
+        }
         if B > VECTORS {
-            // More sums than registers: the block in parts.
             for part in (0..B).step_by(VECTORS) {
                 self.block::<S, VECTORS>(simd, first + part);
             }
