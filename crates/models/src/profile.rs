@@ -20,8 +20,7 @@ use crate::tensor::{HostTensor, Value};
 /// Winograd's F(4×4, 3×3) for maps of at least 16 4×4 tiles, max pooling in vectorised row
 /// passes (and the vector path, [`crate::VectorPath`], cappable at AVX2); 8: depthwise
 /// convolutions with fused multiply-adds into independent register sums, padding zeroed once
-/// per task and stride-2 rows split in one pass; max pooling on the same padded planes; 3×3
-/// layers on 7×7 maps with at least 256 × 256 channels channel-major instead of Winograd;
+/// per task and stride-2 rows split in one pass; max pooling on the same padded planes;
 /// residual additions and their ReLU in one pass; layers of fewer than 16 input channels (the
 /// stems) by direct convolution on padded input planes.
 pub const KERNEL_REVISION: u32 = 8;
