@@ -10,9 +10,9 @@
 
 use rayon::prelude::*;
 
-use super::plane::{PaddedPlane, VectorBlocks, in_blocks};
+use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::scratch::Scratch;
-use super::vector::{dispatch, load, store};
+use super::vector::{dispatch, load};
 use super::{Activation, ConvShape, ShapeError};
 
 /// Output values one task computes at least (where there are enough planes for every thread).
@@ -185,13 +185,12 @@ impl VectorBlocks for Sums<'_> {
                 *sum = simd.mul_add_e_f32s(tap, load::<S>(&values[b * lanes..]), *sum);
             }
         }
-        let out = &mut self.flat[at..at + B * lanes];
-        for (b, sum) in acc.into_iter().enumerate() {
-            store::<S>(
-                &mut out[b * lanes..],
-                self.activation.apply_vector(simd, sum),
-            );
-        }
+        store_block(
+            simd,
+            acc,
+            self.activation,
+            &mut self.flat[at..at + B * lanes],
+        );
     }
 }
 

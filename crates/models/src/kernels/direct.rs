@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use super::plane::{PaddedPlane, VectorBlocks, in_blocks};
+use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::scratch::Scratch;
-use super::vector::{dispatch, load, store};
+use super::vector::{dispatch, load};
 use super::{Activation, ConvShape, ShapeError};
 
 /// Output channels computed together: each input vector loaded feeds this many sums.
@@ -198,13 +198,7 @@ impl VectorBlocks for Sums<'_> {
             .into_iter()
             .zip(self.flat.chunks_exact_mut(self.flat_len))
         {
-            let out = &mut flat[at..at + B * lanes];
-            for (b, sum) in sums.into_iter().enumerate() {
-                store::<S>(
-                    &mut out[b * lanes..],
-                    self.activation.apply_vector(simd, sum),
-                );
-            }
+            store_block(simd, sums, self.activation, &mut flat[at..at + B * lanes]);
         }
     }
 }

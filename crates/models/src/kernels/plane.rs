@@ -5,8 +5,8 @@
 //! ([`PaddedPlane::fill`]), combines the taps' runs a vector at a time into a flat buffer and
 //! copies the rows out ([`PaddedPlane::copy_out`]).
 
-use super::ShapeError;
 use super::vector::{copy_row, load, store};
+use super::{Activation, ShapeError};
 
 /// The widest vector, in values: the slack the scratch buffers keep past the plane, so that
 /// the last vector of outputs is a whole one.
@@ -42,6 +42,20 @@ pub(crate) fn in_blocks<S: pulp::Simd, K: VectorBlocks>(simd: S, vectors: usize,
     }
     if v < vectors {
         kernel.block::<S, 1>(simd, v);
+    }
+}
+
+/// Stores `sums`, `B` vectors of outputs, at the start of `out`, each through `activation`.
+#[inline(always)]
+pub(crate) fn store_block<S: pulp::Simd, const B: usize>(
+    simd: S,
+    sums: [S::f32s; B],
+    activation: Activation,
+    out: &mut [f32],
+) {
+    let lanes = S::F32_LANES;
+    for (b, sum) in sums.into_iter().enumerate() {
+        store::<S>(&mut out[b * lanes..], activation.apply_vector(simd, sum));
     }
 }
 

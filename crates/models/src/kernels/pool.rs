@@ -7,10 +7,10 @@
 
 use rayon::prelude::*;
 
-use super::ShapeError;
-use super::plane::{PaddedPlane, VectorBlocks, Window, in_blocks};
+use super::plane::{PaddedPlane, VectorBlocks, Window, in_blocks, store_block};
 use super::scratch::Scratch;
-use super::vector::{dispatch, load, store};
+use super::vector::{dispatch, load};
+use super::{Activation, ShapeError};
 
 /// Output values one task writes at least (whole planes): enough to pay for handing it out.
 const TASK_OUTPUTS: usize = 8 * 1024;
@@ -125,10 +125,12 @@ impl VectorBlocks for Maxima<'_> {
                 };
             }
         }
-        let out = &mut self.flat[at..at + B * lanes];
-        for (b, m) in acc.into_iter().enumerate() {
-            store::<S>(&mut out[b * lanes..], m);
-        }
+        store_block(
+            simd,
+            acc,
+            Activation::Identity,
+            &mut self.flat[at..at + B * lanes],
+        );
     }
 }
 
