@@ -22,8 +22,9 @@ use crate::tensor::{HostTensor, Value};
 /// convolutions with fused multiply-adds into independent register sums, padding zeroed once
 /// per task and stride-2 rows split in one pass; max pooling on the same padded planes;
 /// residual additions and their ReLU in one pass; layers of fewer than 16 input channels (the
-/// stems) by direct convolution on padded input planes.
-pub const KERNEL_REVISION: u32 = 8;
+/// stems) by direct convolution on padded input planes; 9: unpadded 1×1 convolutions by their own
+/// register-tiled kernel, NCHW to NCHW, with the bias and activation fused.
+pub const KERNEL_REVISION: u32 = 9;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,6 +22,8 @@ pub enum ConvKernel {
     ChannelMajor,
     /// Direct convolution on padded input planes (few input channels, as in an RGB stem).
     Direct,
+    /// The 1×1 kernel: unpadded 1×1 convolutions straight from NCHW into NCHW.
+    Pointwise,
     /// The depthwise kernel (one group per channel).
     Depthwise,
     /// Burn's own grouped convolution (any other group count).
@@ -30,12 +32,13 @@ pub enum ConvKernel {
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 7] = [
+    pub const ALL: [ConvKernel; 8] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
         ConvKernel::PixelMajor,
         ConvKernel::ChannelMajor,
         ConvKernel::Direct,
+        ConvKernel::Pointwise,
         ConvKernel::Depthwise,
         ConvKernel::Grouped,
     ];
@@ -48,6 +51,7 @@ impl ConvKernel {
             ConvKernel::PixelMajor => "im2col-pixel-major",
             ConvKernel::ChannelMajor => "im2col-channel-major",
             ConvKernel::Direct => "direct",
+            ConvKernel::Pointwise => "pointwise",
             ConvKernel::Depthwise => "depthwise",
             ConvKernel::Grouped => "grouped",
         }
@@ -92,6 +96,7 @@ impl ConvKernel {
             Layout::PixelMajor => ConvKernel::PixelMajor,
             Layout::ChannelMajor => ConvKernel::ChannelMajor,
             Layout::Direct => ConvKernel::Direct,
+            Layout::Pointwise => ConvKernel::Pointwise,
         })
     }
 }
@@ -110,8 +115,8 @@ mod tests {
 
     #[test]
     fn zoo_layers_get_the_kernels_the_packing_picks() {
-        // ResNet-18: the 7×7 RGB stem (direct), a 3×3 on 56×56 maps, a strided 3×3, a 1×1
-        // downsample.
+        // ResNet-18: the 7×7 RGB stem (direct), a 3×3 on 56×56 maps, a strided 3×3, a strided
+        // 1×1 downsample.
         assert_eq!(kernel("resnet18", "conv1"), Some(ConvKernel::Direct));
         assert_eq!(
             kernel("resnet18", "layer1.0.conv1"),
@@ -123,7 +128,7 @@ mod tests {
         );
         assert_eq!(
             kernel("resnet18", "layer2.0.downsample.0"),
-            Some(ConvKernel::ChannelMajor)
+            Some(ConvKernel::Pointwise)
         );
         // MobileNetV2's depthwise layers.
         assert_eq!(
@@ -132,6 +137,6 @@ mod tests {
         );
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 7);
+        assert_eq!(ConvKernel::ALL.len(), 8);
     }
 }

@@ -17,6 +17,9 @@
 //!   over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
 //!   few channels, where im2col wins): F(4×4, 3×3), in [`winograd`].
+//! - **Pointwise** (1×1 unpadded layers of at least 16 input channels): in [`pointwise`],
+//!   straight from the NCHW input into the NCHW output, the weight packed for its register
+//!   tiles.
 //! - **Direct** (fewer than 16 input channels, as in an RGB stem, whose im2col matrix would be
 //!   `in · kh · kw` times the input): in [`direct`], on padded planes of the input.
 
@@ -24,6 +27,7 @@ use rayon::prelude::*;
 
 use super::direct;
 use super::gemm::{MatRef, gemm};
+use super::pointwise;
 use super::scratch::Scratch;
 use super::winograd::{self, Tiling};
 use super::{Activation, ConvShape, ShapeError};
@@ -57,6 +61,8 @@ pub(crate) enum Layout {
     /// Direct, on padded planes of the input (see [`direct`]); the weight is
     /// `[out / 4, in, kh · kw, 4]`.
     Direct,
+    /// A 1×1 unpadded convolution (see [`pointwise`]); the weight is `[out / 8, in, 8]`.
+    Pointwise,
 }
 
 /// Whether a layer of shape `s` with `pixels` output pixels runs pixel-major: most do, but not
@@ -74,6 +80,9 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     let pixels = output[0] * output[1];
     if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS {
         return Layout::Direct;
+    }
+    if pointwise::suits(s) {
+        return Layout::Pointwise;
     }
     let pixel_major = suits_pixel_major(s, pixels);
     if winograd::pays(s, pixels, pixel_major) {
@@ -135,6 +144,7 @@ impl PackedConv {
             Layout::PixelMajor => taps_by_out(&shape, &weight),
             Layout::ChannelMajor => weight,
             Layout::Direct => direct::pack(&shape, &weight),
+            Layout::Pointwise => pointwise::pack(&shape, &weight),
             Layout::Winograd(tiling) if winograd::suits(&shape) => {
                 winograd::pack(&shape, tiling, &weight)
             }
@@ -182,16 +192,23 @@ impl PackedConv {
             match self.layout {
                 Layout::PixelMajor => self.pixel_major(sample, [h, w], [ho, wo], y)?,
                 Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
-                Layout::Direct => direct::forward(
-                    s,
-                    &self.weight,
-                    &self.bias,
-                    self.activation,
-                    sample,
-                    [h, w],
-                    [ho, wo],
-                    y,
-                )?,
+                Layout::Direct | Layout::Pointwise => {
+                    let run = if self.layout == Layout::Direct {
+                        direct::forward
+                    } else {
+                        pointwise::forward
+                    };
+                    run(
+                        s,
+                        &self.weight,
+                        &self.bias,
+                        self.activation,
+                        sample,
+                        [h, w],
+                        [ho, wo],
+                        y,
+                    )?
+                }
                 Layout::Winograd(tiling) => winograd::forward(
                     s,
                     tiling,

@@ -22,6 +22,7 @@ mod direct;
 mod gemm;
 mod linear;
 mod plane;
+mod pointwise;
 mod pool;
 mod scratch;
 mod vector;

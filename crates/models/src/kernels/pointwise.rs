@@ -1,0 +1,433 @@
+//! 1×1 convolutions without padding (ResNet's bottlenecks, MobileNetV2's expansions and
+//! projections, GoogLeNet's reductions): `y[o, p] = bias[o] + Σ_c weight[o, c] · x[c, p]`
+//! straight from the NCHW input into the NCHW output, with the bias and the activation applied
+//! as the sums leave the registers. A strided layer first gathers every stride-th pixel.
+//!
+//! The weight is packed once, at load, as [`CHANNELS`] output channels side by side per input
+//! channel. A tile of [`CHANNELS`] output channels × [`VECTORS`] vectors of pixels is summed
+//! over every input channel in registers (AVX2's 16 registers take the tile in two halves of
+//! four channels): each input vector loaded feeds every channel of the tile, each weight
+//! broadcast feeds every vector. The pixels are cut into chunks whose input columns stay in
+//! the core's cache while every block of output channels reads them, packed tile by tile so
+//! that a tile's loads run through memory in order; chunks (and, for few chunks, ranges of
+//! output channels) go to threads.
+//!
+//! Against the product it replaces (`[out, in] × [in, pixels]` through `gemm`, which packs
+//! both operands on every call, and passes over the output for the bias and the activation):
+//! see `docs/EXPERIMENTS.md`, "Fast kernels".
+
+use rayon::prelude::*;
+
+use super::plane::store_block;
+use super::scratch::Scratch;
+use super::vector::{copy_row, dispatch, load};
+use super::{Activation, ConvShape, ShapeError};
+
+/// Output channels a tile sums together; the packed weight holds this many side by side.
+const CHANNELS: usize = 8;
+
+/// Output channels a tile sums together where the CPU has 16 vector registers (AVX2).
+const HALF: usize = CHANNELS / 2;
+
+/// Pixel vectors a tile sums per output channel: with [`CHANNELS`] channels, 24 sums in
+/// AVX-512's 32 registers (12 in AVX2's 16, with [`HALF`] the channels).
+const VECTORS: usize = 3;
+
+/// Pixels per chunk are a multiple of this: a whole number of tiles on every vector path
+/// (16, 8 and 1 lanes, [`VECTORS`] vectors a tile).
+const CHUNK_STEP: usize = 48;
+
+/// A chunk's input columns take at most about this many bytes, so that they stay in the
+/// core's cache (L2) while every block of output channels reads them.
+const CHUNK_BYTES: usize = 192 << 10;
+
+/// PyTorch's `[out, in, 1, 1]` weight as `[⌈out / CHANNELS⌉, in, CHANNELS]` (zeros past the
+/// last channel).
+pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    let cin = s.in_channels;
+    let blocks = s.out_channels.div_ceil(CHANNELS);
+    let mut packed = vec![0.0f32; blocks * cin * CHANNELS];
+    for (o, filter) in weight.chunks_exact(cin).enumerate() {
+        for (c, &value) in filter.iter().enumerate() {
+            packed[((o / CHANNELS) * cin + c) * CHANNELS + o % CHANNELS] = value;
+        }
+    }
+    packed
+}
+
+/// Whether [`forward`] computes a convolution of shape `s`: 1×1, no padding, no dilation
+/// that matters (a 1×1 kernel has no gaps), any stride.
+pub(crate) fn suits(s: &ConvShape) -> bool {
+    s.kernel == [1, 1] && s.padding == [0, 0]
+}
+
+/// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
+/// [`pack`], the bias and the activation.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    s: &ConvShape,
+    weight: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    y: &mut [f32],
+) -> Result<(), ShapeError> {
+    let (cin, cout, pixels) = (s.in_channels, s.out_channels, ho * wo);
+    let groups = cout.div_ceil(CHANNELS);
+    if !suits(s)
+        || s.output(h, w) != Some([ho, wo])
+        || sample.len() != cin * h * w
+        || y.len() != cout * pixels
+        || weight.len() != groups * cin * CHANNELS
+        || bias.len() != cout
+    {
+        return Err(ShapeError(format!(
+            "a 1x1 convolution of {cin} to {cout} channels cannot take {} inputs of {h}x{w}, {} \
+             weights and {} biases into {} outputs of {ho}x{wo}",
+            sample.len(),
+            weight.len(),
+            bias.len(),
+            y.len()
+        )));
+    }
+    if pixels == 0 || cout == 0 {
+        return Ok(());
+    }
+    let gathered;
+    let x = if s.stride == [1, 1] {
+        sample
+    } else {
+        gathered = gather(sample, cin, [h, w], s.stride, [ho, wo]);
+        &gathered[..]
+    };
+    // As few chunks as the cache budget allows, of equal size rounded up to whole tiles (no
+    // sliver of a chunk, which would read the whole weight again for a few pixels).
+    let budget = (CHUNK_BYTES / 4 / cin.max(1)).max(CHUNK_STEP);
+    let chunk = pixels
+        .div_ceil((pixels / budget).max(1))
+        .div_ceil(CHUNK_STEP)
+        * CHUNK_STEP;
+    let chunks = pixels.div_ceil(chunk);
+    // Enough tasks for every thread (twice over, to even out their ends): for few chunks, each
+    // chunk's channel blocks split into parts.
+    let wanted = 2 * rayon::current_num_threads().max(1);
+    let parts = if chunks >= wanted {
+        1
+    } else {
+        wanted.div_ceil(chunks).min(groups)
+    };
+    let groups_per_part = groups.div_ceil(parts);
+    let mut tasks: Vec<Task<'_>> = Vec::with_capacity(chunks * parts);
+    let mut rows_per_chunk: Vec<Vec<&mut [f32]>> =
+        (0..chunks).map(|_| Vec::with_capacity(cout)).collect();
+    for row in y.chunks_exact_mut(pixels) {
+        for (rows, piece) in rows_per_chunk.iter_mut().zip(row.chunks_mut(chunk)) {
+            rows.push(piece);
+        }
+    }
+    for (c, mut rows) in rows_per_chunk.into_iter().enumerate() {
+        let mut first_group = 0;
+        while !rows.is_empty() {
+            let rest = rows.split_off((groups_per_part * CHANNELS).min(rows.len()));
+            tasks.push(Task {
+                first_pixel: c * chunk,
+                first_group,
+                rows,
+            });
+            first_group += groups_per_part;
+            rows = rest;
+        }
+    }
+    tasks.into_par_iter().for_each(|task| {
+        dispatch(Chunk {
+            x,
+            cin,
+            pixels,
+            weight,
+            bias,
+            activation,
+            task,
+        })
+    });
+    Ok(())
+}
+
+/// Every `stride`-th pixel of every channel of `sample` (`[in, h, w]`), as `[in, ho, wo]`.
+fn gather(
+    sample: &[f32],
+    cin: usize,
+    [h, w]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ho, wo]: [usize; 2],
+) -> Scratch {
+    let mut out = Scratch::take(cin * ho * wo);
+    for (plane, dst) in sample
+        .chunks_exact(h * w)
+        .zip(out.chunks_exact_mut(ho * wo))
+    {
+        for (row, dst) in plane
+            .chunks_exact(w)
+            .step_by(sh)
+            .zip(dst.chunks_exact_mut(wo))
+        {
+            for (d, &v) in dst.iter_mut().zip(row.iter().step_by(sw)) {
+                *d = v;
+            }
+        }
+    }
+    out
+}
+
+/// One thread's share: output channel blocks `first_group..` (as many as `rows` holds, the
+/// last perhaps partial) over the pixels of one chunk starting at `first_pixel`; `rows` is
+/// each of those channels' part of its output plane.
+struct Task<'a> {
+    first_pixel: usize,
+    first_group: usize,
+    rows: Vec<&'a mut [f32]>,
+}
+
+/// A task with what it reads: the (gathered) input `x`, `[cin, pixels]`, the packed weight,
+/// the bias and the activation.
+struct Chunk<'a> {
+    x: &'a [f32],
+    cin: usize,
+    pixels: usize,
+    weight: &'a [f32],
+    bias: &'a [f32],
+    activation: Activation,
+    task: Task<'a>,
+}
+
+impl pulp::WithSimd for Chunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Chunk {
+            x,
+            cin,
+            pixels,
+            weight,
+            bias,
+            activation,
+            mut task,
+        } = self;
+        let lanes = S::F32_LANES;
+        let tile = VECTORS * lanes;
+        let len = task.rows.first().map_or(0, |r| r.len());
+        let whole = len / tile;
+        let tail = len - whole * tile;
+        let tail_vectors = tail.div_ceil(lanes);
+        // The chunk's input columns, packed tile by tile as `[in, tile]` rows of whole vectors
+        // (zeros past the plane's end in the last, partial tile): every load of a tile's sums
+        // follows the one before in memory.
+        let mut packed = Scratch::take(cin * (whole * tile + tail_vectors * lanes));
+        let (full, last) = packed.split_at_mut(cin * whole * tile);
+        for (c, row) in x.chunks_exact(pixels).enumerate() {
+            let row = &row[task.first_pixel..task.first_pixel + len];
+            for (t, columns) in row.chunks_exact(tile).enumerate() {
+                let at = (t * cin + c) * tile;
+                copy_row(simd, &mut full[at..at + tile], columns);
+            }
+            if tail > 0 {
+                let dst = &mut last[c * tail_vectors * lanes..(c + 1) * tail_vectors * lanes];
+                let (values, zeros) = dst.split_at_mut(tail);
+                copy_row(simd, values, &row[whole * tile..]);
+                zeros.fill(0.0);
+            }
+        }
+        let per_group = cin * CHANNELS;
+        for (g, rows) in task.rows.chunks_mut(CHANNELS).enumerate() {
+            let group = task.first_group + g;
+            let weights = &weight[group * per_group..(group + 1) * per_group];
+            let mut block_bias = [0.0; CHANNELS];
+            let bias = &bias[group * CHANNELS..(group * CHANNELS + CHANNELS).min(bias.len())];
+            block_bias[..bias.len()].copy_from_slice(bias);
+            let mut tiles = Tiles {
+                weights,
+                bias: block_bias,
+                activation,
+                rows,
+            };
+            for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
+                tiles.run::<S, VECTORS>(simd, columns, t * tile, tile);
+            }
+            let at = whole * tile;
+            match tail_vectors {
+                0 => {}
+                1 => tiles.run::<S, 1>(simd, last, at, tail),
+                2 => tiles.run::<S, 2>(simd, last, at, tail),
+                _ => tiles.run::<S, VECTORS>(simd, last, at, tail),
+            }
+        }
+    }
+}
+
+/// One block of output channels: its packed weights (`[in, CHANNELS]`), bias and activation,
+/// and its channels' output rows.
+struct Tiles<'a, 'r> {
+    weights: &'a [f32],
+    bias: [f32; CHANNELS],
+    activation: Activation,
+    rows: &'r mut [&'a mut [f32]],
+}
+
+impl Tiles<'_, '_> {
+    /// Computes `width` outputs (`B` vectors, the last perhaps partial) of every channel of
+    /// the block, from a packed tile's `columns` (`[in, B · lanes]`), into the rows from `at`
+    /// on.
+    #[inline(always)]
+    fn run<S: pulp::Simd, const B: usize>(
+        &mut self,
+        simd: S,
+        columns: &[f32],
+        at: usize,
+        width: usize,
+    ) {
+        if S::REGISTER_COUNT < 32 {
+            self.channels::<S, HALF, B>(simd, columns, 0, at, width);
+            self.channels::<S, HALF, B>(simd, columns, HALF, at, width);
+        } else {
+            self.channels::<S, CHANNELS, B>(simd, columns, 0, at, width);
+        }
+    }
+
+    /// [`Tiles::run`] for the block's channels `first..first + C`: `C × B` sums in registers.
+    #[inline(always)]
+    fn channels<S: pulp::Simd, const C: usize, const B: usize>(
+        &mut self,
+        simd: S,
+        columns: &[f32],
+        first: usize,
+        at: usize,
+        width: usize,
+    ) {
+        if first >= self.rows.len() {
+            return;
+        }
+        let lanes = S::F32_LANES;
+        let span = B * lanes;
+        let mut acc: [[S::f32s; B]; C] =
+            std::array::from_fn(|c| [simd.splat_f32s(self.bias[first + c]); B]);
+        let rows = columns.chunks_exact(span);
+        for (values, weights) in rows.zip(self.weights.chunks_exact(CHANNELS)) {
+            let values: [S::f32s; B] = std::array::from_fn(|b| load::<S>(&values[b * lanes..]));
+            for (sums, &weight) in acc.iter_mut().zip(&weights[first..first + C]) {
+                let weight = simd.splat_f32s(weight);
+                for (sum, &value) in sums.iter_mut().zip(&values) {
+                    *sum = simd.mul_add_e_f32s(weight, value, *sum);
+                }
+            }
+        }
+        for (sums, row) in acc.into_iter().zip(self.rows[first..].iter_mut()) {
+            if width == span {
+                store_block(simd, sums, self.activation, &mut row[at..at + span]);
+            } else {
+                let mut block = [0.0f32; VECTORS * 16];
+                store_block(simd, sums, self.activation, &mut block[..span]);
+                row[at..at + width].copy_from_slice(&block[..width]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::vector::VectorPath;
+
+    fn shape(cin: usize, cout: usize, stride: usize) -> ConvShape {
+        ConvShape {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: [1, 1],
+            stride: [stride; 2],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+
+    #[test]
+    fn every_output_sums_its_pixel_over_every_input_channel() {
+        // (in, out, h, w, stride): whole chunks and tiles, a partial tile of 1, 2 and 3
+        // vectors, a partial channel block, many chunks (few input channels), strides 2 and 3.
+        for (cin, cout, h, w, stride) in [
+            (16, 32, 7, 7, 1),
+            (24, 13, 14, 14, 1),
+            (3, 8, 56, 56, 1),
+            (64, 20, 9, 5, 2),
+            (40, 16, 11, 10, 3),
+            (2048, 8, 2, 3, 1),
+        ] {
+            let s = shape(cin, cout, stride);
+            let [ho, wo] = s.output(h, w).expect("fits");
+            let x: Vec<f32> = (0..cin * h * w)
+                .map(|i| ((i * 7) % 19) as f32 - 9.0)
+                .collect();
+            let weight: Vec<f32> = (0..cout * cin)
+                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
+                .collect();
+            let bias: Vec<f32> = (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect();
+            let mut y = vec![f32::NAN; cout * ho * wo];
+            forward(
+                &s,
+                &pack(&s, &weight),
+                &bias,
+                Activation::Relu,
+                &x,
+                [h, w],
+                [ho, wo],
+                &mut y,
+            )
+            .expect("runs");
+            for o in 0..cout {
+                for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
+                    let want = bias[o]
+                        + (0..cin)
+                            .map(|c| {
+                                weight[o * cin + c] * x[(c * h + oy * stride) * w + ox * stride]
+                            })
+                            .sum::<f32>();
+                    let got = y[(o * ho + oy) * wo + ox];
+                    assert!(
+                        (got - want.max(0.0)).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{s:?} on {h}x{w}: ({o}, {oy}, {ox}) is {got}, not {} ({:?})",
+                        want.max(0.0),
+                        VectorPath::current()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_operands_and_other_shapes_are_refused() {
+        let s = shape(16, 8, 1);
+        let packed = pack(&s, &[0.0; 8 * 16]);
+        let bias = [0.0; 8];
+        let mut y = vec![0.0; 8 * 16];
+        let run = |s: &ConvShape, x: &[f32], y: &mut [f32]| {
+            forward(
+                s,
+                &packed,
+                &bias,
+                Activation::Identity,
+                x,
+                [4, 4],
+                [4, 4],
+                y,
+            )
+        };
+        assert!(run(&s, &[0.0; 16 * 16], &mut y).is_ok());
+        assert!(run(&s, &[0.0; 15 * 16], &mut y).is_err());
+        assert!(run(&s, &[0.0; 16 * 16], &mut y[..100]).is_err());
+        let padded = ConvShape {
+            padding: [1, 1],
+            ..s
+        };
+        assert!(run(&padded, &[0.0; 16 * 16], &mut y).is_err());
+    }
+}
