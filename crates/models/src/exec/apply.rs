@@ -9,6 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Model;
+use super::input::{Input, elements};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
 use crate::kernels::{Activation, ShapeError, Window, add_into, max_pool2d as max_pool};
@@ -17,8 +18,8 @@ use crate::net::Node;
 use crate::tensor::Value;
 
 impl Model {
-    /// Runs node `v` on its input values (in the node's input order) and returns its output.
-    pub(super) fn apply(&self, v: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
+    /// Runs node `v` on its inputs (in the node's input order) and returns its output.
+    pub(super) fn apply(&self, v: usize, inputs: Vec<Input>) -> Result<Value, ModelError> {
         let node = &self.net.nodes()[v];
         let count = inputs.len();
         let wrong = || {
@@ -34,12 +35,12 @@ impl Model {
             return self.add(node.id(), inputs, activation)?.ok_or_else(wrong);
         }
         if matches!(kind, LayerKind::Concat) {
-            return combine(kind, inputs).ok_or_else(wrong);
+            return combine(kind, self.values(inputs)?).ok_or_else(wrong);
         }
-        let [x] = <[Value; 1]>::try_from(inputs).map_err(|_| wrong())?;
+        let [x] = <[Input; 1]>::try_from(inputs).map_err(|_| wrong())?;
         if self.fusion.is_absorbed(v) {
             // The convolution this node belongs to has already computed its output.
-            return Ok(x);
+            return x.into_value(&self.device);
         }
         self.apply_layer(node, &self.params[v], x)?
             .ok_or_else(wrong)
@@ -51,13 +52,22 @@ impl Model {
         &self,
         node: &Node,
         params: &Params,
-        x: Value,
+        x: Input,
     ) -> Result<Option<Value>, ModelError> {
-        Ok(match (&node.spec().kind, x) {
-            (LayerKind::Input | LayerKind::Dropout { .. }, x) => Some(x),
-            (LayerKind::Conv2d { .. }, Value::Map(x)) => {
-                self.conv(node, params, x)?.map(Value::Map)
+        let kind = &node.spec().kind;
+        if x.is_map() {
+            match kind {
+                LayerKind::Conv2d { .. } => return Ok(self.conv(node, params, x)?.map(Value::Map)),
+                LayerKind::MaxPool2d { .. }
+                | LayerKind::AvgPool2d { .. }
+                | LayerKind::AdaptiveAvgPool2d { .. } => {
+                    return Ok(self.pool(node, x)?.map(Value::Map));
+                }
+                _ => {}
             }
+        }
+        Ok(match (kind, x.into_value(&self.device)?) {
+            (LayerKind::Input | LayerKind::Dropout { .. }, x) => Some(x),
             (LayerKind::Linear { .. }, Value::Vector(x)) => {
                 self.linear(node, params, x)?.map(Value::Vector)
             }
@@ -66,12 +76,6 @@ impl Model {
             (LayerKind::Relu, Value::Vector(x)) => Some(Value::Vector(relu(x))),
             (LayerKind::Relu6, Value::Map(x)) => Some(Value::Map(x.clamp(0.0, 6.0))),
             (LayerKind::Relu6, Value::Vector(x)) => Some(Value::Vector(x.clamp(0.0, 6.0))),
-            (
-                LayerKind::MaxPool2d { .. }
-                | LayerKind::AvgPool2d { .. }
-                | LayerKind::AdaptiveAvgPool2d { .. },
-                Value::Map(x),
-            ) => self.pool(node, x)?.map(Value::Map),
             (LayerKind::Flatten, Value::Map(x)) => Some(Value::Vector(x.flatten::<2>(1, 3))),
             (LayerKind::Flatten, vector @ Value::Vector(_)) => Some(vector),
             _ => None,
@@ -84,7 +88,7 @@ impl Model {
         &self,
         node: &Node,
         params: &Params,
-        x: Tensor<4>,
+        x: Input,
     ) -> Result<Option<Tensor<4>>, ModelError> {
         let out = &node.spec().output_shape;
         Ok(match (&node.spec().kind, params) {
@@ -94,7 +98,7 @@ impl Model {
                 })?)
             }
             (_, Params::Packed(conv)) => {
-                let batch = x.dims()[0];
+                let batch = x.shape()[0];
                 Some(self.on_host(node.id(), x, out, |data, hw, _| {
                     Ok(conv.forward(data, batch, hw)?.0)
                 })?)
@@ -114,6 +118,7 @@ impl Model {
                 },
             ) => {
                 let options = ConvOptions::new(*stride, *padding, *dilation, *groups);
+                let x = self.map(x)?;
                 Some(burn_conv(x, weight, bias, *activation, options))
             }
             _ => None,
@@ -132,6 +137,7 @@ impl Model {
             Params::Dense(layer) => {
                 let [batch, _] = x.dims();
                 let shape = [batch, layer.outputs()];
+                let x = Input::Value(Value::Vector(x));
                 Some(self.host_kernel(node.id(), x, shape, |input| layer.forward(input))?)
             }
             Params::Linear { blocks } => Some(burn_linear(x, blocks)),
@@ -141,7 +147,11 @@ impl Model {
 
     /// Runs pooling layer `node` on `x` (max pooling with the crate's own kernel where it runs
     /// it); `None` when `node` is no pooling layer.
-    fn pool(&self, node: &Node, x: Tensor<4>) -> Result<Option<Tensor<4>>, ModelError> {
+    fn pool(&self, node: &Node, x: Input) -> Result<Option<Tensor<4>>, ModelError> {
+        if !matches!(node.spec().kind, LayerKind::MaxPool2d { .. }) || !self.own_kernels {
+            let x = self.map(x)?;
+            return Ok(self.burn_pool(node, x));
+        }
         Ok(Some(match &node.spec().kind {
             LayerKind::MaxPool2d {
                 kernel_size,
@@ -149,7 +159,7 @@ impl Model {
                 padding,
                 dilation,
                 ..
-            } if self.own_kernels => {
+            } => {
                 let window = Window {
                     kernel: *kernel_size,
                     stride: *stride,
@@ -161,6 +171,14 @@ impl Model {
                     max_pool(data, [h, w], [ho, wo], &window)
                 })?
             }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Runs pooling layer `node` on `x` with Burn's operations; `None` when `node` is no
+    /// pooling layer.
+    fn burn_pool(&self, node: &Node, x: Tensor<4>) -> Option<Tensor<4>> {
+        Some(match &node.spec().kind {
             LayerKind::MaxPool2d {
                 kernel_size,
                 stride,
@@ -190,8 +208,8 @@ impl Model {
                     .with_ceil_mode(*ceil_mode),
             ),
             LayerKind::AdaptiveAvgPool2d { output_size } => adaptive_avg_pool2d(x, *output_size),
-            _ => return Ok(None),
-        }))
+            _ => return None,
+        })
     }
 
     /// Adds `inputs` (values of one rank) and applies the fused `activation`: feature maps of
@@ -200,18 +218,15 @@ impl Model {
     fn add(
         &self,
         id: &str,
-        inputs: Vec<Value>,
+        inputs: Vec<Input>,
         activation: Activation,
     ) -> Result<Option<Value>, ModelError> {
-        let inputs = match <[Value; 2]>::try_from(inputs) {
-            Ok([Value::Map(a), Value::Map(b)]) if self.own_kernels && a.dims() == b.dims() => {
-                let shape = a.dims();
-                let reading =
-                    |e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}"));
-                let other = b.into_data();
-                let other = other.as_slice::<f32>().map_err(reading)?;
-                let mut sum = a.into_data().try_into_vec::<f32>().map_err(reading)?;
-                add_into(&mut sum, other, activation)
+        let inputs = match <[Input; 2]>::try_from(inputs) {
+            Ok([a, b]) if self.own_kernels && a.is_map() && a.shape() == b.shape() => {
+                let shape = a.shape();
+                let other = b.into_host();
+                let mut sum = a.into_vec(id)?;
+                add_into(&mut sum, elements(id, &other)?, activation)
                     .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
                 let sum = Tensor::from_data(TensorData::new(sum, shape), &self.device);
                 return Ok(Some(Value::Map(sum)));
@@ -219,10 +234,31 @@ impl Model {
             Ok(pair) => Vec::from(pair),
             Err(inputs) => inputs,
         };
-        Ok(combine(&LayerKind::Add, inputs).map(|sum| match sum {
-            Value::Map(t) => Value::Map(activate(t, activation)),
-            Value::Vector(t) => Value::Vector(activate(t, activation)),
-        }))
+        Ok(
+            combine(&LayerKind::Add, self.values(inputs)?).map(|sum| match sum {
+                Value::Map(t) => Value::Map(activate(t, activation)),
+                Value::Vector(t) => Value::Vector(activate(t, activation)),
+            }),
+        )
+    }
+
+    /// `inputs` as values on the model's device.
+    fn values(&self, inputs: Vec<Input>) -> Result<Vec<Value>, ModelError> {
+        inputs
+            .into_iter()
+            .map(|x| x.into_value(&self.device))
+            .collect()
+    }
+
+    /// Feature map `x` as a tensor on the model's device.
+    fn map(&self, x: Input) -> Result<Tensor<4>, ModelError> {
+        let shape = x.shape();
+        match x.into_value(&self.device)? {
+            Value::Map(t) => Ok(t),
+            Value::Vector(_) => Err(ModelError::Backend(format!(
+                "a feature map was expected, not a tensor of shape {shape:?}"
+            ))),
+        }
     }
 
     /// Runs `kernel` on the host data of feature map `x` (free on flex for a tensor nobody else
@@ -230,11 +266,16 @@ impl Model {
     fn on_host(
         &self,
         id: &str,
-        x: Tensor<4>,
+        x: Input,
         out: &[usize],
         kernel: impl FnOnce(&[f32], [usize; 2], [usize; 2]) -> Result<Vec<f32>, ShapeError>,
     ) -> Result<Tensor<4>, ModelError> {
-        let [batch, _, h, w] = x.dims();
+        let &[batch, _, h, w] = &x.shape()[..] else {
+            return Err(ModelError::Backend(format!(
+                "`{id}` reads a feature map, not a tensor of shape {:?}",
+                x.shape()
+            )));
+        };
         let &[channels, ho, wo] = out else {
             return Err(ModelError::Backend(format!(
                 "`{id}` should output a feature map, not {out:?}"
@@ -249,15 +290,13 @@ impl Model {
     fn host_kernel<const D: usize>(
         &self,
         id: &str,
-        x: Tensor<D>,
+        x: Input,
         shape: [usize; D],
         kernel: impl FnOnce(&[f32]) -> Result<Vec<f32>, ShapeError>,
     ) -> Result<Tensor<D>, ModelError> {
-        let data = x.into_data();
-        let input = data
-            .as_slice::<f32>()
-            .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))?;
-        let y = kernel(input).map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        let data = x.into_host();
+        let y = kernel(elements(id, &data)?)
+            .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
         Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 }

@@ -18,11 +18,13 @@ use crate::tensor::{HostTensor, Value};
 use crate::weights::Weights;
 
 mod apply;
+mod input;
 mod part;
 mod prepare;
 #[cfg(test)]
 mod tests;
 
+use input::Input;
 pub(crate) use part::NodeObserver;
 use prepare::{Params, prepare};
 
@@ -220,9 +222,9 @@ impl Model {
         );
         if moves_no_data || self.fusion.is_absorbed(index) {
             // Nothing to compute: handing it to a worker would cost more than the node.
-            return self.apply(index, inputs);
+            return self.apply(index, inputs.into_iter().map(Input::Value).collect());
         }
-        on_worker(|| self.apply(index, inputs))
+        on_worker(|| self.apply(index, inputs.into_iter().map(Input::Value).collect()))
     }
 }
 

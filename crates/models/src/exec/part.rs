@@ -3,6 +3,7 @@
 //! outside the part reads it. An optional observer is told as each node finishes (for timing
 //! nodes inside a real pass); without one the loop pays a single branch per node.
 
+use super::input::Input;
 use super::{Activations, Model};
 use crate::error::ModelError;
 use crate::net::Node;
@@ -18,22 +19,40 @@ struct Tensors<'a> {
     /// For each node, how many reads by the part's nodes its output still has to serve.
     uses: Vec<usize>,
     /// The outputs of the part's nodes that are still to be read.
-    values: Vec<Option<Value>>,
+    values: Vec<Option<Input>>,
     /// The tensors handed in from outside the part.
     boundary: Activations,
+    /// Whether an output read more than once is shared as host data (see [`Input`]), which
+    /// the crate's own kernels read in place.
+    share_host: bool,
 }
 
 impl Tensors<'_> {
     /// Node `u`'s output for one read by a node of the part, or `None` if nobody computed or
-    /// handed it in. The last reader takes the tensor, so the backend may reuse its buffer.
-    fn read(&mut self, u: usize) -> Option<Value> {
+    /// handed it in. The last reader takes the tensor, so the backend may reuse its buffer;
+    /// with `share_host`, the first of several readers turns it into shared host data.
+    fn read(&mut self, u: usize) -> Option<Input> {
         self.uses[u] -= 1;
-        match (self.part[u], self.uses[u] == 0) {
-            (true, true) => self.values[u].take(),
-            (true, false) => self.values[u].clone(),
-            (false, true) => self.boundary.remove(&u),
-            (false, false) => self.boundary.get(&u).cloned(),
+        let last = self.uses[u] == 0;
+        if !self.part[u] {
+            let value = if last {
+                self.boundary.remove(&u)
+            } else {
+                self.boundary.get(&u).cloned()
+            };
+            return value.map(Input::Value);
         }
+        let slot = &mut self.values[u];
+        if last {
+            return slot.take();
+        }
+        if self.share_host {
+            *slot = slot.take().map(|input| match input {
+                Input::Value(value) => Input::share(value),
+                host => host,
+            });
+        }
+        slot.clone()
     }
 }
 
@@ -65,6 +84,7 @@ impl Model {
             uses: self.reads_within(part),
             values: vec![None; n],
             boundary,
+            share_host: self.own_kernels,
         };
         let mut out = Activations::new();
         for v in (0..n).filter(|&v| part[v]) {
@@ -84,7 +104,7 @@ impl Model {
                 out.insert(v, value.clone());
             }
             if tensors.uses[v] > 0 {
-                tensors.values[v] = Some(value);
+                tensors.values[v] = Some(Input::Value(value));
             }
             if let Some(observe) = observe.as_mut() {
                 observe(v)?;

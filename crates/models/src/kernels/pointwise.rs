@@ -5,9 +5,9 @@
 //!
 //! The weight is packed once, at load, as [`CHANNELS`] output channels side by side per input
 //! channel. A tile of [`CHANNELS`] output channels × [`VECTORS`] vectors of pixels is summed
-//! over every input channel in registers (AVX2's 16 registers take the tile in two halves of
-//! four channels): each input vector loaded feeds every channel of the tile, each weight
-//! broadcast feeds every vector. The pixels are cut into chunks whose input columns stay in
+//! over every input channel in registers (with AVX2's 16 registers, [`HALF`] the channels ×
+//! [`VECTORS_16`] vectors at a time): each input vector loaded feeds every channel of the tile,
+//! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns stay in
 //! the core's cache while every block of output channels reads them, packed tile by tile so
 //! that a tile's loads run through memory in order; chunks (and, for few chunks, ranges of
 //! output channels) go to threads.
@@ -29,12 +29,17 @@ const CHANNELS: usize = 8;
 /// Output channels a tile sums together where the CPU has 16 vector registers (AVX2).
 const HALF: usize = CHANNELS / 2;
 
-/// Pixel vectors a tile sums per output channel: with [`CHANNELS`] channels, 24 sums in
-/// AVX-512's 32 registers (12 in AVX2's 16, with [`HALF`] the channels).
+/// Pixel vectors a tile sums per output channel where the CPU has 32 vector registers
+/// (AVX-512): with [`CHANNELS`] channels, 24 sums in registers.
 const VECTORS: usize = 3;
 
+/// Pixel vectors a tile sums per output channel with 16 vector registers (AVX2): with [`HALF`]
+/// the channels, 8 sums, which leave the compiler room for the inputs and a weight (12 sums
+/// spilled one to the stack, a store and a load in every step of its sum).
+const VECTORS_16: usize = 2;
+
 /// Pixels per chunk are a multiple of this: a whole number of tiles on every vector path
-/// (16, 8 and 1 lanes, [`VECTORS`] vectors a tile).
+/// (16 lanes × [`VECTORS`], 8 or 1 lanes × [`VECTORS_16`]).
 const CHUNK_STEP: usize = 48;
 
 /// A chunk's input columns take at most about this many bytes, so that they stay in the
@@ -206,6 +211,18 @@ impl pulp::WithSimd for Chunk<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
+        if S::REGISTER_COUNT < 32 {
+            self.run::<S, VECTORS_16>(simd);
+        } else {
+            self.run::<S, VECTORS>(simd);
+        }
+    }
+}
+
+impl Chunk<'_> {
+    /// The task, in tiles of `V` vectors of pixels.
+    #[inline(always)]
+    fn run<S: pulp::Simd, const V: usize>(self, simd: S) {
         let Chunk {
             x,
             cin,
@@ -216,7 +233,7 @@ impl pulp::WithSimd for Chunk<'_> {
             mut task,
         } = self;
         let lanes = S::F32_LANES;
-        let tile = VECTORS * lanes;
+        let tile = V * lanes;
         let len = task.rows.first().map_or(0, |r| r.len());
         let whole = len / tile;
         let tail = len - whole * tile;
@@ -253,14 +270,14 @@ impl pulp::WithSimd for Chunk<'_> {
                 rows,
             };
             for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
-                tiles.run::<S, VECTORS>(simd, columns, t * tile, tile);
+                tiles.run::<S, V>(simd, columns, t * tile, tile);
             }
             let at = whole * tile;
             match tail_vectors {
                 0 => {}
                 1 => tiles.run::<S, 1>(simd, last, at, tail),
                 2 => tiles.run::<S, 2>(simd, last, at, tail),
-                _ => tiles.run::<S, VECTORS>(simd, last, at, tail),
+                _ => tiles.run::<S, V>(simd, last, at, tail),
             }
         }
     }

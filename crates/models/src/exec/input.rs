@@ -1,0 +1,109 @@
+//! What a node is handed as an input ([`Input`]): a value, or the host data of a tensor that
+//! other nodes of the part read too.
+//!
+//! On flex, reading a tensor's host data is free for a tensor nobody else holds, but copies it
+//! for one that is shared. A feature map read by several nodes (a residual block's input, read
+//! by its first convolution and by the addition; an inception module's input, read by four
+//! branches) would be copied for every reader but the last. With the crate's own kernels, the
+//! part's executor instead takes the host data out of the tensor once, at its first read, and
+//! hands every reader that same data; the last reader gets it alone again, and may reuse its
+//! buffer.
+
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::ModelError;
+use crate::tensor::Value;
+
+/// A node's input. (A value is a Burn tensor handle of a few hundred bytes, moved once or
+/// twice per node: not worth an allocation to box.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Input {
+    /// A value on the device.
+    Value(Value),
+    /// A value's host data, shared by the readers that still need it, with its shape (batch
+    /// first, of rank 4 or 2).
+    Host {
+        /// The elements, f32 in C order.
+        data: Arc<TensorData>,
+        /// The shape.
+        shape: Vec<usize>,
+    },
+}
+
+impl Input {
+    /// `value`'s host data, ready to be shared (taken from the tensor without a copy when
+    /// nobody else holds it).
+    pub(crate) fn share(value: Value) -> Input {
+        Input::Host {
+            shape: value.shape(),
+            data: Arc::new(host_data(value)),
+        }
+    }
+
+    /// Whether the input is a batch of feature maps (`[N, C, H, W]`).
+    pub(crate) fn is_map(&self) -> bool {
+        match self {
+            Input::Value(value) => matches!(value, Value::Map(_)),
+            Input::Host { shape, .. } => shape.len() == 4,
+        }
+    }
+
+    /// The shape, batch first.
+    pub(crate) fn shape(&self) -> Vec<usize> {
+        match self {
+            Input::Value(value) => value.shape(),
+            Input::Host { shape, .. } => shape.clone(),
+        }
+    }
+
+    /// The input as a value on `device` (the host data copied only if another reader still
+    /// holds it).
+    pub(crate) fn into_value(self, device: &Device) -> Result<Value, ModelError> {
+        match self {
+            Input::Value(value) => Ok(value),
+            Input::Host { data, shape } => {
+                let data = Arc::unwrap_or_clone(data);
+                match shape.len() {
+                    4 => Ok(Value::Map(Tensor::from_data(data, device))),
+                    2 => Ok(Value::Vector(Tensor::from_data(data, device))),
+                    rank => Err(ModelError::Backend(format!(
+                        "a shared tensor of rank {rank} (shape {shape:?}) is no activation"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The input's host data, to read (taken from the tensor without a copy when nobody else
+    /// holds it).
+    pub(crate) fn into_host(self) -> Arc<TensorData> {
+        match self {
+            Input::Value(value) => Arc::new(host_data(value)),
+            Input::Host { data, .. } => data,
+        }
+    }
+
+    /// The input's elements, to own (copied only if another reader still holds them).
+    pub(crate) fn into_vec(self, id: &str) -> Result<Vec<f32>, ModelError> {
+        Arc::unwrap_or_clone(self.into_host())
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))
+    }
+}
+
+/// `value`'s host data (without a copy when nobody else holds the tensor).
+fn host_data(value: Value) -> TensorData {
+    match value {
+        Value::Map(t) => t.into_data(),
+        Value::Vector(t) => t.into_data(),
+    }
+}
+
+/// The f32 elements of host data `data`, for node `id`'s kernel.
+pub(crate) fn elements<'a>(id: &str, data: &'a TensorData) -> Result<&'a [f32], ModelError> {
+    data.as_slice::<f32>()
+        .map_err(|e| ModelError::Backend(format!("`{id}`: reading its input as f32: {e:?}")))
+}
