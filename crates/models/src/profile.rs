@@ -23,8 +23,10 @@ use crate::tensor::{HostTensor, Value};
 /// per task and stride-2 rows split in one pass; max pooling on the same padded planes;
 /// residual additions and their ReLU in one pass; layers of fewer than 16 input channels (the
 /// stems) by direct convolution on padded input planes; 9: unpadded 1×1 convolutions by their own
-/// register-tiled kernel, NCHW to NCHW, with the bias and activation fused.
-pub const KERNEL_REVISION: u32 = 9;
+/// register-tiled kernel, NCHW to NCHW, with the bias and activation fused; a tensor read by
+/// several nodes shared as host data instead of copied per read; 10: layers on 7×7 maps from
+/// gathered patches in register tiles over output channels (AVX-512).
+pub const KERNEL_REVISION: u32 = 10;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

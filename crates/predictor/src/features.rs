@@ -175,8 +175,9 @@ mod tests {
         let im2col = features_of("resnet18", "layer2.0.conv1");
         assert_eq!(winograd.len(), im2col.len());
         let one_hot = |f: &[f64]| f[f.len() - ConvKernel::ALL.len()..].to_vec();
-        assert_eq!(one_hot(&winograd), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(one_hot(&im2col), [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        let hot = |kernel| ConvKernel::ALL.map(|k| if k == kernel { 1.0 } else { 0.0 });
+        assert_eq!(one_hot(&winograd), hot(ConvKernel::Winograd4));
+        assert_eq!(one_hot(&im2col), hot(ConvKernel::PixelMajor));
         // The working set (just before the one-hot) counts input, output and weights.
         let ws = winograd[winograd.len() - ConvKernel::ALL.len() - 1];
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);

@@ -24,6 +24,8 @@ pub enum ConvKernel {
     Direct,
     /// The 1×1 kernel: unpadded 1×1 convolutions straight from NCHW into NCHW.
     Pointwise,
+    /// Gathered patches in register tiles over output channels (small maps).
+    Patches,
     /// The depthwise kernel (one group per channel).
     Depthwise,
     /// Burn's own grouped convolution (any other group count).
@@ -32,13 +34,14 @@ pub enum ConvKernel {
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 8] = [
+    pub const ALL: [ConvKernel; 9] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
         ConvKernel::PixelMajor,
         ConvKernel::ChannelMajor,
         ConvKernel::Direct,
         ConvKernel::Pointwise,
+        ConvKernel::Patches,
         ConvKernel::Depthwise,
         ConvKernel::Grouped,
     ];
@@ -52,6 +55,7 @@ impl ConvKernel {
             ConvKernel::ChannelMajor => "im2col-channel-major",
             ConvKernel::Direct => "direct",
             ConvKernel::Pointwise => "pointwise",
+            ConvKernel::Patches => "patches",
             ConvKernel::Depthwise => "depthwise",
             ConvKernel::Grouped => "grouped",
         }
@@ -97,6 +101,7 @@ impl ConvKernel {
             Layout::ChannelMajor => ConvKernel::ChannelMajor,
             Layout::Direct => ConvKernel::Direct,
             Layout::Pointwise => ConvKernel::Pointwise,
+            Layout::Patches => ConvKernel::Patches,
         })
     }
 }
@@ -137,6 +142,6 @@ mod tests {
         );
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 8);
+        assert_eq!(ConvKernel::ALL.len(), 9);
     }
 }

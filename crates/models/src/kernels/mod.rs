@@ -21,6 +21,7 @@ mod depthwise;
 mod direct;
 mod gemm;
 mod linear;
+mod patches;
 mod plane;
 mod pointwise;
 mod pool;

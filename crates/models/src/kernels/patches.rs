@@ -1,0 +1,405 @@
+//! Dense convolutions on small feature maps (7×7): the input's patches
+//! (im2col, `[in · kh · kw]` values per output pixel) gathered once, [`PIXELS`] output pixels
+//! at a time, and multiplied by the weight, packed at load as blocks of [`BLOCK`] output
+//! channels, in register tiles whose vectors run over output channels: each weight vector
+//! loaded feeds every pixel of the tile, each patch value broadcast feeds every vector. The
+//! sums leave the registers through the bias and the activation straight into the NCHW output.
+//!
+//! Vectors over output channels waste nothing on a map whose pixel count is not a multiple of
+//! the vector width (49 pixels of a 7×7 map fill 4 vectors of 16 to 77 %), where a kernel with
+//! vectors over pixels, or gemm's `[out, K] × [K, pixels]`, would; and a 3×3 layer on such a map
+//! has too few tiles for Winograd's transforms to pay.
+
+use rayon::prelude::*;
+
+use super::scratch::Scratch;
+use super::vector::{dispatch, load, store};
+use super::{Activation, ConvShape, ShapeError};
+
+/// Output channels per packed block of the weight: a tile's channels on AVX-512 ([`VECTORS`]
+/// vectors of 16).
+const BLOCK: usize = 48;
+
+/// Output pixels per tile; the gathered patches are laid out in groups of this many.
+const PIXELS: usize = 8;
+
+/// Channel vectors per tile where the CPU has 32 vector registers (AVX-512): with [`PIXELS`]
+/// pixels, 24 sums in registers.
+const VECTORS: usize = 3;
+
+/// Pixels per tile with 16 vector registers (AVX2): with [`VECTORS_16`] vectors, 8 sums, which
+/// leave the compiler room for the weights and a broadcast value.
+const PIXELS_16: usize = 4;
+
+/// Channel vectors per tile with 16 vector registers.
+const VECTORS_16: usize = 2;
+
+/// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / BLOCK⌉, in · kh · kw, BLOCK]` (zeros past
+/// the last channel).
+pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    let k = s.patch_len();
+    let blocks = s.out_channels.div_ceil(BLOCK);
+    let mut packed = vec![0.0f32; blocks * k * BLOCK];
+    for (o, filter) in weight.chunks_exact(k).enumerate() {
+        for (i, &value) in filter.iter().enumerate() {
+            packed[((o / BLOCK) * k + i) * BLOCK + o % BLOCK] = value;
+        }
+    }
+    packed
+}
+
+/// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
+/// [`pack`], the bias and the activation. Blocks of output channels go to threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    s: &ConvShape,
+    weight: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    sample: &[f32],
+    hw: [usize; 2],
+    out_hw: [usize; 2],
+    y: &mut [f32],
+) -> Result<(), ShapeError> {
+    let operands = Operands {
+        weight,
+        bias,
+        activation,
+    };
+    forward_on(s, operands, sample, hw, out_hw, y, |block| dispatch(block))
+}
+
+/// A layer's packed weight, bias and activation.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    activation: Activation,
+}
+
+/// [`forward`], each block of output channels computed by `run` (at the vector path's level,
+/// or, in tests, at a chosen one).
+fn forward_on(
+    s: &ConvShape,
+    Operands {
+        weight,
+        bias,
+        activation,
+    }: Operands<'_>,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    y: &mut [f32],
+    run: impl Fn(Block<'_>) + Sync,
+) -> Result<(), ShapeError> {
+    let (k, pixels, cout) = (s.patch_len(), ho * wo, s.out_channels);
+    if s.output(h, w) != Some([ho, wo])
+        || sample.len() != s.in_channels * h * w
+        || y.len() != cout * pixels
+        || weight.len() != cout.div_ceil(BLOCK) * k * BLOCK
+        || bias.len() != cout
+    {
+        return Err(ShapeError(format!(
+            "a {}x{} convolution of {} to {cout} channels cannot take {} inputs of {h}x{w}, {} \
+             weights and {} biases into {} outputs of {ho}x{wo}",
+            s.kernel[0],
+            s.kernel[1],
+            s.in_channels,
+            sample.len(),
+            weight.len(),
+            bias.len(),
+            y.len()
+        )));
+    }
+    if pixels == 0 || cout == 0 {
+        return Ok(());
+    }
+    let tiles = pixels.div_ceil(PIXELS);
+    let mut patches = Scratch::take(tiles * k * PIXELS);
+    gather(s, sample, [h, w], [ho, wo], &mut patches);
+    y.par_chunks_mut(BLOCK * pixels)
+        .zip(weight.par_chunks(k * BLOCK))
+        .zip(bias.par_chunks(BLOCK))
+        .for_each(|((ys, weights), bias)| {
+            let mut block_bias = [0.0; BLOCK];
+            block_bias[..bias.len()].copy_from_slice(bias);
+            run(Block {
+                patches: &patches,
+                k,
+                pixels,
+                weights,
+                bias: block_bias,
+                channels: bias.len(),
+                activation,
+                ys,
+            })
+        });
+    Ok(())
+}
+
+/// Gathers `sample`'s patches into `patches`, `[tiles, k, PIXELS]`: for each tile of
+/// [`PIXELS`] output pixels, row `(c, ky, kx)` holds the input value each pixel's window reads
+/// there (zero in the padding and past the last pixel).
+fn gather(
+    s: &ConvShape,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    patches: &mut [f32],
+) {
+    let [kh, kw] = s.kernel;
+    let pixels = ho * wo;
+    let k = s.patch_len();
+    for (tile, panel) in patches.chunks_exact_mut(k * PIXELS).enumerate() {
+        // Each pixel's window's top-left corner in the unpadded input (may be negative).
+        let corners: [Option<[isize; 2]>; PIXELS] = std::array::from_fn(|r| {
+            let p = tile * PIXELS + r;
+            (p < pixels).then(|| {
+                let (oy, ox) = (p / wo, p % wo);
+                [
+                    (oy * s.stride[0]) as isize - s.padding[0] as isize,
+                    (ox * s.stride[1]) as isize - s.padding[1] as isize,
+                ]
+            })
+        });
+        let mut rows = panel.chunks_exact_mut(PIXELS);
+        for plane in sample.chunks_exact(h * w) {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let Some(row) = rows.next() else { return };
+                    let (dy, dx) = ((ky * s.dilation[0]) as isize, (kx * s.dilation[1]) as isize);
+                    for (value, corner) in row.iter_mut().zip(&corners) {
+                        *value = corner
+                            .and_then(|[y0, x0]| {
+                                let (iy, ix) = (y0 + dy, x0 + dx);
+                                let inside =
+                                    (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                                inside.then(|| plane[iy as usize * w + ix as usize])
+                            })
+                            .unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One block of up to [`BLOCK`] output channels (`channels` of them real), over every tile of
+/// the gathered `patches`, into `ys` (the block's output planes, `pixels` each).
+struct Block<'a> {
+    patches: &'a [f32],
+    k: usize,
+    pixels: usize,
+    weights: &'a [f32],
+    bias: [f32; BLOCK],
+    channels: usize,
+    activation: Activation,
+    ys: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Block<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(mut self, simd: S) {
+        let lanes = S::F32_LANES;
+        let panels = self.patches.chunks_exact(self.k * PIXELS);
+        for (tile, panel) in panels.enumerate() {
+            if S::REGISTER_COUNT < 32 || VECTORS * lanes != BLOCK {
+                for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
+                    for first in (0..self.channels).step_by(VECTORS_16 * lanes) {
+                        self.tile::<S, PIXELS_16, VECTORS_16>(
+                            simd,
+                            panel,
+                            tile * PIXELS + first_pixel,
+                            first_pixel,
+                            first,
+                        );
+                    }
+                }
+            } else {
+                // 16, 32 or 48 channels (the last block may be partial) of 16 lanes, over as
+                // many of the tile's pixels as there are (1, 2 or 4 for the last tile when
+                // fewer: a 7×7 map's 49th pixel alone).
+                let pixel = tile * PIXELS;
+                match (self.pixels - pixel, self.channels.div_ceil(lanes)) {
+                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, pixel, 0, 0),
+                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, pixel, 0, 0),
+                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, pixel, 0, 0),
+                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, pixel, 0, 0),
+                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, pixel, 0, 0),
+                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, pixel, 0, 0),
+                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, pixel, 0, 0),
+                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, pixel, 0, 0),
+                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, pixel, 0, 0),
+                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, pixel, 0, 0),
+                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, pixel, 0, 0),
+                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, pixel, 0, 0),
+                }
+            }
+        }
+    }
+}
+
+impl Block<'_> {
+    /// Output pixels `pixel..pixel + R` (the panel's columns `column..column + R`) of channels
+    /// `first..first + V · lanes`: `R × V` sums in registers over the panel's `k` rows.
+    #[inline(always)]
+    fn tile<S: pulp::Simd, const R: usize, const V: usize>(
+        &mut self,
+        simd: S,
+        panel: &[f32],
+        pixel: usize,
+        column: usize,
+        first: usize,
+    ) {
+        let lanes = S::F32_LANES;
+        let span = V * lanes;
+        let bias: [S::f32s; V] =
+            std::array::from_fn(|v| load::<S>(&self.bias[first + v * lanes..]));
+        let mut acc = [bias; R];
+        let rows = panel
+            .chunks_exact(PIXELS)
+            .zip(self.weights.chunks_exact(BLOCK));
+        for (values, weights) in rows {
+            let weights = &weights[first..first + span];
+            let weights: [S::f32s; V] = std::array::from_fn(|v| load::<S>(&weights[v * lanes..]));
+            for (sums, &value) in acc.iter_mut().zip(&values[column..column + R]) {
+                let value = simd.splat_f32s(value);
+                for (sum, &weight) in sums.iter_mut().zip(&weights) {
+                    *sum = simd.mul_add_e_f32s(value, weight, *sum);
+                }
+            }
+        }
+        // The tile's sums are pixel-major; the output is channel-major: each vector goes out a
+        // lane at a time.
+        let mut lanes_out = [0.0f32; 16];
+        for (r, sums) in acc.into_iter().enumerate() {
+            let p = pixel + r;
+            if p >= self.pixels {
+                break;
+            }
+            for (v, sum) in sums.into_iter().enumerate() {
+                store::<S>(&mut lanes_out, self.activation.apply_vector(simd, sum));
+                let channel = first + v * lanes;
+                let count = lanes.min(self.channels.saturating_sub(channel));
+                for (j, &value) in lanes_out[..count].iter().enumerate() {
+                    self.ys[(channel + j) * self.pixels + p] = value;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_output_sums_its_window_over_every_input_channel() {
+        // (in, out, kernel, stride, padding, dilation, h, w): 7x7 and 14x14 maps, a partial
+        // last tile and channel block, 16 and 32 channels, strides 2 and 3, dilation, 5x5.
+        for (cin, cout, k, stride, padding, dilation, h, w) in [
+            (16, 48, 3, 1, 1, 1, 7, 7),
+            (24, 130, 3, 1, 1, 1, 14, 14),
+            (16, 16, 3, 2, 1, 1, 15, 15),
+            (20, 32, 5, 1, 2, 1, 9, 11),
+            (17, 40, 3, 3, 0, 2, 13, 10),
+        ] {
+            let s = ConvShape {
+                in_channels: cin,
+                out_channels: cout,
+                kernel: [k, k],
+                stride: [stride; 2],
+                padding: [padding; 2],
+                dilation: [dilation; 2],
+            };
+            let [ho, wo] = s.output(h, w).expect("fits");
+            let x: Vec<f32> = (0..cin * h * w)
+                .map(|i| ((i * 7) % 19) as f32 - 9.0)
+                .collect();
+            let weight: Vec<f32> = (0..cout * cin * k * k)
+                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
+                .collect();
+            let bias: Vec<f32> = (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect();
+            let packed = pack(&s, &weight);
+            let operands = Operands {
+                weight: &packed,
+                bias: &bias,
+                activation: Activation::Relu6,
+            };
+            for level in ["dispatched", "avx2", "scalar"] {
+                let mut y = vec![f32::NAN; cout * ho * wo];
+                let run = |block: Block<'_>| match level {
+                    #[cfg(target_arch = "x86_64")]
+                    "avx2" => match pulp::x86::V3::try_new() {
+                        Some(simd) => pulp::Simd::vectorize(simd, block),
+                        None => pulp::Simd::vectorize(pulp::Scalar::new(), block),
+                    },
+                    "scalar" => pulp::Simd::vectorize(pulp::Scalar::new(), block),
+                    _ => dispatch(block),
+                };
+                forward_on(&s, operands, &x, [h, w], [ho, wo], &mut y, run).expect("runs");
+                check(&s, level, &x, &weight, &bias, [h, w], &y);
+            }
+        }
+    }
+
+    /// Checks `y` against the convolution's definition (through ReLU6).
+    fn check(
+        s: &ConvShape,
+        level: &str,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        [h, w]: [usize; 2],
+        y: &[f32],
+    ) {
+        let (cin, cout, k) = (s.in_channels, s.out_channels, s.kernel[0]);
+        let (stride, padding, dilation) = (s.stride[0], s.padding[0], s.dilation[0]);
+        let [ho, wo] = s.output(h, w).expect("fits");
+        for o in 0..cout {
+            for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
+                let mut want = bias[o];
+                for (c, ky, kx) in (0..cin)
+                    .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+                {
+                    let iy = (oy * stride + ky * dilation).wrapping_sub(padding);
+                    let ix = (ox * stride + kx * dilation).wrapping_sub(padding);
+                    if iy < h && ix < w {
+                        want +=
+                            weight[((o * cin + c) * k + ky) * k + kx] * x[(c * h + iy) * w + ix];
+                    }
+                }
+                let want = want.clamp(0.0, 6.0);
+                let got = y[(o * ho + oy) * wo + ox];
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{s:?} on {h}x{w}, {level}: ({o}, {oy}, {ox}) is {got}, not {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_operands_are_refused() {
+        let s = ConvShape {
+            in_channels: 16,
+            out_channels: 8,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let packed = pack(&s, &[0.0; 8 * 16 * 9]);
+        let bias = [0.0; 8];
+        let mut y = vec![0.0; 8 * 16];
+        let run = |x: &[f32], y: &mut [f32], out: [usize; 2]| {
+            forward(&s, &packed, &bias, Activation::Identity, x, [4, 4], out, y)
+        };
+        assert!(run(&[0.0; 16 * 16], &mut y, [4, 4]).is_ok());
+        assert!(run(&[0.0; 15 * 16], &mut y, [4, 4]).is_err());
+        assert!(run(&[0.0; 16 * 16], &mut y[..100], [4, 4]).is_err());
+        assert!(run(&[0.0; 16 * 16], &mut y, [2, 8]).is_err());
+    }
+}
