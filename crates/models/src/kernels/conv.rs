@@ -1,18 +1,16 @@
-//! Dense 2-D convolution as im2col + gemm, with the bias and the activation in the epilogue.
+//! Dense 2-D convolution, with the bias and the activation in the epilogue: im2col + gemm, or
+//! one of the crate's own kernels.
 //!
-//! The weight is packed once, at load, for the product layout that suits the layer's size
-//! (measured with gemm on this crate's layer shapes):
+//! The weight is packed once, at load, for the layout that suits the layer's shape (each rule
+//! measured on this crate's layer shapes):
 //!
 //! - **Pixel-major** (most layers): the input is turned to channels-last, each output pixel's
 //!   patch is a row of the im2col matrix (`(ky, kx, c)` order, so every tap copies `in`
 //!   contiguous channels), and `[pixels, K] × [K, out]` runs tile by tile, a tile per thread,
 //!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
 //!   to NCHW.
-//! - **Channel-major** (few output pixels, e.g. 7×7 maps, where a pixel tile per thread leaves
-//!   gemm too little to do; and 1×1 unpadded convolutions, whose NCHW input is already the
-//!   `[in, pixels]` patch matrix at stride 1, and whose im2col only picks every stride-th pixel
-//!   at larger strides): `[out, K] × [K, pixels]`
-//!   lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
+//! - **Channel-major** (few output pixels, where a pixel tile per thread leaves gemm too
+//!   little to do): `[out, K] × [K, pixels]` lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
 //!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
 //!   over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
@@ -20,7 +18,7 @@
 //! - **Pointwise** (1×1 unpadded layers of at least 16 input channels): in [`pointwise`],
 //!   straight from the NCHW input into the NCHW output, the weight packed for its register
 //!   tiles.
-//! - **Patches** (7×7 maps and smaller, where the CPU has AVX-512): in [`patches`], the input's
+//! - **Patches** (7×7 maps and smaller, where the CPU has AVX-512 when the weight is packed): in [`patches`], the input's
 //!   patches gathered a few pixels at a time and multiplied in register tiles whose vectors
 //!   run over output channels.
 //! - **Direct** (fewer than 16 input channels, as in an RGB stem, whose im2col matrix would be
@@ -313,29 +311,19 @@ impl PackedConv {
         y.par_chunks_mut(pixels)
             .zip(&self.bias)
             .for_each(|(row, &b)| row.fill(b));
-        if s.is_pointwise() {
-            let input = MatRef {
-                data: sample,
-                rows: s.in_channels,
-                cols: pixels,
-                row_stride: pixels,
+        let tile = (COL_TILE_BYTES / 4 / k).clamp(1, pixels);
+        let mut col = Scratch::take(k * tile);
+        for start in (0..pixels).step_by(tile) {
+            let len = tile.min(pixels - start);
+            let col = &mut col[..k * len];
+            im2col(s, sample, [h, w], wo, start, len, col);
+            let patches = MatRef {
+                data: col,
+                rows: k,
+                cols: len,
+                row_stride: len,
             };
-            gemm(y, pixels, weight, input, true, true)?;
-        } else {
-            let tile = (COL_TILE_BYTES / 4 / k).clamp(1, pixels);
-            let mut col = Scratch::take(k * tile);
-            for start in (0..pixels).step_by(tile) {
-                let len = tile.min(pixels - start);
-                let col = &mut col[..k * len];
-                im2col(s, sample, [h, w], wo, start, len, col);
-                let patches = MatRef {
-                    data: col,
-                    rows: k,
-                    cols: len,
-                    row_stride: len,
-                };
-                gemm(&mut y[start..], pixels, weight, patches, true, true)?;
-            }
+            gemm(&mut y[start..], pixels, weight, patches, true, true)?;
         }
         if self.activation != Activation::Identity {
             y.par_chunks_mut(pixels)
@@ -524,7 +512,10 @@ mod tests {
             .collect();
         let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
         let want = direct(&s, &x, &weight, &bias, hw);
-        let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor];
+        let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor, Layout::Patches];
+        if pointwise::suits(&s) {
+            layouts.push(Layout::Pointwise);
+        }
         if winograd::suits(&s) {
             layouts.extend([Tiling::F2, Tiling::F4].map(Layout::Winograd));
         }

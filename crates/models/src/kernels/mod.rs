@@ -117,12 +117,6 @@ impl ConvShape {
         }
     }
 
-    /// Whether the convolution is 1×1 at stride 1 without padding: its NCHW input is already the
-    /// `[in, pixels]` patch matrix.
-    fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
-    }
-
     /// Rows of the im2col matrix: one per input channel and kernel position.
     fn patch_len(&self) -> usize {
         self.in_channels * self.kernel[0] * self.kernel[1]
