@@ -212,7 +212,10 @@ pub(crate) fn window_end(arrived: Instant, wait_ms: f64) -> Instant {
 /// and answers each. The leader's answer carries `load_ms`, the time it spent loading the
 /// model. Members whose payloads do not decode are answered with that error and left out.
 pub(crate) fn run(model: &LoadedModel, members: Vec<Member>, running: Running, load_ms: f64) {
-    let started = Instant::now();
+    // The queue ends where the service clock starts, not when this thread gets to run: the
+    // wait for a blocking thread is service time already, and counting it in both would make
+    // a request's queue and compute longer than the server held it.
+    let started = running.started();
     let mut boundaries = Vec::with_capacity(members.len());
     let mut ready = Vec::with_capacity(members.len());
     for (i, member) in members.into_iter().enumerate() {

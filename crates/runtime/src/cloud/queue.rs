@@ -279,6 +279,12 @@ impl Running {
         self.update(|r| r.started = now);
     }
 
+    /// When the service clock started (the worker taken, or [`Running::restart_clock`]): the
+    /// end of the batch's members' time in the queue.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The batch is formed and serves `requests` requests (counted as running, no longer
     /// waiting); its size decides the next window.
     pub fn set_requests(&mut self, requests: usize) {
