@@ -469,38 +469,7 @@ fn im2col(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The convolution by its definition, in f64.
-    fn direct(s: &ConvShape, x: &[f32], w_: &[f32], b: &[f32], [h, w]: [usize; 2]) -> Vec<f64> {
-        let [ho, wo] = s.output(h, w).expect("fits");
-        let mut y = vec![0.0f64; s.out_channels * ho * wo];
-        for o in 0..s.out_channels {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let mut acc = b[o] as f64;
-                    for c in 0..s.in_channels {
-                        for ky in 0..s.kernel[0] {
-                            for kx in 0..s.kernel[1] {
-                                let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
-                                    - s.padding[0] as isize;
-                                let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
-                                    - s.padding[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    continue;
-                                }
-                                let xi = (c * h + iy as usize) * w + ix as usize;
-                                let wi =
-                                    ((o * s.in_channels + c) * s.kernel[0] + ky) * s.kernel[1] + kx;
-                                acc += x[xi] as f64 * w_[wi] as f64;
-                            }
-                        }
-                    }
-                    y[(o * ho + oy) * wo + ox] = acc;
-                }
-            }
-        }
-        y
-    }
+    use crate::kernels::reference_conv;
 
     fn check(s: ConvShape, hw: [usize; 2]) {
         let n_in = s.in_channels * hw[0] * hw[1];
@@ -511,7 +480,7 @@ mod tests {
             .map(|i| ((i * 13) % 17) as f32 / 8.0 - 1.0)
             .collect();
         let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
-        let want = direct(&s, &x, &weight, &bias, hw);
+        let want = reference_conv(&s, &x, &weight, &bias, hw);
         let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor, Layout::Patches];
         if pointwise::suits(&s) {
             layouts.push(Layout::Pointwise);

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, ShapeError, interleave_channels};
 
 /// Output channels computed together: each input vector loaded feeds this many sums.
 const CHANNELS: usize = 4;
@@ -23,15 +23,7 @@ const VECTORS: usize = 4;
 /// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / CHANNELS⌉, in, kh · kw, CHANNELS]`: a
 /// tap's weights for a block of output channels side by side (zeros past the last channel).
 pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
-    let (cin, taps) = (s.in_channels, s.kernel[0] * s.kernel[1]);
-    let blocks = s.out_channels.div_ceil(CHANNELS);
-    let mut packed = vec![0.0f32; blocks * cin * taps * CHANNELS];
-    for (o, filter) in weight.chunks_exact(cin * taps).enumerate() {
-        for (ct, &value) in filter.iter().enumerate() {
-            packed[((o / CHANNELS) * cin * taps + ct) * CHANNELS + o % CHANNELS] = value;
-        }
-    }
-    packed
+    interleave_channels(weight, s.patch_len(), CHANNELS)
 }
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
@@ -206,6 +198,7 @@ impl VectorBlocks for Sums<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::assert_matches_reference;
 
     #[test]
     fn every_output_channel_sums_every_input_channel_under_the_window() {
@@ -246,27 +239,16 @@ mod tests {
                 &mut y,
             )
             .expect("runs");
-            for o in 0..cout {
-                for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
-                    let mut want = bias[o];
-                    for (c, ky, kx) in (0..cin)
-                        .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
-                    {
-                        let iy = (oy * stride + ky * dilation).wrapping_sub(padding);
-                        let ix = (ox * stride + kx * dilation).wrapping_sub(padding);
-                        if iy < h && ix < w {
-                            want += weight[((o * cin + c) * k + ky) * k + kx]
-                                * x[(c * h + iy) * w + ix];
-                        }
-                    }
-                    let got = y[(o * ho + oy) * wo + ox];
-                    assert!(
-                        (got - want.max(0.0)).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{s:?}: ({o}, {oy}, {ox}) is {got}, not {}",
-                        want.max(0.0)
-                    );
-                }
-            }
+            assert_matches_reference(
+                &s,
+                &x,
+                &weight,
+                &bias,
+                [h, w],
+                Activation::Relu,
+                &y,
+                "direct",
+            );
         }
     }
 

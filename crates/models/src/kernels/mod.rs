@@ -175,3 +175,88 @@ impl FromStr for Kernels {
             })
     }
 }
+
+/// A convolution's weight, one filter of `filter_len` values per output channel as PyTorch
+/// stores it (`[out, in, kh, kw]`), as `[⌈out / block⌉, filter_len, block]`: for every value of
+/// the filter, `block` output channels side by side (zeros past the last channel), so that a
+/// kernel summing `block` channels at once reads their weights together.
+fn interleave_channels(weight: &[f32], filter_len: usize, block: usize) -> Vec<f32> {
+    let out = weight.len() / filter_len.max(1);
+    let mut packed = vec![0.0f32; out.div_ceil(block) * filter_len * block];
+    for (o, filter) in weight.chunks_exact(filter_len.max(1)).enumerate() {
+        for (i, &value) in filter.iter().enumerate() {
+            packed[((o / block) * filter_len + i) * block + o % block] = value;
+        }
+    }
+    packed
+}
+
+/// A convolution by its definition, in f64, for the kernels' tests: `[out, ho, wo]` from `x`
+/// (`[in, h, w]`), PyTorch's `[out, in, kh, kw]` weight `w_` and the bias `b`, before any
+/// activation.
+#[cfg(test)]
+pub(crate) fn reference_conv(
+    s: &ConvShape,
+    x: &[f32],
+    w_: &[f32],
+    b: &[f32],
+    [h, w]: [usize; 2],
+) -> Vec<f64> {
+    let [ho, wo] = s.output(h, w).expect("fits");
+    let mut y = vec![0.0f64; s.out_channels * ho * wo];
+    for o in 0..s.out_channels {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let mut acc = b[o] as f64;
+                for c in 0..s.in_channels {
+                    for ky in 0..s.kernel[0] {
+                        for kx in 0..s.kernel[1] {
+                            let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                - s.padding[0] as isize;
+                            let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                - s.padding[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let xi = (c * h + iy as usize) * w + ix as usize;
+                            let wi =
+                                ((o * s.in_channels + c) * s.kernel[0] + ky) * s.kernel[1] + kx;
+                            acc += x[xi] as f64 * w_[wi] as f64;
+                        }
+                    }
+                }
+                y[(o * ho + oy) * wo + ox] = acc;
+            }
+        }
+    }
+    y
+}
+
+/// Checks a kernel's output `y` against [`reference_conv`] through `activation`, each value
+/// within 1e-4 of itself (at least of 1); `context` says which run failed.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assert_matches_reference(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    hw: [usize; 2],
+    activation: Activation,
+    y: &[f32],
+    context: &str,
+) {
+    let want = reference_conv(s, x, weight, bias, hw);
+    assert_eq!(y.len(), want.len(), "{s:?} {context}");
+    for (i, (&got, &want)) in y.iter().zip(&want).enumerate() {
+        let want = match activation {
+            Activation::Identity => want,
+            Activation::Relu => want.max(0.0),
+            Activation::Relu6 => want.clamp(0.0, 6.0),
+        };
+        assert!(
+            (f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{s:?} on {hw:?}, {context}: output {i} is {got}, not {want}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::vector::{dispatch, load, store};
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, ShapeError, interleave_channels};
 
 /// Output channels per packed block of the weight: a tile's channels on AVX-512 ([`VECTORS`]
 /// vectors of 16).
@@ -37,15 +37,7 @@ const VECTORS_16: usize = 2;
 /// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / BLOCK⌉, in · kh · kw, BLOCK]` (zeros past
 /// the last channel).
 pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
-    let k = s.patch_len();
-    let blocks = s.out_channels.div_ceil(BLOCK);
-    let mut packed = vec![0.0f32; blocks * k * BLOCK];
-    for (o, filter) in weight.chunks_exact(k).enumerate() {
-        for (i, &value) in filter.iter().enumerate() {
-            packed[((o / BLOCK) * k + i) * BLOCK + o % BLOCK] = value;
-        }
-    }
-    packed
+    interleave_channels(weight, s.patch_len(), BLOCK)
 }
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
@@ -294,6 +286,7 @@ impl Block<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::assert_matches_reference;
 
     #[test]
     fn every_output_sums_its_window_over_every_input_channel() {
@@ -340,43 +333,8 @@ mod tests {
                     _ => dispatch(block),
                 };
                 forward_on(&s, operands, &x, [h, w], [ho, wo], &mut y, run).expect("runs");
-                check(&s, level, &x, &weight, &bias, [h, w], &y);
-            }
-        }
-    }
-
-    /// Checks `y` against the convolution's definition (through ReLU6).
-    fn check(
-        s: &ConvShape,
-        level: &str,
-        x: &[f32],
-        weight: &[f32],
-        bias: &[f32],
-        [h, w]: [usize; 2],
-        y: &[f32],
-    ) {
-        let (cin, cout, k) = (s.in_channels, s.out_channels, s.kernel[0]);
-        let (stride, padding, dilation) = (s.stride[0], s.padding[0], s.dilation[0]);
-        let [ho, wo] = s.output(h, w).expect("fits");
-        for o in 0..cout {
-            for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
-                let mut want = bias[o];
-                for (c, ky, kx) in (0..cin)
-                    .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
-                {
-                    let iy = (oy * stride + ky * dilation).wrapping_sub(padding);
-                    let ix = (ox * stride + kx * dilation).wrapping_sub(padding);
-                    if iy < h && ix < w {
-                        want +=
-                            weight[((o * cin + c) * k + ky) * k + kx] * x[(c * h + iy) * w + ix];
-                    }
-                }
-                let want = want.clamp(0.0, 6.0);
-                let got = y[(o * ho + oy) * wo + ox];
-                assert!(
-                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                    "{s:?} on {h}x{w}, {level}: ({o}, {oy}, {ox}) is {got}, not {want}"
-                );
+                let activation = Activation::Relu6;
+                assert_matches_reference(&s, &x, &weight, &bias, [h, w], activation, &y, level);
             }
         }
     }

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::plane::store_block;
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, ShapeError, interleave_channels};
 
 /// Output channels a tile sums together; the packed weight holds this many side by side.
 const CHANNELS: usize = 8;
@@ -49,15 +49,7 @@ const CHUNK_BYTES: usize = 192 << 10;
 /// PyTorch's `[out, in, 1, 1]` weight as `[⌈out / CHANNELS⌉, in, CHANNELS]` (zeros past the
 /// last channel).
 pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
-    let cin = s.in_channels;
-    let blocks = s.out_channels.div_ceil(CHANNELS);
-    let mut packed = vec![0.0f32; blocks * cin * CHANNELS];
-    for (o, filter) in weight.chunks_exact(cin).enumerate() {
-        for (c, &value) in filter.iter().enumerate() {
-            packed[((o / CHANNELS) * cin + c) * CHANNELS + o % CHANNELS] = value;
-        }
-    }
-    packed
+    interleave_channels(weight, s.in_channels, CHANNELS)
 }
 
 /// Whether [`forward`] computes a convolution of shape `s`: 1×1, no padding, no dilation
@@ -354,6 +346,7 @@ impl Tiles<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::assert_matches_reference;
     use crate::kernels::vector::VectorPath;
 
     fn shape(cin: usize, cout: usize, stride: usize) -> ConvShape {
@@ -400,23 +393,17 @@ mod tests {
                 &mut y,
             )
             .expect("runs");
-            for o in 0..cout {
-                for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
-                    let want = bias[o]
-                        + (0..cin)
-                            .map(|c| {
-                                weight[o * cin + c] * x[(c * h + oy * stride) * w + ox * stride]
-                            })
-                            .sum::<f32>();
-                    let got = y[(o * ho + oy) * wo + ox];
-                    assert!(
-                        (got - want.max(0.0)).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{s:?} on {h}x{w}: ({o}, {oy}, {ox}) is {got}, not {} ({:?})",
-                        want.max(0.0),
-                        VectorPath::current()
-                    );
-                }
-            }
+            let context = format!("{:?}", VectorPath::current());
+            assert_matches_reference(
+                &s,
+                &x,
+                &weight,
+                &bias,
+                [h, w],
+                Activation::Relu,
+                &y,
+                &context,
+            );
         }
     }
 
