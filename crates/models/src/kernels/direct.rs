@@ -198,7 +198,7 @@ impl VectorBlocks for Sums<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::assert_matches_reference;
+    use crate::kernels::ConvCase;
 
     #[test]
     fn every_output_channel_sums_every_input_channel_under_the_window() {
@@ -210,45 +210,23 @@ mod tests {
             (6, 5, 3, 1, 1, 2, 9, 40),
             (3, 4, 11, 4, 2, 1, 31, 31),
         ] {
-            let s = ConvShape {
-                in_channels: cin,
-                out_channels: cout,
-                kernel: [k, k],
-                stride: [stride; 2],
-                padding: [padding; 2],
-                dilation: [dilation; 2],
-            };
-            let [ho, wo] = s.output(h, w).expect("fits");
-            let x: Vec<f32> = (0..cin * h * w)
-                .map(|i| ((i * 7) % 19) as f32 - 9.0)
-                .collect();
-            let weight: Vec<f32> = (0..cout * cin * k * k)
-                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
-                .collect();
-            let bias: Vec<f32> = (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect();
+            let case = ConvCase::new(cin, cout, k, stride, padding, dilation, h, w);
+            let [ho, wo] = case.out_hw();
             let mut y = vec![0.0; cout * ho * wo];
-            let packed = pack(&s, &weight);
+            let packed = pack(&case.s, &case.weight);
+            let activation = Activation::Relu;
             forward(
-                &s,
+                &case.s,
                 &packed,
-                &bias,
-                Activation::Relu,
-                &x,
+                &case.bias,
+                activation,
+                &case.x,
                 [h, w],
                 [ho, wo],
                 &mut y,
             )
             .expect("runs");
-            assert_matches_reference(
-                &s,
-                &x,
-                &weight,
-                &bias,
-                [h, w],
-                Activation::Relu,
-                &y,
-                "direct",
-            );
+            case.check(&y, activation, "direct");
         }
     }
 

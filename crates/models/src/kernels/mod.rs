@@ -232,31 +232,77 @@ pub(crate) fn reference_conv(
     y
 }
 
-/// Checks a kernel's output `y` against [`reference_conv`] through `activation`, each value
-/// within 1e-4 of itself (at least of 1); `context` says which run failed.
+/// A convolution test case: a shape, an `h × w` input and operands of deterministic values.
 #[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn assert_matches_reference(
-    s: &ConvShape,
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    hw: [usize; 2],
-    activation: Activation,
-    y: &[f32],
-    context: &str,
-) {
-    let want = reference_conv(s, x, weight, bias, hw);
-    assert_eq!(y.len(), want.len(), "{s:?} {context}");
-    for (i, (&got, &want)) in y.iter().zip(&want).enumerate() {
-        let want = match activation {
-            Activation::Identity => want,
-            Activation::Relu => want.max(0.0),
-            Activation::Relu6 => want.clamp(0.0, 6.0),
+pub(crate) struct ConvCase {
+    /// The shape.
+    pub s: ConvShape,
+    /// Input height and width.
+    pub hw: [usize; 2],
+    /// The input, `[in, h, w]`.
+    pub x: Vec<f32>,
+    /// PyTorch's `[out, in, kh, kw]` weight.
+    pub weight: Vec<f32>,
+    /// The bias.
+    pub bias: Vec<f32>,
+}
+
+#[cfg(test)]
+impl ConvCase {
+    /// A square `k × k` convolution of `cin` to `cout` channels over an `h × w` input.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        h: usize,
+        w: usize,
+    ) -> ConvCase {
+        let s = ConvShape {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: [k, k],
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [dilation; 2],
         };
-        assert!(
-            (f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0),
-            "{s:?} on {hw:?}, {context}: output {i} is {got}, not {want}"
-        );
+        ConvCase {
+            s,
+            hw: [h, w],
+            x: (0..cin * h * w)
+                .map(|i| ((i * 7) % 19) as f32 - 9.0)
+                .collect(),
+            weight: (0..cout * s.patch_len())
+                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
+                .collect(),
+            bias: (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect(),
+        }
+    }
+
+    /// Output height and width.
+    pub(crate) fn out_hw(&self) -> [usize; 2] {
+        self.s.output(self.hw[0], self.hw[1]).expect("fits")
+    }
+
+    /// Checks a kernel's output `y` against [`reference_conv`] through `activation`, each
+    /// value within 1e-4 of itself (at least of 1); `context` says which run failed.
+    pub(crate) fn check(&self, y: &[f32], activation: Activation, context: &str) {
+        let (s, hw) = (&self.s, self.hw);
+        let want = reference_conv(s, &self.x, &self.weight, &self.bias, hw);
+        assert_eq!(y.len(), want.len(), "{s:?} {context}");
+        for (i, (&got, &want)) in y.iter().zip(&want).enumerate() {
+            let want = match activation {
+                Activation::Identity => want,
+                Activation::Relu => want.max(0.0),
+                Activation::Relu6 => want.clamp(0.0, 6.0),
+            };
+            assert!(
+                (f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{s:?} on {hw:?}, {context}: output {i} is {got}, not {want}"
+            );
+        }
     }
 }

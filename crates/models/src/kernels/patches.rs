@@ -286,7 +286,7 @@ impl Block<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::assert_matches_reference;
+    use crate::kernels::ConvCase;
 
     #[test]
     fn every_output_sums_its_window_over_every_input_channel() {
@@ -299,27 +299,14 @@ mod tests {
             (20, 32, 5, 1, 2, 1, 9, 11),
             (17, 40, 3, 3, 0, 2, 13, 10),
         ] {
-            let s = ConvShape {
-                in_channels: cin,
-                out_channels: cout,
-                kernel: [k, k],
-                stride: [stride; 2],
-                padding: [padding; 2],
-                dilation: [dilation; 2],
-            };
-            let [ho, wo] = s.output(h, w).expect("fits");
-            let x: Vec<f32> = (0..cin * h * w)
-                .map(|i| ((i * 7) % 19) as f32 - 9.0)
-                .collect();
-            let weight: Vec<f32> = (0..cout * cin * k * k)
-                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
-                .collect();
-            let bias: Vec<f32> = (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect();
-            let packed = pack(&s, &weight);
+            let case = ConvCase::new(cin, cout, k, stride, padding, dilation, h, w);
+            let [ho, wo] = case.out_hw();
+            let packed = pack(&case.s, &case.weight);
+            let activation = Activation::Relu6;
             let operands = Operands {
                 weight: &packed,
-                bias: &bias,
-                activation: Activation::Relu6,
+                bias: &case.bias,
+                activation,
             };
             for level in ["dispatched", "avx2", "scalar"] {
                 let mut y = vec![f32::NAN; cout * ho * wo];
@@ -332,9 +319,9 @@ mod tests {
                     "scalar" => pulp::Simd::vectorize(pulp::Scalar::new(), block),
                     _ => dispatch(block),
                 };
-                forward_on(&s, operands, &x, [h, w], [ho, wo], &mut y, run).expect("runs");
-                let activation = Activation::Relu6;
-                assert_matches_reference(&s, &x, &weight, &bias, [h, w], activation, &y, level);
+                forward_on(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y, run)
+                    .expect("runs");
+                case.check(&y, activation, level);
             }
         }
     }

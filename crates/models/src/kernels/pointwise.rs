@@ -346,7 +346,7 @@ impl Tiles<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::assert_matches_reference;
+    use crate::kernels::ConvCase;
     use crate::kernels::vector::VectorPath;
 
     fn shape(cin: usize, cout: usize, stride: usize) -> ConvShape {
@@ -372,38 +372,22 @@ mod tests {
             (40, 16, 11, 10, 3),
             (2048, 8, 2, 3, 1),
         ] {
-            let s = shape(cin, cout, stride);
-            let [ho, wo] = s.output(h, w).expect("fits");
-            let x: Vec<f32> = (0..cin * h * w)
-                .map(|i| ((i * 7) % 19) as f32 - 9.0)
-                .collect();
-            let weight: Vec<f32> = (0..cout * cin)
-                .map(|i| ((i * 5) % 11) as f32 / 8.0 - 0.6)
-                .collect();
-            let bias: Vec<f32> = (0..cout).map(|o| o as f32 * 0.5 - 1.0).collect();
+            let case = ConvCase::new(cin, cout, 1, stride, 0, 1, h, w);
+            let [ho, wo] = case.out_hw();
             let mut y = vec![f32::NAN; cout * ho * wo];
+            let activation = Activation::Relu;
             forward(
-                &s,
-                &pack(&s, &weight),
-                &bias,
-                Activation::Relu,
-                &x,
+                &case.s,
+                &pack(&case.s, &case.weight),
+                &case.bias,
+                activation,
+                &case.x,
                 [h, w],
                 [ho, wo],
                 &mut y,
             )
             .expect("runs");
-            let context = format!("{:?}", VectorPath::current());
-            assert_matches_reference(
-                &s,
-                &x,
-                &weight,
-                &bias,
-                [h, w],
-                Activation::Relu,
-                &y,
-                &context,
-            );
+            case.check(&y, activation, &format!("{:?}", VectorPath::current()));
         }
     }
 
