@@ -33,7 +33,7 @@ use super::pointwise;
 use super::scratch::Scratch;
 use super::vector::VectorPath;
 use super::winograd::{self, Tiling};
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, Operands, ShapeError};
 
 /// im2col tiles hold at most this many bytes, so that a tile is still in cache when gemm reads
 /// it.
@@ -218,31 +218,23 @@ impl PackedConv {
                         Layout::Pointwise => pointwise::forward,
                         _ => patches::forward,
                     };
-                    run(
-                        s,
-                        &self.weight,
-                        &self.bias,
-                        self.activation,
-                        sample,
-                        [h, w],
-                        [ho, wo],
-                        y,
-                    )?
+                    run(s, self.operands(), sample, [h, w], [ho, wo], y)?
                 }
-                Layout::Winograd(tiling) => winograd::forward(
-                    s,
-                    tiling,
-                    &self.weight,
-                    &self.bias,
-                    self.activation,
-                    sample,
-                    [h, w],
-                    [ho, wo],
-                    y,
-                )?,
+                Layout::Winograd(tiling) => {
+                    winograd::forward(s, tiling, self.operands(), sample, [h, w], [ho, wo], y)?
+                }
             }
         }
         Ok((out, [ho, wo]))
+    }
+
+    /// The packed weight, the bias and the activation, as the kernels take them.
+    fn operands(&self) -> Operands<'_> {
+        Operands {
+            weight: &self.weight,
+            bias: &self.bias,
+            activation: self.activation,
+        }
     }
 
     /// One sample, pixel-major: `y` (`[out, pixels]`) from `sample` (`[in, h, w]`).

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
-use super::{Activation, ConvShape, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
 /// Output channels computed together: each input vector loaded feeds this many sums.
 const CHANNELS: usize = 4;
@@ -28,12 +28,13 @@ pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
 /// [`pack`], the bias and the activation. Blocks of output channels go to threads.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     s: &ConvShape,
-    weight: &[f32],
-    bias: &[f32],
-    activation: Activation,
+    Operands {
+        weight,
+        bias,
+        activation,
+    }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
@@ -215,17 +216,12 @@ mod tests {
             let mut y = vec![0.0; cout * ho * wo];
             let packed = pack(&case.s, &case.weight);
             let activation = Activation::Relu;
-            forward(
-                &case.s,
-                &packed,
-                &case.bias,
+            let operands = Operands {
+                weight: &packed,
+                bias: &case.bias,
                 activation,
-                &case.x,
-                [h, w],
-                [ho, wo],
-                &mut y,
-            )
-            .expect("runs");
+            };
+            forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
             case.check(&y, activation, "direct");
         }
     }
@@ -244,16 +240,12 @@ mod tests {
         let mut y = vec![0.0; 4 * 16];
         let bias = [0.0; 4];
         let run = |x: &[f32], y: &mut [f32]| {
-            forward(
-                &s,
-                &packed,
-                &bias,
-                Activation::Identity,
-                x,
-                [4, 4],
-                [4, 4],
-                y,
-            )
+            let operands = Operands {
+                weight: &packed,
+                bias: &bias,
+                activation: Activation::Identity,
+            };
+            forward(&s, operands, x, [4, 4], [4, 4], y)
         };
         assert!(run(&[0.0; 3 * 16], &mut y).is_ok());
         assert!(run(&[0.0; 2 * 16], &mut y).is_err());

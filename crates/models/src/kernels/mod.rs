@@ -73,6 +73,18 @@ impl Activation {
     }
 }
 
+/// A convolution's packed weight (laid out for the kernel that runs it), bias and activation:
+/// what each of the crate's convolution kernels takes besides its input and output.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    /// The weight, packed for the kernel.
+    pub weight: &'a [f32],
+    /// `[out]`.
+    pub bias: &'a [f32],
+    /// Applied to every output.
+    pub activation: Activation,
+}
+
 /// A convolution's hyper-parameters, as in [`crate::LayerKind::Conv2d`], less `groups`, which
 /// the kernel taking the shape implies: [`PackedConv`] (and its Winograd path) runs it dense
 /// (`groups = 1`, a `[out, in, kh, kw]` weight), [`DepthwiseConv`] one filter per channel

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::scratch::Scratch;
 use super::vector::{dispatch, load, store};
-use super::{Activation, ConvShape, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
 /// Output channels per packed block of the weight: a tile's channels on AVX-512 ([`VECTORS`]
 /// vectors of 16).
@@ -42,31 +42,15 @@ pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
 /// [`pack`], the bias and the activation. Blocks of output channels go to threads.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     s: &ConvShape,
-    weight: &[f32],
-    bias: &[f32],
-    activation: Activation,
+    operands: Operands<'_>,
     sample: &[f32],
     hw: [usize; 2],
     out_hw: [usize; 2],
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
-    let operands = Operands {
-        weight,
-        bias,
-        activation,
-    };
     forward_on(s, operands, sample, hw, out_hw, y, |block| dispatch(block))
-}
-
-/// A layer's packed weight, bias and activation.
-#[derive(Clone, Copy)]
-struct Operands<'a> {
-    weight: &'a [f32],
-    bias: &'a [f32],
-    activation: Activation,
 }
 
 /// [`forward`], each block of output channels computed by `run` (at the vector path's level,
@@ -340,7 +324,12 @@ mod tests {
         let bias = [0.0; 8];
         let mut y = vec![0.0; 8 * 16];
         let run = |x: &[f32], y: &mut [f32], out: [usize; 2]| {
-            forward(&s, &packed, &bias, Activation::Identity, x, [4, 4], out, y)
+            let operands = Operands {
+                weight: &packed,
+                bias: &bias,
+                activation: Activation::Identity,
+            };
+            forward(&s, operands, x, [4, 4], out, y)
         };
         assert!(run(&[0.0; 16 * 16], &mut y, [4, 4]).is_ok());
         assert!(run(&[0.0; 15 * 16], &mut y, [4, 4]).is_err());

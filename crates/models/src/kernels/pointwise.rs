@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::plane::store_block;
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
-use super::{Activation, ConvShape, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
 /// Output channels a tile sums together; the packed weight holds this many side by side.
 const CHANNELS: usize = 8;
@@ -60,12 +60,13 @@ pub(crate) fn suits(s: &ConvShape) -> bool {
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
 /// [`pack`], the bias and the activation.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     s: &ConvShape,
-    weight: &[f32],
-    bias: &[f32],
-    activation: Activation,
+    Operands {
+        weight,
+        bias,
+        activation,
+    }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
@@ -376,17 +377,13 @@ mod tests {
             let [ho, wo] = case.out_hw();
             let mut y = vec![f32::NAN; cout * ho * wo];
             let activation = Activation::Relu;
-            forward(
-                &case.s,
-                &pack(&case.s, &case.weight),
-                &case.bias,
+            let packed = pack(&case.s, &case.weight);
+            let operands = Operands {
+                weight: &packed,
+                bias: &case.bias,
                 activation,
-                &case.x,
-                [h, w],
-                [ho, wo],
-                &mut y,
-            )
-            .expect("runs");
+            };
+            forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
             case.check(&y, activation, &format!("{:?}", VectorPath::current()));
         }
     }
@@ -398,16 +395,12 @@ mod tests {
         let bias = [0.0; 8];
         let mut y = vec![0.0; 8 * 16];
         let run = |s: &ConvShape, x: &[f32], y: &mut [f32]| {
-            forward(
-                s,
-                &packed,
-                &bias,
-                Activation::Identity,
-                x,
-                [4, 4],
-                [4, 4],
-                y,
-            )
+            let operands = Operands {
+                weight: &packed,
+                bias: &bias,
+                activation: Activation::Identity,
+            };
+            forward(s, operands, x, [4, 4], [4, 4], y)
         };
         assert!(run(&s, &[0.0; 16 * 16], &mut y).is_ok());
         assert!(run(&s, &[0.0; 15 * 16], &mut y).is_err());

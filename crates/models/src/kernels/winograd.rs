@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, gemm};
 use super::scratch::Scratch;
 use super::vector::dispatch;
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, Operands, ShapeError};
 
 /// The size of Winograd's tiles a layer runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +169,14 @@ pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
 
 /// One sample: `y` (`[out, ho · wo]`, NCHW) from `sample` (`[in, h, w]`), with the weight
 /// from [`pack`] for `tiling`, the bias and the activation.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     s: &ConvShape,
     tiling: Tiling,
-    packed: &[f32],
-    bias: &[f32],
-    activation: Activation,
+    Operands {
+        weight: packed,
+        bias,
+        activation,
+    }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
