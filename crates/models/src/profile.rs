@@ -25,8 +25,9 @@ use crate::tensor::{HostTensor, Value};
 /// stems) by direct convolution on padded input planes; 9: unpadded 1×1 convolutions by their own
 /// register-tiled kernel, NCHW to NCHW, with the bias and activation fused; a tensor read by
 /// several nodes shared as host data instead of copied per read; 10: layers on 7×7 maps from
-/// gathered patches in register tiles over output channels (AVX-512).
-pub const KERNEL_REVISION: u32 = 10;
+/// gathered patches in register tiles over output channels (AVX-512); 11: the same on AVX2, its
+/// weight in blocks of 16 output channels.
+pub const KERNEL_REVISION: u32 = 11;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -101,7 +101,7 @@ impl ConvKernel {
             Layout::ChannelMajor => ConvKernel::ChannelMajor,
             Layout::Direct => ConvKernel::Direct,
             Layout::Pointwise => ConvKernel::Pointwise,
-            Layout::Patches => ConvKernel::Patches,
+            Layout::Patches { .. } => ConvKernel::Patches,
         })
     }
 }

@@ -18,7 +18,7 @@
 //! - **Pointwise** (1×1 unpadded layers of at least 16 input channels): in [`pointwise`],
 //!   straight from the NCHW input into the NCHW output, the weight packed for its register
 //!   tiles.
-//! - **Patches** (7×7 maps and smaller, where the CPU has AVX-512 when the weight is packed): in [`patches`], the input's
+//! - **Patches** (7×7 maps and smaller, on AVX-512 or AVX2): in [`patches`], the input's
 //!   patches gathered a few pixels at a time and multiplied in register tiles whose vectors
 //!   run over output channels.
 //! - **Direct** (fewer than 16 input channels, as in an RGB stem, whose im2col matrix would be
@@ -51,13 +51,13 @@ const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
 const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
 /// Layers with at most this many output pixels (7×7 maps) run on gathered patches
-/// ([`patches`]) where the CPU has AVX-512. Inside a pass, one thread, against Winograd's
-/// F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against 3.0–3.4
-/// (ONNX Runtime 2.8–2.9), ResNet-18's 4.9 against 3.2–3.3. On 13×13 and 14×14 maps they lost
-/// (AlexNet's last two layers 3.7/2.5 ms against 4.1/2.7, ResNet-50's 256→256 layers 2.8–3.2
-/// against 3.2–3.3), as did strided layers on larger maps (ResNet-50's 128→128 layer from 56×56
-/// to 28×28 3.4 against 5.1). On AVX2 a tile of 4 pixels × 16 channels reads more bytes per
-/// multiply-add than the cache delivers: 4.5–4.9 ms against 7.3–7.5.
+/// ([`patches`]) where the CPU has AVX-512 or AVX2. Inside a pass, one thread, against
+/// Winograd's F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against
+/// 3.0–3.4 on AVX-512 (ONNX Runtime 2.8–2.9) and 4.4–5.3 against 3.5–3.8 on AVX2, ResNet-18's
+/// 4.9 against 3.2–3.3 on AVX-512 and 4.2–4.4 against 4.0–4.2 on AVX2. On 13×13 and 14×14 maps
+/// they lost (AlexNet's last two layers 3.7/2.5 ms against 4.1/2.7, ResNet-50's 256→256 layers
+/// 2.8–3.2 against 3.2–3.3, AVX-512), as did strided layers on larger maps (ResNet-50's 128→128
+/// layer from 56×56 to 28×28 3.4 against 5.1).
 const PATCHES_MAX_PIXELS: usize = 64;
 
 /// How the product is laid out (see the module documentation).
@@ -78,7 +78,10 @@ pub(crate) enum Layout {
     Pointwise,
     /// Gathered patches times the weight in tiles over output channels (see [`patches`]);
     /// the weight is `[out / 48, K, 48]`.
-    Patches,
+    Patches {
+        /// Output channels per block of the packed weight.
+        block: usize,
+    },
 }
 
 /// Whether a layer of shape `s` with `pixels` output pixels runs pixel-major: most do, but not
@@ -100,8 +103,11 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     if pointwise::suits(s) {
         return Layout::Pointwise;
     }
-    if pixels <= PATCHES_MAX_PIXELS && VectorPath::current() == VectorPath::Avx512 {
-        return Layout::Patches;
+    let path = VectorPath::current();
+    if pixels <= PATCHES_MAX_PIXELS && path != VectorPath::Other {
+        return Layout::Patches {
+            block: patches::block_for(path),
+        };
     }
     let pixel_major = suits_pixel_major(s, pixels);
     if winograd::pays(s, pixels, pixel_major) {
@@ -164,7 +170,7 @@ impl PackedConv {
             Layout::ChannelMajor => weight,
             Layout::Direct => direct::pack(&shape, &weight),
             Layout::Pointwise => pointwise::pack(&shape, &weight),
-            Layout::Patches => patches::pack(&shape, &weight),
+            Layout::Patches { block } => patches::pack(&shape, &weight, block),
             Layout::Winograd(tiling) if winograd::suits(&shape) => {
                 winograd::pack(&shape, tiling, &weight)
             }
@@ -212,13 +218,16 @@ impl PackedConv {
             match self.layout {
                 Layout::PixelMajor => self.pixel_major(sample, [h, w], [ho, wo], y)?,
                 Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
-                Layout::Direct | Layout::Pointwise | Layout::Patches => {
+                Layout::Direct | Layout::Pointwise => {
                     let run = match self.layout {
                         Layout::Direct => direct::forward,
-                        Layout::Pointwise => pointwise::forward,
-                        _ => patches::forward,
+                        _ => pointwise::forward,
                     };
                     run(s, self.operands(), sample, [h, w], [ho, wo], y)?
+                }
+                Layout::Patches { block } => {
+                    let operands = self.operands();
+                    patches::forward(s, block, operands, sample, [h, w], [ho, wo], y)?
                 }
                 Layout::Winograd(tiling) => {
                     winograd::forward(s, tiling, self.operands(), sample, [h, w], [ho, wo], y)?
@@ -473,7 +482,10 @@ mod tests {
             .collect();
         let bias: Vec<f32> = (0..s.out_channels).map(|o| o as f32 * 0.25 - 0.5).collect();
         let want = reference_conv(&s, &x, &weight, &bias, hw);
-        let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor, Layout::Patches];
+        let mut layouts = vec![Layout::PixelMajor, Layout::ChannelMajor];
+        layouts.extend(VectorPath::ALL.map(|path| Layout::Patches {
+            block: patches::block_for(path),
+        }));
         if pointwise::suits(&s) {
             layouts.push(Layout::Pointwise);
         }

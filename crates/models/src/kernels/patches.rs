@@ -1,7 +1,7 @@
 //! Dense convolutions on small feature maps (7×7): the input's patches
 //! (im2col, `[in · kh · kw]` values per output pixel) gathered once, [`PIXELS`] output pixels
-//! at a time, and multiplied by the weight, packed at load as blocks of [`BLOCK`] output
-//! channels, in register tiles whose vectors run over output channels: each weight vector
+//! at a time, and multiplied by the weight, packed at load as blocks of output channels
+//! ([`block_for`] the vector path), in register tiles whose vectors run over output channels: each weight vector
 //! loaded feeds every pixel of the tile, each patch value broadcast feeds every vector. The
 //! sums leave the registers through the bias and the activation straight into the NCHW output.
 //!
@@ -13,12 +13,17 @@
 use rayon::prelude::*;
 
 use super::scratch::Scratch;
-use super::vector::{dispatch, load, store};
+use super::vector::{VectorPath, dispatch, load, store};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
-/// Output channels per packed block of the weight: a tile's channels on AVX-512 ([`VECTORS`]
-/// vectors of 16).
+/// Output channels per packed block of the weight at most: a tile's channels on AVX-512
+/// ([`VECTORS`] vectors of 16).
 const BLOCK: usize = 48;
+
+/// Output channels per packed block with 16 vector registers (AVX2): a tile's channels there
+/// ([`VECTORS_16`] vectors of 8), so that every weight loaded is used (a tile reading 16 of a
+/// 48-channel block's weights streamed three times the bytes, and ran slower than Winograd).
+const BLOCK_16: usize = 16;
 
 /// Output pixels per tile; the gathered patches are laid out in groups of this many.
 const PIXELS: usize = 8;
@@ -34,29 +39,43 @@ const PIXELS_16: usize = 4;
 /// Channel vectors per tile with 16 vector registers.
 const VECTORS_16: usize = 2;
 
-/// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / BLOCK⌉, in · kh · kw, BLOCK]` (zeros past
-/// the last channel).
-pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
-    interleave_channels(weight, s.patch_len(), BLOCK)
+/// The output channels per packed block for the weight of a layer run on `path`.
+pub(crate) fn block_for(path: VectorPath) -> usize {
+    if path == VectorPath::Avx512 {
+        BLOCK
+    } else {
+        BLOCK_16
+    }
+}
+
+/// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / block⌉, in · kh · kw, block]` (zeros past
+/// the last channel), `block` from [`block_for`].
+pub(crate) fn pack(s: &ConvShape, weight: &[f32], block: usize) -> Vec<f32> {
+    interleave_channels(weight, s.patch_len(), block.clamp(1, BLOCK))
 }
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
-/// [`pack`], the bias and the activation. Blocks of output channels go to threads.
+/// [`pack`] for `block`, the bias and the activation. Blocks of output channels go to threads.
 pub(crate) fn forward(
     s: &ConvShape,
+    block: usize,
     operands: Operands<'_>,
     sample: &[f32],
     hw: [usize; 2],
     out_hw: [usize; 2],
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
-    forward_on(s, operands, sample, hw, out_hw, y, |block| dispatch(block))
+    forward_on(s, block, operands, sample, hw, out_hw, y, |run| {
+        dispatch(run)
+    })
 }
 
 /// [`forward`], each block of output channels computed by `run` (at the vector path's level,
 /// or, in tests, at a chosen one).
+#[allow(clippy::too_many_arguments)]
 fn forward_on(
     s: &ConvShape,
+    block: usize,
     Operands {
         weight,
         bias,
@@ -69,15 +88,16 @@ fn forward_on(
     run: impl Fn(Block<'_>) + Sync,
 ) -> Result<(), ShapeError> {
     let (k, pixels, cout) = (s.patch_len(), ho * wo, s.out_channels);
-    if s.output(h, w) != Some([ho, wo])
+    if !(1..=BLOCK).contains(&block)
+        || s.output(h, w) != Some([ho, wo])
         || sample.len() != s.in_channels * h * w
         || y.len() != cout * pixels
-        || weight.len() != cout.div_ceil(BLOCK) * k * BLOCK
+        || weight.len() != cout.div_ceil(block) * k * block
         || bias.len() != cout
     {
         return Err(ShapeError(format!(
-            "a {}x{} convolution of {} to {cout} channels cannot take {} inputs of {h}x{w}, {} \
-             weights and {} biases into {} outputs of {ho}x{wo}",
+            "a {}x{} convolution of {} to {cout} channels in blocks of {block} cannot take {} \
+             inputs of {h}x{w}, {} weights and {} biases into {} outputs of {ho}x{wo}",
             s.kernel[0],
             s.kernel[1],
             s.in_channels,
@@ -93,9 +113,9 @@ fn forward_on(
     let tiles = pixels.div_ceil(PIXELS);
     let mut patches = Scratch::take(tiles * k * PIXELS);
     gather(s, sample, [h, w], [ho, wo], &mut patches);
-    y.par_chunks_mut(BLOCK * pixels)
-        .zip(weight.par_chunks(k * BLOCK))
-        .zip(bias.par_chunks(BLOCK))
+    y.par_chunks_mut(block * pixels)
+        .zip(weight.par_chunks(k * block))
+        .zip(bias.par_chunks(block))
         .for_each(|((ys, weights), bias)| {
             let mut block_bias = [0.0; BLOCK];
             block_bias[..bias.len()].copy_from_slice(bias);
@@ -104,6 +124,7 @@ fn forward_on(
                 k,
                 pixels,
                 weights,
+                block,
                 bias: block_bias,
                 channels: bias.len(),
                 activation,
@@ -160,13 +181,16 @@ fn gather(
     }
 }
 
-/// One block of up to [`BLOCK`] output channels (`channels` of them real), over every tile of
-/// the gathered `patches`, into `ys` (the block's output planes, `pixels` each).
+/// One block of `block` output channels (`channels` of them real), over every tile of the
+/// gathered `patches`, into `ys` (the block's output planes, `pixels` each).
 struct Block<'a> {
     patches: &'a [f32],
     k: usize,
     pixels: usize,
+    /// The block's packed weights, `[k, block]`.
     weights: &'a [f32],
+    block: usize,
+    /// The block's biases (zeros past `channels`).
     bias: [f32; BLOCK],
     channels: usize,
     activation: Activation,
@@ -181,16 +205,18 @@ impl pulp::WithSimd for Block<'_> {
         let lanes = S::F32_LANES;
         let panels = self.patches.chunks_exact(self.k * PIXELS);
         for (tile, panel) in panels.enumerate() {
-            if S::REGISTER_COUNT < 32 || VECTORS * lanes != BLOCK {
+            if S::REGISTER_COUNT < 32 && VECTORS_16 * lanes == self.block {
+                // AVX2: the block's 16 channels, 4 pixels at a time.
                 for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
-                    for first in (0..self.channels).step_by(VECTORS_16 * lanes) {
-                        self.tile::<S, PIXELS_16, VECTORS_16>(
-                            simd,
-                            panel,
-                            tile * PIXELS + first_pixel,
-                            first_pixel,
-                            first,
-                        );
+                    let pixel = tile * PIXELS + first_pixel;
+                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, pixel, first_pixel, 0);
+                }
+            } else if S::REGISTER_COUNT < 32 || VECTORS * lanes != self.block {
+                // Any other width (a weight packed for another path): a vector at a time.
+                for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
+                    let pixel = tile * PIXELS + first_pixel;
+                    for first in (0..self.channels).step_by(lanes) {
+                        self.tile::<S, PIXELS_16, 1>(simd, panel, pixel, first_pixel, first);
                     }
                 }
             } else {
@@ -236,7 +262,7 @@ impl Block<'_> {
         let mut acc = [bias; R];
         let rows = panel
             .chunks_exact(PIXELS)
-            .zip(self.weights.chunks_exact(BLOCK));
+            .zip(self.weights.chunks_exact(self.block));
         for (values, weights) in rows {
             let weights = &weights[first..first + span];
             let weights: [S::f32s; V] = std::array::from_fn(|v| load::<S>(&weights[v * lanes..]));
@@ -285,14 +311,19 @@ mod tests {
         ] {
             let case = ConvCase::new(cin, cout, k, stride, padding, dilation, h, w);
             let [ho, wo] = case.out_hw();
-            let packed = pack(&case.s, &case.weight);
             let activation = Activation::Relu6;
-            let operands = Operands {
-                weight: &packed,
-                bias: &case.bias,
-                activation,
-            };
-            for level in ["dispatched", "avx2", "scalar"] {
+            // Each packing (AVX-512's blocks, AVX2's) on each vector path.
+            let levels = ["dispatched", "avx2", "scalar"];
+            for (block, level) in [BLOCK, BLOCK_16]
+                .into_iter()
+                .flat_map(|b| levels.map(|l| (b, l)))
+            {
+                let packed = pack(&case.s, &case.weight, block);
+                let operands = Operands {
+                    weight: &packed,
+                    bias: &case.bias,
+                    activation,
+                };
                 let mut y = vec![f32::NAN; cout * ho * wo];
                 let run = |block: Block<'_>| match level {
                     #[cfg(target_arch = "x86_64")]
@@ -303,9 +334,18 @@ mod tests {
                     "scalar" => pulp::Simd::vectorize(pulp::Scalar::new(), block),
                     _ => dispatch(block),
                 };
-                forward_on(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y, run)
-                    .expect("runs");
-                case.check(&y, activation, level);
+                forward_on(
+                    &case.s,
+                    block,
+                    operands,
+                    &case.x,
+                    [h, w],
+                    [ho, wo],
+                    &mut y,
+                    run,
+                )
+                .expect("runs");
+                case.check(&y, activation, &format!("blocks of {block}, {level}"));
             }
         }
     }
@@ -320,7 +360,7 @@ mod tests {
             padding: [1, 1],
             dilation: [1, 1],
         };
-        let packed = pack(&s, &[0.0; 8 * 16 * 9]);
+        let packed = pack(&s, &[0.0; 8 * 16 * 9], BLOCK);
         let bias = [0.0; 8];
         let mut y = vec![0.0; 8 * 16];
         let run = |x: &[f32], y: &mut [f32], out: [usize; 2]| {
@@ -329,11 +369,19 @@ mod tests {
                 bias: &bias,
                 activation: Activation::Identity,
             };
-            forward(&s, operands, x, [4, 4], out, y)
+            forward(&s, BLOCK, operands, x, [4, 4], out, y)
         };
         assert!(run(&[0.0; 16 * 16], &mut y, [4, 4]).is_ok());
         assert!(run(&[0.0; 15 * 16], &mut y, [4, 4]).is_err());
         assert!(run(&[0.0; 16 * 16], &mut y[..100], [4, 4]).is_err());
         assert!(run(&[0.0; 16 * 16], &mut y, [2, 8]).is_err());
+        // The weight was packed in blocks of 48, not 16.
+        let operands = Operands {
+            weight: &packed,
+            bias: &bias,
+            activation: Activation::Identity,
+        };
+        let x = [0.0; 16 * 16];
+        assert!(forward(&s, BLOCK_16, operands, &x, [4, 4], [4, 4], &mut y).is_err());
     }
 }
