@@ -10,9 +10,9 @@
 //!   each tile's patches still in that core's cache. The `[pixels, out]` result is turned back
 //!   to NCHW.
 //! - **Channel-major** (few output pixels, where a pixel tile per thread leaves gemm too
-//!   little to do): `[out, K] × [K, pixels]` lands straight in the NCHW output, with PyTorch's `[out, in, kh, kw]` weight as the
-//!   `[out, K]` matrix, the im2col rows built a tile at a time and gemm spreading each product
-//!   over every thread.
+//!   little to do): `[out, K] × [K, pixels]` lands straight in the NCHW output, with PyTorch's
+//!   `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile at a
+//!   time and gemm spreading each product over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
 //!   few channels, where im2col wins): F(4×4, 3×3), in [`winograd`].
 //! - **Pointwise** (1×1 unpadded layers of at least 16 input channels): in [`pointwise`],

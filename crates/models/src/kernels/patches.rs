@@ -1,9 +1,9 @@
-//! Dense convolutions on small feature maps (7×7): the input's patches
-//! (im2col, `[in · kh · kw]` values per output pixel) gathered once, [`PIXELS`] output pixels
-//! at a time, and multiplied by the weight, packed at load as blocks of output channels
-//! ([`block_for`] the vector path), in register tiles whose vectors run over output channels: each weight vector
-//! loaded feeds every pixel of the tile, each patch value broadcast feeds every vector. The
-//! sums leave the registers through the bias and the activation straight into the NCHW output.
+//! Dense convolutions on small feature maps (7×7): the input's patches (im2col, `in · kh · kw`
+//! values per output pixel) gathered once, [`PIXELS`] output pixels at a time, and multiplied
+//! by the weight, packed at load in blocks of output channels ([`block_for`] the vector path),
+//! in register tiles whose vectors run over output channels: each weight vector loaded feeds
+//! every pixel of the tile, each patch value broadcast feeds every vector. The sums leave the
+//! registers through the bias and the activation straight into the NCHW output.
 //!
 //! Vectors over output channels waste nothing on a map whose pixel count is not a multiple of
 //! the vector width (49 pixels of a 7×7 map fill 4 vectors of 16 to 77 %), where a kernel with

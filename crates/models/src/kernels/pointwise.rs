@@ -7,10 +7,10 @@
 //! channel. A tile of [`CHANNELS`] output channels × [`VECTORS`] vectors of pixels is summed
 //! over every input channel in registers (with AVX2's 16 registers, [`HALF`] the channels ×
 //! [`VECTORS_16`] vectors at a time): each input vector loaded feeds every channel of the tile,
-//! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns stay in
-//! the core's cache while every block of output channels reads them, packed tile by tile so
-//! that a tile's loads run through memory in order; chunks (and, for few chunks, ranges of
-//! output channels) go to threads.
+//! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns
+//! stay in the core's cache while every block of output channels reads them, packed tile by
+//! tile so that a tile's loads run through memory in order; chunks (and, for few chunks,
+//! ranges of output channels) go to threads.
 //!
 //! Against the product it replaces (`[out, in] × [in, pixels]` through `gemm`, which packs
 //! both operands on every call, and passes over the output for the bias and the activation):
