@@ -530,14 +530,7 @@ mod tests {
 
     #[test]
     fn im2col_gemm_matches_the_definition() {
-        let shape = |c, o, k: usize, s: usize, p: usize, d: usize| ConvShape {
-            in_channels: c,
-            out_channels: o,
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [p, p],
-            dilation: [d, d],
-        };
+        let shape = ConvShape::square;
         check(shape(3, 5, 3, 1, 1, 1), [9, 7]);
         check(shape(4, 6, 1, 1, 0, 1), [5, 6]);
         check(shape(2, 3, 1, 2, 0, 1), [7, 7]);

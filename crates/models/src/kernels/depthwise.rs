@@ -219,14 +219,7 @@ mod tests {
             (40, 3, 1, 1, 1, 3, 3),
         ] {
             let batch = 2;
-            let shape = ConvShape {
-                in_channels: c,
-                out_channels: c,
-                kernel: [k, k],
-                stride: [stride; 2],
-                padding: [padding; 2],
-                dilation: [dilation; 2],
-            };
+            let shape = ConvShape::square(c, c, k, stride, padding, dilation);
             let x: Vec<f32> = (0..batch * c * h * w)
                 .map(|i| ((i * 5) % 13) as f32 - 6.0)
                 .collect();

@@ -244,6 +244,29 @@ pub(crate) fn reference_conv(
     y
 }
 
+#[cfg(test)]
+impl ConvShape {
+    /// A square `k × k` convolution of `cin` to `cout` channels, the same stride, padding and
+    /// dilation on both axes (the kernels' tests).
+    pub(crate) fn square(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+    ) -> ConvShape {
+        ConvShape {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: [k, k],
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [dilation; 2],
+        }
+    }
+}
+
 /// A convolution test case: a shape, an `h × w` input and operands of deterministic values.
 #[cfg(test)]
 pub(crate) struct ConvCase {
@@ -273,14 +296,7 @@ impl ConvCase {
         h: usize,
         w: usize,
     ) -> ConvCase {
-        let s = ConvShape {
-            in_channels: cin,
-            out_channels: cout,
-            kernel: [k, k],
-            stride: [stride; 2],
-            padding: [padding; 2],
-            dilation: [dilation; 2],
-        };
+        let s = ConvShape::square(cin, cout, k, stride, padding, dilation);
         ConvCase {
             s,
             hw: [h, w],

@@ -351,14 +351,7 @@ mod tests {
     use crate::kernels::vector::VectorPath;
 
     fn shape(cin: usize, cout: usize, stride: usize) -> ConvShape {
-        ConvShape {
-            in_channels: cin,
-            out_channels: cout,
-            kernel: [1, 1],
-            stride: [stride; 2],
-            padding: [0, 0],
-            dilation: [1, 1],
-        }
+        ConvShape::square(cin, cout, 1, stride, 0, 1)
     }
 
     #[test]
