@@ -211,7 +211,8 @@ mod tests {
             (6, 5, 3, 1, 1, 2, 9, 40),
             (3, 4, 11, 4, 2, 1, 31, 31),
         ] {
-            let case = ConvCase::new(cin, cout, k, stride, padding, dilation, h, w);
+            let s = ConvShape::square(cin, cout, k, stride, padding, dilation);
+            let case = ConvCase::new(s, [h, w]);
             let [ho, wo] = case.out_hw();
             let mut y = vec![0.0; cout * ho * wo];
             let packed = pack(&case.s, &case.weight);

@@ -284,19 +284,9 @@ pub(crate) struct ConvCase {
 
 #[cfg(test)]
 impl ConvCase {
-    /// A square `k × k` convolution of `cin` to `cout` channels over an `h × w` input.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        h: usize,
-        w: usize,
-    ) -> ConvCase {
-        let s = ConvShape::square(cin, cout, k, stride, padding, dilation);
+    /// Convolution `s` over an `h × w` input.
+    pub(crate) fn new(s: ConvShape, [h, w]: [usize; 2]) -> ConvCase {
+        let (cin, cout) = (s.in_channels, s.out_channels);
         ConvCase {
             s,
             hw: [h, w],

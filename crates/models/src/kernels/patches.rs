@@ -309,7 +309,8 @@ mod tests {
             (20, 32, 5, 1, 2, 1, 9, 11),
             (17, 40, 3, 3, 0, 2, 13, 10),
         ] {
-            let case = ConvCase::new(cin, cout, k, stride, padding, dilation, h, w);
+            let s = ConvShape::square(cin, cout, k, stride, padding, dilation);
+            let case = ConvCase::new(s, [h, w]);
             let [ho, wo] = case.out_hw();
             let activation = Activation::Relu6;
             // Each packing (AVX-512's blocks, AVX2's) on each vector path.

@@ -366,7 +366,7 @@ mod tests {
             (40, 16, 11, 10, 3),
             (2048, 8, 2, 3, 1),
         ] {
-            let case = ConvCase::new(cin, cout, 1, stride, 0, 1, h, w);
+            let case = ConvCase::new(shape(cin, cout, stride), [h, w]);
             let [ho, wo] = case.out_hw();
             let mut y = vec![f32::NAN; cout * ho * wo];
             let activation = Activation::Relu;
