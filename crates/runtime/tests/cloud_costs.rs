@@ -156,12 +156,15 @@ async fn loading_a_model_is_reported_apart_from_compute() {
     cloud.stop().await;
 }
 
+/// How many hog requests fill the busy server's queue.
+const HOGS: usize = 40;
+
 /// A busy server's expected wait moves the cut to the edge, and back once it drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_cloud_moves_the_cut_to_the_edge_and_back() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // A network that keeps the one worker busy for a while per request.
-    let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
+    // A network that keeps the one worker busy for a while per request (tens of ms).
+    let hog = zoo::build_with_input("resnet18", vec![3, 112, 112]).expect("resnet18");
     // Each hog runs alone (no batching), so that several queue behind one and the wait is
     // the unbatched queue's: 0 when idle, several hogs' service times when busy.
     let config = CloudConfig {
@@ -200,7 +203,8 @@ async fn a_busy_cloud_moves_the_cut_to_the_edge_and_back() {
     assert_ne!(idle.cut_kind(), "edge-only", "{}", idle.cut_summary());
     assert_eq!(idle.wait_ms, 0.0);
 
-    // Eight hog requests from another client fill the queue.
+    // Hog requests from another client fill the queue. They are many, so that the queue stays
+    // busy for many polls however fast this machine serves one.
     let hog_model = load(&hog, 0);
     let hog_session = EdgeSession::new(
         hog_model,
@@ -215,7 +219,7 @@ async fn a_busy_cloud_moves_the_cut_to_the_edge_and_back() {
     );
     let hog_input = input(&hog, 1, 9);
     let mut hogs = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..HOGS {
         let request = hog_request(&hog_session, &hog_input);
         let client = hog_client.clone();
         hogs.push(tokio::spawn(async move { client.infer(request).await }));
