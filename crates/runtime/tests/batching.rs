@@ -101,7 +101,7 @@ async fn batched_and_lone_requests_each_get_their_own_result() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lenet = lenet();
     // A request that keeps the one worker busy while the others queue behind it.
-    let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
+    let hog = zoo::build_with_input("resnet18", vec![3, 112, 112]).expect("resnet18");
     // Seven samples fill a batch. No window: a batch takes the requests already waiting, so
     // what forms depends on the queue, not on timing.
     let config = CloudConfig {
@@ -150,7 +150,7 @@ async fn requests_at_three_cuts_of_a_dag_share_one_batch() {
     let dir = tempfile::tempdir().expect("temp dir");
     // MobileNetV2's inverted residuals on 32×32 inputs, behind a ResNet-18 hog.
     let net = zoo::build_with_input("mobilenet_v2", vec![3, 32, 32]).expect("mobilenet_v2");
-    let hog = zoo::build_with_input("resnet18", vec![3, 64, 64]).expect("resnet18");
+    let hog = zoo::build_with_input("resnet18", vec![3, 112, 112]).expect("resnet18");
     let config = CloudConfig {
         batch_wait: Duration::ZERO,
         ..CloudConfig::default()
