@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Model;
-use super::input::{Input, elements};
+use super::input::{Input, elements, recycle};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
 use crate::kernels::{Activation, ShapeError, Window, add_into, max_pool2d as max_pool};
@@ -228,6 +228,7 @@ impl Model {
                 let mut sum = a.into_vec(id)?;
                 add_into(&mut sum, elements(id, &other)?, activation)
                     .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+                recycle(other);
                 let sum = Tensor::from_data(TensorData::new(sum, shape), &self.device);
                 return Ok(Some(Value::Map(sum)));
             }
@@ -297,6 +298,7 @@ impl Model {
         let data = x.into_host();
         let y = kernel(elements(id, &data)?)
             .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        recycle(data);
         Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 }

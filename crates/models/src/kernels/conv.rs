@@ -30,6 +30,7 @@ use super::direct;
 use super::gemm::{MatRef, gemm};
 use super::patches;
 use super::pointwise;
+use super::recycled;
 use super::scratch::Scratch;
 use super::vector::VectorPath;
 use super::winograd::{self, Tiling};
@@ -210,7 +211,7 @@ impl PackedConv {
                 s.in_channels
             )));
         }
-        let mut out = vec![0.0f32; batch * s.out_channels * pixels];
+        let mut out = recycled::take(batch * s.out_channels * pixels);
         for (sample, y) in x
             .chunks(s.in_channels * plane_in)
             .zip(out.chunks_mut(s.out_channels * pixels))

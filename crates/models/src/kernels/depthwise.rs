@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
+use super::recycled;
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
 use super::{Activation, ConvShape, ShapeError};
@@ -87,7 +88,7 @@ impl DepthwiseConv {
             .div_ceil(ho * wo)
             .min(planes.div_ceil(4 * threads))
             .max(1);
-        let mut out = vec![0.0f32; planes * ho * wo];
+        let mut out = recycled::take(planes * ho * wo);
         out.par_chunks_mut(per_task * ho * wo)
             .zip(x.par_chunks(per_task * h * w))
             .enumerate()

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::plane::{PaddedPlane, VectorBlocks, Window, in_blocks, store_block};
+use super::recycled;
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
 use super::{Activation, ShapeError};
@@ -32,7 +33,7 @@ pub(crate) fn max_pool2d(
         )));
     }
     let padded = PaddedPlane::new(window, [h, w], [ho, wo])?;
-    let mut out = vec![0.0f32; x.len() / plane_in * plane_out];
+    let mut out = recycled::take(x.len() / plane_in * plane_out);
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
     out.par_chunks_mut(per_task * plane_out)
         .zip(x.par_chunks(per_task * plane_in))
