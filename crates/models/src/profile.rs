@@ -26,8 +26,10 @@ use crate::tensor::{HostTensor, Value};
 /// register-tiled kernel, NCHW to NCHW, with the bias and activation fused; a tensor read by
 /// several nodes shared as host data instead of copied per read; 10: layers on 7×7 maps from
 /// gathered patches in register tiles over output channels (AVX-512); 11: the same on AVX2, its
-/// weight in blocks of 16 output channels.
-pub const KERNEL_REVISION: u32 = 11;
+/// weight in blocks of 16 output channels; 12: layers' outputs in recycled buffers instead of
+/// zeroed fresh memory, stride-2 depthwise and pooling layers on inputs narrower than 32
+/// columns without the column split, short rows copied as masked whole vectors.
+pub const KERNEL_REVISION: u32 = 12;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

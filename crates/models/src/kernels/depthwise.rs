@@ -147,7 +147,7 @@ impl pulp::WithSimd for Planes<'_> {
             .zip(self.xs.chunks_exact(h * w));
         for (i, (y, input)) in planes.enumerate() {
             let c = (self.first + i) % conv.shape.out_channels;
-            padded.fill(simd, input, self.copy);
+            padded.fill(simd, input, self.copy, 0.0);
             let mut sums = Sums {
                 copy: self.copy,
                 taps: padded.tap_starts(),

@@ -109,7 +109,7 @@ impl pulp::WithSimd for Fill<'_> {
         self.copies.fill(0.0);
         let planes = self.copies.chunks_exact_mut(self.padded.copy_len());
         for (copy, plane) in planes.zip(self.sample.chunks_exact(h * w)) {
-            self.padded.fill(simd, plane, copy);
+            self.padded.fill(simd, plane, copy, 0.0);
         }
     }
 }

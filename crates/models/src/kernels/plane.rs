@@ -12,6 +12,10 @@ use super::{Activation, ShapeError};
 /// the last vector of outputs is a whole one.
 const MAX_LANES: usize = 16;
 
+/// Inputs at least this wide are split into column phases at column strides above 1; see
+/// [`PaddedPlane`].
+const SPLIT_MIN_WIDTH: usize = 32;
+
 /// Output vectors a kernel computes together, holding their values in registers across the
 /// taps: independent results, so that one tap's operations need not wait for each other's.
 const BLOCK: usize = 8;
@@ -73,12 +77,18 @@ pub(crate) struct Window {
 }
 
 /// The layout of one plane's padded copy, split into *phases* by the remainders of the padded
-/// row and column modulo the stride: phase `(qy, qx)` holds padded rows `qy, qy + sh, …` and,
-/// of each, columns `qx, qx + sw, …`, as `rows × width` values (the padding value past the
-/// input's edges, up to the last value any window reads). A kernel tap then reads, for output `(oy, ox)`, the value at `oy · width + ox`
-/// from its own start in its phase: every tap is one run over all the plane's outputs, taken
-/// row after row as if they were `width` wide. The `width − wo` extra values per row (garbage:
-/// they read across into the next row) are computed and dropped.
+/// row modulo the row stride and, on wide inputs, of the padded column modulo the column
+/// stride: phase `(qy, qx)` holds padded rows `qy, qy + sh, …` and, of each, columns
+/// `qx, qx + sw, …`, as `rows × width` values (the padding value past the input's edges, up to
+/// the last value any window reads). A kernel tap then reads, for output `(oy, ox)`, the value
+/// at `oy · width + ox` from its own start in its phase: every tap is one run over all the
+/// plane's outputs, taken row after row as if they were `width` wide. The `width − wo` extra
+/// values per row (garbage: they read across into the next row) are computed and dropped.
+///
+/// Narrower inputs (below [`SPLIT_MIN_WIDTH`] columns) keep their columns together, each row
+/// copied whole: a tap reads output `(oy, ox)` at `oy · width + ox · sw`, and the outputs
+/// between those the stride keeps are computed and dropped too. Splitting short rows into
+/// column phases, a value at a time, cost more than computing `sw` times the outputs.
 #[derive(Debug)]
 pub(crate) struct PaddedPlane {
     /// Input rows and columns.
@@ -87,6 +97,11 @@ pub(crate) struct PaddedPlane {
     padding: [usize; 2],
     /// Row and column stride.
     stride: [usize; 2],
+    /// Column phases: the column stride where columns are split, else 1.
+    column_phases: usize,
+    /// How far apart, in a phase row, the outputs of one row are: 1 where columns are split,
+    /// else the column stride.
+    step: usize,
     /// Rows and columns of each phase.
     rows: usize,
     width: usize,
@@ -122,19 +137,23 @@ impl PaddedPlane {
                  {h}x{w} inputs padded by {ph}x{pw}"
             )));
         }
+        let column_phases = if w >= SPLIT_MIN_WIDTH { sw } else { 1 };
         let rows = (last(ho, sh, kh, dh) + 1).div_ceil(sh);
-        let width = (last(wo, sw, kw, dw) + 1).div_ceil(sw);
+        let width = (last(wo, sw, kw, dw) + 1).div_ceil(column_phases);
         let mut tap_starts = Vec::with_capacity(kh * kw);
         for ky in 0..kh {
             for kx in 0..kw {
-                let phase = (ky * dh % sh) * sw + kx * dw % sw;
-                tap_starts.push(phase * rows * width + ky * dh / sh * width + kx * dw / sw);
+                let (column, qx) = (kx * dw / column_phases, kx * dw % column_phases);
+                let phase = (ky * dh % sh) * column_phases + qx;
+                tap_starts.push(phase * rows * width + ky * dh / sh * width + column);
             }
         }
         Ok(PaddedPlane {
             input: [h, w],
             padding: [ph, pw],
             stride: [sh, sw],
+            column_phases,
+            step: sw / column_phases,
             rows,
             width,
             output: [ho, wo],
@@ -154,7 +173,7 @@ impl PaddedPlane {
 
     /// Values in the padded copy.
     fn len(&self) -> usize {
-        self.stride[0] * self.stride[1] * self.rows * self.width
+        self.stride[0] * self.column_phases * self.rows * self.width
     }
 
     /// Values a scratch buffer for the padded copy holds: the copy and [`MAX_LANES`] of
@@ -163,10 +182,10 @@ impl PaddedPlane {
         self.len() + MAX_LANES
     }
 
-    /// Outputs computed per plane, the garbage between rows included.
+    /// Outputs computed per plane, the garbage between rows and the dropped ones included.
     fn flat_len(&self) -> usize {
         let [ho, wo] = self.output;
-        (ho - 1) * self.width + wo
+        (ho - 1) * self.width + (wo - 1) * self.step + 1
     }
 
     /// Values a scratch buffer for a plane's flat outputs holds: whole vectors of every width.
@@ -186,16 +205,18 @@ impl PaddedPlane {
     }
 
     /// Copies the outputs of one plane, computed in the flat numbering into `flat`, to `y`
-    /// (`[ho, wo]`), dropping the garbage between rows. Rows go in order, each as whole vectors
-    /// where `y` has room: the last vector of a row runs into the next rows, which are written
-    /// after it.
+    /// (`[ho, wo]`), dropping the garbage between rows and the outputs between those kept.
+    /// Rows go in order, each (where outputs are next to each other) as whole vectors where `y`
+    /// has room: the last vector of a row runs into the next rows, which are written after it.
     #[inline(always)]
     pub(crate) fn copy_out<S: pulp::Simd>(&self, simd: S, flat: &[f32], y: &mut [f32]) {
         let (wo, lanes) = (self.output[1], S::F32_LANES);
         let whole = wo.next_multiple_of(lanes);
         for (r, start) in (0..self.output[0]).map(|r| (r, r * self.width)) {
             let at = r * wo;
-            if at + whole <= y.len() && start + whole <= flat.len() {
+            if self.step > 1 {
+                gather(simd, &mut y[at..at + wo], &flat[start..], self.step);
+            } else if at + whole <= y.len() && start + whole <= flat.len() {
                 for v in (0..whole).step_by(lanes) {
                     store::<S>(&mut y[at + v..], load::<S>(&flat[start + v..]));
                 }
@@ -206,13 +227,18 @@ impl PaddedPlane {
     }
 
     /// Copies `input`, one `[h, w]` plane, into `copy` in this layout. Only the values that
-    /// come from the input are written: the caller fills `copy` with the padding value once,
-    /// for every plane of the same layout.
+    /// come from the input are written, and past a row shorter than a vector, `pad`: the
+    /// caller fills `copy` with the padding value `pad` once, for every plane of the same
+    /// layout.
     #[inline(always)]
-    pub(crate) fn fill<S: pulp::Simd>(&self, simd: S, input: &[f32], copy: &mut [f32]) {
+    pub(crate) fn fill<S: pulp::Simd>(&self, simd: S, input: &[f32], copy: &mut [f32], pad: f32) {
+        if self.column_phases == 1 {
+            self.fill_rows(simd, input, copy, pad);
+            return;
+        }
         let [h, w] = self.input;
         let [ph, pw] = self.padding;
-        let [sh, sw] = self.stride;
+        let (sh, sw) = (self.stride[0], self.column_phases);
         let width = self.width;
         // Columns first..end of phase column qx hold input columns qx + j·sw − pw, the rest
         // zeros.
@@ -263,6 +289,44 @@ impl PaddedPlane {
         }
     }
 }
+
+impl PaddedPlane {
+    /// [`PaddedPlane::fill`] where columns stay together: each input row copied into its
+    /// padded row. A row shorter than a vector goes as one whole vector whose lanes past the
+    /// row hold `pad`: they land in the padding, or in rows (of this phase or the next) that
+    /// are written after it. (A partial load and store, where the plane ends, costs several
+    /// times more.)
+    #[inline(always)]
+    fn fill_rows<S: pulp::Simd>(&self, simd: S, input: &[f32], copy: &mut [f32], pad: f32) {
+        let [h, w] = self.input;
+        let [ph, pw] = self.padding;
+        let (sh, rows, width, lanes) = (self.stride[0], self.rows, self.width, S::F32_LANES);
+        let first = pw.min(width);
+        let n = (pw + w).min(width) - first;
+        let keep = simd.less_than_f32s(load::<S>(&LANE_INDEX), simd.splat_f32s(n as f32));
+        let pads = simd.splat_f32s(pad);
+        for qy in 0..sh {
+            for i in 0..rows {
+                let iy = (qy + i * sh).wrapping_sub(ph);
+                if iy >= h || n == 0 {
+                    continue;
+                }
+                let (from, to) = (iy * w, (qy * rows + i) * width + first);
+                if n < lanes && from + lanes <= input.len() && to + lanes <= copy.len() {
+                    let row = simd.select_f32s(keep, load::<S>(&input[from..]), pads);
+                    store::<S>(&mut copy[to..], row);
+                } else {
+                    copy_row(simd, &mut copy[to..to + n], &input[from..from + n]);
+                }
+            }
+        }
+    }
+}
+
+/// Each lane's index, to mask the lanes of a vector past a short row.
+const LANE_INDEX: [f32; MAX_LANES] = [
+    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+];
 
 /// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
 #[inline(always)]

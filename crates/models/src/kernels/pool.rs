@@ -81,7 +81,7 @@ impl pulp::WithSimd for Planes<'_> {
             .chunks_exact_mut(ho * wo)
             .zip(self.xs.chunks_exact(h * w));
         for (y, input) in planes {
-            padded.fill(simd, input, self.copy);
+            padded.fill(simd, input, self.copy, f32::NEG_INFINITY);
             let mut maxima = Maxima {
                 copy: self.copy,
                 taps: padded.tap_starts(),
