@@ -28,7 +28,8 @@ use crate::tensor::{HostTensor, Value};
 /// gathered patches in register tiles over output channels (AVX-512); 11: the same on AVX2, its
 /// weight in blocks of 16 output channels; 12: layers' outputs in recycled buffers instead of
 /// zeroed fresh memory, stride-2 depthwise and pooling layers on inputs narrower than 32
-/// columns without the column split, short rows copied as masked whole vectors.
+/// columns without the column split, short rows copied as masked whole vectors, the last few
+/// pixels of a 1×1 layer summed one at a time over channel vectors.
 pub const KERNEL_REVISION: u32 = 12;
 
 /// One node's measured latency and output size.

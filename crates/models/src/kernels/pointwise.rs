@@ -230,7 +230,10 @@ impl Chunk<'_> {
         let len = task.rows.first().map_or(0, |r| r.len());
         let whole = len / tile;
         let tail = len - whole * tile;
-        let tail_vectors = tail.div_ceil(lanes);
+        // A few last pixels go one at a time ([`lone_pixel`]) rather than as a tile of whole
+        // vectors that would be mostly empty.
+        let lone = tail > 0 && 2 * tail <= lanes && lanes >= CHANNELS;
+        let tail_vectors = if lone { 0 } else { tail.div_ceil(lanes) };
         // The chunk's input columns, packed tile by tile as `[in, tile]` rows of whole vectors
         // (zeros past the plane's end in the last, partial tile): every load of a tile's sums
         // follows the one before in memory.
@@ -242,11 +245,19 @@ impl Chunk<'_> {
                 let at = (t * cin + c) * tile;
                 copy_row(simd, &mut full[at..at + tile], columns);
             }
-            if tail > 0 {
+            if tail_vectors > 0 {
                 let dst = &mut last[c * tail_vectors * lanes..(c + 1) * tail_vectors * lanes];
                 let (values, zeros) = dst.split_at_mut(tail);
                 copy_row(simd, values, &row[whole * tile..]);
                 zeros.fill(0.0);
+            }
+        }
+        // Each lone pixel's input values, each repeated for every channel of a block.
+        let mut spread = Scratch::take(if lone { tail * cin * CHANNELS } else { 0 });
+        for (p, values) in spread.chunks_exact_mut(cin * CHANNELS).enumerate() {
+            let pixel = task.first_pixel + whole * tile + p;
+            for (c, dst) in values.chunks_exact_mut(CHANNELS).enumerate() {
+                dst.fill(x[c * pixels + pixel]);
             }
         }
         let per_group = cin * CHANNELS;
@@ -266,6 +277,16 @@ impl Chunk<'_> {
                 tiles.run::<S, V>(simd, columns, t * tile, tile);
             }
             let at = whole * tile;
+            for (p, values) in spread.chunks_exact(per_group).enumerate() {
+                let mut sums = lone_pixel(simd, weights, values);
+                for (sum, bias) in sums.iter_mut().zip(&tiles.bias) {
+                    *sum += bias;
+                }
+                activation.apply(&mut sums);
+                for (row, &sum) in tiles.rows.iter_mut().zip(&sums) {
+                    row[at + p] = sum;
+                }
+            }
             match tail_vectors {
                 0 => {}
                 1 => tiles.run::<S, 1>(simd, last, at, tail),
@@ -274,6 +295,46 @@ impl Chunk<'_> {
             }
         }
     }
+}
+
+/// One pixel's sums for one block of output channels, from the block's packed `weights`
+/// (`[in, CHANNELS]`) and the pixel's input values each repeated `CHANNELS` times (`spread`,
+/// `[in, CHANNELS]`): the two multiplied a vector at a time (a vector holds `lanes / CHANNELS`
+/// input channels), in four independent sums, whose lanes are then added channel by channel.
+/// Per pixel and block, `in · CHANNELS / lanes` multiply-adds, where a tile of one vector of
+/// pixels takes `in · CHANNELS` whatever the pixels it holds.
+#[inline(always)]
+fn lone_pixel<S: pulp::Simd>(simd: S, weights: &[f32], spread: &[f32]) -> [f32; CHANNELS] {
+    let lanes = S::F32_LANES;
+    let step = 4 * lanes;
+    let mut acc = [simd.splat_f32s(0.0); 4];
+    let whole = weights.len() / step * step;
+    for (w, x) in weights[..whole]
+        .chunks_exact(step)
+        .zip(spread[..whole].chunks_exact(step))
+    {
+        for (j, sum) in acc.iter_mut().enumerate() {
+            let at = j * lanes;
+            *sum = simd.mul_add_e_f32s(load::<S>(&w[at..]), load::<S>(&x[at..]), *sum);
+        }
+    }
+    let mut rest = whole;
+    while rest + lanes <= weights.len() {
+        let (w, x) = (load::<S>(&weights[rest..]), load::<S>(&spread[rest..]));
+        acc[0] = simd.mul_add_e_f32s(w, x, acc[0]);
+        rest += lanes;
+    }
+    let total = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+    let mut folded = [0.0f32; 16];
+    store_block(simd, [total], Activation::Identity, &mut folded[..lanes]);
+    let mut sums = [0.0f32; CHANNELS];
+    for (i, &v) in folded[..lanes].iter().enumerate() {
+        sums[i % CHANNELS] += v;
+    }
+    for (i, (&w, &x)) in weights[rest..].iter().zip(&spread[rest..]).enumerate() {
+        sums[i % CHANNELS] += w * x;
+    }
+    sums
 }
 
 /// One block of output channels: its packed weights (`[in, CHANNELS]`), bias and activation,
@@ -357,7 +418,8 @@ mod tests {
     #[test]
     fn every_output_sums_its_pixel_over_every_input_channel() {
         // (in, out, h, w, stride): whole chunks and tiles, a partial tile of 1, 2 and 3
-        // vectors, a partial channel block, many chunks (few input channels), strides 2 and 3.
+        // vectors, last pixels computed alone (7×7, 14×14, 2×3), a partial channel block, many
+        // chunks (few input channels), strides 2 and 3.
         for (cin, cout, h, w, stride) in [
             (16, 32, 7, 7, 1),
             (24, 13, 14, 14, 1),
