@@ -12,7 +12,9 @@ use super::Model;
 use super::input::{Input, elements, recycle};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
-use crate::kernels::{Activation, ShapeError, Window, add_into, max_pool2d as max_pool};
+use crate::kernels::{
+    Activation, ShapeError, Window, add_into, max_pool2d as max_pool, plane_means,
+};
 use crate::layer::LayerKind;
 use crate::net::Node;
 use crate::tensor::Value;
@@ -145,14 +147,25 @@ impl Model {
         })
     }
 
-    /// Runs pooling layer `node` on `x` (max pooling with the crate's own kernel where it runs
-    /// it); `None` when `node` is no pooling layer.
+    /// Runs pooling layer `node` on `x` (max pooling and global average pooling with the
+    /// crate's own kernels where it runs them); `None` when `node` is no pooling layer.
     fn pool(&self, node: &Node, x: Input) -> Result<Option<Tensor<4>>, ModelError> {
-        if !matches!(node.spec().kind, LayerKind::MaxPool2d { .. }) || !self.own_kernels {
+        let own = match node.spec().kind {
+            LayerKind::MaxPool2d { .. } => true,
+            LayerKind::AdaptiveAvgPool2d { output_size } => output_size == [1, 1],
+            _ => false,
+        };
+        if !own || !self.own_kernels {
             let x = self.map(x)?;
             return Ok(self.burn_pool(node, x));
         }
         Ok(Some(match &node.spec().kind {
+            LayerKind::AdaptiveAvgPool2d { .. } => {
+                let out = &node.spec().output_shape;
+                self.on_host(node.id(), x, out, |data, [h, w], _| {
+                    plane_means(data, h * w)
+                })?
+            }
             LayerKind::MaxPool2d {
                 kernel_size,
                 stride,

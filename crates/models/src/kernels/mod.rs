@@ -36,7 +36,7 @@ pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;
 pub(crate) use plane::Window;
-pub(crate) use pool::max_pool2d;
+pub(crate) use pool::{max_pool2d, plane_means};
 pub(crate) use recycled::give_back;
 pub use vector::{VECTOR_PATH_VAR, VectorPath};
 

@@ -135,6 +135,45 @@ impl VectorBlocks for Maxima<'_> {
     }
 }
 
+/// Global average pooling (an adaptive average pool to 1×1): the mean of each `plane`-value
+/// plane of `x`, one value per plane.
+pub(crate) fn plane_means(x: &[f32], plane: usize) -> Result<Vec<f32>, ShapeError> {
+    if plane == 0 || x.len() % plane != 0 {
+        return Err(ShapeError(format!(
+            "the input holds {} values, not a multiple of a {plane}-value plane",
+            x.len()
+        )));
+    }
+    let mut out = vec![0.0f32; x.len() / plane];
+    out.par_chunks_mut(TASK_OUTPUTS)
+        .zip(x.par_chunks(TASK_OUTPUTS * plane))
+        .for_each(|(means, xs)| dispatch(Means { means, xs }));
+    Ok(out)
+}
+
+/// One task's planes for [`plane_means`]: `means` (one per plane) of `xs`.
+struct Means<'a> {
+    means: &'a mut [f32],
+    xs: &'a [f32],
+}
+
+impl pulp::WithSimd for Means<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let plane = self.xs.len() / self.means.len().max(1);
+        for (mean, values) in self.means.iter_mut().zip(self.xs.chunks_exact(plane)) {
+            let (vectors, rest) = S::as_simd_f32s(values);
+            let sum = vectors
+                .iter()
+                .fold(simd.splat_f32s(0.0), |sum, &v| simd.add_f32s(sum, v));
+            let total = simd.reduce_sum_f32s(sum) + rest.iter().sum::<f32>();
+            *mean = total / plane as f32;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +292,19 @@ mod tests {
             max_pool2d(&[1.0; 32], [4, 4], [3, 3], &window).expect("pools"),
             vec![1.0; 18]
         );
+    }
+
+    #[test]
+    fn global_average_pooling_takes_each_planes_mean() {
+        // Planes of 49 values (a vector and more, on every path), 3 of them; and planes of 1.
+        let x: Vec<f32> = (0..3 * 49).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let means = plane_means(&x, 49).expect("runs");
+        for (mean, plane) in means.iter().zip(x.chunks_exact(49)) {
+            let want = plane.iter().sum::<f32>() / 49.0;
+            assert!((mean - want).abs() < 1e-5, "{mean} against {want}");
+        }
+        assert_eq!(plane_means(&[2.0, 3.0], 1).expect("runs"), vec![2.0, 3.0]);
+        assert!(plane_means(&x, 50).is_err());
+        assert!(plane_means(&x, 0).is_err());
     }
 }
