@@ -30,7 +30,7 @@ use crate::tensor::{HostTensor, Value};
 /// zeroed fresh memory, stride-2 depthwise and pooling layers on inputs narrower than 32
 /// columns without the column split, short rows copied as masked whole vectors, the last few
 /// pixels of a 1×1 layer summed one at a time over channel vectors, global average pooling by
-/// its own kernel.
+/// its own kernel, channel concatenation into a recycled buffer.
 pub const KERNEL_REVISION: u32 = 12;
 
 /// One node's measured latency and output size.

@@ -13,7 +13,7 @@ use super::input::{Input, elements, recycle};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
 use crate::kernels::{
-    Activation, ShapeError, Window, add_into, max_pool2d as max_pool, plane_means,
+    Activation, ShapeError, Window, add_into, max_pool2d as max_pool, plane_means, recycled,
 };
 use crate::layer::LayerKind;
 use crate::net::Node;
@@ -37,7 +37,7 @@ impl Model {
             return self.add(node.id(), inputs, activation)?.ok_or_else(wrong);
         }
         if matches!(kind, LayerKind::Concat) {
-            return combine(kind, self.values(inputs)?).ok_or_else(wrong);
+            return self.concat(node.id(), inputs)?.ok_or_else(wrong);
         }
         let [x] = <[Input; 1]>::try_from(inputs).map_err(|_| wrong())?;
         if self.fusion.is_absorbed(v) {
@@ -254,6 +254,36 @@ impl Model {
                 Value::Vector(t) => Value::Vector(activate(t, activation)),
             }),
         )
+    }
+
+    /// Concatenates `inputs` along channels: feature maps of one batch and size with the
+    /// crate's own kernels, each sample's channels copied after the last input's into a
+    /// recycled buffer; anything else with Burn's operations. `None` when the ranks differ.
+    fn concat(&self, id: &str, inputs: Vec<Input>) -> Result<Option<Value>, ModelError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(Input::shape).collect();
+        let maps_alike = shapes
+            .windows(2)
+            .all(|pair| pair[0][0] == pair[1][0] && pair[0][2..] == pair[1][2..]);
+        let first = match shapes.first().map(Vec::as_slice) {
+            Some(&[batch, _, h, w]) if self.own_kernels && maps_alike => [batch, h, w],
+            _ => return Ok(combine(&LayerKind::Concat, self.values(inputs)?)),
+        };
+        let [batch, h, w] = first;
+        let channels: usize = shapes.iter().map(|s| s[1]).sum();
+        let mut out = recycled::take(batch * channels * h * w);
+        let data: Vec<_> = inputs.into_iter().map(Input::into_host).collect();
+        let mut at = 0;
+        for sample in 0..batch {
+            for (x, shape) in data.iter().zip(&shapes) {
+                let len = shape[1] * h * w;
+                let x = &elements(id, x)?[sample * len..(sample + 1) * len];
+                out[at..at + len].copy_from_slice(x);
+                at += len;
+            }
+        }
+        data.into_iter().for_each(recycle);
+        let out = TensorData::new(out, [batch, channels, h, w]);
+        Ok(Some(Value::Map(Tensor::from_data(out, &self.device))))
     }
 
     /// `inputs` as values on the model's device.

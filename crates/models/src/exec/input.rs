@@ -14,7 +14,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ModelError;
-use crate::kernels::give_back;
+use crate::kernels::recycled;
 use crate::tensor::Value;
 
 /// A node's input. (A value is a Burn tensor handle of a few hundred bytes, moved once or
@@ -96,13 +96,13 @@ impl Input {
 }
 
 /// Gives the buffer of host data that no reader needs any more to the kernels' output pool
-/// ([`give_back`]), when nobody else holds it and it is a plain `f32` buffer (else it is
+/// ([`recycled::give_back`]), when nobody else holds it and it is a plain `f32` buffer (else it is
 /// simply freed).
 pub(crate) fn recycle(data: Arc<TensorData>) {
     if let Ok(data) = Arc::try_unwrap(data)
         && let Ok(buf) = data.into_bytes().try_into_vec::<f32>()
     {
-        give_back(buf);
+        recycled::give_back(buf);
     }
 }
 

@@ -25,7 +25,7 @@ mod patches;
 mod plane;
 mod pointwise;
 mod pool;
-mod recycled;
+pub(crate) mod recycled;
 mod scratch;
 mod vector;
 mod winograd;
@@ -37,7 +37,6 @@ pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;
 pub(crate) use plane::Window;
 pub(crate) use pool::{max_pool2d, plane_means};
-pub(crate) use recycled::give_back;
 pub use vector::{VECTOR_PATH_VAR, VectorPath};
 
 /// What a layer applies to its output after the bias, element by element.
