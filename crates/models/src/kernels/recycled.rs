@@ -15,8 +15,10 @@ use std::sync::{Mutex, MutexGuard};
 /// Buffers the pool keeps.
 const KEPT: usize = 8;
 
-/// Bytes the pool keeps in all; a larger buffer is freed.
-const KEPT_BYTES: usize = 256 << 20;
+/// Bytes the pool keeps in all; a larger buffer is freed. Every activation of the zoo's models
+/// at batch 1 but VGG16's first ones fits several times; a server keeps no more than this
+/// between requests.
+const KEPT_BYTES: usize = 64 << 20;
 
 /// How many times larger than the output a recycled buffer may be: a larger one is left for a
 /// larger output (an output holds its buffer for as long as the tensor lives).
