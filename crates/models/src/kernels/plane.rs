@@ -215,7 +215,7 @@ impl PaddedPlane {
         for (r, start) in (0..self.output[0]).map(|r| (r, r * self.width)) {
             let at = r * wo;
             if self.step > 1 {
-                gather(simd, &mut y[at..at + wo], &flat[start..], self.step);
+                gather(&mut y[at..at + wo], &flat[start..], self.step);
             } else if at + whole <= y.len() && start + whole <= flat.len() {
                 for v in (0..whole).step_by(lanes) {
                     store::<S>(&mut y[at + v..], load::<S>(&flat[start + v..]));
@@ -283,14 +283,12 @@ impl PaddedPlane {
                 }
                 for (i, dst) in values.chunks_exact_mut(width).enumerate() {
                     let Some(src) = input_row(i) else { continue };
-                    gather(simd, &mut dst[first..end], &src[qx + first * sw - pw..], sw);
+                    gather(&mut dst[first..end], &src[qx + first * sw - pw..], sw);
                 }
             }
         }
     }
-}
 
-impl PaddedPlane {
     /// [`PaddedPlane::fill`] where columns stay together: each input row copied into its
     /// padded row. A row shorter than a vector goes as one whole vector whose lanes past the
     /// row hold `pad`: they land in the padding, or in rows (of this phase or the next) that
@@ -330,20 +328,14 @@ const LANE_INDEX: [f32; MAX_LANES] = [
 
 /// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
 #[inline(always)]
-fn gather<S: pulp::Simd>(simd: S, dst: &mut [f32], src: &[f32], stride: usize) {
-    let Some((last, init)) = dst.split_last_mut() else {
+fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+    let Some(last) = dst.len().checked_sub(1) else {
         return;
     };
-    let src = &src[..init.len() * stride + 1];
-    if stride == 1 {
-        copy_row(simd, init, &src[..init.len()]);
-        *last = src[init.len()];
-        return;
-    }
-    for (j, d) in init.iter_mut().enumerate() {
+    let src = &src[..last * stride + 1];
+    for (j, d) in dst.iter_mut().enumerate() {
         *d = src[j * stride];
     }
-    *last = src[init.len() * stride];
 }
 
 /// `evens[j] = src[2j]` and `odds[j] = src[2j + 1]` for every `j` of each (`src` holds them
