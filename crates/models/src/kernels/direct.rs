@@ -60,11 +60,16 @@ pub(crate) fn forward(
     }
     let copy_len = padded.copy_len();
     let mut copies = Scratch::take(cin * copy_len);
-    dispatch(Fill {
-        padded: &padded,
-        sample,
-        copies: &mut copies,
-    });
+    copies
+        .par_chunks_mut(copy_len)
+        .zip(sample.par_chunks(h * w))
+        .for_each(|(copy, plane)| {
+            dispatch(Fill {
+                padded: &padded,
+                plane,
+                copy,
+            })
+        });
     let flat_len = padded.flat_scratch_len();
     y.par_chunks_mut(CHANNELS * ho * wo)
         .zip(weight.par_chunks(block_weights))
@@ -93,11 +98,12 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// Copies every input channel of `sample` into its padded plane in `copies`, one after another.
+/// One input plane copied into its padded layout (`copy`, zeroed first), in parallel with the
+/// others: a stem's planes are large, and their copy is a sizeable part of the layer.
 struct Fill<'a> {
     padded: &'a PaddedPlane,
-    sample: &'a [f32],
-    copies: &'a mut [f32],
+    plane: &'a [f32],
+    copy: &'a mut [f32],
 }
 
 impl pulp::WithSimd for Fill<'_> {
@@ -105,12 +111,8 @@ impl pulp::WithSimd for Fill<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let [h, w] = self.padded.input();
-        self.copies.fill(0.0);
-        let planes = self.copies.chunks_exact_mut(self.padded.copy_len());
-        for (copy, plane) in planes.zip(self.sample.chunks_exact(h * w)) {
-            self.padded.fill(simd, plane, copy, 0.0);
-        }
+        self.copy.fill(0.0);
+        self.padded.fill(simd, self.plane, self.copy, 0.0);
     }
 }
 
