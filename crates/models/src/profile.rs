@@ -30,8 +30,10 @@ use crate::tensor::{HostTensor, Value};
 /// zeroed fresh memory, stride-2 depthwise and pooling layers on inputs narrower than 32
 /// columns without the column split, short rows copied as masked whole vectors, the last few
 /// pixels of a 1×1 layer summed one at a time over channel vectors, global average pooling by
-/// its own kernel, channel concatenation into a recycled buffer.
-pub const KERNEL_REVISION: u32 = 12;
+/// its own kernel, channel concatenation into a recycled buffer; 13: max pooling in two
+/// passes (down the columns, then along the rows), a residual addition and its activation in
+/// the epilogue of the convolution before it where both run in one part.
+pub const KERNEL_REVISION: u32 = 13;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

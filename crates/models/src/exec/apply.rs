@@ -127,6 +127,32 @@ impl Model {
         })
     }
 
+    /// Runs convolution `v` on `x` with the addition it takes in (see
+    /// [`Shortcuts`](super::shortcut::Shortcuts)): `shortcut` added to its outputs before
+    /// `activation`, in its kernel's epilogue, written over the shortcut's buffer (copied first
+    /// only if another reader still holds it).
+    pub(super) fn conv_onto(
+        &self,
+        v: usize,
+        x: Input,
+        shortcut: Input,
+        activation: Activation,
+    ) -> Result<Value, ModelError> {
+        let node = &self.net.nodes()[v];
+        let Params::Packed(conv) = &self.params[v] else {
+            return Err(ModelError::Backend(format!(
+                "`{}` cannot add a shortcut: it does not run on the crate's own kernels",
+                node.id()
+            )));
+        };
+        let (id, batch) = (node.id(), x.shape().first().copied().unwrap_or(1));
+        let residual = shortcut.into_vec(id)?;
+        let y = self.on_host(id, x, &node.spec().output_shape, |data, hw, _| {
+            Ok(conv.forward_onto(data, batch, hw, residual, activation)?.0)
+        })?;
+        Ok(Value::Map(y))
+    }
+
     /// Runs linear layer `node` on `x` with the kernel its `params` were prepared for; `None`
     /// when they are not a linear layer's.
     fn linear(

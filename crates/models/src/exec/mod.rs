@@ -21,6 +21,7 @@ mod apply;
 mod input;
 mod part;
 mod prepare;
+mod shortcut;
 #[cfg(test)]
 mod tests;
 

@@ -4,6 +4,7 @@
 //! nodes inside a real pass); without one the loop pays a single branch per node.
 
 use super::input::Input;
+use super::shortcut::Shortcuts;
 use super::{Activations, Model};
 use crate::error::ModelError;
 use crate::net::Node;
@@ -79,6 +80,7 @@ impl Model {
         }
         let batch = self.check_boundary(&boundary)?;
         let exported = self.exported(part, export_all);
+        let shortcuts = self.shortcuts(part, &exported);
         let mut tensors = Tensors {
             part,
             uses: self.reads_within(part),
@@ -98,7 +100,7 @@ impl Model {
                         input: node.id().to_string(),
                     })?
             } else {
-                self.run_in_part(v, batch, &mut tensors)?
+                self.run_in_part(v, batch, &shortcuts, &mut tensors)?
             };
             if exported[v] {
                 out.insert(v, value.clone());
@@ -127,7 +129,7 @@ impl Model {
 
     /// Which nodes' outputs the part returns: with `export_all` all of its nodes', else those a
     /// node outside the part reads, and the network's output.
-    fn exported(&self, part: &[bool], export_all: bool) -> Vec<bool> {
+    pub(super) fn exported(&self, part: &[bool], export_all: bool) -> Vec<bool> {
         let net = &self.net;
         (0..net.len())
             .map(|v| {
@@ -138,22 +140,37 @@ impl Model {
     }
 
     /// Runs node `v` (not the input) of the part on its inputs from `tensors`, and checks its
-    /// output's shape: `batch` samples of the node's spec.
+    /// output's shape: `batch` samples of the node's spec. A convolution that takes in an
+    /// addition (see [`Shortcuts`]) also reads the addition's other input, and that addition
+    /// then passes on the sum, reading nothing else.
     fn run_in_part(
         &self,
         v: usize,
         batch: usize,
+        shortcuts: &Shortcuts,
         tensors: &mut Tensors<'_>,
     ) -> Result<Value, ModelError> {
         let node = &self.net.nodes()[v];
-        let mut inputs = Vec::with_capacity(node.inputs().len());
-        for &u in node.inputs() {
-            inputs.push(tensors.read(u).ok_or_else(|| ModelError::MissingBoundary {
+        let mut read = |u: usize| {
+            tensors.read(u).ok_or_else(|| ModelError::MissingBoundary {
                 node: node.id().to_string(),
                 input: self.net.nodes()[u].id().to_string(),
-            })?);
-        }
-        let y = self.apply(v, inputs)?;
+            })
+        };
+        let y = if let Some(sum) = shortcuts.sum_of(v) {
+            read(sum)?.into_value(&self.device)?
+        } else if let (Some(shortcut), &[u]) = (shortcuts.of_conv(v), node.inputs()) {
+            let x = read(u)?;
+            let other = read(shortcut.other)?;
+            self.conv_onto(v, x, other, shortcut.activation)?
+        } else {
+            let inputs = node
+                .inputs()
+                .iter()
+                .map(|&u| read(u))
+                .collect::<Result<_, _>>()?;
+            self.apply(v, inputs)?
+        };
         check_output(node, batch, &y)?;
         Ok(y)
     }

@@ -2,7 +2,9 @@
 
 use super::prepare::{LINEAR_SPLIT_BYTES, Params};
 use super::*;
+use crate::kernels::Activation;
 use crate::net::NetBuilder;
+use crate::relative_difference;
 
 fn host(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
     HostTensor::new(shape, data).expect("host tensor")
@@ -187,4 +189,79 @@ fn wrong_weights_are_rejected_before_upload() {
     let net = tiny().net().clone();
     let err = Model::new(net, Weights::new(), &Device::flex()).expect_err("no weights");
     assert!(err.to_string().contains("missing conv.weight"), "{err}");
+}
+
+/// input [16,6,6] -> conv 3x3 -> bn -> relu -> conv 1x1 -> bn -> add(input) -> relu: a
+/// residual block, with seeded weights, run with `kernels`.
+fn block(kernels: Kernels) -> Model {
+    let mut b = NetBuilder::new("block", vec![16, 6, 6]).expect("input");
+    let conv = |k: usize, p: usize| LayerKind::Conv2d {
+        in_channels: 16,
+        out_channels: 16,
+        kernel_size: [k, k],
+        stride: [1, 1],
+        padding: [p, p],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    };
+    let bn = LayerKind::BatchNorm2d {
+        num_features: 16,
+        eps: 1e-5,
+    };
+    let x = b.add("conv1", conv(3, 1), &[0]).expect("conv1");
+    let x = b.add("bn1", bn.clone(), &[x]).expect("bn1");
+    let x = b.add("relu1", LayerKind::Relu, &[x]).expect("relu1");
+    let x = b.add("conv2", conv(1, 0), &[x]).expect("conv2");
+    let x = b.add("bn2", bn, &[x]).expect("bn2");
+    let x = b.add("add", LayerKind::Add, &[x, 0]).expect("add");
+    b.add("relu", LayerKind::Relu, &[x]).expect("relu");
+    let net = b.build().expect("block");
+    let weights = Weights::seeded(&net, 9);
+    Model::with_kernels(net, weights, &Device::flex(), kernels).expect("weights fit")
+}
+
+#[test]
+fn a_residual_addition_runs_in_its_convolution_only_where_the_part_allows() {
+    let fast = block(Kernels::Fast);
+    let net = fast.net().clone();
+    let id = |name: &str| net.index_of(name).expect("node");
+    let (conv2, bn2, add) = (id("conv2"), id("bn2"), id("add"));
+    let all = vec![true; net.len()];
+    // The whole network: the addition and its ReLU go into conv2.
+    let whole = fast.shortcuts(&all, &fast.exported(&all, false));
+    let shortcut = whole.of_conv(conv2).expect("conv2 takes in the addition");
+    assert_eq!(shortcut.other, 0);
+    assert_eq!(shortcut.activation, Activation::Relu);
+    assert_eq!(whole.sum_of(add), Some(bn2));
+    // Every node's own output wanted: nothing is taken in.
+    let every = fast.shortcuts(&all, &fast.exported(&all, true));
+    assert!(every.of_conv(conv2).is_none() && every.sum_of(add).is_none());
+    // An edge side that ends before the addition returns conv2's group's own output.
+    let cut = net.cut(&["add", "relu"]).expect("cut");
+    let edge = fast.shortcuts(&cut.edge_mask(), &fast.exported(&cut.edge_mask(), false));
+    assert!(edge.of_conv(conv2).is_none());
+
+    // Every one of these computes what the plain kernels compute, unfused.
+    let plain = block(Kernels::Plain);
+    let x: Vec<f32> = (0..16 * 36)
+        .map(|i| ((i * 7) % 19) as f32 / 6.0 - 1.5)
+        .collect();
+    let input = || host(vec![1, 16, 6, 6], x.clone());
+    let run = |model: &Model| {
+        let y = model.forward(model.upload(input()).expect("upload"));
+        y.expect("runs").to_host().expect("host")
+    };
+    let want = run(&plain);
+    for cut in [
+        vec!["add", "relu"],
+        vec!["bn2", "add", "relu"],
+        vec!["relu"],
+    ] {
+        let cut = net.cut(&cut).expect("cut");
+        let y = fast.run_split(&cut, fast.upload(input()).expect("upload"));
+        let y = y.expect("runs").to_host().expect("host");
+        assert!(relative_difference(&y, &want) <= 1e-5, "{cut:?}");
+    }
+    assert!(relative_difference(&run(&fast), &want) <= 1e-5);
 }

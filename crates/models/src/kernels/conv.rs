@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use super::direct;
 use super::gemm::{MatRef, gemm};
 use super::patches;
+use super::plane::Epilogue;
 use super::pointwise;
 use super::recycled;
 use super::scratch::Scratch;
@@ -197,54 +198,109 @@ impl PackedConv {
         &self,
         x: &[f32],
         batch: usize,
+        hw: [usize; 2],
+    ) -> Result<(Vec<f32>, [usize; 2]), ShapeError> {
+        let [ho, wo] = self.output(hw)?;
+        let out = recycled::take(batch * self.shape.out_channels * ho * wo);
+        let epilogue = Epilogue {
+            activation: self.activation,
+            residual: false,
+        };
+        self.run(x, batch, hw, out, epilogue)
+    }
+
+    /// Whether [`PackedConv::forward_onto`] can run this layer: its kernel adds a residual in
+    /// its epilogue (all but the direct and pixel-major ones) and it has no activation of its
+    /// own.
+    pub(crate) fn adds_residual(&self) -> bool {
+        !matches!(self.layout, Layout::Direct | Layout::PixelMajor)
+            && self.activation == Activation::Identity
+    }
+
+    /// [`PackedConv::forward`] with a residual block's addition and activation in the
+    /// epilogue: `residual`, of the output's shape, is added to every result before
+    /// `activation`, and the output is written over it. Only for a layer that
+    /// [`adds_residual`](PackedConv::adds_residual).
+    pub(crate) fn forward_onto(
+        &self,
+        x: &[f32],
+        batch: usize,
+        hw: [usize; 2],
+        residual: Vec<f32>,
+        activation: Activation,
+    ) -> Result<(Vec<f32>, [usize; 2]), ShapeError> {
+        let [ho, wo] = self.output(hw)?;
+        let len = batch * self.shape.out_channels * ho * wo;
+        if !self.adds_residual() || residual.len() != len {
+            return Err(ShapeError(format!(
+                "a residual of {} values cannot be added in the epilogue of this convolution \
+                 ({:?} layout, {:?} activation, {len} outputs)",
+                residual.len(),
+                self.layout,
+                self.activation
+            )));
+        }
+        let epilogue = Epilogue {
+            activation,
+            residual: true,
+        };
+        self.run(x, batch, hw, residual, epilogue)
+    }
+
+    /// The output rows and columns for `[h, w]` inputs.
+    fn output(&self, [h, w]: [usize; 2]) -> Result<[usize; 2], ShapeError> {
+        self.shape
+            .output(h, w)
+            .ok_or_else(|| ShapeError(format!("a {h}x{w} input is smaller than the kernel")))
+    }
+
+    /// Runs the layer on `x` into `out` (which holds a residual where `epilogue` says so).
+    fn run(
+        &self,
+        x: &[f32],
+        batch: usize,
         [h, w]: [usize; 2],
+        mut out: Vec<f32>,
+        epilogue: Epilogue,
     ) -> Result<(Vec<f32>, [usize; 2]), ShapeError> {
         let s = &self.shape;
-        let [ho, wo] = s
-            .output(h, w)
-            .ok_or_else(|| ShapeError(format!("a {h}x{w} input is smaller than the kernel")))?;
+        let [ho, wo] = self.output([h, w])?;
         let (plane_in, pixels) = (h * w, ho * wo);
-        if x.len() != batch * s.in_channels * plane_in {
+        if x.len() != batch * s.in_channels * plane_in
+            || out.len() != batch * s.out_channels * pixels
+        {
             return Err(ShapeError(format!(
                 "the input holds {} values, not {batch}x{}x{h}x{w}",
                 x.len(),
                 s.in_channels
             )));
         }
-        let mut out = recycled::take(batch * s.out_channels * pixels);
+        let operands = Operands {
+            weight: &self.weight,
+            bias: &self.bias,
+            activation: epilogue.activation,
+            residual: epilogue.residual,
+        };
         for (sample, y) in x
             .chunks(s.in_channels * plane_in)
             .zip(out.chunks_mut(s.out_channels * pixels))
         {
             match self.layout {
                 Layout::PixelMajor => self.pixel_major(sample, [h, w], [ho, wo], y)?,
-                Layout::ChannelMajor => self.channel_major(sample, [h, w], [ho, wo], y)?,
-                Layout::Direct | Layout::Pointwise => {
-                    let run = match self.layout {
-                        Layout::Direct => direct::forward,
-                        _ => pointwise::forward,
-                    };
-                    run(s, self.operands(), sample, [h, w], [ho, wo], y)?
+                Layout::ChannelMajor => {
+                    self.channel_major(sample, [h, w], [ho, wo], y, epilogue)?
                 }
+                Layout::Direct => direct::forward(s, operands, sample, [h, w], [ho, wo], y)?,
+                Layout::Pointwise => pointwise::forward(s, operands, sample, [h, w], [ho, wo], y)?,
                 Layout::Patches { block } => {
-                    let operands = self.operands();
                     patches::forward(s, block, operands, sample, [h, w], [ho, wo], y)?
                 }
                 Layout::Winograd(tiling) => {
-                    winograd::forward(s, tiling, self.operands(), sample, [h, w], [ho, wo], y)?
+                    winograd::forward(s, tiling, operands, sample, [h, w], [ho, wo], y)?
                 }
             }
         }
         Ok((out, [ho, wo]))
-    }
-
-    /// The packed weight, the bias and the activation, as the kernels take them.
-    fn operands(&self) -> Operands<'_> {
-        Operands {
-            weight: &self.weight,
-            bias: &self.bias,
-            activation: self.activation,
-        }
     }
 
     /// One sample, pixel-major: `y` (`[out, pixels]`) from `sample` (`[in, h, w]`).
@@ -301,6 +357,7 @@ impl PackedConv {
         [h, w]: [usize; 2],
         [ho, wo]: [usize; 2],
         y: &mut [f32],
+        epilogue: Epilogue,
     ) -> Result<(), ShapeError> {
         let s = &self.shape;
         let (k, pixels) = (s.patch_len(), ho * wo);
@@ -312,7 +369,10 @@ impl PackedConv {
         };
         y.par_chunks_mut(pixels)
             .zip(&self.bias)
-            .for_each(|(row, &b)| row.fill(b));
+            .for_each(|(row, &b)| match epilogue.residual {
+                true => row.iter_mut().for_each(|v| *v += b),
+                false => row.fill(b),
+            });
         let tile = (COL_TILE_BYTES / 4 / k).clamp(1, pixels);
         let mut col = Scratch::take(k * tile);
         for start in (0..pixels).step_by(tile) {
@@ -327,9 +387,9 @@ impl PackedConv {
             };
             gemm(&mut y[start..], pixels, weight, patches, true, true)?;
         }
-        if self.activation != Activation::Identity {
+        if epilogue.activation != Activation::Identity {
             y.par_chunks_mut(pixels)
-                .for_each(|row| self.activation.apply(row));
+                .for_each(|row| epilogue.activation.apply(row));
         }
         Ok(())
     }
@@ -502,30 +562,50 @@ mod tests {
                 .expect("packs");
             let (got, _) = conv.forward(&x, 1, hw).expect("runs");
             assert_eq!(got.len(), want.len(), "{s:?}");
-            let want: Vec<f64> = want
-                .iter()
-                .map(|&w| match activation {
-                    Activation::Identity => w,
-                    Activation::Relu => w.max(0.0),
-                    Activation::Relu6 => w.clamp(0.0, 6.0),
-                })
-                .collect();
-            // im2col sums each output exactly as the definition does, so each value is held to
-            // 1e-4 of itself; Winograd's transforms mix a window's values, so its rounding
-            // follows the layer's scale: 1e-4 of the largest output (the bar the zoo's models
-            // are held to as a whole).
-            let scale = want.iter().fold(1.0f64, |m, w| m.max(w.abs()));
-            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                let bound = match layout {
-                    Layout::Winograd(_) => scale,
-                    _ => w.abs().max(1.0),
-                };
-                assert!(
-                    (g as f64 - w).abs() <= 1e-4 * bound,
-                    "{s:?} {:?} {i}: {g} {w}",
-                    conv.layout
-                );
+            let through = |activation: Activation, w: f64| match activation {
+                Activation::Identity => w,
+                Activation::Relu => w.max(0.0),
+                Activation::Relu6 => w.clamp(0.0, 6.0),
+            };
+            let outputs: Vec<f64> = want.iter().map(|&w| through(activation, w)).collect();
+            assert_close(&got, &outputs, layout, &format!("{s:?} {activation:?}"));
+            if !conv.adds_residual() {
+                continue;
             }
+            // A residual added in the epilogue, before each activation in turn.
+            let residual: Vec<f32> = (0..want.len())
+                .map(|i| ((i * 7) % 5) as f32 - 2.0)
+                .collect();
+            for after in activations {
+                let (got, _) = conv
+                    .forward_onto(&x, 1, hw, residual.clone(), after)
+                    .expect("runs");
+                let outputs: Vec<f64> = want
+                    .iter()
+                    .zip(&residual)
+                    .map(|(&w, &r)| through(after, w + r as f64))
+                    .collect();
+                let what = format!("{s:?} {layout:?} plus a residual, then {after:?}");
+                assert_close(&got, &outputs, layout, &what);
+            }
+        }
+    }
+
+    /// Checks `got` against `want`. im2col sums each output exactly as the definition does,
+    /// so each value is held to 1e-4 of itself; Winograd's transforms mix a window's values,
+    /// so its rounding follows the layer's scale: 1e-4 of the largest output (the bar the
+    /// zoo's models are held to as a whole).
+    fn assert_close(got: &[f32], want: &[f64], layout: Layout, what: &str) {
+        let scale = want.iter().fold(1.0f64, |m, w| m.max(w.abs()));
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let bound = match layout {
+                Layout::Winograd(_) => scale,
+                _ => w.abs().max(1.0),
+            };
+            assert!(
+                (g as f64 - w).abs() <= 1e-4 * bound,
+                "{what} {layout:?} {i}: {g} {w}"
+            );
         }
     }
 

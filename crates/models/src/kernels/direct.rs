@@ -34,12 +34,18 @@ pub(crate) fn forward(
         weight,
         bias,
         activation,
+        residual,
     }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
+    if residual {
+        return Err(ShapeError(
+            "the direct kernel adds no residual: add it after the convolution".into(),
+        ));
+    }
     let (cin, taps) = (s.in_channels, s.kernel[0] * s.kernel[1]);
     let padded = PaddedPlane::new(&s.window(), [h, w], [ho, wo])?;
     let block_weights = cin * taps * CHANNELS;
@@ -223,6 +229,7 @@ mod tests {
                 weight: &packed,
                 bias: &case.bias,
                 activation,
+                residual: false,
             };
             forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
             case.check(&y, activation, "direct");
@@ -247,6 +254,7 @@ mod tests {
                 weight: &packed,
                 bias: &bias,
                 activation: Activation::Identity,
+                residual: false,
             };
             forward(&s, operands, x, [4, 4], [4, 4], y)
         };

@@ -51,6 +51,16 @@ pub(crate) enum Activation {
 }
 
 impl Activation {
+    /// The activation of one value.
+    #[inline(always)]
+    pub(crate) fn of(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
+
     /// Applies the activation to every element of `data`.
     #[inline(always)]
     pub(crate) fn apply(self, data: &mut [f32]) {
@@ -84,6 +94,9 @@ pub(crate) struct Operands<'a> {
     pub bias: &'a [f32],
     /// Applied to every output.
     pub activation: Activation,
+    /// Whether the output already holds a tensor of its shape to add to every result before
+    /// the activation (a residual block's shortcut), rather than values to overwrite.
+    pub residual: bool,
 }
 
 /// A convolution's hyper-parameters, as in [`crate::LayerKind::Conv2d`], less `groups`, which

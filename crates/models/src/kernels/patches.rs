@@ -12,9 +12,10 @@
 
 use rayon::prelude::*;
 
+use super::plane::Epilogue;
 use super::scratch::Scratch;
 use super::vector::{VectorPath, dispatch, load, store};
-use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
+use super::{ConvShape, Operands, ShapeError, interleave_channels};
 
 /// Output channels per packed block of the weight at most: a tile's channels on AVX-512
 /// ([`VECTORS`] vectors of 16).
@@ -80,6 +81,7 @@ fn forward_on(
         weight,
         bias,
         activation,
+        residual,
     }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
@@ -127,7 +129,10 @@ fn forward_on(
                 block,
                 bias: block_bias,
                 channels: bias.len(),
-                activation,
+                epilogue: Epilogue {
+                    activation,
+                    residual,
+                },
                 ys,
             })
         });
@@ -182,7 +187,8 @@ fn gather(
 }
 
 /// One block of `block` output channels (`channels` of them real), over every tile of the
-/// gathered `patches`, into `ys` (the block's output planes, `pixels` each).
+/// gathered `patches`, into `ys` (the block's output planes, `pixels` each, holding a residual
+/// to add where the epilogue says so).
 struct Block<'a> {
     patches: &'a [f32],
     k: usize,
@@ -193,7 +199,7 @@ struct Block<'a> {
     /// The block's biases (zeros past `channels`).
     bias: [f32; BLOCK],
     channels: usize,
-    activation: Activation,
+    epilogue: Epilogue,
     ys: &'a mut [f32],
 }
 
@@ -281,12 +287,24 @@ impl Block<'_> {
             if p >= self.pixels {
                 break;
             }
+            let Epilogue {
+                activation,
+                residual,
+            } = self.epilogue;
             for (v, sum) in sums.into_iter().enumerate() {
-                store::<S>(&mut lanes_out, self.activation.apply_vector(simd, sum));
                 let channel = first + v * lanes;
                 let count = lanes.min(self.channels.saturating_sub(channel));
-                for (j, &value) in lanes_out[..count].iter().enumerate() {
-                    self.ys[(channel + j) * self.pixels + p] = value;
+                if residual {
+                    store::<S>(&mut lanes_out, sum);
+                    for (j, &value) in lanes_out[..count].iter().enumerate() {
+                        let y = &mut self.ys[(channel + j) * self.pixels + p];
+                        *y = activation.of(*y + value);
+                    }
+                } else {
+                    store::<S>(&mut lanes_out, activation.apply_vector(simd, sum));
+                    for (j, &value) in lanes_out[..count].iter().enumerate() {
+                        self.ys[(channel + j) * self.pixels + p] = value;
+                    }
                 }
             }
         }
@@ -296,7 +314,7 @@ impl Block<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::ConvCase;
+    use crate::kernels::{Activation, ConvCase};
 
     #[test]
     fn every_output_sums_its_window_over_every_input_channel() {
@@ -324,6 +342,7 @@ mod tests {
                     weight: &packed,
                     bias: &case.bias,
                     activation,
+                    residual: false,
                 };
                 let mut y = vec![f32::NAN; cout * ho * wo];
                 let run = |block: Block<'_>| match level {
@@ -369,6 +388,7 @@ mod tests {
                 weight: &packed,
                 bias: &bias,
                 activation: Activation::Identity,
+                residual: false,
             };
             forward(&s, BLOCK, operands, x, [4, 4], out, y)
         };
@@ -381,6 +401,7 @@ mod tests {
             weight: &packed,
             bias: &bias,
             activation: Activation::Identity,
+            residual: false,
         };
         let x = [0.0; 16 * 16];
         assert!(forward(&s, BLOCK_16, operands, &x, [4, 4], [4, 4], &mut y).is_err());

@@ -63,6 +63,39 @@ pub(crate) fn store_block<S: pulp::Simd, const B: usize>(
     }
 }
 
+/// What a kernel does to its sums as it stores them: adds the residual the output already
+/// holds (where `residual` says so), then applies `activation`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue {
+    /// Applied last.
+    pub activation: Activation,
+    /// Whether the output holds a residual to add first.
+    pub residual: bool,
+}
+
+impl Epilogue {
+    /// Stores `sums`, `B` vectors of outputs, at the start of `out` (adding what `out` holds
+    /// first, for a residual).
+    #[inline(always)]
+    pub(crate) fn store<S: pulp::Simd, const B: usize>(
+        self,
+        simd: S,
+        sums: [S::f32s; B],
+        out: &mut [f32],
+    ) {
+        if !self.residual {
+            store_block(simd, sums, self.activation, out);
+            return;
+        }
+        let lanes = S::F32_LANES;
+        for (b, sum) in sums.into_iter().enumerate() {
+            let at = &mut out[b * lanes..];
+            let total = simd.add_f32s(sum, load::<S>(at));
+            store::<S>(at, self.activation.apply_vector(simd, total));
+        }
+    }
+}
+
 /// A sliding window's geometry, rows then columns, as PyTorch gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
@@ -117,8 +150,29 @@ impl PaddedPlane {
     /// padding value), but every window must start inside it.
     pub(crate) fn new(
         window: &Window,
+        input: [usize; 2],
+        output: [usize; 2],
+    ) -> Result<Self, ShapeError> {
+        PaddedPlane::laid_out(window, input, output, input[1] >= SPLIT_MIN_WIDTH)
+    }
+
+    /// [`PaddedPlane::new`] with the columns of every row kept together whatever the input's
+    /// width, for a caller that writes the rows itself ([`PaddedPlane::row_at`]).
+    pub(crate) fn whole_rows(
+        window: &Window,
+        input: [usize; 2],
+        output: [usize; 2],
+    ) -> Result<Self, ShapeError> {
+        PaddedPlane::laid_out(window, input, output, false)
+    }
+
+    /// The layout, with the columns split into phases where `split` says so (and the column
+    /// stride is above 1).
+    fn laid_out(
+        window: &Window,
         [h, w]: [usize; 2],
         [ho, wo]: [usize; 2],
+        split: bool,
     ) -> Result<Self, ShapeError> {
         let [kh, kw] = window.kernel;
         let [sh, sw] = window.stride;
@@ -137,7 +191,7 @@ impl PaddedPlane {
                  {h}x{w} inputs padded by {ph}x{pw}"
             )));
         }
-        let column_phases = if w >= SPLIT_MIN_WIDTH { sw } else { 1 };
+        let column_phases = if split { sw } else { 1 };
         let rows = (last(ho, sh, kh, dh) + 1).div_ceil(sh);
         let width = (last(wo, sw, kw, dw) + 1).div_ceil(column_phases);
         let mut tap_starts = Vec::with_capacity(kh * kw);
@@ -169,6 +223,21 @@ impl PaddedPlane {
     /// Output rows and columns.
     pub(crate) fn output(&self) -> [usize; 2] {
         self.output
+    }
+
+    /// In a layout of stride-1 rows whose columns stay together (see
+    /// [`PaddedPlane::whole_rows`]): where input row `iy`'s first column goes in the copy.
+    #[inline(always)]
+    pub(crate) fn row_at(&self, iy: usize) -> usize {
+        (iy + self.padding[0]) * self.width + self.padding[1].min(self.width)
+    }
+
+    /// In a layout whose columns stay together: how many columns of each input row are kept
+    /// (those a window reads, from the first).
+    #[inline(always)]
+    pub(crate) fn kept_columns(&self) -> usize {
+        let [pw, width] = [self.padding[1], self.width];
+        (pw + self.input[1]).min(width) - pw.min(width)
     }
 
     /// Values in the padded copy.
@@ -299,9 +368,8 @@ impl PaddedPlane {
         let [h, w] = self.input;
         let [ph, pw] = self.padding;
         let (sh, rows, width, lanes) = (self.stride[0], self.rows, self.width, S::F32_LANES);
-        let first = pw.min(width);
-        let n = (pw + w).min(width) - first;
-        let keep = simd.less_than_f32s(load::<S>(&LANE_INDEX), simd.splat_f32s(n as f32));
+        let (first, n) = (pw.min(width), self.kept_columns());
+        let keep = first_lanes(simd, n);
         let pads = simd.splat_f32s(pad);
         for qy in 0..sh {
             for i in 0..rows {
@@ -326,12 +394,25 @@ const LANE_INDEX: [f32; MAX_LANES] = [
     0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
 ];
 
+/// A mask of a vector's first `n` lanes: those of a row of `n` values.
+#[inline(always)]
+pub(crate) fn first_lanes<S: pulp::Simd>(simd: S, n: usize) -> S::m32s {
+    simd.less_than_f32s(load::<S>(&LANE_INDEX), simd.splat_f32s(n as f32))
+}
+
 /// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
 #[inline(always)]
 fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
     let Some(last) = dst.len().checked_sub(1) else {
         return;
     };
+    if stride == 2 && src.len() >= 2 * dst.len() {
+        // In pairs, which the compiler turns into vector shuffles.
+        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        return;
+    }
     let src = &src[..last * stride + 1];
     for (j, d) in dst.iter_mut().enumerate() {
         *d = src[j * stride];

@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::plane::store_block;
+use super::plane::{Epilogue, store_block};
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
@@ -66,6 +66,7 @@ pub(crate) fn forward(
         weight,
         bias,
         activation,
+        residual,
     }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
@@ -146,6 +147,7 @@ pub(crate) fn forward(
             weight,
             bias,
             activation,
+            residual,
             task,
         })
     });
@@ -188,7 +190,7 @@ struct Task<'a> {
 }
 
 /// A task with what it reads: the (gathered) input `x`, `[cin, pixels]`, the packed weight,
-/// the bias and the activation.
+/// the bias, the activation and whether the rows hold a residual to add before it.
 struct Chunk<'a> {
     x: &'a [f32],
     cin: usize,
@@ -196,6 +198,7 @@ struct Chunk<'a> {
     weight: &'a [f32],
     bias: &'a [f32],
     activation: Activation,
+    residual: bool,
     task: Task<'a>,
 }
 
@@ -223,6 +226,7 @@ impl Chunk<'_> {
             weight,
             bias,
             activation,
+            residual,
             mut task,
         } = self;
         let lanes = S::F32_LANES;
@@ -271,6 +275,7 @@ impl Chunk<'_> {
                 weights,
                 bias: block_bias,
                 activation,
+                residual,
                 rows,
             };
             for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
@@ -278,13 +283,10 @@ impl Chunk<'_> {
             }
             let at = whole * tile;
             for (p, values) in spread.chunks_exact(per_group).enumerate() {
-                let mut sums = lone_pixel(simd, weights, values);
-                for (sum, bias) in sums.iter_mut().zip(&tiles.bias) {
-                    *sum += bias;
-                }
-                activation.apply(&mut sums);
-                for (row, &sum) in tiles.rows.iter_mut().zip(&sums) {
-                    row[at + p] = sum;
+                let sums = lone_pixel(simd, weights, values);
+                for ((row, sum), bias) in tiles.rows.iter_mut().zip(sums).zip(&tiles.bias) {
+                    let shortcut = if residual { row[at + p] } else { 0.0 };
+                    row[at + p] = activation.of(sum + bias + shortcut);
                 }
             }
             match tail_vectors {
@@ -338,11 +340,13 @@ fn lone_pixel<S: pulp::Simd>(simd: S, weights: &[f32], spread: &[f32]) -> [f32; 
 }
 
 /// One block of output channels: its packed weights (`[in, CHANNELS]`), bias and activation,
-/// and its channels' output rows.
+/// and its channels' output rows (holding a residual to add before the activation where
+/// `residual` says so).
 struct Tiles<'a, 'r> {
     weights: &'a [f32],
     bias: [f32; CHANNELS],
     activation: Activation,
+    residual: bool,
     rows: &'r mut [&'a mut [f32]],
 }
 
@@ -393,12 +397,19 @@ impl Tiles<'_, '_> {
                 }
             }
         }
+        let epilogue = Epilogue {
+            activation: self.activation,
+            residual: self.residual,
+        };
         for (sums, row) in acc.into_iter().zip(self.rows[first..].iter_mut()) {
             if width == span {
-                store_block(simd, sums, self.activation, &mut row[at..at + span]);
+                epilogue.store(simd, sums, &mut row[at..at + span]);
             } else {
                 let mut block = [0.0f32; VECTORS * 16];
-                store_block(simd, sums, self.activation, &mut block[..span]);
+                if self.residual {
+                    block[..width].copy_from_slice(&row[at..at + width]);
+                }
+                epilogue.store(simd, sums, &mut block[..span]);
                 row[at..at + width].copy_from_slice(&block[..width]);
             }
         }
@@ -437,6 +448,7 @@ mod tests {
                 weight: &packed,
                 bias: &case.bias,
                 activation,
+                residual: false,
             };
             forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
             case.check(&y, activation, &format!("{:?}", VectorPath::current()));
@@ -454,6 +466,7 @@ mod tests {
                 weight: &packed,
                 bias: &bias,
                 activation: Activation::Identity,
+                residual: false,
             };
             forward(s, operands, x, [4, 4], [4, 4], y)
         };

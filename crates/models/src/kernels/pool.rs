@@ -1,16 +1,20 @@
-//! Max pooling, without the index tensor Burn's kernel also builds. Each plane is copied into
-//! a phase-split scratch buffer padded with negative infinity ([`PaddedPlane`]), where every
-//! tap of the window reads one contiguous run for all of the plane's outputs; the outputs are
-//! the maxima of those runs, computed several vectors at a time in registers and stored once.
-//! NaN wins, as in PyTorch. A task takes several planes; its loops run through `pulp`, compiled
-//! for the [`VectorPath`](super::VectorPath) in effect.
+//! Max pooling, without the index tensor Burn's kernel also builds, as two passes over each
+//! plane (the maximum is separable): down the columns, each output row taking the maximum of
+//! the input rows its windows cover, and then along the rows. The first pass writes its rows
+//! into a scratch buffer padded with negative infinity at both ends ([`PaddedPlane`], columns
+//! kept together), where every column tap of the window reads one contiguous run for all of
+//! the plane's outputs; the second takes the maxima of those runs, several vectors at a time
+//! in registers, and copies the kept outputs out. Reading `kh` rows a vector at a time and
+//! then `kw` runs costs `kh + kw` loads an output vector instead of `kh · kw`, and no pass
+//! splits columns by stride. NaN wins, as in PyTorch. A task takes several planes; its loops
+//! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
 
 use rayon::prelude::*;
 
-use super::plane::{PaddedPlane, VectorBlocks, Window, in_blocks, store_block};
+use super::plane::{PaddedPlane, VectorBlocks, Window, first_lanes, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
-use super::vector::{dispatch, load};
+use super::vector::{dispatch, load, store};
 use super::{Activation, ShapeError};
 
 /// Output values one task writes at least (whole planes): enough to pay for handing it out.
@@ -32,7 +36,16 @@ pub(crate) fn max_pool2d(
             x.len()
         )));
     }
-    let padded = PaddedPlane::new(window, [h, w], [ho, wo])?;
+    // The windows' geometry is checked whole, then split into the two passes.
+    PaddedPlane::new(window, [h, w], [ho, wo])?;
+    let down = Down::new(window, h, ho);
+    let across = Window {
+        kernel: [1, window.kernel[1]],
+        stride: [1, window.stride[1]],
+        padding: [0, window.padding[1]],
+        dilation: [1, window.dilation[1]],
+    };
+    let padded = PaddedPlane::whole_rows(&across, [ho, w], [ho, wo])?;
     let mut out = recycled::take(x.len() / plane_in * plane_out);
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
     out.par_chunks_mut(per_task * plane_out)
@@ -46,6 +59,7 @@ pub(crate) fn max_pool2d(
             },
             |(copy, flat), (ys, xs)| {
                 dispatch(Planes {
+                    down: &down,
                     padded: &padded,
                     ys,
                     xs,
@@ -57,9 +71,49 @@ pub(crate) fn max_pool2d(
     Ok(out)
 }
 
+/// The window's rows: for each output row, the input rows the first pass takes the maximum
+/// of (worked out once, not for every plane).
+struct Down {
+    /// For each output row: its first input row inside the plane and how many there are (the
+    /// others follow a dilation apart).
+    rows: Vec<(usize, usize)>,
+    dilation: usize,
+    /// Rows of an input plane.
+    plane_rows: usize,
+}
+
+impl Down {
+    /// The rows of `ho` output rows' windows over a plane of `h` rows.
+    fn new(window: &Window, h: usize, ho: usize) -> Down {
+        let (kernel, stride, padding) = (window.kernel[0], window.stride[0], window.padding[0]);
+        let dilation = window.dilation[0].max(1);
+        let rows = (0..ho)
+            .map(|r| {
+                // Window row k reads input row r · stride + k · dilation − padding.
+                let top = r * stride;
+                let first = padding.saturating_sub(top).div_ceil(dilation);
+                let end = (h + padding)
+                    .saturating_sub(top)
+                    .div_ceil(dilation)
+                    .min(kernel);
+                match end.checked_sub(first) {
+                    Some(count) if count > 0 => (top + first * dilation - padding, count),
+                    _ => (0, 0),
+                }
+            })
+            .collect();
+        Down {
+            rows,
+            dilation,
+            plane_rows: h,
+        }
+    }
+}
+
 /// One task's planes: `ys` (`[ho, wo]` each) from `xs` (`[h, w]` each), through the scratch
-/// buffers `copy` and `flat`.
+/// buffers `copy` (the first pass's rows, laid out by `padded`) and `flat`.
 struct Planes<'a> {
+    down: &'a Down,
     padded: &'a PaddedPlane,
     ys: &'a mut [f32],
     xs: &'a [f32],
@@ -75,17 +129,19 @@ impl pulp::WithSimd for Planes<'_> {
         let padded = self.padded;
         // The padding is the same for every plane: written once, never overwritten.
         self.copy.fill(f32::NEG_INFINITY);
-        let ([h, w], [ho, wo]) = (padded.input(), padded.output());
+        let [ho, wo] = padded.output();
+        let plane_in = self.down.plane_rows * padded.input()[1];
         let planes = self
             .ys
             .chunks_exact_mut(ho * wo)
-            .zip(self.xs.chunks_exact(h * w));
-        for (y, input) in planes {
-            padded.fill(simd, input, self.copy, f32::NEG_INFINITY);
+            .zip(self.xs.chunks_exact(plane_in));
+        for (plane, (y, input)) in planes.enumerate() {
+            let nan = may_hold_nan(simd, input);
+            down_columns(simd, (self.down, padded), (self.xs, plane), self.copy, nan);
             let mut maxima = Maxima {
                 copy: self.copy,
                 taps: padded.tap_starts(),
-                nan: input.iter().fold(false, |nan, v| nan | v.is_nan()),
+                nan,
                 flat: self.flat,
             };
             in_blocks(simd, padded.vectors::<S>(), &mut maxima);
@@ -94,7 +150,112 @@ impl pulp::WithSimd for Planes<'_> {
     }
 }
 
-/// One plane's pooling, vector block by vector block: the maximum of `copy` read at the
+/// The first pass over plane `plane` of `xs` (several planes): each output row's maximum of
+/// the input rows its windows cover (`down`), into its row of `copy`, laid out by `padded`
+/// (negative infinity where they cover none). A row shorter than a vector goes as one whole
+/// vector (read across into the rows after it, where `xs` has them) whose lanes past the row
+/// hold negative infinity: they land in the padding, or in the next row, written after it.
+#[inline(always)]
+fn down_columns<S: pulp::Simd>(
+    simd: S,
+    (down, padded): (&Down, &PaddedPlane),
+    (xs, plane): (&[f32], usize),
+    copy: &mut [f32],
+    nan: bool,
+) {
+    let (n, lanes) = (padded.kept_columns(), S::F32_LANES);
+    let w = padded.input()[1];
+    let base = plane * down.plane_rows * w;
+    let keep = first_lanes(simd, n);
+    let pads = simd.splat_f32s(f32::NEG_INFINITY);
+    for (r, &(first, count)) in down.rows.iter().enumerate() {
+        let dst = &mut copy[padded.row_at(r)..];
+        if count == 0 {
+            dst[..n].fill(f32::NEG_INFINITY);
+            continue;
+        }
+        let rows = (base + first * w, w * down.dilation, count);
+        let last = rows.0 + (count - 1) * rows.1;
+        if n >= lanes {
+            // Whole vectors, the last one ending at the row's end (over the one before it,
+            // with the same values).
+            for at in (0..n).step_by(lanes) {
+                let at = at.min(n - lanes);
+                store::<S>(&mut dst[at..], column_max(simd, xs, rows, at, nan));
+            }
+        } else if last + lanes <= xs.len() && dst.len() >= lanes {
+            let m = column_max(simd, xs, rows, 0, nan);
+            store::<S>(dst, simd.select_f32s(keep, m, pads));
+        } else {
+            for (x, d) in dst[..n].iter_mut().enumerate() {
+                *d = (0..count).map(|k| xs[rows.0 + k * rows.1 + x]).fold(
+                    f32::NEG_INFINITY,
+                    |m, v| if v > m || v.is_nan() { v } else { m },
+                );
+            }
+        }
+    }
+}
+
+/// Whether `values` may hold a NaN: `false` only when every value is finite (an infinity
+/// answers `true` too, and costs only the slower, NaN-aware maxima). `x · 0` is zero for a
+/// finite `x` and NaN otherwise; the products are summed in four independent sums, a
+/// multiply-add each.
+#[inline(always)]
+fn may_hold_nan<S: pulp::Simd>(simd: S, values: &[f32]) -> bool {
+    let (vectors, rest) = S::as_simd_f32s(values);
+    let zero = simd.splat_f32s(0.0);
+    let mut sums = [zero; 4];
+    let mut quads = vectors.chunks_exact(4);
+    for quad in &mut quads {
+        for (sum, &v) in sums.iter_mut().zip(quad) {
+            *sum = simd.mul_add_e_f32s(v, zero, *sum);
+        }
+    }
+    for &v in quads.remainder() {
+        sums[0] = simd.mul_add_e_f32s(v, zero, sums[0]);
+    }
+    let total = simd.add_f32s(
+        simd.add_f32s(sums[0], sums[1]),
+        simd.add_f32s(sums[2], sums[3]),
+    );
+    let total = simd.reduce_sum_f32s(total) + rest.iter().map(|v| v * 0.0).sum::<f32>();
+    total.is_nan()
+}
+
+/// The maximum of `count` vectors of `xs`, the first at `first + at`, the others each `step`
+/// further.
+#[inline(always)]
+fn column_max<S: pulp::Simd>(
+    simd: S,
+    xs: &[f32],
+    (first, step, count): (usize, usize, usize),
+    at: usize,
+    nan: bool,
+) -> S::f32s {
+    let mut m = load::<S>(&xs[first + at..]);
+    for k in 1..count {
+        m = larger(simd, load::<S>(&xs[first + k * step + at..]), m, nan);
+    }
+    m
+}
+
+/// `v` where it is larger than `m` or (where the plane holds a NaN, `nan`) NaN, else `m`
+/// (which keeps a NaN it took).
+#[inline(always)]
+fn larger<S: pulp::Simd>(simd: S, v: S::f32s, m: S::f32s, nan: bool) -> S::f32s {
+    if nan {
+        let take = simd.or_m32s(
+            simd.greater_than_f32s(v, m),
+            simd.not_m32s(simd.equal_f32s(v, v)),
+        );
+        simd.select_f32s(take, v, m)
+    } else {
+        simd.max_f32s(v, m)
+    }
+}
+
+/// One plane's second pass, vector block by vector block: the maximum of `copy` read at the
 /// `taps`' starts, into `flat`. Where the plane holds a NaN (`nan`), each step also checks
 /// for it, so that it wins.
 struct Maxima<'a> {
@@ -113,17 +274,7 @@ impl VectorBlocks for Maxima<'_> {
         for &start in self.taps {
             let values = &self.copy[start + at..start + at + B * lanes];
             for (b, m) in acc.iter_mut().enumerate() {
-                let v = load::<S>(&values[b * lanes..]);
-                *m = if self.nan {
-                    // v where it is larger or NaN, else m (which keeps a NaN it took).
-                    let take = simd.or_m32s(
-                        simd.greater_than_f32s(v, *m),
-                        simd.not_m32s(simd.equal_f32s(v, v)),
-                    );
-                    simd.select_f32s(take, v, *m)
-                } else {
-                    simd.max_f32s(v, *m)
-                };
+                *m = larger(simd, load::<S>(&values[b * lanes..]), *m, self.nan);
             }
         }
         store_block(
@@ -244,6 +395,11 @@ mod tests {
             (3, 1, 1, 1, [10, 10], [10, 10]),
             (2, 3, 1, 2, [11, 9], [4, 3]),
             (1, 1, 0, 1, [5, 6], [5, 6]),
+            // Rows of several vectors: ResNet's padded stride-2 pool, a stride-1 one, and a
+            // ceil-mode one on a plane of odd size.
+            (3, 2, 1, 1, [20, 37], [10, 19]),
+            (3, 1, 1, 1, [9, 33], [9, 33]),
+            (3, 2, 0, 1, [35, 35], [17, 17]),
         ];
         for (k, s, p, d, [h, w], out) in cases {
             let window = Window {
@@ -275,6 +431,22 @@ mod tests {
         assert_eq!(y[0], 3.0);
         assert!(y[1].is_nan());
         assert_eq!(y[2], 3.0);
+        // A NaN in a plane of rows several vectors long, where both passes see it.
+        let window = Window {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let mut x: Vec<f32> = (0..2 * 8 * 40).map(|i| (i % 17) as f32).collect();
+        x[3 * 40 + 20] = f32::NAN;
+        let y = max_pool2d(&x, [8, 40], [4, 20], &window).expect("pools");
+        for (i, v) in y[..80].iter().enumerate() {
+            let (oy, ox) = (i / 20, i % 20);
+            let covered = (1..=2).contains(&oy) && (10..=10).contains(&ox);
+            assert_eq!(v.is_nan(), covered, "output ({oy}, {ox}) is {v}");
+        }
+        assert!(y[80..].iter().all(|v| !v.is_nan()));
     }
 
     #[test]

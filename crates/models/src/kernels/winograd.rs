@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, gemm};
+use super::plane::Epilogue;
 use super::scratch::Scratch;
 use super::vector::dispatch;
 use super::{Activation, ConvShape, Operands, ShapeError};
@@ -176,6 +177,7 @@ pub(crate) fn forward(
         weight: packed,
         bias,
         activation,
+        residual,
     }: Operands<'_>,
     sample: &[f32],
     [h, w]: [usize; 2],
@@ -194,7 +196,10 @@ pub(crate) fn forward(
         tiling,
         packed,
         bias,
-        activation,
+        epilogue: Epilogue {
+            activation,
+            residual,
+        },
         cin,
         padded: &padded,
         padded_w,
@@ -238,18 +243,18 @@ pub(crate) fn forward(
                 Ok(())
             },
         )?;
-    scatter_nchw(tiling, &result, cout, [tw, ho, wo], y);
+    scatter_nchw(tiling, &result, cout, [tw, ho, wo], y, layer.residual());
     Ok(())
 }
 
-/// A layer as the schedules read it: its tiling, weight from [`pack`], bias, activation, and
+/// A layer as the schedules read it: its tiling, weight from [`pack`], bias, epilogue, and
 /// its input, channels-last and padded.
 struct Layer<'a> {
     tiling: Tiling,
     packed: &'a [f32],
     /// `[out]`.
     bias: &'a [f32],
-    activation: Activation,
+    epilogue: Epilogue,
     /// Input channels.
     cin: usize,
     /// `[rows, padded_w, in]`.
@@ -258,6 +263,13 @@ struct Layer<'a> {
 }
 
 impl Layer<'_> {
+    /// The activation the scatter into NCHW applies after adding the residual the output
+    /// holds, or `None` when the output is overwritten (the products already went through the
+    /// activation).
+    fn residual(&self) -> Option<Activation> {
+        self.epilogue.residual.then_some(self.epilogue.activation)
+    }
+
     /// Tile `t`'s window (of a row of `tw` tiles) transformed as `Bᵀ d B` into `v`
     /// (`[point, in]`, point `window · i + j`), through `scratch` (`points` vectors of `in`).
     #[inline(always)]
@@ -355,7 +367,9 @@ impl pulp::WithSimd for Tiles<'_> {
             .zip(self.y.chunks_exact_mut(tiling.pixels() * count));
         for (mt, yt) in tiles {
             transform_output(tiling, mt, self.scratch, yt, self.bias);
-            self.layer.activation.apply(yt);
+            if !self.layer.epilogue.residual {
+                self.layer.epilogue.activation.apply(yt);
+            }
         }
     }
 }
@@ -412,7 +426,8 @@ fn by_channels(
                     scratch,
                     y: result,
                 });
-                scatter_planes(tiling, result, count, 0, [tw, ho, wo], planes);
+                let residual = layer.residual();
+                scatter_planes(tiling, result, count, 0, [tw, ho, wo], planes, residual);
                 Ok(())
             },
         )
@@ -643,13 +658,15 @@ fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32],
 }
 
 /// The `[tile, pixel, out]` result into the NCHW output `y` (`[out, ho, wo]`), leaving out the
-/// pixels of tiles that overhang an odd-sized output.
+/// pixels of tiles that overhang an odd-sized output; where `residual` is `Some`, added to the
+/// residual `y` holds and then through that activation.
 fn scatter_nchw(
     tiling: Tiling,
     result: &[f32],
     cout: usize,
     [tw, ho, wo]: [usize; 3],
     y: &mut [f32],
+    residual: Option<Activation>,
 ) {
     y.par_chunks_mut(SCATTER_PLANES * ho * wo)
         .enumerate()
@@ -661,12 +678,13 @@ fn scatter_nchw(
                 chunk * SCATTER_PLANES,
                 [tw, ho, wo],
                 planes,
+                residual,
             )
         });
 }
 
 /// Output channels `first..` of the `[tile, pixel, cout]` result into `planes` (as many
-/// `[ho, wo]` planes as it holds).
+/// `[ho, wo]` planes as it holds), as [`scatter_nchw`] does.
 fn scatter_planes(
     tiling: Tiling,
     result: &[f32],
@@ -674,6 +692,7 @@ fn scatter_planes(
     first: usize,
     [tw, ho, wo]: [usize; 3],
     planes: &mut [f32],
+    residual: Option<Activation>,
 ) {
     let pixels = ho * wo;
     let count = planes.len() / pixels;
@@ -684,8 +703,13 @@ fn scatter_planes(
             let (oy, ox) = (side * ty + p / side, side * tx + p % side);
             if oy < ho && ox < wo {
                 let at = oy * wo + ox;
-                for (k, &value) in pixel[first..first + count].iter().enumerate() {
-                    planes[k * pixels + at] = value;
+                let values = pixel[first..first + count].iter().enumerate();
+                match residual {
+                    None => values.for_each(|(k, &value)| planes[k * pixels + at] = value),
+                    Some(activation) => values.for_each(|(k, &value)| {
+                        let y = &mut planes[k * pixels + at];
+                        *y = activation.of(*y + value);
+                    }),
                 }
             }
         }

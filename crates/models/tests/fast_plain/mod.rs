@@ -1,7 +1,9 @@
 //! The check both kernel paths' tests run: a zoo model's fast kernels against its plain ones.
 
 use crate::common::{Lcg, input};
-use models::{Backend, HostTensor, Kernels, Model, Net, Weights, relative_difference, zoo};
+use models::{
+    Backend, HostTensor, Kernels, LayerKind, Model, Net, Weights, relative_difference, zoo,
+};
 
 /// The bar: 1e-4 of the output's largest magnitude.
 pub const TOLERANCE: f64 = 1e-4;
@@ -52,14 +54,23 @@ pub fn fast_equals_plain(name: &str) {
     let diff = relative_difference(&run(&fast, None, &x), &want);
     assert!(diff <= TOLERANCE, "{name}: whole pass differs by {diff}");
 
-    // Cuts right after a convolution whose batch norm or activation is fused into it, then
-    // random ones.
+    // Cuts right after a convolution whose batch norm or activation is fused into it, cuts
+    // right before a residual addition (whose convolution then runs on the other side, its own
+    // output crossing), then random ones.
     let fusion = fast.fusion();
     let inside: Vec<usize> = (0..net.len()).filter(|&v| fusion.is_absorbed(v)).collect();
+    let adds: Vec<usize> = (0..net.len())
+        .filter(|&v| matches!(net.nodes()[v].spec().kind, LayerKind::Add))
+        .collect();
     let mut cuts: Vec<Vec<usize>> = (0..3)
         .filter(|_| !inside.is_empty())
         .map(|_| vec![inside[rng.below(inside.len())]])
         .collect();
+    cuts.extend(
+        (0..2)
+            .filter(|_| !adds.is_empty())
+            .map(|_| vec![adds[rng.below(adds.len())]]),
+    );
     cuts.extend((0..RANDOM_CUTS).map(|_| vec![1 + rng.below(net.len() - 1)]));
     for first in cuts {
         let cloud = descendants(&net, &first);
