@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
@@ -60,6 +61,17 @@ impl DepthwiseConv {
         })
     }
 
+    /// Whether the layer runs on `[h, w]` planes in place ([`in_place`]): a 3×3 window at
+    /// stride 1 with one value of padding.
+    fn runs_in_place(&self, hw: [usize; 2]) -> bool {
+        let s = &self.shape;
+        s.kernel == [3, 3]
+            && s.stride == [1, 1]
+            && s.padding == [1, 1]
+            && s.dilation == [1, 1]
+            && in_place::suits(hw)
+    }
+
     /// Convolves `x`, `[batch, channels, h, w]`, into `[batch, channels, ho, wo]`.
     pub(crate) fn forward(
         &self,
@@ -89,6 +101,22 @@ impl DepthwiseConv {
             .min(planes.div_ceil(4 * threads))
             .max(1);
         let mut out = recycled::take(planes * ho * wo);
+        if self.runs_in_place([h, w]) {
+            out.par_chunks_mut(per_task * ho * wo)
+                .enumerate()
+                .for_each(|(task, ys)| {
+                    dispatch(in_place::Planes {
+                        hw: [h, w],
+                        x,
+                        first: task * per_task,
+                        ys,
+                        weight: &self.weight,
+                        bias: &self.bias,
+                        activation: self.activation,
+                    })
+                });
+            return Ok(out);
+        }
         out.par_chunks_mut(per_task * ho * wo)
             .zip(x.par_chunks(per_task * h * w))
             .enumerate()
@@ -218,6 +246,12 @@ mod tests {
             (5, 3, 2, 2, 1, 9, 45),
             (2, 5, 2, 2, 1, 20, 70),
             (40, 3, 1, 1, 1, 3, 3),
+            // Stride 1, padding 1 on small planes of a vector or more (read in place): 14×14
+            // and 7×7 planes in several tasks, a single column and a single row.
+            (24, 3, 1, 1, 1, 14, 14),
+            (64, 3, 1, 1, 1, 7, 7),
+            (3, 3, 1, 1, 1, 20, 1),
+            (2, 3, 1, 1, 1, 1, 20),
         ] {
             let batch = 2;
             let shape = ConvShape::square(c, c, k, stride, padding, dilation);

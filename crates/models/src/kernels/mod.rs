@@ -20,6 +20,7 @@ mod conv;
 mod depthwise;
 mod direct;
 mod gemm;
+mod in_place;
 mod linear;
 mod patches;
 mod plane;
