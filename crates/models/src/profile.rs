@@ -33,7 +33,7 @@ use crate::tensor::{HostTensor, Value};
 /// its own kernel, channel concatenation into a recycled buffer; 13: max pooling in two
 /// passes (down the columns, then along the rows), a residual addition and its activation in
 /// the epilogue of the convolution before it where both run in one part, stride-1 3×3
-/// depthwise layers on small planes read in place.
+/// depthwise layers and max pools on small planes read in place.
 pub const KERNEL_REVISION: u32 = 13;
 
 /// One node's measured latency and output size.

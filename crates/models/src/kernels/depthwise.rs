@@ -110,9 +110,11 @@ impl DepthwiseConv {
                         x,
                         first: task * per_task,
                         ys,
-                        weight: &self.weight,
-                        bias: &self.bias,
-                        activation: self.activation,
+                        window: Filters {
+                            conv: self,
+                            filter: [0.0; 9],
+                            bias: 0.0,
+                        },
                     })
                 });
             return Ok(out);
@@ -140,6 +142,51 @@ impl DepthwiseConv {
                 },
             );
         Ok(out)
+    }
+}
+
+/// A 3×3 depthwise layer's window for [`in_place`]: the filter and bias of the channel of the
+/// plane at hand, and the activation.
+struct Filters<'a> {
+    conv: &'a DepthwiseConv,
+    filter: [f32; 9],
+    bias: f32,
+}
+
+impl in_place::Window3x3 for Filters<'_> {
+    const OUTSIDE: f32 = 0.0;
+
+    #[inline(always)]
+    fn plane<S: pulp::Simd>(&mut self, _: S, plane: usize, _: &[f32]) {
+        let c = plane % self.conv.shape.out_channels;
+        self.filter
+            .copy_from_slice(&self.conv.weight[c * 9..(c + 1) * 9]);
+        self.bias = self.conv.bias[c];
+    }
+
+    #[inline(always)]
+    fn row<S: pulp::Simd>(&self, simd: S, row: usize, [l, c, r]: [S::f32s; 3]) -> S::f32s {
+        let weights = &self.filter[3 * row..3 * row + 3];
+        let sum = simd.mul_f32s(simd.splat_f32s(weights[0]), l);
+        let sum = simd.mul_add_e_f32s(simd.splat_f32s(weights[1]), c, sum);
+        simd.mul_add_e_f32s(simd.splat_f32s(weights[2]), r, sum)
+    }
+
+    #[inline(always)]
+    fn rows<S: pulp::Simd>(&self, simd: S, [above, middle, below]: [S::f32s; 3]) -> S::f32s {
+        let outer = simd.add_f32s(above, below);
+        let sum = simd.add_f32s(simd.add_f32s(simd.splat_f32s(self.bias), middle), outer);
+        self.conv.activation.apply_vector(simd, sum)
+    }
+
+    fn value(&self, taps: [f32; 9]) -> f32 {
+        let sum = self
+            .filter
+            .iter()
+            .zip(taps)
+            .map(|(w, x)| w * x)
+            .sum::<f32>();
+        self.conv.activation.of(self.bias + sum)
     }
 }
 

@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, Window, first_lanes, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
@@ -38,6 +39,28 @@ pub(crate) fn max_pool2d(
     }
     // The windows' geometry is checked whole, then split into the two passes.
     PaddedPlane::new(window, [h, w], [ho, wo])?;
+    let mut out = recycled::take(x.len() / plane_in * plane_out);
+    let per_task = TASK_OUTPUTS.div_ceil(plane_out);
+    let three_by_three = Window {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    if *window == three_by_three && in_place::suits([h, w]) {
+        out.par_chunks_mut(per_task * plane_out)
+            .enumerate()
+            .for_each(|(task, ys)| {
+                dispatch(in_place::Planes {
+                    hw: [h, w],
+                    x,
+                    first: task * per_task,
+                    ys,
+                    window: Maxima3x3 { nan: true },
+                })
+            });
+        return Ok(out);
+    }
     let down = Down::new(window, h, ho);
     let across = Window {
         kernel: [1, window.kernel[1]],
@@ -46,8 +69,6 @@ pub(crate) fn max_pool2d(
         dilation: [1, window.dilation[1]],
     };
     let padded = PaddedPlane::whole_rows(&across, [ho, w], [ho, wo])?;
-    let mut out = recycled::take(x.len() / plane_in * plane_out);
-    let per_task = TASK_OUTPUTS.div_ceil(plane_out);
     out.par_chunks_mut(per_task * plane_out)
         .zip(x.par_chunks(per_task * plane_in))
         .for_each_init(
@@ -221,6 +242,38 @@ fn may_hold_nan<S: pulp::Simd>(simd: S, values: &[f32]) -> bool {
     );
     let total = simd.reduce_sum_f32s(total) + rest.iter().map(|v| v * 0.0).sum::<f32>();
     total.is_nan()
+}
+
+/// A 3×3, stride-1 max pool's window for [`in_place`]: the maximum of the nine taps, NaN-aware
+/// where the plane at hand may hold a NaN.
+struct Maxima3x3 {
+    nan: bool,
+}
+
+impl in_place::Window3x3 for Maxima3x3 {
+    const OUTSIDE: f32 = f32::NEG_INFINITY;
+
+    #[inline(always)]
+    fn plane<S: pulp::Simd>(&mut self, simd: S, _: usize, values: &[f32]) {
+        self.nan = may_hold_nan(simd, values);
+    }
+
+    #[inline(always)]
+    fn row<S: pulp::Simd>(&self, simd: S, _: usize, [l, c, r]: [S::f32s; 3]) -> S::f32s {
+        larger(simd, r, larger(simd, l, c, self.nan), self.nan)
+    }
+
+    #[inline(always)]
+    fn rows<S: pulp::Simd>(&self, simd: S, [above, middle, below]: [S::f32s; 3]) -> S::f32s {
+        larger(simd, below, larger(simd, above, middle, self.nan), self.nan)
+    }
+
+    fn value(&self, taps: [f32; 9]) -> f32 {
+        taps.into_iter().fold(
+            f32::NEG_INFINITY,
+            |m, v| if v > m || v.is_nan() { v } else { m },
+        )
+    }
 }
 
 /// The maximum of `count` vectors of `xs`, the first at `first + at`, the others each `step`
@@ -447,6 +500,21 @@ mod tests {
             assert_eq!(v.is_nan(), covered, "output ({oy}, {ox}) is {v}");
         }
         assert!(y[80..].iter().all(|v| !v.is_nan()));
+        // And in a small plane a stride-1 window reads in place.
+        let window = Window {
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let mut x: Vec<f32> = (0..3 * 64).map(|i| (i % 13) as f32).collect();
+        x[64 + 3 * 8 + 3] = f32::NAN;
+        let y = max_pool2d(&x, [8, 8], [8, 8], &window).expect("pools");
+        for (i, v) in y.iter().enumerate() {
+            let (plane, oy, ox) = (i / 64, i % 64 / 8, i % 8);
+            let covered = plane == 1 && (2..=4).contains(&oy) && (2..=4).contains(&ox);
+            assert_eq!(v.is_nan(), covered, "output ({plane}, {oy}, {ox}) is {v}");
+        }
     }
 
     #[test]
