@@ -139,6 +139,9 @@ pub(crate) fn forward(
             rows = rest;
         }
     }
+    // Part by part, so that the threads splitting the list between them each take whole parts:
+    // a part's weights then stay in one core's cache across the chunks.
+    tasks.sort_by_key(|task| (task.first_group, task.first_pixel));
     tasks.into_par_iter().for_each(|task| {
         dispatch(Chunk {
             x,
