@@ -38,6 +38,9 @@ pub struct Fusion {
     norm: Vec<Option<usize>>,
     /// For each node, the activation applied to its output (convolutions and additions only).
     activation: Vec<FusedActivation>,
+    /// For each addition, the convolution that can add it in its epilogue (see
+    /// [`Fusion::shortcut_conv`]).
+    shortcut: Vec<Option<usize>>,
 }
 
 impl Fusion {
@@ -47,6 +50,7 @@ impl Fusion {
             absorbed_into: vec![None; net.len()],
             norm: vec![None; net.len()],
             activation: vec![FusedActivation::Identity; net.len()],
+            shortcut: vec![None; net.len()],
         }
     }
 
@@ -81,7 +85,32 @@ impl Fusion {
                 fusion.absorb_activation(net, v, act);
             }
         }
+        for (v, node) in net.nodes().iter().enumerate() {
+            if matches!(node.spec().kind, LayerKind::Add) {
+                fusion.shortcut[v] = fusion.find_shortcut(net, v);
+            }
+        }
         fusion
+    }
+
+    /// Of addition `add`'s inputs, the convolution group (without an activation of its own,
+    /// read by nothing but the addition) whose convolution runs last, provided the other input
+    /// runs before it.
+    fn find_shortcut(&self, net: &Net, add: usize) -> Option<usize> {
+        let &[a, b] = net.nodes()[add].inputs() else {
+            return None;
+        };
+        [(a, b), (b, a)]
+            .into_iter()
+            .filter_map(|(tail, other)| {
+                let conv = self.absorbed_into(tail).unwrap_or(tail);
+                let fits = matches!(net.nodes()[conv].spec().kind, LayerKind::Conv2d { .. })
+                    && self.activation_of(conv) == FusedActivation::Identity
+                    && net.consumers(tail) == [add]
+                    && other < conv;
+                fits.then_some(conv)
+            })
+            .max()
     }
 
     /// Makes node `v` apply node `act`'s activation, when `act` is a ReLU or ReLU6.
@@ -118,6 +147,16 @@ impl Fusion {
             .unwrap_or(FusedActivation::Identity)
     }
 
+    /// For addition `v`, the convolution that adds it in its epilogue, with the addition's
+    /// activation, where the two run on one side (on flex with the fast kernels, for the
+    /// kernels that can: all but the direct and pixel-major ones). The addition's other input
+    /// runs before the convolution, and the convolution's group (no activation of its own)
+    /// feeds nothing but the addition; at a cut between the two, each runs as itself. `None`
+    /// for any other node.
+    pub fn shortcut_conv(&self, v: usize) -> Option<usize> {
+        self.shortcut.get(v).copied().flatten()
+    }
+
     /// How many nodes run inside another.
     pub fn absorbed_count(&self) -> usize {
         self.absorbed_into.iter().flatten().count()
@@ -151,6 +190,13 @@ mod tests {
         // with their ReLU; 8 adds with theirs.
         assert_eq!(fusion.absorbed_count(), 20 + 9 + 8);
         assert_eq!(Fusion::none(&net).absorbed_count(), 0);
+        // The add can run in the epilogue of the block's second convolution; in a block with a
+        // downsampling shortcut, in that of the downsample, which runs last in node order.
+        assert_eq!(fusion.shortcut_conv(add), Some(conv2));
+        let down = at("layer2.0.add");
+        assert_eq!(fusion.shortcut_conv(down), Some(at("layer2.0.downsample.0")));
+        assert_eq!(fusion.shortcut_conv(conv2), None);
+        assert_eq!(Fusion::none(&net).shortcut_conv(add), None);
     }
 
     #[test]

@@ -156,7 +156,8 @@ const IN_PASS_RUNS: usize = 5;
 /// Times every layer of each of `nets` inside real forward passes (batch 1, a seeded input;
 /// [`Model::time_in_pass`]: timestamps between nodes as a pass runs them, with the caches as
 /// the pass leaves them) and writes each layer that costs something (of a known class, not
-/// absorbed by a fusion) to [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The
+/// absorbed by a fusion, not a residual addition its convolution adds in its epilogue) to
+/// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The
 /// CPU quota, backend and seed are the sweep's. These are the layers of real networks in
 /// their real context, which the sampled layers of [`run_sweep`] are not.
 pub fn run_in_pass(
@@ -186,7 +187,7 @@ pub fn run_in_pass(
             let Some(class) = LayerClass::of(&spec.kind) else {
                 continue;
             };
-            if fusion.is_absorbed(v) {
+            if fusion.is_absorbed(v) || fusion.shortcut_conv(v).is_some() {
                 continue;
             }
             let sink = match sinks.entry(class) {

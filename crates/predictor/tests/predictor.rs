@@ -227,11 +227,12 @@ fn impossible_quotas_stop_the_sweep() {
 #[test]
 fn a_node_fused_into_a_convolution_is_priced_zero() {
     let dir = temp_dir("fused");
-    let classes = vec![LayerClass::Conv, LayerClass::Activation];
+    let classes = vec![LayerClass::Conv, LayerClass::Activation, LayerClass::Add];
     run_sweep(&sweep(&dir, classes, MIN_SAMPLES)).expect("sweep runs");
     let (profile, _) = train(&dir, &options()).expect("training works");
     // conv → relu fuses (the ReLU runs in the convolution's epilogue); the second ReLU reads a
-    // node that already has its activation, so it runs as itself.
+    // node that already has its activation, so it runs as itself; a second convolution's
+    // output added to it runs in that convolution's epilogue.
     let mut b = NetBuilder::new("fused", vec![3, 16, 16]).expect("builder");
     let input = b.input();
     let conv = LayerKind::Conv2d {
@@ -246,12 +247,28 @@ fn a_node_fused_into_a_convolution_is_priced_zero() {
     };
     let conv = b.add("conv", conv, &[input]).expect("conv");
     let fused = b.add("fused", LayerKind::Relu, &[conv]).expect("relu");
-    b.add("alone", LayerKind::Relu, &[fused]).expect("relu");
+    let alone = b.add("alone", LayerKind::Relu, &[fused]).expect("relu");
+    let second = LayerKind::Conv2d {
+        in_channels: 8,
+        out_channels: 8,
+        kernel_size: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let second = b.add("second", second, &[alone]).expect("conv");
+    b.add("add", LayerKind::Add, &[second, alone]).expect("add");
     let net = b.build().expect("net");
     let costs = profile.layer_costs(&net).expect("costs");
     assert!(costs[1] > 0.0, "{costs:?}");
     assert_eq!(costs[2], 0.0, "{costs:?}");
     assert!(costs[3] > 0.0, "{costs:?}");
+    assert!(costs[4] > 0.0, "{costs:?}");
+    assert_eq!(costs[5], 0.0, "{costs:?}");
+    let add = &net.nodes()[5];
+    assert!(profile.predict_ms(add.id(), add.spec()).expect("predicts") > 0.0);
     // The zero is the fusion's, not the regressor's: the same ReLU alone is priced.
     let relu = &net.nodes()[2];
     assert!(

@@ -15,7 +15,6 @@
 use super::Model;
 use super::prepare::Params;
 use crate::kernels::Activation;
-use crate::layer::LayerKind;
 
 /// An addition taken into a convolution.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +49,12 @@ impl Shortcuts {
 
 impl Model {
     /// The additions that the nodes of `part` run inside convolutions, where the part returns
-    /// the outputs flagged in `exported`.
+    /// the outputs flagged in `exported`: each addition [`Fusion::shortcut_conv`] pairs with a
+    /// convolution whose kernel can add it, when the part runs both, returns nothing of the
+    /// convolution's group, and has the addition's other input at hand (a boundary tensor, or
+    /// computed before the convolution).
+    ///
+    /// [`Fusion::shortcut_conv`]: crate::Fusion::shortcut_conv
     pub(super) fn shortcuts(&self, part: &[bool], exported: &[bool]) -> Shortcuts {
         let n = self.net.len();
         let mut shortcuts = Shortcuts {
@@ -60,22 +64,24 @@ impl Model {
         if !self.own_kernels {
             return shortcuts;
         }
-        for (add, node) in self.net.nodes().iter().enumerate() {
-            let (true, LayerKind::Add, &[a, b]) = (part[add], &node.spec().kind, node.inputs())
-            else {
+        for add in (0..n).filter(|&v| part[v]) {
+            let Some(conv) = self.fusion.shortcut_conv(add) else {
                 continue;
             };
-            // Of the two inputs that could carry the convolution, the one whose convolution runs
-            // last (the other input is then ready when it runs).
-            let taken = [(a, b), (b, a)]
-                .into_iter()
-                .filter_map(|(tail, other)| {
-                    let conv = self.fusion.absorbed_into(tail).unwrap_or(tail);
-                    self.takes_in(conv, tail, add, other, part, exported)
-                        .then_some((conv, tail, other))
-                })
-                .max_by_key(|&(conv, _, _)| conv);
-            if let Some((conv, tail, other)) = taken {
+            let &[a, b] = self.net.nodes()[add].inputs() else {
+                continue;
+            };
+            let in_group = |v: usize| v == conv || self.fusion.absorbed_into(v) == Some(conv);
+            let (tail, other) = if in_group(a) { (a, b) } else { (b, a) };
+            let kernel_adds = match &self.params[conv] {
+                Params::Packed(kernel) => kernel.adds_residual(),
+                _ => false,
+            };
+            // The group's outputs go nowhere but into the addition.
+            let group_private = (0..n)
+                .filter(|&v| in_group(v))
+                .all(|v| part[v] && !exported[v]);
+            if kernel_adds && group_private {
                 shortcuts.by_conv[conv] = Some(Shortcut {
                     other,
                     activation: self.fusion.activation_of(add).into(),
@@ -84,32 +90,5 @@ impl Model {
             }
         }
         shortcuts
-    }
-
-    /// Whether convolution `conv`, whose fused group ends at `tail`, can take in addition
-    /// `add` of `tail` and `other` within `part`.
-    fn takes_in(
-        &self,
-        conv: usize,
-        tail: usize,
-        add: usize,
-        other: usize,
-        part: &[bool],
-        exported: &[bool],
-    ) -> bool {
-        let kernel_adds = match &self.params[conv] {
-            Params::Packed(kernel) => kernel.adds_residual(),
-            _ => false,
-        };
-        // The group's outputs go nowhere but into the addition.
-        let group_private = (0..self.net.len())
-            .filter(|&v| v == conv || self.fusion.absorbed_into(v) == Some(conv))
-            .all(|v| part[v] && !exported[v]);
-        let other_ready = !part[other] || other < conv;
-        kernel_adds
-            && group_private
-            && other_ready
-            && other != tail
-            && self.net.consumers(tail) == [add]
     }
 }
