@@ -194,7 +194,10 @@ mod tests {
         // downsampling shortcut, in that of the downsample, which runs last in node order.
         assert_eq!(fusion.shortcut_conv(add), Some(conv2));
         let down = at("layer2.0.add");
-        assert_eq!(fusion.shortcut_conv(down), Some(at("layer2.0.downsample.0")));
+        assert_eq!(
+            fusion.shortcut_conv(down),
+            Some(at("layer2.0.downsample.0"))
+        );
         assert_eq!(fusion.shortcut_conv(conv2), None);
         assert_eq!(Fusion::none(&net).shortcut_conv(add), None);
     }
