@@ -61,17 +61,6 @@ impl DepthwiseConv {
         })
     }
 
-    /// Whether the layer runs on `[h, w]` planes in place ([`in_place`]): a 3×3 window at
-    /// stride 1 with one value of padding.
-    fn runs_in_place(&self, hw: [usize; 2]) -> bool {
-        let s = &self.shape;
-        s.kernel == [3, 3]
-            && s.stride == [1, 1]
-            && s.padding == [1, 1]
-            && s.dilation == [1, 1]
-            && in_place::suits(hw)
-    }
-
     /// Convolves `x`, `[batch, channels, h, w]`, into `[batch, channels, ho, wo]`.
     pub(crate) fn forward(
         &self,
@@ -101,22 +90,13 @@ impl DepthwiseConv {
             .min(planes.div_ceil(4 * threads))
             .max(1);
         let mut out = recycled::take(planes * ho * wo);
-        if self.runs_in_place([h, w]) {
-            out.par_chunks_mut(per_task * ho * wo)
-                .enumerate()
-                .for_each(|(task, ys)| {
-                    dispatch(in_place::Planes {
-                        hw: [h, w],
-                        x,
-                        first: task * per_task,
-                        ys,
-                        window: Filters {
-                            conv: self,
-                            filter: [0.0; 9],
-                            bias: 0.0,
-                        },
-                    })
-                });
+        if in_place::suits(&self.shape.window(), [h, w]) {
+            let filters = Filters {
+                conv: self,
+                filter: [0.0; 9],
+                bias: 0.0,
+            };
+            in_place::run(x, [h, w], &mut out, per_task, filters);
             return Ok(out);
         }
         out.par_chunks_mut(per_task * ho * wo)
@@ -147,6 +127,7 @@ impl DepthwiseConv {
 
 /// A 3×3 depthwise layer's window for [`in_place`]: the filter and bias of the channel of the
 /// plane at hand, and the activation.
+#[derive(Clone)]
 struct Filters<'a> {
     conv: &'a DepthwiseConv,
     filter: [f32; 9],

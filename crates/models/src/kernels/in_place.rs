@@ -17,7 +17,10 @@
 //! few more operations per vector (six selects) but no row-by-row copies in and out, which
 //! cost more than the taps on small planes.
 
-use super::vector::{load, store};
+use rayon::prelude::*;
+
+use super::plane::Window;
+use super::vector::{dispatch, load, store};
 
 /// Output vectors computed together, their results held in registers across the taps.
 const BLOCK: usize = 4;
@@ -29,11 +32,40 @@ const BLOCK: usize = 4;
 /// and works out the masks of every vector of it again).
 const MAX_VALUES: usize = 256;
 
-/// Whether `[h, w]` planes under a 3×3 window at stride 1, padding 1 and dilation 1 run in
-/// place: small planes (see [`MAX_VALUES`]) that still hold a whole vector of the widest path,
-/// so that a plane's last vector can end at its end.
-pub(crate) fn suits([h, w]: [usize; 2]) -> bool {
-    (16..=MAX_VALUES).contains(&(h * w))
+/// Whether `window` over `[h, w]` planes runs in place: a 3×3 window at stride 1, padding 1
+/// and dilation 1, over small planes (see [`MAX_VALUES`]) that still hold a whole vector of the
+/// widest path, so that a plane's last vector can end at its end.
+pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
+    let three_by_three = Window {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    *window == three_by_three && (16..=MAX_VALUES).contains(&(h * w))
+}
+
+/// Runs `window` over every `[h, w]` plane of `x` into `out` (as many planes), `per_task`
+/// planes to a task, the tasks in parallel.
+#[inline(always)]
+pub(crate) fn run<W: Window3x3 + Clone + Sync>(
+    x: &[f32],
+    hw: [usize; 2],
+    out: &mut [f32],
+    per_task: usize,
+    window: W,
+) {
+    out.par_chunks_mut(per_task * hw[0] * hw[1])
+        .enumerate()
+        .for_each(|(task, ys)| {
+            dispatch(Planes {
+                hw,
+                x,
+                first: task * per_task,
+                ys,
+                window: window.clone(),
+            })
+        });
 }
 
 /// What a layer does with the nine values a 3×3 window reads.
@@ -59,17 +91,17 @@ pub(crate) trait Window3x3 {
 
 /// The planes of one task: its output planes `ys` (whole `[h, w]` planes) from input planes
 /// `first..` of `x` (the whole input), by `window`.
-pub(crate) struct Planes<'a, W> {
+struct Planes<'a, W> {
     /// Rows and columns of a plane.
-    pub hw: [usize; 2],
+    hw: [usize; 2],
     /// The whole input, every plane of every sample.
-    pub x: &'a [f32],
+    x: &'a [f32],
     /// The index in `x` of the task's first plane.
-    pub first: usize,
+    first: usize,
     /// The task's output planes.
-    pub ys: &'a mut [f32],
+    ys: &'a mut [f32],
     /// What the layer computes.
-    pub window: W,
+    window: W,
 }
 
 /// The lanes of an output vector whose row above, row below, column to the left and column

@@ -41,24 +41,8 @@ pub(crate) fn max_pool2d(
     PaddedPlane::new(window, [h, w], [ho, wo])?;
     let mut out = recycled::take(x.len() / plane_in * plane_out);
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
-    let three_by_three = Window {
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-    };
-    if *window == three_by_three && in_place::suits([h, w]) {
-        out.par_chunks_mut(per_task * plane_out)
-            .enumerate()
-            .for_each(|(task, ys)| {
-                dispatch(in_place::Planes {
-                    hw: [h, w],
-                    x,
-                    first: task * per_task,
-                    ys,
-                    window: Maxima3x3 { nan: true },
-                })
-            });
+    if in_place::suits(window, [h, w]) {
+        in_place::run(x, [h, w], &mut out, per_task, Maxima3x3 { nan: true });
         return Ok(out);
     }
     let down = Down::new(window, h, ho);
@@ -246,6 +230,7 @@ fn may_hold_nan<S: pulp::Simd>(simd: S, values: &[f32]) -> bool {
 
 /// A 3×3, stride-1 max pool's window for [`in_place`]: the maximum of the nine taps, NaN-aware
 /// where the plane at hand may hold a NaN.
+#[derive(Clone)]
 struct Maxima3x3 {
     nan: bool,
 }
