@@ -71,16 +71,17 @@ impl Model {
             let &[a, b] = self.net.nodes()[add].inputs() else {
                 continue;
             };
-            let in_group = |v: usize| v == conv || self.fusion.absorbed_into(v) == Some(conv);
+            // The convolution and its folded batch norm (a group paired with an addition has
+            // no activation of its own).
+            let group = [Some(conv), self.fusion.norm_of(conv)];
+            let in_group = |v: usize| group.contains(&Some(v));
             let (tail, other) = if in_group(a) { (a, b) } else { (b, a) };
             let kernel_adds = match &self.params[conv] {
                 Params::Packed(kernel) => kernel.adds_residual(),
                 _ => false,
             };
             // The group's outputs go nowhere but into the addition.
-            let group_private = (0..n)
-                .filter(|&v| in_group(v))
-                .all(|v| part[v] && !exported[v]);
+            let group_private = group.into_iter().flatten().all(|v| part[v] && !exported[v]);
             if kernel_adds && group_private {
                 shortcuts.by_conv[conv] = Some(Shortcut {
                     other,

@@ -193,10 +193,9 @@ fn down_columns<S: pulp::Simd>(
             store::<S>(dst, simd.select_f32s(keep, m, pads));
         } else {
             for (x, d) in dst[..n].iter_mut().enumerate() {
-                *d = (0..count).map(|k| xs[rows.0 + k * rows.1 + x]).fold(
-                    f32::NEG_INFINITY,
-                    |m, v| if v > m || v.is_nan() { v } else { m },
-                );
+                *d = (0..count)
+                    .map(|k| xs[rows.0 + k * rows.1 + x])
+                    .fold(f32::NEG_INFINITY, larger_value);
             }
         }
     }
@@ -254,10 +253,7 @@ impl in_place::Window3x3 for Maxima3x3 {
     }
 
     fn value(&self, taps: [f32; 9]) -> f32 {
-        taps.into_iter().fold(
-            f32::NEG_INFINITY,
-            |m, v| if v > m || v.is_nan() { v } else { m },
-        )
+        taps.into_iter().fold(f32::NEG_INFINITY, larger_value)
     }
 }
 
@@ -276,6 +272,12 @@ fn column_max<S: pulp::Simd>(
         m = larger(simd, load::<S>(&xs[first + k * step + at..]), m, nan);
     }
     m
+}
+
+/// `v` where it is larger than `m` or NaN, else `m` (which keeps a NaN it took): one value of
+/// [`larger`].
+fn larger_value(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() { v } else { m }
 }
 
 /// `v` where it is larger than `m` or (where the plane holds a NaN, `nan`) NaN, else `m`
