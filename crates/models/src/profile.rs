@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::error::ModelError;
-use crate::exec::{Model, on_worker};
+use crate::exec::{Model, pass_on_worker};
 use crate::tensor::{HostTensor, Value};
 
 /// Which revision of the layers' kernels this build runs. It changes whenever a change makes
@@ -33,8 +33,9 @@ use crate::tensor::{HostTensor, Value};
 /// its own kernel, channel concatenation into a recycled buffer; 13: max pooling in two
 /// passes (down the columns, then along the rows), a residual addition and its activation in
 /// the epilogue of the convolution before it where both run in one part, stride-1 3×3
-/// depthwise layers and max pools on small planes read in place.
-pub const KERNEL_REVISION: u32 = 13;
+/// depthwise layers and max pools on small planes read in place; 14: the pool's other workers
+/// kept polling for work while a pass runs (no wake-up per kernel on two or more threads).
+pub const KERNEL_REVISION: u32 = 14;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +165,7 @@ impl Model {
         warmup: usize,
         runs: usize,
     ) -> Result<Vec<LayerTiming>, ModelError> {
-        on_worker(|| self.time_layers_here(input, warmup, runs, None))
+        pass_on_worker(|| self.time_layers_here(input, warmup, runs, None))
     }
 
     /// [`Model::time_layers`] with the caches as a forward pass leaves them: before each run,
@@ -180,7 +181,7 @@ impl Model {
         runs: usize,
     ) -> Result<Vec<LayerTiming>, ModelError> {
         let mut scrub = CacheScrub::for_this_machine();
-        on_worker(|| self.time_layers_here(input, warmup, runs, Some(&mut scrub)))
+        pass_on_worker(|| self.time_layers_here(input, warmup, runs, Some(&mut scrub)))
     }
 
     /// [`Model::time_layers`] on the calling thread, scrubbing the caches before each run when
@@ -268,7 +269,7 @@ impl Model {
         warmup: usize,
         runs: usize,
     ) -> Result<Vec<LayerTiming>, ModelError> {
-        on_worker(|| self.time_in_pass_here(input, warmup, runs))
+        pass_on_worker(|| self.time_in_pass_here(input, warmup, runs))
     }
 
     /// [`Model::time_in_pass`] on the calling thread.

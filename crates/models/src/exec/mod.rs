@@ -24,10 +24,12 @@ mod prepare;
 mod shortcut;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 use input::Input;
 pub(crate) use part::NodeObserver;
 use prepare::{Params, prepare};
+pub(crate) use workers::{on_worker, pass_on_worker};
 
 /// Tensors keyed by the index of the node that produced them.
 pub type Activations = BTreeMap<usize, Value>;
@@ -136,7 +138,7 @@ impl Model {
             let mut boundary = boundary;
             return self.take_sink(&mut boundary);
         }
-        let mut out = on_worker(|| {
+        let mut out = pass_on_worker(|| {
             let mut check = |v: usize| {
                 if stop() {
                     Err(ModelError::Stopped {
@@ -180,7 +182,7 @@ impl Model {
         part: &[bool],
         boundary: Activations,
     ) -> Result<Activations, ModelError> {
-        on_worker(|| self.run_part_here(part, boundary, false, None))
+        pass_on_worker(|| self.run_part_here(part, boundary, false, None))
     }
 
     /// Runs the whole network from `input` and returns every node's output, each as a
@@ -189,7 +191,7 @@ impl Model {
     /// tensor looks like, for example how well it compresses.
     pub fn run_all(&self, input: Value) -> Result<Activations, ModelError> {
         let all = vec![true; self.net.len()];
-        on_worker(|| self.run_part_here(&all, Activations::from([(0, input)]), true, None))
+        pass_on_worker(|| self.run_part_here(&all, Activations::from([(0, input)]), true, None))
     }
 
     /// [`Model::forward`] on the calling thread, calling `observe` with each node's index as
@@ -227,13 +229,4 @@ impl Model {
         }
         on_worker(|| self.apply(index, inputs.into_iter().map(Input::Value).collect()))
     }
-}
-
-/// Runs `op` on one of rayon's worker threads and waits for it. A forward pass starts hundreds
-/// of parallel kernels (the crate's own, gemm's and the flex backend's); started from a worker,
-/// each is split there and the other workers steal its parts, whereas from any other thread every
-/// one of them is handed to the pool while the caller sleeps until it is done: a wake-up and a
-/// context switch per kernel.
-pub(crate) fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| op())
 }
