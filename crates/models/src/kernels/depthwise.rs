@@ -280,6 +280,13 @@ mod tests {
             (64, 3, 1, 1, 1, 7, 7),
             (3, 3, 1, 1, 1, 20, 1),
             (2, 3, 1, 1, 1, 1, 20),
+            // Larger planes, read in place row by row: rows of exactly one AVX-512 vector, rows
+            // whose last vector overlaps the one before, and rows with vectors between the
+            // first and the last (a block of four and one more at 112 columns).
+            (3, 3, 1, 1, 1, 20, 16),
+            (3, 3, 1, 1, 1, 20, 20),
+            (2, 3, 1, 1, 1, 17, 40),
+            (2, 3, 1, 1, 1, 3, 112),
         ] {
             let batch = 2;
             let shape = ConvShape::square(c, c, k, stride, padding, dilation);

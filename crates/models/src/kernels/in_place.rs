@@ -1,9 +1,9 @@
-//! 3×3 windows at stride 1 with one value of padding on small planes, read in place: no
-//! padded copy of the input and no copy of the output. MobileNetV2's stride-1 depthwise
-//! layers on 14×14 and 7×7 maps and GoogLeNet's stride-1 max pools on the same maps run here.
+//! 3×3 windows at stride 1 with one value of padding, read in place: no padded copy of the
+//! input and no copy of the output. MobileNetV2's stride-1 depthwise layers and GoogLeNet's
+//! stride-1 max pools run here.
 //!
-//! A plane is taken as one flat run of `h · w` values. An output vector at flat position `f`
-//! reads, for tap `(dy, dx)`, the input vector at `f + dy · w + dx`, a run that crosses rows
+//! A small plane is taken as one flat run of `h · w` values. An output vector at flat position
+//! `f` reads, for tap `(dy, dx)`, the input vector at `f + dy · w + dx`, a run that crosses rows
 //! freely; the lanes whose tap falls outside the plane (a row above the first, below the last,
 //! left of the first column or right of the last) would read a neighbour's value, so those
 //! values are replaced by the padding value with a per-lane mask. The masks depend only on `f`
@@ -13,28 +13,34 @@
 //! first plane and after the last of the whole input, where the few vectors that would read
 //! outside it are computed one value at a time.
 //!
+//! A larger plane, at least a vector wide, goes output row by output row: a row's vectors start
+//! every vector's width, the last ending at the row's end. Only the first vector's left taps and
+//! the last one's right taps need a mask (the first lane and the last), the rows above the
+//! first and below the last are skipped, and the vectors between are plain loads and
+//! multiply-adds.
+//!
 //! Against a padded copy per plane ([`PaddedPlane`](super::plane::PaddedPlane)), this does a
-//! few more operations per vector (six selects) but no row-by-row copies in and out, which
-//! cost more than the taps on small planes.
+//! few more operations per vector (six selects on small planes) but no row-by-row copies in and
+//! out, which cost more than the taps.
 
 use rayon::prelude::*;
 
-use super::plane::Window;
+use super::plane::{Window, first_lanes};
 use super::vector::{dispatch, load, store};
 
 /// Output vectors computed together, their results held in registers across the taps.
 const BLOCK: usize = 4;
 
-/// Planes of at most this many values run in place. Depthwise layers, one thread, AVX-512, six
-/// stacked layers, against the padded copies: 960 planes of 7×7 0.035 against 0.071 ms a
-/// layer, 576 of 14×14 0.065 against 0.088; 192 of 28×28 0.093 against 0.091, 144 of 56×56
-/// 0.42 against 0.25 and 32 of 112×112 0.77 against 0.21 (a task there holds a plane or two,
-/// and works out the masks of every vector of it again).
-const MAX_VALUES: usize = 256;
+/// Planes of at most this many values run as one flat run; larger ones row by row. Depthwise
+/// layers, one thread, AVX-512, six stacked layers, flat against padded copies: 960 planes of
+/// 7×7 0.035 against 0.071 ms a layer, 576 of 14×14 0.065 against 0.088; 192 of 28×28 0.093
+/// against 0.091, 144 of 56×56 0.42 against 0.25 and 32 of 112×112 0.77 against 0.21 (a task
+/// there holds a plane or two, and works out the masks of every vector of it again).
+const MAX_FLAT: usize = 256;
 
 /// Whether `window` over `[h, w]` planes runs in place: a 3×3 window at stride 1, padding 1
-/// and dilation 1, over small planes (see [`MAX_VALUES`]) that still hold a whole vector of the
-/// widest path, so that a plane's last vector can end at its end.
+/// and dilation 1, over planes that hold a whole vector of the widest path (so that a plane's
+/// last vector can end at its end) and, past [`MAX_FLAT`] values, whose rows do.
 pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
     let three_by_three = Window {
         kernel: [3, 3],
@@ -42,8 +48,11 @@ pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
         padding: [1, 1],
         dilation: [1, 1],
     };
-    *window == three_by_three && (16..=MAX_VALUES).contains(&(h * w))
+    *window == three_by_three && h * w >= MAX_LANES && (h * w <= MAX_FLAT || w >= MAX_LANES)
 }
+
+/// The widest vector, in values.
+const MAX_LANES: usize = 16;
 
 /// Runs `window` over every `[h, w]` plane of `x` into `out` (as many planes), `per_task`
 /// planes to a task, the tasks in parallel.
@@ -112,7 +121,19 @@ impl<W: Window3x3> pulp::WithSimd for Planes<'_, W> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(mut self, simd: S) {
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        if self.hw[0] * self.hw[1] > MAX_FLAT {
+            self.by_rows(simd);
+        } else {
+            self.flat(simd);
+        }
+    }
+}
+
+impl<W: Window3x3> Planes<'_, W> {
+    /// Each plane as one flat run of vectors, with the masks of every vector worked out once.
+    #[inline(always)]
+    fn flat<S: pulp::Simd>(mut self, simd: S) {
         let [h, w] = self.hw;
         let (n, lanes) = (h * w, S::F32_LANES);
         let starts: Vec<usize> = (0..n.div_ceil(lanes))
@@ -146,6 +167,139 @@ impl<W: Window3x3> pulp::WithSimd for Planes<'_, W> {
             }
         }
     }
+
+    /// Each plane output row by output row (see the module's notes): the row's first and last
+    /// vectors together, with their outer taps masked, then the vectors between, [`BLOCK`] at
+    /// a time. A row above the first or below the last reads a row of the padding value.
+    #[inline(always)]
+    fn by_rows<S: pulp::Simd>(mut self, simd: S) {
+        let [h, w] = self.hw;
+        let (n, lanes) = (h * w, S::F32_LANES);
+        let last = w - lanes;
+        let not_first = simd.not_m32s(first_lanes(simd, 1));
+        let not_last = first_lanes(simd, lanes - 1);
+        let all = first_lanes(simd, lanes);
+        let outside = vec![W::OUTSIDE; w + 2];
+        for (i, y) in self.ys.chunks_exact_mut(n).enumerate() {
+            let plane = self.first + i;
+            let at = plane * n;
+            self.window.plane(simd, plane, &self.x[at..at + n]);
+            let plane = Plane {
+                x: self.x,
+                at,
+                hw: self.hw,
+                window: &self.window,
+            };
+            for oy in 0..h {
+                let Some(rows) = plane.rows_around(oy, &outside) else {
+                    plane.one_by_one(oy * w, w, y);
+                    continue;
+                };
+                let y = &mut y[oy * w..(oy + 1) * w];
+                if last == 0 {
+                    let masks = [[not_first, not_last]];
+                    row_block::<S, W, 1, true>(simd, &self.window, rows, [0], masks, y);
+                } else {
+                    let masks = [[not_first, all], [all, not_last]];
+                    row_block::<S, W, 2, true>(simd, &self.window, rows, [0, last], masks, y);
+                }
+                let mut x = lanes;
+                while x < last {
+                    let window = &self.window;
+                    x += match (last - x).div_ceil(lanes) {
+                        BLOCK.. => {
+                            let starts = one_after_another(x, lanes);
+                            row_block::<S, W, BLOCK, false>(
+                                simd,
+                                window,
+                                rows,
+                                starts,
+                                [[all; 2]; BLOCK],
+                                y,
+                            )
+                        }
+                        3 => {
+                            let starts = one_after_another(x, lanes);
+                            row_block::<S, W, 3, false>(
+                                simd,
+                                window,
+                                rows,
+                                starts,
+                                [[all; 2]; 3],
+                                y,
+                            )
+                        }
+                        2 => {
+                            let starts = one_after_another(x, lanes);
+                            row_block::<S, W, 2, false>(
+                                simd,
+                                window,
+                                rows,
+                                starts,
+                                [[all; 2]; 2],
+                                y,
+                            )
+                        }
+                        _ => {
+                            let starts = one_after_another(x, lanes);
+                            row_block::<S, W, 1, false>(
+                                simd,
+                                window,
+                                rows,
+                                starts,
+                                [[all; 2]; 1],
+                                y,
+                            )
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The output vectors of one row that start at columns `starts`, into the row's outputs `y`,
+/// from its window's three input `rows` (each with a value of margin on either side); returns
+/// how many columns they cover. Where `EDGES`, each vector's left and right taps keep only the
+/// lanes of its `masks`.
+#[inline(always)]
+fn row_block<S: pulp::Simd, W: Window3x3, const B: usize, const EDGES: bool>(
+    simd: S,
+    window: &W,
+    rows: [&[f32]; 3],
+    starts: [usize; B],
+    masks: [[S::m32s; 2]; B],
+    y: &mut [f32],
+) -> usize {
+    let (lanes, outside) = (S::F32_LANES, simd.splat_f32s(W::OUTSIDE));
+    let mut results = [outside; B];
+    for (b, result) in results.iter_mut().enumerate() {
+        let mut sums = [outside; 3];
+        for (r, (sum, row)) in sums.iter_mut().zip(rows).enumerate() {
+            let run = &row[starts[b]..starts[b] + lanes + 2];
+            let mut values = [load::<S>(run), load::<S>(&run[1..]), load::<S>(&run[2..])];
+            if EDGES {
+                values[0] = simd.select_f32s(masks[b][0], values[0], outside);
+                values[2] = simd.select_f32s(masks[b][1], values[2], outside);
+            }
+            *sum = window.row(simd, r, values);
+        }
+        *result = window.rows(simd, sums);
+    }
+    for (&x, result) in starts.iter().zip(results) {
+        store::<S>(&mut y[x..], result);
+    }
+    B * lanes
+}
+
+/// `B` vectors' starts, one after the other from `first`.
+#[inline(always)]
+fn one_after_another<const B: usize>(first: usize, lanes: usize) -> [usize; B] {
+    let mut starts = [first; B];
+    for (b, start) in starts.iter_mut().enumerate() {
+        *start += b * lanes;
+    }
+    starts
 }
 
 /// The masks of the output vector at flat position `f` of an `[h, w]` plane.
@@ -218,6 +372,23 @@ impl<W: Window3x3> Plane<'_, W> {
         for (&f, result) in starts.iter().zip(results) {
             store::<S>(&mut y[f..], result);
         }
+    }
+
+    /// The input rows around output row `oy`, each with a value of margin on either side
+    /// (`outside` for a row outside the plane), or `None` where a margin would lie outside `x`
+    /// (before the whole input's first row, after its last).
+    #[inline(always)]
+    fn rows_around<'r>(&'r self, oy: usize, outside: &'r [f32]) -> Option<[&'r [f32]; 3]> {
+        let [h, w] = self.hw;
+        let mut rows = [outside; 3];
+        for (r, row) in rows.iter_mut().enumerate() {
+            let iy = (oy + r).wrapping_sub(1);
+            if iy < h {
+                let start = (self.at + iy * w).checked_sub(1)?;
+                *row = self.x.get(start..start + w + 2)?;
+            }
+        }
+        Some(rows)
     }
 
     /// The `lanes` outputs from flat position `f`, a value at a time, reading only inside the

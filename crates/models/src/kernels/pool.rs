@@ -502,6 +502,15 @@ mod tests {
             let covered = plane == 1 && (2..=4).contains(&oy) && (2..=4).contains(&ox);
             assert_eq!(v.is_nan(), covered, "output ({plane}, {oy}, {ox}) is {v}");
         }
+        // And in a larger plane, row by row, at the last column (a row's last vector).
+        let mut x: Vec<f32> = (0..2 * 20 * 24).map(|i| (i % 13) as f32).collect();
+        x[20 * 24 + 5 * 24 + 23] = f32::NAN;
+        let y = max_pool2d(&x, [20, 24], [20, 24], &window).expect("pools");
+        for (i, v) in y.iter().enumerate() {
+            let (plane, oy, ox) = (i / 480, i % 480 / 24, i % 24);
+            let covered = plane == 1 && (4..=6).contains(&oy) && (22..=23).contains(&ox);
+            assert_eq!(v.is_nan(), covered, "output ({plane}, {oy}, {ox}) is {v}");
+        }
     }
 
     #[test]
