@@ -115,33 +115,78 @@ fn forward_on(
     let tiles = pixels.div_ceil(PIXELS);
     let mut patches = Scratch::take(tiles * k * PIXELS);
     gather(s, sample, [h, w], [ho, wo], &mut patches);
-    y.par_chunks_mut(block * pixels)
-        .zip(weight.par_chunks(k * block))
-        .zip(bias.par_chunks(block))
-        .for_each(|((ys, weights), bias)| {
-            let mut block_bias = [0.0; BLOCK];
-            block_bias[..bias.len()].copy_from_slice(bias);
-            run(Block {
-                patches: &patches,
-                k,
-                pixels,
-                weights,
-                block,
-                bias: block_bias,
-                channels: bias.len(),
-                epilogue: Epilogue {
-                    activation,
-                    residual,
-                },
-                ys,
-            })
-        });
+    // Each share's output planes, in order.
+    let mut tasks = Vec::new();
+    let mut rest = y;
+    for share in shares(cout, block, rayon::current_num_threads()) {
+        let (ys, after) = rest.split_at_mut(share.channels * pixels);
+        rest = after;
+        tasks.push((share, ys));
+    }
+    tasks.into_par_iter().for_each(|(share, ys)| {
+        let channels = share.block * block;
+        let mut block_bias = [0.0; BLOCK];
+        let bias = &bias[channels..(channels + block).min(cout)];
+        block_bias[..bias.len()].copy_from_slice(bias);
+        run(Block {
+            patches: &patches,
+            k,
+            pixels,
+            weights: &weight[share.block * k * block..(share.block + 1) * k * block],
+            block,
+            bias: block_bias,
+            first: share.first,
+            channels: share.channels,
+            epilogue: Epilogue {
+                activation,
+                residual,
+            },
+            ys,
+        })
+    });
     Ok(())
+}
+
+/// A task's output channels: `channels` of them from channel `first` of packed block `block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    block: usize,
+    first: usize,
+    channels: usize,
+}
+
+/// The tasks of a layer of `cout` output channels packed in blocks of `block`, for `threads`
+/// threads: as many channels for each thread, in vectors of 16, each thread's run cut where a
+/// block ends. Blocks of [`BLOCK`] channels are cut inside (a task then reads part of its
+/// block's weights); smaller ones, many enough to share out, stay whole. With 2 threads, 512
+/// channels in blocks of 48 gave one thread 6 blocks and the other 5.
+fn shares(cout: usize, block: usize, threads: usize) -> Vec<Share> {
+    let unit = if block == BLOCK { 16 } else { block.max(1) };
+    let per_thread = cout.div_ceil(unit).div_ceil(threads.max(1)) * unit;
+    let mut shares = Vec::new();
+    let mut start = 0;
+    while start < cout {
+        let end = (start + per_thread).min(cout);
+        let mut at = start;
+        while at < end {
+            let (b, first) = (at / block, at % block);
+            let channels = (block - first).min(end - at);
+            shares.push(Share {
+                block: b,
+                first,
+                channels,
+            });
+            at += channels;
+        }
+        start = end;
+    }
+    shares
 }
 
 /// Gathers `sample`'s patches into `patches`, `[tiles, k, PIXELS]`: for each tile of
 /// [`PIXELS`] output pixels, row `(c, ky, kx)` holds the input value each pixel's window reads
-/// there (zero in the padding and past the last pixel).
+/// there (zero in the padding and past the last pixel). Tiles go to threads: on one thread the
+/// gather is a tenth of a 7×7 layer, which would otherwise wait for it on every other.
 fn gather(
     s: &ConvShape,
     sample: &[f32],
@@ -149,46 +194,59 @@ fn gather(
     [ho, wo]: [usize; 2],
     patches: &mut [f32],
 ) {
+    let k = s.patch_len();
+    patches
+        .par_chunks_exact_mut(k * PIXELS)
+        .enumerate()
+        .for_each(|(tile, panel)| gather_tile(s, sample, [h, w], [ho, wo], tile, panel));
+}
+
+/// [`gather`]'s tile `tile`, into its `panel` (`[k, PIXELS]`).
+fn gather_tile(
+    s: &ConvShape,
+    sample: &[f32],
+    [h, w]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    tile: usize,
+    panel: &mut [f32],
+) {
     let [kh, kw] = s.kernel;
     let pixels = ho * wo;
-    let k = s.patch_len();
-    for (tile, panel) in patches.chunks_exact_mut(k * PIXELS).enumerate() {
-        // Each pixel's window's top-left corner in the unpadded input (may be negative).
-        let corners: [Option<[isize; 2]>; PIXELS] = std::array::from_fn(|r| {
-            let p = tile * PIXELS + r;
-            (p < pixels).then(|| {
-                let (oy, ox) = (p / wo, p % wo);
-                [
-                    (oy * s.stride[0]) as isize - s.padding[0] as isize,
-                    (ox * s.stride[1]) as isize - s.padding[1] as isize,
-                ]
-            })
-        });
-        let mut rows = panel.chunks_exact_mut(PIXELS);
-        for plane in sample.chunks_exact(h * w) {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let Some(row) = rows.next() else { return };
-                    let (dy, dx) = ((ky * s.dilation[0]) as isize, (kx * s.dilation[1]) as isize);
-                    for (value, corner) in row.iter_mut().zip(&corners) {
-                        *value = corner
-                            .and_then(|[y0, x0]| {
-                                let (iy, ix) = (y0 + dy, x0 + dx);
-                                let inside =
-                                    (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
-                                inside.then(|| plane[iy as usize * w + ix as usize])
-                            })
-                            .unwrap_or(0.0);
-                    }
+    // Each pixel's window's top-left corner in the unpadded input (may be negative).
+    let corners: [Option<[isize; 2]>; PIXELS] = std::array::from_fn(|r| {
+        let p = tile * PIXELS + r;
+        (p < pixels).then(|| {
+            let (oy, ox) = (p / wo, p % wo);
+            [
+                (oy * s.stride[0]) as isize - s.padding[0] as isize,
+                (ox * s.stride[1]) as isize - s.padding[1] as isize,
+            ]
+        })
+    });
+    let mut rows = panel.chunks_exact_mut(PIXELS);
+    for plane in sample.chunks_exact(h * w) {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let Some(row) = rows.next() else { return };
+                let (dy, dx) = ((ky * s.dilation[0]) as isize, (kx * s.dilation[1]) as isize);
+                for (value, corner) in row.iter_mut().zip(&corners) {
+                    *value = corner
+                        .and_then(|[y0, x0]| {
+                            let (iy, ix) = (y0 + dy, x0 + dx);
+                            let inside =
+                                (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                            inside.then(|| plane[iy as usize * w + ix as usize])
+                        })
+                        .unwrap_or(0.0);
                 }
             }
         }
     }
 }
 
-/// One block of `block` output channels (`channels` of them real), over every tile of the
-/// gathered `patches`, into `ys` (the block's output planes, `pixels` each, holding a residual
-/// to add where the epilogue says so).
+/// Channels `first..first + channels` of one block of `block` output channels, over every tile
+/// of the gathered `patches`, into `ys` (those channels' output planes, `pixels` each, holding a
+/// residual to add where the epilogue says so).
 struct Block<'a> {
     patches: &'a [f32],
     k: usize,
@@ -196,8 +254,9 @@ struct Block<'a> {
     /// The block's packed weights, `[k, block]`.
     weights: &'a [f32],
     block: usize,
-    /// The block's biases (zeros past `channels`).
+    /// The block's biases (zeros past the layer's last channel).
     bias: [f32; BLOCK],
+    first: usize,
     channels: usize,
     epilogue: Epilogue,
     ys: &'a mut [f32],
@@ -215,34 +274,35 @@ impl pulp::WithSimd for Block<'_> {
                 // AVX2: the block's 16 channels, 4 pixels at a time.
                 for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
                     let pixel = tile * PIXELS + first_pixel;
-                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, pixel, first_pixel, 0);
+                    let first = self.first;
+                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, pixel, first_pixel, first);
                 }
             } else if S::REGISTER_COUNT < 32 || VECTORS * lanes != self.block {
                 // Any other width (a weight packed for another path): a vector at a time.
                 for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
                     let pixel = tile * PIXELS + first_pixel;
-                    for first in (0..self.channels).step_by(lanes) {
+                    for first in (self.first..self.first + self.channels).step_by(lanes) {
                         self.tile::<S, PIXELS_16, 1>(simd, panel, pixel, first_pixel, first);
                     }
                 }
             } else {
-                // 16, 32 or 48 channels (the last block may be partial) of 16 lanes, over as
-                // many of the tile's pixels as there are (1, 2 or 4 for the last tile when
-                // fewer: a 7×7 map's 49th pixel alone).
-                let pixel = tile * PIXELS;
+                // 16, 32 or 48 channels (a share of a block, or the last block, may be
+                // partial) of 16 lanes, over as many of the tile's pixels as there are (1, 2
+                // or 4 for the last tile when fewer: a 7×7 map's 49th pixel alone).
+                let (pixel, first) = (tile * PIXELS, self.first);
                 match (self.pixels - pixel, self.channels.div_ceil(lanes)) {
-                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, pixel, 0, 0),
-                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, pixel, 0, 0),
-                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, pixel, 0, 0),
-                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, pixel, 0, 0),
-                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, pixel, 0, 0),
-                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, pixel, 0, 0),
-                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, pixel, 0, 0),
-                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, pixel, 0, 0),
-                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, pixel, 0, 0),
-                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, pixel, 0, 0),
-                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, pixel, 0, 0),
-                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, pixel, 0, 0),
+                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, pixel, 0, first),
+                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, pixel, 0, first),
+                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, pixel, 0, first),
+                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, pixel, 0, first),
+                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, pixel, 0, first),
+                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, pixel, 0, first),
+                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, pixel, 0, first),
+                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, pixel, 0, first),
+                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, pixel, 0, first),
+                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, pixel, 0, first),
+                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, pixel, 0, first),
+                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, pixel, 0, first),
                 }
             }
         }
@@ -292,7 +352,8 @@ impl Block<'_> {
                 residual,
             } = self.epilogue;
             for (v, sum) in sums.into_iter().enumerate() {
-                let channel = first + v * lanes;
+                // The vector's channels, counted from the share's first.
+                let channel = first + v * lanes - self.first;
                 let count = lanes.min(self.channels.saturating_sub(channel));
                 if residual {
                     store::<S>(&mut lanes_out, sum);
@@ -354,19 +415,65 @@ mod tests {
                     "scalar" => pulp::Simd::vectorize(pulp::Scalar::new(), block),
                     _ => dispatch(block),
                 };
-                forward_on(
-                    &case.s,
-                    block,
-                    operands,
-                    &case.x,
-                    [h, w],
-                    [ho, wo],
-                    &mut y,
-                    run,
-                )
-                .expect("runs");
-                case.check(&y, activation, &format!("blocks of {block}, {level}"));
+                // One to three threads: with more than one, blocks of 48 are shared out cut.
+                for threads in 1..=3 {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .expect("a pool");
+                    y.fill(f32::NAN);
+                    pool.install(|| {
+                        forward_on(
+                            &case.s,
+                            block,
+                            operands,
+                            &case.x,
+                            [h, w],
+                            [ho, wo],
+                            &mut y,
+                            run,
+                        )
+                    })
+                    .expect("runs");
+                    let what = format!("blocks of {block}, {level}, {threads} threads");
+                    case.check(&y, activation, &what);
+                }
             }
+        }
+    }
+
+    #[test]
+    fn threads_get_as_many_channels_each_cut_where_blocks_end() {
+        let share = |block, first, channels| Share {
+            block,
+            first,
+            channels,
+        };
+        // 512 channels in blocks of 48 on two threads: 256 each, block 5 cut after 16.
+        let two = shares(512, BLOCK, 2);
+        assert_eq!(two[..6].iter().map(|s| s.channels).sum::<usize>(), 256);
+        assert_eq!(two[5], share(5, 0, 16));
+        assert_eq!(two[6], share(5, 16, 32));
+        assert_eq!(two.last(), Some(&share(10, 0, 32)));
+        // One thread: whole blocks; blocks of 16 are never cut.
+        assert_eq!(
+            shares(130, BLOCK, 1),
+            vec![share(0, 0, 48), share(1, 0, 48), share(2, 0, 34)]
+        );
+        assert!(
+            shares(96, BLOCK_16, 4)
+                .iter()
+                .all(|s| s.first == 0 && s.channels == 16)
+        );
+        // Every channel once, in order, for any count of threads.
+        for threads in 1..=5 {
+            let mut next = 0;
+            for s in shares(130, BLOCK, threads) {
+                assert_eq!(s.block * BLOCK + s.first, next);
+                assert!(s.first + s.channels <= BLOCK);
+                next += s.channels;
+            }
+            assert_eq!(next, 130);
         }
     }
 
