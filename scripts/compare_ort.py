@@ -30,14 +30,19 @@ The vector path: cutpoint caps its kernels with CUTPOINT_VECTOR_PATH (see
 so on an AVX-512 machine the AVX2 column compares cutpoint's AVX2 kernels with ONNX Runtime's
 AVX-512 ones (an upper bound on the gap an AVX2-only machine shows).
 
-Needs `pip install onnx onnxruntime numpy`; without them it says so and exits with status 2.
-cutpoint's side is the release `cutpoint-edge` binary (`cargo build --release -p edge-cli`, or
---cutpoint).
+With --torch it also times PyTorch's torchvision model (random weights, eval mode, inference
+mode, `torch.set_num_threads(--threads)`) in every round, whole forward passes only, for a
+three-way table.
+
+Needs `pip install onnx onnxruntime numpy` (and `torch torchvision` for --torch); without them it
+says so and exits with status 2. cutpoint's side is the release `cutpoint-edge` binary
+(`cargo build --release -p edge-cli`, or --cutpoint).
 
     scripts/compare_ort.py
     scripts/compare_ort.py --models resnet18,mobilenet_v2 --rounds 5 --threads 2
     scripts/compare_ort.py --paths avx2 --json
     scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
+    scripts/compare_ort.py --torch                                # cutpoint, ONNX Runtime, PyTorch
 """
 
 import argparse
@@ -86,6 +91,11 @@ def parse_args():
         "--baseline",
         help="another cutpoint-edge build (e.g. main's) timed in the same rounds, on the same "
         "paths, for before/after figures",
+    )
+    parser.add_argument(
+        "--torch",
+        action="store_true",
+        help="also time PyTorch's torchvision model, whole passes (needs torch and torchvision)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
@@ -330,8 +340,45 @@ def ort_kind(event_args):
     return kinds.get(op, "layout reorder" if op.startswith("Reorder") else f"ort {op}")
 
 
+def torch_model(model):
+    """PyTorch's forward pass of `model` (torchvision's, or compare_torch.py's LeNet-5) on a
+    random input, as a function of no arguments; None when torch is not in use."""
+    from compare_torch import import_torch, lenet
+
+    torch, torchvision = import_torch()
+    if model == "lenet":
+        net, x = lenet(torch)
+    else:
+        builders = {"googlenet": dict(aux_logits=False, init_weights=False)}
+        net = getattr(torchvision.models, model)(weights=None, **builders.get(model, {}))
+        x = torch.randn(1, 3, 224, 224)
+    net = net.eval()
+
+    def forward():
+        with torch.inference_mode():
+            net(x)
+
+    return forward
+
+
+def torch_round(forward, args):
+    """PyTorch's forward median over --runs passes after --warmup."""
+    samples = []
+    for i in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        forward()
+        if i >= args.warmup:
+            samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
 def compare(args):
     np, onnx, ort = import_ort()
+    if args.torch:
+        from compare_torch import import_torch
+
+        torch, _ = import_torch()
+        torch.set_num_threads(args.threads)
     # (column name, binary, vector path) for every cutpoint build and path timed.
     columns = [(p, args.cutpoint, p) for p in args.paths.split(",")]
     if args.baseline:
@@ -345,18 +392,25 @@ def compare(args):
         model_bytes = onnx_model.SerializeToString()
         rounds = {p: [] for p in paths}
         ran = {}
-        theirs = []
+        theirs, pytorch = [], []
+        torch_forward = torch_model(model) if args.torch else None
         for _ in range(args.rounds):
             for column, binary, path in columns:
                 forward, layers, ran[column] = cutpoint_round(binary, model, path, args)
                 rounds[column].append((forward, layers))
             theirs.append(ort_round(ort, np, model_bytes, shape, args))
+            if torch_forward:
+                pytorch.append(torch_round(torch_forward, args))
         ort_ms = statistics.median(f for f, _ in theirs)
         row = {"model": model, "ort_ms": ort_ms}
+        if pytorch:
+            row["torch_ms"] = statistics.median(pytorch)
         for p in paths:
             ms = statistics.median(f for f, _ in rounds[p])
             row[f"cutpoint_{p}_ms"] = ms
             row[f"ratio_{p}"] = ms / ort_ms
+            if pytorch:
+                row[f"torch_ratio_{p}"] = ms / row["torch_ms"]
         models.append(row)
         # Per kind: each layer's median over the rounds, summed by kind.
         sources = [(f"cutpoint_{p}_ms", [l for _, l in rounds[p]]) for p in paths]
@@ -378,6 +432,7 @@ def compare(args):
         "runs": args.runs,
         "rounds": args.rounds,
         "onnxruntime": ort.__version__,
+        "torch": torch.__version__ if args.torch else None,
         "cpu_flags": cpu_flags(),
         "paths_ran": ran,
         "models": models,
@@ -399,15 +454,21 @@ def print_tables(report):
     paths = list(report["paths_ran"])
     print(f"onnxruntime {report['onnxruntime']}, {report['threads']} threads, batch 1, median of "
           f"{report['rounds']} alternating rounds of {report['runs']} passes")
+    if report["torch"]:
+        print(f"PyTorch {report['torch']} (PT), {report['threads']} threads")
     print(f"CPU flags: {' '.join(report['cpu_flags'])}")
     print("cutpoint ran: " + ", ".join(f"{p} -> {r}" for p, r in report["paths_ran"].items()))
     if any(p.startswith("base_") for p in paths):
         print("base_*: the --baseline build")
-    header = "".join(f"{'cp ' + p + ' ms':>15}{'/ORT':>7}" for p in paths)
-    print(f"\n{'model':<14}{'ORT ms':>9}{header}")
+    torch = all("torch_ms" in m for m in report["models"])
+    header = "".join(f"{'cp ' + p + ' ms':>15}{'/ORT':>7}" + ("   /PT" if torch else "")
+                     for p in paths)
+    print(f"\n{'model':<14}{'ORT ms':>9}" + (f"{'PT ms':>9}" if torch else "") + header)
     for m in report["models"]:
-        cells = "".join(f"{m[f'cutpoint_{p}_ms']:>15.2f}{m[f'ratio_{p}']:>6.2f}x" for p in paths)
-        print(f"{m['model']:<14}{m['ort_ms']:>9.2f}{cells}")
+        cells = "".join(f"{m[f'cutpoint_{p}_ms']:>15.2f}{m[f'ratio_{p}']:>6.2f}x"
+                        + (f"{m[f'torch_ratio_{p}']:>5.2f}x" if torch else "") for p in paths)
+        pt = f"{m['torch_ms']:>9.2f}" if torch else ""
+        print(f"{m['model']:<14}{m['ort_ms']:>9.2f}{pt}{cells}")
     print("\nper layer kind, in-pass, summed over the models (worst excess first, "
           f"excess = cutpoint {paths[0]} - ORT)")
     header = "".join(f"{'cp ' + p + ' ms':>15}" for p in paths)
