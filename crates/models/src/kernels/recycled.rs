@@ -66,13 +66,15 @@ pub(crate) fn give_back(buf: Vec<f32>) {
 struct Pool(Vec<Vec<f32>>);
 
 impl Pool {
-    /// Takes the smallest buffer of a capacity from `len` to [`MAX_SLACK`] times `len`.
+    /// Takes a buffer of a capacity from `len` to [`MAX_SLACK`] times `len`: of those, the one
+    /// that needs the fewest values added to hold `len` (a shorter one is lengthened with
+    /// zeros, a write the kernel then repeats), then the smallest.
     fn take(&mut self, len: usize) -> Option<Vec<f32>> {
         let fits = len..=len.saturating_mul(MAX_SLACK);
         let buffers = &mut self.0;
         (0..buffers.len())
             .filter(|&i| fits.contains(&buffers[i].capacity()))
-            .min_by_key(|&i| buffers[i].capacity())
+            .min_by_key(|&i| (len.saturating_sub(buffers[i].len()), buffers[i].capacity()))
             .map(|i| buffers.swap_remove(i))
     }
 
@@ -121,6 +123,25 @@ mod tests {
         }
         assert_eq!(pool.take(900).map(|b| b.capacity()), Some(1000));
         assert_eq!(pool.take(900).map(|b| b.capacity()), Some(2000));
+    }
+
+    #[test]
+    fn a_buffer_that_needs_no_lengthening_comes_first() {
+        let mut pool = Pool(Vec::new());
+        let mut short = Vec::with_capacity(1000);
+        short.resize(100, 0.0);
+        pool.keep(short);
+        pool.keep(vec![0.0; 1500]);
+        // The 1500-value one holds 900 already; the smaller one would be zeroed up to 900.
+        assert_eq!(pool.take(900).map(|b| b.len()), Some(1500));
+        assert_eq!(pool.take(900).map(|b| b.capacity()), Some(1000));
+        // Of two that must grow, the one that grows least.
+        for held in [100, 600] {
+            let mut buf = Vec::with_capacity(2000 - held);
+            buf.resize(held, 0.0);
+            pool.keep(buf);
+        }
+        assert_eq!(pool.take(900).map(|b| b.capacity()), Some(1400));
     }
 
     #[test]

@@ -23,15 +23,18 @@ thread_local! {
 pub(crate) struct Scratch(Vec<f32>);
 
 impl Scratch {
-    /// A buffer of `len` values: the smallest kept one that holds them, else the largest.
+    /// A buffer of `len` values: of the kept ones that have room for them, the one that needs
+    /// the fewest zeros written to hold them (see [`Scratch::set_len`]), then the smallest;
+    /// else the largest.
     pub(crate) fn take(len: usize) -> Scratch {
         let buf = POOL
             .with(|pool| {
                 let mut pool = pool.borrow_mut();
                 let capacity = |i: &usize| pool[*i].capacity();
+                let growth = |i: &usize| (len.saturating_sub(pool[*i].len()), capacity(i));
                 (0..pool.len())
                     .filter(|i| capacity(i) >= len)
-                    .min_by_key(capacity)
+                    .min_by_key(growth)
                     .or_else(|| (0..pool.len()).max_by_key(capacity))
                     .map(|i| pool.swap_remove(i))
             })
@@ -99,5 +102,16 @@ mod tests {
         grown.set_len(2000);
         assert_eq!(grown.len(), 2000);
         assert_eq!(grown[1999], 0.0);
+    }
+
+    #[test]
+    fn a_buffer_that_holds_the_length_already_comes_before_a_smaller_one() {
+        let mut short = Scratch::take(2000);
+        short.set_len(100);
+        let long = Scratch::take(3000);
+        let address = long.as_ptr();
+        drop((short, long));
+        // The 2000-value buffer holds 100 values now and would be zeroed up to 1500.
+        assert_eq!(Scratch::take(1500).as_ptr(), address);
     }
 }
