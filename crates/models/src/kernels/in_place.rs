@@ -123,136 +123,149 @@ impl<W: Window3x3> pulp::WithSimd for Planes<'_, W> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         if self.hw[0] * self.hw[1] > MAX_FLAT {
-            self.by_rows(simd);
+            let walk = RowVectors::new::<W>(simd, self.hw);
+            self.each_plane(simd, &walk);
         } else {
-            self.flat(simd);
+            let walk = FlatVectors::new(simd, self.hw);
+            self.each_plane(simd, &walk);
         }
     }
 }
 
 impl<W: Window3x3> Planes<'_, W> {
-    /// Each plane as one flat run of vectors, with the masks of every vector worked out once.
+    /// Makes the window ready for each of the task's planes and runs `walk` over it.
     #[inline(always)]
-    fn flat<S: pulp::Simd>(mut self, simd: S) {
-        let [h, w] = self.hw;
+    fn each_plane<S: pulp::Simd, P: Walk<S>>(mut self, simd: S, walk: &P) {
+        let n = self.hw[0] * self.hw[1];
+        for (i, y) in self.ys.chunks_exact_mut(n).enumerate() {
+            let plane = self.first + i;
+            let at = plane * n;
+            self.window.plane(simd, plane, &self.x[at..at + n]);
+            let plane = Plane {
+                x: self.x,
+                at,
+                hw: self.hw,
+                window: &self.window,
+            };
+            walk.run(simd, &plane, y);
+        }
+    }
+}
+
+/// How a task walks each of its planes (see the module's notes), with what it works out once
+/// for all of them.
+trait Walk<S: pulp::Simd> {
+    /// Computes `plane`'s outputs into `y`.
+    fn run<W: Window3x3>(&self, simd: S, plane: &Plane<'_, W>, y: &mut [f32]);
+}
+
+impl<S: pulp::Simd> Walk<S> for FlatVectors<S> {
+    #[inline(always)]
+    fn run<W: Window3x3>(&self, simd: S, plane: &Plane<'_, W>, y: &mut [f32]) {
+        plane.flat(simd, self, y);
+    }
+}
+
+impl<S: pulp::Simd> Walk<S> for RowVectors<S> {
+    #[inline(always)]
+    fn run<W: Window3x3>(&self, simd: S, plane: &Plane<'_, W>, y: &mut [f32]) {
+        plane.by_rows(simd, self, y);
+    }
+}
+
+/// Where each output vector of a flat plane starts, and its masks.
+struct FlatVectors<S: pulp::Simd> {
+    starts: Vec<usize>,
+    masks: Vec<Masks<S>>,
+}
+
+impl<S: pulp::Simd> FlatVectors<S> {
+    #[inline(always)]
+    fn new(simd: S, [h, w]: [usize; 2]) -> Self {
         let (n, lanes) = (h * w, S::F32_LANES);
         let starts: Vec<usize> = (0..n.div_ceil(lanes))
             .map(|v| (v * lanes).min(n - lanes))
             .collect();
-        let masks: Vec<Masks<S>> = starts
+        let masks = starts
             .iter()
             .map(|&f| masks::<S>(simd, f, [h, w]))
             .collect();
-        for (i, y) in self.ys.chunks_exact_mut(n).enumerate() {
-            let plane = self.first + i;
-            let at = plane * n;
-            self.window.plane(simd, plane, &self.x[at..at + n]);
-            let plane = Plane {
-                x: self.x,
-                at,
-                hw: self.hw,
-                window: &self.window,
-            };
-            let mut v = 0;
-            while v < starts.len() {
-                let b = BLOCK.min(starts.len() - v);
-                let block = (&starts[v..v + b], &masks[v..v + b]);
-                match b {
-                    BLOCK => plane.block::<S, BLOCK>(simd, block, y),
-                    3 => plane.block::<S, 3>(simd, block, y),
-                    2 => plane.block::<S, 2>(simd, block, y),
-                    _ => plane.block::<S, 1>(simd, block, y),
-                }
-                v += b;
+        FlatVectors { starts, masks }
+    }
+}
+
+/// The masks of a row's first vector (all lanes but the first) and last (all but the last), all
+/// lanes, and a row of the padding value with a value of margin either side.
+struct RowVectors<S: pulp::Simd> {
+    not_first: S::m32s,
+    not_last: S::m32s,
+    all: S::m32s,
+    outside: Vec<f32>,
+}
+
+impl<S: pulp::Simd> RowVectors<S> {
+    #[inline(always)]
+    fn new<W: Window3x3>(simd: S, [_, w]: [usize; 2]) -> Self {
+        let lanes = S::F32_LANES;
+        RowVectors {
+            not_first: simd.not_m32s(first_lanes(simd, 1)),
+            not_last: first_lanes(simd, lanes - 1),
+            all: first_lanes(simd, lanes),
+            outside: vec![W::OUTSIDE; w + 2],
+        }
+    }
+}
+
+impl<W: Window3x3> Plane<'_, W> {
+    /// The plane as one flat run of vectors, [`BLOCK`] at a time, into its outputs `y`.
+    #[inline(always)]
+    fn flat<S: pulp::Simd>(&self, simd: S, vectors: &FlatVectors<S>, y: &mut [f32]) {
+        let mut v = 0;
+        while v < vectors.starts.len() {
+            let b = BLOCK.min(vectors.starts.len() - v);
+            let block = (&vectors.starts[v..v + b], &vectors.masks[v..v + b]);
+            match b {
+                BLOCK => self.block::<S, BLOCK>(simd, block, y),
+                3 => self.block::<S, 3>(simd, block, y),
+                2 => self.block::<S, 2>(simd, block, y),
+                _ => self.block::<S, 1>(simd, block, y),
             }
+            v += b;
         }
     }
 
-    /// Each plane output row by output row (see the module's notes): the row's first and last
+    /// The plane output row by output row, into its outputs `y`: the row's first and last
     /// vectors together, with their outer taps masked, then the vectors between, [`BLOCK`] at
     /// a time. A row above the first or below the last reads a row of the padding value.
     #[inline(always)]
-    fn by_rows<S: pulp::Simd>(mut self, simd: S) {
+    fn by_rows<S: pulp::Simd>(&self, simd: S, vectors: &RowVectors<S>, y: &mut [f32]) {
         let [h, w] = self.hw;
-        let (n, lanes) = (h * w, S::F32_LANES);
-        let last = w - lanes;
-        let not_first = simd.not_m32s(first_lanes(simd, 1));
-        let not_last = first_lanes(simd, lanes - 1);
-        let all = first_lanes(simd, lanes);
-        let outside = vec![W::OUTSIDE; w + 2];
-        for (i, y) in self.ys.chunks_exact_mut(n).enumerate() {
-            let plane = self.first + i;
-            let at = plane * n;
-            self.window.plane(simd, plane, &self.x[at..at + n]);
-            let plane = Plane {
-                x: self.x,
-                at,
-                hw: self.hw,
-                window: &self.window,
+        let (lanes, last) = (S::F32_LANES, w - S::F32_LANES);
+        for oy in 0..h {
+            let Some(rows) = self.rows_around(oy, &vectors.outside) else {
+                self.one_by_one(oy * w, w, y);
+                continue;
             };
-            for oy in 0..h {
-                let Some(rows) = plane.rows_around(oy, &outside) else {
-                    plane.one_by_one(oy * w, w, y);
-                    continue;
+            let y = &mut y[oy * w..(oy + 1) * w];
+            if last == 0 {
+                let masks = [[vectors.not_first, vectors.not_last]];
+                row_block::<S, W, 1, true>(simd, self.window, rows, [0], masks, y);
+            } else {
+                let masks = [
+                    [vectors.not_first, vectors.all],
+                    [vectors.all, vectors.not_last],
+                ];
+                row_block::<S, W, 2, true>(simd, self.window, rows, [0, last], masks, y);
+            }
+            let mut x = lanes;
+            while x < last {
+                let (window, all) = (self.window, vectors.all);
+                x += match (last - x).div_ceil(lanes) {
+                    BLOCK.. => interior::<S, W, BLOCK>(simd, window, rows, x, all, y),
+                    3 => interior::<S, W, 3>(simd, window, rows, x, all, y),
+                    2 => interior::<S, W, 2>(simd, window, rows, x, all, y),
+                    _ => interior::<S, W, 1>(simd, window, rows, x, all, y),
                 };
-                let y = &mut y[oy * w..(oy + 1) * w];
-                if last == 0 {
-                    let masks = [[not_first, not_last]];
-                    row_block::<S, W, 1, true>(simd, &self.window, rows, [0], masks, y);
-                } else {
-                    let masks = [[not_first, all], [all, not_last]];
-                    row_block::<S, W, 2, true>(simd, &self.window, rows, [0, last], masks, y);
-                }
-                let mut x = lanes;
-                while x < last {
-                    let window = &self.window;
-                    x += match (last - x).div_ceil(lanes) {
-                        BLOCK.. => {
-                            let starts = one_after_another(x, lanes);
-                            row_block::<S, W, BLOCK, false>(
-                                simd,
-                                window,
-                                rows,
-                                starts,
-                                [[all; 2]; BLOCK],
-                                y,
-                            )
-                        }
-                        3 => {
-                            let starts = one_after_another(x, lanes);
-                            row_block::<S, W, 3, false>(
-                                simd,
-                                window,
-                                rows,
-                                starts,
-                                [[all; 2]; 3],
-                                y,
-                            )
-                        }
-                        2 => {
-                            let starts = one_after_another(x, lanes);
-                            row_block::<S, W, 2, false>(
-                                simd,
-                                window,
-                                rows,
-                                starts,
-                                [[all; 2]; 2],
-                                y,
-                            )
-                        }
-                        _ => {
-                            let starts = one_after_another(x, lanes);
-                            row_block::<S, W, 1, false>(
-                                simd,
-                                window,
-                                rows,
-                                starts,
-                                [[all; 2]; 1],
-                                y,
-                            )
-                        }
-                    };
-                }
             }
         }
     }
@@ -290,6 +303,21 @@ fn row_block<S: pulp::Simd, W: Window3x3, const B: usize, const EDGES: bool>(
         store::<S>(&mut y[x..], result);
     }
     B * lanes
+}
+
+/// [`row_block`] for `B` vectors between a row's first and last, one after the other from
+/// column `x`, with no masks (`all` lanes kept).
+#[inline(always)]
+fn interior<S: pulp::Simd, W: Window3x3, const B: usize>(
+    simd: S,
+    window: &W,
+    rows: [&[f32]; 3],
+    x: usize,
+    all: S::m32s,
+    y: &mut [f32],
+) -> usize {
+    let starts = one_after_another(x, S::F32_LANES);
+    row_block::<S, W, B, false>(simd, window, rows, starts, [[all; 2]; B], y)
 }
 
 /// `B` vectors' starts, one after the other from `first`.
