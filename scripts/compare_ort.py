@@ -361,21 +361,10 @@ def torch_model(model):
     return forward
 
 
-def torch_round(forward, args):
-    """PyTorch's forward median over --runs passes after --warmup."""
-    samples = []
-    for i in range(args.warmup + args.runs):
-        start = time.perf_counter()
-        forward()
-        if i >= args.warmup:
-            samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
-
-
 def compare(args):
     np, onnx, ort = import_ort()
     if args.torch:
-        from compare_torch import import_torch
+        from compare_torch import import_torch, median_ms
 
         torch, _ = import_torch()
         torch.set_num_threads(args.threads)
@@ -400,7 +389,7 @@ def compare(args):
                 rounds[column].append((forward, layers))
             theirs.append(ort_round(ort, np, model_bytes, shape, args))
             if torch_forward:
-                pytorch.append(torch_round(torch_forward, args))
+                pytorch.append(median_ms(torch_forward, args))
         ort_ms = statistics.median(f for f, _ in theirs)
         row = {"model": model, "ort_ms": ort_ms}
         if pytorch:
