@@ -341,18 +341,12 @@ def ort_kind(event_args):
 
 
 def torch_model(model):
-    """PyTorch's forward pass of `model` (torchvision's, or compare_torch.py's LeNet-5) on a
-    random input, as a function of no arguments; None when torch is not in use."""
-    from compare_torch import import_torch, lenet
+    """PyTorch's forward pass of `model` (compare_torch.py's `torch_net`) on a random input, as
+    a function of no arguments."""
+    from compare_torch import import_torch, torch_net
 
     torch, torchvision = import_torch()
-    if model == "lenet":
-        net, x = lenet(torch)
-    else:
-        builders = {"googlenet": dict(aux_logits=False, init_weights=False)}
-        net = getattr(torchvision.models, model)(weights=None, **builders.get(model, {}))
-        x = torch.randn(1, 3, 224, 224)
-    net = net.eval()
+    net, x = torch_net(torch, torchvision, model)
 
     def forward():
         with torch.inference_mode():

@@ -146,15 +146,21 @@ def lenet(torch):
     return net, torch.randn(1, 1, 32, 32)
 
 
-def theirs(torch, torchvision, model, args):
-    """torchvision's forward median, per-module medians and each module's kind."""
+def torch_net(torch, torchvision, model):
+    """`model` in eval mode with random weights (torchvision's, or LeNet-5 from `lenet`), and a
+    random input for it."""
     if model == "lenet":
         net, x = lenet(torch)
     else:
         builders = {"googlenet": dict(aux_logits=False, init_weights=False)}
         net = getattr(torchvision.models, model)(weights=None, **builders.get(model, {}))
         x = torch.randn(1, 3, 224, 224)
-    net = net.eval()
+    return net.eval(), x
+
+
+def theirs(torch, torchvision, model, args):
+    """torchvision's forward median, per-module medians and each module's kind."""
+    net, x = torch_net(torch, torchvision, model)
     with torch.inference_mode():
         forward = median_ms(lambda: net(x), args)
         leaves = {
