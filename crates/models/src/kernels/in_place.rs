@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use super::plane::{Window, first_lanes};
+use super::plane::{MAX_LANES, Window, first_lanes};
 use super::vector::{dispatch, load, store};
 
 /// Output vectors computed together, their results held in registers across the taps.
@@ -50,9 +50,6 @@ pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
     };
     *window == three_by_three && h * w >= MAX_LANES && (h * w <= MAX_FLAT || w >= MAX_LANES)
 }
-
-/// The widest vector, in values.
-const MAX_LANES: usize = 16;
 
 /// Runs `window` over every `[h, w]` plane of `x` into `out` (as many planes), `per_task`
 /// planes to a task, the tasks in parallel.

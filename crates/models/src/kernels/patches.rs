@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::plane::Epilogue;
+use super::plane::{Epilogue, MAX_LANES};
 use super::scratch::Scratch;
 use super::vector::{VectorPath, dispatch, load, store};
 use super::{ConvShape, Operands, ShapeError, interleave_channels};
@@ -56,7 +56,8 @@ pub(crate) fn pack(s: &ConvShape, weight: &[f32], block: usize) -> Vec<f32> {
 }
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
-/// [`pack`] for `block`, the bias and the activation. Blocks of output channels go to threads.
+/// [`pack`] for `block`, the bias and the activation. Each thread takes as many output channels
+/// ([`shares`]).
 pub(crate) fn forward(
     s: &ConvShape,
     block: usize,
@@ -161,7 +162,11 @@ struct Share {
 /// block's weights); smaller ones, many enough to share out, stay whole. With 2 threads, 512
 /// channels in blocks of 48 gave one thread 6 blocks and the other 5.
 fn shares(cout: usize, block: usize, threads: usize) -> Vec<Share> {
-    let unit = if block == BLOCK { 16 } else { block.max(1) };
+    let unit = if block == BLOCK {
+        MAX_LANES
+    } else {
+        block.max(1)
+    };
     let per_thread = cout.div_ceil(unit).div_ceil(threads.max(1)) * unit;
     let mut shares = Vec::new();
     let mut start = 0;

@@ -8,9 +8,9 @@
 use super::vector::{copy_row, load, store};
 use super::{Activation, ShapeError};
 
-/// The widest vector, in values: the slack the scratch buffers keep past the plane, so that
-/// the last vector of outputs is a whole one.
-const MAX_LANES: usize = 16;
+/// The widest vector, in values (AVX-512's): also the slack the scratch buffers keep past the
+/// plane, so that the last vector of outputs is a whole one.
+pub(crate) const MAX_LANES: usize = 16;
 
 /// Inputs at least this wide are split into column phases at column strides above 1; see
 /// [`PaddedPlane`].
