@@ -34,8 +34,10 @@ use crate::tensor::{HostTensor, Value};
 /// passes (down the columns, then along the rows), a residual addition and its activation in
 /// the epilogue of the convolution before it where both run in one part, stride-1 3×3
 /// depthwise layers and max pools on small planes read in place; 14: the pool's other workers
-/// kept polling for work while a pass runs (no wake-up per kernel on two or more threads).
-pub const KERNEL_REVISION: u32 = 14;
+/// kept polling for work while a pass runs (no wake-up per kernel on two or more threads); 15:
+/// Winograd's F(2×2, 3×3) on maps smaller than 32×32 (F(4×4)'s larger weight made 14×14 layers
+/// wait on memory), the 7×7 kernel's patches gathered from padded copies of the input planes.
+pub const KERNEL_REVISION: u32 = 15;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +81,13 @@ const CACHE_LINE: usize = 64;
 /// The last-level cache assumed where the machine does not say (Linux sysfs): 32 MiB.
 const DEFAULT_LAST_LEVEL_CACHE: usize = 32 << 20;
 
+/// The most a scrub of this machine writes. A server chip reports its whole last-level cache
+/// (480 MiB on one such machine here), shared by all of its cores: twice that took a tenth of a
+/// second before every timed run, so that a quick sweep's 12 s per class measured 4–7 layers.
+/// 128 MiB is more than a layer of the zoo reads, its largest weights apart (VGG16's first
+/// fully connected layer, 392 MiB, which no cache holds).
+const MAX_SCRUB: usize = 128 << 20;
+
 impl CacheScrub {
     /// A scrub of `bytes` (at least one cache line).
     pub fn new(bytes: usize) -> CacheScrub {
@@ -88,9 +97,10 @@ impl CacheScrub {
         }
     }
 
-    /// A scrub of twice this machine's last-level cache ([`last_level_cache_bytes`]).
+    /// A scrub of twice this machine's last-level cache ([`last_level_cache_bytes`]), at most
+    /// 128 MiB.
     pub fn for_this_machine() -> CacheScrub {
-        CacheScrub::new(2 * last_level_cache_bytes().unwrap_or(DEFAULT_LAST_LEVEL_CACHE))
+        CacheScrub::new(scrub_bytes(last_level_cache_bytes()))
     }
 
     /// Its size in bytes.
@@ -106,6 +116,15 @@ impl CacheScrub {
         }
         std::hint::black_box(&mut self.buffer);
     }
+}
+
+/// The bytes a scrub writes for a last-level cache of `cache` bytes (where known): twice it,
+/// at most [`MAX_SCRUB`].
+fn scrub_bytes(cache: Option<usize>) -> usize {
+    cache
+        .unwrap_or(DEFAULT_LAST_LEVEL_CACHE)
+        .saturating_mul(2)
+        .min(MAX_SCRUB)
 }
 
 /// The size of the largest CPU cache of cpu0 as Linux reports it
@@ -439,6 +458,11 @@ mod tests {
         let firsts: Vec<u8> = scrub.buffer.chunks(CACHE_LINE).map(|l| l[0]).collect();
         assert_eq!(firsts, vec![2; 11]);
         assert_eq!(CacheScrub::new(0).bytes(), CACHE_LINE);
+        // Twice the last-level cache, but not twice a server chip's whole one.
+        assert_eq!(scrub_bytes(Some(32 << 20)), 64 << 20);
+        assert_eq!(scrub_bytes(None), 64 << 20);
+        assert_eq!(scrub_bytes(Some(480 << 20)), 128 << 20);
+        assert_eq!(scrub_bytes(Some(usize::MAX)), 128 << 20);
     }
 
     #[test]

@@ -190,8 +190,10 @@ fn shares(cout: usize, block: usize, threads: usize) -> Vec<Share> {
 
 /// Gathers `sample`'s patches into `patches`, `[tiles, k, PIXELS]`: for each tile of
 /// [`PIXELS`] output pixels, row `(c, ky, kx)` holds the input value each pixel's window reads
-/// there (zero in the padding and past the last pixel). Tiles go to threads: on one thread the
-/// gather is a tenth of a 7×7 layer, which would otherwise wait for it on every other.
+/// there (zero in the padding and past the last pixel). Every plane is first copied with its
+/// padding around it, so that a window's values are read without a check of the plane's
+/// bounds. Planes and tiles go to threads: on one thread the gather is a tenth of a 7×7 layer,
+/// which would otherwise wait for it on every other.
 fn gather(
     s: &ConvShape,
     sample: &[f32],
@@ -199,51 +201,67 @@ fn gather(
     [ho, wo]: [usize; 2],
     patches: &mut [f32],
 ) {
+    let [ph, pw] = s.padding;
+    let plane = Padded {
+        h: h + 2 * ph,
+        w: w + 2 * pw,
+    };
+    let mut padded = Scratch::take(s.in_channels * plane.h * plane.w);
+    padded
+        .par_chunks_exact_mut(plane.h * plane.w)
+        .zip(sample.par_chunks_exact(h * w))
+        .for_each(|(dst, src)| {
+            let (top, rest) = dst.split_at_mut(ph * plane.w);
+            top.fill(0.0);
+            let (middle, bottom) = rest.split_at_mut(h * plane.w);
+            bottom.fill(0.0);
+            for (row, values) in middle.chunks_exact_mut(plane.w).zip(src.chunks_exact(w)) {
+                row[..pw].fill(0.0);
+                row[pw..pw + w].copy_from_slice(values);
+                row[pw + w..].fill(0.0);
+            }
+        });
     let k = s.patch_len();
     patches
         .par_chunks_exact_mut(k * PIXELS)
         .enumerate()
-        .for_each(|(tile, panel)| gather_tile(s, sample, [h, w], [ho, wo], tile, panel));
+        .for_each(|(tile, panel)| gather_tile(s, &padded, plane, [ho, wo], tile, panel));
 }
 
-/// [`gather`]'s tile `tile`, into its `panel` (`[k, PIXELS]`).
+/// The size of an input plane with its padding around it.
+#[derive(Debug, Clone, Copy)]
+struct Padded {
+    h: usize,
+    w: usize,
+}
+
+/// [`gather`]'s tile `tile`, into its `panel` (`[k, PIXELS]`), from the `padded` planes.
 fn gather_tile(
     s: &ConvShape,
-    sample: &[f32],
-    [h, w]: [usize; 2],
+    padded: &[f32],
+    plane: Padded,
     [ho, wo]: [usize; 2],
     tile: usize,
     panel: &mut [f32],
 ) {
     let [kh, kw] = s.kernel;
-    let pixels = ho * wo;
-    // Each pixel's window's top-left corner in the unpadded input (may be negative).
-    let corners: [Option<[isize; 2]>; PIXELS] = std::array::from_fn(|r| {
-        let p = tile * PIXELS + r;
-        (p < pixels).then(|| {
-            let (oy, ox) = (p / wo, p % wo);
-            [
-                (oy * s.stride[0]) as isize - s.padding[0] as isize,
-                (ox * s.stride[1]) as isize - s.padding[1] as isize,
-            ]
-        })
+    let [dh, dw] = s.dilation;
+    // Each pixel's window's top-left corner in the padded plane.
+    let count = (ho * wo).saturating_sub(tile * PIXELS).min(PIXELS);
+    let corners: [usize; PIXELS] = std::array::from_fn(|r| {
+        let p = (tile * PIXELS + r).min(tile * PIXELS + count.max(1) - 1);
+        (p / wo) * s.stride[0] * plane.w + (p % wo) * s.stride[1]
     });
     let mut rows = panel.chunks_exact_mut(PIXELS);
-    for plane in sample.chunks_exact(h * w) {
+    for values in padded.chunks_exact(plane.h * plane.w) {
         for ky in 0..kh {
             for kx in 0..kw {
                 let Some(row) = rows.next() else { return };
-                let (dy, dx) = ((ky * s.dilation[0]) as isize, (kx * s.dilation[1]) as isize);
-                for (value, corner) in row.iter_mut().zip(&corners) {
-                    *value = corner
-                        .and_then(|[y0, x0]| {
-                            let (iy, ix) = (y0 + dy, x0 + dx);
-                            let inside =
-                                (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
-                            inside.then(|| plane[iy as usize * w + ix as usize])
-                        })
-                        .unwrap_or(0.0);
+                let tap = &values[ky * dh * plane.w + kx * dw..];
+                for (value, &corner) in row.iter_mut().zip(&corners) {
+                    *value = tap[corner];
                 }
+                row[count..].fill(0.0);
             }
         }
     }

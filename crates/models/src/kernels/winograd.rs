@@ -37,10 +37,15 @@ pub(crate) enum Tiling {
     F4,
 }
 
-/// Layers with at least this many 4×4 tiles run F(4×4, 3×3) (ResNet-18's 14×14 maps, 16
-/// tiles, ran in 0.9 ms against F(2×2, 3×3)'s 1.3; its 7×7 ones, 4 tiles, in 4.3 against 2.6:
-/// layer alone, 2 threads, AVX-512).
-const F4_MIN_TILES: usize = 16;
+/// Layers with at least this many 4×4 tiles (a 32×32 output) run F(4×4, 3×3); smaller maps run
+/// F(2×2, 3×3). F(4×4)'s transformed weight is 36 values per input × output channel against
+/// F(2×2)'s 16, and read once per layer: on few tiles the layer waits on that read more than
+/// it saves in products. Inside a pass, where the weights come from memory, one thread,
+/// AVX-512: ResNet-50's 256→256 layers on 14×14 maps (16 tiles) 1.24–1.41 ms against F(4×4)'s
+/// 1.82–1.94 (two threads 0.73–0.80 against 1.04–1.10), GoogLeNet's inception4 3×3 layers
+/// 0.50–1.01 against 0.64–1.48; on 28×28 maps (49 tiles) 1.25–1.40 against 1.33–1.43; on 56×56
+/// maps (196 tiles) F(4×4) wins, 1.24–1.41 against F(2×2)'s 1.51–1.66.
+const F4_MIN_TILES: usize = 64;
 
 impl Tiling {
     /// The tiling that suits an output of `ho × wo`.
