@@ -110,8 +110,10 @@ pub(crate) fn forward(
         * CHUNK_STEP;
     let chunks = pixels.div_ceil(chunk);
     // Enough tasks for every thread (twice over, to even out their ends): for few chunks, each
-    // chunk's channel blocks split into parts.
-    let wanted = 2 * rayon::current_num_threads().max(1);
+    // chunk's channel blocks split into parts. Each part packs its chunk's columns again, so a
+    // lone thread takes whole chunks.
+    let threads = rayon::current_num_threads().max(1);
+    let wanted = if threads == 1 { 1 } else { 2 * threads };
     let parts = if chunks >= wanted {
         1
     } else {
@@ -444,7 +446,6 @@ mod tests {
         ] {
             let case = ConvCase::new(shape(cin, cout, stride), [h, w]);
             let [ho, wo] = case.out_hw();
-            let mut y = vec![f32::NAN; cout * ho * wo];
             let activation = Activation::Relu;
             let packed = pack(&case.s, &case.weight);
             let operands = Operands {
@@ -453,8 +454,18 @@ mod tests {
                 activation,
                 residual: false,
             };
-            forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
-            case.check(&y, activation, &format!("{:?}", VectorPath::current()));
+            // One thread takes whole chunks; more split a chunk's channels into parts.
+            for threads in 1..=3 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a pool");
+                let mut y = vec![f32::NAN; cout * ho * wo];
+                pool.install(|| forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y))
+                    .expect("runs");
+                let path = VectorPath::current();
+                case.check(&y, activation, &format!("{path:?}, {threads} threads"));
+            }
         }
     }
 
