@@ -14,7 +14,8 @@
 //!   `[out, in, kh, kw]` weight as the `[out, K]` matrix, the im2col rows built a tile at a
 //!   time and gemm spreading each product over every thread.
 //! - **Winograd** (3×3, stride-1 layers of at least 16 input channels, but for small maps with
-//!   few channels, where im2col wins): F(4×4, 3×3), in [`winograd`].
+//!   few channels, where im2col wins): F(4×4, 3×3), or F(2×2, 3×3) on smaller maps, in
+//!   [`winograd`].
 //! - **Pointwise** (1×1 unpadded layers of at least 16 input channels): in [`pointwise`],
 //!   straight from the NCHW input into the NCHW output, the weight packed for its register
 //!   tiles.
@@ -113,7 +114,7 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     }
     let pixel_major = suits_pixel_major(s, pixels);
     if winograd::pays(s, pixels, pixel_major) {
-        Layout::Winograd(Tiling::for_output(output))
+        Layout::Winograd(Tiling::for_output(output, path))
     } else if pixel_major {
         Layout::PixelMajor
     } else {
