@@ -36,7 +36,8 @@ use crate::tensor::{HostTensor, Value};
 /// depthwise layers and max pools on small planes read in place; 14: the pool's other workers
 /// kept polling for work while a pass runs (no wake-up per kernel on two or more threads); 15:
 /// Winograd's F(2×2, 3×3) on maps of fewer than 64 4×4 tiles on AVX-512, 32 on AVX2 (F(4×4)'s
-/// larger weight made 14×14 layers wait on memory), the 7×7 kernel's patches gathered from padded copies of the input planes.
+/// larger weight made 14×14 layers wait on memory), the 7×7 kernel's patches gathered from
+/// padded copies of the input planes, a 1×1 layer's chunks kept whole on one thread.
 pub const KERNEL_REVISION: u32 = 15;
 
 /// One node's measured latency and output size.

@@ -246,7 +246,8 @@ fn gather_tile(
 ) {
     let [kh, kw] = s.kernel;
     let [dh, dw] = s.dilation;
-    // Each pixel's window's top-left corner in the padded plane.
+    // Each pixel's window's top-left corner in the padded plane (past the last pixel, the last
+    // one's, whose values are then overwritten with zeros).
     let count = (ho * wo).saturating_sub(tile * PIXELS).min(PIXELS);
     let corners: [usize; PIXELS] = std::array::from_fn(|r| {
         let p = (tile * PIXELS + r).min(tile * PIXELS + count.max(1) - 1);
