@@ -20,8 +20,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// Version of the profile file: how its models are stored and which features they read. Bump it
 /// whenever either changes, with [`FEATURE_SCHEMA_VERSION`](crate::features::FEATURE_SCHEMA_VERSION) for the features. Format 1 stored
 /// models over every feature column; format 2 leaves out the columns constant in the sweep;
-/// format 3 reads feature schema 2.
-pub const PROFILE_FORMAT_VERSION: u32 = 3;
+/// format 3 reads feature schema 2; format 4 stores the power laws under trees as ridge
+/// regressions.
+pub const PROFILE_FORMAT_VERSION: u32 = 4;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,11 +89,11 @@ enum Model {
     Forest(RandomForestRegressor<f64, f64, Matrix, Vec<f64>>),
     /// Boosted trees.
     Boosted(XGRegressor<f64, f64, Matrix, Vec<f64>>),
-    /// A power law (log-linear) plus trees (a `Forest` or `Boosted`) fitted to its residuals in
-    /// log space.
+    /// A power law (log-linear, ridge-regularised) plus trees (a `Forest` or `Boosted`) fitted
+    /// to its residuals in log space.
     OverPowerLaw(
         Candidate,
-        LinearRegression<f64, f64, Matrix, Vec<f64>>,
+        RidgeRegression<f64, f64, Matrix, Vec<f64>>,
         Box<Model>,
     ),
 }
@@ -209,6 +209,11 @@ impl Model {
     }
 }
 
+/// The ridge regressions' parameters (the ridge candidate's and the power laws').
+fn ridge() -> RidgeRegressionParameters<f64> {
+    RidgeRegressionParameters::default().with_alpha(0.1)
+}
+
 /// Fits `candidate` to the target `y` (already in the candidate's space).
 fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Result<Model, String> {
     let e = |e: smartcore::error::Failed| e.to_string();
@@ -217,10 +222,7 @@ fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Resul
             candidate,
             LinearRegression::fit(m, &y, LinearRegressionParameters::default()).map_err(e)?,
         ),
-        Candidate::Ridge => Model::Ridge(
-            RidgeRegression::fit(m, &y, RidgeRegressionParameters::default().with_alpha(0.1))
-                .map_err(e)?,
-        ),
+        Candidate::Ridge => Model::Ridge(RidgeRegression::fit(m, &y, ridge()).map_err(e)?),
         Candidate::RandomForest => {
             let params = RandomForestRegressorParameters::default()
                 .with_n_trees(100)
@@ -238,8 +240,10 @@ fn fit_target(candidate: Candidate, m: &Matrix, y: Vec<f64>, seed: u64) -> Resul
             Model::Boosted(XGRegressor::fit(m, &y, params).map_err(e)?)
         }
         Candidate::ForestOverPowerLaw | Candidate::BoostedOverPowerLaw => {
-            let base =
-                LinearRegression::fit(m, &y, LinearRegressionParameters::default()).map_err(e)?;
+            // Ridge, not least squares: features nearly collinear in the samples (a layer
+            // kind the sweep varies little) would otherwise get huge opposite weights, and a
+            // network whose layers vary them was predicted at 1e22 ms.
+            let base = RidgeRegression::fit(m, &y, ridge()).map_err(e)?;
             let law = base.predict(m).map_err(e)?;
             let rest: Vec<f64> = y.iter().zip(&law).map(|(t, l)| t - l).collect();
             let trees = if candidate == Candidate::ForestOverPowerLaw {
