@@ -32,10 +32,12 @@ pub enum Candidate {
     RandomForest,
     /// Gradient-boosted trees (`XGRegressor`) on our features.
     Boosted,
-    /// A random forest learning what the log-linear power law leaves over. Trees alone predict
-    /// no more than the largest latency they saw; over a power law they extrapolate with it.
+    /// A random forest learning what a log-linear power law (fitted by ridge regression) leaves
+    /// over. Trees alone predict no more than the largest latency they saw; over a power law
+    /// they extrapolate with it.
     ForestOverPowerLaw,
-    /// Boosted trees learning what the log-linear power law leaves over.
+    /// Boosted trees learning what a log-linear power law (fitted by ridge regression) leaves
+    /// over.
     BoostedOverPowerLaw,
 }
 
