@@ -37,8 +37,10 @@ use crate::tensor::{HostTensor, Value};
 /// kept polling for work while a pass runs (no wake-up per kernel on two or more threads); 15:
 /// Winograd's F(2×2, 3×3) on maps of fewer than 64 4×4 tiles on AVX-512, 32 on AVX2 (F(4×4)'s
 /// larger weight made 14×14 layers wait on memory), the 7×7 kernel's patches gathered from
-/// padded copies of the input planes, a 1×1 layer's chunks kept whole on one thread.
-pub const KERNEL_REVISION: u32 = 15;
+/// padded copies of the input planes, a 1×1 layer's chunks kept whole on one thread; 16: the 7×7
+/// kernel's deep layers summed in parts of the rows that stay in the core's cache with every
+/// block (AVX-512), the next block's weights asked for ahead of use.
+pub const KERNEL_REVISION: u32 = 16;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

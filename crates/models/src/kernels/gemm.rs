@@ -2,8 +2,9 @@
 //! signature: every matrix is a slice with a row stride, and every index the product can touch
 //! is checked against the slices before the call.
 //!
-//! This module holds the crate's only `unsafe` code. `gemm::gemm` takes raw pointers and
-//! strides; the checks below are exactly its preconditions for row-major operands.
+//! This module and [`prefetch`](super::prefetch) hold the crate's only `unsafe` code.
+//! `gemm::gemm` takes raw pointers and strides; the checks below are exactly its
+//! preconditions for row-major operands.
 
 use super::ShapeError;
 use super::vector::VectorPath;

@@ -26,6 +26,7 @@ mod patches;
 mod plane;
 mod pointwise;
 mod pool;
+mod prefetch;
 pub(crate) mod recycled;
 mod scratch;
 mod vector;

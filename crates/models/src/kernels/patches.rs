@@ -5,6 +5,12 @@
 //! every pixel of the tile, each patch value broadcast feeds every vector. The sums leave the
 //! registers through the bias and the activation straight into the NCHW output.
 //!
+//! A deep layer's weight is read from memory once per pass, and its patches (nine times the
+//! input) with one block's weight outgrow the core's cache: each thread sums every block over
+//! a part of the rows ([`chunk_rows`]) before the next part, the sums waiting in memory in
+//! between, and each tile after a block's first asks the CPU for a share of the weights the
+//! thread reads next ([`prefetch`]), so that they arrive while this block is multiplied.
+//!
 //! Vectors over output channels waste nothing on a map whose pixel count is not a multiple of
 //! the vector width (49 pixels of a 7×7 map fill 4 vectors of 16 to 77 %), where a kernel with
 //! vectors over pixels, or gemm's `[out, K] × [K, pixels]`, would; and a 3×3 layer on such a map
@@ -13,6 +19,7 @@
 use rayon::prelude::*;
 
 use super::plane::{Epilogue, MAX_LANES};
+use super::prefetch::prefetch;
 use super::scratch::Scratch;
 use super::vector::{VectorPath, dispatch, load, store};
 use super::{ConvShape, Operands, ShapeError, interleave_channels};
@@ -28,6 +35,13 @@ const BLOCK_16: usize = 16;
 
 /// Output pixels per tile; the gathered patches are laid out in groups of this many.
 const PIXELS: usize = 8;
+
+/// What the rows a thread's blocks all take before the next rows ([`chunk_rows`]) read at
+/// most: those rows of every tile's patches, one block's weights and the next one's. Within a
+/// core's second-level cache (1 MiB on the smallest measured, 2 MiB on the largest), whatever
+/// the layer's depth: on a 7×7 map, 512 → 512 channels (4608 rows), one part of 8.6 MB read
+/// from it at 87 GFLOP/s, two parts of 256 → 512 at 120.
+const CHUNK_BYTES: usize = 768 << 10;
 
 /// Channel vectors per tile where the CPU has 32 vector registers (AVX-512): with [`PIXELS`]
 /// pixels, 24 sums in registers.
@@ -67,13 +81,22 @@ pub(crate) fn forward(
     out_hw: [usize; 2],
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
-    forward_on(s, block, operands, sample, hw, out_hw, y, |run| {
-        dispatch(run)
-    })
+    forward_on(
+        s,
+        block,
+        operands,
+        sample,
+        hw,
+        out_hw,
+        y,
+        chunk_rows,
+        |run| dispatch(run),
+    )
 }
 
 /// [`forward`], each block of output channels computed by `run` (at the vector path's level,
-/// or, in tests, at a chosen one).
+/// or, in tests, at a chosen one), over parts of the rows of `part_rows(k, tiles, block)`
+/// ([`chunk_rows`], or, in tests, others).
 #[allow(clippy::too_many_arguments)]
 fn forward_on(
     s: &ConvShape,
@@ -88,6 +111,7 @@ fn forward_on(
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
     y: &mut [f32],
+    part_rows: fn(usize, usize, usize) -> usize,
     run: impl Fn(Block<'_>) + Sync,
 ) -> Result<(), ShapeError> {
     let (k, pixels, cout) = (s.patch_len(), ho * wo, s.out_channels);
@@ -116,36 +140,80 @@ fn forward_on(
     let tiles = pixels.div_ceil(PIXELS);
     let mut patches = Scratch::take(tiles * k * PIXELS);
     gather(s, sample, [h, w], [ho, wo], &mut patches);
-    // Each share's output planes, in order.
-    let mut tasks = Vec::new();
+    let rows = part_rows(k, tiles, block).max(1);
+    // Each thread's shares, with their output planes, in order.
+    let mut groups = Vec::new();
     let mut rest = y;
-    for share in shares(cout, block, rayon::current_num_threads()) {
-        let (ys, after) = rest.split_at_mut(share.channels * pixels);
-        rest = after;
-        tasks.push((share, ys));
+    for group in shares(cout, block, rayon::current_num_threads()) {
+        let mut planes = Vec::with_capacity(group.len());
+        for share in group {
+            let (ys, after) = rest.split_at_mut(share.channels * pixels);
+            rest = after;
+            planes.push((share, ys));
+        }
+        groups.push(planes);
     }
-    tasks.into_par_iter().for_each(|(share, ys)| {
-        let channels = share.block * block;
-        let mut block_bias = [0.0; BLOCK];
-        let bias = &bias[channels..(channels + block).min(cout)];
-        block_bias[..bias.len()].copy_from_slice(bias);
-        run(Block {
-            patches: &patches,
-            k,
-            pixels,
-            weights: &weight[share.block * k * block..(share.block + 1) * k * block],
-            block,
-            bias: block_bias,
-            first: share.first,
-            channels: share.channels,
-            epilogue: Epilogue {
-                activation,
-                residual,
-            },
-            ys,
-        })
+    groups.into_par_iter().for_each(|mut group| {
+        let mut partial = Scratch::take(group.len() * tiles * PIXELS * BLOCK);
+        let weights = |share: &Share, [start, end]: [usize; 2]| {
+            let at = share.block * k * block;
+            &weight[at + start * block..at + end * block]
+        };
+        let list: Vec<Share> = group.iter().map(|(share, _)| *share).collect();
+        for start in (0..k).step_by(rows) {
+            let chunk = [start, (start + rows).min(k)];
+            let after = [chunk[1], (chunk[1] + rows).min(k)];
+            for (i, ((share, ys), partial)) in group
+                .iter_mut()
+                .zip(partial.chunks_exact_mut(tiles * PIXELS * BLOCK))
+                .enumerate()
+            {
+                // What the thread reads next: the next share's part of this chunk, or the
+                // first share's part of the next chunk.
+                let next = match list.get(i + 1) {
+                    Some(next) => weights(next, chunk),
+                    None if after[0] < after[1] => weights(&list[0], after),
+                    None => &[][..],
+                };
+                let channels = share.block * block;
+                let mut block_bias = [0.0; BLOCK];
+                let bias = &bias[channels..(channels + block).min(cout)];
+                block_bias[..bias.len()].copy_from_slice(bias);
+                run(Block {
+                    patches: &patches,
+                    k,
+                    rows: chunk,
+                    pixels,
+                    weights: weights(share, chunk),
+                    next,
+                    block,
+                    bias: block_bias,
+                    first: share.first,
+                    channels: share.channels,
+                    epilogue: Epilogue {
+                        activation,
+                        residual,
+                    },
+                    partial,
+                    ys,
+                });
+            }
+        }
     });
     Ok(())
+}
+
+/// Rows of the patches (and of the packed weight) that a thread's blocks all take before the
+/// next rows, for `tiles` tiles and blocks of `block` channels: as many as keep that part of
+/// every tile's patches, one block's weights and the next block's (asked for ahead) within
+/// [`CHUNK_BYTES`]. Each block's sums wait in memory between two parts.
+fn chunk_rows(k: usize, tiles: usize, block: usize) -> usize {
+    let per_row = 4 * (tiles * PIXELS + 2 * block);
+    if block != BLOCK {
+        return k.max(1);
+    }
+    let most = (CHUNK_BYTES / per_row.max(1)).max(1);
+    k.div_ceil(k.div_ceil(most).max(1)).max(1)
 }
 
 /// A task's output channels: `channels` of them from channel `first` of packed block `block`.
@@ -157,35 +225,37 @@ struct Share {
 }
 
 /// The tasks of a layer of `cout` output channels packed in blocks of `block`, for `threads`
-/// threads: as many channels for each thread, in vectors of 16, each thread's run cut where a
-/// block ends. Blocks of [`BLOCK`] channels are cut inside (a task then reads part of its
+/// threads, one list for each thread: as many channels for each thread, in vectors of 16,
+/// each thread's run cut where a block ends. Blocks of [`BLOCK`] channels are cut inside (a task then reads part of its
 /// block's weights); smaller ones, many enough to share out, stay whole. With 2 threads, 512
 /// channels in blocks of 48 gave one thread 6 blocks and the other 5.
-fn shares(cout: usize, block: usize, threads: usize) -> Vec<Share> {
+fn shares(cout: usize, block: usize, threads: usize) -> Vec<Vec<Share>> {
     let unit = if block == BLOCK {
         MAX_LANES
     } else {
         block.max(1)
     };
     let per_thread = cout.div_ceil(unit).div_ceil(threads.max(1)) * unit;
-    let mut shares = Vec::new();
+    let mut groups = Vec::new();
     let mut start = 0;
     while start < cout {
         let end = (start + per_thread).min(cout);
+        let mut group = Vec::new();
         let mut at = start;
         while at < end {
             let (b, first) = (at / block, at % block);
             let channels = (block - first).min(end - at);
-            shares.push(Share {
+            group.push(Share {
                 block: b,
                 first,
                 channels,
             });
             at += channels;
         }
+        groups.push(group);
         start = end;
     }
-    shares
+    groups
 }
 
 /// Gathers `sample`'s patches into `patches`, `[tiles, k, PIXELS]`: for each tile of
@@ -274,15 +344,25 @@ fn gather_tile(
 struct Block<'a> {
     patches: &'a [f32],
     k: usize,
+    /// The rows of the patches this call sums, `[start, end]`: the sums start from the bias
+    /// at row 0, from `partial` after it, and leave through the epilogue at row `k`, into
+    /// `partial` before it.
+    rows: [usize; 2],
     pixels: usize,
-    /// The block's packed weights, `[k, block]`.
+    /// The block's packed weights, `[k, block]`, those rows only.
     weights: &'a [f32],
+    /// The packed weights of the block the thread computes next (empty for none), which the
+    /// tiles after the first ask the CPU to fetch a part each: a layer on a small map reads its
+    /// weight once from memory, and the next block's reads then overlap this block's products.
+    next: &'a [f32],
     block: usize,
     /// The block's biases (zeros past the layer's last channel).
     bias: [f32; BLOCK],
     first: usize,
     channels: usize,
     epilogue: Epilogue,
+    /// The block's sums between two calls, `[tiles, PIXELS, BLOCK]`.
+    partial: &'a mut [f32],
     ys: &'a mut [f32],
 }
 
@@ -293,67 +373,135 @@ impl pulp::WithSimd for Block<'_> {
     fn with_simd<S: pulp::Simd>(mut self, simd: S) {
         let lanes = S::F32_LANES;
         let panels = self.patches.chunks_exact(self.k * PIXELS);
+        let tiles = panels.len();
+        let rows = self.rows[1] - self.rows[0];
         for (tile, panel) in panels.enumerate() {
+            let ahead = Ahead::for_tile(self.next, rows, tile, tiles);
+            let none = Ahead::NONE;
             if S::REGISTER_COUNT < 32 && VECTORS_16 * lanes == self.block {
                 // AVX2: the block's 16 channels, 4 pixels at a time.
                 for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
                     let pixel = tile * PIXELS + first_pixel;
-                    let first = self.first;
-                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, pixel, first_pixel, first);
+                    let at = [pixel, first_pixel, self.first];
+                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, at, none);
                 }
             } else if S::REGISTER_COUNT < 32 || VECTORS * lanes != self.block {
                 // Any other width (a weight packed for another path): a vector at a time.
                 for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
                     let pixel = tile * PIXELS + first_pixel;
                     for first in (self.first..self.first + self.channels).step_by(lanes) {
-                        self.tile::<S, PIXELS_16, 1>(simd, panel, pixel, first_pixel, first);
+                        let at = [pixel, first_pixel, first];
+                        self.tile::<S, PIXELS_16, 1>(simd, panel, at, none);
                     }
                 }
             } else {
                 // 16, 32 or 48 channels (a share of a block, or the last block, may be
                 // partial) of 16 lanes, over as many of the tile's pixels as there are (1, 2
                 // or 4 for the last tile when fewer: a 7×7 map's 49th pixel alone).
-                let (pixel, first) = (tile * PIXELS, self.first);
-                match (self.pixels - pixel, self.channels.div_ceil(lanes)) {
-                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, pixel, 0, first),
-                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, pixel, 0, first),
-                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, pixel, 0, first),
-                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, pixel, 0, first),
-                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, pixel, 0, first),
-                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, pixel, 0, first),
-                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, pixel, 0, first),
-                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, pixel, 0, first),
-                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, pixel, 0, first),
-                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, pixel, 0, first),
-                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, pixel, 0, first),
-                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, pixel, 0, first),
+                let at = [tile * PIXELS, 0, self.first];
+                match (self.pixels - at[0], self.channels.div_ceil(lanes)) {
+                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, at, ahead),
+                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, at, ahead),
+                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, at, ahead),
+                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, at, ahead),
+                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, at, ahead),
+                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, at, ahead),
+                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, at, ahead),
+                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, at, ahead),
+                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, at, ahead),
+                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, at, ahead),
+                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, at, ahead),
+                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, at, ahead),
                 }
             }
         }
     }
 }
 
+/// The part of the next block's weights one tile asks for: from `start`, `stride` values for
+/// each of the tile's rows, a cache line at a time.
+#[derive(Clone, Copy)]
+struct Ahead<'a> {
+    next: &'a [f32],
+    start: usize,
+    stride: usize,
+}
+
+impl<'a> Ahead<'a> {
+    /// Nothing to ask for.
+    const NONE: Ahead<'static> = Ahead {
+        next: &[],
+        start: 0,
+        stride: 0,
+    };
+
+    /// Tile `tile` of `tiles`' part of `next` (over rows of `k`): the tiles after the first
+    /// share it out (the first waits on its own block's weights, which memory is still
+    /// sending), or the only tile takes all of it.
+    fn for_tile(next: &'a [f32], k: usize, tile: usize, tiles: usize) -> Self {
+        let (sharing, part) = if tiles <= 1 {
+            (1, Some(tile))
+        } else {
+            (tiles - 1, tile.checked_sub(1))
+        };
+        match part {
+            Some(part) if !next.is_empty() && k > 0 => {
+                let chunk = next.len().div_ceil(sharing);
+                Ahead {
+                    next,
+                    start: part * chunk,
+                    stride: chunk.div_ceil(k),
+                }
+            }
+            _ => Self::NONE,
+        }
+    }
+
+    /// Asks for row `row`'s part.
+    #[inline(always)]
+    fn row(&self, row: usize) {
+        let at = self.start + row * self.stride;
+        for line in (0..self.stride).step_by(LINE) {
+            prefetch(self.next, at + line);
+        }
+    }
+}
+
+/// Values per cache line.
+const LINE: usize = 16;
+
 impl Block<'_> {
     /// Output pixels `pixel..pixel + R` (the panel's columns `column..column + R`) of channels
-    /// `first..first + V · lanes`: `R × V` sums in registers over the panel's `k` rows.
+    /// `first..first + V · lanes`, `[pixel, column, first]`: `R × V` sums in registers over the
+    /// panel's `k` rows, asking for `ahead`'s weights on the way.
     #[inline(always)]
     fn tile<S: pulp::Simd, const R: usize, const V: usize>(
         &mut self,
         simd: S,
         panel: &[f32],
-        pixel: usize,
-        column: usize,
-        first: usize,
+        [pixel, column, first]: [usize; 3],
+        ahead: Ahead<'_>,
     ) {
         let lanes = S::F32_LANES;
         let span = V * lanes;
-        let bias: [S::f32s; V] =
-            std::array::from_fn(|v| load::<S>(&self.bias[first + v * lanes..]));
-        let mut acc = [bias; R];
-        let rows = panel
+        let [start, end] = self.rows;
+        // The tile's sums so far, pixel by pixel, `[PIXELS, BLOCK]`.
+        let partial = pixel / PIXELS * PIXELS * BLOCK + column * BLOCK;
+        let mut acc: [[S::f32s; V]; R] = if start == 0 {
+            let bias: [S::f32s; V] =
+                std::array::from_fn(|v| load::<S>(&self.bias[first + v * lanes..]));
+            [bias; R]
+        } else {
+            std::array::from_fn(|r| {
+                let sums = &self.partial[partial + r * BLOCK + first..];
+                std::array::from_fn(|v| load::<S>(&sums[v * lanes..]))
+            })
+        };
+        let rows = panel[start * PIXELS..end * PIXELS]
             .chunks_exact(PIXELS)
             .zip(self.weights.chunks_exact(self.block));
-        for (values, weights) in rows {
+        for (row, (values, weights)) in rows.enumerate() {
+            ahead.row(row);
             let weights = &weights[first..first + span];
             let weights: [S::f32s; V] = std::array::from_fn(|v| load::<S>(&weights[v * lanes..]));
             for (sums, &value) in acc.iter_mut().zip(&values[column..column + R]) {
@@ -362,6 +510,15 @@ impl Block<'_> {
                     *sum = simd.mul_add_e_f32s(value, weight, *sum);
                 }
             }
+        }
+        if end < self.k {
+            for (r, sums) in acc.into_iter().enumerate() {
+                let to = &mut self.partial[partial + r * BLOCK + first..];
+                for (v, sum) in sums.into_iter().enumerate() {
+                    store::<S>(&mut to[v * lanes..], sum);
+                }
+            }
+            return;
         }
         // The tile's sums are pixel-major; the output is channel-major: each vector goes out a
         // lane at a time.
@@ -404,9 +561,11 @@ mod tests {
     #[test]
     fn every_output_sums_its_window_over_every_input_channel() {
         // (in, out, kernel, stride, padding, dilation, h, w): 7x7 and 14x14 maps, a partial
-        // last tile and channel block, 16 and 32 channels, strides 2 and 3, dilation, 5x5.
+        // last tile and channel block, 16 and 32 channels, strides 2 and 3, dilation, 5x5, and
+        // rows enough (1440) for two parts of the AVX-512 packing.
         for (cin, cout, k, stride, padding, dilation, h, w) in [
             (16, 48, 3, 1, 1, 1, 7, 7),
+            (160, 100, 3, 1, 1, 1, 7, 7),
             (24, 130, 3, 1, 1, 1, 14, 14),
             (16, 16, 3, 2, 1, 1, 15, 15),
             (20, 32, 5, 1, 2, 1, 9, 11),
@@ -439,8 +598,10 @@ mod tests {
                     "scalar" => pulp::Simd::vectorize(pulp::Scalar::new(), block),
                     _ => dispatch(block),
                 };
-                // One to three threads: with more than one, blocks of 48 are shared out cut.
-                for threads in 1..=3 {
+                // One to three threads: with more than one, blocks of 48 are shared out cut;
+                // the rows in the parts the layer's size gives, and in parts of 7.
+                let parts: [fn(usize, usize, usize) -> usize; 2] = [chunk_rows, |_, _, _| 7];
+                for (threads, part_rows) in (1..=3).flat_map(|t| parts.map(|p| (t, p))) {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
                         .build()
@@ -455,11 +616,14 @@ mod tests {
                             [h, w],
                             [ho, wo],
                             &mut y,
+                            part_rows,
                             run,
                         )
                     })
                     .expect("runs");
-                    let what = format!("blocks of {block}, {level}, {threads} threads");
+                    let rows = part_rows(case.s.patch_len(), 1, block);
+                    let what =
+                        format!("blocks of {block}, {level}, {threads} threads, parts of {rows}");
                     case.check(&y, activation, &what);
                 }
             }
@@ -475,24 +639,29 @@ mod tests {
         };
         // 512 channels in blocks of 48 on two threads: 256 each, block 5 cut after 16.
         let two = shares(512, BLOCK, 2);
-        assert_eq!(two[..6].iter().map(|s| s.channels).sum::<usize>(), 256);
-        assert_eq!(two[5], share(5, 0, 16));
-        assert_eq!(two[6], share(5, 16, 32));
-        assert_eq!(two.last(), Some(&share(10, 0, 32)));
+        assert_eq!(two.len(), 2);
+        assert!(
+            two.iter()
+                .all(|group| { group.iter().map(|s| s.channels).sum::<usize>() == 256 })
+        );
+        assert_eq!(two[0][5], share(5, 0, 16));
+        assert_eq!(two[1][0], share(5, 16, 32));
+        assert_eq!(two[1].last(), Some(&share(10, 0, 32)));
         // One thread: whole blocks; blocks of 16 are never cut.
         assert_eq!(
             shares(130, BLOCK, 1),
-            vec![share(0, 0, 48), share(1, 0, 48), share(2, 0, 34)]
+            vec![vec![share(0, 0, 48), share(1, 0, 48), share(2, 0, 34)]]
         );
         assert!(
             shares(96, BLOCK_16, 4)
                 .iter()
+                .flatten()
                 .all(|s| s.first == 0 && s.channels == 16)
         );
         // Every channel once, in order, for any count of threads.
         for threads in 1..=5 {
             let mut next = 0;
-            for s in shares(130, BLOCK, threads) {
+            for s in shares(130, BLOCK, threads).into_iter().flatten() {
                 assert_eq!(s.block * BLOCK + s.first, next);
                 assert!(s.first + s.channels <= BLOCK);
                 next += s.channels;
