@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use super::plane::{Epilogue, MAX_LANES};
-use super::prefetch::prefetch;
+use super::prefetch::Ahead;
 use super::scratch::Scratch;
 use super::vector::{VectorPath, dispatch, load, store};
 use super::{ConvShape, Operands, ShapeError, interleave_channels};
@@ -376,7 +376,13 @@ impl pulp::WithSimd for Block<'_> {
         let tiles = panels.len();
         let rows = self.rows[1] - self.rows[0];
         for (tile, panel) in panels.enumerate() {
-            let ahead = Ahead::for_tile(self.next, rows, tile, tiles);
+            // The tiles after the first share out the next weights (the first waits on its
+            // own block's, which memory is still sending), or the only tile takes them all.
+            let ahead = match (tiles, tile) {
+                (0 | 1, _) => Ahead::part(self.next, 0, 1, rows),
+                (_, 0) => Ahead::NONE,
+                _ => Ahead::part(self.next, tile - 1, tiles - 1, rows),
+            };
             let none = Ahead::NONE;
             if S::REGISTER_COUNT < 32 && VECTORS_16 * lanes == self.block {
                 // AVX2: the block's 16 channels, 4 pixels at a time.
@@ -417,58 +423,6 @@ impl pulp::WithSimd for Block<'_> {
         }
     }
 }
-
-/// The part of the next block's weights one tile asks for: from `start`, `stride` values for
-/// each of the tile's rows, a cache line at a time.
-#[derive(Clone, Copy)]
-struct Ahead<'a> {
-    next: &'a [f32],
-    start: usize,
-    stride: usize,
-}
-
-impl<'a> Ahead<'a> {
-    /// Nothing to ask for.
-    const NONE: Ahead<'static> = Ahead {
-        next: &[],
-        start: 0,
-        stride: 0,
-    };
-
-    /// Tile `tile` of `tiles`' part of `next` (over rows of `k`): the tiles after the first
-    /// share it out (the first waits on its own block's weights, which memory is still
-    /// sending), or the only tile takes all of it.
-    fn for_tile(next: &'a [f32], k: usize, tile: usize, tiles: usize) -> Self {
-        let (sharing, part) = if tiles <= 1 {
-            (1, Some(tile))
-        } else {
-            (tiles - 1, tile.checked_sub(1))
-        };
-        match part {
-            Some(part) if !next.is_empty() && k > 0 => {
-                let chunk = next.len().div_ceil(sharing);
-                Ahead {
-                    next,
-                    start: part * chunk,
-                    stride: chunk.div_ceil(k),
-                }
-            }
-            _ => Self::NONE,
-        }
-    }
-
-    /// Asks for row `row`'s part.
-    #[inline(always)]
-    fn row(&self, row: usize) {
-        let at = self.start + row * self.stride;
-        for line in (0..self.stride).step_by(LINE) {
-            prefetch(self.next, at + line);
-        }
-    }
-}
-
-/// Values per cache line.
-const LINE: usize = 16;
 
 impl Block<'_> {
     /// Output pixels `pixel..pixel + R` (the panel's columns `column..column + R`) of channels

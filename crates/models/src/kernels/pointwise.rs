@@ -10,7 +10,9 @@
 //! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns
 //! stay in the core's cache while every block of output channels reads them, packed tile by
 //! tile so that a tile's loads run through memory in order; chunks (and, for few chunks,
-//! ranges of output channels) go to threads.
+//! ranges of output channels) go to threads. Where the layer has one chunk (small maps, where
+//! each weight comes once from memory), the tiles of a block ask the CPU for the next block's
+//! weights while they multiply ([`Ahead`]).
 //!
 //! Against the product it replaces (`[out, in] × [in, pixels]` through `gemm`, which packs
 //! both operands on every call, and passes over the output for the bias and the activation):
@@ -19,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::plane::{Epilogue, store_block};
+use super::prefetch::Ahead;
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
@@ -153,6 +156,7 @@ pub(crate) fn forward(
             bias,
             activation,
             residual,
+            ahead: chunks == 1,
             task,
         })
     });
@@ -204,6 +208,9 @@ struct Chunk<'a> {
     bias: &'a [f32],
     activation: Activation,
     residual: bool,
+    /// Whether each block's tiles ask for the next block's weights ahead of use: where the
+    /// layer has one chunk, every weight comes once from memory.
+    ahead: bool,
     task: Task<'a>,
 }
 
@@ -232,6 +239,7 @@ impl Chunk<'_> {
             bias,
             activation,
             residual,
+            ahead,
             mut task,
         } = self;
         let lanes = S::F32_LANES;
@@ -273,6 +281,12 @@ impl Chunk<'_> {
         for (g, rows) in task.rows.chunks_mut(CHANNELS).enumerate() {
             let group = task.first_group + g;
             let weights = &weight[group * per_group..(group + 1) * per_group];
+            // With 32 vector registers; AVX2's smaller loop lost more to the requests than it
+            // gained (measured on the 7×7 kernel).
+            let next = match weight.get((group + 1) * per_group..(group + 2) * per_group) {
+                Some(next) if ahead && S::REGISTER_COUNT >= 32 => next,
+                _ => &[],
+            };
             let mut block_bias = [0.0; CHANNELS];
             let bias = &bias[group * CHANNELS..(group * CHANNELS + CHANNELS).min(bias.len())];
             block_bias[..bias.len()].copy_from_slice(bias);
@@ -284,7 +298,8 @@ impl Chunk<'_> {
                 rows,
             };
             for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
-                tiles.run::<S, V>(simd, columns, t * tile, tile);
+                let ahead = Ahead::part(next, t, whole, cin);
+                tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
             }
             let at = whole * tile;
             for (p, values) in spread.chunks_exact(per_group).enumerate() {
@@ -296,9 +311,9 @@ impl Chunk<'_> {
             }
             match tail_vectors {
                 0 => {}
-                1 => tiles.run::<S, 1>(simd, last, at, tail),
-                2 => tiles.run::<S, 2>(simd, last, at, tail),
-                _ => tiles.run::<S, V>(simd, last, at, tail),
+                1 => tiles.run::<S, 1>(simd, last, at, tail, Ahead::NONE),
+                2 => tiles.run::<S, 2>(simd, last, at, tail, Ahead::NONE),
+                _ => tiles.run::<S, V>(simd, last, at, tail, Ahead::NONE),
             }
         }
     }
@@ -358,7 +373,7 @@ struct Tiles<'a, 'r> {
 impl Tiles<'_, '_> {
     /// Computes `width` outputs (`B` vectors, the last perhaps partial) of every channel of
     /// the block, from a packed tile's `columns` (`[in, B · lanes]`), into the rows from `at`
-    /// on.
+    /// on, asking for `ahead`'s values on the way.
     #[inline(always)]
     fn run<S: pulp::Simd, const B: usize>(
         &mut self,
@@ -366,24 +381,25 @@ impl Tiles<'_, '_> {
         columns: &[f32],
         at: usize,
         width: usize,
+        ahead: Ahead<'_>,
     ) {
         if S::REGISTER_COUNT < 32 {
-            self.channels::<S, HALF, B>(simd, columns, 0, at, width);
-            self.channels::<S, HALF, B>(simd, columns, HALF, at, width);
+            self.channels::<S, HALF, B>(simd, columns, [0, at, width], ahead);
+            self.channels::<S, HALF, B>(simd, columns, [HALF, at, width], Ahead::NONE);
         } else {
-            self.channels::<S, CHANNELS, B>(simd, columns, 0, at, width);
+            self.channels::<S, CHANNELS, B>(simd, columns, [0, at, width], ahead);
         }
     }
 
-    /// [`Tiles::run`] for the block's channels `first..first + C`: `C × B` sums in registers.
+    /// [`Tiles::run`] for the block's channels `first..first + C` (`[first, at, width]`):
+    /// `C × B` sums in registers.
     #[inline(always)]
     fn channels<S: pulp::Simd, const C: usize, const B: usize>(
         &mut self,
         simd: S,
         columns: &[f32],
-        first: usize,
-        at: usize,
-        width: usize,
+        [first, at, width]: [usize; 3],
+        ahead: Ahead<'_>,
     ) {
         if first >= self.rows.len() {
             return;
@@ -393,7 +409,8 @@ impl Tiles<'_, '_> {
         let mut acc: [[S::f32s; B]; C] =
             std::array::from_fn(|c| [simd.splat_f32s(self.bias[first + c]); B]);
         let rows = columns.chunks_exact(span);
-        for (values, weights) in rows.zip(self.weights.chunks_exact(CHANNELS)) {
+        for (row, (values, weights)) in rows.zip(self.weights.chunks_exact(CHANNELS)).enumerate() {
+            ahead.row(row);
             let values: [S::f32s; B] = std::array::from_fn(|b| load::<S>(&values[b * lanes..]));
             for (sums, &weight) in acc.iter_mut().zip(&weights[first..first + C]) {
                 let weight = simd.splat_f32s(weight);

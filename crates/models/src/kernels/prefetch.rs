@@ -27,9 +27,73 @@ pub(crate) fn prefetch(data: &[f32], at: usize) {
     let _ = (data, at);
 }
 
+/// A share of data that a kernel will read next, asked for a little at each step of a loop
+/// over `rows` rows: from `start`, `stride` values a row, a cache line at a time.
+#[derive(Clone, Copy)]
+pub(crate) struct Ahead<'a> {
+    data: &'a [f32],
+    start: usize,
+    stride: usize,
+}
+
+impl<'a> Ahead<'a> {
+    /// Nothing to ask for.
+    pub(crate) const NONE: Ahead<'static> = Ahead {
+        data: &[],
+        start: 0,
+        stride: 0,
+    };
+
+    /// Part `part` of `parts` equal parts of `data`, spread over a loop of `rows` rows.
+    pub(crate) fn part(data: &'a [f32], part: usize, parts: usize, rows: usize) -> Self {
+        if data.is_empty() || rows == 0 || part >= parts {
+            return Self::NONE;
+        }
+        let share = data.len().div_ceil(parts);
+        Ahead {
+            data,
+            start: part * share,
+            stride: share.div_ceil(rows),
+        }
+    }
+
+    /// Asks for row `row`'s values.
+    #[inline(always)]
+    pub(crate) fn row(&self, row: usize) {
+        let at = self.start + row * self.stride;
+        for line in (0..self.stride).step_by(LINE) {
+            prefetch(self.data, at + line);
+        }
+    }
+}
+
+/// Values per cache line.
+const LINE: usize = 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_cover_the_data_row_by_row() {
+        let data = vec![0.0f32; 1000];
+        // 3 parts of 334 values over 10 rows: 34 values a row, from 0, 334 and 668.
+        for part in 0..3 {
+            let ahead = Ahead::part(&data, part, 3, 10);
+            assert_eq!((ahead.start, ahead.stride), (part * 334, 34));
+            // The rows reach the part's end.
+            assert!(ahead.start + 10 * ahead.stride >= (part + 1) * 334);
+        }
+        // No part past the last, of no data, or over no rows.
+        for (data, part, parts, rows) in [
+            (&data[..], 3, 3, 10),
+            (&[][..], 0, 1, 10),
+            (&data[..], 0, 1, 0),
+        ] {
+            let ahead = Ahead::part(data, part, parts, rows);
+            assert_eq!(ahead.stride, 0);
+        }
+    }
 
     #[test]
     fn any_index_is_safe_to_ask_for() {
