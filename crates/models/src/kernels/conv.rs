@@ -27,6 +27,7 @@
 
 use rayon::prelude::*;
 
+use super::aligned::Aligned;
 use super::direct;
 use super::gemm::{MatRef, gemm};
 use super::patches;
@@ -127,8 +128,8 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
 pub(crate) struct PackedConv {
     shape: ConvShape,
     layout: Layout,
-    /// The weight as [`Layout`] describes it.
-    weight: Vec<f32>,
+    /// The weight as [`Layout`] describes it, on a cache line (the kernels load it in vectors).
+    weight: Aligned,
     /// `[out]` (zeros for a layer without bias).
     bias: Vec<f32>,
     activation: Activation,
@@ -187,7 +188,7 @@ impl PackedConv {
         Ok(PackedConv {
             shape,
             layout,
-            weight,
+            weight: Aligned::copy_of(&weight),
             bias,
             activation,
         })

@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use super::ShapeError;
+use super::aligned::Aligned;
 use super::vector::dispatch;
 
 /// Weight rows whose dot products are computed together.
@@ -29,8 +30,8 @@ const RUNS_PER_THREAD: usize = 4;
 #[derive(Debug, Clone)]
 pub(crate) struct DenseLinear {
     inputs: usize,
-    /// `[out, in]`, as PyTorch stores it.
-    weight: Vec<f32>,
+    /// `[out, in]`, as PyTorch stores it, on a cache line.
+    weight: Aligned,
     /// `[out]` (zeros for a layer without bias).
     bias: Vec<f32>,
 }
@@ -52,7 +53,7 @@ impl DenseLinear {
         }
         Ok(DenseLinear {
             inputs,
-            weight,
+            weight: Aligned::copy_of(&weight),
             bias,
         })
     }

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use crate::error::ModelError;
 
 mod add;
+mod aligned;
 mod choice;
 mod conv;
 mod depthwise;

@@ -9,18 +9,20 @@
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
+use super::aligned::Aligned;
+
 /// Buffers a thread keeps.
 const KEPT: usize = 4;
 
 thread_local! {
-    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Aligned>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A buffer of `f32` taken from this thread's pool and given back when dropped. Its values are
 /// whatever an earlier user left (zeros where it grew): a kernel must write every value it
-/// reads.
+/// reads. They start on a cache line ([`Aligned`]).
 #[derive(Debug)]
-pub(crate) struct Scratch(Vec<f32>);
+pub(crate) struct Scratch(Aligned);
 
 impl Scratch {
     /// A buffer of `len` values: of the kept ones that have room for them, the one that needs
@@ -31,7 +33,7 @@ impl Scratch {
             .with(|pool| {
                 let mut pool = pool.borrow_mut();
                 let capacity = |i: &usize| pool[*i].capacity();
-                let growth = |i: &usize| (len.saturating_sub(pool[*i].len()), capacity(i));
+                let growth = |i: &usize| (len.saturating_sub(pool[*i].held()), capacity(i));
                 (0..pool.len())
                     .filter(|i| capacity(i) >= len)
                     .min_by_key(growth)
@@ -39,18 +41,13 @@ impl Scratch {
                     .map(|i| pool.swap_remove(i))
             })
             .unwrap_or_default();
-        let mut scratch = Scratch(buf);
-        scratch.set_len(len);
-        scratch
+        Scratch(Aligned::in_buffer(buf.into_buffer(), len))
     }
 
-    /// Makes the buffer `len` values long, writing zeros only past its current length.
+    /// Makes the buffer `len` values long, writing zeros only past what it held before (the
+    /// values may move).
     pub(crate) fn set_len(&mut self, len: usize) {
-        if self.0.len() >= len {
-            self.0.truncate(len);
-        } else {
-            self.0.resize(len, 0.0);
-        }
+        self.0.set_len(len);
     }
 }
 
