@@ -40,8 +40,9 @@ use crate::tensor::{HostTensor, Value};
 /// padded copies of the input planes, a 1×1 layer's chunks kept whole on one thread; 16: the 7×7
 /// kernel's deep layers summed in parts of the rows that stay in the core's cache with every
 /// block (AVX-512), the next block's weights asked for ahead of use; 17: packed weights and
-/// scratch buffers on 64-byte boundaries.
-pub const KERNEL_REVISION: u32 = 17;
+/// scratch buffers on 64-byte boundaries; 18: the stems' direct kernel through the 1×1 kernel's
+/// register tiles over a panel of each tile's taps.
+pub const KERNEL_REVISION: u32 = 18;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,33 +1,35 @@
 //! Direct convolution for layers with few input channels (an RGB stem): every input channel is
 //! copied once into a padded, phase-split plane ([`PaddedPlane`]), where each kernel tap reads
-//! one contiguous run for all of the output pixels; [`CHANNELS`] output channels at a time are
-//! then multiply-added tap by tap, the input vectors loaded once for all of them, in sums held
-//! in registers. An im2col matrix of such a layer would be `in · kh · kw` times the input (147
-//! times for a 7×7 RGB stem), written and read again by the product.
+//! one contiguous run for the outputs of a row. For a tile of outputs along one row (3 vectors
+//! on AVX-512, 2 on AVX2), each tap's run of every input channel is copied into a panel of
+//! `in · kh · kw` rows, which stays in the core's first-level cache, and the 1×1 kernel's
+//! register tiles ([`Tiles`]: 8 output channels × the tile's vectors) sum the panel's rows
+//! times the weight, packed as the 1×1 kernel's, into the NCHW output with the bias and the
+//! activation. An im2col matrix of the whole layer would be `in · kh · kw` times the input (147
+//! times for a 7×7 RGB stem), written and read again from memory by the product; the panel's
+//! loads start on a cache line, where the taps of a phase-split plane do not.
 
 use rayon::prelude::*;
 
-use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
+use super::plane::{PaddedPlane, gather};
+use super::pointwise::{CHANNELS, Tiles, VECTORS, VECTORS_16};
+use super::prefetch::Ahead;
 use super::scratch::Scratch;
-use super::vector::{dispatch, load};
+use super::vector::{copy_row, dispatch};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
-/// Output channels computed together: each input vector loaded feeds this many sums.
-const CHANNELS: usize = 4;
+/// Output rows a task takes at least, a run of every output channel's rows.
+const TASK_ROWS: usize = 4;
 
-/// Output vectors one pass over the taps computes per output channel at most, where the CPU
-/// has 32 vector registers (AVX-512): with [`CHANNELS`] channels, 16 sums in registers. With 16
-/// registers (AVX2) half as many, so that the sums, the inputs and a weight all fit.
-const VECTORS: usize = 4;
-
-/// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / CHANNELS⌉, in, kh · kw, CHANNELS]`: a
-/// tap's weights for a block of output channels side by side (zeros past the last channel).
+/// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / CHANNELS⌉, in · kh · kw, CHANNELS]`: a
+/// block of output channels' weights side by side, row by row of the panel (zeros past the
+/// last channel).
 pub(crate) fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
     interleave_channels(weight, s.patch_len(), CHANNELS)
 }
 
 /// One sample: `y` (`[out, ho, wo]`) from `sample` (`[in, h, w]`), with the weight from
-/// [`pack`], the bias and the activation. Blocks of output channels go to threads.
+/// [`pack`], the bias and the activation. Runs of output rows go to threads.
 pub(crate) fn forward(
     s: &ConvShape,
     Operands {
@@ -46,18 +48,17 @@ pub(crate) fn forward(
             "the direct kernel adds no residual: add it after the convolution".into(),
         ));
     }
-    let (cin, taps) = (s.in_channels, s.kernel[0] * s.kernel[1]);
+    let (cin, cout) = (s.in_channels, s.out_channels);
     let padded = PaddedPlane::new(&s.window(), [h, w], [ho, wo])?;
-    let block_weights = cin * taps * CHANNELS;
+    let k = s.patch_len();
     if sample.len() != cin * h * w
-        || y.len() != s.out_channels * ho * wo
-        || weight.len() != s.out_channels.div_ceil(CHANNELS) * block_weights
-        || bias.len() != s.out_channels
+        || y.len() != cout * ho * wo
+        || weight.len() != cout.div_ceil(CHANNELS) * k * CHANNELS
+        || bias.len() != cout
     {
         return Err(ShapeError(format!(
-            "a direct convolution of {cin} to {} channels cannot take {} inputs, {} weights and \
-             {} biases into {} outputs",
-            s.out_channels,
+            "a direct convolution of {cin} to {cout} channels cannot take {} inputs, {} weights \
+             and {} biases into {} outputs",
             sample.len(),
             weight.len(),
             bias.len(),
@@ -76,31 +77,32 @@ pub(crate) fn forward(
                 copy,
             })
         });
-    let flat_len = padded.flat_scratch_len();
-    y.par_chunks_mut(CHANNELS * ho * wo)
-        .zip(weight.par_chunks(block_weights))
-        .zip(bias.par_chunks(CHANNELS))
-        .for_each_init(
-            || Scratch::take(CHANNELS * flat_len),
-            |flat, ((ys, weights), bias)| {
-                let mut block_bias = [0.0; CHANNELS];
-                block_bias[..bias.len()].copy_from_slice(bias);
-                dispatch(Block {
-                    padded: &padded,
-                    sums: Sums {
-                        copies: &copies,
-                        copy_len,
-                        taps: padded.tap_starts(),
-                        weights,
-                        bias: block_bias,
-                        activation,
-                        flat,
-                        flat_len,
-                    },
-                    ys,
-                })
-            },
-        );
+    // Each task's run of rows of every output plane.
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = ho.div_ceil(4 * threads).max(TASK_ROWS).min(ho.max(1));
+    let mut tasks: Vec<Vec<&mut [f32]>> = (0..ho.div_ceil(per_task))
+        .map(|_| Vec::with_capacity(cout))
+        .collect();
+    for plane in y.chunks_exact_mut(ho * wo) {
+        for (rows, task) in plane.chunks_mut(per_task * wo).zip(&mut tasks) {
+            task.push(rows);
+        }
+    }
+    tasks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(task, mut planes)| {
+            dispatch(Rows {
+                padded: &padded,
+                copies: &copies,
+                copy_len,
+                weight,
+                bias,
+                activation,
+                first_row: task * per_task,
+                planes: &mut planes,
+            })
+        });
     Ok(())
 }
 
@@ -122,84 +124,83 @@ impl pulp::WithSimd for Fill<'_> {
     }
 }
 
-/// One block of up to [`CHANNELS`] output planes, `ys`, computed into the flat buffers of
-/// `sums` and copied out.
-struct Block<'a> {
+/// A task: output rows `first_row..` of every output channel (`planes`, each that run of its
+/// plane), from every input channel's padded `copies` (each `copy_len` values).
+struct Rows<'a, 'p> {
     padded: &'a PaddedPlane,
-    sums: Sums<'a>,
-    ys: &'a mut [f32],
+    copies: &'a [f32],
+    copy_len: usize,
+    weight: &'a [f32],
+    bias: &'a [f32],
+    activation: Activation,
+    first_row: usize,
+    planes: &'p mut [&'a mut [f32]],
 }
 
-impl pulp::WithSimd for Block<'_> {
+impl pulp::WithSimd for Rows<'_, '_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(mut self, simd: S) {
-        in_blocks(simd, self.padded.vectors::<S>(), &mut self.sums);
-        let [ho, wo] = self.padded.output();
-        let flat_len = self.sums.flat_len;
-        for (plane, flat) in self
-            .ys
-            .chunks_exact_mut(ho * wo)
-            .zip(self.sums.flat.chunks_exact(flat_len))
-        {
-            self.padded.copy_out(simd, flat, plane);
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        if S::REGISTER_COUNT < 32 {
+            self.run::<S, VECTORS_16>(simd);
+        } else {
+            self.run::<S, VECTORS>(simd);
         }
     }
 }
 
-/// A block of output channels' sums: every input channel's `copies` (each `copy_len` values),
-/// read at the `taps`' starts, times the block's `weights` (`[in, taps, CHANNELS]`), plus
-/// `bias`, through `activation`, into `flat` (one plane of `flat_len` per channel).
-struct Sums<'a> {
-    copies: &'a [f32],
-    copy_len: usize,
-    taps: &'a [usize],
-    weights: &'a [f32],
-    bias: [f32; CHANNELS],
-    activation: Activation,
-    flat: &'a mut [f32],
-    flat_len: usize,
-}
-
-impl VectorBlocks for Sums<'_> {
+impl Rows<'_, '_> {
+    /// The task, in tiles of `V` vectors along each output row (fewer for a row's last: a
+    /// tile that ran on into the next row, copying two runs per panel row, was slower).
     #[inline(always)]
-    fn block<S: pulp::Simd, const B: usize>(&mut self, simd: S, first: usize) {
-        // More sums than registers: the block in parts.
-        if S::REGISTER_COUNT < 32 && B > VECTORS / 2 {
-            for part in (0..B).step_by(VECTORS / 2) {
-                self.block::<S, { VECTORS / 2 }>(simd, first + part);
-            }
-            return;
-        }
-        if B > VECTORS {
-            for part in (0..B).step_by(VECTORS) {
-                self.block::<S, VECTORS>(simd, first + part);
-            }
-            return;
-        }
+    fn run<S: pulp::Simd, const V: usize>(self, simd: S) {
         let lanes = S::F32_LANES;
-        let at = first * lanes;
-        let mut acc = self.bias.map(|b| [simd.splat_f32s(b); B]);
-        let per_channel = self.taps.len() * CHANNELS;
-        let inputs = self.copies.chunks_exact(self.copy_len);
-        for (copy, weights) in inputs.zip(self.weights.chunks_exact(per_channel)) {
-            for (&start, tap) in self.taps.iter().zip(weights.chunks_exact(CHANNELS)) {
-                let values = &copy[start + at..start + at + B * lanes];
-                let values: [S::f32s; B] = std::array::from_fn(|b| load::<S>(&values[b * lanes..]));
-                for (sums, &weight) in acc.iter_mut().zip(tap) {
-                    let weight = simd.splat_f32s(weight);
-                    for (sum, &value) in sums.iter_mut().zip(&values) {
-                        *sum = simd.mul_add_e_f32s(weight, value, *sum);
+        let [_, wo] = self.padded.output();
+        let taps = self.padded.tap_starts();
+        let k = self.copies.len() / self.copy_len.max(1) * taps.len();
+        let rows = self.planes.first().map_or(0, |p| p.len() / wo.max(1));
+        let mut panel = Scratch::take(k * V * lanes);
+        for row in 0..rows {
+            for x in (0..wo).step_by(V * lanes) {
+                let width = (wo - x).min(V * lanes);
+                let vectors = width.div_ceil(lanes);
+                let span = vectors * lanes;
+                // Every tap's run of every input channel: one row of the panel each.
+                let (flat, step) = self.padded.flat_at(self.first_row + row, x);
+                let mut dst = panel.chunks_exact_mut(span);
+                for copy in self.copies.chunks_exact(self.copy_len) {
+                    for (&start, dst) in taps.iter().zip(&mut dst) {
+                        let src = &copy[start + flat..];
+                        if step == 1 {
+                            copy_row(simd, &mut dst[..width], src);
+                        } else {
+                            gather(&mut dst[..width], src, step);
+                        }
+                    }
+                }
+                let panel = &panel[..k * span];
+                let at = row * wo + x;
+                for (block, rows) in self.planes.chunks_mut(CHANNELS).enumerate() {
+                    let channels = block * CHANNELS;
+                    let mut bias = [0.0; CHANNELS];
+                    let own = &self.bias[channels..(channels + CHANNELS).min(self.bias.len())];
+                    bias[..own.len()].copy_from_slice(own);
+                    let mut tiles = Tiles {
+                        weights: &self.weight[channels * k..(channels + CHANNELS) * k],
+                        bias,
+                        activation: self.activation,
+                        residual: false,
+                        rows,
+                    };
+                    let none = Ahead::NONE;
+                    match vectors {
+                        1 => tiles.run::<S, 1>(simd, panel, at, width, none),
+                        2 => tiles.run::<S, 2>(simd, panel, at, width, none),
+                        _ => tiles.run::<S, V>(simd, panel, at, width, none),
                     }
                 }
             }
-        }
-        for (sums, flat) in acc
-            .into_iter()
-            .zip(self.flat.chunks_exact_mut(self.flat_len))
-        {
-            store_block(simd, sums, self.activation, &mut flat[at..at + B * lanes]);
         }
     }
 }

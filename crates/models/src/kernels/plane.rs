@@ -267,6 +267,13 @@ impl PaddedPlane {
         self.flat_len().div_ceil(S::F32_LANES)
     }
 
+    /// Output `(oy, ox)`'s number in the flat numbering, and how far apart the outputs of one
+    /// row are there (1 where columns are split, else the column stride).
+    #[inline(always)]
+    pub(crate) fn flat_at(&self, oy: usize, ox: usize) -> (usize, usize) {
+        (oy * self.width + ox * self.step, self.step)
+    }
+
     /// For each window tap `(ky, kx)`, row-major: where in the copy the read for output
     /// `(0, 0)` is; output `f` of the flat numbering reads `f` values further.
     pub(crate) fn tap_starts(&self) -> &[usize] {
@@ -402,7 +409,7 @@ pub(crate) fn first_lanes<S: pulp::Simd>(simd: S, n: usize) -> S::m32s {
 
 /// `dst[j] = src[j · stride]` for every `j` (`src` holds them all).
 #[inline(always)]
-fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+pub(crate) fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
     let Some(last) = dst.len().checked_sub(1) else {
         return;
     };

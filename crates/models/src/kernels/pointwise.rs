@@ -27,19 +27,19 @@ use super::vector::{copy_row, dispatch, load};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
 
 /// Output channels a tile sums together; the packed weight holds this many side by side.
-const CHANNELS: usize = 8;
+pub(crate) const CHANNELS: usize = 8;
 
 /// Output channels a tile sums together where the CPU has 16 vector registers (AVX2).
 const HALF: usize = CHANNELS / 2;
 
 /// Pixel vectors a tile sums per output channel where the CPU has 32 vector registers
 /// (AVX-512): with [`CHANNELS`] channels, 24 sums in registers.
-const VECTORS: usize = 3;
+pub(crate) const VECTORS: usize = 3;
 
 /// Pixel vectors a tile sums per output channel with 16 vector registers (AVX2): with [`HALF`]
 /// the channels, 8 sums, which leave the compiler room for the inputs and a weight (12 sums
 /// spilled one to the stack, a store and a load in every step of its sum).
-const VECTORS_16: usize = 2;
+pub(crate) const VECTORS_16: usize = 2;
 
 /// Pixels per chunk are a multiple of this: a whole number of tiles on every vector path
 /// (16 lanes × [`VECTORS`], 8 or 1 lanes × [`VECTORS_16`]).
@@ -362,12 +362,17 @@ fn lone_pixel<S: pulp::Simd>(simd: S, weights: &[f32], spread: &[f32]) -> [f32; 
 /// One block of output channels: its packed weights (`[in, CHANNELS]`), bias and activation,
 /// and its channels' output rows (holding a residual to add before the activation where
 /// `residual` says so).
-struct Tiles<'a, 'r> {
-    weights: &'a [f32],
-    bias: [f32; CHANNELS],
-    activation: Activation,
-    residual: bool,
-    rows: &'r mut [&'a mut [f32]],
+pub(crate) struct Tiles<'a, 'r> {
+    /// `[in, CHANNELS]`.
+    pub weights: &'a [f32],
+    /// The block's biases (zeros past the layer's last channel).
+    pub bias: [f32; CHANNELS],
+    /// Applied as the sums leave the registers.
+    pub activation: Activation,
+    /// Whether the rows hold a residual to add before the activation.
+    pub residual: bool,
+    /// The block's channels' output rows (fewer than [`CHANNELS`] for the last block).
+    pub rows: &'r mut [&'a mut [f32]],
 }
 
 impl Tiles<'_, '_> {
@@ -375,7 +380,7 @@ impl Tiles<'_, '_> {
     /// the block, from a packed tile's `columns` (`[in, B · lanes]`), into the rows from `at`
     /// on, asking for `ahead`'s values on the way.
     #[inline(always)]
-    fn run<S: pulp::Simd, const B: usize>(
+    pub(crate) fn run<S: pulp::Simd, const B: usize>(
         &mut self,
         simd: S,
         columns: &[f32],
