@@ -9,7 +9,7 @@
 //! input) with one block's weight outgrow the core's cache: each thread sums every block over
 //! a part of the rows ([`chunk_rows`]) before the next part, the sums waiting in memory in
 //! between, and each tile after a block's first asks the CPU for a share of the weights the
-//! thread reads next ([`prefetch`]), so that they arrive while this block is multiplied.
+//! thread reads next ([`Ahead`]), so that they arrive while this block is multiplied.
 //!
 //! Vectors over output channels waste nothing on a map whose pixel count is not a multiple of
 //! the vector width (49 pixels of a 7×7 map fill 4 vectors of 16 to 77 %), where a kernel with
@@ -39,8 +39,8 @@ const PIXELS: usize = 8;
 /// What the rows a thread's blocks all take before the next rows ([`chunk_rows`]) read at
 /// most: those rows of every tile's patches, one block's weights and the next one's. Within a
 /// core's second-level cache (1 MiB on the smallest measured, 2 MiB on the largest), whatever
-/// the layer's depth: on a 7×7 map, 512 → 512 channels (4608 rows), one part of 8.6 MB read
-/// from it at 87 GFLOP/s, two parts of 256 → 512 at 120.
+/// the layer's depth. Machine A, 3×3 layers on a 7×7 map, the whole depth at once: 256 → 512
+/// channels at 120 GFLOP/s, 512 → 512 at 87; in parts of this size, 512 → 512 at 112.
 const CHUNK_BYTES: usize = 768 << 10;
 
 /// Channel vectors per tile where the CPU has 32 vector registers (AVX-512): with [`PIXELS`]
