@@ -76,7 +76,7 @@ pub(crate) enum Layout {
     /// weight is one transformed `[in, out]` matrix per point of the tiling's window.
     Winograd(Tiling),
     /// Direct, on padded planes of the input (see [`direct`]); the weight is
-    /// `[out / 4, in, kh · kw, 4]`.
+    /// `[out / 8, in · kh · kw, 8]`, as the 1×1 kernel packs its own.
     Direct,
     /// A 1×1 unpadded convolution (see [`pointwise`]); the weight is `[out / 8, in, 8]`.
     Pointwise,
