@@ -41,8 +41,9 @@ use crate::tensor::{HostTensor, Value};
 /// kernel's deep layers summed in parts of the rows that stay in the core's cache with every
 /// block (AVX-512), the next block's weights asked for ahead of use; 17: packed weights and
 /// scratch buffers on 64-byte boundaries; 18: the stems' direct kernel through the 1×1 kernel's
-/// register tiles over a panel of each tile's taps.
-pub const KERNEL_REVISION: u32 = 18;
+/// register tiles over a panel of each tile's taps; 19: a lone thread's 1×1 layers with a weight
+/// over 192 KiB in chunks of up to 512 KiB.
+pub const KERNEL_REVISION: u32 = 19;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
