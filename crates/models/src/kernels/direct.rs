@@ -13,7 +13,6 @@ use rayon::prelude::*;
 
 use super::plane::{PaddedPlane, gather};
 use super::pointwise::{CHANNELS, Tiles, VECTORS, VECTORS_16};
-use super::prefetch::Ahead;
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch};
 use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
@@ -181,24 +180,11 @@ impl Rows<'_, '_> {
                 }
                 let panel = &panel[..k * span];
                 let at = row * wo + x;
+                let epilogue = (self.activation, false);
                 for (block, rows) in self.planes.chunks_mut(CHANNELS).enumerate() {
-                    let channels = block * CHANNELS;
-                    let mut bias = [0.0; CHANNELS];
-                    let own = &self.bias[channels..(channels + CHANNELS).min(self.bias.len())];
-                    bias[..own.len()].copy_from_slice(own);
-                    let mut tiles = Tiles {
-                        weights: &self.weight[channels * k..(channels + CHANNELS) * k],
-                        bias,
-                        activation: self.activation,
-                        residual: false,
-                        rows,
-                    };
-                    let none = Ahead::NONE;
-                    match vectors {
-                        1 => tiles.run::<S, 1>(simd, panel, at, width, none),
-                        2 => tiles.run::<S, 2>(simd, panel, at, width, none),
-                        _ => tiles.run::<S, V>(simd, panel, at, width, none),
-                    }
+                    let mut tiles =
+                        Tiles::of_block(self.weight, self.bias, block, k, epilogue, rows);
+                    tiles.run_width::<S, V>(simd, panel, at, width);
                 }
             }
         }

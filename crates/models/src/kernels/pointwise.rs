@@ -294,40 +294,27 @@ impl Chunk<'_> {
         let per_group = cin * CHANNELS;
         for (g, rows) in task.rows.chunks_mut(CHANNELS).enumerate() {
             let group = task.first_group + g;
-            let weights = &weight[group * per_group..(group + 1) * per_group];
             // With 32 vector registers; AVX2's smaller loop lost more to the requests than it
             // gained (measured on the 7×7 kernel).
             let next = match weight.get((group + 1) * per_group..(group + 2) * per_group) {
                 Some(next) if ahead && S::REGISTER_COUNT >= 32 => next,
                 _ => &[],
             };
-            let mut block_bias = [0.0; CHANNELS];
-            let bias = &bias[group * CHANNELS..(group * CHANNELS + CHANNELS).min(bias.len())];
-            block_bias[..bias.len()].copy_from_slice(bias);
-            let mut tiles = Tiles {
-                weights,
-                bias: block_bias,
-                activation,
-                residual,
-                rows,
-            };
+            let mut tiles = Tiles::of_block(weight, bias, group, cin, (activation, residual), rows);
             for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
                 let ahead = Ahead::part(next, t, whole, cin);
                 tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
             }
             let at = whole * tile;
             for (p, values) in spread.chunks_exact(per_group).enumerate() {
-                let sums = lone_pixel(simd, weights, values);
+                let sums = lone_pixel(simd, tiles.weights, values);
                 for ((row, sum), bias) in tiles.rows.iter_mut().zip(sums).zip(&tiles.bias) {
                     let shortcut = if residual { row[at + p] } else { 0.0 };
                     row[at + p] = activation.of(sum + bias + shortcut);
                 }
             }
-            match tail_vectors {
-                0 => {}
-                1 => tiles.run::<S, 1>(simd, last, at, tail, Ahead::NONE),
-                2 => tiles.run::<S, 2>(simd, last, at, tail, Ahead::NONE),
-                _ => tiles.run::<S, V>(simd, last, at, tail, Ahead::NONE),
+            if tail_vectors > 0 {
+                tiles.run_width::<S, V>(simd, last, at, tail);
             }
         }
     }
@@ -389,7 +376,48 @@ pub(crate) struct Tiles<'a, 'r> {
     pub rows: &'r mut [&'a mut [f32]],
 }
 
-impl Tiles<'_, '_> {
+impl<'a, 'r> Tiles<'a, 'r> {
+    /// Block `block` of a layer: its part of the packed `weight` (`[⌈out / CHANNELS⌉, k,
+    /// CHANNELS]`) and of the layer's `bias`, the epilogue's `(activation, residual)`, and its
+    /// channels' output `rows`.
+    pub(crate) fn of_block(
+        weight: &'a [f32],
+        bias: &[f32],
+        block: usize,
+        k: usize,
+        (activation, residual): (Activation, bool),
+        rows: &'r mut [&'a mut [f32]],
+    ) -> Self {
+        let first = block * CHANNELS;
+        let mut block_bias = [0.0; CHANNELS];
+        let own = &bias[first.min(bias.len())..(first + CHANNELS).min(bias.len())];
+        block_bias[..own.len()].copy_from_slice(own);
+        Tiles {
+            weights: &weight[first * k..(first + CHANNELS) * k],
+            bias: block_bias,
+            activation,
+            residual,
+            rows,
+        }
+    }
+
+    /// [`Tiles::run`] for `width` outputs in as many vectors as they fill (at most `V`), from
+    /// `columns` (`[in, vectors · lanes]`): a row's or a chunk's last, partial tile.
+    #[inline(always)]
+    pub(crate) fn run_width<S: pulp::Simd, const V: usize>(
+        &mut self,
+        simd: S,
+        columns: &[f32],
+        at: usize,
+        width: usize,
+    ) {
+        match width.div_ceil(S::F32_LANES) {
+            1 => self.run::<S, 1>(simd, columns, at, width, Ahead::NONE),
+            2 => self.run::<S, 2>(simd, columns, at, width, Ahead::NONE),
+            _ => self.run::<S, V>(simd, columns, at, width, Ahead::NONE),
+        }
+    }
+
     /// Computes `width` outputs (`B` vectors, the last perhaps partial) of every channel of
     /// the block, from a packed tile's `columns` (`[in, B · lanes]`), into the rows from `at`
     /// on, asking for `ahead`'s values on the way.
