@@ -42,8 +42,11 @@ use crate::tensor::{HostTensor, Value};
 /// block (AVX-512), the next block's weights asked for ahead of use; 17: packed weights and
 /// scratch buffers on 64-byte boundaries; 18: the stems' direct kernel through the 1×1 kernel's
 /// register tiles over a panel of each tile's taps; 19: a lone thread's 1×1 layers with a weight
-/// over 192 KiB in chunks of up to 512 KiB.
-pub const KERNEL_REVISION: u32 = 19;
+/// over 192 KiB in chunks of up to 512 KiB; 20: the 7×7 kernel's 24 sums kept in registers
+/// (its epilogue's activation applied lane by lane, not with vector constants that pushed a sum
+/// to the stack), a strided 1×1 layer's gather shared by every thread, a small map's 1×1 pixels
+/// split between threads where its weight is the smaller read.
+pub const KERNEL_REVISION: u32 = 20;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

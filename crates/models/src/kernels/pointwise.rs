@@ -9,8 +9,8 @@
 //! [`VECTORS_16`] vectors at a time): each input vector loaded feeds every channel of the tile,
 //! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns
 //! stay in the core's cache while every block of output channels reads them, packed tile by
-//! tile so that a tile's loads run through memory in order; chunks (and, for few chunks,
-//! ranges of output channels) go to threads. Where the layer has one chunk (small maps, where
+//! tile so that a tile's loads run through memory in order; chunks go to threads (for few
+//! chunks, a share of the pixels or of the output channels each). Where the layer has one chunk (small maps, where
 //! each weight comes once from memory), the tiles of a block ask the CPU for the next block's
 //! weights while they multiply ([`Ahead`]).
 //!
@@ -42,8 +42,13 @@ pub(crate) const VECTORS: usize = 3;
 pub(crate) const VECTORS_16: usize = 2;
 
 /// Pixels per chunk are a multiple of this: a whole number of tiles on every vector path
-/// (16 lanes × [`VECTORS`], 8 or 1 lanes × [`VECTORS_16`]).
+/// (16 lanes × [`VECTORS`], 8 or 1 lanes × [`VECTORS_16`]), unless a map's pixels split
+/// between threads ([`SPLIT_STEP`]).
 const CHUNK_STEP: usize = 48;
+
+/// Pixels per chunk where a map's pixels split between threads ([`splits_pixels`]): a vector
+/// on every path.
+const SPLIT_STEP: usize = 16;
 
 /// A chunk's input columns take at most about this many bytes, so that they stay in the
 /// core's cache (L2) while every block of output channels reads them.
@@ -57,6 +62,19 @@ const CHUNK_BYTES: usize = 192 << 10;
 /// 512 KiB for every layer (1 MiB: 29.6), two threads 31.9 → 33.8–34.1, and MobileNetV2's
 /// projections on large maps, whose weights are a few KB, 10–20 % slower.
 const CHUNK_BYTES_ALONE: usize = 512 << 10;
+
+/// Whether a layer of `cout` output channels over `pixels` pixels, with too few chunks for
+/// `threads` threads, gives each thread its own share of the pixels (each then packs only its
+/// own columns and reads the whole weight) rather than a share of the channels (each then
+/// reads its share of the weight and packs every column): where the weight is the smaller
+/// read (fewer output channels than twice the pixels) and each thread gets a tile's worth of
+/// pixels. Machine A, two threads, in-pass: GoogLeNet's layers summed 14.5 → 13.4 ms
+/// (inception3a.branch1, 192 → 64 on 28×28, 0.130 → 0.101 ms; inception4b.branch1, 512 → 160
+/// on 14×14, 0.199 → 0.153); ResNet-50 and MobileNetV2 within the noise; splitting 7×7 maps
+/// too made GoogLeNet's inception5 layers up to 1.8× slower.
+fn splits_pixels(cout: usize, pixels: usize, threads: usize) -> bool {
+    cout < 2 * pixels && pixels >= threads * CHUNK_STEP
+}
 
 /// PyTorch's `[out, in, 1, 1]` weight as `[⌈out / CHANNELS⌉, in, CHANNELS]` (zeros past the
 /// last channel).
@@ -122,16 +140,21 @@ pub(crate) fn forward(
         CHUNK_BYTES
     };
     let budget = (bytes / 4 / cin.max(1)).max(CHUNK_STEP);
-    let chunk = pixels
+    let mut chunk = pixels
         .div_ceil((pixels / budget).max(1))
         .div_ceil(CHUNK_STEP)
         * CHUNK_STEP;
-    let chunks = pixels.div_ceil(chunk);
-    // Enough tasks for every thread (twice over, to even out their ends): for few chunks, each
-    // chunk's channel blocks split into parts. Each part packs its chunk's columns again, so a
-    // lone thread takes whole chunks.
+    let mut chunks = pixels.div_ceil(chunk);
+    // Enough tasks for every thread (twice over, to even out their ends). For fewer chunks,
+    // either the pixels split between the threads ([`splits_pixels`]) or each chunk's channel
+    // blocks split into parts, each of which packs its chunk's columns again. A lone thread
+    // takes whole chunks.
     let wanted = if threads == 1 { 1 } else { 2 * threads };
     let parts = if chunks >= wanted {
+        1
+    } else if splits_pixels(cout, pixels, threads) {
+        chunk = pixels.div_ceil(threads).div_ceil(SPLIT_STEP) * SPLIT_STEP;
+        chunks = pixels.div_ceil(chunk);
         1
     } else {
         wanted.div_ceil(chunks).min(groups)
@@ -186,20 +209,19 @@ fn gather(
     [ho, wo]: [usize; 2],
 ) -> Scratch {
     let mut out = Scratch::take(cin * ho * wo);
-    for (plane, dst) in sample
-        .chunks_exact(h * w)
-        .zip(out.chunks_exact_mut(ho * wo))
-    {
-        for (row, dst) in plane
-            .chunks_exact(w)
-            .step_by(sh)
-            .zip(dst.chunks_exact_mut(wo))
-        {
-            for (d, &v) in dst.iter_mut().zip(row.iter().step_by(sw)) {
-                *d = v;
+    out.par_chunks_exact_mut(ho * wo)
+        .zip(sample.par_chunks_exact(h * w))
+        .for_each(|(dst, plane)| {
+            for (row, dst) in plane
+                .chunks_exact(w)
+                .step_by(sh)
+                .zip(dst.chunks_exact_mut(wo))
+            {
+                for (d, &v) in dst.iter_mut().zip(row.iter().step_by(sw)) {
+                    *d = v;
+                }
             }
-        }
-    }
+        });
     out
 }
 
@@ -520,7 +542,9 @@ mod tests {
                 activation,
                 residual: false,
             };
-            // One thread takes whole chunks; more split a chunk's channels into parts.
+            // One thread takes whole chunks; more split a chunk's channels into parts (7×7,
+            // 9×5 with stride 2), or its pixels (14×14, 56×56).
+            assert!(splits_pixels(13, 196, 3) && !splits_pixels(32, 49, 2));
             for threads in 1..=3 {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
