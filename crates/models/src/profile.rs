@@ -45,8 +45,10 @@ use crate::tensor::{HostTensor, Value};
 /// over 192 KiB in chunks of up to 512 KiB; 20: the 7×7 kernel's 24 sums kept in registers
 /// (its epilogue's activation applied lane by lane, not with vector constants that pushed a sum
 /// to the stack), a strided 1×1 layer's gather shared by every thread, a small map's 1×1 pixels
-/// split between threads where its weight is the smaller read.
-pub const KERNEL_REVISION: u32 = 20;
+/// split between threads where its weight is the smaller read; 21: Winograd's layers in bands
+/// of rows of tiles, each block's pixels written into the band's rows of the NCHW output by the
+/// thread that computed them.
+pub const KERNEL_REVISION: u32 = 21;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
