@@ -47,8 +47,9 @@ use crate::tensor::{HostTensor, Value};
 /// to the stack), a strided 1×1 layer's gather shared by every thread, a small map's 1×1 pixels
 /// split between threads where its weight is the smaller read; 21: Winograd's layers in bands
 /// of rows of tiles, each block's pixels written into the band's rows of the NCHW output by the
-/// thread that computed them.
-pub const KERNEL_REVISION: u32 = 21;
+/// thread that computed them; 22: the 7×7 kernel's rows taken four at a time, the next
+/// weights asked for once per four.
+pub const KERNEL_REVISION: u32 = 22;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

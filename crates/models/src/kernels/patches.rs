@@ -33,6 +33,9 @@ const BLOCK: usize = 48;
 /// 48-channel block's weights streamed three times the bytes, and ran slower than Winograd).
 const BLOCK_16: usize = 16;
 
+/// Rows a tile's loop takes per step (and asks for the next weights once per step).
+const UNROLL: usize = 4;
+
 /// Output pixels per tile; the gathered patches are laid out in groups of this many.
 const PIXELS: usize = 8;
 
@@ -374,14 +377,15 @@ impl pulp::WithSimd for Block<'_> {
         let lanes = S::F32_LANES;
         let panels = self.patches.chunks_exact(self.k * PIXELS);
         let tiles = panels.len();
-        let rows = self.rows[1] - self.rows[0];
+        // The tile loop's steps of [`UNROLL`] rows, each of which asks for a share.
+        let steps = ((self.rows[1] - self.rows[0]) / UNROLL).max(1);
         for (tile, panel) in panels.enumerate() {
             // The tiles after the first share out the next weights (the first waits on its
             // own block's, which memory is still sending), or the only tile takes them all.
             let ahead = match (tiles, tile) {
-                (0 | 1, _) => Ahead::part(self.next, 0, 1, rows),
+                (0 | 1, _) => Ahead::part(self.next, 0, 1, steps),
                 (_, 0) => Ahead::NONE,
-                _ => Ahead::part(self.next, tile - 1, tiles - 1, rows),
+                _ => Ahead::part(self.next, tile - 1, tiles - 1, steps),
             };
             let none = Ahead::NONE;
             if S::REGISTER_COUNT < 32 && VECTORS_16 * lanes == self.block {
@@ -454,21 +458,28 @@ impl Block<'_> {
         // width is a whole number of vectors on every path).
         let (vectors, _) = S::as_simd_f32s(self.weights);
         let from = vectors.len().min(first / lanes);
-        let rows = panel[start * PIXELS..end * PIXELS]
-            .chunks_exact(PIXELS)
-            .zip(vectors[from..].chunks(self.block / lanes));
-        for (row, (values, weights)) in rows.enumerate() {
-            ahead.row(row);
-            let (Some(weights), Some(values)) = (weights.get(..V), values.get(column..column + R))
-            else {
-                break;
-            };
-            for (sums, &value) in acc.iter_mut().zip(values) {
-                let value = simd.splat_f32s(value);
-                for (sum, &weight) in sums.iter_mut().zip(weights) {
-                    *sum = simd.mul_add_e_f32s(value, weight, *sum);
-                }
+        let per_row = self.block / lanes;
+        let panel = &panel[start * PIXELS..end * PIXELS];
+        let weights = &vectors[from..];
+        let groups = panel
+            .chunks_exact(UNROLL * PIXELS)
+            .zip(weights.chunks(UNROLL * per_row));
+        let whole = (end - start) / UNROLL;
+        for (group, (values, weights)) in groups.enumerate() {
+            ahead.row(group);
+            for u in 0..UNROLL {
+                let weights = weights.get(u * per_row..).unwrap_or(&[]);
+                row_step::<S, R, V>(simd, &mut acc, values.get(u * PIXELS + column..), weights);
             }
+        }
+        let rest = panel[whole * UNROLL * PIXELS..].chunks_exact(PIXELS).zip(
+            weights
+                .get(whole * UNROLL * per_row..)
+                .unwrap_or(&[])
+                .chunks(per_row),
+        );
+        for (values, weights) in rest {
+            row_step::<S, R, V>(simd, &mut acc, values.get(column..), weights);
         }
         if end < self.k {
             for (r, sums) in acc.into_iter().enumerate() {
@@ -510,6 +521,26 @@ impl Block<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// One row of a tile's sums: `acc[r][v] += values[r] · weights[v]` for its `R` pixels' values
+/// (from the tile's first column on) and `V` weight vectors (nothing where either is short).
+#[inline(always)]
+fn row_step<S: pulp::Simd, const R: usize, const V: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; V]; R],
+    values: Option<&[f32]>,
+    weights: &[S::f32s],
+) {
+    let (Some(weights), Some(values)) = (weights.get(..V), values.and_then(|v| v.get(..R))) else {
+        return;
+    };
+    for (sums, &value) in acc.iter_mut().zip(values) {
+        let value = simd.splat_f32s(value);
+        for (sum, &weight) in sums.iter_mut().zip(weights) {
+            *sum = simd.mul_add_e_f32s(value, weight, *sum);
         }
     }
 }
