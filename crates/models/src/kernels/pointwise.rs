@@ -10,9 +10,9 @@
 //! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns
 //! stay in the core's cache while every block of output channels reads them, packed tile by
 //! tile so that a tile's loads run through memory in order; chunks go to threads (for few
-//! chunks, a share of the pixels or of the output channels each). Where the layer has one chunk (small maps, where
-//! each weight comes once from memory), the tiles of a block ask the CPU for the next block's
-//! weights while they multiply ([`Ahead`]).
+//! chunks, a share of the pixels or of the output channels each). Where the layer has one
+//! chunk (small maps, where each weight comes once from memory), the tiles of a block ask the
+//! CPU for the next block's weights while they multiply ([`Ahead`]).
 //!
 //! Against the product it replaces (`[out, in] × [in, pixels]` through `gemm`, which packs
 //! both operands on every call, and passes over the output for the bias and the activation):
@@ -200,7 +200,8 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// Every `stride`-th pixel of every channel of `sample` (`[in, h, w]`), as `[in, ho, wo]`.
+/// Every `stride`-th pixel of every channel of `sample` (`[in, h, w]`), as `[in, ho, wo]`,
+/// plane by plane on every thread.
 fn gather(
     sample: &[f32],
     cin: usize,
