@@ -15,7 +15,7 @@ use super::plane::{PaddedPlane, gather};
 use super::pointwise::{CHANNELS, Tiles, VECTORS, VECTORS_16};
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch};
-use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes, interleave_channels};
 
 /// Output rows a task takes at least, a run of every output channel's rows.
 const TASK_ROWS: usize = 4;
@@ -79,15 +79,7 @@ pub(crate) fn forward(
     // Each task's run of rows of every output plane.
     let threads = rayon::current_num_threads().max(1);
     let per_task = ho.div_ceil(4 * threads).max(TASK_ROWS).min(ho.max(1));
-    let mut tasks: Vec<Vec<&mut [f32]>> = (0..ho.div_ceil(per_task))
-        .map(|_| Vec::with_capacity(cout))
-        .collect();
-    for plane in y.chunks_exact_mut(ho * wo) {
-        for (rows, task) in plane.chunks_mut(per_task * wo).zip(&mut tasks) {
-            task.push(rows);
-        }
-    }
-    tasks
+    bands_of_planes(y, ho * wo, per_task * wo)
         .into_par_iter()
         .enumerate()
         .for_each(|(task, mut planes)| {

@@ -205,6 +205,22 @@ impl FromStr for Kernels {
     }
 }
 
+/// `planes` (runs of `plane` values each: an NCHW output's channels) cut into bands of `band`
+/// values: for each band, its run of every plane, in plane order (the last band perhaps
+/// shorter). A task that takes a band writes its part of every output channel.
+fn bands_of_planes(planes: &mut [f32], plane: usize, band: usize) -> Vec<Vec<&mut [f32]>> {
+    let (plane, band) = (plane.max(1), band.max(1));
+    let mut bands: Vec<Vec<&mut [f32]>> = (0..plane.div_ceil(band))
+        .map(|_| Vec::with_capacity(planes.len() / plane))
+        .collect();
+    for values in planes.chunks_exact_mut(plane) {
+        for (run, runs) in values.chunks_mut(band).zip(&mut bands) {
+            runs.push(run);
+        }
+    }
+    bands
+}
+
 /// A convolution's weight, one filter of `filter_len` values per output channel as PyTorch
 /// stores it (`[out, in, kh, kw]`), as `[⌈out / block⌉, filter_len, block]`: for every value of
 /// the filter, `block` output channels side by side (zeros past the last channel), so that a
@@ -339,5 +355,31 @@ impl ConvCase {
                 "{s:?} on {hw:?}, {context}: output {i} is {got}, not {want}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_of_planes_take_each_planes_run_in_order() {
+        // Three planes of 5 values in bands of 2: runs of 2, 2 and 1 of every plane.
+        let mut values: Vec<f32> = (0..15).map(|v| v as f32).collect();
+        let bands = bands_of_planes(&mut values, 5, 2);
+        let got: Vec<Vec<Vec<f32>>> = bands
+            .into_iter()
+            .map(|band| band.into_iter().map(|run| run.to_vec()).collect())
+            .collect();
+        let want = vec![
+            vec![vec![0.0, 1.0], vec![5.0, 6.0], vec![10.0, 11.0]],
+            vec![vec![2.0, 3.0], vec![7.0, 8.0], vec![12.0, 13.0]],
+            vec![vec![4.0], vec![9.0], vec![14.0]],
+        ];
+        assert_eq!(got, want);
+        // No planes: bands with no runs.
+        let bands = bands_of_planes(&mut [], 4, 2);
+        assert_eq!(bands.len(), 2);
+        assert!(bands.iter().all(Vec::is_empty));
     }
 }

@@ -24,7 +24,7 @@ use super::plane::{Epilogue, store_block};
 use super::prefetch::Ahead;
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
-use super::{Activation, ConvShape, Operands, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes, interleave_channels};
 
 /// Output channels a tile sums together; the packed weight holds this many side by side.
 pub(crate) const CHANNELS: usize = 8;
@@ -161,14 +161,7 @@ pub(crate) fn forward(
     };
     let groups_per_part = groups.div_ceil(parts);
     let mut tasks: Vec<Task<'_>> = Vec::with_capacity(chunks * parts);
-    let mut rows_per_chunk: Vec<Vec<&mut [f32]>> =
-        (0..chunks).map(|_| Vec::with_capacity(cout)).collect();
-    for row in y.chunks_exact_mut(pixels) {
-        for (rows, piece) in rows_per_chunk.iter_mut().zip(row.chunks_mut(chunk)) {
-            rows.push(piece);
-        }
-    }
-    for (c, mut rows) in rows_per_chunk.into_iter().enumerate() {
+    for (c, mut rows) in bands_of_planes(y, pixels, chunk).into_iter().enumerate() {
         let mut first_group = 0;
         while !rows.is_empty() {
             let rest = rows.split_off((groups_per_part * CHANNELS).min(rows.len()));

@@ -29,7 +29,7 @@ use super::gemm::{MatRef, gemm};
 use super::plane::Epilogue;
 use super::scratch::Scratch;
 use super::vector::{VectorPath, dispatch};
-use super::{Activation, ConvShape, Operands, ShapeError};
+use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes};
 
 /// The size of Winograd's tiles a layer runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,56 +239,51 @@ pub(crate) fn forward(
     };
     let band_tiles = th.div_ceil(bands.min(th));
     let band_rows = band_tiles * side;
-    let mut bands: Vec<Vec<&mut [f32]>> = (0..th.div_ceil(band_tiles))
-        .map(|_| Vec::with_capacity(cout))
-        .collect();
-    for plane in y.chunks_exact_mut(ho * wo) {
-        for (rows, band) in plane.chunks_mut(band_rows * wo).zip(&mut bands) {
-            band.push(rows);
-        }
-    }
     let residual = layer.residual();
-    bands.into_par_iter().enumerate().try_for_each_init(
-        || {
-            (
-                Scratch::take(0),
-                Scratch::take(0),
-                Scratch::take(0),
-                Scratch::take(0),
-            )
-        },
-        |(v, m, result, scratch), (b, mut rows)| {
-            let band = b * band_tiles * tw..((b + 1) * band_tiles).min(th) * tw;
-            let block = band.len().div_ceil(band.len().div_ceil(block_tiles).max(1));
-            for first in band.clone().step_by(block.max(1)) {
-                let n = block.min(band.end - first);
-                // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
-                // stride of `points` points; then [tile, pixel, channel].
-                v.set_len(n * points * cin);
-                m.set_len(n * points * cout);
-                result.set_len(n * pixels * cout);
-                scratch.set_len(points * cin.max(cout));
-                dispatch(Windows {
-                    layer: &layer,
-                    first,
-                    tw,
-                    scratch: &mut scratch[..points * cin],
-                    v,
-                });
-                products(&layer, v, [n, cout], [0, cout], m)?;
-                dispatch(Tiles {
-                    layer: &layer,
-                    bias,
-                    m,
-                    scratch,
-                    y: result,
-                });
-                let at = [first, b * band_rows];
-                scatter(tiling, result, at, [tw, ho, wo], &mut rows, residual);
-            }
-            Ok(())
-        },
-    )
+    bands_of_planes(y, ho * wo, band_rows * wo)
+        .into_par_iter()
+        .enumerate()
+        .try_for_each_init(
+            || {
+                (
+                    Scratch::take(0),
+                    Scratch::take(0),
+                    Scratch::take(0),
+                    Scratch::take(0),
+                )
+            },
+            |(v, m, result, scratch), (b, mut rows)| {
+                let band = b * band_tiles * tw..((b + 1) * band_tiles).min(th) * tw;
+                let block = band.len().div_ceil(band.len().div_ceil(block_tiles).max(1));
+                for first in band.clone().step_by(block.max(1)) {
+                    let n = block.min(band.end - first);
+                    // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
+                    // stride of `points` points; then [tile, pixel, channel].
+                    v.set_len(n * points * cin);
+                    m.set_len(n * points * cout);
+                    result.set_len(n * pixels * cout);
+                    scratch.set_len(points * cin.max(cout));
+                    dispatch(Windows {
+                        layer: &layer,
+                        first,
+                        tw,
+                        scratch: &mut scratch[..points * cin],
+                        v,
+                    });
+                    products(&layer, v, [n, cout], [0, cout], m)?;
+                    dispatch(Tiles {
+                        layer: &layer,
+                        bias,
+                        m,
+                        scratch,
+                        y: result,
+                    });
+                    let at = [first, b * band_rows];
+                    scatter(tiling, result, at, [tw, ho, wo], &mut rows, residual);
+                }
+                Ok(())
+            },
+        )
 }
 
 /// A layer as the schedules read it: its tiling, weight from [`pack`], bias, epilogue, and
