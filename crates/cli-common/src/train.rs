@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use models::{Backend, Model, zoo};
 use predictor::{
     ClassReport, DeviceProfile, HeldOutModel, ModelCheck, PredictorError, Role, TrainOptions,
-    apply_cpu_quota, check_model,
+    apply_cpu_quota,
 };
 use serde::Serialize;
 
@@ -52,8 +52,9 @@ pub struct TrainArgs {
     /// `all`, `none`, or names separated by commas.
     #[arg(long, value_name = "LIST", default_value = "all")]
     check_models: String,
-    /// Timed forward passes per checked model (the median is kept, after one warm-up).
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    /// Timed forward passes per checked model, in rounds of one pass of each model (the
+    /// median is kept, after one warm-up round)
+    #[arg(long, value_name = "N", default_value_t = 9, value_parser = clap::value_parser!(u64).range(1..=1000))]
     check_runs: u64,
     /// Print JSON instead of tables.
     #[arg(long)]
@@ -149,12 +150,13 @@ fn check_models(
         }
     }
     let device = backend.device()?;
-    let mut checks = Vec::new();
-    for name in names {
-        let model = Model::seeded(zoo::build(name)?, seed, &device)?;
-        checks.push(check_model(profile, &model, 1, runs, seed)?);
-    }
-    Ok(Checks::Done(checks))
+    let models = names
+        .iter()
+        .map(|name| Model::seeded(zoo::build(name)?, seed, &device))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Checks::Done(predictor::check_models(
+        profile, &models, 1, runs, seed,
+    )?))
 }
 
 /// Share of all held-out layers predicted within ±10 %, over every class.

@@ -18,12 +18,7 @@ mod common;
 
 use common::env_number;
 use lab::{StreamConfig, StreamMode, StreamRow, run_stream};
-use models::{Backend, zoo};
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
+use models::{Backend, median, zoo};
 
 fn main() {
     let models =

@@ -38,7 +38,7 @@ pub use kernels::{ConvKernel, Kernels, VECTOR_PATH_VAR, VectorPath};
 pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};
 pub use net::{Cut, INPUT_ID, Net, NetBuilder, Node};
 pub use npy::{load_npy, read_npy, save_npy, write_npy};
-pub use profile::{CacheScrub, KERNEL_REVISION, LayerTiming, last_level_cache_bytes};
+pub use profile::{CacheScrub, KERNEL_REVISION, LayerTiming, last_level_cache_bytes, median};
 pub use spec::{NetSpec, SpecNode};
 pub use tensor::{HostTensor, Value, relative_difference};
 pub use weights::{Weights, expected_keys};

@@ -66,7 +66,13 @@ pub struct LayerTiming {
     pub out_bytes: u64,
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
+/// The batch of an `[N, ...]` input (1 for a tensor of no dimensions).
+fn batch_of(input: &HostTensor) -> u64 {
+    input.shape().first().copied().unwrap_or(1) as u64
+}
+
+/// The median of `samples` (the mean of the middle two for an even count; 0 when empty).
+pub fn median(mut samples: Vec<f64>) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
@@ -228,7 +234,7 @@ impl Model {
             return Err(no_runs());
         }
         let net = self.net();
-        let batch = input.shape().first().copied().unwrap_or(1) as u64;
+        let batch = batch_of(&input);
         let first = self.upload(input)?;
         // Every activation, kept so that each node can be timed on its real inputs.
         let mut values: Vec<Value> = Vec::with_capacity(net.len());
@@ -313,43 +319,61 @@ impl Model {
         if runs == 0 {
             return Err(no_runs());
         }
-        let net = self.net();
-        let n = net.len();
-        let batch = input.shape().first().copied().unwrap_or(1) as u64;
-        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); n];
-        // When each node finished in the current pass; allocated once, so that recording a
-        // timestamp allocates nothing inside a pass.
-        let mut stamps: Vec<(usize, Instant)> = Vec::with_capacity(n);
+        let mut passes = Vec::with_capacity(runs);
         for i in 0..warmup + runs {
-            let x = self.upload(input.clone())?;
-            stamps.clear();
-            let mut observe = |v: usize| -> Result<(), ModelError> {
-                sync(self)?;
-                stamps.push((v, Instant::now()));
-                Ok(())
-            };
-            drop(self.forward_observed(x, &mut observe)?);
+            let times = self.time_pass_here(input.clone())?;
             if i >= warmup {
-                for pair in stamps.windows(2) {
-                    let (_, before) = pair[0];
-                    let (v, after) = pair[1];
-                    samples[v].push((after - before).as_secs_f64() * 1e3);
-                }
+                passes.push(times);
             }
         }
-        Ok(net
+        Ok(self.median_timings(&passes, batch_of(&input)))
+    }
+
+    /// One forward pass timed node by node, as [`Model::time_in_pass`] times each of its
+    /// passes: every node's time in ms, in node order (0 for the input node). For passes
+    /// spread over time, between other work, so that no single moment of a busy machine
+    /// decides a node's time; [`Model::median_timings`] turns them into timings.
+    pub fn time_pass(&self, input: HostTensor) -> Result<Vec<f64>, ModelError> {
+        pass_on_worker(|| self.time_pass_here(input))
+    }
+
+    /// [`Model::time_pass`] on the calling thread.
+    fn time_pass_here(&self, input: HostTensor) -> Result<Vec<f64>, ModelError> {
+        let n = self.net().len();
+        let mut times = vec![0.0; n];
+        // When each node finished; allocated before the pass, so that recording a timestamp
+        // allocates nothing inside it.
+        let mut stamps: Vec<(usize, Instant)> = Vec::with_capacity(n);
+        let x = self.upload(input)?;
+        let mut observe = |v: usize| -> Result<(), ModelError> {
+            sync(self)?;
+            stamps.push((v, Instant::now()));
+            Ok(())
+        };
+        drop(self.forward_observed(x, &mut observe)?);
+        for pair in stamps.windows(2) {
+            let (_, before) = pair[0];
+            let (v, after) = pair[1];
+            times[v] = (after - before).as_secs_f64() * 1e3;
+        }
+        Ok(times)
+    }
+
+    /// Each node's median over `passes` (each [`Model::time_pass`]'s result for this model)
+    /// as timings of batch `batch`. A pass of another length counts for no node it lacks.
+    pub fn median_timings(&self, passes: &[Vec<f64>], batch: u64) -> Vec<LayerTiming> {
+        self.net()
             .nodes()
             .iter()
-            .zip(samples)
             .enumerate()
-            .map(|(v, (node, samples))| LayerTiming {
+            .map(|(v, node)| LayerTiming {
                 node: v,
                 id: node.id().to_string(),
                 kind: node.spec().kind.name(),
-                median_ms: median(samples),
+                median_ms: median(passes.iter().filter_map(|p| p.get(v).copied()).collect()),
                 out_bytes: batch * node.spec().out_bytes,
             })
-            .collect())
+            .collect()
     }
 
     /// Median latency in ms of a whole forward pass on `input`, after `warmup` unmeasured passes,

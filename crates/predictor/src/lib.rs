@@ -21,6 +21,7 @@ mod machine;
 mod measured;
 mod profile;
 mod regress;
+mod rounds;
 mod space;
 mod sweep;
 mod train;
@@ -30,7 +31,7 @@ pub use dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models,
 pub use error::PredictorError;
 pub use features::FEATURE_SCHEMA_VERSION;
 pub use machine::{MachineInfo, apply_cpu_quota};
-pub use measured::{ModelCheck, check_model, measured_costs};
+pub use measured::{ModelCheck, check_models, measured_costs};
 pub use profile::{DeviceProfile, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
 pub use space::{Sample, Sampler, SweepSize};

@@ -2,11 +2,12 @@
 //!
 //! Tests use it, and so do experiments that need the truth to compare a plan against.
 
-use models::Model;
+use models::{Model, median};
 use serde::Serialize;
 
 use crate::error::PredictorError;
 use crate::profile::DeviceProfile;
+use crate::rounds::interleaved;
 
 /// Median latency of every node of `model` in ms, in node order, timed on a seeded random
 /// input of batch 1 after `warmup` unmeasured runs per node.
@@ -38,22 +39,36 @@ pub struct ModelCheck {
     pub error_pct: f64,
 }
 
-/// Predicts `model`'s whole latency with `profile` and measures its forward pass (median of
-/// `runs` after `warmup`), on a seeded random input.
-pub fn check_model(
+/// Predicts each of `models`' whole latency with `profile` and measures its forward pass on
+/// a seeded random input: `warmup` unmeasured rounds and then `rounds` measured ones, each
+/// round one pass of every model in turn (see [`interleaved`]), the median kept. The models
+/// are all held at once.
+pub fn check_models(
     profile: &DeviceProfile,
-    model: &Model,
+    models: &[Model],
     warmup: usize,
-    runs: usize,
+    rounds: usize,
     seed: u64,
-) -> Result<ModelCheck, PredictorError> {
-    let predicted_ms: f64 = profile.layer_costs(model.net())?.iter().sum();
-    let input = models::seeded_input(model.net(), 1, seed)?;
-    let measured_ms = model.time_forward(&input, warmup, runs)?;
-    Ok(ModelCheck {
-        model: model.net().name().to_string(),
-        predicted_ms,
-        measured_ms,
-        error_pct: 100.0 * (predicted_ms - measured_ms) / measured_ms.max(1e-9),
-    })
+) -> Result<Vec<ModelCheck>, PredictorError> {
+    let inputs = models
+        .iter()
+        .map(|model| models::seeded_input(model.net(), 1, seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    let passes = interleaved(models.len(), warmup, rounds.max(1), |i| {
+        models[i].time_forward(&inputs[i], 0, 1)
+    })?;
+    models
+        .iter()
+        .zip(passes)
+        .map(|(model, passes)| {
+            let predicted_ms: f64 = profile.layer_costs(model.net())?.iter().sum();
+            let measured_ms = median(passes);
+            Ok(ModelCheck {
+                model: model.net().name().to_string(),
+                predicted_ms,
+                measured_ms,
+                error_pct: 100.0 * (predicted_ms - measured_ms) / measured_ms.max(1e-9),
+            })
+        })
+        .collect()
 }

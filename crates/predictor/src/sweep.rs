@@ -14,6 +14,7 @@ use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, SweepMeta, in_pass_dir};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
+use crate::rounds::interleaved;
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -149,32 +150,41 @@ pub fn in_pass_name(net: &Net) -> String {
     format!("{}-{}", net.name(), shape.join("x"))
 }
 
-/// Passes run before timing, and passes timed (each layer's median is kept).
-const IN_PASS_WARMUP: usize = 2;
-const IN_PASS_RUNS: usize = 5;
+/// Rounds run before timing, and rounds timed (each layer's median is kept); a round is one
+/// pass of every network.
+const IN_PASS_WARMUP: usize = 3;
+const IN_PASS_ROUNDS: usize = 11;
 
 /// Times every layer of each of `nets` inside real forward passes (batch 1, a seeded input;
-/// [`Model::time_in_pass`]: timestamps between nodes as a pass runs them, with the caches as
+/// [`Model::time_pass`]: timestamps between nodes as a pass runs them, with the caches as
 /// the pass leaves them) and writes each layer that costs something (of a known class, not
 /// absorbed by a fusion, not a residual addition its convolution adds in its epilogue) to
-/// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The
-/// CPU quota, backend and seed are the sweep's. These are the layers of real networks in
-/// their real context, which the sampled layers of [`run_sweep`] are not.
+/// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The passes run in
+/// [`interleaved`] rounds, one pass of each network per round, so that all of `nets` are held
+/// at once. The CPU quota, backend and seed are the sweep's. These are the layers of real
+/// networks in their real context, which the sampled layers of [`run_sweep`] are not.
 pub fn run_in_pass(
     config: &SweepConfig,
     nets: &[Net],
 ) -> Result<(SweepMeta, Vec<InPassSummary>), PredictorError> {
     let meta = start(config)?;
     let device = config.backend.device()?;
-    let mut summaries = Vec::new();
+    let mut models = Vec::with_capacity(nets.len());
+    let mut inputs = Vec::with_capacity(nets.len());
     for net in nets {
+        models.push(Model::seeded(net.clone(), config.seed, &device)?);
+        inputs.push(models::seeded_input(net, 1, config.seed)?);
+    }
+    let passes = interleaved(nets.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
+        models[i].time_pass(inputs[i].clone())
+    })?;
+    let mut summaries = Vec::new();
+    for ((net, model), passes) in nets.iter().zip(&models).zip(passes) {
         let dir = in_pass_dir(&config.out_dir, &in_pass_name(net));
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
         }
-        let model = Model::seeded(net.clone(), config.seed, &device)?;
-        let input = models::seeded_input(net, 1, config.seed)?;
-        let timings = model.time_in_pass(input, IN_PASS_WARMUP, IN_PASS_RUNS)?;
+        let timings = model.median_timings(&passes, 1);
         let fusion = Fusion::of(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {
