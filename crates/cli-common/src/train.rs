@@ -17,10 +17,11 @@ use runtime::Table;
 /// Per layer class, k-fold cross-validation picks a regressor (log-linear, ridge, random
 /// forest or xgboost); a held-out split scores it beside Neurosurgeon's linear baseline (RMSE,
 /// MAPE, share within ±10 %). The layers of the networks that `profile` timed inside their own
-/// passes are training data too; each such network is then predicted by the chosen
-/// regressors refitted without its own layers, the test of a network the profile has not
-/// seen. Last, each zoo model's predicted whole latency is compared with its measured forward
-/// pass on this machine, under the sweep's CPU quota.
+/// passes are training data too, and the profile prices each of them at its in-pass time; each
+/// such network is then predicted by the chosen regressors alone, refitted without its own
+/// layers, the test of a network the profile has not seen. Last, each zoo model's whole
+/// latency by the profile is compared with its measured forward pass on this machine, under
+/// the sweep's CPU quota.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   cutpoint-edge train --data sweeps/edge --out edge.profile
@@ -230,7 +231,10 @@ fn text_report(
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
         Checks::Done(checks) => {
-            out.push_str("\nWhole models (sum of the profile's predicted layers against a measured forward pass; a network timed in its passes is among the data):\n\n");
+            out.push_str(&format!(
+                "\nWhole models (the sum of the profile's layer costs against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
+                profile.measured_layers()
+            ));
             let rows = checks
                 .iter()
                 .map(|c| (&c.model, c.measured_ms, c.predicted_ms, c.error_pct));
@@ -273,6 +277,8 @@ struct TrainReport<'a> {
     held_out_within_10pct: Within,
     /// Networks predicted without their own layers.
     unseen: &'a [HeldOutModel],
+    /// Distinct layers timed inside the sweep's passes, priced at their in-pass times.
+    measured_layers: usize,
     models: &'a [ModelCheck],
     models_skipped: Option<&'a str>,
 }
@@ -309,6 +315,7 @@ fn json_report(
             baseline: overall_within(reports, |r| r.baseline),
         },
         unseen,
+        measured_layers: profile.measured_layers(),
         models,
         models_skipped,
     };

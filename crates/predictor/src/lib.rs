@@ -32,7 +32,7 @@ pub use error::PredictorError;
 pub use features::FEATURE_SCHEMA_VERSION;
 pub use machine::{MachineInfo, apply_cpu_quota};
 pub use measured::{ModelCheck, check_models, measured_costs};
-pub use profile::{DeviceProfile, PROFILE_FORMAT_VERSION, Role};
+pub use profile::{DeviceProfile, MeasuredLayer, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
 pub use space::{Sample, Sampler, SweepSize};
 pub use sweep::{ClassSummary, InPassSummary, SweepConfig, in_pass_name, run_in_pass, run_sweep};

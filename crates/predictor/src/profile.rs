@@ -21,8 +21,8 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// whenever either changes, with [`FEATURE_SCHEMA_VERSION`](crate::features::FEATURE_SCHEMA_VERSION) for the features. Format 1 stored
 /// models over every feature column; format 2 leaves out the columns constant in the sweep;
 /// format 3 reads feature schema 2; format 4 stores the power laws under trees as ridge
-/// regressions.
-pub const PROFILE_FORMAT_VERSION: u32 = 4;
+/// regressions; format 5 keeps the layers timed inside the sweep's passes ([`MeasuredLayer`]).
+pub const PROFILE_FORMAT_VERSION: u32 = 5;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +43,19 @@ impl Role {
     }
 }
 
+/// A layer the sweep timed inside a network's passes, and what it took there: the mean of its
+/// in-pass medians where several nodes share its spec (ResNet's repeated blocks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredLayer {
+    /// The layer's kind and shapes.
+    pub spec: LayerSpec,
+    /// Its in-pass time, ms.
+    pub ms: f64,
+}
+
 /// A trained latency model of one device: per layer class, a regressor from layer features
-/// to ms, with the conditions it was measured under.
+/// to ms, and the layers it measured inside real passes, with the conditions it was measured
+/// under.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceProfile {
     /// A name for reports (defaults to the file's stem).
@@ -62,6 +73,9 @@ pub struct DeviceProfile {
     /// Version of the crate that trained it.
     pub crate_version: String,
     pub(crate) models: BTreeMap<LayerClass, Fitted>,
+    /// Layers timed inside the sweep's passes, priced at their measurement rather than
+    /// predicted.
+    pub(crate) measured: Vec<MeasuredLayer>,
 }
 
 impl DeviceProfile {
@@ -78,12 +92,22 @@ impl DeviceProfile {
             .collect()
     }
 
-    /// Predicted latency of one layer, in ms. Kinds that cost nothing (input, dropout,
-    /// flatten) predict 0. `node` names the layer in errors.
+    /// How many distinct layers this profile timed inside real passes.
+    pub fn measured_layers(&self) -> usize {
+        self.measured.len()
+    }
+
+    /// Latency of one layer, in ms: its in-pass measurement where the sweep timed a layer of
+    /// exactly this spec inside a network's passes, otherwise its class's regressor's
+    /// prediction. Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names
+    /// the layer in errors.
     pub fn predict_ms(&self, node: &str, spec: &LayerSpec) -> Result<f64, PredictorError> {
         let Some(class) = LayerClass::of(&spec.kind) else {
             return Ok(0.0);
         };
+        if let Some(layer) = self.measured.iter().find(|m| m.spec == *spec) {
+            return Ok(layer.ms);
+        }
         let model = self
             .models
             .get(&class)

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use models::LayerSpec;
 use serde::Serialize;
 
 use crate::class::LayerClass;
 use crate::dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
 use crate::error::PredictorError;
 use crate::features;
-use crate::profile::{DeviceProfile, Role};
+use crate::profile::{DeviceProfile, MeasuredLayer, Role};
 use crate::regress::{Accuracy, Candidate, Fitted, cross_validate, folds};
 
 /// Fewest samples a class needs to be trained and evaluated.
@@ -145,12 +146,43 @@ impl TrainingData {
     }
 }
 
+impl TrainingData {
+    /// Every distinct layer timed inside a network's passes, with the mean of its in-pass
+    /// medians, in the order first met.
+    fn measured_layers(&self) -> Vec<MeasuredLayer> {
+        let mut sums: Vec<(LayerSpec, f64, usize)> = Vec::new();
+        for data in self.classes.values() {
+            let in_pass = data
+                .rows
+                .iter()
+                .zip(&data.model)
+                .filter(|(_, m)| m.is_some());
+            for (row, _) in in_pass {
+                match sums.iter_mut().find(|(spec, _, _)| *spec == row.spec) {
+                    Some((_, sum, n)) => {
+                        *sum += row.median_ms;
+                        *n += 1;
+                    }
+                    None => sums.push((row.spec.clone(), row.median_ms, 1)),
+                }
+            }
+        }
+        sums.into_iter()
+            .map(|(spec, sum, n)| MeasuredLayer {
+                spec,
+                ms: sum / n as f64,
+            })
+            .collect()
+    }
+}
+
 /// Trains one regressor per class found in `dir` (the sampled layers and the networks' layers
 /// timed inside their passes together) and reports held-out accuracy.
 ///
 /// Per class: a seeded split holds out `holdout` of the samples; k-fold cross-validation on
 /// the rest picks a candidate; the pick and the baseline are scored on the held-out part;
-/// finally the pick is refitted on every sample and stored.
+/// finally the pick is refitted on every sample and stored. The layers timed inside passes
+/// are stored too, each priced at its measurement ([`MeasuredLayer`]).
 pub fn train(
     dir: &Path,
     options: &TrainOptions,
@@ -164,6 +196,7 @@ pub fn train(
         models.insert(class, model);
         reports.push(report);
     }
+    let measured = data.measured_layers();
     let meta = data.meta;
     let profile = DeviceProfile {
         name: options.name.clone(),
@@ -174,6 +207,7 @@ pub fn train(
         cpu_quota: meta.cpu_quota,
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
         models,
+        measured,
     };
     Ok((profile, reports))
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use models::{Backend, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
     DeviceProfile, LayerClass, MIN_SAMPLES, PredictorError, Role, Sampler, SweepConfig, SweepSize,
-    TrainOptions, features, read_class, run_sweep, train,
+    TrainOptions, features, read_class, run_in_pass, run_sweep, train,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -277,5 +277,47 @@ fn a_node_fused_into_a_convolution_is_priced_zero() {
             .expect("predicts")
             > 0.0
     );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
+    let dir = temp_dir("in-pass");
+    let classes = vec![LayerClass::Activation, LayerClass::Add];
+    run_sweep(&sweep(&dir, classes.clone(), MIN_SAMPLES)).expect("sweep runs");
+    // Two ReLUs of one spec and an addition, timed inside the network's passes.
+    let mut b = NetBuilder::new("twice", vec![4, 24, 24]).expect("builder");
+    let input = b.input();
+    let first = b.add("first", LayerKind::Relu, &[input]).expect("relu");
+    let second = b.add("second", LayerKind::Relu, &[first]).expect("relu");
+    b.add("add", LayerKind::Add, &[second, input]).expect("add");
+    let net = b.build().expect("net");
+    let (_, summaries) = run_in_pass(&sweep(&dir, classes, MIN_SAMPLES), &[net.clone()])
+        .expect("in-pass timing runs");
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].layers, 3);
+    let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&net));
+    let (_, relus) =
+        read_class(&predictor::csv_path(&in_pass, LayerClass::Activation)).expect("in-pass ReLUs");
+    let (_, adds) =
+        read_class(&predictor::csv_path(&in_pass, LayerClass::Add)).expect("in-pass addition");
+    assert_eq!((relus.len(), adds.len()), (2, 1));
+
+    let (profile, _) = train(&dir, &options()).expect("training works");
+    // The two ReLUs share a spec: one measured layer at their mean; the addition another.
+    assert_eq!(profile.measured_layers(), 2);
+    let relu_ms = (relus[0].median_ms + relus[1].median_ms) / 2.0;
+    let costs = profile.layer_costs(&net).expect("costs");
+    assert_eq!(costs, [0.0, relu_ms, relu_ms, adds[0].median_ms]);
+    // A ReLU of another shape is no measured layer: the regressor prices it.
+    let other = LayerSpec::infer("other", LayerKind::Relu, vec![vec![4, 25, 25]]).expect("valid");
+    let predicted = profile.predict_ms("other", &other).expect("predicts");
+    assert!(predicted > 0.0 && predicted != relu_ms, "{predicted} ms");
+    // The measurements survive a save and a load.
+    let path = dir.join("in-pass.profile");
+    profile.save(&path).expect("save");
+    let loaded = DeviceProfile::load(&path).expect("load");
+    assert_eq!(loaded.measured_layers(), 2);
+    assert_eq!(loaded.layer_costs(&net).expect("costs"), costs);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
