@@ -292,8 +292,11 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let second = b.add("second", LayerKind::Relu, &[first]).expect("relu");
     b.add("add", LayerKind::Add, &[second, input]).expect("add");
     let net = b.build().expect("net");
-    let (_, summaries) = run_in_pass(&sweep(&dir, classes, MIN_SAMPLES), &[net.clone()])
-        .expect("in-pass timing runs");
+    let (_, summaries) = run_in_pass(
+        &sweep(&dir, classes, MIN_SAMPLES),
+        std::slice::from_ref(&net),
+    )
+    .expect("in-pass timing runs");
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].layers, 3);
     let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&net));
