@@ -16,8 +16,9 @@ use crate::class::LayerClass;
 /// Version of the feature definitions and of how the sweep times a layer. Sweeps and profiles
 /// of another version are refused; bump [`PROFILE_FORMAT_VERSION`](crate::PROFILE_FORMAT_VERSION)
 /// with it. Version 2: convolutions' kernel and working set; layers timed with the caches
-/// evicted before each run ([`models::Model::time_layers_cold`]).
-pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+/// evicted before each run ([`models::Model::time_layers_cold`]). Version 3: the networks'
+/// layers timed inside their passes in interleaved rounds (one pass of every network a round).
+pub const FEATURE_SCHEMA_VERSION: u32 = 3;
 
 fn elements(shape: &[usize]) -> f64 {
     shape.iter().map(|&d| d as f64).product()

@@ -21,7 +21,8 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// whenever either changes, with [`FEATURE_SCHEMA_VERSION`](crate::features::FEATURE_SCHEMA_VERSION) for the features. Format 1 stored
 /// models over every feature column; format 2 leaves out the columns constant in the sweep;
 /// format 3 reads feature schema 2; format 4 stores the power laws under trees as ridge
-/// regressions; format 5 keeps the layers timed inside the sweep's passes ([`MeasuredLayer`]).
+/// regressions; format 5 reads feature schema 3 and keeps the layers timed inside the sweep's
+/// passes ([`MeasuredLayer`]).
 pub const PROFILE_FORMAT_VERSION: u32 = 5;
 
 /// Which side of the link a profile describes.
