@@ -44,9 +44,11 @@ pub struct ProfileArgs {
     /// At most N samples per class (below the sweep's own count), for a fast trial run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     samples: Option<u64>,
-    /// Zoo models whose layers are also timed inside their own forward passes (2 warm-up and
-    /// 5 timed passes each): comma-separated names, `all`, or `none`. `train` learns from
-    /// them and reports how well it predicts each of them without its own layers.
+    /// Zoo models whose layers are also timed inside their own forward passes (3 warm-up and
+    /// 11 timed rounds of one pass of each model): comma-separated names, `all`, or `none`.
+    /// `train` learns from them, prices their layers at these times, and reports how well it
+    /// predicts each of them without its own layers. The models are held at once: about
+    /// 1.4 GB for the whole zoo, most of it VGG16's weights; name fewer on a small device.
     #[arg(long, value_name = "MODELS", default_value = "all")]
     in_pass: String,
     /// Hide the progress bars.

@@ -1,6 +1,7 @@
 //! Layer features: what a regressor sees of a [`LayerSpec`].
 //!
-//! Two feature sets per class. `ours` feeds the chosen regressors: log-transformed FLOPs,
+//! Two feature sets per class. `ours` feeds the chosen regressors: how the layer was timed
+//! ([`Context`]: alone and cold, or inside a pass, with the bytes it moves), log-transformed FLOPs,
 //! input and output elements and parameters, plus the class's hyper-parameters; for a
 //! convolution also which kernel runs it ([`ConvKernel`], one-hot) and its working set (input,
 //! output and weights in bytes), since layers of equal FLOPs differ several-fold between
@@ -18,7 +19,19 @@ use crate::class::LayerClass;
 /// with it. Version 2: convolutions' kernel and working set; layers timed with the caches
 /// evicted before each run ([`models::Model::time_layers_cold`]). Version 3: the networks'
 /// layers timed inside their passes in interleaved rounds (one pass of every network a round).
-pub const FEATURE_SCHEMA_VERSION: u32 = 3;
+/// Version 4: how a layer was timed ([`Context`]) is a feature.
+pub const FEATURE_SCHEMA_VERSION: u32 = 4;
+
+/// How a layer was timed, or is to be priced: its context changes its time as much as its shape
+/// does (a small layer timed alone after the caches are evicted takes several times what it
+/// takes between its neighbours in a pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Alone, with the caches evicted first: the sweep's sampled layers.
+    Cold,
+    /// Inside a network's forward pass: the networks' in-pass layers, and every prediction.
+    InPass,
+}
 
 fn elements(shape: &[usize]) -> f64 {
     shape.iter().map(|&d| d as f64).product()
@@ -41,12 +54,18 @@ fn channels(shape: &[usize]) -> f64 {
     shape.first().copied().unwrap_or(1) as f64
 }
 
-/// Our features for `spec`, whose class is `class`.
-pub fn ours(class: LayerClass, spec: &LayerSpec) -> Vec<f64> {
+/// Our features for `spec`, whose class is `class`, timed or priced in `context`. The first
+/// two say which: inside a pass, 1 and the log of the bytes the layer reads and writes (what
+/// a pass's warm caches save grows with it, so the gap between the two contexts is not one
+/// ratio for every size); alone and cold, both 0.
+pub fn ours(class: LayerClass, spec: &LayerSpec, context: Context) -> Vec<f64> {
     let input = spec.input_shapes.first().map(Vec::as_slice).unwrap_or(&[]);
     let in_elems: f64 = spec.input_shapes.iter().map(|s| elements(s)).sum();
     let out_elems = elements(&spec.output_shape);
+    let in_pass = if context == Context::InPass { 1.0 } else { 0.0 };
     let mut f = vec![
+        in_pass,
+        in_pass * ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
         ln1p(spec.flops as f64),
         ln1p(in_elems),
         ln1p(out_elems),
@@ -166,7 +185,7 @@ mod tests {
         let net = models::zoo::build(name).expect("zoo model");
         let node = net.nodes().iter().find(|n| n.id() == id).expect("node");
         let class = LayerClass::of(&node.spec().kind).expect("a class");
-        ours(class, node.spec())
+        ours(class, node.spec(), Context::InPass)
     }
 
     #[test]
@@ -183,5 +202,24 @@ mod tests {
         let ws = winograd[winograd.len() - ConvKernel::ALL.len() - 1];
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
         assert!((ws - bytes.ln_1p()).abs() < 1e-9, "{ws}");
+    }
+
+    #[test]
+    fn the_context_leads_the_features_and_is_their_only_difference() {
+        let net = models::zoo::build("resnet18").expect("zoo model");
+        let node = net
+            .nodes()
+            .iter()
+            .find(|n| n.id() == "layer1.0.conv1")
+            .expect("node");
+        let class = LayerClass::of(&node.spec().kind).expect("a class");
+        let cold = ours(class, node.spec(), Context::Cold);
+        let in_pass = ours(class, node.spec(), Context::InPass);
+        assert_eq!(cold[..2], [0.0, 0.0]);
+        // Inside a pass: the flag, and the log of the bytes the layer reads and writes.
+        let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
+        assert_eq!(in_pass[0], 1.0);
+        assert!((in_pass[1] - bytes.ln_1p()).abs() < 1e-9, "{}", in_pass[1]);
+        assert_eq!(cold[2..], in_pass[2..]);
     }
 }

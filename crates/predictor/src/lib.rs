@@ -29,7 +29,7 @@ mod train;
 pub use class::LayerClass;
 pub use dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
 pub use error::PredictorError;
-pub use features::FEATURE_SCHEMA_VERSION;
+pub use features::{Context, FEATURE_SCHEMA_VERSION};
 pub use machine::{MachineInfo, apply_cpu_quota};
 pub use measured::{ModelCheck, check_models, measured_costs};
 pub use profile::{DeviceProfile, MeasuredLayer, PROFILE_FORMAT_VERSION, Role};

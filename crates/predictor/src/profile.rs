@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::class::LayerClass;
 use crate::error::PredictorError;
-use crate::features;
+use crate::features::{self, Context};
 use crate::regress::Fitted;
 
 /// Marks a profile file, so that another file given by mistake gets a clear error.
@@ -22,8 +22,8 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// models over every feature column; format 2 leaves out the columns constant in the sweep;
 /// format 3 reads feature schema 2; format 4 stores the power laws under trees as ridge
 /// regressions; format 5 reads feature schema 3 and keeps the layers timed inside the sweep's
-/// passes ([`MeasuredLayer`]).
-pub const PROFILE_FORMAT_VERSION: u32 = 5;
+/// passes ([`MeasuredLayer`]); format 6 reads feature schema 4 (the timing context).
+pub const PROFILE_FORMAT_VERSION: u32 = 6;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ impl DeviceProfile {
 
     /// Latency of one layer, in ms: its in-pass measurement where the sweep timed a layer of
     /// exactly this spec inside a network's passes, otherwise its class's regressor's
-    /// prediction. Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names
+    /// prediction for a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names
     /// the layer in errors.
     pub fn predict_ms(&self, node: &str, spec: &LayerSpec) -> Result<f64, PredictorError> {
         let Some(class) = LayerClass::of(&spec.kind) else {
@@ -117,7 +117,7 @@ impl DeviceProfile {
                 class: class.name(),
                 node: node.to_string(),
             })?;
-        let x = vec![features::ours(class, spec)];
+        let x = vec![features::ours(class, spec, Context::InPass)];
         let regression = |reason| PredictorError::Regression {
             class: class.name(),
             reason,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::class::LayerClass;
 use crate::dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
 use crate::error::PredictorError;
-use crate::features;
+use crate::features::{self, Context};
 use crate::profile::{DeviceProfile, MeasuredLayer, Role};
 use crate::regress::{Accuracy, Candidate, Fitted, cross_validate, folds};
 
@@ -70,6 +70,19 @@ pub struct HeldOutModel {
 struct ClassData {
     rows: Vec<Measurement>,
     model: Vec<Option<usize>>,
+}
+
+impl ClassData {
+    /// Our features of row `i`, in the context it was timed in: inside a pass for a
+    /// network's layer, alone and cold for a sampled one.
+    fn features(&self, class: LayerClass, i: usize) -> Vec<f64> {
+        let context = if self.model[i].is_some() {
+            Context::InPass
+        } else {
+            Context::Cold
+        };
+        features::ours(class, &self.rows[i].spec, context)
+    }
 }
 
 /// Everything a sweep directory holds, by class.
@@ -191,7 +204,7 @@ pub fn train(
     let mut models = BTreeMap::new();
     let mut reports = Vec::new();
     for (&class, class_data) in &data.classes {
-        let (model, mut report) = train_class(class, &class_data.rows, options)?;
+        let (model, mut report) = train_class(class, class_data, options)?;
         report.in_pass = class_data.model.iter().filter(|m| m.is_some()).count();
         models.insert(class, model);
         reports.push(report);
@@ -242,9 +255,7 @@ pub fn held_out_models(
                 .map(Fitted::candidate)
                 .ok_or_else(|| fail("the profile has no regressor for it".into()))?;
             let x = |idx: &[usize]| -> Vec<Vec<f64>> {
-                idx.iter()
-                    .map(|&i| features::ours(class, &class_data.rows[i].spec))
-                    .collect()
+                idx.iter().map(|&i| class_data.features(class, i)).collect()
             };
             let y = |idx: &[usize]| -> Vec<f64> {
                 idx.iter().map(|&i| class_data.rows[i].median_ms).collect()
@@ -266,17 +277,15 @@ pub fn held_out_models(
 
 fn train_class(
     class: LayerClass,
-    rows: &[Measurement],
+    data: &ClassData,
     options: &TrainOptions,
 ) -> Result<(Fitted, ClassReport), PredictorError> {
     let fail = |reason: String| PredictorError::Regression {
         class: class.name(),
         reason,
     };
-    let ours: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|m| features::ours(class, &m.spec))
-        .collect();
+    let rows = &data.rows;
+    let ours: Vec<Vec<f64>> = (0..rows.len()).map(|i| data.features(class, i)).collect();
     let base: Vec<Vec<f64>> = rows.iter().map(|m| features::baseline(&m.spec)).collect();
     let ms: Vec<f64> = rows.iter().map(|m| m.median_ms).collect();
     let k = ((1.0 / options.holdout.clamp(0.05, 0.5)).round() as usize).max(2);

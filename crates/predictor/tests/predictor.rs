@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use models::{Backend, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
-    DeviceProfile, LayerClass, MIN_SAMPLES, PredictorError, Role, Sampler, SweepConfig, SweepSize,
-    TrainOptions, features, read_class, run_in_pass, run_sweep, train,
+    Context, DeviceProfile, LayerClass, MIN_SAMPLES, PredictorError, Role, Sampler, SweepConfig,
+    SweepSize, TrainOptions, features, read_class, run_in_pass, run_sweep, train,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -48,8 +48,11 @@ fn sampling_and_features_are_deterministic() {
             assert_eq!(x, y);
             let spec = x.spec().expect("sampled layers are valid");
             assert_eq!(LayerClass::of(&spec.kind), Some(class));
-            let f = features::ours(class, &spec);
-            assert_eq!(f, features::ours(class, &y.spec().expect("valid")));
+            let f = features::ours(class, &spec, Context::Cold);
+            assert_eq!(
+                f,
+                features::ours(class, &y.spec().expect("valid"), Context::Cold)
+            );
             assert!(f.iter().all(|v| v.is_finite()));
             x.net().expect("a net that feeds the layer builds");
         }
@@ -60,10 +63,19 @@ fn sampling_and_features_are_deterministic() {
 fn feature_vectors_have_one_length_per_class() {
     for class in LayerClass::ALL {
         let mut sampler = Sampler::new(class, SweepSize::Full, 3);
-        let len = features::ours(class, &sampler.next_sample().spec().expect("valid")).len();
+        let len = features::ours(
+            class,
+            &sampler.next_sample().spec().expect("valid"),
+            Context::Cold,
+        )
+        .len();
         for _ in 0..50 {
             let spec = sampler.next_sample().spec().expect("valid");
-            assert_eq!(features::ours(class, &spec).len(), len, "{class:?}");
+            assert_eq!(
+                features::ours(class, &spec, Context::Cold).len(),
+                len,
+                "{class:?}"
+            );
         }
     }
 }
