@@ -432,6 +432,32 @@ mod tests {
         assert!(model.time_forward(&x, 0, 1).expect("forward time") >= 0.0);
     }
 
+    #[test]
+    fn median_timings_take_each_node_over_the_passes_that_hold_it() {
+        let net = zoo::build("lenet").expect("lenet");
+        let n = net.len();
+        let model = Model::seeded(net, 1, &Device::flex()).expect("model");
+        let pass = |k: f64| (0..n).map(|v| v as f64 * k).collect::<Vec<_>>();
+        // Three passes of every node, and one that stops after two nodes.
+        let passes = [pass(1.0), pass(3.0), pass(2.0), vec![0.0, 100.0]];
+        let timings = model.median_timings(&passes, 2);
+        assert_eq!(timings.len(), n);
+        assert_eq!(timings[1].median_ms, 2.5);
+        assert_eq!(timings[2].median_ms, 4.0);
+        assert_eq!(timings[n - 1].median_ms, 2.0 * (n - 1) as f64);
+        assert_eq!(timings[1].id, "features.0");
+        assert_eq!(timings[1].out_bytes, 2 * 6 * 28 * 28 * 4);
+        // One real pass: a time per node, the input's 0.
+        let x = HostTensor::new(vec![1, 1, 32, 32], vec![0.5; 32 * 32]).expect("input");
+        let times = model.time_pass(x).expect("a timed pass");
+        assert_eq!(times.len(), n);
+        assert_eq!(times[0], 0.0);
+        assert!(
+            times.iter().all(|t| t.is_finite() && *t >= 0.0),
+            "{times:?}"
+        );
+    }
+
     /// A seeded model of zoo network `name` on flex, and an input of `batch` samples of
     /// `shape`.
     fn model_and_input(name: &str, shape: Vec<usize>, batch: usize) -> (Model, HostTensor) {
