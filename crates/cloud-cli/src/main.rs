@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    // Before any parallel work: the pool's workers each on a CPU of their own.
+    models::pin_global_pool();
     let result = match &cli.command {
         Command::Serve(args) => serve::serve(args).map_err(|e| error_line(e.as_ref())),
         Command::Check(args) => check::check(args).map_err(|e| error_line(e.as_ref())),

@@ -51,6 +51,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    // Before any parallel work: the pool's workers each on a CPU of their own.
+    models::pin_global_pool();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Sweep(args) => sweep::run(&args),

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let role = std::env::args().nth(1).unwrap_or_default();
+    // Before any parallel work: the pool's workers each on a CPU of their own.
+    models::pin_global_pool();
     match lab::run_worker(&role) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,6 +20,7 @@ use crate::weights::Weights;
 mod apply;
 mod input;
 mod part;
+mod pinning;
 mod prepare;
 mod shortcut;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod workers;
 
 use input::Input;
 pub(crate) use part::NodeObserver;
+pub use pinning::{PIN_THREADS_VAR, Pinning, pin_global_pool};
 use prepare::{Params, prepare};
 pub(crate) use workers::{on_worker, pass_on_worker};
 
