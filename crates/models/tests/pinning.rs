@@ -22,7 +22,10 @@ fn every_worker_runs_on_its_own_cpu() {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or(allowed.len());
-    if std::env::var(models::PIN_THREADS_VAR).is_ok_and(|v| v == "0") || threads > allowed.len() {
+    if std::env::var(models::PIN_THREADS_VAR).is_ok_and(|v| v == "0")
+        || threads < 2
+        || threads > allowed.len()
+    {
         assert!(matches!(pinning, Pinning::Unpinned(_)), "{pinning:?}");
         return;
     }
