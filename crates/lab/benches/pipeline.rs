@@ -21,6 +21,8 @@ use lab::{StreamConfig, StreamMode, StreamRow, run_stream};
 use models::{Backend, median, zoo};
 
 fn main() {
+    // As the binaries do: the pool's workers each on a CPU of their own.
+    models::pin_global_pool();
     let models =
         std::env::var("CUTPOINT_BENCH_MODELS").unwrap_or_else(|_| "alexnet,resnet18".into());
     let config = StreamConfig {
