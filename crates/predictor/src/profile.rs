@@ -100,8 +100,8 @@ impl DeviceProfile {
 
     /// Latency of one layer, in ms: its in-pass measurement where the sweep timed a layer of
     /// exactly this spec inside a network's passes, otherwise its class's regressor's
-    /// prediction for a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names
-    /// the layer in errors.
+    /// prediction for a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing
+    /// (input, dropout, flatten) predict 0. `node` names the layer in errors.
     pub fn predict_ms(&self, node: &str, spec: &LayerSpec) -> Result<f64, PredictorError> {
         let Some(class) = LayerClass::of(&spec.kind) else {
             return Ok(0.0);

@@ -157,9 +157,7 @@ impl TrainingData {
             meta,
         })
     }
-}
 
-impl TrainingData {
     /// Every distinct layer timed inside a network's passes, with the mean of its in-pass
     /// medians, in the order first met.
     fn measured_layers(&self) -> Vec<MeasuredLayer> {

@@ -67,11 +67,16 @@ pub fn pin_global_pool() -> Pinning {
 /// The CPUs this process may run on, in order, or `None` where the system cannot say.
 #[cfg(target_os = "linux")]
 fn allowed_cpus() -> Option<Vec<usize>> {
-    let set = rustix::thread::sched_getaffinity(None).ok()?;
-    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-        .filter(|&cpu| set.is_set(cpu))
-        .collect();
+    let cpus = cpus_in(&rustix::thread::sched_getaffinity(None).ok()?);
     (!cpus.is_empty()).then_some(cpus)
+}
+
+/// The CPUs `set` holds, in order.
+#[cfg(target_os = "linux")]
+fn cpus_in(set: &rustix::thread::CpuSet) -> Vec<usize> {
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect()
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -106,10 +111,7 @@ mod tests {
         let cpu = allowed_cpus().expect("cpus")[0];
         let on = std::thread::spawn(move || {
             pin_this_thread(cpu);
-            let set = rustix::thread::sched_getaffinity(None).expect("affinity");
-            (0..rustix::thread::CpuSet::MAX_CPU)
-                .filter(|&c| set.is_set(c))
-                .collect::<Vec<_>>()
+            cpus_in(&rustix::thread::sched_getaffinity(None).expect("affinity"))
         })
         .join()
         .expect("thread");
