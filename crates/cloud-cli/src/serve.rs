@@ -73,8 +73,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Models to load at start (`all`, or ids comma-separated), so that no edge's first request
-    /// waits for a load and their costs are measured before anyone asks. Others load on first
-    /// use; their load time is reported apart from compute. Spec models always load at start.
+    /// waits for a load and their costs are measured before anyone asks (together, one pass of
+    /// each model a round, which makes them steadier than one model's passes back to back).
+    /// Others load on first use; their load time is reported apart from compute. Spec models
+    /// always load at start.
     #[arg(long, value_name = "all|ID,ID,...", value_delimiter = ',')]
     preload: Vec<String>,
     /// Serve Prometheus metrics (requests, busy answers, queue depth, batch sizes, queue and
@@ -217,16 +219,29 @@ async fn run(args: &ServeArgs) -> Result<String> {
     } else {
         args.preload.clone()
     };
+    let mut ids: Vec<&str> = Vec::new();
     for id in specs.iter().chain(&preload) {
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
+        }
+    }
+    if !ids.is_empty() {
         let started = std::time::Instant::now();
-        cloud
-            .preload(id)
+        let loaded = cloud
+            .preload_all(&ids)
             .await
-            .with_context(|| format!("cannot preload model `{id}`"))?;
+            .with_context(|| format!("cannot preload {}", ids.join(", ")))?;
         println!(
-            "loaded {id} and measured its costs in {:.0} ms",
+            "loaded {} model(s) and measured their costs in {:.0} ms:",
+            loaded.len(),
             started.elapsed().as_secs_f64() * 1e3
         );
+        for model in &loaded {
+            println!(
+                "  {:<14} a pass costs {:>8.2} ms here (weights {})",
+                model.id, model.pass_ms, model.weights_hash
+            );
+        }
     }
     let cloud = Arc::new(cloud);
     let mut config = ServerConfig::new(args.listen, identity, token);

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use models::{Backend, HostTensor, Kernels, LayerTiming, Model, VectorPath};
+use models::{Backend, CacheScrub, HostTensor, Kernels, LayerTiming, Model, VectorPath};
 use runtime::Table;
 use serde::Serialize;
 
@@ -120,7 +120,9 @@ pub fn measure_layers(
     let forward_median_ms = model.time_forward(&input, warmup, runs)?;
     let timings = match config.mode {
         TimingMode::InPass => model.time_in_pass(input, warmup, runs),
-        TimingMode::Cold => model.time_layers_cold(input, warmup, runs),
+        TimingMode::Cold => {
+            model.time_layers_cold(input, warmup, runs, &mut CacheScrub::for_this_machine())
+        }
         TimingMode::Alone => model.time_layers(input, warmup, runs),
     }?;
     let report = LayersReport {

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use crate::error::ModelError;
 use crate::exec::{Model, pass_on_worker};
 use crate::tensor::{HostTensor, Value};
@@ -96,6 +98,10 @@ pub struct CacheScrub {
 /// Bytes of one cache line (64 on every x86-64 and most ARM cores).
 const CACHE_LINE: usize = 64;
 
+/// Bytes each parallel task of a scrub writes: large enough that splitting costs nothing,
+/// small enough that the workers share the buffer evenly.
+const SCRUB_CHUNK: usize = 1 << 20;
+
 /// The last-level cache assumed where the machine does not say (Linux sysfs): 32 MiB.
 const DEFAULT_LAST_LEVEL_CACHE: usize = 32 << 20;
 
@@ -126,12 +132,21 @@ impl CacheScrub {
         self.buffer.len()
     }
 
-    /// Writes one byte of every cache line of the buffer.
+    /// Writes one byte of every cache line of the buffer, in parallel on the current rayon
+    /// pool. Each worker writes its share, so every core's own caches are evicted, not only the
+    /// caller's: a layer split over two cores would otherwise find the part the other core ran
+    /// last time still in that core's cache, or not, as the work happened to be shared. And the
+    /// pool's other workers are busy until the timed run starts: left idle through a scrub of
+    /// tens of milliseconds they fall asleep, and waking one costs a small layer tens of
+    /// microseconds, more on some runs than others.
     pub fn scrub(&mut self) {
         self.pass = self.pass.wrapping_add(1);
-        for line in self.buffer.chunks_mut(CACHE_LINE) {
-            line[0] = self.pass;
-        }
+        let pass = self.pass;
+        self.buffer.par_chunks_mut(SCRUB_CHUNK).for_each(|chunk| {
+            for line in chunk.chunks_mut(CACHE_LINE) {
+                line[0] = pass;
+            }
+        });
         std::hint::black_box(&mut self.buffer);
     }
 }
@@ -210,15 +225,17 @@ impl Model {
     /// node's weights (as the other layers of a pass do), and only then is the node's input
     /// copied in (as the node before it would have written it). A node timed alone and warm
     /// finds its weights in cache, which a pass of a network larger than the cache never does,
-    /// so this is the timing the profiler's sweep uses.
+    /// so this is the timing the profiler's sweep uses. `scrub` is the buffer written
+    /// ([`CacheScrub::for_this_machine`]); keep one for many calls, since a fresh one is paged
+    /// in on its first scrub.
     pub fn time_layers_cold(
         &self,
         input: HostTensor,
         warmup: usize,
         runs: usize,
+        scrub: &mut CacheScrub,
     ) -> Result<Vec<LayerTiming>, ModelError> {
-        let mut scrub = CacheScrub::for_this_machine();
-        pass_on_worker(|| self.time_layers_here(input, warmup, runs, Some(&mut scrub)))
+        pass_on_worker(|| self.time_layers_here(input, warmup, runs, Some(scrub)))
     }
 
     /// [`Model::time_layers`] on the calling thread, scrubbing the caches before each run when
@@ -531,14 +548,17 @@ mod tests {
     fn cold_timings_cover_the_nodes_that_warm_ones_do() {
         let (model, x) = model_and_input("lenet", vec![1, 32, 32], 1);
         let warm = model.time_layers(x.clone(), 0, 1).expect("warm");
-        let cold = model.time_layers_cold(x.clone(), 0, 2).expect("cold");
+        let mut scrub = CacheScrub::new(1 << 20);
+        let cold = model
+            .time_layers_cold(x.clone(), 0, 2, &mut scrub)
+            .expect("cold");
         let key = |t: &LayerTiming| (t.node, t.id.clone(), t.kind, t.out_bytes);
         assert_eq!(
             cold.iter().map(key).collect::<Vec<_>>(),
             warm.iter().map(key).collect::<Vec<_>>()
         );
         assert!(cold[1..].iter().all(|t| t.median_ms > 0.0), "{cold:?}");
-        assert!(model.time_layers_cold(x, 0, 0).is_err());
+        assert!(model.time_layers_cold(x, 0, 0, &mut scrub).is_err());
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::class::LayerClass;
 /// with it. Version 2: convolutions' kernel and working set; layers timed with the caches
 /// evicted before each run ([`models::Model::time_layers_cold`]). Version 3: the networks'
 /// layers timed inside their passes in interleaved rounds (one pass of every network a round).
-/// Version 4: how a layer was timed ([`Context`]) is a feature.
-pub const FEATURE_SCHEMA_VERSION: u32 = 4;
+/// Version 4: how a layer was timed ([`Context`]) is a feature. Version 5: the sampled layers
+/// timed a batch at a time in interleaved rounds, the caches evicted by every worker.
+pub const FEATURE_SCHEMA_VERSION: u32 = 5;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, Fusion, Model, Net};
+use models::{Backend, CacheScrub, Fusion, Model, Net};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
@@ -90,8 +90,14 @@ fn start(config: &SweepConfig) -> Result<SweepMeta, PredictorError> {
     Ok(meta)
 }
 
+/// Samples timed together, in [`interleaved`] rounds: one run of each a round.
+const SAMPLE_BATCH: usize = 8;
+
 /// Runs the sweep: applies the CPU quota (or fails), then times samples of each class until
-/// it has enough or the class's time budget is spent. Every row is flushed as it is measured.
+/// it has enough or the class's time budget is spent. The samples are timed [`SAMPLE_BATCH`]
+/// at a time in [`interleaved`] rounds, each run alone with the caches evicted first
+/// ([`Model::time_layers_cold`]), so that a slow moment of the machine touches a run or two of
+/// each sample rather than every run of one. Each batch's rows are flushed as it ends.
 pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
     let meta = start(config)?;
     let device = config.backend.device()?;
@@ -99,6 +105,7 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
     if let Some(cap) = config.max_samples {
         plan.samples = plan.samples.min(cap);
     }
+    let mut scrub = CacheScrub::for_this_machine();
     let mut summaries = Vec::new();
     for &class in &config.classes {
         let (mut sink, resumed) = CsvSink::open(&config.out_dir, class, &meta)?;
@@ -111,16 +118,26 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
         let started = Instant::now();
         let mut measured = 0;
         while resumed + measured < plan.samples && started.elapsed() < plan.budget {
-            let sample = sampler.next_sample();
-            let net = sample.net()?;
-            let spec = sample.spec()?;
-            let input = models::seeded_input(&net, 1, rng.next_u64())?;
-            let model = Model::seeded(net, config.seed, &device)?;
-            let timings = model.time_layers_cold(input, plan.warmup, plan.runs)?;
-            let median_ms = timings.last().map_or(0.0, |t| t.median_ms);
-            sink.push(&Measurement { spec, median_ms })?;
-            measured += 1;
-            bar.inc(1);
+            let count = SAMPLE_BATCH.min(plan.samples - resumed - measured);
+            let mut batch = Vec::with_capacity(count);
+            for _ in 0..count {
+                let sample = sampler.next_sample();
+                let net = sample.net()?;
+                let input = models::seeded_input(&net, 1, rng.next_u64())?;
+                let model = Model::seeded(net, config.seed, &device)?;
+                batch.push((sample.spec()?, model, input));
+            }
+            let runs = interleaved(batch.len(), plan.warmup, plan.runs, |i| {
+                let (_, model, input) = &batch[i];
+                let timings = model.time_layers_cold(input.clone(), 0, 1, &mut scrub)?;
+                Ok::<_, PredictorError>(timings.last().map_or(0.0, |t| t.median_ms))
+            })?;
+            for ((spec, _, _), runs) in batch.into_iter().zip(runs) {
+                let median_ms = models::median(runs);
+                sink.push(&Measurement { spec, median_ms })?;
+            }
+            measured += count;
+            bar.inc(count as u64);
         }
         bar.finish_and_clear();
         summaries.push(ClassSummary {

@@ -67,8 +67,8 @@ mod weights_hash;
 mod wire;
 
 pub use cloud::{
-    CloudConfig, CloudServer, DEFAULT_BATCH_MAX, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BATCH, QueueStats,
-    check_request, serve_metrics,
+    CloudConfig, CloudServer, DEFAULT_BATCH_MAX, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BATCH, Preloaded,
+    QueueStats, check_request, serve_metrics,
 };
 pub use codec_costs::{CloudDecoding, CodecCosts};
 pub use costs::{CostChoice, Costs};

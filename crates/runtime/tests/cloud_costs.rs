@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cloud, client_config, edge_config, input, lenet, load, start};
+use common::{Cloud, client_config, edge_config, input, lenet, load, small_resnet, start};
 use models::{Net, zoo};
 use partition_core::Graph;
 use runtime::{CloudConfig, CloudCostSource, EdgeConfig, EdgeSession, SplitMode};
@@ -145,7 +145,7 @@ async fn loading_a_model_is_reported_apart_from_compute() {
     );
     assert!(first.measured.load_ms > 0.0, "{:?}", first.measured);
     assert_eq!(second.measured.load_ms, 0.0);
-    // Loading measured six whole passes; the service-time mean holds only compute.
+    // Loading measured fourteen whole passes; the service-time mean holds only compute.
     let stats = cloud.server.stats();
     let mean = stats.mean_service_ms.expect("two served");
     assert!(
@@ -153,6 +153,55 @@ async fn loading_a_model_is_reported_apart_from_compute() {
         "{mean} ≥ {}",
         first.measured.load_ms
     );
+    cloud.stop().await;
+}
+
+/// Models preloaded together are measured together, in rounds of one pass of each, and each
+/// publishes a cost for every node; an unknown model is refused before anything loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_preloaded_together_each_publish_their_costs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let resnet = small_resnet();
+    let cloud = start(
+        dir.path(),
+        CloudConfig::default(),
+        std::slice::from_ref(&resnet),
+    )
+    .await;
+    let net = lenet();
+    let unknown = cloud
+        .server
+        .preload_all(&[net.name(), "no-such-model"])
+        .await
+        .expect_err("an unknown model");
+    let message = unknown.to_string();
+    assert!(
+        message.contains("no-such-model") && message.contains("resnet18"),
+        "{message}"
+    );
+    let loaded = cloud
+        .server
+        .preload_all(&[net.name(), resnet.name()])
+        .await
+        .expect("preloads");
+    // Preloading again loads nothing new: the same weights.
+    let again = cloud.server.preload(resnet.name()).await.expect("loaded");
+    assert_eq!(again, loaded[1].weights_hash);
+    let session = session(&cloud, dir.path(), config(true)).await;
+    let client = session.client().expect("connected");
+    for (net, model) in [&net, &resnet].into_iter().zip(&loaded) {
+        assert_eq!(model.id, net.name());
+        let table = client
+            .costs(net.name(), &model.weights_hash)
+            .await
+            .expect("published");
+        assert_eq!(table.nodes.len(), net.len(), "{}", net.name());
+        assert!(table.method.contains("2 models"), "{}", table.method);
+        assert!(table.nodes.iter().all(|n| n.ms.is_finite() && n.ms >= 0.0));
+        let pass_ms: f64 = table.nodes.iter().map(|n| n.ms).sum();
+        assert!(pass_ms > 0.0);
+        assert_eq!(model.pass_ms, pass_ms, "{}", net.name());
+    }
     cloud.stop().await;
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use models::{Backend, Net};
+use predictor::interleaved;
 use tokio::sync::OnceCell;
 use tracing::info;
 use transport::{CloudCosts, Loss, NodeCost};
@@ -35,10 +36,12 @@ pub(crate) struct Loaded {
     pub load_ms: f64,
 }
 
-/// Unmeasured passes before the costs are timed.
-const COST_WARMUP: usize = 1;
-/// Passes whose per-node median is published.
-const COST_RUNS: usize = 5;
+/// Unmeasured rounds before the costs are timed, and rounds timed (each node's median is
+/// published). A round is one pass of every model measured together ([`interleaved`]), as the
+/// edge's profile times the networks' layers: a slow moment of a shared machine then touches a
+/// pass or two of each model, where five passes back to back could all fall into one.
+const COST_WARMUP: usize = 3;
+const COST_ROUNDS: usize = 11;
 
 impl Entry {
     /// The network.
@@ -49,6 +52,15 @@ impl Entry {
     /// The loaded model, if it has been loaded.
     pub fn get(&self) -> Option<&Arc<LoadedModel>> {
         self.loaded.get().map(|l| &l.model)
+    }
+
+    /// The network and the weights it loads with.
+    fn to_load(&self, defaults: &WeightsDefaults) -> (Net, WeightsSource) {
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(|| defaults.source_for(self.net.name()));
+        (self.net.clone(), source)
     }
 }
 
@@ -123,58 +135,127 @@ pub(crate) async fn load(
         .loaded
         .get_or_try_init(|| async {
             fresh = true;
-            let net = entry.net.clone();
-            let source = entry
-                .source
-                .clone()
-                .unwrap_or_else(|| defaults.source_for(net.name()));
-            let id = net.name().to_string();
-            let started = Instant::now();
-            let (model, costs, source) = tokio::task::spawn_blocking(move || {
-                let model = LoadedModel::load(net, &source, backend)?;
-                let costs = measure_costs(&model, backend)?;
-                Ok::<_, RuntimeError>((model, costs, source))
-            })
-            .await
-            .map_err(|e| RuntimeError::Task(e.to_string()))??;
-            let load_ms = started.elapsed().as_secs_f64() * 1e3;
-            info!(model = %id, %source, weights_hash = %model.weights_hash, load_ms, "model loaded and its costs measured");
-            Ok::<_, RuntimeError>(Loaded {
-                model: Arc::new(model),
-                costs: Arc::new(costs),
-                load_ms,
-            })
+            let mut loaded = load_and_measure(vec![entry.to_load(defaults)], backend).await?;
+            loaded
+                .pop()
+                .ok_or_else(|| RuntimeError::Task("no model was loaded".into()))
         })
         .await?
         .clone();
     Ok((loaded, fresh))
 }
 
-/// Each node's time on this machine at batch 1: the median over whole passes on a seeded
-/// input, timed between nodes as the pass runs them; and what decoding costs here (the
-/// embedded photograph, and every codec on every node's output for that input).
-fn measure_costs(model: &LoadedModel, backend: Backend) -> Result<CloudCosts, RuntimeError> {
-    let net = model.model.net();
-    let input = models::seeded_input(net, 1, 0)?;
-    let decoding = CodecCosts::measure(&model.model, input.clone(), Loss::Int8)?
-        .decoding()
-        .clone();
-    let timings = model.model.time_in_pass(input, COST_WARMUP, COST_RUNS)?;
-    Ok(CloudCosts {
-        model_id: net.name().to_string(),
-        weights_hash: model.weights_hash.clone(),
-        nodes: timings
-            .into_iter()
-            .map(|t| NodeCost {
-                id: t.id,
-                ms: t.median_ms,
+/// Loads every one of `entries` not loaded yet, then measures their costs together, in
+/// rounds of one pass of each, so that every model's costs are timed under the same
+/// conditions. Returns each entry's loaded model, in order.
+pub(crate) async fn load_all(
+    entries: &[&Entry],
+    defaults: &WeightsDefaults,
+    backend: Backend,
+) -> Result<Vec<Loaded>, RuntimeError> {
+    let missing: Vec<&Entry> = entries
+        .iter()
+        .copied()
+        .filter(|e| e.loaded.get().is_none())
+        .collect();
+    let to_load = missing.iter().map(|e| e.to_load(defaults)).collect();
+    for (entry, loaded) in missing
+        .iter()
+        .zip(load_and_measure(to_load, backend).await?)
+    {
+        // A request that loaded the model meanwhile keeps its own.
+        let _ = entry.loaded.set(loaded);
+    }
+    entries
+        .iter()
+        .map(|e| {
+            e.loaded.get().cloned().ok_or_else(|| {
+                RuntimeError::Task(format!("model `{}` was not loaded", e.net.name()))
             })
-            .collect(),
-        method: format!(
-            "median of {COST_RUNS} whole passes at batch 1 on {backend}, timed between nodes"
-        ),
-        decoding,
+        })
+        .collect()
+}
+
+/// Loads `nets` with their weights on a blocking thread and measures their costs
+/// ([`measure_costs`]). Each one's `load_ms` is its own loading and the measurement of all.
+async fn load_and_measure(
+    nets: Vec<(Net, WeightsSource)>,
+    backend: Backend,
+) -> Result<Vec<Loaded>, RuntimeError> {
+    tokio::task::spawn_blocking(move || {
+        let mut models = Vec::with_capacity(nets.len());
+        let mut load_ms = Vec::with_capacity(nets.len());
+        for (net, source) in nets {
+            let started = Instant::now();
+            let model = LoadedModel::load(net, &source, backend)?;
+            info!(model = %model.model.net().name(), %source, weights_hash = %model.weights_hash, "model loaded");
+            models.push(model);
+            load_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let started = Instant::now();
+        let costs = measure_costs(&models, backend)?;
+        let measure_ms = started.elapsed().as_secs_f64() * 1e3;
+        info!(models = models.len(), measure_ms, "costs measured");
+        Ok(models
+            .into_iter()
+            .zip(costs)
+            .zip(load_ms)
+            .map(|((model, costs), load_ms)| Loaded {
+                model: Arc::new(model),
+                costs: Arc::new(costs),
+                load_ms: load_ms + measure_ms,
+            })
+            .collect())
     })
+    .await
+    .map_err(|e| RuntimeError::Task(e.to_string()))?
+}
+
+/// Each node's time on this machine at batch 1, for each of `loaded`: the median over
+/// [`COST_ROUNDS`] passes on a seeded input, timed between nodes as the pass runs them, the
+/// models' passes taken in [`interleaved`] rounds; and what decoding costs here (the embedded
+/// photograph, and every codec on every node's output for that input).
+fn measure_costs(
+    loaded: &[LoadedModel],
+    backend: Backend,
+) -> Result<Vec<CloudCosts>, RuntimeError> {
+    let inputs = loaded
+        .iter()
+        .map(|m| models::seeded_input(m.model.net(), 1, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let passes = interleaved(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
+        loaded[i].model.time_pass(inputs[i].clone())
+    })?;
+    let method = format!(
+        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together",
+        loaded.len()
+    );
+    loaded
+        .iter()
+        .zip(inputs)
+        .zip(passes)
+        .map(|((m, input), passes)| {
+            let net = m.model.net();
+            let decoding = CodecCosts::measure(&m.model, input, Loss::Int8)?
+                .decoding()
+                .clone();
+            Ok(CloudCosts {
+                model_id: net.name().to_string(),
+                weights_hash: m.weights_hash.clone(),
+                nodes: m
+                    .model
+                    .median_timings(&passes, 1)
+                    .into_iter()
+                    .map(|t| NodeCost {
+                        id: t.id,
+                        ms: t.median_ms,
+                    })
+                    .collect(),
+                method: method.clone(),
+                decoding,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -85,6 +85,17 @@ impl Default for CloudConfig {
     }
 }
 
+/// A model loaded at start ([`CloudServer::preload_all`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preloaded {
+    /// The model's id.
+    pub id: String,
+    /// Hash of its weights, as the welcome announces it.
+    pub weights_hash: String,
+    /// Its published per-node costs added up: one pass at batch 1 on this server, ms.
+    pub pass_ms: f64,
+}
+
 /// The cloud side of cutpoint: serves the zoo models and any network registered with
 /// [`CloudServer::register`], each loaded on first use.
 ///
@@ -210,15 +221,40 @@ impl CloudServer {
     /// Loads a model now rather than on its first request, so that the welcome carries its
     /// weights hash and a bad weights file is reported at start-up. Returns the hash.
     pub async fn preload(&self, id: &str) -> Result<String, RuntimeError> {
-        let entry = self.catalog.get(id).ok_or_else(|| RuntimeError::Config {
-            name: "model",
-            reason: format!(
-                "no model `{id}`; this server offers: {}",
-                self.catalog.ids()
-            ),
-        })?;
-        let (loaded, _) = catalog::load(entry, &self.defaults, self.backend).await?;
-        Ok(loaded.model.weights_hash.clone())
+        let mut loaded = self.preload_all(&[id]).await?;
+        loaded
+            .pop()
+            .map(|model| model.weights_hash)
+            .ok_or_else(|| RuntimeError::Task(format!("model `{id}` was not loaded")))
+    }
+
+    /// [`CloudServer::preload`] for several models at once: all of them are loaded, and then
+    /// their costs are measured together, one pass of each model a round, so that a slow
+    /// moment of a shared machine does not fall on every pass of one model. Returns what was
+    /// loaded, in order.
+    pub async fn preload_all(&self, ids: &[&str]) -> Result<Vec<Preloaded>, RuntimeError> {
+        let entries = ids
+            .iter()
+            .map(|id| {
+                self.catalog.get(id).ok_or_else(|| RuntimeError::Config {
+                    name: "model",
+                    reason: format!(
+                        "no model `{id}`; this server offers: {}",
+                        self.catalog.ids()
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let loaded = catalog::load_all(&entries, &self.defaults, self.backend).await?;
+        Ok(ids
+            .iter()
+            .zip(loaded)
+            .map(|(id, l)| Preloaded {
+                id: id.to_string(),
+                weights_hash: l.model.weights_hash.clone(),
+                pass_ms: l.costs.nodes.iter().map(|n| n.ms).sum(),
+            })
+            .collect())
     }
 
     /// The queue's current state.
