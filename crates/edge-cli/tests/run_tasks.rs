@@ -394,6 +394,58 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
     setup.stop();
 }
 
+/// With only this device's profile, `run` prices the edge by it and the cloud by what the
+/// server publishes.
+#[test]
+fn an_edge_profile_alone_plans_with_the_costs_the_server_publishes() {
+    let setup = Setup::start("edge-profile");
+    let sweep = setup.path("sweep");
+    ok(&[
+        "profile",
+        "--out",
+        &sweep,
+        "--quick",
+        "--samples",
+        "8",
+        "--in-pass",
+        "none",
+        "--no-progress",
+    ]);
+    let profile = setup.path("edge.profile");
+    ok(&[
+        "train",
+        "--data",
+        &sweep,
+        "--out",
+        &profile,
+        "--check-models",
+        "none",
+    ]);
+    let mut args: Vec<String> = vec!["run".into(), "--json".into()];
+    args.extend(setup.connect_flags());
+    args.extend(["--model", "lenet", "--edge-profile", &profile].map(String::from));
+    let report: Value =
+        serde_json::from_str(&ok(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .expect("run prints JSON");
+    let costs = &report["costs"];
+    assert!(
+        costs["edge"]
+            .as_str()
+            .expect("edge")
+            .contains("edge.profile"),
+        "{costs}"
+    );
+    assert!(
+        costs["cloud"]
+            .as_str()
+            .expect("cloud")
+            .contains("published"),
+        "{costs}"
+    );
+    assert!(report["predicted_ms"]["total"].as_f64().expect("predicted") > 0.0);
+    setup.stop();
+}
+
 /// The predicted energy a report gives against the powers it names and the predicted times:
 /// compute on the edge, transmit the upload, idle for the rest.
 fn energy_of(predicted_ms: &Value, powers: &Value) -> f64 {

@@ -169,6 +169,21 @@ impl DeviceProfile {
         Ok(net.graph(&edge_ms, &cloud_ms)?)
     }
 
+    /// `net` as a partition graph with both sides priced by `edge`: the cloud assumed as fast
+    /// as this device, the labelled fallback while a server's own costs are unknown. A profile
+    /// trained for the cloud is refused, as [`DeviceProfile::predict_graph`] refuses it.
+    pub fn predict_graph_alike(net: &Net, edge: &DeviceProfile) -> Result<Graph, PredictorError> {
+        if edge.role != Role::Edge {
+            return Err(PredictorError::WrongRole {
+                profile: edge.name.clone(),
+                found: edge.role.name(),
+                wanted: Role::Edge.name(),
+            });
+        }
+        let ms = edge.layer_costs(net)?;
+        Ok(net.graph(&ms, &ms)?)
+    }
+
     /// Writes the profile (MessagePack).
     pub fn save(&self, path: &Path) -> Result<(), PredictorError> {
         let bytes = rmp_serde::to_vec(&(MAGIC, PROFILE_FORMAT_VERSION, self)).map_err(|e| {

@@ -127,7 +127,7 @@ impl Costs {
                 costs.set_edge_profile(
                     DeviceProfile::load(edge)?,
                     format!(
-                        "device profile {} (edge); the cloud's as the server publishes them",
+                        "device profile {} (edge); the cloud's as the server publishes them, else assumed as fast as this device",
                         edge.display()
                     ),
                 );
@@ -280,15 +280,14 @@ impl Costs {
         match &self.profiles {
             Some(p) => {
                 config.use_published_costs &= !p.cloud_given;
-                Ok((
-                    EdgeSession::with_profiles(
-                        model,
-                        &p.edge,
-                        p.cloud.as_ref().unwrap_or(&p.edge),
-                        config,
-                    )?,
-                    p.origin.clone(),
-                ))
+                let session = match &p.cloud {
+                    Some(cloud) => EdgeSession::with_profiles(model, &p.edge, cloud, config)?,
+                    None => {
+                        let graph = DeviceProfile::predict_graph_alike(net, &p.edge)?;
+                        EdgeSession::new(model, graph, config)?
+                    }
+                };
+                Ok((session, p.origin.clone()))
             }
             None => Err(self.no_costs(net.name())),
         }
