@@ -232,8 +232,10 @@ async fn run(args: &ServeArgs) -> Result<String> {
             .await
             .with_context(|| format!("cannot preload {}", ids.join(", ")))?;
         println!(
-            "loaded {} model(s) and measured their costs in {:.0} ms:",
+            "loaded {} model{} and measured {} costs in {:.0} ms:",
             loaded.len(),
+            if loaded.len() == 1 { "" } else { "s" },
+            if loaded.len() == 1 { "its" } else { "their" },
             started.elapsed().as_secs_f64() * 1e3
         );
         for model in &loaded {

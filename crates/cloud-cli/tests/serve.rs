@@ -77,7 +77,19 @@ async fn serve_prints_how_to_connect_and_serves_an_edge_until_killed() {
     let state = tempfile::tempdir().expect("temp dir");
     let mut server = serve(state.path(), &["--preload", "lenet"]);
     assert!(
-        server.report.iter().any(|l| l.starts_with("loaded lenet")),
+        server
+            .report
+            .iter()
+            .any(|l| l.starts_with("loaded 1 model")),
+        "{:?}",
+        server.report
+    );
+    // Each preloaded model's measured pass, as the server publishes it.
+    assert!(
+        server
+            .report
+            .iter()
+            .any(|l| l.trim_start().starts_with("lenet") && l.contains("a pass costs")),
         "{:?}",
         server.report
     );
