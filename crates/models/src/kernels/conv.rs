@@ -35,6 +35,7 @@ use super::plane::Epilogue;
 use super::pointwise;
 use super::recycled;
 use super::scratch::Scratch;
+use super::transpose::{Planes, channels_last};
 use super::vector::VectorPath;
 use super::winograd::{self, Tiling};
 use super::{Activation, ConvShape, Operands, ShapeError};
@@ -425,14 +426,14 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     dst.par_chunks_mut(TRANSPOSE_BLOCK * rows)
         .enumerate()
         .for_each(|(b, block)| {
-            let first = b * TRANSPOSE_BLOCK;
-            let width = block.len() / rows.max(1);
-            for r in 0..rows {
-                let src_row = &src[r * cols + first..r * cols + first + width];
-                for (j, &v) in src_row.iter().enumerate() {
-                    block[j * rows + r] = v;
-                }
-            }
+            let planes = Planes {
+                src,
+                plane: cols,
+                at: b * TRANSPOSE_BLOCK,
+                pixels: block.len() / rows.max(1),
+                channels: rows,
+            };
+            channels_last(&planes, block);
         });
 }
 

@@ -30,6 +30,7 @@ mod pool;
 mod prefetch;
 pub(crate) mod recycled;
 mod scratch;
+mod transpose;
 mod vector;
 mod winograd;
 

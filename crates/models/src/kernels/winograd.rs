@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, gemm};
 use super::plane::Epilogue;
 use super::scratch::Scratch;
+use super::transpose::{Planes, channels_last};
 use super::vector::{VectorPath, dispatch};
 use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes};
 
@@ -537,12 +538,14 @@ fn pad_channels_last(
             }
             row[..pad_x * cin].fill(0.0);
             row[(pad_x + width) * cin..].fill(0.0);
-            for c in 0..cin {
-                let src = &sample[(c * h + iy) * w..(c * h + iy) * w + width];
-                for (ix, &value) in src.iter().enumerate() {
-                    row[(ix + pad_x) * cin + c] = value;
-                }
-            }
+            let planes = Planes {
+                src: sample,
+                plane: h * w,
+                at: iy * w,
+                pixels: width,
+                channels: cin,
+            };
+            channels_last(&planes, &mut row[pad_x * cin..]);
         });
 }
 
