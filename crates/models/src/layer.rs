@@ -422,8 +422,10 @@ impl LayerSpec {
     }
 }
 
+/// Elements of `shape`, saturating: an output shape is inferred before it is checked
+/// ([`checked_elements`]), and a huge one must fail that check, not overflow here.
 fn elements(shape: &[usize]) -> u64 {
-    shape.iter().map(|&d| d as u64).product()
+    shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
 }
 
 /// Output shape and FLOPs of `kind` on `inputs` (whose element counts are already checked).
