@@ -51,7 +51,8 @@ use crate::tensor::{HostTensor, Value};
 /// of rows of tiles, each block's pixels written into the band's rows of the NCHW output by the
 /// thread that computed them; 22: the 7×7 kernel's rows taken four at a time, the next
 /// weights asked for once per four; 23: the copies between NCHW and channels-last (Winograd's
-/// padded input, the pixel-major kernel's input and output) transposed 8×8 in AVX registers.
+/// padded input and output pixels, the pixel-major kernel's input and output) transposed 8×8 in
+/// AVX registers.
 pub const KERNEL_REVISION: u32 = 23;
 
 /// One node's measured latency and output size.

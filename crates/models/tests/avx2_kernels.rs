@@ -6,7 +6,7 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::fast_equals_plain;
+use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
 use models::VectorPath;
 
 /// Caps the kernels at AVX2 and says whether they run it (not on a CPU without AVX2, where
@@ -65,5 +65,12 @@ fn mobilenet_v2_fast_equals_plain_on_avx2() {
 fn googlenet_fast_equals_plain_on_avx2() {
     if on_avx2() {
         fast_equals_plain("googlenet");
+    }
+}
+
+#[test]
+fn odd_channel_residual_blocks_fast_equal_plain_on_avx2() {
+    if on_avx2() {
+        odd_channel_blocks_fast_equal_plain();
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::fast_equals_plain;
+use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
 
 #[test]
 fn lenet_fast_equals_plain() {
@@ -41,4 +41,9 @@ fn mobilenet_v2_fast_equals_plain() {
 #[test]
 fn googlenet_fast_equals_plain() {
     fast_equals_plain("googlenet");
+}
+
+#[test]
+fn odd_channel_residual_blocks_fast_equal_plain() {
+    odd_channel_blocks_fast_equal_plain();
 }

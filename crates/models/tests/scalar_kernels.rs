@@ -8,7 +8,7 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::fast_equals_plain;
+use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
 use models::VectorPath;
 
 /// Caps the kernels at the narrowest path, which every CPU runs.
@@ -38,4 +38,10 @@ fn mobilenet_v2_fast_equals_plain_on_the_narrowest_path() {
 fn googlenet_fast_equals_plain_on_the_narrowest_path() {
     on_other();
     fast_equals_plain("googlenet");
+}
+
+#[test]
+fn odd_channel_residual_blocks_fast_equal_plain_on_the_narrowest_path() {
+    on_other();
+    odd_channel_blocks_fast_equal_plain();
 }

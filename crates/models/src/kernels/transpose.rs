@@ -7,7 +7,7 @@
 use super::vector::VectorPath;
 
 /// Channels and pixels per block.
-const BLOCK: usize = 8;
+pub(crate) const BLOCK: usize = 8;
 
 /// Where [`channels_last`] reads and writes.
 pub(crate) struct Planes<'a> {
@@ -91,7 +91,7 @@ impl pulp::NullaryFnOnce for InRegisters<'_, '_> {
 /// The transpose of an 8×8 block: row `j` of the result is column `j` of `rows`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn transpose(simd: pulp::x86::V3, rows: [[f32; BLOCK]; BLOCK]) -> [[f32; BLOCK]; BLOCK] {
+pub(crate) fn transpose(simd: pulp::x86::V3, rows: [[f32; BLOCK]; BLOCK]) -> [[f32; BLOCK]; BLOCK] {
     use std::arch::x86_64::__m256;
     let avx = simd.avx;
     let r: [__m256; BLOCK] = rows.map(pulp::cast);

@@ -28,6 +28,8 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, gemm};
 use super::plane::Epilogue;
 use super::scratch::Scratch;
+#[cfg(target_arch = "x86_64")]
+use super::transpose::transpose;
 use super::transpose::{Planes, channels_last};
 use super::vector::{VectorPath, dispatch};
 use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes};
@@ -709,14 +711,46 @@ fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32],
 /// Tiles `first_tile..` of a `[tile, pixel, channel]` result (tiles of rows of `tw`) into
 /// `rows`, each channel's output rows from `first_row` on (`[first_tile, first_row]`), leaving
 /// out the pixels of tiles that overhang an odd-sized `ho × wo` output; where `residual` is
-/// `Some`, added to the residual the rows hold and then through that activation.
+/// `Some`, added to the residual the rows hold and then through that activation. Where the
+/// vector path allows AVX2, runs of eight pixels across neighbouring tiles go eight channels at
+/// a time, transposed in registers ([`transpose`](super::transpose)); the rest value by value.
 fn scatter(
+    tiling: Tiling,
+    result: &[f32],
+    at: [usize; 2],
+    shape: [usize; 3],
+    rows: &mut [&mut [f32]],
+    residual: Option<Activation>,
+) {
+    let tiles = result.len() / (tiling.pixels() * rows.len()).max(1);
+    let mut done = vec![false; tiles];
+    #[cfg(target_arch = "x86_64")]
+    if VectorPath::current() <= VectorPath::Avx2
+        && let Some(simd) = pulp::x86::V3::try_new()
+    {
+        simd.vectorize(ScatterRuns {
+            simd,
+            tiling,
+            result,
+            at,
+            shape,
+            rows: &mut *rows,
+            residual,
+            done: &mut done,
+        });
+    }
+    scatter_by_value(tiling, result, at, shape, rows, residual, &done);
+}
+
+/// [`scatter`] value by value, for the tiles not `done`.
+fn scatter_by_value(
     tiling: Tiling,
     result: &[f32],
     [first_tile, first_row]: [usize; 2],
     [tw, ho, wo]: [usize; 3],
     rows: &mut [&mut [f32]],
     residual: Option<Activation>,
+    done: &[bool],
 ) {
     let (side, count) = (tiling.tile(), rows.len());
     let tw = tw.max(1);
@@ -726,7 +760,7 @@ fn scatter(
     for (group, channels) in rows.chunks_mut(SCATTER_CHANNELS).enumerate() {
         let first = group * SCATTER_CHANNELS;
         let tiles = result.chunks_exact(tiling.pixels() * count);
-        for (tile, values) in (first_tile..).zip(tiles) {
+        for ((tile, values), _) in (first_tile..).zip(tiles).zip(done).filter(|(_, d)| !**d) {
             let (ty, tx) = (tile / tw, tile % tw);
             for (p, pixel) in values.chunks_exact(count).enumerate() {
                 let (oy, ox) = (side * ty + p / side, side * tx + p % side);
@@ -742,6 +776,106 @@ fn scatter(
                     }),
                 }
             }
+        }
+    }
+}
+
+/// [`scatter`]'s runs of [`RUN`] pixels: the tiles that lie whole inside the output, side by
+/// side in one row of tiles, [`RUN`] pixels wide together; their channels in blocks of
+/// [`RUN`], each block transposed in registers. Marks the tiles it wrote `done`.
+#[cfg(target_arch = "x86_64")]
+struct ScatterRuns<'a, 'r> {
+    simd: pulp::x86::V3,
+    tiling: Tiling,
+    result: &'a [f32],
+    at: [usize; 2],
+    shape: [usize; 3],
+    rows: &'a mut [&'r mut [f32]],
+    residual: Option<Activation>,
+    done: &'a mut [bool],
+}
+
+/// Pixels (and channels) per run of [`ScatterRuns`]: a transposed block's side.
+const RUN: usize = super::transpose::BLOCK;
+
+#[cfg(target_arch = "x86_64")]
+impl pulp::NullaryFnOnce for ScatterRuns<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let ScatterRuns {
+            simd,
+            tiling,
+            result,
+            at: [first_tile, first_row],
+            shape: [tw, ho, wo],
+            rows,
+            residual,
+            done,
+        } = self;
+        let (side, count) = (tiling.tile(), rows.len());
+        let (per_run, pixels) = (RUN / side, tiling.pixels());
+        let tw = tw.max(1);
+        let whole_channels = count / RUN * RUN;
+        if whole_channels == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i + per_run <= done.len() {
+            let tile = first_tile + i;
+            let (ty, tx) = (tile / tw, tile % tw);
+            let (top, left) = (side * ty, side * tx);
+            // Whole tiles, in one row of tiles, inside the output and the band's rows.
+            if tx + per_run > tw || left + RUN > wo || top + side > ho || top < first_row {
+                i += 1;
+                continue;
+            }
+            for py in 0..side {
+                let at = (top + py - first_row) * wo + left;
+                for c0 in (0..whole_channels).step_by(RUN) {
+                    let block: [[f32; RUN]; RUN] = std::array::from_fn(|j| {
+                        let pixel = (i + j / side) * pixels + py * side + j % side;
+                        let from = pixel * count + c0;
+                        let mut values = [0.0; RUN];
+                        values.copy_from_slice(&result[from..from + RUN]);
+                        values
+                    });
+                    for (c, values) in transpose(simd, block).iter().enumerate() {
+                        let row = &mut rows[c0 + c][at..at + RUN];
+                        match residual {
+                            None => row.copy_from_slice(values),
+                            Some(activation) => {
+                                for (out, &value) in row.iter_mut().zip(values) {
+                                    *out = activation.of(*out + value);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if whole_channels == count {
+                done[i..i + per_run].fill(true);
+            } else {
+                // The channels past the last block, value by value for just these tiles.
+                let rest = &mut rows[whole_channels..];
+                for (t, values) in result[i * pixels * count..(i + per_run) * pixels * count]
+                    .chunks_exact(pixels * count)
+                    .enumerate()
+                {
+                    for (p, pixel) in values.chunks_exact(count).enumerate() {
+                        let at = (top + p / side - first_row) * wo + left + t * side + p % side;
+                        for (row, &value) in rest.iter_mut().zip(&pixel[whole_channels..]) {
+                            row[at] = match residual {
+                                None => value,
+                                Some(activation) => activation.of(row[at] + value),
+                            };
+                        }
+                    }
+                }
+                done[i..i + per_run].fill(true);
+            }
+            i += per_run;
         }
     }
 }

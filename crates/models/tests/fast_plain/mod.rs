@@ -2,7 +2,8 @@
 
 use crate::common::{Lcg, input};
 use models::{
-    Backend, HostTensor, Kernels, LayerKind, Model, Net, Weights, relative_difference, zoo,
+    Backend, ConvKernel, HostTensor, Kernels, LayerKind, Model, Net, NetBuilder, Weights,
+    relative_difference, zoo,
 };
 
 /// The bar: 1e-4 of the output's largest magnitude.
@@ -42,7 +43,12 @@ fn descendants(net: &Net, first: &[usize]) -> Vec<bool> {
 /// Runs zoo model `name` with the fast and the plain kernels, whole and at random cuts (some
 /// inside fused groups), and checks that they agree within [`TOLERANCE`].
 pub fn fast_equals_plain(name: &str) {
-    let net = zoo::build(name).expect("zoo model");
+    net_fast_equals_plain(zoo::build(name).expect("zoo model"));
+}
+
+/// [`fast_equals_plain`] for any network.
+pub fn net_fast_equals_plain(net: Net) {
+    let name = net.name().to_string();
     let weights = Weights::seeded(&net, 5);
     let device = Backend::Flex.device().expect("flex");
     let plain = Model::with_kernels(net.clone(), weights.clone(), &device, Kernels::Plain)
@@ -81,4 +87,52 @@ pub fn fast_equals_plain(name: &str) {
             "{name}: cut before `{id}` differs by {diff}"
         );
     }
+}
+
+/// Residual blocks of 3×3 convolutions with 20 channels, a count the kernels' blocks of 8 and
+/// 16 leave a remainder of, on maps whose rows of tiles end in a lone tile: Winograd's
+/// output pixels go partly in registers and partly value by value.
+fn odd_channel_blocks() -> Net {
+    let conv = |c| LayerKind::Conv2d {
+        in_channels: c,
+        out_channels: c,
+        kernel_size: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let mut b = NetBuilder::new("odd_channels", vec![20, 52, 52]).expect("builder");
+    let x = b.input();
+    let a = b.add("a", conv(20), &[x]).expect("a");
+    let sum = b.add("a_add", LayerKind::Add, &[a, x]).expect("add");
+    let y = b.add("a_relu", LayerKind::Relu, &[sum]).expect("relu");
+    let pool = LayerKind::MaxPool2d {
+        kernel_size: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    let p = b.add("pool", pool, &[y]).expect("pool");
+    let c = b.add("c", conv(20), &[p]).expect("c");
+    let sum = b.add("c_add", LayerKind::Add, &[c, p]).expect("add");
+    b.add("c_relu", LayerKind::Relu, &[sum]).expect("relu");
+    b.build().expect("net")
+}
+
+/// [`net_fast_equals_plain`] on [`odd_channel_blocks`], whose convolutions must run Winograd
+/// on the path in effect.
+pub fn odd_channel_blocks_fast_equal_plain() {
+    let net = odd_channel_blocks();
+    for id in ["a", "c"] {
+        let v = net.index_of(id).expect("node");
+        let kernel = ConvKernel::of(net.nodes()[v].spec());
+        assert!(
+            matches!(kernel, Some(ConvKernel::Winograd4 | ConvKernel::Winograd2)),
+            "{id} runs {kernel:?}"
+        );
+    }
+    net_fast_equals_plain(net);
 }
