@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 mod common;
-use common::{edge, ok};
+use common::{edge, ok, tiny_sweep};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
@@ -18,17 +18,7 @@ fn path(p: &Path) -> &str {
 fn profiles_price_a_model_and_plan_it_like_the_graph_they_print() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("sweep");
-    let sweep = ok(&[
-        "profile",
-        "--out",
-        path(&data),
-        "--quick",
-        "--samples",
-        "8",
-        "--in-pass",
-        "none",
-        "--no-progress",
-    ]);
+    let sweep = tiny_sweep(path(&data));
     assert!(sweep.contains("cutpoint-edge train --data"), "{sweep}");
     let edge_profile = tmp.path().join("edge.profile");
     let cloud_profile = tmp.path().join("cloud.profile");

@@ -13,7 +13,7 @@ use runtime::{CloudConfig, LocalCloud};
 use serde_json::Value;
 
 mod common;
-use common::{edge, ok, one_line_error};
+use common::{edge, ok, one_line_error, tiny_sweep};
 
 /// The name the small ResNet is served under (the zoo's `resnet18` takes 224×224).
 const SMALL_RESNET: &str = "resnet18_32";
@@ -400,17 +400,7 @@ fn run_prints_the_link_the_cut_and_both_breakdowns() {
 fn an_edge_profile_alone_plans_with_the_costs_the_server_publishes() {
     let setup = Setup::start("edge-profile");
     let sweep = setup.path("sweep");
-    ok(&[
-        "profile",
-        "--out",
-        &sweep,
-        "--quick",
-        "--samples",
-        "8",
-        "--in-pass",
-        "none",
-        "--no-progress",
-    ]);
+    tiny_sweep(&sweep);
     let profile = setup.path("edge.profile");
     ok(&[
         "train",

@@ -48,3 +48,20 @@ pub fn one_line_error(args: &[&str]) -> String {
     assert!(err.starts_with("error:"), "{err}");
     err
 }
+
+/// `cutpoint-edge profile` of this machine into `dir`, as small as it goes (8 samples per
+/// class, no networks timed inside their passes): seconds, enough to train a profile from.
+/// Returns what it printed.
+pub fn tiny_sweep(dir: &str) -> String {
+    ok(&[
+        "profile",
+        "--out",
+        dir,
+        "--quick",
+        "--samples",
+        "8",
+        "--in-pass",
+        "none",
+        "--no-progress",
+    ])
+}
