@@ -712,63 +712,61 @@ fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32],
 /// `rows`, each channel's output rows from `first_row` on (`[first_tile, first_row]`), leaving
 /// out the pixels of tiles that overhang an odd-sized `ho × wo` output; where `residual` is
 /// `Some`, added to the residual the rows hold and then through that activation. Where the
-/// vector path allows AVX2, runs of eight pixels across neighbouring tiles go eight channels at
-/// a time, transposed in registers ([`transpose`](super::transpose)); the rest value by value.
+/// vector path allows AVX2, the runs of [`RUN`] pixels ([`Runs`]) go [`RUN`] channels at a time,
+/// transposed in registers ([`transpose`](super::transpose)); everything else value by value.
 fn scatter(
-    tiling: Tiling,
-    result: &[f32],
-    at: [usize; 2],
-    shape: [usize; 3],
-    rows: &mut [&mut [f32]],
-    residual: Option<Activation>,
-) {
-    let tiles = result.len() / (tiling.pixels() * rows.len()).max(1);
-    let mut done = vec![false; tiles];
-    #[cfg(target_arch = "x86_64")]
-    if VectorPath::current() <= VectorPath::Avx2
-        && let Some(simd) = pulp::x86::V3::try_new()
-    {
-        simd.vectorize(ScatterRuns {
-            simd,
-            tiling,
-            result,
-            at,
-            shape,
-            rows: &mut *rows,
-            residual,
-            done: &mut done,
-        });
-    }
-    scatter_by_value(tiling, result, at, shape, rows, residual, &done);
-}
-
-/// [`scatter`] value by value, for the tiles not `done`.
-fn scatter_by_value(
     tiling: Tiling,
     result: &[f32],
     [first_tile, first_row]: [usize; 2],
     [tw, ho, wo]: [usize; 3],
     rows: &mut [&mut [f32]],
     residual: Option<Activation>,
-    done: &[bool],
 ) {
-    let (side, count) = (tiling.tile(), rows.len());
-    let tw = tw.max(1);
+    let count = rows.len();
+    #[cfg(target_arch = "x86_64")]
+    let simd = pulp::x86::V3::try_new().filter(|_| VectorPath::current() <= VectorPath::Avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<()> = None;
+    let runs = Runs {
+        tiling,
+        first_tile,
+        tiles: result.len() / (tiling.pixels() * count).max(1),
+        first_row,
+        shape: [tw.max(1), ho, wo],
+        channels: if simd.is_some() { count / RUN * RUN } else { 0 },
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = simd {
+        simd.vectorize(ScatterRuns {
+            simd,
+            runs: &runs,
+            result,
+            rows: &mut *rows,
+            residual,
+        });
+    }
+    let side = tiling.tile();
     // A cache line of channels at a time: every pixel's values for them, one line of the
     // result, go to as many rows (all channels at once wrote to as many places in memory as
     // channels, one channel at a time read the result as many times).
     for (group, channels) in rows.chunks_mut(SCATTER_CHANNELS).enumerate() {
         let first = group * SCATTER_CHANNELS;
         let tiles = result.chunks_exact(tiling.pixels() * count);
-        for ((tile, values), _) in (first_tile..).zip(tiles).zip(done).filter(|(_, d)| !**d) {
-            let (ty, tx) = (tile / tw, tile % tw);
+        for (tile, values) in (first_tile..).zip(tiles) {
+            // The channels the registers did not write.
+            let skip = if runs.holds(tile) { runs.channels } else { 0 };
+            let skip = skip.saturating_sub(first);
+            if skip >= channels.len() {
+                continue;
+            }
+            let (ty, tx) = (tile / runs.shape[0], tile % runs.shape[0]);
             for (p, pixel) in values.chunks_exact(count).enumerate() {
                 let (oy, ox) = (side * ty + p / side, side * tx + p % side);
                 let Some(row) = oy.checked_sub(first_row).filter(|_| oy < ho && ox < wo) else {
                     continue;
                 };
                 let at = row * wo + ox;
-                let values = channels.iter_mut().zip(&pixel[first..]);
+                let values = channels.iter_mut().zip(&pixel[first..]).skip(skip);
                 match residual {
                     None => values.for_each(|(rows, &value)| rows[at] = value),
                     Some(activation) => values.for_each(|(rows, &value)| {
@@ -780,23 +778,56 @@ fn scatter_by_value(
     }
 }
 
-/// [`scatter`]'s runs of [`RUN`] pixels: the tiles that lie whole inside the output, side by
-/// side in one row of tiles, [`RUN`] pixels wide together; their channels in blocks of
-/// [`RUN`], each block transposed in registers. Marks the tiles it wrote `done`.
+/// Pixels (and channels) per run of [`Runs`]: a transposed block's side.
+const RUN: usize = super::transpose::BLOCK;
+
+/// Which of a block's tiles [`scatter`] writes in runs of [`RUN`] pixels: the `RUN / side`
+/// tiles of an aligned group in one row of tiles, all in the block, whole inside the output and
+/// the band's rows; and how many of their channels (whole blocks of [`RUN`]) go that way.
+struct Runs {
+    tiling: Tiling,
+    first_tile: usize,
+    /// Tiles in the block.
+    tiles: usize,
+    first_row: usize,
+    /// `[tw, ho, wo]`.
+    shape: [usize; 3],
+    /// Channels written in runs: 0 where none are.
+    channels: usize,
+}
+
+impl Runs {
+    /// The first tile of `tile`'s group, if the group is a run.
+    fn start(&self, tile: usize) -> Option<usize> {
+        let [tw, ho, wo] = self.shape;
+        let side = self.tiling.tile();
+        let per_run = RUN / side;
+        let start = tile - tile % tw % per_run;
+        let (ty, tx) = (start / tw, start % tw);
+        let whole = start >= self.first_tile
+            && start + per_run <= self.first_tile + self.tiles
+            && tx + per_run <= tw
+            && side * tx + RUN <= wo
+            && side * (ty + 1) <= ho
+            && side * ty >= self.first_row;
+        whole.then_some(start)
+    }
+
+    /// Whether `tile`'s first [`Runs::channels`] channels were written in runs.
+    fn holds(&self, tile: usize) -> bool {
+        self.channels > 0 && self.start(tile).is_some()
+    }
+}
+
+/// [`scatter`]'s runs, their channels in blocks of [`RUN`], each block transposed in registers.
 #[cfg(target_arch = "x86_64")]
 struct ScatterRuns<'a, 'r> {
     simd: pulp::x86::V3,
-    tiling: Tiling,
+    runs: &'a Runs,
     result: &'a [f32],
-    at: [usize; 2],
-    shape: [usize; 3],
     rows: &'a mut [&'r mut [f32]],
     residual: Option<Activation>,
-    done: &'a mut [bool],
 }
-
-/// Pixels (and channels) per run of [`ScatterRuns`]: a transposed block's side.
-const RUN: usize = super::transpose::BLOCK;
 
 #[cfg(target_arch = "x86_64")]
 impl pulp::NullaryFnOnce for ScatterRuns<'_, '_> {
@@ -806,34 +837,22 @@ impl pulp::NullaryFnOnce for ScatterRuns<'_, '_> {
     fn call(self) {
         let ScatterRuns {
             simd,
-            tiling,
+            runs,
             result,
-            at: [first_tile, first_row],
-            shape: [tw, ho, wo],
             rows,
             residual,
-            done,
         } = self;
-        let (side, count) = (tiling.tile(), rows.len());
-        let (per_run, pixels) = (RUN / side, tiling.pixels());
-        let tw = tw.max(1);
-        let whole_channels = count / RUN * RUN;
-        if whole_channels == 0 {
-            return;
-        }
-        let mut i = 0;
-        while i + per_run <= done.len() {
-            let tile = first_tile + i;
-            let (ty, tx) = (tile / tw, tile % tw);
-            let (top, left) = (side * ty, side * tx);
-            // Whole tiles, in one row of tiles, inside the output and the band's rows.
-            if tx + per_run > tw || left + RUN > wo || top + side > ho || top < first_row {
-                i += 1;
+        let [tw, _, wo] = runs.shape;
+        let (side, count, pixels) = (runs.tiling.tile(), rows.len(), runs.tiling.pixels());
+        let first = runs.first_tile;
+        for start in first..first + runs.tiles {
+            if runs.start(start) != Some(start) {
                 continue;
             }
+            let (i, top, left) = (start - first, side * (start / tw), side * (start % tw));
             for py in 0..side {
-                let at = (top + py - first_row) * wo + left;
-                for c0 in (0..whole_channels).step_by(RUN) {
+                let at = (top + py - runs.first_row) * wo + left;
+                for c0 in (0..runs.channels).step_by(RUN) {
                     let block: [[f32; RUN]; RUN] = std::array::from_fn(|j| {
                         let pixel = (i + j / side) * pixels + py * side + j % side;
                         let from = pixel * count + c0;
@@ -854,28 +873,6 @@ impl pulp::NullaryFnOnce for ScatterRuns<'_, '_> {
                     }
                 }
             }
-            if whole_channels == count {
-                done[i..i + per_run].fill(true);
-            } else {
-                // The channels past the last block, value by value for just these tiles.
-                let rest = &mut rows[whole_channels..];
-                for (t, values) in result[i * pixels * count..(i + per_run) * pixels * count]
-                    .chunks_exact(pixels * count)
-                    .enumerate()
-                {
-                    for (p, pixel) in values.chunks_exact(count).enumerate() {
-                        let at = (top + p / side - first_row) * wo + left + t * side + p % side;
-                        for (row, &value) in rest.iter_mut().zip(&pixel[whole_channels..]) {
-                            row[at] = match residual {
-                                None => value,
-                                Some(activation) => activation.of(row[at] + value),
-                            };
-                        }
-                    }
-                }
-                done[i..i + per_run].fill(true);
-            }
-            i += per_run;
         }
     }
 }
