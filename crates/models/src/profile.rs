@@ -52,8 +52,9 @@ use crate::tensor::{HostTensor, Value};
 /// thread that computed them; 22: the 7×7 kernel's rows taken four at a time, the next
 /// weights asked for once per four; 23: the copies between NCHW and channels-last (Winograd's
 /// padded input and output pixels, the pixel-major kernel's input and output) transposed 8×8 in
-/// AVX registers.
-pub const KERNEL_REVISION: u32 = 23;
+/// AVX registers; 24: 3×3 depthwise layers at stride 2 read straight from the NCHW rows, their
+/// even and odd columns split in registers (AVX2 and AVX-512).
+pub const KERNEL_REVISION: u32 = 24;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

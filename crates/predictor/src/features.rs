@@ -20,8 +20,9 @@ use crate::class::LayerClass;
 /// evicted before each run ([`models::Model::time_layers_cold`]). Version 3: the networks'
 /// layers timed inside their passes in interleaved rounds (one pass of every network a round).
 /// Version 4: how a layer was timed ([`Context`]) is a feature. Version 5: the sampled layers
-/// timed a batch at a time in interleaved rounds, the caches evicted by every worker.
-pub const FEATURE_SCHEMA_VERSION: u32 = 5;
+/// timed a batch at a time in interleaved rounds, the caches evicted by every worker. Version 6:
+/// the stride-2 depthwise kernel ([`ConvKernel::DepthwiseStride2`]) among the kernels.
+pub const FEATURE_SCHEMA_VERSION: u32 = 6;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -23,8 +23,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// format 3 reads feature schema 2; format 4 stores the power laws under trees as ridge
 /// regressions; format 5 reads feature schema 3 and keeps the layers timed inside the sweep's
 /// passes ([`MeasuredLayer`]); format 6 reads feature schema 4 (the timing context); format 7
-/// reads feature schema 5 (sampled layers timed in interleaved rounds).
-pub const PROFILE_FORMAT_VERSION: u32 = 7;
+/// reads feature schema 5 (sampled layers timed in interleaved rounds); format 8 reads feature
+/// schema 6 (the stride-2 depthwise kernel).
+pub const PROFILE_FORMAT_VERSION: u32 = 8;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

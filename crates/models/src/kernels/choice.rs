@@ -6,6 +6,7 @@ use crate::layer::{LayerKind, LayerSpec};
 
 use super::ConvShape;
 use super::conv::{Layout, choose_layout};
+use super::halving;
 use super::winograd::Tiling;
 
 /// The kernel a convolution runs on the flex backend with the fast kernels.
@@ -28,13 +29,16 @@ pub enum ConvKernel {
     Patches,
     /// The depthwise kernel (one group per channel).
     Depthwise,
+    /// 3×3 depthwise layers at stride 2 with padding 0 or 1, straight from the NCHW rows (where
+    /// the vector path has AVX2 or AVX-512).
+    DepthwiseStride2,
     /// Burn's own grouped convolution (any other group count).
     Grouped,
 }
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 9] = [
+    pub const ALL: [ConvKernel; 10] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
         ConvKernel::PixelMajor,
@@ -43,6 +47,7 @@ impl ConvKernel {
         ConvKernel::Pointwise,
         ConvKernel::Patches,
         ConvKernel::Depthwise,
+        ConvKernel::DepthwiseStride2,
         ConvKernel::Grouped,
     ];
 
@@ -57,6 +62,7 @@ impl ConvKernel {
             ConvKernel::Pointwise => "pointwise",
             ConvKernel::Patches => "patches",
             ConvKernel::Depthwise => "depthwise",
+            ConvKernel::DepthwiseStride2 => "depthwise-stride2",
             ConvKernel::Grouped => "grouped",
         }
     }
@@ -80,12 +86,6 @@ impl ConvKernel {
         let [_, ho, wo] = spec.output_shape[..] else {
             return None;
         };
-        if groups == in_channels && groups == out_channels && groups > 1 {
-            return Some(ConvKernel::Depthwise);
-        }
-        if groups != 1 {
-            return Some(ConvKernel::Grouped);
-        }
         let shape = ConvShape {
             in_channels,
             out_channels,
@@ -94,6 +94,16 @@ impl ConvKernel {
             padding,
             dilation,
         };
+        if groups == in_channels && groups == out_channels && groups > 1 {
+            return Some(if halving::suits(&shape.window()) {
+                ConvKernel::DepthwiseStride2
+            } else {
+                ConvKernel::Depthwise
+            });
+        }
+        if groups != 1 {
+            return Some(ConvKernel::Grouped);
+        }
         Some(match choose_layout(&shape, [ho, wo]) {
             Layout::Winograd(Tiling::F4) => ConvKernel::Winograd4,
             Layout::Winograd(Tiling::F2) => ConvKernel::Winograd2,
@@ -146,13 +156,19 @@ mod tests {
             kernel("resnet50", "layer4.1.conv1"),
             Some(ConvKernel::Pointwise)
         );
-        // MobileNetV2's depthwise layers.
+        // MobileNetV2's depthwise layers: stride 1, and stride 2 where the CPU has AVX2 or
+        // AVX-512.
         assert_eq!(
             kernel("mobilenet_v2", "features.1.conv.0.0"),
             Some(ConvKernel::Depthwise)
         );
+        let halving = match crate::VectorPath::current() {
+            crate::VectorPath::Other => ConvKernel::Depthwise,
+            _ => ConvKernel::DepthwiseStride2,
+        };
+        assert_eq!(kernel("mobilenet_v2", "features.2.conv.1.0"), Some(halving));
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 9);
+        assert_eq!(ConvKernel::ALL.len(), 10);
     }
 }

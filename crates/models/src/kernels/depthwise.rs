@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::halving;
 use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::recycled;
@@ -90,13 +91,19 @@ impl DepthwiseConv {
             .min(planes.div_ceil(4 * threads))
             .max(1);
         let mut out = recycled::take(planes * ho * wo);
-        if in_place::suits(&self.shape.window(), [h, w]) {
-            let filters = Filters {
-                conv: self,
-                filter: [0.0; 9],
-                bias: 0.0,
-            };
+        let filters = Filters {
+            conv: self,
+            filter: [0.0; 9],
+            bias: 0.0,
+        };
+        let window = self.shape.window();
+        if in_place::suits(&window, [h, w]) {
             in_place::run(x, [h, w], &mut out, per_task, filters);
+            return Ok(out);
+        }
+        if halving::suits(&window) {
+            let padding = window.padding[0];
+            halving::run(x, [h, w], [ho, wo], padding, &mut out, (per_task, filters))?;
             return Ok(out);
         }
         out.par_chunks_mut(per_task * ho * wo)
@@ -272,6 +279,10 @@ mod tests {
             (4, 3, 1, 1, 1, 5, 37),
             (4, 3, 2, 1, 1, 6, 40),
             (5, 3, 2, 2, 1, 9, 45),
+            // Stride 2 with padding 1 and 0 on planes of several vectors, odd and even sizes.
+            (3, 3, 2, 1, 1, 33, 70),
+            (2, 3, 2, 0, 1, 15, 50),
+            (2, 3, 2, 1, 1, 112, 112),
             (2, 5, 2, 2, 1, 20, 70),
             (40, 3, 1, 1, 1, 3, 3),
             // Stride 1, padding 1 on small planes of a vector or more (read in place): 14×14

@@ -21,6 +21,7 @@ mod conv;
 mod depthwise;
 mod direct;
 mod gemm;
+mod halving;
 mod in_place;
 mod linear;
 mod patches;

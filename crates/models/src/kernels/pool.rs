@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::halving;
 use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, Window, first_lanes, in_blocks, store_block};
 use super::recycled;
@@ -43,6 +44,12 @@ pub(crate) fn max_pool2d(
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
     if in_place::suits(window, [h, w]) {
         in_place::run(x, [h, w], &mut out, per_task, Maxima3x3 { nan: true });
+        return Ok(out);
+    }
+    if halving::suits(window) {
+        let padding = window.padding[0];
+        let maxima = Maxima3x3 { nan: true };
+        halving::run(x, [h, w], [ho, wo], padding, &mut out, (per_task, maxima))?;
         return Ok(out);
     }
     let down = Down::new(window, h, ho);
