@@ -283,6 +283,11 @@ mod tests {
             (3, 3, 2, 1, 1, 33, 70),
             (2, 3, 2, 0, 1, 15, 50),
             (2, 3, 2, 1, 1, 112, 112),
+            // Odd widths, narrower than a vector and not: the padding column past each row's
+            // end.
+            (3, 3, 2, 1, 1, 9, 7),
+            (3, 3, 2, 1, 1, 14, 13),
+            (2, 3, 2, 1, 1, 5, 37),
             (2, 5, 2, 2, 1, 20, 70),
             (40, 3, 1, 1, 1, 3, 3),
             // Stride 1, padding 1 on small planes of a vector or more (read in place): 14×14
