@@ -1,10 +1,10 @@
-//! 3×3 windows at stride 2 (MobileNetV2's downsampling depthwise layers, ResNet's and
-//! GoogLeNet's stride-2 max pools), read straight from the NCHW input rows. With padding 1,
+//! 3×3 windows at stride 2 (MobileNetV2's downsampling depthwise layers, the zoo's 3×3
+//! stride-2 max pools), read straight from the NCHW input rows. With padding 1,
 //! output column `ox` reads input columns `2·ox − 1`, `2·ox` and `2·ox + 1`; with padding 0,
 //! `2·ox`, `2·ox + 1` and `2·ox + 2`. Two vectors of a row hold a vector's worth of outputs'
 //! even columns and odd columns, which AVX's permutes split apart in registers; the odd
-//! columns one place to the left come from the vector before, the even columns one place to
-//! the right from two more vectors. Each input row's three taps are combined apart
+//! columns one place to the left take the last odd column of the vector before, the even
+//! columns one place to the right the next even column. Each input row's three taps are combined apart
 //! ([`Window3x3::row`]), several output vectors at a time, and the three rows once
 //! ([`Window3x3::rows`]) as the output row is stored.
 //!
@@ -117,7 +117,8 @@ struct Planes<'a, W> {
 }
 
 /// What the kernel needs of a vector instruction set beyond [`pulp::Simd`]: splitting the
-/// columns of two vectors into evens and odds, and shifting a vector's lanes one place up.
+/// columns of two vectors into evens and odds, and shifting a vector's lanes one place either
+/// way, a lane of another vector shifted in.
 trait Halves: pulp::Simd {
     /// The even and the odd values of `a` followed by `b`, each in order.
     fn split(self, a: Self::f32s, b: Self::f32s) -> [Self::f32s; 2];
@@ -301,7 +302,7 @@ impl<W: Window3x3> Row<'_, W> {
         // With padding 1, the odd columns of the vector before (only its last lane is read):
         // the column left of the first output's, or the padding.
         let left_of_first = match (2 * ox).checked_sub(1) {
-            Some(column) if P == 1 => row[column],
+            Some(column) if P == 1 => row.get(column).copied().unwrap_or(W::OUTSIDE),
             _ => W::OUTSIDE,
         };
         let mut before = simd.splat_f32s(left_of_first);
