@@ -231,32 +231,63 @@ impl<W: Window3x3> Plane<'_, W> {
         }
     }
 
-    /// The plane output row by output row, into its outputs `y`: the row's first and last
-    /// vectors together, with their outer taps masked, then the vectors between, [`BLOCK`] at
-    /// a time. A row above the first or below the last reads a row of the padding value.
+    /// The plane output row by output row, into its outputs `y`, two rows at a time where
+    /// there are two and the CPU has 32 vector registers (their four input rows each read once
+    /// for both; with 16, the sums of two rows spill and run slower): each row's first and
+    /// last vectors together, with their outer taps masked, then the vectors between,
+    /// [`BLOCK`] at a time. A row above the first or below the last reads a row of the padding
+    /// value.
     #[inline(always)]
     fn by_rows<S: pulp::Simd>(&self, simd: S, vectors: &RowVectors<S>, y: &mut [f32]) {
         let [h, w] = self.hw;
         let (lanes, last) = (S::F32_LANES, w - S::F32_LANES);
-        for oy in 0..h {
-            let Some(rows) = self.rows_around(oy, &vectors.outside) else {
+        let (window, all) = (self.window, vectors.all);
+        let edges = [
+            [vectors.not_first, vectors.all],
+            [vectors.all, vectors.not_last],
+        ];
+        let mut oy = 0;
+        while oy < h {
+            if S::REGISTER_COUNT >= 32
+                && oy + 1 < h
+                && let Some(rows) = self.rows_from::<4>(oy, &vectors.outside)
+            {
+                let (top, bottom) = y[oy * w..(oy + 2) * w].split_at_mut(w);
+                let mut ys = [top, bottom];
+                if last == 0 {
+                    let masks = [[vectors.not_first, vectors.not_last]];
+                    row_pair::<S, W, 1, true>(simd, window, rows, [0], masks, &mut ys);
+                } else {
+                    row_pair::<S, W, 2, true>(simd, window, rows, [0, last], edges, &mut ys);
+                }
+                let mut x = lanes;
+                while x < last {
+                    x += match (last - x).div_ceil(lanes) {
+                        BLOCK.. => {
+                            interior_pair::<S, W, BLOCK>(simd, window, rows, (x, all), &mut ys)
+                        }
+                        3 => interior_pair::<S, W, 3>(simd, window, rows, (x, all), &mut ys),
+                        2 => interior_pair::<S, W, 2>(simd, window, rows, (x, all), &mut ys),
+                        _ => interior_pair::<S, W, 1>(simd, window, rows, (x, all), &mut ys),
+                    };
+                }
+                oy += 2;
+                continue;
+            }
+            let Some(rows) = self.rows_from::<3>(oy, &vectors.outside) else {
                 self.one_by_one(oy * w, w, y);
+                oy += 1;
                 continue;
             };
             let y = &mut y[oy * w..(oy + 1) * w];
             if last == 0 {
                 let masks = [[vectors.not_first, vectors.not_last]];
-                row_block::<S, W, 1, true>(simd, self.window, rows, [0], masks, y);
+                row_block::<S, W, 1, true>(simd, window, rows, [0], masks, y);
             } else {
-                let masks = [
-                    [vectors.not_first, vectors.all],
-                    [vectors.all, vectors.not_last],
-                ];
-                row_block::<S, W, 2, true>(simd, self.window, rows, [0, last], masks, y);
+                row_block::<S, W, 2, true>(simd, window, rows, [0, last], edges, y);
             }
             let mut x = lanes;
             while x < last {
-                let (window, all) = (self.window, vectors.all);
                 x += match (last - x).div_ceil(lanes) {
                     BLOCK.. => interior::<S, W, BLOCK>(simd, window, rows, x, all, y),
                     3 => interior::<S, W, 3>(simd, window, rows, x, all, y),
@@ -264,6 +295,7 @@ impl<W: Window3x3> Plane<'_, W> {
                     _ => interior::<S, W, 1>(simd, window, rows, x, all, y),
                 };
             }
+            oy += 1;
         }
     }
 }
@@ -286,12 +318,7 @@ fn row_block<S: pulp::Simd, W: Window3x3, const B: usize, const EDGES: bool>(
     for (b, result) in results.iter_mut().enumerate() {
         let mut sums = [outside; 3];
         for (r, (sum, row)) in sums.iter_mut().zip(rows).enumerate() {
-            let run = &row[starts[b]..starts[b] + lanes + 2];
-            let mut values = [load::<S>(run), load::<S>(&run[1..]), load::<S>(&run[2..])];
-            if EDGES {
-                values[0] = simd.select_f32s(masks[b][0], values[0], outside);
-                values[2] = simd.select_f32s(masks[b][1], values[2], outside);
-            }
+            let values = taps::<S, W, EDGES>(simd, row, starts[b], masks[b]);
             *sum = window.row(simd, r, values);
         }
         *result = window.rows(simd, sums);
@@ -315,6 +342,79 @@ fn interior<S: pulp::Simd, W: Window3x3, const B: usize>(
 ) -> usize {
     let starts = one_after_another(x, S::F32_LANES);
     row_block::<S, W, B, false>(simd, window, rows, starts, [[all; 2]; B], y)
+}
+
+/// [`row_block`] for two output rows at once, `ys`, from their four input `rows` (the first
+/// three the top row's window, the last three the bottom row's), each input vector loaded once
+/// for both.
+#[inline(always)]
+fn row_pair<S: pulp::Simd, W: Window3x3, const B: usize, const EDGES: bool>(
+    simd: S,
+    window: &W,
+    rows: [&[f32]; 4],
+    starts: [usize; B],
+    masks: [[S::m32s; 2]; B],
+    ys: &mut [&mut [f32]; 2],
+) -> usize {
+    let outside = simd.splat_f32s(W::OUTSIDE);
+    let (mut top, mut bottom) = ([outside; B], [outside; B]);
+    for (b, (top, bottom)) in top.iter_mut().zip(&mut bottom).enumerate() {
+        let t0 = taps::<S, W, EDGES>(simd, rows[0], starts[b], masks[b]);
+        let t1 = taps::<S, W, EDGES>(simd, rows[1], starts[b], masks[b]);
+        let t2 = taps::<S, W, EDGES>(simd, rows[2], starts[b], masks[b]);
+        let t3 = taps::<S, W, EDGES>(simd, rows[3], starts[b], masks[b]);
+        let upper = [
+            window.row(simd, 0, t0),
+            window.row(simd, 1, t1),
+            window.row(simd, 2, t2),
+        ];
+        let lower = [
+            window.row(simd, 0, t1),
+            window.row(simd, 1, t2),
+            window.row(simd, 2, t3),
+        ];
+        *top = window.rows(simd, upper);
+        *bottom = window.rows(simd, lower);
+    }
+    for ((&x, top), bottom) in starts.iter().zip(top).zip(bottom) {
+        store::<S>(&mut ys[0][x..], top);
+        store::<S>(&mut ys[1][x..], bottom);
+    }
+    B * S::F32_LANES
+}
+
+/// [`row_pair`] for `B` vectors between the rows' first and last, one after the other from
+/// column `x` (`all`: the mask of every lane).
+#[inline(always)]
+fn interior_pair<S: pulp::Simd, W: Window3x3, const B: usize>(
+    simd: S,
+    window: &W,
+    rows: [&[f32]; 4],
+    (x, all): (usize, S::m32s),
+    ys: &mut [&mut [f32]; 2],
+) -> usize {
+    let starts = one_after_another(x, S::F32_LANES);
+    row_pair::<S, W, B, false>(simd, window, rows, starts, [[all; 2]; B], ys)
+}
+
+/// The left, centre and right tap vectors of `row` (with a value of margin either side) for
+/// the output vector at column `start`; where `EDGES`, the left and right keep only the lanes
+/// of `masks` (the padding value elsewhere).
+#[inline(always)]
+fn taps<S: pulp::Simd, W: Window3x3, const EDGES: bool>(
+    simd: S,
+    row: &[f32],
+    start: usize,
+    masks: [S::m32s; 2],
+) -> [S::f32s; 3] {
+    let run = &row[start..start + S::F32_LANES + 2];
+    let mut values = [load::<S>(run), load::<S>(&run[1..]), load::<S>(&run[2..])];
+    if EDGES {
+        let outside = simd.splat_f32s(W::OUTSIDE);
+        values[0] = simd.select_f32s(masks[0], values[0], outside);
+        values[2] = simd.select_f32s(masks[1], values[2], outside);
+    }
+    values
 }
 
 /// `B` vectors' starts, one after the other from `first`.
@@ -399,13 +499,17 @@ impl<W: Window3x3> Plane<'_, W> {
         }
     }
 
-    /// The input rows around output row `oy`, each with a value of margin on either side
-    /// (`outside` for a row outside the plane), or `None` where a margin would lie outside `x`
-    /// (before the whole input's first row, after its last).
+    /// The `N` input rows from the one above output row `oy`, each with a value of margin on
+    /// either side (`outside` for a row outside the plane), or `None` where a margin would lie
+    /// outside `x` (before the whole input's first row, after its last).
     #[inline(always)]
-    fn rows_around<'r>(&'r self, oy: usize, outside: &'r [f32]) -> Option<[&'r [f32]; 3]> {
+    fn rows_from<'r, const N: usize>(
+        &'r self,
+        oy: usize,
+        outside: &'r [f32],
+    ) -> Option<[&'r [f32]; N]> {
         let [h, w] = self.hw;
-        let mut rows = [outside; 3];
+        let mut rows = [outside; N];
         for (r, row) in rows.iter_mut().enumerate() {
             let iy = (oy + r).wrapping_sub(1);
             if iy < h {
