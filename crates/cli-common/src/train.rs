@@ -50,7 +50,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
     /// Zoo models whose whole-model prediction is checked against a measured forward pass:
-    /// `all`, `none`, or names separated by commas.
+    /// `all`, `none`, or names separated by commas. A model with a layer class the sweep lacks
+    /// is named as not checked.
     #[arg(long, value_name = "LIST", default_value = "all")]
     check_models: String,
     /// Timed forward passes per checked model, in rounds of one pass of each model (the
@@ -71,8 +72,19 @@ enum RoleArg {
 
 /// The models to check, or why none are.
 enum Checks {
-    Done(Vec<ModelCheck>),
+    /// The models checked, and those the profile cannot price (a class the sweep left out).
+    Done {
+        checks: Vec<ModelCheck>,
+        unpriced: Vec<Unpriced>,
+    },
     Skipped(String),
+}
+
+/// A model left out of the whole-model check, and why.
+#[derive(Serialize)]
+struct Unpriced {
+    model: String,
+    reason: String,
 }
 
 /// Trains, saves the profile, checks the zoo models, and returns the report to print.
@@ -151,13 +163,23 @@ fn check_models(
         }
     }
     let device = backend.device()?;
-    let models = names
-        .iter()
-        .map(|name| Model::seeded(zoo::build(name)?, seed, &device))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Checks::Done(predictor::check_models(
-        profile, &models, 1, runs, seed,
-    )?))
+    // A model with a layer class the sweep left out (an interrupted sweep, a cached one of a
+    // few classes) is named as unchecked rather than failing the report after the profile is
+    // written.
+    let mut unpriced = Vec::new();
+    let mut models = Vec::new();
+    for name in names {
+        let net = zoo::build(name)?;
+        match profile.layer_costs(&net) {
+            Ok(_) => models.push(Model::seeded(net, seed, &device)?),
+            Err(e) => unpriced.push(Unpriced {
+                model: name.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let checks = predictor::check_models(profile, &models, 1, runs, seed)?;
+    Ok(Checks::Done { checks, unpriced })
 }
 
 /// Share of all held-out layers predicted within ±10 %, over every class.
@@ -230,7 +252,7 @@ fn text_report(
     }
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
-        Checks::Done(checks) => {
+        Checks::Done { checks, unpriced } => {
             out.push_str(&format!(
                 "\nWhole models (the sum of the profile's layer costs against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
                 profile.measured_layers()
@@ -239,6 +261,9 @@ fn text_report(
                 .iter()
                 .map(|c| (&c.model, c.measured_ms, c.predicted_ms, c.error_pct));
             out.push_str(&error_table("measured ms", rows));
+            for u in unpriced {
+                out.push_str(&format!("Not checked: {}: {}\n", u.model, u.reason));
+            }
         }
     }
     out
@@ -280,6 +305,8 @@ struct TrainReport<'a> {
     /// Distinct layers timed inside the sweep's passes, priced at their in-pass times.
     measured_layers: usize,
     models: &'a [ModelCheck],
+    /// Models the profile cannot price, left out of `models`.
+    models_unpriced: &'a [Unpriced],
     models_skipped: Option<&'a str>,
 }
 
@@ -297,9 +324,9 @@ fn json_report(
     unseen: &[HeldOutModel],
     checks: &Checks,
 ) -> Result<String, PredictorError> {
-    let (models, models_skipped) = match checks {
-        Checks::Done(c) => (c.as_slice(), None),
-        Checks::Skipped(why) => (&[][..], Some(why.as_str())),
+    let (models, models_unpriced, models_skipped) = match checks {
+        Checks::Done { checks, unpriced } => (checks.as_slice(), unpriced.as_slice(), None),
+        Checks::Skipped(why) => (&[][..], &[][..], Some(why.as_str())),
     };
     let report = TrainReport {
         profile: args.out.display().to_string(),
@@ -317,6 +344,7 @@ fn json_report(
         unseen,
         measured_layers: profile.measured_layers(),
         models,
+        models_unpriced,
         models_skipped,
     };
     let text = serde_json::to_string_pretty(&report).map_err(|e| PredictorError::Profile {

@@ -15,6 +15,38 @@ fn path(p: &Path) -> &str {
 }
 
 #[test]
+fn a_sweep_without_a_class_trains_and_names_the_models_it_cannot_check() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("sweep");
+    tiny_sweep(path(&data));
+    // As an interrupted sweep leaves it: no grouped convolutions, which MobileNetV2 needs.
+    std::fs::remove_file(data.join("grouped_conv.csv")).expect("the class's file");
+    let profile = tmp.path().join("edge.profile");
+    let out = ok(&[
+        "train",
+        "--data",
+        path(&data),
+        "--out",
+        path(&profile),
+        "--check-models",
+        "lenet,mobilenet_v2",
+        "--check-runs",
+        "1",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out).expect("stdout is JSON");
+    let checked = report["models"].as_array().expect("models");
+    assert_eq!(checked.len(), 1, "{report}");
+    assert_eq!(checked[0]["model"], "lenet");
+    let unpriced = report["models_unpriced"].as_array().expect("unpriced");
+    assert_eq!(unpriced.len(), 1, "{report}");
+    assert_eq!(unpriced[0]["model"], "mobilenet_v2");
+    let reason = unpriced[0]["reason"].as_str().expect("reason");
+    assert!(reason.contains("grouped_conv"), "{reason}");
+    assert!(std::fs::metadata(&profile).expect("profile written").len() > 0);
+}
+
+#[test]
 fn profiles_price_a_model_and_plan_it_like_the_graph_they_print() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("sweep");
