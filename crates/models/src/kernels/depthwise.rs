@@ -6,7 +6,9 @@
 //! phase-split scratch buffer ([`PaddedPlane`]), where every kernel tap reads one contiguous run
 //! for all of the plane's outputs; the outputs are computed several vectors at a time, the taps
 //! multiply-added into sums held in registers, and stored once. A task's loops run through
-//! `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
+//! `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. 3×3 layers skip the
+//! copies: at stride 1 with padding 1 they read their planes in place ([`in_place`]), at stride
+//! 2 with AVX2 or AVX-512 straight from the rows ([`halving`]).
 
 use rayon::prelude::*;
 
@@ -103,7 +105,7 @@ impl DepthwiseConv {
         }
         if halving::suits(&window) {
             let padding = window.padding[0];
-            halving::run(x, [h, w], [ho, wo], padding, &mut out, (per_task, filters))?;
+            halving::run(x, [h, w], [ho, wo], padding, &mut out, per_task, filters)?;
             return Ok(out);
         }
         out.par_chunks_mut(per_task * ho * wo)

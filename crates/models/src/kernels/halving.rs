@@ -43,7 +43,8 @@ pub(crate) fn run<W: Window3x3 + Clone + Sync>(
     [ho, wo]: [usize; 2],
     padding: usize,
     out: &mut [f32],
-    (per_task, window): (usize, W),
+    per_task: usize,
+    window: W,
 ) -> Result<(), ShapeError> {
     let planes = x.len() / (h * w).max(1);
     // Every window starts inside the padded plane (the last may overhang it, as in ceil mode).

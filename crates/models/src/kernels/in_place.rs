@@ -264,11 +264,11 @@ impl<W: Window3x3> Plane<'_, W> {
                 while x < last {
                     x += match (last - x).div_ceil(lanes) {
                         BLOCK.. => {
-                            interior_pair::<S, W, BLOCK>(simd, window, rows, (x, all), &mut ys)
+                            interior_pair::<S, W, BLOCK>(simd, window, rows, x, all, &mut ys)
                         }
-                        3 => interior_pair::<S, W, 3>(simd, window, rows, (x, all), &mut ys),
-                        2 => interior_pair::<S, W, 2>(simd, window, rows, (x, all), &mut ys),
-                        _ => interior_pair::<S, W, 1>(simd, window, rows, (x, all), &mut ys),
+                        3 => interior_pair::<S, W, 3>(simd, window, rows, x, all, &mut ys),
+                        2 => interior_pair::<S, W, 2>(simd, window, rows, x, all, &mut ys),
+                        _ => interior_pair::<S, W, 1>(simd, window, rows, x, all, &mut ys),
                     };
                 }
                 oy += 2;
@@ -384,13 +384,14 @@ fn row_pair<S: pulp::Simd, W: Window3x3, const B: usize, const EDGES: bool>(
 }
 
 /// [`row_pair`] for `B` vectors between the rows' first and last, one after the other from
-/// column `x` (`all`: the mask of every lane).
+/// column `x`, with no masks (`all` lanes kept).
 #[inline(always)]
 fn interior_pair<S: pulp::Simd, W: Window3x3, const B: usize>(
     simd: S,
     window: &W,
     rows: [&[f32]; 4],
-    (x, all): (usize, S::m32s),
+    x: usize,
+    all: S::m32s,
     ys: &mut [&mut [f32]; 2],
 ) -> usize {
     let starts = one_after_another(x, S::F32_LANES);

@@ -7,7 +7,9 @@
 //! in registers, and copies the kept outputs out. Reading `kh` rows a vector at a time and
 //! then `kw` runs costs `kh + kw` loads an output vector instead of `kh · kw`, and no pass
 //! splits columns by stride. NaN wins, as in PyTorch. A task takes several planes; its loops
-//! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect.
+//! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. 3×3
+//! windows skip both passes: at stride 1 with padding 1 they read their planes in place
+//! ([`in_place`]), at stride 2 with AVX2 or AVX-512 straight from the rows ([`halving`]).
 
 use rayon::prelude::*;
 
@@ -49,7 +51,7 @@ pub(crate) fn max_pool2d(
     if halving::suits(window) {
         let padding = window.padding[0];
         let maxima = Maxima3x3 { nan: true };
-        halving::run(x, [h, w], [ho, wo], padding, &mut out, (per_task, maxima))?;
+        halving::run(x, [h, w], [ho, wo], padding, &mut out, per_task, maxima)?;
         return Ok(out);
     }
     let down = Down::new(window, h, ho);
