@@ -54,8 +54,10 @@ use crate::tensor::{HostTensor, Value};
 /// padded input and output pixels, the pixel-major kernel's input and output) transposed 8×8 in
 /// AVX registers; 24: 3×3 depthwise layers at stride 2 read straight from the NCHW rows, their
 /// even and odd columns split in registers (AVX2 and AVX-512); 25: 3×3 stride-1 windows read in
-/// place on large planes two output rows at a time where the CPU has 32 vector registers.
-pub const KERNEL_REVISION: u32 = 25;
+/// place on large planes two output rows at a time where the CPU has 32 vector registers; 26:
+/// a 1×1 layer's tasks of few channel blocks read their whole tiles' columns straight from the
+/// input's rows instead of a packed copy.
+pub const KERNEL_REVISION: u32 = 26;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

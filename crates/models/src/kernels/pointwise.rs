@@ -63,6 +63,29 @@ const CHUNK_BYTES: usize = 192 << 10;
 /// projections on large maps, whose weights are a few KB, 10–20 % slower.
 const CHUNK_BYTES_ALONE: usize = 512 << 10;
 
+/// Channel blocks a task has at most for its whole tiles to read their columns straight from
+/// the input's rows, a row a plane apart, rather than from a packed copy: the copy costs a
+/// read and a write of every column, which few blocks do not repay. With 32 vector registers.
+/// Machine D (AVX-512), one thread, eight stacked layers: 32 → 16 on 112×112 0.166 → 0.141 ms,
+/// 96 → 24 on 56×56 0.159 → 0.138, 256 → 64 on 56×56 1.01 → 0.97, 192 → 64 on 28×28 0.186 →
+/// 0.175; at 12 blocks (16 → 96 on 112×112) 0.48 → 0.56.
+const DIRECT_BLOCKS: usize = 8;
+
+/// [`DIRECT_BLOCKS`] with 16 vector registers (AVX2), whose tiles read their columns once
+/// for each half of a block: 32 → 16 on 112×112 0.177 → 0.142 ms, 96 → 24 on 56×56 the same
+/// (0.181 → 0.180), 192 → 64 on 28×28 0.207 → 0.228, 256 → 64 on 56×56 1.13 → 1.08.
+const DIRECT_BLOCKS_16: usize = 2;
+
+/// [`DIRECT_BLOCKS`] for the vector registers of `S`.
+#[inline(always)]
+fn direct_blocks<S: pulp::Simd>() -> usize {
+    if S::REGISTER_COUNT < 32 {
+        DIRECT_BLOCKS_16
+    } else {
+        DIRECT_BLOCKS
+    }
+}
+
 /// Whether a layer of `cout` output channels over `pixels` pixels, with too few chunks for
 /// `threads` threads, gives each thread its own share of the pixels (each then packs only its
 /// own columns and reads the whole weight) rather than a share of the channels (each then
@@ -283,12 +306,15 @@ impl Chunk<'_> {
         let tail_vectors = if lone { 0 } else { tail.div_ceil(lanes) };
         // The chunk's input columns, packed tile by tile as `[in, tile]` rows of whole vectors
         // (zeros past the plane's end in the last, partial tile): every load of a tile's sums
-        // follows the one before in memory.
-        let mut packed = Scratch::take(cin * (whole * tile + tail_vectors * lanes));
-        let (full, last) = packed.split_at_mut(cin * whole * tile);
+        // follows the one before in memory. For a task of few channel blocks, only the last,
+        // partial tile: the whole tiles read their columns straight from the input's rows.
+        let direct = task.rows.len().div_ceil(CHANNELS) <= direct_blocks::<S>();
+        let packed_tiles = if direct { 0 } else { whole };
+        let mut packed = Scratch::take(cin * (packed_tiles * tile + tail_vectors * lanes));
+        let (full, last) = packed.split_at_mut(cin * packed_tiles * tile);
         for (c, row) in x.chunks_exact(pixels).enumerate() {
             let row = &row[task.first_pixel..task.first_pixel + len];
-            for (t, columns) in row.chunks_exact(tile).enumerate() {
+            for (t, columns) in row.chunks_exact(tile).take(packed_tiles).enumerate() {
                 let at = (t * cin + c) * tile;
                 copy_row(simd, &mut full[at..at + tile], columns);
             }
@@ -317,9 +343,19 @@ impl Chunk<'_> {
                 _ => &[],
             };
             let mut tiles = Tiles::of_block(weight, bias, group, cin, (activation, residual), rows);
-            for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
-                let ahead = Ahead::part(next, t, whole, cin);
-                tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
+            if direct {
+                for t in 0..whole {
+                    let ahead = Ahead::part(next, t, whole, cin);
+                    let at = task.first_pixel + t * tile;
+                    let columns = x.chunks_exact(pixels).map(|row| &row[at..at + tile]);
+                    tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
+                }
+            } else {
+                for (t, columns) in full.chunks_exact(cin * tile).enumerate() {
+                    let ahead = Ahead::part(next, t, whole, cin);
+                    let columns = columns.chunks_exact(tile);
+                    tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
+                }
             }
             let at = whole * tile;
             for (p, values) in spread.chunks_exact(per_group).enumerate() {
@@ -427,27 +463,41 @@ impl<'a, 'r> Tiles<'a, 'r> {
         at: usize,
         width: usize,
     ) {
-        match width.div_ceil(S::F32_LANES) {
-            1 => self.run::<S, 1>(simd, columns, at, width, Ahead::NONE),
-            2 => self.run::<S, 2>(simd, columns, at, width, Ahead::NONE),
-            _ => self.run::<S, V>(simd, columns, at, width, Ahead::NONE),
+        let lanes = S::F32_LANES;
+        match width.div_ceil(lanes) {
+            1 => self.run::<S, 1>(simd, columns.chunks_exact(lanes), at, width, Ahead::NONE),
+            2 => self.run::<S, 2>(
+                simd,
+                columns.chunks_exact(2 * lanes),
+                at,
+                width,
+                Ahead::NONE,
+            ),
+            _ => self.run::<S, V>(
+                simd,
+                columns.chunks_exact(V * lanes),
+                at,
+                width,
+                Ahead::NONE,
+            ),
         }
     }
 
     /// Computes `width` outputs (`B` vectors, the last perhaps partial) of every channel of
-    /// the block, from a packed tile's `columns` (`[in, B · lanes]`), into the rows from `at`
-    /// on, asking for `ahead`'s values on the way.
+    /// the block, from `columns`, each input channel's `B` vectors in turn (a packed tile's
+    /// rows, `[in, B · lanes]`, or the input's own rows), into the rows from `at` on, asking
+    /// for `ahead`'s values on the way.
     #[inline(always)]
-    pub(crate) fn run<S: pulp::Simd, const B: usize>(
+    pub(crate) fn run<'c, S: pulp::Simd, const B: usize>(
         &mut self,
         simd: S,
-        columns: &[f32],
+        columns: impl Iterator<Item = &'c [f32]> + Clone,
         at: usize,
         width: usize,
         ahead: Ahead<'_>,
     ) {
         if S::REGISTER_COUNT < 32 {
-            self.channels::<S, HALF, B>(simd, columns, [0, at, width], ahead);
+            self.channels::<S, HALF, B>(simd, columns.clone(), [0, at, width], ahead);
             self.channels::<S, HALF, B>(simd, columns, [HALF, at, width], Ahead::NONE);
         } else {
             self.channels::<S, CHANNELS, B>(simd, columns, [0, at, width], ahead);
@@ -457,10 +507,10 @@ impl<'a, 'r> Tiles<'a, 'r> {
     /// [`Tiles::run`] for the block's channels `first..first + C` (`[first, at, width]`):
     /// `C × B` sums in registers.
     #[inline(always)]
-    fn channels<S: pulp::Simd, const C: usize, const B: usize>(
+    fn channels<'c, S: pulp::Simd, const C: usize, const B: usize>(
         &mut self,
         simd: S,
-        columns: &[f32],
+        columns: impl Iterator<Item = &'c [f32]>,
         [first, at, width]: [usize; 3],
         ahead: Ahead<'_>,
     ) {
@@ -471,8 +521,8 @@ impl<'a, 'r> Tiles<'a, 'r> {
         let span = B * lanes;
         let mut acc: [[S::f32s; B]; C] =
             std::array::from_fn(|c| [simd.splat_f32s(self.bias[first + c]); B]);
-        let rows = columns.chunks_exact(span);
-        for (row, (values, weights)) in rows.zip(self.weights.chunks_exact(CHANNELS)).enumerate() {
+        let rows = columns.zip(self.weights.chunks_exact(CHANNELS));
+        for (row, (values, weights)) in rows.enumerate() {
             ahead.row(row);
             let values: [S::f32s; B] = std::array::from_fn(|b| load::<S>(&values[b * lanes..]));
             for (sums, &weight) in acc.iter_mut().zip(&weights[first..first + C]) {
