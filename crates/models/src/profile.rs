@@ -56,8 +56,9 @@ use crate::tensor::{HostTensor, Value};
 /// even and odd columns split in registers (AVX2 and AVX-512); 25: 3×3 stride-1 windows read in
 /// place on large planes two output rows at a time where the CPU has 32 vector registers; 26:
 /// a 1×1 layer's tasks of few channel blocks read their whole tiles' columns straight from the
-/// input's rows instead of a packed copy.
-pub const KERNEL_REVISION: u32 = 26;
+/// input's rows instead of a packed copy; 27: a linear layer's groups of rows ask for the next
+/// group's ahead of use.
+pub const KERNEL_REVISION: u32 = 27;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -68,7 +68,7 @@ impl<'a> Ahead<'a> {
 }
 
 /// Values per cache line.
-const LINE: usize = 16;
+pub(crate) const LINE: usize = 16;
 
 #[cfg(test)]
 mod tests {
