@@ -57,8 +57,9 @@ use crate::tensor::{HostTensor, Value};
 /// place on large planes two output rows at a time where the CPU has 32 vector registers; 26:
 /// a 1×1 layer's tasks of few channel blocks read their whole tiles' columns straight from the
 /// input's rows instead of a packed copy; 27: a linear layer's groups of rows ask for the next
-/// group's ahead of use.
-pub const KERNEL_REVISION: u32 = 27;
+/// group's ahead of use; 28: a small plane's 3×3 windows read each input row's run with one
+/// bounds check instead of one a load.
+pub const KERNEL_REVISION: u32 = 28;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -484,10 +484,11 @@ impl<W: Window3x3> Plane<'_, W> {
             let mut rows = [outside; 3];
             for (r, row) in rows.iter_mut().enumerate() {
                 let at = first + r * w;
+                let run = &self.x[at..at + lanes + 2];
                 let values = [
-                    simd.select_f32s(left, load::<S>(&self.x[at..]), outside),
-                    load::<S>(&self.x[at + 1..]),
-                    simd.select_f32s(right, load::<S>(&self.x[at + 2..]), outside),
+                    simd.select_f32s(left, load::<S>(run), outside),
+                    load::<S>(&run[1..]),
+                    simd.select_f32s(right, load::<S>(&run[2..]), outside),
                 ];
                 *row = self.window.row(simd, r, values);
             }
