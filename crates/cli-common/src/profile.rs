@@ -90,12 +90,20 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
     let quota = meta
         .cpu_quota
         .map_or("none".to_string(), |q| format!("{q} CPU"));
-    let mut in_pass = Table::new(&["model", "layers", "in-pass ms"]);
+    let mut in_pass = Table::new(&[
+        "model",
+        "layers",
+        "in-pass ms",
+        "whole pass ms",
+        "beyond nodes ms",
+    ]);
     for p in &passes {
         in_pass.row(vec![
             p.model.clone(),
             p.layers.to_string(),
             format!("{:.2}", p.total_ms),
+            format!("{:.2}", p.pass.whole_ms),
+            format!("{:.3}", p.pass.overhead_ms()),
         ]);
     }
     let in_pass = if passes.is_empty() {

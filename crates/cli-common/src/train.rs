@@ -254,7 +254,8 @@ fn text_report(
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
         Checks::Done { checks, unpriced } => {
             out.push_str(&format!(
-                "\nWhole models (the sum of the profile's layer costs against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
+                "\nWhole models (the sum of the profile's layer costs and its pass cost of {:.3} ms against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
+                profile.pass_ms,
                 profile.measured_layers()
             ));
             let rows = checks
@@ -304,6 +305,8 @@ struct TrainReport<'a> {
     unseen: &'a [HeldOutModel],
     /// Distinct layers timed inside the sweep's passes, priced at their in-pass times.
     measured_layers: usize,
+    /// What a pass costs beyond its nodes, ms ([`DeviceProfile::pass_ms`]).
+    pass_ms: f64,
     models: &'a [ModelCheck],
     /// Models the profile cannot price, left out of `models`.
     models_unpriced: &'a [Unpriced],
@@ -343,6 +346,7 @@ fn json_report(
         },
         unseen,
         measured_layers: profile.measured_layers(),
+        pass_ms: profile.pass_ms,
         models,
         models_unpriced,
         models_skipped,

@@ -71,6 +71,71 @@ pub fn in_pass_dir(dir: &Path, model: &str) -> PathBuf {
     dir.join("in-pass").join(model)
 }
 
+/// A network's whole forward pass against its nodes timed inside passes, as the sweep
+/// measured both: what a pass costs beyond its nodes (handing the pass to a worker thread and
+/// back, waking it; setting the pass up), which no node's time holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassTime {
+    /// Median of whole forward passes, timed as an application runs one, ms.
+    pub whole_ms: f64,
+    /// Every node's in-pass median, added up, ms.
+    pub nodes_ms: f64,
+}
+
+impl PassTime {
+    /// What a pass costs beyond its nodes, ms (never below 0).
+    pub fn overhead_ms(&self) -> f64 {
+        (self.whole_ms - self.nodes_ms).max(0.0)
+    }
+
+    /// The file in a network's in-pass directory ([`in_pass_dir`]) that holds it.
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("pass.csv")
+    }
+
+    /// Writes it into the network's in-pass directory `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), PredictorError> {
+        let path = Self::path(dir);
+        fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
+        let io = |e: std::io::Error| PredictorError::io("cannot write", &path, e);
+        let mut writer = csv::Writer::from_path(&path).map_err(|e| io(std::io::Error::other(e)))?;
+        writer
+            .serialize(self)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        writer.flush().map_err(io)
+    }
+
+    /// Reads it from the network's in-pass directory `dir`; `None` where the sweep did not
+    /// write one.
+    pub fn read(dir: &Path) -> Result<Option<PassTime>, PredictorError> {
+        let path = Self::path(dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bad = |reason: String| PredictorError::BadData {
+            path: path.clone(),
+            reason,
+        };
+        let mut reader = csv::Reader::from_path(&path)
+            .map_err(|e| bad(format!("cannot read it ({e}); run `profile` again")))?;
+        let pass: PassTime = reader
+            .deserialize()
+            .next()
+            .ok_or_else(|| bad("it holds no row; run `profile` again".into()))?
+            .map_err(|e| bad(format!("its row is damaged ({e}); run `profile` again")))?;
+        if !(pass.whole_ms.is_finite() && pass.nodes_ms.is_finite())
+            || pass.whole_ms < 0.0
+            || pass.nodes_ms < 0.0
+        {
+            return Err(bad(format!(
+                "times must be finite and not negative, not {} and {}; run `profile` again",
+                pass.whole_ms, pass.nodes_ms
+            )));
+        }
+        Ok(Some(pass))
+    }
+}
+
 /// The networks whose layers were timed inside their passes in sweep directory `dir`, by
 /// name, in order.
 pub fn in_pass_models(dir: &Path) -> Result<Vec<String>, PredictorError> {

@@ -27,7 +27,9 @@ mod sweep;
 mod train;
 
 pub use class::LayerClass;
-pub use dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
+pub use dataset::{
+    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class,
+};
 pub use error::PredictorError;
 pub use features::{Context, FEATURE_SCHEMA_VERSION};
 pub use machine::{MachineInfo, apply_cpu_quota};

@@ -31,7 +31,8 @@ pub fn measured_costs(
 pub struct ModelCheck {
     /// The network's name.
     pub model: String,
-    /// Sum of the profile's per-layer predictions, in ms.
+    /// Sum of the profile's per-layer predictions and its pass cost
+    /// ([`DeviceProfile::pass_ms`]), in ms.
     pub predicted_ms: f64,
     /// Median of the measured whole forward passes, in ms.
     pub measured_ms: f64,
@@ -61,7 +62,8 @@ pub fn check_models(
         .iter()
         .zip(passes)
         .map(|(model, passes)| {
-            let predicted_ms: f64 = profile.layer_costs(model.net())?.iter().sum();
+            let predicted_ms =
+                profile.layer_costs(model.net())?.iter().sum::<f64>() + profile.pass_ms;
             let measured_ms = median(passes);
             Ok(ModelCheck {
                 model: model.net().name().to_string(),

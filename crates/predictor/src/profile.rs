@@ -24,8 +24,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// regressions; format 5 reads feature schema 3 and keeps the layers timed inside the sweep's
 /// passes ([`MeasuredLayer`]); format 6 reads feature schema 4 (the timing context); format 7
 /// reads feature schema 5 (sampled layers timed in interleaved rounds); format 8 reads feature
-/// schema 6 (the stride-2 depthwise kernel).
-pub const PROFILE_FORMAT_VERSION: u32 = 8;
+/// schema 6 (the stride-2 depthwise kernel); format 9 keeps what a pass costs beyond its nodes
+/// ([`DeviceProfile::pass_ms`]).
+pub const PROFILE_FORMAT_VERSION: u32 = 9;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,13 @@ pub struct DeviceProfile {
     /// Layers timed inside the sweep's passes, priced at their measurement rather than
     /// predicted.
     pub(crate) measured: Vec<MeasuredLayer>,
+    /// What a forward pass costs beyond its nodes, ms: the median, over the networks the sweep
+    /// timed inside passes, of a whole pass less all its nodes' in-pass times (handing the
+    /// pass to a worker thread and waking it, setting it up); 0 where the sweep timed none.
+    /// Each side that runs a part of a plan pays it once: [`DeviceProfile::predict_graph`]
+    /// adds the edge's to the input node's edge time (the edge always holds the input) and the
+    /// cloud's to the sink's cloud time (the cloud runs a part exactly when it runs the sink).
+    pub pass_ms: f64,
 }
 
 impl DeviceProfile {
@@ -165,9 +173,24 @@ impl DeviceProfile {
                 });
             }
         }
-        let edge_ms = edge.layer_costs(net)?;
-        let cloud_ms = cloud.layer_costs(net)?;
+        let edge_ms = edge.side_costs(net, Role::Edge)?;
+        let cloud_ms = cloud.side_costs(net, Role::Cloud)?;
         Ok(net.graph(&edge_ms, &cloud_ms)?)
+    }
+
+    /// [`DeviceProfile::layer_costs`] for the side `role` of a plan, with the pass's own cost
+    /// ([`DeviceProfile::pass_ms`]) on the node that side always runs when it runs a part: the
+    /// input on the edge, the sink on the cloud.
+    pub fn side_costs(&self, net: &Net, role: Role) -> Result<Vec<f64>, PredictorError> {
+        let mut ms = self.layer_costs(net)?;
+        let node = match role {
+            Role::Edge => 0,
+            Role::Cloud => net.sink(),
+        };
+        if let Some(cost) = ms.get_mut(node) {
+            *cost += self.pass_ms;
+        }
+        Ok(ms)
     }
 
     /// `net` as a partition graph with both sides priced by `edge`: the cloud assumed as fast
@@ -181,8 +204,9 @@ impl DeviceProfile {
                 wanted: Role::Edge.name(),
             });
         }
-        let ms = edge.layer_costs(net)?;
-        Ok(net.graph(&ms, &ms)?)
+        let edge_ms = edge.side_costs(net, Role::Edge)?;
+        let cloud_ms = edge.side_costs(net, Role::Cloud)?;
+        Ok(net.graph(&edge_ms, &cloud_ms)?)
     }
 
     /// Writes the profile (MessagePack).

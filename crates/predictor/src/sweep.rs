@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, CacheScrub, Fusion, Model, Net};
+use models::{Backend, CacheScrub, Fusion, Model, Net, median};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
-use crate::dataset::{CsvSink, Measurement, SweepMeta, in_pass_dir};
+use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
 use crate::rounds::interleaved;
@@ -158,6 +158,8 @@ pub struct InPassSummary {
     pub layers: usize,
     /// Their in-pass times added up, ms.
     pub total_ms: f64,
+    /// Its whole pass against all its nodes' in-pass times.
+    pub pass: PassTime,
 }
 
 /// How a network's in-pass layers are named in a sweep directory: its name and input shape
@@ -195,19 +197,29 @@ pub fn run_in_pass(
     let passes = interleaved(nets.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
         models[i].time_pass(inputs[i].clone())
     })?;
+    // Whole passes as an application runs them, from this thread, in rounds of their own.
+    let wholes = interleaved(nets.len(), 1, IN_PASS_ROUNDS, |i| {
+        models[i].time_forward(&inputs[i], 0, 1)
+    })?;
     let mut summaries = Vec::new();
-    for ((net, model), passes) in nets.iter().zip(&models).zip(passes) {
+    for (((net, model), passes), wholes) in nets.iter().zip(&models).zip(passes).zip(wholes) {
         let dir = in_pass_dir(&config.out_dir, &in_pass_name(net));
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
         }
         let timings = model.median_timings(&passes, 1);
+        let pass = PassTime {
+            whole_ms: median(wholes),
+            nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
+        };
+        pass.write(&dir)?;
         let fusion = Fusion::of(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {
             model: in_pass_name(net),
             layers: 0,
             total_ms: 0.0,
+            pass,
         };
         for (v, timing) in timings.iter().enumerate() {
             let spec = net.nodes()[v].spec();

@@ -7,7 +7,9 @@ use models::LayerSpec;
 use serde::Serialize;
 
 use crate::class::LayerClass;
-use crate::dataset::{Measurement, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class};
+use crate::dataset::{
+    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class,
+};
 use crate::error::PredictorError;
 use crate::features::{self, Context};
 use crate::profile::{DeviceProfile, MeasuredLayer, Role};
@@ -90,6 +92,8 @@ struct TrainingData {
     models: Vec<String>,
     classes: BTreeMap<LayerClass, ClassData>,
     meta: SweepMeta,
+    /// The networks' whole passes against their nodes, where the sweep timed both.
+    passes: Vec<PassTime>,
 }
 
 impl TrainingData {
@@ -151,10 +155,15 @@ impl TrainingData {
             path: dir.to_path_buf(),
             reason: "no sweep CSVs here; run `profile --out DIR` first".into(),
         })?;
+        let mut passes = Vec::new();
+        for name in &models {
+            passes.extend(PassTime::read(&in_pass_dir(dir, name))?);
+        }
         Ok(TrainingData {
             models,
             classes,
             meta,
+            passes,
         })
     }
 
@@ -208,6 +217,11 @@ pub fn train(
         reports.push(report);
     }
     let measured = data.measured_layers();
+    let pass_ms = if data.passes.is_empty() {
+        0.0
+    } else {
+        models::median(data.passes.iter().map(PassTime::overhead_ms).collect())
+    };
     let meta = data.meta;
     let profile = DeviceProfile {
         name: options.name.clone(),
@@ -219,6 +233,7 @@ pub fn train(
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
         models,
         measured,
+        pass_ms,
     };
     Ok((profile, reports))
 }

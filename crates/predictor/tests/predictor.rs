@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use models::{Backend, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
-    Context, DeviceProfile, LayerClass, MIN_SAMPLES, PredictorError, Role, Sampler, SweepConfig,
-    SweepSize, TrainOptions, features, read_class, run_in_pass, run_sweep, train,
+    Context, DeviceProfile, LayerClass, MIN_SAMPLES, PassTime, PredictorError, Role, Sampler,
+    SweepConfig, SweepSize, TrainOptions, features, read_class, run_in_pass, run_sweep, train,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -318,12 +318,50 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
         read_class(&predictor::csv_path(&in_pass, LayerClass::Add)).expect("in-pass addition");
     assert_eq!((relus.len(), adds.len()), (2, 1));
 
+    // The network's whole passes against its nodes: the nodes are the layers written (and
+    // the input, which takes no time).
+    let pass = PassTime::read(&in_pass)
+        .expect("readable")
+        .expect("the sweep writes the pass time");
+    assert!(pass.whole_ms > 0.0, "{pass:?}");
+    assert!(
+        (pass.nodes_ms - summaries[0].total_ms).abs() < 1e-9,
+        "{pass:?}"
+    );
+    assert_eq!(summaries[0].pass, pass);
+
     let (profile, _) = train(&dir, &options()).expect("training works");
     // The two ReLUs share a spec: one measured layer at their mean; the addition another.
     assert_eq!(profile.measured_layers(), 2);
     let relu_ms = (relus[0].median_ms + relus[1].median_ms) / 2.0;
     let costs = profile.layer_costs(&net).expect("costs");
     assert_eq!(costs, [0.0, relu_ms, relu_ms, adds[0].median_ms]);
+    // One network: the profile's pass cost is its whole pass beyond its nodes, paid on the
+    // input by the edge and on the sink by the cloud.
+    assert_eq!(profile.pass_ms, pass.overhead_ms());
+    let cloud_options = TrainOptions {
+        role: Role::Cloud,
+        ..options()
+    };
+    let (mut cloud, _) = train(&dir, &cloud_options).expect("training works");
+    let mut edge = train(&dir, &options()).expect("training works").0;
+    (edge.pass_ms, cloud.pass_ms) = (0.25, 0.5);
+    let graph = DeviceProfile::predict_graph(&net, &edge, &cloud).expect("graph");
+    let sink = net.sink();
+    assert_eq!((graph.edge_ms(0), graph.cloud_ms(0)), (0.25, 0.0));
+    assert_eq!(graph.edge_ms(1), costs[1]);
+    assert_eq!(
+        graph.cloud_ms(1),
+        cloud.layer_costs(&net).expect("costs")[1]
+    );
+    assert_eq!(graph.edge_ms(sink), costs[sink]);
+    assert_eq!(graph.cloud_ms(sink), costs[sink] + 0.5);
+    // Priced alike (no cloud profile), the edge's pass cost stands for both sides'.
+    let alike = DeviceProfile::predict_graph_alike(&net, &edge).expect("graph");
+    assert_eq!(
+        (alike.edge_ms(0), alike.cloud_ms(sink)),
+        (0.25, costs[sink] + 0.25)
+    );
     // A ReLU of another shape is no measured layer: the regressor prices it.
     let other = LayerSpec::infer("other", LayerKind::Relu, vec![vec![4, 25, 25]]).expect("valid");
     let predicted = profile.predict_ms("other", &other).expect("predicts");
@@ -334,5 +372,13 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let loaded = DeviceProfile::load(&path).expect("load");
     assert_eq!(loaded.measured_layers(), 2);
     assert_eq!(loaded.layer_costs(&net).expect("costs"), costs);
+    assert_eq!(loaded.pass_ms, profile.pass_ms);
+    // A damaged pass time is named, not taken as no time.
+    std::fs::write(in_pass.join("pass.csv"), "whole_ms,nodes_ms\n-1,0.5\n").expect("write");
+    let err = train(&dir, &options()).expect_err("a negative time");
+    assert!(
+        err.to_string().contains("pass.csv") && err.to_string().contains("not negative"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

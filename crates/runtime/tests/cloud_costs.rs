@@ -197,6 +197,11 @@ async fn models_preloaded_together_each_publish_their_costs() {
             .expect("published");
         assert_eq!(table.nodes.len(), net.len(), "{}", net.name());
         assert!(table.method.contains("2 models"), "{}", table.method);
+        assert!(
+            table.method.contains("beyond its nodes"),
+            "{}",
+            table.method
+        );
         assert!(table.nodes.iter().all(|n| n.ms.is_finite() && n.ms >= 0.0));
         let pass_ms: f64 = table.nodes.iter().map(|n| n.ms).sum();
         assert!(pass_ms > 0.0);

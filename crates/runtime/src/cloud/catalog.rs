@@ -213,7 +213,9 @@ async fn load_and_measure(
 
 /// Each node's time on this machine at batch 1, for each of `loaded`: the median over
 /// [`COST_ROUNDS`] passes on a seeded input, timed between nodes as the pass runs them, the
-/// models' passes taken in [`interleaved`] rounds; and what decoding costs here (the embedded
+/// models' passes taken in [`interleaved`] rounds, with what a whole pass (timed as a request
+/// runs one, in rounds of their own) takes beyond its nodes added to the output node, which
+/// every part the server runs ends with; and what decoding costs here (the embedded
 /// photograph, and every codec on every node's output for that input).
 fn measure_costs(
     loaded: &[LoadedModel],
@@ -226,31 +228,39 @@ fn measure_costs(
     let passes = interleaved(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
         loaded[i].model.time_pass(inputs[i].clone())
     })?;
+    let wholes = interleaved(loaded.len(), 1, COST_ROUNDS, |i| {
+        loaded[i].model.time_forward(&inputs[i], 0, 1)
+    })?;
     let method = format!(
-        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together",
+        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together; the output node also carries what a whole pass takes beyond its nodes",
         loaded.len()
     );
     loaded
         .iter()
         .zip(inputs)
-        .zip(passes)
-        .map(|((m, input), passes)| {
+        .zip(passes.into_iter().zip(wholes))
+        .map(|((m, input), (passes, wholes))| {
             let net = m.model.net();
+            let mut nodes: Vec<NodeCost> = m
+                .model
+                .median_timings(&passes, 1)
+                .into_iter()
+                .map(|t| NodeCost {
+                    id: t.id,
+                    ms: t.median_ms,
+                })
+                .collect();
+            let beyond = models::median(wholes) - nodes.iter().map(|n| n.ms).sum::<f64>();
+            if let Some(sink) = nodes.get_mut(net.sink()) {
+                sink.ms += beyond.max(0.0);
+            }
             let decoding = CodecCosts::measure(&m.model, input, Loss::Int8)?
                 .decoding()
                 .clone();
             Ok(CloudCosts {
                 model_id: net.name().to_string(),
                 weights_hash: m.weights_hash.clone(),
-                nodes: m
-                    .model
-                    .median_timings(&passes, 1)
-                    .into_iter()
-                    .map(|t| NodeCost {
-                        id: t.id,
-                        ms: t.median_ms,
-                    })
-                    .collect(),
+                nodes,
                 method: method.clone(),
                 decoding,
             })
