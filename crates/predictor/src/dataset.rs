@@ -68,12 +68,19 @@ pub fn csv_path(dir: &Path, class: LayerClass) -> PathBuf {
 /// The directory, inside sweep directory `dir`, of one network's layers timed inside its
 /// forward passes: one CSV per class, like the sweep's own.
 pub fn in_pass_dir(dir: &Path, model: &str) -> PathBuf {
-    dir.join("in-pass").join(model)
+    in_pass_root(dir).join(model)
+}
+
+/// The directory, inside sweep directory `dir`, of the networks timed inside their passes
+/// (each in its [`in_pass_dir`]), which also holds the sweep's [`PassTime`].
+pub fn in_pass_root(dir: &Path) -> PathBuf {
+    dir.join("in-pass")
 }
 
 /// A network's whole forward pass against its nodes timed inside passes, as the sweep
 /// measured both: what a pass costs beyond its nodes (handing the pass to a worker thread and
-/// back, waking it; setting the pass up), which no node's time holds.
+/// back, waking it; setting the pass up), which no node's time holds. The sweep keeps its
+/// probe's ([`in_pass_root`]`/pass.csv`), whose one node takes next to nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PassTime {
     /// Median of whole forward passes, timed as an application runs one, ms.
@@ -88,12 +95,12 @@ impl PassTime {
         (self.whole_ms - self.nodes_ms).max(0.0)
     }
 
-    /// The file in a network's in-pass directory ([`in_pass_dir`]) that holds it.
+    /// The file in directory `dir` that holds it.
     fn path(dir: &Path) -> PathBuf {
         dir.join("pass.csv")
     }
 
-    /// Writes it into the network's in-pass directory `dir`.
+    /// Writes it into directory `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), PredictorError> {
         let path = Self::path(dir);
         fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
@@ -105,8 +112,7 @@ impl PassTime {
         writer.flush().map_err(io)
     }
 
-    /// Reads it from the network's in-pass directory `dir`; `None` where the sweep did not
-    /// write one.
+    /// Reads it from directory `dir`; `None` where the sweep did not write one.
     pub fn read(dir: &Path) -> Result<Option<PassTime>, PredictorError> {
         let path = Self::path(dir);
         if !path.exists() {
@@ -139,7 +145,7 @@ impl PassTime {
 /// The networks whose layers were timed inside their passes in sweep directory `dir`, by
 /// name, in order.
 pub fn in_pass_models(dir: &Path) -> Result<Vec<String>, PredictorError> {
-    let root = dir.join("in-pass");
+    let root = in_pass_root(dir);
     if !root.exists() {
         return Ok(Vec::new());
     }

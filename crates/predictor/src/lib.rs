@@ -28,7 +28,8 @@ mod train;
 
 pub use class::LayerClass;
 pub use dataset::{
-    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class,
+    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, in_pass_root,
+    read_class,
 };
 pub use error::PredictorError;
 pub use features::{Context, FEATURE_SCHEMA_VERSION};

@@ -80,9 +80,9 @@ pub struct DeviceProfile {
     /// Layers timed inside the sweep's passes, priced at their measurement rather than
     /// predicted.
     pub(crate) measured: Vec<MeasuredLayer>,
-    /// What a forward pass costs beyond its nodes, ms: the median, over the networks the sweep
-    /// timed inside passes, of a whole pass less all its nodes' in-pass times (handing the
-    /// pass to a worker thread and waking it, setting it up); 0 where the sweep timed none.
+    /// What a forward pass costs beyond its nodes, ms: the sweep's probe's whole pass less its
+    /// one node's in-pass time ([`PassTime`](crate::PassTime): handing the pass to a worker
+    /// thread and waking it, setting it up); 0 where the sweep timed no networks in passes.
     /// Each side that runs a part of a plan pays it once: [`DeviceProfile::predict_graph`]
     /// adds the edge's to the input node's edge time (the edge always holds the input) and the
     /// cloud's to the sink's cloud time (the cloud runs a part exactly when it runs the sink).

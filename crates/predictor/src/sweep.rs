@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, CacheScrub, Fusion, Model, Net, median};
+use models::{Backend, CacheScrub, Fusion, LayerKind, Model, Net, NetBuilder, median};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
-use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir};
+use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir, in_pass_root};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
 use crate::rounds::interleaved;
@@ -169,6 +169,16 @@ pub fn in_pass_name(net: &Net) -> String {
     format!("{}-{}", net.name(), shape.join("x"))
 }
 
+/// The network whose passes tell what a pass costs beyond its nodes ([`PassTime`]): one ReLU
+/// over 64 values, whose own time is next to nothing, so that what its whole pass takes beyond
+/// it is the pass's fixed cost (handing it to a worker and waking that worker, setting it up).
+fn pass_probe() -> Result<Net, PredictorError> {
+    let mut b = NetBuilder::new("pass-probe", vec![1, 8, 8])?;
+    let input = b.input();
+    b.add("relu", LayerKind::Relu, &[input])?;
+    Ok(b.build()?)
+}
+
 /// Rounds run before timing, and rounds timed (each layer's median is kept); a round is one
 /// pass of every network.
 const IN_PASS_WARMUP: usize = 3;
@@ -194,13 +204,31 @@ pub fn run_in_pass(
         models.push(Model::seeded(net.clone(), config.seed, &device)?);
         inputs.push(models::seeded_input(net, 1, config.seed)?);
     }
-    let passes = interleaved(nets.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
+    if nets.is_empty() {
+        return Ok((meta, Vec::new()));
+    }
+    // The probe last, timed in the same rounds as the networks.
+    let probe = pass_probe()?;
+    models.push(Model::seeded(probe.clone(), config.seed, &device)?);
+    inputs.push(models::seeded_input(&probe, 1, config.seed)?);
+    let mut passes = interleaved(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
         models[i].time_pass(inputs[i].clone())
     })?;
     // Whole passes as an application runs them, from this thread, in rounds of their own.
-    let wholes = interleaved(nets.len(), 1, IN_PASS_ROUNDS, |i| {
+    let mut wholes = interleaved(models.len(), 1, IN_PASS_ROUNDS, |i| {
         models[i].time_forward(&inputs[i], 0, 1)
     })?;
+    let pass_time = |model: &Model, passes: &[Vec<f64>], wholes: Vec<f64>| PassTime {
+        whole_ms: median(wholes),
+        nodes_ms: model
+            .median_timings(passes, 1)
+            .iter()
+            .map(|t| t.median_ms)
+            .sum(),
+    };
+    if let (Some(model), Some(passes), Some(wholes)) = (models.pop(), passes.pop(), wholes.pop()) {
+        pass_time(&model, &passes, wholes).write(&in_pass_root(&config.out_dir))?;
+    }
     let mut summaries = Vec::new();
     for (((net, model), passes), wholes) in nets.iter().zip(&models).zip(passes).zip(wholes) {
         let dir = in_pass_dir(&config.out_dir, &in_pass_name(net));
@@ -208,11 +236,7 @@ pub fn run_in_pass(
             fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
         }
         let timings = model.median_timings(&passes, 1);
-        let pass = PassTime {
-            whole_ms: median(wholes),
-            nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
-        };
-        pass.write(&dir)?;
+        let pass = pass_time(model, &passes, wholes);
         let fusion = Fusion::of(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::class::LayerClass;
 use crate::dataset::{
-    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, read_class,
+    Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, in_pass_root,
+    read_class,
 };
 use crate::error::PredictorError;
 use crate::features::{self, Context};
@@ -92,8 +93,8 @@ struct TrainingData {
     models: Vec<String>,
     classes: BTreeMap<LayerClass, ClassData>,
     meta: SweepMeta,
-    /// The networks' whole passes against their nodes, where the sweep timed both.
-    passes: Vec<PassTime>,
+    /// The sweep's probe's whole pass against its node, where the sweep timed it.
+    pass: Option<PassTime>,
 }
 
 impl TrainingData {
@@ -155,15 +156,12 @@ impl TrainingData {
             path: dir.to_path_buf(),
             reason: "no sweep CSVs here; run `profile --out DIR` first".into(),
         })?;
-        let mut passes = Vec::new();
-        for name in &models {
-            passes.extend(PassTime::read(&in_pass_dir(dir, name))?);
-        }
+        let pass = PassTime::read(&in_pass_root(dir))?;
         Ok(TrainingData {
             models,
             classes,
             meta,
-            passes,
+            pass,
         })
     }
 
@@ -217,11 +215,7 @@ pub fn train(
         reports.push(report);
     }
     let measured = data.measured_layers();
-    let pass_ms = if data.passes.is_empty() {
-        0.0
-    } else {
-        models::median(data.passes.iter().map(PassTime::overhead_ms).collect())
-    };
+    let pass_ms = data.pass.as_ref().map_or(0.0, PassTime::overhead_ms);
     let meta = data.meta;
     let profile = DeviceProfile {
         name: options.name.clone(),

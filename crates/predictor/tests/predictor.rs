@@ -319,16 +319,18 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     assert_eq!((relus.len(), adds.len()), (2, 1));
 
     // The network's whole passes against its nodes: the nodes are the layers written (and
-    // the input, which takes no time).
-    let pass = PassTime::read(&in_pass)
-        .expect("readable")
-        .expect("the sweep writes the pass time");
+    // the input, which takes no time). The sweep keeps its probe's.
+    let pass = summaries[0].pass;
     assert!(pass.whole_ms > 0.0, "{pass:?}");
     assert!(
         (pass.nodes_ms - summaries[0].total_ms).abs() < 1e-9,
         "{pass:?}"
     );
-    assert_eq!(summaries[0].pass, pass);
+    let root = predictor::in_pass_root(&dir);
+    let probe = PassTime::read(&root)
+        .expect("readable")
+        .expect("the sweep writes its probe's pass time");
+    assert!(probe.whole_ms > 0.0 && probe.nodes_ms >= 0.0, "{probe:?}");
 
     let (profile, _) = train(&dir, &options()).expect("training works");
     // The two ReLUs share a spec: one measured layer at their mean; the addition another.
@@ -336,9 +338,9 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let relu_ms = (relus[0].median_ms + relus[1].median_ms) / 2.0;
     let costs = profile.layer_costs(&net).expect("costs");
     assert_eq!(costs, [0.0, relu_ms, relu_ms, adds[0].median_ms]);
-    // One network: the profile's pass cost is its whole pass beyond its nodes, paid on the
-    // input by the edge and on the sink by the cloud.
-    assert_eq!(profile.pass_ms, pass.overhead_ms());
+    // The profile's pass cost is the probe's whole pass beyond its node, paid on the input by
+    // the edge and on the sink by the cloud.
+    assert_eq!(profile.pass_ms, probe.overhead_ms());
     let cloud_options = TrainOptions {
         role: Role::Cloud,
         ..options()
@@ -374,7 +376,7 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     assert_eq!(loaded.layer_costs(&net).expect("costs"), costs);
     assert_eq!(loaded.pass_ms, profile.pass_ms);
     // A damaged pass time is named, not taken as no time.
-    std::fs::write(in_pass.join("pass.csv"), "whole_ms,nodes_ms\n-1,0.5\n").expect("write");
+    std::fs::write(root.join("pass.csv"), "whole_ms,nodes_ms\n-1,0.5\n").expect("write");
     let err = train(&dir, &options()).expect_err("a negative time");
     assert!(
         err.to_string().contains("pass.csv") && err.to_string().contains("not negative"),
