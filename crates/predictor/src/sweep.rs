@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, CacheScrub, Fusion, LayerKind, Model, Net, NetBuilder, median};
+use models::{Backend, CacheScrub, Fusion, LayerKind, LayerTiming, Model, Net, NetBuilder, median};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
@@ -191,7 +191,11 @@ const IN_PASS_ROUNDS: usize = 11;
 /// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The passes run in
 /// [`interleaved`] rounds, one pass of each network per round, so that all of `nets` are held
 /// at once. The CPU quota, backend and seed are the sweep's. These are the layers of real
-/// networks in their real context, which the sampled layers of [`run_sweep`] are not.
+/// networks in their real context, which the sampled layers of [`run_sweep`] are not. Then
+/// every network's whole passes, run as an application runs one (in rounds of their own), go
+/// against its nodes' sum into its summary's [`PassTime`], and a probe network's (one ReLU,
+/// timed in the same rounds) into [`in_pass_root`]`/pass.csv`: what a pass costs beyond its
+/// nodes, which `train` keeps as the profile's `pass_ms`.
 pub fn run_in_pass(
     config: &SweepConfig,
     nets: &[Net],
@@ -218,16 +222,13 @@ pub fn run_in_pass(
     let mut wholes = interleaved(models.len(), 1, IN_PASS_ROUNDS, |i| {
         models[i].time_forward(&inputs[i], 0, 1)
     })?;
-    let pass_time = |model: &Model, passes: &[Vec<f64>], wholes: Vec<f64>| PassTime {
+    let pass_time = |timings: &[LayerTiming], wholes: Vec<f64>| PassTime {
         whole_ms: median(wholes),
-        nodes_ms: model
-            .median_timings(passes, 1)
-            .iter()
-            .map(|t| t.median_ms)
-            .sum(),
+        nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
     };
     if let (Some(model), Some(passes), Some(wholes)) = (models.pop(), passes.pop(), wholes.pop()) {
-        pass_time(&model, &passes, wholes).write(&in_pass_root(&config.out_dir))?;
+        let timings = model.median_timings(&passes, 1);
+        pass_time(&timings, wholes).write(&in_pass_root(&config.out_dir))?;
     }
     let mut summaries = Vec::new();
     for (((net, model), passes), wholes) in nets.iter().zip(&models).zip(passes).zip(wholes) {
@@ -236,7 +237,7 @@ pub fn run_in_pass(
             fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
         }
         let timings = model.median_timings(&passes, 1);
-        let pass = pass_time(model, &passes, wholes);
+        let pass = pass_time(&timings, wholes);
         let fusion = Fusion::of(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {
