@@ -62,8 +62,7 @@ pub fn check_models(
         .iter()
         .zip(passes)
         .map(|(model, passes)| {
-            let predicted_ms =
-                profile.layer_costs(model.net())?.iter().sum::<f64>() + profile.pass_ms;
+            let predicted_ms: f64 = profile.side_costs(model.net(), profile.role)?.iter().sum();
             let measured_ms = median(passes);
             Ok(ModelCheck {
                 model: model.net().name().to_string(),
