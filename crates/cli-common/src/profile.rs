@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 use models::zoo;
 use predictor::Role;
-use predictor::{LayerClass, PredictorError, SweepConfig, SweepSize, run_in_pass, run_sweep};
+use predictor::{
+    LayerClass, PredictorError, SpellGuard, SweepConfig, SweepSize, run_in_pass, run_sweep,
+};
 
 use crate::backend::BackendArg;
 use runtime::Table;
@@ -76,8 +78,11 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
         .iter()
         .map(|name| zoo::build(name))
         .collect::<Result<Vec<_>, _>>()?;
-    let (meta, summaries) = run_sweep(&config)?;
-    let (_, passes) = run_in_pass(&config, &nets)?;
+    let mut guard = SpellGuard::on(config.backend)?;
+    let (meta, summaries) = run_sweep(&config, &mut guard)?;
+    let (_, passes) = run_in_pass(&config, &nets, &mut guard)?;
+    let steadiness = guard.steadiness();
+    steadiness.write(&args.out)?;
     let mut table = Table::new(&["class", "resumed", "measured", "total"]);
     for s in &summaries {
         table.row(vec![
@@ -114,8 +119,18 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
             in_pass.render()
         )
     };
+    let steady = format!(
+        "\nRounds measured: {}; run again in a slow spell of this machine: {} (a reference pass over {}× its fastest, {:.3} ms).\n{}",
+        steadiness.kept,
+        steadiness.redone,
+        predictor::SLOW_LIMIT,
+        steadiness.calm_ms,
+        steadiness
+            .warning()
+            .map_or(String::new(), |w| format!("Warning: {w}\n")),
+    );
     Ok(format!(
-        "Swept {} ({} backend, {} threads, CPU quota {quota}) into {}\n\n{}{in_pass}\nNext: cutpoint-{} train --data {} --out {}.profile\n",
+        "Swept {} ({} backend, {} threads, CPU quota {quota}) into {}\n\n{}{in_pass}{steady}\nNext: cutpoint-{} train --data {} --out {}.profile\n",
         meta.device,
         meta.backend,
         meta.threads,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use models::{Backend, Model, zoo};
 use predictor::{
-    ClassReport, DeviceProfile, HeldOutModel, ModelCheck, PredictorError, Role, TrainOptions,
-    apply_cpu_quota,
+    ClassReport, DeviceProfile, HeldOutModel, ModelCheck, PredictorError, Role, SpellGuard,
+    Steadiness, TrainOptions, apply_cpu_quota,
 };
 use serde::Serialize;
 
@@ -72,10 +72,12 @@ enum RoleArg {
 
 /// The models to check, or why none are.
 enum Checks {
-    /// The models checked, and those the profile cannot price (a class the sweep left out).
+    /// The models checked, those the profile cannot price (a class the sweep left out), and
+    /// how steady the machine was through the check's rounds.
     Done {
         checks: Vec<ModelCheck>,
         unpriced: Vec<Unpriced>,
+        steadiness: Steadiness,
     },
     Skipped(String),
 }
@@ -120,11 +122,19 @@ pub fn train(args: &TrainArgs, default_role: Role) -> Result<String, PredictorEr
     let (profile, reports) = predictor::train(&args.data, &options)?;
     profile.save(&args.out)?;
     let unseen = predictor::held_out_models(&args.data, &profile, &options)?;
-    let checks = check_models(&profile, &names, args.check_runs as usize, args.seed)?;
+    let sweep = Steadiness::read(&args.data)?;
+    let calm_ms = sweep.map_or(0.0, |s| s.calm_ms);
+    let checks = check_models(
+        &profile,
+        &names,
+        args.check_runs as usize,
+        args.seed,
+        calm_ms,
+    )?;
     Ok(if args.json {
-        json_report(args, &profile, &reports, &unseen, &checks)?
+        json_report(args, &profile, &reports, &unseen, sweep, &checks)?
     } else {
-        text_report(args, &profile, &reports, &unseen, &checks)
+        text_report(args, &profile, &reports, &unseen, sweep, &checks)
     })
 }
 
@@ -141,12 +151,14 @@ pub(crate) fn model_names(list: &str) -> Result<Vec<String>, PredictorError> {
     Ok(names)
 }
 
-/// Measures each named zoo model under the profile's conditions (backend, CPU quota).
+/// Measures each named zoo model under the profile's conditions (backend, CPU quota), its
+/// rounds judged against the sweep's calm reference pass `calm_ms` (0 where unknown) as well.
 fn check_models(
     profile: &DeviceProfile,
     names: &[String],
     runs: usize,
     seed: u64,
+    calm_ms: f64,
 ) -> Result<Checks, PredictorError> {
     if names.is_empty() {
         return Ok(Checks::Skipped(
@@ -178,8 +190,13 @@ fn check_models(
             }),
         }
     }
-    let checks = predictor::check_models(profile, &models, 1, runs, seed)?;
-    Ok(Checks::Done { checks, unpriced })
+    let mut guard = SpellGuard::on(backend)?.with_calm(calm_ms);
+    let checks = predictor::check_models(profile, &models, 1, runs, seed, &mut guard)?;
+    Ok(Checks::Done {
+        checks,
+        unpriced,
+        steadiness: guard.steadiness(),
+    })
 }
 
 /// Share of all held-out layers predicted within ±10 %, over every class.
@@ -197,6 +214,7 @@ fn text_report(
     profile: &DeviceProfile,
     reports: &[ClassReport],
     unseen: &[HeldOutModel],
+    sweep: Option<Steadiness>,
     checks: &Checks,
 ) -> String {
     let quota = profile
@@ -243,6 +261,21 @@ fn text_report(
         100.0 * overall_within(reports, |r| r.ours),
         100.0 * overall_within(reports, |r| r.baseline),
     ));
+    match sweep {
+        Some(s) => {
+            out.push_str(&format!(
+                "The sweep's last run measured {} rounds and ran {} again in slow spells of the machine (a reference pass over {}× its fastest, {:.3} ms).\n",
+                s.kept,
+                s.redone,
+                predictor::SLOW_LIMIT,
+                s.calm_ms
+            ));
+            if let Some(warning) = s.warning() {
+                out.push_str(&format!("Warning: the sweep: {warning}\n"));
+            }
+        }
+        None => out.push_str("The sweep did not record how steady the machine was.\n"),
+    }
     if !unseen.is_empty() {
         out.push_str("\nNetworks unseen (each predicted by the chosen regressors refitted without its own layers, against its layers timed inside its passes; goal within ±10 %):\n\n");
         let rows = unseen
@@ -252,7 +285,11 @@ fn text_report(
     }
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),
-        Checks::Done { checks, unpriced } => {
+        Checks::Done {
+            checks,
+            unpriced,
+            steadiness,
+        } => {
             out.push_str(&format!(
                 "\nWhole models (the sum of the profile's layer costs and its pass cost of {:.3} ms against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
                 profile.pass_ms,
@@ -264,6 +301,9 @@ fn text_report(
             out.push_str(&error_table("measured ms", rows));
             for u in unpriced {
                 out.push_str(&format!("Not checked: {}: {}\n", u.model, u.reason));
+            }
+            if let Some(warning) = steadiness.warning() {
+                out.push_str(&format!("Warning: the check: {warning}\n"));
             }
         }
     }
@@ -301,6 +341,8 @@ struct TrainReport<'a> {
     cpu_quota: Option<f64>,
     classes: &'a [ClassReport],
     held_out_within_10pct: Within,
+    /// How steady the machine was through the sweep's last run, where it recorded it.
+    sweep_steadiness: Option<Steadiness>,
     /// Networks predicted without their own layers.
     unseen: &'a [HeldOutModel],
     /// Distinct layers timed inside the sweep's passes, priced at their in-pass times.
@@ -308,6 +350,8 @@ struct TrainReport<'a> {
     /// What a pass costs beyond its nodes, ms ([`DeviceProfile::pass_ms`]).
     pass_ms: f64,
     models: &'a [ModelCheck],
+    /// How steady the machine was through the check's rounds.
+    models_steadiness: Option<&'a Steadiness>,
     /// Models the profile cannot price, left out of `models`.
     models_unpriced: &'a [Unpriced],
     models_skipped: Option<&'a str>,
@@ -325,11 +369,21 @@ fn json_report(
     profile: &DeviceProfile,
     reports: &[ClassReport],
     unseen: &[HeldOutModel],
+    sweep: Option<Steadiness>,
     checks: &Checks,
 ) -> Result<String, PredictorError> {
-    let (models, models_unpriced, models_skipped) = match checks {
-        Checks::Done { checks, unpriced } => (checks.as_slice(), unpriced.as_slice(), None),
-        Checks::Skipped(why) => (&[][..], &[][..], Some(why.as_str())),
+    let (models, models_unpriced, models_steadiness, models_skipped) = match checks {
+        Checks::Done {
+            checks,
+            unpriced,
+            steadiness,
+        } => (
+            checks.as_slice(),
+            unpriced.as_slice(),
+            Some(steadiness),
+            None,
+        ),
+        Checks::Skipped(why) => (&[][..], &[][..], None, Some(why.as_str())),
     };
     let report = TrainReport {
         profile: args.out.display().to_string(),
@@ -344,10 +398,12 @@ fn json_report(
             ours: overall_within(reports, |r| r.ours),
             baseline: overall_within(reports, |r| r.baseline),
         },
+        sweep_steadiness: sweep,
         unseen,
         measured_layers: profile.measured_layers(),
         pass_ms: profile.pass_ms,
         models,
+        models_steadiness,
         models_unpriced,
         models_skipped,
     };

@@ -61,6 +61,13 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         data.join("in-pass").is_dir(),
         "LeNet's layers, timed in its passes"
     );
+    // Every round had its reference pass, and the sweep kept what it saw.
+    assert!(first.contains("Rounds measured: "), "{first}");
+    let steadiness = std::fs::read_to_string(data.join("steadiness.csv")).expect("steadiness");
+    assert!(
+        steadiness.starts_with("kept,redone,slow_kept,calm_ms"),
+        "{steadiness}"
+    );
     // Run again with a larger cap: the six rows per class are kept and only the rest measured.
     let second = tiny_sweep(&data, "10");
     let conv = second
@@ -123,6 +130,12 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     assert!(predicted > 0.0 && predicted.is_finite(), "{predicted}");
     assert!(measured > 0.0 && measured.is_finite(), "{measured}");
     assert!(std::fs::metadata(&profile).expect("profile written").len() > 0);
+    // How steady the machine was, through the sweep's last run (ten rounds of each sampled
+    // batch and LeNet's passes) and through the check (one round of two passes a model).
+    let sweep = &report["sweep_steadiness"];
+    assert!(sweep["kept"].as_u64().expect("kept") >= 9, "{sweep}");
+    assert!(sweep["calm_ms"].as_f64().expect("calm") > 0.0, "{sweep}");
+    assert_eq!(report["models_steadiness"]["kept"], 2, "{report}");
 
     // The text report names the chosen regressors and the baseline side by side.
     let text = ok(&[
@@ -137,6 +150,7 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     assert!(text.contains("base MAPE"), "{text}");
     assert!(text.contains("Networks unseen"), "{text}");
     assert!(text.contains("Whole-model check skipped"), "{text}");
+    assert!(text.contains("The sweep's last run measured"), "{text}");
 }
 
 #[test]

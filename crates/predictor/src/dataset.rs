@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::class::LayerClass;
 use crate::error::PredictorError;
 use crate::features::FEATURE_SCHEMA_VERSION;
+use crate::rounds::Steadiness;
 
 /// The conditions a sweep ran under; written at the top of each CSV.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,51 +96,91 @@ impl PassTime {
         (self.whole_ms - self.nodes_ms).max(0.0)
     }
 
-    /// The file in directory `dir` that holds it.
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("pass.csv")
-    }
-
     /// Writes it into directory `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), PredictorError> {
-        let path = Self::path(dir);
-        fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
-        let io = |e: std::io::Error| PredictorError::io("cannot write", &path, e);
-        let mut writer = csv::Writer::from_path(&path).map_err(|e| io(std::io::Error::other(e)))?;
-        writer
-            .serialize(self)
-            .map_err(|e| io(std::io::Error::other(e)))?;
-        writer.flush().map_err(io)
+        write_row(dir, PASS_FILE, self)
     }
 
     /// Reads it from directory `dir`; `None` where the sweep did not write one.
     pub fn read(dir: &Path) -> Result<Option<PassTime>, PredictorError> {
-        let path = Self::path(dir);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let bad = |reason: String| PredictorError::BadData {
-            path: path.clone(),
-            reason,
-        };
-        let mut reader = csv::Reader::from_path(&path)
-            .map_err(|e| bad(format!("cannot read it ({e}); run `profile` again")))?;
-        let pass: PassTime = reader
-            .deserialize()
-            .next()
-            .ok_or_else(|| bad("it holds no row; run `profile` again".into()))?
-            .map_err(|e| bad(format!("its row is damaged ({e}); run `profile` again")))?;
-        if !(pass.whole_ms.is_finite() && pass.nodes_ms.is_finite())
-            || pass.whole_ms < 0.0
-            || pass.nodes_ms < 0.0
-        {
-            return Err(bad(format!(
-                "times must be finite and not negative, not {} and {}; run `profile` again",
-                pass.whole_ms, pass.nodes_ms
-            )));
-        }
-        Ok(Some(pass))
+        read_row(dir, PASS_FILE, |pass: &PassTime| {
+            if !(pass.whole_ms.is_finite() && pass.nodes_ms.is_finite())
+                || pass.whole_ms < 0.0
+                || pass.nodes_ms < 0.0
+            {
+                return Err(format!(
+                    "times must be finite and not negative, not {} and {}",
+                    pass.whole_ms, pass.nodes_ms
+                ));
+            }
+            Ok(())
+        })
     }
+}
+
+/// The file of a sweep's [`in_pass_root`] that holds its probe's [`PassTime`].
+const PASS_FILE: &str = "pass.csv";
+
+/// The file of a sweep directory that holds how steady the machine was through the sweep.
+const STEADINESS_FILE: &str = "steadiness.csv";
+
+impl Steadiness {
+    /// Writes it into sweep directory `dir` (replacing an earlier run's: a resumed sweep's
+    /// file tells of its last run).
+    pub fn write(&self, dir: &Path) -> Result<(), PredictorError> {
+        write_row(dir, STEADINESS_FILE, self)
+    }
+
+    /// Reads it from sweep directory `dir`; `None` where the sweep did not write one.
+    pub fn read(dir: &Path) -> Result<Option<Steadiness>, PredictorError> {
+        read_row(dir, STEADINESS_FILE, |s: &Steadiness| {
+            if !s.calm_ms.is_finite() || s.calm_ms < 0.0 || s.slow_kept > s.kept {
+                return Err(format!(
+                    "the fastest reference pass must be finite and not negative (not {}) and the slow rounds kept at most the rounds kept ({} of {})",
+                    s.calm_ms, s.slow_kept, s.kept
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes `row` as the one row of CSV file `name` in directory `dir`.
+fn write_row<T: Serialize>(dir: &Path, name: &str, row: &T) -> Result<(), PredictorError> {
+    let path = dir.join(name);
+    fs::create_dir_all(dir).map_err(|e| PredictorError::io("cannot create", dir, e))?;
+    let io = |e: std::io::Error| PredictorError::io("cannot write", &path, e);
+    let mut writer = csv::Writer::from_path(&path).map_err(|e| io(std::io::Error::other(e)))?;
+    writer
+        .serialize(row)
+        .map_err(|e| io(std::io::Error::other(e)))?;
+    writer.flush().map_err(io)
+}
+
+/// Reads the one row of CSV file `name` in directory `dir`, refusing it (naming the file) where
+/// it is damaged or `check` finds it wrong; `None` where there is no such file.
+fn read_row<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<Option<T>, PredictorError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bad = |reason: String| PredictorError::BadData {
+        path: path.clone(),
+        reason: format!("{reason}; run `profile` again"),
+    };
+    let mut reader =
+        csv::Reader::from_path(&path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let row: T = reader
+        .deserialize()
+        .next()
+        .ok_or_else(|| bad("it holds no row".into()))?
+        .map_err(|e| bad(format!("its row is damaged ({e})")))?;
+    check(&row).map_err(bad)?;
+    Ok(Some(row))
 }
 
 /// The networks whose layers were timed inside their passes in sweep directory `dir`, by

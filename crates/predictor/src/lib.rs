@@ -37,7 +37,7 @@ pub use machine::{MachineInfo, apply_cpu_quota};
 pub use measured::{ModelCheck, check_models, measured_costs};
 pub use profile::{DeviceProfile, MeasuredLayer, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
-pub use rounds::interleaved;
+pub use rounds::{LONG_SPELL_ROUNDS, SLOW_LIMIT, SpellGuard, Steadiness, WARN_SLOW_SHARE};
 pub use space::{Sample, Sampler, SweepSize};
 pub use sweep::{ClassSummary, InPassSummary, SweepConfig, in_pass_name, run_in_pass, run_sweep};
 pub use train::{ClassReport, HeldOutModel, MIN_SAMPLES, TrainOptions, held_out_models, train};

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::PredictorError;
 use crate::profile::DeviceProfile;
-use crate::rounds::interleaved;
+use crate::rounds::SpellGuard;
 
 /// Median latency of every node of `model` in ms, in node order, timed on a seeded random
 /// input of batch 1 after `warmup` unmeasured runs per node.
@@ -42,20 +42,21 @@ pub struct ModelCheck {
 
 /// Predicts each of `models`' whole latency with `profile` and measures its forward pass on
 /// a seeded random input: `warmup` unmeasured rounds and then `rounds` measured ones, each
-/// round one pass of every model in turn (see [`interleaved`]), the median kept. The models
-/// are all held at once.
+/// round one pass of every model in turn ([`SpellGuard::rounds`]: a round in a slow spell is
+/// run again), the median kept. The models are all held at once.
 pub fn check_models(
     profile: &DeviceProfile,
     models: &[Model],
     warmup: usize,
     rounds: usize,
     seed: u64,
+    guard: &mut SpellGuard,
 ) -> Result<Vec<ModelCheck>, PredictorError> {
     let inputs = models
         .iter()
         .map(|model| models::seeded_input(model.net(), 1, seed))
         .collect::<Result<Vec<_>, _>>()?;
-    let passes = interleaved(models.len(), warmup, rounds.max(1), |i| {
+    let passes = guard.rounds(models.len(), warmup, rounds.max(1), |i| {
         models[i].time_forward(&inputs[i], 0, 1)
     })?;
     models

@@ -1,61 +1,386 @@
-//! Interleaved rounds: timing several networks one pass at a time, round after round.
+//! Interleaved rounds: timing several networks one pass at a time, round after round, with
+//! the rounds that a slow spell of the machine touched run again.
 //!
 //! A shared machine has slow moments (another tenant, a frequency change) that last longer
 //! than a few passes. Timed back to back, every pass of one network can fall into one such
 //! moment, and two profiles of one machine then disagree on that network by 10–20 %. Taking one
 //! pass of each network per round spreads each network's passes over the whole measurement, so
-//! a slow moment touches a pass or two of each, and the median sets them aside.
+//! a short slow moment touches a pass or two of each, and the median sets them aside.
+//!
+//! Some spells last longer than a batch of sampled layers takes, from seconds to many minutes,
+//! and slow every parallel pass alike. On a two-core VM whose cores at such times share data
+//! slowly (a round trip of a cache line between them 300–550 ns where it is otherwise near
+//! 80), a two-thread pass of MobileNetV2 took 9.4 ms against 4.1 while one thread was not slowed
+//! (7.0 ms): a median cannot see such a spell. So a [`SpellGuard`] times a small fixed network,
+//! its *anchor*, before the first round and after every round. A round whose anchor before or
+//! after took more than [`SLOW_LIMIT`] times the fastest anchor seen is run again, as long as
+//! the redone rounds stay within the count asked for; the guard's [`Steadiness`] tells how
+//! many were redone and how many slow ones had to be kept. A spell that lasts the whole
+//! measurement is not seen: its fastest anchor is a slow one.
 
-/// Runs `warmup` unmeasured rounds and then `rounds` measured ones; each round calls `run(i)`
-/// once for every item `i` in `0..count`, in order. Returns each item's measured results, in
-/// round order, or the first error.
-pub fn interleaved<T, E>(
-    count: usize,
-    warmup: usize,
-    rounds: usize,
-    mut run: impl FnMut(usize) -> Result<T, E>,
-) -> Result<Vec<Vec<T>>, E> {
-    let mut results: Vec<Vec<T>> = (0..count).map(|_| Vec::with_capacity(rounds)).collect();
-    for round in 0..warmup + rounds {
-        for (i, item) in results.iter_mut().enumerate() {
-            let result = run(i)?;
-            if round >= warmup {
+use models::{Backend, LayerKind, Model, ModelError, NetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// A round is slow when its anchor took more than this many times the fastest anchor pass.
+pub const SLOW_LIMIT: f64 = 1.6;
+
+/// Share of slow rounds kept above which [`Steadiness::warning`] warns: the median over a
+/// sample's rounds sets a few slow ones aside, not a large share.
+pub const WARN_SLOW_SHARE: f64 = 0.1;
+
+/// Slow rounds in a row after which a spell counts as long: its rounds are kept as they come
+/// (and counted in [`Steadiness::slow_kept`]) instead of run again, until an anchor is calm
+/// again. Some spells last many minutes, and running every round twice through them would
+/// only spend the sweep's time budget.
+pub const LONG_SPELL_ROUNDS: usize = 20;
+
+/// Anchor passes run unmeasured before the first (the first allocates its buffers).
+const ANCHOR_WARMUP: usize = 3;
+
+/// How a guard's rounds went.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Steadiness {
+    /// Rounds measured and kept.
+    pub kept: usize,
+    /// Rounds run again because their anchor was slow.
+    pub redone: usize,
+    /// Kept rounds whose anchor was slow against the fastest anchor pass of the guard's whole
+    /// life: slow rounds kept when the redos ran out, or rounds that looked steady until a
+    /// faster anchor pass showed what calm is.
+    pub slow_kept: usize,
+    /// The fastest anchor pass, ms.
+    pub calm_ms: f64,
+}
+
+impl Steadiness {
+    /// Share of the kept rounds that ran slow, 0–1.
+    pub fn slow_share(&self) -> f64 {
+        if self.kept == 0 {
+            0.0
+        } else {
+            self.slow_kept as f64 / self.kept as f64
+        }
+    }
+
+    /// A warning to print when more than [`WARN_SLOW_SHARE`] of the kept rounds were slow,
+    /// naming what to do; `None` otherwise.
+    pub fn warning(&self) -> Option<String> {
+        (self.slow_share() > WARN_SLOW_SHARE).then(|| {
+            format!(
+                "{} of {} measured rounds ran in a slow spell of this machine (a reference pass over {SLOW_LIMIT}× its fastest, {:.3} ms) after {} were run again: the times may be high; measure again when the machine is quieter",
+                self.slow_kept, self.kept, self.calm_ms, self.redone
+            )
+        })
+    }
+}
+
+/// Runs interleaved rounds and sets aside those a slow spell touched (see the module's
+/// documentation).
+pub struct SpellGuard<'a> {
+    /// Times one anchor pass, ms.
+    anchor: Box<dyn FnMut() -> Result<f64, ModelError> + 'a>,
+    /// The fastest anchor pass so far, ms.
+    calm_ms: f64,
+    /// Each kept round's slower anchor pass, ms.
+    kept: Vec<f64>,
+    /// Rounds run again.
+    redone: usize,
+    /// Slow rounds in a row, across calls.
+    slow_streak: usize,
+}
+
+impl<'a> SpellGuard<'a> {
+    /// A guard whose anchor pass is timed by `anchor` (in ms). [`SpellGuard::on`] gives the
+    /// real one; tests script one.
+    pub fn new(anchor: impl FnMut() -> Result<f64, ModelError> + 'a) -> SpellGuard<'a> {
+        SpellGuard {
+            anchor: Box::new(anchor),
+            calm_ms: f64::INFINITY,
+            kept: Vec::new(),
+            redone: 0,
+            slow_streak: 0,
+        }
+    }
+
+    /// A guard whose anchor is a whole forward pass, run as an application runs one, of an
+    /// inverted-residual block on `backend`: a 1×1 convolution from 24 to 144 channels over
+    /// 56×56, a 3×3 depthwise one and a 1×1 back to 24, each with a ReLU6 (about half a
+    /// millisecond on two cores). Small enough to time after every round, and like the layers
+    /// that a spell slows most: parallel, with each layer reading what both workers wrote
+    /// before it, so that it sees a spell in which the cores are slow to share data.
+    pub fn on(backend: Backend) -> Result<SpellGuard<'static>, ModelError> {
+        let mut b = NetBuilder::new("spell-anchor", vec![24, 56, 56])?;
+        let mut x = b.input();
+        for (id, cin, cout, kernel, groups) in [
+            ("expand", 24, 144, 1, 1),
+            ("depthwise", 144, 144, 3, 144),
+            ("project", 144, 24, 1, 1),
+        ] {
+            let kind = LayerKind::Conv2d {
+                in_channels: cin,
+                out_channels: cout,
+                kernel_size: [kernel; 2],
+                stride: [1, 1],
+                padding: [kernel / 2; 2],
+                dilation: [1, 1],
+                groups,
+                bias: true,
+            };
+            x = b.add(id, kind, &[x])?;
+            if id != "project" {
+                x = b.add(format!("{id}-relu6"), LayerKind::Relu6, &[x])?;
+            }
+        }
+        let net = b.build()?;
+        let input = models::seeded_input(&net, 1, 0)?;
+        let model = Model::seeded(net, 0, &backend.device()?)?;
+        // Warmed up on its first use rather than here, so that a CPU quota applied between the
+        // two holds for every pass that sets the calm.
+        let mut warm = false;
+        Ok(SpellGuard::new(move || {
+            let warmup = if warm { 0 } else { ANCHOR_WARMUP };
+            warm = true;
+            model.time_forward(&input, warmup, 1)
+        }))
+    }
+
+    /// The guard, judging its rounds against a calm anchor of `calm_ms` as well as the ones
+    /// it times: the fastest anchor of an earlier measurement on this machine under the same
+    /// conditions (a sweep's [`Steadiness::calm_ms`]), so that a spell that lasts this whole
+    /// measurement is seen too. Zero or less is ignored.
+    pub fn with_calm(mut self, calm_ms: f64) -> SpellGuard<'a> {
+        if calm_ms > 0.0 {
+            self.calm_ms = self.calm_ms.min(calm_ms);
+        }
+        self
+    }
+
+    /// Times the anchor: the faster of two passes, the first of which finds the caches as the
+    /// round left them. Keeps the fastest.
+    fn time_anchor(&mut self) -> Result<f64, ModelError> {
+        let ms = (self.anchor)()?.min((self.anchor)()?);
+        self.calm_ms = self.calm_ms.min(ms);
+        Ok(ms)
+    }
+
+    /// Runs `warmup` unmeasured rounds and then `rounds` measured ones that were steady; each
+    /// round calls `run(i)` once for every item `i` in `0..count`, in order. A slow round is
+    /// run again while fewer than `rounds` have been redone in this call and the spell is not
+    /// a long one ([`LONG_SPELL_ROUNDS`]); when the redos run out, the least slow of the slow
+    /// rounds make up the count. Returns each item's results, in the order the kept rounds
+    /// ran, or the first error.
+    pub fn rounds<T, E: From<ModelError>>(
+        &mut self,
+        count: usize,
+        warmup: usize,
+        rounds: usize,
+        mut run: impl FnMut(usize) -> Result<T, E>,
+    ) -> Result<Vec<Vec<T>>, E> {
+        for _ in 0..warmup {
+            (0..count).try_for_each(|i| run(i).map(drop))?;
+        }
+        // Each round's results, with its slower anchor pass and when it ran.
+        let mut kept: Vec<(usize, f64, Vec<T>)> = Vec::with_capacity(rounds);
+        let mut set_aside: Vec<(usize, f64, Vec<T>)> = Vec::new();
+        let mut before = self.time_anchor()?;
+        for at in 0.. {
+            if kept.len() == rounds || kept.len() + set_aside.len() == rounds + rounds {
+                break;
+            }
+            let results = (0..count).map(&mut run).collect::<Result<Vec<T>, E>>()?;
+            let after = self.time_anchor()?;
+            let anchor = before.max(after);
+            before = after;
+            let slow = anchor > SLOW_LIMIT * self.calm_ms;
+            self.slow_streak = if slow { self.slow_streak + 1 } else { 0 };
+            if slow && self.slow_streak <= LONG_SPELL_ROUNDS {
+                set_aside.push((at, anchor, results));
+            } else {
+                kept.push((at, anchor, results));
+            }
+        }
+        // Rounds still missing are made up by the least slow of those set aside.
+        set_aside.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let missing = rounds - kept.len();
+        self.redone += set_aside.len() - missing;
+        kept.extend(set_aside.into_iter().take(missing));
+        kept.sort_by_key(|r| r.0);
+        let mut by_item: Vec<Vec<T>> = (0..count).map(|_| Vec::with_capacity(rounds)).collect();
+        for (_, anchor, results) in kept {
+            self.kept.push(anchor);
+            for (item, result) in by_item.iter_mut().zip(results) {
                 item.push(result);
             }
         }
+        Ok(by_item)
     }
-    Ok(results)
+
+    /// How the rounds run so far went, judged against the fastest anchor pass of them all.
+    pub fn steadiness(&self) -> Steadiness {
+        Steadiness {
+            kept: self.kept.len(),
+            redone: self.redone,
+            slow_kept: self
+                .kept
+                .iter()
+                .filter(|&&a| a > SLOW_LIMIT * self.calm_ms)
+                .count(),
+            calm_ms: if self.calm_ms.is_finite() {
+                self.calm_ms
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A guard whose anchors take the scripted times in turn (the last one after that), both
+    /// passes of each anchor alike.
+    fn scripted(times: &[f64]) -> SpellGuard<'_> {
+        let mut next = 0;
+        SpellGuard::new(move || {
+            let ms = times[(next / 2).min(times.len() - 1)];
+            next += 1;
+            Ok(ms)
+        })
+    }
+
     #[test]
     fn each_round_visits_every_item_once_and_warm_up_rounds_are_dropped() {
+        let mut guard = scripted(&[1.0]);
         let mut calls = Vec::new();
-        let results = interleaved(3, 1, 2, |i| -> Result<usize, ()> {
-            calls.push(i);
-            Ok(calls.len())
-        })
-        .expect("no error");
+        let results = guard
+            .rounds(3, 1, 2, |i| -> Result<usize, ModelError> {
+                calls.push(i);
+                Ok(calls.len())
+            })
+            .expect("no error");
         assert_eq!(calls, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
         // Item 0's measured calls were the 4th and 7th.
         assert_eq!(results, [vec![4, 7], vec![5, 8], vec![6, 9]]);
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 0, 0, 1.0));
+        assert_eq!(s.warning(), None);
     }
 
     #[test]
     fn the_first_error_stops_the_rounds() {
+        let mut guard = scripted(&[1.0]);
         let mut calls = 0;
-        let result = interleaved(2, 0, 3, |i| {
+        let result = guard.rounds(2, 0, 3, |i| {
             calls += 1;
             if calls == 4 {
-                Err(format!("item {i}"))
+                Err(TestError(format!("item {i}")))
             } else {
                 Ok(())
             }
         });
-        assert_eq!(result, Err("item 1".to_string()));
+        assert_eq!(result, Err(TestError("item 1".to_string())));
         assert_eq!(calls, 4);
+    }
+
+    /// An error of the test above's own type.
+    #[derive(Debug, PartialEq)]
+    struct TestError(String);
+
+    impl From<ModelError> for TestError {
+        fn from(e: ModelError) -> Self {
+            TestError(e.to_string())
+        }
+    }
+
+    #[test]
+    fn a_round_with_a_slow_anchor_before_or_after_it_is_run_again() {
+        // Anchors: before round 1, then after rounds 1..: round 2 ends slow and round 3 starts
+        // slow, so both are redone.
+        let mut guard = scripted(&[1.0, 1.1, 2.5, 1.0, 1.2, 1.0]);
+        let mut call = 0;
+        let results = guard
+            .rounds(1, 0, 3, |_| -> Result<usize, ModelError> {
+                call += 1;
+                Ok(call)
+            })
+            .expect("no error");
+        assert_eq!(results, [vec![1, 4, 5]]);
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept), (3, 2, 0));
+    }
+
+    #[test]
+    fn when_the_redos_run_out_the_least_slow_rounds_are_kept_and_named() {
+        // Calm first, then every round slow: 2 rounds asked for, 2 redone, then the two least
+        // slow of the four slow rounds kept, in the order they ran.
+        let mut guard = scripted(&[1.0, 3.0, 2.0, 4.0, 2.5, 5.0]);
+        let mut call = 0;
+        let results = guard
+            .rounds(1, 0, 2, |_| -> Result<usize, ModelError> {
+                call += 1;
+                Ok(call)
+            })
+            .expect("no error");
+        // Rounds' slower anchors: 3.0, 3.0, 4.0, 4.0 → rounds 1 and 2 kept.
+        assert_eq!(call, 4);
+        assert_eq!(results, [vec![1, 2]]);
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 2, 2, 1.0));
+        let warning = s.warning().expect("a warning");
+        assert!(warning.contains("2 of 2 measured rounds"), "{warning}");
+    }
+
+    #[test]
+    fn a_long_spell_stops_the_redos_until_an_anchor_is_calm_again() {
+        // Calm, then slow for good: the first LONG_SPELL_ROUNDS slow rounds are set aside
+        // (across two calls), the ones after are kept as they come.
+        let mut times = vec![1.0];
+        times.extend(std::iter::repeat_n(3.0, 100));
+        let mut guard = scripted(&times);
+        let calls = std::cell::Cell::new(0);
+        let run = |_: usize| -> Result<(), ModelError> {
+            calls.set(calls.get() + 1);
+            Ok(())
+        };
+        // First call, 12 rounds asked for: the first 20 slow rounds are set aside, the next 4
+        // kept as they come, and 8 of those set aside make up the count (12 redone).
+        guard.rounds(1, 0, 12, run).expect("no error");
+        assert_eq!(calls.get(), 24);
+        // Second call: the spell is long already, so every round is kept as it comes.
+        guard.rounds(1, 0, 12, run).expect("no error");
+        assert_eq!(calls.get(), 36);
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept), (24, 12, 24));
+    }
+
+    #[test]
+    fn an_earlier_calm_shows_a_spell_that_lasts_the_whole_measurement() {
+        let mut guard = scripted(&[2.0]).with_calm(1.0);
+        guard
+            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
+            .expect("no error");
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 2, 2, 1.0));
+        // Without it, the same anchors look calm.
+        let mut guard = scripted(&[2.0]).with_calm(0.0);
+        guard
+            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
+            .expect("no error");
+        assert_eq!(guard.steadiness().slow_kept, 0);
+    }
+
+    #[test]
+    fn rounds_judged_before_calm_was_seen_count_as_slow_kept() {
+        // The machine is slow at first (anchor 2.0 looks calm), then fast (1.0).
+        // The first round is kept; the second ends on the first fast anchor, is slow against
+        // it and is redone.
+        let mut guard = scripted(&[2.0, 2.0, 1.0]);
+        guard
+            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
+            .expect("no error");
+        let s = guard.steadiness();
+        assert_eq!((s.kept, s.redone, s.slow_kept), (2, 1, 1));
+        assert!((s.slow_share() - 0.5).abs() < 1e-12);
     }
 }

@@ -14,7 +14,7 @@ use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir, in_pass_root};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
-use crate::rounds::interleaved;
+use crate::rounds::SpellGuard;
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -90,15 +90,19 @@ fn start(config: &SweepConfig) -> Result<SweepMeta, PredictorError> {
     Ok(meta)
 }
 
-/// Samples timed together, in [`interleaved`] rounds: one run of each a round.
+/// Samples timed together, in [`SpellGuard::rounds`]: one run of each a round.
 const SAMPLE_BATCH: usize = 8;
 
 /// Runs the sweep: applies the CPU quota (or fails), then times samples of each class until
 /// it has enough or the class's time budget is spent. The samples are timed [`SAMPLE_BATCH`]
-/// at a time in [`interleaved`] rounds, each run alone with the caches evicted first
+/// at a time in `guard`'s interleaved rounds, each run alone with the caches evicted first
 /// ([`Model::time_layers_cold`]), so that a slow moment of the machine touches a run or two of
-/// each sample rather than every run of one. Each batch's rows are flushed as it ends.
-pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
+/// each sample rather than every run of one, and a round in a longer slow spell is run again.
+/// Each batch's rows are flushed as it ends.
+pub fn run_sweep(
+    config: &SweepConfig,
+    guard: &mut SpellGuard,
+) -> Result<(SweepMeta, Vec<ClassSummary>), PredictorError> {
     let meta = start(config)?;
     let device = config.backend.device()?;
     let mut plan = plan(config.size);
@@ -127,7 +131,7 @@ pub fn run_sweep(config: &SweepConfig) -> Result<(SweepMeta, Vec<ClassSummary>),
                 let model = Model::seeded(net, config.seed, &device)?;
                 batch.push((sample.spec()?, model, input));
             }
-            let runs = interleaved(batch.len(), plan.warmup, plan.runs, |i| {
+            let runs = guard.rounds(batch.len(), plan.warmup, plan.runs, |i| {
                 let (_, model, input) = &batch[i];
                 let timings = model.time_layers_cold(input.clone(), 0, 1, &mut scrub)?;
                 Ok::<_, PredictorError>(timings.last().map_or(0.0, |t| t.median_ms))
@@ -188,8 +192,8 @@ const IN_PASS_ROUNDS: usize = 11;
 /// [`Model::time_pass`]: timestamps between nodes as a pass runs them, with the caches as
 /// the pass leaves them) and writes each layer that costs something (of a known class, not
 /// absorbed by a fusion, not a residual addition its convolution adds in its epilogue) to
-/// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The passes run in
-/// [`interleaved`] rounds, one pass of each network per round, so that all of `nets` are held
+/// [`in_pass_dir`]'s per-class CSVs, replacing an earlier run's. The passes run in `guard`'s
+/// interleaved rounds, one pass of each network per round, so that all of `nets` are held
 /// at once. The CPU quota, backend and seed are the sweep's. These are the layers of real
 /// networks in their real context, which the sampled layers of [`run_sweep`] are not. Then
 /// every network's whole passes, run as an application runs one (in rounds of their own), go
@@ -199,6 +203,7 @@ const IN_PASS_ROUNDS: usize = 11;
 pub fn run_in_pass(
     config: &SweepConfig,
     nets: &[Net],
+    guard: &mut SpellGuard,
 ) -> Result<(SweepMeta, Vec<InPassSummary>), PredictorError> {
     let meta = start(config)?;
     let device = config.backend.device()?;
@@ -215,11 +220,11 @@ pub fn run_in_pass(
     let probe = pass_probe()?;
     models.push(Model::seeded(probe.clone(), config.seed, &device)?);
     inputs.push(models::seeded_input(&probe, 1, config.seed)?);
-    let mut passes = interleaved(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
+    let mut passes = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
         models[i].time_pass(inputs[i].clone())
     })?;
     // Whole passes as an application runs them, from this thread, in rounds of their own.
-    let mut wholes = interleaved(models.len(), 1, IN_PASS_ROUNDS, |i| {
+    let mut wholes = guard.rounds(models.len(), 1, IN_PASS_ROUNDS, |i| {
         models[i].time_forward(&inputs[i], 0, 1)
     })?;
     let pass_time = |timings: &[LayerTiming], wholes: Vec<f64>| PassTime {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use models::{Backend, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
     Context, DeviceProfile, LayerClass, MIN_SAMPLES, PassTime, PredictorError, Role, Sampler,
-    SweepConfig, SweepSize, TrainOptions, features, read_class, run_in_pass, run_sweep, train,
+    SpellGuard, Steadiness, SweepConfig, SweepSize, TrainOptions, features, read_class,
+    run_in_pass, run_sweep, train,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -13,6 +14,11 @@ fn temp_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("cutpoint-predictor-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// The guard every sweep here runs under: the real anchor on the default backend.
+fn guard() -> SpellGuard<'static> {
+    SpellGuard::on(Backend::Flex).expect("the anchor builds")
 }
 
 fn sweep(dir: &Path, classes: Vec<LayerClass>, samples: usize) -> SweepConfig {
@@ -84,10 +90,11 @@ fn feature_vectors_have_one_length_per_class() {
 fn tiny_sweep_resumes_trains_and_predicts() {
     let dir = temp_dir("tiny");
     let classes = vec![LayerClass::Activation, LayerClass::Add];
-    let (_, first) = run_sweep(&sweep(&dir, classes.clone(), 6)).expect("sweep runs");
+    let (_, first) = run_sweep(&sweep(&dir, classes.clone(), 6), &mut guard()).expect("sweep runs");
     assert!(first.iter().all(|s| s.resumed == 0 && s.measured == 6));
     // A second run resumes: it keeps the six rows and measures only the rest.
-    let (meta, second) = run_sweep(&sweep(&dir, classes.clone(), 12)).expect("sweep resumes");
+    let (meta, second) =
+        run_sweep(&sweep(&dir, classes.clone(), 12), &mut guard()).expect("sweep resumes");
     assert!(
         second.iter().all(|s| s.resumed == 6 && s.measured == 6),
         "{second:?}"
@@ -220,7 +227,7 @@ fn training_an_empty_or_short_sweep_says_what_to_do() {
         err.to_string().contains("run `profile --out DIR` first"),
         "{err}"
     );
-    run_sweep(&sweep(&dir, vec![LayerClass::Activation], 3)).expect("sweep runs");
+    run_sweep(&sweep(&dir, vec![LayerClass::Activation], 3), &mut guard()).expect("sweep runs");
     let err = train(&dir, &options()).expect_err("too few");
     assert!(err.to_string().contains("resume the sweep"), "{err}");
     std::fs::remove_dir_all(&dir).expect("clean up");
@@ -231,7 +238,7 @@ fn impossible_quotas_stop_the_sweep() {
     let dir = temp_dir("quota");
     let mut config = sweep(&dir, vec![LayerClass::Activation], 1);
     config.cpu_quota = Some(-1.0);
-    let err = run_sweep(&config).expect_err("negative quota");
+    let err = run_sweep(&config, &mut guard()).expect_err("negative quota");
     assert!(matches!(err, PredictorError::Quota { .. }), "{err}");
     assert!(!dir.exists(), "nothing was measured without the quota");
 }
@@ -240,7 +247,7 @@ fn impossible_quotas_stop_the_sweep() {
 fn a_node_fused_into_a_convolution_is_priced_zero() {
     let dir = temp_dir("fused");
     let classes = vec![LayerClass::Conv, LayerClass::Activation, LayerClass::Add];
-    run_sweep(&sweep(&dir, classes, MIN_SAMPLES)).expect("sweep runs");
+    run_sweep(&sweep(&dir, classes, MIN_SAMPLES), &mut guard()).expect("sweep runs");
     let (profile, _) = train(&dir, &options()).expect("training works");
     // conv → relu fuses (the ReLU runs in the convolution's epilogue); the second ReLU reads a
     // node that already has its activation, so it runs as itself; a second convolution's
@@ -296,7 +303,7 @@ fn a_node_fused_into_a_convolution_is_priced_zero() {
 fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let dir = temp_dir("in-pass");
     let classes = vec![LayerClass::Activation, LayerClass::Add];
-    run_sweep(&sweep(&dir, classes.clone(), MIN_SAMPLES)).expect("sweep runs");
+    run_sweep(&sweep(&dir, classes.clone(), MIN_SAMPLES), &mut guard()).expect("sweep runs");
     // Two ReLUs of one spec and an addition, timed inside the network's passes.
     let mut b = NetBuilder::new("twice", vec![4, 24, 24]).expect("builder");
     let input = b.input();
@@ -304,12 +311,19 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let second = b.add("second", LayerKind::Relu, &[first]).expect("relu");
     b.add("add", LayerKind::Add, &[second, input]).expect("add");
     let net = b.build().expect("net");
+    let mut guard = guard();
     let (_, summaries) = run_in_pass(
         &sweep(&dir, classes, MIN_SAMPLES),
         std::slice::from_ref(&net),
+        &mut guard,
     )
     .expect("in-pass timing runs");
     assert_eq!(summaries.len(), 1);
+    // 11 rounds of passes timed between nodes and 11 of whole passes, each round with an
+    // anchor pass after it.
+    let steadiness = guard.steadiness();
+    assert_eq!(steadiness.kept, 22, "{steadiness:?}");
+    assert!(steadiness.calm_ms > 0.0, "{steadiness:?}");
     assert_eq!(summaries[0].layers, 3);
     let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&net));
     let (_, relus) =
@@ -380,6 +394,36 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     let err = train(&dir, &options()).expect_err("a negative time");
     assert!(
         err.to_string().contains("pass.csv") && err.to_string().contains("not negative"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_sweeps_steadiness_is_kept_and_a_damaged_one_named() {
+    let dir = temp_dir("steadiness");
+    assert_eq!(Steadiness::read(&dir).expect("no file"), None);
+    let steadiness = Steadiness {
+        kept: 40,
+        redone: 3,
+        slow_kept: 5,
+        calm_ms: 0.32,
+    };
+    steadiness.write(&dir).expect("write");
+    assert_eq!(Steadiness::read(&dir).expect("read"), Some(steadiness));
+    let warning = steadiness
+        .warning()
+        .expect("5 of 40 slow is more than a tenth");
+    assert!(warning.contains("5 of 40"), "{warning}");
+    std::fs::write(
+        dir.join("steadiness.csv"),
+        "kept,redone,slow_kept,calm_ms\n4,0,5,0.3\n",
+    )
+    .expect("write");
+    let err = Steadiness::read(&dir).expect_err("more slow rounds than rounds");
+    assert!(
+        err.to_string().contains("steadiness.csv")
+            && err.to_string().contains("run `profile` again"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).expect("clean up");

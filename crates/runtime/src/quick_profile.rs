@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use models::{Backend, Net};
-use predictor::{DeviceProfile, LayerClass, Role, SweepConfig, SweepSize, TrainOptions};
+use predictor::{
+    DeviceProfile, LayerClass, Role, SpellGuard, SweepConfig, SweepSize, TrainOptions,
+};
 
 use crate::dirs::UserDir;
 use crate::error::RuntimeError;
@@ -145,8 +147,14 @@ fn build(
         max_samples,
         progress,
     };
-    predictor::run_sweep(&config)?;
-    predictor::run_in_pass(&config, unseen)?;
+    let mut guard = SpellGuard::on(backend)?;
+    predictor::run_sweep(&config, &mut guard)?;
+    predictor::run_in_pass(&config, unseen, &mut guard)?;
+    let steadiness = guard.steadiness();
+    steadiness.write(&sweep_dir)?;
+    if let (true, Some(warning)) = (progress, steadiness.warning()) {
+        eprintln!("Warning: {warning}");
+    }
     let options = TrainOptions {
         name: format!("quick-{}", backend.name()),
         role: Role::Edge,

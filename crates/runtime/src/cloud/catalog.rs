@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use models::{Backend, Net};
-use predictor::interleaved;
+use predictor::SpellGuard;
 use tokio::sync::OnceCell;
-use tracing::info;
+use tracing::{info, warn};
 use transport::{CloudCosts, Loss, NodeCost};
 
 use crate::codec_costs::CodecCosts;
@@ -37,7 +37,7 @@ pub(crate) struct Loaded {
 }
 
 /// Unmeasured rounds before the costs are timed, and rounds timed (each node's median is
-/// published). A round is one pass of every model measured together ([`interleaved`]), as the
+/// published). A round is one pass of every model measured together ([`SpellGuard::rounds`]), as the
 /// edge's profile times the networks' layers: a slow moment of a shared machine then touches a
 /// pass or two of each model, where five passes back to back could all fall into one.
 const COST_WARMUP: usize = 3;
@@ -225,14 +225,18 @@ fn measure_costs(
         .iter()
         .map(|m| models::seeded_input(m.model.net(), 1, 0))
         .collect::<Result<Vec<_>, _>>()?;
-    let passes = interleaved(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
+    let mut guard = SpellGuard::on(backend)?;
+    let passes = guard.rounds(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
         loaded[i].model.time_pass(inputs[i].clone())
     })?;
-    let wholes = interleaved(loaded.len(), 1, COST_ROUNDS, |i| {
+    let wholes = guard.rounds(loaded.len(), 1, COST_ROUNDS, |i| {
         loaded[i].model.time_forward(&inputs[i], 0, 1)
     })?;
+    if let Some(warning) = guard.steadiness().warning() {
+        warn!("{warning}");
+    }
     let method = format!(
-        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together; the output node also carries what a whole pass takes beyond its nodes",
+        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together, a round in a slow spell of the server run again; the output node also carries what a whole pass takes beyond its nodes",
         loaded.len()
     );
     loaded
