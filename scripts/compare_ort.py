@@ -30,6 +30,13 @@ The vector path: cutpoint caps its kernels with CUTPOINT_VECTOR_PATH (see
 so on an AVX-512 machine the AVX2 column compares cutpoint's AVX2 kernels with ONNX Runtime's
 AVX-512 ones (an upper bound on the gap an AVX2-only machine shows).
 
+With --chains N it also times each distinct stride-1 convolution of the models on its own, as
+whole passes of a network of N copies of it (each with its ReLU; a layer whose output channels
+differ from its input's goes in pairs with its mirror, out to in), in both engines, alternating
+as above: a layer kind's cost without ONNX Runtime's profiler, which adds a few microseconds to
+every node it times (its kernels' in-pass sum exceeds its own whole pass). It prints each shape's
+time per layer and the models' convolutions summed by kind at those times.
+
 With --torch it also times PyTorch's torchvision model (random weights, eval mode, inference
 mode, `torch.set_num_threads(--threads)`) in every round, whole forward passes only, for a
 three-way table.
@@ -43,6 +50,7 @@ says so and exits with status 2. cutpoint's side is the release `cutpoint-edge` 
     scripts/compare_ort.py --paths avx2 --json
     scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
     scripts/compare_ort.py --torch                                # cutpoint, ONNX Runtime, PyTorch
+    scripts/compare_ort.py --models mobilenet_v2 --chains 10 --threads 1   # per shape, whole passes
 """
 
 import argparse
@@ -97,6 +105,14 @@ def parse_args():
         action="store_true",
         help="also time PyTorch's torchvision model, whole passes (needs torch and torchvision)",
     )
+    parser.add_argument(
+        "--chains",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time every distinct stride-1 convolution as whole passes of N copies of it, "
+        "in both engines (default 0: off)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -105,6 +121,8 @@ def parse_args():
         parser.error(f"unknown models or paths: {', '.join(unknown)}")
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
         parser.error("--runs, --rounds and --threads must be at least 1, --warmup at least 0")
+    if args.chains < 0:
+        parser.error("--chains must be 0 (off) or more")
     for binary in [args.cutpoint] + ([args.baseline] if args.baseline else []):
         if not Path(binary).is_file():
             sys.exit(f"no cutpoint-edge at {binary}; build it with "
@@ -405,6 +423,7 @@ def compare(args):
                 kind = kind_of.get(key, key)
                 entry = kinds.setdefault(kind, {"kind": kind})
                 entry[column] = entry.get(column, 0.0) + ms
+    chains = compare_chains(args, np, onnx, ort, columns) if args.chains else None
     first = f"cutpoint_{paths[0]}_ms"
     for entry in kinds.values():
         for column in [f"cutpoint_{p}_ms" for p in paths] + ["ort_ms"]:
@@ -420,7 +439,140 @@ def compare(args):
         "paths_ran": ran,
         "models": models,
         "kinds": sorted(kinds.values(), key=lambda r: -r["excess_ms"]),
+        "chains": chains,
     }
+
+
+def chained_shapes(spec, model_onnx, onnx):
+    """The model's stride-1, size-keeping convolutions, each as (shape key, kind, input [c, h, w],
+    node): the key names the layer's shape, as many nodes share one."""
+    inferred = onnx.shape_inference.infer_shapes(model_onnx).graph
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:]
+            for v in list(inferred.value_info) + list(inferred.output)}
+    dims["input"] = list(spec["input_shape"])
+    shapes = []
+    for n in spec["nodes"]:
+        if n["kind"] != "conv2d":
+            continue
+        (kh, kw), stride = n["kernel_size"], n.get("stride", [1, 1])
+        keeps = stride == [1, 1] and n.get("padding", [0, 0]) == [kh // 2, kw // 2] \
+            and n.get("dilation", [1, 1]) == [1, 1] and kh % 2 == 1 and kw % 2 == 1
+        c, h, w = dims[n["inputs"][0]]
+        g = n.get("groups", 1)
+        key = f"{n['in_channels']}->{n['out_channels']} {kh}x{kw} g{g} {h}x{w}"
+        shapes.append((key if keeps else None, layer_kind(n), [c, h, w], n))
+    return shapes
+
+
+def chain_spec(node, chw, copies):
+    """A network of `copies` of the convolution `node` over `chw` inputs, each with its ReLU; a
+    layer that changes the channel count alternates with its mirror (out to in), so that each
+    copy reads what the one before wrote, as in a network."""
+    nodes, prev = [{"id": "input", "inputs": [], "kind": "input"}], "input"
+    cin, cout = node["in_channels"], node["out_channels"]
+    for i in range(copies):
+        for j, (a, b) in enumerate([(cin, cout)] + ([(cout, cin)] if cin != cout else [])):
+            conv = dict(node, id=f"c{i}.{j}", inputs=[prev], in_channels=a, out_channels=b,
+                        bias=True)
+            nodes += [conv, {"id": f"r{i}.{j}", "inputs": [conv["id"]], "kind": "relu"}]
+            prev = f"r{i}.{j}"
+    return {"name": "chain", "input_shape": chw, "nodes": nodes}
+
+
+def layers_in(chain):
+    return sum(1 for n in chain["nodes"] if n["kind"] == "conv2d")
+
+
+def cutpoint_chain_ms(binary, chain, path, args):
+    """cutpoint's median whole pass over `chain`, per convolution, ms."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(chain, f)
+        f.flush()
+        env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), CUTPOINT_VECTOR_PATH=path)
+        out = subprocess.run(
+            [binary, "layers", "--model-spec", f.name, "--json", "--runs", str(args.runs),
+             "--warmup", str(args.warmup)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"cutpoint-edge layers --model-spec (a chain) failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)["forward_median_ms"] / layers_in(chain)
+
+
+def ort_chain_ms(ort, np, onnx, chain, args):
+    """ONNX Runtime's median whole pass over `chain`, per convolution, ms."""
+    model, shape = to_onnx(chain, np, onnx)
+    session = ort_session(ort, model.SerializeToString(), args)
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    samples = []
+    for i in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        session.run(None, {"input": x})
+        if i >= args.warmup:
+            samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples) / layers_in(chain)
+
+
+def compare_chains(args, np, onnx, ort, columns):
+    """Every distinct stride-1 convolution of the models timed as chains in both engines, and
+    each model's convolutions summed by kind at those times."""
+    shapes, per_model = {}, []
+    for model in args.models.split(","):
+        spec = cutpoint_spec(args.cutpoint, model)
+        onnx_model, _ = to_onnx(spec, np, onnx)
+        layers = chained_shapes(spec, onnx_model, onnx)
+        per_model.append((model, layers))
+        for key, kind, chw, node in layers:
+            if key is not None:
+                shapes.setdefault(key, (kind, chw, node))
+    timed = {}
+    for key, (kind, chw, node) in shapes.items():
+        chain = chain_spec(node, chw, args.chains)
+        rounds = {c: [] for c, _, _ in columns + [("ort", None, None)]}
+        for _ in range(args.rounds):
+            for column, binary, path in columns:
+                rounds[column].append(cutpoint_chain_ms(binary, chain, path, args))
+            rounds["ort"].append(ort_chain_ms(ort, np, onnx, chain, args))
+        timed[key] = {"shape": key, "kind": kind, "count": 0,
+                      **{f"{c}_ms": statistics.median(r) for c, r in rounds.items()}}
+    kinds = []
+    for model, layers in per_model:
+        by_kind = {}
+        for key, kind, _, _ in layers:
+            entry = by_kind.setdefault(kind, {"model": model, "kind": kind, "layers": 0,
+                                              "not_chained": 0})
+            if key is None:
+                entry["not_chained"] += 1
+                continue
+            timed[key]["count"] += 1
+            entry["layers"] += 1
+            for column, value in timed[key].items():
+                if column.endswith("_ms"):
+                    entry[column] = entry.get(column, 0.0) + value
+        kinds += by_kind.values()
+    return {"copies": args.chains, "shapes": sorted(timed.values(), key=lambda r: r["shape"]),
+            "kinds": kinds}
+
+
+def print_chains(chains, paths):
+    print(f"\nconvolutions as chains of {chains['copies']} copies, whole passes, ms a layer "
+          "(a layer that changes the channel count: the mean of it and its mirror)")
+    header = "".join(f"{'cp ' + p:>13}{'/ORT':>7}" for p in paths)
+    print(f"{'shape':<34}{'kind':<16}{'in':>4}{'ORT':>9}{header}")
+    for s in chains["shapes"]:
+        cells = "".join(f"{s[f'{p}_ms']:>13.4f}{s[f'{p}_ms'] / s['ort_ms']:>6.2f}x"
+                        for p in paths)
+        print(f"{s['shape']:<34}{s['kind']:<16}{s['count']:>4}{s['ort_ms']:>9.4f}{cells}")
+    print("\nper model and kind, the chained layers summed at those times (ms); "
+          "strided layers are not chained")
+    header = "".join(f"{'cp ' + p:>13}{'/ORT':>7}" for p in paths)
+    print(f"{'model':<14}{'kind':<16}{'layers':>7}{'not':>5}{'ORT':>9}{header}")
+    for k in chains["kinds"]:
+        if not k["layers"]:
+            print(f"{k['model']:<14}{k['kind']:<16}{0:>7}{k['not_chained']:>5}")
+            continue
+        cells = "".join(f"{k[f'{p}_ms']:>13.3f}{k[f'{p}_ms'] / k['ort_ms']:>6.2f}x"
+                        for p in paths)
+        print(f"{k['model']:<14}{k['kind']:<16}{k['layers']:>7}{k['not_chained']:>5}"
+              f"{k['ort_ms']:>9.3f}{cells}")
 
 
 def cpu_flags():
@@ -459,6 +611,8 @@ def print_tables(report):
     for k in report["kinds"]:
         cells = "".join(f"{k[f'cutpoint_{p}_ms']:>15.2f}" for p in paths)
         print(f"{k['kind']:<22}{k['ort_ms']:>9.2f}{cells}{k['excess_ms']:>9.2f}")
+    if report["chains"]:
+        print_chains(report["chains"], paths)
 
 
 def main():
