@@ -58,8 +58,9 @@ use crate::tensor::{HostTensor, Value};
 /// a 1×1 layer's tasks of few channel blocks read their whole tiles' columns straight from the
 /// input's rows instead of a packed copy; 27: a linear layer's groups of rows ask for the next
 /// group's ahead of use; 28: a small plane's 3×3 windows read each input row's run with one
-/// bounds check instead of one a load.
-pub const KERNEL_REVISION: u32 = 28;
+/// bounds check instead of one a load; 29: on the AVX2 path, 3×3 stride-1 depthwise layers on
+/// planes of at most 256 values run eight channels to a vector, channels-last.
+pub const KERNEL_REVISION: u32 = 29;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,18 +7,24 @@
 //! for all of the plane's outputs; the outputs are computed several vectors at a time, the taps
 //! multiply-added into sums held in registers, and stored once. A task's loops run through
 //! `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. 3×3 layers skip the
-//! copies: at stride 1 with padding 1 they read their planes in place ([`in_place`]), at stride
+//! copies: at stride 1 with padding 1 they read their planes in place ([`in_place`]), or, on
+//! small planes with AVX2 or AVX-512, eight channels to a vector (`channel_blocks`), at stride
 //! 2 with AVX2 or AVX-512 straight from the rows ([`halving`]).
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::channel_blocks;
 use super::halving;
 use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
-use super::{Activation, ConvShape, ShapeError};
+use super::{Activation, ConvShape, ShapeError, interleave_channels};
+
+/// Channels side by side in [`DepthwiseConv`]'s blocked weight: a vector of AVX2.
+const BLOCKED: usize = 8;
 
 /// Output values one task computes at least (where there are enough planes for every thread).
 const TASK_OUTPUTS: usize = 16 * 1024;
@@ -29,6 +35,9 @@ pub(crate) struct DepthwiseConv {
     shape: ConvShape,
     /// `[channels, kh, kw]`, PyTorch's `[channels, 1, kh, kw]`.
     weight: Vec<f32>,
+    /// A 3×3 weight as `[channels / 8, 9, 8]`, eight channels side by side per tap, for
+    /// `channel_blocks` (empty for other kernels, or channels not in whole blocks of eight).
+    blocked: Vec<f32>,
     /// `[channels]`.
     bias: Vec<f32>,
     activation: Activation,
@@ -56,9 +65,15 @@ impl DepthwiseConv {
                 bias.len()
             )));
         }
+        let blocked = if shape.kernel == [3, 3] && shape.out_channels % BLOCKED == 0 {
+            interleave_channels(&weight, taps, BLOCKED)
+        } else {
+            Vec::new()
+        };
         Ok(DepthwiseConv {
             shape,
             weight,
+            blocked,
             bias,
             activation,
         })
@@ -99,6 +114,16 @@ impl DepthwiseConv {
             bias: 0.0,
         };
         let window = self.shape.window();
+        #[cfg(target_arch = "x86_64")]
+        if !self.blocked.is_empty() && channel_blocks::suits(&window, [h, w], channels) {
+            let filters = channel_blocks::Filters {
+                taps: &self.blocked,
+                bias: &self.bias,
+                activation: self.activation,
+            };
+            channel_blocks::run(x, [h, w], &mut out, &filters);
+            return Ok(out);
+        }
         if in_place::suits(&window, [h, w]) {
             in_place::run(x, [h, w], &mut out, per_task, filters);
             return Ok(out);

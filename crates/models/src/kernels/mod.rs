@@ -16,6 +16,8 @@ use crate::error::ModelError;
 
 mod add;
 mod aligned;
+#[cfg(target_arch = "x86_64")]
+mod channel_blocks;
 mod choice;
 mod conv;
 mod depthwise;

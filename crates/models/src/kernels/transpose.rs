@@ -92,9 +92,18 @@ impl pulp::NullaryFnOnce for InRegisters<'_, '_> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn transpose(simd: pulp::x86::V3, rows: [[f32; BLOCK]; BLOCK]) -> [[f32; BLOCK]; BLOCK] {
-    use std::arch::x86_64::__m256;
+    transpose_vectors(simd, rows.map(pulp::cast)).map(pulp::cast)
+}
+
+/// [`transpose`] of eight vectors: vector `j` of the result holds lane `j` of every vector of
+/// `r`, in order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn transpose_vectors(
+    simd: pulp::x86::V3,
+    r: [std::arch::x86_64::__m256; BLOCK],
+) -> [std::arch::x86_64::__m256; BLOCK] {
     let avx = simd.avx;
-    let r: [__m256; BLOCK] = rows.map(pulp::cast);
     // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves swapped.
     let t0 = avx._mm256_unpacklo_ps(r[0], r[1]);
     let t1 = avx._mm256_unpackhi_ps(r[0], r[1]);
@@ -122,7 +131,6 @@ pub(crate) fn transpose(simd: pulp::x86::V3, rows: [[f32; BLOCK]; BLOCK]) -> [[f
         avx._mm256_permute2f128_ps::<0x31>(s2, s6),
         avx._mm256_permute2f128_ps::<0x31>(s3, s7),
     ]
-    .map(pulp::cast)
 }
 
 #[cfg(test)]
