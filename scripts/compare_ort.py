@@ -8,7 +8,8 @@ ONNX Runtime, and the ratios; then, summed over the models, each engine's time p
 worst excess first.
 
 The engines run alternately, round after round (cutpoint on each path, then ONNX Runtime, then
-again), so that a machine whose speed drifts treats them alike; each figure is the median of the
+again, each round starting one engine further along), so that a machine whose speed drifts
+treats them alike; each figure is the median of the
 round medians, each round the median of --runs passes after --warmup. Batch 1, --threads threads
 for both (cutpoint: RAYON_NUM_THREADS; ONNX Runtime: intra-op threads, inter-op 1, sequential).
 
@@ -140,6 +141,14 @@ def import_ort():
               "`pip install numpy onnx onnxruntime`", file=sys.stderr)
         sys.exit(2)
     return numpy, onnx, onnxruntime
+
+
+def in_turn(steps, r):
+    """`steps` in round `r`'s order: each round starts one place further along, so that no
+    engine always runs first or last in a round (on a machine where the process that runs
+    second in a round was measured slower, whichever it was)."""
+    k = r % len(steps)
+    return steps[k:] + steps[:k]
 
 
 def cutpoint_spec(binary, model):
@@ -395,13 +404,19 @@ def compare(args):
         ran = {}
         theirs, pytorch = [], []
         torch_forward = torch_model(model) if args.torch else None
-        for _ in range(args.rounds):
-            for column, binary, path in columns:
+        def cutpoint_step(column, binary, path):
+            def step():
                 forward, layers, ran[column] = cutpoint_round(binary, model, path, args)
                 rounds[column].append((forward, layers))
-            theirs.append(ort_round(ort, np, model_bytes, shape, args))
-            if torch_forward:
-                pytorch.append(median_ms(torch_forward, args))
+            return step
+
+        steps = [cutpoint_step(*c) for c in columns]
+        steps.append(lambda: theirs.append(ort_round(ort, np, model_bytes, shape, args)))
+        if torch_forward:
+            steps.append(lambda: pytorch.append(median_ms(torch_forward, args)))
+        for r in range(args.rounds):
+            for step in in_turn(steps, r):
+                step()
         ort_ms = statistics.median(f for f, _ in theirs)
         row = {"model": model, "ort_ms": ort_ms}
         if pytorch:
@@ -527,10 +542,12 @@ def compare_chains(args, np, onnx, ort, columns):
     for key, (kind, chw, node) in shapes.items():
         chain = chain_spec(node, chw, args.chains)
         rounds = {c: [] for c, _, _ in columns + [("ort", None, None)]}
-        for _ in range(args.rounds):
-            for column, binary, path in columns:
-                rounds[column].append(cutpoint_chain_ms(binary, chain, path, args))
-            rounds["ort"].append(ort_chain_ms(ort, np, onnx, chain, args))
+        steps = [(lambda c=c, b=b, p=p: rounds[c].append(cutpoint_chain_ms(b, chain, p, args)))
+                 for c, b, p in columns]
+        steps.append(lambda: rounds["ort"].append(ort_chain_ms(ort, np, onnx, chain, args)))
+        for r in range(args.rounds):
+            for step in in_turn(steps, r):
+                step()
         timed[key] = {"shape": key, "kind": kind, "count": 0,
                       **{f"{c}_ms": statistics.median(r) for c, r in rounds.items()}}
     kinds = []
