@@ -315,8 +315,8 @@ def ort_session(ort, model_bytes, args, profile_dir=None):
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def ort_round(ort, np, model_bytes, shape, args):
-    """ONNX Runtime's forward median and in-pass median per layer kind."""
+def ort_forward_ms(ort, np, model_bytes, shape, args):
+    """ONNX Runtime's median whole pass of the model, unprofiled, after --warmup passes, ms."""
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     session = ort_session(ort, model_bytes, args)
     samples = []
@@ -325,6 +325,13 @@ def ort_round(ort, np, model_bytes, shape, args):
         session.run(None, {"input": x})
         if i >= args.warmup:
             samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def ort_round(ort, np, model_bytes, shape, args):
+    """ONNX Runtime's forward median and in-pass median per layer kind."""
+    forward = ort_forward_ms(ort, np, model_bytes, shape, args)
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         profiled = ort_session(ort, model_bytes, args, tmp)
         for _ in range(args.warmup + args.runs):
@@ -343,7 +350,7 @@ def ort_round(ort, np, model_bytes, shape, args):
             per_kind[kind][runs_seen] += e["dur"] / 1e3
     # Each kind's time summed within each measured pass, then the median over passes.
     layers = {kind: statistics.median(by_run.values()) for kind, by_run in per_kind.items()}
-    return statistics.median(samples), layers
+    return forward, layers
 
 
 def ort_kind(event_args):
@@ -515,15 +522,8 @@ def cutpoint_chain_ms(binary, chain, path, args):
 def ort_chain_ms(ort, np, onnx, chain, args):
     """ONNX Runtime's median whole pass over `chain`, per convolution, ms."""
     model, shape = to_onnx(chain, np, onnx)
-    session = ort_session(ort, model.SerializeToString(), args)
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    samples = []
-    for i in range(args.warmup + args.runs):
-        start = time.perf_counter()
-        session.run(None, {"input": x})
-        if i >= args.warmup:
-            samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples) / layers_in(chain)
+    forward = ort_forward_ms(ort, np, model.SerializeToString(), shape, args)
+    return forward / layers_in(chain)
 
 
 def compare_chains(args, np, onnx, ort, columns):
