@@ -293,18 +293,32 @@ mod tests {
         }
     }
 
+    /// `rounds` rounds of one item, each returning its call's number: the results and the
+    /// calls made.
+    fn numbered(guard: &mut SpellGuard<'_>, rounds: usize) -> (Vec<Vec<usize>>, usize) {
+        let mut call = 0;
+        let results = guard
+            .rounds(1, 0, rounds, |_| -> Result<usize, ModelError> {
+                call += 1;
+                Ok(call)
+            })
+            .expect("no error");
+        (results, call)
+    }
+
+    /// Two rounds of one item that does nothing.
+    fn two_rounds(guard: &mut SpellGuard<'_>) {
+        guard
+            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
+            .expect("no error");
+    }
+
     #[test]
     fn a_round_with_a_slow_anchor_before_or_after_it_is_run_again() {
         // Anchors: before round 1, then after rounds 1..: round 2 ends slow and round 3 starts
         // slow, so both are redone.
         let mut guard = scripted(&[1.0, 1.1, 2.5, 1.0, 1.2, 1.0]);
-        let mut call = 0;
-        let results = guard
-            .rounds(1, 0, 3, |_| -> Result<usize, ModelError> {
-                call += 1;
-                Ok(call)
-            })
-            .expect("no error");
+        let (results, _) = numbered(&mut guard, 3);
         assert_eq!(results, [vec![1, 4, 5]]);
         let s = guard.steadiness();
         assert_eq!((s.kept, s.redone, s.slow_kept), (3, 2, 0));
@@ -315,13 +329,7 @@ mod tests {
         // Calm first, then every round slow: 2 rounds asked for, 2 redone, then the two least
         // slow of the four slow rounds kept, in the order they ran.
         let mut guard = scripted(&[1.0, 3.0, 2.0, 4.0, 2.5, 5.0]);
-        let mut call = 0;
-        let results = guard
-            .rounds(1, 0, 2, |_| -> Result<usize, ModelError> {
-                call += 1;
-                Ok(call)
-            })
-            .expect("no error");
+        let (results, call) = numbered(&mut guard, 2);
         // Rounds' slower anchors: 3.0, 3.0, 4.0, 4.0 → rounds 1 and 2 kept.
         assert_eq!(call, 4);
         assert_eq!(results, [vec![1, 2]]);
@@ -357,16 +365,12 @@ mod tests {
     #[test]
     fn an_earlier_calm_shows_a_spell_that_lasts_the_whole_measurement() {
         let mut guard = scripted(&[2.0]).with_calm(1.0);
-        guard
-            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
-            .expect("no error");
+        two_rounds(&mut guard);
         let s = guard.steadiness();
         assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 2, 2, 1.0));
         // Without it, the same anchors look calm.
         let mut guard = scripted(&[2.0]).with_calm(0.0);
-        guard
-            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
-            .expect("no error");
+        two_rounds(&mut guard);
         assert_eq!(guard.steadiness().slow_kept, 0);
     }
 
@@ -376,9 +380,7 @@ mod tests {
         // The first round is kept; the second ends on the first fast anchor, is slow against
         // it and is redone.
         let mut guard = scripted(&[2.0, 2.0, 1.0]);
-        guard
-            .rounds(1, 0, 2, |_| -> Result<(), ModelError> { Ok(()) })
-            .expect("no error");
+        two_rounds(&mut guard);
         let s = guard.steadiness();
         assert_eq!((s.kept, s.redone, s.slow_kept), (2, 1, 1));
         assert!((s.slow_share() - 0.5).abs() < 1e-12);
