@@ -21,11 +21,11 @@
 use pulp::Simd;
 use rayon::prelude::*;
 
-use super::Activation;
 use super::plane::{MAX_LANES, Window};
 use super::scratch::Scratch;
 use super::transpose::{BLOCK, transpose_vectors};
 use super::vector::{VectorPath, load, store};
+use super::{Activation, units_per_task};
 
 /// Channels to a vector, and planes to a block.
 const LANES: usize = BLOCK;
@@ -86,11 +86,7 @@ pub(crate) fn run(x: &[f32], [h, w]: [usize; 2], out: &mut [f32], filters: &Filt
     };
     let plane = h * w;
     let blocks = x.len() / (LANES * plane);
-    let threads = rayon::current_num_threads().max(1);
-    let per_task = TASK_PIXELS
-        .div_ceil(LANES * plane)
-        .min(blocks.div_ceil(4 * threads))
-        .max(1);
+    let per_task = units_per_task(blocks, LANES * plane, TASK_PIXELS);
     // Where each pixel of a plane lies in a padded block, in pixels.
     let inside: Vec<usize> = (0..plane)
         .map(|p| (p / w + 1) * (w + 2) + p % w + 1)

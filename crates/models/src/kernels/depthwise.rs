@@ -21,7 +21,7 @@ use super::plane::{PaddedPlane, VectorBlocks, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
 use super::vector::{dispatch, load};
-use super::{Activation, ConvShape, ShapeError, interleave_channels};
+use super::{Activation, ConvShape, ShapeError, interleave_channels, units_per_task};
 
 /// Channels side by side in [`DepthwiseConv`]'s blocked weight: a vector of AVX2.
 const BLOCKED: usize = 8;
@@ -102,11 +102,7 @@ impl DepthwiseConv {
         }
         let padded = PaddedPlane::new(&self.shape.window(), [h, w], [ho, wo])?;
         let planes = x.len() / (h * w);
-        let threads = rayon::current_num_threads().max(1);
-        let per_task = TASK_OUTPUTS
-            .div_ceil(ho * wo)
-            .min(planes.div_ceil(4 * threads))
-            .max(1);
+        let per_task = units_per_task(planes, ho * wo, TASK_OUTPUTS);
         let mut out = recycled::take(planes * ho * wo);
         let filters = Filters {
             conv: self,

@@ -209,6 +209,17 @@ impl FromStr for Kernels {
     }
 }
 
+/// How many of `units` (planes, or blocks of planes, of `unit_values` values each) one task
+/// takes: enough for `task_values` values, but no more than leaves four tasks a thread on the
+/// pool in effect (so that threads even out their ends), and at least one.
+fn units_per_task(units: usize, unit_values: usize, task_values: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    task_values
+        .div_ceil(unit_values.max(1))
+        .min(units.div_ceil(4 * threads))
+        .max(1)
+}
+
 /// `planes` (runs of `plane` values each: an NCHW output's channels) cut into bands of `band`
 /// values: for each band, its run of every plane, in plane order (the last band perhaps
 /// shorter). A task that takes a band writes its part of every output channel.
