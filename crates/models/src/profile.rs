@@ -59,8 +59,10 @@ use crate::tensor::{HostTensor, Value};
 /// input's rows instead of a packed copy; 27: a linear layer's groups of rows ask for the next
 /// group's ahead of use; 28: a small plane's 3×3 windows read each input row's run with one
 /// bounds check instead of one a load; 29: on the AVX2 path, 3×3 stride-1 depthwise layers on
-/// planes of at most 256 values run eight channels to a vector, channels-last.
-pub const KERNEL_REVISION: u32 = 29;
+/// planes of at most 256 values run eight channels to a vector, channels-last; 30: on the
+/// AVX-512 path, MobileNetV2-style chains of depthwise and 1×1 layers on maps of at most 14×14
+/// run on channel-blocked maps (`kernels::blocked`).
+pub const KERNEL_REVISION: u32 = 30;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,8 @@
 //! its prepared [`Params`], with Burn's operations or with the crate's own kernels on the
 //! tensor's host data.
 
+use std::sync::Arc;
+
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, conv2d, linear, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
@@ -9,7 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Model;
-use super::input::{Input, elements, recycle};
+use super::input::{Input, elements, recycle, recycle_blocked};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
 use crate::kernels::{
@@ -20,8 +22,9 @@ use crate::net::Node;
 use crate::tensor::Value;
 
 impl Model {
-    /// Runs node `v` on its inputs (in the node's input order) and returns its output.
-    pub(super) fn apply(&self, v: usize, inputs: Vec<Input>) -> Result<Value, ModelError> {
+    /// Runs node `v` on its inputs (in the node's input order) and returns its output: blocked
+    /// maps from a convolution of a blocked chain, else a value.
+    pub(super) fn apply(&self, v: usize, inputs: Vec<Input>) -> Result<Input, ModelError> {
         let node = &self.net.nodes()[v];
         let count = inputs.len();
         let wrong = || {
@@ -34,15 +37,17 @@ impl Model {
         let kind = &node.spec().kind;
         if matches!(kind, LayerKind::Add) {
             let activation = self.fusion.activation_of(v).into();
-            return self.add(node.id(), inputs, activation)?.ok_or_else(wrong);
+            let sum = self.add(node.id(), inputs, activation)?.ok_or_else(wrong)?;
+            return Ok(Input::Value(sum));
         }
         if matches!(kind, LayerKind::Concat) {
-            return self.concat(node.id(), inputs)?.ok_or_else(wrong);
+            let maps = self.concat(node.id(), inputs)?.ok_or_else(wrong)?;
+            return Ok(Input::Value(maps));
         }
         let [x] = <[Input; 1]>::try_from(inputs).map_err(|_| wrong())?;
         if self.fusion.is_absorbed(v) {
             // The convolution this node belongs to has already computed its output.
-            return x.into_value(&self.device);
+            return Ok(x);
         }
         self.apply_layer(node, &self.params[v], x)?
             .ok_or_else(wrong)
@@ -55,20 +60,20 @@ impl Model {
         node: &Node,
         params: &Params,
         x: Input,
-    ) -> Result<Option<Value>, ModelError> {
+    ) -> Result<Option<Input>, ModelError> {
         let kind = &node.spec().kind;
         if x.is_map() {
             match kind {
-                LayerKind::Conv2d { .. } => return Ok(self.conv(node, params, x)?.map(Value::Map)),
+                LayerKind::Conv2d { .. } => return self.conv(node, params, x),
                 LayerKind::MaxPool2d { .. }
                 | LayerKind::AvgPool2d { .. }
                 | LayerKind::AdaptiveAvgPool2d { .. } => {
-                    return Ok(self.pool(node, x)?.map(Value::Map));
+                    return Ok(self.pool(node, x)?.map(|y| Input::Value(Value::Map(y))));
                 }
                 _ => {}
             }
         }
-        Ok(match (kind, x.into_value(&self.device)?) {
+        let y = match (kind, x.into_value(&self.device)?) {
             (LayerKind::Input | LayerKind::Dropout { .. }, x) => Some(x),
             (LayerKind::Linear { .. }, Value::Vector(x)) => {
                 self.linear(node, params, x)?.map(Value::Vector)
@@ -81,27 +86,40 @@ impl Model {
             (LayerKind::Flatten, Value::Map(x)) => Some(Value::Vector(x.flatten::<2>(1, 3))),
             (LayerKind::Flatten, vector @ Value::Vector(_)) => Some(vector),
             _ => None,
-        })
+        };
+        Ok(y.map(Input::Value))
     }
 
     /// Runs convolution `node` on `x` with the kernel its `params` were prepared for; `None`
     /// when they are not a convolution's.
-    fn conv(
-        &self,
-        node: &Node,
-        params: &Params,
-        x: Input,
-    ) -> Result<Option<Tensor<4>>, ModelError> {
+    fn conv(&self, node: &Node, params: &Params, x: Input) -> Result<Option<Input>, ModelError> {
         let out = &node.spec().output_shape;
+        let id = node.id();
+        let map = |y: Tensor<4>| Some(Input::Value(Value::Map(y)));
         Ok(match (&node.spec().kind, params) {
-            (_, Params::Depthwise(conv)) => {
-                Some(self.on_host(node.id(), x, out, |data, hw, out_hw| {
-                    conv.forward(data, hw, out_hw)
-                })?)
+            (_, Params::BlockedDepthwise(conv)) => {
+                let &[_, ho, wo] = &out[..] else {
+                    return Ok(None);
+                };
+                let x = x.into_blocked(id)?;
+                let y = conv
+                    .forward(&x, [ho, wo])
+                    .map_err(|e| kernel_error(id, e))?;
+                recycle_blocked(x);
+                Some(Input::Blocked(Arc::new(y)))
             }
+            (_, Params::BlockedPointwise(conv)) => {
+                let x = x.into_blocked(id)?;
+                let y = conv.forward(&x, None).map_err(|e| kernel_error(id, e))?;
+                recycle_blocked(x);
+                Some(Input::Blocked(Arc::new(y)))
+            }
+            (_, Params::Depthwise(conv)) => map(self.on_host(id, x, out, |data, hw, out_hw| {
+                conv.forward(data, hw, out_hw)
+            })?),
             (_, Params::Packed(conv)) => {
                 let batch = x.shape()[0];
-                Some(self.on_host(node.id(), x, out, |data, hw, _| {
+                map(self.on_host(id, x, out, |data, hw, _| {
                     Ok(conv.forward(data, batch, hw)?.0)
                 })?)
             }
@@ -121,7 +139,7 @@ impl Model {
             ) => {
                 let options = ConvOptions::new(*stride, *padding, *dilation, *groups);
                 let x = self.map(x)?;
-                Some(burn_conv(x, weight, bias, *activation, options))
+                map(burn_conv(x, weight, bias, *activation, options))
             }
             _ => None,
         })
@@ -137,20 +155,30 @@ impl Model {
         x: Input,
         shortcut: Input,
         activation: Activation,
-    ) -> Result<Value, ModelError> {
+    ) -> Result<Input, ModelError> {
         let node = &self.net.nodes()[v];
+        let id = node.id();
+        if let Params::BlockedPointwise(conv) = &self.params[v] {
+            let x = x.into_blocked(id)?;
+            let residual = Arc::unwrap_or_clone(shortcut.into_blocked(id)?);
+            let y = conv
+                .forward(&x, Some(residual))
+                .map_err(|e| kernel_error(id, e))?;
+            recycle_blocked(x);
+            return Ok(Input::Blocked(Arc::new(y)));
+        }
         let Params::Packed(conv) = &self.params[v] else {
             return Err(ModelError::Backend(format!(
                 "`{}` cannot add a shortcut: it does not run on the crate's own kernels",
                 node.id()
             )));
         };
-        let (id, batch) = (node.id(), x.shape().first().copied().unwrap_or(1));
+        let batch = x.shape().first().copied().unwrap_or(1);
         let residual = shortcut.into_vec(id)?;
         let y = self.on_host(id, x, &node.spec().output_shape, |data, hw, _| {
             Ok(conv.forward_onto(data, batch, hw, residual, activation)?.0)
         })?;
-        Ok(Value::Map(y))
+        Ok(Input::Value(Value::Map(y)))
     }
 
     /// Runs linear layer `node` on `x` with the kernel its `params` were prepared for; `None`
@@ -186,6 +214,13 @@ impl Model {
             return Ok(self.burn_pool(node, x));
         }
         Ok(Some(match &node.spec().kind {
+            LayerKind::AdaptiveAvgPool2d { .. } if matches!(x, Input::Blocked(_)) => {
+                let maps = x.into_blocked(node.id())?;
+                let [batch, channels, ..] = maps.shape();
+                let means = TensorData::new(maps.plane_means(), [batch, channels, 1, 1]);
+                recycle_blocked(maps);
+                Tensor::from_data(means, &self.device)
+            }
             LayerKind::AdaptiveAvgPool2d { .. } => {
                 let out = &node.spec().output_shape;
                 self.on_host(node.id(), x, out, |data, [h, w], _| {
@@ -266,7 +301,7 @@ impl Model {
                 let other = b.into_host();
                 let mut sum = a.into_vec(id)?;
                 add_into(&mut sum, elements(id, &other)?, activation)
-                    .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+                    .map_err(|e| kernel_error(id, e))?;
                 recycle(other);
                 let sum = Tensor::from_data(TensorData::new(sum, shape), &self.device);
                 return Ok(Some(Value::Map(sum)));
@@ -365,11 +400,15 @@ impl Model {
         kernel: impl FnOnce(&[f32]) -> Result<Vec<f32>, ShapeError>,
     ) -> Result<Tensor<D>, ModelError> {
         let data = x.into_host();
-        let y = kernel(elements(id, &data)?)
-            .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        let y = kernel(elements(id, &data)?).map_err(|e| kernel_error(id, e))?;
         recycle(data);
         Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
+}
+
+/// Node `id`'s kernel's refusal as a model error.
+fn kernel_error(id: &str, e: ShapeError) -> ModelError {
+    ModelError::Backend(format!("`{id}`: {}", e.0))
 }
 
 /// Burn's `conv2d` of `x` with `options`, then the fused `activation`.

@@ -8,13 +8,16 @@
 //! part's executor instead takes the host data out of the tensor once, at its first read, and
 //! hands every reader that same data; the last reader gets it alone again, and may reuse its
 //! buffer.
+//!
+//! A convolution of a blocked chain (see `chains`) hands on its output as blocked maps, which a
+//! node of the other layout reads converted to NCHW.
 
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ModelError;
-use crate::kernels::recycled;
+use crate::kernels::{BlockedMaps, recycled};
 use crate::tensor::Value;
 
 /// A node's input. (A value is a Burn tensor handle of a few hundred bytes, moved once or
@@ -32,6 +35,8 @@ pub(crate) enum Input {
         /// The shape.
         shape: Vec<usize>,
     },
+    /// Feature maps in the channel-blocked layout, shared by the readers that still need them.
+    Blocked(Arc<BlockedMaps>),
 }
 
 impl Input {
@@ -49,6 +54,7 @@ impl Input {
         match self {
             Input::Value(value) => matches!(value, Value::Map(_)),
             Input::Host { shape, .. } => shape.len() == 4,
+            Input::Blocked(_) => true,
         }
     }
 
@@ -57,14 +63,16 @@ impl Input {
         match self {
             Input::Value(value) => value.shape(),
             Input::Host { shape, .. } => shape.clone(),
+            Input::Blocked(maps) => maps.shape().to_vec(),
         }
     }
 
     /// The input as a value on `device` (the host data copied only if another reader still
-    /// holds it).
+    /// holds it; blocked maps converted to NCHW).
     pub(crate) fn into_value(self, device: &Device) -> Result<Value, ModelError> {
         match self {
             Input::Value(value) => Ok(value),
+            Input::Blocked(maps) => Ok(Value::Map(Tensor::from_data(nchw_of(maps), device))),
             Input::Host { data, shape } => {
                 let data = Arc::unwrap_or_clone(data);
                 match shape.len() {
@@ -79,12 +87,32 @@ impl Input {
     }
 
     /// The input's host data, to read (taken from the tensor without a copy when nobody else
-    /// holds it).
+    /// holds it; blocked maps converted to NCHW).
     pub(crate) fn into_host(self) -> Arc<TensorData> {
         match self {
             Input::Value(value) => Arc::new(host_data(value)),
             Input::Host { data, .. } => data,
+            Input::Blocked(maps) => Arc::new(nchw_of(maps)),
         }
+    }
+
+    /// The input as blocked maps (converted from NCHW feature maps, whose buffer is then
+    /// recycled if nobody else holds it), for node `id`'s kernel.
+    pub(crate) fn into_blocked(self, id: &str) -> Result<Arc<BlockedMaps>, ModelError> {
+        if let Input::Blocked(maps) = self {
+            return Ok(maps);
+        }
+        let &[batch, channels, h, w] = &self.shape()[..] else {
+            return Err(ModelError::Backend(format!(
+                "`{id}` reads a feature map, not a tensor of shape {:?}",
+                self.shape()
+            )));
+        };
+        let data = self.into_host();
+        let maps = BlockedMaps::from_nchw(elements(id, &data)?, [batch, channels, h, w])
+            .map_err(|e| ModelError::Backend(format!("`{id}`: {}", e.0)))?;
+        recycle(data);
+        Ok(Arc::new(maps))
     }
 
     /// The input's elements, to own (copied only if another reader still holds them).
@@ -104,6 +132,20 @@ pub(crate) fn recycle(data: Arc<TensorData>) {
     {
         recycled::give_back(buf);
     }
+}
+
+/// Gives the buffer of blocked maps that no reader needs any more to the kernels' output pool.
+pub(crate) fn recycle_blocked(maps: Arc<BlockedMaps>) {
+    if let Ok(maps) = Arc::try_unwrap(maps) {
+        maps.recycle();
+    }
+}
+
+/// Blocked maps as NCHW host data (the blocked buffer recycled if nobody else holds it).
+fn nchw_of(maps: Arc<BlockedMaps>) -> TensorData {
+    let data = TensorData::new(maps.to_nchw(), maps.shape());
+    recycle_blocked(maps);
+    data
 }
 
 /// `value`'s host data (without a copy when nobody else holds the tensor).

@@ -18,6 +18,7 @@ use crate::tensor::{HostTensor, Value};
 use crate::weights::Weights;
 
 mod apply;
+mod chains;
 mod input;
 mod part;
 mod pinning;
@@ -227,8 +228,13 @@ impl Model {
         );
         if moves_no_data || self.fusion.is_absorbed(index) {
             // Nothing to compute: handing it to a worker would cost more than the node.
-            return self.apply(index, inputs.into_iter().map(Input::Value).collect());
+            return self
+                .apply(index, inputs.into_iter().map(Input::Value).collect())?
+                .into_value(&self.device);
         }
-        on_worker(|| self.apply(index, inputs.into_iter().map(Input::Value).collect()))
+        on_worker(|| {
+            self.apply(index, inputs.into_iter().map(Input::Value).collect())?
+                .into_value(&self.device)
+        })
     }
 }

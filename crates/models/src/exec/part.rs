@@ -8,7 +8,6 @@ use super::shortcut::Shortcuts;
 use super::{Activations, Model};
 use crate::error::ModelError;
 use crate::net::Node;
-use crate::tensor::Value;
 
 /// Told the index of each node of a part as soon as it has run, in execution order.
 pub(crate) type NodeObserver<'a> = &'a mut dyn FnMut(usize) -> Result<(), ModelError>;
@@ -90,23 +89,24 @@ impl Model {
         };
         let mut out = Activations::new();
         for v in (0..n).filter(|&v| part[v]) {
-            let value = if v == 0 {
+            let y = if v == 0 {
                 let node = &net.nodes()[v];
-                tensors
+                let x = tensors
                     .boundary
                     .remove(&0)
                     .ok_or_else(|| ModelError::MissingBoundary {
                         node: node.id().to_string(),
                         input: node.id().to_string(),
-                    })?
+                    })?;
+                Input::Value(x)
             } else {
                 self.run_in_part(v, batch, &shortcuts, &mut tensors)?
             };
             if exported[v] {
-                out.insert(v, value.clone());
+                out.insert(v, y.clone().into_value(&self.device)?);
             }
             if tensors.uses[v] > 0 {
-                tensors.values[v] = Some(Input::Value(value));
+                tensors.values[v] = Some(y);
             }
             if let Some(observe) = observe.as_mut() {
                 observe(v)?;
@@ -149,7 +149,7 @@ impl Model {
         batch: usize,
         shortcuts: &Shortcuts,
         tensors: &mut Tensors<'_>,
-    ) -> Result<Value, ModelError> {
+    ) -> Result<Input, ModelError> {
         let node = &self.net.nodes()[v];
         let mut read = |u: usize| {
             tensors.read(u).ok_or_else(|| ModelError::MissingBoundary {
@@ -158,7 +158,7 @@ impl Model {
             })
         };
         let y = if let Some(sum) = shortcuts.sum_of(v) {
-            read(sum)?.into_value(&self.device)?
+            read(sum)?
         } else if let (Some(shortcut), &[u]) = (shortcuts.of_conv(v), node.inputs()) {
             let x = read(u)?;
             let other = read(shortcut.other)?;
@@ -171,7 +171,7 @@ impl Model {
                 .collect::<Result<_, _>>()?;
             self.apply(v, inputs)?
         };
-        check_output(node, batch, &y)?;
+        check_output(node, batch, &y.shape())?;
         Ok(y)
     }
 
@@ -199,16 +199,16 @@ impl Model {
     }
 }
 
-/// Checks that `node`'s output `y` is `batch` samples of the shape its spec says.
-fn check_output(node: &Node, batch: usize, y: &Value) -> Result<(), ModelError> {
+/// Checks that `node`'s output, of `shape`, is `batch` samples of the shape its spec says.
+fn check_output(node: &Node, batch: usize, shape: &[usize]) -> Result<(), ModelError> {
     let expected: Vec<usize> = std::iter::once(batch)
         .chain(node.spec().output_shape.iter().copied())
         .collect();
-    if y.shape() != expected {
+    if shape != expected {
         return Err(ModelError::Backend(format!(
             "node `{}` produced shape {:?} but its spec says {expected:?}; the backend's {} differs from PyTorch's",
             node.id(),
-            y.shape(),
+            shape,
             node.spec().kind.name()
         )));
     }

@@ -5,9 +5,13 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::chains::blocked_convs;
 use crate::error::ModelError;
 use crate::fusion::{FusedActivation, Fusion};
-use crate::kernels::{Activation, ConvShape, DenseLinear, DepthwiseConv, PackedConv, ShapeError};
+use crate::kernels::{
+    Activation, BlockedDepthwise, BlockedPointwise, ConvShape, DenseLinear, DepthwiseConv,
+    PackedConv, ShapeError, VectorPath,
+};
 use crate::layer::LayerKind;
 use crate::net::Net;
 use crate::tensor::HostTensor;
@@ -29,6 +33,10 @@ pub(super) enum Params {
     Packed(PackedConv),
     /// A depthwise convolution by the crate's own kernel (flex only).
     Depthwise(DepthwiseConv),
+    /// A 1×1 convolution of a blocked chain (see `chains`) by the crate's own kernel.
+    BlockedPointwise(BlockedPointwise),
+    /// A depthwise convolution of a blocked chain by the crate's own kernel.
+    BlockedDepthwise(BlockedDepthwise),
     /// A linear layer by the crate's own kernel (flex only).
     Dense(DenseLinear),
     /// A linear layer by Burn's `linear` (the plain kernels, and backends other than flex),
@@ -49,12 +57,18 @@ pub(super) fn prepare(
     device: &Device,
     own_kernels: bool,
 ) -> Result<Vec<Params>, ModelError> {
+    let blocked = if own_kernels && VectorPath::current() == VectorPath::Avx512 {
+        blocked_convs(net, fusion)
+    } else {
+        vec![false; net.len()]
+    };
     let mut loader = Loader {
         net,
         weights,
         fusion,
         device,
         own_kernels,
+        blocked,
     };
     let mut params = Vec::with_capacity(net.len());
     for v in 0..net.len() {
@@ -72,6 +86,8 @@ struct Loader<'a> {
     device: &'a Device,
     /// Whether layers that have one run on the crate's own kernels (fast kernels on flex).
     own_kernels: bool,
+    /// For each node, whether it is a convolution of a blocked chain.
+    blocked: Vec<bool>,
 }
 
 impl Loader<'_> {
@@ -156,7 +172,21 @@ impl Loader<'_> {
         };
         let packing = |e: ShapeError| ModelError::TensorData(format!("`{id}`: {}", e.0));
         let own = self.own_kernels;
-        Ok(if own && groups == 1 {
+        Ok(if self.blocked[v] && groups == 1 {
+            Params::BlockedPointwise(
+                BlockedPointwise::new(
+                    [shape.in_channels, shape.out_channels],
+                    &weight,
+                    &bias,
+                    activation,
+                )
+                .map_err(packing)?,
+            )
+        } else if self.blocked[v] {
+            Params::BlockedDepthwise(
+                BlockedDepthwise::new(shape, &weight, &bias, activation).map_err(packing)?,
+            )
+        } else if own && groups == 1 {
             Params::Packed(
                 PackedConv::new(shape, weight, bias, activation, output).map_err(packing)?,
             )

@@ -78,6 +78,7 @@ impl Model {
             let (tail, other) = if in_group(a) { (a, b) } else { (b, a) };
             let kernel_adds = match &self.params[conv] {
                 Params::Packed(kernel) => kernel.adds_residual(),
+                Params::BlockedPointwise(_) => true,
                 _ => false,
             };
             // The group's outputs go nowhere but into the addition.

@@ -16,6 +16,7 @@ use crate::error::ModelError;
 
 mod add;
 mod aligned;
+mod blocked;
 #[cfg(target_arch = "x86_64")]
 mod channel_blocks;
 mod choice;
@@ -38,6 +39,7 @@ mod vector;
 mod winograd;
 
 pub(crate) use add::add_into;
+pub(crate) use blocked::{BlockedDepthwise, BlockedMaps, BlockedPointwise};
 pub use choice::ConvKernel;
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
