@@ -65,29 +65,9 @@ pub(super) fn blocked_convs(net: &Net, fusion: &Fusion) -> Vec<bool> {
 
 /// Whether `kind` is a depthwise convolution that runs on blocked maps.
 fn is_depthwise(kind: &LayerKind) -> bool {
-    match *kind {
-        LayerKind::Conv2d {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            ..
-        } => {
-            let shape = ConvShape {
-                in_channels,
-                out_channels,
-                kernel: kernel_size,
-                stride,
-                padding,
-                dilation,
-            };
-            groups == in_channels && groups > 1 && BlockedDepthwise::suits(&shape)
-        }
-        _ => false,
-    }
+    ConvShape::of_layer(kind).is_some_and(|(shape, groups)| {
+        groups == shape.in_channels && groups > 1 && BlockedDepthwise::suits(&shape)
+    })
 }
 
 /// Whether `kind` is an unpadded 1×1 convolution at stride 1.

@@ -2,7 +2,7 @@
 //! to anyone who prices layers (the predictor gives it to its regressors as a feature, since
 //! two layers of equal FLOPs on different kernels differ several-fold in time).
 
-use crate::layer::{LayerKind, LayerSpec};
+use crate::layer::LayerSpec;
 
 use super::ConvShape;
 use super::conv::{Layout, choose_layout};
@@ -70,30 +70,11 @@ impl ConvKernel {
     /// The kernel that runs the convolution `spec` (with its own output shape), or `None` when
     /// `spec` is not a 2-D convolution with a `[C, H, W]` output.
     pub fn of(spec: &LayerSpec) -> Option<ConvKernel> {
-        let LayerKind::Conv2d {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            ..
-        } = spec.kind
-        else {
-            return None;
-        };
+        let (shape, groups) = ConvShape::of_layer(&spec.kind)?;
         let [_, ho, wo] = spec.output_shape[..] else {
             return None;
         };
-        let shape = ConvShape {
-            in_channels,
-            out_channels,
-            kernel: kernel_size,
-            stride,
-            padding,
-            dilation,
-        };
+        let (in_channels, out_channels) = (shape.in_channels, shape.out_channels);
         if groups == in_channels && groups == out_channels && groups > 1 {
             return Some(if halving::suits(&shape.window()) {
                 ConvKernel::DepthwiseStride2

@@ -13,6 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ModelError;
+use crate::layer::LayerKind;
 
 mod add;
 mod aligned;
@@ -130,6 +131,32 @@ pub(crate) struct ConvShape {
 }
 
 impl ConvShape {
+    /// A convolution layer's shape and group count; `None` for any other layer.
+    pub(crate) fn of_layer(kind: &LayerKind) -> Option<(ConvShape, usize)> {
+        let LayerKind::Conv2d {
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            ..
+        } = *kind
+        else {
+            return None;
+        };
+        let shape = ConvShape {
+            in_channels,
+            out_channels,
+            kernel: kernel_size,
+            stride,
+            padding,
+            dilation,
+        };
+        Some((shape, groups))
+    }
+
     /// Output height and width for an input of `h × w`; `None` when the padded input is smaller
     /// than the (dilated) kernel.
     fn output(&self, h: usize, w: usize) -> Option<[usize; 2]> {

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::super::aligned::Aligned;
 use super::super::vector::{dispatch, load, store};
-use super::super::{Activation, ConvShape, ShapeError, bands_of_planes, interleave_channels};
-use super::{BLOCK, BlockedMaps, tasks_for};
+use super::super::{Activation, ConvShape, ShapeError, interleave_channels};
+use super::{BLOCK, BlockedMaps, runs_of, tasks_for};
 
 /// Taps of a 3×3 filter.
 const TAPS: usize = 9;
@@ -95,27 +95,18 @@ impl BlockedDepthwise {
         let blocks = channels.div_ceil(BLOCK);
         let tasks = tasks_for(out_plane * blocks * BLOCK * TAPS, TASK_WORK, out_plane);
         let band = out_plane.div_ceil(tasks);
-        let mut jobs = Vec::with_capacity(batch * tasks);
-        for (n, y) in out
-            .values_mut()
-            .chunks_mut(blocks * BLOCK * out_plane)
-            .enumerate()
-        {
-            let x = &x.values()[n * blocks * BLOCK * plane..][..blocks * BLOCK * plane];
-            for (b, runs) in bands_of_planes(y, out_plane * BLOCK, band * BLOCK)
-                .into_iter()
-                .enumerate()
-            {
-                jobs.push(Band {
-                    conv: self,
-                    x,
-                    hw: [h, w],
-                    wo,
-                    first: b * band,
-                    runs,
-                });
-            }
-        }
+        let sample_in = blocks * BLOCK * plane;
+        let jobs: Vec<Band<'_>> = runs_of(&mut out, band)
+            .into_iter()
+            .map(|(n, first, runs)| Band {
+                conv: self,
+                x: &x.values()[n * sample_in..][..sample_in],
+                hw: [h, w],
+                wo,
+                first,
+                runs,
+            })
+            .collect();
         jobs.into_par_iter().for_each(dispatch);
         Ok(out)
     }

@@ -13,10 +13,10 @@
 
 use rayon::prelude::*;
 
-use super::ShapeError;
 use super::aligned::Aligned;
 use super::recycled;
 use super::transpose::{Planes, channels_last};
+use super::{ShapeError, bands_of_planes};
 
 mod depthwise;
 mod pointwise;
@@ -137,15 +137,29 @@ impl BlockedMaps {
         &self.data
     }
 
-    /// The values, to write.
-    pub(crate) fn values_mut(&mut self) -> &mut [f32] {
-        &mut self.data
-    }
-
     /// Gives the buffer to the kernels' output pool.
     pub(crate) fn recycle(self) {
         recycled::give_back(self.data.into_buffer());
     }
+}
+
+/// The output `out` cut into tasks of runs of `band` pixels: for each task, its sample, the
+/// run's first pixel, and the run of every block's plane.
+fn runs_of(out: &mut BlockedMaps, band: usize) -> Vec<(usize, usize, Vec<&mut [f32]>)> {
+    let [_, channels, h, w] = out.shape;
+    let plane = h * w;
+    let sample = channels.div_ceil(BLOCK) * BLOCK * plane;
+    let mut tasks = Vec::new();
+    for (n, y) in out.data.chunks_mut(sample.max(1)).enumerate() {
+        let bands = bands_of_planes(y, plane * BLOCK, band * BLOCK);
+        tasks.extend(
+            bands
+                .into_iter()
+                .enumerate()
+                .map(|(b, runs)| (n, b * band, runs)),
+        );
+    }
+    tasks
 }
 
 /// Values of maps of `shape` in the blocked layout.

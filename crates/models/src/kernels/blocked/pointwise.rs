@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use super::super::aligned::Aligned;
 use super::super::vector::{dispatch, load, store};
-use super::super::{Activation, ShapeError, bands_of_planes, interleave_channels};
-use super::{BLOCK, BlockedMaps, tasks_for};
+use super::super::{Activation, ShapeError, interleave_channels};
+use super::{BLOCK, BlockedMaps, runs_of, tasks_for};
 
 /// Multiply-adds a sample's layer needs per task before it is split between threads.
 const TASK_WORK: usize = 1 << 18;
@@ -94,25 +94,17 @@ impl BlockedPointwise {
         let tasks = tasks_for(plane * self.inputs * self.outputs, TASK_WORK, plane);
         let band = plane.div_ceil(tasks);
         let sample_in = self.inputs.div_ceil(BLOCK) * BLOCK * plane;
-        let sample_out = self.outputs.div_ceil(BLOCK) * BLOCK * plane;
-        let mut jobs = Vec::with_capacity(batch * tasks);
-        for (n, y) in out.values_mut().chunks_mut(sample_out).enumerate() {
-            let x = &x.values()[n * sample_in..][..sample_in];
-            for (b, runs) in bands_of_planes(y, plane * BLOCK, band * BLOCK)
-                .into_iter()
-                .enumerate()
-            {
-                let first = b * band;
-                jobs.push(Band {
-                    conv: self,
-                    x,
-                    plane,
-                    first,
-                    runs,
-                    adds,
-                });
-            }
-        }
+        let jobs: Vec<Band<'_>> = runs_of(&mut out, band)
+            .into_iter()
+            .map(|(n, first, runs)| Band {
+                conv: self,
+                x: &x.values()[n * sample_in..][..sample_in],
+                plane,
+                first,
+                runs,
+                adds,
+            })
+            .collect();
         jobs.into_par_iter().for_each(dispatch);
         Ok(out)
     }
