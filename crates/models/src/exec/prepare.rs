@@ -117,28 +117,13 @@ impl Loader<'_> {
     fn params(&mut self, v: usize) -> Result<Params, ModelError> {
         let net = self.net;
         let id = net.nodes()[v].id();
-        Ok(match net.nodes()[v].spec().kind {
+        let kind = &net.nodes()[v].spec().kind;
+        Ok(match *kind {
             _ if self.fusion.is_absorbed(v) => Params::None,
-            LayerKind::Conv2d {
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            } => {
-                let shape = ConvShape {
-                    in_channels,
-                    out_channels,
-                    kernel: kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                };
-                self.conv(v, shape, groups, bias)?
-            }
+            LayerKind::Conv2d { bias, .. } => match ConvShape::of_layer(kind) {
+                Some((shape, groups)) => self.conv(v, shape, groups, bias)?,
+                None => Params::None,
+            },
             LayerKind::Linear {
                 in_features,
                 out_features,
