@@ -22,7 +22,9 @@ use crate::class::LayerClass;
 /// Version 4: how a layer was timed ([`Context`]) is a feature. Version 5: the sampled layers
 /// timed a batch at a time in interleaved rounds, the caches evicted by every worker. Version 6:
 /// the stride-2 depthwise kernel ([`ConvKernel::DepthwiseStride2`]) among the kernels.
-pub const FEATURE_SCHEMA_VERSION: u32 = 6;
+/// Version 7: the kernel as the layer's network runs it ([`ConvKernel::of_net`], the
+/// channel-blocked kernels among them), recorded with every row.
+pub const FEATURE_SCHEMA_VERSION: u32 = 7;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it
@@ -56,11 +58,17 @@ fn channels(shape: &[usize]) -> f64 {
     shape.first().copied().unwrap_or(1) as f64
 }
 
-/// Our features for `spec`, whose class is `class`, timed or priced in `context`. The first
+/// Our features for `spec`, whose class is `class`, run by `kernel` (for a convolution: see
+/// [`ConvKernel::of_net`]) and timed or priced in `context`. The first
 /// two say which: inside a pass, 1 and the log of the bytes the layer reads and writes (what
 /// a pass's warm caches save grows with it, so the gap between the two contexts is not one
 /// ratio for every size); alone and cold, both 0.
-pub fn ours(class: LayerClass, spec: &LayerSpec, context: Context) -> Vec<f64> {
+pub fn ours(
+    class: LayerClass,
+    spec: &LayerSpec,
+    kernel: Option<ConvKernel>,
+    context: Context,
+) -> Vec<f64> {
     let input = spec.input_shapes.first().map(Vec::as_slice).unwrap_or(&[]);
     let in_elems: f64 = spec.input_shapes.iter().map(|s| elements(s)).sum();
     let out_elems = elements(&spec.output_shape);
@@ -95,7 +103,6 @@ pub fn ours(class: LayerClass, spec: &LayerSpec, context: Context) -> Vec<f64> {
                 ln1p(*groups as f64),
                 ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
             ]);
-            let kernel = ConvKernel::of(spec);
             f.extend(
                 ConvKernel::ALL
                     .iter()
@@ -182,12 +189,14 @@ pub fn baseline(spec: &LayerSpec) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    /// Our features of zoo network `name`'s node `id`.
+    /// Our features of zoo network `name`'s node `id`, run by the kernel its network runs it
+    /// with.
     fn features_of(name: &str, id: &str) -> Vec<f64> {
         let net = models::zoo::build(name).expect("zoo model");
-        let node = net.nodes().iter().find(|n| n.id() == id).expect("node");
-        let class = LayerClass::of(&node.spec().kind).expect("a class");
-        ours(class, node.spec(), Context::InPass)
+        let v = net.nodes().iter().position(|n| n.id() == id).expect("node");
+        let spec = net.nodes()[v].spec();
+        let class = LayerClass::of(&spec.kind).expect("a class");
+        ours(class, spec, ConvKernel::of_net(&net)[v], Context::InPass)
     }
 
     #[test]
@@ -215,8 +224,9 @@ mod tests {
             .find(|n| n.id() == "layer1.0.conv1")
             .expect("node");
         let class = LayerClass::of(&node.spec().kind).expect("a class");
-        let cold = ours(class, node.spec(), Context::Cold);
-        let in_pass = ours(class, node.spec(), Context::InPass);
+        let kernel = ConvKernel::of(node.spec());
+        let cold = ours(class, node.spec(), kernel, Context::Cold);
+        let in_pass = ours(class, node.spec(), kernel, Context::InPass);
         assert_eq!(cold[..2], [0.0, 0.0]);
         // Inside a pass: the flag, and the log of the bytes the layer reads and writes.
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use models::{Fusion, LayerSpec, Net};
+use models::{ConvKernel, Fusion, LayerSpec, Net};
 use partition_core::Graph;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// passes ([`MeasuredLayer`]); format 6 reads feature schema 4 (the timing context); format 7
 /// reads feature schema 5 (sampled layers timed in interleaved rounds); format 8 reads feature
 /// schema 6 (the stride-2 depthwise kernel); format 9 keeps what a pass costs beyond its nodes
-/// ([`DeviceProfile::pass_ms`]).
-pub const PROFILE_FORMAT_VERSION: u32 = 9;
+/// ([`DeviceProfile::pass_ms`]); format 10 reads feature schema 7 (the kernel as the network
+/// runs it) and keeps the kernel of each layer timed inside a pass.
+pub const PROFILE_FORMAT_VERSION: u32 = 10;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,8 @@ impl Role {
 pub struct MeasuredLayer {
     /// The layer's kind and shapes.
     pub spec: LayerSpec,
+    /// The kernel that ran it, for a convolution.
+    pub kernel: Option<ConvKernel>,
     /// Its in-pass time, ms.
     pub ms: f64,
 }
@@ -108,15 +111,25 @@ impl DeviceProfile {
         self.measured.len()
     }
 
-    /// Latency of one layer, in ms: its in-pass measurement where the sweep timed a layer of
-    /// exactly this spec inside a network's passes, otherwise its class's regressor's
-    /// prediction for a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing
-    /// (input, dropout, flatten) predict 0. `node` names the layer in errors.
-    pub fn predict_ms(&self, node: &str, spec: &LayerSpec) -> Result<f64, PredictorError> {
+    /// Latency of one layer run by `kernel` (for a convolution: see [`ConvKernel::of_net`]),
+    /// in ms: its in-pass measurement where the sweep timed a layer of exactly this spec on
+    /// this kernel inside a network's passes, otherwise its class's regressor's prediction for
+    /// a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing (input, dropout,
+    /// flatten) predict 0. `node` names the layer in errors.
+    pub fn predict_ms(
+        &self,
+        node: &str,
+        spec: &LayerSpec,
+        kernel: Option<ConvKernel>,
+    ) -> Result<f64, PredictorError> {
         let Some(class) = LayerClass::of(&spec.kind) else {
             return Ok(0.0);
         };
-        if let Some(layer) = self.measured.iter().find(|m| m.spec == *spec) {
+        if let Some(layer) = self
+            .measured
+            .iter()
+            .find(|m| m.spec == *spec && m.kernel == kernel)
+        {
             return Ok(layer.ms);
         }
         let model = self
@@ -127,7 +140,7 @@ impl DeviceProfile {
                 class: class.name(),
                 node: node.to_string(),
             })?;
-        let x = vec![features::ours(class, spec, Context::InPass)];
+        let x = vec![features::ours(class, spec, kernel, Context::InPass)];
         let regression = |reason| PredictorError::Regression {
             class: class.name(),
             reason,
@@ -144,14 +157,16 @@ impl DeviceProfile {
     /// free: a few hundredths of a millisecond.)
     pub fn layer_costs(&self, net: &Net) -> Result<Vec<f64>, PredictorError> {
         let fusion = Fusion::of(net);
+        let kernels = ConvKernel::of_net(net);
         net.nodes()
             .iter()
+            .zip(kernels)
             .enumerate()
-            .map(|(v, node)| {
+            .map(|(v, (node, kernel))| {
                 if fusion.is_absorbed(v) || fusion.shortcut_conv(v).is_some() {
                     Ok(0.0)
                 } else {
-                    self.predict_ms(node.id(), node.spec())
+                    self.predict_ms(node.id(), node.spec(), kernel)
                 }
             })
             .collect()

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{Backend, CacheScrub, Fusion, LayerKind, LayerTiming, Model, Net, NetBuilder, median};
+use models::{
+    Backend, CacheScrub, ConvKernel, Fusion, LayerKind, LayerTiming, Model, Net, NetBuilder, median,
+};
 use partition_core::synthetic::SplitMix64;
 
 use crate::class::LayerClass;
@@ -128,17 +130,23 @@ pub fn run_sweep(
                 let sample = sampler.next_sample();
                 let net = sample.net()?;
                 let input = models::seeded_input(&net, 1, rng.next_u64())?;
+                // The sampled layer is the network's last node.
+                let kernel = ConvKernel::of_net(&net).pop().flatten();
                 let model = Model::seeded(net, config.seed, &device)?;
-                batch.push((sample.spec()?, model, input));
+                batch.push((sample.spec()?, kernel, model, input));
             }
             let runs = guard.rounds(batch.len(), plan.warmup, plan.runs, |i| {
-                let (_, model, input) = &batch[i];
+                let (_, _, model, input) = &batch[i];
                 let timings = model.time_layers_cold(input.clone(), 0, 1, &mut scrub)?;
                 Ok::<_, PredictorError>(timings.last().map_or(0.0, |t| t.median_ms))
             })?;
-            for ((spec, _, _), runs) in batch.into_iter().zip(runs) {
+            for ((spec, kernel, _, _), runs) in batch.into_iter().zip(runs) {
                 let median_ms = models::median(runs);
-                sink.push(&Measurement { spec, median_ms })?;
+                sink.push(&Measurement {
+                    spec,
+                    kernel,
+                    median_ms,
+                })?;
             }
             measured += count;
             bar.inc(count as u64);
@@ -244,6 +252,7 @@ pub fn run_in_pass(
         let timings = model.median_timings(&passes, 1);
         let pass = pass_time(&timings, wholes);
         let fusion = Fusion::of(net);
+        let kernels = ConvKernel::of_net(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {
             model: in_pass_name(net),
@@ -265,6 +274,7 @@ pub fn run_in_pass(
             };
             sink.push(&Measurement {
                 spec: spec.clone(),
+                kernel: kernels[v],
                 median_ms: timing.median_ms,
             })?;
             summary.layers += 1;

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use models::LayerSpec;
 use serde::Serialize;
 
 use crate::class::LayerClass;
@@ -84,7 +83,8 @@ impl ClassData {
         } else {
             Context::Cold
         };
-        features::ours(class, &self.rows[i].spec, context)
+        let row = &self.rows[i];
+        features::ours(class, &row.spec, row.kernel, context)
     }
 }
 
@@ -165,10 +165,10 @@ impl TrainingData {
         })
     }
 
-    /// Every distinct layer timed inside a network's passes, with the mean of its in-pass
-    /// medians, in the order first met.
+    /// Every distinct layer timed inside a network's passes (its spec and its kernel), with the
+    /// mean of its in-pass medians, in the order first met.
     fn measured_layers(&self) -> Vec<MeasuredLayer> {
-        let mut sums: Vec<(LayerSpec, f64, usize)> = Vec::new();
+        let mut sums: Vec<(&Measurement, f64, usize)> = Vec::new();
         for data in self.classes.values() {
             let in_pass = data
                 .rows
@@ -176,18 +176,22 @@ impl TrainingData {
                 .zip(&data.model)
                 .filter(|(_, m)| m.is_some());
             for (row, _) in in_pass {
-                match sums.iter_mut().find(|(spec, _, _)| *spec == row.spec) {
+                let same = |(first, _, _): &&mut (&Measurement, f64, usize)| {
+                    first.spec == row.spec && first.kernel == row.kernel
+                };
+                match sums.iter_mut().find(same) {
                     Some((_, sum, n)) => {
                         *sum += row.median_ms;
                         *n += 1;
                     }
-                    None => sums.push((row.spec.clone(), row.median_ms, 1)),
+                    None => sums.push((row, row.median_ms, 1)),
                 }
             }
         }
         sums.into_iter()
-            .map(|(spec, sum, n)| MeasuredLayer {
-                spec,
+            .map(|(first, sum, n)| MeasuredLayer {
+                spec: first.spec.clone(),
+                kernel: first.kernel,
                 ms: sum / n as f64,
             })
             .collect()

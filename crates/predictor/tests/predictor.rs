@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use models::{Backend, LayerKind, LayerSpec, NetBuilder};
+use models::{Backend, ConvKernel, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
-    Context, DeviceProfile, LayerClass, MIN_SAMPLES, PassTime, PredictorError, Role, Sampler,
-    SpellGuard, Steadiness, SweepConfig, SweepSize, TrainOptions, features, read_class,
+    Context, DeviceProfile, LayerClass, MIN_SAMPLES, PassTime, PredictorError, Role, Sample,
+    Sampler, SpellGuard, Steadiness, SweepConfig, SweepSize, TrainOptions, features, read_class,
     run_in_pass, run_sweep, train,
 };
 
@@ -34,6 +34,12 @@ fn sweep(dir: &Path, classes: Vec<LayerClass>, samples: usize) -> SweepConfig {
     }
 }
 
+/// The kernel that runs a sampled layer: the last node of the network that feeds it.
+fn sampled_kernel(sample: &Sample) -> Option<ConvKernel> {
+    let net = sample.net().expect("a net that feeds the layer builds");
+    ConvKernel::of_net(&net).pop().flatten()
+}
+
 fn options() -> TrainOptions {
     TrainOptions {
         name: "tiny".into(),
@@ -54,13 +60,13 @@ fn sampling_and_features_are_deterministic() {
             assert_eq!(x, y);
             let spec = x.spec().expect("sampled layers are valid");
             assert_eq!(LayerClass::of(&spec.kind), Some(class));
-            let f = features::ours(class, &spec, Context::Cold);
+            let kernel = sampled_kernel(&x);
+            let f = features::ours(class, &spec, kernel, Context::Cold);
             assert_eq!(
                 f,
-                features::ours(class, &y.spec().expect("valid"), Context::Cold)
+                features::ours(class, &y.spec().expect("valid"), kernel, Context::Cold)
             );
             assert!(f.iter().all(|v| v.is_finite()));
-            x.net().expect("a net that feeds the layer builds");
         }
     }
 }
@@ -69,16 +75,14 @@ fn sampling_and_features_are_deterministic() {
 fn feature_vectors_have_one_length_per_class() {
     for class in LayerClass::ALL {
         let mut sampler = Sampler::new(class, SweepSize::Full, 3);
-        let len = features::ours(
-            class,
-            &sampler.next_sample().spec().expect("valid"),
-            Context::Cold,
-        )
-        .len();
+        let first = sampler.next_sample();
+        let spec = first.spec().expect("valid");
+        let len = features::ours(class, &spec, sampled_kernel(&first), Context::Cold).len();
         for _ in 0..50 {
-            let spec = sampler.next_sample().spec().expect("valid");
+            let sample = sampler.next_sample();
+            let spec = sample.spec().expect("valid");
             assert_eq!(
-                features::ours(class, &spec, Context::Cold).len(),
+                features::ours(class, &spec, sampled_kernel(&sample), Context::Cold).len(),
                 len,
                 "{class:?}"
             );
@@ -120,11 +124,16 @@ fn tiny_sweep_resumes_trains_and_predicts() {
 
     // A layer like the sampled ones is predicted within sane bounds of its measured time.
     let spec = LayerSpec::infer("relu", LayerKind::Relu, vec![vec![64, 56, 56]]).expect("valid");
-    let predicted = profile.predict_ms("relu", &spec).expect("predicts");
+    let predicted = profile.predict_ms("relu", &spec, None).expect("predicts");
     assert!(predicted > 0.0 && predicted < 1000.0, "{predicted} ms");
     let free =
         LayerSpec::infer("flatten", LayerKind::Flatten, vec![vec![64, 2, 2]]).expect("valid");
-    assert_eq!(profile.predict_ms("flatten", &free).expect("predicts"), 0.0);
+    assert_eq!(
+        profile
+            .predict_ms("flatten", &free, None)
+            .expect("predicts"),
+        0.0
+    );
 
     // A network with a layer class the profile lacks is refused by name.
     let mut b = NetBuilder::new("n", vec![8]).expect("builder");
@@ -184,7 +193,7 @@ fn tiny_sweep_resumes_trains_and_predicts() {
     profile.save(&path).expect("save");
     let loaded = DeviceProfile::load(&path).expect("load");
     assert_eq!(
-        loaded.predict_ms("relu", &spec).expect("predicts"),
+        loaded.predict_ms("relu", &spec, None).expect("predicts"),
         predicted
     );
     assert_eq!(loaded.name, "tiny");
@@ -287,14 +296,96 @@ fn a_node_fused_into_a_convolution_is_priced_zero() {
     assert!(costs[4] > 0.0, "{costs:?}");
     assert_eq!(costs[5], 0.0, "{costs:?}");
     let add = &net.nodes()[5];
-    assert!(profile.predict_ms(add.id(), add.spec()).expect("predicts") > 0.0);
+    assert!(
+        profile
+            .predict_ms(add.id(), add.spec(), None)
+            .expect("predicts")
+            > 0.0
+    );
     // The zero is the fusion's, not the regressor's: the same ReLU alone is priced.
     let relu = &net.nodes()[2];
     assert!(
         profile
-            .predict_ms(relu.id(), relu.spec())
+            .predict_ms(relu.id(), relu.spec(), None)
             .expect("predicts")
             > 0.0
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// A convolution of `kind`'s shape: `groups` groups, a `k`×`k` filter at stride 1 padded to
+/// keep the map.
+fn conv(in_channels: usize, out_channels: usize, k: usize, groups: usize) -> LayerKind {
+    LayerKind::Conv2d {
+        in_channels,
+        out_channels,
+        kernel_size: [k, k],
+        stride: [1, 1],
+        padding: [k / 2, k / 2],
+        dilation: [1, 1],
+        groups,
+        bias: true,
+    }
+}
+
+#[test]
+fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
+    let dir = temp_dir("kernels");
+    // An inverted residual block on 7×7 maps, which runs on channel-blocked maps on the
+    // AVX-512 path, and the same expansion alone, which runs on NCHW maps everywhere.
+    let mut b = NetBuilder::new("chain", vec![16, 7, 7]).expect("builder");
+    let input = b.input();
+    let expand = b.add("expand", conv(16, 32, 1, 1), &[input]).expect("conv");
+    let depthwise = b.add("dw", conv(32, 32, 3, 32), &[expand]).expect("conv");
+    b.add("project", conv(32, 16, 1, 1), &[depthwise])
+        .expect("conv");
+    let chain = b.build().expect("net");
+    let mut b = NetBuilder::new("alone", vec![16, 7, 7]).expect("builder");
+    let input = b.input();
+    b.add("expand", conv(16, 32, 1, 1), &[input]).expect("conv");
+    let alone = b.build().expect("net");
+    let classes = vec![LayerClass::Conv, LayerClass::GroupedConv];
+    let config = sweep(&dir, classes, MIN_SAMPLES);
+    run_in_pass(&config, &[chain.clone(), alone.clone()], &mut guard()).expect("runs");
+    let kernels = |net: &models::Net, class| {
+        let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(net));
+        let path = predictor::csv_path(&in_pass, class);
+        let (_, rows) = read_class(&path).expect("in-pass convolutions");
+        rows.iter().map(|r| r.kernel).collect::<Vec<_>>()
+    };
+    let blocked = models::VectorPath::current() == models::VectorPath::Avx512;
+    let expected = if blocked {
+        [ConvKernel::BlockedPointwise, ConvKernel::BlockedDepthwise]
+    } else {
+        [ConvKernel::Pointwise, ConvKernel::Depthwise]
+    };
+    assert_eq!(kernels(&chain, LayerClass::Conv), [Some(expected[0]); 2]);
+    assert_eq!(
+        kernels(&chain, LayerClass::GroupedConv),
+        [Some(expected[1])]
+    );
+    assert_eq!(
+        kernels(&alone, LayerClass::Conv),
+        [Some(ConvKernel::Pointwise)]
+    );
+    // The expansion's spec is the same in both networks; its features differ by the kernel.
+    let spec = alone.nodes()[1].spec();
+    assert_eq!(spec, chain.nodes()[1].spec());
+    let features = |kernel| features::ours(LayerClass::Conv, spec, Some(kernel), Context::InPass);
+    assert_eq!(
+        features(expected[0]) != features(ConvKernel::Pointwise),
+        blocked
+    );
+
+    // A kernel this build does not know is refused with what to do.
+    let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&alone));
+    let path = predictor::csv_path(&in_pass, LayerClass::Conv);
+    let text = std::fs::read_to_string(&path).expect("csv");
+    std::fs::write(&path, text.replace(",pointwise", ",systolic")).expect("write");
+    let err = read_class(&path).expect_err("an unknown kernel");
+    assert!(
+        err.to_string().contains("kernel `systolic`") && err.to_string().contains("sweep again"),
+        "{err}"
     );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
@@ -380,7 +471,7 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     );
     // A ReLU of another shape is no measured layer: the regressor prices it.
     let other = LayerSpec::infer("other", LayerKind::Relu, vec![vec![4, 25, 25]]).expect("valid");
-    let predicted = profile.predict_ms("other", &other).expect("predicts");
+    let predicted = profile.predict_ms("other", &other, None).expect("predicts");
     assert!(predicted > 0.0 && predicted != relu_ms, "{predicted} ms");
     // The measurements survive a save and a load.
     let path = dir.join("in-pass.profile");

@@ -10,7 +10,7 @@
 //! a node of the other layout reads it, and at a cut.
 
 use crate::fusion::Fusion;
-use crate::kernels::{BlockedDepthwise, ConvShape};
+use crate::kernels::{BlockedDepthwise, ConvShape, VectorPath};
 use crate::layer::LayerKind;
 use crate::net::Net;
 
@@ -19,9 +19,20 @@ use crate::net::Net;
 /// "Edge speed against ONNX Runtime").
 const LARGEST_PLANE: usize = 14 * 14;
 
+/// For each node of `net` run with `fusion` by the crate's own kernels, whether it is a
+/// convolution that runs on blocked maps when the model is made now: [`blocked_convs`] on the
+/// AVX-512 path, none on the others.
+pub(crate) fn blocked_on_this_path(net: &Net, fusion: &Fusion) -> Vec<bool> {
+    if VectorPath::current() == VectorPath::Avx512 {
+        blocked_convs(net, fusion)
+    } else {
+        vec![false; net.len()]
+    }
+}
+
 /// For each node of `net` run with `fusion`, whether it is a convolution that runs on blocked
-/// maps.
-pub(super) fn blocked_convs(net: &Net, fusion: &Fusion) -> Vec<bool> {
+/// maps on the AVX-512 path.
+fn blocked_convs(net: &Net, fusion: &Fusion) -> Vec<bool> {
     let nodes = net.nodes();
     let small = |v: usize| match nodes[v].spec().output_shape[..] {
         [_, h, w] => h * w <= LARGEST_PLANE,

@@ -28,6 +28,7 @@ mod shortcut;
 mod tests;
 mod workers;
 
+pub(crate) use chains::blocked_on_this_path;
 use input::Input;
 pub(crate) use part::NodeObserver;
 pub use pinning::{PIN_THREADS_VAR, Pinning, pin_global_pool};

@@ -5,12 +5,12 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::chains::blocked_convs;
+use super::chains::blocked_on_this_path;
 use crate::error::ModelError;
 use crate::fusion::{FusedActivation, Fusion};
 use crate::kernels::{
     Activation, BlockedDepthwise, BlockedPointwise, ConvShape, DenseLinear, DepthwiseConv,
-    PackedConv, ShapeError, VectorPath,
+    PackedConv, ShapeError,
 };
 use crate::layer::LayerKind;
 use crate::net::Net;
@@ -57,8 +57,8 @@ pub(super) fn prepare(
     device: &Device,
     own_kernels: bool,
 ) -> Result<Vec<Params>, ModelError> {
-    let blocked = if own_kernels && VectorPath::current() == VectorPath::Avx512 {
-        blocked_convs(net, fusion)
+    let blocked = if own_kernels {
+        blocked_on_this_path(net, fusion)
     } else {
         vec![false; net.len()]
     };

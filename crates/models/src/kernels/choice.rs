@@ -2,7 +2,12 @@
 //! to anyone who prices layers (the predictor gives it to its regressors as a feature, since
 //! two layers of equal FLOPs on different kernels differ several-fold in time).
 
+use serde::{Deserialize, Serialize};
+
+use crate::exec::blocked_on_this_path;
+use crate::fusion::Fusion;
 use crate::layer::LayerSpec;
+use crate::net::Net;
 
 use super::ConvShape;
 use super::conv::{Layout, choose_layout};
@@ -10,7 +15,7 @@ use super::halving;
 use super::winograd::Tiling;
 
 /// The kernel a convolution runs on the flex backend with the fast kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConvKernel {
     /// Winograd's F(4×4, 3×3) (3×3, stride 1, larger maps).
     Winograd4,
@@ -34,11 +39,15 @@ pub enum ConvKernel {
     DepthwiseStride2,
     /// Burn's own grouped convolution (any other group count).
     Grouped,
+    /// The 1×1 kernel of a chain on channel-blocked maps (MobileNetV2's small maps on AVX-512).
+    BlockedPointwise,
+    /// The 3×3 depthwise kernel of a chain on channel-blocked maps.
+    BlockedDepthwise,
 }
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 10] = [
+    pub const ALL: [ConvKernel; 12] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
         ConvKernel::PixelMajor,
@@ -49,6 +58,8 @@ impl ConvKernel {
         ConvKernel::Depthwise,
         ConvKernel::DepthwiseStride2,
         ConvKernel::Grouped,
+        ConvKernel::BlockedPointwise,
+        ConvKernel::BlockedDepthwise,
     ];
 
     /// A short name for reports.
@@ -64,11 +75,42 @@ impl ConvKernel {
             ConvKernel::Depthwise => "depthwise",
             ConvKernel::DepthwiseStride2 => "depthwise-stride2",
             ConvKernel::Grouped => "grouped",
+            ConvKernel::BlockedPointwise => "blocked-pointwise",
+            ConvKernel::BlockedDepthwise => "blocked-depthwise",
         }
     }
 
-    /// The kernel that runs the convolution `spec` (with its own output shape), or `None` when
-    /// `spec` is not a 2-D convolution with a `[C, H, W]` output.
+    /// The kernel called `name` ([`ConvKernel::name`]), if any.
+    pub fn from_name(name: &str) -> Option<ConvKernel> {
+        ConvKernel::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kernel that runs each node of `net`, in node order, when a model of it is made now
+    /// with the fast kernels: `None` for nodes that are not 2-D convolutions. Unlike
+    /// [`ConvKernel::of`], this sees the chains of depthwise and 1×1 layers that run on
+    /// channel-blocked maps, which depend on a layer's neighbours and on the vector path.
+    pub fn of_net(net: &Net) -> Vec<Option<ConvKernel>> {
+        let blocked = blocked_on_this_path(net, &Fusion::of(net));
+        net.nodes()
+            .iter()
+            .zip(blocked)
+            .map(|(node, blocked)| {
+                let kernel = ConvKernel::of(node.spec())?;
+                Some(match (blocked, kernel) {
+                    (false, kernel) => kernel,
+                    (true, ConvKernel::Depthwise | ConvKernel::DepthwiseStride2) => {
+                        ConvKernel::BlockedDepthwise
+                    }
+                    (true, _) => ConvKernel::BlockedPointwise,
+                })
+            })
+            .collect()
+    }
+
+    /// The kernel that runs the convolution `spec` (with its own output shape) on NCHW maps, or
+    /// `None` when `spec` is not a 2-D convolution with a `[C, H, W]` output. Whether it runs
+    /// on channel-blocked maps instead depends on the network around it: see
+    /// [`ConvKernel::of_net`].
     pub fn of(spec: &LayerSpec) -> Option<ConvKernel> {
         let (shape, groups) = ConvShape::of_layer(&spec.kind)?;
         let [_, ho, wo] = spec.output_shape[..] else {
@@ -150,6 +192,45 @@ mod tests {
         assert_eq!(kernel("mobilenet_v2", "features.2.conv.1.0"), Some(halving));
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 10);
+        assert_eq!(ConvKernel::ALL.len(), 12);
+    }
+
+    #[test]
+    fn the_network_tells_which_layers_run_blocked() {
+        let kernels = |name: &str| {
+            let net = zoo::build(name).expect("zoo model");
+            let kernels = ConvKernel::of_net(&net);
+            let ids: Vec<String> = net.nodes().iter().map(|n| n.id().to_string()).collect();
+            move |id: &str| kernels[ids.iter().position(|i| i == id).expect("node")]
+        };
+        let mobilenet = kernels("mobilenet_v2");
+        let avx512 = crate::VectorPath::current() == crate::VectorPath::Avx512;
+        let (pointwise, depthwise) = if avx512 {
+            (ConvKernel::BlockedPointwise, ConvKernel::BlockedDepthwise)
+        } else {
+            (ConvKernel::Pointwise, ConvKernel::Depthwise)
+        };
+        assert_eq!(mobilenet("features.14.conv.1.0"), Some(depthwise));
+        assert_eq!(mobilenet("features.14.conv.0.0"), Some(pointwise));
+        assert_eq!(mobilenet("features.18.0"), Some(pointwise));
+        // The 28² blocks and the classifier are as a layer alone runs them.
+        assert_eq!(
+            mobilenet("features.5.conv.1.0"),
+            Some(ConvKernel::Depthwise)
+        );
+        assert_eq!(mobilenet("classifier.1"), None);
+        // A network without depthwise layers: every layer as alone, its 1×1 layers on 14² maps
+        // included.
+        let net = zoo::build("resnet50").expect("zoo model");
+        let alone: Vec<_> = net
+            .nodes()
+            .iter()
+            .map(|n| ConvKernel::of(n.spec()))
+            .collect();
+        assert_eq!(ConvKernel::of_net(&net), alone);
+        for kernel in ConvKernel::ALL {
+            assert_eq!(ConvKernel::from_name(kernel.name()), Some(kernel));
+        }
+        assert_eq!(ConvKernel::from_name("winograd"), None);
     }
 }
