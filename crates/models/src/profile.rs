@@ -6,8 +6,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::error::ModelError;
-use crate::exec::{Model, pass_on_worker};
-use crate::tensor::{HostTensor, Value};
+use crate::exec::{Input, Model, pass_on_worker};
+use crate::tensor::HostTensor;
 
 /// Which revision of the layers' kernels this build runs. It changes whenever a change makes
 /// layers faster or slower (a new kernel, a new CPU feature), so that timings cached by an
@@ -218,7 +218,9 @@ impl Model {
     /// Times every node on its own: one forward pass records every activation, then each node
     /// runs `warmup` times unmeasured and `runs` times measured on those inputs (a fresh copy
     /// each run, made before the clock starts; synchronising the device after each run), and its
-    /// median latency is reported. `runs` must be at least 1.
+    /// median latency is reported. `runs` must be at least 1. The activations are kept as a pass
+    /// hands them on (blocked maps inside a blocked chain), so a node converts between layouts
+    /// only where a pass converts.
     ///
     /// The nodes run on a rayon worker thread, as they do in a forward pass, so that a node's
     /// time holds no hand-off from the caller's thread to the pool.
@@ -263,9 +265,10 @@ impl Model {
         }
         let net = self.net();
         let batch = batch_of(&input);
-        let first = self.upload(input)?;
-        // Every activation, kept so that each node can be timed on its real inputs.
-        let mut values: Vec<Value> = Vec::with_capacity(net.len());
+        let first = Input::Value(self.upload(input)?);
+        // Every activation as the pass leaves it (blocked maps inside a blocked chain), kept so
+        // that each node can be timed on its real inputs and converts only where a pass would.
+        let mut values: Vec<Input> = Vec::with_capacity(net.len());
         values.push(first);
         let mut timings = vec![LayerTiming {
             node: 0,
@@ -275,22 +278,22 @@ impl Model {
             out_bytes: batch * net.nodes()[0].spec().out_bytes,
         }];
         for (v, node) in net.nodes().iter().enumerate().skip(1) {
-            let shared =
-                || -> Vec<Value> { node.inputs().iter().map(|&u| values[u].clone()).collect() };
+            // Each run gets inputs of its own, as in a forward pass, where a layer's last
+            // reader takes its input.
+            let own = || -> Result<Vec<Input>, ModelError> {
+                node.inputs()
+                    .iter()
+                    .map(|&u| self.own_copy(&values[u]))
+                    .collect()
+            };
             let mut samples = Vec::with_capacity(runs);
             for i in 0..warmup + runs {
                 if let Some(scrub) = scrub.as_deref_mut() {
                     scrub.scrub();
                 }
-                // Each run gets inputs of its own, as in a forward pass, where a layer's last
-                // reader takes its input; a shared one would be copied by kernels that work in
-                // place or on the host.
-                let inputs = shared()
-                    .into_iter()
-                    .map(|x| self.upload(x.to_host()?))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let inputs = own()?;
                 let start = Instant::now();
-                let y = self.run_node(v, inputs)?;
+                let y = self.step(v, inputs)?;
                 sync(self)?;
                 let elapsed = start.elapsed().as_secs_f64() * 1e3;
                 drop(y);
@@ -298,7 +301,8 @@ impl Model {
                     samples.push(elapsed);
                 }
             }
-            values.push(self.run_node(v, shared())?);
+            let y = self.step(v, own()?)?;
+            values.push(y);
             timings.push(LayerTiming {
                 node: v,
                 id: node.id().to_string(),
@@ -495,6 +499,39 @@ mod tests {
         let data = (0..len).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
         let x = HostTensor::new([vec![batch], shape].concat(), data).expect("input");
         (model, x)
+    }
+
+    #[test]
+    fn in_pass_and_alone_time_every_node_of_blocked_chains() {
+        in_pass_matches_alone("mobilenet_v2", vec![3, 32, 32]);
+    }
+
+    #[test]
+    fn a_node_timed_alone_gets_its_input_as_a_pass_hands_it_on() {
+        // On 32² inputs, MobileNetV2's blocks from the second on work on maps of at most 14²:
+        // on AVX-512 their convolutions run blocked and hand on blocked maps, which the next
+        // one is timed on without converting them.
+        let (model, x) = model_and_input("mobilenet_v2", vec![3, 32, 32], 1);
+        let net = model.net();
+        let expand = net
+            .nodes()
+            .iter()
+            .position(|n| n.id() == "features.3.conv.0.0")
+            .expect("node");
+        let mut values: Vec<Input> = vec![Input::Value(model.upload(x).expect("upload"))];
+        for v in 1..=expand {
+            let inputs = net.nodes()[v]
+                .inputs()
+                .iter()
+                .map(|&u| model.own_copy(&values[u]).expect("copy"))
+                .collect();
+            values.push(model.step(v, inputs).expect("runs"));
+        }
+        let avx512 = crate::VectorPath::current() == crate::VectorPath::Avx512;
+        assert_eq!(matches!(values[expand], Input::Blocked(_)), avx512);
+        let copy = model.own_copy(&values[expand]).expect("copy");
+        assert_eq!(matches!(copy, Input::Blocked(_)), avx512);
+        assert_eq!(copy.shape(), values[expand].shape());
     }
 
     /// In-pass timings cover the same nodes, in the same order, with the same ids, kinds and

@@ -3,7 +3,8 @@
 //! Two feature sets per class. `ours` feeds the chosen regressors: how the layer was timed
 //! ([`Context`]: alone and cold, or inside a pass, with the bytes it moves), log-transformed FLOPs,
 //! input and output elements and parameters, plus the class's hyper-parameters; for a
-//! convolution also which kernel runs it ([`ConvKernel`], one-hot) and its working set (input,
+//! convolution also which kernel runs it ([`ConvKernel`]: one-hot, and whether it runs on
+//! channel-blocked maps) and its working set (input,
 //! output and weights in bytes), since layers of equal FLOPs differ several-fold between
 //! kernels and between fitting in the cache or not. `baseline` is
 //! Neurosurgeon's: a few raw sizes per layer type for a plain linear regression, kept to show
@@ -58,6 +59,20 @@ fn channels(shape: &[usize]) -> f64 {
     shape.first().copied().unwrap_or(1) as f64
 }
 
+/// A convolution's kernel as features: one-hot over the NCHW kernels (a blocked kernel in its
+/// NCHW twin's place), then 1 where it runs on channel-blocked maps. Split so, a network whose
+/// blocked 1×1 layers no other network has is priced as its NCHW 1×1 layers would be, not as
+/// an unknown kernel (the blocked depthwise layers the sweep samples tell the flag's worth).
+fn kernel_features(kernel: Option<ConvKernel>) -> impl Iterator<Item = f64> {
+    let nchw = kernel.map(ConvKernel::on_nchw);
+    let blocked = kernel.is_some_and(ConvKernel::is_blocked);
+    ConvKernel::ALL
+        .into_iter()
+        .filter(|k| !k.is_blocked())
+        .map(move |k| if Some(k) == nchw { 1.0 } else { 0.0 })
+        .chain([if blocked { 1.0 } else { 0.0 }])
+}
+
 /// Our features for `spec`, whose class is `class`, run by `kernel` (for a convolution: see
 /// [`ConvKernel::of_net`]) and timed or priced in `context`. The first
 /// two say which: inside a pass, 1 and the log of the bytes the layer reads and writes (what
@@ -103,11 +118,7 @@ pub fn ours(
                 ln1p(*groups as f64),
                 ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
             ]);
-            f.extend(
-                ConvKernel::ALL
-                    .iter()
-                    .map(|&k| if Some(k) == kernel { 1.0 } else { 0.0 }),
-            );
+            f.extend(kernel_features(kernel));
         }
         (
             LayerKind::Linear {
@@ -205,12 +216,31 @@ mod tests {
         let winograd = features_of("resnet18", "layer1.0.conv1");
         let im2col = features_of("resnet18", "layer2.0.conv1");
         assert_eq!(winograd.len(), im2col.len());
-        let one_hot = |f: &[f64]| f[f.len() - ConvKernel::ALL.len()..].to_vec();
-        let hot = |kernel| ConvKernel::ALL.map(|k| if k == kernel { 1.0 } else { 0.0 });
-        assert_eq!(one_hot(&winograd), hot(ConvKernel::Winograd4));
-        assert_eq!(one_hot(&im2col), hot(ConvKernel::PixelMajor));
-        // The working set (just before the one-hot) counts input, output and weights.
-        let ws = winograd[winograd.len() - ConvKernel::ALL.len() - 1];
+        // The kernel's features: one-hot over the NCHW kernels, then whether it runs blocked.
+        let nchw: Vec<ConvKernel> = ConvKernel::ALL
+            .into_iter()
+            .filter(|k| !k.is_blocked())
+            .collect();
+        let tail = |f: &[f64]| f[f.len() - nchw.len() - 1..].to_vec();
+        let hot = |kernel, blocked: bool| {
+            let mut f: Vec<f64> = nchw
+                .iter()
+                .map(|&k| if k == kernel { 1.0 } else { 0.0 })
+                .collect();
+            f.push(if blocked { 1.0 } else { 0.0 });
+            f
+        };
+        assert_eq!(tail(&winograd), hot(ConvKernel::Winograd4, false));
+        assert_eq!(tail(&im2col), hot(ConvKernel::PixelMajor, false));
+        // MobileNetV2's 1×1 and depthwise layers on 14² maps run blocked on AVX-512: their NCHW
+        // twins' places, and the flag.
+        let blocked = models::VectorPath::current() == models::VectorPath::Avx512;
+        let expand = features_of("mobilenet_v2", "features.12.conv.0.0");
+        let depthwise = features_of("mobilenet_v2", "features.12.conv.1.0");
+        assert_eq!(tail(&expand), hot(ConvKernel::Pointwise, blocked));
+        assert_eq!(tail(&depthwise), hot(ConvKernel::Depthwise, blocked));
+        // The working set (just before the kernel) counts input, output and weights.
+        let ws = winograd[winograd.len() - nchw.len() - 2];
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
         assert!((ws - bytes.ln_1p()).abs() < 1e-9, "{ws}");
     }

@@ -29,7 +29,7 @@ mod tests;
 mod workers;
 
 pub(crate) use chains::blocked_on_this_path;
-use input::Input;
+pub(crate) use input::Input;
 pub(crate) use part::NodeObserver;
 pub use pinning::{PIN_THREADS_VAR, Pinning, pin_global_pool};
 use prepare::{Params, prepare};
@@ -217,6 +217,25 @@ impl Model {
     /// The inputs' shapes are not checked here; [`Model::run_part`] does that. Use this to time
     /// single layers.
     pub fn run_node(&self, index: usize, inputs: Vec<Value>) -> Result<Value, ModelError> {
+        let inputs = inputs.into_iter().map(Input::Value).collect();
+        self.step(index, inputs)?.into_value(&self.device)
+    }
+
+    /// A copy of `x` of its own, as a pass hands a node its input (a shared one would be copied
+    /// by kernels that work in place or on the host): blocked maps stay blocked.
+    pub(crate) fn own_copy(&self, x: &Input) -> Result<Input, ModelError> {
+        Ok(match x {
+            Input::Blocked(maps) => Input::Blocked(Arc::new(maps.as_ref().clone())),
+            other => {
+                let host = other.clone().into_value(&self.device)?.to_host()?;
+                Input::Value(self.upload(host)?)
+            }
+        })
+    }
+
+    /// [`Model::run_node`] on inputs as a pass hands them over, its output left as the node
+    /// makes it (blocked maps from a convolution of a blocked chain).
+    pub(crate) fn step(&self, index: usize, inputs: Vec<Input>) -> Result<Input, ModelError> {
         if index >= self.net.len() {
             return Err(ModelError::UnknownNode(format!(
                 "#{index} (the network has {} nodes)",
@@ -229,13 +248,8 @@ impl Model {
         );
         if moves_no_data || self.fusion.is_absorbed(index) {
             // Nothing to compute: handing it to a worker would cost more than the node.
-            return self
-                .apply(index, inputs.into_iter().map(Input::Value).collect())?
-                .into_value(&self.device);
+            return self.apply(index, inputs);
         }
-        on_worker(|| {
-            self.apply(index, inputs.into_iter().map(Input::Value).collect())?
-                .into_value(&self.device)
-        })
+        on_worker(|| self.apply(index, inputs))
     }
 }

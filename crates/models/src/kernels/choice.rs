@@ -80,6 +80,24 @@ impl ConvKernel {
         }
     }
 
+    /// Whether the kernel runs on channel-blocked maps.
+    pub fn is_blocked(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::BlockedPointwise | ConvKernel::BlockedDepthwise
+        )
+    }
+
+    /// The NCHW kernel of the same kind: the 1×1 or depthwise kernel for a blocked one, the
+    /// kernel itself otherwise.
+    pub fn on_nchw(self) -> ConvKernel {
+        match self {
+            ConvKernel::BlockedPointwise => ConvKernel::Pointwise,
+            ConvKernel::BlockedDepthwise => ConvKernel::Depthwise,
+            kernel => kernel,
+        }
+    }
+
     /// The kernel called `name` ([`ConvKernel::name`]), if any.
     pub fn from_name(name: &str) -> Option<ConvKernel> {
         ConvKernel::ALL.into_iter().find(|k| k.name() == name)
@@ -230,6 +248,8 @@ mod tests {
         assert_eq!(ConvKernel::of_net(&net), alone);
         for kernel in ConvKernel::ALL {
             assert_eq!(ConvKernel::from_name(kernel.name()), Some(kernel));
+            assert!(!kernel.on_nchw().is_blocked());
+            assert_eq!(kernel.on_nchw() == kernel, !kernel.is_blocked());
         }
         assert_eq!(ConvKernel::from_name("winograd"), None);
     }
