@@ -3,8 +3,8 @@
 //! Two feature sets per class. `ours` feeds the chosen regressors: how the layer was timed
 //! ([`Context`]: alone and cold, or inside a pass, with the bytes it moves), log-transformed FLOPs,
 //! input and output elements and parameters, plus the class's hyper-parameters; for a
-//! convolution also which kernel runs it ([`ConvKernel`]: one-hot, and whether it runs on
-//! channel-blocked maps) and its working set (input,
+//! convolution also which kernel runs it ([`ConvKernel`], one-hot, a blocked kernel as its
+//! NCHW twin) and its working set (input,
 //! output and weights in bytes), since layers of equal FLOPs differ several-fold between
 //! kernels and between fitting in the cache or not. `baseline` is
 //! Neurosurgeon's: a few raw sizes per layer type for a plain linear regression, kept to show
@@ -24,7 +24,8 @@ use crate::class::LayerClass;
 /// timed a batch at a time in interleaved rounds, the caches evicted by every worker. Version 6:
 /// the stride-2 depthwise kernel ([`ConvKernel::DepthwiseStride2`]) among the kernels.
 /// Version 7: the kernel as the layer's network runs it ([`ConvKernel::of_net`], the
-/// channel-blocked kernels among them), recorded with every row.
+/// channel-blocked kernels among them) recorded with every row, and layers timed alone on
+/// their inputs as a pass hands them on.
 pub const FEATURE_SCHEMA_VERSION: u32 = 7;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
@@ -59,18 +60,17 @@ fn channels(shape: &[usize]) -> f64 {
     shape.first().copied().unwrap_or(1) as f64
 }
 
-/// A convolution's kernel as features: one-hot over the NCHW kernels (a blocked kernel in its
-/// NCHW twin's place), then 1 where it runs on channel-blocked maps. Split so, a network whose
-/// blocked 1×1 layers no other network has is priced as its NCHW 1×1 layers would be, not as
-/// an unknown kernel (the blocked depthwise layers the sweep samples tell the flag's worth).
+/// A convolution's kernel as features: one-hot over the NCHW kernels, a blocked kernel in its
+/// NCHW twin's place. The regressors are not told that a layer runs blocked: the only blocked
+/// layers the sweep samples are lone depthwise layers, which convert their input, and a flag
+/// learned from them priced a network's blocked 1×1 layers high when no other network had any
+/// (`docs/EXPERIMENTS.md`, "Latency predictor").
 fn kernel_features(kernel: Option<ConvKernel>) -> impl Iterator<Item = f64> {
     let nchw = kernel.map(ConvKernel::on_nchw);
-    let blocked = kernel.is_some_and(ConvKernel::is_blocked);
     ConvKernel::ALL
         .into_iter()
         .filter(|k| !k.is_blocked())
         .map(move |k| if Some(k) == nchw { 1.0 } else { 0.0 })
-        .chain([if blocked { 1.0 } else { 0.0 }])
 }
 
 /// Our features for `spec`, whose class is `class`, run by `kernel` (for a convolution: see
@@ -216,31 +216,27 @@ mod tests {
         let winograd = features_of("resnet18", "layer1.0.conv1");
         let im2col = features_of("resnet18", "layer2.0.conv1");
         assert_eq!(winograd.len(), im2col.len());
-        // The kernel's features: one-hot over the NCHW kernels, then whether it runs blocked.
+        // The kernel's features: one-hot over the NCHW kernels.
         let nchw: Vec<ConvKernel> = ConvKernel::ALL
             .into_iter()
             .filter(|k| !k.is_blocked())
             .collect();
-        let tail = |f: &[f64]| f[f.len() - nchw.len() - 1..].to_vec();
-        let hot = |kernel, blocked: bool| {
-            let mut f: Vec<f64> = nchw
-                .iter()
+        let tail = |f: &[f64]| f[f.len() - nchw.len()..].to_vec();
+        let hot = |kernel| {
+            nchw.iter()
                 .map(|&k| if k == kernel { 1.0 } else { 0.0 })
-                .collect();
-            f.push(if blocked { 1.0 } else { 0.0 });
-            f
+                .collect::<Vec<f64>>()
         };
-        assert_eq!(tail(&winograd), hot(ConvKernel::Winograd4, false));
-        assert_eq!(tail(&im2col), hot(ConvKernel::PixelMajor, false));
-        // MobileNetV2's 1×1 and depthwise layers on 14² maps run blocked on AVX-512: their NCHW
-        // twins' places, and the flag.
-        let blocked = models::VectorPath::current() == models::VectorPath::Avx512;
+        assert_eq!(tail(&winograd), hot(ConvKernel::Winograd4));
+        assert_eq!(tail(&im2col), hot(ConvKernel::PixelMajor));
+        // MobileNetV2's 1×1 and depthwise layers on 14² maps, blocked on AVX-512, in their NCHW
+        // twins' places.
         let expand = features_of("mobilenet_v2", "features.12.conv.0.0");
         let depthwise = features_of("mobilenet_v2", "features.12.conv.1.0");
-        assert_eq!(tail(&expand), hot(ConvKernel::Pointwise, blocked));
-        assert_eq!(tail(&depthwise), hot(ConvKernel::Depthwise, blocked));
+        assert_eq!(tail(&expand), hot(ConvKernel::Pointwise));
+        assert_eq!(tail(&depthwise), hot(ConvKernel::Depthwise));
         // The working set (just before the kernel) counts input, output and weights.
-        let ws = winograd[winograd.len() - nchw.len() - 2];
+        let ws = winograd[winograd.len() - nchw.len() - 1];
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
         assert!((ws - bytes.ln_1p()).abs() < 1e-9, "{ws}");
     }
