@@ -61,8 +61,9 @@ use crate::tensor::HostTensor;
 /// bounds check instead of one a load; 29: on the AVX2 path, 3×3 stride-1 depthwise layers on
 /// planes of at most 256 values run eight channels to a vector, channels-last; 30: on the
 /// AVX-512 path, MobileNetV2-style chains of depthwise and 1×1 layers on maps of at most 14×14
-/// run on channel-blocked maps (`kernels::blocked`).
-pub const KERNEL_REVISION: u32 = 30;
+/// run on channel-blocked maps (`kernels::blocked`); 31: the blocked depthwise kernel finds a
+/// border output's taps by range, and sums four inside outputs of a row at a time.
+pub const KERNEL_REVISION: u32 = 31;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
