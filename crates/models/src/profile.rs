@@ -302,8 +302,9 @@ impl Model {
                     samples.push(elapsed);
                 }
             }
-            let y = self.step(v, own()?)?;
-            values.push(y);
+            // The activation kept for the nodes after: the inputs shared, not copied.
+            let shared = node.inputs().iter().map(|&u| values[u].clone()).collect();
+            values.push(self.step(v, shared)?);
             timings.push(LayerTiming {
                 node: v,
                 id: node.id().to_string(),
