@@ -29,7 +29,11 @@ layout reorders it adds count apart.
 The vector path: cutpoint caps its kernels with CUTPOINT_VECTOR_PATH (see
 `models::VectorPath`); ONNX Runtime has no such cap and always runs the widest path the CPU has,
 so on an AVX-512 machine the AVX2 column compares cutpoint's AVX2 kernels with ONNX Runtime's
-AVX-512 ones (an upper bound on the gap an AVX2-only machine shows).
+AVX-512 ones. With --hide-avx512 the script builds `scripts/hide_avx512.c` (with `cc`) and runs
+itself, and so every engine, under it: the CPU then reports no AVX-512 to anyone (CPUID
+faulting, which Linux offers where /proc/cpuinfo lists `cpuid_fault`), and ONNX Runtime, PyTorch
+and cutpoint all run their AVX2 kernels, as on an AVX2-only machine with this one's caches and
+clock.
 
 With --chains N it also times each distinct stride-1 convolution of the models on its own, as
 whole passes of a network of N copies of it (each with its ReLU; a layer whose output channels
@@ -49,6 +53,7 @@ says so and exits with status 2. cutpoint's side is the release `cutpoint-edge` 
     scripts/compare_ort.py
     scripts/compare_ort.py --models resnet18,mobilenet_v2 --rounds 5 --threads 2
     scripts/compare_ort.py --paths avx2 --json
+    scripts/compare_ort.py --paths avx2 --hide-avx512             # every engine on AVX2
     scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
     scripts/compare_ort.py --torch                                # cutpoint, ONNX Runtime, PyTorch
     scripts/compare_ort.py --models mobilenet_v2 --chains 10 --threads 1   # per shape, whole passes
@@ -113,6 +118,12 @@ def parse_args():
         metavar="N",
         help="also time every distinct stride-1 convolution as whole passes of N copies of it, "
         "in both engines (default 0: off)",
+    )
+    parser.add_argument(
+        "--hide-avx512",
+        action="store_true",
+        help="hide AVX-512 from every engine (scripts/hide_avx512.c, needs cc and CPUID "
+        "faulting), so that all of them run AVX2 kernels",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
@@ -458,6 +469,7 @@ def compare(args):
         "onnxruntime": ort.__version__,
         "torch": torch.__version__ if args.torch else None,
         "cpu_flags": cpu_flags(),
+        "avx512_hidden": os.environ.get(HIDING) == "1",
         "paths_ran": ran,
         "models": models,
         "kinds": sorted(kinds.values(), key=lambda r: -r["excess_ms"]),
@@ -592,14 +604,36 @@ def print_chains(chains, paths):
               f"{k['ort_ms']:>9.3f}{cells}")
 
 
+# Set in the environment of a run under hide_avx512.so, so that it is not started again.
+HIDING = "CUTPOINT_HIDING_AVX512"
+
+
+def rerun_hiding_avx512():
+    """Builds hide_avx512.so into target/ and runs this script again under it, with the same
+    arguments; does not return."""
+    source = ROOT / "scripts" / "hide_avx512.c"
+    library = ROOT / "target" / "hide_avx512.so"
+    library.parent.mkdir(exist_ok=True)
+    built = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(library), str(source)],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        sys.exit(f"--hide-avx512: building {source} with cc failed: {built.stderr.strip()}")
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
+    env = dict(os.environ, LD_PRELOAD=preload, **{HIDING: "1"})
+    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve())] + sys.argv[1:], env)
+
+
 def cpu_flags():
+    """The CPU's vector flags, as /proc/cpuinfo lists them, less AVX-512's when it is hidden."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
     flags = next((l.split(":", 1)[1].split() for l in text.splitlines()
                   if l.startswith("flags")), [])
-    return sorted(f for f in set(flags) if f.startswith(("avx", "fma")))
+    hidden = os.environ.get(HIDING) == "1"
+    return sorted(f for f in set(flags)
+                  if f.startswith(("avx", "fma")) and not (hidden and f.startswith("avx512")))
 
 
 def print_tables(report):
@@ -608,7 +642,8 @@ def print_tables(report):
           f"{report['rounds']} alternating rounds of {report['runs']} passes")
     if report["torch"]:
         print(f"PyTorch {report['torch']} (PT), {report['threads']} threads")
-    print(f"CPU flags: {' '.join(report['cpu_flags'])}")
+    hidden = " (AVX-512 hidden from every engine: hide_avx512.so)" if report["avx512_hidden"] else ""
+    print(f"CPU flags: {' '.join(report['cpu_flags'])}{hidden}")
     print("cutpoint ran: " + ", ".join(f"{p} -> {r}" for p, r in report["paths_ran"].items()))
     if any(p.startswith("base_") for p in paths):
         print("base_*: the --baseline build")
@@ -634,6 +669,8 @@ def print_tables(report):
 
 def main():
     args = parse_args()
+    if args.hide_avx512 and os.environ.get(HIDING) != "1":
+        rerun_hiding_avx512()
     report = compare(args)
     if args.json:
         print(json.dumps(report, indent=2))
