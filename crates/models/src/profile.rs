@@ -62,8 +62,10 @@ use crate::tensor::HostTensor;
 /// planes of at most 256 values run eight channels to a vector, channels-last; 30: on the
 /// AVX-512 path, MobileNetV2-style chains of depthwise and 1×1 layers on maps of at most 14×14
 /// run on channel-blocked maps (`kernels::blocked`); 31: the blocked depthwise kernel finds a
-/// border output's taps by range, and sums four inside outputs of a row at a time.
-pub const KERNEL_REVISION: u32 = 31;
+/// border output's taps by range, and sums four inside outputs of a row at a time; 32: weights
+/// of at least 4 MiB on transparent huge pages where Linux offers them on request, and a linear
+/// layer's rows summed in two vectors' lanes on every path.
+pub const KERNEL_REVISION: u32 = 32;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,8 +35,9 @@ impl Aligned {
 
     /// A copy of `values`.
     pub(crate) fn copy_of(values: &[f32]) -> Aligned {
-        let mut aligned =
-            Aligned::in_buffer(Vec::with_capacity(values.len() + SLACK), values.len());
+        let buf = Vec::with_capacity(values.len() + SLACK);
+        super::huge_pages::ask_for(&buf);
+        let mut aligned = Aligned::in_buffer(buf, values.len());
         aligned.copy_from_slice(values);
         aligned
     }

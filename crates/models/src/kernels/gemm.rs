@@ -2,7 +2,8 @@
 //! signature: every matrix is a slice with a row stride, and every index the product can touch
 //! is checked against the slices before the call.
 //!
-//! This module and [`prefetch`](super::prefetch) hold the crate's only `unsafe` code.
+//! This module, [`prefetch`](super::prefetch) and [`huge_pages`](super::huge_pages) hold the
+//! crate's only `unsafe` code.
 //! `gemm::gemm` takes raw pointers and strides; the checks below are exactly its
 //! preconditions for row-major operands.
 

@@ -21,8 +21,13 @@ use super::vector::dispatch;
 /// Weight rows whose dot products are computed together.
 const ROWS: usize = 4;
 
-/// Products summed side by side in one row's registers.
+/// Products summed side by side in one row's registers: two vectors of AVX-512, so that the
+/// [`ROWS`] rows' sums take 8 of its 32 registers.
 const LANES: usize = 32;
+
+/// [`LANES`] with 16 vector registers (AVX2): two vectors of 8 lanes. With 32 lanes the four
+/// rows' sums alone took all 16 registers and spilled to the stack.
+const LANES_16: usize = 16;
 
 /// Runs of output rows per thread, so that a thread that falls behind is helped.
 const RUNS_PER_THREAD: usize = 4;
@@ -123,6 +128,18 @@ impl pulp::WithSimd for Run<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
+        if S::REGISTER_COUNT < 32 {
+            self.run::<LANES_16>();
+        } else {
+            self.run::<LANES>();
+        }
+    }
+}
+
+impl Run<'_> {
+    /// The run, each row's products summed `L` lanes side by side.
+    #[inline(always)]
+    fn run<const L: usize>(self) {
         let n = self.inputs;
         let batch = self.x.len() / n;
         let groups = self
@@ -138,13 +155,13 @@ impl pulp::WithSimd for Run<'_> {
             for (sample, x) in self.x.chunks_exact(n).enumerate() {
                 if let Ok(biases) = <&[f32; ROWS]>::try_from(bias) {
                     let ahead = if sample == 0 { next } else { &[] };
-                    let sums = dot4(rows_of(rows, n), x, ahead);
+                    let sums = dot4::<L>(rows_of(rows, n), x, ahead);
                     for (r, (&s, &b)) in sums.iter().zip(biases).enumerate() {
                         y[r * batch + sample] = s + b;
                     }
                 } else {
                     for (r, (row, &b)) in rows.chunks_exact(n).zip(bias).enumerate() {
-                        y[r * batch + sample] = dot(row, x) + b;
+                        y[r * batch + sample] = dot::<L>(row, x) + b;
                     }
                 }
             }
@@ -170,31 +187,30 @@ fn rows_of(rows: &[f32], n: usize) -> [&[f32]; ROWS] {
 /// stream, did as well on short rows but made AlexNet's 20 % slower on one thread. (With the
 /// weight in cache, the requests cost: 0.078 → 0.085 ms.)
 #[inline(always)]
-fn dot4([w0, w1, w2, w3]: [&[f32]; ROWS], x: &[f32], ahead: &[f32]) -> [f32; ROWS] {
+fn dot4<const L: usize>([w0, w1, w2, w3]: [&[f32]; ROWS], x: &[f32], ahead: &[f32]) -> [f32; ROWS] {
     let n = x.len();
-    let (mut a0, mut a1, mut a2, mut a3) =
-        ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; L], [0.0; L], [0.0; L], [0.0; L]);
     let chunks = x
-        .chunks_exact(LANES)
-        .zip(w0.chunks_exact(LANES))
-        .zip(w1.chunks_exact(LANES))
-        .zip(w2.chunks_exact(LANES).zip(w3.chunks_exact(LANES)));
+        .chunks_exact(L)
+        .zip(w0.chunks_exact(L))
+        .zip(w1.chunks_exact(L))
+        .zip(w2.chunks_exact(L).zip(w3.chunks_exact(L)));
     for (i, (((x, w0), w1), (w2, w3))) in chunks.enumerate() {
         if !ahead.is_empty() {
             for row in 0..ROWS {
-                for line in (0..LANES).step_by(LINE) {
-                    prefetch(ahead, row * n + i * LANES + line);
+                for line in (0..L).step_by(LINE) {
+                    prefetch(ahead, row * n + i * L + line);
                 }
             }
         }
-        for l in 0..LANES {
+        for l in 0..L {
             a0[l] += w0[l] * x[l];
             a1[l] += w1[l] * x[l];
             a2[l] += w2[l] * x[l];
             a3[l] += w3[l] * x[l];
         }
     }
-    let tail = x.len() - x.len() % LANES;
+    let tail = x.len() - x.len() % L;
     let mut sums = [w0, w1, w2, w3].map(|w| dot_tail(&w[tail..], &x[tail..]));
     for (s, a) in sums.iter_mut().zip([a0, a1, a2, a3]) {
         *s += a.iter().sum::<f32>();
@@ -202,20 +218,20 @@ fn dot4([w0, w1, w2, w3]: [&[f32]; ROWS], x: &[f32], ahead: &[f32]) -> [f32; ROW
     sums
 }
 
-/// The dot product of one row with `x` (as long as it).
+/// The dot product of one row with `x` (as long as it), `L` lanes side by side.
 #[inline(always)]
-fn dot(w: &[f32], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    for (w, x) in w.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
+fn dot<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; L];
+    for (w, x) in w.chunks_exact(L).zip(x.chunks_exact(L)) {
         for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
             *a += w * x;
         }
     }
-    let tail = x.len() - x.len() % LANES;
+    let tail = x.len() - x.len() % L;
     dot_tail(&w[tail..], &x[tail..]) + acc.iter().sum::<f32>()
 }
 
-/// The dot product of the few values past the last full [`LANES`].
+/// The dot product of the few values past the last full vectors of lanes.
 #[inline(always)]
 fn dot_tail(w: &[f32], x: &[f32]) -> f32 {
     w.iter().zip(x).map(|(w, x)| w * x).sum()

@@ -26,6 +26,7 @@ mod depthwise;
 mod direct;
 mod gemm;
 mod halving;
+mod huge_pages;
 mod in_place;
 mod linear;
 mod patches;

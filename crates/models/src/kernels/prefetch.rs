@@ -2,9 +2,10 @@
 //!
 //! A kernel whose weight is read once per layer from memory (a 3×3 layer on a 7×7 map reads
 //! 9.4 MB for 49 pixels) otherwise waits on every block of it; asking for the next block while
-//! the current one is multiplied overlaps the two. Safe Rust has no such hint, so this module
-//! and [`gemm`](super::gemm) hold the crate's only `unsafe` code: one block, behind a function
-//! that takes a slice and an index and touches nothing outside the slice.
+//! the current one is multiplied overlaps the two. Safe Rust has no such hint, so this module,
+//! [`gemm`](super::gemm) and [`huge_pages`](super::huge_pages) hold the crate's only `unsafe`
+//! code: here one block, behind a function that takes a slice and an index and touches nothing
+//! outside the slice.
 
 /// Asks the CPU to bring the cache line holding `data[at]` into its second-level cache. Does
 /// nothing when `at` is past the end of `data`, or off x86-64. Never changes memory and never
