@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! # cutpoint sweep
-//! # schema_version=7
+//! # schema_version=8
 //! # crate_version=0.1.0
 //! # class=conv
 //! # device=host (CPU model)

@@ -26,8 +26,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// reads feature schema 5 (sampled layers timed in interleaved rounds); format 8 reads feature
 /// schema 6 (the stride-2 depthwise kernel); format 9 keeps what a pass costs beyond its nodes
 /// ([`DeviceProfile::pass_ms`]); format 10 reads feature schema 7 (the kernel as the network
-/// runs it) and keeps the kernel of each layer timed inside a pass.
-pub const PROFILE_FORMAT_VERSION: u32 = 10;
+/// runs it) and keeps the kernel of each layer timed inside a pass; format 11 reads feature
+/// schema 8 (layers sampled inside chains).
+pub const PROFILE_FORMAT_VERSION: u32 = 11;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,13 +43,27 @@ impl SweepSize {
 /// has 1.03e8.
 const MAX_PARAMS: f64 = 1.1e8;
 
-/// One sampled layer: its kind and the shapes of its inputs.
+/// Share of the 1×1 and depthwise samples drawn as layers of an inverted residual block on a
+/// small map ([`Sample::in_chain`]).
+const CHAIN_SHARE: f64 = 0.25;
+
+/// Largest map side of a sample drawn in a chain: 14, the side of the largest maps that a
+/// chain runs on channel-blocked maps (MobileNetV2's blocks 8 to 17).
+const CHAIN_MAX_SIDE: usize = 14;
+
+/// One sampled layer: its kind, the shapes of its inputs, and what feeds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// The layer.
     pub kind: LayerKind,
     /// Shapes of its inputs, per sample.
     pub inputs: Vec<Shape>,
+    /// Whether the layer is fed as inside an inverted residual block (MobileNetV2's chains of
+    /// 1×1 and depthwise layers): a 1×1 layer by a 3×3 depthwise layer, a depthwise layer by a
+    /// 1×1 layer, each keeping its map's shape. On the AVX-512 path such a chain runs on
+    /// channel-blocked maps, so the layer is timed on the blocked kernel, on the blocked input
+    /// a pass hands it, as no lone layer is.
+    pub in_chain: bool,
 }
 
 impl Sample {
@@ -60,15 +74,20 @@ impl Sample {
 
     /// A network that feeds this layer its inputs; the layer is the last node, `layer`.
     ///
-    /// One input comes straight from the network's input. Several inputs of one shape come
-    /// through identity (dropout) nodes; inputs of different channel counts through 1×1
-    /// convolutions from a one-channel input.
+    /// One input comes straight from the network's input, or, [`Sample::in_chain`], through
+    /// the layer that feeds it in a chain. Several inputs of one shape come through identity
+    /// (dropout) nodes; inputs of different channel counts through 1×1 convolutions from a
+    /// one-channel input.
     pub fn net(&self) -> Result<Net, ModelError> {
         let first = self.inputs.first().cloned().unwrap_or_default();
         let same = self.inputs.iter().all(|s| *s == first);
         if self.inputs.len() <= 1 {
+            let channels = first.first().copied().unwrap_or(1);
             let mut b = NetBuilder::new("sweep", first)?;
-            let input = b.input();
+            let mut input = b.input();
+            if self.in_chain {
+                input = b.add("feed", self.chain_feed(channels), &[input])?;
+            }
             b.add("layer", self.kind.clone(), &[input])?;
             return b.build();
         }
@@ -99,6 +118,23 @@ impl Sample {
         }
         b.add("layer", self.kind.clone(), &feeds)?;
         b.build()
+    }
+
+    /// The layer before this one in an inverted residual block, on its input of `channels`
+    /// channels: a 3×3 depthwise layer before a 1×1 layer, a 1×1 layer before any other.
+    fn chain_feed(&self, channels: usize) -> LayerKind {
+        let pointwise = matches!(
+            self.kind,
+            LayerKind::Conv2d {
+                kernel_size: [1, 1],
+                ..
+            }
+        );
+        if pointwise {
+            conv(channels, channels, 3, 1, 1, channels)
+        } else {
+            conv(channels, channels, 1, 1, 0, 1)
+        }
     }
 }
 
@@ -161,6 +197,16 @@ impl Sampler {
 
     fn draw(&mut self) -> Sample {
         match self.class {
+            LayerClass::Conv if self.rng.unit() < CHAIN_SHARE => {
+                // A 1×1 layer of an inverted residual block on a small map.
+                let input = self.map(8, 1024, 1, CHAIN_MAX_SIDE);
+                let out_channels = self.int(8, 1280);
+                Sample {
+                    kind: conv(input[0], out_channels, 1, 1, 0, 1),
+                    inputs: vec![input],
+                    in_chain: true,
+                }
+            }
             LayerClass::Conv => {
                 let kernel = self.pick(&[1, 1, 3, 3, 3, 5, 7, 11]);
                 let stride = if kernel >= 7 {
@@ -173,6 +219,18 @@ impl Sampler {
                 Sample {
                     kind: conv(input[0], out_channels, kernel, stride, kernel / 2, 1),
                     inputs: vec![input],
+                    in_chain: false,
+                }
+            }
+            LayerClass::GroupedConv if self.rng.unit() < CHAIN_SHARE => {
+                // A 3×3 depthwise layer of an inverted residual block on a small map.
+                let input = self.map(8, 1024, 2, CHAIN_MAX_SIDE);
+                let c = input[0];
+                let stride = self.pick(&[1, 1, 2]);
+                Sample {
+                    kind: conv(c, c, 3, stride, 1, c),
+                    inputs: vec![input],
+                    in_chain: true,
                 }
             }
             LayerClass::GroupedConv => {
@@ -189,6 +247,7 @@ impl Sampler {
                 Sample {
                     kind: conv(c, c, kernel, stride, kernel / 2, groups),
                     inputs: vec![input],
+                    in_chain: false,
                 }
             }
             LayerClass::Linear => {
@@ -201,6 +260,7 @@ impl Sampler {
                         bias: true,
                     },
                     inputs: vec![vec![in_features]],
+                    in_chain: false,
                 }
             }
             LayerClass::BatchNorm => {
@@ -211,6 +271,7 @@ impl Sampler {
                         eps: 1e-5,
                     },
                     inputs: vec![input],
+                    in_chain: false,
                 }
             }
             LayerClass::Activation => {
@@ -227,6 +288,7 @@ impl Sampler {
                 Sample {
                     kind,
                     inputs: vec![input],
+                    in_chain: false,
                 }
             }
             LayerClass::MaxPool => {
@@ -243,6 +305,7 @@ impl Sampler {
                         ceil_mode,
                     },
                     inputs: vec![self.map(16, 1024, 7, 224)],
+                    in_chain: false,
                 }
             }
             LayerClass::AvgPool => {
@@ -265,6 +328,7 @@ impl Sampler {
                 Sample {
                     kind,
                     inputs: vec![input],
+                    in_chain: false,
                 }
             }
             LayerClass::Add => {
@@ -273,6 +337,7 @@ impl Sampler {
                 Sample {
                     kind: LayerKind::Add,
                     inputs: vec![shape; n],
+                    in_chain: false,
                 }
             }
             LayerClass::Concat => {
@@ -282,6 +347,7 @@ impl Sampler {
                 Sample {
                     kind: LayerKind::Concat,
                     inputs,
+                    in_chain: false,
                 }
             }
         }

@@ -329,6 +329,56 @@ fn conv(in_channels: usize, out_channels: usize, k: usize, groups: usize) -> Lay
 }
 
 #[test]
+fn samples_drawn_in_a_chain_are_fed_and_run_as_a_chain_runs_them() {
+    let blocked = models::VectorPath::current() == models::VectorPath::Avx512;
+    // The class, then the blocked kernels of its feed and of its sampled layer.
+    for (class, kernels) in [
+        (
+            LayerClass::Conv,
+            [ConvKernel::BlockedDepthwise, ConvKernel::BlockedPointwise],
+        ),
+        (
+            LayerClass::GroupedConv,
+            [ConvKernel::BlockedPointwise, ConvKernel::BlockedDepthwise],
+        ),
+    ] {
+        let mut sampler = Sampler::new(class, SweepSize::Quick, 5);
+        let samples: Vec<Sample> = (0..200).map(|_| sampler.next_sample()).collect();
+        let chained: Vec<&Sample> = samples.iter().filter(|s| s.in_chain).collect();
+        // About a quarter of the class.
+        assert!(
+            (25..=75).contains(&chained.len()),
+            "{class:?}: {}",
+            chained.len()
+        );
+        for sample in chained {
+            let net = sample.net().expect("a chain builds");
+            let ids: Vec<&str> = net.nodes().iter().map(|n| n.id()).collect();
+            assert_eq!(ids, ["input", "feed", "layer"], "{class:?}");
+            // The sampled layer is the last node, with its own spec, on a map of at most 14²,
+            // and the feed keeps the map's shape.
+            let spec = sample.spec().expect("valid");
+            let [_, feed, layer] = net.nodes() else {
+                unreachable!("three nodes")
+            };
+            assert_eq!(layer.spec().kind, spec.kind);
+            assert_eq!(layer.spec().input_shapes, spec.input_shapes);
+            assert!(spec.input_shapes[0][1] <= 14, "{:?}", spec.input_shapes);
+            assert_eq!(feed.spec().output_shape, spec.input_shapes[0]);
+            let of_net = ConvKernel::of_net(&net);
+            if blocked {
+                assert_eq!([of_net[1], of_net[2]], kernels.map(Some), "{class:?}");
+            } else {
+                assert!(
+                    of_net.iter().flatten().all(|k| !k.is_blocked()),
+                    "{of_net:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
     let dir = temp_dir("kernels");
     // An inverted residual block on 7×7 maps, which runs on channel-blocked maps on the
