@@ -27,7 +27,9 @@ pub mod zoo;
 
 pub use backend::Backend;
 pub use error::ModelError;
-pub use exec::{Activations, Model, PIN_THREADS_VAR, Pinning, pin_global_pool};
+pub use exec::{
+    Activations, BLOCKED_LARGEST_PLANE, Model, PIN_THREADS_VAR, Pinning, pin_global_pool,
+};
 pub use fusion::{FusedActivation, Fusion};
 pub use input::{
     IMAGENET_CLASS_COUNT, IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIDE, SAMPLE_JPEG, decode_image,

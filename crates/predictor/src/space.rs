@@ -47,9 +47,10 @@ const MAX_PARAMS: f64 = 1.1e8;
 /// small map ([`Sample::in_chain`]).
 const CHAIN_SHARE: f64 = 0.25;
 
-/// Largest map side of a sample drawn in a chain: 14, the side of the largest maps that a
-/// chain runs on channel-blocked maps (MobileNetV2's blocks 8 to 17).
-const CHAIN_MAX_SIDE: usize = 14;
+/// Largest map side of a sample drawn in a chain: the side of the largest square maps that a
+/// chain runs on channel-blocked maps ([`models::BLOCKED_LARGEST_PLANE`], 14 for MobileNetV2's
+/// blocks 8 to 17).
+const CHAIN_MAX_SIDE: usize = models::BLOCKED_LARGEST_PLANE.isqrt();
 
 /// One sampled layer: its kind, the shapes of its inputs, and what feeds it.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@ use crate::net::Net;
 /// Pixels of the largest output map a blocked convolution makes: 14 × 14. On larger maps the
 /// NCHW kernels are faster (MobileNetV2's 28², 56² and 112² layers: see `docs/EXPERIMENTS.md`,
 /// "Edge speed against ONNX Runtime").
-const LARGEST_PLANE: usize = 14 * 14;
+pub const LARGEST_PLANE: usize = 14 * 14;
 
 /// For each node of `net` run with `fusion` by the crate's own kernels, whether it is a
 /// convolution that runs on blocked maps when the model is made now: [`blocked_convs`] on the

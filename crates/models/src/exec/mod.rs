@@ -28,6 +28,7 @@ mod shortcut;
 mod tests;
 mod workers;
 
+pub use chains::LARGEST_PLANE as BLOCKED_LARGEST_PLANE;
 pub(crate) use chains::blocked_on_this_path;
 pub(crate) use input::Input;
 pub(crate) use part::NodeObserver;
