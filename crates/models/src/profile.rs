@@ -64,8 +64,10 @@ use crate::tensor::HostTensor;
 /// run on channel-blocked maps (`kernels::blocked`); 31: the blocked depthwise kernel finds a
 /// border output's taps by range, and sums four inside outputs of a row at a time; 32: weights
 /// of at least 4 MiB on transparent huge pages where Linux offers them on request, and a linear
-/// layer's rows summed in two vectors' lanes on every path.
-pub const KERNEL_REVISION: u32 = 32;
+/// layer's rows summed in two vectors' lanes on every path; 33: the patches kernel's tiles each
+/// in a function of their own, 6 pixels × 16 channels on AVX2, which also runs 3×3 layers on
+/// maps of at most 14×14 there, but for Winograd's exactly tiled ones.
+pub const KERNEL_REVISION: u32 = 33;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,11 +59,22 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 /// ([`patches`]) where the CPU has AVX-512 or AVX2. Inside a pass, one thread, against
 /// Winograd's F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against
 /// 3.0–3.4 on AVX-512 (ONNX Runtime 2.8–2.9) and 4.4–5.3 against 3.5–3.8 on AVX2, ResNet-18's
-/// 4.9 against 3.2–3.3 on AVX-512 and 4.2–4.4 against 4.0–4.2 on AVX2. On 13×13 and 14×14 maps
-/// they lost (AlexNet's last two layers 3.7/2.5 ms against 4.1/2.7, ResNet-50's 256→256 layers
-/// 2.8–3.2 against 3.2–3.3, AVX-512), as did strided layers on larger maps (ResNet-50's 128→128
-/// layer from 56×56 to 28×28 3.4 against 5.1; machine A, revision 20: 2.16 against 3.00).
+/// 4.9 against 3.2–3.3 on AVX-512 and 4.2–4.4 against 4.0–4.2 on AVX2. On AVX-512 they lose on
+/// 13×13 and 14×14 maps (machine D: AlexNet's 3×3 layers 2.47/3.28/2.18 ms against Winograd's
+/// 1.72/2.22/1.52), as do strided layers on larger maps (ResNet-50's 128→128 layer from 56×56
+/// to 28×28 3.01 against 2.62); AVX2 has a limit of its own, [`PATCHES_MAX_PIXELS_16`].
 const PATCHES_MAX_PIXELS: usize = 64;
+
+/// On AVX2, layers with at most this many output pixels (14×14 maps) run on gathered patches
+/// too, unless Winograd pays and its F(2×2, 3×3) tiles cover the output exactly (both sides
+/// even): the patches' tile of 12 sums there runs at about 90 GFLOP/s, where Winograd's
+/// products in gemm's 8-lane tiles run at 61 % of its 16-lane speed. Inside a pass, one
+/// thread, machine D, alternating rounds: AlexNet's 3×3 layers on 13×13 maps (whose 2×2 tiles
+/// overhang the map) 2.41/3.26/2.16 ms against Winograd's 2.85/3.27/2.37, ResNet-18's strided
+/// 3×3 layer to 14×14 1.32 against the pixel-major product's 1.61; but ResNet-50's 256→256
+/// layers on 14×14 maps 2.49–2.54 against Winograd's 2.44–2.47. (Strided and 5×5 layers up to
+/// 28×28 won and lost by turns: GoogLeNet's 5×5 layers on 28×28 maps 0.85× and 1.42×.)
+const PATCHES_MAX_PIXELS_16: usize = 196;
 
 /// How the product is laid out (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +112,11 @@ fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
 
 /// The layout a layer of shape `s` with an `output` of `ho × wo` pixels runs in.
 pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
+    layout_on(s, output, VectorPath::current())
+}
+
+/// [`choose_layout`] for the kernels of vector path `path`.
+fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
     let pixels = output[0] * output[1];
     if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS {
         return Layout::Direct;
@@ -108,14 +124,23 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     if pointwise::suits(s) {
         return Layout::Pointwise;
     }
-    let path = VectorPath::current();
-    if pixels <= PATCHES_MAX_PIXELS && path != VectorPath::Other {
+    let pixel_major = suits_pixel_major(s, pixels);
+    let winograd = winograd::pays(s, pixels, pixel_major);
+    let patches = match path {
+        VectorPath::Avx512 => pixels <= PATCHES_MAX_PIXELS,
+        VectorPath::Avx2 => {
+            let exact = output.iter().all(|side| side % 2 == 0);
+            pixels <= PATCHES_MAX_PIXELS
+                || (pixels <= PATCHES_MAX_PIXELS_16 && !(winograd && exact))
+        }
+        VectorPath::Other => false,
+    };
+    if patches {
         return Layout::Patches {
             block: patches::block_for(path),
         };
     }
-    let pixel_major = suits_pixel_major(s, pixels);
-    if winograd::pays(s, pixels, pixel_major) {
+    if winograd {
         Layout::Winograd(Tiling::for_output(output, path))
     } else if pixel_major {
         Layout::PixelMajor
@@ -648,6 +673,41 @@ mod tests {
                 check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
                 check(shape(5, 40, 3, 1, 1, 1), [33, 31]);
             });
+        }
+    }
+
+    #[test]
+    fn each_path_runs_small_maps_as_its_measurements_chose() {
+        let shape = ConvShape::square;
+        let patches = |path| Layout::Patches {
+            block: patches::block_for(path),
+        };
+        let (avx512, avx2) = (VectorPath::Avx512, VectorPath::Avx2);
+        let f2 = Layout::Winograd(Tiling::F2);
+        // ResNet's 512→512 layers on 7×7 maps: patches on both paths, Winograd on others.
+        let seven = (shape(512, 512, 3, 1, 1, 1), [7, 7]);
+        // AlexNet's 256→256 layer on a 13×13 map, whose 2×2 tiles overhang it.
+        let thirteen = (shape(256, 256, 3, 1, 1, 1), [13, 13]);
+        // ResNet-50's 256→256 layers on 14×14 maps, which 2×2 tiles cover exactly.
+        let fourteen = (shape(256, 256, 3, 1, 1, 1), [14, 14]);
+        // ResNet-18's strided 128→256 layer to a 14×14 map (no Winograd).
+        let strided = (shape(128, 256, 3, 2, 1, 1), [14, 14]);
+        // GoogLeNet's 5×5 layers on 28×28 maps.
+        let wide = (shape(32, 96, 5, 1, 2, 1), [28, 28]);
+        let cases = [
+            (seven, [patches(avx512), patches(avx2), f2]),
+            (thirteen, [f2, patches(avx2), f2]),
+            (fourteen, [f2, f2, f2]),
+            (
+                strided,
+                [Layout::PixelMajor, patches(avx2), Layout::PixelMajor],
+            ),
+            (wide, [Layout::PixelMajor; 3]),
+        ];
+        for ((s, output), layouts) in cases {
+            for (path, want) in VectorPath::ALL.into_iter().zip(layouts) {
+                assert_eq!(layout_on(&s, output, path), want, "{s:?} {output:?} {path}");
+            }
         }
     }
 

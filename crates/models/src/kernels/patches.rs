@@ -1,9 +1,11 @@
-//! Dense convolutions on small feature maps (7×7): the input's patches (im2col, `in · kh · kw`
-//! values per output pixel) gathered once, [`PIXELS`] output pixels at a time, and multiplied
-//! by the weight, packed at load in blocks of output channels ([`block_for`] the vector path),
-//! in register tiles whose vectors run over output channels: each weight vector loaded feeds
-//! every pixel of the tile, each patch value broadcast feeds every vector. The sums leave the
-//! registers through the bias and the activation straight into the NCHW output.
+//! Dense convolutions on small feature maps (7×7, and 13×13 or 14×14 on AVX2): the input's
+//! patches (im2col, `in · kh · kw` values per output pixel) gathered once, a tile's pixels at a
+//! time ([`PIXELS`] or [`PIXELS_16`], by the packing), and multiplied by the weight, packed at
+//! load in blocks of output channels ([`block_for`] the vector path), in register tiles whose
+//! vectors run over output channels: each weight vector loaded feeds every pixel of the tile,
+//! each patch value broadcast feeds every vector. Each shape of tile runs in a function of its
+//! own ([`Block::alone`]), so that the compiler keeps all its sums in registers. The sums leave
+//! the registers through the bias and the activation straight into the NCHW output.
 //!
 //! A deep layer's weight is read from memory once per pass, and its patches (nine times the
 //! input) with one block's weight outgrow the core's cache: each thread sums every block over
@@ -30,13 +32,14 @@ const BLOCK: usize = 48;
 
 /// Output channels per packed block with 16 vector registers (AVX2): a tile's channels there
 /// ([`VECTORS_16`] vectors of 8), so that every weight loaded is used (a tile reading 16 of a
-/// 48-channel block's weights streamed three times the bytes, and ran slower than Winograd).
+/// 48-channel block's weights streamed three times the bytes).
 const BLOCK_16: usize = 16;
 
 /// Rows a tile's loop takes per step (and asks for the next weights once per step).
 const UNROLL: usize = 4;
 
-/// Output pixels per tile; the gathered patches are laid out in groups of this many.
+/// Output pixels per tile where the weight is packed in blocks of [`BLOCK`] (AVX-512); the
+/// gathered patches are then laid out in groups of this many.
 const PIXELS: usize = 8;
 
 /// What the rows a thread's blocks all take before the next rows ([`chunk_rows`]) read at
@@ -50,9 +53,12 @@ const CHUNK_BYTES: usize = 768 << 10;
 /// pixels, 24 sums in registers.
 const VECTORS: usize = 3;
 
-/// Pixels per tile with 16 vector registers (AVX2): with [`VECTORS_16`] vectors, 8 sums, which
-/// leave the compiler room for the weights and a broadcast value.
-const PIXELS_16: usize = 4;
+/// Output pixels per tile where the weight is packed in blocks of [`BLOCK_16`] (AVX2), and the
+/// groups the patches are then laid out in: with [`VECTORS_16`] vectors, 12 sums, which with
+/// the two weight vectors and a broadcast value fill 15 of the 16 vector registers, and load 8
+/// values for every 12 products. (Tiles of 4 pixels, 8 sums, left the core's two
+/// multiply-adders waiting on each other's results; 3 vectors of 4 pixels spilled a sum.)
+const PIXELS_16: usize = 6;
 
 /// Channel vectors per tile with 16 vector registers.
 const VECTORS_16: usize = 2;
@@ -64,6 +70,12 @@ pub(crate) fn block_for(path: VectorPath) -> usize {
     } else {
         BLOCK_16
     }
+}
+
+/// The output pixels per tile, and per group of the gathered patches, for a weight packed in
+/// blocks of `block`.
+fn pixels_for(block: usize) -> usize {
+    if block == BLOCK_16 { PIXELS_16 } else { PIXELS }
 }
 
 /// PyTorch's `[out, in, kh, kw]` weight as `[⌈out / block⌉, in · kh · kw, block]` (zeros past
@@ -140,9 +152,10 @@ fn forward_on(
     if pixels == 0 || cout == 0 {
         return Ok(());
     }
-    let tiles = pixels.div_ceil(PIXELS);
-    let mut patches = Scratch::take(tiles * k * PIXELS);
-    gather(s, sample, [h, w], [ho, wo], &mut patches);
+    let tile_pixels = pixels_for(block);
+    let tiles = pixels.div_ceil(tile_pixels);
+    let mut patches = Scratch::take(tiles * k * tile_pixels);
+    gather(s, sample, [h, w], [ho, wo], tile_pixels, &mut patches);
     let rows = part_rows(k, tiles, block).max(1);
     // Each thread's shares, with their output planes, in order.
     let mut groups = Vec::new();
@@ -157,7 +170,7 @@ fn forward_on(
         groups.push(planes);
     }
     groups.into_par_iter().for_each(|mut group| {
-        let mut partial = Scratch::take(group.len() * tiles * PIXELS * BLOCK);
+        let mut partial = Scratch::take(group.len() * tiles * tile_pixels * BLOCK);
         let weights = |share: &Share, [start, end]: [usize; 2]| {
             let at = share.block * k * block;
             &weight[at + start * block..at + end * block]
@@ -168,7 +181,7 @@ fn forward_on(
             let after = [chunk[1], (chunk[1] + rows).min(k)];
             for (i, ((share, ys), partial)) in group
                 .iter_mut()
-                .zip(partial.chunks_exact_mut(tiles * PIXELS * BLOCK))
+                .zip(partial.chunks_exact_mut(tiles * tile_pixels * BLOCK))
                 .enumerate()
             {
                 // What the thread reads next: the next share's part of this chunk, or the
@@ -187,6 +200,7 @@ fn forward_on(
                     k,
                     rows: chunk,
                     pixels,
+                    tile_pixels,
                     weights: weights(share, chunk),
                     next,
                     block,
@@ -211,7 +225,7 @@ fn forward_on(
 /// every tile's patches, one block's weights and the next block's (asked for ahead) within
 /// [`CHUNK_BYTES`]. Each block's sums wait in memory between two parts.
 fn chunk_rows(k: usize, tiles: usize, block: usize) -> usize {
-    let per_row = 4 * (tiles * PIXELS + 2 * block);
+    let per_row = 4 * (tiles * pixels_for(block) + 2 * block);
     if block != BLOCK {
         return k.max(1);
     }
@@ -261,8 +275,8 @@ fn shares(cout: usize, block: usize, threads: usize) -> Vec<Vec<Share>> {
     groups
 }
 
-/// Gathers `sample`'s patches into `patches`, `[tiles, k, PIXELS]`: for each tile of
-/// [`PIXELS`] output pixels, row `(c, ky, kx)` holds the input value each pixel's window reads
+/// Gathers `sample`'s patches into `patches`, `[tiles, k, tile_pixels]`: for each tile of
+/// `tile_pixels` output pixels ([`pixels_for`] the packing), row `(c, ky, kx)` holds the input value each pixel's window reads
 /// there (zero in the padding and past the last pixel). Every plane is first copied with its
 /// padding around it, so that a window's values are read without a check of the plane's
 /// bounds. Planes and tiles go to threads: on one thread the gather is a tenth of a 7×7 layer,
@@ -272,6 +286,7 @@ fn gather(
     sample: &[f32],
     [h, w]: [usize; 2],
     [ho, wo]: [usize; 2],
+    tile_pixels: usize,
     patches: &mut [f32],
 ) {
     let [ph, pw] = s.padding;
@@ -296,9 +311,15 @@ fn gather(
         });
     let k = s.patch_len();
     patches
-        .par_chunks_exact_mut(k * PIXELS)
+        .par_chunks_exact_mut(k * tile_pixels)
         .enumerate()
-        .for_each(|(tile, panel)| gather_tile(s, &padded, plane, [ho, wo], tile, panel));
+        .for_each(|(tile, panel)| {
+            if tile_pixels == PIXELS_16 {
+                gather_tile::<PIXELS_16>(s, &padded, plane, [ho, wo], tile, panel);
+            } else {
+                gather_tile::<PIXELS>(s, &padded, plane, [ho, wo], tile, panel);
+            }
+        });
 }
 
 /// The size of an input plane with its padding around it.
@@ -308,8 +329,9 @@ struct Padded {
     w: usize,
 }
 
-/// [`gather`]'s tile `tile`, into its `panel` (`[k, PIXELS]`), from the `padded` planes.
-fn gather_tile(
+/// [`gather`]'s tile `tile` of `P` pixels, into its `panel` (`[k, P]`), from the `padded`
+/// planes.
+fn gather_tile<const P: usize>(
     s: &ConvShape,
     padded: &[f32],
     plane: Padded,
@@ -321,12 +343,12 @@ fn gather_tile(
     let [dh, dw] = s.dilation;
     // Each pixel's window's top-left corner in the padded plane (past the last pixel, the last
     // one's, whose values are then overwritten with zeros).
-    let count = (ho * wo).saturating_sub(tile * PIXELS).min(PIXELS);
-    let corners: [usize; PIXELS] = std::array::from_fn(|r| {
-        let p = (tile * PIXELS + r).min(tile * PIXELS + count.max(1) - 1);
+    let count = (ho * wo).saturating_sub(tile * P).min(P);
+    let corners: [usize; P] = std::array::from_fn(|r| {
+        let p = (tile * P + r).min(tile * P + count.max(1) - 1);
         (p / wo) * s.stride[0] * plane.w + (p % wo) * s.stride[1]
     });
-    let mut rows = panel.chunks_exact_mut(PIXELS);
+    let mut rows = panel.chunks_exact_mut(P);
     for values in padded.chunks_exact(plane.h * plane.w) {
         for ky in 0..kh {
             for kx in 0..kw {
@@ -352,6 +374,8 @@ struct Block<'a> {
     /// `partial` before it.
     rows: [usize; 2],
     pixels: usize,
+    /// The pixels of a tile, and of a group of the patches ([`pixels_for`] the block).
+    tile_pixels: usize,
     /// The block's packed weights, `[k, block]`, those rows only.
     weights: &'a [f32],
     /// The packed weights of the block the thread computes next (empty for none), which the
@@ -364,7 +388,7 @@ struct Block<'a> {
     first: usize,
     channels: usize,
     epilogue: Epilogue,
-    /// The block's sums between two calls, `[tiles, PIXELS, BLOCK]`.
+    /// The block's sums between two calls, `[tiles, tile_pixels, BLOCK]`.
     partial: &'a mut [f32],
     ys: &'a mut [f32],
 }
@@ -375,7 +399,8 @@ impl pulp::WithSimd for Block<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(mut self, simd: S) {
         let lanes = S::F32_LANES;
-        let panels = self.patches.chunks_exact(self.k * PIXELS);
+        let tile_pixels = self.tile_pixels;
+        let panels = self.patches.chunks_exact(self.k * tile_pixels);
         let tiles = panels.len();
         // The tile loop's steps of [`UNROLL`] rows, each of which asks for a share.
         let steps = ((self.rows[1] - self.rows[0]) / UNROLL).max(1);
@@ -387,63 +412,101 @@ impl pulp::WithSimd for Block<'_> {
                 (_, 0) => Ahead::NONE,
                 _ => Ahead::part(self.next, tile - 1, tiles - 1, steps),
             };
-            let none = Ahead::NONE;
+            let pixel = tile * tile_pixels;
             if S::REGISTER_COUNT < 32 && VECTORS_16 * lanes == self.block {
-                // AVX2: the block's 16 channels, 4 pixels at a time.
-                for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
-                    let pixel = tile * PIXELS + first_pixel;
-                    let at = [pixel, first_pixel, self.first];
-                    self.tile::<S, PIXELS_16, VECTORS_16>(simd, panel, at, none);
-                }
+                // AVX2: the block's 16 channels over the tile's 6 pixels.
+                let at = [pixel, self.first];
+                self.alone::<S, PIXELS_16, PIXELS_16, VECTORS_16>(simd, panel, at, ahead);
             } else if S::REGISTER_COUNT < 32 || VECTORS * lanes != self.block {
                 // Any other width (a weight packed for another path): a vector at a time.
-                for first_pixel in (0..PIXELS).step_by(PIXELS_16) {
-                    let pixel = tile * PIXELS + first_pixel;
-                    for first in (self.first..self.first + self.channels).step_by(lanes) {
-                        let at = [pixel, first_pixel, first];
-                        self.tile::<S, PIXELS_16, 1>(simd, panel, at, none);
+                for first in (self.first..self.first + self.channels).step_by(lanes) {
+                    let at = [pixel, first];
+                    let none = Ahead::NONE;
+                    if tile_pixels == PIXELS_16 {
+                        self.alone::<S, PIXELS_16, PIXELS_16, 1>(simd, panel, at, none);
+                    } else {
+                        self.alone::<S, PIXELS, PIXELS, 1>(simd, panel, at, none);
                     }
                 }
             } else {
                 // 16, 32 or 48 channels (a share of a block, or the last block, may be
                 // partial) of 16 lanes, over as many of the tile's pixels as there are (1, 2
                 // or 4 for the last tile when fewer: a 7×7 map's 49th pixel alone).
-                let at = [tile * PIXELS, 0, self.first];
-                match (self.pixels - at[0], self.channels.div_ceil(lanes)) {
-                    (1, 1) => self.tile::<S, 1, 1>(simd, panel, at, ahead),
-                    (1, 2) => self.tile::<S, 1, 2>(simd, panel, at, ahead),
-                    (1, _) => self.tile::<S, 1, VECTORS>(simd, panel, at, ahead),
-                    (2, 1) => self.tile::<S, 2, 1>(simd, panel, at, ahead),
-                    (2, 2) => self.tile::<S, 2, 2>(simd, panel, at, ahead),
-                    (2, _) => self.tile::<S, 2, VECTORS>(simd, panel, at, ahead),
-                    (3 | 4, 1) => self.tile::<S, 4, 1>(simd, panel, at, ahead),
-                    (3 | 4, 2) => self.tile::<S, 4, 2>(simd, panel, at, ahead),
-                    (3 | 4, _) => self.tile::<S, 4, VECTORS>(simd, panel, at, ahead),
-                    (_, 1) => self.tile::<S, PIXELS, 1>(simd, panel, at, ahead),
-                    (_, 2) => self.tile::<S, PIXELS, 2>(simd, panel, at, ahead),
-                    _ => self.tile::<S, PIXELS, VECTORS>(simd, panel, at, ahead),
+                let at = [pixel, self.first];
+                match (self.pixels - pixel, self.channels.div_ceil(lanes)) {
+                    (1, 1) => self.alone::<S, PIXELS, 1, 1>(simd, panel, at, ahead),
+                    (1, 2) => self.alone::<S, PIXELS, 1, 2>(simd, panel, at, ahead),
+                    (1, _) => self.alone::<S, PIXELS, 1, VECTORS>(simd, panel, at, ahead),
+                    (2, 1) => self.alone::<S, PIXELS, 2, 1>(simd, panel, at, ahead),
+                    (2, 2) => self.alone::<S, PIXELS, 2, 2>(simd, panel, at, ahead),
+                    (2, _) => self.alone::<S, PIXELS, 2, VECTORS>(simd, panel, at, ahead),
+                    (3 | 4, 1) => self.alone::<S, PIXELS, 4, 1>(simd, panel, at, ahead),
+                    (3 | 4, 2) => self.alone::<S, PIXELS, 4, 2>(simd, panel, at, ahead),
+                    (3 | 4, _) => self.alone::<S, PIXELS, 4, VECTORS>(simd, panel, at, ahead),
+                    (_, 1) => self.alone::<S, PIXELS, PIXELS, 1>(simd, panel, at, ahead),
+                    (_, 2) => self.alone::<S, PIXELS, PIXELS, 2>(simd, panel, at, ahead),
+                    _ => self.alone::<S, PIXELS, PIXELS, VECTORS>(simd, panel, at, ahead),
                 }
             }
         }
     }
 }
 
-impl Block<'_> {
-    /// Output pixels `pixel..pixel + R` (the panel's columns `column..column + R`) of channels
-    /// `first..first + V · lanes`, `[pixel, column, first]`: `R × V` sums in registers over the
-    /// panel's `k` rows, asking for `ahead`'s weights on the way.
-    #[inline(always)]
-    fn tile<S: pulp::Simd, const R: usize, const V: usize>(
+impl<'a> Block<'a> {
+    /// [`Block::tile`] in a function of its own, at `simd`'s level: inside the function that
+    /// holds every tile's shape the compiler kept some of a tile's sums in memory, loading and
+    /// storing them at every row.
+    #[inline(never)]
+    fn alone<S: pulp::Simd, const P: usize, const R: usize, const V: usize>(
         &mut self,
         simd: S,
         panel: &[f32],
-        [pixel, column, first]: [usize; 3],
+        at: [usize; 2],
+        ahead: Ahead<'_>,
+    ) {
+        simd.vectorize(Tile::<P, R, V> {
+            block: self,
+            panel,
+            at,
+            ahead,
+        });
+    }
+}
+
+/// One tile of a [`Block`], as an operation for [`Block::alone`].
+struct Tile<'t, 'a, const P: usize, const R: usize, const V: usize> {
+    block: &'t mut Block<'a>,
+    panel: &'t [f32],
+    at: [usize; 2],
+    ahead: Ahead<'t>,
+}
+
+impl<const P: usize, const R: usize, const V: usize> pulp::WithSimd for Tile<'_, '_, P, R, V> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        self.block
+            .tile::<S, P, R, V>(simd, self.panel, self.at, self.ahead);
+    }
+}
+
+impl Block<'_> {
+    /// Output pixels `pixel..pixel + R` (the tile's first `R`, the panel's first columns) of
+    /// channels `first..first + V · lanes`, `[pixel, first]`: `R × V` sums in registers over the
+    /// panel's `k` rows, asking for `ahead`'s weights on the way.
+    #[inline(always)]
+    fn tile<S: pulp::Simd, const P: usize, const R: usize, const V: usize>(
+        &mut self,
+        simd: S,
+        panel: &[f32],
+        [pixel, first]: [usize; 2],
         ahead: Ahead<'_>,
     ) {
         let lanes = S::F32_LANES;
         let [start, end] = self.rows;
-        // The tile's sums so far, pixel by pixel, `[PIXELS, BLOCK]`.
-        let partial = pixel / PIXELS * PIXELS * BLOCK + column * BLOCK;
+        // The tile's sums so far, pixel by pixel, `[P, BLOCK]`.
+        let partial = pixel * BLOCK;
         let mut acc: [[S::f32s; V]; R] = if start == 0 {
             let bias: [S::f32s; V] =
                 std::array::from_fn(|v| load::<S>(&self.bias[first + v * lanes..]));
@@ -454,87 +517,110 @@ impl Block<'_> {
                 std::array::from_fn(|v| load::<S>(&sums[v * lanes..]))
             })
         };
-        // The weights as vectors, each row's from the tile's first channel on (the block's
-        // width is a whole number of vectors on every path).
-        let (vectors, _) = S::as_simd_f32s(self.weights);
-        let from = vectors.len().min(first / lanes);
+        // The weights as vectors, `per_row` a row (the block's width is a whole number of
+        // vectors on every path), of which the tile takes `V` from vector `offset`; a tile of
+        // the block's whole width is summed with both known when compiled.
+        let (weights, _) = S::as_simd_f32s(self.weights);
         let per_row = self.block / lanes;
-        let panel = &panel[start * PIXELS..end * PIXELS];
-        let weights = &vectors[from..];
-        let groups = panel
-            .chunks_exact(UNROLL * PIXELS)
-            .zip(weights.chunks(UNROLL * per_row));
-        let whole = (end - start) / UNROLL;
-        for (group, (values, weights)) in groups.enumerate() {
-            ahead.row(group);
-            for u in 0..UNROLL {
-                let weights = weights.get(u * per_row..).unwrap_or(&[]);
-                row_step::<S, R, V>(simd, &mut acc, values.get(u * PIXELS + column..), weights);
+        let offset = first / lanes;
+        let panel = panel.get(start * P..end * P).unwrap_or(&[]);
+        if offset == 0 && per_row == V {
+            sum_rows::<S, P, R, V>(simd, &mut acc, panel, weights, [V, 0], ahead);
+        } else {
+            sum_rows::<S, P, R, V>(simd, &mut acc, panel, weights, [per_row, offset], ahead);
+        }
+        // The sums leave the registers once, each to its place on the stack, and go on from
+        // there a lane at a time.
+        let mut sums = [[[0.0f32; MAX_LANES]; V]; R];
+        for (to, vectors) in sums.iter_mut().zip(acc) {
+            for (to, vector) in to.iter_mut().zip(vectors) {
+                store::<S>(to, vector);
             }
         }
-        let rest = panel[whole * UNROLL * PIXELS..].chunks_exact(PIXELS).zip(
-            weights
-                .get(whole * UNROLL * per_row..)
-                .unwrap_or(&[])
-                .chunks(per_row),
-        );
-        for (values, weights) in rest {
-            row_step::<S, R, V>(simd, &mut acc, values.get(column..), weights);
-        }
         if end < self.k {
-            for (r, sums) in acc.into_iter().enumerate() {
+            for (r, sums) in sums.iter().enumerate() {
                 let to = &mut self.partial[partial + r * BLOCK + first..];
-                for (v, sum) in sums.into_iter().enumerate() {
-                    store::<S>(&mut to[v * lanes..], sum);
+                for (to, sum) in to.chunks_exact_mut(lanes).zip(sums) {
+                    to.copy_from_slice(&sum[..lanes]);
                 }
             }
             return;
         }
         // The tile's sums are pixel-major; the output is channel-major: each vector goes out a
-        // lane at a time, through the activation there. (The activation's vector constants,
-        // kept in registers across the loop above, pushed one of its 24 sums to the stack: a
-        // store and a load in every step, 5–6 % of a 3×3 layer on a 7×7 map.)
-        let mut lanes_out = [0.0f32; 16];
-        for (r, sums) in acc.into_iter().enumerate() {
+        // lane at a time, through the activation there.
+        let Epilogue {
+            activation,
+            residual,
+        } = self.epilogue;
+        for (r, sums) in sums.iter().enumerate() {
             let p = pixel + r;
             if p >= self.pixels {
                 break;
             }
-            let Epilogue {
-                activation,
-                residual,
-            } = self.epilogue;
-            for (v, sum) in sums.into_iter().enumerate() {
+            for (v, sum) in sums.iter().enumerate() {
                 // The vector's channels, counted from the share's first.
                 let channel = first + v * lanes - self.first;
                 let count = lanes.min(self.channels.saturating_sub(channel));
-                if residual {
-                    store::<S>(&mut lanes_out, sum);
-                    for (j, &value) in lanes_out[..count].iter().enumerate() {
-                        let y = &mut self.ys[(channel + j) * self.pixels + p];
-                        *y = activation.of(*y + value);
-                    }
-                } else {
-                    store::<S>(&mut lanes_out, sum);
-                    for (j, &value) in lanes_out[..count].iter().enumerate() {
-                        self.ys[(channel + j) * self.pixels + p] = activation.of(value);
-                    }
+                for (j, &value) in sum[..count].iter().enumerate() {
+                    let y = &mut self.ys[(channel + j) * self.pixels + p];
+                    *y = if residual {
+                        activation.of(*y + value)
+                    } else {
+                        activation.of(value)
+                    };
                 }
             }
         }
     }
 }
 
+/// Adds to `acc` the products of each row of the `panel` (`P` values a row, of which the tile's
+/// `R` pixels take the first) with the same row of the `weights` (`per_row` vectors a row, of
+/// which the tile's `V` start at vector `offset`), asking for a part of `ahead`'s weights every
+/// [`UNROLL`] rows.
+#[inline(always)]
+fn sum_rows<S: pulp::Simd, const P: usize, const R: usize, const V: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; V]; R],
+    panel: &[f32],
+    weights: &[S::f32s],
+    [per_row, offset]: [usize; 2],
+    ahead: Ahead<'_>,
+) {
+    if R > P || offset + V > per_row {
+        return;
+    }
+    let groups = panel
+        .chunks_exact(UNROLL * P)
+        .zip(weights.chunks_exact(UNROLL * per_row));
+    let whole = groups.len();
+    for (group, (values, weights)) in groups.enumerate() {
+        ahead.row(group);
+        for u in 0..UNROLL {
+            let values = &values[u * P..u * P + R];
+            row_step::<S, R, V>(simd, acc, values, &weights[u * per_row + offset..][..V]);
+        }
+    }
+    let values = panel.get(whole * UNROLL * P..).unwrap_or(&[]);
+    let weights = weights.get(whole * UNROLL * per_row..).unwrap_or(&[]);
+    for (values, weights) in values.chunks_exact(P).zip(weights.chunks_exact(per_row)) {
+        row_step::<S, R, V>(simd, acc, &values[..R], &weights[offset..offset + V]);
+    }
+}
+
 /// One row of a tile's sums: `acc[r][v] += values[r] · weights[v]` for its `R` pixels' values
-/// (from the tile's first column on) and `V` weight vectors (nothing where either is short).
+/// and `V` weight vectors (slices of those lengths).
 #[inline(always)]
 fn row_step<S: pulp::Simd, const R: usize, const V: usize>(
     simd: S,
     acc: &mut [[S::f32s; V]; R],
-    values: Option<&[f32]>,
+    values: &[f32],
     weights: &[S::f32s],
 ) {
-    let (Some(weights), Some(values)) = (weights.get(..V), values.and_then(|v| v.get(..R))) else {
+    let (Ok(values), Ok(weights)) = (
+        <&[f32; R]>::try_from(values),
+        <&[S::f32s; V]>::try_from(weights),
+    ) else {
         return;
     };
     for (sums, &value) in acc.iter_mut().zip(values) {
