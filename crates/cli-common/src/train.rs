@@ -282,6 +282,24 @@ fn text_report(
             .iter()
             .map(|m| (&m.model, m.in_pass_ms, m.predicted_ms, m.error_pct));
         out.push_str(&error_table("in-pass ms", rows));
+        for model in unseen.iter().filter(|m| m.error_pct.abs() > 10.0) {
+            out.push_str(&format!(
+                "\n{} unseen, by layer class (in-pass ms → predicted ms):\n",
+                model.model
+            ));
+            for c in &model.by_class {
+                let error = 100.0 * (c.predicted_ms - c.in_pass_ms) / c.in_pass_ms.max(1e-9);
+                out.push_str(&format!(
+                    "  {:<12} {:>4} layers  {:>9.3} → {:>9.3}  {:>+7.1} %  ({:+.3} ms of the network's error)\n",
+                    c.class,
+                    c.layers,
+                    c.in_pass_ms,
+                    c.predicted_ms,
+                    error,
+                    c.predicted_ms - c.in_pass_ms
+                ));
+            }
+        }
     }
     match checks {
         Checks::Skipped(why) => out.push_str(&format!("\nWhole-model check skipped: {why}.\n")),

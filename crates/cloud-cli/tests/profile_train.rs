@@ -121,7 +121,31 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     for key in ["in_pass_ms", "predicted_ms"] {
         let ms = unseen[0][key].as_f64().expect("ms");
         assert!(ms > 0.0 && ms.is_finite(), "{key} {ms}");
+        // The network's error by layer class: its classes' sums add up to its own.
+        let by_class = unseen[0]["by_class"].as_array().expect("by class");
+        let sum: f64 = by_class.iter().map(|c| c[key].as_f64().expect("ms")).sum();
+        assert!(
+            (sum - ms).abs() <= 1e-9 * ms.max(1.0),
+            "{key}: {sum} against {ms}"
+        );
     }
+    let classes: Vec<&str> = unseen[0]["by_class"]
+        .as_array()
+        .expect("by class")
+        .iter()
+        .map(|c| c["class"].as_str().expect("class"))
+        .collect();
+    assert!(
+        classes.contains(&"conv") && classes.contains(&"linear"),
+        "LeNet's convolutions and linear layers: {classes:?}"
+    );
+    let layers: u64 = unseen[0]["by_class"]
+        .as_array()
+        .expect("by class")
+        .iter()
+        .map(|c| c["layers"].as_u64().expect("layers"))
+        .sum();
+    assert_eq!(layers, in_pass, "every in-pass layer of LeNet in one class");
     let models = report["models"].as_array().expect("models");
     assert_eq!(models.len(), 1);
     assert_eq!(models[0]["model"], "lenet");

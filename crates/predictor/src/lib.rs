@@ -40,4 +40,6 @@ pub use regress::{Accuracy, Candidate};
 pub use rounds::{LONG_SPELL_ROUNDS, SLOW_LIMIT, SpellGuard, Steadiness, WARN_SLOW_SHARE};
 pub use space::{Sample, Sampler, SweepSize};
 pub use sweep::{ClassSummary, InPassSummary, SweepConfig, in_pass_name, run_in_pass, run_sweep};
-pub use train::{ClassReport, HeldOutModel, MIN_SAMPLES, TrainOptions, held_out_models, train};
+pub use train::{
+    ClassReport, HeldOutClass, HeldOutModel, MIN_SAMPLES, TrainOptions, held_out_models, train,
+};

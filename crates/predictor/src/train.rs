@@ -65,6 +65,22 @@ pub struct HeldOutModel {
     pub predicted_ms: f64,
     /// (predicted − in-pass) ÷ in-pass, in %.
     pub error_pct: f64,
+    /// The same sums for each layer class the network has, in the classes' order: where the
+    /// error comes from.
+    pub by_class: Vec<HeldOutClass>,
+}
+
+/// One layer class's share of a [`HeldOutModel`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldOutClass {
+    /// The class's name.
+    pub class: &'static str,
+    /// The network's layers of the class.
+    pub layers: usize,
+    /// Those layers timed inside the network's passes, added up, ms.
+    pub in_pass_ms: f64,
+    /// The same layers predicted without the network's own layers, added up, ms.
+    pub predicted_ms: f64,
 }
 
 /// A class's rows: the sweep's sampled layers, then the layers timed inside networks' passes,
@@ -248,8 +264,7 @@ pub fn held_out_models(
     let data = TrainingData::read(dir)?;
     let mut held_out = Vec::new();
     for (m, name) in data.models.iter().enumerate() {
-        let mut in_pass_ms = 0.0;
-        let mut predicted_ms = 0.0;
+        let mut by_class = Vec::new();
         for (&class, class_data) in &data.classes {
             let (own, others): (Vec<usize>, Vec<usize>) =
                 (0..class_data.rows.len()).partition(|&i| class_data.model[i] == Some(m));
@@ -273,14 +288,21 @@ pub fn held_out_models(
             };
             let fitted =
                 Fitted::fit(candidate, &x(&others), &y(&others), options.seed).map_err(fail)?;
-            predicted_ms += fitted.predict(&x(&own)).map_err(fail)?.iter().sum::<f64>();
-            in_pass_ms += y(&own).iter().sum::<f64>();
+            by_class.push(HeldOutClass {
+                class: class.name(),
+                layers: own.len(),
+                in_pass_ms: y(&own).iter().sum(),
+                predicted_ms: fitted.predict(&x(&own)).map_err(fail)?.iter().sum(),
+            });
         }
+        let in_pass_ms: f64 = by_class.iter().map(|c| c.in_pass_ms).sum();
+        let predicted_ms: f64 = by_class.iter().map(|c| c.predicted_ms).sum();
         held_out.push(HeldOutModel {
             model: name.clone(),
             in_pass_ms,
             predicted_ms,
             error_pct: 100.0 * (predicted_ms - in_pass_ms) / in_pass_ms.max(1e-9),
+            by_class,
         });
     }
     Ok(held_out)
