@@ -118,20 +118,19 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
             .expect("name")
             .starts_with("lenet-")
     );
+    // The network's error by layer class: its classes' sums add up to its own, and hold every
+    // in-pass layer of it.
+    let by_class = unseen[0]["by_class"].as_array().expect("by class");
     for key in ["in_pass_ms", "predicted_ms"] {
         let ms = unseen[0][key].as_f64().expect("ms");
         assert!(ms > 0.0 && ms.is_finite(), "{key} {ms}");
-        // The network's error by layer class: its classes' sums add up to its own.
-        let by_class = unseen[0]["by_class"].as_array().expect("by class");
         let sum: f64 = by_class.iter().map(|c| c[key].as_f64().expect("ms")).sum();
         assert!(
             (sum - ms).abs() <= 1e-9 * ms.max(1.0),
             "{key}: {sum} against {ms}"
         );
     }
-    let classes: Vec<&str> = unseen[0]["by_class"]
-        .as_array()
-        .expect("by class")
+    let classes: Vec<&str> = by_class
         .iter()
         .map(|c| c["class"].as_str().expect("class"))
         .collect();
@@ -139,9 +138,7 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         classes.contains(&"conv") && classes.contains(&"linear"),
         "LeNet's convolutions and linear layers: {classes:?}"
     );
-    let layers: u64 = unseen[0]["by_class"]
-        .as_array()
-        .expect("by class")
+    let layers: u64 = by_class
         .iter()
         .map(|c| c["layers"].as_u64().expect("layers"))
         .sum();
