@@ -288,14 +288,13 @@ fn text_report(
                 model.model
             ));
             for c in &model.by_class {
-                let error = 100.0 * (c.predicted_ms - c.in_pass_ms) / c.in_pass_ms.max(1e-9);
                 out.push_str(&format!(
                     "  {:<12} {:>4} layers  {:>9.3} → {:>9.3}  {:>+7.1} %  ({:+.3} ms of the network's error)\n",
                     c.class,
                     c.layers,
                     c.in_pass_ms,
                     c.predicted_ms,
-                    error,
+                    c.error_pct(),
                     c.predicted_ms - c.in_pass_ms
                 ));
             }

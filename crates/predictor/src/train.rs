@@ -83,6 +83,18 @@ pub struct HeldOutClass {
     pub predicted_ms: f64,
 }
 
+impl HeldOutClass {
+    /// (predicted − in-pass) ÷ in-pass, in %.
+    pub fn error_pct(&self) -> f64 {
+        error_pct(self.predicted_ms, self.in_pass_ms)
+    }
+}
+
+/// (`predicted` − `in_pass`) ÷ `in_pass`, in %.
+fn error_pct(predicted: f64, in_pass: f64) -> f64 {
+    100.0 * (predicted - in_pass) / in_pass.max(1e-9)
+}
+
 /// A class's rows: the sweep's sampled layers, then the layers timed inside networks' passes,
 /// each with the index of its network in [`TrainingData::models`].
 struct ClassData {
@@ -301,7 +313,7 @@ pub fn held_out_models(
             model: name.clone(),
             in_pass_ms,
             predicted_ms,
-            error_pct: 100.0 * (predicted_ms - in_pass_ms) / in_pass_ms.max(1e-9),
+            error_pct: error_pct(predicted_ms, in_pass_ms),
             by_class,
         });
     }
