@@ -36,7 +36,7 @@ pub use input::{
     image_dimensions, imagenet_class, imagenet_classes, load_image, preprocess, seeded_input,
     top_k,
 };
-pub use kernels::{ConvKernel, Kernels, VECTOR_PATH_VAR, VectorPath};
+pub use kernels::{ConvKernel, ConvRun, Kernels, VECTOR_PATH_VAR, VectorPath};
 pub use layer::{LayerKind, LayerSpec, ParamTensor, Shape};
 pub use net::{Cut, INPUT_ID, Net, NetBuilder, Node};
 pub use npy::{load_npy, read_npy, save_npy, write_npy};

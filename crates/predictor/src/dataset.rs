@@ -2,27 +2,28 @@
 //!
 //! ```text
 //! # cutpoint sweep
-//! # schema_version=8
+//! # schema_version=9
 //! # crate_version=0.1.0
 //! # class=conv
 //! # device=host (CPU model)
 //! # backend=flex
 //! # threads=2
 //! # cpu_quota=none
-//! kind,input_shapes,flops,params,out_bytes,median_ms,layer,kernel
-//! conv2d,64x56x56,231211008,36928,802816,4.21,"{""kind"":""conv2d"",...}",winograd-f4
+//! kind,input_shapes,flops,params,out_bytes,median_ms,layer,kernel,residual
+//! conv2d,64x56x56,231211008,36928,802816,4.21,"{""kind"":""conv2d"",...}",winograd-f4,false
 //! ```
 //!
 //! `layer` is the layer kind in model-spec JSON, so that every row can be re-featurised;
 //! `kernel` names the kernel that ran a convolution ([`ConvKernel::name`]), empty for other
-//! layers, since whether a layer runs on channel-blocked maps depends on the network it ran in.
+//! layers, and `residual` says whether it added a residual block's shortcut in its epilogue
+//! ([`ConvRun`]): both depend on the network the layer ran in, not on its spec alone.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use models::{ConvKernel, LayerKind, LayerSpec};
+use models::{ConvKernel, ConvRun, LayerKind, LayerSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::class::LayerClass;
@@ -48,9 +49,9 @@ pub struct SweepMeta {
 pub struct Measurement {
     /// The layer's spec (kind and shapes).
     pub spec: LayerSpec,
-    /// The kernel that ran it, for a convolution ([`ConvKernel::of_net`] of the network it
-    /// was timed in).
-    pub kernel: Option<ConvKernel>,
+    /// How it ran, for a convolution ([`ConvRun::of_net`] of the network it was timed in):
+    /// its kernel, and whether it added a residual.
+    pub conv: Option<ConvRun>,
     /// Median latency, in ms.
     pub median_ms: f64,
 }
@@ -65,6 +66,7 @@ struct Row {
     median_ms: f64,
     layer: String,
     kernel: String,
+    residual: bool,
 }
 
 /// The CSV file of one class in a sweep directory.
@@ -266,7 +268,7 @@ impl CsvSink {
             .map_err(|e| PredictorError::io("cannot open", &path, e))?;
         if existing.is_none() {
             let header = format!(
-                "# cutpoint sweep\n# schema_version={FEATURE_SCHEMA_VERSION}\n# crate_version={}\n# class={}\n# device={}\n# backend={}\n# threads={}\n# cpu_quota={}\nkind,input_shapes,flops,params,out_bytes,median_ms,layer,kernel\n",
+                "# cutpoint sweep\n# schema_version={FEATURE_SCHEMA_VERSION}\n# crate_version={}\n# class={}\n# device={}\n# backend={}\n# threads={}\n# cpu_quota={}\nkind,input_shapes,flops,params,out_bytes,median_ms,layer,kernel,residual\n",
                 env!("CARGO_PKG_VERSION"),
                 class.name(),
                 meta.device,
@@ -293,7 +295,8 @@ impl CsvSink {
             out_bytes: m.spec.out_bytes,
             median_ms: m.median_ms,
             layer: serde_json::to_string(&m.spec.kind).unwrap_or_default(),
-            kernel: m.kernel.map_or("", ConvKernel::name).to_string(),
+            kernel: m.conv.map_or("", |c| c.kernel.name()).to_string(),
+            residual: m.conv.is_some_and(|c| c.residual),
         };
         let io = |e: std::io::Error| PredictorError::io("cannot write", &self.path, e);
         self.writer
@@ -383,17 +386,20 @@ pub fn read_class(path: &Path) -> Result<(SweepMeta, Vec<Measurement>), Predicto
                 row.median_ms
             )));
         }
-        let kernel = match row.kernel.as_str() {
+        let conv = match row.kernel.as_str() {
             "" => None,
-            name => Some(ConvKernel::from_name(name).ok_or_else(|| {
-                bad(format!(
-                    "row {line}: kernel `{name}` is not one this build has; run the sweep again"
-                ))
-            })?),
+            name => Some(ConvRun {
+                kernel: ConvKernel::from_name(name).ok_or_else(|| {
+                    bad(format!(
+                        "row {line}: kernel `{name}` is not one this build has; run the sweep again"
+                    ))
+                })?,
+                residual: row.residual,
+            }),
         };
         rows.push(Measurement {
             spec,
-            kernel,
+            conv,
             median_ms: row.median_ms,
         });
     }

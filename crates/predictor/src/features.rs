@@ -4,14 +4,14 @@
 //! ([`Context`]: alone and cold, or inside a pass, with the bytes it moves), log-transformed FLOPs,
 //! input and output elements and parameters, plus the class's hyper-parameters; for a
 //! convolution also which kernel runs it ([`ConvKernel`], one-hot, a blocked kernel as its
-//! NCHW twin) and its working set (input,
-//! output and weights in bytes), since layers of equal FLOPs differ several-fold between
-//! kernels and between fitting in the cache or not. `baseline` is
+//! NCHW twin), whether that kernel adds a residual block's shortcut ([`ConvRun`]), and its
+//! working set (input, output, shortcut and weights in bytes), since layers of equal FLOPs
+//! differ several-fold between kernels and between fitting in the cache or not. `baseline` is
 //! Neurosurgeon's: a few raw sizes per layer type for a plain linear regression, kept to show
 //! what the better models buy. Both are pure functions of the spec, so featurisation is
 //! deterministic.
 
-use models::{ConvKernel, LayerKind, LayerSpec};
+use models::{ConvKernel, ConvRun, LayerKind, LayerSpec};
 
 use crate::class::LayerClass;
 
@@ -27,8 +27,10 @@ use crate::class::LayerClass;
 /// channel-blocked kernels among them) recorded with every row, and layers timed alone on
 /// their inputs as a pass hands them on. Version 8: a quarter of the sampled 1×1 and depthwise
 /// layers drawn inside a chain on a small map ([`crate::Sample::in_chain`]), which changes the
-/// sampler's sequence.
-pub const FEATURE_SCHEMA_VERSION: u32 = 8;
+/// sampler's sequence. Version 9: whether a convolution adds a residual in its epilogue
+/// ([`ConvRun::residual`]) recorded with every row, a feature, and its shortcut's bytes in the
+/// layer's working set; dense convolutions sampled with up to 2048 channels on either side.
+pub const FEATURE_SCHEMA_VERSION: u32 = 9;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it
@@ -77,24 +79,28 @@ fn kernel_features(kernel: Option<ConvKernel>) -> impl Iterator<Item = f64> {
         .map(move |k| if Some(k) == nchw { 1.0 } else { 0.0 })
 }
 
-/// Our features for `spec`, whose class is `class`, run by `kernel` (for a convolution: see
-/// [`ConvKernel::of_net`]) and timed or priced in `context`. The first
+/// Our features for `spec`, whose class is `class`, run as `conv` says (for a convolution: see
+/// [`ConvRun::of_net`]) and timed or priced in `context`. The first
 /// two say which: inside a pass, 1 and the log of the bytes the layer reads and writes (what
 /// a pass's warm caches save grows with it, so the gap between the two contexts is not one
 /// ratio for every size); alone and cold, both 0.
 pub fn ours(
     class: LayerClass,
     spec: &LayerSpec,
-    kernel: Option<ConvKernel>,
+    conv: Option<ConvRun>,
     context: Context,
 ) -> Vec<f64> {
     let input = spec.input_shapes.first().map(Vec::as_slice).unwrap_or(&[]);
     let in_elems: f64 = spec.input_shapes.iter().map(|s| elements(s)).sum();
     let out_elems = elements(&spec.output_shape);
+    let residual = conv.is_some_and(|c| c.residual);
+    // A shortcut added in the epilogue is a second map of the output's size to read.
+    let shortcut_elems = if residual { out_elems } else { 0.0 };
+    let bytes = 4.0 * (in_elems + out_elems + shortcut_elems + spec.params as f64);
     let in_pass = if context == Context::InPass { 1.0 } else { 0.0 };
     let mut f = vec![
         in_pass,
-        in_pass * ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
+        in_pass * ln1p(bytes),
         ln1p(spec.flops as f64),
         ln1p(in_elems),
         ln1p(out_elems),
@@ -120,9 +126,10 @@ pub fn ours(
                 ln1p(height(input)),
                 ln1p(height(&spec.output_shape)),
                 ln1p(*groups as f64),
-                ln1p(4.0 * (in_elems + out_elems + spec.params as f64)),
+                if residual { 1.0 } else { 0.0 },
+                ln1p(bytes),
             ]);
-            f.extend(kernel_features(kernel));
+            f.extend(kernel_features(conv.map(|c| c.kernel)));
         }
         (
             LayerKind::Linear {
@@ -211,7 +218,7 @@ mod tests {
         let v = net.nodes().iter().position(|n| n.id() == id).expect("node");
         let spec = net.nodes()[v].spec();
         let class = LayerClass::of(&spec.kind).expect("a class");
-        ours(class, spec, ConvKernel::of_net(&net)[v], Context::InPass)
+        ours(class, spec, ConvRun::of_net(&net)[v], Context::InPass)
     }
 
     #[test]
@@ -239,10 +246,41 @@ mod tests {
         let depthwise = features_of("mobilenet_v2", "features.12.conv.1.0");
         assert_eq!(tail(&expand), hot(ConvKernel::Pointwise));
         assert_eq!(tail(&depthwise), hot(ConvKernel::Depthwise));
-        // The working set (just before the kernel) counts input, output and weights.
+        // The working set (just before the kernel) counts input, output and weights, and the
+        // residual flag before it is off for a block's first layer.
         let ws = winograd[winograd.len() - nchw.len() - 1];
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);
         assert!((ws - bytes.ln_1p()).abs() < 1e-9, "{ws}");
+        assert_eq!(winograd[winograd.len() - nchw.len() - 2], 0.0);
+    }
+
+    #[test]
+    fn a_convolution_that_adds_a_shortcut_says_so_and_counts_its_bytes() {
+        // ResNet-50's last block: its 1×1 widening layer adds the shortcut, 2048 × 7 × 7 more
+        // floats to read; the 1×1 reduction that starts the block adds nothing.
+        let widen = features_of("resnet50", "layer4.2.conv3");
+        let reduce = features_of("resnet50", "layer4.2.conv1");
+        let tail = ConvKernel::ALL.iter().filter(|k| !k.is_blocked()).count();
+        let at = |f: &[f64], back: usize| f[f.len() - tail - back];
+        assert_eq!((at(&widen, 2), at(&reduce, 2)), (1.0, 0.0));
+        let out = 2048.0 * 7.0 * 7.0;
+        let bytes: f64 = 4.0 * (512.0 * 7.0 * 7.0 + 2.0 * out + 512.0 * 2048.0);
+        assert!((at(&widen, 1) - bytes.ln_1p()).abs() < 1e-9);
+        assert!((widen[1] - bytes.ln_1p()).abs() < 1e-9, "{}", widen[1]);
+        // Timed alone, the same layer adds nothing.
+        let net = models::zoo::build("resnet50").expect("zoo model");
+        let node = net
+            .nodes()
+            .iter()
+            .find(|n| n.id() == "layer4.2.conv3")
+            .expect("node");
+        let alone = ConvKernel::of(node.spec()).map(|kernel| ConvRun {
+            kernel,
+            residual: false,
+        });
+        let lone = ours(LayerClass::Conv, node.spec(), alone, Context::InPass);
+        assert_eq!(at(&lone, 2), 0.0);
+        assert!(lone[1] < widen[1]);
     }
 
     #[test]
@@ -254,9 +292,12 @@ mod tests {
             .find(|n| n.id() == "layer1.0.conv1")
             .expect("node");
         let class = LayerClass::of(&node.spec().kind).expect("a class");
-        let kernel = ConvKernel::of(node.spec());
-        let cold = ours(class, node.spec(), kernel, Context::Cold);
-        let in_pass = ours(class, node.spec(), kernel, Context::InPass);
+        let conv = ConvKernel::of(node.spec()).map(|kernel| ConvRun {
+            kernel,
+            residual: false,
+        });
+        let cold = ours(class, node.spec(), conv, Context::Cold);
+        let in_pass = ours(class, node.spec(), conv, Context::InPass);
         assert_eq!(cold[..2], [0.0, 0.0]);
         // Inside a pass: the flag, and the log of the bytes the layer reads and writes.
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);

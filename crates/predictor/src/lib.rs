@@ -13,6 +13,7 @@
 //!
 //! [`measured_costs`] is the second cost source: a model's own layers, timed directly.
 
+mod ceiling;
 mod class;
 mod dataset;
 mod error;
@@ -26,6 +27,7 @@ mod space;
 mod sweep;
 mod train;
 
+pub use ceiling::Ceiling;
 pub use class::LayerClass;
 pub use dataset::{
     Measurement, PassTime, SweepMeta, csv_path, in_pass_dir, in_pass_models, in_pass_root,

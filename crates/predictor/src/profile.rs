@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use models::{ConvKernel, Fusion, LayerSpec, Net};
+use models::{ConvRun, Fusion, LayerSpec, Net};
 use partition_core::Graph;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use crate::ceiling::Ceiling;
 use crate::class::LayerClass;
 use crate::error::PredictorError;
 use crate::features::{self, Context};
@@ -27,8 +28,10 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// schema 6 (the stride-2 depthwise kernel); format 9 keeps what a pass costs beyond its nodes
 /// ([`DeviceProfile::pass_ms`]); format 10 reads feature schema 7 (the kernel as the network
 /// runs it) and keeps the kernel of each layer timed inside a pass; format 11 reads feature
-/// schema 8 (layers sampled inside chains).
-pub const PROFILE_FORMAT_VERSION: u32 = 11;
+/// schema 8 (layers sampled inside chains); format 12 reads feature schema 9, keeps whether
+/// each convolution timed inside a pass added a residual ([`models::ConvRun`]) and each
+/// kernel's best rate ([`Ceiling`]).
+pub const PROFILE_FORMAT_VERSION: u32 = 12;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +58,8 @@ impl Role {
 pub struct MeasuredLayer {
     /// The layer's kind and shapes.
     pub spec: LayerSpec,
-    /// The kernel that ran it, for a convolution.
-    pub kernel: Option<ConvKernel>,
+    /// How it ran, for a convolution: its kernel, and whether it added a residual.
+    pub conv: Option<ConvRun>,
     /// Its in-pass time, ms.
     pub ms: f64,
 }
@@ -84,6 +87,8 @@ pub struct DeviceProfile {
     /// Layers timed inside the sweep's passes, priced at their measurement rather than
     /// predicted.
     pub(crate) measured: Vec<MeasuredLayer>,
+    /// Per class, the best rate each kernel reached in the sweep: no prediction is faster.
+    pub(crate) ceilings: BTreeMap<LayerClass, Ceiling>,
     /// What a forward pass costs beyond its nodes, ms: the sweep's probe's whole pass less its
     /// one node's in-pass time ([`PassTime`](crate::PassTime): handing the pass to a worker
     /// thread and waking it, setting it up); 0 where the sweep timed no networks in passes.
@@ -112,16 +117,16 @@ impl DeviceProfile {
         self.measured.len()
     }
 
-    /// Latency of one layer run by `kernel` (for a convolution: see [`ConvKernel::of_net`]),
-    /// in ms: its in-pass measurement where the sweep timed a layer of exactly this spec on
-    /// this kernel inside a network's passes, otherwise its class's regressor's prediction for
-    /// a layer inside a pass ([`Context::InPass`]). Kinds that cost nothing (input, dropout,
-    /// flatten) predict 0. `node` names the layer in errors.
+    /// Latency of one layer run as `conv` says (for a convolution: see [`ConvRun::of_net`]),
+    /// in ms: its in-pass measurement where the sweep timed a layer of exactly this spec, run
+    /// the same way, inside a network's passes, otherwise its class's regressor's prediction for
+    /// a layer inside a pass ([`Context::InPass`]), never under its kernel's best measured rate
+    /// ([`Ceiling`]). Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names the layer in errors.
     pub fn predict_ms(
         &self,
         node: &str,
         spec: &LayerSpec,
-        kernel: Option<ConvKernel>,
+        conv: Option<ConvRun>,
     ) -> Result<f64, PredictorError> {
         let Some(class) = LayerClass::of(&spec.kind) else {
             return Ok(0.0);
@@ -129,7 +134,7 @@ impl DeviceProfile {
         if let Some(layer) = self
             .measured
             .iter()
-            .find(|m| m.spec == *spec && m.kernel == kernel)
+            .find(|m| m.spec == *spec && m.conv == conv)
         {
             return Ok(layer.ms);
         }
@@ -141,13 +146,17 @@ impl DeviceProfile {
                 class: class.name(),
                 node: node.to_string(),
             })?;
-        let x = vec![features::ours(class, spec, kernel, Context::InPass)];
+        let x = vec![features::ours(class, spec, conv, Context::InPass)];
         let regression = |reason| PredictorError::Regression {
             class: class.name(),
             reason,
         };
         let predicted = model.predict(&x).map_err(regression)?;
-        Ok(predicted.first().copied().unwrap_or(0.0))
+        let predicted = predicted.first().copied().unwrap_or(0.0);
+        Ok(self
+            .ceilings
+            .get(&class)
+            .map_or(predicted, |c| c.bound(predicted, spec, conv)))
     }
 
     /// Predicted latency of every node of `net`, in node order, in ms, as the default kernels
@@ -158,16 +167,16 @@ impl DeviceProfile {
     /// free: a few hundredths of a millisecond.)
     pub fn layer_costs(&self, net: &Net) -> Result<Vec<f64>, PredictorError> {
         let fusion = Fusion::of(net);
-        let kernels = ConvKernel::of_net(net);
+        let runs = ConvRun::of_net(net);
         net.nodes()
             .iter()
-            .zip(kernels)
+            .zip(runs)
             .enumerate()
-            .map(|(v, (node, kernel))| {
+            .map(|(v, (node, conv))| {
                 if fusion.is_absorbed(v) || fusion.shortcut_conv(v).is_some() {
                     Ok(0.0)
                 } else {
-                    self.predict_ms(node.id(), node.spec(), kernel)
+                    self.predict_ms(node.id(), node.spec(), conv)
                 }
             })
             .collect()

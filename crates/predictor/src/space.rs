@@ -43,6 +43,10 @@ impl SweepSize {
 /// has 1.03e8.
 const MAX_PARAMS: f64 = 1.1e8;
 
+/// Most channels in or out of a sampled dense convolution: ResNet-50's last blocks' 1×1
+/// layers have 2048.
+const CONV_MAX_CHANNELS: usize = 2048;
+
 /// Share of the 1×1 and depthwise samples drawn as layers of an inverted residual block on a
 /// small map ([`Sample::in_chain`]).
 const CHAIN_SHARE: f64 = 0.25;
@@ -215,8 +219,8 @@ impl Sampler {
                 } else {
                     self.pick(&[1, 1, 2])
                 };
-                let input = self.map(3, 1024, 7, 224);
-                let out_channels = self.int(8, 1024);
+                let input = self.map(3, CONV_MAX_CHANNELS, 7, 224);
+                let out_channels = self.int(8, CONV_MAX_CHANNELS);
                 Sample {
                     kind: conv(input[0], out_channels, kernel, stride, kernel / 2, 1),
                     inputs: vec![input],
@@ -372,5 +376,45 @@ fn conv(
         dilation: [1, 1],
         groups,
         bias: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_convolutions_are_drawn_as_wide_as_the_zoo_has_them() {
+        let mut widest = 0;
+        for name in models::zoo::MODELS {
+            let net = models::zoo::build(name).expect("zoo model");
+            for node in net.nodes() {
+                if let LayerKind::Conv2d {
+                    in_channels,
+                    out_channels,
+                    groups: 1,
+                    ..
+                } = node.spec().kind
+                {
+                    widest = widest.max(in_channels).max(out_channels);
+                }
+            }
+        }
+        assert_eq!(widest, CONV_MAX_CHANNELS);
+        // And the draws reach it: some samples have more than 1024 channels on each side.
+        let mut sampler = Sampler::new(LayerClass::Conv, SweepSize::Quick, 1);
+        let convs: Vec<(usize, usize)> = (0..400)
+            .filter_map(|_| match sampler.next_sample().kind {
+                LayerKind::Conv2d {
+                    in_channels,
+                    out_channels,
+                    ..
+                } => Some((in_channels, out_channels)),
+                _ => None,
+            })
+            .collect();
+        assert!(convs.iter().all(|&(i, o)| i.max(o) <= CONV_MAX_CHANNELS));
+        assert!(convs.iter().any(|&(i, _)| i > 1024), "{convs:?}");
+        assert!(convs.iter().any(|&(_, o)| o > 1024), "{convs:?}");
     }
 }

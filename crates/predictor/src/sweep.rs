@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use models::{
-    Backend, CacheScrub, ConvKernel, Fusion, LayerKind, LayerTiming, Model, Net, NetBuilder, median,
+    Backend, CacheScrub, ConvRun, Fusion, LayerKind, LayerTiming, Model, Net, NetBuilder, median,
 };
 use partition_core::synthetic::SplitMix64;
 
@@ -131,20 +131,20 @@ pub fn run_sweep(
                 let net = sample.net()?;
                 let input = models::seeded_input(&net, 1, rng.next_u64())?;
                 // The sampled layer is the network's last node.
-                let kernel = ConvKernel::of_net(&net).pop().flatten();
+                let conv = ConvRun::of_net(&net).pop().flatten();
                 let model = Model::seeded(net, config.seed, &device)?;
-                batch.push((sample.spec()?, kernel, model, input));
+                batch.push((sample.spec()?, conv, model, input));
             }
             let runs = guard.rounds(batch.len(), plan.warmup, plan.runs, |i| {
                 let (_, _, model, input) = &batch[i];
                 let timings = model.time_layers_cold(input.clone(), 0, 1, &mut scrub)?;
                 Ok::<_, PredictorError>(timings.last().map_or(0.0, |t| t.median_ms))
             })?;
-            for ((spec, kernel, _, _), runs) in batch.into_iter().zip(runs) {
+            for ((spec, conv, _, _), runs) in batch.into_iter().zip(runs) {
                 let median_ms = models::median(runs);
                 sink.push(&Measurement {
                     spec,
-                    kernel,
+                    conv,
                     median_ms,
                 })?;
             }
@@ -252,7 +252,7 @@ pub fn run_in_pass(
         let timings = model.median_timings(&passes, 1);
         let pass = pass_time(&timings, wholes);
         let fusion = Fusion::of(net);
-        let kernels = ConvKernel::of_net(net);
+        let runs = ConvRun::of_net(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
         let mut summary = InPassSummary {
             model: in_pass_name(net),
@@ -274,7 +274,7 @@ pub fn run_in_pass(
             };
             sink.push(&Measurement {
                 spec: spec.clone(),
-                kernel: kernels[v],
+                conv: runs[v],
                 median_ms: timing.median_ms,
             })?;
             summary.layers += 1;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use models::{Backend, ConvKernel, LayerKind, LayerSpec, NetBuilder};
+use models::{Backend, ConvKernel, ConvRun, LayerKind, LayerSpec, NetBuilder};
 use predictor::{
     Context, DeviceProfile, LayerClass, MIN_SAMPLES, PassTime, PredictorError, Role, Sample,
     Sampler, SpellGuard, Steadiness, SweepConfig, SweepSize, TrainOptions, features, read_class,
@@ -34,10 +34,10 @@ fn sweep(dir: &Path, classes: Vec<LayerClass>, samples: usize) -> SweepConfig {
     }
 }
 
-/// The kernel that runs a sampled layer: the last node of the network that feeds it.
-fn sampled_kernel(sample: &Sample) -> Option<ConvKernel> {
+/// How a sampled layer runs: the last node of the network that feeds it.
+fn sampled_run(sample: &Sample) -> Option<ConvRun> {
     let net = sample.net().expect("a net that feeds the layer builds");
-    ConvKernel::of_net(&net).pop().flatten()
+    ConvRun::of_net(&net).pop().flatten()
 }
 
 fn options() -> TrainOptions {
@@ -60,11 +60,11 @@ fn sampling_and_features_are_deterministic() {
             assert_eq!(x, y);
             let spec = x.spec().expect("sampled layers are valid");
             assert_eq!(LayerClass::of(&spec.kind), Some(class));
-            let kernel = sampled_kernel(&x);
-            let f = features::ours(class, &spec, kernel, Context::Cold);
+            let conv = sampled_run(&x);
+            let f = features::ours(class, &spec, conv, Context::Cold);
             assert_eq!(
                 f,
-                features::ours(class, &y.spec().expect("valid"), kernel, Context::Cold)
+                features::ours(class, &y.spec().expect("valid"), conv, Context::Cold)
             );
             assert!(f.iter().all(|v| v.is_finite()));
         }
@@ -77,12 +77,12 @@ fn feature_vectors_have_one_length_per_class() {
         let mut sampler = Sampler::new(class, SweepSize::Full, 3);
         let first = sampler.next_sample();
         let spec = first.spec().expect("valid");
-        let len = features::ours(class, &spec, sampled_kernel(&first), Context::Cold).len();
+        let len = features::ours(class, &spec, sampled_run(&first), Context::Cold).len();
         for _ in 0..50 {
             let sample = sampler.next_sample();
             let spec = sample.spec().expect("valid");
             assert_eq!(
-                features::ours(class, &spec, sampled_kernel(&sample), Context::Cold).len(),
+                features::ours(class, &spec, sampled_run(&sample), Context::Cold).len(),
                 len,
                 "{class:?}"
             );
@@ -382,13 +382,17 @@ fn samples_drawn_in_a_chain_are_fed_and_run_as_a_chain_runs_them() {
 fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
     let dir = temp_dir("kernels");
     // An inverted residual block on 7×7 maps, which runs on channel-blocked maps on the
-    // AVX-512 path, and the same expansion alone, which runs on NCHW maps everywhere.
+    // AVX-512 path, its projection adding the shortcut, and the same expansion alone, which
+    // runs on NCHW maps everywhere.
     let mut b = NetBuilder::new("chain", vec![16, 7, 7]).expect("builder");
     let input = b.input();
     let expand = b.add("expand", conv(16, 32, 1, 1), &[input]).expect("conv");
     let depthwise = b.add("dw", conv(32, 32, 3, 32), &[expand]).expect("conv");
-    b.add("project", conv(32, 16, 1, 1), &[depthwise])
+    let project = b
+        .add("project", conv(32, 16, 1, 1), &[depthwise])
         .expect("conv");
+    b.add("sum", LayerKind::Add, &[project, input])
+        .expect("add");
     let chain = b.build().expect("net");
     let mut b = NetBuilder::new("alone", vec![16, 7, 7]).expect("builder");
     let input = b.input();
@@ -401,7 +405,9 @@ fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
         let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(net));
         let path = predictor::csv_path(&in_pass, class);
         let (_, rows) = read_class(&path).expect("in-pass convolutions");
-        rows.iter().map(|r| r.kernel).collect::<Vec<_>>()
+        rows.iter()
+            .map(|r| r.conv.map(|c| c.kernel))
+            .collect::<Vec<_>>()
     };
     let blocked = models::VectorPath::current() == models::VectorPath::Avx512;
     let expected = if blocked {
@@ -418,6 +424,11 @@ fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
         kernels(&alone, LayerClass::Conv),
         [Some(ConvKernel::Pointwise)]
     );
+    // The projection added the shortcut in its epilogue, and its row says so.
+    let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&chain));
+    let (_, rows) = read_class(&predictor::csv_path(&in_pass, LayerClass::Conv)).expect("rows");
+    let residuals: Vec<_> = rows.iter().map(|r| r.conv.map(|c| c.residual)).collect();
+    assert_eq!(residuals, [Some(false), Some(true)]);
     // A kernel this build does not know is refused with what to do.
     let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&alone));
     let path = predictor::csv_path(&in_pass, LayerClass::Conv);
@@ -488,7 +499,14 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
     // prices the layer.
     let relu = net.nodes()[1].spec();
     let elsewhere = profile
-        .predict_ms("first", relu, Some(ConvKernel::Pointwise))
+        .predict_ms(
+            "first",
+            relu,
+            Some(ConvRun {
+                kernel: ConvKernel::Pointwise,
+                residual: false,
+            }),
+        )
         .expect("predicts");
     assert!(elsewhere > 0.0 && elsewhere != relu_ms, "{elsewhere} ms");
     // The profile's pass cost is the probe's whole pass beyond its node, paid on the input by

@@ -62,6 +62,21 @@ impl ConvKernel {
         ConvKernel::BlockedDepthwise,
     ];
 
+    /// Whether the kernel can add a residual block's shortcut, and apply the addition's
+    /// activation, as it stores its outputs (see [`Fusion::shortcut_conv`]): all but the direct,
+    /// pixel-major, depthwise and grouped kernels.
+    pub fn adds_residual(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::Winograd4
+                | ConvKernel::Winograd2
+                | ConvKernel::ChannelMajor
+                | ConvKernel::Pointwise
+                | ConvKernel::Patches
+                | ConvKernel::BlockedPointwise
+        )
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -154,6 +169,43 @@ impl ConvKernel {
             Layout::Pointwise => ConvKernel::Pointwise,
             Layout::Patches { .. } => ConvKernel::Patches,
         })
+    }
+}
+
+/// How a convolution runs inside its network: its kernel, and whether that kernel also adds a
+/// residual block's shortcut in its epilogue (reading a second map of the output's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvRun {
+    /// The kernel ([`ConvKernel::of_net`]).
+    pub kernel: ConvKernel,
+    /// Whether it adds the shortcut of the addition its output feeds.
+    pub residual: bool,
+}
+
+impl ConvRun {
+    /// How each node of `net` runs, in node order, when a model of it is made now with the fast
+    /// kernels and runs whole: `None` for nodes that are not 2-D convolutions. A convolution
+    /// adds a residual where [`Fusion::shortcut_conv`] pairs it with an addition and its kernel
+    /// [`adds_residual`](ConvKernel::adds_residual).
+    pub fn of_net(net: &Net) -> Vec<Option<ConvRun>> {
+        let fusion = Fusion::of(net);
+        let kernels = ConvKernel::of_net(net);
+        let mut residual = vec![false; net.len()];
+        for add in 0..net.len() {
+            if let Some(conv) = fusion.shortcut_conv(add) {
+                residual[conv] = kernels[conv].is_some_and(ConvKernel::adds_residual);
+            }
+        }
+        kernels
+            .into_iter()
+            .zip(residual)
+            .map(|(kernel, residual)| {
+                Some(ConvRun {
+                    kernel: kernel?,
+                    residual,
+                })
+            })
+            .collect()
     }
 }
 
@@ -252,5 +304,40 @@ mod tests {
             assert_eq!(kernel.on_nchw() == kernel, !kernel.is_blocked());
         }
         assert_eq!(ConvKernel::from_name("winograd"), None);
+    }
+
+    #[test]
+    fn residual_blocks_last_convolutions_add_their_shortcuts() {
+        let residuals = |name: &str| {
+            let net = zoo::build(name).expect("zoo model");
+            let runs = ConvRun::of_net(&net);
+            assert_eq!(
+                runs.iter().map(|r| r.map(|r| r.kernel)).collect::<Vec<_>>(),
+                ConvKernel::of_net(&net)
+            );
+            net.nodes()
+                .iter()
+                .zip(runs)
+                .filter(|(_, run)| run.is_some_and(|r| r.residual))
+                .map(|(node, _)| node.id().to_string())
+                .collect::<Vec<_>>()
+        };
+        // One per residual block: ResNet-50's 16 bottlenecks end in a 1×1 layer, ResNet-18's 8
+        // basic blocks in a 3×3 one; MobileNetV2's 10 residual blocks in their 1×1 projection.
+        let resnet50 = residuals("resnet50");
+        assert_eq!(resnet50.len(), 16, "{resnet50:?}");
+        assert!(
+            resnet50
+                .iter()
+                .all(|id| id.ends_with("conv3") || id.ends_with("downsample.0"))
+        );
+        assert!(resnet50.contains(&"layer4.2.conv3".to_string()));
+        assert_eq!(residuals("resnet18").len(), 8);
+        let mobilenet = residuals("mobilenet_v2");
+        assert_eq!(mobilenet.len(), 10, "{mobilenet:?}");
+        assert!(mobilenet.contains(&"features.3.conv.2".to_string()));
+        // No residual blocks: none.
+        assert!(residuals("vgg16").is_empty());
+        assert!(residuals("alexnet").is_empty());
     }
 }

@@ -42,7 +42,7 @@ mod winograd;
 
 pub(crate) use add::add_into;
 pub(crate) use blocked::{BlockedDepthwise, BlockedMaps, BlockedPointwise};
-pub use choice::ConvKernel;
+pub use choice::{ConvKernel, ConvRun};
 pub(crate) use conv::PackedConv;
 pub(crate) use depthwise::DepthwiseConv;
 pub(crate) use linear::DenseLinear;
