@@ -86,19 +86,9 @@ impl Ceiling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::LayerKind;
 
     fn pointwise(channels: usize, side: usize, ms: f64) -> Measurement {
-        let kind = LayerKind::Conv2d {
-            in_channels: channels,
-            out_channels: channels,
-            kernel_size: [1, 1],
-            stride: [1, 1],
-            padding: [0, 0],
-            dilation: [1, 1],
-            groups: 1,
-            bias: false,
-        };
+        let kind = crate::space::conv(channels, channels, 1, 1, 0, 1);
         Measurement {
             spec: LayerSpec::infer("layer", kind, vec![vec![channels, side, side]]).expect("valid"),
             conv: Some(ConvRun {

@@ -221,6 +221,18 @@ mod tests {
         ours(class, spec, ConvRun::of_net(&net)[v], Context::InPass)
     }
 
+    /// Zoo network `name`'s node `id` and how it runs as a layer alone: its NCHW kernel, no
+    /// residual.
+    fn alone(name: &str, id: &str) -> (LayerSpec, Option<ConvRun>) {
+        let net = models::zoo::build(name).expect("zoo model");
+        let node = net.nodes().iter().find(|n| n.id() == id).expect("node");
+        let conv = ConvKernel::of(node.spec()).map(|kernel| ConvRun {
+            kernel,
+            residual: false,
+        });
+        (node.spec().clone(), conv)
+    }
+
     #[test]
     fn a_convolution_says_which_kernel_runs_it() {
         // ResNet-18's layer1 3×3 runs Winograd F(4×4), its strided layer2 3×3 im2col.
@@ -268,36 +280,18 @@ mod tests {
         assert!((at(&widen, 1) - bytes.ln_1p()).abs() < 1e-9);
         assert!((widen[1] - bytes.ln_1p()).abs() < 1e-9, "{}", widen[1]);
         // Timed alone, the same layer adds nothing.
-        let net = models::zoo::build("resnet50").expect("zoo model");
-        let node = net
-            .nodes()
-            .iter()
-            .find(|n| n.id() == "layer4.2.conv3")
-            .expect("node");
-        let alone = ConvKernel::of(node.spec()).map(|kernel| ConvRun {
-            kernel,
-            residual: false,
-        });
-        let lone = ours(LayerClass::Conv, node.spec(), alone, Context::InPass);
+        let (spec, alone) = alone("resnet50", "layer4.2.conv3");
+        let lone = ours(LayerClass::Conv, &spec, alone, Context::InPass);
         assert_eq!(at(&lone, 2), 0.0);
         assert!(lone[1] < widen[1]);
     }
 
     #[test]
     fn the_context_leads_the_features_and_is_their_only_difference() {
-        let net = models::zoo::build("resnet18").expect("zoo model");
-        let node = net
-            .nodes()
-            .iter()
-            .find(|n| n.id() == "layer1.0.conv1")
-            .expect("node");
-        let class = LayerClass::of(&node.spec().kind).expect("a class");
-        let conv = ConvKernel::of(node.spec()).map(|kernel| ConvRun {
-            kernel,
-            residual: false,
-        });
-        let cold = ours(class, node.spec(), conv, Context::Cold);
-        let in_pass = ours(class, node.spec(), conv, Context::InPass);
+        let (spec, conv) = alone("resnet18", "layer1.0.conv1");
+        let class = LayerClass::of(&spec.kind).expect("a class");
+        let cold = ours(class, &spec, conv, Context::Cold);
+        let in_pass = ours(class, &spec, conv, Context::InPass);
         assert_eq!(cold[..2], [0.0, 0.0]);
         // Inside a pass: the flag, and the log of the bytes the layer reads and writes.
         let bytes: f64 = 4.0 * (2.0 * 64.0 * 56.0 * 56.0 + 64.0 * 64.0 * 9.0);

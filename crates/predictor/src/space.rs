@@ -359,7 +359,8 @@ impl Sampler {
     }
 }
 
-fn conv(
+/// A dense or grouped 2-D convolution with a bias, square kernel, stride and padding.
+pub(crate) fn conv(
     in_channels: usize,
     out_channels: usize,
     kernel: usize,
