@@ -121,7 +121,8 @@ impl DeviceProfile {
     /// in ms: its in-pass measurement where the sweep timed a layer of exactly this spec, run
     /// the same way, inside a network's passes, otherwise its class's regressor's prediction for
     /// a layer inside a pass ([`Context::InPass`]), never under its kernel's best measured rate
-    /// ([`Ceiling`]). Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names the layer in errors.
+    /// ([`Ceiling`]). Kinds that cost nothing (input, dropout, flatten) predict 0. `node` names
+    /// the layer in errors.
     pub fn predict_ms(
         &self,
         node: &str,

@@ -160,7 +160,12 @@ impl ConvKernel {
         if groups != 1 {
             return Some(ConvKernel::Grouped);
         }
-        Some(match choose_layout(&shape, [ho, wo]) {
+        Some(ConvKernel::of_layout(choose_layout(&shape, [ho, wo])))
+    }
+
+    /// The kernel that runs a dense convolution packed for `layout`.
+    pub(crate) fn of_layout(layout: Layout) -> ConvKernel {
+        match layout {
             Layout::Winograd(Tiling::F4) => ConvKernel::Winograd4,
             Layout::Winograd(Tiling::F2) => ConvKernel::Winograd2,
             Layout::PixelMajor => ConvKernel::PixelMajor,
@@ -168,7 +173,7 @@ impl ConvKernel {
             Layout::Direct => ConvKernel::Direct,
             Layout::Pointwise => ConvKernel::Pointwise,
             Layout::Patches { .. } => ConvKernel::Patches,
-        })
+        }
     }
 }
 

@@ -28,6 +28,7 @@
 use rayon::prelude::*;
 
 use super::aligned::Aligned;
+use super::choice::ConvKernel;
 use super::direct;
 use super::gemm::{MatRef, gemm};
 use super::patches;
@@ -238,10 +239,9 @@ impl PackedConv {
     }
 
     /// Whether [`PackedConv::forward_onto`] can run this layer: its kernel adds a residual in
-    /// its epilogue (all but the direct and pixel-major ones) and it has no activation of its
-    /// own.
+    /// its epilogue ([`ConvKernel::adds_residual`]) and it has no activation of its own.
     pub(crate) fn adds_residual(&self) -> bool {
-        !matches!(self.layout, Layout::Direct | Layout::PixelMajor)
+        ConvKernel::of_layout(self.layout).adds_residual()
             && self.activation == Activation::Identity
     }
 
