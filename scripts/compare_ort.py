@@ -24,7 +24,9 @@ Per layer: both engines time nodes inside real forward passes (cutpoint: `layers
 Runtime: its profiler). ONNX Runtime's kernels are sorted into kinds by op and weight shape, as
 its fused nodes take other names: a convolution with its folded batch norm, activation or
 residual add counts as the convolution (cutpoint's absorbed nodes cost nothing either); the
-layout reorders it adds count apart.
+layout reorders it adds count apart. With --layers N the same in-pass times are also listed layer
+by layer, the N with the largest excess per model, each fused kernel of ONNX Runtime's counted
+as the convolution or linear layer that precedes the node it is named after.
 
 The vector path: cutpoint caps its kernels with CUTPOINT_VECTOR_PATH (see
 `models::VectorPath`); ONNX Runtime has no such cap and always runs the widest path the CPU has,
@@ -57,6 +59,7 @@ says so and exits with status 2. cutpoint's side is the release `cutpoint-edge` 
     scripts/compare_ort.py --baseline main-build/cutpoint-edge   # before/after a kernel change
     scripts/compare_ort.py --torch                                # cutpoint, ONNX Runtime, PyTorch
     scripts/compare_ort.py --models mobilenet_v2 --chains 10 --threads 1   # per shape, whole passes
+    scripts/compare_ort.py --models resnet50 --layers 10          # the ten worst layers
 """
 
 import argparse
@@ -125,6 +128,14 @@ def parse_args():
         help="hide AVX-512 from every engine (scripts/hide_avx512.c, needs cc and CPUID "
         "faulting), so that all of them run AVX2 kernels",
     )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list, per model, the N layers with the largest in-pass excess over ONNX "
+        "Runtime (default 0: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -133,8 +144,8 @@ def parse_args():
         parser.error(f"unknown models or paths: {', '.join(unknown)}")
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
         parser.error("--runs, --rounds and --threads must be at least 1, --warmup at least 0")
-    if args.chains < 0:
-        parser.error("--chains must be 0 (off) or more")
+    if args.chains < 0 or args.layers < 0:
+        parser.error("--chains and --layers must be 0 (off) or more")
     for binary in [args.cutpoint] + ([args.baseline] if args.baseline else []):
         if not Path(binary).is_file():
             sys.exit(f"no cutpoint-edge at {binary}; build it with "
@@ -339,8 +350,9 @@ def ort_forward_ms(ort, np, model_bytes, shape, args):
     return statistics.median(samples)
 
 
-def ort_round(ort, np, model_bytes, shape, args):
-    """ONNX Runtime's forward median and in-pass median per layer kind."""
+def ort_round(ort, np, model_bytes, shape, owner, args):
+    """ONNX Runtime's forward median, in-pass median per layer kind, and in-pass median per
+    cutpoint layer (`owner` maps a node name to the layer its fused kernel counts as)."""
     forward = ort_forward_ms(ort, np, model_bytes, shape, args)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,7 +360,7 @@ def ort_round(ort, np, model_bytes, shape, args):
         for _ in range(args.warmup + args.runs):
             profiled.run(None, {"input": x})
         events = json.loads(Path(profiled.end_profiling()).read_text())
-    per_kind = {}
+    per_kind, per_layer = {}, {}
     runs_seen = 0
     for e in events:
         if e.get("cat") == "Session" and e.get("name") == "model_run":
@@ -357,11 +369,37 @@ def ort_round(ort, np, model_bytes, shape, args):
             continue
         if runs_seen > args.warmup:
             kind = ort_kind(e["args"])
-            per_kind.setdefault(kind, {}).setdefault(runs_seen, 0.0)
-            per_kind[kind][runs_seen] += e["dur"] / 1e3
-    # Each kind's time summed within each measured pass, then the median over passes.
-    layers = {kind: statistics.median(by_run.values()) for kind, by_run in per_kind.items()}
-    return forward, layers
+            layer = ort_layer(e["name"].removesuffix("_kernel_time"), kind, owner)
+            for table, key in ((per_kind, kind), (per_layer, layer)):
+                table.setdefault(key, {}).setdefault(runs_seen, 0.0)
+                table[key][runs_seen] += e["dur"] / 1e3
+    # Each kind's (layer's) time summed within each measured pass, then the median over passes.
+    kinds = {kind: statistics.median(by_run.values()) for kind, by_run in per_kind.items()}
+    layers = {layer: statistics.median(by_run.values()) for layer, by_run in per_layer.items()}
+    return forward, kinds, layers
+
+
+def layer_owners(spec):
+    """For each node of cutpoint's spec, the convolution or linear layer at or before it in
+    node order: the layer whose kernel ONNX Runtime fuses that node into, when it does (a
+    batch norm, an activation or a residual add after a convolution)."""
+    owners, last = {}, None
+    for node in spec["nodes"]:
+        if layer_kind(node).startswith("conv") or layer_kind(node) == "linear":
+            last = node["id"]
+        owners[node["id"]] = last or node["id"]
+    return owners
+
+
+def ort_layer(name, kind, owner):
+    """The cutpoint layer one of ONNX Runtime's kernels counts as: a fused convolution or
+    linear kernel (named after one of the nodes it absorbed, `X_nchwc` or `fused X`) as the
+    layer that owns that node; anything else as the node it is named after, or by its own
+    name (a layout reorder)."""
+    node = name.removeprefix("fused ").removesuffix("_nchwc")
+    if kind.startswith("conv") or kind == "linear":
+        return owner.get(node, node)
+    return node
 
 
 def ort_kind(event_args):
@@ -429,13 +467,14 @@ def compare(args):
             return step
 
         steps = [cutpoint_step(*c) for c in columns]
-        steps.append(lambda: theirs.append(ort_round(ort, np, model_bytes, shape, args)))
+        owner = layer_owners(spec)
+        steps.append(lambda: theirs.append(ort_round(ort, np, model_bytes, shape, owner, args)))
         if torch_forward:
             steps.append(lambda: pytorch.append(median_ms(torch_forward, args)))
         for r in range(args.rounds):
             for step in in_turn(steps, r):
                 step()
-        ort_ms = statistics.median(f for f, _ in theirs)
+        ort_ms = statistics.median(f for f, _, _ in theirs)
         row = {"model": model, "ort_ms": ort_ms}
         if pytorch:
             row["torch_ms"] = statistics.median(pytorch)
@@ -448,7 +487,7 @@ def compare(args):
         models.append(row)
         # Per kind: each layer's median over the rounds, summed by kind.
         sources = [(f"cutpoint_{p}_ms", [l for _, l in rounds[p]]) for p in paths]
-        sources.append(("ort_ms", [l for _, l in theirs]))
+        sources.append(("ort_ms", [l for _, l, _ in theirs]))
         for column, layer_rounds in sources:
             keys = set().union(*layer_rounds)
             for key in keys:
@@ -456,6 +495,8 @@ def compare(args):
                 kind = kind_of.get(key, key)
                 entry = kinds.setdefault(kind, {"kind": kind})
                 entry[column] = entry.get(column, 0.0) + ms
+        if args.layers:
+            row["layers"] = worst_layers(spec, paths, rounds, [l for _, _, l in theirs], args)
     chains = compare_chains(args, np, onnx, ort, columns) if args.chains else None
     first = f"cutpoint_{paths[0]}_ms"
     for entry in kinds.values():
@@ -475,6 +516,24 @@ def compare(args):
         "kinds": sorted(kinds.values(), key=lambda r: -r["excess_ms"]),
         "chains": chains,
     }
+
+
+def worst_layers(spec, paths, rounds, ort_rounds, args):
+    """The model's --layers layers with the largest in-pass excess of cutpoint's first path
+    over ONNX Runtime, each a median over the rounds, worst first."""
+    def median(layer_rounds, key):
+        return statistics.median(r.get(key, 0.0) for r in layer_rounds)
+
+    rows = []
+    for node in spec["nodes"]:
+        key = node["id"]
+        row = {"layer": key, "kind": layer_kind(node), "ort_ms": median(ort_rounds, key)}
+        for p in paths:
+            row[f"cutpoint_{p}_ms"] = median([l for _, l in rounds[p]], key)
+        row["excess_ms"] = row[f"cutpoint_{paths[0]}_ms"] - row["ort_ms"]
+        if row["ort_ms"] or row[f"cutpoint_{paths[0]}_ms"]:
+            rows.append(row)
+    return sorted(rows, key=lambda r: -r["excess_ms"])[:args.layers]
 
 
 def chained_shapes(spec, model_onnx, onnx):
@@ -663,6 +722,16 @@ def print_tables(report):
     for k in report["kinds"]:
         cells = "".join(f"{k[f'cutpoint_{p}_ms']:>15.2f}" for p in paths)
         print(f"{k['kind']:<22}{k['ort_ms']:>9.2f}{cells}{k['excess_ms']:>9.2f}")
+    for m in report["models"]:
+        if m.get("layers"):
+            print(f"\n{m['model']}: layers with the largest in-pass excess (excess = cutpoint "
+                  f"{paths[0]} - ORT; ONNX Runtime's fused kernels count as their convolution)")
+            header = "".join(f"{'cp ' + p + ' ms':>15}" for p in paths)
+            print(f"{'layer':<28}{'kind':<16}{'ORT ms':>9}{header}{'excess':>9}")
+            for r in m["layers"]:
+                cells = "".join(f"{r[f'cutpoint_{p}_ms']:>15.3f}" for p in paths)
+                print(f"{r['layer']:<28}{r['kind']:<16}{r['ort_ms']:>9.3f}{cells}"
+                      f"{r['excess_ms']:>9.3f}")
     if report["chains"]:
         print_chains(report["chains"], paths)
 
