@@ -66,8 +66,9 @@ use crate::tensor::HostTensor;
 /// of at least 4 MiB on transparent huge pages where Linux offers them on request, and a linear
 /// layer's rows summed in two vectors' lanes on every path; 33: the patches kernel's tiles each
 /// in a function of their own, 6 pixels × 16 channels on AVX2, which also runs 3×3 layers on
-/// maps of at most 14×14 there, but for Winograd's exactly tiled ones.
-pub const KERNEL_REVISION: u32 = 33;
+/// maps of at most 14×14 there, but for Winograd's exactly tiled ones; 34: Winograd's F(2×2,
+/// 5×5) for 5×5 layers of at least 32 input channels.
+pub const KERNEL_REVISION: u32 = 34;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,7 +30,8 @@ use crate::class::LayerClass;
 /// sampler's sequence. Version 9: whether a convolution adds a residual in its epilogue
 /// ([`ConvRun::residual`]) recorded with every row, a feature, and its shortcut's bytes in the
 /// layer's working set; dense convolutions sampled with up to 2048 channels on either side.
-pub const FEATURE_SCHEMA_VERSION: u32 = 9;
+/// Version 10: Winograd's F(2×2, 5×5) ([`ConvKernel::Winograd5`]) among the kernels.
+pub const FEATURE_SCHEMA_VERSION: u32 = 10;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -21,6 +21,8 @@ pub enum ConvKernel {
     Winograd4,
     /// Winograd's F(2×2, 3×3) (3×3, stride 1, small maps).
     Winograd2,
+    /// Winograd's F(2×2, 5×5) (5×5, stride 1).
+    Winograd5,
     /// im2col, `[pixels, K] × [K, out]` from a channels-last copy (most layers).
     PixelMajor,
     /// im2col, `[out, K] × [K, pixels]` straight into NCHW (few pixels, unpadded 1×1
@@ -47,9 +49,10 @@ pub enum ConvKernel {
 
 impl ConvKernel {
     /// Every kernel, in a fixed order (a one-hot feature's positions).
-    pub const ALL: [ConvKernel; 12] = [
+    pub const ALL: [ConvKernel; 13] = [
         ConvKernel::Winograd4,
         ConvKernel::Winograd2,
+        ConvKernel::Winograd5,
         ConvKernel::PixelMajor,
         ConvKernel::ChannelMajor,
         ConvKernel::Direct,
@@ -70,6 +73,7 @@ impl ConvKernel {
             self,
             ConvKernel::Winograd4
                 | ConvKernel::Winograd2
+                | ConvKernel::Winograd5
                 | ConvKernel::ChannelMajor
                 | ConvKernel::Pointwise
                 | ConvKernel::Patches
@@ -82,6 +86,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Winograd4 => "winograd-f4",
             ConvKernel::Winograd2 => "winograd-f2",
+            ConvKernel::Winograd5 => "winograd-f2-5x5",
             ConvKernel::PixelMajor => "im2col-pixel-major",
             ConvKernel::ChannelMajor => "im2col-channel-major",
             ConvKernel::Direct => "direct",
@@ -168,6 +173,7 @@ impl ConvKernel {
         match layout {
             Layout::Winograd(Tiling::F4) => ConvKernel::Winograd4,
             Layout::Winograd(Tiling::F2) => ConvKernel::Winograd2,
+            Layout::Winograd(Tiling::F2Of5) => ConvKernel::Winograd5,
             Layout::PixelMajor => ConvKernel::PixelMajor,
             Layout::ChannelMajor => ConvKernel::ChannelMajor,
             Layout::Direct => ConvKernel::Direct,
@@ -265,9 +271,11 @@ mod tests {
             _ => ConvKernel::DepthwiseStride2,
         };
         assert_eq!(kernel("mobilenet_v2", "features.2.conv.1.0"), Some(halving));
+        // AlexNet's 5×5 layer, 64 → 192 channels on a 27×27 map.
+        assert_eq!(kernel("alexnet", "features.3"), Some(ConvKernel::Winograd5));
         // Not a convolution.
         assert_eq!(kernel("resnet18", "fc"), None);
-        assert_eq!(ConvKernel::ALL.len(), 12);
+        assert_eq!(ConvKernel::ALL.len(), 13);
     }
 
     #[test]

@@ -74,7 +74,9 @@ const PATCHES_MAX_PIXELS: usize = 64;
 /// overhang the map) 2.41/3.26/2.16 ms against Winograd's 2.85/3.27/2.37, ResNet-18's strided
 /// 3×3 layer to 14×14 1.32 against the pixel-major product's 1.61; but ResNet-50's 256→256
 /// layers on 14×14 maps 2.49–2.54 against Winograd's 2.44–2.47. (Strided and 5×5 layers up to
-/// 28×28 won and lost by turns: GoogLeNet's 5×5 layers on 28×28 maps 0.85× and 1.42×.)
+/// 28×28 won and lost by turns: GoogLeNet's 5×5 layers on 28×28 maps 0.85× and 1.42×.) 5×5
+/// layers keep patches there even where Winograd's F(2×2, 5×5) would run: three 256 → 256
+/// layers on a 14×14 map 6.5 ms against its 7.6.
 const PATCHES_MAX_PIXELS_16: usize = 196;
 
 /// How the product is laid out (see the module documentation).
@@ -131,8 +133,9 @@ fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
         VectorPath::Avx512 => pixels <= PATCHES_MAX_PIXELS,
         VectorPath::Avx2 => {
             let exact = output.iter().all(|side| side % 2 == 0);
+            let three = s.kernel == [3, 3];
             pixels <= PATCHES_MAX_PIXELS
-                || (pixels <= PATCHES_MAX_PIXELS_16 && !(winograd && exact))
+                || (pixels <= PATCHES_MAX_PIXELS_16 && !(winograd && exact && three))
         }
         VectorPath::Other => false,
     };
@@ -142,7 +145,7 @@ fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
         };
     }
     if winograd {
-        Layout::Winograd(Tiling::for_output(output, path))
+        Layout::Winograd(Tiling::for_layer(s, output, path))
     } else if pixel_major {
         Layout::PixelMajor
     } else {
@@ -202,12 +205,12 @@ impl PackedConv {
             Layout::Direct => direct::pack(&shape, &weight),
             Layout::Pointwise => pointwise::pack(&shape, &weight),
             Layout::Patches { block } => patches::pack(&shape, &weight, block),
-            Layout::Winograd(tiling) if winograd::suits(&shape) => {
+            Layout::Winograd(tiling) if winograd::suits_tiling(&shape, tiling) => {
                 winograd::pack(&shape, tiling, &weight)
             }
-            Layout::Winograd(_) => {
+            Layout::Winograd(tiling) => {
                 return Err(ShapeError(format!(
-                    "Winograd's F(mxm, 3x3) does not compute a {}x{} convolution of stride {}",
+                    "Winograd's {tiling:?} tiling does not compute a {}x{} convolution of stride {}",
                     shape.kernel[0], shape.kernel[1], shape.stride[0]
                 )));
             }
@@ -578,9 +581,13 @@ mod tests {
         if pointwise::suits(&s) {
             layouts.push(Layout::Pointwise);
         }
-        if winograd::suits(&s) {
-            layouts.extend([Tiling::F2, Tiling::F4].map(Layout::Winograd));
-        }
+        let tilings = [Tiling::F2, Tiling::F4, Tiling::F2Of5];
+        layouts.extend(
+            tilings
+                .into_iter()
+                .filter(|&t| winograd::suits_tiling(&s, t))
+                .map(Layout::Winograd),
+        );
         let activations = [Activation::Identity, Activation::Relu, Activation::Relu6];
         for (layout, activation) in layouts
             .into_iter()
@@ -651,6 +658,8 @@ mod tests {
         check(shape(5, 7, 3, 1, 0, 1), [8, 9]);
         check(shape(3, 4, 3, 1, 2, 1), [6, 5]);
         check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
+        // 5×5 stride 1 (Winograd's F(2×2, 5×5) too): padded, on an odd-sized map.
+        check(shape(6, 9, 5, 1, 2, 1), [11, 13]);
         // Non-square kernels and padding wider than needed on one side.
         let mut s = shape(2, 3, 3, 1, 1, 1);
         s.kernel = [1, 3];
@@ -672,6 +681,7 @@ mod tests {
             pool.install(|| {
                 check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
                 check(shape(5, 40, 3, 1, 1, 1), [33, 31]);
+                check(shape(17, 20, 5, 1, 2, 1), [27, 27]);
             });
         }
     }
@@ -692,8 +702,12 @@ mod tests {
         let fourteen = (shape(256, 256, 3, 1, 1, 1), [14, 14]);
         // ResNet-18's strided 128→256 layer to a 14×14 map (no Winograd).
         let strided = (shape(128, 256, 3, 2, 1, 1), [14, 14]);
-        // GoogLeNet's 5×5 layers on 28×28 maps.
+        // 5×5 layers on 28×28 maps: with 32 input channels, and with too few for Winograd.
         let wide = (shape(32, 96, 5, 1, 2, 1), [28, 28]);
+        let thin = (shape(16, 32, 5, 1, 2, 1), [28, 28]);
+        // A 5×5 layer on a 14×14 map.
+        let small = (shape(256, 256, 5, 1, 2, 1), [14, 14]);
+        let f2_of_5 = Layout::Winograd(Tiling::F2Of5);
         let cases = [
             (seven, [patches(avx512), patches(avx2), f2]),
             (thirteen, [f2, patches(avx2), f2]),
@@ -702,7 +716,9 @@ mod tests {
                 strided,
                 [Layout::PixelMajor, patches(avx2), Layout::PixelMajor],
             ),
-            (wide, [Layout::PixelMajor; 3]),
+            (wide, [f2_of_5; 3]),
+            (thin, [Layout::PixelMajor; 3]),
+            (small, [f2_of_5, patches(avx2), f2_of_5]),
         ];
         for ((s, output), layouts) in cases {
             for (path, want) in VectorPath::ALL.into_iter().zip(layouts) {

@@ -1,17 +1,19 @@
-//! 3×3, stride-1 convolutions by Winograd's minimal filtering, F(4×4, 3×3) or F(2×2, 3×3)
-//! ([`Tiling`]).
+//! 3×3 and 5×5, stride-1 convolutions by Winograd's minimal filtering: F(4×4, 3×3) or F(2×2,
+//! 3×3) for 3×3 kernels, F(2×2, 5×5) for 5×5 ones ([`Tiling`]).
 //!
-//! Each `m × m` block of output pixels (a *tile*: 4×4 or 2×2) comes from an `(m + 2) × (m + 2)`
-//! window of input. With the weight transformed once, at load (`U = G g Gᵀ`, one `[in, out]`
-//! matrix per point of a transformed window: 36 or 16), and each window transformed as it is
-//! needed (`V = Bᵀ d B`), a tile costs one product over the channels per point: F(4×4, 3×3)
-//! multiplies four times less than the 3×3 convolution, F(2×2, 3×3) 2.25 times less. The
+//! Each `m × m` block of output pixels (a *tile*: 4×4 or 2×2) comes from an `(m + r − 1) × (m +
+//! r − 1)` window of input, for an `r × r` kernel. With the weight transformed once, at load
+//! (`U = G g Gᵀ`, one `[in, out]` matrix per point of a transformed window: 36 or 16), and each
+//! window transformed as it is needed (`V = Bᵀ d B`), a tile costs one product over the channels
+//! per point: F(4×4, 3×3) multiplies four times less than the 3×3 convolution, F(2×2, 3×3) 2.25
+//! times less, F(2×2, 5×5) 2.8 times less than the 5×5 one. The
 //! products of one block of tiles are one `[tiles, in] × [in, out]` gemm per point, and
 //! `Aᵀ M A` turns them back into output pixels, with the bias and the activation. F(4×4, 3×3)'s
-//! transforms are Lavin and Gray's (interpolation points 0, ±1, ±2 and infinity); in f32 its
-//! error stays within 1e-4 of the output's scale on every zoo model (the crate's tests check it
-//! layer by layer and whole). Small maps, whose few 4×4 tiles make gemms too thin, keep
-//! F(2×2, 3×3).
+//! transforms are Lavin and Gray's (interpolation points 0, ±1, ±2 and infinity); F(2×2, 5×5)
+//! interpolates at the same six points, so its windows take the same `Bᵀ`, and its `G` and `Aᵀ`
+//! are those points' powers up to the fourth and the first. In f32 their error stays within
+//! 1e-4 of the output's scale on every zoo model (the crate's tests check it layer by layer and
+//! whole). Small maps, whose few 4×4 tiles make gemms too thin, keep F(2×2, 3×3).
 //!
 //! Work is split into bands of whole rows of tiles, as many for each thread, and a band's tiles
 //! into blocks small enough that the block's transformed input and products stay in the core's
@@ -41,6 +43,8 @@ pub(crate) enum Tiling {
     F2,
     /// F(4×4, 3×3): 4×4 tiles from 6×6 windows.
     F4,
+    /// F(2×2, 5×5): 2×2 tiles from 6×6 windows, for 5×5 kernels.
+    F2Of5,
 }
 
 /// On AVX-512, layers with at least this many 4×4 tiles (a 32×32 output) run F(4×4, 3×3);
@@ -61,8 +65,13 @@ const F4_MIN_TILES: usize = 64;
 const F4_MIN_TILES_NARROW: usize = 32;
 
 impl Tiling {
-    /// The tiling that suits an output of `ho × wo` on vector path `path`.
-    pub(crate) fn for_output([ho, wo]: [usize; 2], path: VectorPath) -> Tiling {
+    /// The tiling that suits a convolution of shape `s` (which [`suits`]) with an output of
+    /// `ho × wo` on vector path `path`: F(2×2, 5×5) for a 5×5 kernel; for a 3×3 one,
+    /// F(4×4, 3×3) on maps with enough 4×4 tiles, F(2×2, 3×3) on smaller ones.
+    pub(crate) fn for_layer(s: &ConvShape, [ho, wo]: [usize; 2], path: VectorPath) -> Tiling {
+        if s.kernel == [5, 5] {
+            return Tiling::F2Of5;
+        }
         let min_tiles = match path {
             VectorPath::Avx512 => F4_MIN_TILES,
             _ => F4_MIN_TILES_NARROW,
@@ -77,14 +86,22 @@ impl Tiling {
     /// Output pixels along a tile's side.
     fn tile(self) -> usize {
         match self {
-            Tiling::F2 => 2,
+            Tiling::F2 | Tiling::F2Of5 => 2,
             Tiling::F4 => 4,
         }
     }
 
-    /// Input pixels along a window's side: the tile and the kernel's two extra.
+    /// The kernel's side.
+    fn taps(self) -> usize {
+        match self {
+            Tiling::F2 | Tiling::F4 => 3,
+            Tiling::F2Of5 => 5,
+        }
+    }
+
+    /// Input pixels along a window's side: the tile and the kernel's extra.
     fn window(self) -> usize {
-        self.tile() + 2
+        self.tile() + self.taps() - 1
     }
 
     /// Points of a transformed window.
@@ -104,26 +121,50 @@ impl Tiling {
     fn block_tiles(self) -> usize {
         match self {
             Tiling::F2 => 64,
-            Tiling::F4 => 16,
+            Tiling::F4 | Tiling::F2Of5 => 16,
         }
     }
 
-    /// `G`, the kernel's three taps combined into a transformed window's `window()`.
-    fn g(self) -> &'static [[f64; 3]] {
+    /// `G`, the kernel's taps combined into a transformed window's `window()` points.
+    fn g(self) -> &'static [&'static [f64]] {
+        const SIXTH: f64 = 1.0 / 6.0;
+        const TWENTY_FOURTH: f64 = 1.0 / 24.0;
         match self {
             Tiling::F2 => &[
-                [1.0, 0.0, 0.0],
-                [0.5, 0.5, 0.5],
-                [0.5, -0.5, 0.5],
-                [0.0, 0.0, 1.0],
+                &[1.0, 0.0, 0.0],
+                &[0.5, 0.5, 0.5],
+                &[0.5, -0.5, 0.5],
+                &[0.0, 0.0, 1.0],
             ],
             Tiling::F4 => &[
-                [1.0 / 4.0, 0.0, 0.0],
-                [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-                [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-                [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-                [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-                [0.0, 0.0, 1.0],
+                &[1.0 / 4.0, 0.0, 0.0],
+                &[-SIXTH, -SIXTH, -SIXTH],
+                &[-SIXTH, SIXTH, -SIXTH],
+                &[TWENTY_FOURTH, 2.0 * TWENTY_FOURTH, 4.0 * TWENTY_FOURTH],
+                &[TWENTY_FOURTH, -2.0 * TWENTY_FOURTH, 4.0 * TWENTY_FOURTH],
+                &[0.0, 0.0, 1.0],
+            ],
+            // Row by row the powers of the points 0, 1, −1, 2, −2 (and infinity), scaled as
+            // F(4×4, 3×3)'s.
+            Tiling::F2Of5 => &[
+                &[1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
+                &[-SIXTH, -SIXTH, -SIXTH, -SIXTH, -SIXTH],
+                &[-SIXTH, SIXTH, -SIXTH, SIXTH, -SIXTH],
+                &[
+                    TWENTY_FOURTH,
+                    2.0 * TWENTY_FOURTH,
+                    4.0 * TWENTY_FOURTH,
+                    8.0 * TWENTY_FOURTH,
+                    16.0 * TWENTY_FOURTH,
+                ],
+                &[
+                    TWENTY_FOURTH,
+                    -2.0 * TWENTY_FOURTH,
+                    4.0 * TWENTY_FOURTH,
+                    -8.0 * TWENTY_FOURTH,
+                    16.0 * TWENTY_FOURTH,
+                ],
+                &[0.0, 0.0, 0.0, 0.0, 1.0],
             ],
         }
     }
@@ -154,10 +195,22 @@ const MIN_SMALL_MAP_WEIGHTS: usize = 128 * 128;
 /// make gemms too thin to pay for the transforms.
 const MIN_CHANNELS: usize = 16;
 
-/// Whether Winograd's F(m×m, 3×3) computes a convolution of this shape: a 3×3 kernel, stride
-/// 1, no dilation (any padding).
+/// 5×5 layers with fewer input channels than this never run Winograd. Machine D, one thread,
+/// three layers side by side on a 28×28 map, against the im2col product: 16 → 32 channels
+/// 0.85 ms against 0.37 on AVX2 (0.43 against 0.25 on AVX-512), 32 → 96 1.30 against 1.57
+/// (0.96 against 1.20); 128 → 128 on 56×56 15.5 against 35.8 (11.3 against 26.1).
+const MIN_CHANNELS_5: usize = 32;
+
+/// Whether one of the tilings computes a convolution of this shape: a 3×3 or 5×5 kernel,
+/// stride 1, no dilation (any padding).
 pub(crate) fn suits(s: &ConvShape) -> bool {
-    s.kernel == [3, 3] && s.stride == [1, 1] && s.dilation == [1, 1]
+    (s.kernel == [3, 3] || s.kernel == [5, 5]) && s.stride == [1, 1] && s.dilation == [1, 1]
+}
+
+/// Whether `tiling` computes a convolution of this shape: one that [`suits`], with the
+/// tiling's kernel size.
+pub(crate) fn suits_tiling(s: &ConvShape, tiling: Tiling) -> bool {
+    suits(s) && s.kernel == [tiling.taps(); 2]
 }
 
 /// Whether Winograd is the faster way to run a layer of this shape with `pixels` output
@@ -165,27 +218,33 @@ pub(crate) fn suits(s: &ConvShape) -> bool {
 /// beat on every 7×7 layer measured: 32 → 128 channels 0.057 ms against 0.082, 256 → 256 0.23
 /// against 0.52).
 pub(crate) fn pays(s: &ConvShape, pixels: usize, pixel_major: bool) -> bool {
+    let min_channels = if s.kernel == [5, 5] {
+        MIN_CHANNELS_5
+    } else {
+        MIN_CHANNELS
+    };
     suits(s)
-        && s.in_channels >= MIN_CHANNELS
+        && s.in_channels >= min_channels
         && (pixels >= MIN_PIXELS
             || !pixel_major
             || s.in_channels * s.out_channels >= MIN_SMALL_MAP_WEIGHTS)
 }
 
-/// PyTorch's `[out, in, 3, 3]` weight transformed as `G g Gᵀ` (in f64), stored as one
-/// `[in, out]` matrix per point of the transformed window.
+/// PyTorch's `[out, in, r, r]` weight (`r` the tiling's [`Tiling::taps`]) transformed as
+/// `G g Gᵀ` (in f64), stored as one `[in, out]` matrix per point of the transformed window.
 pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
     let (cin, cout) = (s.in_channels, s.out_channels);
-    let (g_rows, window) = (tiling.g(), tiling.window());
+    let (g_rows, window, r) = (tiling.g(), tiling.window(), tiling.taps());
     let mut packed = vec![0.0f32; tiling.points() * cin * cout];
-    for (oc, g) in weight.chunks_exact(9).enumerate() {
+    for (oc, g) in weight.chunks_exact(r * r).enumerate() {
         let (o, c) = (oc / cin, oc % cin);
         for (i, gi) in g_rows.iter().enumerate() {
             // Row i of G g.
-            let gg: [f64; 3] =
-                [0, 1, 2].map(|x| (0..3).map(|k| gi[k] * f64::from(g[3 * k + x])).sum());
+            let gg: Vec<f64> = (0..r)
+                .map(|x| (0..r).map(|k| gi[k] * f64::from(g[r * k + x])).sum())
+                .collect();
             for (j, gj) in g_rows.iter().enumerate() {
-                let u: f64 = (0..3).map(|k| gg[k] * gj[k]).sum();
+                let u: f64 = (0..r).map(|k| gg[k] * gj[k]).sum();
                 packed[((i * window + j) * cin + c) * cout + o] = u as f32;
             }
         }
@@ -213,8 +272,9 @@ pub(crate) fn forward(
     let (side, points, pixels) = (tiling.tile(), tiling.points(), tiling.pixels());
     let [th, tw] = [ho.div_ceil(side), wo.div_ceil(side)];
     let tiles = th * tw;
-    let padded_w = side * tw + 2;
-    let mut padded = Scratch::take((side * th + 2) * padded_w * cin);
+    let extra = tiling.taps() - 1;
+    let padded_w = side * tw + extra;
+    let mut padded = Scratch::take((side * th + extra) * padded_w * cin);
     pad_channels_last(sample, cin, [h, w], s.padding, padded_w, &mut padded);
     let threads = rayon::current_num_threads().max(1);
     let layer = Layer {
@@ -318,7 +378,7 @@ impl Layer<'_> {
     fn transform_input(&self, t: usize, tw: usize, scratch: &mut [f32], v: &mut [f32]) {
         match self.tiling {
             Tiling::F2 => self.transform_window::<4>(t, tw, scratch, v),
-            Tiling::F4 => self.transform_window::<6>(t, tw, scratch, v),
+            Tiling::F4 | Tiling::F2Of5 => self.transform_window::<6>(t, tw, scratch, v),
         }
     }
 
@@ -332,7 +392,7 @@ impl Layer<'_> {
         v: &mut [f32],
     ) {
         let cin = self.cin;
-        let (side, window) = (W - 2, W);
+        let (side, window) = (self.tiling.tile(), W);
         let (ty, tx) = (t / tw, t % tw);
         let at = |i: usize, j: usize| {
             let at = ((side * ty + i) * self.padded_w + side * tx + j) * cin;
@@ -563,18 +623,22 @@ fn combine_b<const W: usize>(out: Vectors<'_>, d: [&[f32]; MAX_WINDOW]) {
     }
 }
 
-/// `Aᵀ` of the tiling whose windows are `W` wide, applied to `W` vectors `m`, into `out`
-/// (`W − 2` vectors), each plus `base` where there is one.
+/// `Aᵀ` of the tiling whose windows are `W` wide and tiles `SIDE` wide, applied to `W` vectors
+/// `m`, into `out` (`SIDE` vectors), each plus `base` where there is one.
 #[inline(always)]
-fn combine_a<const W: usize>(out: Vectors<'_>, m: [&[f32]; MAX_WINDOW], base: Option<&[f32]>) {
+fn combine_a<const W: usize, const SIDE: usize>(
+    out: Vectors<'_>,
+    m: [&[f32]; MAX_WINDOW],
+    base: Option<&[f32]>,
+) {
     let mut out = out;
-    if W == 6 {
-        combine_a4(&mut out, m);
-    } else {
-        combine_a2(&mut out, m);
+    match (W, SIDE) {
+        (6, 4) => combine_a4(&mut out, m),
+        (6, _) => combine_a2_of_5(&mut out, m),
+        _ => combine_a2(&mut out, m),
     }
     if let Some(base) = base {
-        for o in &mut out[..W - 2] {
+        for o in &mut out[..SIDE] {
             for (v, &b) in o.iter_mut().zip(base) {
                 *v += b;
             }
@@ -646,6 +710,20 @@ fn combine_a2(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
     }
 }
 
+/// F(2×2, 5×5)'s `Aᵀ`: `m0 + m1 + m2 + m3 + m4, m1 − m2 + 2 (m3 − m4) + m5`.
+#[inline(always)]
+fn combine_a2_of_5(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
+    let n = out[0].len();
+    let [o0, o1, ..] = out;
+    let (o0, o1) = (&mut o0[..n], &mut o1[..n]);
+    let m = m.map(|m| &m[..n]);
+    for k in 0..n {
+        let [m0, m1, m2, m3, m4, m5] = m.map(|m| m[k]);
+        o0[k] = m0 + (m1 + m2) + (m3 + m4);
+        o1[k] = (m1 - m2) + 2.0 * (m3 - m4) + m5;
+    }
+}
+
 /// F(4×4, 3×3)'s `Aᵀ`.
 #[inline(always)]
 fn combine_a4(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
@@ -669,16 +747,22 @@ fn combine_a4(out: &mut Vectors<'_>, m: [&[f32]; MAX_WINDOW]) {
 #[inline(always)]
 fn transform_output(tiling: Tiling, m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
     match tiling {
-        Tiling::F2 => transform_tile::<4>(m, scratch, y, bias),
-        Tiling::F4 => transform_tile::<6>(m, scratch, y, bias),
+        Tiling::F2 => transform_tile::<4, 2>(m, scratch, y, bias),
+        Tiling::F4 => transform_tile::<6, 4>(m, scratch, y, bias),
+        Tiling::F2Of5 => transform_tile::<6, 2>(m, scratch, y, bias),
     }
 }
 
-/// [`transform_output`] for windows `W` wide, compiled for each.
+/// [`transform_output`] for windows `W` wide and tiles `SIDE` wide, compiled for each.
 #[inline(always)]
-fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32], bias: &[f32]) {
+fn transform_tile<const W: usize, const SIDE: usize>(
+    m: &[f32],
+    scratch: &mut [f32],
+    y: &mut [f32],
+    bias: &[f32],
+) {
     let cout = bias.len();
-    let (side, window) = (W - 2, W);
+    let (side, window) = (SIDE, W);
     let empty: &[f32] = &[];
     let point = |p: usize| &m[p * cout..(p + 1) * cout];
     // Aᵀ m, column by column: scratch holds [row a, column j] at window · a + j.
@@ -691,7 +775,7 @@ fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32],
                 empty
             }
         };
-        combine_a::<W>(out, std::array::from_fn(column), None);
+        combine_a::<W, SIDE>(out, std::array::from_fn(column), None);
     }
     // (Aᵀ m) A + bias, row by row.
     for a in 0..side {
@@ -704,7 +788,7 @@ fn transform_tile<const W: usize>(m: &[f32], scratch: &mut [f32], y: &mut [f32],
             }
         };
         let out = split(y, cout, side, |b| (side * a + b) * cout);
-        combine_a::<W>(out, std::array::from_fn(row), Some(bias));
+        combine_a::<W, SIDE>(out, std::array::from_fn(row), Some(bias));
     }
 }
 
