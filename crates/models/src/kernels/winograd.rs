@@ -179,6 +179,9 @@ const SCATTER_CHANNELS: usize = 16;
 /// The largest window's side.
 const MAX_WINDOW: usize = 6;
 
+/// The largest kernel's side.
+const MAX_TAPS: usize = 5;
+
 /// Up to [`MAX_WINDOW`] disjoint vectors a transform writes (empty past those it uses).
 type Vectors<'a> = [&'a mut [f32]; MAX_WINDOW];
 
@@ -239,10 +242,14 @@ pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
     for (oc, g) in weight.chunks_exact(r * r).enumerate() {
         let (o, c) = (oc / cin, oc % cin);
         for (i, gi) in g_rows.iter().enumerate() {
-            // Row i of G g.
-            let gg: Vec<f64> = (0..r)
-                .map(|x| (0..r).map(|k| gi[k] * f64::from(g[r * k + x])).sum())
-                .collect();
+            // Row i of G g (its first `r` values).
+            let gg: [f64; MAX_TAPS] = std::array::from_fn(|x| {
+                if x < r {
+                    (0..r).map(|k| gi[k] * f64::from(g[r * k + x])).sum()
+                } else {
+                    0.0
+                }
+            });
             for (j, gj) in g_rows.iter().enumerate() {
                 let u: f64 = (0..r).map(|k| gg[k] * gj[k]).sum();
                 packed[((i * window + j) * cin + c) * cout + o] = u as f32;
