@@ -49,8 +49,10 @@ pub struct ProfileArgs {
     /// Zoo models whose layers are also timed inside their own forward passes (3 warm-up and
     /// 11 timed rounds of one pass of each model): comma-separated names, `all`, or `none`.
     /// `train` learns from them, prices their layers at these times, and reports how well it
-    /// predicts each of them without its own layers. The models are held at once: about
-    /// 1.4 GB for the whole zoo, most of it VGG16's weights; name fewer on a small device.
+    /// predicts each of them without its own layers. Eight small seeded networks (`small-0`
+    /// to `small-7`, LeNet-sized) are timed beside them, so that small layers have in-pass
+    /// rows too. The models are held at once: about 1.4 GB for the whole zoo, most of it
+    /// VGG16's weights; name fewer on a small device.
     #[arg(long, value_name = "MODELS", default_value = "all")]
     in_pass: String,
     /// Hide the progress bars.
@@ -74,10 +76,13 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
         max_samples: args.samples.map(|n| n as usize),
         progress: !args.no_progress,
     };
-    let nets = crate::train::model_names(&args.in_pass)?
+    let mut nets = crate::train::model_names(&args.in_pass)?
         .iter()
         .map(|name| zoo::build(name))
         .collect::<Result<Vec<_>, _>>()?;
+    if !nets.is_empty() {
+        nets.extend(predictor::small_nets(args.seed)?);
+    }
     let mut guard = SpellGuard::on(config.backend)?;
     let (meta, summaries) = run_sweep(&config, &mut guard)?;
     let (_, passes) = run_in_pass(&config, &nets, &mut guard)?;

@@ -61,6 +61,10 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         data.join("in-pass").is_dir(),
         "LeNet's layers, timed in its passes"
     );
+    // And the small seeded networks beside it.
+    for i in 0..predictor::SMALL_NETS {
+        assert!(first.contains(&format!("\nsmall-{i}-")), "{first}");
+    }
     // Every round had its reference pass, and the sweep kept what it saw.
     assert!(first.contains("Rounds measured: "), "{first}");
     let steadiness = std::fs::read_to_string(data.join("steadiness.csv")).expect("steadiness");
@@ -107,22 +111,28 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         assert!((0.0..=1.0).contains(&share), "{class}");
     }
     assert!(
-        in_pass >= 5,
-        "LeNet's convolutions and linear layers: {in_pass}"
+        in_pass >= 5 + predictor::SMALL_NETS as u64,
+        "LeNet's and the small networks' layers: {in_pass}"
     );
+    // LeNet and the small networks, each predicted without its own layers.
     let unseen = report["unseen"].as_array().expect("unseen networks");
-    assert_eq!(unseen.len(), 1);
+    assert_eq!(unseen.len(), 1 + predictor::SMALL_NETS);
+    let name = |n: &Value| n["model"].as_str().expect("name").to_string();
     assert!(
-        unseen[0]["model"]
-            .as_str()
-            .expect("name")
-            .starts_with("lenet-")
+        unseen
+            .iter()
+            .all(|n| name(n).starts_with("lenet-") || name(n).starts_with("small-")),
+        "{unseen:?}"
     );
+    let lenet = unseen
+        .iter()
+        .find(|n| name(n).starts_with("lenet-"))
+        .expect("LeNet unseen");
     // The network's error by layer class: its classes' sums add up to its own, and hold every
     // in-pass layer of it.
-    let by_class = unseen[0]["by_class"].as_array().expect("by class");
+    let by_class = lenet["by_class"].as_array().expect("by class");
     for key in ["in_pass_ms", "predicted_ms"] {
-        let ms = unseen[0][key].as_f64().expect("ms");
+        let ms = lenet[key].as_f64().expect("ms");
         assert!(ms > 0.0 && ms.is_finite(), "{key} {ms}");
         let sum: f64 = by_class.iter().map(|c| c[key].as_f64().expect("ms")).sum();
         assert!(
@@ -138,11 +148,12 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         classes.contains(&"conv") && classes.contains(&"linear"),
         "LeNet's convolutions and linear layers: {classes:?}"
     );
-    let layers: u64 = by_class
+    let layers: u64 = unseen
         .iter()
+        .flat_map(|n| n["by_class"].as_array().expect("by class"))
         .map(|c| c["layers"].as_u64().expect("layers"))
         .sum();
-    assert_eq!(layers, in_pass, "every in-pass layer of LeNet in one class");
+    assert_eq!(layers, in_pass, "every in-pass layer in one class");
     let models = report["models"].as_array().expect("models");
     assert_eq!(models.len(), 1);
     assert_eq!(models[0]["model"], "lenet");

@@ -31,7 +31,9 @@ use crate::class::LayerClass;
 /// ([`ConvRun::residual`]) recorded with every row, a feature, and its shortcut's bytes in the
 /// layer's working set; dense convolutions sampled with up to 2048 channels on either side.
 /// Version 10: Winograd's F(2×2, 5×5) ([`ConvKernel::Winograd5`]) among the kernels.
-pub const FEATURE_SCHEMA_VERSION: u32 = 10;
+/// Version 11: small seeded networks ([`crate::small_nets`]) timed in-pass beside the zoo's,
+/// and only the sampled classes written from a pass.
+pub const FEATURE_SCHEMA_VERSION: u32 = 11;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -207,22 +207,25 @@ const IN_PASS_ROUNDS: usize = 11;
 /// every network's whole passes, run as an application runs one (in rounds of their own), go
 /// against its nodes' sum into its summary's [`PassTime`], and a probe network's (one ReLU,
 /// timed in the same rounds) into [`in_pass_root`]`/pass.csv`: what a pass costs beyond its
-/// nodes, which `train` keeps as the profile's `pass_ms`.
+/// nodes, which `train` keeps as the profile's `pass_ms`. Only the classes the sweep samples
+/// (`config.classes`) are written, since `train` needs sampled rows of every class it fits.
+/// Callers add [`small_nets`](crate::small_nets) to `nets` so that layers of LeNet's size
+/// have in-pass rows from other networks than LeNet.
 pub fn run_in_pass(
     config: &SweepConfig,
     nets: &[Net],
     guard: &mut SpellGuard,
 ) -> Result<(SweepMeta, Vec<InPassSummary>), PredictorError> {
     let meta = start(config)?;
+    if nets.is_empty() {
+        return Ok((meta, Vec::new()));
+    }
     let device = config.backend.device()?;
     let mut models = Vec::with_capacity(nets.len());
     let mut inputs = Vec::with_capacity(nets.len());
     for net in nets {
         models.push(Model::seeded(net.clone(), config.seed, &device)?);
         inputs.push(models::seeded_input(net, 1, config.seed)?);
-    }
-    if nets.is_empty() {
-        return Ok((meta, Vec::new()));
     }
     // The probe last, timed in the same rounds as the networks.
     let probe = pass_probe()?;
@@ -265,6 +268,9 @@ pub fn run_in_pass(
             let Some(class) = LayerClass::of(&spec.kind) else {
                 continue;
             };
+            if !config.classes.contains(&class) {
+                continue;
+            }
             if fusion.is_absorbed(v) || fusion.shortcut_conv(v).is_some() {
                 continue;
             }

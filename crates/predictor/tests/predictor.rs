@@ -394,9 +394,19 @@ fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
     b.add("sum", LayerKind::Add, &[project, input])
         .expect("add");
     let chain = b.build().expect("net");
+    // A max pool after the lone layer: a class this sweep does not sample, so its row is not
+    // written (training needs sampled rows of every class it fits).
     let mut b = NetBuilder::new("alone", vec![16, 7, 7]).expect("builder");
     let input = b.input();
-    b.add("expand", conv(16, 32, 1, 1), &[input]).expect("conv");
+    let expand = b.add("expand", conv(16, 32, 1, 1), &[input]).expect("conv");
+    let pool = LayerKind::MaxPool2d {
+        kernel_size: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    b.add("pool", pool, &[expand]).expect("pool");
     let alone = b.build().expect("net");
     let classes = vec![LayerClass::Conv, LayerClass::GroupedConv];
     let config = sweep(&dir, classes, MIN_SAMPLES);
@@ -424,6 +434,8 @@ fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
         kernels(&alone, LayerClass::Conv),
         [Some(ConvKernel::Pointwise)]
     );
+    let alone_dir = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&alone));
+    assert!(!predictor::csv_path(&alone_dir, LayerClass::MaxPool).exists());
     // The projection added the shortcut in its epilogue, and its row says so.
     let in_pass = predictor::in_pass_dir(&dir, &predictor::in_pass_name(&chain));
     let (_, rows) = read_class(&predictor::csv_path(&in_pass, LayerClass::Conv)).expect("rows");

@@ -31,6 +31,9 @@ pub fn default_cache_dir() -> Result<PathBuf, RuntimeError> {
     UserDir::Cache.path()
 }
 
+/// The seed of the quick sweep's samples and small networks.
+const SEED: u64 = 1;
+
 /// The layer classes `nets` need a regressor for.
 fn classes_of(nets: &[Net]) -> BTreeSet<LayerClass> {
     nets.iter()
@@ -64,8 +67,8 @@ fn missing_in_pass(sweep_dir: &Path, nets: &[Net]) -> Vec<Net> {
 /// times or describes layers differently, profiles afresh. The first call (or one that needs a
 /// class the cache lacks, or a network whose layers it has not timed inside its passes) runs
 /// the quick sweep of the missing classes, which resumes an interrupted one, times each new
-/// network's layers inside its own forward passes (see [`predictor::run_in_pass`]), and
-/// trains the profile on both: about a minute on two cores. `max_samples` caps the samples per
+/// network's layers inside its own forward passes (see [`predictor::run_in_pass`]), with
+/// [`predictor::small_nets`] beside them, and trains the profile on both: about a minute on two cores. `max_samples` caps the samples per
 /// class below the quick sweep's own count, for a trial run that also skips the networks' own
 /// passes (`None` for the full quick sweep). With `progress`
 /// it says so on stderr and draws a bar per class.
@@ -86,11 +89,14 @@ pub fn quick_profile(
     let path = dir.join("quick.profile");
     let needed = classes_of(nets);
     // A trial run (`max_samples`) skips the networks' own passes.
-    let unseen = if max_samples.is_some() {
+    let mut unseen = if max_samples.is_some() {
         Vec::new()
     } else {
         missing_in_pass(&dir.join("sweep"), nets)
     };
+    if !unseen.is_empty() {
+        unseen.extend(predictor::small_nets(SEED)?);
+    }
     let (edge, built) = match cached(&path, &needed) {
         Some(profile) if unseen.is_empty() => (profile, false),
         _ => (
@@ -142,7 +148,7 @@ fn build(
         size: SweepSize::Quick,
         backend,
         cpu_quota: None,
-        seed: 1,
+        seed: SEED,
         classes: needed.iter().copied().collect(),
         max_samples,
         progress,
