@@ -49,9 +49,9 @@ pub struct ProfileArgs {
     /// Zoo models whose layers are also timed inside their own forward passes (3 warm-up and
     /// 11 timed rounds of one pass of each model): comma-separated names, `all`, or `none`.
     /// `train` learns from them, prices their layers at these times, and reports how well it
-    /// predicts each of them without its own layers. Eight small seeded networks (`small-0`
-    /// to `small-7`, LeNet-sized) are timed beside them, so that small layers have in-pass
-    /// rows too. The models are held at once: about 1.4 GB for the whole zoo, most of it
+    /// predicts each of them without its own layers. Twelve small seeded networks (`small-0`
+    /// to `small-11`: eight LeNet-sized, four of MobileNetV2's blocks) are timed beside them,
+    /// so that small layers and depthwise ones have in-pass rows from more than one network. The models are held at once: about 1.4 GB for the whole zoo, most of it
     /// VGG16's weights; name fewer on a small device.
     #[arg(long, value_name = "MODELS", default_value = "all")]
     in_pass: String,

@@ -31,8 +31,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// schema 8 (layers sampled inside chains); format 12 reads feature schema 9, keeps whether
 /// each convolution timed inside a pass added a residual ([`models::ConvRun`]) and each
 /// kernel's best rate ([`Ceiling`]); format 13 reads feature schema 10 (Winograd's F(2×2, 5×5));
-/// format 14 reads feature schema 11 (small networks timed in-pass).
-pub const PROFILE_FORMAT_VERSION: u32 = 14;
+/// format 14 reads feature schema 11 (small networks timed in-pass); format 15 reads feature
+/// schema 12 (inverted residual blocks among them).
+pub const PROFILE_FORMAT_VERSION: u32 = 15;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
