@@ -196,6 +196,39 @@ fn pass_probe() -> Result<Net, PredictorError> {
 const IN_PASS_WARMUP: usize = 3;
 const IN_PASS_ROUNDS: usize = 11;
 
+/// Tries at most of the networks' in-pass and whole passes, while their nodes sum to more than
+/// [`NODES_EXCESS_LIMIT`] above their whole passes; the try with the least excess is kept.
+/// Machine D, a quick profile in a slow spell: MobileNetV2's nodes 7.02 ms against its whole
+/// passes' 4.55, ResNet-18's 19.60 against 15.06, where a steady profile had 4.42 against 4.52.
+const IN_PASS_TRIES: usize = 3;
+
+/// How far the networks' nodes may sum above their whole passes (a share): a pass runs its
+/// nodes and more, so only timing noise puts them above it.
+const NODES_EXCESS_LIMIT: f64 = 0.05;
+
+/// The wait before another try, so that it may fall outside the spell.
+const IN_PASS_PAUSE: Duration = Duration::from_secs(5);
+
+/// One try of [`run_in_pass`]'s timings: for each network its rounds' node times and its whole
+/// passes, and how far its nodes summed above its whole passes ([`nodes_excess`]).
+struct InPassTry {
+    excess: f64,
+    passes: Vec<Vec<Vec<f64>>>,
+    wholes: Vec<Vec<f64>>,
+}
+
+/// How far the nodes of all the networks of `times` sum above their whole passes, as a share
+/// of the latter (negative where below).
+fn nodes_excess(times: &[PassTime]) -> f64 {
+    let nodes: f64 = times.iter().map(|t| t.nodes_ms).sum();
+    let whole: f64 = times.iter().map(|t| t.whole_ms).sum();
+    if whole > 0.0 {
+        nodes / whole - 1.0
+    } else {
+        0.0
+    }
+}
+
 /// Times every layer of each of `nets` inside real forward passes (batch 1, a seeded input;
 /// [`Model::time_pass`]: timestamps between nodes as a pass runs them, with the caches as
 /// the pass leaves them) and writes each layer that costs something (of a known class, not
@@ -207,7 +240,11 @@ const IN_PASS_ROUNDS: usize = 11;
 /// every network's whole passes, run as an application runs one (in rounds of their own), go
 /// against its nodes' sum into its summary's [`PassTime`], and a probe network's (one ReLU,
 /// timed in the same rounds) into [`in_pass_root`]`/pass.csv`: what a pass costs beyond its
-/// nodes, which `train` keeps as the profile's `pass_ms`. Only the classes the sweep samples
+/// nodes, which `train` keeps as the profile's `pass_ms`. Where the networks' nodes sum to more
+/// than their whole passes ([`NODES_EXCESS_LIMIT`]), the node timings ran in a slow spell that
+/// the guard's anchor did not show: both are timed again after a pause, up to
+/// [`IN_PASS_TRIES`] tries, and the try with the least excess is kept (with `progress`, each
+/// retry is said on stderr). Only the classes the sweep samples
 /// (`config.classes`) are written, since `train` needs sampled rows of every class it fits.
 /// Callers add [`small_nets`](crate::small_nets) to `nets` so that layers of LeNet's size
 /// have in-pass rows from other networks than LeNet.
@@ -231,16 +268,57 @@ pub fn run_in_pass(
     let probe = pass_probe()?;
     models.push(Model::seeded(probe.clone(), config.seed, &device)?);
     inputs.push(models::seeded_input(&probe, 1, config.seed)?);
-    let mut passes = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
-        models[i].time_pass(inputs[i].clone())
-    })?;
-    // Whole passes as an application runs them, from this thread, in rounds of their own.
-    let mut wholes = guard.rounds(models.len(), 1, IN_PASS_ROUNDS, |i| {
-        models[i].time_forward(&inputs[i], 0, 1)
-    })?;
     let pass_time = |timings: &[LayerTiming], wholes: Vec<f64>| PassTime {
         whole_ms: median(wholes),
         nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
+    };
+    // Each try: the passes timed between nodes, then whole passes as an application runs
+    // them, from this thread, in rounds of their own. A try whose nodes add up to more than
+    // its whole passes ran its node timings in a slow spell the anchor did not show.
+    let mut best: Option<InPassTry> = None;
+    for attempt in 0..IN_PASS_TRIES {
+        if attempt > 0 {
+            std::thread::sleep(IN_PASS_PAUSE);
+        }
+        let passes = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
+            models[i].time_pass(inputs[i].clone())
+        })?;
+        let wholes = guard.rounds(models.len(), 1, IN_PASS_ROUNDS, |i| {
+            models[i].time_forward(&inputs[i], 0, 1)
+        })?;
+        let times: Vec<PassTime> = models
+            .iter()
+            .zip(&passes)
+            .zip(&wholes)
+            .map(|((model, passes), wholes)| {
+                pass_time(&model.median_timings(passes, 1), wholes.clone())
+            })
+            .collect();
+        let excess = nodes_excess(&times);
+        if best.as_ref().is_none_or(|b| excess < b.excess) {
+            best = Some(InPassTry {
+                excess,
+                passes,
+                wholes,
+            });
+        }
+        if excess <= NODES_EXCESS_LIMIT {
+            break;
+        }
+        if config.progress {
+            eprintln!(
+                "The networks' nodes summed {:.0} % above their whole passes (a slow spell while they were timed): timing them again",
+                100.0 * excess
+            );
+        }
+    }
+    let Some(InPassTry {
+        mut passes,
+        mut wholes,
+        ..
+    }) = best
+    else {
+        return Ok((meta, Vec::new()));
     };
     if let (Some(model), Some(passes), Some(wholes)) = (models.pop(), passes.pop(), wholes.pop()) {
         let timings = model.median_timings(&passes, 1);
@@ -303,4 +381,26 @@ fn progress_bar(show: bool, class: LayerClass, total: usize, done: usize) -> Pro
     bar.set_style(style);
     bar.set_prefix(class.name());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_above_their_whole_passes_are_caught() {
+        let time = |nodes_ms, whole_ms| PassTime { whole_ms, nodes_ms };
+        // A steady profile: every network's nodes a little below its whole pass.
+        let steady = [time(4.42, 4.52), time(14.72, 14.80), time(0.07, 0.11)];
+        assert!(nodes_excess(&steady) < 0.0);
+        assert!(nodes_excess(&steady) <= NODES_EXCESS_LIMIT);
+        // The node timings in a slow spell, the whole passes not: 7.02 + 19.60 against
+        // 4.55 + 15.06, 36 % above.
+        let spell = [time(7.02, 4.55), time(19.60, 15.06)];
+        let excess = nodes_excess(&spell);
+        assert!((excess - (26.62 / 19.61 - 1.0)).abs() < 1e-9, "{excess}");
+        assert!(excess > NODES_EXCESS_LIMIT);
+        // Nothing timed: no excess.
+        assert_eq!(nodes_excess(&[]), 0.0);
+    }
 }
