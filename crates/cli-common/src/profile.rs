@@ -51,8 +51,9 @@ pub struct ProfileArgs {
     /// `train` learns from them, prices their layers at these times, and reports how well it
     /// predicts each of them without its own layers. Twelve small seeded networks (`small-0`
     /// to `small-11`: eight LeNet-sized, four of MobileNetV2's blocks) are timed beside them,
-    /// so that small layers and depthwise ones have in-pass rows from more than one network. The models are held at once: about 1.4 GB for the whole zoo, most of it
-    /// VGG16's weights; name fewer on a small device.
+    /// so that small layers and depthwise ones have in-pass rows from more than one network.
+    /// The models are held at once: about 1.4 GB for the whole zoo, most of it VGG16's
+    /// weights; name fewer on a small device.
     #[arg(long, value_name = "MODELS", default_value = "all")]
     in_pass: String,
     /// Hide the progress bars.

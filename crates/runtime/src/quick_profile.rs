@@ -68,10 +68,10 @@ fn missing_in_pass(sweep_dir: &Path, nets: &[Net]) -> Vec<Net> {
 /// class the cache lacks, or a network whose layers it has not timed inside its passes) runs
 /// the quick sweep of the missing classes, which resumes an interrupted one, times each new
 /// network's layers inside its own forward passes (see [`predictor::run_in_pass`]), with
-/// [`predictor::small_nets`] beside them, and trains the profile on both: about a minute on two cores. `max_samples` caps the samples per
-/// class below the quick sweep's own count, for a trial run that also skips the networks' own
-/// passes (`None` for the full quick sweep). With `progress`
-/// it says so on stderr and draws a bar per class.
+/// [`predictor::small_nets`] beside them, and trains the profile on both: about a minute on
+/// two cores. `max_samples` caps the samples per class below the quick sweep's own count, for
+/// a trial run that also skips the networks' own passes (`None` for the full quick sweep).
+/// With `progress` it says so on stderr and draws a bar per class.
 pub fn quick_profile(
     cache_dir: &Path,
     backend: Backend,
