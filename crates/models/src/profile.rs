@@ -67,8 +67,10 @@ use crate::tensor::HostTensor;
 /// layer's rows summed in two vectors' lanes on every path; 33: the patches kernel's tiles each
 /// in a function of their own, 6 pixels × 16 channels on AVX2, which also runs 3×3 layers on
 /// maps of at most 14×14 there, but for Winograd's exactly tiled ones; 34: Winograd's F(2×2,
-/// 5×5) for 5×5 layers of at least 32 input channels.
-pub const KERNEL_REVISION: u32 = 34;
+/// 5×5) for 5×5 layers of at least 32 input channels; 35: on the AVX2 path, the 1×1 and direct
+/// kernels' tiles sum 6 output channels (12 sums) instead of two halves of 4, and a 1×1 layer
+/// of more than 2 MiB of weights asks for the next block's weights ahead of use.
+pub const KERNEL_REVISION: u32 = 35;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! one contiguous run for the outputs of a row. For a tile of outputs along one row (3 vectors
 //! on AVX-512, 2 on AVX2), each tap's run of every input channel is copied into a panel of
 //! `in · kh · kw` rows, which stays in the core's first-level cache, and the 1×1 kernel's
-//! register tiles ([`Tiles`]: 8 output channels × the tile's vectors) sum the panel's rows
+//! register tiles ([`Tiles`]: 8 output channels, 6 on AVX2, × the tile's vectors) sum the panel's rows
 //! times the weight, packed as the 1×1 kernel's, into the NCHW output with the bias and the
 //! activation. An im2col matrix of the whole layer would be `in · kh · kw` times the input (147
 //! times for a 7×7 RGB stem), written and read again from memory by the product; the panel's
@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::plane::{PaddedPlane, gather};
-use super::pointwise::{CHANNELS, Tiles, VECTORS, VECTORS_16};
+use super::pointwise::{CHANNELS, Tiles, VECTORS, VECTORS_16, tile_channels};
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch};
 use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes, interleave_channels};
@@ -173,9 +173,10 @@ impl Rows<'_, '_> {
                 let panel = &panel[..k * span];
                 let at = row * wo + x;
                 let epilogue = (self.activation, false);
-                for (block, rows) in self.planes.chunks_mut(CHANNELS).enumerate() {
+                let step = tile_channels::<S>();
+                for (run, rows) in self.planes.chunks_mut(step).enumerate() {
                     let mut tiles =
-                        Tiles::of_block(self.weight, self.bias, block, k, epilogue, rows);
+                        Tiles::at(self.weight, self.bias, run * step, k, epilogue, rows);
                     tiles.run_width::<S, V>(simd, panel, at, width);
                 }
             }

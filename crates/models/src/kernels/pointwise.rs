@@ -5,7 +5,7 @@
 //!
 //! The weight is packed once, at load, as [`CHANNELS`] output channels side by side per input
 //! channel. A tile of [`CHANNELS`] output channels × [`VECTORS`] vectors of pixels is summed
-//! over every input channel in registers (with AVX2's 16 registers, [`HALF`] the channels ×
+//! over every input channel in registers (with AVX2's 16 registers, [`CHANNELS_16`] channels ×
 //! [`VECTORS_16`] vectors at a time): each input vector loaded feeds every channel of the tile,
 //! each weight broadcast feeds every vector. The pixels are cut into chunks whose input columns
 //! stay in the core's cache while every block of output channels reads them, packed tile by
@@ -29,16 +29,23 @@ use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes, interl
 /// Output channels a tile sums together; the packed weight holds this many side by side.
 pub(crate) const CHANNELS: usize = 8;
 
-/// Output channels a tile sums together where the CPU has 16 vector registers (AVX2).
-const HALF: usize = CHANNELS / 2;
+/// Output channels a tile sums together where the CPU has 16 vector registers (AVX2): with
+/// [`VECTORS_16`] vectors, 12 sums, one register for the weight and two for the inputs. A tile
+/// starts at channel 0, 2, 4 or 6 of its block and may run on into the next; its weights are
+/// broadcast one at a time, so they need not lie side by side. Against two tiles of 4 channels
+/// (8 sums, as many as the multiply-adds in flight need), machine D (AVX2, one thread,
+/// in-pass): the 1×1 layers of five zoo models summed 61.2 → 59.4 ms, ResNet-50's stem 2.9 →
+/// 2.7 ms.
+const CHANNELS_16: usize = 6;
 
 /// Pixel vectors a tile sums per output channel where the CPU has 32 vector registers
 /// (AVX-512): with [`CHANNELS`] channels, 24 sums in registers.
 pub(crate) const VECTORS: usize = 3;
 
-/// Pixel vectors a tile sums per output channel with 16 vector registers (AVX2): with [`HALF`]
-/// the channels, 8 sums, which leave the compiler room for the inputs and a weight (12 sums
-/// spilled one to the stack, a store and a load in every step of its sum).
+/// Pixel vectors a tile sums per output channel with 16 vector registers (AVX2): with
+/// [`CHANNELS_16`] channels, 12 sums, which leave the compiler room for the inputs and a
+/// weight (3 vectors of 4 channels spilled one sum to the stack, a store and a load in every
+/// step of its sum).
 pub(crate) const VECTORS_16: usize = 2;
 
 /// Pixels per chunk are a multiple of this: a whole number of tiles on every vector path
@@ -71,10 +78,37 @@ const CHUNK_BYTES_ALONE: usize = 512 << 10;
 /// 0.175; at 12 blocks (16 → 96 on 112×112) 0.48 → 0.56.
 const DIRECT_BLOCKS: usize = 8;
 
-/// [`DIRECT_BLOCKS`] with 16 vector registers (AVX2), whose tiles read their columns once
-/// for each half of a block: 32 → 16 on 112×112 0.177 → 0.142 ms, 96 → 24 on 56×56 the same
-/// (0.181 → 0.180), 192 → 64 on 28×28 0.207 → 0.228, 256 → 64 on 56×56 1.13 → 1.08.
+/// [`DIRECT_BLOCKS`] with 16 vector registers (AVX2): 32 → 16 on 112×112 0.177 → 0.142 ms,
+/// 96 → 24 on 56×56 the same (0.181 → 0.180), 192 → 64 on 28×28 0.207 → 0.228, 256 → 64 on
+/// 56×56 1.13 → 1.08. With tiles of [`CHANNELS_16`] channels, MobileNetV2's projections on
+/// 56×56 and 28×28 took the same at 1, 2 or 4 blocks (0.17–0.19 and 0.087–0.098 ms).
 const DIRECT_BLOCKS_16: usize = 2;
+
+/// Output channels a tile sums together with the vector registers of `S`: a whole block
+/// ([`CHANNELS`]) with 32, [`CHANNELS_16`] with 16.
+#[inline(always)]
+pub(crate) fn tile_channels<S: pulp::Simd>() -> usize {
+    if S::REGISTER_COUNT < 32 {
+        CHANNELS_16
+    } else {
+        CHANNELS
+    }
+}
+
+/// Bytes of weight above which AVX2's tiles ask for the next block's weights ahead of use
+/// ([`asks_ahead`]): more than a large core's second-level cache holds, so that the weights
+/// come from memory. Machine D (AVX2, one thread, in-pass), ResNet-50's 7×7 layers of 4 MiB
+/// 1.48 → 1.25 ms; its 14×14 layers of 1 MiB 1.12 → 1.15 with the requests.
+const AHEAD_BYTES_16: usize = 2 << 20;
+
+/// Whether a layer of `weight_len` packed weights on the vector registers of `S` asks for the
+/// next block's weights while its tiles multiply (where it has one chunk): always with 32
+/// registers, and with 16 for a weight of more than [`AHEAD_BYTES_16`]. (AVX2's tiles of 4
+/// channels lost more to the requests than they gained on every layer.)
+#[inline(always)]
+fn asks_ahead<S: pulp::Simd>(weight_len: usize) -> bool {
+    S::REGISTER_COUNT >= 32 || 4 * weight_len > AHEAD_BYTES_16
+}
 
 /// [`DIRECT_BLOCKS`] for the vector registers of `S`.
 #[inline(always)]
@@ -334,15 +368,24 @@ impl Chunk<'_> {
             }
         }
         let per_group = cin * CHANNELS;
-        for (g, rows) in task.rows.chunks_mut(CHANNELS).enumerate() {
-            let group = task.first_group + g;
-            // With 32 vector registers; AVX2's smaller loop lost more to the requests than it
-            // gained (measured on the 7×7 kernel).
-            let next = match weight.get((group + 1) * per_group..(group + 2) * per_group) {
-                Some(next) if ahead && S::REGISTER_COUNT >= 32 => next,
+        let first_channel = task.first_group * CHANNELS;
+        let epilogue = (activation, residual);
+        let step = tile_channels::<S>();
+        let channels = task.rows.len();
+        // Blocks whose lone pixels are summed: each as soon as its last run is done, while its
+        // weights are still in the cache.
+        let mut lone_blocks = 0;
+        for start in (0..channels).step_by(step) {
+            let end = (start + step).min(channels);
+            let first = first_channel + start;
+            // The block after the run's last.
+            let next_block = (first_channel + end - 1) / CHANNELS + 1;
+            let next = match weight.get(next_block * per_group..(next_block + 1) * per_group) {
+                Some(next) if ahead && asks_ahead::<S>(weight.len()) => next,
                 _ => &[],
             };
-            let mut tiles = Tiles::of_block(weight, bias, group, cin, (activation, residual), rows);
+            let rows = &mut task.rows[start..end];
+            let mut tiles = Tiles::at(weight, bias, first, cin, epilogue, rows);
             if direct {
                 for t in 0..whole {
                     let ahead = Ahead::part(next, t, whole, cin);
@@ -357,16 +400,25 @@ impl Chunk<'_> {
                     tiles.run::<S, V>(simd, columns, t * tile, tile, ahead);
                 }
             }
-            let at = whole * tile;
-            for (p, values) in spread.chunks_exact(per_group).enumerate() {
-                let sums = lone_pixel(simd, tiles.weights, values);
-                for ((row, sum), bias) in tiles.rows.iter_mut().zip(sums).zip(&tiles.bias) {
-                    let shortcut = if residual { row[at + p] } else { 0.0 };
-                    row[at + p] = activation.of(sum + bias + shortcut);
-                }
-            }
             if tail_vectors > 0 {
-                tiles.run_width::<S, V>(simd, last, at, tail);
+                tiles.run_width::<S, V>(simd, last, whole * tile, tail);
+            }
+            while !spread.is_empty()
+                && lone_blocks * CHANNELS < channels
+                && ((lone_blocks + 1) * CHANNELS <= end || end == channels)
+            {
+                let block = lone_blocks * CHANNELS..((lone_blocks + 1) * CHANNELS).min(channels);
+                let rows = &mut task.rows[block.clone()];
+                let tiles = Tiles::at(
+                    weight,
+                    bias,
+                    first_channel + block.start,
+                    cin,
+                    epilogue,
+                    rows,
+                );
+                tiles.lone_pixels(simd, &spread, whole * tile);
+                lone_blocks += 1;
             }
         }
     }
@@ -412,13 +464,19 @@ fn lone_pixel<S: pulp::Simd>(simd: S, weights: &[f32], spread: &[f32]) -> [f32; 
     sums
 }
 
-/// One block of output channels: its packed weights (`[in, CHANNELS]`), bias and activation,
-/// and its channels' output rows (holding a residual to add before the activation where
-/// `residual` says so).
+/// A run of at most [`CHANNELS`] output channels, from lane `lane` of a block of the packed
+/// weight on (into the next block, for a tile of [`CHANNELS_16`] from lane 4 or 6): the two
+/// blocks' weights (`[in, CHANNELS]` each), the run's biases and activation, and its channels'
+/// output rows (holding a residual to add before the activation where `residual` says so).
 pub(crate) struct Tiles<'a, 'r> {
-    /// `[in, CHANNELS]`.
+    /// The first channel's block, `[in, CHANNELS]`.
     pub weights: &'a [f32],
-    /// The block's biases (zeros past the layer's last channel).
+    /// The next block (the same block where there is none: the channels past the layer's last
+    /// are summed and dropped).
+    pub next: &'a [f32],
+    /// The first channel's lane in its block: 0, 2, 4 or 6.
+    pub lane: usize,
+    /// The run's biases (zeros past the layer's last channel).
     pub bias: [f32; CHANNELS],
     /// Applied as the sums leave the registers.
     pub activation: Activation,
@@ -429,27 +487,49 @@ pub(crate) struct Tiles<'a, 'r> {
 }
 
 impl<'a, 'r> Tiles<'a, 'r> {
-    /// Block `block` of a layer: its part of the packed `weight` (`[⌈out / CHANNELS⌉, k,
-    /// CHANNELS]`) and of the layer's `bias`, the epilogue's `(activation, residual)`, and its
-    /// channels' output `rows`.
-    pub(crate) fn of_block(
+    /// The layer's channels from `first` (a multiple of 2) on, as many as `rows` holds (at most
+    /// [`CHANNELS`], and [`CHANNELS_16`] from a lane past 2): their part of the packed
+    /// `weight` (`[⌈out / CHANNELS⌉, k, CHANNELS]`) and of the layer's `bias`, the epilogue's
+    /// `(activation, residual)`, and their output `rows`.
+    pub(crate) fn at(
         weight: &'a [f32],
         bias: &[f32],
-        block: usize,
+        first: usize,
         k: usize,
         (activation, residual): (Activation, bool),
         rows: &'r mut [&'a mut [f32]],
     ) -> Self {
-        let first = block * CHANNELS;
-        let mut block_bias = [0.0; CHANNELS];
+        let block_len = k * CHANNELS;
+        let start = first / CHANNELS * block_len;
+        let weights = &weight[start..start + block_len];
+        let next = weight
+            .get(start + block_len..start + 2 * block_len)
+            .unwrap_or(weights);
+        let mut run_bias = [0.0; CHANNELS];
         let own = &bias[first.min(bias.len())..(first + CHANNELS).min(bias.len())];
-        block_bias[..own.len()].copy_from_slice(own);
+        run_bias[..own.len()].copy_from_slice(own);
         Tiles {
-            weights: &weight[first * k..(first + CHANNELS) * k],
-            bias: block_bias,
+            weights,
+            next,
+            lane: first % CHANNELS,
+            bias: run_bias,
             activation,
             residual,
             rows,
+        }
+    }
+
+    /// The sums of a whole block's lone pixels, from `at` on: each pixel's input values each
+    /// repeated for every channel of a block (`spread`, `[in, CHANNELS]` a pixel), through
+    /// [`lone_pixel`], with the bias, any residual and the activation.
+    #[inline(always)]
+    fn lone_pixels<S: pulp::Simd>(self, simd: S, spread: &[f32], at: usize) {
+        for (p, values) in spread.chunks_exact(self.weights.len()).enumerate() {
+            let sums = lone_pixel(simd, self.weights, values);
+            for ((row, sum), bias) in self.rows.iter_mut().zip(sums).zip(&self.bias) {
+                let shortcut = if self.residual { row[at + p] } else { 0.0 };
+                row[at + p] = self.activation.of(sum + bias + shortcut);
+            }
         }
     }
 
@@ -496,36 +576,54 @@ impl<'a, 'r> Tiles<'a, 'r> {
         width: usize,
         ahead: Ahead<'_>,
     ) {
-        if S::REGISTER_COUNT < 32 {
-            self.channels::<S, HALF, B>(simd, columns.clone(), [0, at, width], ahead);
-            self.channels::<S, HALF, B>(simd, columns, [HALF, at, width], Ahead::NONE);
-        } else {
-            self.channels::<S, CHANNELS, B>(simd, columns, [0, at, width], ahead);
+        let span = [at, width];
+        if S::REGISTER_COUNT >= 32 {
+            return self.channels::<S, 0, CHANNELS, B>(simd, columns, span, ahead);
+        }
+        // As few channels as hold the run's rows, each count from each lane its own loop.
+        match (self.lane, self.rows.len().div_ceil(2)) {
+            (0, 1) => self.channels::<S, 0, 2, B>(simd, columns, span, ahead),
+            (0, 2) => self.channels::<S, 0, 4, B>(simd, columns, span, ahead),
+            (0, _) => self.channels::<S, 0, 6, B>(simd, columns, span, ahead),
+            (2, 1) => self.channels::<S, 2, 2, B>(simd, columns, span, ahead),
+            (2, 2) => self.channels::<S, 2, 4, B>(simd, columns, span, ahead),
+            (2, _) => self.channels::<S, 2, 6, B>(simd, columns, span, ahead),
+            (4, 1) => self.channels::<S, 4, 2, B>(simd, columns, span, ahead),
+            (4, 2) => self.channels::<S, 4, 4, B>(simd, columns, span, ahead),
+            (4, _) => self.channels::<S, 4, 6, B>(simd, columns, span, ahead),
+            (_, 1) => self.channels::<S, 6, 2, B>(simd, columns, span, ahead),
+            (_, 2) => self.channels::<S, 6, 4, B>(simd, columns, span, ahead),
+            (_, _) => self.channels::<S, 6, 6, B>(simd, columns, span, ahead),
         }
     }
 
-    /// [`Tiles::run`] for the block's channels `first..first + C` (`[first, at, width]`):
-    /// `C × B` sums in registers.
+    /// [`Tiles::run`] for the run's `C` channels (`[at, width]`), whose weights start at lane
+    /// `LANE`: `C × B` sums in registers. Each channel's weight lies in the first block or,
+    /// past its last lane, in the next.
     #[inline(always)]
-    fn channels<'c, S: pulp::Simd, const C: usize, const B: usize>(
+    fn channels<'c, S: pulp::Simd, const LANE: usize, const C: usize, const B: usize>(
         &mut self,
         simd: S,
         columns: impl Iterator<Item = &'c [f32]>,
-        [first, at, width]: [usize; 3],
+        [at, width]: [usize; 2],
         ahead: Ahead<'_>,
     ) {
-        if first >= self.rows.len() {
-            return;
-        }
         let lanes = S::F32_LANES;
         let span = B * lanes;
         let mut acc: [[S::f32s; B]; C] =
-            std::array::from_fn(|c| [simd.splat_f32s(self.bias[first + c]); B]);
-        let rows = columns.zip(self.weights.chunks_exact(CHANNELS));
-        for (row, (values, weights)) in rows.enumerate() {
+            std::array::from_fn(|c| [simd.splat_f32s(self.bias[c]); B]);
+        let blocks = self.weights.chunks_exact(CHANNELS);
+        let rows = columns.zip(blocks.zip(self.next.chunks_exact(CHANNELS)));
+        for (row, (values, (here, next))) in rows.enumerate() {
             ahead.row(row);
             let values: [S::f32s; B] = std::array::from_fn(|b| load::<S>(&values[b * lanes..]));
-            for (sums, &weight) in acc.iter_mut().zip(&weights[first..first + C]) {
+            for (c, sums) in acc.iter_mut().enumerate() {
+                let lane = LANE + c;
+                let weight = if lane < CHANNELS {
+                    here[lane]
+                } else {
+                    next[lane - CHANNELS]
+                };
                 let weight = simd.splat_f32s(weight);
                 for (sum, &value) in sums.iter_mut().zip(&values) {
                     *sum = simd.mul_add_e_f32s(weight, value, *sum);
@@ -536,7 +634,7 @@ impl<'a, 'r> Tiles<'a, 'r> {
             activation: self.activation,
             residual: self.residual,
         };
-        for (sums, row) in acc.into_iter().zip(self.rows[first..].iter_mut()) {
+        for (sums, row) in acc.into_iter().zip(self.rows.iter_mut()) {
             if width == span {
                 epilogue.store(simd, sums, &mut row[at..at + span]);
             } else {
