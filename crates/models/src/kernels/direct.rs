@@ -3,9 +3,9 @@
 //! one contiguous run for the outputs of a row. For a tile of outputs along one row (3 vectors
 //! on AVX-512, 2 on AVX2), each tap's run of every input channel is copied into a panel of
 //! `in · kh · kw` rows, which stays in the core's first-level cache, and the 1×1 kernel's
-//! register tiles ([`Tiles`]: 8 output channels, 6 on AVX2, × the tile's vectors) sum the panel's rows
-//! times the weight, packed as the 1×1 kernel's, into the NCHW output with the bias and the
-//! activation. An im2col matrix of the whole layer would be `in · kh · kw` times the input (147
+//! register tiles ([`Tiles`]: 8 output channels, 6 on AVX2, × the tile's vectors) sum the
+//! panel's rows times the weight, packed as the 1×1 kernel's, into the NCHW output with the
+//! bias and the activation. An im2col matrix of the whole layer would be `in · kh · kw` times the input (147
 //! times for a 7×7 RGB stem), written and read again from memory by the product; the panel's
 //! loads start on a cache line, where the taps of a phase-split plane do not.
 

@@ -487,10 +487,11 @@ pub(crate) struct Tiles<'a, 'r> {
 }
 
 impl<'a, 'r> Tiles<'a, 'r> {
-    /// The layer's channels from `first` (a multiple of 2) on, as many as `rows` holds (at most
-    /// [`CHANNELS`], and [`CHANNELS_16`] from a lane past 2): their part of the packed
-    /// `weight` (`[⌈out / CHANNELS⌉, k, CHANNELS]`) and of the layer's `bias`, the epilogue's
-    /// `(activation, residual)`, and their output `rows`.
+    /// The layer's channels from `first` (a multiple of 2) on, as many as `rows` holds: a whole
+    /// block of [`CHANNELS`] from lane 0, or up to [`CHANNELS_16`] from any even lane (from
+    /// lane 4 or 6 running into the next block). Their part of the packed `weight` (`[⌈out /
+    /// CHANNELS⌉, k, CHANNELS]`) and of the layer's `bias`, the epilogue's `(activation,
+    /// residual)`, and their output `rows`.
     pub(crate) fn at(
         weight: &'a [f32],
         bias: &[f32],
