@@ -1,44 +1,45 @@
-//! Fully connected layers as dot products over PyTorch's `[out, in]` weight, for the small
-//! batches an edge device runs.
+//! Fully connected layers for the small batches an edge device runs.
 //!
 //! At batch 1 a linear layer reads its whole weight once and does two flops per value read, so
-//! it runs at the speed memory delivers the weight. Each output is the dot product of one
-//! contiguous weight row with the input, and the rows are taken [`ROWS`] at a time, each
-//! summed in registers across [`LANES`] lanes: a few long sequential streams, which the
-//! hardware prefetchers follow, each group of rows asking for the next group's as it goes. (gemm, given the `[in, out]` weight that Burn's `linear`
-//! takes, runs a batch-1 product as `out += w[k] · x[k]` over the weight's rows, reading and
-//! writing the whole output for every input value.) Output rows go to threads in equal runs,
-//! and a run's loops run through `pulp`, compiled for the widest vector instructions the CPU
-//! has. Each weight row is read once for every sample of the batch while it is in cache.
+//! it runs at the speed memory delivers the weight. The weight is packed once, at load, as
+//! blocks of [`BLOCK`] outputs side by side per input (`[⌈out / BLOCK⌉, in, BLOCK]`), so that
+//! a block's sums read one contiguous run of memory from start to end: a single sequential
+//! stream per thread, which the hardware prefetchers follow at full speed. A block's outputs
+//! are summed in vector registers, each input value broadcast to every lane and multiplied by
+//! the next row of the block, [`UNROLL`] rows' sums apart so that the multiply-adds do not wait
+//! on each other. Runs of blocks go to threads, and a run's loops run through `pulp`, compiled
+//! for the widest vector instructions the CPU has. Each block is read once for every sample of
+//! the batch, the later ones from cache.
+//!
+//! Against dot products of `[out, in]` rows four at a time (four streams, each group asking for
+//! the next group's rows ahead), machine D, one thread, AlexNet's 9216 → 4096 layer (151 MB):
+//! see `docs/EXPERIMENTS.md`, "Fast kernels".
 
 use rayon::prelude::*;
 
-use super::ShapeError;
 use super::aligned::Aligned;
-use super::prefetch::{LINE, prefetch};
-use super::vector::dispatch;
+use super::vector::{dispatch, load, store};
+use super::{ShapeError, interleave_channels};
 
-/// Weight rows whose dot products are computed together.
-const ROWS: usize = 4;
+/// Outputs a block of the packed weight holds side by side: a whole number of vectors on every
+/// path (one of AVX-512, two of AVX2).
+const BLOCK: usize = 16;
 
-/// Products summed side by side in one row's registers: two vectors of AVX-512, so that the
-/// [`ROWS`] rows' sums take 8 of its 32 registers.
-const LANES: usize = 32;
+/// Rows of a block summed into separate registers before they are added together.
+const UNROLL: usize = 4;
 
-/// [`LANES`] with 16 vector registers (AVX2): two vectors of 8 lanes. With 32 lanes the four
-/// rows' sums alone took all 16 registers and spilled to the stack.
-const LANES_16: usize = 16;
-
-/// Runs of output rows per thread, so that a thread that falls behind is helped.
+/// Runs of blocks per thread, so that a thread that falls behind is helped.
 const RUNS_PER_THREAD: usize = 4;
 
 /// A linear layer ready to run.
 #[derive(Debug, Clone)]
 pub(crate) struct DenseLinear {
     inputs: usize,
-    /// `[out, in]`, as PyTorch stores it, on a cache line.
+    outputs: usize,
+    /// PyTorch's `[out, in]` weight as `[⌈out / BLOCK⌉, in, BLOCK]` (zeros past the last
+    /// output), on a cache line.
     weight: Aligned,
-    /// `[out]` (zeros for a layer without bias).
+    /// `[⌈out / BLOCK⌉ · BLOCK]` (zeros for a layer without bias, and past the last output).
     bias: Vec<f32>,
 }
 
@@ -49,29 +50,32 @@ impl DenseLinear {
         weight: Vec<f32>,
         bias: Vec<f32>,
     ) -> Result<DenseLinear, ShapeError> {
-        if inputs == 0 || weight.len() != bias.len() * inputs {
+        let outputs = bias.len();
+        if inputs == 0 || weight.len() != outputs * inputs {
             return Err(ShapeError(format!(
-                "a linear layer of {inputs} inputs and {} outputs needs {} weights, not {}",
-                bias.len(),
-                bias.len() * inputs,
+                "a linear layer of {inputs} inputs and {outputs} outputs needs {} weights, not {}",
+                outputs * inputs,
                 weight.len()
             )));
         }
+        let mut padded_bias = bias;
+        padded_bias.resize(outputs.div_ceil(BLOCK) * BLOCK, 0.0);
         Ok(DenseLinear {
             inputs,
-            weight: Aligned::copy_of(&weight),
-            bias,
+            outputs,
+            weight: Aligned::copy_of(&interleave_channels(&weight, inputs, BLOCK)),
+            bias: padded_bias,
         })
     }
 
     /// Outputs per sample.
     pub(crate) fn outputs(&self) -> usize {
-        self.bias.len()
+        self.outputs
     }
 
     /// `x` (`[batch, in]`) into `[batch, out]`.
     pub(crate) fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ShapeError> {
-        let (inputs, outputs) = (self.inputs, self.bias.len());
+        let (inputs, outputs) = (self.inputs, self.outputs);
         if x.is_empty() || x.len() % inputs != 0 {
             return Err(ShapeError(format!(
                 "the input holds {} values, not a multiple of {inputs}",
@@ -80,16 +84,14 @@ impl DenseLinear {
         }
         let batch = x.len() / inputs;
         let threads = rayon::current_num_threads().max(1);
-        let run = outputs
-            .div_ceil(threads * RUNS_PER_THREAD)
-            .next_multiple_of(ROWS)
-            .max(ROWS);
-        // [out, batch]: each run of output rows is one contiguous chunk.
-        let mut by_output = vec![0.0f32; outputs * batch];
-        by_output
-            .par_chunks_mut(run * batch)
-            .zip(self.weight.par_chunks(run * inputs))
-            .zip(self.bias.par_chunks(run))
+        let blocks = outputs.div_ceil(BLOCK);
+        let run = blocks.div_ceil(threads * RUNS_PER_THREAD).max(1);
+        // [blocks, batch, BLOCK]: each run of blocks is one contiguous chunk.
+        let mut by_block = vec![0.0f32; blocks * batch * BLOCK];
+        by_block
+            .par_chunks_mut(run * batch * BLOCK)
+            .zip(self.weight.par_chunks(run * inputs * BLOCK))
+            .zip(self.bias.par_chunks(run * BLOCK))
             .for_each(|((y, weight), bias)| {
                 dispatch(Run {
                     inputs,
@@ -100,21 +102,26 @@ impl DenseLinear {
                 })
             });
         if batch == 1 {
-            return Ok(by_output);
+            by_block.truncate(outputs);
+            return Ok(by_block);
         }
         let mut out = vec![0.0f32; outputs * batch];
-        for (o, values) in by_output.chunks_exact(batch).enumerate() {
-            for (n, &v) in values.iter().enumerate() {
-                out[n * outputs + o] = v;
+        for (b, samples) in by_block.chunks_exact(batch * BLOCK).enumerate() {
+            for (n, values) in samples.chunks_exact(BLOCK).enumerate() {
+                let first = b * BLOCK;
+                let count = BLOCK.min(outputs - first);
+                let row = &mut out[n * outputs + first..n * outputs + first + count];
+                row.copy_from_slice(&values[..count]);
             }
         }
         Ok(out)
     }
 }
 
-/// One run of output rows: `y` (`[rows, batch]`) from their `weight` (`[rows, in]`) and `bias`
-/// and the whole input `x` (`[batch, in]`). Run through [`dispatch`], so that its
-/// loops, inlined into one function, are compiled for the widest vectors the CPU has.
+/// One run of blocks: `y` (`[blocks, batch, BLOCK]`) from their packed `weight` (`[blocks, in,
+/// BLOCK]`) and `bias` (`[blocks · BLOCK]`) and the whole input `x` (`[batch, in]`). Run
+/// through [`dispatch`], so that its loops, inlined into one function, are compiled for the
+/// widest vectors the CPU has.
 struct Run<'a> {
     inputs: usize,
     weight: &'a [f32],
@@ -127,114 +134,76 @@ impl pulp::WithSimd for Run<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        if S::REGISTER_COUNT < 32 {
-            self.run::<LANES_16>();
-        } else {
-            self.run::<LANES>();
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        // A block's outputs in `BLOCK / lanes` vectors.
+        match BLOCK / S::F32_LANES {
+            1 => self.run::<S, 1>(simd),
+            2 => self.run::<S, 2>(simd),
+            4 => self.run::<S, 4>(simd),
+            8 => self.run::<S, 8>(simd),
+            16 => self.run::<S, 16>(simd),
+            // Vectors wider than a block: a lane at a time.
+            _ => self.run::<pulp::Scalar, 16>(pulp::Scalar::new()),
         }
     }
 }
 
 impl Run<'_> {
-    /// The run, each row's products summed `L` lanes side by side.
+    /// The run, each block's outputs in `V` vectors of `S`.
     #[inline(always)]
-    fn run<const L: usize>(self) {
+    fn run<S: pulp::Simd, const V: usize>(self, simd: S) {
         let n = self.inputs;
-        let batch = self.x.len() / n;
-        let groups = self
+        let blocks = self
             .weight
-            .chunks(ROWS * n)
-            .zip(self.bias.chunks(ROWS))
-            .zip(self.y.chunks_mut(ROWS * batch));
-        for (g, ((rows, bias), y)) in groups.enumerate() {
-            let next = self
-                .weight
-                .get((g + 1) * ROWS * n..(g + 2) * ROWS * n)
-                .unwrap_or(&[]);
-            for (sample, x) in self.x.chunks_exact(n).enumerate() {
-                if let Ok(biases) = <&[f32; ROWS]>::try_from(bias) {
-                    let ahead = if sample == 0 { next } else { &[] };
-                    let sums = dot4::<L>(rows_of(rows, n), x, ahead);
-                    for (r, (&s, &b)) in sums.iter().zip(biases).enumerate() {
-                        y[r * batch + sample] = s + b;
-                    }
-                } else {
-                    for (r, (row, &b)) in rows.chunks_exact(n).zip(bias).enumerate() {
-                        y[r * batch + sample] = dot::<L>(row, x) + b;
-                    }
-                }
+            .chunks_exact(n * BLOCK)
+            .zip(self.bias.chunks_exact(BLOCK))
+            .zip(self.y.chunks_exact_mut(self.x.len() / n * BLOCK));
+        for ((weights, bias), y) in blocks {
+            for (x, y) in self.x.chunks_exact(n).zip(y.chunks_exact_mut(BLOCK)) {
+                block::<S, V>(simd, weights, x, bias, y);
             }
         }
     }
 }
 
-/// The [`ROWS`] rows of `n` values in `rows`.
+/// One sample's [`BLOCK`] outputs `y` from the block's packed `weights` (`[in, BLOCK]`), the
+/// sample `x` (`[in]`) and the block's `bias`: each input value broadcast and multiplied by its
+/// row of the block, in `V` vectors of `S`, [`UNROLL`] rows at a time into separate sums.
 #[inline(always)]
-fn rows_of(rows: &[f32], n: usize) -> [&[f32]; ROWS] {
-    let (r0, rest) = rows.split_at(n);
-    let (r1, rest) = rest.split_at(n);
-    let (r2, r3) = rest.split_at(n);
-    [r0, r1, r2, &r3[..n]]
-}
-
-/// The dot products of four rows with `x` (each as long as `x`), asking for the rows of
-/// `ahead` (the next group's, or none) as it goes: at each step the same values of each row.
-/// Without, the prefetchers start four new streams at every group and wait for each (a
-/// 1280-value row is 80 cache lines); machine D, the 1280 → 1000 layer from memory, one
-/// thread: 0.22–0.31 → 0.15–0.20 ms, two: 0.11–0.16 → 0.06–0.11; AlexNet's 9216 → 4096 also
-/// faster (two threads 4.8–5.6 → 3.4–4.8 ms). Laying each group's rows out interleaved, one
-/// stream, did as well on short rows but made AlexNet's 20 % slower on one thread. (With the
-/// weight in cache, the requests cost: 0.078 → 0.085 ms.)
-#[inline(always)]
-fn dot4<const L: usize>([w0, w1, w2, w3]: [&[f32]; ROWS], x: &[f32], ahead: &[f32]) -> [f32; ROWS] {
-    let n = x.len();
-    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; L], [0.0; L], [0.0; L], [0.0; L]);
-    let chunks = x
-        .chunks_exact(L)
-        .zip(w0.chunks_exact(L))
-        .zip(w1.chunks_exact(L))
-        .zip(w2.chunks_exact(L).zip(w3.chunks_exact(L)));
-    for (i, (((x, w0), w1), (w2, w3))) in chunks.enumerate() {
-        if !ahead.is_empty() {
-            for row in 0..ROWS {
-                for line in (0..L).step_by(LINE) {
-                    prefetch(ahead, row * n + i * L + line);
-                }
+fn block<S: pulp::Simd, const V: usize>(
+    simd: S,
+    weights: &[f32],
+    x: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let lanes = S::F32_LANES;
+    let mut acc = [[simd.splat_f32s(0.0); V]; UNROLL];
+    let steps = weights
+        .chunks_exact(UNROLL * BLOCK)
+        .zip(x.chunks_exact(UNROLL));
+    for (rows, values) in steps {
+        for (u, (sums, row)) in acc.iter_mut().zip(rows.chunks_exact(BLOCK)).enumerate() {
+            let value = simd.splat_f32s(values[u]);
+            for (v, sum) in sums.iter_mut().enumerate() {
+                *sum = simd.mul_add_e_f32s(load::<S>(&row[v * lanes..]), value, *sum);
             }
         }
-        for l in 0..L {
-            a0[l] += w0[l] * x[l];
-            a1[l] += w1[l] * x[l];
-            a2[l] += w2[l] * x[l];
-            a3[l] += w3[l] * x[l];
+    }
+    let done = x.len() / UNROLL * UNROLL;
+    let rest = weights[done * BLOCK..].chunks_exact(BLOCK).zip(&x[done..]);
+    for (row, &value) in rest {
+        let value = simd.splat_f32s(value);
+        for (v, sum) in acc[0].iter_mut().enumerate() {
+            *sum = simd.mul_add_e_f32s(load::<S>(&row[v * lanes..]), value, *sum);
         }
     }
-    let tail = x.len() - x.len() % L;
-    let mut sums = [w0, w1, w2, w3].map(|w| dot_tail(&w[tail..], &x[tail..]));
-    for (s, a) in sums.iter_mut().zip([a0, a1, a2, a3]) {
-        *s += a.iter().sum::<f32>();
+    for v in 0..V {
+        let at = v * lanes;
+        let [a, b, c, d] = acc.map(|sums| sums[v]);
+        let total = simd.add_f32s(simd.add_f32s(a, b), simd.add_f32s(c, d));
+        store::<S>(&mut y[at..], simd.add_f32s(total, load::<S>(&bias[at..])));
     }
-    sums
-}
-
-/// The dot product of one row with `x` (as long as it), `L` lanes side by side.
-#[inline(always)]
-fn dot<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; L];
-    for (w, x) in w.chunks_exact(L).zip(x.chunks_exact(L)) {
-        for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
-            *a += w * x;
-        }
-    }
-    let tail = x.len() - x.len() % L;
-    dot_tail(&w[tail..], &x[tail..]) + acc.iter().sum::<f32>()
-}
-
-/// The dot product of the few values past the last full vectors of lanes.
-#[inline(always)]
-fn dot_tail(w: &[f32], x: &[f32]) -> f32 {
-    w.iter().zip(x).map(|(w, x)| w * x).sum()
 }
 
 #[cfg(test)]
