@@ -70,8 +70,10 @@ use crate::tensor::HostTensor;
 /// 5×5) for 5×5 layers of at least 32 input channels; 35: on the AVX2 path, the 1×1 and direct
 /// kernels' tiles sum 6 output channels (12 sums) instead of two halves of 4, and a 1×1 layer
 /// of more than 2 MiB of weights asks for the next block's weights ahead of use; 36: linear
-/// layers over a weight packed in blocks of 16 outputs, one sequential stream per block.
-pub const KERNEL_REVISION: u32 = 36;
+/// layers over a weight packed in blocks of 16 outputs, one sequential stream per block; 37:
+/// the direct kernel's tiles run on into the next output row where a row's outputs do not fill
+/// whole vectors.
+pub const KERNEL_REVISION: u32 = 37;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,8 @@
 //! Direct convolution for layers with few input channels (an RGB stem): every input channel is
 //! copied once into a padded, phase-split plane ([`PaddedPlane`]), where each kernel tap reads
-//! one contiguous run for the outputs of a row. For a tile of outputs along one row (3 vectors
-//! on AVX-512, 2 on AVX2), each tap's run of every input channel is copied into a panel of
+//! one contiguous run for the outputs of a row. For a tile of outputs along a row (3 vectors
+//! on AVX-512, 2 on AVX2; running on into the next row where a row's outputs do not fill whole
+//! vectors), each tap's run of every input channel is copied into a panel of
 //! `in · kh · kw` rows, which stays in the core's first-level cache, and the 1×1 kernel's
 //! register tiles ([`Tiles`]: 8 output channels, 6 on AVX2, × the tile's vectors) sum the
 //! panel's rows times the weight, packed as the 1×1 kernel's, into the NCHW output with the
@@ -142,44 +143,58 @@ impl pulp::WithSimd for Rows<'_, '_> {
 }
 
 impl Rows<'_, '_> {
-    /// The task, in tiles of `V` vectors along each output row (fewer for a row's last: a
-    /// tile that ran on into the next row, copying two runs per panel row, was slower).
+    /// The task, in tiles of `V` vectors of outputs. Where a row's outputs fill whole vectors,
+    /// a row's last tile is narrower; where they do not (AlexNet's 55), tiles run on into the
+    /// next row, each panel row copied from the two rows' runs: AlexNet's stem, machine D, one
+    /// thread, in-pass, 1.75–1.82 → 1.70–1.77 ms on AVX2, 1.75–1.77 → 1.61–1.64 on AVX-512.
+    /// (On ResNet's 112-wide rows, running on gained nothing on AVX2 and moved AVX-512 by ±5 %.)
     #[inline(always)]
     fn run<S: pulp::Simd, const V: usize>(self, simd: S) {
         let lanes = S::F32_LANES;
+        let tile = V * lanes;
         let [_, wo] = self.padded.output();
         let taps = self.padded.tap_starts();
         let k = self.copies.len() / self.copy_len.max(1) * taps.len();
-        let rows = self.planes.first().map_or(0, |p| p.len() / wo.max(1));
-        let mut panel = Scratch::take(k * V * lanes);
-        for row in 0..rows {
-            for x in (0..wo).step_by(V * lanes) {
-                let width = (wo - x).min(V * lanes);
-                let vectors = width.div_ceil(lanes);
-                let span = vectors * lanes;
-                // Every tap's run of every input channel: one row of the panel each.
+        let outputs = self.planes.first().map_or(0, |p| p.len());
+        let run_on = wo % lanes != 0;
+        let mut panel = Scratch::take(k * tile);
+        let mut at = 0;
+        while at < outputs {
+            let width = if run_on {
+                (outputs - at).min(tile)
+            } else {
+                (wo - at % wo).min(tile)
+            };
+            let span = width.div_ceil(lanes) * lanes;
+            // Every tap's run of every input channel: one row of the panel each, from each
+            // output row the tile covers.
+            let mut filled = 0;
+            while filled < width {
+                let (row, x) = ((at + filled) / wo, (at + filled) % wo);
+                let count = (wo - x).min(width - filled);
                 let (flat, step) = self.padded.flat_at(self.first_row + row, x);
                 let mut dst = panel.chunks_exact_mut(span);
                 for copy in self.copies.chunks_exact(self.copy_len) {
                     for (&start, dst) in taps.iter().zip(&mut dst) {
                         let src = &copy[start + flat..];
+                        let dst = &mut dst[filled..filled + count];
                         if step == 1 {
-                            copy_row(simd, &mut dst[..width], src);
+                            copy_row(simd, dst, src);
                         } else {
-                            gather(&mut dst[..width], src, step);
+                            gather(dst, src, step);
                         }
                     }
                 }
-                let panel = &panel[..k * span];
-                let at = row * wo + x;
-                let epilogue = (self.activation, false);
-                let step = tile_channels::<S>();
-                for (run, rows) in self.planes.chunks_mut(step).enumerate() {
-                    let mut tiles =
-                        Tiles::at(self.weight, self.bias, run * step, k, epilogue, rows);
-                    tiles.run_width::<S, V>(simd, panel, at, width);
-                }
+                filled += count;
             }
+            let panel = &panel[..k * span];
+            let epilogue = (self.activation, false);
+            let step = tile_channels::<S>();
+            for (run, rows) in self.planes.chunks_mut(step).enumerate() {
+                let mut tiles = Tiles::at(self.weight, self.bias, run * step, k, epilogue, rows);
+                tiles.run_width::<S, V>(simd, panel, at, width);
+            }
+            at += width;
         }
     }
 }
