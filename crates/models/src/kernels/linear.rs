@@ -12,8 +12,10 @@
 //! the batch, the later ones from cache.
 //!
 //! Against dot products of `[out, in]` rows four at a time (four streams, each group asking for
-//! the next group's rows ahead), machine D, one thread, AlexNet's 9216 → 4096 layer (151 MB):
-//! see `docs/EXPERIMENTS.md`, "Fast kernels".
+//! the next group's rows ahead), machine D, one thread, in-pass, AlexNet's 9216 → 4096 layer
+//! (151 MB): 5.70–5.95 → 4.60–4.77 ms on AVX-512, 5.72–6.21 → 5.01–5.50 on AVX2; on two
+//! threads, which draw all the memory bandwidth either way, the same (`docs/EXPERIMENTS.md`,
+//! "Fast kernels").
 
 use rayon::prelude::*;
 
