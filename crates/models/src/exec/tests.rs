@@ -77,7 +77,7 @@ fn tiny_network_matches_hand_computation() {
 fn a_large_linear_layer_computes_the_whole_product_with_either_kernels() {
     // 2 048 x 4 352 floats = 35.7 MB: above the split threshold of the plain kernels, and
     // 4 352 outputs do not divide evenly into every thread count. The fast kernels run the
-    // crate's own dot products over the same [out, in] weight.
+    // crate's own linear kernel over the same weight, packed in blocks of outputs.
     let (inputs, outputs) = (2048, 4352);
     assert!(inputs * outputs * 4 >= LINEAR_SPLIT_BYTES);
     let weight: Vec<f32> = (0..inputs * outputs)

@@ -181,24 +181,24 @@ fn block<S: pulp::Simd, const V: usize>(
 ) {
     let lanes = S::F32_LANES;
     let mut acc = [[simd.splat_f32s(0.0); V]; UNROLL];
+    // Adds `row` (one input's `BLOCK` weights) times `value` into `sums`.
+    let add_row = |sums: &mut [S::f32s; V], row: &[f32], value: f32| {
+        let value = simd.splat_f32s(value);
+        for (v, sum) in sums.iter_mut().enumerate() {
+            *sum = simd.mul_add_e_f32s(load::<S>(&row[v * lanes..]), value, *sum);
+        }
+    };
     let steps = weights
         .chunks_exact(UNROLL * BLOCK)
         .zip(x.chunks_exact(UNROLL));
     for (rows, values) in steps {
-        for (u, (sums, row)) in acc.iter_mut().zip(rows.chunks_exact(BLOCK)).enumerate() {
-            let value = simd.splat_f32s(values[u]);
-            for (v, sum) in sums.iter_mut().enumerate() {
-                *sum = simd.mul_add_e_f32s(load::<S>(&row[v * lanes..]), value, *sum);
-            }
+        for ((sums, row), &value) in acc.iter_mut().zip(rows.chunks_exact(BLOCK)).zip(values) {
+            add_row(sums, row, value);
         }
     }
     let done = x.len() / UNROLL * UNROLL;
-    let rest = weights[done * BLOCK..].chunks_exact(BLOCK).zip(&x[done..]);
-    for (row, &value) in rest {
-        let value = simd.splat_f32s(value);
-        for (v, sum) in acc[0].iter_mut().enumerate() {
-            *sum = simd.mul_add_e_f32s(load::<S>(&row[v * lanes..]), value, *sum);
-        }
+    for (row, &value) in weights[done * BLOCK..].chunks_exact(BLOCK).zip(&x[done..]) {
+        add_row(&mut acc[0], row, value);
     }
     for v in 0..V {
         let at = v * lanes;
