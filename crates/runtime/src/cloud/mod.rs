@@ -108,7 +108,8 @@ pub struct Preloaded {
 /// workers, requests in the system, the mean service time s̄ of a batch (EWMA; loading is not
 /// service) and the expected wait W of a new request: while a worker is free, the batching
 /// window that applies (d after a batch with companions, else 0), else max(0, s̄ − e) + ⌊q/B⌋/w · s̄, with `w` workers, `q`
-/// requests waiting, `B` the batch cap and `e` how long the oldest running batch has run (with
+/// requests waiting, `B` the batch cap and `e` how long the oldest running batch has run (the
+/// remainder is 0 between batches; with
 /// `B = 1`, the unbatched (n − w)/w · s̄). [`CloudServer::stats`] shows it with the queue's
 /// counts, batches included.
 ///

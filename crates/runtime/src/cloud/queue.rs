@@ -11,7 +11,7 @@
 //! With `w` workers, `n` requests in the system (running and waiting), `q` of them waiting,
 //! `B` the batch cap, `d` the batching window, `s̄` the mean service time of recent batches
 //! (EWMA, α = 0.3; loading a model is not service) and `e` the time the longest-running batch
-//! has run:
+//! has run (between two batches, when none runs, the remainder `max(0, s̄ − e)` is 0):
 //!
 //! ```text
 //! W = d′                                        when n < w (a worker is free)
@@ -28,7 +28,7 @@
 //! requests (most carry one sample), and it assumes the waiting requests can share a batch:
 //! requests for different models or cuts cannot, so under such a mix the figure is low. The
 //! cost model adds W once to every plan that uses the cloud; it does not scale the layers.
-//! Before any batch has finished, `s̄` is taken as `e`.
+//! Before any batch has finished, `s̄` is taken as `e`; before any has started, `W = 0`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -251,15 +251,19 @@ fn expected_wait_ms(state: &State, shape: QueueShape, now: Instant) -> f64 {
     if n < shape.workers {
         return window_ms(state, shape).min(MAX_WAIT_MS);
     }
-    let Some(oldest) = state.running.iter().map(|r| r.started).min() else {
-        // Everyone admitted is still between admission and a worker: a moment.
+    // No batch on a worker is a moment between two batches, or before the first: nothing
+    // has run, and the requests ahead each take a whole service time.
+    let oldest = state.running.iter().map(|r| r.started).min();
+    let elapsed_ms = oldest.map_or(0.0, |t| {
+        now.saturating_duration_since(t).as_secs_f64() * 1e3
+    });
+    let Some(mean) = state.mean_service_ms.or(oldest.map(|_| elapsed_ms)) else {
+        // Nothing has run or is running: no service time to go by yet.
         return 0.0;
     };
-    let elapsed_ms = now.saturating_duration_since(oldest).as_secs_f64() * 1e3;
-    let mean = state.mean_service_ms.unwrap_or(elapsed_ms);
     let waiting = n.saturating_sub(state.running_requests());
     let batches_ahead = (waiting / shape.batch_max) as f64 / shape.workers as f64;
-    let remaining = (mean - elapsed_ms).max(0.0);
+    let remaining = oldest.map_or(0.0, |_| (mean - elapsed_ms).max(0.0));
     (remaining + batches_ahead * mean).min(MAX_WAIT_MS)
 }
 
@@ -371,6 +375,11 @@ mod tests {
         assert!((wait(&state(4, both, Some(100.0)), 2) - 175.0).abs() < 1e-6);
         // Nothing finished yet: the oldest's run so far stands for the service time.
         assert!((wait(&state(2, one, None), 1) - 25.0).abs() < 1e-6);
+        // Between two batches (one finished, the next not yet on the worker), the three
+        // waiting are all ahead: 3 × 100.
+        assert!((wait(&state(3, vec![], Some(100.0)), 1) - 300.0).abs() < 1e-6);
+        // Nothing run or running yet: no figure to go by.
+        assert_eq!(wait(&state(3, vec![], None), 1), 0.0);
         // A request running past the mean leaves no remainder.
         let overdue = vec![on_worker(0, now - Duration::from_secs(1), 1)];
         assert_eq!(wait(&state(1, overdue, Some(100.0)), 1), 0.0);
