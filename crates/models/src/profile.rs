@@ -72,8 +72,9 @@ use crate::tensor::HostTensor;
 /// of more than 2 MiB of weights asks for the next block's weights ahead of use; 36: linear
 /// layers over a weight packed in blocks of 16 outputs, one sequential stream per block; 37:
 /// the direct kernel's tiles run on into the next output row where a row's outputs do not fill
-/// whole vectors.
-pub const KERNEL_REVISION: u32 = 37;
+/// whole vectors; 38: stride-2 max pools of 2×2 windows and of unpadded 3×3 ones taken across
+/// each input row once, then down.
+pub const KERNEL_REVISION: u32 = 38;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -201,17 +201,27 @@ impl Model {
         })
     }
 
-    /// Runs pooling layer `node` on `x` (max pooling and global average pooling with the
-    /// crate's own kernels where it runs them); `None` when `node` is no pooling layer.
+    /// Runs pooling layer `node` on `x` (max pooling, global average pooling, and adaptive
+    /// average pooling to the size the map has, with the crate's own kernels where it runs
+    /// them); `None` when `node` is no pooling layer.
     fn pool(&self, node: &Node, x: Input) -> Result<Option<Tensor<4>>, ModelError> {
         let own = match node.spec().kind {
             LayerKind::MaxPool2d { .. } => true,
-            LayerKind::AdaptiveAvgPool2d { output_size } => output_size == [1, 1],
+            LayerKind::AdaptiveAvgPool2d { output_size } => {
+                output_size == [1, 1] || x.shape().get(2..) == Some(&output_size[..])
+            }
             _ => false,
         };
         if !own || !self.own_kernels {
             let x = self.map(x)?;
             return Ok(self.burn_pool(node, x));
+        }
+        if let LayerKind::AdaptiveAvgPool2d { output_size } = node.spec().kind
+            && x.shape().get(2..) == Some(&output_size[..])
+        {
+            // To the size it has already (AlexNet's 6×6, VGG16's 7×7): each output the mean
+            // of one value, the value itself.
+            return Ok(Some(self.map(x)?));
         }
         Ok(Some(match &node.spec().kind {
             LayerKind::AdaptiveAvgPool2d { .. } if matches!(x, Input::Blocked(_)) => {

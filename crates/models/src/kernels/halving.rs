@@ -1,5 +1,5 @@
-//! 3×3 windows at stride 2 (MobileNetV2's downsampling depthwise layers, the zoo's 3×3
-//! stride-2 max pools), read straight from the NCHW input rows. With padding 1,
+//! 3×3 windows at stride 2 (MobileNetV2's downsampling depthwise layers, ResNet's max pool),
+//! read straight from the NCHW input rows. With padding 1,
 //! output column `ox` reads input columns `2·ox − 1`, `2·ox` and `2·ox + 1`; with padding 0,
 //! `2·ox`, `2·ox + 1` and `2·ox + 2`. Two vectors of a row hold a vector's worth of outputs'
 //! even columns and odd columns, which AVX's permutes split apart in registers; the odd
@@ -120,7 +120,7 @@ struct Planes<'a, W> {
 /// What the kernel needs of a vector instruction set beyond [`pulp::Simd`]: splitting the
 /// columns of two vectors into evens and odds, and shifting a vector's lanes one place either
 /// way, a lane of another vector shifted in.
-trait Halves: pulp::Simd {
+pub(super) trait Halves: pulp::Simd {
     /// The even and the odd values of `a` followed by `b`, each in order.
     fn split(self, a: Self::f32s, b: Self::f32s) -> [Self::f32s; 2];
 

@@ -36,6 +36,7 @@ mod pool;
 mod prefetch;
 pub(crate) mod recycled;
 mod scratch;
+mod strided_max;
 mod transpose;
 mod vector;
 mod winograd;

@@ -7,9 +7,11 @@
 //! in registers, and copies the kept outputs out. Reading `kh` rows a vector at a time and
 //! then `kw` runs costs `kh + kw` loads an output vector instead of `kh · kw`, and no pass
 //! splits columns by stride. NaN wins, as in PyTorch. A task takes several planes; its loops
-//! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. 3×3
-//! windows skip both passes: at stride 1 with padding 1 they read their planes in place
-//! ([`in_place`]), at stride 2 with AVX2 or AVX-512 straight from the rows ([`halving`]).
+//! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. Common
+//! windows skip both passes: 3×3 ones at stride 1 with padding 1 read their planes in place
+//! ([`in_place`]); with AVX2 or AVX-512, 2×2 ones at stride 2 and 3×3 ones at stride 2 without
+//! padding are taken across each input row once and then down ([`strided_max`]), and 3×3 ones
+//! at stride 2 with padding 1 straight from the rows ([`halving`]).
 
 use rayon::prelude::*;
 
@@ -18,6 +20,7 @@ use super::in_place;
 use super::plane::{PaddedPlane, VectorBlocks, Window, first_lanes, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
+use super::strided_max;
 use super::vector::{dispatch, load, store};
 use super::{Activation, ShapeError};
 
@@ -46,6 +49,10 @@ pub(crate) fn max_pool2d(
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
     if in_place::suits(window, [h, w]) {
         in_place::run(x, [h, w], &mut out, per_task, Maxima3x3 { nan: true });
+        return Ok(out);
+    }
+    if strided_max::suits(window) {
+        strided_max::run(x, [h, w], [ho, wo], window, &mut out, per_task)?;
         return Ok(out);
     }
     if halving::suits(window) {
@@ -292,7 +299,7 @@ fn larger_value(m: f32, v: f32) -> f32 {
 /// `v` where it is larger than `m` or (where the plane holds a NaN, `nan`) NaN, else `m`
 /// (which keeps a NaN it took).
 #[inline(always)]
-fn larger<S: pulp::Simd>(simd: S, v: S::f32s, m: S::f32s, nan: bool) -> S::f32s {
+pub(super) fn larger<S: pulp::Simd>(simd: S, v: S::f32s, m: S::f32s, nan: bool) -> S::f32s {
     if nan {
         let take = simd.or_m32s(
             simd.greater_than_f32s(v, m),
