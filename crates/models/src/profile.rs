@@ -73,8 +73,9 @@ use crate::tensor::HostTensor;
 /// layers over a weight packed in blocks of 16 outputs, one sequential stream per block; 37:
 /// the direct kernel's tiles run on into the next output row where a row's outputs do not fill
 /// whole vectors; 38: stride-2 max pools of 2×2 windows and of unpadded 3×3 ones taken across
-/// each input row once, then down.
-pub const KERNEL_REVISION: u32 = 38;
+/// each input row once, then down; 39: on AVX2, 3×3 layers at stride 2 onto maps larger than
+/// 14×14 run direct.
+pub const KERNEL_REVISION: u32 = 39;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

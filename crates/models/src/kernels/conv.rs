@@ -23,7 +23,8 @@
 //!   patches gathered a few pixels at a time and multiplied in register tiles whose vectors
 //!   run over output channels.
 //! - **Direct** (fewer than 16 input channels, as in an RGB stem, whose im2col matrix would be
-//!   `in · kh · kw` times the input): in [`direct`], on padded planes of the input.
+//!   `in · kh · kw` times the input; and on AVX2, 3×3 layers at stride 2 onto maps larger than
+//!   14×14): in [`direct`], on padded planes of the input.
 
 use rayon::prelude::*;
 
@@ -113,6 +114,17 @@ fn suits_pixel_major(s: &ConvShape, pixels: usize) -> bool {
         && !(s.kernel == [1, 1] && s.padding == [0, 0])
 }
 
+/// Whether a layer of shape `s` onto `pixels` output pixels runs direct on AVX2 although it
+/// has many input channels: a 3×3 layer at stride 2 onto a map larger than
+/// [`PATCHES_MAX_PIXELS_16`] pixels. Machine D, one thread, a layer alone against the
+/// pixel-major product: ResNet-50's 128 → 128 from 56×56 to 28×28 2.91 → 2.48 ms (ONNX
+/// Runtime 2.09 in-pass), ResNet-18's 64 → 128 1.47 → 1.28. On AVX-512 the product stays
+/// (2.30–2.58 against 2.39, 1.15 against 1.19), as do such layers onto 14×14 maps on AVX2
+/// (the patches kernel, within the noise of direct).
+fn strided_direct_on_avx2(s: &ConvShape, pixels: usize) -> bool {
+    s.kernel == [3, 3] && s.stride == [2, 2] && pixels > PATCHES_MAX_PIXELS_16
+}
+
 /// The layout a layer of shape `s` with an `output` of `ho × wo` pixels runs in.
 pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
     layout_on(s, output, VectorPath::current())
@@ -121,7 +133,9 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
 /// [`choose_layout`] for the kernels of vector path `path`.
 fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
     let pixels = output[0] * output[1];
-    if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS {
+    if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS
+        || (path == VectorPath::Avx2 && strided_direct_on_avx2(s, pixels))
+    {
         return Layout::Direct;
     }
     if pointwise::suits(s) {
@@ -700,8 +714,10 @@ mod tests {
         let thirteen = (shape(256, 256, 3, 1, 1, 1), [13, 13]);
         // ResNet-50's 256→256 layers on 14×14 maps, which 2×2 tiles cover exactly.
         let fourteen = (shape(256, 256, 3, 1, 1, 1), [14, 14]);
-        // ResNet-18's strided 128→256 layer to a 14×14 map (no Winograd).
+        // ResNet-18's strided 128→256 layer to a 14×14 map (no Winograd), and ResNet-50's
+        // 128→128 one to a 28×28 map.
         let strided = (shape(128, 256, 3, 2, 1, 1), [14, 14]);
+        let strided_large = (shape(128, 128, 3, 2, 1, 1), [28, 28]);
         // 5×5 layers on 28×28 maps: with 32 input channels, and with too few for Winograd.
         let wide = (shape(32, 96, 5, 1, 2, 1), [28, 28]);
         let thin = (shape(16, 32, 5, 1, 2, 1), [28, 28]);
@@ -715,6 +731,10 @@ mod tests {
             (
                 strided,
                 [Layout::PixelMajor, patches(avx2), Layout::PixelMajor],
+            ),
+            (
+                strided_large,
+                [Layout::PixelMajor, Layout::Direct, Layout::PixelMajor],
             ),
             (wide, [f2_of_5; 3]),
             (thin, [Layout::PixelMajor; 3]),
