@@ -74,8 +74,9 @@ use crate::tensor::HostTensor;
 /// the direct kernel's tiles run on into the next output row where a row's outputs do not fill
 /// whole vectors; 38: stride-2 max pools of 2×2 windows and of unpadded 3×3 ones taken across
 /// each input row once, then down; 39: on AVX2, 3×3 layers at stride 2 onto maps larger than
-/// 14×14 run direct.
-pub const KERNEL_REVISION: u32 = 39;
+/// 14×14 run direct; 40: 3×3 stride-1 max pools on planes of at most 256 values taken across
+/// each row, then down.
+pub const KERNEL_REVISION: u32 = 40;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,7 @@ mod halving;
 mod huge_pages;
 mod in_place;
 mod linear;
+mod max3x3;
 mod patches;
 mod plane;
 mod pointwise;

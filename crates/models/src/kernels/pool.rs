@@ -8,7 +8,8 @@
 //! then `kw` runs costs `kh + kw` loads an output vector instead of `kh · kw`, and no pass
 //! splits columns by stride. NaN wins, as in PyTorch. A task takes several planes; its loops
 //! run through `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. Common
-//! windows skip both passes: 3×3 ones at stride 1 with padding 1 read their planes in place
+//! windows skip both passes: 3×3 ones at stride 1 with padding 1 are taken across each row and
+//! then down on planes of up to 256 values ([`max3x3`]) and read in place on larger ones
 //! ([`in_place`]); with AVX2 or AVX-512, 2×2 ones at stride 2 and 3×3 ones at stride 2 without
 //! padding are taken across each input row once and then down ([`strided_max`]), and 3×3 ones
 //! at stride 2 with padding 1 straight from the rows ([`halving`]).
@@ -17,6 +18,7 @@ use rayon::prelude::*;
 
 use super::halving;
 use super::in_place;
+use super::max3x3;
 use super::plane::{PaddedPlane, VectorBlocks, Window, first_lanes, in_blocks, store_block};
 use super::recycled;
 use super::scratch::Scratch;
@@ -47,6 +49,10 @@ pub(crate) fn max_pool2d(
     PaddedPlane::new(window, [h, w], [ho, wo])?;
     let mut out = recycled::take(x.len() / plane_in * plane_out);
     let per_task = TASK_OUTPUTS.div_ceil(plane_out);
+    if max3x3::suits(window, [h, w]) {
+        max3x3::run(x, [h, w], &mut out, per_task);
+        return Ok(out);
+    }
     if in_place::suits(window, [h, w]) {
         in_place::run(x, [h, w], &mut out, per_task, Maxima3x3 { nan: true });
         return Ok(out);
@@ -292,14 +298,25 @@ fn column_max<S: pulp::Simd>(
 
 /// `v` where it is larger than `m` or NaN, else `m` (which keeps a NaN it took): one value of
 /// [`larger`].
-fn larger_value(m: f32, v: f32) -> f32 {
+pub(super) fn larger_value(m: f32, v: f32) -> f32 {
     if v > m || v.is_nan() { v } else { m }
+}
+
+/// The larger of `a` and `b`; with `NAN`, NaN where either is (for kernels that know per plane
+/// whether it may hold one).
+#[inline(always)]
+pub(super) fn maximum<S: pulp::Simd, const NAN: bool>(simd: S, a: S::f32s, b: S::f32s) -> S::f32s {
+    if NAN {
+        larger(simd, a, b, true)
+    } else {
+        simd.max_f32s(a, b)
+    }
 }
 
 /// `v` where it is larger than `m` or (where the plane holds a NaN, `nan`) NaN, else `m`
 /// (which keeps a NaN it took).
 #[inline(always)]
-pub(super) fn larger<S: pulp::Simd>(simd: S, v: S::f32s, m: S::f32s, nan: bool) -> S::f32s {
+fn larger<S: pulp::Simd>(simd: S, v: S::f32s, m: S::f32s, nan: bool) -> S::f32s {
     if nan {
         let take = simd.or_m32s(
             simd.greater_than_f32s(v, m),
@@ -456,6 +473,8 @@ mod tests {
             (3, 2, 1, 1, [20, 37], [10, 19]),
             (3, 1, 1, 1, [9, 33], [9, 33]),
             (3, 2, 0, 1, [35, 35], [17, 17]),
+            // A stride-1 one on a plane too large to take flat (read in place, row by row).
+            (3, 1, 1, 1, [20, 20], [20, 20]),
         ];
         for (k, s, p, d, [h, w], out) in cases {
             let window = Window {
@@ -503,7 +522,7 @@ mod tests {
             assert_eq!(v.is_nan(), covered, "output ({oy}, {ox}) is {v}");
         }
         assert!(y[80..].iter().all(|v| !v.is_nan()));
-        // And in a small plane a stride-1 window reads in place.
+        // And in a small plane, where a stride-1 window is taken across each row, then down.
         let window = Window {
             kernel: [3, 3],
             stride: [1, 1],

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use super::ShapeError;
 use super::halving::Halves;
 use super::plane::{Window, first_lanes};
-use super::pool::larger;
+use super::pool::maximum;
 use super::scratch::Scratch;
 use super::vector::{VectorPath, load, store};
 
@@ -224,16 +224,16 @@ fn row_across<S: Halves, const K: usize, const P: usize, const NAN: bool>(
         let maxima = if P == 1 {
             let left = simd.shifted(before, odds);
             before = odds;
-            let m = max::<S, NAN>(simd, left, evens);
+            let m = maximum::<S, NAN>(simd, left, evens);
             if K == 3 {
-                max::<S, NAN>(simd, m, odds)
+                maximum::<S, NAN>(simd, m, odds)
             } else {
                 m
             }
         } else {
-            let m = max::<S, NAN>(simd, evens, odds);
+            let m = maximum::<S, NAN>(simd, evens, odds);
             if K == 3 {
-                max::<S, NAN>(simd, m, simd.following(evens, next[0]))
+                maximum::<S, NAN>(simd, m, simd.following(evens, next[0]))
             } else {
                 m
             }
@@ -265,16 +265,6 @@ fn read_checked<S: pulp::Simd>(simd: S, row: &[f32], at: usize, check: &mut S::f
     )
 }
 
-/// The larger of `a` and `b`; with `NAN`, NaN where either is.
-#[inline(always)]
-fn max<S: pulp::Simd, const NAN: bool>(simd: S, a: S::f32s, b: S::f32s) -> S::f32s {
-    if NAN {
-        larger(simd, a, b, true)
-    } else {
-        simd.max_f32s(a, b)
-    }
-}
-
 /// The second pass over one plane: output row `oy` the maximum of rows `2·oy − P` to
 /// `2·oy − P + K − 1` of `across` (those inside the plane's `h` rows), into `y` (`[ho, wo]`);
 /// with `NAN`, NaN where any of them is.
@@ -294,7 +284,7 @@ fn down<S: pulp::Simd, const K: usize, const P: usize, const NAN: bool>(
         for ox in (0..wo).step_by(lanes) {
             let mut m = load::<S>(&across[first * stride + ox..]);
             for iy in first + 1..end {
-                m = max::<S, NAN>(simd, load::<S>(&across[iy * stride + ox..]), m);
+                m = maximum::<S, NAN>(simd, load::<S>(&across[iy * stride + ox..]), m);
             }
             if ox + lanes <= wo {
                 store::<S>(&mut out[ox..], m);
