@@ -53,13 +53,7 @@ pub(crate) struct Filters<'a> {
 /// vector of the widest path (as the in-place kernel needs, so that one of the two always
 /// runs), channels in whole blocks, and the AVX2 path in effect.
 pub(crate) fn suits(window: &Window, [h, w]: [usize; 2], channels: usize) -> bool {
-    let three_by_three = Window {
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-    };
-    *window == three_by_three
+    *window == Window::SAME_3X3
         && h * w <= MAX_PLANE
         && h * w >= MAX_LANES
         && channels % LANES == 0

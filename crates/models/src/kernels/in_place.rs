@@ -42,13 +42,7 @@ const MAX_FLAT: usize = 256;
 /// and dilation 1, over planes that hold a whole vector of the widest path (so that a plane's
 /// last vector can end at its end) and, past [`MAX_FLAT`] values, whose rows do.
 pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
-    let three_by_three = Window {
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-    };
-    *window == three_by_three && h * w >= MAX_LANES && (h * w <= MAX_FLAT || w >= MAX_LANES)
+    *window == Window::SAME_3X3 && h * w >= MAX_LANES && (h * w <= MAX_FLAT || w >= MAX_LANES)
 }
 
 /// Runs `window` over every `[h, w]` plane of `x` into `out` (as many planes), `per_task`

@@ -32,13 +32,7 @@ const MAX_VALUES: usize = 256;
 /// Whether [`run`] takes `window` over `[h, w]` planes: a 3×3 window at stride 1 with padding 1
 /// and no dilation, over planes of a whole vector of the widest path to [`MAX_VALUES`] values.
 pub(crate) fn suits(window: &Window, [h, w]: [usize; 2]) -> bool {
-    let three_by_three = Window {
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-    };
-    *window == three_by_three && (MAX_LANES..=MAX_VALUES).contains(&(h * w))
+    *window == Window::SAME_3X3 && (MAX_LANES..=MAX_VALUES).contains(&(h * w))
 }
 
 /// Max-pools every `[h, w]` plane of `x` into `out` (as many planes), `per_task` planes to a

@@ -109,6 +109,17 @@ pub(crate) struct Window {
     pub dilation: [usize; 2],
 }
 
+impl Window {
+    /// A 3×3 window at stride 1 with padding 1 and no dilation, whose output is the size of
+    /// its input (the stride-1 depthwise layers', GoogLeNet's branch pools').
+    pub(crate) const SAME_3X3: Window = Window {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+}
+
 /// The layout of one plane's padded copy, split into *phases* by the remainders of the padded
 /// row modulo the row stride and, on wide inputs, of the padded column modulo the column
 /// stride: phase `(qy, qx)` holds padded rows `qy, qy + sh, …` and, of each, columns
