@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use super::plane::{MAX_LANES, Window, first_lanes};
+use super::plane::{MAX_LANES, Window, first_lanes, flat_starts};
 use super::vector::{dispatch, load, store};
 
 /// Output vectors computed together, their results held in registers across the taps.
@@ -173,10 +173,7 @@ struct FlatVectors<S: pulp::Simd> {
 impl<S: pulp::Simd> FlatVectors<S> {
     #[inline(always)]
     fn new(simd: S, [h, w]: [usize; 2]) -> Self {
-        let (n, lanes) = (h * w, S::F32_LANES);
-        let starts: Vec<usize> = (0..n.div_ceil(lanes))
-            .map(|v| (v * lanes).min(n - lanes))
-            .collect();
+        let starts = flat_starts(h * w, S::F32_LANES);
         let masks = starts
             .iter()
             .map(|&f| masks::<S>(simd, f, [h, w]))

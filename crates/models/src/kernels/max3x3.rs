@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::plane::{MAX_LANES, Window};
+use super::plane::{MAX_LANES, Window, flat_starts};
 use super::pool::{larger_value, maximum};
 use super::scratch::Scratch;
 use super::vector::{dispatch, load, store};
@@ -71,10 +71,7 @@ struct Vectors<S: pulp::Simd> {
 impl<S: pulp::Simd> Vectors<S> {
     #[inline(always)]
     fn new(simd: S, [h, w]: [usize; 2]) -> Self {
-        let (n, lanes) = (h * w, S::F32_LANES);
-        let starts: Vec<usize> = (0..n.div_ceil(lanes))
-            .map(|v| (v * lanes).min(n - lanes))
-            .collect();
+        let starts = flat_starts(h * w, S::F32_LANES);
         let mut has_left = Vec::with_capacity(starts.len());
         let mut has_right = Vec::with_capacity(starts.len());
         for &f in &starts {

@@ -412,6 +412,15 @@ const LANE_INDEX: [f32; MAX_LANES] = [
     0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
 ];
 
+/// Where each vector of a flat run of `n` values (at least `lanes`) starts: every `lanes`
+/// values, the last one ending at the run's end (over the one before it, where `lanes` does
+/// not divide `n`), so that every load and store stays inside the run.
+pub(crate) fn flat_starts(n: usize, lanes: usize) -> Vec<usize> {
+    (0..n.div_ceil(lanes))
+        .map(|v| (v * lanes).min(n - lanes))
+        .collect()
+}
+
 /// A mask of a vector's first `n` lanes: those of a row of `n` values.
 #[inline(always)]
 pub(crate) fn first_lanes<S: pulp::Simd>(simd: S, n: usize) -> S::m32s {
