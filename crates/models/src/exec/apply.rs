@@ -205,22 +205,20 @@ impl Model {
     /// average pooling to the size the map has, with the crate's own kernels where it runs
     /// them); `None` when `node` is no pooling layer.
     fn pool(&self, node: &Node, x: Input) -> Result<Option<Tensor<4>>, ModelError> {
+        // An adaptive average pool to the size the map has already (AlexNet's 6×6, VGG16's
+        // 7×7): each output the mean of one value, the value itself.
+        let same_size = matches!(node.spec().kind, LayerKind::AdaptiveAvgPool2d { output_size }
+            if x.shape().get(2..) == Some(&output_size[..]));
         let own = match node.spec().kind {
             LayerKind::MaxPool2d { .. } => true,
-            LayerKind::AdaptiveAvgPool2d { output_size } => {
-                output_size == [1, 1] || x.shape().get(2..) == Some(&output_size[..])
-            }
+            LayerKind::AdaptiveAvgPool2d { output_size } => output_size == [1, 1] || same_size,
             _ => false,
         };
         if !own || !self.own_kernels {
             let x = self.map(x)?;
             return Ok(self.burn_pool(node, x));
         }
-        if let LayerKind::AdaptiveAvgPool2d { output_size } = node.spec().kind
-            && x.shape().get(2..) == Some(&output_size[..])
-        {
-            // To the size it has already (AlexNet's 6×6, VGG16's 7×7): each output the mean
-            // of one value, the value itself.
+        if same_size {
             return Ok(Some(self.map(x)?));
         }
         Ok(Some(match &node.spec().kind {

@@ -1,7 +1,7 @@
 //! 3×3 windows at stride 2 (MobileNetV2's downsampling depthwise layers, ResNet's max pool),
-//! read straight from the NCHW input rows. With padding 1,
-//! output column `ox` reads input columns `2·ox − 1`, `2·ox` and `2·ox + 1`; with padding 0,
-//! `2·ox`, `2·ox + 1` and `2·ox + 2`. Two vectors of a row hold a vector's worth of outputs'
+//! read straight from the NCHW input rows. With padding 1, output column `ox` reads input
+//! columns `2·ox − 1`, `2·ox` and `2·ox + 1`; with padding 0, `2·ox`, `2·ox + 1` and
+//! `2·ox + 2`. Two vectors of a row hold a vector's worth of outputs'
 //! even columns and odd columns, which AVX's permutes split apart in registers; the odd
 //! columns one place to the left take the last odd column of the vector before, the even
 //! columns one place to the right the next even column. Each input row's three taps are combined apart
