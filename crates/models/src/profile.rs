@@ -75,8 +75,9 @@ use crate::tensor::HostTensor;
 /// whole vectors; 38: stride-2 max pools of 2×2 windows and of unpadded 3×3 ones taken across
 /// each input row once, then down; 39: on AVX2, 3×3 layers at stride 2 onto maps larger than
 /// 14×14 run direct; 40: 3×3 stride-1 max pools on planes of at most 256 values taken across
-/// each row, then down.
-pub const KERNEL_REVISION: u32 = 40;
+/// each row, then down; 41: on AVX2, a 1×1 layer's last few pixels summed against its blocks'
+/// weight vectors, and chunks of many tiles packed tile by tile.
+pub const KERNEL_REVISION: u32 = 41;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
