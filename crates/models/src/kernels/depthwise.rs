@@ -7,9 +7,10 @@
 //! for all of the plane's outputs; the outputs are computed several vectors at a time, the taps
 //! multiply-added into sums held in registers, and stored once. A task's loops run through
 //! `pulp`, compiled for the [`VectorPath`](super::VectorPath) in effect. 3×3 layers skip the
-//! copies: at stride 1 with padding 1 they read their planes in place ([`in_place`]), or, on
-//! small planes with AVX2 or AVX-512, eight channels to a vector (`channel_blocks`), at stride
-//! 2 with AVX2 or AVX-512 straight from the rows ([`halving`]).
+//! copies: on small planes on the AVX2 path, at stride 1 or 2 with padding 1, eight channels
+//! to a vector (`channel_blocks`); otherwise at stride 1 with padding 1 they read their planes
+//! in place ([`in_place`]), at stride 2 with AVX2 or AVX-512 straight from the rows
+//! ([`halving`]).
 
 use rayon::prelude::*;
 
@@ -117,7 +118,7 @@ impl DepthwiseConv {
                 bias: &self.bias,
                 activation: self.activation,
             };
-            channel_blocks::run(x, [h, w], &mut out, &filters);
+            channel_blocks::run(x, &window, [h, w], &mut out, &filters);
             return Ok(out);
         }
         if in_place::suits(&window, [h, w]) {
