@@ -76,8 +76,10 @@ use crate::tensor::HostTensor;
 /// each input row once, then down; 39: on AVX2, 3×3 layers at stride 2 onto maps larger than
 /// 14×14 run direct; 40: 3×3 stride-1 max pools on planes of at most 256 values taken across
 /// each row, then down; 41: on AVX2, a 1×1 layer's last few pixels summed against its blocks'
-/// weight vectors, and chunks of many tiles packed tile by tile.
-pub const KERNEL_REVISION: u32 = 41;
+/// weight vectors, and chunks of many tiles packed tile by tile; 42: on AVX2, 3×3 depthwise
+/// layers with padding 1 on planes of at most 28 × 28 run eight channels to a vector at stride
+/// 2 too.
+pub const KERNEL_REVISION: u32 = 42;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
