@@ -40,7 +40,9 @@ pub use machine::{MachineInfo, apply_cpu_quota};
 pub use measured::{ModelCheck, check_models, measured_costs};
 pub use profile::{DeviceProfile, MeasuredLayer, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
-pub use rounds::{LONG_SPELL_ROUNDS, SLOW_LIMIT, SpellGuard, Steadiness, WARN_SLOW_SHARE};
+pub use rounds::{
+    LONG_SPELL_ROUNDS, SLOW_LIMIT, SpellGuard, Steadiness, WARN_SLOW_SHARE, after_own_pass,
+};
 pub use small_nets::{INVERTED_RESIDUAL, LENET_LIKE, SMALL_NET_PREFIX, SMALL_NETS, small_nets};
 pub use space::{Sample, Sampler, SweepSize};
 pub use sweep::{ClassSummary, InPassSummary, SweepConfig, in_pass_name, run_in_pass, run_sweep};

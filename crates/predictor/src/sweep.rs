@@ -16,7 +16,7 @@ use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir, in_pass_root};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
-use crate::rounds::SpellGuard;
+use crate::rounds::{SpellGuard, after_own_pass};
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -237,7 +237,8 @@ fn nodes_excess(times: &[PassTime]) -> f64 {
 /// interleaved rounds, one pass of each network per round, so that all of `nets` are held
 /// at once. The CPU quota, backend and seed are the sweep's. These are the layers of real
 /// networks in their real context, which the sampled layers of [`run_sweep`] are not. Then
-/// every network's whole passes, run as an application runs one (in rounds of their own), go
+/// every network's whole passes, run as an application runs one (in rounds of their own, each
+/// after a pass of its own network), go
 /// against its nodes' sum into its summary's [`PassTime`], and a probe network's (one ReLU,
 /// timed in the same rounds) into [`in_pass_root`]`/pass.csv`: what a pass costs beyond its
 /// nodes, which `train` keeps as the profile's `pass_ms`. Where the networks' nodes sum to more
@@ -273,14 +274,19 @@ pub fn run_in_pass(
         nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
     };
     // Each try: the passes timed between nodes, then whole passes as an application runs
-    // them, from this thread, in rounds of their own. A try whose nodes add up to more than
-    // its whole passes ran its node timings in a slow spell the anchor did not show.
+    // them, from this thread, in rounds of their own, each after a pass of its own network
+    // ([`after_own_pass`]). A try whose nodes add up to more than its whole passes ran its node
+    // timings in a slow spell the anchor did not show.
     let time_try = |guard: &mut SpellGuard| -> Result<InPassTry, PredictorError> {
         let passes = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
-            models[i].time_pass(inputs[i].clone())
+            after_own_pass(&models[i], &inputs[i], |model, input| {
+                model.time_pass(input.clone())
+            })
         })?;
         let wholes = guard.rounds(models.len(), 1, IN_PASS_ROUNDS, |i| {
-            models[i].time_forward(&inputs[i], 0, 1)
+            after_own_pass(&models[i], &inputs[i], |model, input| {
+                model.time_forward(input, 0, 1)
+            })
         })?;
         let times: Vec<PassTime> = models
             .iter()

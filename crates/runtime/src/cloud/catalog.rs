@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use models::{Backend, Net};
-use predictor::SpellGuard;
+use predictor::{SpellGuard, after_own_pass};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 use transport::{CloudCosts, Loss, NodeCost};
@@ -213,8 +213,9 @@ async fn load_and_measure(
 
 /// Each node's time on this machine at batch 1, for each of `loaded`: the median over
 /// [`COST_ROUNDS`] passes on a seeded input, timed between nodes as the pass runs them, the
-/// models' passes taken in [`interleaved`] rounds, with what a whole pass (timed as a request
-/// runs one, in rounds of their own) takes beyond its nodes added to the output node, which
+/// models' passes taken in [`interleaved`] rounds, each after a pass of its own model
+/// ([`after_own_pass`]), with what a whole pass (timed as a request runs one, in rounds of
+/// their own) takes beyond its nodes added to the output node, which
 /// every part the server runs ends with; and what decoding costs here (the embedded
 /// photograph, and every codec on every node's output for that input).
 fn measure_costs(
@@ -227,16 +228,20 @@ fn measure_costs(
         .collect::<Result<Vec<_>, _>>()?;
     let mut guard = SpellGuard::on(backend)?;
     let passes = guard.rounds(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
-        loaded[i].model.time_pass(inputs[i].clone())
+        after_own_pass(&loaded[i].model, &inputs[i], |model, input| {
+            model.time_pass(input.clone())
+        })
     })?;
     let wholes = guard.rounds(loaded.len(), 1, COST_ROUNDS, |i| {
-        loaded[i].model.time_forward(&inputs[i], 0, 1)
+        after_own_pass(&loaded[i].model, &inputs[i], |model, input| {
+            model.time_forward(input, 0, 1)
+        })
     })?;
     if let Some(warning) = guard.steadiness().warning() {
         warn!("{warning}");
     }
     let method = format!(
-        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together, a round in a slow spell of the server run again; the output node also carries what a whole pass takes beyond its nodes",
+        "median of {COST_ROUNDS} whole passes at batch 1 on {backend}, timed between nodes, in rounds of one pass of each of {} models loaded together (each after an unmeasured pass of its own), a round in a slow spell of the server run again; the output node also carries what a whole pass takes beyond its nodes",
         loaded.len()
     );
     loaded
