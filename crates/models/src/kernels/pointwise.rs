@@ -377,20 +377,29 @@ impl Chunk<'_> {
                 zeros.fill(0.0);
             }
         }
-        // Each lone pixel's input values, each repeated for every channel of a block: where a
-        // vector holds more than a block's channels. Where it holds one block, the lone pixels'
-        // columns side by side (`[in, tail]`), to be broadcast.
+        // The lone pixels' input values. Where a vector holds more than a block's channels, each
+        // pixel's values, each repeated for every channel of a block (`[tail, in, CHANNELS]`);
+        // where it holds one block, the pixels' columns side by side (`[in, tail]`), to be
+        // broadcast.
         let spreads = lone && lanes > CHANNELS;
         let first_lone = task.first_pixel + whole * tile;
-        let mut spread = Scratch::take(if lone { tail * cin * CHANNELS } else { 0 });
+        let lone_len = match (lone, spreads) {
+            (false, _) => 0,
+            (true, true) => tail * cin * CHANNELS,
+            (true, false) => tail * cin,
+        };
+        let mut lone_inputs = Scratch::take(lone_len);
         if spreads {
-            for (p, values) in spread.chunks_exact_mut(cin * CHANNELS).enumerate() {
+            for (p, values) in lone_inputs.chunks_exact_mut(cin * CHANNELS).enumerate() {
                 for (c, dst) in values.chunks_exact_mut(CHANNELS).enumerate() {
                     dst.fill(x[c * pixels + first_lone + p]);
                 }
             }
         } else if lone {
-            for (dst, row) in spread.chunks_exact_mut(tail).zip(x.chunks_exact(pixels)) {
+            for (dst, row) in lone_inputs
+                .chunks_exact_mut(tail)
+                .zip(x.chunks_exact(pixels))
+            {
                 dst.copy_from_slice(&row[first_lone..first_lone + tail]);
             }
         }
@@ -445,9 +454,9 @@ impl Chunk<'_> {
                     rows,
                 );
                 if spreads {
-                    tiles.lone_pixels(simd, &spread, whole * tile);
+                    tiles.lone_pixels(simd, &lone_inputs, whole * tile);
                 } else {
-                    tiles.lone_across(simd, &spread[..cin * tail], whole * tile);
+                    tiles.lone_across(simd, &lone_inputs, whole * tile);
                 }
                 lone_blocks += 1;
             }
@@ -581,11 +590,11 @@ impl<'a, 'r> Tiles<'a, 'r> {
 
     /// The sums of a whole block's lone pixels (at most 4), from `at` on, where a vector holds
     /// the block's channels: their input `columns` (`[in, pixels]`). Each input channel's
-    /// weights are one vector, which every pixel's input value, broadcast, multiplies. Each pixel's sums are split between
-    /// interleaved input channels, so that at least 6 sums are in flight; then they are added,
-    /// and stored with the bias, any residual and the activation. Per pixel and block, `in`
-    /// multiply-adds with a vector of weights shared by the pixels, where [`lone_pixel`] loads
-    /// two vectors for each.
+    /// weights are one vector, which every pixel's input value, broadcast, multiplies. Each
+    /// pixel's sums are split between interleaved input channels, so that at least 6 sums are
+    /// in flight; then they are added, and stored with the bias, any residual and the
+    /// activation. Per pixel and block, `in` multiply-adds with a vector of weights shared by
+    /// the pixels, where [`lone_pixel`] loads two vectors for each.
     #[inline(always)]
     fn lone_across<S: pulp::Simd>(self, simd: S, columns: &[f32], at: usize) {
         match columns.len() / (self.weights.len() / CHANNELS).max(1) {
