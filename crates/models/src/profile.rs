@@ -78,8 +78,8 @@ use crate::tensor::HostTensor;
 /// each row, then down; 41: on AVX2, a 1×1 layer's last few pixels summed against its blocks'
 /// weight vectors, and chunks of many tiles packed tile by tile; 42: on AVX2, 3×3 depthwise
 /// layers with padding 1 on planes of at most 28 × 28 run eight channels to a vector at stride
-/// 2 too.
-pub const KERNEL_REVISION: u32 = 42;
+/// 2 too; 43: the direct kernel's tiles ask for the output lines of the tile two ahead.
+pub const KERNEL_REVISION: u32 = 43;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,8 @@
 //!
 //! A kernel whose weight is read once per layer from memory (a 3×3 layer on a 7×7 map reads
 //! 9.4 MB for 49 pixels) otherwise waits on every block of it; asking for the next block while
-//! the current one is multiplied overlaps the two. Safe Rust has no such hint, so this module,
+//! the current one is multiplied overlaps the two. The direct kernel asks the same way for the
+//! output lines its next tiles will write. Safe Rust has no such hint, so this module,
 //! [`gemm`](super::gemm) and [`huge_pages`](super::huge_pages) hold the crate's only `unsafe`
 //! code: here one block, behind a function that takes a slice and an index and touches nothing
 //! outside the slice.
