@@ -201,11 +201,11 @@ impl pulp::NullaryFnOnce for Task<'_> {
                 let mut ox = 0;
                 while ox < wo {
                     let [top, left] = [oy, ox].map(|at| at * stride);
+                    let rows: [&[_]; 3] =
+                        std::array::from_fn(|dy| &pixels[(top + dy) * width + left..]);
                     let [first, second] = if stride == 1 {
-                        let rows = std::array::from_fn(|dy| &pixels[(top + dy) * width + left..]);
                         window.pair::<1>(simd, rows)
                     } else {
-                        let rows = std::array::from_fn(|dy| &pixels[(top + dy) * width + left..]);
                         window.pair::<2>(simd, rows)
                     };
                     let out = oy * wo + ox;
