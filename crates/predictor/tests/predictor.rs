@@ -120,6 +120,8 @@ fn tiny_sweep_resumes_trains_and_predicts() {
         assert_eq!(r.samples, 12);
         assert!(r.ours.n > 0 && r.baseline.n > 0);
         assert!(r.ours.mape_pct.is_finite() && r.ours.rmse_ms.is_finite());
+        // No layer was timed inside a pass, so none is held out as one.
+        assert_eq!(r.ours_in_pass.n, 0);
     }
 
     // A layer like the sampled ones is predicted within sane bounds of its measured time.
@@ -501,7 +503,11 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
         .expect("the sweep writes its probe's pass time");
     assert!(probe.whole_ms > 0.0 && probe.nodes_ms >= 0.0, "{probe:?}");
 
-    let (profile, _) = train(&dir, &options()).expect("training works");
+    let (profile, reports) = train(&dir, &options()).expect("training works");
+    // Of the held-out samples, those timed inside the network's passes are scored apart too.
+    for r in &reports {
+        assert!(r.ours_in_pass.n <= r.in_pass.min(r.ours.n), "{r:?}");
+    }
     // The two ReLUs share a spec: one measured layer at their mean; the addition another.
     assert_eq!(profile.measured_layers(), 2);
     let relu_ms = (relus[0].median_ms + relus[1].median_ms) / 2.0;
