@@ -6,7 +6,9 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
+use fast_plain::{
+    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+};
 use models::VectorPath;
 
 /// Caps the kernels at AVX2 and says whether they run it (not on a CPU without AVX2, where
@@ -72,5 +74,12 @@ fn googlenet_fast_equals_plain_on_avx2() {
 fn odd_channel_residual_blocks_fast_equal_plain_on_avx2() {
     if on_avx2() {
         odd_channel_blocks_fast_equal_plain();
+    }
+}
+
+#[test]
+fn stride_2_windows_on_large_planes_fast_equal_plain_on_avx2() {
+    if on_avx2() {
+        strided_windows_fast_equal_plain();
     }
 }

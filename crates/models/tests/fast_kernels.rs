@@ -6,7 +6,9 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
+use fast_plain::{
+    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+};
 
 #[test]
 fn lenet_fast_equals_plain() {
@@ -46,4 +48,9 @@ fn googlenet_fast_equals_plain() {
 #[test]
 fn odd_channel_residual_blocks_fast_equal_plain() {
     odd_channel_blocks_fast_equal_plain();
+}
+
+#[test]
+fn stride_2_windows_on_large_planes_fast_equal_plain() {
+    strided_windows_fast_equal_plain();
 }

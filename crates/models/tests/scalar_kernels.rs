@@ -8,7 +8,9 @@
 mod common;
 mod fast_plain;
 
-use fast_plain::{fast_equals_plain, odd_channel_blocks_fast_equal_plain};
+use fast_plain::{
+    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+};
 use models::VectorPath;
 
 /// Caps the kernels at the narrowest path, which every CPU runs.
@@ -44,4 +46,10 @@ fn googlenet_fast_equals_plain_on_the_narrowest_path() {
 fn odd_channel_residual_blocks_fast_equal_plain_on_the_narrowest_path() {
     on_other();
     odd_channel_blocks_fast_equal_plain();
+}
+
+#[test]
+fn stride_2_windows_on_large_planes_fast_equal_plain_on_the_narrowest_path() {
+    on_other();
+    strided_windows_fast_equal_plain();
 }

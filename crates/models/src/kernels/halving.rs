@@ -241,11 +241,15 @@ struct Row<'a, W> {
 
 impl<W: Window3x3> Row<'_, W> {
     /// The output row `y` with padding `P` (0 or 1), a few vectors at a time: four where the
-    /// CPU has 32 vector registers, two with 16.
+    /// CPU has 32 vector registers, the window's [`Window3x3::VECTORS_16`] with 16.
     #[inline(always)]
     fn run<S: Halves, const P: usize>(&self, simd: S, y: &mut [f32]) {
         let lanes = S::F32_LANES;
-        let wide = if S::REGISTER_COUNT < 32 { 2 } else { 4 };
+        let wide = if S::REGISTER_COUNT < 32 {
+            W::VECTORS_16.clamp(1, 4)
+        } else {
+            4
+        };
         let mut ox = 0;
         while ox < y.len() {
             let vectors = (y.len() - ox).div_ceil(lanes).min(wide);

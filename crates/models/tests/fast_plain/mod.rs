@@ -2,8 +2,8 @@
 
 use crate::common::{Lcg, input};
 use models::{
-    Backend, ConvKernel, HostTensor, Kernels, LayerKind, Model, Net, NetBuilder, Weights,
-    relative_difference, zoo,
+    Backend, ConvKernel, HostTensor, Kernels, LayerKind, Model, Net, NetBuilder, VectorPath,
+    Weights, relative_difference, zoo,
 };
 
 /// The bar: 1e-4 of the output's largest magnitude.
@@ -136,6 +136,51 @@ pub fn odd_channel_blocks_fast_equal_plain() {
             ),
             "{id} runs {kernel:?}"
         );
+    }
+    net_fast_equals_plain(net);
+}
+
+/// A network of stride-2 3×3 windows on planes too large for the channel blocks, read
+/// straight from the rows where the path has AVX2 or AVX-512 (`halving.rs`): a depthwise layer
+/// with padding 1 onto 45 columns (several vectors and a partial one on either path), one with
+/// padding 0 onto 22 rows of 22, and a max pool with padding 1 after them.
+fn strided_windows() -> Net {
+    let depthwise = |padding| LayerKind::Conv2d {
+        in_channels: 6,
+        out_channels: 6,
+        kernel_size: [3, 3],
+        stride: [2, 2],
+        padding: [padding; 2],
+        dilation: [1, 1],
+        groups: 6,
+        bias: true,
+    };
+    let mut b = NetBuilder::new("strided_windows", vec![6, 75, 90]).expect("builder");
+    let x = b.input();
+    let a = b.add("a", depthwise(1), &[x]).expect("a");
+    let a = b.add("a_relu6", LayerKind::Relu6, &[a]).expect("relu6");
+    let c = b.add("c", depthwise(0), &[a]).expect("c");
+    let pool = LayerKind::MaxPool2d {
+        kernel_size: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    b.add("pool", pool, &[c]).expect("pool");
+    b.build().expect("net")
+}
+
+/// [`net_fast_equals_plain`] on [`strided_windows`], whose depthwise layers must run the
+/// stride-2 kernel where the path has AVX2 or AVX-512.
+pub fn strided_windows_fast_equal_plain() {
+    let net = strided_windows();
+    if VectorPath::current() <= VectorPath::Avx2 {
+        for id in ["a", "c"] {
+            let v = net.index_of(id).expect("node");
+            let kernel = ConvKernel::of(net.nodes()[v].spec());
+            assert_eq!(kernel, Some(ConvKernel::DepthwiseStride2), "{id}");
+        }
     }
     net_fast_equals_plain(net);
 }
