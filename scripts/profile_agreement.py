@@ -15,6 +15,10 @@ evicted) and for the networks' layers timed inside their passes apart:
   slower or faster);
 - middle half: the quartiles of that ratio (how far single layers scatter).
 
+Then, for each network timed inside its passes in both sweeps, its layers' times added up in
+each and their ratio: what the two profiles will price the network at, where `train` prices
+those layers at their measurements.
+
 Standard library only.
 
     scripts/profile_agreement.py /tmp/sweep1 /tmp/sweep2
@@ -76,6 +80,20 @@ def agreement(first, second):
     return table
 
 
+def network_sums(first, second):
+    """Per network timed inside its passes in both sweeps: its matched layers' times added up
+    in each, ms."""
+    sums = {}
+    for key, a in first.items():
+        b = second.get(key)
+        if b is not None:
+            pair = sums.setdefault(key[0], [0.0, 0.0])
+            pair[0] += a
+            pair[1] += b
+    return {name: {"first_ms": a, "second_ms": b, "ratio": b / a if a > 0 else float("nan")}
+            for name, (a, b) in sorted(sums.items())}
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -92,7 +110,10 @@ def main():
                      "(`cutpoint-edge profile --out DIR`)")
     report = {}
     for label, in_pass in (("sampled", False), ("in_pass", True)):
-        report[label] = agreement(layers(args.first, in_pass), layers(args.second, in_pass))
+        first, second = layers(args.first, in_pass), layers(args.second, in_pass)
+        report[label] = agreement(first, second)
+        if in_pass:
+            report["networks"] = network_sums(first, second)
         if not report[label] and not in_pass:
             sys.exit("the two sweeps share no sampled layer: were they made with the same seed?")
     if args.json:
@@ -107,6 +128,10 @@ def main():
             print(f"  {name:14s} {row['layers']:6d} {100 * row['within_10pct']:5.0f}% "
                   f"{100 * row['within_5pct']:5.0f}% {row['shift']:6.3f}  {low:.3f}–{high:.3f}")
         print()
+    print("Networks' in-pass layers added up")
+    print(f"  {'network':26s} {'first ms':>9s} {'second ms':>9s}  ratio")
+    for name, row in report["networks"].items():
+        print(f"  {name:26s} {row['first_ms']:9.3f} {row['second_ms']:9.3f}  {row['ratio']:.3f}")
 
 
 if __name__ == "__main__":
