@@ -89,33 +89,42 @@ pub fn net_fast_equals_plain(net: Net) {
     }
 }
 
+/// A 3×3 convolution of `c` channels to `c` in `groups` groups, with a bias.
+fn conv3x3(c: usize, stride: usize, padding: usize, groups: usize) -> LayerKind {
+    LayerKind::Conv2d {
+        in_channels: c,
+        out_channels: c,
+        kernel_size: [3, 3],
+        stride: [stride; 2],
+        padding: [padding; 2],
+        dilation: [1, 1],
+        groups,
+        bias: true,
+    }
+}
+
+/// A max pool of `kernel`-square windows at stride 2 with `padding`.
+fn max_pool(kernel: usize, padding: usize) -> LayerKind {
+    LayerKind::MaxPool2d {
+        kernel_size: [kernel; 2],
+        stride: [2, 2],
+        padding: [padding; 2],
+        dilation: [1, 1],
+        ceil_mode: false,
+    }
+}
+
 /// Residual blocks of 3×3 convolutions with 20 channels, a count the kernels' blocks of 8 and
 /// 16 leave a remainder of, on maps whose rows of tiles end in a lone tile: Winograd's
 /// output pixels go partly in registers and partly value by value.
 fn odd_channel_blocks() -> Net {
-    let conv = |c| LayerKind::Conv2d {
-        in_channels: c,
-        out_channels: c,
-        kernel_size: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-        groups: 1,
-        bias: true,
-    };
+    let conv = |c| conv3x3(c, 1, 1, 1);
     let mut b = NetBuilder::new("odd_channels", vec![20, 52, 52]).expect("builder");
     let x = b.input();
     let a = b.add("a", conv(20), &[x]).expect("a");
     let sum = b.add("a_add", LayerKind::Add, &[a, x]).expect("add");
     let y = b.add("a_relu", LayerKind::Relu, &[sum]).expect("relu");
-    let pool = LayerKind::MaxPool2d {
-        kernel_size: [2, 2],
-        stride: [2, 2],
-        padding: [0, 0],
-        dilation: [1, 1],
-        ceil_mode: false,
-    };
-    let p = b.add("pool", pool, &[y]).expect("pool");
+    let p = b.add("pool", max_pool(2, 0), &[y]).expect("pool");
     let c = b.add("c", conv(20), &[p]).expect("c");
     let sum = b.add("c_add", LayerKind::Add, &[c, p]).expect("add");
     b.add("c_relu", LayerKind::Relu, &[sum]).expect("relu");
@@ -145,29 +154,13 @@ pub fn odd_channel_blocks_fast_equal_plain() {
 /// with padding 1 onto 45 columns (several vectors and a partial one on either path), one with
 /// padding 0 onto 22 rows of 22, and a max pool with padding 1 after them.
 fn strided_windows() -> Net {
-    let depthwise = |padding| LayerKind::Conv2d {
-        in_channels: 6,
-        out_channels: 6,
-        kernel_size: [3, 3],
-        stride: [2, 2],
-        padding: [padding; 2],
-        dilation: [1, 1],
-        groups: 6,
-        bias: true,
-    };
+    let depthwise = |padding| conv3x3(6, 2, padding, 6);
     let mut b = NetBuilder::new("strided_windows", vec![6, 75, 90]).expect("builder");
     let x = b.input();
     let a = b.add("a", depthwise(1), &[x]).expect("a");
     let a = b.add("a_relu6", LayerKind::Relu6, &[a]).expect("relu6");
     let c = b.add("c", depthwise(0), &[a]).expect("c");
-    let pool = LayerKind::MaxPool2d {
-        kernel_size: [3, 3],
-        stride: [2, 2],
-        padding: [1, 1],
-        dilation: [1, 1],
-        ceil_mode: false,
-    };
-    b.add("pool", pool, &[c]).expect("pool");
+    b.add("pool", max_pool(3, 1), &[c]).expect("pool");
     b.build().expect("net")
 }
 
