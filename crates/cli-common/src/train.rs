@@ -16,12 +16,11 @@ use runtime::Table;
 ///
 /// Per layer class, k-fold cross-validation picks a regressor (log-linear, ridge, random
 /// forest or xgboost); a held-out split scores it beside Neurosurgeon's linear baseline (RMSE,
-/// MAPE, share within ±10 %), and gives the share within ±10 % of the held-out layers that were
-/// timed inside a network's passes apart. The layers of the networks that `profile` timed
-/// inside their own passes are training data too, and the profile prices each of them at its
-/// in-pass time; each
-/// such network is then predicted by the chosen regressors alone, refitted without its own
-/// layers, the test of a network the profile has not seen. Last, each zoo model's whole
+/// MAPE, share within ±10 %), and scores the held-out layers timed inside a network's passes
+/// on their own too. The layers of the networks that `profile` timed inside their own passes
+/// are training data too, and the profile prices each of them at its in-pass time; each such
+/// network is then predicted by the chosen regressors alone, refitted without its own layers,
+/// the test of a network the profile has not seen. Last, each zoo model's whole
 /// latency by the profile is compared with its measured forward pass on this machine, under
 /// the sweep's CPU quota.
 #[derive(Args, Debug)]
