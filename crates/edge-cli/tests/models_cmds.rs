@@ -9,12 +9,15 @@ use serde_json::Value;
 mod common;
 use common::{edge, ok, one_line_error};
 
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edge-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A fresh directory for one test's files, and the guard that removes it with everything in it
+/// when it drops, also when the test fails.
+fn scratch(test: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::Builder::new()
+        .prefix(&format!("edge-cli-{test}-"))
+        .tempdir()
+        .expect("scratch dir");
+    let dir = root.path().to_path_buf();
+    (root, dir)
 }
 
 fn s(path: &Path) -> &str {
@@ -52,7 +55,7 @@ const TINY_IMAGENET_SPEC: &str = r#"{
 
 #[test]
 fn graph_prints_design_graph_json_with_zero_costs_that_plan_accepts() {
-    let dir = scratch("graph");
+    let (_root, dir) = scratch("graph");
     let text = ok(&["graph", "--model", "lenet"]);
     let graph: Value = serde_json::from_str(&text).expect("graph JSON");
     assert_eq!(graph["name"], "lenet");
@@ -87,7 +90,7 @@ fn graph_prints_design_graph_json_with_zero_costs_that_plan_accepts() {
 
 #[test]
 fn specs_read_back_unchanged_and_describe_the_same_graph() {
-    let dir = scratch("spec");
+    let (_root, dir) = scratch("spec");
     for model in ["lenet", "googlenet", "resnet18"] {
         let spec = ok(&["graph", "--model", model, "--spec"]);
         let file = dir.join(format!("{model}.spec.json"));
@@ -107,7 +110,7 @@ fn specs_read_back_unchanged_and_describe_the_same_graph() {
 
 #[test]
 fn local_split_runs_give_the_whole_forward_output() {
-    let dir = scratch("split");
+    let (_root, dir) = scratch("split");
     let x = lenet_input(&dir);
     let whole = dir.join("whole.npy");
     ok(&[
@@ -162,7 +165,7 @@ fn local_split_runs_give_the_whole_forward_output() {
 
 #[test]
 fn local_single_sample_and_weights_file_match_the_seed() {
-    let dir = scratch("weights");
+    let (_root, dir) = scratch("weights");
     let net = zoo::build("lenet").expect("lenet");
     let weights = dir.join("lenet.safetensors");
     models::save_safetensors(&weights, &Weights::seeded(&net, 7)).expect("write weights");
@@ -214,7 +217,7 @@ fn local_single_sample_and_weights_file_match_the_seed() {
 
 #[test]
 fn local_ndarray_backend_agrees_with_flex() {
-    let dir = scratch("ndarray");
+    let (_root, dir) = scratch("ndarray");
     let x = lenet_input(&dir);
     let flex = dir.join("flex.npy");
     let ndarray = dir.join("ndarray.npy");
@@ -253,7 +256,7 @@ fn local_ndarray_backend_agrees_with_flex() {
 
 #[test]
 fn local_image_prints_top5_imagenet_classes() {
-    let dir = scratch("image");
+    let (_root, dir) = scratch("image");
     let spec = dir.join("tiny.spec.json");
     std::fs::write(&spec, TINY_IMAGENET_SPEC).expect("write spec");
     let png = dir.join("red.png");
@@ -312,7 +315,7 @@ fn local_image_prints_top5_imagenet_classes() {
 
 #[test]
 fn layers_writes_table_csv_and_plots() {
-    let dir = scratch("layers");
+    let (_root, dir) = scratch("layers");
     let csv = dir.join("lenet.csv");
     let svg = dir.join("lenet.svg");
     let png = dir.join("lenet.png");
@@ -452,7 +455,7 @@ fn help_names_every_flag() {
 
 #[test]
 fn bad_inputs_are_one_line_errors_that_say_what_to_do() {
-    let dir = scratch("bad");
+    let (_root, dir) = scratch("bad");
     let x = lenet_input(&dir);
     let x = s(&x);
     let wrong_shape = dir.join("wrong.npy");
@@ -616,7 +619,7 @@ fn fidelity_reports_every_cut_under_each_lossy_codec() {
             .expect("the same cut as int8");
         assert_eq!(plain["max_relative_error"], r["max_relative_error"]);
     }
-    let dir = scratch("fidelity");
+    let (_root, dir) = scratch("fidelity");
     let err = one_line_error(&["fidelity", "--model", "lenet", "--images", s(&dir)]);
     assert!(err.contains("--seeded"), "{err}");
     let err = one_line_error(&["fidelity", "--model", "lenet", "--seeded", "0"]);

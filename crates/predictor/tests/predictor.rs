@@ -9,11 +9,15 @@ use predictor::{
     run_in_pass, run_sweep, train,
 };
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("cutpoint-predictor-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A path for one test's sweep, not yet created, inside a fresh temporary directory that the
+/// returned guard removes when it drops, also when the test fails.
+fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::Builder::new()
+        .prefix(&format!("cutpoint-predictor-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let dir = root.path().join(name);
+    (root, dir)
 }
 
 /// The guard every sweep here runs under: the real anchor on the default backend.
@@ -92,7 +96,7 @@ fn feature_vectors_have_one_length_per_class() {
 
 #[test]
 fn tiny_sweep_resumes_trains_and_predicts() {
-    let dir = temp_dir("tiny");
+    let (_root, dir) = temp_dir("tiny");
     let classes = vec![LayerClass::Activation, LayerClass::Add];
     let (_, first) = run_sweep(&sweep(&dir, classes.clone(), 6), &mut guard()).expect("sweep runs");
     assert!(first.iter().all(|s| s.resumed == 0 && s.measured == 6));
@@ -206,12 +210,11 @@ fn tiny_sweep_resumes_trains_and_predicts() {
         std::fs::read(&path).expect("read"),
         std::fs::read(&again).expect("read")
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]
 fn foreign_or_newer_profiles_are_refused() {
-    let dir = temp_dir("refuse");
+    let (_root, dir) = temp_dir("refuse");
     std::fs::create_dir_all(&dir).expect("dir");
     let newer = dir.join("newer.profile");
     let bytes = rmp_serde::to_vec(&("cutpoint-device-profile", 999u32, 0u8)).expect("encode");
@@ -226,12 +229,11 @@ fn foreign_or_newer_profiles_are_refused() {
         err.to_string().contains("not a cutpoint device profile"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]
 fn training_an_empty_or_short_sweep_says_what_to_do() {
-    let dir = temp_dir("short");
+    let (_root, dir) = temp_dir("short");
     std::fs::create_dir_all(&dir).expect("dir");
     let err = train(&dir, &options()).expect_err("no data");
     assert!(
@@ -241,12 +243,11 @@ fn training_an_empty_or_short_sweep_says_what_to_do() {
     run_sweep(&sweep(&dir, vec![LayerClass::Activation], 3), &mut guard()).expect("sweep runs");
     let err = train(&dir, &options()).expect_err("too few");
     assert!(err.to_string().contains("resume the sweep"), "{err}");
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]
 fn impossible_quotas_stop_the_sweep() {
-    let dir = temp_dir("quota");
+    let (_root, dir) = temp_dir("quota");
     let mut config = sweep(&dir, vec![LayerClass::Activation], 1);
     config.cpu_quota = Some(-1.0);
     let err = run_sweep(&config, &mut guard()).expect_err("negative quota");
@@ -256,7 +257,7 @@ fn impossible_quotas_stop_the_sweep() {
 
 #[test]
 fn a_node_fused_into_a_convolution_is_priced_zero() {
-    let dir = temp_dir("fused");
+    let (_root, dir) = temp_dir("fused");
     let classes = vec![LayerClass::Conv, LayerClass::Activation, LayerClass::Add];
     run_sweep(&sweep(&dir, classes, MIN_SAMPLES), &mut guard()).expect("sweep runs");
     let (profile, _) = train(&dir, &options()).expect("training works");
@@ -312,7 +313,6 @@ fn a_node_fused_into_a_convolution_is_priced_zero() {
             .expect("predicts")
             > 0.0
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 /// A convolution of `kind`'s shape: `groups` groups, a `k`×`k` filter at stride 1 padded to
@@ -382,7 +382,7 @@ fn samples_drawn_in_a_chain_are_fed_and_run_as_a_chain_runs_them() {
 
 #[test]
 fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
-    let dir = temp_dir("kernels");
+    let (_root, dir) = temp_dir("kernels");
     // An inverted residual block on 7×7 maps, which runs on channel-blocked maps on the
     // AVX-512 path, its projection adding the shortcut, and the same expansion alone, which
     // runs on NCHW maps everywhere.
@@ -453,12 +453,11 @@ fn a_convolution_keeps_the_kernel_its_network_ran_it_with() {
         err.to_string().contains("kernel `systolic`") && err.to_string().contains("sweep again"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]
 fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
-    let dir = temp_dir("in-pass");
+    let (_root, dir) = temp_dir("in-pass");
     let classes = vec![LayerClass::Activation, LayerClass::Add];
     run_sweep(&sweep(&dir, classes.clone(), MIN_SAMPLES), &mut guard()).expect("sweep runs");
     // Two ReLUs of one spec and an addition, timed inside the network's passes.
@@ -571,12 +570,11 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
         err.to_string().contains("pass.csv") && err.to_string().contains("not negative"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
 #[test]
 fn a_sweeps_steadiness_is_kept_and_a_damaged_one_named() {
-    let dir = temp_dir("steadiness");
+    let (_root, dir) = temp_dir("steadiness");
     assert_eq!(Steadiness::read(&dir).expect("no file"), None);
     let steadiness = Steadiness {
         kept: 40,
@@ -601,5 +599,4 @@ fn a_sweeps_steadiness_is_kept_and_a_damaged_one_named() {
             && err.to_string().contains("run `profile` again"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }
