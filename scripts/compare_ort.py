@@ -49,8 +49,8 @@ engine's timed step, measures how long a cache line takes to go from the first C
 run on to the second and back; a step that either reading puts above NS nanoseconds is timed
 again, after a pause, up to five times (then it is kept, and counted). On a virtual machine the
 host may move the virtual CPUs apart for seconds at a time (machine D: about 55 ns most of the
-time, about 320 for stretches of several seconds), and a two-thread pass timed then takes up to
-twice as long, in every engine; a one-thread pass does not move.
+time, about 320 for stretches of up to several seconds), and a two-thread pass timed then takes
+up to twice as long, in every engine.
 
 With --torch it also times PyTorch's torchvision model (random weights, eval mode, inference
 mode, `torch.set_num_threads(--threads)`) in every round, whole forward passes only, for a

@@ -5,8 +5,8 @@
  *
  * On a virtual machine the host may move the virtual CPUs: on machine D (2 virtual CPUs) the
  * round trip between CPU 0 and CPU 1 reads about 55 ns for most of the time and about 320 ns
- * for stretches of several seconds, and a two-thread pass timed in such a stretch takes up to
- * twice as long (MobileNetV2 10.2 ms against 4.5-5.1), where a one-thread pass does not move.
+ * for stretches of up to several seconds, and a two-thread pass timed in such a stretch takes
+ * up to twice as long (MobileNetV2 10.2 ms against 4.5-5.5).
  *
  * Two threads, pinned to the two CPUs named (default 0 and 1), hand a counter back and forth
  * through one cache line, in bursts of 2,000 round trips; the median burst's time per round
