@@ -28,6 +28,14 @@ pub const SLOW_LIMIT: f64 = 1.6;
 /// sample's rounds sets a few slow ones aside, not a large share.
 pub const WARN_SLOW_SHARE: f64 = 0.1;
 
+/// How many times faster than a sweep's calm this machine must run the anchor now for that sweep
+/// to count as taken in a slow spell ([`Steadiness::ran_slower_than`]). The calm is the fastest
+/// of a sweep's hundreds or thousands of anchor passes and the time now the fastest of a few, so
+/// on a machine as fast as during the sweep the time now is at or above the calm; a sweep whose
+/// every anchor pass ran slow (in a spell longer than the sweep: some last many minutes) does
+/// not see it.
+pub const PROFILED_SLOW_LIMIT: f64 = 1.3;
+
 /// Slow rounds in a row after which a spell counts as long: its rounds are kept as they come
 /// (and counted in [`Steadiness::slow_kept`]) instead of run again, until an anchor is calm
 /// again. Some spells last many minutes, and running every round twice through them would
@@ -53,6 +61,17 @@ pub struct Steadiness {
 }
 
 impl Steadiness {
+    /// How many times slower than `now_ms` (the fastest of a few anchor passes timed now, as
+    /// [`SpellGuard::fastest_anchor_ms`] times them) this sweep's calm ran, where that is more
+    /// than [`PROFILED_SLOW_LIMIT`]: the whole sweep ran slower than the machine runs now, and
+    /// every time it measured is that much too high. `None` otherwise, or where either time is
+    /// not a positive number.
+    pub fn ran_slower_than(&self, now_ms: f64) -> Option<f64> {
+        let ratio = self.calm_ms / now_ms;
+        (self.calm_ms > 0.0 && now_ms > 0.0 && ratio.is_finite() && ratio > PROFILED_SLOW_LIMIT)
+            .then_some(ratio)
+    }
+
     /// Share of the kept rounds that ran slow, 0–1.
     pub fn slow_share(&self) -> f64 {
         if self.kept == 0 {
@@ -153,6 +172,16 @@ impl<'a> SpellGuard<'a> {
             self.calm_ms = self.calm_ms.min(calm_ms);
         }
         self
+    }
+
+    /// The fastest of `tries` anchor timings (each the faster of two passes, as the rounds time
+    /// them; at least one), ms: how fast this machine runs the anchor now.
+    pub fn fastest_anchor_ms(&mut self, tries: usize) -> Result<f64, ModelError> {
+        let mut fastest = f64::INFINITY;
+        for _ in 0..tries.max(1) {
+            fastest = fastest.min(self.time_anchor()?);
+        }
+        Ok(fastest)
     }
 
     /// Times the anchor: the faster of two passes, the first of which finds the caches as the
@@ -387,6 +416,33 @@ mod tests {
         let mut guard = scripted(&[2.0]).with_calm(0.0);
         two_rounds(&mut guard);
         assert_eq!(guard.steadiness().slow_kept, 0);
+    }
+
+    #[test]
+    fn a_sweep_slower_than_the_machine_now_says_by_how_much() {
+        let steadiness = |calm_ms| Steadiness {
+            kept: 10,
+            redone: 0,
+            slow_kept: 0,
+            calm_ms,
+        };
+        assert_eq!(steadiness(0.6).ran_slower_than(0.3), Some(2.0));
+        // Within the limit, or slower now than the sweep's calm: none.
+        assert_eq!(steadiness(0.35).ran_slower_than(0.3), None);
+        assert_eq!(steadiness(0.3).ran_slower_than(0.6), None);
+        // No calm, no time now, or no number: none.
+        assert_eq!(steadiness(0.0).ran_slower_than(0.3), None);
+        assert_eq!(steadiness(0.6).ran_slower_than(0.0), None);
+        assert_eq!(steadiness(f64::NAN).ran_slower_than(0.3), None);
+    }
+
+    #[test]
+    fn the_fastest_anchor_now_is_the_least_of_the_tries() {
+        let mut guard = scripted(&[0.5, 0.3, 0.4]);
+        assert_eq!(guard.fastest_anchor_ms(3).expect("timed"), 0.3);
+        // At least one try.
+        let mut once = scripted(&[0.7]);
+        assert_eq!(once.fastest_anchor_ms(0).expect("timed"), 0.7);
     }
 
     #[test]

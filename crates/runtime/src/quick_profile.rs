@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use models::{Backend, Net};
 use predictor::{
-    DeviceProfile, LayerClass, Role, SpellGuard, SweepConfig, SweepSize, TrainOptions,
+    DeviceProfile, LayerClass, Role, SpellGuard, Steadiness, SweepConfig, SweepSize, TrainOptions,
 };
 
 use crate::dirs::UserDir;
@@ -24,6 +24,10 @@ pub struct QuickProfiles {
     pub path: PathBuf,
     /// True when this call swept and trained it (the first use), false when it was cached.
     pub built: bool,
+    /// Where this call threw a cached profile away and took it again because the machine now
+    /// runs the sweep's anchor faster than the whole cached sweep did: how many times slower
+    /// the cached sweep ran ([`predictor::Steadiness::ran_slower_than`]).
+    pub slow_before: Option<f64>,
 }
 
 /// Where cutpoint caches what it builds for itself: [`UserDir::Cache`].
@@ -87,6 +91,16 @@ pub fn quick_profile(
         models::VectorPath::current()
     ));
     let path = dir.join("quick.profile");
+    let slow_before = cached_sweep_ran_slow(&dir, backend)?;
+    if let Some(ratio) = slow_before {
+        if progress {
+            eprintln!(
+                "The cached profile of this machine ({}) was taken while the machine ran {ratio:.1}× slower than it does now: profiling it again",
+                dir.display()
+            );
+        }
+        discard(&dir, &path)?;
+    }
     let needed = classes_of(nets);
     // A trial run (`max_samples`) skips the networks' own passes.
     let mut unseen = if max_samples.is_some() {
@@ -119,7 +133,40 @@ pub fn quick_profile(
         cloud,
         path,
         built,
+        slow_before,
     })
+}
+
+/// How many times slower than this machine runs now the cached sweep under `dir` ran its
+/// anchor, where the whole sweep ran slow ([`predictor::Steadiness::ran_slower_than`]): the
+/// fastest of [`ANCHOR_TRIES`] anchor timings now against the sweep's calm. `None` where the
+/// sweep ran as fast, or where there is no finished sweep.
+fn cached_sweep_ran_slow(dir: &Path, backend: Backend) -> Result<Option<f64>, RuntimeError> {
+    let Some(steadiness) = Steadiness::read(&dir.join("sweep"))? else {
+        return Ok(None);
+    };
+    let now_ms = SpellGuard::on(backend)?.fastest_anchor_ms(ANCHOR_TRIES)?;
+    Ok(steadiness.ran_slower_than(now_ms))
+}
+
+/// Anchor timings that say how fast this machine runs now: a few milliseconds in all.
+const ANCHOR_TRIES: usize = 5;
+
+/// Removes the cached sweep under `dir` and its profile at `path`, so that they are taken again.
+fn discard(dir: &Path, path: &Path) -> Result<(), RuntimeError> {
+    let io = |at: &Path, source| {
+        RuntimeError::Predictor(predictor::PredictorError::Io {
+            action: "cannot remove the cached profile taken while the machine ran slow",
+            path: at.to_path_buf(),
+            source,
+        })
+    };
+    let sweep = dir.join("sweep");
+    std::fs::remove_dir_all(&sweep).map_err(|e| io(&sweep, e))?;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Sweeps the `needed` classes into `dir/sweep` (keeping what is there), times the layers of
