@@ -94,7 +94,8 @@ pub fn in_pass_root(dir: &Path) -> PathBuf {
 pub struct PassTime {
     /// Median of whole forward passes, timed as an application runs one, ms.
     pub whole_ms: f64,
-    /// Every node's in-pass median, added up, ms.
+    /// Every node's in-pass time (its median, scaled so that the nodes add up to the median of
+    /// the passes' sums), added up, ms.
     pub nodes_ms: f64,
 }
 

@@ -56,7 +56,8 @@ impl Role {
 }
 
 /// A layer the sweep timed inside a network's passes, and what it took there: the mean of its
-/// in-pass medians where several nodes share its spec (ResNet's repeated blocks).
+/// in-pass times (each node's median, scaled with its network's nodes to their median pass)
+/// where several nodes share its spec (ResNet's repeated blocks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredLayer {
     /// The layer's kind and shapes.

@@ -200,7 +200,7 @@ impl TrainingData {
     }
 
     /// Every distinct layer timed inside a network's passes (its spec and how it ran), with the
-    /// mean of its in-pass medians, in the order first met.
+    /// mean of its in-pass times, in the order first met.
     fn measured_layers(&self) -> Vec<MeasuredLayer> {
         let mut sums: Vec<(&Measurement, f64, usize)> = Vec::new();
         for data in self.classes.values() {
