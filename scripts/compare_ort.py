@@ -575,7 +575,7 @@ def compare(args):
                 entry[column] = entry.get(column, 0.0) + ms
         if args.layers:
             row["layers"] = worst_layers(spec, paths, rounds, [l for _, _, l in theirs], args)
-    chains = compare_chains(args, np, onnx, ort, columns) if args.chains else None
+    chains = compare_chains(args, np, onnx, ort, columns, near) if args.chains else None
     first = f"cutpoint_{paths[0]}_ms"
     for entry in kinds.values():
         for column in [f"cutpoint_{p}_ms" for p in paths] + ["ort_ms"]:
@@ -676,7 +676,7 @@ def ort_chain_ms(ort, np, onnx, chain, args):
     return forward / layers_in(chain)
 
 
-def compare_chains(args, np, onnx, ort, columns):
+def compare_chains(args, np, onnx, ort, columns, near):
     """Every distinct stride-1 convolution of the models timed as chains in both engines, and
     each model's convolutions summed by kind at those times."""
     shapes, per_model = {}, []
@@ -692,12 +692,13 @@ def compare_chains(args, np, onnx, ort, columns):
     for key, (kind, chw, node) in shapes.items():
         chain = chain_spec(node, chw, args.chains)
         rounds = {c: [] for c, _, _ in columns + [("ort", None, None)]}
-        steps = [(lambda c=c, b=b, p=p: rounds[c].append(cutpoint_chain_ms(b, chain, p, args)))
+        # (what times one step, the list its result goes to)
+        steps = [(lambda b=b, p=p: cutpoint_chain_ms(b, chain, p, args), rounds[c])
                  for c, b, p in columns]
-        steps.append(lambda: rounds["ort"].append(ort_chain_ms(ort, np, onnx, chain, args)))
+        steps.append((lambda: ort_chain_ms(ort, np, onnx, chain, args), rounds["ort"]))
         for r in range(args.rounds):
-            for step in in_turn(steps, r):
-                step()
+            for step, results in in_turn(steps, r):
+                results.append(near.time(step))
         timed[key] = {"shape": key, "kind": kind, "count": 0,
                       **{f"{c}_ms": statistics.median(r) for c, r in rounds.items()}}
     kinds = []
