@@ -75,6 +75,8 @@ fn missing_in_pass(sweep_dir: &Path, nets: &[Net]) -> Vec<Net> {
 /// [`predictor::small_nets`] beside them, and trains the profile on both: about a minute on
 /// two cores. `max_samples` caps the samples per class below the quick sweep's own count, for
 /// a trial run that also skips the networks' own passes (`None` for the full quick sweep).
+/// A cached sweep that ran slower throughout than the machine runs its anchor now (a slow spell
+/// longer than the sweep) is thrown away and taken again ([`QuickProfiles::slow_before`]).
 /// With `progress` it says so on stderr and draws a bar per class.
 pub fn quick_profile(
     cache_dir: &Path,
