@@ -234,17 +234,18 @@ mod tests {
 
     #[test]
     fn zoo_layers_get_the_kernels_the_packing_picks() {
-        // ResNet-18: the 7×7 RGB stem (direct), a 3×3 on 56×56 maps, a strided 3×3, a strided
-        // 1×1 downsample.
+        // ResNet-18: the 7×7 RGB stem (direct), a 3×3 on 56×56 maps, a strided 3×3 (direct
+        // on AVX2, onto its 28×28 map), a strided 1×1 downsample.
         assert_eq!(kernel("resnet18", "conv1"), Some(ConvKernel::Direct));
         assert_eq!(
             kernel("resnet18", "layer1.0.conv1"),
             Some(ConvKernel::Winograd4)
         );
-        assert_eq!(
-            kernel("resnet18", "layer2.0.conv1"),
-            Some(ConvKernel::PixelMajor)
-        );
+        let strided = match crate::VectorPath::current() {
+            crate::VectorPath::Avx2 => ConvKernel::Direct,
+            _ => ConvKernel::PixelMajor,
+        };
+        assert_eq!(kernel("resnet18", "layer2.0.conv1"), Some(strided));
         assert_eq!(
             kernel("resnet18", "layer2.0.downsample.0"),
             Some(ConvKernel::Pointwise)
@@ -287,11 +288,14 @@ mod tests {
             move |id: &str| kernels[ids.iter().position(|i| i == id).expect("node")]
         };
         let mobilenet = kernels("mobilenet_v2");
-        let avx512 = crate::VectorPath::current() == crate::VectorPath::Avx512;
-        let (pointwise, depthwise) = if avx512 {
-            (ConvKernel::BlockedPointwise, ConvKernel::BlockedDepthwise)
-        } else {
-            (ConvKernel::Pointwise, ConvKernel::Depthwise)
+        // The 14² blocks run blocked on AVX-512; elsewhere as alone, the stride-2 depthwise
+        // layer that starts them halving where the CPU has AVX2.
+        let (pointwise, depthwise) = match crate::VectorPath::current() {
+            crate::VectorPath::Avx512 => {
+                (ConvKernel::BlockedPointwise, ConvKernel::BlockedDepthwise)
+            }
+            crate::VectorPath::Avx2 => (ConvKernel::Pointwise, ConvKernel::DepthwiseStride2),
+            crate::VectorPath::Other => (ConvKernel::Pointwise, ConvKernel::Depthwise),
         };
         assert_eq!(mobilenet("features.14.conv.1.0"), Some(depthwise));
         assert_eq!(mobilenet("features.14.conv.0.0"), Some(pointwise));
