@@ -243,8 +243,8 @@ mod tests {
         // ResNet-18's layer1 3×3 runs Winograd F(4×4); its strided layer2 3×3 runs im2col, or
         // on AVX2 the direct kernel (a stride-2 3×3 layer onto a large map).
         let winograd = features_of("resnet18", "layer1.0.conv1");
-        let im2col = features_of("resnet18", "layer2.0.conv1");
-        assert_eq!(winograd.len(), im2col.len());
+        let strided_layer = features_of("resnet18", "layer2.0.conv1");
+        assert_eq!(winograd.len(), strided_layer.len());
         // The kernel's features: one-hot over the NCHW kernels.
         let nchw: Vec<ConvKernel> = ConvKernel::ALL
             .into_iter()
@@ -261,7 +261,7 @@ mod tests {
             models::VectorPath::Avx2 => ConvKernel::Direct,
             _ => ConvKernel::PixelMajor,
         };
-        assert_eq!(tail(&im2col), hot(strided));
+        assert_eq!(tail(&strided_layer), hot(strided));
         // MobileNetV2's 1×1 and depthwise layers on 14² maps, blocked on AVX-512, in their NCHW
         // twins' places.
         let expand = features_of("mobilenet_v2", "features.12.conv.0.0");
