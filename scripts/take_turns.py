@@ -35,6 +35,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,12 +98,11 @@ def ort_series(spec_path):
         print(f"{ms:.4f} {time.time():.4f}", flush=True)
 
 
-def start_pinned(command, cpu, out):
-    """Starts `command` on CPU `cpu` only, writing its lines to `out`, and stops it at once."""
+def start_pinned(command, cpu, out, err):
+    """Starts `command` on CPU `cpu` only, one thread, its lines to `out`, its errors to `err`."""
     env = dict(os.environ, RAYON_NUM_THREADS="1")
-    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env,
+    return subprocess.Popen(command, stdout=out, stderr=err, env=env,
                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-    return proc
 
 
 def ready(path):
@@ -136,20 +136,25 @@ def take_turns(args, model, cpu, workdir):
     spec_path = workdir / f"{model}.spec.json"
     spec_path.write_text(json.dumps(spec))
     files = {side: workdir / f"{model}.{side}.txt" for side in ("cutpoint", "ort")}
+    errors = {side: workdir / f"{model}.{side}.err" for side in ("cutpoint", "ort")}
     commands = {
         "cutpoint": [args.series, str(spec_path), str(10 ** 9)],
         "ort": [sys.executable, __file__, "--ort-series", str(spec_path)],
     }
-    procs, outs, turns = {}, {}, {"cutpoint": [], "ort": []}
+    procs, outs, turns = {}, [], {"cutpoint": [], "ort": []}
     try:
         for side in ("cutpoint", "ort"):
-            outs[side] = files[side].open("w")
-            procs[side] = start_pinned(commands[side], cpu, outs[side])
+            outs += [files[side].open("w"), errors[side].open("w")]
+            procs[side] = start_pinned(commands[side], cpu, outs[-2], outs[-1])
         # Both load their model side by side; then each waits for its turns.
         deadline = time.time() + 120
         while not all(ready(f) for f in files.values()):
-            if time.time() > deadline or any(p.poll() is not None for p in procs.values()):
-                sys.exit(f"{model}: an engine did not start (see {workdir})")
+            ended = {side: p.poll() for side, p in procs.items() if p.poll() is not None}
+            if ended or time.time() > deadline:
+                why = ", ".join(f"the {side} side exited with status {code}: "
+                                f"{errors[side].read_text().strip()[-500:] or '(nothing said)'}"
+                                for side, code in ended.items()) or "no pass within 120 s"
+                sys.exit(f"{model}: an engine did not start ({why})")
             time.sleep(0.1)
         for proc in procs.values():
             proc.send_signal(signal.SIGSTOP)
@@ -164,7 +169,7 @@ def take_turns(args, model, cpu, workdir):
         for proc in procs.values():
             proc.kill()
             proc.wait()
-        for out in outs.values():
+        for out in outs:
             out.close()
     cp = slot_medians(passes(files["cutpoint"]), turns["cutpoint"])
     ort = slot_medians(passes(files["ort"]), turns["ort"])
@@ -201,13 +206,13 @@ def main():
         return
     compare_ort.import_ort()  # says what to install, and exits, where it is missing
     cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"take_turns.{os.getpid()}"
-    workdir.mkdir(parents=True, exist_ok=True)
     report = {}
-    for model in args.models:
-        report[model] = summary(take_turns(args, model, cpu, workdir))
-        if not args.json:
-            print_model(model, report[model], args)
+    with tempfile.TemporaryDirectory(prefix="take_turns.") as workdir:
+        for model in args.models:
+            report[model] = summary(take_turns(args, model, cpu, Path(workdir)))
+            if not args.json:
+                print_model(model, report[model], args)
+                sys.stdout.flush()
     if args.json:
         print(json.dumps(report, indent=2))
 

@@ -15,7 +15,8 @@ use super::input::{Input, elements, recycle, recycle_blocked};
 use super::prepare::{LinearBlock, Params};
 use crate::error::ModelError;
 use crate::kernels::{
-    Activation, ShapeError, Window, add_into, max_pool2d as max_pool, plane_means, recycled,
+    Activation, AvgWindow, ShapeError, Window, add_into, avg_pool2d as avg_pool,
+    max_pool2d as max_pool, plane_means, recycled,
 };
 use crate::layer::LayerKind;
 use crate::net::Node;
@@ -201,16 +202,16 @@ impl Model {
         })
     }
 
-    /// Runs pooling layer `node` on `x` (max pooling, global average pooling, and adaptive
-    /// average pooling to the size the map has, with the crate's own kernels where it runs
-    /// them); `None` when `node` is no pooling layer.
+    /// Runs pooling layer `node` on `x` (max and average pooling over windows, global average
+    /// pooling, and adaptive average pooling to the size the map has, with the crate's own
+    /// kernels where it runs them); `None` when `node` is no pooling layer.
     fn pool(&self, node: &Node, x: Input) -> Result<Option<Tensor<4>>, ModelError> {
         // An adaptive average pool to the size the map has already (AlexNet's 6×6, VGG16's
         // 7×7): each output the mean of one value, the value itself.
         let same_size = matches!(node.spec().kind, LayerKind::AdaptiveAvgPool2d { output_size }
             if x.shape().get(2..) == Some(&output_size[..]));
         let own = match node.spec().kind {
-            LayerKind::MaxPool2d { .. } => true,
+            LayerKind::MaxPool2d { .. } | LayerKind::AvgPool2d { .. } => true,
             LayerKind::AdaptiveAvgPool2d { output_size } => output_size == [1, 1] || same_size,
             _ => false,
         };
@@ -251,6 +252,24 @@ impl Model {
                 let out = &node.spec().output_shape;
                 self.on_host(node.id(), x, out, |data, [h, w], [ho, wo]| {
                     max_pool(data, [h, w], [ho, wo], &window)
+                })?
+            }
+            LayerKind::AvgPool2d {
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+                ..
+            } => {
+                let window = AvgWindow {
+                    kernel: *kernel_size,
+                    stride: *stride,
+                    padding: *padding,
+                    count_include_pad: *count_include_pad,
+                };
+                let out = &node.spec().output_shape;
+                self.on_host(node.id(), x, out, |data, [h, w], [ho, wo]| {
+                    avg_pool(data, [h, w], [ho, wo], &window)
                 })?
             }
             _ => return Ok(None),

@@ -17,6 +17,7 @@ use crate::layer::LayerKind;
 
 mod add;
 mod aligned;
+mod avg_pool;
 mod blocked;
 #[cfg(target_arch = "x86_64")]
 mod channel_blocks;
@@ -43,6 +44,7 @@ mod vector;
 mod winograd;
 
 pub(crate) use add::add_into;
+pub(crate) use avg_pool::{AvgWindow, avg_pool2d};
 pub(crate) use blocked::{BlockedDepthwise, BlockedMaps, BlockedPointwise};
 pub use choice::{ConvKernel, ConvRun};
 pub(crate) use conv::PackedConv;
