@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""cutpoint against ONNX Runtime in the same moments: the two engines take turns on one CPU.
+"""cutpoint against ONNX Runtime in the same moments: the two engines take turns on the same CPUs.
 
 A virtual machine's speed changes from one second to the next (another tenant on the same core,
 the host moving its virtual CPUs): timed a few seconds apart, as `compare_ort.py`'s rounds are, two
 engines can each meet the machine in a different state. Here both run at once, as two processes
-pinned to the same CPU, each passing one forward pass after another: cutpoint's through the
-`pass_series` example of the `models` crate (seeded weights, the fast kernels, one thread), ONNX
-Runtime's through this script (the graph `compare_ort.py` builds from cutpoint's model spec, one
-intra-op thread, every graph optimisation). The script lets one run for a slot (--slot-ms),
+pinned to the same CPUs (--threads of them), each passing one forward pass after another:
+cutpoint's through the `pass_series` example of the `models` crate (seeded weights, the fast
+kernels, its workers pinned as `cutpoint-edge` pins them), ONNX Runtime's through this script
+(the graph `compare_ort.py` builds from cutpoint's model spec, --threads intra-op threads, every
+graph optimisation). The script lets one run for a slot (--slot-ms),
 stops it (SIGSTOP), lets the other run for the next slot, and so on, --slots times each. A slot's
 time is the median of the passes that ran wholly inside it; each cutpoint slot is paired with the
 ONNX Runtime slot right after it, less than a second later.
@@ -25,6 +26,7 @@ Needs `pip install onnx onnxruntime numpy`, Linux (CPU affinity, SIGSTOP), the r
 
     scripts/take_turns.py
     scripts/take_turns.py --models mobilenet_v2,resnet50 --slots 60 --slot-ms 700
+    scripts/take_turns.py --threads 2                      # on the first two CPUs
     scripts/take_turns.py --json
 """
 
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,8 +61,11 @@ def parse_args():
     p.add_argument("--slot-ms", type=float, default=700,
                    help="length of a turn in ms; several passes of the model should fit "
                         "(default %(default)s)")
-    p.add_argument("--cpu", type=int, default=None,
-                   help="the CPU both engines run on (default: the first this script may use)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads of each engine, on as many CPUs (default %(default)s)")
+    p.add_argument("--cpus", default=None,
+                   help="comma-separated CPUs both engines run on, one a thread (default: the "
+                        "first --threads this script may use)")
     p.add_argument("--cutpoint", default=str(ROOT / "target/release/cutpoint-edge"),
                    help="the cutpoint-edge binary, for the model specs (default: %(default)s)")
     p.add_argument("--series", default=str(ROOT / "target/release/examples/pass_series"),
@@ -71,8 +77,16 @@ def parse_args():
     unknown = [m for m in models if m not in compare_ort.MODELS]
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(compare_ort.MODELS)}")
-    if args.slots < 3 or args.slot_ms < 50:
-        p.error("--slots needs at least 3 and --slot-ms at least 50")
+    if args.slots < 3 or args.slot_ms < 50 or args.threads < 1:
+        p.error("--slots needs at least 3, --slot-ms at least 50 and --threads at least 1")
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        args.cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else allowed[:args.threads]
+    except ValueError:
+        p.error(f"--cpus {args.cpus}: give CPU numbers separated by commas")
+    if len(args.cpus) != args.threads or not set(args.cpus) <= set(allowed):
+        p.error(f"--threads {args.threads} needs {args.threads} CPUs from {allowed} (--cpus), "
+                f"not {args.cpus}")
     for flag, path in (("--cutpoint", args.cutpoint), ("--series", args.series)):
         if not args.ort_series and not Path(path).is_file():
             p.error(f"{flag} {path} does not exist: build it (see --help)")
@@ -80,16 +94,14 @@ def parse_args():
     return args
 
 
-def ort_series(spec_path):
-    """ONNX Runtime's side: passes of the spec's graph, one thread, each printed as it ends."""
+def ort_series(spec_path, threads):
+    """ONNX Runtime's side: passes of the spec's graph on `threads` threads, each printed as it
+    ends."""
     np, onnx, ort = compare_ort.import_ort()
     spec = json.loads(Path(spec_path).read_text())
     model, shape = compare_ort.to_onnx(spec, np, onnx)
-
-    class Threads:
-        threads = 1
-
-    session = compare_ort.ort_session(ort, model.SerializeToString(), Threads)
+    options = types.SimpleNamespace(threads=threads)
+    session = compare_ort.ort_session(ort, model.SerializeToString(), options)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     while True:
         start = time.perf_counter()
@@ -98,11 +110,11 @@ def ort_series(spec_path):
         print(f"{ms:.4f} {time.time():.4f}", flush=True)
 
 
-def start_pinned(command, cpu, out, err):
-    """Starts `command` on CPU `cpu` only, one thread, its lines to `out`, its errors to `err`."""
-    env = dict(os.environ, RAYON_NUM_THREADS="1")
+def start_pinned(command, cpus, out, err):
+    """Starts `command` on `cpus` only, a thread each, its lines to `out`, its errors to `err`."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(len(cpus)))
     return subprocess.Popen(command, stdout=out, stderr=err, env=env,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+                            preexec_fn=lambda: os.sched_setaffinity(0, set(cpus)))
 
 
 def ready(path):
@@ -130,7 +142,7 @@ def slot_medians(rows, slots):
     return medians
 
 
-def take_turns(args, model, cpu, workdir):
+def take_turns(args, model, workdir):
     """One model's turns: the pairs of (cutpoint, ONNX Runtime) slot medians, in order."""
     spec = compare_ort.cutpoint_spec(args.cutpoint, model)
     spec_path = workdir / f"{model}.spec.json"
@@ -139,13 +151,14 @@ def take_turns(args, model, cpu, workdir):
     errors = {side: workdir / f"{model}.{side}.err" for side in ("cutpoint", "ort")}
     commands = {
         "cutpoint": [args.series, str(spec_path), str(10 ** 9)],
-        "ort": [sys.executable, __file__, "--ort-series", str(spec_path)],
+        "ort": [sys.executable, __file__, "--ort-series", str(spec_path),
+                "--threads", str(args.threads), "--cpus", ",".join(map(str, args.cpus))],
     }
     procs, outs, turns = {}, [], {"cutpoint": [], "ort": []}
     try:
         for side in ("cutpoint", "ort"):
             outs += [files[side].open("w"), errors[side].open("w")]
-            procs[side] = start_pinned(commands[side], cpu, outs[-2], outs[-1])
+            procs[side] = start_pinned(commands[side], args.cpus, outs[-2], outs[-1])
         # Both load their model side by side; then each waits for its turns.
         deadline = time.time() + 120
         while not all(ready(f) for f in files.values()):
@@ -202,14 +215,13 @@ def summary(pairs):
 def main():
     args = parse_args()
     if args.ort_series:
-        ort_series(args.ort_series)
+        ort_series(args.ort_series, args.threads)
         return
     compare_ort.import_ort()  # says what to install, and exits, where it is missing
-    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
     report = {}
     with tempfile.TemporaryDirectory(prefix="take_turns.") as workdir:
         for model in args.models:
-            report[model] = summary(take_turns(args, model, cpu, Path(workdir)))
+            report[model] = summary(take_turns(args, model, Path(workdir)))
             if not args.json:
                 print_model(model, report[model], args)
                 sys.stdout.flush()
@@ -221,7 +233,9 @@ def print_model(model, result, args):
     if result is None:
         print(f"{model}: too few slots held a whole pass; raise --slot-ms")
         return
-    print(f"{model} ({args.slots} turns of {args.slot_ms:.0f} ms each, one CPU, one thread)")
+    cpus = ",".join(map(str, args.cpus))
+    print(f"{model} ({args.slots} turns of {args.slot_ms:.0f} ms each, {args.threads} "
+          f"thread(s) on CPU {cpus})")
     for name in ("fast", "slow", "all"):
         r = result.get(name)
         if r:

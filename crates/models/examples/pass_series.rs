@@ -6,7 +6,8 @@
 //! `cargo run --release -p models --example pass_series -- (MODEL | SPEC.json) [PASSES]`
 //!
 //! MODEL is a zoo model; SPEC.json a model spec as `cutpoint-edge graph --spec` writes it.
-//! PASSES defaults to 100. Seeded weights, batch 1, the fast kernels, a constant input.
+//! PASSES defaults to 100. Seeded weights, batch 1, the fast kernels, a constant input, on
+//! `RAYON_NUM_THREADS` threads (every CPU by default), pinned as `cutpoint-edge` pins them.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use models::{Backend, HostTensor, Model, ModelError, Net, zoo};
 
 fn run() -> Result<(), ModelError> {
+    models::pin_global_pool();
     let mut args = std::env::args().skip(1);
     let Some(model) = args.next() else {
         return Err(bad_flag("needs a zoo model or a model spec file"));
