@@ -1,7 +1,7 @@
 //! Runs whole forward passes of one model, one after another, and prints each pass as it ends:
 //! its time in ms and the wall-clock time it ended (seconds since the Unix epoch), one pass a
-//! line. `scripts/take_turns.py` runs it beside ONNX Runtime, the two taking turns on one CPU, to
-//! compare them in the same moments of a machine whose speed changes.
+//! line. `scripts/take_turns.py` runs it beside ONNX Runtime, the two taking turns on the same
+//! CPUs, to compare them in the same moments of a machine whose speed changes.
 //!
 //! `cargo run --release -p models --example pass_series -- (MODEL | SPEC.json) [PASSES]`
 //!

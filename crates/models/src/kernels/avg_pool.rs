@@ -4,9 +4,9 @@
 //!
 //! Each output row's input rows and each output column's input columns, with their divisors'
 //! factors, are worked out once for all planes; then each output row's input rows are added
-//! column by column, and each output takes its columns of that sum. Burn's
-//! operation, which this replaces, takes 35 ns an output on LeNet's small planes (its 6 planes
-//! of 28 × 28 41 µs in-pass, most of LeNet's pass). See `docs/EXPERIMENTS.md`, "Fast
+//! column by column, and each output takes its columns of that sum. Burn's operation, which
+//! this replaces, took 35 ns an output on LeNet's small planes (41 µs in-pass for its first
+//! pool, 6 planes of 28 × 28, most of LeNet's pass). See `docs/EXPERIMENTS.md`, "Fast
 //! kernels".
 
 use std::ops::Range;
@@ -35,7 +35,7 @@ pub(crate) struct AvgWindow {
 }
 
 /// The input range one output covers along one side, and the side's factor of its divisor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Span {
     inputs: Range<usize>,
     divisor: usize,
