@@ -34,8 +34,10 @@ use crate::class::LayerClass;
 /// Version 11: small seeded networks ([`crate::small_nets`]) timed in-pass beside the zoo's,
 /// and only the sampled classes written from a pass. Version 12: networks of inverted residual
 /// blocks among the small ones. Version 13: a network's in-pass layers scaled to add up to its
-/// median pass, and its whole passes timed in the same rounds as its nodes.
-pub const FEATURE_SCHEMA_VERSION: u32 = 13;
+/// median pass, and its whole passes timed in the same rounds as its nodes. Version 14: rounds
+/// judged slow against the lower quartile of the guard's anchor timings, not the fastest
+/// ([`crate::CALM_QUANTILE`]).
+pub const FEATURE_SCHEMA_VERSION: u32 = 14;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -31,12 +31,12 @@ fn a_cached_profile_taken_while_the_machine_ran_slow_is_taken_again() {
         steadiness.write(&sweep).expect("write");
     };
 
-    // A cached sweep whose fastest anchor was faster than any can be now: kept.
+    // A cached sweep whose calm anchor was faster than any can be now: kept.
     set_calm(1e-9);
     let kept = profile(&lenet);
     assert!(!kept.built && kept.slow_before.is_none());
 
-    // A cached sweep whose fastest anchor took 1,000 s: the machine runs far faster now, so the
+    // A cached sweep whose calm anchor took 1,000 s: the machine runs far faster now, so the
     // sweep and its profile are taken again, and the new sweep's calm is the machine's own.
     set_calm(1e6);
     let again = profile(&lenet);
