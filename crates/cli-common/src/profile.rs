@@ -126,7 +126,7 @@ pub fn profile(args: &ProfileArgs, role: Role) -> Result<String, PredictorError>
         )
     };
     let steady = format!(
-        "\nRounds measured: {}; run again in a slow spell of this machine: {} (a reference pass over {}× its usual {:.3} ms).\n{}",
+        "\nRounds measured: {}; run again in a slow spell of this machine: {} (a reference pass over {}× its usual {:.3} ms, the lower quartile of the reference passes: the times above are the machine as it usually runs).\n{}",
         steadiness.kept,
         steadiness.redone,
         predictor::SLOW_LIMIT,

@@ -276,7 +276,7 @@ fn text_report(
     match sweep {
         Some(s) => {
             out.push_str(&format!(
-                "The sweep's last run measured {} rounds and ran {} again in slow spells of the machine (a reference pass over {}× its usual {:.3} ms).\n",
+                "The sweep's last run measured {} rounds and ran {} again in slow spells of the machine (a reference pass over {}× its usual {:.3} ms): the profile prices the machine as it usually runs, its slow spells set aside.\n",
                 s.kept,
                 s.redone,
                 predictor::SLOW_LIMIT,
