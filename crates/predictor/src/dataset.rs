@@ -143,10 +143,11 @@ impl Steadiness {
     /// Reads it from sweep directory `dir`; `None` where the sweep did not write one.
     pub fn read(dir: &Path) -> Result<Option<Steadiness>, PredictorError> {
         read_row(dir, STEADINESS_FILE, |s: &Steadiness| {
-            if !s.calm_ms.is_finite() || s.calm_ms < 0.0 || s.slow_kept > s.kept {
+            let time = |ms: f64| ms.is_finite() && ms >= 0.0;
+            if !time(s.calm_ms) || !time(s.fastest_ms) || s.slow_kept > s.kept {
                 return Err(format!(
-                    "the fastest reference pass must be finite and not negative (not {}) and the slow rounds kept at most the rounds kept ({} of {})",
-                    s.calm_ms, s.slow_kept, s.kept
+                    "the reference pass's calm and fastest times must be finite and not negative (not {} and {}) and the slow rounds kept at most the rounds kept ({} of {})",
+                    s.calm_ms, s.fastest_ms, s.slow_kept, s.kept
                 ));
             }
             Ok(())

@@ -40,11 +40,14 @@ pub const CALM_QUANTILE: f64 = 0.25;
 /// sample's rounds sets a few slow ones aside, not a large share.
 pub const WARN_SLOW_SHARE: f64 = 0.1;
 
-/// How many times faster than a sweep's calm this machine must run the anchor now for that sweep
-/// to count as taken in a slow spell ([`Steadiness::ran_slower_than`]). The calm is the lower
-/// quartile of a sweep's hundreds or thousands of anchor timings and the time now the lower
-/// quartile of a few; a sweep whose every anchor ran slow (in a spell longer than the sweep:
-/// some last many minutes) does not see it.
+/// How many times faster than a sweep's fastest anchor this machine must run the anchor now for
+/// that sweep to count as taken in a slow spell ([`Steadiness::ran_slower_than`]). The sweep's
+/// fastest is the least of its hundreds or thousands of anchor timings and the time now the
+/// least of a few, so on a machine as fast as during the sweep the time now is at or above it;
+/// a sweep whose every anchor ran slow (in a spell longer than the sweep: some last many
+/// minutes) does not see it. The fastest, not the calm: a sweep's anchors are timed right after
+/// its rounds of cold layers, and their calm sits above the machine's calm on its own (machine
+/// E, one thread: 1.38–1.47 ms against 0.95 in `train`'s check).
 pub const PROFILED_SLOW_LIMIT: f64 = 1.3;
 
 /// Slow rounds in a row after which a spell counts as long: its rounds are kept as they come
@@ -69,17 +72,20 @@ pub struct Steadiness {
     pub slow_kept: usize,
     /// The calm anchor ([`CALM_QUANTILE`] of the anchor timings), ms.
     pub calm_ms: f64,
+    /// The fastest anchor timing, ms (0 where a sweep did not record it).
+    #[serde(default)]
+    pub fastest_ms: f64,
 }
 
 impl Steadiness {
-    /// How many times slower than `now_ms` (the calm of a few anchor timings now, as
-    /// [`SpellGuard::usual_anchor_ms`] times them) this sweep's calm ran, where that is more
-    /// than [`PROFILED_SLOW_LIMIT`]: the whole sweep ran slower than the machine runs now, and
-    /// every time it measured is that much too high. `None` otherwise, or where either time is
-    /// not a positive number.
+    /// How many times slower than `now_ms` (the fastest of a few anchor timings now, as
+    /// [`SpellGuard::fastest_anchor_ms`] times them) this sweep's fastest anchor ran, where that
+    /// is more than [`PROFILED_SLOW_LIMIT`]: the whole sweep ran slower than the machine runs
+    /// now, and every time it measured is that much too high. `None` otherwise, or where either
+    /// time is not a positive number.
     pub fn ran_slower_than(&self, now_ms: f64) -> Option<f64> {
-        let ratio = self.calm_ms / now_ms;
-        (self.calm_ms > 0.0 && now_ms > 0.0 && ratio.is_finite() && ratio > PROFILED_SLOW_LIMIT)
+        let ratio = self.fastest_ms / now_ms;
+        (self.fastest_ms > 0.0 && now_ms > 0.0 && ratio.is_finite() && ratio > PROFILED_SLOW_LIMIT)
             .then_some(ratio)
     }
 
@@ -188,14 +194,14 @@ impl<'a> SpellGuard<'a> {
         self
     }
 
-    /// The calm of `tries` anchor timings (each the faster of two passes, as the rounds time
-    /// them; at least one), ms: how fast this machine usually runs the anchor now.
-    pub fn usual_anchor_ms(&mut self, tries: usize) -> Result<f64, ModelError> {
-        let mut now = Vec::with_capacity(tries.max(1));
+    /// The fastest of `tries` anchor timings (each the faster of two passes, as the rounds time
+    /// them; at least one), ms: how fast this machine runs the anchor now.
+    pub fn fastest_anchor_ms(&mut self, tries: usize) -> Result<f64, ModelError> {
+        let mut fastest = f64::INFINITY;
         for _ in 0..tries.max(1) {
-            now.push(self.time_anchor()?);
+            fastest = fastest.min(self.time_anchor()?);
         }
-        Ok(calm_of(&mut now))
+        Ok(fastest)
     }
 
     /// Times the anchor: the faster of two passes, the first of which finds the caches as the
@@ -281,6 +287,7 @@ impl<'a> SpellGuard<'a> {
                 .filter(|&&a| a > SLOW_LIMIT * calm_ms)
                 .count(),
             calm_ms: if calm_ms.is_finite() { calm_ms } else { 0.0 },
+            fastest_ms: self.anchors.iter().copied().reduce(f64::min).unwrap_or(0.0),
         }
     }
 }
@@ -449,11 +456,12 @@ mod tests {
 
     #[test]
     fn a_sweep_slower_than_the_machine_now_says_by_how_much() {
-        let steadiness = |calm_ms| Steadiness {
+        let steadiness = |fastest_ms| Steadiness {
             kept: 10,
             redone: 0,
             slow_kept: 0,
-            calm_ms,
+            calm_ms: 1.0,
+            fastest_ms,
         };
         assert_eq!(steadiness(0.6).ran_slower_than(0.3), Some(2.0));
         // Within the limit, or slower now than the sweep's calm: none.
@@ -466,13 +474,12 @@ mod tests {
     }
 
     #[test]
-    fn the_usual_anchor_now_is_the_lower_quartile_of_the_tries() {
-        // Sorted: 0.3, 0.5, 0.6, 0.7, 0.9; a quarter of the way is the second.
-        let mut guard = scripted(&[0.9, 0.3, 0.5, 0.6, 0.7]);
-        assert_eq!(guard.usual_anchor_ms(5).expect("timed"), 0.5);
+    fn the_fastest_anchor_now_is_the_least_of_the_tries() {
+        let mut guard = scripted(&[0.5, 0.3, 0.4]);
+        assert_eq!(guard.fastest_anchor_ms(3).expect("timed"), 0.3);
         // At least one try.
         let mut once = scripted(&[0.7]);
-        assert_eq!(once.usual_anchor_ms(0).expect("timed"), 0.7);
+        assert_eq!(once.fastest_anchor_ms(0).expect("timed"), 0.7);
     }
 
     #[test]
@@ -487,6 +494,7 @@ mod tests {
         assert_eq!((results[0].len(), call), (12, 12));
         let s = guard.steadiness();
         assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (12, 0, 0, 1.0));
+        assert_eq!(s.fastest_ms, 0.5);
         // Slower by more than the limit than that usual time still counts as slow.
         let mut times = vec![1.0; 8];
         times.push(0.5);

@@ -581,6 +581,7 @@ fn a_sweeps_steadiness_is_kept_and_a_damaged_one_named() {
         redone: 3,
         slow_kept: 5,
         calm_ms: 0.32,
+        fastest_ms: 0.25,
     };
     steadiness.write(&dir).expect("write");
     assert_eq!(Steadiness::read(&dir).expect("read"), Some(steadiness));
@@ -599,4 +600,14 @@ fn a_sweeps_steadiness_is_kept_and_a_damaged_one_named() {
             && err.to_string().contains("run `profile` again"),
         "{err}"
     );
+    // A file without the fastest time reads as one that did not record it: never taken for a
+    // sweep that ran slow.
+    std::fs::write(
+        dir.join("steadiness.csv"),
+        "kept,redone,slow_kept,calm_ms\n4,0,1,0.3\n",
+    )
+    .expect("write");
+    let old = Steadiness::read(&dir).expect("read").expect("a row");
+    assert_eq!((old.kept, old.fastest_ms), (4, 0.0));
+    assert_eq!(old.ran_slower_than(1e-6), None);
 }

@@ -141,18 +141,18 @@ pub fn quick_profile(
 
 /// How many times slower than this machine runs now the cached sweep under `dir` ran its
 /// anchor, where the whole sweep ran slow ([`predictor::Steadiness::ran_slower_than`]): the
-/// usual of [`ANCHOR_TRIES`] anchor timings now against the sweep's calm. `None` where the
+/// fastest of [`ANCHOR_TRIES`] anchor timings now against the sweep's fastest. `None` where the
 /// sweep ran as fast, or where there is no finished sweep.
 fn cached_sweep_ran_slow(dir: &Path, backend: Backend) -> Result<Option<f64>, RuntimeError> {
     let Some(steadiness) = Steadiness::read(&dir.join("sweep"))? else {
         return Ok(None);
     };
-    let now_ms = SpellGuard::on(backend)?.usual_anchor_ms(ANCHOR_TRIES)?;
+    let now_ms = SpellGuard::on(backend)?.fastest_anchor_ms(ANCHOR_TRIES)?;
     Ok(steadiness.ran_slower_than(now_ms))
 }
 
 /// Anchor timings that say how fast this machine runs now: a few milliseconds in all.
-const ANCHOR_TRIES: usize = 9;
+const ANCHOR_TRIES: usize = 5;
 
 /// Removes the cached sweep under `dir` and its profile at `path`, so that they are taken again.
 fn discard(dir: &Path, path: &Path) -> Result<(), RuntimeError> {

@@ -23,22 +23,22 @@ fn a_cached_profile_taken_while_the_machine_ran_slow_is_taken_again() {
     let first = profile(&lenet);
     assert!(first.built && first.slow_before.is_none());
     let sweep = first.path.parent().expect("the cache dir").join("sweep");
-    let set_calm = |ms: f64| {
+    let set_fastest = |ms: f64| {
         let mut steadiness = Steadiness::read(&sweep)
             .expect("readable")
             .expect("the sweep writes its steadiness");
-        steadiness.calm_ms = ms;
+        steadiness.fastest_ms = ms;
         steadiness.write(&sweep).expect("write");
     };
 
-    // A cached sweep whose calm anchor was faster than any can be now: kept.
-    set_calm(1e-9);
+    // A cached sweep whose fastest anchor was faster than any can be now: kept.
+    set_fastest(1e-9);
     let kept = profile(&lenet);
     assert!(!kept.built && kept.slow_before.is_none());
 
-    // A cached sweep whose calm anchor took 1,000 s: the machine runs far faster now, so the
+    // A cached sweep whose fastest anchor took 1,000 s: the machine runs far faster now, so the
     // sweep and its profile are taken again, and the new sweep's calm is the machine's own.
-    set_calm(1e6);
+    set_fastest(1e6);
     let again = profile(&lenet);
     assert!(again.built);
     assert!(
@@ -49,6 +49,9 @@ fn a_cached_profile_taken_while_the_machine_ran_slow_is_taken_again() {
     let fresh = Steadiness::read(&sweep)
         .expect("readable")
         .expect("written again");
-    assert!(fresh.calm_ms > 0.0 && fresh.calm_ms < 1e3, "{fresh:?}");
+    assert!(
+        fresh.fastest_ms > 0.0 && fresh.fastest_ms < 1e3,
+        "{fresh:?}"
+    );
     assert!(again.path.is_file());
 }
