@@ -249,14 +249,21 @@ async fn a_changed_certificate_stops_only_that_server() {
             .collect(),
     );
     let mut session = pool_session(&net, &servers, edge_config(SplitMode::CloudOnly)).await;
-    for seed in 0..4 {
+    // Equal servers take requests in turn, but a server whose measured wait runs more than the
+    // tolerance above the other's (a loaded test machine) is passed over: a few requests more
+    // until both have served.
+    let served = || -> Vec<u64> { clouds.iter().map(|c| c.server.stats().served).collect() };
+    for seed in 0..40 {
         let outcome = session.infer(input(&net, 1, seed)).await.expect("served");
         assert_eq!(outcome.fallback, None);
+        if seed >= 3 && served().iter().all(|&n| n > 0) {
+            break;
+        }
     }
-    let served: Vec<u64> = clouds.iter().map(|c| c.server.stats().served).collect();
     assert!(
-        served.iter().all(|&n| n > 0),
-        "both pinned and used: {served:?}"
+        served().iter().all(|&n| n > 0),
+        "both pinned and used: {:?}",
+        served()
     );
 
     // The second server comes back at its address with another key.
