@@ -25,6 +25,7 @@
 //! 0.44–0.55 ms only in a stretch of a few seconds; judged against the fastest, 72 % of them
 //! were slow, and a sweep's rounds were nearly all run again.
 //! A spell that lasts the whole measurement is not seen: its calm is a slow one.
+
 use models::{Backend, HostTensor, LayerKind, Model, ModelError, NetBuilder};
 use serde::{Deserialize, Serialize};
 
