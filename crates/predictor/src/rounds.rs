@@ -48,8 +48,8 @@ pub const WARN_SLOW_SHARE: f64 = 0.1;
 /// a sweep whose every anchor ran slow (in a spell longer than the sweep: some last many
 /// minutes) does not see it. The fastest, not the calm: a sweep's anchors are timed right after
 /// its rounds of cold layers, and their calm can sit well above the machine's calm on its own
-/// (machine E, one thread: 1.28–1.47 ms in three sweeps, whose fastest anchors were 0.91 ms,
-/// against 0.95 in `train`'s check a minute later; whether the rounds or the machine's state
+/// (machine E, one thread: 1.28–1.47 ms in three sweeps, against a fastest of 0.91 ms in the
+/// one that recorded it and 0.95 in `train`'s check a minute later; whether the rounds or the machine's state
 /// made the difference was not settled). Compared calm against calm, such a sweep would be
 /// taken again on every run.
 pub const PROFILED_SLOW_LIMIT: f64 = 1.3;
