@@ -36,8 +36,9 @@ use crate::class::LayerClass;
 /// blocks among the small ones. Version 13: a network's in-pass layers scaled to add up to its
 /// median pass, and its whole passes timed in the same rounds as its nodes. Version 14: rounds
 /// judged slow against the lower quartile of the guard's anchor timings, not the fastest
-/// ([`crate::CALM_QUANTILE`]).
-pub const FEATURE_SCHEMA_VERSION: u32 = 14;
+/// ([`crate::CALM_QUANTILE`]). Version 15: each anchor timing the fastest of
+/// [`crate::ANCHOR_PASSES`] passes, not of two.
+pub const FEATURE_SCHEMA_VERSION: u32 = 15;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape
 /// does (a small layer timed alone after the caches are evicted takes several times what it

@@ -34,8 +34,9 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// format 14 reads feature schema 11 (small networks timed in-pass); format 15 reads feature
 /// schema 12 (inverted residual blocks among them); format 16 reads feature schema 13 (in-pass
 /// layers that add up to their network's median pass); format 17 reads feature schema 14 (rounds
-/// judged against the anchor's lower quartile).
-pub const PROFILE_FORMAT_VERSION: u32 = 17;
+/// judged against the anchor's lower quartile); format 18 reads feature schema 15 (each anchor
+/// the fastest of six passes).
+pub const PROFILE_FORMAT_VERSION: u32 = 18;
 
 /// Which side of the link a profile describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
