@@ -37,7 +37,8 @@ use crate::class::LayerClass;
 /// median pass, and its whole passes timed in the same rounds as its nodes. Version 14: rounds
 /// judged slow against the lower quartile of the guard's anchor timings, not the fastest
 /// ([`crate::CALM_QUANTILE`]). Version 15: each anchor timing the fastest of
-/// [`crate::ANCHOR_PASSES`] passes, not of two.
+/// [`crate::ANCHOR_PASSES`] passes, not of two; each network's timed passes after
+/// [`crate::OWN_WARMUP_MS`] of its own, not one.
 pub const FEATURE_SCHEMA_VERSION: u32 = 15;
 
 /// How a layer was timed, or is to be priced: its context changes its time as much as its shape

@@ -41,8 +41,8 @@ pub use measured::{ModelCheck, check_models, measured_costs};
 pub use profile::{DeviceProfile, MeasuredLayer, PROFILE_FORMAT_VERSION, Role};
 pub use regress::{Accuracy, Candidate};
 pub use rounds::{
-    ANCHOR_PASSES, CALM_QUANTILE, LONG_SPELL_ROUNDS, PROFILED_SLOW_LIMIT, SLOW_LIMIT, SpellGuard,
-    Steadiness, WARN_SLOW_SHARE, after_own_pass,
+    ANCHOR_PASSES, CALM_QUANTILE, LONG_SPELL_ROUNDS, OWN_WARMUP_MS, OWN_WARMUP_PASSES,
+    PROFILED_SLOW_LIMIT, SLOW_LIMIT, SpellGuard, Steadiness, WARN_SLOW_SHARE, after_own_passes,
 };
 pub use small_nets::{INVERTED_RESIDUAL, LENET_LIKE, SMALL_NET_PREFIX, SMALL_NETS, small_nets};
 pub use space::{Sample, Sampler, SweepSize};

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::PredictorError;
 use crate::profile::DeviceProfile;
-use crate::rounds::{SpellGuard, after_own_pass};
+use crate::rounds::{SpellGuard, after_own_passes};
 
 /// Median latency of every node of `model` in ms, in node order, timed on a seeded random
 /// input of batch 1 after `warmup` unmeasured runs per node.
@@ -43,8 +43,8 @@ pub struct ModelCheck {
 /// Predicts each of `models`' whole latency with `profile` and measures its forward pass on
 /// a seeded random input: `warmup` unmeasured rounds and then `rounds` measured ones, each
 /// round one pass of every model in turn ([`SpellGuard::rounds`]: a round in a slow spell is
-/// run again), each measured pass right after an unmeasured one of the same model
-/// ([`after_own_pass`]), the median kept. The models are all held at once.
+/// run again), each measured pass right after unmeasured ones of the same model
+/// ([`after_own_passes`]), the median kept. The models are all held at once.
 pub fn check_models(
     profile: &DeviceProfile,
     models: &[Model],
@@ -58,7 +58,7 @@ pub fn check_models(
         .map(|model| models::seeded_input(model.net(), 1, seed))
         .collect::<Result<Vec<_>, _>>()?;
     let passes = guard.rounds(models.len(), warmup, rounds.max(1), |i| {
-        after_own_pass(&models[i], &inputs[i], |model, input| {
+        after_own_passes(&models[i], &inputs[i], |model, input| {
             model.time_forward(input, 0, 1)
         })
     })?;

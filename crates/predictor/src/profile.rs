@@ -35,7 +35,7 @@ const MAGIC: &str = "cutpoint-device-profile";
 /// schema 12 (inverted residual blocks among them); format 16 reads feature schema 13 (in-pass
 /// layers that add up to their network's median pass); format 17 reads feature schema 14 (rounds
 /// judged against the anchor's lower quartile); format 18 reads feature schema 15 (each anchor
-/// the fastest of six passes).
+/// the fastest of six passes, each network timed after 5 ms of its own passes).
 pub const PROFILE_FORMAT_VERSION: u32 = 18;
 
 /// Which side of the link a profile describes.

@@ -26,6 +26,8 @@
 //! were slow, and a sweep's rounds were nearly all run again.
 //! A spell that lasts the whole measurement is not seen: its calm is a slow one.
 
+use std::time::Instant;
+
 use models::{Backend, HostTensor, LayerKind, Model, ModelError, NetBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -313,18 +315,35 @@ fn calm_of(anchors: &mut [f64]) -> f64 {
     *anchors.select_nth_unstable_by(rank, f64::total_cmp).1
 }
 
-/// Runs `time` on `model` and `input` right after an unmeasured forward pass of `model` on
-/// `input`, so that a network timed in rounds with others finds the caches, the recycled
-/// output buffers and the pool's workers as an application that runs it pass after pass
-/// leaves them, not as the network before it in the round did. (LeNet, machine D, two
-/// threads: 0.07–0.08 ms a pass after one of its own, 0.11–0.15 after a pass of GoogLeNet,
-/// ResNet-50 or AlexNet.)
-pub fn after_own_pass<T>(
+/// How long a network runs unmeasured passes of its own before [`after_own_passes`] times it,
+/// ms (at least one pass, at most [`OWN_WARMUP_PASSES`]). After another network's pass, or any
+/// other work, a small network's next passes run slow for a while: on machine E, one thread,
+/// LeNet's second pass after a pass of GoogLeNet took 0.081–0.103 ms at the median, its fifth
+/// and later 0.065–0.092, and 200 passes in a row 0.060–0.063; networks of 10 ms or more ran
+/// their second pass as fast as their fifth (MobileNetV2, ResNet-18: within 3 %).
+pub const OWN_WARMUP_MS: f64 = 5.0;
+
+/// The most unmeasured passes [`after_own_passes`] runs, however short they are.
+pub const OWN_WARMUP_PASSES: usize = 1000;
+
+/// Runs `time` on `model` and `input` right after unmeasured forward passes of `model` on
+/// `input` ([`OWN_WARMUP_MS`] of them, at least one), so that a network timed in rounds with
+/// others finds the caches, the recycled output buffers and the pool's workers as an
+/// application that runs it pass after pass leaves them, not as the network before it in the
+/// round did. (LeNet, machine D, two threads: 0.07–0.08 ms a pass after one of its own,
+/// 0.11–0.15 after a pass of GoogLeNet, ResNet-50 or AlexNet.)
+pub fn after_own_passes<T>(
     model: &Model,
     input: &HostTensor,
     time: impl FnOnce(&Model, &HostTensor) -> Result<T, ModelError>,
 ) -> Result<T, ModelError> {
-    model.time_forward(input, 0, 1)?;
+    let start = Instant::now();
+    for _ in 0..OWN_WARMUP_PASSES {
+        model.time_forward(input, 0, 1)?;
+        if start.elapsed().as_secs_f64() * 1e3 >= OWN_WARMUP_MS {
+            break;
+        }
+    }
     time(model, input)
 }
 

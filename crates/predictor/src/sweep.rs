@@ -16,7 +16,7 @@ use crate::class::LayerClass;
 use crate::dataset::{CsvSink, Measurement, PassTime, SweepMeta, in_pass_dir, in_pass_root};
 use crate::error::PredictorError;
 use crate::machine::{MachineInfo, apply_cpu_quota};
-use crate::rounds::{SpellGuard, after_own_pass};
+use crate::rounds::{SpellGuard, after_own_passes};
 use crate::space::{Sampler, SweepSize};
 
 /// What to sweep, where to write it, and under which conditions.
@@ -304,13 +304,13 @@ pub fn run_in_pass(
         nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
     };
     // Each try: in every round, each network's pass timed between nodes and then a whole pass
-    // as an application runs one, from this thread, both right after a pass of its own network
-    // ([`after_own_pass`]), so that the two see the machine in the same moments. A try whose
+    // as an application runs one, from this thread, both right after passes of its own network
+    // ([`after_own_passes`]), so that the two see the machine in the same moments. A try whose
     // nodes add up to more than its whole passes ran its node timings in a slow spell the
     // anchor did not show.
     let time_try = |guard: &mut SpellGuard| -> Result<InPassTry, PredictorError> {
         let rounds = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
-            after_own_pass(&models[i], &inputs[i], |model, input| {
+            after_own_passes(&models[i], &inputs[i], |model, input| {
                 let nodes = model.time_pass(input.clone())?;
                 Ok((nodes, model.time_forward(input, 0, 1)?))
             })

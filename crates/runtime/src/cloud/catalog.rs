@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use models::{Backend, Net};
-use predictor::{SpellGuard, after_own_pass};
+use predictor::{SpellGuard, after_own_passes};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 use transport::{CloudCosts, Loss, NodeCost};
@@ -213,8 +213,8 @@ async fn load_and_measure(
 
 /// Each node's time on this machine at batch 1, for each of `loaded`: the median over
 /// [`COST_ROUNDS`] passes on a seeded input, timed between nodes as the pass runs them, the
-/// models' passes taken in [`interleaved`] rounds, each after a pass of its own model
-/// ([`after_own_pass`]), with what a whole pass (timed as a request runs one, in rounds of
+/// models' passes taken in [`interleaved`] rounds, each after passes of its own model
+/// ([`after_own_passes`]), with what a whole pass (timed as a request runs one, in rounds of
 /// their own) takes beyond its nodes added to the output node, which
 /// every part the server runs ends with; and what decoding costs here (the embedded
 /// photograph, and every codec on every node's output for that input).
@@ -228,12 +228,12 @@ fn measure_costs(
         .collect::<Result<Vec<_>, _>>()?;
     let mut guard = SpellGuard::on(backend)?;
     let passes = guard.rounds(loaded.len(), COST_WARMUP, COST_ROUNDS, |i| {
-        after_own_pass(&loaded[i].model, &inputs[i], |model, input| {
+        after_own_passes(&loaded[i].model, &inputs[i], |model, input| {
             model.time_pass(input.clone())
         })
     })?;
     let wholes = guard.rounds(loaded.len(), 1, COST_ROUNDS, |i| {
-        after_own_pass(&loaded[i].model, &inputs[i], |model, input| {
+        after_own_passes(&loaded[i].model, &inputs[i], |model, input| {
             model.time_forward(input, 0, 1)
         })
     })?;
