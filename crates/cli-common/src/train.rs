@@ -73,12 +73,14 @@ enum RoleArg {
 
 /// The models to check, or why none are.
 enum Checks {
-    /// The models checked, those the profile cannot price (a class the sweep left out), and
-    /// how steady the machine was through the check's rounds.
+    /// The models checked, those the profile cannot price (a class the sweep left out), how
+    /// steady the machine was through the check's rounds, and the lower quartile of the
+    /// reference passes timed through them, ms ([`SpellGuard::own_calm_ms`]).
     Done {
         checks: Vec<ModelCheck>,
         unpriced: Vec<Unpriced>,
         steadiness: Steadiness,
+        anchor_ms: Option<f64>,
     },
     Skipped(String),
 }
@@ -197,6 +199,7 @@ fn check_models(
         checks,
         unpriced,
         steadiness: guard.steadiness(),
+        anchor_ms: guard.own_calm_ms(),
     })
 }
 
@@ -318,6 +321,7 @@ fn text_report(
             checks,
             unpriced,
             steadiness,
+            anchor_ms,
         } => {
             out.push_str(&format!(
                 "\nWhole models (the sum of the profile's layer costs and its pass cost of {:.3} ms against a measured forward pass; the {} layers timed inside the sweep's passes are priced at their in-pass times, the others predicted):\n\n",
@@ -333,6 +337,13 @@ fn text_report(
             }
             if let Some(warning) = steadiness.warning() {
                 out.push_str(&format!("Warning: the check: {warning}\n"));
+            }
+            if let (Some(check), Some(sweep)) = (anchor_ms, sweep.filter(|s| s.calm_ms > 0.0)) {
+                out.push_str(&format!(
+                    "The reference pass took {check:.3} ms through the check against {:.3} ms through the sweep (×{:.2}): how much slower (above 1) or faster this machine ran the reference pass than while it was profiled.\n",
+                    sweep.calm_ms,
+                    check / sweep.calm_ms
+                ));
             }
         }
     }
@@ -381,6 +392,9 @@ struct TrainReport<'a> {
     models: &'a [ModelCheck],
     /// How steady the machine was through the check's rounds.
     models_steadiness: Option<&'a Steadiness>,
+    /// The lower quartile of the reference passes timed through the check, ms: against the
+    /// sweep's `calm_ms`, how fast the machine ran then.
+    models_anchor_ms: Option<f64>,
     /// Models the profile cannot price, left out of `models`.
     models_unpriced: &'a [Unpriced],
     models_skipped: Option<&'a str>,
@@ -403,19 +417,22 @@ fn json_report(
     sweep: Option<Steadiness>,
     checks: &Checks,
 ) -> Result<String, PredictorError> {
-    let (models, models_unpriced, models_steadiness, models_skipped) = match checks {
-        Checks::Done {
-            checks,
-            unpriced,
-            steadiness,
-        } => (
-            checks.as_slice(),
-            unpriced.as_slice(),
-            Some(steadiness),
-            None,
-        ),
-        Checks::Skipped(why) => (&[][..], &[][..], None, Some(why.as_str())),
-    };
+    let (models, models_unpriced, models_steadiness, models_anchor_ms, models_skipped) =
+        match checks {
+            Checks::Done {
+                checks,
+                unpriced,
+                steadiness,
+                anchor_ms,
+            } => (
+                checks.as_slice(),
+                unpriced.as_slice(),
+                Some(steadiness),
+                *anchor_ms,
+                None,
+            ),
+            Checks::Skipped(why) => (&[][..], &[][..], None, None, Some(why.as_str())),
+        };
     let report = TrainReport {
         profile: args.out.display().to_string(),
         name: &profile.name,
@@ -436,6 +453,7 @@ fn json_report(
         pass_ms: profile.pass_ms,
         models,
         models_steadiness,
+        models_anchor_ms,
         models_unpriced,
         models_skipped,
     };

@@ -168,6 +168,11 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
     assert!(sweep["kept"].as_u64().expect("kept") >= 9, "{sweep}");
     assert!(sweep["calm_ms"].as_f64().expect("calm") > 0.0, "{sweep}");
     assert_eq!(report["models_steadiness"]["kept"], 2, "{report}");
+    // And how fast it ran the reference pass through the check, to set against the sweep's.
+    let anchor = report["models_anchor_ms"]
+        .as_f64()
+        .expect("the check's reference pass");
+    assert!(anchor > 0.0 && anchor.is_finite(), "{report}");
 
     // The text report names the chosen regressors and the baseline side by side.
     let text = ok(&[

@@ -228,15 +228,19 @@ impl<'a> SpellGuard<'a> {
         Ok(ms)
     }
 
+    /// [`CALM_QUANTILE`] of this guard's own anchor timings, ms, leaving out any earlier calm
+    /// ([`SpellGuard::with_calm`]): how fast the machine ran the anchor through these rounds.
+    /// `None` before the first timing.
+    pub fn own_calm_ms(&self) -> Option<f64> {
+        (!self.anchors.is_empty()).then(|| calm_of(&mut self.anchors.clone()))
+    }
+
     /// The calm anchor now, ms: [`CALM_QUANTILE`] of the anchor timings so far, or the earlier
     /// measurement's calm where that is lower; infinite before the first timing.
     fn calm_ms(&self) -> f64 {
-        let own = if self.anchors.is_empty() {
-            f64::INFINITY
-        } else {
-            calm_of(&mut self.anchors.clone())
-        };
-        own.min(self.earlier_calm_ms)
+        self.own_calm_ms()
+            .unwrap_or(f64::INFINITY)
+            .min(self.earlier_calm_ms)
     }
 
     /// Runs `warmup` unmeasured rounds and then `rounds` measured ones that were steady; each
@@ -478,9 +482,12 @@ mod tests {
     #[test]
     fn an_earlier_calm_shows_a_spell_that_lasts_the_whole_measurement() {
         let mut guard = scripted(&[2.0]).with_calm(1.0);
+        assert_eq!(guard.own_calm_ms(), None);
         two_rounds(&mut guard);
         let s = guard.steadiness();
         assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 2, 2, 1.0));
+        // Its own anchors say how fast the machine ran through these rounds.
+        assert_eq!(guard.own_calm_ms(), Some(2.0));
         // Without it, the same anchors look calm.
         let mut guard = scripted(&[2.0]).with_calm(0.0);
         two_rounds(&mut guard);
