@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use models::{Backend, Model, zoo};
 use predictor::{
-    ClassReport, DeviceProfile, HeldOutModel, ModelCheck, PredictorError, Role, SpellGuard,
-    Steadiness, TrainOptions, apply_cpu_quota,
+    ClassReport, DeviceProfile, HeldOutModel, ModelCheck, PassTime, PredictorError, Role,
+    SpellGuard, Steadiness, TrainOptions, apply_cpu_quota,
 };
 use serde::Serialize;
 
@@ -127,6 +127,9 @@ pub fn train(args: &TrainArgs, default_role: Role) -> Result<String, PredictorEr
     let unseen = predictor::held_out_models(&args.data, &profile, &options)?;
     let sweep = Steadiness::read(&args.data)?;
     let calm_ms = sweep.map_or(0.0, |s| s.calm_ms);
+    let in_pass_anchor_ms = PassTime::read(&predictor::in_pass_root(&args.data))?
+        .map(|p| p.anchor_ms)
+        .filter(|&ms| ms > 0.0);
     let checks = check_models(
         &profile,
         &names,
@@ -134,11 +137,35 @@ pub fn train(args: &TrainArgs, default_role: Role) -> Result<String, PredictorEr
         args.seed,
         calm_ms,
     )?;
+    let speed = SweepSpeed {
+        steadiness: sweep,
+        in_pass_anchor_ms,
+    };
     Ok(if args.json {
-        json_report(args, &profile, &reports, &unseen, sweep, &checks)?
+        json_report(args, &profile, &reports, &unseen, speed, &checks)?
     } else {
-        text_report(args, &profile, &reports, &unseen, sweep, &checks)
+        text_report(args, &profile, &reports, &unseen, speed, &checks)
     })
+}
+
+/// How the machine ran through the sweep: its steadiness, and the anchor through the in-pass
+/// rounds that priced the networks' layers (`None` where the sweep did not record it).
+#[derive(Clone, Copy)]
+struct SweepSpeed {
+    steadiness: Option<Steadiness>,
+    in_pass_anchor_ms: Option<f64>,
+}
+
+impl SweepSpeed {
+    /// The anchor to set the check's against, ms, and what it was timed through: the in-pass
+    /// rounds' where recorded, else the whole sweep's calm.
+    fn reference(&self) -> Option<(f64, &'static str)> {
+        match (self.in_pass_anchor_ms, self.steadiness) {
+            (Some(ms), _) => Some((ms, "the sweep's in-pass rounds")),
+            (None, Some(s)) if s.calm_ms > 0.0 => Some((s.calm_ms, "the sweep")),
+            _ => None,
+        }
+    }
 }
 
 /// Parses `--check-models`.
@@ -218,7 +245,7 @@ fn text_report(
     profile: &DeviceProfile,
     reports: &[ClassReport],
     unseen: &[HeldOutModel],
-    sweep: Option<Steadiness>,
+    speed: SweepSpeed,
     checks: &Checks,
 ) -> String {
     let quota = profile
@@ -276,7 +303,7 @@ fn text_report(
         100.0 * overall_within(reports, |r| r.baseline),
         100.0 * overall_within(reports, |r| r.ours_in_pass),
     ));
-    match sweep {
+    match speed.steadiness {
         Some(s) => {
             out.push_str(&format!(
                 "The sweep's last run measured {} rounds and ran {} again in slow spells of the machine (a reference pass over {}× its usual {:.3} ms): the profile prices the machine as it usually runs, its slow spells set aside.\n",
@@ -338,11 +365,10 @@ fn text_report(
             if let Some(warning) = steadiness.warning() {
                 out.push_str(&format!("Warning: the check: {warning}\n"));
             }
-            if let (Some(check), Some(sweep)) = (anchor_ms, sweep.filter(|s| s.calm_ms > 0.0)) {
+            if let (Some(check), Some((reference, through))) = (anchor_ms, speed.reference()) {
                 out.push_str(&format!(
-                    "The reference pass took {check:.3} ms through the check against {:.3} ms through the sweep (×{:.2}): how much slower (above 1) or faster this machine ran the reference pass than while it was profiled.\n",
-                    sweep.calm_ms,
-                    check / sweep.calm_ms
+                    "The reference pass took {check:.3} ms through the check against {reference:.3} ms through {through} (×{:.2}): how much slower (above 1) or faster this machine ran the reference pass than while it was profiled.\n",
+                    check / reference
                 ));
             }
         }
@@ -383,6 +409,9 @@ struct TrainReport<'a> {
     held_out_within_10pct: Within,
     /// How steady the machine was through the sweep's last run, where it recorded it.
     sweep_steadiness: Option<Steadiness>,
+    /// The anchor through the sweep's in-pass rounds, ms, where it recorded it: how fast the
+    /// machine ran while the networks' layers were timed.
+    in_pass_anchor_ms: Option<f64>,
     /// Networks predicted without their own layers.
     unseen: &'a [HeldOutModel],
     /// Distinct layers timed inside the sweep's passes, priced at their in-pass times.
@@ -392,8 +421,8 @@ struct TrainReport<'a> {
     models: &'a [ModelCheck],
     /// How steady the machine was through the check's rounds.
     models_steadiness: Option<&'a Steadiness>,
-    /// The lower quartile of the reference passes timed through the check, ms: against the
-    /// sweep's `calm_ms`, how fast the machine ran then.
+    /// The lower quartile of the reference passes timed through the check, ms: against
+    /// `in_pass_anchor_ms` (or the sweep's `calm_ms`), how fast the machine ran then.
     models_anchor_ms: Option<f64>,
     /// Models the profile cannot price, left out of `models`.
     models_unpriced: &'a [Unpriced],
@@ -414,7 +443,7 @@ fn json_report(
     profile: &DeviceProfile,
     reports: &[ClassReport],
     unseen: &[HeldOutModel],
-    sweep: Option<Steadiness>,
+    speed: SweepSpeed,
     checks: &Checks,
 ) -> Result<String, PredictorError> {
     let (models, models_unpriced, models_steadiness, models_anchor_ms, models_skipped) =
@@ -447,7 +476,8 @@ fn json_report(
             baseline: overall_within(reports, |r| r.baseline),
             ours_in_pass: overall_within(reports, |r| r.ours_in_pass),
         },
-        sweep_steadiness: sweep,
+        sweep_steadiness: speed.steadiness,
+        in_pass_anchor_ms: speed.in_pass_anchor_ms,
         unseen,
         measured_layers: profile.measured_layers(),
         pass_ms: profile.pass_ms,

@@ -173,6 +173,11 @@ fn a_tiny_sweep_resumes_trains_a_cloud_profile_and_checks_a_model() {
         .as_f64()
         .expect("the check's reference pass");
     assert!(anchor > 0.0 && anchor.is_finite(), "{report}");
+    // And through the sweep's in-pass rounds, which priced LeNet's layers.
+    let in_pass = report["in_pass_anchor_ms"]
+        .as_f64()
+        .expect("the in-pass rounds' reference pass");
+    assert!(in_pass > 0.0 && in_pass.is_finite(), "{report}");
 
     // The text report names the chosen regressors and the baseline side by side.
     let text = ok(&[

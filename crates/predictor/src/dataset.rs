@@ -97,6 +97,11 @@ pub struct PassTime {
     /// Every node's in-pass time (its median, scaled so that the nodes add up to the median of
     /// the passes' sums), added up, ms.
     pub nodes_ms: f64,
+    /// The guard's anchor through the rounds that timed these passes
+    /// ([`SpellGuard::calm_since`](crate::SpellGuard::calm_since)), ms: how fast the machine
+    /// ran while they were timed (0 where a sweep did not record it).
+    #[serde(default)]
+    pub anchor_ms: f64,
 }
 
 impl PassTime {
@@ -113,13 +118,11 @@ impl PassTime {
     /// Reads it from directory `dir`; `None` where the sweep did not write one.
     pub fn read(dir: &Path) -> Result<Option<PassTime>, PredictorError> {
         read_row(dir, PASS_FILE, |pass: &PassTime| {
-            if !(pass.whole_ms.is_finite() && pass.nodes_ms.is_finite())
-                || pass.whole_ms < 0.0
-                || pass.nodes_ms < 0.0
-            {
+            let time = |ms: f64| ms.is_finite() && ms >= 0.0;
+            if !(time(pass.whole_ms) && time(pass.nodes_ms) && time(pass.anchor_ms)) {
                 return Err(format!(
-                    "times must be finite and not negative, not {} and {}",
-                    pass.whole_ms, pass.nodes_ms
+                    "times must be finite and not negative, not {}, {} and {}",
+                    pass.whole_ms, pass.nodes_ms, pass.anchor_ms
                 ));
             }
             Ok(())

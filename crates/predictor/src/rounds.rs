@@ -232,7 +232,20 @@ impl<'a> SpellGuard<'a> {
     /// ([`SpellGuard::with_calm`]): how fast the machine ran the anchor through these rounds.
     /// `None` before the first timing.
     pub fn own_calm_ms(&self) -> Option<f64> {
-        (!self.anchors.is_empty()).then(|| calm_of(&mut self.anchors.clone()))
+        self.calm_since(0)
+    }
+
+    /// Anchor timings so far: a mark for [`SpellGuard::calm_since`].
+    pub fn timings(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// [`CALM_QUANTILE`] of the anchor timings from the `first`-th on (a mark from
+    /// [`SpellGuard::timings`]), ms: how fast the machine ran the anchor through the rounds
+    /// since. `None` where there are none.
+    pub fn calm_since(&self, first: usize) -> Option<f64> {
+        let since = self.anchors.get(first..).filter(|a| !a.is_empty())?;
+        Some(calm_of(&mut since.to_vec()))
     }
 
     /// The calm anchor now, ms: [`CALM_QUANTILE`] of the anchor timings so far, or the earlier
@@ -488,6 +501,15 @@ mod tests {
         assert_eq!((s.kept, s.redone, s.slow_kept, s.calm_ms), (2, 2, 2, 1.0));
         // Its own anchors say how fast the machine ran through these rounds.
         assert_eq!(guard.own_calm_ms(), Some(2.0));
+        // And those since a mark, how fast through the rounds after it.
+        let mut guard = scripted(&[1.0, 1.0, 1.0, 3.0]);
+        two_rounds(&mut guard);
+        let mark = guard.timings();
+        assert_eq!(mark, 3);
+        two_rounds(&mut guard);
+        assert_eq!(guard.calm_since(mark), Some(3.0));
+        assert_eq!(guard.calm_since(0), Some(1.0));
+        assert_eq!(guard.calm_since(guard.timings()), None);
         // Without it, the same anchors look calm.
         let mut guard = scripted(&[2.0]).with_calm(0.0);
         two_rounds(&mut guard);

@@ -244,6 +244,8 @@ struct InPassTry {
     excess: f64,
     passes: Vec<Vec<Vec<f64>>>,
     wholes: Vec<Vec<f64>>,
+    /// The guard's calm anchor through the try's rounds, ms.
+    anchor_ms: f64,
 }
 
 /// How far the nodes of all the networks of `times` sum above their whole passes, as a share
@@ -271,7 +273,8 @@ fn nodes_excess(times: &[PassTime]) -> f64 {
 /// application runs one (right after its pass timed between nodes), go against its nodes' sum
 /// into its summary's [`PassTime`], and a probe network's (one ReLU, timed in the same rounds)
 /// into [`in_pass_root`]`/pass.csv`: what a pass costs beyond its nodes, which `train` keeps as
-/// the profile's `pass_ms`. Where the networks' nodes sum to more
+/// the profile's `pass_ms`. Each [`PassTime`] also holds the guard's anchor through the rounds
+/// that timed it (how fast the machine ran then). Where the networks' nodes sum to more
 /// than their whole passes ([`NODES_EXCESS_LIMIT`]), the node timings ran in a slow spell that
 /// the guard's anchor did not show: both are timed again after a pause, up to
 /// [`IN_PASS_TRIES`] tries, and the try with the least excess is kept (with `progress`, each
@@ -299,9 +302,10 @@ pub fn run_in_pass(
     let probe = pass_probe()?;
     models.push(Model::seeded(probe.clone(), config.seed, &device)?);
     inputs.push(models::seeded_input(&probe, 1, config.seed)?);
-    let pass_time = |timings: &[LayerTiming], wholes: Vec<f64>| PassTime {
+    let pass_time = |timings: &[LayerTiming], wholes: Vec<f64>, anchor_ms| PassTime {
         whole_ms: median(wholes),
         nodes_ms: timings.iter().map(|t| t.median_ms).sum(),
+        anchor_ms,
     };
     // Each try: in every round, each network's pass timed between nodes and then a whole pass
     // as an application runs one, from this thread, both right after passes of its own network
@@ -309,12 +313,14 @@ pub fn run_in_pass(
     // nodes add up to more than its whole passes ran its node timings in a slow spell the
     // anchor did not show.
     let time_try = |guard: &mut SpellGuard| -> Result<InPassTry, PredictorError> {
+        let mark = guard.timings();
         let rounds = guard.rounds(models.len(), IN_PASS_WARMUP, IN_PASS_ROUNDS, |i| {
             after_own_passes(&models[i], &inputs[i], |model, input| {
                 let nodes = model.time_pass(input.clone())?;
                 Ok((nodes, model.time_forward(input, 0, 1)?))
             })
         })?;
+        let anchor_ms = guard.calm_since(mark).unwrap_or(0.0);
         let (passes, wholes): (Vec<Vec<Vec<f64>>>, Vec<Vec<f64>>) = rounds
             .into_iter()
             .map(|model_rounds| model_rounds.into_iter().unzip())
@@ -324,13 +330,18 @@ pub fn run_in_pass(
             .zip(&passes)
             .zip(&wholes)
             .map(|((model, passes), wholes)| {
-                pass_time(&typical_pass_timings(model, passes), wholes.clone())
+                pass_time(
+                    &typical_pass_timings(model, passes),
+                    wholes.clone(),
+                    anchor_ms,
+                )
             })
             .collect();
         Ok(InPassTry {
             excess: nodes_excess(&times),
             passes,
             wholes,
+            anchor_ms,
         })
     };
     let mut best = time_try(guard)?;
@@ -353,11 +364,12 @@ pub fn run_in_pass(
     let InPassTry {
         mut passes,
         mut wholes,
+        anchor_ms,
         ..
     } = best;
     if let (Some(model), Some(passes), Some(wholes)) = (models.pop(), passes.pop(), wholes.pop()) {
         let timings = typical_pass_timings(&model, &passes);
-        pass_time(&timings, wholes).write(&in_pass_root(&config.out_dir))?;
+        pass_time(&timings, wholes, anchor_ms).write(&in_pass_root(&config.out_dir))?;
     }
     let mut summaries = Vec::new();
     for (((net, model), passes), wholes) in nets.iter().zip(&models).zip(passes).zip(wholes) {
@@ -366,7 +378,7 @@ pub fn run_in_pass(
             fs::remove_dir_all(&dir).map_err(|e| PredictorError::io("cannot replace", &dir, e))?;
         }
         let timings = typical_pass_timings(model, &passes);
-        let pass = pass_time(&timings, wholes);
+        let pass = pass_time(&timings, wholes, anchor_ms);
         let fusion = Fusion::of(net);
         let runs = ConvRun::of_net(net);
         let mut sinks: BTreeMap<LayerClass, CsvSink> = BTreeMap::new();
@@ -424,7 +436,11 @@ mod tests {
 
     #[test]
     fn nodes_above_their_whole_passes_are_caught() {
-        let time = |nodes_ms, whole_ms| PassTime { whole_ms, nodes_ms };
+        let time = |nodes_ms, whole_ms| PassTime {
+            whole_ms,
+            nodes_ms,
+            anchor_ms: 0.0,
+        };
         // A steady profile: every network's nodes a little below its whole pass.
         let steady = [time(4.42, 4.52), time(14.72, 14.80), time(0.07, 0.11)];
         assert!(nodes_excess(&steady) < 0.0);

@@ -501,6 +501,20 @@ fn a_layer_timed_inside_a_pass_is_priced_at_its_measurement() {
         .expect("readable")
         .expect("the sweep writes its probe's pass time");
     assert!(probe.whole_ms > 0.0 && probe.nodes_ms >= 0.0, "{probe:?}");
+    // Both say how fast the machine ran the guard's anchor through the rounds that timed them.
+    assert!(probe.anchor_ms > 0.0, "{probe:?}");
+    assert_eq!(pass.anchor_ms, probe.anchor_ms);
+    // A sweep's file from before the anchor was recorded reads as one without it.
+    std::fs::write(
+        root.join("pass.csv"),
+        "whole_ms,nodes_ms
+0.05,0.01
+",
+    )
+    .expect("write");
+    let old = PassTime::read(&root).expect("readable").expect("a row");
+    assert_eq!((old.whole_ms, old.anchor_ms), (0.05, 0.0));
+    probe.write(&root).expect("the probe's own again");
 
     let (profile, reports) = train(&dir, &options()).expect("training works");
     // Of the held-out samples, those timed inside the network's passes are scored apart too.
