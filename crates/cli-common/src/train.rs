@@ -493,3 +493,33 @@ fn json_report(
     })?;
     Ok(text + "\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_is_set_against_the_in_pass_rounds_where_the_sweep_recorded_them() {
+        let steadiness = Steadiness {
+            kept: 10,
+            redone: 0,
+            slow_kept: 0,
+            calm_ms: 0.7,
+            fastest_ms: 0.4,
+        };
+        let speed = |in_pass_anchor_ms| SweepSpeed {
+            steadiness: Some(steadiness),
+            in_pass_anchor_ms,
+        };
+        assert_eq!(
+            speed(Some(0.44)).reference(),
+            Some((0.44, "the sweep's in-pass rounds"))
+        );
+        assert_eq!(speed(None).reference(), Some((0.7, "the sweep")));
+        let none = SweepSpeed {
+            steadiness: None,
+            in_pass_anchor_ms: None,
+        };
+        assert_eq!(none.reference(), None);
+    }
+}
