@@ -80,8 +80,10 @@ use crate::tensor::HostTensor;
 /// layers with padding 1 on planes of at most 28 × 28 run eight channels to a vector at stride
 /// 2 too; 43: the direct kernel's tiles ask for the output lines of the tile two ahead; 44: on
 /// AVX2, stride-2 depthwise layers on larger planes take four vectors of a row at a time; 45:
-/// average pools over windows (LeNet's) by the crate's own kernel instead of Burn's.
-pub const KERNEL_REVISION: u32 = 45;
+/// average pools over windows (LeNet's) by the crate's own kernel instead of Burn's; 46: the
+/// direct kernel asks for every cache line of those output lines, not only a tile's first and
+/// last (an AVX-512 tile of 48 outputs spans three or four).
+pub const KERNEL_REVISION: u32 = 46;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
