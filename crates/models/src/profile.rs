@@ -82,8 +82,10 @@ use crate::tensor::HostTensor;
 /// AVX2, stride-2 depthwise layers on larger planes take four vectors of a row at a time; 45:
 /// average pools over windows (LeNet's) by the crate's own kernel instead of Burn's; 46: the
 /// direct kernel asks for every cache line of those output lines, not only a tile's first and
-/// last (an AVX-512 tile of 48 outputs spans three or four).
-pub const KERNEL_REVISION: u32 = 46;
+/// last (an AVX-512 tile of 48 outputs spans three or four); 47: Winograd's bands of rows of
+/// tiles sized so that every thread gets as many rows (28×28 maps on two threads: 7 and 7
+/// rows of tiles, not 8 and 6).
+pub const KERNEL_REVISION: u32 = 47;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
