@@ -11,7 +11,8 @@
 //! windows skip both passes: 3×3 ones at stride 1 with padding 1 are taken across each row and
 //! then down on planes of up to 256 values ([`max3x3`]) and read in place on larger ones
 //! ([`in_place`]); with AVX2 or AVX-512, 2×2 ones at stride 2 and 3×3 ones at stride 2 without
-//! padding are taken across each input row once and then down ([`strided_max`]), and 3×3 ones
+//! padding are taken across each input row once and then down (2×2 ones without padding on
+//! planes of even sides a pair of rows at a time, in one pass) ([`strided_max`]), and 3×3 ones
 //! at stride 2 with padding 1 straight from the rows ([`halving`]).
 
 use rayon::prelude::*;
