@@ -75,7 +75,8 @@ const CHUNK_BYTES_ALONE: usize = 512 << 10;
 /// read and a write of every column, which few blocks do not repay. With 32 vector registers.
 /// Machine D (AVX-512), one thread, eight stacked layers: 32 → 16 on 112×112 0.166 → 0.141 ms,
 /// 96 → 24 on 56×56 0.159 → 0.138, 256 → 64 on 56×56 1.01 → 0.97, 192 → 64 on 28×28 0.186 →
-/// 0.175; at 12 blocks (16 → 96 on 112×112) 0.48 → 0.56.
+/// 0.175; at 12 blocks (16 → 96 on 112×112) 0.48 → 0.56. But for rows that alias in the
+/// first-level cache ([`rows_alias`]).
 const DIRECT_BLOCKS: usize = 8;
 
 /// Tiles of a chunk from which its columns are packed tile by tile, each tile's rows written
@@ -115,6 +116,29 @@ const AHEAD_BYTES_16: usize = 2 << 20;
 fn asks_ahead<S: pulp::Simd>(weight_len: usize) -> bool {
     S::REGISTER_COUNT >= 32 || 4 * weight_len > AHEAD_BYTES_16
 }
+
+/// Whether a task of `blocks` channel blocks over `cin` input rows of `pixels` values packs
+/// its tiles' columns although it has few blocks: where a tile's rows, a plane apart, start on
+/// few of the first-level cache's 64 sets (a plane a multiple of 4 cache lines: a 56×56
+/// plane is 196 lines, so 256 rows start on 16 sets, 16 rows on each, more than its ways
+/// hold) and the task reads them often enough to repay the copy (more than 4 blocks over
+/// more than [`ALIASING_ROWS`] input channels). With 32 vector registers. Machine A, one
+/// thread, in-pass: ResNet-50's 256 → 64 layers on 56×56 0.896 → 0.762 ms (two threads 0.513 →
+/// 0.432); rows of 28×28 and 14×14 planes start on every set, and GoogLeNet's 480 → 64 on
+/// 14×14 packed took 0.084 → 0.097.
+#[inline(always)]
+fn rows_alias<S: pulp::Simd>(cin: usize, pixels: usize, blocks: usize) -> bool {
+    const LINE_VALUES: usize = 16;
+    S::REGISTER_COUNT >= 32
+        && blocks > 4
+        && cin > ALIASING_ROWS
+        && pixels.is_multiple_of(4 * LINE_VALUES)
+}
+
+/// Input channels above which a few-block task whose rows alias packs its columns
+/// ([`rows_alias`]): a tile's 3 vectors of that many rows fill the 32 KiB the tile reads from
+/// in the first-level cache.
+const ALIASING_ROWS: usize = 170;
 
 /// [`DIRECT_BLOCKS`] for the vector registers of `S`.
 #[inline(always)]
@@ -348,7 +372,8 @@ impl Chunk<'_> {
         // (zeros past the plane's end in the last, partial tile): every load of a tile's sums
         // follows the one before in memory. For a task of few channel blocks, only the last,
         // partial tile: the whole tiles read their columns straight from the input's rows.
-        let direct = task.rows.len().div_ceil(CHANNELS) <= direct_blocks::<S>();
+        let blocks = task.rows.len().div_ceil(CHANNELS);
+        let direct = blocks <= direct_blocks::<S>() && !rows_alias::<S>(cin, pixels, blocks);
         let packed_tiles = if direct { 0 } else { whole };
         let mut packed = Scratch::take(cin * (packed_tiles * tile + tail_vectors * lanes));
         let (full, last) = packed.split_at_mut(cin * packed_tiles * tile);
@@ -777,9 +802,11 @@ mod tests {
         // (in, out, h, w, stride): whole chunks and tiles, a partial tile of 1, 2 and 3
         // vectors, last pixels computed alone (7×7, 14×14, 2×3), a partial channel block, many
         // chunks (a weight of 256 KiB: 3 of 576, 576 and 448 pixels on one thread, 7 on more),
-        // strides 2 and 3.
+        // strides 2 and 3, few blocks packed where their rows alias (6 blocks over 192 rows
+        // of 128 pixels).
         for (cin, cout, h, w, stride) in [
             (16, 32, 7, 7, 1),
+            (192, 48, 8, 16, 1),
             (24, 13, 14, 14, 1),
             (3, 8, 56, 56, 1),
             (256, 256, 40, 40, 1),
