@@ -84,8 +84,12 @@ use crate::tensor::HostTensor;
 /// direct kernel asks for every cache line of those output lines, not only a tile's first and
 /// last (an AVX-512 tile of 48 outputs spans three or four); 47: Winograd's bands of rows of
 /// tiles sized so that every thread gets as many rows (28×28 maps on two threads: 7 and 7
-/// rows of tiles, not 8 and 6).
-pub const KERNEL_REVISION: u32 = 47;
+/// rows of tiles, not 8 and 6); 48: 2×2 stride-2 max pools without padding on planes of even
+/// sides in one pass over pairs of rows; 49: on AVX-512, 1×1 tasks of 5–8 channel blocks over
+/// more than 170 input rows that start on few of the first-level cache's sets (planes a
+/// multiple of 4 cache lines, as 56×56) pack their columns; 50: a recycled output buffer
+/// lengthened by every thread.
+pub const KERNEL_REVISION: u32 = 50;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

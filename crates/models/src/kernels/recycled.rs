@@ -12,6 +12,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use rayon::iter::ParallelExtend;
+
 /// Buffers the pool keeps.
 const KEPT: usize = 8;
 
@@ -23,6 +25,12 @@ const KEPT_BYTES: usize = 64 << 20;
 /// How many times larger than the output a recycled buffer may be: a larger one is left for a
 /// larger output (an output holds its buffer for as long as the tensor lives).
 const MAX_SLACK: usize = 4;
+
+/// Values past a recycled buffer's length from which every thread lengthens it with zeros,
+/// rather than the calling one alone while the others wait. Machine A, two threads, in-pass:
+/// MobileNetV2's 32 → 16 on 112×112 0.176 → 0.128 ms (its output 0.8 MB), GoogLeNet's stem
+/// 1.15 → 1.03 and ResNet-50's 1.27 → 1.13 (3.2 MB).
+const PARALLEL_ZEROS: usize = 64 << 10;
 
 static POOL: Mutex<Pool> = Mutex::new(Pool(Vec::new()));
 
@@ -48,6 +56,9 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
     };
     if buf.len() >= len {
         buf.truncate(len);
+    } else if len - buf.len() >= PARALLEL_ZEROS && rayon::current_num_threads() > 1 {
+        let zeros = len - buf.len();
+        buf.par_extend(rayon::iter::repeat_n(0.0, zeros));
     } else {
         buf.resize(len, 0.0);
     }
