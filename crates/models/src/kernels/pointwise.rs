@@ -129,10 +129,7 @@ fn asks_ahead<S: pulp::Simd>(weight_len: usize) -> bool {
 #[inline(always)]
 fn rows_alias<S: pulp::Simd>(cin: usize, pixels: usize, blocks: usize) -> bool {
     const LINE_VALUES: usize = 16;
-    S::REGISTER_COUNT >= 32
-        && blocks > 4
-        && cin > ALIASING_ROWS
-        && pixels.is_multiple_of(4 * LINE_VALUES)
+    S::REGISTER_COUNT >= 32 && blocks > 4 && cin > ALIASING_ROWS && pixels % (4 * LINE_VALUES) == 0
 }
 
 /// Input channels above which a few-block task whose rows alias packs its columns
