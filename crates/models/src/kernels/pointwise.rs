@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::plane::{Epilogue, store_block};
-use super::prefetch::Ahead;
+use super::prefetch::{Ahead, LINE};
 use super::scratch::Scratch;
 use super::vector::{copy_row, dispatch, load};
 use super::{Activation, ConvShape, Operands, ShapeError, bands_of_planes, interleave_channels};
@@ -128,8 +128,7 @@ fn asks_ahead<S: pulp::Simd>(weight_len: usize) -> bool {
 /// 14×14 packed took 0.084 → 0.097.
 #[inline(always)]
 fn rows_alias<S: pulp::Simd>(cin: usize, pixels: usize, blocks: usize) -> bool {
-    const LINE_VALUES: usize = 16;
-    S::REGISTER_COUNT >= 32 && blocks > 4 && cin > ALIASING_ROWS && pixels % (4 * LINE_VALUES) == 0
+    S::REGISTER_COUNT >= 32 && blocks > 4 && cin > ALIASING_ROWS && pixels % (4 * LINE) == 0
 }
 
 /// Input channels above which a few-block task whose rows alias packs its columns
