@@ -123,8 +123,8 @@ fn asks_ahead<S: pulp::Simd>(weight_len: usize) -> bool {
 /// plane is 196 lines, so 256 rows start on 16 sets, 16 rows on each, more than its ways
 /// hold) and the task reads them often enough to repay the copy (more than 4 blocks over
 /// more than [`ALIASING_ROWS`] input channels). With 32 vector registers. Machine A, one
-/// thread, in-pass: ResNet-50's 256 → 64 layers on 56×56 0.896 → 0.762 ms (two threads 0.513 →
-/// 0.432); rows of 28×28 and 14×14 planes start on every set, and GoogLeNet's 480 → 64 on
+/// thread, in-pass: ResNet-50's 256 → 64 layers on 56×56 0.977 → 0.849 ms (two threads 0.572 →
+/// 0.473); rows of 28×28 and 14×14 planes start on every set, and GoogLeNet's 480 → 64 on
 /// 14×14 packed took 0.084 → 0.097.
 #[inline(always)]
 fn rows_alias<S: pulp::Simd>(cin: usize, pixels: usize, blocks: usize) -> bool {

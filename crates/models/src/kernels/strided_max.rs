@@ -196,11 +196,12 @@ impl<S: Halves, const K: usize, const P: usize> pulp::NullaryFnOnce for Planes<'
 
 /// A 2×2 pool without padding over planes of even sides whose rows of `w` fill at most `V`
 /// vectors (wider rows go pair by pair through [`wide_pair`]): the task's `xs` as pairs of
-/// rows one after the other (a plane's rows pair up within it), each pair's output row (`w /
-/// 2` values) from `V` vectors of each of its rows, a pair's vectors the maxima of its two
-/// rows', their even and odd columns split apart and their maxima taken. Each pair's vector of outputs is stored whole, over the next pairs'
-/// outputs (written next); the last pairs, whose loads or stores would run past the task's
-/// values, go through a copy with room after them. NaN wins.
+/// rows one after the other (a plane's rows pair up within it), each pair's output row
+/// (`w / 2` values) from `V` vectors of each of its rows, a pair's vectors the maxima of its
+/// two rows', their even and odd columns split apart and their maxima taken. Each pair's
+/// vector of outputs is stored whole, over the next pairs' outputs (written next); the last
+/// pairs, whose loads or stores would run past the task's values, go through a copy with
+/// room after them. NaN wins.
 #[inline(always)]
 fn row_pairs<S: Halves, const V: usize>(simd: S, xs: &[f32], ys: &mut [f32], w: usize) {
     let (lanes, wo) = (S::F32_LANES, w / 2);

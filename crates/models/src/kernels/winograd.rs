@@ -356,12 +356,12 @@ pub(crate) fn forward(
 }
 
 /// Rows of tiles in a band, out of `th`, for `threads` threads: from `least` (a block's worth,
-/// at most a thread's share) up to a thread's share, the count whose bands leave the busiest thread the fewest rows
-/// (the fewest rows a band among equals). Each thread takes as many bands, so `th` rows in
-/// bands of `r` leave the busiest one `⌈⌈th / r⌉ / threads⌉ · r` rows: 14 rows in bands of 4
-/// leave it 8 against the other's 6, in bands of 7 both 7 (machine A, two threads, in-pass:
-/// ResNet-18's 3×3 layers on 28×28 maps 0.62–0.71 → 0.55–0.64 ms, GoogLeNet's 128 → 192 on
-/// 28×28 0.97 → 0.87).
+/// at most a thread's share) up to a thread's share, the count whose bands leave the busiest
+/// thread the fewest rows, the smaller band among equals. Each thread takes as many bands, so
+/// `th` rows in bands of `r` leave the busiest one `⌈⌈th / r⌉ / threads⌉ · r` rows: 14 rows
+/// in bands of 4 leave it 8 against the other's 6, in bands of 7 both 7 (machine A, two
+/// threads, in-pass: ResNet-18's 3×3 layers on 28×28 maps 0.62–0.71 → 0.55–0.64 ms,
+/// GoogLeNet's 128 → 192 on 28×28 0.97 → 0.87).
 fn band_rows_for(th: usize, least: usize, threads: usize) -> usize {
     let most = th.div_ceil(threads.max(1)).max(1);
     let least = least.clamp(1, most);
