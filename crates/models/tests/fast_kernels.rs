@@ -7,7 +7,8 @@ mod common;
 mod fast_plain;
 
 use fast_plain::{
-    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+    concat_batch_fast_equals_plain, fast_equals_plain, odd_channel_blocks_fast_equal_plain,
+    strided_windows_fast_equal_plain,
 };
 
 #[test]
@@ -48,6 +49,11 @@ fn googlenet_fast_equals_plain() {
 #[test]
 fn odd_channel_residual_blocks_fast_equal_plain() {
     odd_channel_blocks_fast_equal_plain();
+}
+
+#[test]
+fn concatenated_branches_of_a_batch_fast_equal_plain() {
+    concat_batch_fast_equals_plain();
 }
 
 #[test]

@@ -22,6 +22,10 @@ use crate::layer::LayerKind;
 use crate::net::Node;
 use crate::tensor::Value;
 
+/// Values a piece of a concatenation's copy holds at most (64 KiB): a share for each thread of
+/// GoogLeNet's smallest (0.4 MB), few enough pieces that handing them out costs little.
+const CONCAT_PIECE: usize = 16 << 10;
+
 impl Model {
     /// Runs node `v` on its inputs (in the node's input order) and returns its output: blocked
     /// maps from a convolution of a blocked chain, else a value.
@@ -360,15 +364,32 @@ impl Model {
         let channels: usize = shapes.iter().map(|s| s[1]).sum();
         let mut out = recycled::take(batch * channels * h * w);
         let data: Vec<_> = inputs.into_iter().map(Input::into_host).collect();
-        let mut at = 0;
+        let sources = data
+            .iter()
+            .map(|x| elements(id, x))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each sample's run of each input, in output order, cut into pieces that every thread
+        // copies a share of: the inputs were computed on every thread, and one thread copying
+        // them alone reads the others' caches while they wait.
+        let mut pieces = Vec::new();
+        let mut rest = &mut out[..];
         for sample in 0..batch {
-            for (x, shape) in data.iter().zip(&shapes) {
+            for (x, shape) in sources.iter().zip(&shapes) {
                 let len = shape[1] * h * w;
-                let x = &elements(id, x)?[sample * len..(sample + 1) * len];
-                out[at..at + len].copy_from_slice(x);
-                at += len;
+                let (dst, tail) = rest.split_at_mut(len);
+                rest = tail;
+                let src = x.get(sample * len..(sample + 1) * len).ok_or_else(|| {
+                    ModelError::Backend(format!(
+                        "`{id}`: an input holds {} values, fewer than its shape {shape:?}",
+                        x.len()
+                    ))
+                })?;
+                pieces.extend(dst.chunks_mut(CONCAT_PIECE).zip(src.chunks(CONCAT_PIECE)));
             }
         }
+        pieces
+            .into_par_iter()
+            .for_each(|(dst, src)| dst.copy_from_slice(src));
         data.into_iter().for_each(recycle);
         let out = TensorData::new(out, [batch, channels, h, w]);
         Ok(Some(Value::Map(Tensor::from_data(out, &self.device))))

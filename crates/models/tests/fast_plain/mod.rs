@@ -177,3 +177,41 @@ pub fn strided_windows_fast_equal_plain() {
     }
     net_fast_equals_plain(net);
 }
+
+/// Branches of a 1×1 and a 3×3 convolution concatenated with their input, over 40 channels of
+/// 30×30 (36,000 values a sample: a concatenation's copy in several pieces), two samples.
+fn concat_branches() -> Net {
+    let mut b = NetBuilder::new("concat_branches", vec![40, 30, 30]).expect("builder");
+    let x = b.input();
+    let one = LayerKind::Conv2d {
+        in_channels: 40,
+        out_channels: 24,
+        kernel_size: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let a = b.add("a", one, &[x]).expect("a");
+    let c = b.add("c", conv3x3(40, 1, 1, 1), &[x]).expect("c");
+    b.add("cat", LayerKind::Concat, &[a, x, c]).expect("concat");
+    b.build().expect("net")
+}
+
+/// The fast kernels' concatenation against the plain one on [`concat_branches`], a batch of
+/// two samples, each sample's channels in the inputs' order.
+pub fn concat_batch_fast_equals_plain() {
+    let net = concat_branches();
+    let weights = Weights::seeded(&net, 9);
+    let device = Backend::Flex.device().expect("flex");
+    let plain = Model::with_kernels(net.clone(), weights.clone(), &device, Kernels::Plain)
+        .expect("plain model");
+    let fast = Model::with_kernels(net.clone(), weights, &device, Kernels::Fast).expect("fast");
+    let x = input(&net, 2, &mut Lcg(11));
+    let want = run(&plain, None, &x);
+    assert_eq!(want.shape(), &[2, 104, 30, 30]);
+    let got = run(&fast, None, &x);
+    let diff = relative_difference(&got, &want);
+    assert!(diff <= TOLERANCE, "concatenation differs by {diff}");
+}
