@@ -7,7 +7,8 @@ mod common;
 mod fast_plain;
 
 use fast_plain::{
-    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+    concat_batch_fast_equals_plain, fast_equals_plain, odd_channel_blocks_fast_equal_plain,
+    strided_windows_fast_equal_plain,
 };
 use models::VectorPath;
 
@@ -81,5 +82,12 @@ fn odd_channel_residual_blocks_fast_equal_plain_on_avx2() {
 fn stride_2_windows_on_large_planes_fast_equal_plain_on_avx2() {
     if on_avx2() {
         strided_windows_fast_equal_plain();
+    }
+}
+
+#[test]
+fn concatenated_branches_of_a_batch_fast_equal_plain_on_avx2() {
+    if on_avx2() {
+        concat_batch_fast_equals_plain();
     }
 }

@@ -9,7 +9,8 @@ mod common;
 mod fast_plain;
 
 use fast_plain::{
-    fast_equals_plain, odd_channel_blocks_fast_equal_plain, strided_windows_fast_equal_plain,
+    concat_batch_fast_equals_plain, fast_equals_plain, odd_channel_blocks_fast_equal_plain,
+    strided_windows_fast_equal_plain,
 };
 use models::VectorPath;
 
@@ -52,4 +53,10 @@ fn odd_channel_residual_blocks_fast_equal_plain_on_the_narrowest_path() {
 fn stride_2_windows_on_large_planes_fast_equal_plain_on_the_narrowest_path() {
     on_other();
     strided_windows_fast_equal_plain();
+}
+
+#[test]
+fn concatenated_branches_of_a_batch_fast_equal_plain_on_the_narrowest_path() {
+    on_other();
+    concat_batch_fast_equals_plain();
 }
