@@ -91,10 +91,21 @@ pub fn net_fast_equals_plain(net: Net) {
 
 /// A 3×3 convolution of `c` channels to `c` in `groups` groups, with a bias.
 fn conv3x3(c: usize, stride: usize, padding: usize, groups: usize) -> LayerKind {
+    conv([c, c], 3, [stride, padding], groups)
+}
+
+/// A `kernel`-square convolution of `[in, out]` channels at `[stride, padding]` on both axes,
+/// in `groups` groups, with a bias.
+fn conv(
+    [in_channels, out_channels]: [usize; 2],
+    kernel: usize,
+    [stride, padding]: [usize; 2],
+    groups: usize,
+) -> LayerKind {
     LayerKind::Conv2d {
-        in_channels: c,
-        out_channels: c,
-        kernel_size: [3, 3],
+        in_channels,
+        out_channels,
+        kernel_size: [kernel; 2],
         stride: [stride; 2],
         padding: [padding; 2],
         dilation: [1, 1],
@@ -183,17 +194,7 @@ pub fn strided_windows_fast_equal_plain() {
 fn concat_branches() -> Net {
     let mut b = NetBuilder::new("concat_branches", vec![40, 30, 30]).expect("builder");
     let x = b.input();
-    let one = LayerKind::Conv2d {
-        in_channels: 40,
-        out_channels: 24,
-        kernel_size: [1, 1],
-        stride: [1, 1],
-        padding: [0, 0],
-        dilation: [1, 1],
-        groups: 1,
-        bias: true,
-    };
-    let a = b.add("a", one, &[x]).expect("a");
+    let a = b.add("a", conv([40, 24], 1, [1, 0], 1), &[x]).expect("a");
     let c = b.add("c", conv3x3(40, 1, 1, 1), &[x]).expect("c");
     b.add("cat", LayerKind::Concat, &[a, x, c]).expect("concat");
     b.build().expect("net")
