@@ -88,8 +88,9 @@ use crate::tensor::HostTensor;
 /// sides in one pass over pairs of rows; 49: on AVX-512, 1×1 tasks of 5–8 channel blocks over
 /// more than 170 input rows that start on few of the first-level cache's sets (planes a
 /// multiple of 4 cache lines, as 56×56) pack their columns; 50: a recycled output buffer
-/// lengthened by every thread; 51: a concatenation copied by every thread.
-pub const KERNEL_REVISION: u32 = 51;
+/// lengthened by every thread; 51: a concatenation copied by every thread; 52: Winograd's
+/// bands one per thread, of adjacent rows of tiles.
+pub const KERNEL_REVISION: u32 = 52;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

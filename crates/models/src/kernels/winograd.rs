@@ -300,13 +300,10 @@ pub(crate) fn forward(
     if tiles < block_tiles * threads {
         return by_channels(&layer, [th, tw], [ho, wo], y);
     }
-    // Bands of whole rows of tiles, as many per thread (a lone thread takes one), each writing
-    // its own rows of every output plane; a band's tiles are computed in as equal blocks of at
-    // most `block_tiles` as they make.
-    let band_tiles = match threads {
-        1 => th,
-        _ => band_rows_for(th, (block_tiles / tw).max(1), threads),
-    };
+    // One band of whole rows of tiles per thread ([`band_rows_for`]), each writing its own rows
+    // of every output plane; a band's tiles are computed in as equal blocks of at most
+    // `block_tiles` as they make.
+    let band_tiles = band_rows_for(th, threads);
     let band_rows = band_tiles * side;
     let residual = layer.residual();
     bands_of_planes(y, ho * wo, band_rows * wo)
@@ -355,19 +352,15 @@ pub(crate) fn forward(
         )
 }
 
-/// Rows of tiles in a band, out of `th`, for `threads` threads: from `least` (a block's worth,
-/// at most a thread's share) up to a thread's share, the count whose bands leave the busiest
-/// thread the fewest rows, the smaller band among equals. Each thread takes as many bands, so
-/// `th` rows in bands of `r` leave the busiest one `⌈⌈th / r⌉ / threads⌉ · r` rows: 14 rows
-/// in bands of 4 leave it 8 against the other's 6, in bands of 7 both 7 (machine A, two
-/// threads, in-pass: ResNet-18's 3×3 layers on 28×28 maps 0.62–0.71 → 0.55–0.64 ms,
-/// GoogLeNet's 128 → 192 on 28×28 0.97 → 0.87).
-fn band_rows_for(th: usize, least: usize, threads: usize) -> usize {
-    let most = th.div_ceil(threads.max(1)).max(1);
-    let least = least.clamp(1, most);
-    (least..=most)
-        .min_by_key(|&r| th.div_ceil(r).div_ceil(threads) * r)
-        .unwrap_or(least)
+/// Rows of tiles in a band, out of `th`, for `threads` threads: a thread's share, so that
+/// each thread takes one band of adjacent rows, the rows the padded copy's equal split mostly
+/// gave the same thread, and the busiest thread has as few rows as any split allows (14 rows
+/// in bands of 4 would leave it 8 against the other's 6). Against bands of one row that the
+/// threads took as they came (machine A, two threads, in-pass, medians of 3–5 alternating
+/// processes): ResNet-18's 64 → 64 layers on 56×56 0.69–0.77 → 0.60–0.67 ms, ResNet-50's
+/// 0.78–0.85 → 0.68–0.71.
+fn band_rows_for(th: usize, threads: usize) -> usize {
+    th.div_ceil(threads.max(1)).max(1)
 }
 
 /// A layer as the schedules read it: its tiling, weight from [`pack`], bias, epilogue, and
@@ -987,19 +980,17 @@ mod tests {
     use super::band_rows_for;
 
     #[test]
-    fn bands_give_every_thread_as_many_rows_as_they_can() {
-        // 14 rows of 14 tiles, blocks of 64 tiles (4 rows): two bands of 7, not 4 + 4 + 4 + 2.
-        assert_eq!(band_rows_for(14, 4, 2), 7);
-        // A row per band already divides evenly: bands stay a block's size.
-        assert_eq!(band_rows_for(14, 1, 2), 1);
-        assert_eq!(band_rows_for(56, 1, 2), 1);
-        // 28 rows in bands of 2: 14 bands, 7 a thread.
-        assert_eq!(band_rows_for(28, 2, 2), 2);
+    fn bands_give_every_thread_one_run_of_rows_as_long_as_any_other() {
+        // 14 rows: two bands of 7, not 4 + 4 + 4 + 2 nor 14 of one row.
+        assert_eq!(band_rows_for(14, 2), 7);
+        assert_eq!(band_rows_for(56, 2), 28);
+        assert_eq!(band_rows_for(14, 1), 14);
         // Rows that cannot split evenly: the busiest thread gets the fewest possible.
-        let r = band_rows_for(7, 2, 2);
-        assert_eq!(7usize.div_ceil(r).div_ceil(2) * r, 4);
-        // Fewer rows than threads, or a block larger than a thread's share.
-        assert_eq!(band_rows_for(1, 1, 2), 1);
-        assert_eq!(band_rows_for(14, 16, 2), 7);
+        assert_eq!(band_rows_for(7, 2), 4);
+        assert_eq!(band_rows_for(14, 4), 4);
+        // Fewer rows than threads: a row a band, some threads idle.
+        assert_eq!(band_rows_for(1, 2), 1);
+        assert_eq!(band_rows_for(3, 0), 3);
     }
+
 }
