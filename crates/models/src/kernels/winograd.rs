@@ -309,47 +309,43 @@ pub(crate) fn forward(
     bands_of_planes(y, ho * wo, band_rows * wo)
         .into_par_iter()
         .enumerate()
-        .try_for_each_init(
-            || {
-                (
-                    Scratch::take(0),
-                    Scratch::take(0),
-                    Scratch::take(0),
-                    Scratch::take(0),
-                )
-            },
-            |(v, m, result, scratch), (b, mut rows)| {
-                let band = b * band_tiles * tw..((b + 1) * band_tiles).min(th) * tw;
-                let block = band.len().div_ceil(band.len().div_ceil(block_tiles).max(1));
-                for first in band.clone().step_by(block.max(1)) {
-                    let n = block.min(band.end - first);
-                    // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
-                    // stride of `points` points; then [tile, pixel, channel].
-                    v.set_len(n * points * cin);
-                    m.set_len(n * points * cout);
-                    result.set_len(n * pixels * cout);
-                    scratch.set_len(points * cin.max(cout));
-                    dispatch(Windows {
-                        layer: &layer,
-                        first,
-                        tw,
-                        scratch: &mut scratch[..points * cin],
-                        v,
-                    });
-                    products(&layer, v, [n, cout], [0, cout], m)?;
-                    dispatch(Tiles {
-                        layer: &layer,
-                        bias,
-                        m,
-                        scratch,
-                        y: result,
-                    });
-                    let at = [first, b * band_rows];
-                    scatter(tiling, result, at, [tw, ho, wo], &mut rows, residual);
-                }
-                Ok(())
-            },
-        )
+        .try_for_each(|(b, mut rows)| {
+            let band = b * band_tiles * tw..((b + 1) * band_tiles).min(th) * tw;
+            let block = band.len().div_ceil(band.len().div_ceil(block_tiles).max(1));
+            // Taken at a whole block's lengths, so that the pool hands out buffers that
+            // already hold them.
+            let mut v = Scratch::take(block * points * cin);
+            let mut m = Scratch::take(block * points * cout);
+            let mut result = Scratch::take(block * pixels * cout);
+            let mut scratch = Scratch::take(points * cin.max(cout));
+            for first in band.clone().step_by(block.max(1)) {
+                let n = block.min(band.end - first);
+                // Both [tile, point, channel]: point ξ of every tile is a matrix with a row
+                // stride of `points` points; then [tile, pixel, channel].
+                v.set_len(n * points * cin);
+                m.set_len(n * points * cout);
+                result.set_len(n * pixels * cout);
+                scratch.set_len(points * cin.max(cout));
+                dispatch(Windows {
+                    layer: &layer,
+                    first,
+                    tw,
+                    scratch: &mut scratch[..points * cin],
+                    v: &mut v,
+                });
+                products(&layer, &v, [n, cout], [0, cout], &mut m)?;
+                dispatch(Tiles {
+                    layer: &layer,
+                    bias,
+                    m: &m,
+                    scratch: &mut scratch,
+                    y: &mut result,
+                });
+                let at = [first, b * band_rows];
+                scatter(tiling, &result, at, [tw, ho, wo], &mut rows, residual);
+            }
+            Ok(())
+        })
 }
 
 /// Rows of tiles in a band, out of `th`, for `threads` threads: a thread's share, so that
@@ -992,5 +988,4 @@ mod tests {
         assert_eq!(band_rows_for(1, 2), 1);
         assert_eq!(band_rows_for(3, 0), 3);
     }
-
 }
