@@ -89,8 +89,9 @@ use crate::tensor::HostTensor;
 /// more than 170 input rows that start on few of the first-level cache's sets (planes a
 /// multiple of 4 cache lines, as 56×56) pack their columns; 50: a recycled output buffer
 /// lengthened by every thread; 51: a concatenation copied by every thread; 52: Winograd's
-/// bands one per thread, of adjacent rows of tiles.
-pub const KERNEL_REVISION: u32 = 52;
+/// bands one per thread, of adjacent rows of tiles; 53: the direct kernel's padded copies
+/// phase row by phase row on every thread.
+pub const KERNEL_REVISION: u32 = 53;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

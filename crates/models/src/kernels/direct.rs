@@ -80,16 +80,25 @@ pub(crate) fn forward(
     }
     let copy_len = padded.copy_len();
     let mut copies = Scratch::take(cin * copy_len);
-    copies
-        .par_chunks_mut(copy_len)
-        .zip(sample.par_chunks(h * w))
-        .for_each(|(copy, plane)| {
-            dispatch(Fill {
-                padded: &padded,
-                plane,
-                copy,
-            })
-        });
+    // Where columns are split, each phase row of each plane is a task of its own (a stem's
+    // three planes at stride 2 make six, which two threads share evenly); else each plane.
+    let part = if padded.splits_columns() {
+        padded.phase_row_len()
+    } else {
+        padded.len()
+    };
+    let mut parts = Vec::new();
+    for (copy, plane) in copies.chunks_mut(copy_len).zip(sample.chunks(h * w)) {
+        let (body, slack) = copy.split_at_mut(padded.len());
+        slack.fill(0.0);
+        parts.extend(body.chunks_mut(part).enumerate().map(|(qy, copy)| Fill {
+            padded: &padded,
+            plane,
+            qy,
+            copy,
+        }));
+    }
+    parts.into_par_iter().for_each(dispatch);
     // Each task's run of rows of every output plane.
     let threads = rayon::current_num_threads().max(1);
     let per_task = ho.div_ceil(4 * threads).max(TASK_ROWS).min(ho.max(1));
@@ -111,11 +120,13 @@ pub(crate) fn forward(
     Ok(())
 }
 
-/// One input plane copied into its padded layout (`copy`, zeroed first), in parallel with the
-/// others: a stem's planes are large, and their copy is a sizeable part of the layer.
+/// One input plane's padded copy (`copy`, zeroed first), or where columns are split, one
+/// phase row `qy` of it, in parallel with the others: a stem's planes are large, and their
+/// copy is a sizeable part of the layer.
 struct Fill<'a> {
     padded: &'a PaddedPlane,
     plane: &'a [f32],
+    qy: usize,
     copy: &'a mut [f32],
 }
 
@@ -125,7 +136,11 @@ impl pulp::WithSimd for Fill<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         self.copy.fill(0.0);
-        self.padded.fill(simd, self.plane, self.copy, 0.0);
+        if self.padded.splits_columns() {
+            self.padded.fill_phase_row(self.qy, self.plane, self.copy);
+        } else {
+            self.padded.fill(simd, self.plane, self.copy, 0.0);
+        }
     }
 }
 
@@ -227,9 +242,13 @@ mod tests {
     #[test]
     fn every_output_channel_sums_every_input_channel_under_the_window() {
         // (in, out, kernel, stride, padding, dilation, h, w): an RGB stem's shape at small
-        // size, an output channel count that leaves a partial block, strides 1–4, dilation.
+        // size, an output channel count that leaves a partial block, strides 1–4, dilation;
+        // inputs wide enough for their columns to split into phases, whose phase rows are
+        // copied as tasks of their own, at strides 2 and 4.
         for (cin, cout, k, stride, padding, dilation, h, w) in [
             (3, 8, 7, 2, 3, 1, 20, 23),
+            (3, 9, 7, 2, 3, 1, 37, 45),
+            (3, 5, 11, 4, 2, 1, 35, 67),
             (1, 6, 5, 1, 0, 1, 12, 12),
             (6, 5, 3, 1, 1, 2, 9, 40),
             (3, 4, 11, 4, 2, 1, 31, 31),

@@ -252,7 +252,7 @@ impl PaddedPlane {
     }
 
     /// Values in the padded copy.
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.stride[0] * self.column_phases * self.rows * self.width
     }
 
@@ -323,6 +323,31 @@ impl PaddedPlane {
             self.fill_rows(simd, input, copy, pad);
             return;
         }
+        for (qy, phases) in copy[..self.len()]
+            .chunks_exact_mut(self.phase_row_len())
+            .enumerate()
+        {
+            self.fill_phase_row(qy, input, phases);
+        }
+    }
+
+    /// Whether the columns are split into phases: then each phase row's part of the copy
+    /// ([`PaddedPlane::phase_row_len`] values) can be written apart from the others.
+    pub(crate) fn splits_columns(&self) -> bool {
+        self.column_phases > 1
+    }
+
+    /// Values of the copy that hold one phase row (padded rows `qy, qy + sh, …`), every column
+    /// phase of them.
+    pub(crate) fn phase_row_len(&self) -> usize {
+        self.column_phases * self.rows * self.width
+    }
+
+    /// Where columns are split: [`PaddedPlane::fill`] for phase row `qy` alone, into `phases`
+    /// (its [`PaddedPlane::phase_row_len`] values of the copy). Only the values that come from
+    /// the input are written.
+    #[inline(always)]
+    pub(crate) fn fill_phase_row(&self, qy: usize, input: &[f32], phases: &mut [f32]) {
         let [h, w] = self.input;
         let [ph, pw] = self.padding;
         let (sh, sw) = (self.stride[0], self.column_phases);
@@ -335,43 +360,37 @@ impl PaddedPlane {
             (first, end)
         };
         let rows = self.rows;
-        // The phases of one phase row qy: rows qy, qy + sh, … of the padded plane.
-        for (qy, phases) in copy[..self.len()]
-            .chunks_exact_mut(sw * rows * width)
-            .enumerate()
-        {
-            let input_row = |i: usize| {
-                let iy = (qy + i * sh).wrapping_sub(ph);
-                (iy < h).then(|| &input[iy * w..(iy + 1) * w])
-            };
-            if sw == 2 {
-                // Both column phases of a row at once: its even and odd columns.
-                let (even, odd) = phases.split_at_mut(rows * width);
-                let ((first0, end0), (first1, end1)) = (columns(0), columns(1));
-                for i in 0..rows {
-                    let Some(src) = input_row(i) else { continue };
-                    let row0 = &mut even[i * width..][first0..end0];
-                    let row1 = &mut odd[i * width..][first1..end1];
-                    // Input columns 2·first0 − pw, … go to phase 0, 2·first1 + 1 − pw, … to
-                    // phase 1: one of the two starts the pairs.
-                    let (c0, c1) = (2 * first0 - pw, 2 * first1 + 1 - pw);
-                    if c0 < c1 {
-                        split_pairs(row0, row1, &src[c0..]);
-                    } else {
-                        split_pairs(row1, row0, &src[c1..]);
-                    }
+        let input_row = |i: usize| {
+            let iy = (qy + i * sh).wrapping_sub(ph);
+            (iy < h).then(|| &input[iy * w..(iy + 1) * w])
+        };
+        if sw == 2 {
+            // Both column phases of a row at once: its even and odd columns.
+            let (even, odd) = phases.split_at_mut(rows * width);
+            let ((first0, end0), (first1, end1)) = (columns(0), columns(1));
+            for i in 0..rows {
+                let Some(src) = input_row(i) else { continue };
+                let row0 = &mut even[i * width..][first0..end0];
+                let row1 = &mut odd[i * width..][first1..end1];
+                // Input columns 2·first0 − pw, … go to phase 0, 2·first1 + 1 − pw, … to
+                // phase 1: one of the two starts the pairs.
+                let (c0, c1) = (2 * first0 - pw, 2 * first1 + 1 - pw);
+                if c0 < c1 {
+                    split_pairs(row0, row1, &src[c0..]);
+                } else {
+                    split_pairs(row1, row0, &src[c1..]);
                 }
+            }
+            return;
+        }
+        for (qx, values) in phases.chunks_exact_mut(rows * width).enumerate() {
+            let (first, end) = columns(qx);
+            if first >= end {
                 continue;
             }
-            for (qx, values) in phases.chunks_exact_mut(rows * width).enumerate() {
-                let (first, end) = columns(qx);
-                if first >= end {
-                    continue;
-                }
-                for (i, dst) in values.chunks_exact_mut(width).enumerate() {
-                    let Some(src) = input_row(i) else { continue };
-                    gather(&mut dst[first..end], &src[qx + first * sw - pw..], sw);
-                }
+            for (i, dst) in values.chunks_exact_mut(width).enumerate() {
+                let Some(src) = input_row(i) else { continue };
+                gather(&mut dst[first..end], &src[qx + first * sw - pw..], sw);
             }
         }
     }
