@@ -90,8 +90,9 @@ use crate::tensor::HostTensor;
 /// multiple of 4 cache lines, as 56×56) pack their columns; 50: a recycled output buffer
 /// lengthened by every thread; 51: a concatenation copied by every thread; 52: Winograd's
 /// bands one per thread, of adjacent rows of tiles; 53: the direct kernel's padded copies
-/// phase row by phase row on every thread.
-pub const KERNEL_REVISION: u32 = 53;
+/// phase row by phase row on every thread; 54: AVX2's 1×1 tiles packed input channel by input
+/// channel.
+pub const KERNEL_REVISION: u32 = 54;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -79,11 +79,27 @@ const CHUNK_BYTES_ALONE: usize = 512 << 10;
 /// first-level cache ([`rows_alias`]).
 const DIRECT_BLOCKS: usize = 8;
 
-/// Tiles of a chunk from which its columns are packed tile by tile, each tile's rows written
-/// in order; fewer are packed input channel by input channel, each input row read once in
-/// order. Machine D, packing alone: 576 channels of 196 pixels (12 tiles) 0.017 → 0.012 ms
+/// Tiles of a chunk from which its columns are packed tile by tile with 32 vector registers
+/// ([`packs_tile_by_tile`]), each tile's rows written in order; fewer are packed input channel
+/// by input channel, each input row read once in order. Machine D (AVX-512), packing alone: 576 channels of 196 pixels (12 tiles) 0.017 → 0.012 ms
 /// tile by tile, 192 of 784 0.031 → 0.015; 960 of 49 (3 tiles) 0.0033 → 0.0049.
 const TILE_BY_TILE: usize = 4;
+
+/// Whether a chunk of `tiles` packed tiles is packed tile by tile: with 32 vector registers,
+/// from [`TILE_BY_TILE`] tiles on. With 16 (AVX2), whose tiles are one cache line of every
+/// input row wide, always input channel by input channel: tile by tile, each tile reads a line
+/// from every row, a plane apart, and inside a pass (the input coming from memory) the CPU's
+/// prefetchers do not follow so many strided runs; input channel by input channel each row's
+/// run is read once, in order. Machine A with AVX2 forced, in-pass, medians of 3 alternating
+/// processes: one thread, ResNet-50's 256 → 64 layers on 56×56 1.31 → 1.17–1.20 ms, its pass
+/// 91.6 → 89.3, GoogLeNet's layers summed 32.7 → 31.4; two threads, ResNet-50's 1×1 layers on
+/// 56×56 0.89–0.93× and its layers summed 49.9 → 48.5. On AVX-512 the same change made
+/// ResNet-50's 1×1 layers on 28×28 and 14×14 (512 and 1024 input rows) 1.07–1.15× slower on two
+/// threads, so its tiles stay tile by tile.
+#[inline(always)]
+fn packs_tile_by_tile<S: pulp::Simd>(tiles: usize) -> bool {
+    S::REGISTER_COUNT >= 32 && tiles >= TILE_BY_TILE
+}
 
 /// [`DIRECT_BLOCKS`] with 16 vector registers (AVX2): 32 → 16 on 112×112 0.177 → 0.142 ms,
 /// 96 → 24 on 56×56 the same (0.181 → 0.180), 192 → 64 on 28×28 0.207 → 0.228, 256 → 64 on
@@ -377,7 +393,7 @@ impl Chunk<'_> {
             x.chunks_exact(pixels)
                 .map(|row| &row[task.first_pixel..task.first_pixel + len])
         };
-        if packed_tiles >= TILE_BY_TILE {
+        if packs_tile_by_tile::<S>(packed_tiles) {
             for (t, packed_rows) in full.chunks_exact_mut(cin * tile).enumerate() {
                 for (dst, row) in packed_rows.chunks_exact_mut(tile).zip(rows()) {
                     copy_row(simd, dst, &row[t * tile..(t + 1) * tile]);
