@@ -81,8 +81,9 @@ const DIRECT_BLOCKS: usize = 8;
 
 /// Tiles of a chunk from which its columns are packed tile by tile with 32 vector registers
 /// ([`packs_tile_by_tile`]), each tile's rows written in order; fewer are packed input channel
-/// by input channel, each input row read once in order. Machine D (AVX-512), packing alone: 576 channels of 196 pixels (12 tiles) 0.017 → 0.012 ms
-/// tile by tile, 192 of 784 0.031 → 0.015; 960 of 49 (3 tiles) 0.0033 → 0.0049.
+/// by input channel, each input row read once in order. Machine D (AVX-512), packing alone:
+/// 576 channels of 196 pixels (12 tiles) 0.017 → 0.012 ms tile by tile, 192 of 784 0.031 →
+/// 0.015; 960 of 49 (3 tiles) 0.0033 → 0.0049.
 const TILE_BY_TILE: usize = 4;
 
 /// Whether a chunk of `tiles` packed tiles is packed tile by tile: with 32 vector registers,

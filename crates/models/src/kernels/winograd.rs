@@ -325,7 +325,6 @@ pub(crate) fn forward(
                 v.set_len(n * points * cin);
                 m.set_len(n * points * cout);
                 result.set_len(n * pixels * cout);
-                scratch.set_len(points * cin.max(cout));
                 dispatch(Windows {
                     layer: &layer,
                     first,
@@ -349,12 +348,11 @@ pub(crate) fn forward(
 }
 
 /// Rows of tiles in a band, out of `th`, for `threads` threads: a thread's share, so that
-/// each thread takes one band of adjacent rows, the rows the padded copy's equal split mostly
-/// gave the same thread, and the busiest thread has as few rows as any split allows (14 rows
-/// in bands of 4 would leave it 8 against the other's 6). Against bands of one row that the
-/// threads took as they came (machine A, two threads, in-pass, medians of 3–5 alternating
-/// processes): ResNet-18's 64 → 64 layers on 56×56 0.69–0.77 → 0.60–0.67 ms, ResNet-50's
-/// 0.78–0.85 → 0.68–0.71.
+/// each thread takes one band of adjacent rows and the busiest thread has as few rows as any
+/// split allows (14 rows in bands of 4 would leave it 8 against the other's 6). Against bands
+/// of one row that the threads took as they came (machine A, two threads, in-pass, medians of
+/// 3–5 alternating processes): ResNet-18's 64 → 64 layers on 56×56 0.69–0.77 → 0.60–0.67 ms,
+/// ResNet-50's 0.78–0.85 → 0.68–0.71.
 fn band_rows_for(th: usize, threads: usize) -> usize {
     th.div_ceil(threads.max(1)).max(1)
 }
