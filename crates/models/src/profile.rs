@@ -91,8 +91,9 @@ use crate::tensor::HostTensor;
 /// lengthened by every thread; 51: a concatenation copied by every thread; 52: Winograd's
 /// bands one per thread, of adjacent rows of tiles; 53: the direct kernel's padded copies
 /// phase row by phase row on every thread; 54: AVX2's 1×1 tiles packed input channel by input
-/// channel.
-pub const KERNEL_REVISION: u32 = 54;
+/// channel; 55: the 1×1 and direct kernels' tiles read packed columns two input channels a
+/// step.
+pub const KERNEL_REVISION: u32 = 55;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,6 +59,12 @@ impl<'a> Ahead<'a> {
         }
     }
 
+    /// Whether there is nothing to ask for.
+    #[inline(always)]
+    pub(crate) fn is_none(&self) -> bool {
+        self.stride == 0
+    }
+
     /// Asks for row `row`'s values.
     #[inline(always)]
     pub(crate) fn row(&self, row: usize) {
