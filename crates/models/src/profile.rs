@@ -92,8 +92,9 @@ use crate::tensor::HostTensor;
 /// bands one per thread, of adjacent rows of tiles; 53: the direct kernel's padded copies
 /// phase row by phase row on every thread; 54: AVX2's 1×1 tiles packed input channel by input
 /// channel; 55: the 1×1 and direct kernels' tiles read packed columns two input channels a
-/// step.
-pub const KERNEL_REVISION: u32 = 55;
+/// step; 56: the direct kernel's phase-split copies write their padding with the input
+/// rather than zeroing the whole copy first.
+pub const KERNEL_REVISION: u32 = 56;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -121,7 +121,7 @@ pub(crate) fn forward(
 }
 
 /// One input plane's padded copy (`copy`, zeroed first), or where columns are split, one
-/// phase row `qy` of it, in parallel with the others: a stem's planes are large, and their
+/// phase row `qy` of it (its zeros written with it), in parallel with the others: a stem's planes are large, and their
 /// copy is a sizeable part of the layer.
 struct Fill<'a> {
     padded: &'a PaddedPlane,
@@ -135,10 +135,10 @@ impl pulp::WithSimd for Fill<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        self.copy.fill(0.0);
         if self.padded.splits_columns() {
-            self.padded.fill_phase_row(self.qy, self.plane, self.copy);
+            self.padded.fill_phase_row(self.qy, self.plane, self.copy, 0.0);
         } else {
+            self.copy.fill(0.0);
             self.padded.fill(simd, self.plane, self.copy, 0.0);
         }
     }
@@ -237,7 +237,7 @@ impl Rows<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::ConvCase;
+    use crate::kernels::{ConvCase, scratch};
 
     #[test]
     fn every_output_channel_sums_every_input_channel_under_the_window() {
@@ -265,6 +265,8 @@ mod tests {
                 activation,
                 residual: false,
             };
+            // Every padding value must be written: the copies' buffer holds NaN before.
+            scratch::poison(1 << 16);
             forward(&case.s, operands, &case.x, [h, w], [ho, wo], &mut y).expect("runs");
             case.check(&y, activation, "direct");
         }

@@ -81,9 +81,30 @@ impl Drop for Scratch {
     }
 }
 
+/// Leaves this thread's pool holding only buffers of `len` NaNs, so that a kernel under test
+/// that reads a scratch value it did not write gives NaN.
+#[cfg(test)]
+pub(crate) fn poison(len: usize) {
+    let buffers: Vec<Scratch> = (0..KEPT)
+        .map(|_| {
+            let mut buffer = Scratch::take(len);
+            buffer.fill(f32::NAN);
+            buffer
+        })
+        .collect();
+    drop(buffers);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poisoned_pool_hands_out_nan() {
+        Scratch::take(10).fill(1.0);
+        poison(100);
+        assert!(Scratch::take(50).iter().all(|v| v.is_nan()));
+    }
 
     #[test]
     fn a_given_back_buffer_is_handed_out_again_at_the_asked_length() {
