@@ -93,8 +93,9 @@ use crate::tensor::HostTensor;
 /// phase row by phase row on every thread; 54: AVX2's 1×1 tiles packed input channel by input
 /// channel; 55: the 1×1 and direct kernels' tiles read packed columns two input channels a
 /// step; 56: the direct kernel's phase-split copies write their padding with the input
-/// rather than zeroing the whole copy first.
-pub const KERNEL_REVISION: u32 = 56;
+/// rather than zeroing the whole copy first; 57: the direct kernel shares a row's last vectors
+/// evenly between its last tiles (3 + 2 + 2 on AVX-512's 112-wide rows, not 3 + 3 + 1).
+pub const KERNEL_REVISION: u32 = 57;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
