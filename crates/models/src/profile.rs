@@ -94,8 +94,9 @@ use crate::tensor::HostTensor;
 /// channel; 55: the 1×1 and direct kernels' tiles read packed columns two input channels a
 /// step; 56: the direct kernel's phase-split copies write their padding with the input
 /// rather than zeroing the whole copy first; 57: the direct kernel shares a row's last vectors
-/// evenly between its last tiles (3 + 2 + 2 on AVX-512's 112-wide rows, not 3 + 3 + 1).
-pub const KERNEL_REVISION: u32 = 57;
+/// evenly between its last tiles (3 + 2 + 2 on AVX-512's 112-wide rows, not 3 + 3 + 1); 58:
+/// 3×3 layers of fewer than 32 input channels onto maps larger than 14×14 run direct.
+pub const KERNEL_REVISION: u32 = 58;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

@@ -57,6 +57,16 @@ const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
 /// 0.026. (The pixel-major product and its transpose back to NCHW was slower still.)
 const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
+/// 3×3 layers with fewer input channels than this run direct too where their output is
+/// larger than 14×14: Winograd's products over so few channels are gemms too thin
+/// to pay for their transforms. Machine A, in-pass, medians of 4–5 alternating processes,
+/// GoogLeNet's inception3a.branch3.1 (16 → 32, 3×3 on 28×28) against Winograd:
+/// AVX-512 0.131 → 0.078 ms on one thread, 0.083 → 0.060 on two; AVX2 0.178 → 0.111 and
+/// 0.115 → 0.107. On 14×14 maps direct lost (inception4a–4c's 16 and 24 → 48 and 64,
+/// 1.13–1.38× the im2col product's), and from 32 channels on it gained nothing (inception3b's
+/// 32 → 96 on 28×28, 0.99–1.02×).
+const THIN_DIRECT_CHANNELS: usize = 32;
+
 /// Layers with at most this many output pixels (7×7 maps) run on gathered patches
 /// ([`patches`]) where the CPU has AVX-512 or AVX2. Inside a pass, one thread, against
 /// Winograd's F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against
@@ -134,6 +144,9 @@ pub(crate) fn choose_layout(s: &ConvShape, output: [usize; 2]) -> Layout {
 fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
     let pixels = output[0] * output[1];
     if s.in_channels < PIXEL_MAJOR_MIN_CHANNELS
+        || (s.in_channels < THIN_DIRECT_CHANNELS
+            && s.kernel == [3, 3]
+            && pixels > PATCHES_MAX_PIXELS_16)
         || (path == VectorPath::Avx2 && strided_direct_on_avx2(s, pixels))
     {
         return Layout::Direct;
@@ -723,6 +736,10 @@ mod tests {
         let thin = (shape(16, 32, 5, 1, 2, 1), [28, 28]);
         // A 5×5 layer on a 14×14 map.
         let small = (shape(256, 256, 5, 1, 2, 1), [14, 14]);
+        // GoogLeNet's 16→32 3×3 layer on a 28×28 map: too few channels for Winograd to pay;
+        // its 16→48 one on a 14×14 map (the im2col product).
+        let thin_three = (shape(16, 32, 3, 1, 1, 1), [28, 28]);
+        let thin_small = (shape(16, 48, 3, 1, 1, 1), [14, 14]);
         let f2_of_5 = Layout::Winograd(Tiling::F2Of5);
         let cases = [
             (seven, [patches(avx512), patches(avx2), f2]),
@@ -739,6 +756,11 @@ mod tests {
             (wide, [f2_of_5; 3]),
             (thin, [Layout::PixelMajor; 3]),
             (small, [f2_of_5, patches(avx2), f2_of_5]),
+            (thin_three, [Layout::Direct; 3]),
+            (
+                thin_small,
+                [Layout::PixelMajor, patches(avx2), Layout::PixelMajor],
+            ),
         ];
         for ((s, output), layouts) in cases {
             for (path, want) in VectorPath::ALL.into_iter().zip(layouts) {

@@ -136,7 +136,8 @@ impl pulp::WithSimd for Fill<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         if self.padded.splits_columns() {
-            self.padded.fill_phase_row(self.qy, self.plane, self.copy, 0.0);
+            self.padded
+                .fill_phase_row(self.qy, self.plane, self.copy, 0.0);
         } else {
             self.copy.fill(0.0);
             self.padded.fill(simd, self.plane, self.copy, 0.0);

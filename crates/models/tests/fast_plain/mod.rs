@@ -125,18 +125,18 @@ fn max_pool(kernel: usize, padding: usize) -> LayerKind {
     }
 }
 
-/// Residual blocks of 3×3 convolutions with 20 channels, a count the kernels' blocks of 8 and
+/// Residual blocks of 3×3 convolutions with 36 channels, a count the kernels' blocks of 8 and
 /// 16 leave a remainder of, on maps whose rows of tiles end in a lone tile: Winograd's
 /// output pixels go partly in registers and partly value by value.
 fn odd_channel_blocks() -> Net {
     let conv = |c| conv3x3(c, 1, 1, 1);
-    let mut b = NetBuilder::new("odd_channels", vec![20, 52, 52]).expect("builder");
+    let mut b = NetBuilder::new("odd_channels", vec![36, 52, 52]).expect("builder");
     let x = b.input();
-    let a = b.add("a", conv(20), &[x]).expect("a");
+    let a = b.add("a", conv(36), &[x]).expect("a");
     let sum = b.add("a_add", LayerKind::Add, &[a, x]).expect("add");
     let y = b.add("a_relu", LayerKind::Relu, &[sum]).expect("relu");
     let p = b.add("pool", max_pool(2, 0), &[y]).expect("pool");
-    let c = b.add("c", conv(20), &[p]).expect("c");
+    let c = b.add("c", conv(36), &[p]).expect("c");
     let sum = b.add("c_add", LayerKind::Add, &[c, p]).expect("add");
     b.add("c_relu", LayerKind::Relu, &[sum]).expect("relu");
     b.build().expect("net")
