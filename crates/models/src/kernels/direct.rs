@@ -121,8 +121,8 @@ pub(crate) fn forward(
 }
 
 /// One input plane's padded copy (`copy`, zeroed first), or where columns are split, one
-/// phase row `qy` of it (its zeros written with it), in parallel with the others: a stem's planes are large, and their
-/// copy is a sizeable part of the layer.
+/// phase row `qy` of it (its padding written with its values, no zeroing first), in parallel
+/// with the others: a stem's planes are large, and their copy is a sizeable part of the layer.
 struct Fill<'a> {
     padded: &'a PaddedPlane,
     plane: &'a [f32],
@@ -173,7 +173,7 @@ impl pulp::WithSimd for Rows<'_, '_> {
 
 impl Rows<'_, '_> {
     /// The task, in tiles of `V` vectors of outputs. Where a row's outputs fill whole vectors,
-    /// a row's last tile is narrower; where they do not (AlexNet's 55), tiles run on into the
+    /// a row's last tiles may be narrower (its last vectors shared evenly); where they do not (AlexNet's 55), tiles run on into the
     /// next row, each panel row copied from the two rows' runs: AlexNet's stem, machine D, one
     /// thread, in-pass, 1.75–1.82 → 1.70–1.77 ms on AVX2, 1.75–1.77 → 1.61–1.64 on AVX-512.
     /// (On ResNet's 112-wide rows, running on gained nothing on AVX2 and moved AVX-512 by ±5 %.)
