@@ -95,8 +95,9 @@ use crate::tensor::HostTensor;
 /// step; 56: the direct kernel's phase-split copies write their padding with the input
 /// rather than zeroing the whole copy first; 57: the direct kernel shares a row's last vectors
 /// evenly between its last tiles (3 + 2 + 2 on AVX-512's 112-wide rows, not 3 + 3 + 1); 58:
-/// 3×3 layers of fewer than 32 input channels onto maps larger than 14×14 run direct.
-pub const KERNEL_REVISION: u32 = 58;
+/// 3×3 layers of fewer than 32 input channels onto maps larger than 14×14 run direct; 59:
+/// linear layers ask for their weights 3 KiB ahead of the multiply-adds.
+pub const KERNEL_REVISION: u32 = 59;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]
