@@ -96,8 +96,10 @@ use crate::tensor::HostTensor;
 /// rather than zeroing the whole copy first; 57: the direct kernel shares a row's last vectors
 /// evenly between its last tiles (3 + 2 + 2 on AVX-512's 112-wide rows, not 3 + 3 + 1); 58:
 /// 3×3 layers of fewer than 32 input channels onto maps larger than 14×14 run direct; 59:
-/// linear layers ask for their weights 3 KiB ahead of the multiply-adds.
-pub const KERNEL_REVISION: u32 = 59;
+/// linear layers ask for their weights 3 KiB ahead of the multiply-adds; 60: Winograd's
+/// products in register tiles of its own over a weight packed in blocks of 16 output channels
+/// (not gemm), and on AVX2 3×3 layers on maps of up to 14×14 by Winograd wherever it pays.
+pub const KERNEL_REVISION: u32 = 60;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

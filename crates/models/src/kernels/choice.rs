@@ -250,11 +250,11 @@ mod tests {
             kernel("resnet18", "layer2.0.downsample.0"),
             Some(ConvKernel::Pointwise)
         );
-        // A 3×3 layer on a 7×7 map: gathered patches where the CPU has AVX2 or AVX-512,
-        // Winograd's F(2×2) on the narrowest path; a 1×1 layer there stays pointwise.
+        // A 3×3 layer on a 7×7 map: gathered patches where the CPU has AVX-512, Winograd's
+        // F(2×2) on the narrower paths; a 1×1 layer there stays pointwise.
         let small_map = match crate::VectorPath::current() {
-            crate::VectorPath::Other => ConvKernel::Winograd2,
-            _ => ConvKernel::Patches,
+            crate::VectorPath::Avx512 => ConvKernel::Patches,
+            _ => ConvKernel::Winograd2,
         };
         assert_eq!(kernel("resnet18", "layer4.1.conv1"), Some(small_map));
         assert_eq!(

@@ -58,8 +58,8 @@ const PIXEL_MAJOR_MIN_PIXELS: usize = 128;
 const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 
 /// 3×3 layers with fewer input channels than this run direct too where their output is
-/// larger than 14×14: Winograd's products over so few channels are gemms too thin
-/// to pay for their transforms. Machine A, in-pass, medians of 4–5 alternating processes,
+/// larger than 14×14: Winograd's products over so few channels are too thin to pay for
+/// their transforms. Machine A, in-pass, medians of 4–5 alternating processes,
 /// GoogLeNet's inception3a.branch3.1 (16 → 32, 3×3 on 28×28) against Winograd:
 /// AVX-512 0.131 → 0.078 ms on one thread, 0.083 → 0.060 on two; AVX2 0.178 → 0.111 and
 /// 0.115 → 0.107. On 14×14 maps direct lost (inception4a–4c's 16 and 24 → 48 and 64,
@@ -68,26 +68,25 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 const THIN_DIRECT_CHANNELS: usize = 32;
 
 /// Layers with at most this many output pixels (7×7 maps) run on gathered patches
-/// ([`patches`]) where the CPU has AVX-512 or AVX2. Inside a pass, one thread, against
-/// Winograd's F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against
-/// 3.0–3.4 on AVX-512 (ONNX Runtime 2.8–2.9) and 4.4–5.3 against 3.5–3.8 on AVX2, ResNet-18's
-/// 4.9 against 3.2–3.3 on AVX-512 and 4.2–4.4 against 4.0–4.2 on AVX2. On AVX-512 they lose on
-/// 13×13 and 14×14 maps (machine D: AlexNet's 3×3 layers 2.47/3.28/2.18 ms against Winograd's
-/// 1.72/2.22/1.52), as do strided layers on larger maps (ResNet-50's 128→128 layer from 56×56
-/// to 28×28 3.01 against 2.62); AVX2 has a limit of its own, [`PATCHES_MAX_PIXELS_16`].
+/// ([`patches`]) where the CPU has AVX-512. Inside a pass, one thread, against Winograd's
+/// F(2×2, 3×3): ResNet-50's 512→512 3×3 layers on 7×7 maps 3.8–5.4 ms against 3.0–3.4 (ONNX
+/// Runtime 2.8–2.9), ResNet-18's 4.9 against 3.2–3.3; with Winograd's own products
+/// ([`tile_products`](super::tile_products)) the same within 2 % in ResNet-18's and ResNet-50's
+/// passes, GoogLeNet's 5×5 layers on 7×7 maps 1.16× (machine A). They lose on 13×13 and 14×14
+/// maps (machine D: AlexNet's 3×3 layers 2.47/3.28/2.18 ms against Winograd's 1.72/2.22/1.52),
+/// as do strided layers on larger maps (ResNet-50's 128→128 layer from 56×56 to 28×28 3.01
+/// against 2.62); AVX2 has a limit of its own, [`PATCHES_MAX_PIXELS_16`].
 const PATCHES_MAX_PIXELS: usize = 64;
 
-/// On AVX2, layers with at most this many output pixels (14×14 maps) run on gathered patches
-/// too, unless Winograd pays and its F(2×2, 3×3) tiles cover the output exactly (both sides
-/// even): the patches' tile of 12 sums there runs at about 90 GFLOP/s, where Winograd's
-/// products in gemm's 8-lane tiles run at 61 % of its 16-lane speed. Inside a pass, one
-/// thread, machine D, alternating rounds: AlexNet's 3×3 layers on 13×13 maps (whose 2×2 tiles
-/// overhang the map) 2.41/3.26/2.16 ms against Winograd's 2.85/3.27/2.37, ResNet-18's strided
-/// 3×3 layer to 14×14 1.32 against the pixel-major product's 1.61; but ResNet-50's 256→256
-/// layers on 14×14 maps 2.49–2.54 against Winograd's 2.44–2.47. (Strided and 5×5 layers up to
-/// 28×28 won and lost by turns: GoogLeNet's 5×5 layers on 28×28 maps 0.85× and 1.42×.) 5×5
-/// layers keep patches there even where Winograd's F(2×2, 5×5) would run: three 256 → 256
-/// layers on a 14×14 map 6.5 ms against its 7.6.
+/// On AVX2, layers with at most this many output pixels (14×14 maps) run on gathered patches,
+/// unless they are 3×3 layers that Winograd pays for ([`winograd::pays`]): with Winograd's own
+/// products, machine A, one thread, in-pass, medians of 3 alternating processes, ResNet-18's
+/// 512→512 layers on 7×7 maps 2.71–2.80 → 2.38–2.40 ms, ResNet-50's 2.85–2.97 → 2.44–2.47,
+/// AlexNet's on 13×13 maps (whose 2×2 tiles overhang the map) 2.53/3.65/2.34 → 1.69/2.31/1.59
+/// (ONNX Runtime's whole layers 2.17/2.87/1.94 on that machine). Strided layers to 14×14 stay:
+/// ResNet-18's to 14×14 1.32 ms against the pixel-major product's 1.61 (machine D). 5×5 layers
+/// keep patches (measured with gemm's products: three 256 → 256 layers on a 14×14 map 6.5 ms
+/// against F(2×2, 5×5)'s 7.6).
 const PATCHES_MAX_PIXELS_16: usize = 196;
 
 /// How the product is laid out (see the module documentation).
@@ -158,12 +157,7 @@ fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
     let winograd = winograd::pays(s, pixels, pixel_major);
     let patches = match path {
         VectorPath::Avx512 => pixels <= PATCHES_MAX_PIXELS,
-        VectorPath::Avx2 => {
-            let exact = output.iter().all(|side| side % 2 == 0);
-            let three = s.kernel == [3, 3];
-            pixels <= PATCHES_MAX_PIXELS
-                || (pixels <= PATCHES_MAX_PIXELS_16 && !(winograd && exact && three))
-        }
+        VectorPath::Avx2 => pixels <= PATCHES_MAX_PIXELS_16 && !(winograd && s.kernel == [3, 3]),
         VectorPath::Other => false,
     };
     if patches {
@@ -721,7 +715,7 @@ mod tests {
         };
         let (avx512, avx2) = (VectorPath::Avx512, VectorPath::Avx2);
         let f2 = Layout::Winograd(Tiling::F2);
-        // ResNet's 512→512 layers on 7×7 maps: patches on both paths, Winograd on others.
+        // ResNet's 512→512 layers on 7×7 maps: patches on AVX-512, Winograd on the others.
         let seven = (shape(512, 512, 3, 1, 1, 1), [7, 7]);
         // AlexNet's 256→256 layer on a 13×13 map, whose 2×2 tiles overhang it.
         let thirteen = (shape(256, 256, 3, 1, 1, 1), [13, 13]);
@@ -742,8 +736,8 @@ mod tests {
         let thin_small = (shape(16, 48, 3, 1, 1, 1), [14, 14]);
         let f2_of_5 = Layout::Winograd(Tiling::F2Of5);
         let cases = [
-            (seven, [patches(avx512), patches(avx2), f2]),
-            (thirteen, [f2, patches(avx2), f2]),
+            (seven, [patches(avx512), f2, f2]),
+            (thirteen, [f2; 3]),
             (fourteen, [f2, f2, f2]),
             (
                 strided,

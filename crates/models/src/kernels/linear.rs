@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use super::aligned::Aligned;
-use super::prefetch::{LINE, prefetch};
+use super::prefetch::{LINE, STREAM_AHEAD, prefetch};
 use super::vector::{dispatch, load, store};
 use super::{ShapeError, interleave_channels};
 
@@ -34,14 +34,11 @@ const UNROLL: usize = 4;
 /// Runs of blocks per thread, so that a thread that falls behind is helped.
 const RUNS_PER_THREAD: usize = 4;
 
-/// Values of the weight ahead of the ones being multiplied that each step asks the CPU for
-/// (3 KiB): the hardware prefetchers alone keep too few of the stream's lines in flight to draw
-/// the memory's bandwidth. Machine A, AlexNet in-pass, medians of 3 alternating processes, one
-/// thread: 9216 → 4096 10.5–10.6 → 8.0–8.7 ms (ONNX Runtime 9.3), AVX2 10.4 → 8.3; two threads
-/// 5.43 → 4.30; VGG16's 25088 → 4096 28.5 → 22.4. A distance of a whole number of 4 KiB pages
-/// (4 or 8 KiB) gained nothing: the line asked for then shares the low twelve bits of its
-/// address with the line being loaded.
-const AHEAD: usize = 768;
+/// Values of the weight ahead of the ones being multiplied that each step asks the CPU for.
+/// Machine A, AlexNet in-pass, medians of 3 alternating processes, one thread: 9216 → 4096
+/// 10.5–10.6 → 8.0–8.7 ms (ONNX Runtime 9.3), AVX2 10.4 → 8.3; two threads 5.43 → 4.30; VGG16's
+/// 25088 → 4096 28.5 → 22.4.
+const AHEAD: usize = STREAM_AHEAD;
 
 /// A linear layer ready to run.
 #[derive(Debug, Clone)]

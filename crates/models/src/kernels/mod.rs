@@ -39,6 +39,7 @@ mod prefetch;
 pub(crate) mod recycled;
 mod scratch;
 mod strided_max;
+mod tile_products;
 mod transpose;
 mod vector;
 mod winograd;

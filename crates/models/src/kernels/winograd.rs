@@ -7,13 +7,14 @@
 //! window transformed as it is needed (`V = Bᵀ d B`), a tile costs one product over the channels
 //! per point: F(4×4, 3×3) multiplies four times less than the 3×3 convolution, F(2×2, 3×3) 2.25
 //! times less, F(2×2, 5×5) 2.8 times less than the 5×5 one. The
-//! products of one block of tiles are one `[tiles, in] × [in, out]` gemm per point, and
+//! products of one block of tiles are one `[tiles, in] × [in, out]` product per point
+//! ([`tile_products`](super::tile_products)), and
 //! `Aᵀ M A` turns them back into output pixels, with the bias and the activation. F(4×4, 3×3)'s
 //! transforms are Lavin and Gray's (interpolation points 0, ±1, ±2 and infinity); F(2×2, 5×5)
 //! interpolates at the same six points, so its windows take the same `Bᵀ`, and its `G` and `Aᵀ`
 //! are those points' powers up to the fourth and the first. In f32 their error stays within
 //! 1e-4 of the output's scale on every zoo model (the crate's tests check it layer by layer and
-//! whole). Small maps, whose few 4×4 tiles make gemms too thin, keep F(2×2, 3×3).
+//! whole). Small maps, whose few 4×4 tiles make products too thin, keep F(2×2, 3×3).
 //!
 //! Work is split into bands of whole rows of tiles, as many for each thread, and a band's tiles
 //! into blocks small enough that the block's transformed input and products stay in the core's
@@ -21,15 +22,15 @@
 //! every output plane, on the thread that computed them (a separate pass over the whole result
 //! after the blocks ran at the same speed on two threads as on one). A small map
 //! (fewer tiles than a block per thread) is split by output channels instead: every window is
-//! transformed first, and each thread runs the gemms over all the tiles for its share of the
+//! transformed first, and each thread runs the products over all the tiles for its share of the
 //! channels. The input is read channels-last and zero-padded once, so that every window lies
 //! inside it.
 
 use rayon::prelude::*;
 
-use super::gemm::{MatRef, gemm};
 use super::plane::Epilogue;
 use super::scratch::Scratch;
+use super::tile_products::{BLOCK, Products, packed_at};
 #[cfg(target_arch = "x86_64")]
 use super::transpose::transpose;
 use super::transpose::{Planes, channels_last};
@@ -195,7 +196,7 @@ const MIN_PIXELS: usize = 512;
 const MIN_SMALL_MAP_WEIGHTS: usize = 128 * 128;
 
 /// Layers with fewer input channels than this never run Winograd: an RGB stem's three channels
-/// make gemms too thin to pay for the transforms.
+/// make products too thin to pay for the transforms.
 const MIN_CHANNELS: usize = 16;
 
 /// 5×5 layers with fewer input channels than this never run Winograd. Machine D, one thread,
@@ -234,11 +235,14 @@ pub(crate) fn pays(s: &ConvShape, pixels: usize, pixel_major: bool) -> bool {
 }
 
 /// PyTorch's `[out, in, r, r]` weight (`r` the tiling's [`Tiling::taps`]) transformed as
-/// `G g Gᵀ` (in f64), stored as one `[in, out]` matrix per point of the transformed window.
+/// `G g Gᵀ` (in f64), stored as one `[in, out]` matrix per point of the transformed window, in
+/// blocks of output channels (`[point, ⌈out / BLOCK⌉, in, BLOCK]`, zeros past the last
+/// channel) for [`Products`].
 pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
     let (cin, cout) = (s.in_channels, s.out_channels);
     let (g_rows, window, r) = (tiling.g(), tiling.window(), tiling.taps());
-    let mut packed = vec![0.0f32; tiling.points() * cin * cout];
+    let blocks = cout.div_ceil(BLOCK);
+    let mut packed = vec![0.0f32; tiling.points() * blocks * cin * BLOCK];
     for (oc, g) in weight.chunks_exact(r * r).enumerate() {
         let (o, c) = (oc / cin, oc % cin);
         for (i, gi) in g_rows.iter().enumerate() {
@@ -252,7 +256,7 @@ pub(crate) fn pack(s: &ConvShape, tiling: Tiling, weight: &[f32]) -> Vec<f32> {
             });
             for (j, gj) in g_rows.iter().enumerate() {
                 let u: f64 = (0..r).map(|k| gg[k] * gj[k]).sum();
-                packed[((i * window + j) * cin + c) * cout + o] = u as f32;
+                packed[packed_at(i * window + j, c, o, cin, cout)] = u as f32;
             }
         }
     }
@@ -484,12 +488,13 @@ impl pulp::WithSimd for Tiles<'_> {
     }
 }
 
-/// Output channels per task of [`by_channels`] are a multiple of this (gemm's register tile).
-const CHANNEL_STEP: usize = 16;
+/// Output channels per task of [`by_channels`] are a multiple of this (a block of the packed
+/// weight, [`BLOCK`]).
+const CHANNEL_STEP: usize = BLOCK;
 
 /// A layer with too few tiles to give every thread a block of its own: every window is
 /// transformed first, and then each thread takes a share of the output channels, with its own
-/// gemms over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
+/// products over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
 fn by_channels(
     layer: &Layer<'_>,
     [th, tw]: [usize; 2],
@@ -560,29 +565,27 @@ fn products(
     [first, count]: [usize; 2],
     m: &mut [f32],
 ) -> Result<(), ShapeError> {
-    let (cin, points) = (layer.cin, layer.tiling.points());
-    for point in 0..points {
-        let input = MatRef {
-            data: &v[point * cin..],
-            rows: tiles,
-            cols: cin,
-            row_stride: points * cin,
-        };
-        let weight = MatRef {
-            data: &layer.packed[point * cin * cout + first..],
-            rows: cin,
-            cols: count,
-            row_stride: cout,
-        };
-        gemm(
-            &mut m[point * count..],
-            points * count,
-            input,
-            weight,
-            false,
-            false,
-        )?;
+    let products = Products {
+        v,
+        weight: layer.packed,
+        cin: layer.cin,
+        cout,
+        points: layer.tiling.points(),
+        tiles,
+        first,
+        count,
+        m,
+    };
+    if !products.fits() {
+        return Err(ShapeError(format!(
+            "Winograd's products of {tiles} tiles cannot take {} transformed inputs and {} \
+             weights into {} products",
+            products.v.len(),
+            products.weight.len(),
+            products.m.len()
+        )));
     }
+    dispatch(products);
     Ok(())
 }
 
