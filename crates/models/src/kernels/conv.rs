@@ -166,7 +166,7 @@ fn layout_on(s: &ConvShape, output: [usize; 2], path: VectorPath) -> Layout {
         };
     }
     if winograd {
-        Layout::Winograd(Tiling::for_layer(s, output, path))
+        Layout::Winograd(Tiling::for_layer(s, output))
     } else if pixel_major {
         Layout::PixelMajor
     } else {

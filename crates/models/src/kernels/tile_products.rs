@@ -8,16 +8,16 @@
 //! and the first group asks for them [`STREAM_AHEAD`] values ahead as it goes, so that a layer
 //! whose weight comes from memory reads it as one stream.
 //!
-//! Against gemm (`[tiles, in] × [in, out]` a point at a time), which packs the tiles' rows on
-//! every call (20 % of a layer under `perf`) and runs its register tiles over 16 tiles (two AVX2
-//! vectors of them), so that a 14×14 map's 49 tiles left a register tile of 8 lanes for the 49th
-//! (12 %): here the tiles go in groups as even as [`shape`] allows (49 as 6 + 6 + 6 + 6 + 5 + 5
-//! + 5 + 5 + 5 on AVX2). Machine A, in-pass, medians of 3 alternating processes: on AVX2, one
-//! thread, twelve stacked 256 → 256 layers on 14×14 27.8 → 17.7 ms (ONNX Runtime's such layer
-//! 1.91–1.95 ms inside ResNet), ResNet-18's pass 35.6 → 28.7, GoogLeNet's 30.9 → 26.0,
-//! ResNet-50's 86.6 → 79.6; on AVX-512 the passes within 1 % on one thread, and on two F(4×4)'s
-//! layers on 28×28 maps 0.89–0.93× and F(2×2)'s on 14×14 1.07–1.13× (ResNet-50's pass 25.96 →
-//! 26.15 ms, GoogLeNet's 10.86 → 10.45).
+//! Against gemm (`[tiles, in] × [in, out]` a point at a time), which packs the tiles' rows on every
+//! call (20 % of a layer under `perf`) and runs its register tiles over 16 tiles (two AVX2 vectors
+//! of them), so that a 14×14 map's 49 tiles left a register tile of 8 lanes for the 49th (12 %):
+//! here the tiles go in groups as even as [`shape`] allows (49 as four groups of 6 and five of 5 on
+//! AVX2). Machine A, in-pass, medians of 3 alternating processes: on AVX2, one thread, twelve
+//! stacked 256 → 256 layers on 14×14 27.8 → 17.7 ms (ONNX Runtime's such layer 1.91–1.95 ms inside
+//! ResNet), ResNet-18's pass 35.6 → 28.7, GoogLeNet's 30.9 → 26.0, ResNet-50's 86.6 → 79.6; on
+//! AVX-512 the passes within 1 % on one thread, and on two the layers on 28×28 and 56×56 maps
+//! 0.89–0.93×, those on 14×14 1.07–1.13× (ResNet-50's pass 25.96 → 26.15 ms, GoogLeNet's 10.86 →
+//! 10.45).
 
 use super::prefetch::{LINE, STREAM_AHEAD, prefetch};
 use super::vector::{load, store};

@@ -48,36 +48,26 @@ pub(crate) enum Tiling {
     F2Of5,
 }
 
-/// On AVX-512, layers with at least this many 4×4 tiles (a 32×32 output) run F(4×4, 3×3);
-/// smaller maps run F(2×2, 3×3). F(4×4)'s transformed weight is 36 values per input × output
-/// channel against F(2×2)'s 16, and read once per layer: on few tiles the layer waits on that
-/// read more than it saves in products. Inside a pass, where the weights come from memory, one
-/// thread: ResNet-50's 256→256 layers on 14×14 maps (16 tiles) 1.24–1.41 ms against F(4×4)'s
-/// 1.82–1.94 (two threads 0.73–0.80 against 1.04–1.10), GoogLeNet's inception4 3×3 layers
-/// 0.50–1.01 against 0.64–1.48; on 28×28 maps (49 tiles) 1.25–1.40 against 1.33–1.43; on 56×56
-/// maps (196 tiles) F(4×4) wins, 1.24–1.41 against F(2×2)'s 1.51–1.66.
-const F4_MIN_TILES: usize = 64;
-
-/// [`F4_MIN_TILES`] on the narrower paths (AVX2), whose products take twice the time of
-/// AVX-512's, so that F(4×4)'s fewer products count for more: in the same runs on AVX2,
-/// 14×14 maps 2.32–2.44 ms against F(4×4)'s 2.43–2.68 and GoogLeNet's inception4 layers
-/// 0.75–1.92 against 0.86–2.01, but 28×28 maps 2.56 against 2.06 and GoogLeNet's inception3
-/// layers 2.01/3.47 against 1.55/2.91.
-const F4_MIN_TILES_NARROW: usize = 32;
+/// Layers with at least this many 4×4 tiles (a 21×21 output) run F(4×4, 3×3); smaller maps
+/// run F(2×2, 3×3). F(4×4)'s transformed weight is 36 values per input × output channel against
+/// F(2×2)'s 16, and read once per layer: on few tiles the layer waits on that read more than it
+/// saves in products. Machine A, in-pass, medians of 3 alternating processes, with the products
+/// of [`tile_products`](super::tile_products): on AVX-512 F(4×4) on 28×28 maps (49 tiles)
+/// against F(2×2), ResNet-50's layer2 3×3 layers 0.87–0.95× on one thread and on two,
+/// GoogLeNet's inception3 ones 0.85–0.89×; on AVX2 on 14×14 maps (16 tiles) within the noise
+/// (measured with gemm's products, machine D: ResNet-50's 256→256 layers on 14×14 1.24–1.41 ms
+/// against F(4×4)'s 1.82–1.94 on AVX-512, 2.32–2.44 against 2.43–2.68 on AVX2).
+const F4_MIN_TILES: usize = 32;
 
 impl Tiling {
     /// The tiling that suits a convolution of shape `s` (which [`suits`]) with an output of
-    /// `ho × wo` on vector path `path`: F(2×2, 5×5) for a 5×5 kernel; for a 3×3 one,
+    /// `ho × wo`: F(2×2, 5×5) for a 5×5 kernel; for a 3×3 one,
     /// F(4×4, 3×3) on maps with enough 4×4 tiles, F(2×2, 3×3) on smaller ones.
-    pub(crate) fn for_layer(s: &ConvShape, [ho, wo]: [usize; 2], path: VectorPath) -> Tiling {
+    pub(crate) fn for_layer(s: &ConvShape, [ho, wo]: [usize; 2]) -> Tiling {
         if s.kernel == [5, 5] {
             return Tiling::F2Of5;
         }
-        let min_tiles = match path {
-            VectorPath::Avx512 => F4_MIN_TILES,
-            _ => F4_MIN_TILES_NARROW,
-        };
-        if ho.div_ceil(4) * wo.div_ceil(4) >= min_tiles {
+        if ho.div_ceil(4) * wo.div_ceil(4) >= F4_MIN_TILES {
             Tiling::F4
         } else {
             Tiling::F2
