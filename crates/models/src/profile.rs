@@ -99,8 +99,9 @@ use crate::tensor::HostTensor;
 /// linear layers ask for their weights 3 KiB ahead of the multiply-adds; 60: Winograd's
 /// products in register tiles of its own over a weight packed in blocks of 16 output channels
 /// (not gemm), and on AVX2 3×3 layers on maps of up to 14×14 by Winograd wherever it pays; 61:
-/// F(4×4, 3×3) from 32 tiles on AVX-512 too (28×28 maps).
-pub const KERNEL_REVISION: u32 = 61;
+/// F(4×4, 3×3) from 32 tiles on AVX-512 too (28×28 maps); 62: Winograd's maps of 32 tiles or
+/// more split by bands of tile rows on several threads, not by output channels.
+pub const KERNEL_REVISION: u32 = 62;
 
 /// One node's measured latency and output size.
 #[derive(Debug, Clone, PartialEq)]

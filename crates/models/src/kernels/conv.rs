@@ -689,10 +689,12 @@ mod tests {
         // Many channels: im2col tiles of fewer pixels than the image.
         check(shape(600, 2, 3, 1, 1, 1), [33, 33]);
         // Winograd's two schedules, on pools of two threads and of one so that the split is
-        // the same on any machine: 36 tiles of 2×2 or 9 of 4×4, too few for a block per
-        // thread, go by output channels (shares of 16 and 4); 272 or 72 tiles go by bands of
-        // rows of tiles (two threads: 6 bands of 3 rows of 16 tiles, 5 of 2 rows of 8, the last
-        // band shorter; one thread: one band, in blocks of 55 and 15 tiles that start inside a
+        // the same on any machine: 16 tiles of 2×2, or 4 or 9 of 4×4 (and 36 of 2×2 on one
+        // thread), too few for a block per thread, go by output channels (shares of 16 and 4);
+        // 36 tiles of 2×2 on two threads go by bands of rows of tiles (3 rows of 6 each, one
+        // block a band), and so do 272 or 72 tiles (two threads: 6 bands of 3 rows of 16
+        // tiles, 5 of 2 rows of 8, the last band
+        // shorter; one thread: one band, in blocks of 55 and 15 tiles that start inside a
         // row), on an odd-sized output with 40 channels (scattered 16, 16 and 8 at a time).
         for threads in [2, 1] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -700,6 +702,7 @@ mod tests {
                 .build()
                 .expect("a pool");
             pool.install(|| {
+                check(shape(17, 20, 3, 1, 1, 1), [8, 8]);
                 check(shape(17, 20, 3, 1, 1, 1), [12, 12]);
                 check(shape(5, 40, 3, 1, 1, 1), [33, 31]);
                 check(shape(17, 20, 5, 1, 2, 1), [27, 27]);
