@@ -92,12 +92,12 @@ impl pulp::WithSimd for Products<'_> {
         }
         let lanes = S::F32_LANES;
         let (most_tiles, most_vectors) = shape::<S>();
-        let whole = self.count.div_ceil(lanes);
+        let vectors_in_all = self.count.div_ceil(lanes);
         let groups = self.tiles.div_ceil(most_tiles);
         for point in 0..self.points {
             let mut vector = 0;
-            while vector < whole {
-                let vectors = (whole - vector).min(most_vectors);
+            while vector < vectors_in_all {
+                let vectors = (vectors_in_all - vector).min(most_vectors);
                 let mut tile = 0;
                 for group in 0..groups {
                     // Groups as even as they come: the first `tiles % groups` one tile larger.
