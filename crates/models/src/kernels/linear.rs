@@ -4,12 +4,13 @@
 //! runs at the speed memory delivers the weight. The weight is packed once, at load, as blocks of
 //! [`BLOCK`] outputs side by side per input (`[⌈out / BLOCK⌉, in, BLOCK]`), so that a block's sums
 //! read one contiguous run of memory from start to end: a single sequential stream per thread,
-//! whose loop asks the CPU for the weights [`AHEAD`] of its loads. A block's outputs are summed in
-//! vector registers, each input value broadcast to every lane and multiplied by the next row of the
-//! block, [`UNROLL`] rows' sums apart so that the multiply-adds do not wait on each other. Runs of
-//! blocks go to threads, and a run's loops run through `pulp`, compiled for the widest vector
-//! instructions the CPU has. Each block is read once for every sample of the batch, the later ones
-//! from cache.
+//! whose loop asks the CPU for the weights [`STREAM_AHEAD`] values ahead of its loads (machine A,
+//! one thread: AlexNet's 9216 → 4096 10.4 → 8.4 ms, VGG16's 25088 → 4096 28.5 → 22.4). A block's
+//! outputs are summed in vector registers, each input value broadcast to every lane and multiplied
+//! by the next row of the block, [`UNROLL`] rows' sums apart so that the multiply-adds do not wait
+//! on each other. Runs of blocks go to threads, and a run's loops run through `pulp`, compiled for
+//! the widest vector instructions the CPU has. Each block is read once for every sample of the
+//! batch, the later ones from cache.
 //!
 //! Against dot products of `[out, in]` rows four at a time (four streams, each group asking for
 //! the next group's rows ahead), machine D, one thread, in-pass, AlexNet's 9216 → 4096 layer
@@ -33,12 +34,6 @@ const UNROLL: usize = 4;
 
 /// Runs of blocks per thread, so that a thread that falls behind is helped.
 const RUNS_PER_THREAD: usize = 4;
-
-/// Values of the weight ahead of the ones being multiplied that each step asks the CPU for.
-/// Machine A, AlexNet in-pass, medians of 3 alternating processes, one thread: 9216 → 4096
-/// 10.5–10.6 → 8.0–8.7 ms (ONNX Runtime 9.3), AVX2 10.4 → 8.3; two threads 5.43 → 4.30; VGG16's
-/// 25088 → 4096 28.5 → 22.4.
-const AHEAD: usize = STREAM_AHEAD;
 
 /// A linear layer ready to run.
 #[derive(Debug, Clone)]
@@ -180,7 +175,7 @@ impl Run<'_> {
 /// whatever follows them, which the last steps ask for ahead), the sample `x` (`[in]`) and the
 /// block's `bias`: each input value broadcast and multiplied by its row of the block, in `V`
 /// vectors of `S`, [`UNROLL`] rows at a time into separate sums, each step asking for the
-/// weights [`AHEAD`] of its own.
+/// weights [`STREAM_AHEAD`] values ahead of its own.
 #[inline(always)]
 fn block<S: pulp::Simd, const V: usize>(
     simd: S,
@@ -202,7 +197,7 @@ fn block<S: pulp::Simd, const V: usize>(
         .chunks_exact(UNROLL * BLOCK)
         .zip(x.chunks_exact(UNROLL));
     for (step, (rows, values)) in steps.enumerate() {
-        let at = step * UNROLL * BLOCK + AHEAD;
+        let at = step * UNROLL * BLOCK + STREAM_AHEAD;
         for line in 0..UNROLL * BLOCK / LINE {
             prefetch(weights, at + line * LINE);
         }

@@ -20,8 +20,9 @@
 //! into blocks small enough that the block's transformed input and products stay in the core's
 //! cache between the three steps; each block's pixels go straight into the band's own rows of
 //! every output plane, on the thread that computed them (a separate pass over the whole result
-//! after the blocks ran at the same speed on two threads as on one). A small map
-//! (fewer tiles than a block per thread) is split by output channels instead: every window is
+//! after the blocks ran at the same speed on two threads as on one). A small map (fewer tiles
+//! than a block per thread, and on several threads fewer than [`BANDS_MIN_TILES`]) is split by
+//! output channels instead: every window is
 //! transformed first, and each thread runs the products over all the tiles for its share of the
 //! channels. The input is read channels-last and zero-padded once, so that every window lies
 //! inside it.
@@ -487,11 +488,8 @@ impl pulp::WithSimd for Tiles<'_> {
 /// 16.8 MB weight) 1.15–1.19× by bands on AVX2.
 const BANDS_MIN_TILES: usize = 32;
 
-/// Output channels per task of [`by_channels`] are a multiple of this (a block of the packed
-/// weight, [`BLOCK`]).
-const CHANNEL_STEP: usize = BLOCK;
-
-/// A layer with too few tiles to give every thread a block of its own: every window is
+/// A layer with too few tiles to give every thread a block of its own (on several threads,
+/// fewer than [`BANDS_MIN_TILES`]): every window is
 /// transformed first, and then each thread takes a share of the output channels, with its own
 /// products over all the tiles, `Aᵀ M A` and its own NCHW planes of `y`.
 fn by_channels(
@@ -520,7 +518,8 @@ fn by_channels(
     let threads = rayon::current_num_threads().max(1);
     let share = cout
         .div_ceil(threads)
-        .next_multiple_of(CHANNEL_STEP)
+        // Whole blocks of the packed weight, as the products take them.
+        .next_multiple_of(BLOCK)
         .min(cout);
     y.par_chunks_mut(share * ho * wo)
         .enumerate()
