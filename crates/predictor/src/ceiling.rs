@@ -7,14 +7,20 @@
 //! layer's FLOPs over the best rate its kernel reached among the rows a regressor learned from
 //! is a time that no prediction goes under.
 //!
-//! Only for the kernels whose rate the vector units bound: those that do a layer's FLOPs as
-//! they are counted, in matrix products ([`compute_bound`]). Winograd's kernels do fewer
+//! For the kernels whose rate the vector units bound: those that do a layer's FLOPs as they
+//! are counted, in matrix products ([`compute_bound`]). Winograd's kernels do fewer
 //! multiplications than counted, and their rate in counted FLOPs grows with the channels
-//! (VGG16's 3×3 layers reach 1.4× the best of any other network's); depthwise layers, linear
-//! layers at batch 1 and the layers without weights are bound by memory, whose rate grows as a
-//! layer fits a nearer cache.
+//! (VGG16's 3×3 layers reach 1.4× the best of any other network's); depthwise layers and the
+//! layers without weights are bound by memory, whose rate grows as a layer fits a nearer cache.
+//!
+//! And for linear layers whose weight no cache holds ([`STREAMED_BYTES`]), bound by the rate at
+//! which memory streams their weight: their weight's bytes over the best rate any such layer
+//! streamed at among the rows. Machine A, two threads, a quick profile at kernel revision 61:
+//! every sampled or in-pass linear layer of 64 MiB or more streamed 30.5–32.9 GB/s, and VGG16's
+//! 411 MB one, predicted without its own rows, came out 27 % under its in-pass time without
+//! this floor.
 
-use models::{ConvKernel, ConvRun, LayerSpec};
+use models::{ConvKernel, ConvRun, LayerKind, LayerSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Measurement;
@@ -35,20 +41,43 @@ fn compute_bound(conv: Option<ConvRun>) -> Option<ConvKernel> {
     bound.then_some(kernel)
 }
 
+/// Bytes of weight from which a linear layer reads its weight from memory on every pass,
+/// whatever the machine's caches hold: larger than the share of a third-level cache any of the
+/// measured machines gives a core.
+pub const STREAMED_BYTES: u64 = 64 << 20;
+
+/// The weight's bytes of a linear layer `spec` of at least [`STREAMED_BYTES`]; `None` for any
+/// other layer.
+fn streamed_bytes(spec: &LayerSpec) -> Option<f64> {
+    let bytes = spec.params.saturating_mul(size_of::<f32>() as u64);
+    (matches!(spec.kind, LayerKind::Linear { .. }) && bytes >= STREAMED_BYTES)
+        .then_some(bytes as f64)
+}
+
 /// The best rate, in FLOPs per ms, that each compute-bound kernel of one layer class reached
-/// on the rows a regressor learned from.
+/// on the rows a regressor learned from, and the best rate, in bytes per ms, at which a linear
+/// layer streamed its weight from memory there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ceiling {
     /// For each compute-bound kernel seen, its best rate.
     best: Vec<(ConvKernel, f64)>,
+    /// The best rate at which a linear layer of [`STREAMED_BYTES`] or more read its weight,
+    /// bytes per ms; 0 where the rows held none.
+    #[serde(default)]
+    stream: f64,
 }
 
 impl Ceiling {
-    /// The best rate of each compute-bound kernel among `rows`; rows of no FLOPs or no time
-    /// say nothing.
+    /// The best rate of each compute-bound kernel among `rows`, and the best rate at which a
+    /// linear layer among them streamed its weight; rows of no FLOPs or no time say nothing.
     pub fn of<'a>(rows: impl IntoIterator<Item = &'a Measurement>) -> Ceiling {
         let mut ceiling = Ceiling::default();
         for row in rows {
+            if let Some(bytes) = streamed_bytes(&row.spec)
+                && row.median_ms > 0.0
+            {
+                ceiling.stream = ceiling.stream.max(bytes / row.median_ms);
+            }
             let Some(kernel) = compute_bound(row.conv) else {
                 continue;
             };
@@ -65,9 +94,17 @@ impl Ceiling {
         ceiling
     }
 
-    /// The least time a layer `spec` run as `conv` can take at its kernel's best rate, in ms;
-    /// 0 where the kernel is not compute-bound or was never seen.
+    /// The least time a layer `spec` run as `conv` can take at its kernel's best rate, or a
+    /// linear layer of [`STREAMED_BYTES`] or more at the best rate a weight streamed, in ms; 0
+    /// where the kernel is not compute-bound or was never seen.
     pub fn floor_ms(&self, spec: &LayerSpec, conv: Option<ConvRun>) -> f64 {
+        if let Some(bytes) = streamed_bytes(spec) {
+            return if self.stream > 0.0 {
+                bytes / self.stream
+            } else {
+                0.0
+            };
+        }
         let Some(kernel) = compute_bound(conv) else {
             return 0.0;
         };
@@ -129,5 +166,41 @@ mod tests {
         assert_eq!(with, Ceiling::of([&slow]));
         assert_eq!(with.floor_ms(&wide.spec, winograd.conv), 0.0);
         assert_eq!(Ceiling::of([]).floor_ms(&wide.spec, wide.conv), 0.0);
+    }
+
+    fn linear(inputs: usize, outputs: usize, ms: f64) -> Measurement {
+        let kind = LayerKind::Linear {
+            in_features: inputs,
+            out_features: outputs,
+            bias: true,
+        };
+        Measurement {
+            spec: LayerSpec::infer("layer", kind, vec![vec![inputs]]).expect("valid"),
+            conv: None,
+            median_ms: ms,
+        }
+    }
+
+    #[test]
+    fn no_weight_from_memory_is_priced_faster_than_a_weight_ever_streamed() {
+        // 9216 × 4096 (151 MB) at 5 ms and 4096 × 4096 (67 MB, just above the bound) at 3 ms;
+        // a 1024 × 1024 layer (4 MB, cached) faster than either says nothing.
+        let (large, just, cached) = (
+            linear(9216, 4096, 5.0),
+            linear(4096, 4096, 3.0),
+            linear(1024, 1024, 0.01),
+        );
+        let ceiling = Ceiling::of([&large, &just, &cached, &linear(8192, 8192, 0.0)]);
+        let bytes = |m: &Measurement| (m.spec.params * 4) as f64;
+        let rate = bytes(&large) / 5.0;
+        let vgg = linear(25088, 4096, 10.0);
+        let floor = ceiling.floor_ms(&vgg.spec, None);
+        assert!((floor - bytes(&vgg) / rate).abs() < 1e-9, "{floor}");
+        assert_eq!(ceiling.bound(1.0, &vgg.spec, None), floor);
+        assert_eq!(ceiling.bound(20.0, &vgg.spec, None), 20.0);
+        // Below the bound a weight may sit in a cache: no floor, nor with no large rows.
+        assert_eq!(ceiling.floor_ms(&cached.spec, None), 0.0);
+        assert_eq!(ceiling.floor_ms(&linear(4000, 4096, 1.0).spec, None), 0.0);
+        assert_eq!(Ceiling::of([&cached]).floor_ms(&vgg.spec, None), 0.0);
     }
 }
